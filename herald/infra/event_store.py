@@ -1,0 +1,128 @@
+"""The event store port: what every adapter (SQLite, EventStoreDB) guarantees.
+
+Versions in a stream count from 1; an empty stream is at version 0. Positions
+in the global log count from 1 and have no gaps visible to readers.
+
+Guarantees (proved by `tests/contract/test_event_store.py` for each adapter):
+- optimistic concurrency: `expected_version` is an int (the stream's current
+  version), `NO_STREAM` (the stream must be empty) or `ANY`;
+- idempotent append: events whose `event_id` is already stored are dropped;
+  when nothing new remains the call returns the stored positions and skips
+  the version check (so a retry of a committed append succeeds);
+- gap-free global order: a reader never sees position N+1 before N;
+- `subscribe` replays from a position, then follows new appends live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol, Union
+from uuid import UUID
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+class _NoStream:
+    def __repr__(self) -> str:
+        return "NO_STREAM"
+
+
+ANY: Final = _Any()
+NO_STREAM: Final = _NoStream()
+ExpectedVersion = Union[int, _Any, _NoStream]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended. `event_id` decides idempotency."""
+
+    event_id: UUID
+    type: str
+    data: dict[str, Any]
+    occurred_at: datetime
+    schema_version: int = 1
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as the store holds it: the envelope DESIGN.md describes."""
+
+    event_id: UUID
+    stream: str
+    version: int
+    position: int
+    type: str
+    schema_version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where the appended (or already stored) events sit."""
+
+    stream_version: int
+    positions: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's part of a multi-stream atomic append."""
+
+    stream: str
+    events: Sequence[NewEvent]
+    expected_version: ExpectedVersion = ANY
+
+
+class WrongExpectedVersion(Exception):
+    """The stream moved on since the caller read it (HTTP 409)."""
+
+    def __init__(self, stream: str, expected: ExpectedVersion, actual: int) -> None:
+        super().__init__(f"stream {stream!r} is at version {actual}, expected {expected!r}")
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class EventStore(Protocol):
+    """The port. Reads and appends are synchronous; `subscribe` is an async generator."""
+
+    def append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ANY
+    ) -> AppendResult:
+        """Append to one stream atomically."""
+        ...
+
+    def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one atomic transaction (all or nothing)."""
+        ...
+
+    def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        """The stream's events from `from_version` on, in version order."""
+        ...
+
+    def stream_version(self, stream: str) -> int:
+        """The stream's current version (0 when empty)."""
+        ...
+
+    def read_all(self, from_position: int = 1, limit: int | None = None) -> Iterator[RecordedEvent]:
+        """The global log from `from_position` on, in position order."""
+        ...
+
+    def head_position(self) -> int:
+        """The position of the last committed event (0 when empty)."""
+        ...
+
+    def subscribe(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
+        """Catch up from `from_position`, then yield new events as they are committed."""
+        ...
+
+    def close(self) -> None: ...

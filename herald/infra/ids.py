@@ -1,0 +1,45 @@
+"""Identifiers: deterministic event ids, random ids from an injected source, profile ids."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+
+import xxhash
+
+# The namespace of every deterministic id Herald makes; fixed forever, since
+# changing it would make replays append new ids instead of dropping them.
+HERALD_NAMESPACE = uuid.UUID("6f1b2c57-5c1e-4e7a-9a53-2f0e8c1d4b7a")
+
+
+def deterministic_id(*parts: object) -> uuid.UUID:
+    """The same UUID for the same parts: `uuid5(processor, causing event id, ordinal)`."""
+    return uuid.uuid5(HERALD_NAMESPACE, "\x1f".join(str(p) for p in parts))
+
+
+class IdSource:
+    """Random ids from a seedable generator, so tests are deterministic."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._random = random.Random(seed) if seed is not None else random.SystemRandom()
+
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self._random.getrandbits(128), version=4)
+
+    def profile_id(self) -> str:
+        """A 24-hex id like the guide's `5e8a7f9de7d8b9372bb0de5c`."""
+        return f"{self._random.getrandbits(96):024x}"
+
+    def token(self, nbytes: int = 24) -> str:
+        return self._random.getrandbits(nbytes * 8).to_bytes(nbytes, "big").hex()
+
+
+def profile_md5_id(profile_id: str) -> str:
+    """The profile's MD5 identifier (32 hex)."""
+    return hashlib.md5(profile_id.encode()).hexdigest()
+
+
+def profile_xxh_id(profile_id: str) -> str:
+    """The profile's XXH identifier (xxh64, 16 hex)."""
+    return xxhash.xxh64_hexdigest(profile_id.encode())
