@@ -1,0 +1,88 @@
+"""Unique values (a profile's email within its database, unique custom fields) as claims.
+
+Uniqueness spans profiles, so no single profile stream can enforce it. Each
+unique value gets a tiny claim stream; a profile takes the claim in the same
+atomic append that gives it the value, and the store's version check makes
+two concurrent takers collide instead of both winning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from herald.domain.decider import Decider
+from herald.domain.errors import AlreadyExists
+from herald.domain.events import Event, registry
+
+
+@registry.register("UniqueValueClaimed")
+class UniqueValueClaimed(Event):
+    database_id: str
+    kind: str
+    value: str
+    profile_id: str
+
+
+@registry.register("UniqueValueReleased")
+class UniqueValueReleased(Event):
+    database_id: str
+    kind: str
+    value: str
+    profile_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimState:
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimValue:
+    database_id: str
+    kind: str
+    value: str
+    profile_id: str
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseValue:
+    database_id: str
+    kind: str
+    value: str
+    profile_id: str
+
+
+ClaimCommand = ClaimValue | ReleaseValue
+
+
+def claim_stream(database_id: str, kind: str, value: str) -> str:
+    """The stream that holds the claim on one unique value."""
+    return f"unique-{database_id}-{kind}-{value}"
+
+
+def decide(command: ClaimCommand, state: ClaimState) -> list[Event]:
+    """Claim a free value, or release one's own; a value owned by another profile is refused."""
+    fields = dict(
+        database_id=command.database_id, kind=command.kind, value=command.value, profile_id=command.profile_id
+    )
+    if isinstance(command, ReleaseValue):
+        return [UniqueValueReleased(**fields)] if state.owner == command.profile_id else []
+    if state.owner is None:
+        return [UniqueValueClaimed(**fields)]
+    if state.owner == command.profile_id:
+        return []
+    raise AlreadyExists(
+        f"{command.value!r} is already used by profile {state.owner} in this database", command.path or command.kind
+    )
+
+
+def evolve(state: ClaimState, event: Event) -> ClaimState:
+    if isinstance(event, UniqueValueClaimed):
+        return ClaimState(owner=event.profile_id)
+    if isinstance(event, UniqueValueReleased):
+        return ClaimState(owner=None)
+    return state
+
+
+claim_decider: Decider[ClaimCommand, ClaimState] = Decider(ClaimState(), decide, evolve)

@@ -1,0 +1,52 @@
+"""Tracked events: what customers do on sites and in apps, posted by trackers.
+
+A tracked event belongs to a profile (found by a match key) or, before the
+visitor is known, to an anonymous id. Known profiles' events go to the
+profile's activity stream, which the profile's history merges with its own
+stream; anonymous events wait in the anonymous stream until an `identify`
+links that anonymous id to a profile. Activity lives apart from the profile
+stream so that loading a profile to decide a command never folds its clicks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from herald.domain.events import Event, registry
+
+MAX_EVENT_NAME = 200
+
+
+def activity_stream(profile_id: str) -> str:
+    return f"activity-{profile_id}"
+
+
+def anonymous_stream(anonymous_id: str) -> str:
+    return f"anonymous-{anonymous_id}"
+
+
+@registry.register("ActivityTracked")
+class ActivityTracked(Event):
+    """A named action with properties, at the time it happened on the customer's side."""
+
+    database_id: str
+    profile_id: str | None = None
+    anonymous_id: str | None = None
+    name: str = Field(min_length=1, max_length=MAX_EVENT_NAME)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)  # ip, user agent, page, library
+    client_event_id: str | None = None
+    at: datetime
+
+
+@registry.register("AnonymousIdLinked")
+class AnonymousIdLinked(Event):
+    """An `identify` told us who an anonymous visitor is."""
+
+    database_id: str
+    profile_id: str
+    anonymous_id: str
+    at: datetime

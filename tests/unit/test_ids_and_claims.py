@@ -1,0 +1,58 @@
+"""Deterministic ids, seeded id sources, and unique-value claims."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import xxhash
+
+from herald.domain.claims import ClaimValue, ReleaseValue, UniqueValueClaimed, UniqueValueReleased, claim_decider
+from herald.domain.errors import AlreadyExists
+from herald.infra.ids import IdSource, deterministic_id, profile_md5_id, profile_xxh_id
+from tests.unit.decider_table import then, then_error
+
+
+def test_deterministic_ids_depend_only_on_their_parts() -> None:
+    assert deterministic_id("proc", "evt", 0) == deterministic_id("proc", "evt", 0)
+    assert deterministic_id("proc", "evt", 0) != deterministic_id("proc", "evt", 1)
+    assert deterministic_id("a", "bc") != deterministic_id("ab", "c")
+
+
+def test_a_seeded_id_source_repeats_itself() -> None:
+    first, second = IdSource(7), IdSource(7)
+    assert [first.profile_id() for _ in range(3)] == [second.profile_id() for _ in range(3)]
+    profile_id = IdSource(1).profile_id()
+    assert len(profile_id) == 24 and int(profile_id, 16) >= 0
+
+
+def test_profile_hash_ids() -> None:
+    assert profile_md5_id("abc") == hashlib.md5(b"abc").hexdigest()
+    assert profile_xxh_id("abc") == xxhash.xxh64(b"abc").hexdigest()
+
+
+CLAIMED_BY_A = UniqueValueClaimed(database_id="1", kind="email", value="ann@x.io", profile_id="a")
+RELEASED_BY_A = UniqueValueReleased(database_id="1", kind="email", value="ann@x.io", profile_id="a")
+
+
+@pytest.mark.parametrize(
+    ("given", "when", "expected"),
+    [
+        ([], ClaimValue("1", "email", "ann@x.io", "a"), [CLAIMED_BY_A]),
+        ([CLAIMED_BY_A], ClaimValue("1", "email", "ann@x.io", "a"), []),
+        ([CLAIMED_BY_A], ReleaseValue("1", "email", "ann@x.io", "a"), [RELEASED_BY_A]),
+        ([CLAIMED_BY_A], ReleaseValue("1", "email", "ann@x.io", "b"), []),
+        ([CLAIMED_BY_A, RELEASED_BY_A], ClaimValue("1", "email", "ann@x.io", "a"), [CLAIMED_BY_A]),
+    ],
+    ids=["claim a free value", "reclaim own value", "release own value", "others cannot release", "claim again"],
+)
+def test_claims(given: list, when: object, expected: list) -> None:
+    assert then(claim_decider, given, when) == expected
+
+
+def test_a_value_owned_by_another_profile_is_refused_naming_the_field() -> None:
+    error = then_error(
+        claim_decider, [CLAIMED_BY_A], ClaimValue("1", "email", "ann@x.io", "b", path="rows.3.email"),
+        AlreadyExists, "rows.3.email",
+    )
+    assert "profile a" in error.reason
