@@ -1,0 +1,66 @@
+"""The Starlette application: the route table, read top to bottom."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from herald.api.endpoints import Endpoint
+from herald.api.errors import error_body
+from herald.api.openapi import openapi_document
+from herald.api.responses import json_response
+from herald.api.routes import catalog, events, profiles, stop_lists, system, tokens, tracking
+from herald.api.wiring import Herald
+
+VERSION = "0.1.0"
+
+
+def endpoints() -> list[Endpoint]:
+    """Every endpoint of the API, grouped as the OpenAPI tags are."""
+    return [
+        *system.ENDPOINTS,
+        *tokens.ENDPOINTS,
+        *catalog.ENDPOINTS,
+        *stop_lists.ENDPOINTS,
+        *profiles.ENDPOINTS,
+        *tracking.ENDPOINTS,
+        *events.ENDPOINTS,
+    ]
+
+
+def openapi() -> dict[str, object]:
+    return openapi_document(endpoints(), VERSION)
+
+
+def create_app(herald: Herald, run_processors: bool = True) -> Starlette:
+    """The app over a wired Herald; with `run_processors` the in-process runtime runs alongside."""
+    table: Sequence[Endpoint] = endpoints()
+    document = openapi_document(table, VERSION)
+
+    async def serve_openapi(request: Request) -> Response:
+        return json_response(document)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return json_response(error_body(404, f"no route {request.method} {request.url.path}"), 404)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if run_processors:
+            herald.start_processors()
+        try:
+            yield
+        finally:
+            await herald.stop_processors()
+
+    app = Starlette(
+        routes=[e.route(herald) for e in table],
+        exception_handlers={404: not_found},
+        lifespan=lifespan,
+    )
+    app.add_route("/api/v1/openapi.json", serve_openapi, methods=["GET"])
+    app.state.herald = herald
+    return app

@@ -1,0 +1,39 @@
+"""Bearer-token authentication: the bootstrap admin token from config, and issued tokens by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from starlette.requests import Request
+
+from herald.api.endpoints import grants
+from herald.api.errors import HttpError
+from herald.projections.api_tokens import ApiTokensProjection
+
+
+def token_hash(token: str) -> str:
+    """Tokens are stored as SHA-256: they are random 192-bit secrets, so no slow KDF is needed."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Authenticator:
+    def __init__(self, admin_token: str | None, tokens: ApiTokensProjection) -> None:
+        self._admin_token = admin_token
+        self._tokens = tokens
+
+    def authorize(self, request: Request, needed: str) -> str:
+        """The actor (`token:<id>` or `admin`) when the bearer token has the `needed` role."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HttpError(401, "send 'Authorization: Bearer <token>'", "authorization")
+        if self._admin_token and hmac.compare_digest(token.encode(), self._admin_token.encode()):
+            return "admin"
+        found = self._tokens.role_of(token_hash(token))
+        if found is None:
+            raise HttpError(401, "unknown or revoked token", "authorization")
+        token_id, role = found
+        if not grants(role, needed):
+            raise HttpError(403, f"this token's role {role!r} does not allow {needed!r}", "authorization")
+        return f"token:{token_id}"

@@ -1,0 +1,70 @@
+"""Errors mapped to HTTP statuses, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from herald.api.responses import json_response
+from herald.domain.errors import AlreadyExists, DomainError, NotFound, RuleViolated, ValidationFailed
+from herald.infra.event_store import WrongExpectedVersion
+
+
+class HttpError(Exception):
+    """An error the API raises itself (auth, limits, unknown routes)."""
+
+    def __init__(self, status: int, reason: str, path: str = "") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.path = path
+
+
+_DOMAIN_STATUS: dict[type[DomainError], int] = {
+    ValidationFailed: 422,
+    RuleViolated: 422,
+    NotFound: 404,
+    AlreadyExists: 409,
+}
+
+
+def error_body(status: int, reason: str, path: str = "", **extra: Any) -> dict[str, Any]:
+    detail: dict[str, Any] = {"reason": reason}
+    if path:
+        detail["path"] = path
+    return {"error": {"status": status, **detail, **extra}}
+
+
+def pydantic_errors(error: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Each pydantic error as {path, reason}, the path dotted like `rows.3.email`."""
+    items = []
+    for e in error.errors(include_url=False):
+        path = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        items.append({"path": path, "reason": e["msg"]})
+    return items
+
+
+def domain_status(error: DomainError) -> int:
+    for cls in type(error).__mro__:
+        if cls in _DOMAIN_STATUS:
+            return _DOMAIN_STATUS[cls]
+    return 422
+
+
+async def handle_exception(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ValidationError):
+        errors = pydantic_errors(exc)
+        first = errors[0] if errors else {"path": "", "reason": "invalid request"}
+        return json_response(error_body(422, first["reason"], first["path"], errors=errors), 422)
+    if isinstance(exc, DomainError):
+        status = domain_status(exc)
+        return json_response(error_body(status, exc.reason, exc.path), status)
+    if isinstance(exc, WrongExpectedVersion):
+        body = error_body(409, str(exc), "expected_version", actual_version=exc.actual)
+        return json_response(body, 409)
+    if isinstance(exc, HttpError):
+        return json_response(error_body(exc.status, exc.reason, exc.path), exc.status)
+    raise exc

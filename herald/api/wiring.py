@@ -1,0 +1,115 @@
+"""Wiring: the one place that chooses adapters and builds Herald's parts from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from herald.api.auth import Authenticator
+from herald.domain.events import registry
+from herald.infra.clock import Clock, SystemClock
+from herald.infra.config import Settings
+from herald.infra.event_store import EventStore
+from herald.infra.ids import IdSource
+from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
+from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.processors.runtime import InProcessRuntime
+from herald.projections.api_tokens import ApiTokensProjection
+from herald.projections.catalog import CatalogProjection
+from herald.projections.profiles import ProfilesProjection
+from herald.services.aggregates import Aggregates
+from herald.services.catalog import CatalogService
+from herald.services.profiles import ProfileService
+from herald.services.tokens import TokenService
+from herald.services.tracking import TrackingService
+
+
+@dataclass
+class Projections:
+    profiles: ProfilesProjection
+    catalog: CatalogProjection
+    api_tokens: ApiTokensProjection
+
+    def all(self) -> list[ProfilesProjection | CatalogProjection | ApiTokensProjection]:
+        return [self.profiles, self.catalog, self.api_tokens]
+
+    def checksums(self) -> dict[str, str]:
+        return {p.name: p.checksum() for p in self.all()}
+
+
+@dataclass
+class Herald:
+    """Everything a running Herald holds: the log, read models, runtime, services."""
+
+    settings: Settings
+    clock: Clock
+    ids: IdSource
+    store: EventStore
+    projections: Projections
+    runtime: InProcessRuntime
+    aggregates: Aggregates
+    auth: Authenticator
+    catalog: CatalogService
+    profiles: ProfileService
+    tracking: TrackingService
+    tokens: TokenService
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def start_processors(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.runtime.run())
+
+    async def stop_processors(self) -> None:
+        if self._task is not None:
+            self.runtime.stop()
+            await self._task
+            self._task = None
+
+    def close(self) -> None:
+        self.store.close()
+        self.projections.profiles.conn.close()
+
+
+def build_projections(readmodel_path: Path) -> Projections:
+    conn = open_readmodel_db(readmodel_path)
+    return Projections(
+        profiles=ProfilesProjection(conn), catalog=CatalogProjection(conn), api_tokens=ApiTokensProjection(conn)
+    )
+
+
+def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None = None) -> Herald:
+    """A Herald over the embedded default: SQLite log, SQLite read models, in-process runtime."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    clock = clock or SystemClock()
+    ids = ids or IdSource()
+    store = SqliteEventStore(settings.event_store_path, clock)
+    projections = build_projections(settings.readmodel_path)
+    runtime = InProcessRuntime(
+        store, SqliteCheckpoints(projections.profiles.conn), projections=projections.all()
+    )
+    aggregates = Aggregates(store, registry, clock, ids)
+    catalog = CatalogService(aggregates, projections.catalog)
+    return Herald(
+        settings=settings,
+        clock=clock,
+        ids=ids,
+        store=store,
+        projections=projections,
+        runtime=runtime,
+        aggregates=aggregates,
+        auth=Authenticator(settings.admin_token or _stored_admin_token(settings.data_dir), projections.api_tokens),
+        catalog=catalog,
+        profiles=ProfileService(aggregates, catalog, projections.profiles),
+        tracking=TrackingService(aggregates, projections.profiles),
+        tokens=TokenService(aggregates, projections.api_tokens),
+    )
+
+
+def _stored_admin_token(data_dir: Path) -> str:
+    """The bootstrap admin token: made once on first start and kept in the data directory."""
+    path = data_dir / "admin-token"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,0 +1,41 @@
+"""Configuration from the environment (the one place that reads it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str | None = None
+    # Signs tracking tokens; generated into the data directory on first start when unset.
+    secret_key: str | None = None
+    account_timezone: str = "UTC"
+
+    @property
+    def event_store_path(self) -> Path:
+        return self.data_dir / "events.sqlite"
+
+    @property
+    def readmodel_path(self) -> Path:
+        return self.data_dir / "readmodels.sqlite"
+
+
+def settings_from_env(**overrides: object) -> Settings:
+    """Settings from `HERALD_*` variables; explicit overrides (CLI flags) win."""
+    values: dict[str, object] = {
+        "data_dir": Path(os.environ.get("HERALD_DATA_DIR", "herald-data")),
+        "host": os.environ.get("HERALD_HOST", "127.0.0.1"),
+        "port": int(os.environ.get("HERALD_PORT", "8080")),
+        "admin_token": os.environ.get("HERALD_ADMIN_TOKEN"),
+        "secret_key": os.environ.get("HERALD_SECRET_KEY"),
+        "account_timezone": os.environ.get("HERALD_ACCOUNT_TIMEZONE", "UTC"),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["data_dir"] = Path(str(values["data_dir"]))
+    return Settings(**values)  # type: ignore[arg-type]

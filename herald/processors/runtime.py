@@ -1,0 +1,203 @@
+"""The in-process processor runtime: named consumers with checkpoints, catch-up then live.
+
+Two kinds of consumer tail the log:
+- a *projection* applies events to a read model and commits its rows together
+  with its checkpoint (one transaction), so it never double-applies;
+- a *reactor* turns events into new events. Delivery is at-least-once (the
+  checkpoint is written after the append); effects are exactly-once because
+  each emitted event's id is `uuid5(reactor, causing event id, ordinal)`, so a
+  redelivery re-appends the same ids and the store drops them.
+
+One pass over the log serves every consumer: the runtime reads from the
+lowest checkpoint and hands each consumer only the events past its own.
+Tests call `drain()` to drive every consumer to the head of the log; the
+server runs `run()` which drains, then waits for appends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from herald.infra.event_store import ANY, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
+from herald.infra.ids import deterministic_id
+
+log = logging.getLogger(__name__)
+
+
+class Projection(Protocol):
+    name: str
+
+    def checkpoint(self) -> int:
+        """The position of the last event this projection committed (0 = none)."""
+        ...
+
+    def apply(self, event: RecordedEvent) -> None:
+        """Fold one event into the pending changes."""
+        ...
+
+    def commit(self, position: int) -> None:
+        """Persist pending changes and the checkpoint `position` atomically."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """An event a reactor wants appended; the runtime gives it its deterministic id."""
+
+    stream: str
+    type: str
+    data: dict[str, Any]
+    occurred_at: datetime
+    expected_version: ExpectedVersion = ANY
+    schema_version: int = 1
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Reactor(Protocol):
+    name: str
+
+    def handle(self, event: RecordedEvent) -> Sequence[Emission]:
+        """The events `event` causes (often none)."""
+        ...
+
+
+class CheckpointStore(Protocol):
+    def load(self, name: str) -> int: ...
+
+    def save(self, name: str, position: int) -> None: ...
+
+
+class _ReactorConsumer:
+    """Adapts a reactor to the projection shape: emits on apply, checkpoints on commit."""
+
+    def __init__(self, reactor: Reactor, store: EventStore, checkpoints: CheckpointStore) -> None:
+        self.reactor = reactor
+        self.name = reactor.name
+        self._store = store
+        self._checkpoints = checkpoints
+        self._position = checkpoints.load(reactor.name)
+
+    def checkpoint(self) -> int:
+        return self._position
+
+    def apply(self, event: RecordedEvent) -> None:
+        emissions = self.reactor.handle(event)
+        if emissions:
+            self._store.append_many([self._to_append(event, i, e) for i, e in enumerate(emissions)])
+
+    def _to_append(self, cause: RecordedEvent, ordinal: int, emission: Emission) -> StreamAppend:
+        metadata = {
+            "correlation_id": cause.metadata.get("correlation_id", str(cause.event_id)),
+            "causation_id": str(cause.event_id),
+            "actor": f"processor:{self.name}",
+            **emission.metadata,
+        }
+        new = NewEvent(
+            event_id=deterministic_id(self.name, cause.event_id, ordinal),
+            type=emission.type,
+            data=emission.data,
+            occurred_at=emission.occurred_at,
+            schema_version=emission.schema_version,
+            metadata=metadata,
+        )
+        return StreamAppend(emission.stream, [new], emission.expected_version)
+
+    def commit(self, position: int) -> None:
+        self._checkpoints.save(self.name, position)
+        self._position = position
+
+
+class InProcessRuntime:
+    """Runs projections and reactors over one event store, in this process."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        checkpoints: CheckpointStore,
+        projections: Sequence[Projection] = (),
+        reactors: Sequence[Reactor] = (),
+        batch_size: int = 5000,
+    ) -> None:
+        self._store = store
+        self._consumers: list[Projection] = [
+            *projections,
+            *(_ReactorConsumer(r, store, checkpoints) for r in reactors),
+        ]
+        self._batch_size = batch_size
+        self._stopping = asyncio.Event()
+        self._condition: asyncio.Condition | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self._consumers]
+
+    def positions(self) -> dict[str, int]:
+        """Each consumer's checkpoint: how far it has processed the log."""
+        return {c.name: c.checkpoint() for c in self._consumers}
+
+    def drain(self, until: int | None = None, progress: Callable[[int], object] | None = None) -> int:
+        """Process the log up to `until` (default: the head, including what reactors append)."""
+        processed = 0
+        while True:
+            target = self._store.head_position() if until is None else until
+            start = min((c.checkpoint() for c in self._consumers), default=target) + 1
+            if start > target:
+                return processed
+            done = self._pass(start, target)
+            if done == 0:
+                return processed
+            processed += done
+            if progress is not None:
+                progress(done)
+
+    def _pass(self, start: int, target: int) -> int:
+        batch = list(self._store.read_all(start, limit=min(self._batch_size, target - start + 1)))
+        if not batch:
+            return 0
+        last = batch[-1].position
+        for consumer in self._consumers:
+            begin = consumer.checkpoint()
+            if begin >= last:
+                continue
+            for event in batch:
+                if event.position > begin:
+                    consumer.apply(event)
+            consumer.commit(last)
+        return len(batch)
+
+    async def run(self) -> None:
+        """Drain, then sleep until the log grows past what was processed, until `stop()`."""
+        self._stopping.clear()
+        progress = self._progress()
+        while not self._stopping.is_set():
+            try:
+                self.drain()
+            except Exception:  # a poisoned batch must not kill the server; the next wake retries it
+                log.exception("processor batch failed")
+            async with progress:
+                progress.notify_all()
+            done = min(self.positions().values(), default=0)
+            grew = asyncio.ensure_future(self._store.wait_for_new(done))
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({grew, stop}, return_when=asyncio.FIRST_COMPLETED)
+            grew.cancel()
+            stop.cancel()
+
+    async def reached(self, position: int) -> None:
+        """Return once every consumer has processed `position` (while `run` is going)."""
+        progress = self._progress()
+        async with progress:
+            await progress.wait_for(lambda: min(self.positions().values(), default=position) >= position)
+
+    def _progress(self) -> asyncio.Condition:
+        if self._condition is None:
+            self._condition = asyncio.Condition()
+        return self._condition
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,41 @@
+"""Issuing and revoking API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from herald.domain.api_tokens import IssueApiToken, RevokeApiToken, api_token_decider
+from herald.projections.api_tokens import ApiTokensProjection
+from herald.services.aggregates import Aggregates, CommandContext, Outcome
+
+
+def _stream(token_id: str) -> str:
+    return f"apitoken-{token_id}"
+
+
+class TokenService:
+    def __init__(self, aggregates: Aggregates, tokens: ApiTokensProjection) -> None:
+        self._aggregates = aggregates
+        self._tokens = tokens
+
+    def issue(self, name: str, role: str, context: CommandContext) -> tuple[str, str, Outcome]:
+        """A new token: (token id, the secret shown once, outcome). Only its hash is stored."""
+        token_id = self._aggregates.ids.token(8)
+        secret = f"hrld_{secrets.token_urlsafe(32)}"
+        command = IssueApiToken(
+            token_id=token_id,
+            name=name,
+            role=role,
+            token_hash=hashlib.sha256(secret.encode()).hexdigest(),
+            at=self._aggregates.clock.now(),
+        )
+        outcome = self._aggregates.execute(api_token_decider, _stream(token_id), command, context)
+        return token_id, secret, outcome
+
+    def revoke(self, token_id: str, context: CommandContext) -> Outcome:
+        command = RevokeApiToken(at=self._aggregates.clock.now())
+        return self._aggregates.execute(api_token_decider, _stream(token_id), command, context)
+
+    def list(self) -> list[dict[str, object]]:
+        return self._tokens.list()
