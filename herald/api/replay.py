@@ -46,7 +46,7 @@ def replay(settings: Settings, keep_live: bool = False) -> int:
 
 
 def _checksums_at_head(store: SqliteEventStore, path: Path, head: int, label: str) -> dict[str, str]:
-    projections = build_projections(path)
+    projections = build_projections(path, store)
     runtime = InProcessRuntime(
         store, SqliteCheckpoints(projections.profiles.conn), projections=projections.all(), batch_size=20_000
     )

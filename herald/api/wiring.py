@@ -9,6 +9,7 @@ from pathlib import Path
 
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
+from herald.domain.profiles import ProfileState, profile_decider, profile_stream
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
@@ -71,10 +72,19 @@ class Herald:
         self.projections.profiles.conn.close()
 
 
-def build_projections(readmodel_path: Path) -> Projections:
+def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
     conn = open_readmodel_db(readmodel_path)
+
+    def load_profile(profile_id: str, before_position: int) -> ProfileState:
+        events = store.read_stream(profile_stream(profile_id))
+        return profile_decider.fold(
+            registry.decode(e.type, e.schema_version, e.data) for e in events if e.position < before_position
+        )
+
     return Projections(
-        profiles=ProfilesProjection(conn), catalog=CatalogProjection(conn), api_tokens=ApiTokensProjection(conn)
+        profiles=ProfilesProjection(conn, load_profile),
+        catalog=CatalogProjection(conn),
+        api_tokens=ApiTokensProjection(conn),
     )
 
 
@@ -84,7 +94,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     clock = clock or SystemClock()
     ids = ids or IdSource()
     store = SqliteEventStore(settings.event_store_path, clock)
-    projections = build_projections(settings.readmodel_path)
+    projections = build_projections(settings.readmodel_path, store)
     runtime = InProcessRuntime(
         store, SqliteCheckpoints(projections.profiles.conn), projections=projections.all()
     )
@@ -101,7 +111,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         auth=Authenticator(settings.admin_token or _stored_admin_token(settings.data_dir), projections.api_tokens),
         catalog=catalog,
         profiles=ProfileService(aggregates, catalog, projections.profiles),
-        tracking=TrackingService(aggregates, projections.profiles),
+        tracking=TrackingService(aggregates, catalog, projections.profiles),
         tokens=TokenService(aggregates, projections.api_tokens),
     )
 

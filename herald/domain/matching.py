@@ -134,17 +134,32 @@ def _subscription_key(row_data: Mapping[str, Any], channel: str, kind: str) -> L
     for position, entry in enumerate(subscriptions):
         if not isinstance(entry, Mapping) or entry.get("channel") != channel:
             continue
-        nested = entry.get(f"{channel}_data")
-        for source in (entry, nested if isinstance(nested, Mapping) else {}):
-            for name in (*_CONTACT_NAMES[channel], "contact"):
-                if source.get(name):
-                    path = f"subscriptions.{position}.{name}"
-                    return LookupKey(kind, normalize_contact(channel, str(source[name]), path))
+        found = entry_contact(entry)
+        if found is not None:
+            name, contact = found
+            return LookupKey(kind, normalize_contact(channel, contact, f"subscriptions.{position}.{name}"))
+    return None
+
+
+def entry_contact(entry: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(where, contact): the contact an import row's subscription entry gives, in any spelling.
+
+    The guide shows `email` flat and `email_data.email` nested; by analogy SMS
+    gives `phone` and push `token`, and `contact` works for every channel.
+    """
+    channel = str(entry.get("channel", ""))
+    nested = entry.get(f"{channel}_data")
+    sources = (("", entry), (f"{channel}_data.", nested if isinstance(nested, Mapping) else {}))
+    for prefix, source in sources:
+        for name in (*_CONTACT_NAMES.get(channel, ()), "contact"):
+            if source.get(name):
+                return f"{prefix}{name}", str(source[name])
     return None
 
 
 # How the guide's import payload names each channel's contact (`email`, `email_data.email`, …).
-_CONTACT_NAMES = {"email": ("email",), "sms": ("phone",), "push": ("token",)}
+_CONTACT_NAMES = {"email": ("email",), "sms": ("phone",), "push": ("token",),
+                  **{c: ("phone",) for c in PHONE_CHANNELS}}
 
 
 def profile_lookup_keys(state: ProfileState, unique_fields: frozenset[str]) -> frozenset[LookupKey]:

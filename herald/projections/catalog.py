@@ -30,7 +30,9 @@ STOP_LIST = "stop_list"
 class _Folded:
     """Objects of one kind folded by their decider, cached in memory, stored as JSON."""
 
-    def __init__(self, kind: str, state_type: type, evolve: Callable[[Any, Event], Any], initial: Any) -> None:
+    def __init__(
+        self, kind: str, state_type: type, evolve: Callable[[Any, Event], Any], initial: Any
+    ) -> None:
         self.kind = kind
         self.adapter: TypeAdapter[Any] = TypeAdapter(state_type)
         self.evolve = evolve
@@ -51,8 +53,12 @@ class CatalogProjection(SqliteProjection):
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._folded = {
-            "database-": _Folded(DATABASE, databases.DatabaseState, databases.evolve, databases.DatabaseState()),
-            "resource-": _Folded(RESOURCE, resources.ResourceState, resources.evolve, resources.ResourceState()),
+            "database-": _Folded(
+                DATABASE, databases.DatabaseState, databases.evolve, databases.DatabaseState()
+            ),
+            "resource-": _Folded(
+                RESOURCE, resources.ResourceState, resources.evolve_resource, resources.ResourceState()
+            ),
         }
         super().__init__(conn)
 
@@ -103,8 +109,14 @@ class CatalogProjection(SqliteProjection):
 
     def _stop_list_created(self, event: RecordedEvent) -> None:
         d = event.data
-        doc = {"list_id": d["list_id"], "kind": d["kind"], "name": d["name"],
-               "description": d.get("description", ""), "tags": d.get("tags", []), "deleted": False}
+        doc = {
+            "list_id": d["list_id"],
+            "kind": d["kind"],
+            "name": d["name"],
+            "description": d.get("description", ""),
+            "tags": d.get("tags", []),
+            "deleted": False,
+        }
         self.write(
             "INSERT OR REPLACE INTO catalog_objects (kind, id, name, deleted, doc) VALUES (?, ?, ?, 0, ?)",
             (STOP_LIST, d["list_id"], d["name"], dumps(doc)),
@@ -153,11 +165,15 @@ class CatalogProjection(SqliteProjection):
 
     def list(self, kind: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Every object of `kind` as its JSON document, by id."""
-        sql = "SELECT doc FROM catalog_objects WHERE kind = ?" + ("" if include_deleted else " AND deleted = 0")
+        sql = "SELECT doc FROM catalog_objects WHERE kind = ?" + (
+            "" if include_deleted else " AND deleted = 0"
+        )
         return [loads(row[0]) for row in self.conn.execute(sql + " ORDER BY id", (kind,))]
 
     def entry_count(self, list_id: str) -> int:
-        row = self.conn.execute("SELECT count(*) FROM stop_list_entries WHERE list_id = ?", (list_id,)).fetchone()
+        row = self.conn.execute(
+            "SELECT count(*) FROM stop_list_entries WHERE list_id = ?", (list_id,)
+        ).fetchone()
         return int(row[0])
 
     def entries(self, list_id: str, after: str = "", limit: int = 1000) -> list[dict[str, str]]:
@@ -166,8 +182,10 @@ class CatalogProjection(SqliteProjection):
             "WHERE list_id = ? AND kind || ':' || entry_key > ? ORDER BY kind || ':' || entry_key LIMIT ?",
             (list_id, after, limit),
         )
-        return [{"kind": r[0], "value": r[1], "reason": r[2], "added_at": r[3], "cursor": f"{r[0]}:{r[4]}"}
-                for r in rows]
+        return [
+            {"kind": r[0], "value": r[1], "reason": r[2], "added_at": r[3], "cursor": f"{r[0]}:{r[4]}"}
+            for r in rows
+        ]
 
 
 def _name_of(doc: dict[str, Any]) -> str:

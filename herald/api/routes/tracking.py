@@ -1,0 +1,183 @@
+"""Tracked events: Herald's batch endpoint and the Segment tracking spec's `identify`/`track`/`batch`.
+
+Batches are read row by row (orjson, then one pydantic model per row) so one
+malformed event is reported at its index while the valid ones are stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from herald.api.endpoints import Call, Endpoint
+from herald.api.errors import HttpError, pydantic_errors
+from herald.domain.errors import ValidationFailed
+from herald.domain.matching import MatchMode
+from herald.domain.profiles import ImportMode
+from herald.domain.tracking import MAX_EVENT_NAME
+from herald.services.profiles import ImportOptions
+from herald.services.tracking import MAX_BATCH, TrackInput
+
+
+class TrackedEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event: str = Field(min_length=1, max_length=MAX_EVENT_NAME, description="the action's name")
+    profile: dict[str, Any] | None = Field(None, description='one match field, e.g. {"email": "ann@x.io"}')
+    anonymous_id: str | None = Field(None, min_length=1, max_length=200)
+    properties: dict[str, Any] = {}
+    context: dict[str, Any] = {}
+    at: datetime | None = Field(None, description="when it happened (default: when received)")
+    event_id: str | None = Field(None, min_length=1, max_length=200, description="the client's id: resends are no-ops")
+
+
+class TrackBatchBody(BaseModel):
+    """Documentation shape of the batch; rows are validated one by one."""
+
+    database_id: str
+    events: list[TrackedEventIn] = Field(max_length=MAX_BATCH)
+
+
+class SegmentMessage(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    type: Literal["identify", "track"]
+    user_id: str | None = Field(None, alias="userId")
+    anonymous_id: str | None = Field(None, alias="anonymousId")
+    event: str | None = Field(None, max_length=MAX_EVENT_NAME)
+    properties: dict[str, Any] = {}
+    traits: dict[str, Any] = {}
+    context: dict[str, Any] = {}
+    timestamp: datetime | None = None
+    message_id: str | None = Field(None, alias="messageId")
+
+
+class SegmentBatchBody(BaseModel):
+    batch: list[SegmentMessage] = Field(max_length=MAX_BATCH)
+
+
+class SegmentQuery(BaseModel):
+    database_id: str
+    user_id_field: str = Field("email", description="the match field userId is: email, phone, profile_id or a "
+                                                    "unique custom field")
+
+
+_ROW = TypeAdapter(TrackedEventIn)
+_SEGMENT = TypeAdapter(SegmentMessage)
+
+
+async def _json(call: Call) -> Any:
+    try:
+        return orjson.loads(await call.request.body())
+    except orjson.JSONDecodeError as error:
+        raise HttpError(422, f"the body is not JSON: {error}", "body") from None
+
+
+def _rows(items: Any, key: str, adapter: TypeAdapter[Any]) -> list[Any]:
+    if not isinstance(items, list):
+        raise HttpError(422, f"{key} must be a list", key)
+    if len(items) > MAX_BATCH:
+        raise HttpError(422, f"a batch holds at most {MAX_BATCH} events, not {len(items)}", key)
+    parsed: list[Any] = []
+    for item in items:
+        try:
+            parsed.append(adapter.validate_python(item))
+        except ValidationError as error:
+            first = pydantic_errors(error)[0]
+            parsed.append(ValidationFailed(first["reason"], first["path"]))
+    return parsed
+
+
+async def track_batch(call: Call) -> dict[str, Any]:
+    body = await _json(call)
+    if not isinstance(body, dict) or not isinstance(body.get("database_id"), str):
+        raise HttpError(422, "name the profile database", "database_id")
+    rows = _rows(body.get("events"), "events", _ROW)
+    inputs = [r if isinstance(r, ValidationFailed) else TrackInput(
+        name=r.event, at=r.at, profile=r.profile, anonymous_id=r.anonymous_id, properties=r.properties,
+        context=r.context, event_id=r.event_id) for r in rows]
+    results = call.herald.tracking.track(body["database_id"], inputs, call.context)
+    return _summary(results)
+
+
+def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = {k: 0 for k in ("accepted", "duplicate", "error")}
+    for result in results:
+        counts[result["status"]] += 1
+    return {"counts": counts, "results": results}
+
+
+async def segment_batch(call: Call) -> dict[str, Any]:
+    body = await _json(call)
+    if not isinstance(body, dict):
+        raise HttpError(422, "expected {\"batch\": [...]}", "batch")
+    return _segment(call, _rows(body.get("batch"), "batch", _SEGMENT))
+
+
+async def segment_single(call: Call) -> dict[str, Any]:
+    body = await _json(call)
+    if isinstance(body, dict):
+        body.setdefault("type", call.request.url.path.rsplit("/", 1)[-1])
+    return _segment(call, _rows([body], "body", _SEGMENT))
+
+
+def _segment(call: Call, messages: list[Any]) -> dict[str, Any]:
+    """Identify messages upsert profiles (traits as fields); track messages become tracked events."""
+    q: SegmentQuery = call.query
+    herald = call.herald
+    results: list[dict[str, Any]] = [{} for _ in messages]
+    tracks: list[tuple[int, TrackInput | ValidationFailed]] = []
+    for index, message in enumerate(messages):
+        if isinstance(message, ValidationFailed) or message.type == "track":
+            tracks.append((index, message if isinstance(message, ValidationFailed) else _track_input(message, q)))
+            continue
+        results[index] = _identify(call, message, q, index)
+    if tracks:
+        tracked = herald.tracking.track(q.database_id, [t for _, t in tracks], call.context)
+        for (index, _), result in zip(tracks, tracked, strict=True):
+            results[index] = {**result, "index": index}
+            if "error" in result:
+                result["error"]["path"] = result["error"]["path"].replace("events.", "batch.", 1)
+    return _summary(results)
+
+
+def _track_input(message: SegmentMessage, q: SegmentQuery) -> TrackInput | ValidationFailed:
+    if not message.event:
+        return ValidationFailed("a track message names its event", "event")
+    return TrackInput(name=message.event, at=message.timestamp,
+                      profile={q.user_id_field: message.user_id} if message.user_id else None,
+                      anonymous_id=message.anonymous_id, properties=message.properties, context=message.context,
+                      event_id=message.message_id)
+
+
+def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) -> dict[str, Any]:
+    row = dict(message.traits)
+    if message.user_id:
+        row[q.user_id_field] = message.user_id
+    mode = {"email": MatchMode.EMAIL, "phone": MatchMode.PHONE, "profile_id": MatchMode.PROFILE_ID}.get(
+        q.user_id_field, MatchMode.CUSTOM)
+    options = ImportOptions(mode=ImportMode.ADD_AND_UPDATE, match=mode,
+                            field_name=q.user_id_field if mode is MatchMode.CUSTOM else None, source="segment")
+    result = call.herald.profiles.import_rows(q.database_id, [row], options, call.context)[0]
+    body = result.to_json()
+    body["index"] = index
+    if result.error:
+        body["error"]["path"] = body["error"]["path"].replace("rows.0", f"batch.{index}.traits", 1)
+        return body
+    if message.anonymous_id and result.profile_id:
+        call.herald.tracking.link_anonymous(q.database_id, result.profile_id, message.anonymous_id, call.context)
+    return body
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/api/v1/track/batch", track_batch, "Post up to 10,000 tracked events", "tracking",
+             body=TrackBatchBody, role="track", raw_body=True),
+    Endpoint("POST", "/api/v1/track/segment/batch", segment_batch,
+             "Segment-spec batch of identify and track messages", "tracking", body=SegmentBatchBody,
+             query=SegmentQuery, role="track", raw_body=True),
+    Endpoint("POST", "/api/v1/track/segment/identify", segment_single, "Segment-spec identify", "tracking",
+             body=SegmentMessage, query=SegmentQuery, role="track", raw_body=True),
+    Endpoint("POST", "/api/v1/track/segment/track", segment_single, "Segment-spec track", "tracking",
+             body=SegmentMessage, query=SegmentQuery, role="track", raw_body=True),
+]

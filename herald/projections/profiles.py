@@ -1,0 +1,368 @@
+"""Profiles: the profile card, lookups by match key, subscriber lists, anonymous-id links.
+
+Profile events are folded with the profile decider's own `evolve` (one piece
+of code per rule), cached in memory and written behind: each commit writes
+the card, the lookup keys and the subscription rows of the profiles that
+changed, with the checkpoint, in one transaction. A profile the cache no
+longer holds is re-folded from its stream up to the event being applied
+(`load_profile`), so the result never depends on batch sizes — which is what
+makes a replay's checksums equal the live ones.
+
+Lookup keys depend on which custom fields are unique; this projection folds
+that from database events itself, so keys are computed with the schema as of
+each event, not as of whenever a batch happens to be flushed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
+
+from pydantic import TypeAdapter
+
+from herald.domain import profiles
+from herald.domain.events import registry
+from herald.domain.matching import LookupKey, profile_lookup_keys
+from herald.domain.profiles import ProfileState
+from herald.domain.subscriptions import Subscription
+from herald.infra.event_store import RecordedEvent
+from herald.infra.serialization import dumps, loads
+from herald.projections.sqlite_projection import Handler, SqliteProjection
+
+LoadProfile = Callable[[str, int], ProfileState]
+"""(profile id, position) → the profile folded from its events before that position."""
+
+_CACHE_LIMIT = 50_000
+_SUBSCRIPTION = TypeAdapter(Subscription)
+_CHUNK = 400
+
+
+def card(state: ProfileState) -> dict[str, Any]:
+    """The customer card: fields, statuses, ids, registration and tracked data, subscriptions."""
+    registration = state.registration
+    return {
+        "profile_id": state.profile_id,
+        "database_id": state.database_id,
+        "md5_id": state.md5_id,
+        "xxh_id": state.xxh_id,
+        "email": state.email,
+        "fields": dict(state.fields),
+        "global_status": str(state.status),
+        "is_test": state.is_test,
+        "timezone": state.timezone,
+        "registration": {
+            "date": registration.date,
+            "ip": registration.ip,
+            "city": registration.city,
+            "country": registration.country,
+            "url": registration.url,
+            "vendor": registration.vendor,
+        },
+        "tracked": state.tracked.model_dump(mode="json") if state.tracked else None,
+        "subscriptions": [_subscription_json(s) for s in _ordered(state.subscriptions.items.values())],
+        "source": state.source,
+        "created_at": state.created_at.isoformat() if state.created_at else None,
+        "updated_at": state.updated_at.isoformat() if state.updated_at else None,
+        "deleted": state.deleted,
+        "merged_into": state.merged_into,
+    }
+
+
+def _ordered(subscriptions: Iterable[Subscription]) -> list[Subscription]:
+    return sorted(
+        subscriptions,
+        key=lambda s: (s.key.resource_id, s.key.channel, s.priority, s.key.contact, s.key.provider or ""),
+    )
+
+
+def _subscription_json(subscription: Subscription) -> dict[str, Any]:
+    doc = _SUBSCRIPTION.dump_python(subscription, mode="json", exclude_none=True)
+    key = doc.pop("key")
+    doc["device"] = {k: v for k, v in doc.get("device", {}).items() if v is not None}
+    return {**key, **doc}
+
+
+class ProfilesProjection(SqliteProjection):
+    name = "profiles"
+    ddl: ClassVar = (
+        "CREATE TABLE IF NOT EXISTS profile_cards (profile_id TEXT PRIMARY KEY, database_id TEXT NOT NULL, "
+        "email TEXT NOT NULL, global_status TEXT NOT NULL, is_test INTEGER NOT NULL, live INTEGER NOT NULL, "
+        "card BLOB NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS profile_cards_by_database ON profile_cards (database_id, live, profile_id)",
+        "CREATE TABLE IF NOT EXISTS profile_lookups (database_id TEXT NOT NULL, kind TEXT NOT NULL, "
+        "value TEXT NOT NULL, profile_id TEXT NOT NULL, PRIMARY KEY (database_id, kind, value, profile_id))",
+        "CREATE INDEX IF NOT EXISTS profile_lookups_by_profile ON profile_lookups (profile_id)",
+        "CREATE TABLE IF NOT EXISTS subscriptions (profile_id TEXT NOT NULL, resource_id TEXT NOT NULL, "
+        "channel TEXT NOT NULL, contact TEXT NOT NULL, provider TEXT NOT NULL, database_id TEXT NOT NULL, "
+        "status TEXT NOT NULL, priority INTEGER NOT NULL, registered_at TEXT NOT NULL, "
+        "PRIMARY KEY (profile_id, resource_id, channel, contact, provider))",
+        "CREATE INDEX IF NOT EXISTS subscriptions_by_resource "
+        "ON subscriptions (resource_id, channel, status, profile_id)",
+        "CREATE TABLE IF NOT EXISTS anonymous_links (anonymous_id TEXT NOT NULL, database_id TEXT NOT NULL, "
+        "profile_id TEXT NOT NULL, PRIMARY KEY (database_id, anonymous_id))",
+        "CREATE TABLE IF NOT EXISTS profile_unique_fields (database_id TEXT NOT NULL, field TEXT NOT NULL, "
+        "PRIMARY KEY (database_id, field))",
+    )
+    tables: ClassVar = {
+        "profile_cards": "profile_id",
+        "profile_lookups": "database_id, kind, value, profile_id",
+        "subscriptions": "profile_id, resource_id, channel, contact, provider",
+        "anonymous_links": "database_id, anonymous_id",
+        "profile_unique_fields": "database_id, field",
+    }
+
+    def __init__(self, conn: sqlite3.Connection, load_profile: LoadProfile | None = None) -> None:
+        super().__init__(conn)
+        self._load_profile = load_profile
+        self._states: dict[str, ProfileState] = {}
+        self._keys: dict[str, frozenset[LookupKey]] = {}
+        self._stored_keys: dict[str, frozenset[LookupKey]] = {}
+        self._dirty: set[str] = set()
+        self._unique: dict[str, frozenset[str]] = {}
+        for database_id, field in conn.execute("SELECT database_id, field FROM profile_unique_fields"):
+            self._unique[database_id] = self._unique.get(database_id, frozenset()) | {field}
+
+    def set_loader(self, load_profile: LoadProfile) -> None:
+        self._load_profile = load_profile
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "DatabaseCreated": self._database_created,
+            "CustomFieldAdded": self._custom_field_set,
+            "CustomFieldUpdated": self._custom_field_set,
+            "CustomFieldRemoved": self._custom_field_removed,
+            "AnonymousIdLinked": self._anonymous_linked,
+        }
+
+    def apply(self, event: RecordedEvent) -> None:
+        if event.stream.startswith("profile-"):
+            self._fold(event)
+        else:
+            super().apply(event)
+
+    # --- profiles ----------------------------------------------------------------------------
+
+    def _fold(self, event: RecordedEvent) -> None:
+        profile_id = event.stream[len("profile-") :]
+        typed = registry.decode(event.type, event.schema_version, event.data)
+        state = self._states.get(profile_id)
+        if state is None:
+            state = self._load(profile_id, event)
+        state = profiles.evolve(state, typed)
+        self._states[profile_id] = state
+        self._keys[profile_id] = profile_lookup_keys(state, self._unique.get(state.database_id, frozenset()))
+        self._dirty.add(profile_id)
+
+    def _load(self, profile_id: str, event: RecordedEvent) -> ProfileState:
+        if event.version == 1:
+            return profiles.profile_decider.initial
+        if self._load_profile is None:
+            raise RuntimeError("the profiles projection needs a profile loader to resume a partial fold")
+        self._stored_keys.setdefault(profile_id, self._keys_in_db(profile_id))
+        return self._load_profile(profile_id, event.position)
+
+    def _keys_in_db(self, profile_id: str) -> frozenset[LookupKey]:
+        rows = self.conn.execute(
+            "SELECT kind, value FROM profile_lookups WHERE profile_id = ?", (profile_id,)
+        )
+        return frozenset(LookupKey(kind, value) for kind, value in rows)
+
+    def flush(self) -> None:
+        super().flush()
+        cards, key_deletes, key_inserts, sub_rows = [], [], [], []
+        for profile_id in sorted(self._dirty):
+            state = self._states[profile_id]
+            cards.append(
+                (
+                    profile_id,
+                    state.database_id,
+                    state.email,
+                    str(state.status),
+                    int(state.is_test),
+                    int(state.exists),
+                    dumps(card(state)),
+                )
+            )
+            new_keys = self._keys[profile_id]
+            old_keys = self._stored_keys.get(profile_id, frozenset())
+            key_deletes += [(state.database_id, k.kind, k.value, profile_id) for k in old_keys - new_keys]
+            key_inserts += [(state.database_id, k.kind, k.value, profile_id) for k in new_keys - old_keys]
+            self._stored_keys[profile_id] = new_keys
+            sub_rows += (
+                [
+                    (
+                        profile_id,
+                        s.key.resource_id,
+                        s.key.channel,
+                        s.key.contact,
+                        s.key.provider or "",
+                        state.database_id,
+                        str(s.status),
+                        s.priority,
+                        s.registered_at.isoformat(),
+                    )
+                    for s in state.subscriptions.items.values()
+                ]
+                if state.exists
+                else []
+            )
+        execute = self.conn.executemany
+        execute("INSERT OR REPLACE INTO profile_cards VALUES (?, ?, ?, ?, ?, ?, ?)", cards)
+        execute(
+            "DELETE FROM profile_lookups WHERE database_id = ? AND kind = ? AND value = ? AND profile_id = ?",
+            key_deletes,
+        )
+        execute("INSERT OR IGNORE INTO profile_lookups VALUES (?, ?, ?, ?)", key_inserts)
+        execute("DELETE FROM subscriptions WHERE profile_id = ?", [(p,) for p in sorted(self._dirty)])
+        execute("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", sub_rows)
+        self._dirty.clear()
+        if len(self._states) > _CACHE_LIMIT:
+            self._forget()
+
+    def discard(self) -> None:
+        super().discard()
+        self._forget()
+        self._unique = {}
+        for database_id, field in self.conn.execute("SELECT database_id, field FROM profile_unique_fields"):
+            self._unique[database_id] = self._unique.get(database_id, frozenset()) | {field}
+
+    def _forget(self) -> None:
+        self._states.clear()
+        self._keys.clear()
+        self._stored_keys.clear()
+        self._dirty.clear()
+
+    # --- the schema's unique fields, as of each event ----------------------------------------
+
+    def _database_created(self, event: RecordedEvent) -> None:
+        database_id = event.data["database_id"]
+        for field in event.data.get("custom_fields", []):
+            if field.get("unique"):
+                self._set_unique(database_id, field["name"], True)
+
+    def _custom_field_set(self, event: RecordedEvent) -> None:
+        field = event.data["field"]
+        self._set_unique(event.data["database_id"], field["name"], bool(field.get("unique")))
+
+    def _custom_field_removed(self, event: RecordedEvent) -> None:
+        self._set_unique(event.data["database_id"], event.data["name"], False)
+
+    def _set_unique(self, database_id: str, name: str, unique: bool) -> None:
+        current = self._unique.get(database_id, frozenset())
+        self._unique[database_id] = current | {name} if unique else current - {name}
+        if unique:
+            self.write("INSERT OR IGNORE INTO profile_unique_fields VALUES (?, ?)", (database_id, name))
+        else:
+            self.write(
+                "DELETE FROM profile_unique_fields WHERE database_id = ? AND field = ?", (database_id, name)
+            )
+
+    def _anonymous_linked(self, event: RecordedEvent) -> None:
+        d = event.data
+        self.write(
+            "INSERT OR REPLACE INTO anonymous_links VALUES (?, ?, ?)",
+            (d["anonymous_id"], d["database_id"], d["profile_id"]),
+        )
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def card(self, profile_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT card FROM profile_cards WHERE profile_id = ?", (profile_id,)
+        ).fetchone()
+        return loads(row[0]) if row else None
+
+    def resolve(self, database_id: str, keys: Sequence[LookupKey]) -> dict[LookupKey, list[str]]:
+        """The live profiles each key finds in the database, oldest id first."""
+        found: dict[LookupKey, list[str]] = {}
+        unique = sorted(set(keys))
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            where = " OR ".join("(kind = ? AND value = ?)" for _ in chunk)
+            params: list[str] = [database_id]
+            for key in chunk:
+                params += [key.kind, key.value]
+            rows = self.conn.execute(
+                f"SELECT kind, value, profile_id FROM profile_lookups WHERE database_id = ? AND ({where}) "  # noqa: S608
+                "ORDER BY kind, value, profile_id",
+                params,
+            )
+            for kind, value, profile_id in rows:
+                found.setdefault(LookupKey(kind, value), []).append(profile_id)
+        return found
+
+    def linked_profiles(self, database_id: str, anonymous_ids: Sequence[str]) -> dict[str, str]:
+        """anonymous id → profile id, for the ids an `identify` linked."""
+        linked: dict[str, str] = {}
+        unique = sorted(set(anonymous_ids))
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            rows = self.conn.execute(
+                f"SELECT anonymous_id, profile_id FROM anonymous_links WHERE database_id = ? "  # noqa: S608
+                f"AND anonymous_id IN ({','.join('?' * len(chunk))})",
+                [database_id, *chunk],
+            )
+            linked.update(dict(rows))
+        return linked
+
+    def anonymous_ids_of(self, profile_id: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT anonymous_id FROM anonymous_links WHERE profile_id = ? ORDER BY anonymous_id",
+            (profile_id,),
+        )
+        return [r[0] for r in rows]
+
+    def list_profiles(
+        self, database_id: str, after: str = "", limit: int = 100, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT card FROM profile_cards WHERE database_id = ? AND live = 1 AND profile_id > ?"
+        params: list[Any] = [database_id, after]
+        if status:
+            sql += " AND global_status = ?"
+            params.append(status)
+        rows = self.conn.execute(sql + " ORDER BY profile_id LIMIT ?", [*params, limit])
+        return [loads(r[0]) for r in rows]
+
+    def subscribers(
+        self,
+        resource_id: str,
+        channel: str | None = None,
+        status: str | None = None,
+        after: str = "",
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The subscriptions of a resource (optionally one channel, one status), by profile id."""
+        sql = (
+            "SELECT profile_id, database_id, channel, contact, provider, status, priority, registered_at "
+            "FROM subscriptions WHERE resource_id = ? AND profile_id > ?"
+        )
+        params: list[Any] = [resource_id, after]
+        if channel:
+            sql += " AND channel = ?"
+            params.append(channel)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        rows = self.conn.execute(
+            sql + " ORDER BY profile_id, channel, priority, contact LIMIT ?", [*params, limit]
+        )
+        columns = (
+            "profile_id",
+            "database_id",
+            "channel",
+            "contact",
+            "provider",
+            "status",
+            "priority",
+            "registered_at",
+        )
+        return [dict(zip(columns, r, strict=True)) for r in rows]
+
+    def status_counts(self, database_id: str) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT global_status, count(*) FROM profile_cards WHERE database_id = ? AND live = 1 "
+            "GROUP BY global_status",
+            (database_id,),
+        )
+        return dict(rows)

@@ -1,0 +1,40 @@
+"""Fixtures: a Herald wired over a temp directory with a manual clock and seeded ids, and an HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from herald.api.app import create_app
+from herald.api.wiring import Herald, build
+from herald.infra.clock import ManualClock
+from herald.infra.config import Settings
+from herald.infra.ids import IdSource
+
+ADMIN_TOKEN = "test-admin-token"
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def herald(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
+    app = build(Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN), clock=clock, ids=IdSource(42))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+async def api(herald: Herald) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app; processors do not run by themselves: call `herald.runtime.drain()`."""
+    transport = httpx.ASGITransport(app=create_app(herald, run_processors=False))
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as client:
+        yield client
