@@ -16,7 +16,8 @@ from herald.infra.event_store import EventStore
 from herald.infra.ids import IdSource
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.sqlite_event_store import SqliteEventStore
-from herald.processors.runtime import InProcessRuntime
+from herald.processors.runtime import InProcessRuntime, Reactor
+from herald.processors.stop_list_rules import HardBounceRule
 from herald.projections.api_tokens import ApiTokensProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.profiles import ProfilesProjection
@@ -72,6 +73,11 @@ class Herald:
         self.projections.profiles.conn.close()
 
 
+def reactors() -> list[Reactor]:
+    """The processors that turn events into further events or commands."""
+    return [HardBounceRule()]
+
+
 def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
     conn = open_readmodel_db(readmodel_path)
 
@@ -95,10 +101,14 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     ids = ids or IdSource()
     store = SqliteEventStore(settings.event_store_path, clock)
     projections = build_projections(settings.readmodel_path, store)
-    runtime = InProcessRuntime(
-        store, SqliteCheckpoints(projections.profiles.conn), projections=projections.all()
-    )
     aggregates = Aggregates(store, registry, clock, ids)
+    runtime = InProcessRuntime(
+        store,
+        SqliteCheckpoints(projections.profiles.conn),
+        projections=projections.all(),
+        reactors=reactors(),
+        execute=aggregates.execute_request,
+    )
     catalog = CatalogService(aggregates, projections.catalog)
     return Herald(
         settings=settings,

@@ -3,10 +3,12 @@
 Two kinds of consumer tail the log:
 - a *projection* applies events to a read model and commits its rows together
   with its checkpoint (one transaction), so it never double-applies;
-- a *reactor* turns events into new events. Delivery is at-least-once (the
-  checkpoint is written after the append); effects are exactly-once because
-  each emitted event's id is `uuid5(reactor, causing event id, ordinal)`, so a
-  redelivery re-appends the same ids and the store drops them.
+- a *reactor* turns events into new events, or into commands decided on an
+  aggregate. Delivery is at-least-once (the checkpoint is written after the
+  append); effects are exactly-once because each emitted event's id is
+  `uuid5(reactor, causing event id, ordinal)` (for a command, the ids derive
+  from that request id), so a redelivery re-appends the same ids and the
+  store drops them.
 
 One pass over the log serves every consumer: the runtime reads from the
 lowest checkpoint and hands each consumer only the events past its own.
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from herald.domain.decider import Decider
 from herald.infra.event_store import ANY, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 
@@ -58,11 +61,29 @@ class Emission:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """A command a reactor wants decided on an aggregate (its rules re-checked on the current state)."""
+
+    decider: Decider[Any, Any]
+    stream: str
+    command: Any
+
+
+Reaction = Emission | Dispatch
+
+
 class Reactor(Protocol):
     name: str
 
-    def handle(self, event: RecordedEvent) -> Sequence[Emission]:
-        """The events `event` causes (often none)."""
+    def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
+        """The events or commands `event` causes (often none)."""
+        ...
+
+
+class CommandExecutor(Protocol):
+    def __call__(self, decider: Decider[Any, Any], stream: str, command: Any, request_id: str, actor: str) -> object:
+        """Decide and append; `request_id` makes the appended event ids deterministic."""
         ...
 
 
@@ -75,10 +96,13 @@ class CheckpointStore(Protocol):
 class _ReactorConsumer:
     """Adapts a reactor to the projection shape: emits on apply, checkpoints on commit."""
 
-    def __init__(self, reactor: Reactor, store: EventStore, checkpoints: CheckpointStore) -> None:
+    def __init__(
+        self, reactor: Reactor, store: EventStore, checkpoints: CheckpointStore, execute: CommandExecutor | None
+    ) -> None:
         self.reactor = reactor
         self.name = reactor.name
         self._store = store
+        self._execute = execute
         self._checkpoints = checkpoints
         self._position = checkpoints.load(reactor.name)
 
@@ -86,9 +110,17 @@ class _ReactorConsumer:
         return self._position
 
     def apply(self, event: RecordedEvent) -> None:
-        emissions = self.reactor.handle(event)
+        reactions = self.reactor.handle(event)
+        emissions = [(i, r) for i, r in enumerate(reactions) if isinstance(r, Emission)]
         if emissions:
-            self._store.append_many([self._to_append(event, i, e) for i, e in enumerate(emissions)])
+            self._store.append_many([self._to_append(event, i, e) for i, e in emissions])
+        for i, reaction in enumerate(reactions):
+            if isinstance(reaction, Dispatch):
+                if self._execute is None:
+                    raise RuntimeError(f"reactor {self.name} dispatches commands but the runtime has no executor")
+                request_id = str(deterministic_id(self.name, event.event_id, i))
+                self._execute(reaction.decider, reaction.stream, reaction.command, request_id,
+                              f"processor:{self.name}")
 
     def _to_append(self, cause: RecordedEvent, ordinal: int, emission: Emission) -> StreamAppend:
         metadata = {
@@ -122,11 +154,12 @@ class InProcessRuntime:
         projections: Sequence[Projection] = (),
         reactors: Sequence[Reactor] = (),
         batch_size: int = 5000,
+        execute: CommandExecutor | None = None,
     ) -> None:
         self._store = store
         self._consumers: list[Projection] = [
             *projections,
-            *(_ReactorConsumer(r, store, checkpoints) for r in reactors),
+            *(_ReactorConsumer(r, store, checkpoints, execute) for r in reactors),
         ]
         self._batch_size = batch_size
         self._stopping = asyncio.Event()

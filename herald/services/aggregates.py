@@ -137,3 +137,9 @@ class Aggregates:
                 continue
             return Outcome(stream, tuple(e.event_id for e in envelopes), result.stream_version, tuple(events))
         raise WrongExpectedVersion(stream, ANY, self.store.stream_version(stream))
+
+    def execute_request(self, decider: Decider[Any, S], stream: str, command: Any, request_id: str,
+                        actor: str) -> Outcome:
+        """Execute a processor's command; `request_id` makes a redelivered command append nothing new."""
+        return self.execute(decider, stream, command, CommandContext(actor=actor, source="processor",
+                                                                     request_id=request_id))
