@@ -274,22 +274,22 @@ class ProfilesProjection(SqliteProjection):
         return loads(row[0]) if row else None
 
     def resolve(self, database_id: str, keys: Sequence[LookupKey]) -> dict[LookupKey, list[str]]:
-        """The live profiles each key finds in the database, oldest id first."""
+        """The live profiles each key finds in the database, by profile id."""
         found: dict[LookupKey, list[str]] = {}
-        unique = sorted(set(keys))
-        for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start : start + _CHUNK]
-            where = " OR ".join("(kind = ? AND value = ?)" for _ in chunk)
-            params: list[str] = [database_id]
-            for key in chunk:
-                params += [key.kind, key.value]
-            rows = self.conn.execute(
-                f"SELECT kind, value, profile_id FROM profile_lookups WHERE database_id = ? AND ({where}) "  # noqa: S608
-                "ORDER BY kind, value, profile_id",
-                params,
-            )
-            for kind, value, profile_id in rows:
-                found.setdefault(LookupKey(kind, value), []).append(profile_id)
+        by_kind: dict[str, list[str]] = {}
+        for key in set(keys):
+            by_kind.setdefault(key.kind, []).append(key.value)
+        for kind, values in sorted(by_kind.items()):
+            values.sort()
+            for start in range(0, len(values), _CHUNK):
+                chunk = values[start : start + _CHUNK]
+                rows = self.conn.execute(
+                    "SELECT value, profile_id FROM profile_lookups WHERE database_id = ? AND kind = ? "
+                    f"AND value IN ({','.join('?' * len(chunk))}) ORDER BY value, profile_id",
+                    [database_id, kind, *chunk],
+                )
+                for value, profile_id in rows:
+                    found.setdefault(LookupKey(kind, value), []).append(profile_id)
         return found
 
     def linked_profiles(self, database_id: str, anonymous_ids: Sequence[str]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -68,7 +69,14 @@ class CommandContext:
 class Aggregates:
     """The command path over one event store, with injected clock and id source."""
 
-    def __init__(self, store: EventStore, registry: EventRegistry, clock: Clock, ids: IdSource) -> None:
+    def __init__(
+        self, store: EventStore, registry: EventRegistry, clock: Clock, ids: IdSource, cache_size: int = 20_000
+    ) -> None:
+        # States are immutable values, so a cached fold is safe to share; loads
+        # read only the events after it, which keeps long streams (a stop list
+        # with millions of entries) cheap to decide on.
+        self._cache: OrderedDict[tuple[int, str], Loaded[Any]] = OrderedDict()
+        self._cache_size = cache_size
         self.store = store
         self.registry = registry
         self.clock = clock
@@ -78,12 +86,21 @@ class Aggregates:
         return self.registry.decode(recorded.type, recorded.schema_version, recorded.data)
 
     def load(self, decider: Decider[Any, S], stream: str) -> Loaded[S]:
-        events = self.store.read_stream(stream)
-        state = decider.fold(self.decode(e) for e in events)
-        return Loaded(stream, state, events[-1].version if events else 0)
-
-    def load_many(self, decider: Decider[Any, S], streams: Sequence[str]) -> dict[str, Loaded[S]]:
-        return {s: self.load(decider, s) for s in streams}
+        """The stream's current state: the cached fold plus whatever was appended since (by anyone)."""
+        key = (id(decider), stream)
+        cached = self._cache.get(key)
+        version = cached.version if cached else 0
+        events = self.store.read_stream(stream, version + 1)
+        if cached is not None and not events:
+            self._cache.move_to_end(key)
+            return cached
+        state = decider.fold((self.decode(e) for e in events), cached.state if cached else None)
+        loaded = Loaded(stream, state, events[-1].version if events else 0)
+        self._cache[key] = loaded
+        self._cache.move_to_end(key)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return loaded
 
     def new_events(
         self, stream: str, events: Sequence[Event], context: CommandContext, salt: object = ""
