@@ -516,6 +516,8 @@ def _update(command: UpdateDatabase, state: DatabaseState) -> list[Event]:
 
 
 def _configure_standard(command: ConfigureStandardField, state: DatabaseState) -> list[Event]:
+    if standard_field_name(command.name) is None:
+        raise NotFound(f"there is no standard field {command.name!r}", "name")
     name, config = _checked_standard_config(command.name, command.config, "config")
     current = state.field(name)
     if (
@@ -536,7 +538,7 @@ def _checked_standard_config(
 ) -> tuple[str, StandardFieldConfig]:
     canonical = standard_field_name(name)
     if canonical is None:
-        raise NotFound(f"there is no standard field {name!r}", "name")
+        raise ValidationFailed(f"there is no standard field {name!r}", path)
     merged = check_options_and_default(
         STANDARD_FIELDS[canonical].model_copy(update=config.model_dump()), path
     )

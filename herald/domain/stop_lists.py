@@ -526,10 +526,12 @@ def _valid_tags(tags: Sequence[str]) -> tuple[str, ...]:
 stop_list_decider: Decider[StopListCommand, StopListState] = Decider(StopListState(), decide, evolve)
 
 
-def ensure_attachable(state: StopListState, path: str = "stop_list_id") -> None:
-    """Refuse attaching `state`'s list to a database or template unless it is an existing custom list."""
+def ensure_attachable(state: StopListState, list_id: str, path: str = "stop_list_id") -> None:
+    """Refuse attaching list `list_id` (folded as `state`) unless it is an existing custom list."""
+    if is_built_in(list_id):
+        raise RuleViolated("only custom stop lists can be attached; the built-in lists always apply", path)
     if not state.exists:
-        raise NotFound(f"there is no stop list {state.list_id!r}", path)
+        raise NotFound(f"there is no stop list {list_id!r}", path)
     if state.kind is not StopListKind.CUSTOM:
         raise RuleViolated("only custom stop lists can be attached; the built-in lists always apply", path)
 

@@ -163,7 +163,7 @@ class CatalogProjection(SqliteProjection):
 
     # --- queries ---------------------------------------------------------------------------
 
-    def list(self, kind: str, include_deleted: bool = False) -> list[dict[str, Any]]:
+    def objects(self, kind: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Every object of `kind` as its JSON document, by id."""
         sql = "SELECT doc FROM catalog_objects WHERE kind = ?" + (
             "" if include_deleted else " AND deleted = 0"

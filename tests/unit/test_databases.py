@@ -147,8 +147,8 @@ CREATE_ERRORS: list[tuple[str, list[Event], CreateDatabase, type[DomainError], s
         "unknown standard field",
         [],
         CreateDatabase(DB, "n", T0, standard_fields={"Nope": StandardFieldConfig()}),
-        NotFound,
-        "name",
+        ValidationFailed,
+        "standard_fields.Nope",
     ),
     (
         "bad standard default",

@@ -364,11 +364,12 @@ ATTACHABLE: list[tuple[str, list[Event], type[DomainError] | None]] = [
 @pytest.mark.parametrize(("given", "error"), [c[1:] for c in ATTACHABLE], ids=[c[0] for c in ATTACHABLE])
 def test_only_custom_lists_are_attachable(given: list[Event], error: type[DomainError] | None) -> None:
     state = stop_list_decider.fold(given)
+    list_id = state.list_id or "9"
     if error is None:
-        ensure_attachable(state)
+        ensure_attachable(state, list_id)
     else:
         with pytest.raises(error) as caught:
-            ensure_attachable(state, "options.stop_list_id")
+            ensure_attachable(state, list_id, "options.stop_list_id")
         assert caught.value.path == "options.stop_list_id"
 
 
