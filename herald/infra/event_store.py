@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any, Final, Protocol, Union
 from uuid import UUID
 
+import orjson
+
 
 class _Any:
     def __repr__(self) -> str:
@@ -49,20 +51,68 @@ class NewEvent:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
 class RecordedEvent:
-    """An event as the store holds it: the envelope DESIGN.md describes."""
+    """An event as the store holds it: the envelope DESIGN.md describes.
 
-    event_id: UUID
-    stream: str
-    version: int
-    position: int
-    type: str
-    schema_version: int
-    occurred_at: datetime
-    recorded_at: datetime
-    data: dict[str, Any]
-    metadata: dict[str, Any]
+    `data` and `metadata` may be handed over as the stored JSON bytes and are
+    decoded on first access: a replay passes a million envelopes to
+    projections that read the payload of only the types they fold.
+    """
+
+    __slots__ = (
+        "_data", "_metadata", "event_id", "occurred_at", "position", "recorded_at", "schema_version",
+        "stream", "type", "version",
+    )
+
+    def __init__(
+        self,
+        event_id: UUID,
+        stream: str,
+        version: int,
+        position: int,
+        type: str,  # noqa: A002 (the envelope's field name)
+        schema_version: int,
+        occurred_at: datetime,
+        recorded_at: datetime,
+        data: dict[str, Any] | bytes,
+        metadata: dict[str, Any] | bytes,
+    ) -> None:
+        self.event_id = event_id
+        self.stream = stream
+        self.version = version
+        self.position = position
+        self.type = type
+        self.schema_version = schema_version
+        self.occurred_at = occurred_at
+        self.recorded_at = recorded_at
+        self._data = data
+        self._metadata = metadata
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if isinstance(self._data, (bytes, str)):
+            self._data = orjson.loads(self._data)
+        return self._data  # type: ignore[return-value]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if isinstance(self._metadata, (bytes, str)):
+            self._metadata = orjson.loads(self._metadata)
+        return self._metadata  # type: ignore[return-value]
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.event_id, self.stream, self.version, self.position, self.type, self.schema_version,
+                self.occurred_at, self.recorded_at, self.data, self.metadata)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RecordedEvent) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.event_id, self.position))
+
+    def __repr__(self) -> str:
+        return (f"RecordedEvent({self.type} {self.stream}@{self.version} #{self.position} "
+                f"id={self.event_id} data={self.data!r})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -444,7 +444,6 @@ def _decode(rows: Iterable[tuple[Any, ...]]) -> list[RecordedEvent]:
     unknown = SafeUUID.unknown
     from_timestamp = datetime.fromtimestamp
     utc = UTC
-    loads = orjson.loads
     record = RecordedEvent
     last_us = -1
     last_dt = _EPOCH
@@ -469,8 +468,8 @@ def _decode(rows: Iterable[tuple[Any, ...]]) -> list[RecordedEvent]:
                 schema,
                 occurred_dt,
                 last_dt,
-                loads(data),
-                loads(meta),
+                data,
+                meta,
             )
         )
     return out
