@@ -4,7 +4,7 @@ The baseline inserts the same rows (same columns, same serialized bytes, built
 before the clock starts) into a same-shaped table, with `executemany`, in
 transactions of the same size, on a file with the same pragmas. The ratio is
 what the store's work costs: serializing, the event id and version checks, the
-streams table, the write locks.
+stream version look-ups, the write locks.
 
     python bench/bench_append.py [--events N]
 """
