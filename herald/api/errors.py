@@ -38,6 +38,12 @@ def error_body(status: int, reason: str, path: str = "", **extra: Any) -> dict[s
     return {"error": {"status": status, **detail, **extra}}
 
 
+def row_error_json(error: DomainError, prefix: str) -> dict[str, Any]:
+    """A batch row's error as its result shows it: the status its kind maps to, the path under `prefix`."""
+    located = error.at(prefix)
+    return {"status": domain_status(error), "path": located.path, "reason": located.reason}
+
+
 def pydantic_errors(error: ValidationError, prefix: str = "") -> list[dict[str, str]]:
     """Each pydantic error as {path, reason}, the path dotted like `rows.3.email`."""
     items = []
@@ -66,5 +72,7 @@ async def handle_exception(request: Request, exc: Exception) -> Response:
         body = error_body(409, str(exc), "expected_version", actual_version=exc.actual)
         return json_response(body, 409)
     if isinstance(exc, HttpError):
-        return json_response(error_body(exc.status, exc.reason, exc.path), exc.status)
+        # RFC 7235/6750: a 401 names the scheme to authenticate with.
+        headers = {"WWW-Authenticate": 'Bearer realm="herald"'} if exc.status == 401 else None
+        return json_response(error_body(exc.status, exc.reason, exc.path), exc.status, headers)
     raise exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from herald.api.endpoints import Endpoint
+from herald.infra.serialization import dumps, loads
 
 _PARAM = re.compile(r"{(\w+)(?::\w+)?}")
+OPENAPI_PATH = "/api/v1/openapi.json"
 _ERROR = {
     "type": "object",
     "properties": {
@@ -33,6 +36,15 @@ def openapi_document(endpoints: Sequence[Endpoint], version: str) -> dict[str, A
     for endpoint in endpoints:
         path = _PARAM.sub(r"{\1}", endpoint.path)
         paths.setdefault(path, {})[endpoint.method.lower()] = _operation(endpoint, components)
+    # The document's own route is served by the app, not an Endpoint; it belongs in the list all the same.
+    paths[OPENAPI_PATH] = {
+        "get": {
+            "summary": "This OpenAPI document",
+            "tags": ["system"],
+            "operationId": "get_openapi",
+            "responses": {"200": {"description": "the OpenAPI 3.1 document"}},
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -53,7 +65,7 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
     op: dict[str, Any] = {
         "summary": endpoint.summary,
         "tags": [endpoint.tag],
-        "operationId": f"{endpoint.method.lower()}_{endpoint.path}".replace("/", "_").replace("{", "").replace("}", ""),
+        "operationId": _operation_id(endpoint),
         "parameters": [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in _PARAM.findall(endpoint.path)
@@ -70,13 +82,18 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
         op["responses"]["401"] = _error_response("missing or unknown token")
         op["responses"]["403"] = _error_response(f"the token lacks the {endpoint.role!r} role")
     if endpoint.query is not None:
-        op["parameters"] += _query_parameters(endpoint.query)
+        op["parameters"] += _query_parameters(endpoint.query, components)
     if endpoint.body is not None:
         op["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _schema_ref(endpoint.body, components)}},
         }
     return op
+
+
+def _operation_id(endpoint: Endpoint) -> str:
+    raw = f"{endpoint.method.lower()}_{endpoint.path}"
+    return raw.replace("/", "_").replace("{", "").replace("}", "")
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -86,15 +103,27 @@ def _error_response(description: str) -> dict[str, Any]:
     }
 
 
-def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+def _component_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """The model's schema with its nested definitions (enums, models) moved into the components."""
+    schema: dict[str, Any] = loads(_json_schema(model))
     components.update(schema.pop("$defs", {}))
-    components[model.__name__] = schema
+    return schema
+
+
+@functools.cache
+def _json_schema(model: type[BaseModel]) -> bytes:
+    # Generating schemas is the slow part of building the document (each app builds it once,
+    # tests build many apps); kept serialized so every caller gets its own copy.
+    return dumps(model.model_json_schema(ref_template="#/components/schemas/{model}"))
+
+
+def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    components[model.__name__] = _component_schema(model, components)
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema()
+def _query_parameters(model: type[BaseModel], components: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = _component_schema(model, components)
     required = set(schema.get("required", []))
     return [
         {"name": name, "in": "query", "required": name in required, "schema": prop}

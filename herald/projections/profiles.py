@@ -37,6 +37,9 @@ _CACHE_LIMIT = 50_000
 _SUBSCRIPTION = TypeAdapter(Subscription)
 _CHUNK = 400
 
+SubscriberCursor = tuple[str, str, str, str]
+"""Where a page of subscribers ended: (profile id, channel, contact, provider or "")."""
+
 
 def card(state: ProfileState) -> dict[str, Any]:
     """The customer card: fields, statuses, ids, registration and tracked data, subscriptions."""
@@ -89,7 +92,8 @@ class ProfilesProjection(SqliteProjection):
         "CREATE TABLE IF NOT EXISTS profile_cards (profile_id TEXT PRIMARY KEY, database_id TEXT NOT NULL, "
         "email TEXT NOT NULL, global_status TEXT NOT NULL, is_test INTEGER NOT NULL, live INTEGER NOT NULL, "
         "card BLOB NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS profile_cards_by_database ON profile_cards (database_id, live, profile_id)",
+        "CREATE INDEX IF NOT EXISTS profile_cards_by_database "
+        "ON profile_cards (database_id, live, profile_id)",
         "CREATE TABLE IF NOT EXISTS profile_lookups (database_id TEXT NOT NULL, kind TEXT NOT NULL, "
         "value TEXT NOT NULL, profile_id TEXT NOT NULL, PRIMARY KEY (database_id, kind, value, profile_id))",
         "CREATE INDEX IF NOT EXISTS profile_lookups_by_profile ON profile_lookups (profile_id)",
@@ -119,6 +123,8 @@ class ProfilesProjection(SqliteProjection):
         self._keys: dict[str, frozenset[LookupKey]] = {}
         self._stored_keys: dict[str, frozenset[LookupKey]] = {}
         self._dirty: set[str] = set()
+        # The stream version each card shows, so a client's expected_version matches what it read.
+        self._versions: dict[str, int] = {}
         self._unique: dict[str, frozenset[str]] = {}
         for database_id, field in conn.execute("SELECT database_id, field FROM profile_unique_fields"):
             self._unique[database_id] = self._unique.get(database_id, frozenset()) | {field}
@@ -151,6 +157,7 @@ class ProfilesProjection(SqliteProjection):
             state = self._load(profile_id, event)
         state = profiles.evolve(state, typed)
         self._states[profile_id] = state
+        self._versions[profile_id] = event.version
         self._keys[profile_id] = profile_lookup_keys(state, self._unique.get(state.database_id, frozenset()))
         self._dirty.add(profile_id)
 
@@ -181,7 +188,7 @@ class ProfilesProjection(SqliteProjection):
                     str(state.status),
                     int(state.is_test),
                     int(state.exists),
-                    dumps(card(state)),
+                    dumps({**card(state), "version": self._versions[profile_id]}),
                 )
             )
             new_keys = self._keys[profile_id]
@@ -229,6 +236,7 @@ class ProfilesProjection(SqliteProjection):
 
     def _forget(self) -> None:
         self._states.clear()
+        self._versions.clear()
         self._keys.clear()
         self._stored_keys.clear()
         self._dirty.clear()
@@ -299,7 +307,7 @@ class ProfilesProjection(SqliteProjection):
         for start in range(0, len(unique), _CHUNK):
             chunk = unique[start : start + _CHUNK]
             rows = self.conn.execute(
-                f"SELECT anonymous_id, profile_id FROM anonymous_links WHERE database_id = ? "  # noqa: S608
+                f"SELECT anonymous_id, profile_id FROM anonymous_links WHERE database_id = ? "
                 f"AND anonymous_id IN ({','.join('?' * len(chunk))})",
                 [database_id, *chunk],
             )
@@ -329,15 +337,22 @@ class ProfilesProjection(SqliteProjection):
         resource_id: str,
         channel: str | None = None,
         status: str | None = None,
-        after: str = "",
+        after: SubscriberCursor | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """The subscriptions of a resource (optionally one channel, one status), by profile id."""
+        """The subscriptions of a resource (optionally one channel, one status), by profile id.
+
+        Paged by the whole subscription key, since one profile may hold several
+        subscriptions on a resource and a page may end between them.
+        """
         sql = (
             "SELECT profile_id, database_id, channel, contact, provider, status, priority, registered_at "
-            "FROM subscriptions WHERE resource_id = ? AND profile_id > ?"
+            "FROM subscriptions WHERE resource_id = ?"
         )
-        params: list[Any] = [resource_id, after]
+        params: list[Any] = [resource_id]
+        if after is not None:
+            sql += " AND (profile_id, channel, contact, provider) > (?, ?, ?, ?)"
+            params += list(after)
         if channel:
             sql += " AND channel = ?"
             params.append(channel)
@@ -345,7 +360,7 @@ class ProfilesProjection(SqliteProjection):
             sql += " AND status = ?"
             params.append(status)
         rows = self.conn.execute(
-            sql + " ORDER BY profile_id, channel, priority, contact LIMIT ?", [*params, limit]
+            sql + " ORDER BY profile_id, channel, contact, provider LIMIT ?", [*params, limit]
         )
         columns = (
             "profile_id",

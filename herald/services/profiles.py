@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from herald.domain import claims, profiles
 from herald.domain.databases import DatabaseState
@@ -37,14 +38,21 @@ from herald.domain.matching import (
 from herald.domain.profiles import ImportMode, ImportProfile, ProfileState, import_outcome, profile_stream
 from herald.domain.resources import ResourceState
 from herald.domain.statuses import Status
-from herald.domain.subscriptions import AddSubscription, CategoryStatus, Cause, SubscriptionCommand
-from herald.infra.event_store import StreamAppend, WrongExpectedVersion
+from herald.domain.subscriptions import (
+    AddSubscription,
+    CategoryStatus,
+    Cause,
+    SubscriptionCommand,
+    normalize_contact,
+)
+from herald.infra.event_store import ANY, StreamAppend, WrongExpectedVersion
 from herald.infra.ids import profile_md5_id, profile_xxh_id
 from herald.projections.profiles import ProfilesProjection
 from herald.services.aggregates import Aggregates, CommandContext, Outcome
 from herald.services.catalog import CatalogService
 
 MAX_BATCH = 10_000
+C = TypeVar("C", bound=StrEnum)
 _ATTEMPTS = 5
 _SUBSCRIPTION_KEYS = frozenset(
     {
@@ -87,15 +95,6 @@ class RowResult:
     status: str  # created / updated / unchanged / error
     profile_id: str | None = None
     error: DomainError | None = None  # as raised, its path relative to the row
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"index": self.index, "status": self.status}
-        if self.profile_id:
-            body["profile_id"] = self.profile_id
-        if self.error:
-            located = self.error.at(f"rows.{self.index}")
-            body["error"] = {"path": located.path, "reason": located.reason}
-        return body
 
 
 @dataclass
@@ -188,7 +187,7 @@ class ProfileService:
             except WrongExpectedVersion:
                 continue  # another writer moved a profile or a claim: decide the batch again
             return results
-        raise WrongExpectedVersion("profiles", "a stable view", -1)
+        raise WrongExpectedVersion("profiles", ANY, -1)
 
     def _row(self, batch: _Batch, index: int, row: Any, options: ImportOptions) -> RowResult:
         try:
@@ -196,7 +195,7 @@ class ProfileService:
                 raise ValidationFailed("a row is a JSON object of field values", "")
             return self._import_row(batch, index, row, options)
         except DomainError as error:
-            return RowResult(index, "error", error=error)
+            return RowResult(index, "error", error=in_row(error))
 
     def _import_row(
         self, batch: _Batch, index: int, row: Mapping[str, Any], options: ImportOptions
@@ -306,27 +305,27 @@ class ProfileService:
             raise ValidationFailed(
                 "a subscription needs its contact (email, phone or token)", f"{path}.contact"
             )
-        try:
-            return AddSubscription(
-                resource_id=resource_id,
-                channel=str(entry.get("channel") or ""),
-                contact=contact[1],
-                provider=entry.get("provider"),
-                at=self.aggregates.clock.now(),
-                resource=batch.resource(resource_id, f"{path}.resource_id"),
-                status=Status(entry["status"]) if entry.get("status") else None,
-                priority=_priority(entry.get("priority"), f"{path}.priority"),
-                fields=_mapping(entry.get("fields"), f"{path}.fields"),
-                device=_mapping(entry.get("device"), f"{path}.device"),
-                categories={
-                    k: CategoryStatus(v)
-                    for k, v in _mapping(entry.get("categories"), f"{path}.categories").items()
-                },
-                ip=entry.get("ip"),
-                cause=cause,
-            )
-        except ValueError as error:
-            raise ValidationFailed(str(error), path) from None
+        channel = str(entry.get("channel") or "")
+        return AddSubscription(
+            resource_id=resource_id,
+            channel=channel,
+            # Normalised here so that a bad contact is reported where the row gave it
+            # (`email`, `email_data.email`, …), not as the command's `contact`.
+            contact=normalize_contact(channel, contact[1], f"{path}.{contact[0]}"),
+            provider=entry.get("provider"),
+            at=self.aggregates.clock.now(),
+            resource=batch.resource(resource_id, f"{path}.resource_id"),
+            status=_choice(Status, entry["status"], f"{path}.status") if entry.get("status") else None,
+            priority=_priority(entry.get("priority"), f"{path}.priority"),
+            fields=_mapping(entry.get("fields"), f"{path}.fields"),
+            device=_mapping(entry.get("device"), f"{path}.device"),
+            categories={
+                k: _choice(CategoryStatus, v, f"{path}.categories.{k}")
+                for k, v in _mapping(entry.get("categories"), f"{path}.categories").items()
+            },
+            ip=entry.get("ip"),
+            cause=cause,
+        )
 
     # --- single-profile commands -------------------------------------------------------------
 
@@ -399,10 +398,10 @@ class ProfileService:
         stream = profile_stream(profile_id)
         for _ in range(_ATTEMPTS):
             loaded = self.aggregates.load(profiles.profile_decider, stream)
-            if expected_version is not None and loaded.version != expected_version:
-                raise WrongExpectedVersion(stream, expected_version, loaded.version)
             if not loaded.state.created:
                 raise NotFound(f"no profile {profile_id!r}", "profile_id")
+            if expected_version is not None and loaded.version != expected_version:
+                raise WrongExpectedVersion(stream, expected_version, loaded.version)
             batch = _Batch(self, self.catalog.database(loaded.state.database_id))
             batch.profiles[profile_id] = _Loaded(loaded.state, loaded.version)
             decide(batch)
@@ -419,7 +418,7 @@ class ProfileService:
                 if a.stream.startswith("profile-")
             ]
             return outcomes or [Outcome(stream, (), loaded.version)]
-        raise WrongExpectedVersion(stream, "a stable view", -1)
+        raise WrongExpectedVersion(stream, ANY, -1)
 
     def create(self, database_id: str, row: Mapping[str, Any], context: CommandContext) -> RowResult:
         """Create one profile (add-only import of one row); errors raise instead of being reported."""
@@ -449,12 +448,29 @@ class ProfileService:
         return result
 
 
+def in_row(error: DomainError) -> DomainError:
+    """The error with its path as a flat row (field values beside `subscriptions`) spells it.
+
+    The domain nests field values under `fields.`; a row gives them at its top level.
+    """
+    if not error.path.startswith("fields."):
+        return error
+    return type(error)(error.reason, error.path.removeprefix("fields."))
+
+
 def _field_path(key: LookupKey, row: Mapping[str, Any]) -> str:
     name = "email" if key.kind == EMAIL_PROFILE else key.kind.removeprefix("field:")
     for given in row:
         if given.casefold().removeprefix("fields.") == name.casefold():
             return given
     return name
+
+
+def _choice(kind: type[C], value: Any, path: str) -> C:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValidationFailed(f"{value!r} is not one of {', '.join(kind)}", path) from None
 
 
 def _priority(value: Any, path: str) -> int | None:

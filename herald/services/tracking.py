@@ -5,28 +5,38 @@ Each event names its profile by one match field (`email`, `phone`,
 is derived from the client's event id (`uuid5`), so a resend of the same
 event is dropped by the store; events without a client id are always new.
 A row that names no known profile and no anonymous id is reported, not
-guessed at; the rest of the batch is written in one transaction.
+guessed at (a row whose match field finds nobody but that has an anonymous
+id stays with that visitor; an unknown `profile_id` is always an error); the
+rest of the batch is written in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from herald.domain.databases import DatabaseState
 from herald.domain.errors import DomainError, NotFound, ValidationFailed
-from herald.domain.matching import PROFILE_ID, LookupKey, MatchMode, match_key
+from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey, MatchMode, match_key
+from herald.domain.profiles import profile_decider, profile_stream
 from herald.domain.tracking import ActivityTracked, AnonymousIdLinked, activity_stream, anonymous_stream
 from herald.infra.event_store import NewEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 from herald.projections.profiles import ProfilesProjection
 from herald.services.aggregates import Aggregates, CommandContext
 from herald.services.catalog import CatalogService
+from herald.services.profiles import in_row
 
 MAX_BATCH = 10_000
-_MODES = {"email": MatchMode.EMAIL, "phone": MatchMode.PHONE, "profile_id": MatchMode.PROFILE_ID}
+_MODES = {
+    "email": MatchMode.EMAIL,
+    "phone": MatchMode.PHONE,
+    "phones": MatchMode.PHONE,
+    "profile_id": MatchMode.PROFILE_ID,
+}
 
 
 @dataclass(frozen=True)
@@ -57,14 +67,22 @@ class TrackingService:
     def track(
         self, database_id: str, events: Sequence[TrackInput | DomainError], context: CommandContext
     ) -> list[dict[str, Any]]:
-        """Store each valid event in its profile's (or anonymous visitor's) activity stream."""
+        """Store each valid event in its profile's (or anonymous visitor's) activity stream.
+
+        A result per event: accepted, duplicate (already stored), or error with
+        the DomainError, its path relative to the event (the caller locates it).
+        """
         if len(events) > MAX_BATCH:
             raise ValidationFailed(f"a batch holds at most {MAX_BATCH} events, not {len(events)}", "events")
         database = self.catalog.database(database_id)
         keys = self._keys(database, events)
-        found = self.projection.resolve(
-            database_id, [k for k in keys if k is not None and k.kind != PROFILE_ID]
-        )
+        lookups = [k for k in keys if isinstance(k, LookupKey) and k.kind != PROFILE_ID]
+        # An email is first the profile's own (`email_profile`), then any subscription's.
+        owned = {k: LookupKey(EMAIL_PROFILE, k.value) for k in lookups if k.kind == EMAIL}
+        found = self.projection.resolve(database_id, [owned.get(k, k) for k in lookups])
+        unowned = [k for k, owner in owned.items() if owner not in found]
+        if unowned:
+            found.update(self.projection.resolve(database_id, unowned))
         anonymous = [e.anonymous_id for e in events if isinstance(e, TrackInput) and e.anonymous_id]
         linked = self.projection.linked_profiles(database_id, anonymous) if anonymous else {}
         results: list[dict[str, Any]] = []
@@ -73,32 +91,29 @@ class TrackingService:
         meta = context.metadata()
         head = self.aggregates.store.head_position()
         placed: list[tuple[int, str, int]] = []
+        in_batch: set[UUID] = set()  # a client event id sent twice in one batch is stored once
         for index, (event, key) in enumerate(zip(events, keys, strict=True)):
             try:
                 if isinstance(event, DomainError):
                     raise event
                 if isinstance(key, DomainError):
                     raise key
-                profile_id = self._profile_of(key, found, linked.get(event.anonymous_id or ""))
+                profile_id = self._profile_of(database_id, key, found, event.anonymous_id, linked)
                 new = self._new_event(database_id, profile_id, event, now, meta)
             except DomainError as error:
-                located = error.at(f"events.{index}")
-                results.append(
-                    {
-                        "index": index,
-                        "status": "error",
-                        "error": {"path": located.path, "reason": located.reason},
-                    }
-                )
+                results.append({"index": index, "status": "error", "error": error})
                 continue
             stream = activity_stream(profile_id) if profile_id else anonymous_stream(event.anonymous_id or "")
-            bucket = streams.setdefault(stream, [])
-            placed.append((index, stream, len(bucket)))
-            bucket.append(new)
+            repeated = new.event_id in in_batch
+            if not repeated:
+                in_batch.add(new.event_id)
+                bucket = streams.setdefault(stream, [])
+                placed.append((index, stream, len(bucket)))
+                bucket.append(new)
             results.append(
                 {
                     "index": index,
-                    "status": "accepted",
+                    "status": "duplicate" if repeated else "accepted",
                     "event_id": str(new.event_id),
                     **({"profile_id": profile_id} if profile_id else {"anonymous_id": event.anonymous_id}),
                 }
@@ -120,20 +135,31 @@ class TrackingService:
             try:
                 keys.append(_key(database, event.profile))
             except DomainError as error:
-                keys.append(error.at("profile"))
+                keys.append(in_row(error).at("profile"))
         return keys
 
     def _profile_of(
-        self, key: LookupKey | None, found: Mapping[LookupKey, list[str]], linked: str | None
+        self,
+        database_id: str,
+        key: LookupKey | None,
+        found: Mapping[LookupKey, list[str]],
+        anonymous_id: str | None,
+        linked: Mapping[str, str],
     ) -> str | None:
+        """The event's profile; None keeps it under its anonymous id."""
+        visitor = linked.get(anonymous_id) if anonymous_id else None
         if key is None:
-            return linked
+            return visitor
         if key.kind == PROFILE_ID:
-            card = self.projection.card(key.value)
-            if card is None or card["deleted"] or card["merged_into"]:
-                raise NotFound(f"no profile {key.value!r}", "profile.profile_id")
+            # Read from the stream, not the card: a profile created a moment ago is trackable at once.
+            state = self.aggregates.load(profile_decider, profile_stream(key.value)).state
+            if not state.exists or state.database_id != database_id:
+                raise NotFound(f"no profile {key.value!r} in database {database_id!r}", "profile.profile_id")
             return key.value
-        profiles = found.get(key)
+        owner = found.get(LookupKey(EMAIL_PROFILE, key.value)) if key.kind == EMAIL else None
+        profiles = owner or found.get(key)
+        if not profiles and anonymous_id:
+            return visitor  # not known yet: the visitor keeps it until an identify links them
         if not profiles:
             raise NotFound(
                 f"no profile has {key.kind} {key.value!r}; identify it first or send an anonymous_id",
@@ -154,7 +180,7 @@ class TrackingService:
             properties=dict(event.properties or {}),
             context=dict(event.context or {}),
             client_event_id=event.event_id,
-            at=event.at or now,
+            at=_aware(event.at) if event.at else now,
         )
         event_id = (
             deterministic_id("tracked", database_id, event.event_id)
@@ -187,17 +213,22 @@ class TrackingService:
         self.aggregates.store.append(activity_stream(profile_id), [new])
 
 
+def _aware(at: datetime) -> datetime:
+    """A time without an offset is taken as UTC, as profile datetime fields are."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def _key(database: DatabaseState, profile: Mapping[str, Any]) -> LookupKey:
     if len(profile) != 1:
         raise ValidationFailed('name the profile by exactly one match field, e.g. {"email": …}', "")
     ((name, value),) = profile.items()
     mode = _MODES.get(name.casefold(), MatchMode.CUSTOM)
-    key = match_key(
-        mode,
-        None if mode in _MODES.values() and mode is not MatchMode.CUSTOM else name,
-        {name: value},
-        database,
-    )
+    row = {"profile_id": value} if mode is MatchMode.PROFILE_ID else {name: value}
+    try:
+        key = match_key(mode, name if mode is MatchMode.CUSTOM else None, row, database)
+    except DomainError as error:
+        # A custom match field that is unknown or not unique is the fault of the name the event gave.
+        raise (type(error)(error.reason, name) if error.path == "field_name" else error) from None
     if key is None:
         raise ValidationFailed("the match value is empty", name)
     return key

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald.api.endpoints import Call, Endpoint
-from herald.api.errors import HttpError
+from herald.api.errors import HttpError, row_error_json
 from herald.api.routes.events import event_json
 from herald.domain import profiles as domain
 from herald.domain import subscriptions as subs
-from herald.domain.matching import LookupKey, MatchMode
+from herald.domain.databases import DatabaseState
+from herald.domain.errors import DomainError, ValidationFailed
+from herald.domain.matching import LookupKey, MatchMode, match_key
 from herald.domain.profiles import ImportMode
 from herald.domain.statuses import Status
 from herald.domain.tracking import activity_stream, anonymous_stream
-from herald.services.profiles import MAX_BATCH, ImportOptions
+from herald.projections.profiles import SubscriberCursor
+from herald.services.profiles import MAX_BATCH, ImportOptions, RowResult
 
 _Strict = ConfigDict(extra="forbid")
 
@@ -31,7 +36,8 @@ class ImportBody(BaseModel):
         False, description="true, or the fields whose empty values are ignored"
     )
     resubscribe: bool = Field(False, description="set every imported profile's global status to subscribed")
-    rows: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
+    # Any JSON per row: a row that is not an object is reported at its index, not the whole batch refused.
+    rows: list[Any] = Field(max_length=MAX_BATCH, json_schema_extra={"items": {"type": "object"}})
 
 
 class ProfileBody(BaseModel):
@@ -144,7 +150,7 @@ class HistoryQuery(BaseModel):
 class SubscribersQuery(BaseModel):
     channel: str | None = None
     status: Status | None = None
-    after: str = ""
+    after: str = Field("", description="the previous page's next_after")
     limit: int = Field(100, ge=1, le=1000)
 
 
@@ -167,7 +173,17 @@ async def import_profiles(call: Call) -> dict[str, Any]:
     counts = {k: 0 for k in ("created", "updated", "unchanged", "error")}
     for result in results:
         counts[result.status] += 1
-    return {"counts": counts, "results": [r.to_json() for r in results]}
+    return {"counts": counts, "results": [row_json(r, f"rows.{r.index}") for r in results]}
+
+
+def row_json(result: RowResult, at: str) -> dict[str, Any]:
+    """One import row's result; its error located at `at` (the row's place in the request)."""
+    body: dict[str, Any] = {"index": result.index, "status": result.status}
+    if result.profile_id:
+        body["profile_id"] = result.profile_id
+    if result.error:
+        body["error"] = row_error_json(result.error, at)
+    return body
 
 
 async def create_profile(call: Call) -> dict[str, Any]:
@@ -209,15 +225,37 @@ def _card(call: Call) -> dict[str, Any]:
 
 
 async def get_profile(call: Call) -> dict[str, Any]:
-    card = _card(call)
-    card["version"] = call.herald.store.stream_version(domain.profile_stream(card["profile_id"]))
-    return card
+    return _card(call)
+
+
+# A lookup is read as a one-field import row (mode, the row's field), so its value is
+# normalised exactly as the stored keys were.
+_LOOKUP_MODES = {
+    "email": (MatchMode.EMAIL, "email"),
+    "email_profile": (MatchMode.EMAIL_PROFILE, "email"),
+    "phone": (MatchMode.PHONE, "phones"),
+}
+
+
+def _lookup_key(database: DatabaseState, by: str, value: str) -> LookupKey | None:
+    """The key a lookup names: emails case-folded, phones in E.164, unique fields in stored form."""
+    field_name = by.removeprefix("field:") if by.startswith("field:") else None
+    if field_name is not None:
+        mode, name = MatchMode.CUSTOM, field_name
+    elif by in _LOOKUP_MODES:
+        mode, name = _LOOKUP_MODES[by]
+    else:
+        return LookupKey(by, value.strip())
+    try:
+        return match_key(mode, field_name, {name: value}, database)
+    except DomainError as error:
+        raise ValidationFailed(error.reason, "by" if error.path == "field_name" else "value") from None
 
 
 async def lookup_profiles(call: Call) -> dict[str, Any]:
     q: LookupQuery = call.query
-    key = LookupKey(q.by, q.value.lower() if q.by in ("email", "email_profile") else q.value)
-    ids = call.herald.projections.profiles.resolve(q.database_id, [key]).get(key, [])
+    key = _lookup_key(call.herald.catalog.database(q.database_id), q.by, q.value)
+    ids = call.herald.projections.profiles.resolve(q.database_id, [key]).get(key, []) if key else []
     return {"profiles": [call.herald.projections.profiles.card(i) for i in ids]}
 
 
@@ -367,14 +405,31 @@ async def history(call: Call) -> dict[str, Any]:
     }
 
 
+def _subscriber_cursor(row: dict[str, Any]) -> str:
+    key = [row["profile_id"], row["channel"], row["contact"], row["provider"]]
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode()
+
+
+def _after_subscriber(cursor: str) -> SubscriberCursor | None:
+    if not cursor:
+        return None
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, orjson.JSONDecodeError):
+        key = None
+    if not (isinstance(key, list) and len(key) == 4 and all(isinstance(k, str) for k in key)):
+        raise HttpError(422, "after is the next_after of the previous page", "after")
+    return (key[0], key[1], key[2], key[3])
+
+
 async def subscribers(call: Call) -> dict[str, Any]:
     q: SubscribersQuery = call.query
     resource_id = call.path_param("resource_id")
     call.herald.catalog.resource(resource_id)
     rows = call.herald.projections.profiles.subscribers(
-        resource_id, q.channel, str(q.status) if q.status else None, q.after, q.limit
+        resource_id, q.channel, str(q.status) if q.status else None, _after_subscriber(q.after), q.limit
     )
-    return {"subscribers": rows, "next_after": rows[-1]["profile_id"] if len(rows) == q.limit else None}
+    return {"subscribers": rows, "next_after": _subscriber_cursor(rows[-1]) if len(rows) == q.limit else None}
 
 
 P = "/api/v1/profiles/{profile_id}"

@@ -13,7 +13,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from herald.api.endpoints import Call, Endpoint
-from herald.api.errors import HttpError, pydantic_errors
+from herald.api.errors import HttpError, pydantic_errors, row_error_json
+from herald.api.routes.profiles import row_json
 from herald.domain.errors import ValidationFailed
 from herald.domain.matching import MatchMode
 from herald.domain.profiles import ImportMode
@@ -30,7 +31,9 @@ class TrackedEventIn(BaseModel):
     properties: dict[str, Any] = {}
     context: dict[str, Any] = {}
     at: datetime | None = Field(None, description="when it happened (default: when received)")
-    event_id: str | None = Field(None, min_length=1, max_length=200, description="the client's id: resends are no-ops")
+    event_id: str | None = Field(
+        None, min_length=1, max_length=200, description="the client's id: resends are no-ops"
+    )
 
 
 class TrackBatchBody(BaseModel):
@@ -59,8 +62,9 @@ class SegmentBatchBody(BaseModel):
 
 class SegmentQuery(BaseModel):
     database_id: str
-    user_id_field: str = Field("email", description="the match field userId is: email, phone, profile_id or a "
-                                                    "unique custom field")
+    user_id_field: str = Field(
+        "email", description="the match field userId is: email, phone, profile_id or a unique custom field"
+    )
 
 
 _ROW = TypeAdapter(TrackedEventIn)
@@ -98,11 +102,23 @@ async def track_batch(call: Call) -> dict[str, Any]:
         name=r.event, at=r.at, profile=r.profile, anonymous_id=r.anonymous_id, properties=r.properties,
         context=r.context, event_id=r.event_id) for r in rows]
     results = call.herald.tracking.track(body["database_id"], inputs, call.context)
-    return _summary(results)
+    return _summary([_located(r, f"events.{r['index']}") for r in results])
 
 
-def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
-    counts = {k: 0 for k in ("accepted", "duplicate", "error")}
+def _located(result: dict[str, Any], at: str) -> dict[str, Any]:
+    """A tracking result with its error (if any) rendered at `at`, the event's place in the request."""
+    if result["status"] != "error":
+        return result
+    return {**result, "error": row_error_json(result["error"], at)}
+
+
+_TRACK_OUTCOMES = ("accepted", "duplicate", "error")
+# Segment batches also carry identify messages, which import a profile.
+_SEGMENT_OUTCOMES = ("accepted", "duplicate", "created", "updated", "unchanged", "error")
+
+
+def _summary(results: list[dict[str, Any]], outcomes: tuple[str, ...] = _TRACK_OUTCOMES) -> dict[str, Any]:
+    counts = dict.fromkeys(outcomes, 0)
     for result in results:
         counts[result["status"]] += 1
     return {"counts": counts, "results": results}
@@ -127,28 +143,44 @@ def _segment(call: Call, messages: list[Any]) -> dict[str, Any]:
     q: SegmentQuery = call.query
     herald = call.herald
     results: list[dict[str, Any]] = [{} for _ in messages]
-    tracks: list[tuple[int, TrackInput | ValidationFailed]] = []
+    # Who this batch's identify messages turned out to be: the lookup projection may not show a
+    # profile created a moment ago, so the batch's track messages are resolved through this first.
+    identified: dict[tuple[str, str], str] = {}
     for index, message in enumerate(messages):
-        if isinstance(message, ValidationFailed) or message.type == "track":
-            tracks.append((index, message if isinstance(message, ValidationFailed) else _track_input(message, q)))
-            continue
-        results[index] = _identify(call, message, q, index)
+        if isinstance(message, SegmentMessage) and message.type == "identify":
+            results[index] = _identify(call, message, q, index)
+            profile_id = results[index].get("profile_id")
+            if profile_id and results[index]["status"] != "error":
+                ids = (("user", message.user_id), ("anonymous", message.anonymous_id))
+                identified.update({(kind, i): profile_id for kind, i in ids if i})
+    tracks = [
+        (index, message if isinstance(message, ValidationFailed) else _track_input(message, q, identified))
+        for index, message in enumerate(messages)
+        if not (isinstance(message, SegmentMessage) and message.type == "identify")
+    ]
     if tracks:
         tracked = herald.tracking.track(q.database_id, [t for _, t in tracks], call.context)
         for (index, _), result in zip(tracks, tracked, strict=True):
-            results[index] = {**result, "index": index}
-            if "error" in result:
-                result["error"]["path"] = result["error"]["path"].replace("events.", "batch.", 1)
-    return _summary(results)
+            results[index] = _located({**result, "index": index}, f"batch.{index}")
+    return _summary(results, _SEGMENT_OUTCOMES)
 
 
-def _track_input(message: SegmentMessage, q: SegmentQuery) -> TrackInput | ValidationFailed:
+def _track_input(
+    message: SegmentMessage, q: SegmentQuery, identified: dict[tuple[str, str], str]
+) -> TrackInput | ValidationFailed:
     if not message.event:
         return ValidationFailed("a track message names its event", "event")
-    return TrackInput(name=message.event, at=message.timestamp,
-                      profile={q.user_id_field: message.user_id} if message.user_id else None,
-                      anonymous_id=message.anonymous_id, properties=message.properties, context=message.context,
-                      event_id=message.message_id)
+    profile_id = identified.get(("user", message.user_id or "")) or identified.get(
+        ("anonymous", message.anonymous_id or "")
+    )
+    profile: dict[str, Any] | None = None
+    if profile_id:
+        profile = {"profile_id": profile_id}
+    elif message.user_id:
+        profile = {q.user_id_field: message.user_id}
+    return TrackInput(name=message.event, at=message.timestamp, profile=profile,
+                      anonymous_id=message.anonymous_id, properties=message.properties,
+                      context=message.context, event_id=message.message_id)
 
 
 def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) -> dict[str, Any]:
@@ -157,17 +189,17 @@ def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) 
         row[q.user_id_field] = message.user_id
     mode = {"email": MatchMode.EMAIL, "phone": MatchMode.PHONE, "profile_id": MatchMode.PROFILE_ID}.get(
         q.user_id_field, MatchMode.CUSTOM)
-    options = ImportOptions(mode=ImportMode.ADD_AND_UPDATE, match=mode,
-                            field_name=q.user_id_field if mode is MatchMode.CUSTOM else None, source="segment")
+    field_name = q.user_id_field if mode is MatchMode.CUSTOM else None
+    options = ImportOptions(
+        mode=ImportMode.ADD_AND_UPDATE, match=mode, field_name=field_name, source="segment"
+    )
     result = call.herald.profiles.import_rows(q.database_id, [row], options, call.context)[0]
-    body = result.to_json()
-    body["index"] = index
-    if result.error:
-        body["error"]["path"] = body["error"]["path"].replace("rows.0", f"batch.{index}.traits", 1)
-        return body
-    if message.anonymous_id and result.profile_id:
-        call.herald.tracking.link_anonymous(q.database_id, result.profile_id, message.anonymous_id, call.context)
-    return body
+    result.index = index
+    if message.anonymous_id and result.profile_id and not result.error:
+        call.herald.tracking.link_anonymous(
+            q.database_id, result.profile_id, message.anonymous_id, call.context
+        )
+    return row_json(result, f"batch.{index}.traits")
 
 
 ENDPOINTS = [
