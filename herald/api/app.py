@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from herald.api.endpoints import Endpoint
 from herald.api.errors import error_body
-from herald.api.openapi import openapi_document
+from herald.api.openapi import OPENAPI_PATH, openapi_document
 from herald.api.responses import json_response
 from herald.api.routes import catalog, events, profiles, stop_lists, system, tokens, tracking
 from herald.api.wiring import Herald
@@ -61,6 +61,6 @@ def create_app(herald: Herald, run_processors: bool = True) -> Starlette:
         exception_handlers={404: not_found},
         lifespan=lifespan,
     )
-    app.add_route("/api/v1/openapi.json", serve_openapi, methods=["GET"])
+    app.add_route(OPENAPI_PATH, serve_openapi, methods=["GET"])
     app.state.herald = herald
     return app

@@ -13,9 +13,19 @@ import xxhash
 HERALD_NAMESPACE = uuid.UUID("6f1b2c57-5c1e-4e7a-9a53-2f0e8c1d4b7a")
 
 
+_NAMESPACE_BYTES = HERALD_NAMESPACE.bytes
+
+
 def deterministic_id(*parts: object) -> uuid.UUID:
-    """The same UUID for the same parts: `uuid5(processor, causing event id, ordinal)`."""
-    return uuid.uuid5(HERALD_NAMESPACE, "\x1f".join(str(p) for p in parts))
+    """The same UUID for the same parts: `uuid5(processor, causing event id, ordinal)`.
+
+    Exactly `uuid.uuid5(HERALD_NAMESPACE, "\\x1f".join(map(str, parts)))`, computed
+    inline because ingestion derives one per tracked event.
+    """
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(map(str, parts)).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return uuid.UUID(bytes=bytes(digest))
 
 
 class IdSource:

@@ -22,7 +22,13 @@ from herald.domain.databases import DatabaseState
 from herald.domain.errors import DomainError, NotFound, ValidationFailed
 from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey, MatchMode, match_key
 from herald.domain.profiles import profile_decider, profile_stream
-from herald.domain.tracking import ActivityTracked, AnonymousIdLinked, activity_stream, anonymous_stream
+from herald.domain.tracking import (
+    ActivityTracked,
+    AnonymousIdLinked,
+    activity_payload,
+    activity_stream,
+    anonymous_stream,
+)
 from herald.infra.event_store import NewEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 from herald.projections.profiles import ProfilesProjection
@@ -128,14 +134,22 @@ class TrackingService:
 
     def _keys(self, database: DatabaseState, events: Sequence[TrackInput | DomainError]) -> list[Any]:
         keys: list[LookupKey | DomainError | None] = []
+        seen: dict[tuple[str, Any], LookupKey | DomainError] = {}  # a batch names one profile many times
         for event in events:
             if isinstance(event, DomainError) or not event.profile:
                 keys.append(None)
                 continue
-            try:
-                keys.append(_key(database, event.profile))
-            except DomainError as error:
-                keys.append(in_row(error).at("profile"))
+            selector = _selector(event.profile)
+            if selector is None or selector not in seen:
+                try:
+                    key: LookupKey | DomainError = _key(database, event.profile)
+                except DomainError as error:
+                    key = in_row(error).at("profile")
+                if selector is not None:
+                    seen[selector] = key
+            else:
+                key = seen[selector]
+            keys.append(key)
         return keys
 
     def _profile_of(
@@ -172,7 +186,8 @@ class TrackingService:
     ) -> NewEvent:
         if profile_id is None and not event.anonymous_id:
             raise ValidationFailed("name the profile (by a match field) or give an anonymous_id", "profile")
-        tracked = ActivityTracked(
+        at = _aware(event.at) if event.at else now
+        payload = activity_payload(
             database_id=database_id,
             profile_id=profile_id,
             anonymous_id=event.anonymous_id,
@@ -180,21 +195,14 @@ class TrackingService:
             properties=dict(event.properties or {}),
             context=dict(event.context or {}),
             client_event_id=event.event_id,
-            at=_aware(event.at) if event.at else now,
+            at=at,
         )
         event_id = (
             deterministic_id("tracked", database_id, event.event_id)
             if event.event_id
             else self.aggregates.ids.uuid()
         )
-        return NewEvent(
-            event_id,
-            ActivityTracked.type_name,
-            tracked.to_data(),
-            tracked.at,
-            ActivityTracked.schema_version,
-            meta,
-        )
+        return NewEvent(event_id, ActivityTracked.type_name, payload, at, ActivityTracked.schema_version, meta)
 
     def link_anonymous(
         self, database_id: str, profile_id: str, anonymous_id: str, context: CommandContext
@@ -216,6 +224,14 @@ class TrackingService:
 def _aware(at: datetime) -> datetime:
     """A time without an offset is taken as UTC, as profile datetime fields are."""
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _selector(profile: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """A hashable form of a one-field profile selector, to resolve it once per batch."""
+    if len(profile) != 1:
+        return None
+    ((name, value),) = profile.items()
+    return (name, value) if isinstance(value, str | int) else None
 
 
 def _key(database: DatabaseState, profile: Mapping[str, Any]) -> LookupKey:

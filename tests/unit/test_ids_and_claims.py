@@ -13,6 +13,15 @@ from herald.infra.ids import IdSource, deterministic_id, profile_md5_id, profile
 from tests.unit.decider_table import then, then_error
 
 
+def test_deterministic_ids_are_uuid5_in_herald_namespace() -> None:
+    import uuid
+
+    from herald.infra.ids import HERALD_NAMESPACE
+
+    for parts in [("proc", "evt", 0), ("tracked", "1", "ünïcode-€"), ()]:
+        assert deterministic_id(*parts) == uuid.uuid5(HERALD_NAMESPACE, "\x1f".join(map(str, parts)))
+
+
 def test_deterministic_ids_depend_only_on_their_parts() -> None:
     assert deterministic_id("proc", "evt", 0) == deterministic_id("proc", "evt", 0)
     assert deterministic_id("proc", "evt", 0) != deterministic_id("proc", "evt", 1)
