@@ -9,6 +9,8 @@ from starlette.requests import Request
 
 from herald.api.endpoints import grants
 from herald.api.errors import HttpError
+from herald.domain.api_tokens import api_token_stream
+from herald.infra.event_store import EventStore
 from herald.projections.api_tokens import ApiTokensProjection
 
 
@@ -18,9 +20,10 @@ def token_hash(token: str) -> str:
 
 
 class Authenticator:
-    def __init__(self, admin_token: str | None, tokens: ApiTokensProjection) -> None:
+    def __init__(self, admin_token: str | None, tokens: ApiTokensProjection, store: EventStore) -> None:
         self._admin_token = admin_token
         self._tokens = tokens
+        self._store = store
 
     def authorize(self, request: Request, needed: str) -> str:
         """The actor (`token:<id>` or `admin`) when the bearer token has the `needed` role."""
@@ -34,6 +37,9 @@ class Authenticator:
         if found is None:
             raise HttpError(401, "unknown or revoked token", "authorization")
         token_id, role = found
+        # The projection may lag a revocation by a moment; the token's own stream does not.
+        if self._store.stream_version(api_token_stream(token_id)) > 1:
+            raise HttpError(401, "unknown or revoked token", "authorization")
         if not grants(role, needed):
             raise HttpError(403, f"this token's role {role!r} does not allow {needed!r}", "authorization")
         return f"token:{token_id}"

@@ -118,11 +118,13 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         projections=projections,
         runtime=runtime,
         aggregates=aggregates,
-        auth=Authenticator(settings.admin_token or _stored_admin_token(settings.data_dir), projections.api_tokens),
+        auth=Authenticator(
+            settings.admin_token or _stored_admin_token(settings.data_dir), projections.api_tokens, store
+        ),
         catalog=catalog,
         profiles=ProfileService(aggregates, catalog, projections.profiles),
         tracking=TrackingService(aggregates, catalog, projections.profiles),
-        tokens=TokenService(aggregates, projections.api_tokens),
+        tokens=TokenService(aggregates, projections.api_tokens, store),
     )
 
 

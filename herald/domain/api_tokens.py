@@ -12,6 +12,10 @@ from herald.domain.events import Event, registry
 ROLES = ("admin", "write", "read", "track")
 
 
+def api_token_stream(token_id: str) -> str:
+    return f"apitoken-{token_id}"
+
+
 @registry.register("ApiTokenIssued")
 class ApiTokenIssued(Event):
     token_id: str

@@ -5,13 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from herald.domain.api_tokens import IssueApiToken, RevokeApiToken, api_token_decider
+from herald.domain.api_tokens import IssueApiToken, RevokeApiToken, api_token_decider, api_token_stream
 from herald.projections.api_tokens import ApiTokensProjection
 from herald.services.aggregates import Aggregates, CommandContext, Outcome
-
-
-def _stream(token_id: str) -> str:
-    return f"apitoken-{token_id}"
 
 
 class TokenService:
@@ -30,12 +26,12 @@ class TokenService:
             token_hash=hashlib.sha256(secret.encode()).hexdigest(),
             at=self._aggregates.clock.now(),
         )
-        outcome = self._aggregates.execute(api_token_decider, _stream(token_id), command, context)
+        outcome = self._aggregates.execute(api_token_decider, api_token_stream(token_id), command, context)
         return token_id, secret, outcome
 
     def revoke(self, token_id: str, context: CommandContext) -> Outcome:
         command = RevokeApiToken(at=self._aggregates.clock.now())
-        return self._aggregates.execute(api_token_decider, _stream(token_id), command, context)
+        return self._aggregates.execute(api_token_decider, api_token_stream(token_id), command, context)
 
     def list(self) -> list[dict[str, object]]:
         return self._tokens.list()

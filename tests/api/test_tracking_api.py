@@ -268,13 +268,14 @@ async def test_identify_creates_the_profile_from_traits_and_links_the_anonymous_
         json={
             "userId": "ann@example.org",
             "anonymousId": "anon-1",
-            "traits": {"first_name": "Ann", "age": 30},
+            "traits": {"first_name": "Ann", "age": 30, "createdAt": "2026-01-05", "plan": "pro"},
             "messageId": "m-1",
         },
     )
     assert identify.status_code == 200, identify.text
     [result] = identify.json()["results"]
     assert result["status"] == "created"
+    assert result["ignored_traits"] == ["createdAt", "plan"]  # not fields of this database
     profile_id = result["profile_id"]
     shown = await card(api, herald, profile_id)
     assert shown["email"] == "ann@example.org"

@@ -193,7 +193,14 @@ def _track_input(
 
 
 def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) -> dict[str, Any]:
-    row = dict(message.traits)
+    """Upsert the profile from the traits the database has fields for; the others are listed, not stored.
+
+    Tracking libraries send traits of their own (`createdAt`, `name`, ...): refusing
+    the whole identify for them would lose the traits that do fit.
+    """
+    database = call.herald.catalog.database(q.database_id)
+    row = {k: v for k, v in message.traits.items() if database.field(k) is not None}
+    ignored = sorted(k for k in message.traits if k not in row)
     if message.user_id:
         row[q.user_id_field] = message.user_id
     mode = {"email": MatchMode.EMAIL, "phone": MatchMode.PHONE, "profile_id": MatchMode.PROFILE_ID}.get(
@@ -208,7 +215,10 @@ def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) 
         call.herald.tracking.link_anonymous(
             q.database_id, result.profile_id, message.anonymous_id, call.context
         )
-    return row_json(result, f"batch.{index}.traits")
+    body = row_json(result, f"batch.{index}.traits")
+    if ignored:
+        body["ignored_traits"] = ignored
+    return body
 
 
 ENDPOINTS = [
