@@ -124,7 +124,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         catalog=catalog,
         profiles=ProfileService(aggregates, catalog, projections.profiles),
         tracking=TrackingService(aggregates, catalog, projections.profiles),
-        tokens=TokenService(aggregates, projections.api_tokens, store),
+        tokens=TokenService(aggregates, projections.api_tokens),
     )
 
 
