@@ -36,5 +36,7 @@ async def api(herald: Herald) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the app; processors do not run by themselves: call `herald.runtime.drain()`."""
     transport = httpx.ASGITransport(app=create_app(herald, run_processors=False))
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://herald.test", headers=headers
+    ) as client:
         yield client

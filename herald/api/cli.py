@@ -37,8 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.buffer.write(dumps(openapi()) + b"\n")
         return 0
-    settings = settings_from_env(data_dir=args.data_dir, host=getattr(args, "host", None),
-                                 port=getattr(args, "port", None))
+    settings = settings_from_env(
+        data_dir=args.data_dir, host=getattr(args, "host", None), port=getattr(args, "port", None)
+    )
     if args.command == "serve":
         return _serve(settings)
     if args.command == "replay":
@@ -57,8 +58,10 @@ def _serve(settings: Settings) -> int:
     herald = build(settings)
     token_file = Path(settings.data_dir) / "admin-token"
     where = "HERALD_ADMIN_TOKEN" if settings.admin_token else str(token_file)
-    print(f"Herald on http://{settings.host}:{settings.port}  data: {settings.data_dir}  admin token: {where}",
-          flush=True)
+    print(
+        f"Herald on http://{settings.host}:{settings.port}  data: {settings.data_dir}  admin token: {where}",
+        flush=True,
+    )
     uvicorn.run(create_app(herald), host=settings.host, port=settings.port, log_level="warning")
     herald.close()
     return 0

@@ -51,8 +51,14 @@ def _checksums_at_head(store: SqliteEventStore, path: Path, head: int, label: st
         store, SqliteCheckpoints(projections.profiles.conn), projections=projections.all(), batch_size=20_000
     )
     start = min(runtime.positions().values(), default=0)
-    with tqdm(total=head - start, desc=label, unit="ev", unit_scale=True, file=sys.stderr,
-              disable=head - start < 1000) as bar:
+    with tqdm(
+        total=head - start,
+        desc=label,
+        unit="ev",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=head - start < 1000,
+    ) as bar:
         runtime.drain(until=head, progress=bar.update)
     checksums = projections.checksums()
     conn = projections.profiles.conn

@@ -73,7 +73,8 @@ def decide(command: ClaimCommand, state: ClaimState) -> list[Event]:
     if state.owner == command.profile_id:
         return []
     raise AlreadyExists(
-        f"{command.value!r} is already used by profile {state.owner} in this database", command.path or command.kind
+        f"{command.value!r} is already used by profile {state.owner} in this database",
+        command.path or command.kind,
     )
 
 

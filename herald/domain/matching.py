@@ -158,8 +158,12 @@ def entry_contact(entry: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 # How the guide's import payload names each channel's contact (`email`, `email_data.email`, …).
-_CONTACT_NAMES = {"email": ("email",), "sms": ("phone",), "push": ("token",),
-                  **{c: ("phone",) for c in PHONE_CHANNELS}}
+_CONTACT_NAMES = {
+    "email": ("email",),
+    "sms": ("phone",),
+    "push": ("token",),
+    **{c: ("phone",) for c in PHONE_CHANNELS},
+}
 
 
 def profile_lookup_keys(state: ProfileState, unique_fields: frozenset[str]) -> frozenset[LookupKey]:

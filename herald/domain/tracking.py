@@ -59,8 +59,13 @@ def activity_payload(
     model would validate again what the API's request model just checked.
     `tests/unit/test_tracking.py` proves the payload decodes to the same event.
     """
-    payload: dict[str, Any] = {"database_id": database_id, "name": name, "properties": properties or {},
-                               "context": context or {}, "at": at.isoformat()}
+    payload: dict[str, Any] = {
+        "database_id": database_id,
+        "name": name,
+        "properties": properties or {},
+        "context": context or {},
+        "at": at.isoformat(),
+    }
     if profile_id is not None:
         payload["profile_id"] = profile_id
     if anonymous_id is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Protocol, Union
+from typing import Any, Final, Protocol
 from uuid import UUID
 
 import orjson
@@ -36,7 +36,7 @@ class _NoStream:
 
 ANY: Final = _Any()
 NO_STREAM: Final = _NoStream()
-ExpectedVersion = Union[int, _Any, _NoStream]
+ExpectedVersion = int | _Any | _NoStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +60,16 @@ class RecordedEvent:
     """
 
     __slots__ = (
-        "_data", "_metadata", "event_id", "occurred_at", "position", "recorded_at", "schema_version",
-        "stream", "type", "version",
+        "_data",
+        "_metadata",
+        "event_id",
+        "occurred_at",
+        "position",
+        "recorded_at",
+        "schema_version",
+        "stream",
+        "type",
+        "version",
     )
 
     def __init__(
@@ -70,7 +78,7 @@ class RecordedEvent:
         stream: str,
         version: int,
         position: int,
-        type: str,  # noqa: A002 (the envelope's field name)
+        type: str,
         schema_version: int,
         occurred_at: datetime,
         recorded_at: datetime,
@@ -101,8 +109,18 @@ class RecordedEvent:
         return self._metadata  # type: ignore[return-value]
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.event_id, self.stream, self.version, self.position, self.type, self.schema_version,
-                self.occurred_at, self.recorded_at, self.data, self.metadata)
+        return (
+            self.event_id,
+            self.stream,
+            self.version,
+            self.position,
+            self.type,
+            self.schema_version,
+            self.occurred_at,
+            self.recorded_at,
+            self.data,
+            self.metadata,
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RecordedEvent) and self._key() == other._key()
@@ -111,8 +129,10 @@ class RecordedEvent:
         return hash((self.event_id, self.position))
 
     def __repr__(self) -> str:
-        return (f"RecordedEvent({self.type} {self.stream}@{self.version} #{self.position} "
-                f"id={self.event_id} data={self.data!r})")
+        return (
+            f"RecordedEvent({self.type} {self.stream}@{self.version} #{self.position} "
+            f"id={self.event_id} data={self.data!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

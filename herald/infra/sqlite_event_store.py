@@ -49,8 +49,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, SafeUUID
 
-import orjson
-
 from herald.infra.clock import Clock
 from herald.infra.event_store import (
     ANY,

@@ -82,7 +82,9 @@ class Reactor(Protocol):
 
 
 class CommandExecutor(Protocol):
-    def __call__(self, decider: Decider[Any, Any], stream: str, command: Any, request_id: str, actor: str) -> object:
+    def __call__(
+        self, decider: Decider[Any, Any], stream: str, command: Any, request_id: str, actor: str
+    ) -> object:
         """Decide and append; `request_id` makes the appended event ids deterministic."""
         ...
 
@@ -97,7 +99,11 @@ class _ReactorConsumer:
     """Adapts a reactor to the projection shape: emits on apply, checkpoints on commit."""
 
     def __init__(
-        self, reactor: Reactor, store: EventStore, checkpoints: CheckpointStore, execute: CommandExecutor | None
+        self,
+        reactor: Reactor,
+        store: EventStore,
+        checkpoints: CheckpointStore,
+        execute: CommandExecutor | None,
     ) -> None:
         self.reactor = reactor
         self.name = reactor.name
@@ -117,10 +123,13 @@ class _ReactorConsumer:
         for i, reaction in enumerate(reactions):
             if isinstance(reaction, Dispatch):
                 if self._execute is None:
-                    raise RuntimeError(f"reactor {self.name} dispatches commands but the runtime has no executor")
+                    raise RuntimeError(
+                        f"reactor {self.name} dispatches commands but the runtime has no executor"
+                    )
                 request_id = str(deterministic_id(self.name, event.event_id, i))
-                self._execute(reaction.decider, reaction.stream, reaction.command, request_id,
-                              f"processor:{self.name}")
+                self._execute(
+                    reaction.decider, reaction.stream, reaction.command, request_id, f"processor:{self.name}"
+                )
 
     def _to_append(self, cause: RecordedEvent, ordinal: int, emission: Emission) -> StreamAppend:
         metadata = {

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from herald.domain.stop_lists import PLATFORM_INVALID_LIST_ID, hard_bounce_entry, stop_list_decider, stop_list_stream
+from herald.domain.stop_lists import (
+    PLATFORM_INVALID_LIST_ID,
+    hard_bounce_entry,
+    stop_list_decider,
+    stop_list_stream,
+)
 from herald.domain.subscriptions import Cause
 from herald.infra.event_store import RecordedEvent
 from herald.processors.runtime import Dispatch, Reaction

@@ -12,7 +12,8 @@ class ApiTokensProjection(SqliteProjection):
     name = "api_tokens"
     ddl: ClassVar = (
         "CREATE TABLE IF NOT EXISTS api_tokens (token_hash TEXT PRIMARY KEY, token_id TEXT NOT NULL, "
-        "name TEXT NOT NULL, role TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0, issued_at TEXT NOT NULL)",
+        "name TEXT NOT NULL, role TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0, "
+        "issued_at TEXT NOT NULL)",
     )
     tables: ClassVar = {"api_tokens": "token_hash"}
 

@@ -43,8 +43,8 @@ class _Folded:
 class CatalogProjection(SqliteProjection):
     name = "catalog"
     ddl: ClassVar = (
-        "CREATE TABLE IF NOT EXISTS catalog_objects (kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, "
-        "deleted INTEGER NOT NULL, doc BLOB NOT NULL, PRIMARY KEY (kind, id))",
+        "CREATE TABLE IF NOT EXISTS catalog_objects (kind TEXT NOT NULL, id TEXT NOT NULL, "
+        "name TEXT NOT NULL, deleted INTEGER NOT NULL, doc BLOB NOT NULL, PRIMARY KEY (kind, id))",
         "CREATE TABLE IF NOT EXISTS stop_list_entries (list_id TEXT NOT NULL, kind TEXT NOT NULL, "
         "entry_key TEXT NOT NULL, value TEXT NOT NULL, reason TEXT NOT NULL, added_at TEXT NOT NULL, "
         "PRIMARY KEY (list_id, kind, entry_key))",

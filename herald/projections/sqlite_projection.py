@@ -80,6 +80,6 @@ class SqliteProjection:
         digest = hashlib.sha256()
         for table, order in sorted(self.tables.items()):
             digest.update(table.encode())
-            for row in self.conn.execute(f"SELECT * FROM {table} ORDER BY {order}"):  # noqa: S608 (class constants)
+            for row in self.conn.execute(f"SELECT * FROM {table} ORDER BY {order}"):
                 digest.update(repr(row).encode())
         return digest.hexdigest()

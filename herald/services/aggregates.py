@@ -70,7 +70,12 @@ class Aggregates:
     """The command path over one event store, with injected clock and id source."""
 
     def __init__(
-        self, store: EventStore, registry: EventRegistry, clock: Clock, ids: IdSource, cache_size: int = 20_000
+        self,
+        store: EventStore,
+        registry: EventRegistry,
+        clock: Clock,
+        ids: IdSource,
+        cache_size: int = 20_000,
     ) -> None:
         # States are immutable values, so a cached fold is safe to share; loads
         # read only the events after it, which keeps long streams (a stop list
@@ -155,8 +160,10 @@ class Aggregates:
             return Outcome(stream, tuple(e.event_id for e in envelopes), result.stream_version, tuple(events))
         raise WrongExpectedVersion(stream, ANY, self.store.stream_version(stream))
 
-    def execute_request(self, decider: Decider[Any, S], stream: str, command: Any, request_id: str,
-                        actor: str) -> Outcome:
+    def execute_request(
+        self, decider: Decider[Any, S], stream: str, command: Any, request_id: str, actor: str
+    ) -> Outcome:
         """Execute a processor's command; `request_id` makes a redelivered command append nothing new."""
-        return self.execute(decider, stream, command, CommandContext(actor=actor, source="processor",
-                                                                     request_id=request_id))
+        return self.execute(
+            decider, stream, command, CommandContext(actor=actor, source="processor", request_id=request_id)
+        )

@@ -202,7 +202,9 @@ class TrackingService:
             if event.event_id
             else self.aggregates.ids.uuid()
         )
-        return NewEvent(event_id, ActivityTracked.type_name, payload, at, ActivityTracked.schema_version, meta)
+        return NewEvent(
+            event_id, ActivityTracked.type_name, payload, at, ActivityTracked.schema_version, meta
+        )
 
     def link_anonymous(
         self, database_id: str, profile_id: str, anonymous_id: str, context: CommandContext

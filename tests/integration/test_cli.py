@@ -29,8 +29,12 @@ def server(tmp_path: Path) -> tuple[str, Path]:
     data = tmp_path / "data"
     env = {**os.environ, "HERALD_DATA_DIR": str(data), "HERALD_PORT": str(port)}
     env.pop("HERALD_ADMIN_TOKEN", None)
-    process = subprocess.Popen([sys.executable, "-m", "herald.api.cli", "serve"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "herald.api.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/api/v1"
     deadline = time.monotonic() + 30
     try:
@@ -40,7 +44,9 @@ def server(tmp_path: Path) -> tuple[str, Path]:
                     break
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(process.stdout.read().decode() if process.stdout else "no output") from None
+                    raise RuntimeError(
+                        process.stdout.read().decode() if process.stdout else "no output"
+                    ) from None
                 time.sleep(0.05)
         yield url, data
     finally:
@@ -53,18 +59,25 @@ def test_serve_generates_an_admin_token_and_serves_the_api(server: tuple[str, Pa
     token = (data / "admin-token").read_text().strip()
     assert (data / "admin-token").stat().st_mode & 0o777 == 0o600
     assert httpx.get(f"{url}/tokens").status_code == 401
-    issued = httpx.post(f"{url}/tokens", json={"name": "reader", "role": "read"},
-                        headers={"Authorization": f"Bearer {token}"})
+    issued = httpx.post(
+        f"{url}/tokens", json={"name": "reader", "role": "read"}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert issued.status_code == 201, issued.text
     assert httpx.get(f"{url}/openapi.json").json()["openapi"] == "3.1.0"
     assert (data / "events.sqlite").exists() and (data / "readmodels.sqlite").exists()
 
 
-def test_events_prints_the_log_as_json_lines(server: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_events_prints_the_log_as_json_lines(
+    server: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     url, data = server
     token = (data / "admin-token").read_text().strip()
     for name in ("one", "two"):
-        httpx.post(f"{url}/tokens", json={"name": name, "role": "track"}, headers={"Authorization": f"Bearer {token}"})
+        httpx.post(
+            f"{url}/tokens",
+            json={"name": name, "role": "track"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     capsys.readouterr()
     assert cli.main(["--data-dir", str(data), "events", "--type", "ApiTokenIssued"]) == 0
     lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]

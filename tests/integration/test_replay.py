@@ -16,7 +16,13 @@ from herald.api import replay as replay_module
 from herald.api.wiring import Herald, build
 from herald.domain.databases import CreateDatabase, database_decider, database_stream
 from herald.domain.fields import FieldDefinition, FieldType
-from herald.domain.resources import CreateResource, EmailSettings, ResourceSettings, resource_decider, resource_stream
+from herald.domain.resources import (
+    CreateResource,
+    EmailSettings,
+    ResourceSettings,
+    resource_decider,
+    resource_stream,
+)
 from herald.domain.statuses import Status
 from herald.domain.subscriptions import Cause, ChangeSubscriptionStatus
 from herald.infra.clock import ManualClock
@@ -33,13 +39,22 @@ CTX = CommandContext()
 def _setup(herald: Herald) -> None:
     now = herald.clock.now()
     crm = FieldDefinition(name="crm_id", title="CRM id", type=FieldType.STRING, unique=True)
-    herald.aggregates.execute(database_decider, database_stream("1"),
-                              CreateDatabase("1", "Customers", now, custom_fields=(crm,)), CTX)
-    settings = ResourceSettings(name="News", database_ids=("1",), source_urls=("https://shop.example.com",),
-                                default_tracking_domain="trk.example.com")
+    herald.aggregates.execute(
+        database_decider,
+        database_stream("1"),
+        CreateDatabase("1", "Customers", now, custom_fields=(crm,)),
+        CTX,
+    )
+    settings = ResourceSettings(
+        name="News",
+        database_ids=("1",),
+        source_urls=("https://shop.example.com",),
+        default_tracking_domain="trk.example.com",
+    )
     email = EmailSettings(from_name="Shop", from_email="news@example.com", list_id="news.example.com")
-    herald.aggregates.execute(resource_decider, resource_stream("7"), CreateResource("7", "rt", settings, (email,)),
-                              CTX)
+    herald.aggregates.execute(
+        resource_decider, resource_stream("7"), CreateResource("7", "rt", settings, (email,)), CTX
+    )
 
 
 def _rows(start: int, count: int, generation: int) -> list[dict[str, object]]:
@@ -49,8 +64,14 @@ def _rows(start: int, count: int, generation: int) -> list[dict[str, object]]:
             "_fname": f"Name{i}-{generation}",
             "crm_id": f"C{i}",
             "phones": [f"+7912{i % 10_000_000:07d}"],
-            "subscriptions": [{"resource_id": "7", "channel": "email", "email": f"user{i}@example.org",
-                               "priority": generation}],
+            "subscriptions": [
+                {
+                    "resource_id": "7",
+                    "channel": "email",
+                    "email": f"user{i}@example.org",
+                    "priority": generation,
+                }
+            ],
         }
         for i in range(start, start + count)
     ]
@@ -63,21 +84,35 @@ def _write_history(herald: Herald, profiles: int, tracked_per_batch: int, target
     ids: list[str] = []
     for generation in (0, 1):
         for start in range(0, profiles, batch):
-            results = herald.profiles.import_rows("1", _rows(start, min(batch, profiles - start), generation),
-                                                  ImportOptions(), CTX)
+            results = herald.profiles.import_rows(
+                "1", _rows(start, min(batch, profiles - start), generation), ImportOptions(), CTX
+            )
             ids += [str(r.profile_id) for r in results] if generation == 0 else []
             herald.runtime.drain()
     for n, profile_id in enumerate(ids[: profiles // 10]):
-        command = ChangeSubscriptionStatus(resource_id="7", channel="email", contact=f"user{n}@example.org",
-                                           at=herald.clock.now(), status=Status.HARD_BOUNCED, cause=Cause.HARD_BOUNCE)
+        command = ChangeSubscriptionStatus(
+            resource_id="7",
+            channel="email",
+            contact=f"user{n}@example.org",
+            at=herald.clock.now(),
+            status=Status.HARD_BOUNCED,
+            cause=Cause.HARD_BOUNCE,
+        )
         herald.profiles.execute(profile_id, command, CTX)
     herald.profiles.merge(ids[-1], ids[-2], CTX)
     herald.profiles.delete(ids[-3], CTX)
     herald.runtime.drain()
     n = 0
     while herald.store.head_position() < target_events:
-        events = [TrackInput(name="Viewed", profile={"email": f"user{(n + k) % profiles}@example.org"},
-                             properties={"n": n + k}, event_id=f"e{n + k}") for k in range(tracked_per_batch)]
+        events = [
+            TrackInput(
+                name="Viewed",
+                profile={"email": f"user{(n + k) % profiles}@example.org"},
+                properties={"n": n + k},
+                event_id=f"e{n + k}",
+            )
+            for k in range(tracked_per_batch)
+        ]
         herald.tracking.track("1", events, CTX)
         n += tracked_per_batch
         herald.runtime.drain()
@@ -97,13 +132,16 @@ def _replay_matches_live(tmp_path: Path, herald: Herald, capsys: pytest.CaptureF
 
 
 def _herald(tmp_path: Path, batch_size: int) -> Herald:
-    herald = build(Settings(data_dir=tmp_path / "data", admin_token="t"), clock=ManualClock(), ids=IdSource(3))
-    herald.runtime._batch_size = batch_size  # noqa: SLF001 (small live batches are the point)
+    herald = build(
+        Settings(data_dir=tmp_path / "data", admin_token="t"), clock=ManualClock(), ids=IdSource(3)
+    )
+    herald.runtime._batch_size = batch_size
     return herald
 
 
-def test_replay_reproduces_the_live_read_models(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replay_reproduces_the_live_read_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(profiles_projection, "_CACHE_LIMIT", 5)
     herald = _herald(tmp_path, batch_size=7)
     _write_history(herald, profiles=60, tracked_per_batch=50, target_events=600)

@@ -32,7 +32,9 @@ def make_registry() -> EventRegistry:
 
 def test_a_current_payload_decodes_as_is() -> None:
     registry = make_registry()
-    event = registry.decode("NameGiven", 3, {"first_name": "Ann", "last_name": "Lee", "at": "2026-01-01T00:00:00Z"})
+    event = registry.decode(
+        "NameGiven", 3, {"first_name": "Ann", "last_name": "Lee", "at": "2026-01-01T00:00:00Z"}
+    )
     assert (event.first_name, event.last_name) == ("Ann", "Lee")  # type: ignore[attr-defined]
     assert event.at == datetime(2026, 1, 1, tzinfo=UTC)  # type: ignore[attr-defined]
     assert type(event).type_name == "NameGiven" and type(event).schema_version == 3

@@ -7,7 +7,13 @@ import hashlib
 import pytest
 import xxhash
 
-from herald.domain.claims import ClaimValue, ReleaseValue, UniqueValueClaimed, UniqueValueReleased, claim_decider
+from herald.domain.claims import (
+    ClaimValue,
+    ReleaseValue,
+    UniqueValueClaimed,
+    UniqueValueReleased,
+    claim_decider,
+)
 from herald.domain.errors import AlreadyExists
 from herald.infra.ids import IdSource, deterministic_id, profile_md5_id, profile_xxh_id
 from tests.unit.decider_table import then, then_error
@@ -53,7 +59,13 @@ RELEASED_BY_A = UniqueValueReleased(database_id="1", kind="email", value="ann@x.
         ([CLAIMED_BY_A], ReleaseValue("1", "email", "ann@x.io", "b"), []),
         ([CLAIMED_BY_A, RELEASED_BY_A], ClaimValue("1", "email", "ann@x.io", "a"), [CLAIMED_BY_A]),
     ],
-    ids=["claim a free value", "reclaim own value", "release own value", "others cannot release", "claim again"],
+    ids=[
+        "claim a free value",
+        "reclaim own value",
+        "release own value",
+        "others cannot release",
+        "claim again",
+    ],
 )
 def test_claims(given: list, when: object, expected: list) -> None:
     assert then(claim_decider, given, when) == expected
@@ -61,7 +73,10 @@ def test_claims(given: list, when: object, expected: list) -> None:
 
 def test_a_value_owned_by_another_profile_is_refused_naming_the_field() -> None:
     error = then_error(
-        claim_decider, [CLAIMED_BY_A], ClaimValue("1", "email", "ann@x.io", "b", path="rows.3.email"),
-        AlreadyExists, "rows.3.email",
+        claim_decider,
+        [CLAIMED_BY_A],
+        ClaimValue("1", "email", "ann@x.io", "b", path="rows.3.email"),
+        AlreadyExists,
+        "rows.3.email",
     )
     assert "profile a" in error.reason

@@ -265,5 +265,9 @@ def test_placeholder_email_is_no_key_and_gone_profiles_have_none() -> None:
     assert profile_lookup_keys(state, DB.unique_fields) == {LookupKey("profile_id", P1)}
     assert unique_lookup_keys(state, DB.unique_fields) == frozenset()
     deleted = profile_decider.fold(profile_decider.decide(DeleteProfile(P1, T0), state), state)
-    assert profile_lookup_keys(deleted, DB.unique_fields) == frozenset() == unique_lookup_keys(deleted, DB.unique_fields)
+    assert (
+        profile_lookup_keys(deleted, DB.unique_fields)
+        == frozenset()
+        == unique_lookup_keys(deleted, DB.unique_fields)
+    )
     assert field_kind("CRM_ID") == "field:CRM_ID"

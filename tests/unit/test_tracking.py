@@ -16,8 +16,15 @@ AT = datetime(2026, 3, 2, 9, 30, 15, 250000, tzinfo=UTC)
     "parts",
     [
         {"database_id": "1", "name": "Viewed", "at": AT, "profile_id": "p1"},
-        {"database_id": "1", "name": "Viewed", "at": AT, "anonymous_id": "a1", "client_event_id": "e-9",
-         "properties": {"sku": "A-1", "price": 9.5, "tags": ["x"]}, "context": {"ip": "10.0.0.1"}},
+        {
+            "database_id": "1",
+            "name": "Viewed",
+            "at": AT,
+            "anonymous_id": "a1",
+            "client_event_id": "e-9",
+            "properties": {"sku": "A-1", "price": 9.5, "tags": ["x"]},
+            "context": {"ip": "10.0.0.1"},
+        },
     ],
     ids=["known profile", "anonymous with everything"],
 )

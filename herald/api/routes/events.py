@@ -48,13 +48,30 @@ async def read_log(call: Call) -> dict[str, Any]:
 async def read_stream(call: Call) -> dict[str, Any]:
     stream = call.path_param("stream")
     events = call.herald.store.read_stream(stream, call.query.from_version)[: call.query.limit]
-    return {"stream": stream, "version": call.herald.store.stream_version(stream),
-            "events": [event_json(e) for e in events]}
+    return {
+        "stream": stream,
+        "version": call.herald.store.stream_version(stream),
+        "events": [event_json(e) for e in events],
+    }
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/api/v1/events", read_log, "Read the global event log in order", "events",
-             query=LogQuery, role="read"),
-    Endpoint("GET", "/api/v1/streams/{stream}", read_stream, "Read one stream", "events",
-             query=StreamQuery, role="read"),
+    Endpoint(
+        "GET",
+        "/api/v1/events",
+        read_log,
+        "Read the global event log in order",
+        "events",
+        query=LogQuery,
+        role="read",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/streams/{stream}",
+        read_stream,
+        "Read one stream",
+        "events",
+        query=StreamQuery,
+        role="read",
+    ),
 ]

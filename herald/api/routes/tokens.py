@@ -28,9 +28,18 @@ async def revoke(call: Call) -> dict[str, Any]:
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/api/v1/tokens", issue, "Issue an API token", "tokens", body=IssueTokenBody,
-             role="admin", status=201),
-    Endpoint("GET", "/api/v1/tokens", list_tokens, "List API tokens (never their secrets)", "tokens",
-             role="admin"),
+    Endpoint(
+        "POST",
+        "/api/v1/tokens",
+        issue,
+        "Issue an API token",
+        "tokens",
+        body=IssueTokenBody,
+        role="admin",
+        status=201,
+    ),
+    Endpoint(
+        "GET", "/api/v1/tokens", list_tokens, "List API tokens (never their secrets)", "tokens", role="admin"
+    ),
     Endpoint("DELETE", "/api/v1/tokens/{token_id}", revoke, "Revoke an API token", "tokens", role="admin"),
 ]

@@ -107,9 +107,20 @@ async def track_batch(call: Call) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("database_id"), str):
         raise HttpError(422, "name the profile database", "database_id")
     rows = _rows(body.get("events"), "events", _ROW)
-    inputs = [r if isinstance(r, ValidationFailed) else TrackInput(
-        name=r.event, at=r.at, profile=r.profile, anonymous_id=r.anonymous_id, properties=r.properties,
-        context=r.context, event_id=r.event_id) for r in rows]
+    inputs = [
+        r
+        if isinstance(r, ValidationFailed)
+        else TrackInput(
+            name=r.event,
+            at=r.at,
+            profile=r.profile,
+            anonymous_id=r.anonymous_id,
+            properties=r.properties,
+            context=r.context,
+            event_id=r.event_id,
+        )
+        for r in rows
+    ]
     results = call.herald.tracking.track(body["database_id"], inputs, call.context)
     return _summary([_located(r, f"events.{r['index']}") for r in results])
 
@@ -136,7 +147,7 @@ def _summary(results: list[dict[str, Any]], outcomes: tuple[str, ...] = _TRACK_O
 async def segment_batch(call: Call) -> dict[str, Any]:
     body = await _json(call)
     if not isinstance(body, dict):
-        raise HttpError(422, "expected {\"batch\": [...]}", "batch")
+        raise HttpError(422, 'expected {"batch": [...]}', "batch")
     return _segment(call, _rows(body.get("batch"), "batch", _SEGMENT))
 
 
@@ -187,9 +198,15 @@ def _track_input(
         profile = {"profile_id": profile_id}
     elif message.user_id:
         profile = {q.user_id_field: message.user_id}
-    return TrackInput(name=message.event, at=message.timestamp, profile=profile,
-                      anonymous_id=message.anonymous_id, properties=message.properties,
-                      context=message.context, event_id=message.message_id)
+    return TrackInput(
+        name=message.event,
+        at=message.timestamp,
+        profile=profile,
+        anonymous_id=message.anonymous_id,
+        properties=message.properties,
+        context=message.context,
+        event_id=message.message_id,
+    )
 
 
 def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) -> dict[str, Any]:
@@ -204,7 +221,8 @@ def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) 
     if message.user_id:
         row[q.user_id_field] = message.user_id
     mode = {"email": MatchMode.EMAIL, "phone": MatchMode.PHONE, "profile_id": MatchMode.PROFILE_ID}.get(
-        q.user_id_field, MatchMode.CUSTOM)
+        q.user_id_field, MatchMode.CUSTOM
+    )
     field_name = q.user_id_field if mode is MatchMode.CUSTOM else None
     options = ImportOptions(
         mode=ImportMode.ADD_AND_UPDATE, match=mode, field_name=field_name, source="segment"
@@ -222,13 +240,47 @@ def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) 
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/api/v1/track/batch", track_batch, "Post up to 10,000 tracked events", "tracking",
-             body=TrackBatchBody, role="track", raw_body=True),
-    Endpoint("POST", "/api/v1/track/segment/batch", segment_batch,
-             "Segment-spec batch of identify and track messages", "tracking", body=SegmentBatchBody,
-             query=SegmentQuery, role="track", raw_body=True),
-    Endpoint("POST", "/api/v1/track/segment/identify", segment_single, "Segment-spec identify", "tracking",
-             body=SegmentMessage, query=SegmentQuery, role="track", raw_body=True),
-    Endpoint("POST", "/api/v1/track/segment/track", segment_single, "Segment-spec track", "tracking",
-             body=SegmentMessage, query=SegmentQuery, role="track", raw_body=True),
+    Endpoint(
+        "POST",
+        "/api/v1/track/batch",
+        track_batch,
+        "Post up to 10,000 tracked events",
+        "tracking",
+        body=TrackBatchBody,
+        role="track",
+        raw_body=True,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/track/segment/batch",
+        segment_batch,
+        "Segment-spec batch of identify and track messages",
+        "tracking",
+        body=SegmentBatchBody,
+        query=SegmentQuery,
+        role="track",
+        raw_body=True,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/track/segment/identify",
+        segment_single,
+        "Segment-spec identify",
+        "tracking",
+        body=SegmentMessage,
+        query=SegmentQuery,
+        role="track",
+        raw_body=True,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/track/segment/track",
+        segment_single,
+        "Segment-spec track",
+        "tracking",
+        body=SegmentMessage,
+        query=SegmentQuery,
+        role="track",
+        raw_body=True,
+    ),
 ]
