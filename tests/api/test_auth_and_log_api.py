@@ -9,7 +9,7 @@ import pytest
 
 from herald.api.app import create_app
 from herald.api.wiring import Herald
-from tests.api.builders import DB, create_profile, customers, error_of
+from tests.builders import DB, create_profile, customers, error_of
 from tests.conftest import ADMIN_TOKEN
 
 TOKENS = "/api/v1/tokens"

@@ -10,7 +10,7 @@ import pytest
 from herald.api.wiring import Herald
 from herald.domain.databases import StandardFieldConfig
 from herald.domain.fields import FieldDefinition, FieldType
-from tests.api.builders import (
+from tests.builders import (
     DB,
     card,
     create_database,

@@ -8,7 +8,7 @@ import pytest
 from herald.api.wiring import Herald
 from herald.infra.clock import ManualClock
 from herald.infra.ids import profile_md5_id, profile_xxh_id
-from tests.api.builders import (
+from tests.builders import (
     DB,
     card,
     create_profile,

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from herald.api.wiring import Herald
-from tests.api.builders import (
+from tests.builders import (
     RESOURCE,
     card,
     create_database,

@@ -3,14 +3,6 @@
 from __future__ import annotations
 
 from herald.api.wiring import Herald
-from herald.domain.databases import CreateDatabase, database_decider, database_stream
-from herald.domain.resources import (
-    CreateResource,
-    EmailSettings,
-    ResourceSettings,
-    resource_decider,
-    resource_stream,
-)
 from herald.domain.statuses import Status
 from herald.domain.stop_lists import PLATFORM_INVALID_LIST_ID, StopListLevel, check, stop_list_stream
 from herald.domain.subscriptions import Cause, ChangeSubscriptionStatus
@@ -19,25 +11,14 @@ from herald.processors.runtime import InProcessRuntime
 from herald.processors.stop_list_rules import HardBounceRule
 from herald.services.aggregates import CommandContext
 from herald.services.profiles import ImportOptions
+from tests.builders import create_resource, customers
 
 CTX = CommandContext()
 
 
 def _subscribed_profile(herald: Herald) -> str:
-    now = herald.clock.now()
-    herald.aggregates.execute(
-        database_decider, database_stream("1"), CreateDatabase("1", "Customers", now), CTX
-    )
-    settings = ResourceSettings(
-        name="News",
-        database_ids=("1",),
-        source_urls=("https://shop.example.com",),
-        default_tracking_domain="trk.example.com",
-    )
-    email = EmailSettings(from_name="Shop", from_email="news@example.com", list_id="news.example.com")
-    herald.aggregates.execute(
-        resource_decider, resource_stream("7"), CreateResource("7", "rt", settings, (email,)), CTX
-    )
+    customers(herald)
+    create_resource(herald)
     row = {
         "email": "ann@example.org",
         "subscriptions": [{"resource_id": "7", "channel": "email", "email": "ann@example.org"}],

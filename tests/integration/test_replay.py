@@ -14,15 +14,6 @@ import pytest
 
 from herald.api import replay as replay_module
 from herald.api.wiring import Herald, build
-from herald.domain.databases import CreateDatabase, database_decider, database_stream
-from herald.domain.fields import FieldDefinition, FieldType
-from herald.domain.resources import (
-    CreateResource,
-    EmailSettings,
-    ResourceSettings,
-    resource_decider,
-    resource_stream,
-)
 from herald.domain.statuses import Status
 from herald.domain.subscriptions import Cause, ChangeSubscriptionStatus
 from herald.infra.clock import ManualClock
@@ -32,29 +23,14 @@ from herald.projections import profiles as profiles_projection
 from herald.services.aggregates import CommandContext
 from herald.services.profiles import ImportOptions
 from herald.services.tracking import TrackInput
+from tests.builders import create_resource, customers
 
 CTX = CommandContext()
 
 
 def _setup(herald: Herald) -> None:
-    now = herald.clock.now()
-    crm = FieldDefinition(name="crm_id", title="CRM id", type=FieldType.STRING, unique=True)
-    herald.aggregates.execute(
-        database_decider,
-        database_stream("1"),
-        CreateDatabase("1", "Customers", now, custom_fields=(crm,)),
-        CTX,
-    )
-    settings = ResourceSettings(
-        name="News",
-        database_ids=("1",),
-        source_urls=("https://shop.example.com",),
-        default_tracking_domain="trk.example.com",
-    )
-    email = EmailSettings(from_name="Shop", from_email="news@example.com", list_id="news.example.com")
-    herald.aggregates.execute(
-        resource_decider, resource_stream("7"), CreateResource("7", "rt", settings, (email,)), CTX
-    )
+    customers(herald)
+    create_resource(herald)
 
 
 def _rows(start: int, count: int, generation: int) -> list[dict[str, object]]:
