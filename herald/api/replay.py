@@ -9,6 +9,8 @@ file replaces the live one (atomically, by rename): the log is the truth.
 from __future__ import annotations
 
 import os
+import sqlite3
+from contextlib import closing
 import sys
 from pathlib import Path
 
@@ -40,6 +42,7 @@ def replay(settings: Settings, keep_live: bool = False) -> int:
     if keep_live:
         _remove(rebuild_path)
     else:
+        _carry_reactor_checkpoints(settings.readmodel_path, rebuild_path, set(after))
         _remove(settings.readmodel_path)
         os.replace(rebuild_path, settings.readmodel_path)
     return 0 if same else 1
@@ -65,6 +68,18 @@ def _checksums_at_head(store: SqliteEventStore, path: Path, head: int, label: st
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return checksums
+
+
+def _carry_reactor_checkpoints(live: Path, rebuilt: Path, projections: set[str]) -> None:
+    """Keep how far the reactors got: their effects are in the log, not in the read models.
+
+    (Re-running them would append nothing new, thanks to deterministic ids, but
+    would re-decide every command they ever issued.)
+    """
+    with closing(sqlite3.connect(live)) as old, closing(sqlite3.connect(rebuilt)) as new:
+        rows = [r for r in old.execute("SELECT name, position FROM checkpoints") if r[0] not in projections]
+        with new:
+            new.executemany("INSERT OR REPLACE INTO checkpoints (name, position) VALUES (?, ?)", rows)
 
 
 def _remove(path: Path) -> None:

@@ -103,7 +103,9 @@ def _replay_matches_live(tmp_path: Path, herald: Herald, capsys: pytest.CaptureF
     assert "checksums identical" in out
     rebuilt = build(settings, clock=ManualClock(), ids=IdSource(1))
     assert rebuilt.projections.checksums() == live
-    assert rebuilt.runtime.positions()["profiles"] == rebuilt.store.head_position()
+    positions = rebuilt.runtime.positions()
+    assert positions["profiles"] == rebuilt.store.head_position()
+    assert positions["hard-bounce-to-stop-list"] > 0  # the reactor's progress survives the swap
     rebuilt.close()
 
 
