@@ -14,7 +14,7 @@ from contextlib import closing
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from herald.api.wiring import build_projections
 from herald.infra.clock import SystemClock

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 class Projection(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def checkpoint(self) -> int:
         """The position of the last event this projection committed (0 = none)."""

@@ -69,7 +69,10 @@ class SegmentQuery(BaseModel):
 
 _ROW = TypeAdapter(TrackedEventIn)
 _SEGMENT = TypeAdapter(SegmentMessage)
-_BATCHES = {id(_ROW): TypeAdapter(list[TrackedEventIn]), id(_SEGMENT): TypeAdapter(list[SegmentMessage])}
+_BATCHES: dict[int, TypeAdapter[Any]] = {
+    id(_ROW): TypeAdapter(list[TrackedEventIn]),
+    id(_SEGMENT): TypeAdapter(list[SegmentMessage]),
+}
 
 
 def _batch_adapter(row: TypeAdapter[Any]) -> TypeAdapter[Any]:
