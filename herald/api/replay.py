@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import closing
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from tqdm import tqdm  # type: ignore[import-untyped]
