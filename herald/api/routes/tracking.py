@@ -6,6 +6,7 @@ malformed event is reported at its index while the valid ones are stored.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any, Literal
 
@@ -124,7 +125,10 @@ async def track_batch(call: Call) -> dict[str, Any]:
         )
         for r in rows
     ]
-    results = call.herald.tracking.track(body["database_id"], inputs, call.context)
+    plan = call.herald.tracking.prepare(body["database_id"], inputs, call.context)
+    # The append runs off the event loop: SQLite releases the GIL while it writes,
+    # so the loop parses the next batch (or serves reads) meanwhile.
+    results = await asyncio.to_thread(plan.commit)
     return _summary([_located(r, f"events.{r['index']}") for r in results])
 
 
