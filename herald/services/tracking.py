@@ -29,7 +29,7 @@ from herald.domain.tracking import (
     activity_stream,
     anonymous_stream,
 )
-from herald.infra.event_store import EventStore, NewEvent, StreamAppend
+from herald.infra.event_store import NewEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 from herald.projections.profiles import ProfilesProjection
 from herald.services.aggregates import Aggregates, CommandContext
@@ -62,27 +62,6 @@ def tracked_event_id(database_id: str, client_event_id: str) -> str:
     return str(deterministic_id("tracked", database_id, client_event_id))
 
 
-@dataclass
-class TrackPlan:
-    """A prepared batch: the events per stream and the results to complete once they are stored."""
-
-    store: EventStore
-    streams: dict[str, list[NewEvent]]
-    placed: list[tuple[int, str, int]]  # (result index, stream, ordinal in the stream's events)
-    results: list[dict[str, Any]]
-    head: int  # the log's head before the append: older positions are resends
-
-    def commit(self) -> list[dict[str, Any]]:
-        """Append every stream in one transaction; touches only the event store (thread-safe)."""
-        if self.streams:
-            appended = self.store.append_many([StreamAppend(s, evs) for s, evs in self.streams.items()])
-            positions = {s: r.positions for s, r in zip(self.streams, appended, strict=True)}
-            for index, stream, ordinal in self.placed:
-                if positions[stream][ordinal] <= self.head:
-                    self.results[index]["status"] = "duplicate"
-        return self.results
-
-
 class TrackingService:
     def __init__(
         self, aggregates: Aggregates, catalog: CatalogService, projection: ProfilesProjection
@@ -99,12 +78,6 @@ class TrackingService:
         A result per event: accepted, duplicate (already stored), or error with
         the DomainError, its path relative to the event (the caller locates it).
         """
-        return self.prepare(database_id, events, context).commit()
-
-    def prepare(
-        self, database_id: str, events: Sequence[TrackInput | DomainError], context: CommandContext
-    ) -> TrackPlan:
-        """Resolve profiles and build the events; `commit()` appends them (it may run on another thread)."""
         if len(events) > MAX_BATCH:
             raise ValidationFailed(f"a batch holds at most {MAX_BATCH} events, not {len(events)}", "events")
         database = self.catalog.database(database_id)
@@ -151,7 +124,13 @@ class TrackingService:
                     **({"profile_id": profile_id} if profile_id else {"anonymous_id": event.anonymous_id}),
                 }
             )
-        return TrackPlan(self.aggregates.store, streams, placed, results, head)
+        if streams:
+            appended = self.aggregates.store.append_many([StreamAppend(s, evs) for s, evs in streams.items()])
+            positions = {s: r.positions for s, r in zip(streams, appended, strict=True)}
+            for index, stream, ordinal in placed:
+                if positions[stream][ordinal] <= head:  # the store already had it: a resend
+                    results[index]["status"] = "duplicate"
+        return results
 
     def _keys(self, database: DatabaseState, events: Sequence[TrackInput | DomainError]) -> list[Any]:
         keys: list[LookupKey | DomainError | None] = []

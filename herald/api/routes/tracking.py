@@ -6,7 +6,6 @@ malformed event is reported at its index while the valid ones are stored.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any, Literal
 
@@ -125,10 +124,7 @@ async def track_batch(call: Call) -> dict[str, Any]:
         )
         for r in rows
     ]
-    plan = call.herald.tracking.prepare(body["database_id"], inputs, call.context)
-    # The append runs off the event loop: SQLite releases the GIL while it writes,
-    # so the loop parses the next batch (or serves reads) meanwhile.
-    results = await asyncio.to_thread(plan.commit)
+    results = call.herald.tracking.track(body["database_id"], inputs, call.context)
     return _summary([_located(r, f"events.{r['index']}") for r in results])
 
 
