@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 from uuid import UUID
 
@@ -54,47 +54,59 @@ class NewEvent:
 class RecordedEvent:
     """An event as the store holds it: the envelope DESIGN.md describes.
 
-    `data` and `metadata` may be handed over as the stored JSON bytes and are
-    decoded on first access: a replay passes a million envelopes to
-    projections that read the payload of only the types they fold.
+    An adapter may hand over the id as its 16 bytes, the times as integer
+    microseconds since the epoch and the payloads as stored JSON; each is
+    decoded on first access. A replay passes a million envelopes to
+    projections that look at the type and stream of all of them and at the
+    rest of only the few they fold.
     """
 
     __slots__ = (
-        "_data",
-        "_metadata",
-        "event_id",
-        "occurred_at",
-        "position",
-        "recorded_at",
-        "schema_version",
-        "stream",
-        "type",
-        "version",
+        "_data", "_event_id", "_metadata", "_occurred_at", "_recorded_at", "position", "schema_version",
+        "stream", "type", "version",
     )
 
     def __init__(
         self,
-        event_id: UUID,
+        event_id: UUID | bytes,
         stream: str,
         version: int,
         position: int,
         type: str,
         schema_version: int,
-        occurred_at: datetime,
-        recorded_at: datetime,
+        occurred_at: datetime | int,
+        recorded_at: datetime | int,
         data: dict[str, Any] | bytes,
         metadata: dict[str, Any] | bytes,
     ) -> None:
-        self.event_id = event_id
+        self._event_id = event_id
         self.stream = stream
         self.version = version
         self.position = position
         self.type = type
         self.schema_version = schema_version
-        self.occurred_at = occurred_at
-        self.recorded_at = recorded_at
+        self._occurred_at = occurred_at
+        self._recorded_at = recorded_at
         self._data = data
         self._metadata = metadata
+
+    @property
+    def event_id(self) -> UUID:
+        if isinstance(self._event_id, bytes):
+            self._event_id = UUID(bytes=self._event_id)
+        return self._event_id
+
+    @property
+    def occurred_at(self) -> datetime:
+        if isinstance(self._occurred_at, int):
+            self._occurred_at = _from_micros(self._occurred_at)
+        return self._occurred_at
+
+    @property
+    def recorded_at(self) -> datetime:
+        if isinstance(self._recorded_at, int):
+            self._recorded_at = _from_micros(self._recorded_at)
+        return self._recorded_at
 
     @property
     def data(self) -> dict[str, Any]:
@@ -133,6 +145,13 @@ class RecordedEvent:
             f"RecordedEvent({self.type} {self.stream}@{self.version} #{self.position} "
             f"id={self.event_id} data={self.data!r})"
         )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 @dataclass(frozen=True, slots=True)

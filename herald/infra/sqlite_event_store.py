@@ -47,7 +47,6 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
-from uuid import UUID, SafeUUID
 
 from herald.infra.clock import Clock
 from herald.infra.event_store import (
@@ -429,41 +428,10 @@ def _stream_versions(conn: sqlite3.Connection, streams: set[str]) -> dict[str, i
 
 
 def _decode(rows: Iterable[tuple[Any, ...]]) -> list[RecordedEvent]:
-    # The replay path: a million rows go through here, so locals are bound
-    # once and repeated timestamps (a batch shares recorded_at) reuse one
-    # datetime.
-    new_uuid = object.__new__
-    set_slot = object.__setattr__
-    from_bytes = int.from_bytes
-    unknown = SafeUUID.unknown
-    from_timestamp = datetime.fromtimestamp
-    utc = UTC
+    # The replay path: a million rows go through here. The envelope decodes its
+    # id, times and payloads only when they are read, so this is one object per row.
     record = RecordedEvent
-    last_us = -1
-    last_dt = _EPOCH
-    out: list[RecordedEvent] = []
-    append = out.append
-    for position, event_id, stream, version, type_, schema, occurred, recorded, data, meta in rows:
-        # Built the way uuid's own __setstate__ does: UUID(bytes=...) costs
-        # twice as much, all of it re-validating 16 bytes we wrote ourselves.
-        uuid = new_uuid(UUID)
-        set_slot(uuid, "int", from_bytes(event_id))
-        set_slot(uuid, "is_safe", unknown)
-        if recorded != last_us:
-            last_us, last_dt = recorded, from_timestamp(recorded / 1e6, utc)
-        occurred_dt = last_dt if occurred == last_us else from_timestamp(occurred / 1e6, utc)
-        append(
-            record(
-                uuid,
-                stream,
-                version,
-                position,
-                type_,
-                schema,
-                occurred_dt,
-                last_dt,
-                data,
-                meta,
-            )
-        )
-    return out
+    return [
+        record(event_id, stream, version, position, type_, schema, occurred, recorded, data, meta)
+        for position, event_id, stream, version, type_, schema, occurred, recorded, data, meta in rows
+    ]

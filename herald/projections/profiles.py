@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
@@ -33,7 +34,8 @@ from herald.projections.sqlite_projection import Handler, SqliteProjection
 LoadProfile = Callable[[str, int], ProfileState]
 """(profile id, position) → the profile folded from its events before that position."""
 
-_CACHE_LIMIT = 50_000
+_CACHE_LIMIT = 200_000
+_NO_FIELDS: frozenset[str] = frozenset()
 _SUBSCRIPTION = TypeAdapter(Subscription)
 _CHUNK = 400
 
@@ -120,7 +122,7 @@ class ProfilesProjection(SqliteProjection):
         super().__init__(conn)
         self._load_profile = load_profile
         self._states: dict[str, ProfileState] = {}
-        self._keys: dict[str, frozenset[LookupKey]] = {}
+        self._unique_at: dict[str, frozenset[str]] = {}
         self._stored_keys: dict[str, frozenset[LookupKey]] = {}
         self._dirty: set[str] = set()
         # The stream version each card shows, so a client's expected_version matches what it read.
@@ -152,13 +154,14 @@ class ProfilesProjection(SqliteProjection):
     def _fold(self, event: RecordedEvent) -> None:
         profile_id = event.stream[len("profile-") :]
         typed = registry.decode(event.type, event.schema_version, event.data)
-        state = self._states.get(profile_id)
+        state = self._states.pop(profile_id, None)  # re-inserted last: the cache is least-recently-used first
         if state is None:
             state = self._load(profile_id, event)
         state = profiles.evolve(state, typed)
         self._states[profile_id] = state
         self._versions[profile_id] = event.version
-        self._keys[profile_id] = profile_lookup_keys(state, self._unique.get(state.database_id, frozenset()))
+        # The keys depend on the schema as of this event; they are computed once, at flush.
+        self._unique_at[profile_id] = self._unique.get(state.database_id, _NO_FIELDS)
         self._dirty.add(profile_id)
 
     def _load(self, profile_id: str, event: RecordedEvent) -> ProfileState:
@@ -191,7 +194,7 @@ class ProfilesProjection(SqliteProjection):
                     dumps({**card(state), "version": self._versions[profile_id]}),
                 )
             )
-            new_keys = self._keys[profile_id]
+            new_keys = profile_lookup_keys(state, self._unique_at[profile_id])
             old_keys = self._stored_keys.get(profile_id, frozenset())
             key_deletes += [(state.database_id, k.kind, k.value, profile_id) for k in old_keys - new_keys]
             key_inserts += [(state.database_id, k.kind, k.value, profile_id) for k in new_keys - old_keys]
@@ -224,8 +227,18 @@ class ProfilesProjection(SqliteProjection):
         execute("DELETE FROM subscriptions WHERE profile_id = ?", [(p,) for p in sorted(self._dirty)])
         execute("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", sub_rows)
         self._dirty.clear()
-        if len(self._states) > _CACHE_LIMIT:
-            self._forget()
+        self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently folded profiles beyond the cache limit (they reload from the log)."""
+        excess = len(self._states) - _CACHE_LIMIT
+        if excess <= 0:
+            return
+        for profile_id in list(islice(self._states, excess + _CACHE_LIMIT // 10)):
+            del self._states[profile_id]
+            self._versions.pop(profile_id, None)
+            self._unique_at.pop(profile_id, None)
+            self._stored_keys.pop(profile_id, None)
 
     def discard(self) -> None:
         super().discard()
@@ -237,7 +250,7 @@ class ProfilesProjection(SqliteProjection):
     def _forget(self) -> None:
         self._states.clear()
         self._versions.clear()
-        self._keys.clear()
+        self._unique_at.clear()
         self._stored_keys.clear()
         self._dirty.clear()
 

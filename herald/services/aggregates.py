@@ -75,7 +75,7 @@ class Aggregates:
         registry: EventRegistry,
         clock: Clock,
         ids: IdSource,
-        cache_size: int = 20_000,
+        cache_size: int = 100_000,
     ) -> None:
         # States are immutable values, so a cached fold is safe to share; loads
         # read only the events after it, which keeps long streams (a stop list
