@@ -71,9 +71,6 @@ class EventRegistry:
         except KeyError:
             raise UnknownEventType(type_name) from None
 
-    def knows(self, type_name: str) -> bool:
-        return type_name in self._classes
-
     def upcast(self, type_name: str, version: int, data: Mapping[str, Any]) -> JsonDict:
         """The payload brought from `version` to the registered (latest) version."""
         current = self.event_class(type_name).schema_version
@@ -90,9 +87,6 @@ class EventRegistry:
         """A typed event from a stored payload of any known schema version."""
         cls = self.event_class(type_name)
         return cls.model_validate(self.upcast(type_name, version, data))
-
-    def type_names(self) -> list[str]:
-        return sorted(self._classes)
 
 
 registry = EventRegistry()

@@ -62,8 +62,16 @@ class RecordedEvent:
     """
 
     __slots__ = (
-        "_data", "_event_id", "_metadata", "_occurred_at", "_recorded_at", "position", "schema_version",
-        "stream", "type", "version",
+        "_data",
+        "_event_id",
+        "_metadata",
+        "_occurred_at",
+        "_recorded_at",
+        "position",
+        "schema_version",
+        "stream",
+        "type",
+        "version",
     )
 
     def __init__(

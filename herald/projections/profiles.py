@@ -131,9 +131,6 @@ class ProfilesProjection(SqliteProjection):
         for database_id, field in conn.execute("SELECT database_id, field FROM profile_unique_fields"):
             self._unique[database_id] = self._unique.get(database_id, frozenset()) | {field}
 
-    def set_loader(self, load_profile: LoadProfile) -> None:
-        self._load_profile = load_profile
-
     def handlers(self) -> dict[str, Handler]:
         return {
             "DatabaseCreated": self._database_created,

@@ -58,10 +58,6 @@ class TrackInput:
     event_id: str | None = None
 
 
-def tracked_event_id(database_id: str, client_event_id: str) -> str:
-    return str(deterministic_id("tracked", database_id, client_event_id))
-
-
 class TrackingService:
     def __init__(
         self, aggregates: Aggregates, catalog: CatalogService, projection: ProfilesProjection
