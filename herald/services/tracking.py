@@ -85,6 +85,7 @@ class TrackingService:
         unowned = [k for k, owner in owned.items() if owner not in found]
         if unowned:
             found.update(self.projection.resolve(database_id, unowned))
+        found.update(self._named_profiles(database_id, keys))
         anonymous = [e.anonymous_id for e in events if isinstance(e, TrackInput) and e.anonymous_id]
         linked = self.projection.linked_profiles(database_id, anonymous) if anonymous else {}
         results: list[dict[str, Any]] = []
@@ -148,6 +149,19 @@ class TrackingService:
             keys.append(key)
         return keys
 
+    def _named_profiles(self, database_id: str, keys: Sequence[Any]) -> dict[LookupKey, list[str]]:
+        """The profile ids the batch names that exist in the database, each checked once.
+
+        Read from the streams, not the cards: a profile created a moment ago is trackable at once.
+        """
+        named = {k for k in keys if isinstance(k, LookupKey) and k.kind == PROFILE_ID}
+        live = {}
+        for key in named:
+            state = self.aggregates.load(profile_decider, profile_stream(key.value)).state
+            if state.exists and state.database_id == database_id:
+                live[key] = [key.value]
+        return live
+
     def _profile_of(
         self,
         database_id: str,
@@ -161,9 +175,7 @@ class TrackingService:
         if key is None:
             return visitor
         if key.kind == PROFILE_ID:
-            # Read from the stream, not the card: a profile created a moment ago is trackable at once.
-            state = self.aggregates.load(profile_decider, profile_stream(key.value)).state
-            if not state.exists or state.database_id != database_id:
+            if key not in found:
                 raise NotFound(f"no profile {key.value!r} in database {database_id!r}", "profile.profile_id")
             return key.value
         owner = found.get(LookupKey(EMAIL_PROFILE, key.value)) if key.kind == EMAIL else None

@@ -297,14 +297,8 @@ async def record_tracked(call: Call) -> dict[str, Any]:
 
 
 async def delete_profile(call: Call) -> dict[str, Any]:
-    profile_id = call.path_param("profile_id")
-    state = call.herald.profiles.aggregates.load(
-        domain.profile_decider, domain.profile_stream(profile_id)
-    ).state
-    if not state.created:
-        raise HttpError(404, f"no profile {profile_id!r}", "profile_id")
-    # Deleting releases the unique values (email, unique fields) for other profiles.
-    return call.herald.profiles.delete(profile_id, call.context).to_json()
+    # Deleting releases the unique values (email, unique fields) for other profiles; 404 if none.
+    return call.herald.profiles.delete(call.path_param("profile_id"), call.context).to_json()
 
 
 async def merge_profiles(call: Call) -> dict[str, Any]:
