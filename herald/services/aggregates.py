@@ -107,16 +107,14 @@ class Aggregates:
             self._cache.popitem(last=False)
         return loaded
 
-    def new_events(
-        self, stream: str, events: Sequence[Event], context: CommandContext, salt: object = ""
-    ) -> list[NewEvent]:
+    def new_events(self, stream: str, events: Sequence[Event], context: CommandContext) -> list[NewEvent]:
         """Envelopes for `events`; with a request id the ids are deterministic, so a retry is a no-op."""
         now = self.clock.now()
         meta = context.metadata()
         return [
             NewEvent(
                 event_id=(
-                    deterministic_id("request", context.request_id, stream, salt, i)
+                    deterministic_id("request", context.request_id, stream, i)
                     if context.request_id
                     else self.ids.uuid()
                 ),
