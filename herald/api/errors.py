@@ -10,6 +10,8 @@ from starlette.responses import Response
 
 from herald.api.responses import json_response
 from herald.domain.errors import AlreadyExists, DomainError, NotFound, RuleViolated, ValidationFailed
+from herald.domain.templates import TemplateInvalid
+from herald.domain.templating import TemplateSyntaxError
 from herald.infra.event_store import WrongExpectedVersion
 
 
@@ -53,6 +55,11 @@ def pydantic_errors(error: ValidationError, prefix: str = "") -> list[dict[str, 
     return items
 
 
+def _syntax_error_json(error: TemplateSyntaxError) -> dict[str, Any]:
+    """A template syntax error: where (path, line, column) and what was expected."""
+    return {"path": error.path, "line": error.line, "column": error.column, "reason": error.message}
+
+
 def domain_status(error: DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in _DOMAIN_STATUS:
@@ -65,6 +72,12 @@ async def handle_exception(request: Request, exc: Exception) -> Response:
         errors = pydantic_errors(exc)
         first = errors[0] if errors else {"path": "", "reason": "invalid request"}
         return json_response(error_body(422, first["reason"], first["path"], errors=errors), 422)
+    if isinstance(exc, TemplateInvalid):
+        errors = [_syntax_error_json(e) for e in exc.errors]
+        first = errors[0]
+        position = {"line": first["line"], "column": first["column"]}
+        body = error_body(422, exc.reason, exc.path, **position, errors=errors)
+        return json_response(body, 422)
     if isinstance(exc, DomainError):
         status = domain_status(exc)
         return json_response(error_body(status, exc.reason, exc.path), status)

@@ -24,6 +24,7 @@ from herald.projections.profiles import ProfilesProjection
 from herald.services.aggregates import Aggregates
 from herald.services.catalog import CatalogService
 from herald.services.profiles import ProfileService
+from herald.services.templates import TemplateService
 from herald.services.tokens import TokenService
 from herald.services.tracking import TrackingService
 
@@ -57,6 +58,7 @@ class Herald:
     profiles: ProfileService
     tracking: TrackingService
     tokens: TokenService
+    templates: TemplateService
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def start_processors(self) -> None:
@@ -125,6 +127,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         profiles=ProfileService(aggregates, catalog, projections.profiles),
         tracking=TrackingService(aggregates, catalog, projections.profiles),
         tokens=TokenService(aggregates, projections.api_tokens),
+        templates=TemplateService(catalog),
     )
 
 

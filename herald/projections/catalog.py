@@ -1,6 +1,6 @@
-"""The catalog: profile databases, resources and stop lists as listed objects, plus stop-list entries.
+"""The catalog: databases, resources, templates, fragments and stop lists as listed objects.
 
-Databases and resources are folded with their own deciders' `evolve` (one
+Databases, resources, templates and fragments are folded with their own deciders' `evolve` (one
 piece of code per rule) and stored as JSON documents for listing. Stop lists
 are summarised from their events, and their entries kept one row each so the
 send-time check (`SqliteStopListLookup`) and the bulk membership check are
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
 
-from herald.domain import databases, resources
+from herald.domain import databases, fragments, resources, templates
 from herald.domain.events import Event, registry
 from herald.domain.stop_lists import StopListItem
 from herald.infra.event_store import RecordedEvent
@@ -25,6 +25,8 @@ from herald.projections.sqlite_projection import Handler, SqliteProjection
 DATABASE = "database"
 RESOURCE = "resource"
 STOP_LIST = "stop_list"
+TEMPLATE = "template"
+FRAGMENT = "fragment"
 
 
 class _Folded:
@@ -58,6 +60,12 @@ class CatalogProjection(SqliteProjection):
             ),
             "resource-": _Folded(
                 RESOURCE, resources.ResourceState, resources.evolve_resource, resources.ResourceState()
+            ),
+            "template-": _Folded(
+                TEMPLATE, templates.TemplateState, templates.evolve, templates.TemplateState()
+            ),
+            "fragment-": _Folded(
+                FRAGMENT, fragments.FragmentState, fragments.evolve, fragments.FragmentState()
             ),
         }
         super().__init__(conn)
@@ -189,9 +197,10 @@ class CatalogProjection(SqliteProjection):
 
 
 def _name_of(doc: dict[str, Any]) -> str:
-    settings = doc.get("settings")
-    if isinstance(settings, dict):
-        return str(settings.get("name", ""))
+    for holder in ("settings", "card", "fragment"):
+        settings = doc.get(holder)
+        if isinstance(settings, dict):
+            return str(settings.get("name", ""))
     return str(doc.get("name", ""))
 
 

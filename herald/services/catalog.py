@@ -137,7 +137,7 @@ class CatalogService:
     ) -> tuple[str, Outcome]:
         """Create a database under the next free id; `command_for(id)` makes the command."""
         seen = len(self.projection.objects(DATABASE, include_deleted=True))
-        return self._create(
+        return self.create_numbered(
             DATABASES, databases.database_stream, seen, lambda i: lambda _: [command_for(i)], context
         )
 
@@ -161,7 +161,9 @@ class CatalogService:
         """Create a resource under the next free id; `plan_for(id, token)` plans its commands."""
         token = self.aggregates.ids.token(RESOURCE_TOKEN_BYTES)
         seen = len(self.projection.objects(RESOURCE, include_deleted=True))
-        return self._create(RESOURCES, resources.resource_stream, seen, lambda i: plan_for(i, token), context)
+        return self.create_numbered(
+            RESOURCES, resources.resource_stream, seen, lambda i: plan_for(i, token), context
+        )
 
     def change_resource(
         self, resource_id: str, plan: Plan, context: CommandContext, expected_version: int | None = None
@@ -180,7 +182,7 @@ class CatalogService:
             doc["kind"] == stop_lists.StopListKind.CUSTOM
             for doc in self.projection.objects(STOP_LIST, include_deleted=True)
         )
-        return self._create(
+        return self.create_numbered(
             stop_lists.stop_list_decider, stop_lists.stop_list_stream, seen, command_for, context
         )
 
@@ -197,7 +199,7 @@ class CatalogService:
 
     # --- ids -----------------------------------------------------------------------------------
 
-    def _create(
+    def create_numbered(
         self,
         decider: Decider[Any, Any],
         stream_of: Callable[[str], str],

@@ -26,6 +26,8 @@ ERRORS = [
     ("unknown-name", "{if foo.bar}{end}", 1, 5, "unknown name `foo.bar`"),
     ("unknown-namespace", "Hi {laed._fname}", 1, 5, "unknown namespace `laed`"),
     ("unknown-namespace-in-single-of-double", "{{laed._fname}", 1, 3, "unknown namespace `laed`"),
+    ("unknown-function", "Total: {summ(json.a json.b)}", 1, 9, "unknown function `summ`"),
+    ("unknown-function-no-arguments", "{b()}", 1, 2, "unknown function `b`"),
     ("operator-without-left", "{if equal 1}{end}", 1, 5, "found the operator `equal`"),
     ("operator-without-right", "{if lead.x equal}{end}", 1, 17, "a value after `equal`"),
     ("two-values", "{lead.x lead.y}", 1, 9, "unexpected `lead.y`"),

@@ -24,6 +24,9 @@ A bare `{name}` is a tag only when `name` is a loop variable in scope; otherwise
 text. A bare dotted `{name.path}` whose `name` is neither a namespace nor a loop variable is
 refused as an unknown namespace (a typo such as `{laed._fname}` would otherwise be mailed
 as it is), except inside double braces: `{{item.name}}` is mustache (AMP for email) text.
+Likewise a whole tag shaped like a call, `{name(...)}` with no space after the brace, whose
+name is no function is refused as an unknown function: email clients run no script, so
+such text is far likelier a misspelt function than JavaScript.
 
 Words in heads (keywords, namespaces, functions, system tags) are matched
 case-insensitively (`{PART.NEW}`, `{lastItem}`); field, fragment and variable
@@ -78,6 +81,9 @@ _HEAD = re.compile(
     """,
     re.VERBOSE | re.IGNORECASE,
 )
+
+# A whole tag shaped like a call: `{name(` ... `)}` with no brace between.
+_CALL_SHAPED = re.compile(r"([^\W\d]\w*)\([^{}]*\)\s*\}")
 
 _TOKEN = re.compile(
     rf"""
@@ -201,6 +207,7 @@ def scan(source: Source) -> list[Segment]:
             break
         head = _HEAD.match(text, brace + 1)
         if head is None:
+            _refuse_unknown_function(source, brace)
             pos = brace + 1
             continue
         flush(brace)
@@ -218,6 +225,14 @@ def scan(source: Source) -> list[Segment]:
         raise source.error(remote_at, "remote content `{[` is not closed with `]}`")
     flush(len(text))
     return segments
+
+
+def _refuse_unknown_function(source: Source, brace: int) -> None:
+    """Refuse `{name(...)}` when `name` is no function: a misspelt call would be mailed as it is."""
+    call = _CALL_SHAPED.match(source.text, brace + 1)
+    if call is not None:
+        known = ", ".join(FUNCTIONS)
+        raise source.error(brace + 1, f"unknown function `{call.group(1)}`: use {known}")
 
 
 def _tokenize(source: Source, start: int) -> tuple[tuple[Token, ...], int]:
