@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
 from herald.infra.ids import IdSource
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
+from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
+from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.stop_list_rules import HardBounceRule
@@ -24,7 +27,8 @@ from herald.projections.profiles import ProfilesProjection
 from herald.services.aggregates import Aggregates
 from herald.services.catalog import CatalogService
 from herald.services.profiles import ProfileService
-from herald.services.templates import TemplateService
+from herald.services.rendering import MessageRenderer
+from herald.services.templates import TemplateService, current_fragments
 from herald.services.tokens import TokenService
 from herald.services.tracking import TrackingService
 
@@ -59,6 +63,8 @@ class Herald:
     tracking: TrackingService
     tokens: TokenService
     templates: TemplateService
+    signer: TokenSigner
+    remote: RemoteContentFetcher
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def start_processors(self) -> None:
@@ -71,6 +77,7 @@ class Herald:
             self._task = None
 
     def close(self) -> None:
+        self.remote.close()
         self.store.close()
         self.projections.profiles.conn.close()
 
@@ -112,6 +119,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         execute=aggregates.execute_request,
     )
     catalog = CatalogService(aggregates, projections.catalog)
+    profiles = ProfileService(aggregates, catalog, projections.profiles)
+    remote = RemoteContentFetcher(remote_content_policy(settings))
+    renderer = MessageRenderer(current_fragments(aggregates), remote)
     return Herald(
         settings=settings,
         clock=clock,
@@ -121,19 +131,33 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         runtime=runtime,
         aggregates=aggregates,
         auth=Authenticator(
-            settings.admin_token or _stored_admin_token(settings.data_dir), projections.api_tokens, store
+            settings.admin_token or _stored_secret(settings.data_dir, "admin-token"),
+            projections.api_tokens,
+            store,
         ),
         catalog=catalog,
-        profiles=ProfileService(aggregates, catalog, projections.profiles),
+        profiles=profiles,
         tracking=TrackingService(aggregates, catalog, projections.profiles),
         tokens=TokenService(aggregates, projections.api_tokens),
-        templates=TemplateService(catalog),
+        templates=TemplateService(catalog, profiles, renderer),
+        signer=TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key")),
+        remote=remote,
     )
 
 
-def _stored_admin_token(data_dir: Path) -> str:
-    """The bootstrap admin token: made once on first start and kept in the data directory."""
-    path = data_dir / "admin-token"
+def remote_content_policy(settings: Settings) -> RemoteContentPolicy:
+    """The limits render-time fetches run under, from the settings."""
+    networks = settings.remote_allowed_networks
+    return RemoteContentPolicy(
+        timeout_seconds=settings.remote_timeout_seconds,
+        max_bytes=settings.remote_max_bytes,
+        allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in networks),
+    )
+
+
+def _stored_secret(data_dir: Path, name: str) -> str:
+    """A secret (admin token, signing key) made on first start and kept in the data directory."""
+    path = data_dir / name
     if not path.exists():
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)

@@ -106,8 +106,9 @@ class TemplateContent(_Value):
     parts: tuple[TemplatePart, ...] = ()
     json_content_url: str = Field("", description="JSON fetched per message as `json.*` (may hold variables)")
     track_links: bool = Field(True, description="wrap links in tracking redirects (per link: data-no-track)")
+    add_utm: bool = Field(False, description="add UTM parameters to every link (the product's defaults)")
     utm: dict[str, str] = Field(
-        default_factory=dict, description="UTM parameters added to every tracked link (utm_source, ...)"
+        default_factory=dict, description="UTM values replacing the defaults (utm_source, ...); '' drops one"
     )
     stop_list_id: str | None = None
     add_unsubscribed_to_stop_list: bool = False

@@ -16,6 +16,10 @@ class Settings:
     # Signs tracking tokens; generated into the data directory on first start when unset.
     secret_key: str | None = None
     account_timezone: str = "UTC"
+    # Dynamic template content: non-public networks it may reach (none by default), its limits.
+    remote_allowed_networks: tuple[str, ...] = ()
+    remote_timeout_seconds: float = 5.0
+    remote_max_bytes: int = 1024 * 1024
 
     @property
     def event_store_path(self) -> Path:
@@ -35,6 +39,11 @@ def settings_from_env(**overrides: object) -> Settings:
         "admin_token": os.environ.get("HERALD_ADMIN_TOKEN"),
         "secret_key": os.environ.get("HERALD_SECRET_KEY"),
         "account_timezone": os.environ.get("HERALD_ACCOUNT_TIMEZONE", "UTC"),
+        "remote_allowed_networks": tuple(
+            n.strip() for n in os.environ.get("HERALD_REMOTE_ALLOWED_NETWORKS", "").split(",") if n.strip()
+        ),
+        "remote_timeout_seconds": float(os.environ.get("HERALD_REMOTE_TIMEOUT_SECONDS", "5")),
+        "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["data_dir"] = Path(str(values["data_dir"]))

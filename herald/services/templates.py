@@ -11,7 +11,7 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,14 +19,70 @@ from herald.domain import fragments, templates
 from herald.domain.errors import NotFound, ValidationFailed
 from herald.domain.events import Event, registry
 from herald.projections.catalog import FRAGMENT, TEMPLATE
-from herald.services.aggregates import CommandContext, Loaded, Outcome
+from herald.services.aggregates import Aggregates, CommandContext, Loaded, Outcome
 from herald.services.catalog import CatalogService
+from herald.services.profiles import ProfileService
+from herald.services.rendering import (
+    Fragment,
+    FragmentSource,
+    MessageData,
+    MessageRenderer,
+    PreviewUrls,
+    RenderedMessage,
+    lead_of,
+    subscription_of,
+)
 
 
 class TemplateService:
-    def __init__(self, catalog: CatalogService) -> None:
+    def __init__(self, catalog: CatalogService, profiles: ProfileService, renderer: MessageRenderer) -> None:
         self.catalog = catalog
         self.aggregates = catalog.aggregates
+        self.profiles = profiles
+        self.renderer = renderer
+
+    # --- preview -------------------------------------------------------------------------------
+
+    def preview(self, template_id: str, channel: templates.Channel, sample: PreviewSample) -> RenderedMessage:
+        """The message as it would be sent, with no side effects: untracked links, no pixel."""
+        state = self.template(template_id).state
+        assert state.card is not None and state.content is not None
+        version = sample.content_version or state.version
+        content = state.content if version == state.version else self.version(template_id, version)
+        if content.channel(channel) is None:
+            raise ValidationFailed(f"the template has no {channel} content", "channel")
+        data = self._sample_data(sample, channel, state.card.name)
+        return self.renderer.render(template_id, version, content, channel, data, PreviewUrls())
+
+    def _sample_data(
+        self, sample: PreviewSample, channel: templates.Channel, template_name: str
+    ) -> MessageData:
+        lead: dict[str, Any] = {}
+        subscription: dict[str, Any] = {}
+        database_name = resource_name = resource_token = ""
+        if sample.profile_id is not None:
+            profile = self.profiles.state(sample.profile_id)
+            lead = lead_of(profile)
+            database_name = self.catalog.database(profile.database_id).name
+            if sample.resource_id is not None:
+                subscription = subscription_of(profile, sample.resource_id, channel)
+        if sample.resource_id is not None:
+            resource = self.catalog.resource(sample.resource_id)
+            resource_name, resource_token = (
+                resource.settings.name if resource.settings else "",
+                resource.token,
+            )
+        return MessageData(
+            message_id="preview",
+            lead={**lead, **sample.lead},
+            subscription={**subscription, **sample.subscription},
+            template_name=template_name,
+            database_name=database_name,
+            resource_name=resource_name,
+            resource_token=resource_token,
+            campaign_name=sample.campaign_name,
+            content=sample.content,
+        )
 
     # --- templates -----------------------------------------------------------------------------
 
@@ -115,21 +171,39 @@ class TemplateService:
     def listed_fragments(self) -> list[dict[str, Any]]:
         return self.catalog.projection.objects(FRAGMENT)
 
-    def fragment_sources(self, names: frozenset[str]) -> Mapping[str, str]:
-        """The current content of each named fragment that exists, for rendering."""
-        found = {}
-        for name in sorted(names):
-            state = self.aggregates.load(fragments.fragment_decider, fragments.fragment_stream(name)).state
-            if state.exists and state.fragment is not None:
-                found[name] = state.fragment.content
-        return found
-
     def ensure_fragments(self, content: templates.TemplateContent) -> None:
         """Refuse content that names a fragment that does not exist."""
         used = templates.content_references(content).fragments
-        missing = sorted(used - set(self.fragment_sources(used)))
+        missing = sorted(used - set(current_fragments(self.aggregates)(used)))
         if missing:
             raise ValidationFailed(f"the content uses fragment {missing[0]!r}, which does not exist", "")
+
+
+def current_fragments(aggregates: Aggregates) -> FragmentSource:
+    """Reads the current version of named fragments from their streams (those that exist)."""
+
+    def read(names: frozenset[str]) -> Mapping[str, Fragment]:
+        found = {}
+        for name in sorted(names):
+            state = aggregates.load(fragments.fragment_decider, fragments.fragment_stream(name)).state
+            if state.exists and state.fragment is not None:
+                found[name] = Fragment(state.fragment.content, state.fragment.type, state.version)
+        return found
+
+    return read
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewSample:
+    """Whom a preview renders for: a real profile (and its subscription on a resource) and/or sample data."""
+
+    profile_id: str | None = None
+    resource_id: str | None = None
+    lead: Mapping[str, Any] = field(default_factory=dict)
+    subscription: Mapping[str, Any] = field(default_factory=dict)
+    content: Mapping[str, Any] | None = None
+    content_version: int | None = None
+    campaign_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

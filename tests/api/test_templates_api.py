@@ -15,7 +15,9 @@ def template_body(**overrides: Any) -> dict[str, Any]:
     return {"name": "Welcome", "content": {"email": EMAIL}, **overrides}
 
 
-async def create_fragment(api: httpx.AsyncClient, short_name: str = "social", content: str = "<b>X</b>") -> None:
+async def create_fragment(
+    api: httpx.AsyncClient, short_name: str = "social", content: str = "<b>X</b>"
+) -> None:
     response = await api.post(FS, json={"short_name": short_name, "name": "Social", "content": content})
     assert response.status_code == 201, response.text
 
@@ -127,7 +129,10 @@ async def test_fragments_are_versioned_and_named_by_short_name(api: httpx.AsyncC
     assert response.status_code == 200, response.text
     got = (await api.get(f"{FS}/social")).json()
     assert (got["content"], got["content_version"], got["type"]) == ("<i>{lead._fname}</i>", 2, "html")
-    assert [v["content_version"] for v in (await api.get(f"{FS}/social/versions")).json()["versions"]] == [1, 2]
+    assert [v["content_version"] for v in (await api.get(f"{FS}/social/versions")).json()["versions"]] == [
+        1,
+        2,
+    ]
     assert (await api.get(f"{FS}/social/versions/1")).json()["content"] == "<b>{lead._fname}</b>"
     bad = await api.put(f"{FS}/social", json={"name": "Social", "content": "{if lead.a}"})
     assert bad.status_code == 422 and bad.json()["error"]["path"] == "content"

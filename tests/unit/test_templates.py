@@ -82,8 +82,12 @@ def test_every_syntax_error_is_reported_with_its_path_line_and_column() -> None:
 
 
 def test_a_template_needs_a_name_and_unique_id() -> None:
-    then_error(tp.template_decider, [], tp.CreateTemplate("1", tp.TemplateCard(name=" "), CONTENT), ValidationFailed)
-    then_error(tp.template_decider, [CREATED], tp.CreateTemplate("1", CARD, CONTENT), AlreadyExists, "template_id")
+    then_error(
+        tp.template_decider, [], tp.CreateTemplate("1", tp.TemplateCard(name=" "), CONTENT), ValidationFailed
+    )
+    then_error(
+        tp.template_decider, [CREATED], tp.CreateTemplate("1", CARD, CONTENT), AlreadyExists, "template_id"
+    )
 
 
 def test_a_draft_cannot_be_sent_until_published() -> None:
@@ -106,13 +110,17 @@ def test_sending_needs_the_channel_and_a_live_template() -> None:
     deleted = tp.template_decider.fold([CREATED, tp.TemplateDeleted(template_id="1")])
     with pytest.raises(NotFound):
         deleted.ensure_sendable(tp.Channel.EMAIL)
-    then_error(tp.template_decider, [CREATED, tp.TemplateDeleted(template_id="1")], tp.PublishTemplate("1"), NotFound)
+    then_error(
+        tp.template_decider, [CREATED, tp.TemplateDeleted(template_id="1")], tp.PublishTemplate("1"), NotFound
+    )
 
 
 def test_content_references_list_parts_fragments_system_tags_and_remote_blocks() -> None:
     used = tp.content_references(
         content(
-            email=tp.EmailContent(subject="s", html='{part.top}{fragment.social}<a href="{unsubscribe}">x</a>'),
+            email=tp.EmailContent(
+                subject="s", html='{part.top}{fragment.social}<a href="{unsubscribe}">x</a>'
+            ),
             parts=(tp.TemplatePart(name="top", content="{[https://e.com/{lead.id}]}"),),
         )
     )
@@ -134,7 +142,9 @@ def test_a_fragment_is_named_by_its_short_name_and_versioned() -> None:
     changed = then(fr.fragment_decider, created, fr.UpdateFragment("social", changed_content))
     assert changed == [fr.FragmentChanged(short_name="social", version=2, fragment=changed_content)]
     assert then(fr.fragment_decider, [*created, *changed], fr.UpdateFragment("social", changed_content)) == []
-    then_error(fr.fragment_decider, created, fr.CreateFragment("social", FRAGMENT), AlreadyExists, "short_name")
+    then_error(
+        fr.fragment_decider, created, fr.CreateFragment("social", FRAGMENT), AlreadyExists, "short_name"
+    )
 
 
 @pytest.mark.parametrize(
@@ -143,7 +153,11 @@ def test_a_fragment_is_named_by_its_short_name_and_versioned() -> None:
         (fr.CreateFragment("1abc", FRAGMENT), ValidationFailed, "short_name"),
         (fr.CreateFragment("a b", FRAGMENT), ValidationFailed, "short_name"),
         (fr.CreateFragment("ok", FRAGMENT.model_copy(update={"name": ""})), ValidationFailed, "name"),
-        (fr.CreateFragment("ok", FRAGMENT.model_copy(update={"content": "{if x}"})), tp.TemplateInvalid, "content"),
+        (
+            fr.CreateFragment("ok", FRAGMENT.model_copy(update={"content": "{if x}"})),
+            tp.TemplateInvalid,
+            "content",
+        ),
         (fr.UpdateFragment("none", FRAGMENT), NotFound, "short_name"),
     ],
 )

@@ -15,10 +15,11 @@ Decisions where the guide is silent:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from herald.api.endpoints import Call, Endpoint
 from herald.api.routes.catalog import VersionQuery, by_id, expected_version_field
@@ -26,6 +27,7 @@ from herald.domain import fragments as fr
 from herald.domain import templates as tp
 from herald.domain.errors import DomainError, NotFound
 from herald.domain.templating.references import References
+from herald.services.templates import PreviewSample
 
 _Strict = ConfigDict(extra="forbid")
 _BODY_KEYS = ("name", "description", "tags", "template_id")
@@ -58,6 +60,20 @@ class CloneBody(BaseModel):
 class ValidateBody(BaseModel):
     model_config = _Strict
     content: tp.TemplateContent
+
+
+class PreviewBody(BaseModel):
+    model_config = _Strict
+    channel: tp.Channel
+    content_version: int | None = Field(None, ge=1, description="default: the current version")
+    profile_id: str | None = Field(None, description="render for this profile")
+    resource_id: str | None = Field(None, description="and its subscription on this resource")
+    lead: dict[str, JsonValue] = Field(
+        default_factory=dict, description="sample profile fields (win over the profile's)"
+    )
+    subscription: dict[str, JsonValue] = Field(default_factory=dict, description="sample subscription data")
+    content: dict[str, JsonValue] | None = Field(None, description="JSON content as a trigger passes it")
+    campaign_name: str = ""
 
 
 class FragmentBody(BaseModel):
@@ -211,6 +227,28 @@ async def validate_template(call: Call) -> dict[str, Any]:
     return {"valid": True, "uses": _references_json(tp.content_references(content))}
 
 
+async def preview_template(call: Call) -> dict[str, Any]:
+    b: PreviewBody = call.body
+    sample = PreviewSample(
+        profile_id=b.profile_id,
+        resource_id=b.resource_id,
+        lead=b.lead,
+        subscription=b.subscription,
+        content=b.content,
+        content_version=b.content_version,
+        campaign_name=b.campaign_name,
+    )
+    message = call.herald.templates.preview(call.path_param("template_id"), b.channel, sample)
+    return {
+        "template_id": message.template_id,
+        "content_version": message.template_version,
+        "channel": str(message.channel),
+        str(message.channel): dataclasses.asdict(message.body),
+        "links": [dataclasses.asdict(link) for link in message.links],
+        "fragment_versions": dict(message.fragment_versions),
+    }
+
+
 # --- fragments ---------------------------------------------------------------------------------
 
 
@@ -316,6 +354,15 @@ ENDPOINTS = [
     ),
     Endpoint(
         "POST", TP + "/publish", publish_template, "Clear the draft flag", "templates", query=VersionQuery
+    ),
+    Endpoint(
+        "POST",
+        TP + "/preview",
+        preview_template,
+        "Render a template for a profile or sample data, with no side effects",
+        "templates",
+        body=PreviewBody,
+        role="read",
     ),
     Endpoint("POST", TP + "/draft", mark_draft, "Mark the template a draft", "templates", query=VersionQuery),
     Endpoint(

@@ -1,0 +1,520 @@
+"""Rendering one message: a template version for one profile, subscription and campaign.
+
+The pipeline follows the guide (notes seed000-C §2.5): gather the data (the
+profile as `lead`, the subscription, the JSON content fetched from the
+template's URL or passed by a trigger), expand fragments and parts, evaluate
+the language, fetch remote blocks, then post-process: tracking redirects and
+UTM on links, the open pixel, the text version, CSS inlining, SMS length.
+
+Decisions where the guide is silent:
+- Link ids are fixed per template version (`links.mark_links` on the
+  version's sources, cached by template and version): `html.<n>`, `text.<n>`,
+  `part.<name>.<n>`, `fragment.<short_name>.<n>`, `sms.<n>`, `push.click_url.1`.
+- `{pixel}` and `{read}` render as 1×1 images; without `{pixel}` in the
+  email's HTML the open pixel goes before `</body>`. `{read}` is never added
+  by itself: the author places it.
+- A click token carries the destination, so the tracker redirects only to
+  URLs that were in the message (no open redirect), and personalised URLs need
+  no lookup.
+- UTM parameters are added only when the template asks (`add_utm`): the
+  product's defaults, overridden key by key by the template's `utm`.
+- A message that cannot be rendered (a remote fetch failed, a limit was hit,
+  an SMS is longer than the template allows) raises `RenderFailed` with the
+  reason: the caller records it for that message and goes on.
+- A preview renders exactly what would be sent, with the links' own URLs in
+  place of tracking redirects, no pixel, and `#unsubscribe`-style anchors for
+  system links, so nothing it shows can record an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from herald.domain import links as lk
+from herald.domain.email_body import inline_css, insert_open_pixel, text_version
+from herald.domain.errors import RuleViolated
+from herald.domain.profiles import ProfileState
+from herald.domain.sms import add_http_to_links, sms_length
+from herald.domain.templates import Channel, EmailContent, PushContent, SmsContent, TemplateContent
+from herald.domain.templating import CompiledTemplate, RenderContext, TemplateRenderError, compile_template
+from herald.domain.templating.references import References, references
+from herald.infra.remote_content import RemoteContentError
+from herald.infra.signing import TokenSigner
+
+PREPARED_CACHE_SIZE = 256
+SYSTEM_LINK_TAGS = (
+    "unsubscribe",
+    "globalunsubscribe",
+    "subscription_manager",
+    "stoplist",
+    "confirm",
+    "webversion",
+)
+
+
+class RenderFailed(RuleViolated):
+    """This message could not be made; the reason says why (the campaign goes on without it)."""
+
+
+# --- ports -------------------------------------------------------------------------------------
+
+
+class TrackingUrls(Protocol):
+    """Where a message's links, pixels and system links point."""
+
+    def click(self, link: lk.RenderedLink) -> str: ...
+    def pixel(self, kind: str) -> str: ...
+    def system(self, kind: str) -> str: ...
+
+
+class MessageFetches(Protocol):
+    """One message's dynamic content: `{[url]}` HTML by calling it, the JSON content by `json`."""
+
+    def __call__(self, url: str) -> str: ...
+    def json(self, url: str) -> dict[str, Any]: ...
+
+
+class RemoteContent(Protocol):
+    """Fetches dynamic content under the account's policy (timeouts, size limits, no private addresses)."""
+
+    def for_message(self) -> MessageFetches: ...
+
+
+class SignedTrackingUrls:
+    """Tracker URLs on the resource's tracking domain, each with a signed token (`/t/<purpose>/<token>`)."""
+
+    def __init__(self, signer: TokenSigner, base_url: str, message_id: str) -> None:
+        self.signer = signer
+        self.base_url = base_url.rstrip("/")
+        self.message_id = message_id
+
+    def click(self, link: lk.RenderedLink) -> str:
+        return self._url("click", {"l": link.id, "u": link.url})
+
+    def pixel(self, kind: str) -> str:
+        return self._url(kind, {})
+
+    def system(self, kind: str) -> str:
+        return self._url(kind, {})
+
+    def _url(self, purpose: str, payload: dict[str, Any]) -> str:
+        token = self.signer.sign(purpose, {"m": self.message_id, **payload})
+        return f"{self.base_url}/t/{purpose}/{token}"
+
+
+class PreviewUrls:
+    """A preview's links: their own destinations, no pixel, anchors for system links."""
+
+    def click(self, link: lk.RenderedLink) -> str:
+        return link.url
+
+    def pixel(self, kind: str) -> str:
+        return ""
+
+    def system(self, kind: str) -> str:
+        return f"#{kind}"
+
+
+# --- what a message is rendered from and to ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageData:
+    """Who and what one message is for."""
+
+    message_id: str
+    lead: Mapping[str, Any] = field(default_factory=dict)
+    subscription: Mapping[str, Any] = field(default_factory=dict)
+    template_name: str = ""
+    database_name: str = ""
+    resource_name: str = ""
+    resource_token: str = ""
+    campaign_id: str = ""
+    campaign_name: str = ""
+    content: Mapping[str, Any] | None = None  # JSON passed with a trigger: replaces the template's JSON URL
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+    from_name: str
+    from_email: str
+    reply_to_name: str
+    reply_to_email: str
+    attachments: tuple[dict[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedSms:
+    body: str
+    encoding: str
+    characters: int
+    parts: int
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPush:
+    title: str
+    body: str
+    icon: str
+    click_url: str
+    ios_deep_link: str
+    android_deep_link: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    template_id: str
+    template_version: int
+    channel: Channel
+    body: RenderedEmail | RenderedSms | RenderedPush
+    links: tuple[lk.RenderedLink, ...]
+    fragment_versions: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A fragment as a message renders it: its current version and type."""
+
+    content: str
+    type: str
+    version: int
+
+
+FragmentSource = Callable[[frozenset[str]], Mapping[str, Fragment]]
+
+
+# --- sources marked once per template version --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A template version's texts with their links marked, compiled, and what they refer to."""
+
+    texts: Mapping[str, CompiledTemplate]
+    specs: Mapping[str, lk.LinkSpec]
+    parts: Mapping[str, CompiledTemplate]
+    uses: References
+
+
+def _marked(text: str, scope: str, html: bool) -> lk.MarkedSource:
+    return lk.mark_links(text, scope) if html else lk.mark_text_links(text, scope)
+
+
+def _prepare(content: TemplateContent) -> _Prepared:
+    texts: dict[str, CompiledTemplate] = {}
+    specs: dict[str, lk.LinkSpec] = {}
+    uses = References()
+
+    def add(key: str, text: str, scope: str | None, html: bool = False) -> CompiledTemplate:
+        nonlocal uses
+        marked = _marked(text, scope, html) if scope else lk.MarkedSource(text, ())
+        specs.update((spec.id, spec) for spec in marked.links)
+        compiled = compile_template(marked.source)
+        uses |= references(compiled.tree)
+        texts[key] = compiled
+        return compiled
+
+    for key, text, scope, html in _channel_texts(content):
+        add(key, text, scope, html)
+    parts = {
+        p.name: add(f"part.{p.name}", p.content, f"part.{p.name}", p.type == "html") for p in content.parts
+    }
+    add("json_content_url", content.json_content_url, None)
+    return _Prepared(texts, specs, parts, uses)
+
+
+def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None, bool]]:
+    """(key, text, link scope or None, is HTML) of every personalised text of every channel."""
+    found: list[tuple[str, str, str | None, bool]] = []
+    if content.email is not None:
+        e = content.email
+        found += [("email.html", e.html, "html", True), ("email.text", e.text, "text", False)]
+        found += [
+            (f"email.{n}", getattr(e, n), None, False) for n in ("subject", "from_name", "reply_to_name")
+        ]
+        found.append(("email.reply_to_email", e.reply_to_email, None, False))
+        for i, a in enumerate(e.attachments):
+            found += [(f"email.attachments.{i}.name", a.name, None, False)]
+            found += [(f"email.attachments.{i}.path", a.path, None, False)]
+    if content.sms is not None:
+        body = add_http_to_links(content.sms.body) if content.sms.add_http_to_links else content.sms.body
+        found.append(("sms.body", body, "sms", False))
+    if content.push is not None:
+        p = content.push
+        found += [("push.title", p.title, None, False), ("push.body", p.body, None, False)]
+        found += [
+            ("push.icon", p.icon, None, False),
+            ("push.click_url", p.click_url, "push.click_url", False),
+        ]
+        found += [("push.ios_deep_link", p.ios_deep_link, None, False)]
+        found += [("push.android_deep_link", p.android_deep_link, None, False)]
+    return found
+
+
+# --- the renderer ------------------------------------------------------------------------------
+
+
+class MessageRenderer:
+    def __init__(self, fragments: FragmentSource, remote: RemoteContent | None) -> None:
+        self.fragments = fragments
+        self.remote = remote
+        self._prepared: OrderedDict[tuple[str, int], _Prepared] = OrderedDict()
+
+    def render(
+        self,
+        template_id: str,
+        version: int,
+        content: TemplateContent,
+        channel: Channel,
+        data: MessageData,
+        urls: TrackingUrls,
+    ) -> RenderedMessage:
+        """The message `content` (version `version` of the template) makes for `data` over `channel`."""
+        prepared = self._prepare(template_id, version, content)
+        fragments, fragment_specs = self._fragments(prepared.uses.fragments)
+        fetches = self.remote.for_message() if self.remote is not None else None
+        context = RenderContext(
+            lead=data.lead,
+            subscription=data.subscription,
+            json=self._json(content, prepared, data, fetches),
+            fragments={name: compiled for name, (compiled, _) in fragments.items()},
+            parts=prepared.parts,
+            system=_system_tags(data, channel, urls),
+            defaults=content.defaults,
+            random_seed=data.message_id,
+            fetch_remote=fetches,
+        )
+        job = _Job(content, prepared, {**prepared.specs, **fragment_specs}, data, urls, context)
+        try:
+            body = job.body(channel)
+        except TemplateRenderError as error:
+            raise RenderFailed(error.reason, error.path) from None
+        return RenderedMessage(
+            template_id,
+            version,
+            channel,
+            body,
+            tuple(job.links),
+            {name: v for name, (_, v) in fragments.items()},
+        )
+
+    def _prepare(self, template_id: str, version: int, content: TemplateContent) -> _Prepared:
+        key = (template_id, version)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = _prepare(content)
+            if len(self._prepared) > PREPARED_CACHE_SIZE:
+                self._prepared.popitem(last=False)
+        self._prepared.move_to_end(key)
+        return prepared
+
+    def _fragments(
+        self, names: frozenset[str]
+    ) -> tuple[dict[str, tuple[CompiledTemplate, int]], dict[str, lk.LinkSpec]]:
+        """The fragments `names` use, and those they use in turn, compiled with their links marked."""
+        found: dict[str, tuple[CompiledTemplate, int]] = {}
+        specs: dict[str, lk.LinkSpec] = {}
+        missing: set[str] = set()  # deleted since the template was saved: they render empty
+        pending = set(names)
+        while pending:
+            fetched = self.fragments(frozenset(pending))
+            missing |= pending - fetched.keys()
+            used: set[str] = set()
+            for name, fragment in fetched.items():
+                marked = _marked(fragment.content, f"fragment.{name}", fragment.type == "html")
+                compiled = compile_template(marked.source)
+                found[name] = (compiled, fragment.version)
+                specs.update((spec.id, spec) for spec in marked.links)
+                used |= references(compiled.tree).fragments
+            pending = used - found.keys() - missing
+        return found, specs
+
+    def _json(
+        self,
+        content: TemplateContent,
+        prepared: _Prepared,
+        data: MessageData,
+        fetches: MessageFetches | None,
+    ) -> Mapping[str, Any]:
+        if data.content is not None:
+            return data.content
+        if not content.json_content_url or fetches is None:
+            return {}
+        url = prepared.texts["json_content_url"].render(
+            RenderContext(lead=data.lead, subscription=data.subscription)
+        )
+        if not url.strip():
+            return {}
+        try:
+            return fetches.json(url.strip())
+        except RemoteContentError as error:
+            raise RenderFailed(f"JSON content: {error}", "json_content_url") from None
+
+
+def _system_tags(data: MessageData, channel: Channel, urls: TrackingUrls) -> dict[str, str]:
+    tags = {kind: urls.system(kind) for kind in SYSTEM_LINK_TAGS}
+    tags |= {"pixel": _pixel_tag(urls.pixel("open")), "read": _pixel_tag(urls.pixel("read"))}
+    return tags | {
+        "listname": data.database_name,
+        "msg_type": str(channel),
+        "campid": data.campaign_id,
+        "msgname": data.template_name,
+        "msgid": data.message_id,
+        "send_message_id": data.message_id,
+        "resource_token": data.resource_token,
+    }
+
+
+def _pixel_tag(url: str) -> str:
+    if not url:
+        return ""
+    return f'<img src="{url}" width="1" height="1" alt="" style="display:none">'
+
+
+class _Job:
+    """One message's render: the texts of its channel, their links tracked."""
+
+    def __init__(
+        self,
+        content: TemplateContent,
+        prepared: _Prepared,
+        specs: Mapping[str, lk.LinkSpec],
+        data: MessageData,
+        urls: TrackingUrls,
+        context: RenderContext,
+    ) -> None:
+        self.context = context
+        self.content = content
+        self.prepared = prepared
+        self.specs = specs
+        self.data = data
+        self.urls = urls
+        self.links: list[lk.RenderedLink] = []
+
+    def body(self, channel: Channel) -> RenderedEmail | RenderedSms | RenderedPush:
+        section = self.content.channel(channel)
+        if isinstance(section, EmailContent):
+            return self.email(section)
+        if isinstance(section, SmsContent):
+            return self.sms(section)
+        if isinstance(section, PushContent):
+            return self.push(section)
+        raise RenderFailed(f"the template has no {channel} content", "channel")
+
+    def text(self, key: str) -> str:
+        try:
+            return self.prepared.texts[key].render(self.context)
+        except RemoteContentError as error:
+            raise RenderFailed(f"remote content: {error}", key) from None
+
+    def tracked(self, key: str, utm_source: str) -> str:
+        out = lk.track_links(self.text(key), self.specs.values(), self._track, self._utm(utm_source))
+        self.links.extend(out.links)
+        return out.text
+
+    def _track(self, link: lk.RenderedLink) -> str:
+        return self.urls.click(link) if self.content.track_links else link.url
+
+    def _utm(self, source: str) -> dict[str, str] | None:
+        if not self.content.add_utm:
+            return None
+        utm = lk.default_utm(
+            channel_version=source,
+            database_name=self.data.database_name,
+            campaign_name=self.data.campaign_name,
+            template_name=self.data.template_name,
+            message_id=self.data.message_id,
+        )
+        return utm | dict(self.content.utm)
+
+    def email(self, email: EmailContent) -> RenderedEmail:
+        html = self.tracked("email.html", "email") if email.html.strip() else ""
+        text = self.tracked("email.text", "email-text") if email.text.strip() else text_version(html)
+        pixel = self.urls.pixel("open")
+        if html and pixel:
+            html = insert_open_pixel(html, pixel, has_pixel="pixel" in self.prepared.uses.system_tags)
+        if html and not email.no_css_inline:
+            html = inline_css(html)
+        attachments = tuple(
+            {
+                "name": self.text(f"email.attachments.{i}.name"),
+                "path": self.text(f"email.attachments.{i}.path"),
+                "content_base64": a.content_base64,
+                "content_type": a.content_type,
+            }
+            for i, a in enumerate(email.attachments)
+        )
+        return RenderedEmail(
+            subject=" ".join(self.text("email.subject").split()),
+            html=html,
+            text=text,
+            from_name=self.text("email.from_name"),
+            from_email=email.from_email,
+            reply_to_name=self.text("email.reply_to_name"),
+            reply_to_email=self.text("email.reply_to_email").strip(),
+            attachments=attachments,
+        )
+
+    def sms(self, sms: SmsContent) -> RenderedSms:
+        body = self.tracked("sms.body", "sms")
+        length = sms_length(body)
+        if sms.max_sms_parts and length.parts > sms.max_sms_parts:
+            raise RenderFailed(
+                f"the SMS takes {length.parts} parts ({length.units} {length.encoding} characters); "
+                f"the template allows {sms.max_sms_parts}",
+                "sms.max_sms_parts",
+            )
+        return RenderedSms(body, length.encoding, length.units, length.parts)
+
+    def push(self, push: PushContent) -> RenderedPush:
+        return RenderedPush(
+            title=self.text("push.title"),
+            body=self.text("push.body"),
+            icon=self.text("push.icon"),
+            click_url=self.tracked("push.click_url", "push").strip(),
+            ios_deep_link=self.text("push.ios_deep_link"),
+            android_deep_link=self.text("push.android_deep_link"),
+        )
+
+
+# --- a profile as the template language reads it ----------------------------------------------
+
+
+def lead_of(profile: ProfileState) -> dict[str, Any]:
+    """The profile's fields as `lead.*`, with its identifiers (`_id`, `_md5`, `_xxh`)."""
+    return {**profile.fields, "_id": profile.profile_id, "_md5": profile.md5_id, "_xxh": profile.xxh_id}
+
+
+def subscription_of(profile: ProfileState, resource_id: str, channel: Channel) -> dict[str, Any]:
+    """The subscription a message goes to (highest priority on the resource's channel) as `subscription.*`."""
+    subscriptions = profile.subscriptions.of_resource(resource_id, str(channel))
+    if not subscriptions:
+        return {}
+    chosen = subscriptions[0]
+    contact = chosen.key.contact
+    data: dict[str, Any] = {**chosen.fields, "status": str(chosen.status), "resource_id": resource_id}
+    if channel is Channel.EMAIL:
+        emails = [s.key.contact for s in subscriptions]
+        data |= {
+            "email": contact,
+            "emails": emails,
+            "email_domain": contact.rpartition("@")[2],
+            "email_md5": _md5(contact),
+        }
+    elif channel is Channel.SMS:
+        phones = [s.key.contact for s in subscriptions]
+        data |= {"phone": contact, "phones": phones, "phone_md5": _md5(contact)}
+    else:
+        data |= {"token": contact, "provider": chosen.key.provider or ""}
+    return data
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()

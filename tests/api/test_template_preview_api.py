@@ -1,0 +1,110 @@
+"""Previewing a template over HTTP for each channel: a real profile and its subscription, or sample data."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from herald.api.wiring import Herald
+from tests.builders import RESOURCE, create_profile, create_resource, customers, email_subscription
+
+TS = "/api/v1/templates"
+CONTENT = {
+    "email": {
+        "subject": "Hi {lead._fname} ({subscription.email_domain})",
+        "html": '<p>{lead._fname} from {listname}</p><a href="https://shop.example.com/{lead.crm_id}">Shop</a>'
+        '<a href="{unsubscribe}">Unsubscribe</a>',
+    },
+    "sms": {"body": "{lead._fname}, sale at https://shop.example.com/s/{lead.crm_id}"},
+    "push": {
+        "title": "Hi {lead._fname}",
+        "body": "Sale",
+        "click_url": "https://shop.example.com/{lead.crm_id}",
+    },
+    "defaults": {"lead._fname": "friend"},
+}
+
+
+@pytest.fixture
+async def ann(api: httpx.AsyncClient, herald: Herald) -> str:
+    customers(herald)
+    create_resource(herald)
+    return await create_profile(
+        api,
+        {
+            "email": "ann@example.org",
+            "_fname": "Ann",
+            "crm_id": "c-1",
+            "subscriptions": [email_subscription("ann@example.org")],
+        },
+    )
+
+
+@pytest.fixture
+async def template(api: httpx.AsyncClient) -> str:
+    response = await api.post(TS, json={"name": "Sale", "content": CONTENT, "draft": True})
+    assert response.status_code == 201, response.text
+    return str(response.json()["template_id"])
+
+
+async def test_email_preview_for_a_profile_and_its_subscription(
+    api: httpx.AsyncClient, herald: Herald, ann: str, template: str
+) -> None:
+    head = herald.store.head_position()
+    response = await api.post(
+        f"{TS}/{template}/preview", json={"channel": "email", "profile_id": ann, "resource_id": RESOURCE}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    email = body["email"]
+    assert email["subject"] == "Hi Ann (example.org)"
+    assert email["html"].startswith("<p>Ann from Customers 1</p>")
+    assert '<a href="https://shop.example.com/c-1">Shop</a>' in email["html"]  # not a tracking redirect
+    assert '<a href="#unsubscribe">Unsubscribe</a>' in email["html"]
+    assert "<img" not in email["html"]  # no pixel in a preview
+    assert email["text"].startswith("Ann from Customers 1")
+    assert [(link["id"], link["url"], link["kind"]) for link in body["links"]] == [
+        ("html.1", "https://shop.example.com/c-1", "custom"),
+        ("html.2", "#unsubscribe", "unsubscribe"),
+    ]
+    assert (body["content_version"], body["channel"]) == (1, "email")
+    assert herald.store.head_position() == head  # a preview records nothing
+
+
+async def test_sms_and_push_previews_with_sample_data(api: httpx.AsyncClient, template: str) -> None:
+    sample = {"lead": {"crm_id": "x-9"}}
+    sms = (await api.post(f"{TS}/{template}/preview", json={"channel": "sms", **sample})).json()["sms"]
+    assert sms == {
+        "body": "friend, sale at https://shop.example.com/s/x-9",
+        "encoding": "gsm7",
+        "characters": 46,
+        "parts": 1,
+    }
+    push = (await api.post(f"{TS}/{template}/preview", json={"channel": "push", **sample})).json()["push"]
+    assert (push["title"], push["body"], push["click_url"]) == (
+        "Hi friend",
+        "Sale",
+        "https://shop.example.com/x-9",
+    )
+
+
+async def test_preview_of_an_earlier_version_and_bad_requests(api: httpx.AsyncClient, template: str) -> None:
+    changed = {**CONTENT, "sms": {"body": "v2 {lead._fname}"}}
+    assert (await api.patch(f"{TS}/{template}", json={"content": changed})).status_code == 200
+    current = await api.post(f"{TS}/{template}/preview", json={"channel": "sms"})
+    assert current.json()["sms"]["body"] == "v2 friend"
+    first = await api.post(f"{TS}/{template}/preview", json={"channel": "sms", "content_version": 1})
+    assert first.json()["sms"]["body"].startswith("friend, sale at")
+    missing = await api.post(f"{TS}/{template}/preview", json={"channel": "sms", "content_version": 9})
+    assert missing.status_code == 404
+    unknown = await api.post(f"{TS}/{template}/preview", json={"channel": "sms", "profile_id": "nobody"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["path"] == "profile_id"
+    bad = await api.post(f"{TS}/{template}/preview", json={"channel": "fax"})
+    assert bad.status_code == 422 and bad.json()["error"]["path"] == "channel"
+
+
+async def test_preview_of_a_channel_the_template_lacks_is_refused(api: httpx.AsyncClient) -> None:
+    response = await api.post(TS, json={"name": "Only SMS", "content": {"sms": {"body": "hi"}}})
+    template_id = response.json()["template_id"]
+    response = await api.post(f"{TS}/{template_id}/preview", json={"channel": "email"})
+    assert response.status_code == 422 and response.json()["error"]["path"] == "channel"
