@@ -14,6 +14,11 @@ always literal data and can never be read as Jinja syntax. The program runs in a
 Inserted values are not HTML-escaped, in any channel: the guide inserts profile data, JSON
 and remote HTML as they are, and authors put markup in them on purpose. Loops go in the
 data's own order (JSON document order for objects) and count the index from 0.
+
+The program is shaped for speed (bench/bench_render.py): a field the template reads more than
+once is looked up once per render, before the first output; a tag is one call of a lookup
+filter that also prints the value; and the text and values between two statements are one
+`"".join` and one `yield`, so the per-yield size check costs little.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ _ROOTS = {
     "system": "_sys",
 }
 _VARIABLES = "_vars"
+_INCLUDES = (tree.Fragment, tree.Part, tree.RandomFragment)
 _STATE = "_r"
 
 
@@ -79,7 +85,9 @@ class CompiledTemplate:
 def compile_template(source: str) -> CompiledTemplate:
     """Parse and compile `source` (cached by its text); raises TemplateSyntaxError."""
     body = parse(source)
-    program = nodes.Template(_Compiler().block(body))
+    compiler = _Compiler(_repeated_fields(body))
+    main = compiler.block(body)
+    program = nodes.Template([*compiler.prologue, *main])
     program.set_environment(_ENVIRONMENT)
     program.set_lineno(1)
     code = _ENVIRONMENT.compile(program)
@@ -90,11 +98,19 @@ def compile_template(source: str) -> CompiledTemplate:
 # ---- tree → Jinja nodes ---------------------------------------------------------------------
 
 
+_FieldUse = tuple[str, tuple[str, ...], bool]  # namespace, path, printed (else read as a value)
+
+
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, repeated: frozenset[_FieldUse] = frozenset()) -> None:
         self.scopes: list[dict[str, str]] = []  # loop variable name → Jinja name, innermost last
         self.current: list[str] = []  # Jinja names of anonymous loops' elements, innermost last
         self.count = 0
+        # A field's value cannot change during a render, so one the template reads more than
+        # once is read once, by an assignment in the prologue (`_f1 = json.store.url`).
+        self.repeated = repeated
+        self.hoisted: dict[_FieldUse, str] = {}  # → the Jinja name holding it
+        self.prologue: list[nodes.Node] = []
 
     def fresh(self, prefix: str) -> str:
         self.count += 1
@@ -102,22 +118,43 @@ class _Compiler:
 
     def block(self, body: Sequence[tree.Node]) -> list[nodes.Node]:
         result: list[nodes.Node] = []
-        pending: list[nodes.Expr] = []
+        pending: list[nodes.Expr] = []  # text and values since the last statement, in order
         for node in body:
             if isinstance(node, tree.Text):
-                pending.append(nodes.TemplateData(node.text))
-            elif isinstance(node, tree.Output):
-                pending.append(_at(self.expr(node.expr), node.line))
-            elif isinstance(node, tree.Remote):
-                pending.append(self.remote(node))
+                pending.append(nodes.Const(node.text))
+            elif isinstance(node, tree.Output) and not isinstance(node.expr, _INCLUDES):
+                pending.append(_at(self.text(node.expr), node.line))
+            elif isinstance(node, tree.Output | tree.Remote):
+                # An include's text can be as long as a whole message: a chunk of its own, so
+                # the size check sees it before the next one is rendered.
+                result.extend(_chunks(pending))
+                expr = self.remote(node) if isinstance(node, tree.Remote) else self.expr(node.expr)
+                result.append(nodes.Output([_at(expr, node.line)]))
+                pending = []
             else:
-                if pending:
-                    result.append(nodes.Output(pending))
-                    pending = []
+                result.extend(_chunks(pending))
                 result.append(self.statement(node))
-        if pending:
-            result.append(nodes.Output(pending))
+                pending = []
+        result.extend(_chunks(pending))
         return result
+
+    def field(self, expr: tree.Field, printed: bool) -> nodes.Expr:
+        """A field's value (or, `printed`, its text): looked up here, or read from the prologue."""
+        use = (expr.namespace, expr.path, printed)
+        name = self.hoisted.get(use)
+        if name is None:
+            node = _lookup(nodes.Name(_ROOTS[expr.namespace], "load"), expr.path)
+            if printed:
+                node = _printed(node)
+            if use not in self.repeated:
+                return node
+            name = self.hoisted[use] = self.fresh("_f")
+            self.prologue.append(nodes.Assign(nodes.Name(name, "store"), node))
+        return nodes.Name(name, "load")
+
+    def text(self, expr: tree.Expr) -> nodes.Expr:
+        """The value of `expr` as the text it inserts."""
+        return self.field(expr, printed=True) if isinstance(expr, tree.Field) else _printed(self.expr(expr))
 
     def statement(self, node: tree.If | tree.For | tree.AutoComma) -> nodes.Node:
         if isinstance(node, tree.If):
@@ -152,7 +189,7 @@ class _Compiler:
 
     def remote(self, node: tree.Remote) -> nodes.Expr:
         parts: list[nodes.Expr] = [
-            nodes.Const(part.text) if isinstance(part, tree.Text) else _filter(self.expr(part.expr), "text")
+            nodes.Const(part.text) if isinstance(part, tree.Text) else self.text(part.expr)
             for part in node.url
         ]
         return _at(_filter(nodes.Concat(parts), "remote"), node.line)
@@ -163,7 +200,7 @@ class _Compiler:
         if isinstance(expr, tree.ArrayLiteral):
             return nodes.List([self.expr(item) for item in expr.items])
         if isinstance(expr, tree.Field):
-            return _lookup(nodes.Name(_ROOTS[expr.namespace], "load"), expr.path)
+            return self.field(expr, printed=False)
         if isinstance(expr, tree.Variable):
             if expr.bound:
                 name = next(scope[expr.name] for scope in reversed(self.scopes) if expr.name in scope)
@@ -195,10 +232,100 @@ def _at(node: nodes.Expr, line: int) -> nodes.Expr:
     return node
 
 
+def _printed(node: nodes.Expr) -> nodes.Expr:
+    """`node` as the text it inserts (always a str: outputs rely on it)."""
+    if isinstance(node, nodes.Filter) and node.name in _PRINTED and node.node is not None:
+        return _filter(node.node, _PRINTED[node.name], *node.args)  # look up and print in one call
+    if isinstance(node, nodes.Filter) and node.name in _TEXT_FILTERS:
+        return node
+    return _filter(node, "text")
+
+
+def _repeated_fields(body: Sequence[tree.Node]) -> frozenset[_FieldUse]:
+    """The fields a render may read more than once: used twice, or inside a loop's body."""
+    counts: dict[_FieldUse, int] = {}
+
+    def statements(nodes_: Sequence[tree.Node], weight: int) -> None:
+        for node in nodes_:
+            if isinstance(node, tree.Output):
+                value(node.expr, weight, printed=True)
+            elif isinstance(node, tree.Remote):
+                statements(node.url, weight)
+            elif isinstance(node, tree.If):
+                value(node.condition, weight, printed=False)
+                statements(node.body, weight)
+                statements(node.orelse, weight)
+            elif isinstance(node, tree.For):
+                value(node.iterable, weight, printed=False)
+                statements(node.body, 2)
+                statements(node.orelse, weight)
+
+    def value(expr: tree.Expr, weight: int, printed: bool) -> None:
+        if isinstance(expr, tree.Field):
+            use = (expr.namespace, expr.path, printed)
+            counts[use] = counts.get(use, 0) + weight
+        elif isinstance(expr, tree.Call | tree.ArrayLiteral):
+            for arg in expr.args if isinstance(expr, tree.Call) else expr.items:
+                value(arg, weight, printed=False)
+        elif isinstance(expr, tree.Compare | tree.Logic):
+            value(expr.left, weight, printed=False)
+            value(expr.right, weight, printed=False)
+        elif isinstance(expr, tree.Not):
+            value(expr.operand, weight, printed=False)
+
+    statements(body, 1)
+    return frozenset(use for use, count in counts.items() if count > 1)
+
+
 def _lookup(node: nodes.Expr, path: Sequence[str]) -> nodes.Expr:
-    for key in path:
-        node = nodes.Getitem(node, nodes.Const(key), "load")
+    """`node.a.b.c`: keys and indexes only, read by the `at` filters up to two steps per call."""
+    for start in range(0, len(path), 2):
+        steps = path[start : start + 2]
+        node = _filter(node, "at" if len(steps) == 1 else "at2", *(nodes.Const(key) for key in steps))
     return node
+
+
+# The filter that looks a value up and prints it, for each lookup filter.
+_PRINTED = {"at": "text_at", "at2": "text_at2"}
+# Filters whose result is text already.
+_TEXT_FILTERS = frozenset(("format", "urlencode", "urldecode", "crypt", "text"))
+
+
+# A chunk (one `yield` of the program) holds at most this many values: the output size is
+# checked per chunk, so this bounds how much a render holds before the check sees it.
+_VALUES_PER_CHUNK = 16
+
+
+def _chunks(pieces: Sequence[nodes.Expr]) -> list[nodes.Node]:
+    """Text and values as Output nodes that each yield one string; few chunks make a fast render."""
+    outputs: list[nodes.Node] = []
+    group: list[nodes.Expr] = []
+    values = 0
+    for piece in pieces:
+        if not isinstance(piece, nodes.Const):
+            if values == _VALUES_PER_CHUNK:
+                outputs.append(_chunk(group))
+                group, values = [], 0
+            values += 1
+        group.append(piece)
+    if group:
+        outputs.append(_chunk(group))
+    return outputs
+
+
+def _chunk(group: list[nodes.Expr]) -> nodes.Output:
+    """An Output with one child: the pieces joined by `"".join` (the `concat` filter).
+
+    Every piece is text (a Const, or a value through `_printed`), so the environment needs no
+    `finalize` and the join needs no `str` per piece.
+    """
+    texts = [piece.value for piece in group if isinstance(piece, nodes.Const)]
+    if len(texts) == len(group):
+        return nodes.Output([nodes.TemplateData("".join(texts))])
+    if len(group) == 1:
+        return nodes.Output(group)
+    line = next(piece.lineno for piece in group if not isinstance(piece, nodes.Const))
+    return nodes.Output([_at(_filter(nodes.Tuple(group, "load"), "concat"), line)])
 
 
 def _filter(node: nodes.Expr, name: str, *args: nodes.Expr) -> nodes.Expr:
@@ -218,10 +345,40 @@ def _member(obj: Any, key: Any) -> Any:
     return None
 
 
+# The lookup filters: most tags are a one- or two-step lookup, so these are unrolled per step
+# count and test for a plain dict inline; a Python call costs as much as the lookup itself.
+
+
+def _value_at(obj: Any, key: str) -> Any:
+    """`obj.key`: see `_member`."""
+    return obj.get(key) if type(obj) is dict else _member(obj, key)
+
+
+def _value_at2(obj: Any, first: str, second: str) -> Any:
+    """`obj.first.second`."""
+    obj = obj.get(first) if type(obj) is dict else _member(obj, first)
+    return obj.get(second) if type(obj) is dict else _member(obj, second)
+
+
+def _text_at(obj: Any, key: str) -> str:
+    """`{obj.key}`: the value as it is inserted."""
+    obj = obj.get(key) if type(obj) is dict else _member(obj, key)
+    return obj if type(obj) is str else to_text(obj)
+
+
+def _text_at2(obj: Any, first: str, second: str) -> str:
+    """`{obj.first.second}`: the value as it is inserted."""
+    obj = obj.get(first) if type(obj) is dict else _member(obj, first)
+    obj = obj.get(second) if type(obj) is dict else _member(obj, second)
+    return obj if type(obj) is str else to_text(obj)
+
+
 class _Environment(SandboxedEnvironment):
     """A sandbox whose templates read data only by key and call nothing."""
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        # Programs read data through the lookup filters and emit no Getitem; this keeps any
+        # that Jinja itself might emit to keys and indexes too.
         return _member(obj, argument)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -388,7 +545,7 @@ def _remote(context: Context, url: str) -> str:
     return "" if fetch is None or not address else to_text(fetch(address))
 
 
-_ENVIRONMENT = _Environment(autoescape=False, finalize=to_text, cache_size=0)
+_ENVIRONMENT = _Environment(autoescape=False, cache_size=0)
 _ENVIRONMENT.filters.clear()
 _ENVIRONMENT.filters.update(
     {
@@ -400,6 +557,11 @@ _ENVIRONMENT.filters.update(
         "urldecode": urldecode,
         "crypt": crypt,
         "text": to_text,
+        "at": _value_at,
+        "at2": _value_at2,
+        "text_at": _text_at,
+        "text_at2": _text_at2,
+        "concat": "".join,
         "pairs": _pairs,
         "values": _values,
         "fragment": _fragment,

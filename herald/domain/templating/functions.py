@@ -138,6 +138,8 @@ def format_number(value: Any, separator: str) -> str:
 def format_value(value: Any, layout: Any) -> str:
     """`{format value layout}`: a date laid out, or a number grouped; anything else as text."""
     pattern = to_text(layout)
+    if type(value) is int:  # the common case (points, counts), grouped by Python itself
+        return format(value, ",").replace(",", pattern)
     if isinstance(value, date):
         return format_date(value, pattern)
     if is_number(value) or numeric_text(value) is not None:

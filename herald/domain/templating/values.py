@@ -20,10 +20,14 @@ _NUMERIC = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 def to_text(value: Any) -> str:
     """The value as it is inserted into a message."""
-    if type(value) is str:  # the common case, tested first
+    if type(value) is str:  # the common cases, tested first by exact type
         return value
     if value is None:
         return ""
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        return plain_number(value)
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -48,7 +52,9 @@ def plain_number(value: int | float | Decimal) -> str:
     if isinstance(value, float):
         if value.is_integer():
             return str(int(value))
-        return format(Decimal(repr(value)), "f")
+        text = repr(value)  # the shortest digits that read back as the value
+        # Only an exponent (`1e-07`) or inf/nan need Decimal's spelling; the rest is plain already.
+        return text if "e" not in text and "n" not in text else format(Decimal(text), "f")
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
