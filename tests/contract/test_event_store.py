@@ -58,7 +58,7 @@ class Backend:
         """A new store object on this backend (one per process, as in production)."""
         if self.kind == "sqlite":
             return SqliteEventStore(self.target, clock, poll_interval=poll_interval)
-        from herald.infra.esdb_event_store import EsdbEventStore  # type: ignore[import-not-found]
+        from herald.infra.esdb_event_store import EsdbEventStore
 
         store: EventStore = EsdbEventStore(self.target, clock)
         return store
