@@ -227,5 +227,9 @@ class SqliteStopListLookup:
         return row[0] if row else None
 
     def template_list(self, template_id: str) -> str | None:
-        # Templates arrive with the template issue; until then no template has a list attached.
-        return None
+        row = self._conn.execute(
+            "SELECT json_extract(doc, '$.content.stop_list_id') FROM catalog_objects "
+            "WHERE kind = ? AND id = ? AND deleted = 0",
+            (TEMPLATE, template_id),
+        ).fetchone()
+        return row[0] if row else None

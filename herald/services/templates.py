@@ -101,7 +101,7 @@ class TemplateService:
         context: CommandContext,
     ) -> tuple[str, Outcome]:
         """Create a template under the next free id."""
-        self.ensure_fragments(content)
+        self.ensure_references(content)
         seen = len(self.catalog.projection.objects(TEMPLATE, include_deleted=True))
         return self.catalog.create_numbered(
             templates.template_decider,
@@ -115,7 +115,7 @@ class TemplateService:
         self, command: templates.TemplateCommand, context: CommandContext, expected_version: int | None = None
     ) -> Outcome:
         if isinstance(command, templates.UpdateTemplate) and command.content is not None:
-            self.ensure_fragments(command.content)
+            self.ensure_references(command.content)
         stream = templates.template_stream(command.template_id)
         return self.aggregates.execute(templates.template_decider, stream, command, context, expected_version)
 
@@ -171,8 +171,10 @@ class TemplateService:
     def listed_fragments(self) -> list[dict[str, Any]]:
         return self.catalog.projection.objects(FRAGMENT)
 
-    def ensure_fragments(self, content: templates.TemplateContent) -> None:
-        """Refuse content that names a fragment that does not exist."""
+    def ensure_references(self, content: templates.TemplateContent) -> None:
+        """Refuse content that names a fragment or a stop list that does not exist."""
+        if content.stop_list_id is not None:
+            self.catalog.ensure_attachable(content.stop_list_id, "stop_list_id")
         used = templates.content_references(content).fragments
         missing = sorted(used - set(current_fragments(self.aggregates)(used)))
         if missing:

@@ -140,3 +140,17 @@ async def test_fragments_are_versioned_and_named_by_short_name(api: httpx.AsyncC
     assert [f["short_name"] for f in (await api.get(FS)).json()["fragments"]] == ["social"]
     assert (await api.delete(f"{FS}/social")).status_code == 200
     assert (await api.get(f"{FS}/social")).status_code == 404
+
+
+async def test_a_template_stop_list_must_exist_and_is_used_at_send_time(
+    api: httpx.AsyncClient, herald: Any
+) -> None:
+    content = {"sms": {"body": "hi"}, "stop_list_id": "404"}
+    response = await api.post(TS, json=template_body(content=content))
+    assert response.status_code == 404 and response.json()["error"]["path"] == "content.stop_list_id"
+    created = await api.post("/api/v1/stop-lists", json={"name": "Template list"})
+    assert created.status_code == 201, created.text
+    list_id = created.json()["list_id"]
+    template_id = await create_template(api, content={"sms": {"body": "hi"}, "stop_list_id": list_id})
+    herald.runtime.drain()
+    assert herald.catalog.stop_list_lookup.template_list(template_id) == list_id

@@ -220,7 +220,7 @@ async def delete_template(call: Call) -> dict[str, Any]:
 async def validate_template(call: Call) -> dict[str, Any]:
     def check() -> tp.TemplateContent:
         content = tp.checked_content(call.body.content)
-        call.herald.templates.ensure_fragments(content)
+        call.herald.templates.ensure_references(content)
         return content
 
     content = _content_errors_placed(check)
