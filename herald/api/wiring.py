@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +18,20 @@ from herald.infra.event_store import EventStore
 from herald.infra.ids import IdSource
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
+from herald.infra.run_audiences import RunAudiences
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.stop_list_rules import HardBounceRule
 from herald.projections.api_tokens import ApiTokensProjection
+from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.profiles import ProfilesProjection
+from herald.projections.send_history import SendHistoryProjection
+from herald.projections.sqlite_projection import SqliteProjection
 from herald.services.aggregates import Aggregates
+from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
@@ -32,15 +39,20 @@ from herald.services.templates import TemplateService, current_fragments
 from herald.services.tokens import TokenService
 from herald.services.tracking import TrackingService
 
+log = logging.getLogger(__name__)
+TIMER_TICK_SECONDS = 5
+
 
 @dataclass
 class Projections:
     profiles: ProfilesProjection
     catalog: CatalogProjection
     api_tokens: ApiTokensProjection
+    campaigns: CampaignsProjection
+    send_history: SendHistoryProjection
 
-    def all(self) -> list[ProfilesProjection | CatalogProjection | ApiTokensProjection]:
-        return [self.profiles, self.catalog, self.api_tokens]
+    def all(self) -> list[SqliteProjection]:
+        return [self.profiles, self.catalog, self.api_tokens, self.campaigns, self.send_history]
 
     def checksums(self) -> dict[str, str]:
         return {p.name: p.checksum() for p in self.all()}
@@ -63,28 +75,42 @@ class Herald:
     tracking: TrackingService
     tokens: TokenService
     templates: TemplateService
+    campaigns: CampaignService
     signer: TokenSigner
     remote: RemoteContentFetcher
-    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+    run_audiences: RunAudiences
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
     def start_processors(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self.runtime.run())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self.runtime.run()), loop.create_task(self._timers())]
+
+    async def _timers(self) -> None:
+        """Fire due campaign timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
+        while True:
+            try:
+                self.campaigns.tick()
+            except Exception:  # a failing timer must not stop the others; the next tick retries it
+                log.exception("campaign timers failed")
+            await asyncio.sleep(TIMER_TICK_SECONDS)
 
     async def stop_processors(self) -> None:
-        if self._task is not None:
+        if self._tasks:
             self.runtime.stop()
-            await self._task
-            self._task = None
+            self._tasks[1].cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
 
     def close(self) -> None:
+        self.run_audiences.close()
         self.remote.close()
         self.store.close()
         self.projections.profiles.conn.close()
 
 
-def reactors() -> list[Reactor]:
+def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
-    return [HardBounceRule()]
+    return [HardBounceRule(), CampaignRunner(campaigns, audiences)]
 
 
 def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
@@ -100,6 +126,8 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         profiles=ProfilesProjection(conn, load_profile),
         catalog=CatalogProjection(conn),
         api_tokens=ApiTokensProjection(conn),
+        campaigns=CampaignsProjection(conn),
+        send_history=SendHistoryProjection(conn),
     )
 
 
@@ -111,17 +139,28 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     store = SqliteEventStore(settings.event_store_path, clock)
     projections = build_projections(settings.readmodel_path, store)
     aggregates = Aggregates(store, registry, clock, ids)
-    runtime = InProcessRuntime(
-        store,
-        SqliteCheckpoints(projections.profiles.conn),
-        projections=projections.all(),
-        reactors=reactors(),
-        execute=aggregates.execute_request,
-    )
     catalog = CatalogService(aggregates, projections.catalog)
     profiles = ProfileService(aggregates, catalog, projections.profiles)
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
+    signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
+    campaigns = CampaignService(
+        catalog,
+        projections.profiles,
+        projections.campaigns,
+        projections.send_history,
+        renderer,
+        signer,
+        settings.account_timezone,
+    )
+    audiences = RunAudiences(settings.data_dir / "runs.sqlite")
+    runtime = InProcessRuntime(
+        store,
+        SqliteCheckpoints(projections.profiles.conn),
+        projections=projections.all(),
+        reactors=reactors(campaigns, audiences),
+        execute=aggregates.execute_request,
+    )
     return Herald(
         settings=settings,
         clock=clock,
@@ -140,8 +179,10 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         tracking=TrackingService(aggregates, catalog, projections.profiles),
         tokens=TokenService(aggregates, projections.api_tokens),
         templates=TemplateService(catalog, profiles, renderer),
-        signer=TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key")),
+        campaigns=campaigns,
+        signer=signer,
         remote=remote,
+        run_audiences=audiences,
     )
 
 

@@ -238,6 +238,10 @@ class TemplateState:
         return self.content
 
 
+class RenderFailed(RuleViolated):
+    """One message could not be made (a remote fetch failed, a limit was hit); the reason says why."""
+
+
 # --- validation --------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 from herald.domain.decider import Decider
 from herald.infra.event_store import ANY, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
@@ -51,7 +52,13 @@ class Projection(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Emission:
-    """An event a reactor wants appended; the runtime gives it its deterministic id."""
+    """An event a reactor wants appended.
+
+    Its id is derived from the reactor, the causing event and the emission's
+    place in the reaction, unless the reactor names one (`event_id`): a
+    reactor whose output for one cause depends on state (the next chunk of a
+    campaign run) names ids by what the event is about instead.
+    """
 
     stream: str
     type: str
@@ -60,6 +67,7 @@ class Emission:
     expected_version: ExpectedVersion = ANY
     schema_version: int = 1
     metadata: dict[str, Any] = field(default_factory=dict)
+    event_id: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +148,7 @@ class _ReactorConsumer:
             **emission.metadata,
         }
         new = NewEvent(
-            event_id=deterministic_id(self.name, cause.event_id, ordinal),
+            event_id=emission.event_id or deterministic_id(self.name, cause.event_id, ordinal),
             type=emission.type,
             data=emission.data,
             occurred_at=emission.occurred_at,

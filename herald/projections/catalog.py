@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
 
-from herald.domain import databases, fragments, resources, templates
+from herald.domain import campaigns, databases, fragments, resources, templates
 from herald.domain.events import Event, registry
 from herald.domain.stop_lists import StopListItem
 from herald.infra.event_store import RecordedEvent
@@ -27,6 +27,7 @@ RESOURCE = "resource"
 STOP_LIST = "stop_list"
 TEMPLATE = "template"
 FRAGMENT = "fragment"
+CAMPAIGN = "campaign"
 
 
 class _Folded:
@@ -66,6 +67,9 @@ class CatalogProjection(SqliteProjection):
             ),
             "fragment-": _Folded(
                 FRAGMENT, fragments.FragmentState, fragments.evolve, fragments.FragmentState()
+            ),
+            "campaign-": _Folded(
+                CAMPAIGN, campaigns.CampaignState, campaigns.evolve, campaigns.CampaignState()
             ),
         }
         super().__init__(conn)
@@ -197,7 +201,7 @@ class CatalogProjection(SqliteProjection):
 
 
 def _name_of(doc: dict[str, Any]) -> str:
-    for holder in ("settings", "card", "fragment"):
+    for holder in ("settings", "card", "fragment"):  # databases, resources, campaigns; templates; fragments
         settings = doc.get(holder)
         if isinstance(settings, dict):
             return str(settings.get("name", ""))

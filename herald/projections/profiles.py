@@ -384,6 +384,17 @@ class ProfilesProjection(SqliteProjection):
         )
         return [dict(zip(columns, r, strict=True)) for r in rows]
 
+    def audience(self, database_id: str, resource_id: str, channel: str) -> list[str]:
+        """Live profiles of a database with a subscription (any status) on a resource's channel, by id."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT s.profile_id FROM subscriptions s "
+            "JOIN profile_cards c ON c.profile_id = s.profile_id "
+            "WHERE s.resource_id = ? AND s.channel = ? AND c.database_id = ? AND c.live = 1 "
+            "ORDER BY s.profile_id",
+            (resource_id, channel, database_id),
+        )
+        return [r[0] for r in rows]
+
     def status_counts(self, database_id: str) -> dict[str, int]:
         rows = self.conn.execute(
             "SELECT global_status, count(*) FROM profile_cards WHERE database_id = ? AND live = 1 "

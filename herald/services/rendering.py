@@ -36,10 +36,17 @@ from typing import Any, Protocol
 
 from herald.domain import links as lk
 from herald.domain.email_body import inline_css, insert_open_pixel, text_version
-from herald.domain.errors import RuleViolated
 from herald.domain.profiles import ProfileState
 from herald.domain.sms import add_http_to_links, sms_length
-from herald.domain.templates import Channel, EmailContent, PushContent, SmsContent, TemplateContent
+from herald.domain.subscriptions import Subscription
+from herald.domain.templates import (
+    Channel,
+    EmailContent,
+    PushContent,
+    RenderFailed,
+    SmsContent,
+    TemplateContent,
+)
 from herald.domain.templating import CompiledTemplate, RenderContext, TemplateRenderError, compile_template
 from herald.domain.templating.references import References, references
 from herald.infra.remote_content import RemoteContentError
@@ -54,10 +61,6 @@ SYSTEM_LINK_TAGS = (
     "confirm",
     "webversion",
 )
-
-
-class RenderFailed(RuleViolated):
-    """This message could not be made; the reason says why (the campaign goes on without it)."""
 
 
 # --- ports -------------------------------------------------------------------------------------
@@ -492,12 +495,14 @@ def lead_of(profile: ProfileState) -> dict[str, Any]:
     return {**profile.fields, "_id": profile.profile_id, "_md5": profile.md5_id, "_xxh": profile.xxh_id}
 
 
-def subscription_of(profile: ProfileState, resource_id: str, channel: Channel) -> dict[str, Any]:
-    """The subscription a message goes to (highest priority on the resource's channel) as `subscription.*`."""
+def subscription_of(
+    profile: ProfileState, resource_id: str, channel: Channel, chosen: Subscription | None = None
+) -> dict[str, Any]:
+    """The subscription a message goes to (`chosen`, or the first by priority) as `subscription.*`."""
     subscriptions = profile.subscriptions.of_resource(resource_id, str(channel))
     if not subscriptions:
         return {}
-    chosen = subscriptions[0]
+    chosen = chosen or subscriptions[0]
     contact = chosen.key.contact
     data: dict[str, Any] = {**chosen.fields, "status": str(chosen.status), "resource_id": resource_id}
     if channel is Channel.EMAIL:

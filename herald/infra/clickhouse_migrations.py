@@ -1,0 +1,106 @@
+"""Schema migrations of the ClickHouse report store: an ordered list, applied on start, each recorded once.
+
+`migrate(ch, MIGRATIONS)` creates `schema_migrations` if needed, then runs, in
+list order, every migration not recorded there and records it with a checksum
+of its statements. Re-running applies nothing. Editing a migration after it
+was applied is refused: add a new one instead.
+
+ClickHouse DDL is not transactional: if a statement fails, the earlier
+statements of that migration stay applied and the migration is not recorded,
+so the next start runs it again. Write statements to be re-runnable
+(`CREATE TABLE IF NOT EXISTS`, `DROP TABLE IF EXISTS`).
+Statements keep to what both engines run (see `herald.infra.clickhouse`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from herald.infra.clickhouse import ClickHouse
+from herald.infra.clock import Clock, SystemClock
+
+
+class Migration(NamedTuple):
+    """One step of the schema: an id that sorts in order, and its statements (one SQL statement each)."""
+
+    id: str
+    statements: tuple[str, ...]
+
+
+class MigrationError(Exception):
+    """The migration list contradicts itself or what the store has recorded."""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "0001_herald_meta",
+        (
+            # Facts about the store itself (e.g. which projection version filled it); the latest value wins.
+            "CREATE TABLE IF NOT EXISTS herald_meta ("
+            " key String,"
+            " value String,"
+            " updated_at DateTime('UTC')"
+            ") ENGINE = ReplacingMergeTree(updated_at) ORDER BY key",
+        ),
+    ),
+)
+
+_SCHEMA_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " id String,"
+    " checksum String,"
+    " applied_at DateTime('UTC')"
+    # Replacing, keyed by id: two processes migrating at once record a migration twice at worst.
+    ") ENGINE = ReplacingMergeTree ORDER BY id"
+)
+
+
+def checksum(migration: Migration) -> str:
+    """SHA-256 of the statements, whitespace-insensitive, so reformatting is not a change."""
+    normalised = "\n;\n".join(" ".join(statement.split()) for statement in migration.statements)
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def applied_migrations(ch: ClickHouse) -> dict[str, str]:
+    """The ids recorded in the store, with their checksums."""
+    rows = ch.query("SELECT id, any(checksum) AS checksum FROM schema_migrations GROUP BY id")
+    return {row["id"]: row["checksum"] for row in rows}
+
+
+def migrate(
+    ch: ClickHouse, migrations: Sequence[Migration] = MIGRATIONS, clock: Clock | None = None
+) -> list[str]:
+    """Apply the migrations the store has not recorded, in order; return the ids applied now."""
+    _check_list(migrations)
+    clock = clock or SystemClock()
+    ch.execute(_SCHEMA_MIGRATIONS)
+    applied = applied_migrations(ch)
+    done_now: list[str] = []
+    for migration in migrations:
+        digest = checksum(migration)
+        if migration.id in applied:
+            if applied[migration.id] != digest:
+                raise MigrationError(
+                    f"migration {migration.id} changed after it was applied; add a new migration instead"
+                )
+            continue
+        for statement in migration.statements:
+            ch.execute(statement)
+        ch.insert(
+            "schema_migrations", ("id", "checksum", "applied_at"), [(migration.id, digest, clock.now())]
+        )
+        done_now.append(migration.id)
+    return done_now
+
+
+def _check_list(migrations: Sequence[Migration]) -> None:
+    ids = [migration.id for migration in migrations]
+    if len(set(ids)) != len(ids):
+        raise MigrationError(f"duplicate migration ids in {ids}")
+    if ids != sorted(ids):
+        raise MigrationError(f"migration ids must sort in the order they apply: {ids}")
+    for migration in migrations:
+        if not migration.statements or not all(statement.strip() for statement in migration.statements):
+            raise MigrationError(f"migration {migration.id} has an empty statement list or statement")

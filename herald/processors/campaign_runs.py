@@ -1,0 +1,189 @@
+"""The campaign run processor: a started run, in chunks, from frozen audience to decided messages.
+
+When a run starts it freezes its audience (`RunAudiences`); then each chunk
+of recipients passes the send gate, gets its template (equal shares, by place
+in the frozen list) and is rendered; every recipient's decision (queued,
+suppressed with the reason, or failed with the reason) is appended together
+with the run's progress, in one atomic append. The progress event wakes the
+processor for the next chunk, so a run is a chain of small appends: it
+yields to other work between chunks, pausing stops it between two chunks,
+and a crash resumes at the last recorded chunk.
+
+Every message's id derives from (campaign, run, profile) and its decision
+event's id from the message id, so a redelivered chunk writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from herald.domain import campaigns as cp
+from herald.domain import messages as ms
+from herald.domain.profiles import ProfileState
+from herald.domain.send_gate import SendGate
+from herald.infra.event_store import RecordedEvent
+from herald.infra.run_audiences import RunAudiences
+from herald.processors.runtime import Dispatch, Emission, Reaction
+
+CHUNK = 1000
+_IDS = uuid.UUID("0b6f1c63-1d8e-5f0e-8d1c-7a4b9e2f3c10")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDraft:
+    """A message about to be decided: whose, which run, which template, when."""
+
+    campaign_id: str
+    settings: cp.CampaignSettings
+    run_id: str
+    message_id: str
+    template_id: str
+    at: datetime
+
+
+class RunPorts(Protocol):
+    """What a run reads from the rest of Herald (wired in `api/wiring.py`)."""
+
+    account_timezone: str
+
+    def campaign(self, campaign_id: str) -> cp.CampaignState: ...
+    def audience(self, state: cp.CampaignState, phase: str) -> Iterable[str]: ...
+    def profile(self, profile_id: str) -> ProfileState: ...
+    def gate(self, settings: cp.CampaignSettings, at: datetime) -> SendGate: ...
+    def decide(self, draft: MessageDraft, gate: SendGate, profile: ProfileState) -> ms.MessageDecision:
+        """Gate, render and record what becomes of one message (queued, suppressed or failed)."""
+        ...
+
+
+class CampaignRunner:
+    name = "campaign-runs"
+
+    def __init__(self, ports: RunPorts, audiences: RunAudiences, chunk: int = CHUNK) -> None:
+        self.ports = ports
+        self.audiences = audiences
+        self.chunk = chunk
+        self._gates: dict[str, SendGate] = {}  # per run: the contacts it already used
+
+    def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
+        if event.type not in ("CampaignRunStarted", "CampaignRunProgressed", "CampaignResumed"):
+            return []
+        state = self.ports.campaign(event.data["campaign_id"])
+        run = state.current_run
+        if run is None or state.settings is None or state.status is not cp.CampaignStatus.RUNNING:
+            return []
+        if event.type == "CampaignRunProgressed" and event.data["offset"] != run.offset:
+            return []  # a redelivered, older progress: the chunk after it is already decided
+        size = self.audiences.freeze(run.run_id, self._audience(state, run))
+        if run.offset >= size:
+            self._gates.pop(run.run_id, None)
+            return [self._finish(state, run, size, event.occurred_at)]
+        return self._chunk(state, state.settings, run, event.occurred_at)
+
+    def _audience(self, state: cp.CampaignState, run: cp.RunState) -> Iterable[str]:
+        ids: Iterable[str] = self.ports.audience(state, run.phase)
+        if run.phase == "test":
+            split = state.settings.split_test if state.settings else None
+            assert split is not None
+            ids = (
+                p
+                for p in ids
+                if split.sample_from_pct <= _percentile(state.campaign_id, p) < split.sample_to_pct
+            )
+        if run.limit is not None:
+            ids = _first(ids, run.limit)
+        return ids
+
+    def _chunk(
+        self, state: cp.CampaignState, settings: cp.CampaignSettings, run: cp.RunState, at: datetime
+    ) -> list[Reaction]:
+        recipients = self.audiences.page(run.run_id, run.offset, self.chunk)
+        gate = self._gates.setdefault(run.run_id, self.ports.gate(settings, at))
+        templates = _templates(state, settings, run)
+        reactions: list[Reaction] = []
+        counts = {"queued": 0, "suppressed": 0, "failed": 0}
+        for place, profile_id in enumerate(recipients, start=run.offset):
+            decision = self._decide(
+                state, settings, run, gate, profile_id, templates[place % len(templates)], at
+            )
+            counts[_COUNTED[type(decision)]] += 1
+            reactions.append(_emission(decision))
+        offset = run.offset + len(recipients)
+        progress = cp.CampaignRunProgressed(
+            campaign_id=state.campaign_id, run_id=run.run_id, offset=offset, **counts
+        )
+        reactions.append(
+            Emission(
+                cp.campaign_stream(state.campaign_id),
+                "CampaignRunProgressed",
+                progress.model_dump(mode="json"),
+                at,
+                event_id=uuid.uuid5(_IDS, f"{run.run_id}/{offset}"),
+            )
+        )
+        return reactions
+
+    def _decide(
+        self,
+        state: cp.CampaignState,
+        settings: cp.CampaignSettings,
+        run: cp.RunState,
+        gate: SendGate,
+        profile_id: str,
+        template_id: str,
+        at: datetime,
+    ) -> ms.MessageDecision:
+        message_id = ms.message_id(state.campaign_id, run.run_id, profile_id)
+        profile = self.ports.profile(profile_id)
+        return self.ports.decide(
+            MessageDraft(state.campaign_id, settings, run.run_id, message_id, template_id, at), gate, profile
+        )
+
+    def _finish(self, state: cp.CampaignState, run: cp.RunState, size: int, at: datetime) -> Reaction:
+        exhausted = run.limit is None or size < run.limit
+        cursor = self.audiences.page(run.run_id, size - 1, 1)[0] if size else None
+        command = cp.FinishRun(
+            state.campaign_id, run.run_id, size, exhausted, cursor, self.ports.account_timezone, at
+        )
+        return Dispatch(cp.campaign_decider, cp.campaign_stream(state.campaign_id), command)
+
+
+_COUNTED: dict[type, str] = {
+    ms.MessageQueued: "queued",
+    ms.MessageSuppressed: "suppressed",
+    ms.MessageFailed: "failed",
+}
+
+
+def _emission(decision: ms.MessageDecision) -> Emission:
+    return Emission(
+        ms.message_stream(decision.message_id),
+        type(decision).__name__,
+        decision.model_dump(mode="json"),
+        decision.at,
+        event_id=uuid.uuid5(_IDS, decision.message_id),
+    )
+
+
+def _templates(state: cp.CampaignState, settings: cp.CampaignSettings, run: cp.RunState) -> tuple[str, ...]:
+    """The templates this run shares out: the winner alone once a split test has one."""
+    if run.phase in ("winner", "launch_now", "run") and state.winner_template_id is not None:
+        return (state.winner_template_id,)
+    return settings.template_ids
+
+
+def _percentile(campaign_id: str, profile_id: str) -> float:
+    """Where a profile falls in [0, 100) for a campaign's test slice: stable, and independent per campaign."""
+    digest = hashlib.sha256(f"{campaign_id}/{profile_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
+def _first(ids: Iterable[str], limit: int) -> Iterable[str]:
+    for place, profile_id in enumerate(ids):
+        if place >= limit:
+            return
+        yield profile_id

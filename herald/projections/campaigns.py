@@ -1,0 +1,155 @@
+"""Campaign read models: who each campaign reached, its progress counters, pending timers, launches.
+
+- `campaign_recipients`: one row per (campaign, profile, run) decision, so a
+  broadcast's next run skips profiles it already reached and "why didn't X
+  get it" is one look-up;
+- `campaign_counters`: the progress counters the campaign card shows (sent,
+  in queue, policy blocks, stop-listed, errors, ... by reason), tests apart;
+- `campaign_timers`: the next due run of each active campaign (the
+  scheduler's work list);
+- `campaign_launches`: every run that started, for the calendar.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from herald.infra.event_store import RecordedEvent
+from herald.projections.sqlite_projection import Handler, SqliteProjection
+
+# Counters the card shows, from each message decision; delivery outcomes arrive with the email channel.
+QUEUED = "queued"
+SUPPRESSED = "suppressed"
+FAILED = "errors"
+
+
+class CampaignsProjection(SqliteProjection):
+    name = "campaigns"
+    ddl: ClassVar = (
+        "CREATE TABLE IF NOT EXISTS campaign_recipients (campaign_id TEXT NOT NULL, "
+        "profile_id TEXT NOT NULL, run_id TEXT NOT NULL, message_id TEXT NOT NULL, "
+        "outcome TEXT NOT NULL, reason TEXT NOT NULL, "
+        "template_id TEXT NOT NULL, is_test INTEGER NOT NULL, at TEXT NOT NULL, "
+        "PRIMARY KEY (campaign_id, profile_id, run_id))",
+        "CREATE TABLE IF NOT EXISTS campaign_counters (campaign_id TEXT NOT NULL, is_test INTEGER NOT NULL, "
+        "counter TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (campaign_id, is_test, counter))",
+        "CREATE TABLE IF NOT EXISTS campaign_timers (campaign_id TEXT PRIMARY KEY, "
+        "run_number INTEGER NOT NULL, due_at TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS campaign_timers_by_due ON campaign_timers (due_at)",
+        "CREATE TABLE IF NOT EXISTS campaign_launches (campaign_id TEXT NOT NULL, run_id TEXT NOT NULL, "
+        "phase TEXT NOT NULL, started_at TEXT NOT NULL, PRIMARY KEY (campaign_id, run_id))",
+    )
+    tables: ClassVar = {
+        "campaign_recipients": "campaign_id, profile_id, run_id",
+        "campaign_counters": "campaign_id, is_test, counter",
+        "campaign_timers": "campaign_id",
+        "campaign_launches": "campaign_id, run_id",
+    }
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "MessageQueued": self._queued,
+            "MessageSuppressed": self._suppressed,
+            "MessageFailed": self._failed,
+            "CampaignRunScheduled": self._scheduled,
+            "CampaignRunStarted": self._started,
+            "CampaignRunDropped": self._unscheduled,
+            "CampaignDeactivated": self._unscheduled,
+            "CampaignCompleted": self._unscheduled,
+            "CampaignDeleted": self._unscheduled,
+        }
+
+    # --- message decisions -------------------------------------------------------------------
+
+    def _queued(self, event: RecordedEvent) -> None:
+        self._decided(event, QUEUED, "", event.data["template_id"])
+
+    def _suppressed(self, event: RecordedEvent) -> None:
+        self._decided(event, SUPPRESSED, event.data["reason"], "")
+
+    def _failed(self, event: RecordedEvent) -> None:
+        self._decided(event, FAILED, event.data["reason"], event.data["template_id"])
+
+    def _decided(self, event: RecordedEvent, outcome: str, reason: str, template_id: str) -> None:
+        d = event.data
+        test = int(d.get("is_test", False))
+        keys = (d["campaign_id"], d["profile_id"], d["run_id"], d["message_id"])
+        self.write(
+            "INSERT OR IGNORE INTO campaign_recipients (campaign_id, profile_id, run_id, message_id, "
+            "outcome, reason, template_id, is_test, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*keys, outcome, reason, template_id, test, d["at"]),
+        )
+        counters = [outcome] + ([f"{SUPPRESSED}.{reason}"] if outcome == SUPPRESSED else [])
+        for counter in counters:
+            self.write(
+                "INSERT INTO campaign_counters (campaign_id, is_test, counter, value) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT(campaign_id, is_test, counter) DO UPDATE SET value = value + 1",
+                (d["campaign_id"], test, counter),
+            )
+
+    # --- timers and launches -----------------------------------------------------------------
+
+    def _scheduled(self, event: RecordedEvent) -> None:
+        d = event.data
+        self.write(
+            "INSERT OR REPLACE INTO campaign_timers (campaign_id, run_number, due_at) VALUES (?, ?, ?)",
+            (d["campaign_id"], d["run_number"], d["due_at"]),
+        )
+
+    def _started(self, event: RecordedEvent) -> None:
+        d = event.data
+        self._unscheduled(event)
+        self.write(
+            "INSERT OR IGNORE INTO campaign_launches (campaign_id, run_id, phase, started_at) "
+            "VALUES (?, ?, ?, ?)",
+            (d["campaign_id"], d["run_id"], d["phase"], d["at"]),
+        )
+
+    def _unscheduled(self, event: RecordedEvent) -> None:
+        self.write("DELETE FROM campaign_timers WHERE campaign_id = ?", (event.data["campaign_id"],))
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def due_timers(self, now_iso: str) -> list[tuple[str, int]]:
+        """(campaign id, run number) of every timer due at or before `now_iso`."""
+        rows = self.conn.execute(
+            "SELECT campaign_id, run_number FROM campaign_timers WHERE due_at <= ? "
+            "ORDER BY due_at, campaign_id",
+            (now_iso,),
+        )
+        return [(r[0], int(r[1])) for r in rows]
+
+    def reached(self, campaign_id: str) -> set[str]:
+        """Profiles a campaign has decided a (non-test) message for, in any run."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT profile_id FROM campaign_recipients WHERE campaign_id = ? AND is_test = 0",
+            (campaign_id,),
+        )
+        return {r[0] for r in rows}
+
+    def counters(self, campaign_id: str, is_test: bool = False) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT counter, value FROM campaign_counters WHERE campaign_id = ? AND is_test = ?",
+            (campaign_id, int(is_test)),
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    def recipient(self, campaign_id: str, profile_id: str) -> list[dict[str, Any]]:
+        """Every decision a campaign made for a profile: the answer to "why didn't X get it"."""
+        rows = self.conn.execute(
+            "SELECT run_id, message_id, outcome, reason, template_id, is_test, at FROM campaign_recipients "
+            "WHERE campaign_id = ? AND profile_id = ? ORDER BY at, run_id",
+            (campaign_id, profile_id),
+        )
+        keys = ("run_id", "message_id", "outcome", "reason", "template_id", "is_test", "at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def launches(self, start_iso: str, end_iso: str) -> list[dict[str, Any]]:
+        """Runs started in [start, end), for the calendar."""
+        rows = self.conn.execute(
+            "SELECT campaign_id, run_id, phase, started_at FROM campaign_launches "
+            "WHERE started_at >= ? AND started_at < ? ORDER BY started_at, campaign_id",
+            (start_iso, end_iso),
+        )
+        keys = ("campaign_id", "run_id", "phase", "started_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]

@@ -1,0 +1,510 @@
+"""Campaigns: their commands with the checks they need, the ports a run reads, timers, triggers, tests.
+
+Decisions where the guide is silent:
+- Campaign ids are short sequential numbers, like other catalog objects.
+- The checks the guide asks for at save and at activation: the resource
+  exists and has the channel; every template exists, is not deleted, has
+  content for the channel and (at activation) is not a draft; the audience's
+  database exists and is one of the resource's; a named sending policy exists;
+  a broadcast to start after another names an existing broadcast.
+- Due timers are fired by `tick(now)`: the server calls it every few
+  seconds, tests call it after moving the clock. Each firing is an
+  idempotent command (its request id is the timer), so two ticks that race
+  start one run.
+- Triggers: `fire` sends one message per named profile; a client request id
+  makes a retried call a no-op (the message ids derive from it). Without a
+  request id every call sends again, as the guide describes; sending
+  policies are then the only limiter.
+- A test send goes to listed contacts with the campaign's templates (all of
+  them, one message each), personalised with a chosen profile or with none;
+  it is marked a test everywhere, bypasses policies and is not counted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from herald.domain import campaigns as cp
+from herald.domain import messages as ms
+from herald.domain import sending_policies as sp
+from herald.domain.errors import DomainError, NotFound, RuleViolated
+from herald.domain.matching import LookupKey
+from herald.domain.profiles import ProfileState, profile_decider, profile_stream
+from herald.domain.schedules import next_runs
+from herald.domain.send_gate import Passed, SendGate
+from herald.domain.stop_lists import check as stop_list_check
+from herald.domain.templates import Channel, RenderFailed, TemplateState, template_decider, template_stream
+from herald.infra.serialization import dumps
+from herald.infra.signing import TokenSigner
+from herald.processors.campaign_runs import MessageDraft
+from herald.projections.campaigns import CampaignsProjection
+from herald.projections.catalog import CAMPAIGN
+from herald.projections.profiles import ProfilesProjection
+from herald.projections.send_history import SendHistoryProjection
+from herald.services.aggregates import CommandContext, Loaded, Outcome
+from herald.services.catalog import CatalogService
+from herald.services.rendering import (
+    MessageData,
+    MessageRenderer,
+    SignedTrackingUrls,
+    lead_of,
+    subscription_of,
+)
+
+_TRIGGER_IDS = uuid.UUID("a3c9e0d2-4b1f-5e6a-9c8d-2f7e1b0a4c55")
+
+
+class CampaignService:
+    def __init__(
+        self,
+        catalog: CatalogService,
+        profile_reads: ProfilesProjection,
+        campaigns: CampaignsProjection,
+        history: SendHistoryProjection,
+        renderer: MessageRenderer,
+        signer: TokenSigner,
+        account_timezone: str,
+    ) -> None:
+        self.catalog = catalog
+        self.aggregates = catalog.aggregates
+        self.profile_reads = profile_reads
+        self.projection = campaigns
+        self.history = history
+        self.renderer = renderer
+        self.signer = signer
+        self.account_timezone = account_timezone
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def loaded(self, campaign_id: str, path: str = "campaign_id") -> Loaded[cp.CampaignState]:
+        loaded = self.aggregates.load(cp.campaign_decider, cp.campaign_stream(campaign_id))
+        if not loaded.state.exists:
+            raise NotFound(f"no campaign {campaign_id!r}", path)
+        return loaded
+
+    def campaign(self, campaign_id: str) -> cp.CampaignState:
+        """The campaign's state now (the run processor's port)."""
+        return self.aggregates.load(cp.campaign_decider, cp.campaign_stream(campaign_id)).state
+
+    def listed(self) -> list[dict[str, Any]]:
+        return self.catalog.projection.objects(CAMPAIGN)
+
+    # --- commands ------------------------------------------------------------------------------
+
+    def create(self, settings: cp.CampaignSettings, context: CommandContext) -> tuple[str, Outcome]:
+        checks = self.checks(settings, at_activation=False)
+        now = self.aggregates.clock.now()
+        seen = len(self.catalog.projection.objects(CAMPAIGN, include_deleted=True))
+        return self.catalog.create_numbered(
+            cp.campaign_decider,
+            cp.campaign_stream,
+            seen,
+            lambda i: cp.CreateCampaign(i, settings, checks, now),
+            context,
+        )
+
+    def execute(
+        self,
+        campaign_id: str,
+        command: cp.CampaignCommand,
+        context: CommandContext,
+        expected: int | None = None,
+    ) -> Outcome:
+        stream = cp.campaign_stream(campaign_id)
+        return self.aggregates.execute(cp.campaign_decider, stream, command, context, expected)
+
+    def update(
+        self,
+        campaign_id: str,
+        settings: cp.CampaignSettings,
+        context: CommandContext,
+        expected: int | None = None,
+    ) -> Outcome:
+        command = cp.UpdateCampaign(
+            campaign_id, settings, self.checks(settings, at_activation=False), self._now()
+        )
+        return self.execute(campaign_id, command, context, expected)
+
+    def activate(self, campaign_id: str, context: CommandContext) -> Outcome:
+        settings = self._settings(campaign_id)
+        command = cp.ActivateCampaign(
+            campaign_id, self.checks(settings, at_activation=True), self.account_timezone, self._now()
+        )
+        return self.execute(campaign_id, command, context)
+
+    def launch_now(self, campaign_id: str, context: CommandContext) -> Outcome:
+        settings = self._settings(campaign_id)
+        command = cp.LaunchCampaignNow(campaign_id, self.checks(settings, at_activation=True), self._now())
+        return self.execute(campaign_id, command, context)
+
+    def select_winner(self, campaign_id: str, template_id: str, context: CommandContext) -> Outcome:
+        command = cp.SelectWinner(campaign_id, template_id, "manual", {}, self.account_timezone, self._now())
+        return self.execute(campaign_id, command, context)
+
+    def _settings(self, campaign_id: str) -> cp.CampaignSettings:
+        settings = self.loaded(campaign_id).state.settings
+        assert settings is not None
+        return settings
+
+    def _now(self) -> datetime:
+        return self.aggregates.clock.now()
+
+    # --- checks --------------------------------------------------------------------------------
+
+    def checks(self, settings: cp.CampaignSettings, at_activation: bool) -> cp.CampaignChecks:
+        """What is wrong with the objects `settings` names, as (path, reason) pairs."""
+        problems: list[tuple[str, str]] = []
+        problems += self._resource_problems(settings)
+        problems += self._template_problems(settings, at_activation)
+        problems += self._reference_problems(settings)
+        return cp.CampaignChecks(tuple(problems))
+
+    def _resource_problems(self, settings: cp.CampaignSettings) -> list[tuple[str, str]]:
+        try:
+            resource = self.catalog.resource(settings.resource_id)
+        except NotFound as error:
+            return [("resource_id", error.reason)]
+        problems = []
+        if not resource.channel_enabled(settings.channel):
+            problems.append(("channel", f"resource {settings.resource_id} has no {settings.channel} channel"))
+        database_id = settings.audience.id if settings.audience is not None else settings.database_id
+        at = "audience.id" if settings.audience is not None else "database_id"
+        if settings.audience is not None and settings.audience.kind != "database":
+            problems.append(("audience.kind", "segments are not available yet: choose a database"))
+        elif database_id is not None:
+            try:
+                self.catalog.database(database_id, at)
+            except NotFound as error:
+                problems.append((at, error.reason))
+            else:
+                if not resource.accepts_database(database_id):
+                    problems.append(
+                        (at, f"database {database_id} is not one of resource {settings.resource_id}'s")
+                    )
+        return problems
+
+    def _template_problems(self, settings: cp.CampaignSettings, at_activation: bool) -> list[tuple[str, str]]:
+        problems = []
+        for i, template_id in enumerate(settings.template_ids):
+            state = self._template(template_id)
+            path = f"template_ids.{i}"
+            if not state.exists or state.content is None:
+                problems.append((path, f"no template {template_id!r}"))
+            elif state.content.channel(Channel(settings.channel)) is None:
+                problems.append((path, f"template {template_id} has no {settings.channel} content"))
+            elif at_activation and state.draft:
+                problems.append((path, f"template {template_id} is a draft: publish it before sending"))
+        return problems
+
+    def _reference_problems(self, settings: cp.CampaignSettings) -> list[tuple[str, str]]:
+        problems = []
+        if settings.sending_policy_id is not None:
+            state = self.aggregates.load(
+                sp.sending_policy_decider, sp.sending_policy_stream(settings.sending_policy_id)
+            ).state
+            if not state.exists:
+                problems.append(("sending_policy_id", f"no sending policy {settings.sending_policy_id!r}"))
+        after = settings.start_after_campaign_id
+        if after is not None:
+            other = self.campaign(after)
+            if (
+                not other.exists
+                or other.settings is None
+                or other.settings.type is not cp.CampaignType.BROADCAST
+            ):
+                problems.append(("start_after_campaign_id", f"no broadcast campaign {after!r}"))
+        return problems
+
+    def _template(self, template_id: str) -> TemplateState:
+        return self.aggregates.load(template_decider, template_stream(template_id)).state
+
+    # --- the run processor's ports -------------------------------------------------------------
+
+    def audience(self, state: cp.CampaignState, phase: str) -> Iterable[str]:
+        settings = state.settings
+        assert settings is not None and settings.audience is not None
+        ids = self.profile_reads.audience(settings.audience.id, settings.resource_id, settings.channel)
+        if settings.type in (cp.CampaignType.BROADCAST, cp.CampaignType.SPLIT_TEST):
+            reached = self.projection.reached(state.campaign_id)
+            return [p for p in ids if p not in reached]
+        if state.cursor is not None and state.current_limit is not None:
+            after = [p for p in ids if p > state.cursor]
+            return after + [p for p in ids if p <= state.cursor]  # a regular campaign's portions wrap
+        return ids
+
+    def profile(self, profile_id: str) -> ProfileState:
+        return self.aggregates.load(profile_decider, profile_stream(profile_id)).state
+
+    def gate(self, settings: cp.CampaignSettings, at: datetime, is_test: bool = False) -> SendGate:
+        policy = self._policy(settings)
+        lookup = self.catalog.stop_list_lookup
+
+        def stop_list(channel: str, contact: str) -> str | None:
+            hit = stop_list_check(lookup, channel=channel, contact=contact, database_id=database_id)
+            return None if hit is None else f"{hit.level} stop list {hit.list_id}"
+
+        def policy_check(profile: ProfileState, subscription: Any) -> str | None:
+            if policy == sp.UNLIMITED:
+                return None
+            today = self.local_day(profile, at)
+            contact = (
+                None
+                if settings.channel == "push"
+                else self.history.contact_history(subscription.key.contact, today)
+            )
+            return sp.violation(
+                policy,
+                self.history.profile_history(profile.profile_id, today),
+                contact,
+                today,
+                settings.resource_id,
+                settings.channel,
+            )
+
+        database_id = settings.audience.id if settings.audience is not None else settings.database_id or ""
+        return SendGate(
+            settings.resource_id,
+            settings.channel,
+            stop_list,
+            policy_check,
+            is_test=is_test,
+            check_uniqueness=settings.check_contact_uniqueness,
+        )
+
+    def _policy(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
+        resource = self.catalog.resource(settings.resource_id)
+        account_id = self.aggregates.load(
+            sp.account_sending_policy_decider, sp.ACCOUNT_SENDING_POLICY_STREAM
+        ).state.policy_id
+        resource_id = resource.settings.sending_policy_id if resource.settings else None
+        return sp.effective_policy(
+            self._named_policy(account_id),
+            self._named_policy(resource_id),
+            self._named_policy(settings.sending_policy_id),
+            settings.apply_resource_policy,
+        )
+
+    def _named_policy(self, policy_id: str | None) -> sp.SendingPolicy | None:
+        if policy_id is None:
+            return None
+        state = self.aggregates.load(sp.sending_policy_decider, sp.sending_policy_stream(policy_id)).state
+        return state.policy if state.exists else None
+
+    def local_day(self, profile: ProfileState, at: datetime) -> date:
+        return sp.local_day(at, profile.timezone, self.account_timezone)
+
+    def render(
+        self,
+        settings: cp.CampaignSettings,
+        template_id: str,
+        profile: ProfileState,
+        passed: Passed,
+        message_id: str,
+        content: Mapping[str, Any] | None = None,
+    ) -> tuple[int, Mapping[str, int]]:
+        """(template version, fragment versions) of the message, rendered; raises RenderFailed."""
+        template = self._template(template_id)
+        channel = Channel(settings.channel)
+        try:
+            body = template.ensure_sendable(channel)
+        except DomainError as error:
+            raise RenderFailed(error.reason, "template_id") from None
+        resource = self.catalog.resource(settings.resource_id)
+        data = MessageData(
+            message_id=message_id,
+            lead=lead_of(profile),
+            subscription=subscription_of(profile, settings.resource_id, channel, passed.subscription),
+            template_name=template.card.name if template.card else "",
+            database_name=self.catalog.database(profile.database_id).name,
+            resource_name=resource.settings.name if resource.settings else "",
+            resource_token=resource.token,
+            campaign_name=settings.name,
+            content=content,
+        )
+        domain = resource.settings.default_tracking_domain if resource.settings else "localhost"
+        urls = SignedTrackingUrls(self.signer, f"https://{domain}", message_id)
+        message = self.renderer.render(template_id, template.version, body, channel, data, urls)
+        return template.version, message.fragment_versions
+
+    # --- timers --------------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> int:
+        """Fire every timer due at `now` (default: the clock's now); returns how many fired."""
+        now = now or self._now()
+        fired = 0
+        for campaign_id, run_number in self.projection.due_timers(_iso(now)):
+            context = CommandContext(
+                actor="scheduler", source="timer", request_id=f"timer-{campaign_id}-{run_number}"
+            )
+            self.execute(campaign_id, cp.StartScheduledRun(campaign_id, run_number, now), context)
+            fired += 1
+        return fired
+
+    def upcoming_runs(self, campaign_id: str, count: int) -> list[datetime]:
+        """The campaign's next `count` scheduled runs."""
+        state = self.loaded(campaign_id).state
+        settings = state.settings
+        assert settings is not None
+        if settings.schedule is None:
+            return [state.next_run.due_at] if state.next_run else []
+        return next_runs(
+            settings.schedule, after=self._now(), count=count, account_timezone=self.account_timezone
+        )
+
+    # --- triggers and tests --------------------------------------------------------------------
+
+    def fire(
+        self,
+        campaign_id: str,
+        recipients: Sequence[LookupKey | str],
+        content: Mapping[str, Any] | None,
+        request_id: str | None,
+        context: CommandContext,
+    ) -> list[dict[str, Any]]:
+        """Fire a trigger for profiles (ids or match keys): one message each, queued or refused with why."""
+        state = self.loaded(campaign_id).state
+        settings = state.settings
+        assert settings is not None
+        if settings.type is not cp.CampaignType.TRIGGER:
+            raise RuleViolated("only a trigger campaign is fired", "campaign_id")
+        if not state.active or state.status is cp.CampaignStatus.PAUSED:
+            raise RuleViolated("the trigger is not active: activate it first", "campaign_id")
+        now = self._now()
+        run_id = f"api:{request_id}" if request_id else f"api:{uuid.uuid4().hex}"
+        gate = self.gate(settings, now)
+        results = []
+        for i, recipient in enumerate(recipients):
+            results.append(self._fire_one(state, settings, gate, recipient, run_id, i, content, now, context))
+        return results
+
+    def _fire_one(
+        self,
+        state: cp.CampaignState,
+        settings: cp.CampaignSettings,
+        gate: SendGate,
+        recipient: LookupKey | str,
+        run_id: str,
+        place: int,
+        content: Mapping[str, Any] | None,
+        now: datetime,
+        context: CommandContext,
+    ) -> dict[str, Any]:
+        assert settings.database_id is not None and settings.trigger is not None
+        profile_id = self._resolve(settings.database_id, recipient, f"profiles.{place}")
+        profile = self.profile(profile_id)
+        message_id = ms.message_id(state.campaign_id, run_id, profile_id)
+        templates = settings.template_ids
+        template_id = templates[int(message_id, 16) % len(templates)]
+        lane = ms.Lane.TRIGGER_HIGH if settings.trigger.high_priority else ms.Lane.TRIGGER
+        draft = MessageDraft(state.campaign_id, settings, run_id, message_id, template_id, now)
+        decision = self.decide(draft, gate, profile, content, lane, now + settings.trigger.delay)
+        self.aggregates.execute(
+            ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(decision), context
+        )
+        return _result(decision)
+
+    def _resolve(self, database_id: str, recipient: LookupKey | str, path: str) -> str:
+        if isinstance(recipient, str):
+            profile = self.profile(recipient)
+            if not profile.exists or profile.database_id != database_id:
+                raise NotFound(f"no profile {recipient!r} in database {database_id}", path)
+            return recipient
+        found = self.profile_reads.resolve(database_id, [recipient]).get(recipient, [])
+        if not found:
+            raise NotFound(
+                f"no profile with {recipient.kind} {recipient.value!r} in database {database_id}", path
+            )
+        return found[0]
+
+    def decide(
+        self,
+        draft: MessageDraft,
+        gate: SendGate,
+        profile: ProfileState,
+        content: Mapping[str, Any] | None = None,
+        lane: ms.Lane = ms.Lane.BULK,
+        due_at: datetime | None = None,
+    ) -> ms.MessageDecision:
+        """Gate, render and record what becomes of one message (the run processor's port too)."""
+        settings = draft.settings
+        common: dict[str, Any] = {
+            "message_id": draft.message_id,
+            "campaign_id": draft.campaign_id,
+            "run_id": draft.run_id,
+            "profile_id": profile.profile_id,
+            "resource_id": settings.resource_id,
+            "channel": settings.channel,
+            "is_test": gate.is_test,
+            "at": draft.at,
+        }
+        verdict = gate.check(profile)
+        if not isinstance(verdict, Passed):
+            return ms.MessageSuppressed(
+                **common, contact=verdict.contact, reason=verdict.reason, detail=verdict.detail
+            )
+        try:
+            version, fragments = self.render(
+                settings, draft.template_id, profile, verdict, draft.message_id, content
+            )
+        except RenderFailed as error:
+            failed = {"template_id": draft.template_id, "template_version": 0, "reason": error.reason}
+            return ms.MessageFailed(**common, contact=verdict.contact, **failed)
+        return ms.MessageQueued(
+            **common,
+            database_id=profile.database_id,
+            contact=verdict.contact,
+            template_id=draft.template_id,
+            template_version=version,
+            fragment_versions=dict(fragments),
+            lane=lane,
+            due_at=due_at or draft.at,
+            local_day=self.local_day(profile, draft.at),
+            content=dict(content) if content is not None else None,
+        )
+
+    def send_test(
+        self, campaign_id: str, profile_ids: Sequence[str], context: CommandContext
+    ) -> list[dict[str, Any]]:
+        """Send every template of the campaign to test profiles, marked as tests (no policy, no counting)."""
+        state = self.loaded(campaign_id).state
+        settings = state.settings
+        assert settings is not None
+        now = self._now()
+        run_id = f"test:{uuid.uuid4().hex}"
+        results = []
+        for i, profile_id in enumerate(profile_ids):
+            profile = self.profile(profile_id)
+            if not profile.exists:
+                raise NotFound(f"no profile {profile_id!r}", f"profile_ids.{i}")
+            for template_id in settings.template_ids:
+                gate = self.gate(settings, now, is_test=True)
+                message_id = ms.message_id(campaign_id, f"{run_id}/{template_id}", profile_id)
+                draft = MessageDraft(campaign_id, settings, run_id, message_id, template_id, now)
+                decision = self.decide(draft, gate, profile)
+                self.aggregates.execute(
+                    ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(decision), context
+                )
+                results.append(_result(decision))
+        return results
+
+
+def _result(decision: ms.MessageDecision) -> dict[str, Any]:
+    result: dict[str, Any] = {"message_id": decision.message_id, "profile_id": decision.profile_id}
+    if isinstance(decision, ms.MessageQueued):
+        return {
+            **result,
+            "status": "queued",
+            "template_id": decision.template_id,
+            "due_at": decision.due_at.isoformat(),
+        }
+    if isinstance(decision, ms.MessageSuppressed):
+        return {**result, "status": "suppressed", "reason": str(decision.reason), "detail": decision.detail}
+    return {**result, "status": "failed", "reason": decision.reason}
+
+
+def _iso(moment: datetime) -> str:
+    """A time as the log's JSON writes it, so timers compare as text."""
+    return str(dumps(moment), "utf-8").strip('"')
