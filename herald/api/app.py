@@ -13,7 +13,17 @@ from herald.api.endpoints import Endpoint
 from herald.api.errors import error_body
 from herald.api.openapi import OPENAPI_PATH, openapi_document
 from herald.api.responses import json_response
-from herald.api.routes import catalog, events, profiles, stop_lists, system, templates, tokens, tracking
+from herald.api.routes import (
+    campaigns,
+    catalog,
+    events,
+    profiles,
+    stop_lists,
+    system,
+    templates,
+    tokens,
+    tracking,
+)
 from herald.api.wiring import Herald
 
 VERSION = "0.1.0"
@@ -29,6 +39,7 @@ def endpoints() -> list[Endpoint]:
         *profiles.ENDPOINTS,
         *tracking.ENDPOINTS,
         *templates.ENDPOINTS,
+        *campaigns.ENDPOINTS,
         *events.ENDPOINTS,
     ]
 

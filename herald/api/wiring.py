@@ -35,6 +35,7 @@ from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
+from herald.services.sending_policies import SendingPolicyService
 from herald.services.templates import TemplateService, current_fragments
 from herald.services.tokens import TokenService
 from herald.services.tracking import TrackingService
@@ -76,6 +77,7 @@ class Herald:
     tokens: TokenService
     templates: TemplateService
     campaigns: CampaignService
+    policies: SendingPolicyService
     signer: TokenSigner
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
@@ -180,6 +182,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         tokens=TokenService(aggregates, projections.api_tokens),
         templates=TemplateService(catalog, profiles, renderer),
         campaigns=campaigns,
+        policies=SendingPolicyService(catalog),
         signer=signer,
         remote=remote,
         run_audiences=audiences,

@@ -172,8 +172,8 @@ class CampaignRunStarted(Event):
     run_id: str
     run_number: int
     phase: Literal["run", "test", "winner", "launch_now"]
-    limit: int | None
-    due_at: datetime | None
+    limit: int | None = None
+    due_at: datetime | None = None
     at: datetime
 
 
@@ -198,7 +198,7 @@ class CampaignRunFinished(Event):
     suppressed: int
     failed: int
     exhausted: bool  # nobody left to send to (a broadcast completes)
-    cursor: str | None  # regular campaigns: the last profile id reached, for the next portion
+    cursor: str | None = None  # regular campaigns: the last profile id reached, for the next portion
     at: datetime
 
 
@@ -359,6 +359,7 @@ class StartScheduledRun:
 
     campaign_id: str
     run_number: int
+    account_timezone: str
     at: datetime
 
 
@@ -614,15 +615,16 @@ def _start_scheduled(
     deadline = settings.run_deadline_minutes
     if deadline is not None and command.at > timer.due_at + timedelta(minutes=deadline):
         late = command.at - timer.due_at
-        return [
-            CampaignRunDropped(
-                campaign_id=state.campaign_id,
-                run_number=timer.run_number,
-                due_at=timer.due_at,
-                reason=f"started {int(late.total_seconds() // 60)} min late; the deadline is {deadline} min",
-                at=command.at,
-            )
-        ]
+        dropped = CampaignRunDropped(
+            campaign_id=state.campaign_id,
+            run_number=timer.run_number,
+            due_at=timer.due_at,
+            reason=f"started {int(late.total_seconds() // 60)} min late; the deadline is {deadline} min",
+            at=command.at,
+        )
+        after = evolve(state, dropped)
+        following = _next_timer(after, settings, command.at, command.account_timezone, timer.run_number + 1)
+        return [dropped] if following is None else [dropped, following]
     return [_run_started(state, timer.run_number, timer.phase, timer.due_at, command.at)]
 
 

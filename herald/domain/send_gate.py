@@ -13,8 +13,9 @@ Decisions where the guide is silent:
 - For email, a profile with no email subscription but an email field is not
   sent to: the guide's "main Email field" exception needs the resource to
   allow it, which no setting here does yet.
-- Test messages bypass the policy and the de-duplication, not the stop lists
-  (a test to a stop-listed address would still damage the sender's reputation).
+- Test messages bypass the statuses, the policy and the de-duplication, not
+  the stop lists (a test to a stop-listed address would still damage the
+  sender's reputation).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class SendGate:
             missing = f"no {self.channel} subscription on resource {self.resource_id}"
             return Stopped(Suppression.NO_SUBSCRIPTION, missing)
         active = [s for s in subscriptions if s.status is Status.SUBSCRIBED]
+        if not active and self.is_test:
+            active = subscriptions  # a test goes to the tester's address whatever its status
         if not active:
             first = subscriptions[0]
             return Stopped(

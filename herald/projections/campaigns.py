@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from herald.infra.event_store import RecordedEvent
@@ -93,7 +94,7 @@ class CampaignsProjection(SqliteProjection):
         d = event.data
         self.write(
             "INSERT OR REPLACE INTO campaign_timers (campaign_id, run_number, due_at) VALUES (?, ?, ?)",
-            (d["campaign_id"], d["run_number"], d["due_at"]),
+            (d["campaign_id"], d["run_number"], sortable_time(d["due_at"])),
         )
 
     def _started(self, event: RecordedEvent) -> None:
@@ -102,7 +103,7 @@ class CampaignsProjection(SqliteProjection):
         self.write(
             "INSERT OR IGNORE INTO campaign_launches (campaign_id, run_id, phase, started_at) "
             "VALUES (?, ?, ?, ?)",
-            (d["campaign_id"], d["run_id"], d["phase"], d["at"]),
+            (d["campaign_id"], d["run_id"], d["phase"], sortable_time(d["at"])),
         )
 
     def _unscheduled(self, event: RecordedEvent) -> None:
@@ -110,8 +111,9 @@ class CampaignsProjection(SqliteProjection):
 
     # --- queries -----------------------------------------------------------------------------
 
-    def due_timers(self, now_iso: str) -> list[tuple[str, int]]:
-        """(campaign id, run number) of every timer due at or before `now_iso`."""
+    def due_timers(self, now: datetime) -> list[tuple[str, int]]:
+        """(campaign id, run number) of every timer due at or before `now`."""
+        now_iso = sortable_time(now)
         rows = self.conn.execute(
             "SELECT campaign_id, run_number FROM campaign_timers WHERE due_at <= ? "
             "ORDER BY due_at, campaign_id",
@@ -144,8 +146,9 @@ class CampaignsProjection(SqliteProjection):
         keys = ("run_id", "message_id", "outcome", "reason", "template_id", "is_test", "at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
-    def launches(self, start_iso: str, end_iso: str) -> list[dict[str, Any]]:
+    def launches(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Runs started in [start, end), for the calendar."""
+        start_iso, end_iso = sortable_time(start), sortable_time(end)
         rows = self.conn.execute(
             "SELECT campaign_id, run_id, phase, started_at FROM campaign_launches "
             "WHERE started_at >= ? AND started_at < ? ORDER BY started_at, campaign_id",
@@ -153,3 +156,10 @@ class CampaignsProjection(SqliteProjection):
         )
         keys = ("campaign_id", "run_id", "phase", "started_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def sortable_time(moment: datetime | str) -> str:
+    """A time as UTC text of fixed width, so times compare correctly as text."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -31,13 +31,12 @@ from herald.domain import campaigns as cp
 from herald.domain import messages as ms
 from herald.domain import sending_policies as sp
 from herald.domain.errors import DomainError, NotFound, RuleViolated
-from herald.domain.matching import LookupKey
+from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey
 from herald.domain.profiles import ProfileState, profile_decider, profile_stream
 from herald.domain.schedules import next_runs
 from herald.domain.send_gate import Passed, SendGate
 from herald.domain.stop_lists import check as stop_list_check
 from herald.domain.templates import Channel, RenderFailed, TemplateState, template_decider, template_stream
-from herald.infra.serialization import dumps
 from herald.infra.signing import TokenSigner
 from herald.processors.campaign_runs import MessageDraft
 from herald.projections.campaigns import CampaignsProjection
@@ -53,6 +52,7 @@ from herald.services.rendering import (
     lead_of,
     subscription_of,
 )
+from herald.services.tracking import selector_key
 
 _TRIGGER_IDS = uuid.UUID("a3c9e0d2-4b1f-5e6a-9c8d-2f7e1b0a4c55")
 
@@ -335,11 +335,15 @@ class CampaignService:
         """Fire every timer due at `now` (default: the clock's now); returns how many fired."""
         now = now or self._now()
         fired = 0
-        for campaign_id, run_number in self.projection.due_timers(_iso(now)):
+        for campaign_id, run_number in self.projection.due_timers(now):
             context = CommandContext(
                 actor="scheduler", source="timer", request_id=f"timer-{campaign_id}-{run_number}"
             )
-            self.execute(campaign_id, cp.StartScheduledRun(campaign_id, run_number, now), context)
+            self.execute(
+                campaign_id,
+                cp.StartScheduledRun(campaign_id, run_number, self.account_timezone, now),
+                context,
+            )
             fired += 1
         return fired
 
@@ -359,7 +363,7 @@ class CampaignService:
     def fire(
         self,
         campaign_id: str,
-        recipients: Sequence[LookupKey | str],
+        recipients: Sequence[Mapping[str, Any]],
         content: Mapping[str, Any] | None,
         request_id: str | None,
         context: CommandContext,
@@ -385,7 +389,7 @@ class CampaignService:
         state: cp.CampaignState,
         settings: cp.CampaignSettings,
         gate: SendGate,
-        recipient: LookupKey | str,
+        recipient: Mapping[str, Any],
         run_id: str,
         place: int,
         content: Mapping[str, Any] | None,
@@ -406,13 +410,22 @@ class CampaignService:
         )
         return _result(decision)
 
-    def _resolve(self, database_id: str, recipient: LookupKey | str, path: str) -> str:
-        if isinstance(recipient, str):
-            profile = self.profile(recipient)
+    def _resolve(self, database_id: str, selector: Mapping[str, Any], path: str) -> str:
+        """The profile a selector (`{"profile_id": ...}`, `{"email": ...}`, a unique field) names."""
+        try:
+            recipient = selector_key(self.catalog.database(database_id), selector)
+        except DomainError as error:
+            raise error.at(path) from None
+        if recipient.kind == PROFILE_ID:
+            profile = self.profile(recipient.value)
             if not profile.exists or profile.database_id != database_id:
-                raise NotFound(f"no profile {recipient!r} in database {database_id}", path)
-            return recipient
-        found = self.profile_reads.resolve(database_id, [recipient]).get(recipient, [])
+                raise NotFound(f"no profile {recipient.value!r} in database {database_id}", path)
+            return recipient.value
+        keys = (
+            [recipient, LookupKey(EMAIL_PROFILE, recipient.value)] if recipient.kind == EMAIL else [recipient]
+        )
+        resolved = self.profile_reads.resolve(database_id, keys)
+        found = [p for key in reversed(keys) for p in resolved.get(key, [])]
         if not found:
             raise NotFound(
                 f"no profile with {recipient.kind} {recipient.value!r} in database {database_id}", path
@@ -503,8 +516,3 @@ def _result(decision: ms.MessageDecision) -> dict[str, Any]:
     if isinstance(decision, ms.MessageSuppressed):
         return {**result, "status": "suppressed", "reason": str(decision.reason), "detail": decision.detail}
     return {**result, "status": "failed", "reason": decision.reason}
-
-
-def _iso(moment: datetime) -> str:
-    """A time as the log's JSON writes it, so timers compare as text."""
-    return str(dumps(moment), "utf-8").strip('"')

@@ -139,7 +139,7 @@ class TrackingService:
             selector = _selector(event.profile)
             if selector is None or selector not in seen:
                 try:
-                    key: LookupKey | DomainError = _key(database, event.profile)
+                    key: LookupKey | DomainError = selector_key(database, event.profile)
                 except DomainError as error:
                     key = in_row(error).at("profile")
                 if selector is not None:
@@ -244,7 +244,8 @@ def _selector(profile: Mapping[str, Any]) -> tuple[str, Any] | None:
     return (name, value) if isinstance(value, str | int) else None
 
 
-def _key(database: DatabaseState, profile: Mapping[str, Any]) -> LookupKey:
+def selector_key(database: DatabaseState, profile: Mapping[str, Any]) -> LookupKey:
+    """The key a one-field selector (`{"email": ...}`, `{"profile_id": ...}`, a unique field) names."""
     if len(profile) != 1:
         raise ValidationFailed('name the profile by exactly one match field, e.g. {"email": …}', "")
     ((name, value),) = profile.items()

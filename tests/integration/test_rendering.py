@@ -20,6 +20,7 @@ import pytest
 from herald.api.wiring import Herald
 from herald.domain import fragments as fr
 from herald.domain import templates as tp
+from herald.domain.templates import RenderFailed
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.services.aggregates import CommandContext
 from herald.services.rendering import (
@@ -28,7 +29,6 @@ from herald.services.rendering import (
     RenderedEmail,
     RenderedPush,
     RenderedSms,
-    RenderFailed,
     SignedTrackingUrls,
 )
 from herald.services.templates import current_fragments

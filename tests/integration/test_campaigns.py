@@ -1,0 +1,314 @@
+"""Campaigns end to end through the API: timers, chunked runs, the send gate, triggers, split tests, tests.
+
+The clock is a ManualClock; timers fire when the test moves it and calls
+`tick()`; processors run when the test drains them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from herald.api.wiring import Herald
+from herald.domain import messages as ms
+from herald.infra.clock import ManualClock
+from tests.builders import RESOURCE, create_resource, customers, email_subscription, import_rows
+
+CS = "/api/v1/campaigns"
+EMAILS = [f"p{i}@example.org" for i in range(10)]
+
+
+@pytest.fixture
+async def audience(api: httpx.AsyncClient, herald: Herald) -> dict[str, str]:
+    """Ten subscribed profiles; p8 unsubscribed, p9's address on the account stop list."""
+    customers(herald)
+    create_resource(herald)
+    rows = [
+        {"email": e, "_fname": f"P{i}", "subscriptions": [email_subscription(e)]}
+        for i, e in enumerate(EMAILS)
+    ]
+    result = await import_rows(api, rows)
+    ids = {e: r["profile_id"] for e, r in zip(EMAILS, result["results"], strict=True)}
+    status = {"resource_id": RESOURCE, "channel": "email", "contact": EMAILS[8], "status": "unsubscribed"}
+    assert (
+        await api.post(f"/api/v1/profiles/{ids[EMAILS[8]]}/subscriptions/status", json=status)
+    ).status_code == 200
+    assert (
+        await api.post("/api/v1/stop-lists/global/entries", json={"items": [EMAILS[9]]})
+    ).status_code == 200
+    herald.runtime.drain()
+    return ids
+
+
+async def template(api: httpx.AsyncClient, name: str = "Hello", **content: Any) -> str:
+    body = {
+        "name": name,
+        "content": content or {"email": {"subject": "Hi {lead._fname}", "html": "<p>Hi</p>"}},
+    }
+    response = await api.post("/api/v1/templates", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["template_id"])
+
+
+async def campaign(api: httpx.AsyncClient, templates: list[str], **settings: Any) -> str:
+    body = {
+        "name": "Spring",
+        "type": "broadcast",
+        "channel": "email",
+        "resource_id": RESOURCE,
+        "template_ids": templates,
+        "audience": {"kind": "database", "id": "1"},
+        **settings,
+    }
+    response = await api.post(CS, json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["campaign_id"])
+
+
+async def post(api: httpx.AsyncClient, herald: Herald, path: str, **body: Any) -> dict[str, Any]:
+    """POST, then let the processors catch up (as the server's runtime would in a moment)."""
+    response = await api.post(path, json=body or None)
+    assert response.status_code == 200, response.text
+    herald.runtime.drain()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def decisions(herald: Herald, campaign_id: str) -> list[dict[str, Any]]:
+    rows = herald.projections.campaigns.conn.execute(
+        "SELECT profile_id, run_id, outcome, reason, template_id FROM campaign_recipients WHERE campaign_id = ?",
+        (campaign_id,),
+    )
+    return [
+        dict(zip(("profile_id", "run_id", "outcome", "reason", "template_id"), r, strict=True)) for r in rows
+    ]
+
+
+async def test_a_portioned_broadcast_reaches_everyone_once_then_completes(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, audience: dict[str, str]
+) -> None:
+    tpl = await template(api)
+    schedule = {"kind": "daily", "time": "10:00:00", "timezone": "UTC"}
+    cid = await campaign(
+        api, [tpl], schedule=schedule, limit={"per_run": 4, "increase": 50, "increase_percent": True}
+    )
+    await post(api, herald, f"{CS}/{cid}/activate")
+    got = (await api.get(f"{CS}/{cid}")).json()
+    assert got["status"] == "active_waiting" and got["next_run_at"] == "2026-03-02T10:00:00+00:00"
+
+    assert herald.campaigns.tick() == 0  # 09:00: not due yet
+    runs = []
+    for _ in range(4):
+        clock.advance(timedelta(days=1) if runs else timedelta(hours=1))
+        herald.campaigns.tick()
+        herald.runtime.drain()
+        runs.append((await api.get(f"{CS}/{cid}")).json())
+    assert [r["status"] for r in runs] == ["active_waiting", "active_waiting", "completed", "completed"]
+    assert [r["current_limit"] for r in runs[:2]] == [6, 9]  # grows 50 % after each full portion
+
+    made = decisions(herald, cid)
+    assert Counter(d["run_id"] for d in made) == {f"{cid}-1": 4, f"{cid}-2": 6}
+    assert len({d["profile_id"] for d in made}) == 10  # nobody twice
+    outcomes = {d["profile_id"]: (d["outcome"], d["reason"]) for d in made}
+    assert outcomes[audience[EMAILS[8]]] == ("suppressed", "subscription_status")
+    assert outcomes[audience[EMAILS[9]]] == ("suppressed", "stop_list")
+    assert sum(o == ("queued", "") for o in outcomes.values()) == 8
+    progress = (await api.get(f"{CS}/{cid}/progress")).json()["campaign"]
+    assert progress == {
+        "queued": 8,
+        "suppressed": 2,
+        "suppressed.subscription_status": 1,
+        "suppressed.stop_list": 1,
+    }
+    why = (await api.get(f"{CS}/{cid}/recipients/{audience[EMAILS[9]]}")).json()["decisions"]
+    assert [(w["outcome"], w["reason"]) for w in why] == [("suppressed", "stop_list")]
+
+    queued = herald.store.read_stream(
+        ms.message_stream(ms.message_id(cid, f"{cid}-1", made[0]["profile_id"]))
+    )
+    assert [e.type for e in queued] in (["MessageQueued"], ["MessageSuppressed"])
+
+
+async def test_a_rerun_chunk_writes_nothing_twice(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    tpl = await template(api)
+    cid = await campaign(api, [tpl])
+    await post(api, herald, f"{CS}/{cid}/launch")
+    herald.runtime.drain()
+    head = herald.store.head_position()
+    runner = next(r for r in herald.runtime._consumers if r.name == "campaign-runs")  # noqa: SLF001
+    for event in herald.store.read_all(1):
+        runner.apply(event)  # every event redelivered: the same ids, nothing new stored
+    assert herald.store.head_position() == head
+    assert (await api.get(f"{CS}/{cid}")).json()["status"] == "completed"
+
+
+async def test_pause_stops_between_chunks_and_resume_goes_on(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    tpl = await template(api)
+    cid = await campaign(api, [tpl])
+    assert (await api.post(f"{CS}/{cid}/launch")).status_code == 200
+    await post(api, herald, f"{CS}/{cid}/pause")
+    assert decisions(herald, cid) == []
+    assert (await api.get(f"{CS}/{cid}")).json()["status"] == "paused"
+    await post(api, herald, f"{CS}/{cid}/resume")
+    herald.runtime.drain()
+    assert len(decisions(herald, cid)) == 10
+    assert (await api.get(f"{CS}/{cid}")).json()["status"] == "completed"
+
+
+async def test_a_regular_campaign_wraps_and_never_completes(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, audience: dict[str, str]
+) -> None:
+    tpl = await template(api)
+    schedule = {"kind": "daily", "time": "09:30:00"}
+    cid = await campaign(api, [tpl], type="regular", schedule=schedule, limit={"per_run": 6})
+    await post(api, herald, f"{CS}/{cid}/activate")
+    for _ in range(3):
+        clock.advance(timedelta(days=1) if decisions(herald, cid) else timedelta(minutes=30))
+        herald.campaigns.tick()
+        herald.runtime.drain()
+    made = decisions(herald, cid)
+    per_run = Counter(d["run_id"] for d in made)
+    assert list(per_run.values()) == [6, 6, 6]
+    seen = Counter(d["profile_id"] for d in made)
+    assert sorted(seen.values()) == [1, 1] + [2] * 8  # 18 messages over 10 profiles, wrapping
+    assert (await api.get(f"{CS}/{cid}")).json()["status"] == "active_waiting"
+
+
+async def test_a_late_run_is_dropped_and_the_next_one_scheduled(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, audience: dict[str, str]
+) -> None:
+    tpl = await template(api)
+    schedule = {"kind": "daily", "time": "10:00:00"}
+    cid = await campaign(api, [tpl], type="regular", schedule=schedule, run_deadline_minutes=15)
+    await post(api, herald, f"{CS}/{cid}/activate")
+    clock.advance(timedelta(hours=1, minutes=20))  # 10:20, 20 minutes late
+    herald.campaigns.tick()
+    herald.runtime.drain()
+    got = (await api.get(f"{CS}/{cid}")).json()
+    assert decisions(herald, cid) == []
+    assert got["next_run_at"] == "2026-03-03T10:00:00+00:00"
+    dropped = [e for e in herald.store.read_stream(f"campaign-{cid}") if e.type == "CampaignRunDropped"]
+    assert dropped[0].data["reason"] == "started 20 min late; the deadline is 15 min"
+
+
+async def test_a_sending_policy_blocks_a_second_message_the_same_day(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    policy = {"name": "Once a day", "policy": {"per_profile": {"max_messages": 1, "period_days": 1}}}
+    response = await api.post("/api/v1/sending-policies", json=policy)
+    assert response.status_code == 201, response.text
+    chosen = await api.put("/api/v1/account/sending-policy", json={"policy_id": response.json()["policy_id"]})
+    assert chosen.status_code == 200, chosen.text
+    tpl = await template(api)
+    first, second = await campaign(api, [tpl]), await campaign(api, [tpl], name="Again")
+    for cid in (first, second):
+        await post(api, herald, f"{CS}/{cid}/launch")
+        herald.runtime.drain()
+    reasons = Counter(d["reason"] for d in decisions(herald, second))
+    assert reasons == {"policy": 8, "subscription_status": 1, "stop_list": 1}
+    why = (await api.get(f"{CS}/{second}/recipients/{audience[EMAILS[0]]}")).json()["decisions"][0]
+    assert why["reason"] == "policy"
+
+
+async def test_activation_checks_resource_templates_and_drafts(
+    api: httpx.AsyncClient, herald: Herald
+) -> None:
+    customers(herald)
+    create_resource(herald)
+    sms_only = await template(api, "SMS", sms={"body": "hi"})
+    body = {"name": "x", "type": "broadcast", "channel": "email", "resource_id": RESOURCE}
+    body |= {"template_ids": [sms_only], "audience": {"kind": "database", "id": "1"}}
+    response = await api.post(CS, json=body)
+    assert response.status_code == 422 and response.json()["error"]["path"] == "template_ids.0"
+    response = await api.post(CS, json={**body, "resource_id": "404"})
+    assert response.status_code == 422 and response.json()["error"]["path"] == "resource_id"
+    response = await api.post(CS, json={**body, "type": "regular"})
+    assert response.status_code == 422 and response.json()["error"]["path"] == "schedule"
+    past = {"kind": "once", "date": "2020-01-01", "time": "10:00:00"}
+    draft = await api.post(
+        "/api/v1/templates",
+        json={"name": "d", "draft": True, "content": {"email": {"subject": "s", "html": "x"}}},
+    )
+    cid = await campaign(api, [draft.json()["template_id"]], schedule=past)
+    response = await api.post(f"{CS}/{cid}/activate")
+    assert response.status_code == 422 and response.json()["error"]["path"].startswith("schedule")
+    await api.put(f"{CS}/{cid}", json={**body, "template_ids": [draft.json()["template_id"]]})
+    response = await api.post(f"{CS}/{cid}/activate")
+    assert response.status_code == 422, response.text
+    assert (
+        response.json()["error"]["path"] == "template_ids.0" and "draft" in response.json()["error"]["reason"]
+    )
+
+
+async def test_a_trigger_fires_once_per_request_id_with_its_content_and_delay(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, audience: dict[str, str]
+) -> None:
+    tpl = await template(api, email={"subject": "Order {json.order}", "html": "<p>{json.order}</p>"})
+    body = {"type": "trigger", "database_id": "1", "trigger": {"delay_minutes": 30, "high_priority": True}}
+    cid = await campaign(api, [tpl], audience=None, **body)
+    fire = {"profiles": [{"email": EMAILS[0]}, {"profile_id": audience[EMAILS[8]]}], "content": {"order": 42}}
+    response = await api.post(f"{CS}/{cid}/fire", json={**fire, "request_id": "r-1"})
+    assert response.status_code == 422  # not active yet
+    await post(api, herald, f"{CS}/{cid}/activate")
+    first = await post(api, herald, f"{CS}/{cid}/fire", **fire, request_id="r-1")
+    again = await post(api, herald, f"{CS}/{cid}/fire", **fire, request_id="r-1")
+    assert first == again
+    queued, suppressed = first["messages"]
+    assert (
+        queued["status"] == "queued" and queued["due_at"] == (clock.now() + timedelta(minutes=30)).isoformat()
+    )
+    assert suppressed == {**suppressed, "status": "suppressed", "reason": "subscription_status"}
+    [event] = herald.store.read_stream(ms.message_stream(queued["message_id"]))
+    assert (event.data["lane"], event.data["content"]) == ("trigger_high", {"order": 42})
+    other = await post(api, herald, f"{CS}/{cid}/fire", profiles=[{"email": EMAILS[0]}], request_id="r-2")
+    assert other["messages"][0]["message_id"] != queued["message_id"]
+    missing = await api.post(f"{CS}/{cid}/fire", json={"profiles": [{"email": "nobody@example.org"}]})
+    assert missing.status_code == 404 and missing.json()["error"]["path"] == "profiles.0"
+
+
+async def test_a_split_test_sends_its_slice_evenly_then_the_winner_to_the_rest(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    a, b = await template(api, "A"), await template(api, "B")
+    split = {"sample_from_pct": 0, "sample_to_pct": 50, "winner_by": "manual"}
+    cid = await campaign(api, [a, b], type="split_test", split_test=split)
+    await post(api, herald, f"{CS}/{cid}/launch")
+    herald.runtime.drain()
+    test = decisions(herald, cid)
+    assert 1 <= len(test) < 10
+    per_template = Counter(d["template_id"] for d in test if d["outcome"] == "queued")
+    assert abs(per_template[a] - per_template[b]) <= 1 or len(per_template) < 2
+    assert (await api.get(f"{CS}/{cid}")).json()["status"] == "active_awaiting_decision"
+    await post(api, herald, f"{CS}/{cid}/winner", template_id=b)
+    herald.campaigns.tick()
+    herald.runtime.drain()
+    made = decisions(herald, cid)
+    assert len({d["profile_id"] for d in made}) == 10 == len(made)
+    rest = [d for d in made if d not in test and d["outcome"] == "queued"]
+    assert rest and {d["template_id"] for d in rest} == {b}
+    assert (await api.get(f"{CS}/{cid}")).json()["status"] == "completed"
+
+
+async def test_test_sends_are_marked_and_not_counted(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    a, b = await template(api, "A"), await template(api, "B")
+    cid = await campaign(api, [a, b])
+    sent = await post(api, herald, f"{CS}/{cid}/test", profile_ids=[audience[EMAILS[8]]])
+    assert [m["status"] for m in sent["messages"]] == [
+        "queued",
+        "queued",
+    ]  # tests ignore the subscription status
+    herald.runtime.drain()
+    progress = (await api.get(f"{CS}/{cid}/progress")).json()
+    assert progress == {"campaign": {}, "tests": {"queued": 2}}
+    history = herald.projections.send_history.profile_history(audience[EMAILS[8]], herald.clock.now().date())
+    assert history.entries == ()
