@@ -21,6 +21,7 @@ from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolic
 from herald.infra.run_audiences import RunAudiences
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.stop_list_rules import HardBounceRule
@@ -112,7 +113,7 @@ class Herald:
 
 def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
-    return [HardBounceRule(), CampaignRunner(campaigns, audiences)]
+    return [HardBounceRule(), CampaignRunner(campaigns, audiences), CampaignChain(campaigns)]
 
 
 def build_projections(readmodel_path: Path, store: EventStore) -> Projections:

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from herald.domain.decider import Decider
 from herald.domain.errors import AlreadyExists, NotFound, RuleViolated, ValidationFailed
 from herald.domain.events import Event, registry
-from herald.domain.schedules import Schedule, check_schedule, next_runs
+from herald.domain.schedules import Schedule, check_schedule, pending_runs
 
 MAX_TEMPLATES = 16
 
@@ -158,12 +158,20 @@ class CampaignDeactivated(Event):
 
 @registry.register("CampaignRunScheduled")
 class CampaignRunScheduled(Event):
-    """A durable timer: run `run_number` is due at `due_at`."""
+    """A durable timer: run `run_number` is due at `due_at`.
+
+    For a schedule in the profiles' time zones, `wall` is the run's local time
+    and `closes_at` when its window ends: the timer fires when the window
+    opens (the wall time at UTC+14) and each message falls due at the wall
+    time in its profile's zone.
+    """
 
     campaign_id: str
     run_number: int
     due_at: datetime
     phase: Literal["run", "test", "winner"] = "run"
+    wall: datetime | None = None
+    closes_at: datetime | None = None
 
 
 @registry.register("CampaignRunStarted")
@@ -174,6 +182,8 @@ class CampaignRunStarted(Event):
     phase: Literal["run", "test", "winner", "launch_now"]
     limit: int | None = None
     due_at: datetime | None = None
+    wall: datetime | None = None  # a run in the profiles' time zones: its local wall time
+    closes_at: datetime | None = None
     at: datetime
 
 
@@ -187,6 +197,7 @@ class CampaignRunProgressed(Event):
     queued: int
     suppressed: int
     failed: int
+    skipped: int = 0  # profiles whose local time had passed: they wait for the next run
 
 
 @registry.register("CampaignRunFinished")
@@ -260,10 +271,14 @@ class RunState:
     run_number: int
     phase: str
     limit: int | None
+    wall: datetime | None = None
+    closes_at: datetime | None = None
+    started_at: datetime | None = None
     offset: int = 0
     queued: int = 0
     suppressed: int = 0
     failed: int = 0
+    skipped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +295,7 @@ class CampaignState:
     winner_template_id: str | None = None
     test_done: bool = False
     history: tuple[str, ...] = field(default_factory=tuple)  # finished run ids
+    next_window_after: datetime | None = None  # the last profile-time-zone run's window end
 
     @property
     def exists(self) -> bool:
@@ -364,16 +380,6 @@ class StartScheduledRun:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordRunProgress:
-    campaign_id: str
-    run_id: str
-    offset: int
-    queued: int
-    suppressed: int
-    failed: int
-
-
-@dataclass(frozen=True, slots=True)
 class FinishRun:
     campaign_id: str
     run_id: str
@@ -419,7 +425,6 @@ CampaignCommand = (
     | DeactivateCampaign
     | LaunchCampaignNow
     | StartScheduledRun
-    | RecordRunProgress
     | FinishRun
     | PauseCampaign
     | ResumeCampaign
@@ -548,11 +553,23 @@ def _next_timer(
         return CampaignRunScheduled(
             campaign_id=state.campaign_id, run_number=number, due_at=after, phase=phase
         )
-    upcoming = next_runs(settings.schedule, after=after, count=1, account_timezone=timezone)
+    if state.next_window_after is not None and state.next_window_after > after:
+        after = state.next_window_after  # the previous run's window is still open in the far west
+    upcoming = pending_runs(settings.schedule, after=after, count=1, account_timezone=timezone)
     if not upcoming:
         return None
+    run = upcoming[0]
+    if not settings.schedule.profile_timezone:
+        return CampaignRunScheduled(
+            campaign_id=state.campaign_id, run_number=number, due_at=run.at, phase=phase
+        )
     return CampaignRunScheduled(
-        campaign_id=state.campaign_id, run_number=number, due_at=upcoming[0], phase=phase
+        campaign_id=state.campaign_id,
+        run_number=number,
+        due_at=max(run.opens_at, after),
+        phase=phase,
+        wall=run.wall,
+        closes_at=run.closes_at,
     )
 
 
@@ -592,7 +609,7 @@ def _run_started(
     state: CampaignState,
     number: int,
     phase: Literal["run", "test", "winner", "launch_now"],
-    due_at: datetime | None,
+    timer: CampaignRunScheduled | None,
     at: datetime,
 ) -> CampaignRunStarted:
     return CampaignRunStarted(
@@ -601,7 +618,9 @@ def _run_started(
         run_number=number,
         phase=phase,
         limit=None if phase == "test" else state.current_limit,
-        due_at=due_at,
+        due_at=timer.due_at if timer else None,
+        wall=timer.wall if timer else None,
+        closes_at=timer.closes_at if timer else None,
         at=at,
     )
 
@@ -625,23 +644,7 @@ def _start_scheduled(
         after = evolve(state, dropped)
         following = _next_timer(after, settings, command.at, command.account_timezone, timer.run_number + 1)
         return [dropped] if following is None else [dropped, following]
-    return [_run_started(state, timer.run_number, timer.phase, timer.due_at, command.at)]
-
-
-def _progress(command: RecordRunProgress, state: CampaignState, settings: CampaignSettings) -> list[Event]:
-    run = state.current_run
-    if run is None or run.run_id != command.run_id or command.offset <= run.offset:
-        return []
-    return [
-        CampaignRunProgressed(
-            campaign_id=state.campaign_id,
-            run_id=command.run_id,
-            offset=command.offset,
-            queued=command.queued,
-            suppressed=command.suppressed,
-            failed=command.failed,
-        )
-    ]
+    return [_run_started(state, timer.run_number, timer.phase, timer, command.at)]
 
 
 def _finish(command: FinishRun, state: CampaignState, settings: CampaignSettings) -> list[Event]:
@@ -739,7 +742,6 @@ _HANDLERS: dict[type, Callable[[Any, CampaignState, CampaignSettings], list[Even
     DeactivateCampaign: _deactivate,
     LaunchCampaignNow: _launch_now,
     StartScheduledRun: _start_scheduled,
-    RecordRunProgress: _progress,
     FinishRun: _finish,
     PauseCampaign: _pause,
     ResumeCampaign: _resume,
@@ -765,7 +767,9 @@ def evolve(state: CampaignState, event: Event) -> CampaignState:
     if isinstance(event, CampaignRunScheduled):
         return replace(state, next_run=event)
     if isinstance(event, CampaignRunStarted):
-        run = RunState(event.run_id, event.run_number, event.phase, event.limit)
+        run = RunState(
+            event.run_id, event.run_number, event.phase, event.limit, event.wall, event.closes_at, event.at
+        )
         return replace(
             state,
             status=CampaignStatus.RUNNING,
@@ -780,6 +784,7 @@ def evolve(state: CampaignState, event: Event) -> CampaignState:
             queued=state.current_run.queued + event.queued,
             suppressed=state.current_run.suppressed + event.suppressed,
             failed=state.current_run.failed + event.failed,
+            skipped=state.current_run.skipped + event.skipped,
         )
         return replace(state, current_run=run)
     if isinstance(event, CampaignRunFinished):
@@ -841,6 +846,7 @@ def _finished(state: CampaignState, event: CampaignRunFinished) -> CampaignState
         cursor=event.cursor,
         test_done=state.test_done or (run is not None and run.phase == "test"),
         history=(*state.history, event.run_id),
+        next_window_after=run.closes_at if run is not None and run.closes_at else state.next_window_after,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Protocol
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
 from herald.domain.profiles import ProfileState
+from herald.domain.schedules import Run, local_run_instant, profile_due_at
 from herald.domain.send_gate import SendGate
 from herald.infra.event_store import RecordedEvent
 from herald.infra.run_audiences import RunAudiences
@@ -44,6 +45,7 @@ class MessageDraft:
     message_id: str
     template_id: str
     at: datetime
+    due_at: datetime | None = None  # default: at once
 
 
 class RunPorts(Protocol):
@@ -105,11 +107,14 @@ class CampaignRunner:
         gate = self._gates.setdefault(run.run_id, self.ports.gate(settings, at))
         templates = _templates(state, settings, run)
         reactions: list[Reaction] = []
-        counts = {"queued": 0, "suppressed": 0, "failed": 0}
+        counts = {"queued": 0, "suppressed": 0, "failed": 0, "skipped": 0}
         for place, profile_id in enumerate(recipients, start=run.offset):
             decision = self._decide(
                 state, settings, run, gate, profile_id, templates[place % len(templates)], at
             )
+            if decision is None:
+                counts["skipped"] += 1
+                continue
             counts[_COUNTED[type(decision)]] += 1
             reactions.append(_emission(decision))
         offset = run.offset + len(recipients)
@@ -136,15 +141,19 @@ class CampaignRunner:
         profile_id: str,
         template_id: str,
         at: datetime,
-    ) -> ms.MessageDecision:
+    ) -> ms.MessageDecision | None:
+        """The profile's message; None when its local time for this run has passed (it waits for the next)."""
         message_id = ms.message_id(state.campaign_id, run.run_id, profile_id)
         profile = self.ports.profile(profile_id)
-        return self.ports.decide(
-            MessageDraft(state.campaign_id, settings, run.run_id, message_id, template_id, at), gate, profile
-        )
+        due = _due_at(settings, run, profile, at, self.ports.account_timezone)
+        if due is None:
+            return None
+        draft = MessageDraft(state.campaign_id, settings, run.run_id, message_id, template_id, at, due)
+        return self.ports.decide(draft, gate, profile)
 
     def _finish(self, state: cp.CampaignState, run: cp.RunState, size: int, at: datetime) -> Reaction:
-        exhausted = run.limit is None or size < run.limit
+        # a profile whose local time had passed is still to be sent to by the next run
+        exhausted = (run.limit is None or size < run.limit) and run.skipped == 0
         cursor = self.audiences.page(run.run_id, size - 1, 1)[0] if size else None
         command = cp.FinishRun(
             state.campaign_id, run.run_id, size, exhausted, cursor, self.ports.account_timezone, at
@@ -167,6 +176,22 @@ def _emission(decision: ms.MessageDecision) -> Emission:
         decision.at,
         event_id=uuid.uuid5(_IDS, decision.message_id),
     )
+
+
+def _due_at(
+    settings: cp.CampaignSettings,
+    run: cp.RunState,
+    profile: ProfileState,
+    at: datetime,
+    account_timezone: str,
+) -> datetime | None:
+    """When the message falls due: at once, or at the run's wall time in the profile's time zone."""
+    schedule = settings.schedule
+    if schedule is None or run.wall is None or run.closes_at is None:
+        return at
+    instant = local_run_instant(run.wall, schedule.timezone or account_timezone)
+    window = Run(run.wall, instant, run.started_at or at, run.closes_at)
+    return profile_due_at(schedule, window, profile.timezone, run.started_at or at)
 
 
 def _templates(state: cp.CampaignState, settings: cp.CampaignSettings, run: cp.RunState) -> tuple[str, ...]:

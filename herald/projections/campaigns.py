@@ -37,6 +37,8 @@ class CampaignsProjection(SqliteProjection):
         "CREATE TABLE IF NOT EXISTS campaign_timers (campaign_id TEXT PRIMARY KEY, "
         "run_number INTEGER NOT NULL, due_at TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS campaign_timers_by_due ON campaign_timers (due_at)",
+        "CREATE TABLE IF NOT EXISTS template_counters (campaign_id TEXT NOT NULL, template_id TEXT NOT NULL, "
+        "counter TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (campaign_id, template_id, counter))",
         "CREATE TABLE IF NOT EXISTS campaign_launches (campaign_id TEXT NOT NULL, run_id TEXT NOT NULL, "
         "phase TEXT NOT NULL, started_at TEXT NOT NULL, PRIMARY KEY (campaign_id, run_id))",
     )
@@ -45,6 +47,7 @@ class CampaignsProjection(SqliteProjection):
         "campaign_counters": "campaign_id, is_test, counter",
         "campaign_timers": "campaign_id",
         "campaign_launches": "campaign_id, run_id",
+        "template_counters": "campaign_id, template_id, counter",
     }
 
     def handlers(self) -> dict[str, Handler]:
@@ -58,12 +61,32 @@ class CampaignsProjection(SqliteProjection):
             "CampaignDeactivated": self._unscheduled,
             "CampaignCompleted": self._unscheduled,
             "CampaignDeleted": self._unscheduled,
+            # what a split test's winner is chosen by (the email channel records these)
+            "MessageDelivered": self._engaged("delivered"),
+            "MessageOpened": self._engaged("opens"),
+            "LinkClicked": self._engaged("clicks"),
         }
 
     # --- message decisions -------------------------------------------------------------------
 
     def _queued(self, event: RecordedEvent) -> None:
         self._decided(event, QUEUED, "", event.data["template_id"])
+        if not event.data.get("is_test"):
+            self._count_template(event.data, QUEUED)
+
+    def _engaged(self, counter: str) -> Handler:
+        def handle(event: RecordedEvent) -> None:
+            if event.data.get("campaign_id") and not event.data.get("is_test"):
+                self._count_template(event.data, counter)
+
+        return handle
+
+    def _count_template(self, d: dict[str, Any], counter: str) -> None:
+        self.write(
+            "INSERT INTO template_counters (campaign_id, template_id, counter, value) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT(campaign_id, template_id, counter) DO UPDATE SET value = value + 1",
+            (d["campaign_id"], d["template_id"], counter),
+        )
 
     def _suppressed(self, event: RecordedEvent) -> None:
         self._decided(event, SUPPRESSED, event.data["reason"], "")
@@ -145,6 +168,16 @@ class CampaignsProjection(SqliteProjection):
         )
         keys = ("run_id", "message_id", "outcome", "reason", "template_id", "is_test", "at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def template_counters(self, campaign_id: str) -> dict[str, dict[str, int]]:
+        """Per template: queued, delivered, opens (total) and clicks (total)."""
+        rows = self.conn.execute(
+            "SELECT template_id, counter, value FROM template_counters WHERE campaign_id = ?", (campaign_id,)
+        )
+        found: dict[str, dict[str, int]] = {}
+        for template_id, counter, value in rows:
+            found.setdefault(template_id, {})[counter] = int(value)
+        return found
 
     def launches(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Runs started in [start, end), for the calendar."""

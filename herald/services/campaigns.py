@@ -129,11 +129,21 @@ class CampaignService:
         return self.execute(campaign_id, command, context, expected)
 
     def activate(self, campaign_id: str, context: CommandContext) -> Outcome:
-        settings = self._settings(campaign_id)
-        command = cp.ActivateCampaign(
-            campaign_id, self.checks(settings, at_activation=True), self.account_timezone, self._now()
-        )
-        return self.execute(campaign_id, command, context)
+        return self.execute(campaign_id, self.activation(campaign_id, self._now()), context)
+
+    def activation(self, campaign_id: str, at: datetime) -> cp.ActivateCampaign:
+        """The activation command, with the checks of the objects the campaign names done now."""
+        checks = self.checks(self._settings(campaign_id), at_activation=True)
+        return cp.ActivateCampaign(campaign_id, checks, self.account_timezone, at)
+
+    def followers(self, campaign_id: str) -> list[str]:
+        """Inactive broadcasts set to start when `campaign_id` completes."""
+        return [
+            doc["campaign_id"]
+            for doc in self.listed()
+            if doc["settings"]["start_after_campaign_id"] == campaign_id
+            and doc["status"] == cp.CampaignStatus.INACTIVE
+        ]
 
     def launch_now(self, campaign_id: str, context: CommandContext) -> Outcome:
         settings = self._settings(campaign_id)
@@ -336,6 +346,7 @@ class CampaignService:
         now = now or self._now()
         fired = 0
         for campaign_id, run_number in self.projection.due_timers(now):
+            self._pick_winner_if_due(campaign_id, now)
             context = CommandContext(
                 actor="scheduler", source="timer", request_id=f"timer-{campaign_id}-{run_number}"
             )
@@ -346,6 +357,21 @@ class CampaignService:
             )
             fired += 1
         return fired
+
+    def _pick_winner_if_due(self, campaign_id: str, now: datetime) -> None:
+        """Before a split test's winner run: choose the winner by its metric, if the test is automatic."""
+        state = self.campaign(campaign_id)
+        settings, timer = state.settings, state.next_run
+        if settings is None or settings.split_test is None or timer is None or timer.phase != "winner":
+            return
+        metric = settings.split_test.winner_by
+        if metric == "manual" or state.winner_template_id is not None:
+            return
+        values = winner_values(settings.template_ids, self.projection.template_counters(campaign_id), metric)
+        winner = min(settings.template_ids, key=lambda t: (-values[t], len(t), t))  # ties: the lowest id
+        command = cp.SelectWinner(campaign_id, winner, metric, values, self.account_timezone, now)
+        context = CommandContext(actor="scheduler", source="timer", request_id=f"winner-{campaign_id}")
+        self.execute(campaign_id, command, context)
 
     def upcoming_runs(self, campaign_id: str, count: int) -> list[datetime]:
         """The campaign's next `count` scheduled runs."""
@@ -473,7 +499,7 @@ class CampaignService:
             template_version=version,
             fragment_versions=dict(fragments),
             lane=lane,
-            due_at=due_at or draft.at,
+            due_at=due_at or draft.due_at or draft.at,
             local_day=self.local_day(profile, draft.at),
             content=dict(content) if content is not None else None,
         )
@@ -502,6 +528,18 @@ class CampaignService:
                 )
                 results.append(_result(decision))
         return results
+
+
+def winner_values(
+    template_ids: Sequence[str], counters: Mapping[str, Mapping[str, int]], metric: str
+) -> dict[str, float]:
+    """Total opens (or clicks) per delivered message of each template (per queued one before delivery)."""
+    values = {}
+    for template_id in template_ids:
+        counts = counters.get(template_id, {})
+        base = counts.get("delivered") or counts.get("queued") or 1
+        values[template_id] = round(counts.get(metric, 0) / base, 6)
+    return values
 
 
 def _result(decision: ms.MessageDecision) -> dict[str, Any]:

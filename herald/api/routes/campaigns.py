@@ -227,12 +227,8 @@ async def calendar(call: Call) -> dict[str, Any]:
         due = datetime.fromisoformat(doc["next_run"]["due_at"]) if doc["next_run"] else None
         if due is not None and start <= due < end:
             day = due.astimezone(zone).date().isoformat()
-            due = {
-                "campaign_id": doc["campaign_id"],
-                "due_at": doc["next_run"]["due_at"],
-                "kind": "scheduled",
-            }
-            days.setdefault(day, []).append(due)
+            scheduled = {"campaign_id": doc["campaign_id"], "due_at": doc["next_run"]["due_at"]}
+            days.setdefault(day, []).append({**scheduled, "kind": "scheduled"})
     return {"days": [{"date": d, "launches": days[d]} for d in sorted(days)]}
 
 
