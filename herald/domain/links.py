@@ -272,18 +272,27 @@ def _inside(offset: int, spans: list[tuple[int, int, bool]], starts: list[int]) 
 def _url_end(
     source: str, start: int, pos: int, tags: Mapping[int, tuple[int, bool]], tag_ends: set[int]
 ) -> int:
-    """Where the bare URL at `start` ends: output tags belong to it, statements and spaces end it."""
+    """Where the bare URL at `start` ends: output tags belong to it; statements, spaces and an
+    unbalanced closing bracket (`(see https://x.io)`, `Shop (https://x.io)Next`) end it."""
+    depth = dict.fromkeys(_CLOSERS.values(), 0)
     while pos < len(source):
         tag = tags.get(pos)
+        char = source[pos]
         if tag is not None:
             end, statement = tag
             if statement:
                 break
             pos = end
-        elif source[pos] in _URL_STOP:
+            continue
+        if char in _URL_STOP:
             break
-        else:
-            pos += 1
+        if char in depth:
+            depth[char] += 1
+        elif char in _CLOSERS:
+            if depth[_CLOSERS[char]] == 0:
+                break
+            depth[_CLOSERS[char]] -= 1
+        pos += 1
     return _trim_punctuation(source, start, pos, tag_ends)
 
 
@@ -461,6 +470,10 @@ def _scan_value(text: str, pos: int, tags: Mapping[int, int]) -> tuple[str, int]
     size = len(text)
     if pos < size and text[pos] in "\"'":
         quote_char = text[pos]
+        if not tags:  # rendered output has no template tags: find the closing quote directly
+            end = text.find(quote_char, pos + 1)
+            end = size if end < 0 else end
+            return text[pos + 1 : end], min(end + 1, size)
         end = pos + 1
         while end < size and text[end] != quote_char:
             end = tags.get(end, end + 1)

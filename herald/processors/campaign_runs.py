@@ -46,6 +46,7 @@ class MessageDraft:
     template_id: str
     at: datetime
     due_at: datetime | None = None  # default: at once
+    lookups: object = None  # what the ports looked up for this chunk (templates, resource), reused
 
 
 class RunPorts(Protocol):
@@ -57,6 +58,10 @@ class RunPorts(Protocol):
     def audience(self, state: cp.CampaignState, phase: str) -> Iterable[str]: ...
     def profile(self, profile_id: str) -> ProfileState: ...
     def gate(self, settings: cp.CampaignSettings, at: datetime) -> SendGate: ...
+    def lookups(self) -> object:
+        """A cache the decisions of one chunk share (the chunk's messages see one state of the catalog)."""
+        ...
+
     def decide(self, draft: MessageDraft, gate: SendGate, profile: ProfileState) -> ms.MessageDecision:
         """Gate, render and record what becomes of one message (queued, suppressed or failed)."""
         ...
@@ -105,13 +110,13 @@ class CampaignRunner:
     ) -> list[Reaction]:
         recipients = self.audiences.page(run.run_id, run.offset, self.chunk)
         gate = self._gates.setdefault(run.run_id, self.ports.gate(settings, at))
+        lookups = self.ports.lookups()
         templates = _templates(state, settings, run)
         reactions: list[Reaction] = []
         counts = {"queued": 0, "suppressed": 0, "failed": 0, "skipped": 0}
         for place, profile_id in enumerate(recipients, start=run.offset):
-            decision = self._decide(
-                state, settings, run, gate, profile_id, templates[place % len(templates)], at
-            )
+            template_id = templates[place % len(templates)]
+            decision = self._decide(state, settings, run, gate, profile_id, template_id, at, lookups)
             if decision is None:
                 counts["skipped"] += 1
                 continue
@@ -141,6 +146,7 @@ class CampaignRunner:
         profile_id: str,
         template_id: str,
         at: datetime,
+        lookups: object,
     ) -> ms.MessageDecision | None:
         """The profile's message; None when its local time for this run has passed (it waits for the next)."""
         message_id = ms.message_id(state.campaign_id, run.run_id, profile_id)
@@ -148,7 +154,9 @@ class CampaignRunner:
         due = _due_at(settings, run, profile, at, self.ports.account_timezone)
         if due is None:
             return None
-        draft = MessageDraft(state.campaign_id, settings, run.run_id, message_id, template_id, at, due)
+        draft = MessageDraft(
+            state.campaign_id, settings, run.run_id, message_id, template_id, at, due, lookups
+        )
         return self.ports.decide(draft, gate, profile)
 
     def _finish(self, state: cp.CampaignState, run: cp.RunState, size: int, at: datetime) -> Reaction:

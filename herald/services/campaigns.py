@@ -199,7 +199,7 @@ class CampaignService:
     def _template_problems(self, settings: cp.CampaignSettings, at_activation: bool) -> list[tuple[str, str]]:
         problems = []
         for i, template_id in enumerate(settings.template_ids):
-            state = self._template(template_id)
+            state = self.template_state(template_id)
             path = f"template_ids.{i}"
             if not state.exists or state.content is None:
                 problems.append((path, f"no template {template_id!r}"))
@@ -228,7 +228,7 @@ class CampaignService:
                 problems.append(("start_after_campaign_id", f"no broadcast campaign {after!r}"))
         return problems
 
-    def _template(self, template_id: str) -> TemplateState:
+    def template_state(self, template_id: str) -> TemplateState:
         return self.aggregates.load(template_decider, template_stream(template_id)).state
 
     # --- the run processor's ports -------------------------------------------------------------
@@ -303,6 +303,10 @@ class CampaignService:
         state = self.aggregates.load(sp.sending_policy_decider, sp.sending_policy_stream(policy_id)).state
         return state.policy if state.exists else None
 
+    def lookups(self) -> Lookups:
+        """A cache of templates, resources and database names for one batch of decisions."""
+        return Lookups(self)
+
     def local_day(self, profile: ProfileState, at: datetime) -> date:
         return sp.local_day(at, profile.timezone, self.account_timezone)
 
@@ -314,21 +318,23 @@ class CampaignService:
         passed: Passed,
         message_id: str,
         content: Mapping[str, Any] | None = None,
+        lookups: object = None,
     ) -> tuple[int, Mapping[str, int]]:
         """(template version, fragment versions) of the message, rendered; raises RenderFailed."""
-        template = self._template(template_id)
+        found = lookups if isinstance(lookups, Lookups) else self.lookups()
+        template = found.template(template_id)
         channel = Channel(settings.channel)
         try:
             body = template.ensure_sendable(channel)
         except DomainError as error:
             raise RenderFailed(error.reason, "template_id") from None
-        resource = self.catalog.resource(settings.resource_id)
+        resource = found.resource(settings.resource_id)
         data = MessageData(
             message_id=message_id,
             lead=lead_of(profile),
             subscription=subscription_of(profile, settings.resource_id, channel, passed.subscription),
             template_name=template.card.name if template.card else "",
-            database_name=self.catalog.database(profile.database_id).name,
+            database_name=found.database_name(profile.database_id),
             resource_name=resource.settings.name if resource.settings else "",
             resource_token=resource.token,
             campaign_name=settings.name,
@@ -486,7 +492,7 @@ class CampaignService:
             )
         try:
             version, fragments = self.render(
-                settings, draft.template_id, profile, verdict, draft.message_id, content
+                settings, draft.template_id, profile, verdict, draft.message_id, content, draft.lookups
             )
         except RenderFailed as error:
             failed = {"template_id": draft.template_id, "template_version": 0, "reason": error.reason}
@@ -528,6 +534,31 @@ class CampaignService:
                 )
                 results.append(_result(decision))
         return results
+
+
+class Lookups:
+    """Templates, resources and database names read once for a batch of messages (a run's chunk)."""
+
+    def __init__(self, service: CampaignService) -> None:
+        self._service = service
+        self._templates: dict[str, TemplateState] = {}
+        self._resources: dict[str, Any] = {}
+        self._databases: dict[str, str] = {}
+
+    def template(self, template_id: str) -> TemplateState:
+        if template_id not in self._templates:
+            self._templates[template_id] = self._service.template_state(template_id)
+        return self._templates[template_id]
+
+    def resource(self, resource_id: str) -> Any:
+        if resource_id not in self._resources:
+            self._resources[resource_id] = self._service.catalog.resource(resource_id)
+        return self._resources[resource_id]
+
+    def database_name(self, database_id: str) -> str:
+        if database_id not in self._databases:
+            self._databases[database_id] = self._service.catalog.database(database_id).name
+        return self._databases[database_id]
 
 
 def winner_values(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from herald.domain import links as lk
@@ -198,12 +198,29 @@ FragmentSource = Callable[[frozenset[str]], Mapping[str, Fragment]]
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    """A template version's texts with their links marked, compiled, and what they refer to."""
+    """A template version's texts with their links marked, compiled, and what they refer to.
+
+    An email without a text version gets one made from its HTML *source*
+    once per version (`text_parts` are its parts made text the same way), so
+    each message renders a text template rather than parsing its own HTML.
+    """
 
     texts: Mapping[str, CompiledTemplate]
     specs: Mapping[str, lk.LinkSpec]
     parts: Mapping[str, CompiledTemplate]
+    text_parts: Mapping[str, CompiledTemplate]
     uses: References
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledFragment:
+    """A fragment version compiled for HTML and for text, its link specs and what it uses."""
+
+    html: CompiledTemplate
+    text: CompiledTemplate
+    specs: tuple[lk.LinkSpec, ...]
+    uses: References
+    version: int
 
 
 def _marked(text: str, scope: str, html: bool) -> lk.MarkedSource:
@@ -229,8 +246,17 @@ def _prepare(content: TemplateContent) -> _Prepared:
     parts = {
         p.name: add(f"part.{p.name}", p.content, f"part.{p.name}", p.type == "html") for p in content.parts
     }
+    text_parts = {
+        p.name: add(f"text-part.{p.name}", _as_text(p.content, p.type), f"text-part.{p.name}")
+        for p in content.parts
+    }
     add("json_content_url", content.json_content_url, None)
-    return _Prepared(texts, specs, parts, uses)
+    return _Prepared(texts, specs, parts, text_parts, uses)
+
+
+def _as_text(source: str, kind: str) -> str:
+    """A template source as plain text: HTML made text (tags and all), text as it is."""
+    return text_version(source) if kind == "html" else source
 
 
 def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None, bool]]:
@@ -238,7 +264,8 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
     found: list[tuple[str, str, str | None, bool]] = []
     if content.email is not None:
         e = content.email
-        found += [("email.html", e.html, "html", True), ("email.text", e.text, "text", False)]
+        text = e.text if e.text.strip() or not e.html.strip() else text_version(e.html)
+        found += [("email.html", e.html, "html", True), ("email.text", text, "text", False)]
         found += [
             (f"email.{n}", getattr(e, n), None, False) for n in ("subject", "from_name", "reply_to_name")
         ]
@@ -269,6 +296,7 @@ class MessageRenderer:
         self.fragments = fragments
         self.remote = remote
         self._prepared: OrderedDict[tuple[str, int], _Prepared] = OrderedDict()
+        self._fragments_compiled: dict[tuple[str, int], _CompiledFragment] = {}
 
     def render(
         self,
@@ -281,20 +309,27 @@ class MessageRenderer:
     ) -> RenderedMessage:
         """The message `content` (version `version` of the template) makes for `data` over `channel`."""
         prepared = self._prepare(template_id, version, content)
-        fragments, fragment_specs = self._fragments(prepared.uses.fragments)
+        fragments = self._fragments(prepared.uses.fragments)
+        uses = prepared.uses
+        for fragment in fragments.values():
+            uses |= fragment.uses
         fetches = self.remote.for_message() if self.remote is not None else None
         context = RenderContext(
             lead=data.lead,
             subscription=data.subscription,
             json=self._json(content, prepared, data, fetches),
-            fragments={name: compiled for name, (compiled, _) in fragments.items()},
+            fragments={name: f.html for name, f in fragments.items()},
             parts=prepared.parts,
-            system=_system_tags(data, channel, urls),
+            system=_system_tags(data, channel, urls, uses.system_tags),
             defaults=content.defaults,
             random_seed=data.message_id,
             fetch_remote=fetches,
         )
-        job = _Job(content, prepared, {**prepared.specs, **fragment_specs}, data, urls, context)
+        text_context = replace(
+            context, fragments={name: f.text for name, f in fragments.items()}, parts=prepared.text_parts
+        )
+        specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
+        job = _Job(content, prepared, specs, data, urls, context, text_context)
         try:
             body = job.body(channel)
         except TemplateRenderError as error:
@@ -305,7 +340,7 @@ class MessageRenderer:
             channel,
             body,
             tuple(job.links),
-            {name: v for name, (_, v) in fragments.items()},
+            {name: f.version for name, f in fragments.items()},
         )
 
     def _prepare(self, template_id: str, version: int, content: TemplateContent) -> _Prepared:
@@ -318,12 +353,9 @@ class MessageRenderer:
         self._prepared.move_to_end(key)
         return prepared
 
-    def _fragments(
-        self, names: frozenset[str]
-    ) -> tuple[dict[str, tuple[CompiledTemplate, int]], dict[str, lk.LinkSpec]]:
-        """The fragments `names` use, and those they use in turn, compiled with their links marked."""
-        found: dict[str, tuple[CompiledTemplate, int]] = {}
-        specs: dict[str, lk.LinkSpec] = {}
+    def _fragments(self, names: frozenset[str]) -> dict[str, _CompiledFragment]:
+        """The fragments `names` use, and those they use in turn, compiled (once per version)."""
+        found: dict[str, _CompiledFragment] = {}
         missing: set[str] = set()  # deleted since the template was saved: they render empty
         pending = set(names)
         while pending:
@@ -331,13 +363,27 @@ class MessageRenderer:
             missing |= pending - fetched.keys()
             used: set[str] = set()
             for name, fragment in fetched.items():
-                marked = _marked(fragment.content, f"fragment.{name}", fragment.type == "html")
-                compiled = compile_template(marked.source)
-                found[name] = (compiled, fragment.version)
-                specs.update((spec.id, spec) for spec in marked.links)
-                used |= references(compiled.tree).fragments
+                found[name] = self._compiled_fragment(name, fragment)
+                used |= found[name].uses.fragments
             pending = used - found.keys() - missing
-        return found, specs
+        return found
+
+    def _compiled_fragment(self, name: str, fragment: Fragment) -> _CompiledFragment:
+        key = (name, fragment.version)
+        compiled = self._fragments_compiled.get(key)
+        if compiled is None:  # a version's content never changes: compile it once
+            html = _marked(fragment.content, f"fragment.{name}", fragment.type == "html")
+            text = lk.mark_text_links(_as_text(fragment.content, fragment.type), f"text-fragment.{name}")
+            html_compiled = compile_template(html.source)
+            compiled = _CompiledFragment(
+                html_compiled,
+                compile_template(text.source),
+                html.links + text.links,
+                references(html_compiled.tree),
+                fragment.version,
+            )
+            self._fragments_compiled[key] = compiled
+        return compiled
 
     def _json(
         self,
@@ -361,9 +407,15 @@ class MessageRenderer:
             raise RenderFailed(f"JSON content: {error}", "json_content_url") from None
 
 
-def _system_tags(data: MessageData, channel: Channel, urls: TrackingUrls) -> dict[str, str]:
-    tags = {kind: urls.system(kind) for kind in SYSTEM_LINK_TAGS}
-    tags |= {"pixel": _pixel_tag(urls.pixel("open")), "read": _pixel_tag(urls.pixel("read"))}
+def _system_tags(
+    data: MessageData, channel: Channel, urls: TrackingUrls, used: frozenset[str]
+) -> dict[str, str]:
+    """The system tags' values; tracker URLs only for the tags the message uses (each is signed)."""
+    tags = {kind: urls.system(kind) for kind in SYSTEM_LINK_TAGS if kind in used}
+    if "pixel" in used:
+        tags["pixel"] = _pixel_tag(urls.pixel("open"))
+    if "read" in used:
+        tags["read"] = _pixel_tag(urls.pixel("read"))
     return tags | {
         "listname": data.database_name,
         "msg_type": str(channel),
@@ -392,8 +444,10 @@ class _Job:
         data: MessageData,
         urls: TrackingUrls,
         context: RenderContext,
+        text_context: RenderContext,
     ) -> None:
         self.context = context
+        self.text_context = text_context
         self.content = content
         self.prepared = prepared
         self.specs = specs
@@ -411,14 +465,18 @@ class _Job:
             return self.push(section)
         raise RenderFailed(f"the template has no {channel} content", "channel")
 
-    def text(self, key: str) -> str:
+    def text(self, key: str, context: RenderContext | None = None) -> str:
+        compiled = self.prepared.texts[key]
+        if not compiled.source:
+            return ""
         try:
-            return self.prepared.texts[key].render(self.context)
+            return compiled.render(context or self.context)
         except RemoteContentError as error:
             raise RenderFailed(f"remote content: {error}", key) from None
 
-    def tracked(self, key: str, utm_source: str) -> str:
-        out = lk.track_links(self.text(key), self.specs.values(), self._track, self._utm(utm_source))
+    def tracked(self, key: str, utm_source: str, context: RenderContext | None = None) -> str:
+        rendered = self.text(key, context)
+        out = lk.track_links(rendered, self.specs.values(), self._track, self._utm(utm_source))
         self.links.extend(out.links)
         return out.text
 
@@ -439,7 +497,8 @@ class _Job:
 
     def email(self, email: EmailContent) -> RenderedEmail:
         html = self.tracked("email.html", "email") if email.html.strip() else ""
-        text = self.tracked("email.text", "email-text") if email.text.strip() else text_version(html)
+        made = not email.text.strip()  # a text version made from the HTML renders fragments as text
+        text = self.tracked("email.text", "email-text", self.text_context if made else None)
         pixel = self.urls.pixel("open")
         if html and pixel:
             html = insert_open_pixel(html, pixel, has_pixel="pixel" in self.prepared.uses.system_tags)

@@ -66,6 +66,7 @@ async def test_email_preview_for_a_profile_and_its_subscription(
     assert [(link["id"], link["url"], link["kind"]) for link in body["links"]] == [
         ("html.1", "https://shop.example.com/c-1", "custom"),
         ("html.2", "#unsubscribe", "unsubscribe"),
+        ("text.1", "https://shop.example.com/c-1", "custom"),  # the text version made from the HTML
     ]
     assert (body["content_version"], body["channel"]) == (1, "email")
     assert herald.store.head_position() == head  # a preview records nothing
