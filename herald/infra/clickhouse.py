@@ -19,6 +19,14 @@ Values come back with the same Python types on both: DateTime → aware UTC
 `float`, String → `str`, Array → `list`, Tuple → `tuple`, NULL → `None`.
 Time zones: declare time columns `DateTime('UTC')` so that `toMonday` and the
 like bucket in UTC whatever the engine's zone; chDB sessions also run in UTC.
+
+Found on 18.16 and kept portable by rule, not by the adapters:
+- rows go in through `insert()`; `execute()` refuses `INSERT ... VALUES/FORMAT`
+  with inline data, which an 18.16 server never completes over the native
+  protocol (`INSERT ... SELECT` is fine);
+- an `-If` aggregate over a Nullable condition is Nullable on 18.16 and NULL
+  where nothing matched: write `countIf(ifNull(bounce_class = 'hard', 0))`;
+- alias every selected expression: unaliased column names differ by engine.
 """
 
 from __future__ import annotations
@@ -365,6 +373,16 @@ def _driver_sql(parts: Sequence[str | Placeholder]) -> str:
     return "".join(pieces)
 
 
+_INLINE_INSERT = re.compile(r"^\s*INSERT\b.*\b(VALUES|FORMAT)\b", re.IGNORECASE | re.DOTALL)
+
+
+def refuse_inline_insert(parts: Sequence[str | Placeholder]) -> None:
+    """Refuse `INSERT ... VALUES (...)`: an 18.16 server waits for data blocks that never come."""
+    code = " ".join(part for part in parts if isinstance(part, str))
+    if _INLINE_INSERT.match(_OPAQUE.sub(" ", code)):  # strings and comments may say VALUES
+        raise ValueError("INSERT with inline VALUES/FORMAT data: use insert() (or INSERT ... SELECT)")
+
+
 def _identifier(name: str) -> str:
     """Quote a table or column name (optionally `database.table`); refuse anything else."""
     pieces = name.split(".")
@@ -476,6 +494,7 @@ class ChdbClickHouse:
         self._run(f"USE {_identifier(database)}", None)
 
     def execute(self, sql: str, params: Params | None = None) -> None:
+        refuse_inline_insert(split_placeholders(sql))
         self._types.clear()  # DDL may have changed a table's columns
         self._run(sql, params)
 
@@ -566,6 +585,7 @@ class ServerClickHouse:
         self._types = _ColumnTypes(self.query)
 
     def execute(self, sql: str, params: Params | None = None) -> None:
+        refuse_inline_insert(split_placeholders(sql))
         self._types.clear()  # DDL may have changed a table's columns
         self._run(sql, params, with_column_types=False)
 
