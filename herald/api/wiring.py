@@ -34,6 +34,7 @@ from herald.projections.sqlite_projection import SqliteProjection
 from herald.services.aggregates import Aggregates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
+from herald.services.deliveries import DeliveryService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
 from herald.services.sending_policies import SendingPolicyService
@@ -79,6 +80,7 @@ class Herald:
     templates: TemplateService
     campaigns: CampaignService
     policies: SendingPolicyService
+    deliveries: DeliveryService
     signer: TokenSigner
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
@@ -184,6 +186,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         templates=TemplateService(catalog, profiles, renderer),
         campaigns=campaigns,
         policies=SendingPolicyService(catalog),
+        deliveries=DeliveryService(catalog),
         signer=signer,
         remote=remote,
         run_audiences=audiences,

@@ -36,7 +36,15 @@ from herald.domain.profiles import ProfileState, profile_decider, profile_stream
 from herald.domain.schedules import next_runs
 from herald.domain.send_gate import Passed, SendGate
 from herald.domain.stop_lists import check as stop_list_check
-from herald.domain.templates import Channel, RenderFailed, TemplateState, template_decider, template_stream
+from herald.domain.templates import (
+    Channel,
+    RenderFailed,
+    TemplateContent,
+    TemplateState,
+    template_decider,
+    template_stream,
+    version_content,
+)
 from herald.infra.signing import TokenSigner
 from herald.processors.campaign_runs import MessageDraft
 from herald.projections.campaigns import CampaignsProjection
@@ -48,13 +56,12 @@ from herald.services.catalog import CatalogService
 from herald.services.rendering import (
     MessageData,
     MessageRenderer,
+    RenderedMessage,
     SignedTrackingUrls,
     lead_of,
     subscription_of,
 )
 from herald.services.tracking import selector_key
-
-_TRIGGER_IDS = uuid.UUID("a3c9e0d2-4b1f-5e6a-9c8d-2f7e1b0a4c55")
 
 
 class CampaignService:
@@ -340,10 +347,52 @@ class CampaignService:
             campaign_name=settings.name,
             content=content,
         )
-        domain = resource.settings.default_tracking_domain if resource.settings else "localhost"
-        urls = SignedTrackingUrls(self.signer, f"https://{domain}", message_id)
+        urls = SignedTrackingUrls(self.signer, tracking_base(resource), message_id)
         message = self.renderer.render(template_id, template.version, body, channel, data, urls)
         return template.version, message.fragment_versions
+
+    def render_queued(self, queued: ms.MessageQueued) -> RenderedMessage:
+        """A queued message rendered again to be sent (or shown as its web version): the same
+        template version and data, so the same text, links and tracking tokens."""
+        profile = self.profile(queued.profile_id)
+        channel = Channel(queued.channel)
+        chosen = next(
+            (
+                s
+                for s in profile.subscriptions.of_resource(queued.resource_id, queued.channel)
+                if s.key.contact == queued.contact
+            ),
+            None,
+        )
+        template = self.template_state(queued.template_id)
+        content = template.content
+        if content is None or template.version != queued.template_version:
+            content = self.templates_version(queued.template_id, queued.template_version)
+        resource = self.catalog.resource(queued.resource_id)
+        campaign = self.campaign(queued.campaign_id)
+        data = MessageData(
+            message_id=queued.message_id,
+            lead=lead_of(profile),
+            subscription=subscription_of(profile, queued.resource_id, channel, chosen),
+            template_name=template.card.name if template.card else "",
+            database_name=self.catalog.database(queued.database_id).name,
+            resource_name=resource.settings.name if resource.settings else "",
+            resource_token=resource.token,
+            campaign_name=campaign.settings.name if campaign.settings else "",
+            content=queued.content,
+        )
+        urls = SignedTrackingUrls(self.signer, tracking_base(resource), queued.message_id)
+        return self.renderer.render(queued.template_id, queued.template_version, content, channel, data, urls)
+
+    def templates_version(self, template_id: str, version: int) -> TemplateContent:
+        """One version's content, read from the template's stream."""
+        for event in self.aggregates.store.read_stream(template_stream(template_id)):
+            made = version_content(
+                self.aggregates.registry.decode(event.type, event.schema_version, event.data)
+            )
+            if made is not None and made[0] == version:
+                return made[1]
+        raise NotFound(f"template {template_id!r} has no version {version}", "template_version")
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -559,6 +608,12 @@ class Lookups:
         if database_id not in self._databases:
             self._databases[database_id] = self._service.catalog.database(database_id).name
         return self._databases[database_id]
+
+
+def tracking_base(resource: Any) -> str:
+    """The resource's tracking domain as the base of its tracker URLs."""
+    domain = resource.settings.default_tracking_domain if resource.settings else "localhost"
+    return f"https://{domain}"
 
 
 def winner_values(

@@ -1,0 +1,493 @@
+"""What happens to a queued message: sending attempts, delivery outcomes, and what the recipient did.
+
+These events follow `MessageQueued` on the message's stream (`message-<id>`)
+and are decided by `delivery_decider` on the message's state, so every rule
+that depends on the message's history lives here:
+
+- a message is sent at most once: an attempt is recorded before the SMTP
+  transaction is committed (`MessageCommitting`); a sender restarted after
+  that point does not send again (the outcome is then recorded as assumed);
+- soft bounces are retried on `RETRY_BACKOFF` until the sender's deadline,
+  then the message is not delivered (`MessageNotDelivered{reason: expired}`);
+- the "unique" rule: an open (or click, or read) counts as unique unless the
+  same action on the same message was counted unique within the previous 24
+  hours (guide, reports: "уникальные ... повторно через 24 часа"); every
+  action is still recorded, with its `unique` flag;
+- tracker hits flagged as bots (mail scanners, prefetchers) are recorded
+  but never unique, so reports can leave them out.
+
+Every event repeats the message's reference (`MessageRef`: campaign, run,
+template and version, profile, database, resource, channel, contact, test
+flag), so the counters and the report rows need no join.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from herald.domain.decider import Decider
+from herald.domain.errors import NotFound, RuleViolated
+from herald.domain.events import Event, registry
+from herald.domain.messages import MessageQueued
+
+UNIQUE_WINDOW = timedelta(hours=24)
+READ_AFTER = timedelta(seconds=10)  # the read pixel fires after the message was open this long
+# Waits before the 1st, 2nd, ... retry of a soft bounce; the last one repeats until the deadline.
+RETRY_BACKOFF = (
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+    timedelta(hours=2),
+    timedelta(hours=4),
+)
+DEFAULT_RETRY_DEADLINE = timedelta(hours=48)
+
+
+class MessageRef(BaseModel):
+    """What a delivery or tracking event is about (copied from the queued message)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    campaign_id: str
+    run_id: str
+    template_id: str
+    template_version: int
+    profile_id: str
+    database_id: str
+    resource_id: str
+    channel: str
+    contact: str
+    is_test: bool = False
+
+    @classmethod
+    def of(cls, queued: MessageQueued) -> MessageRef:
+        return cls(
+            campaign_id=queued.campaign_id,
+            run_id=queued.run_id,
+            template_id=queued.template_id,
+            template_version=queued.template_version,
+            profile_id=queued.profile_id,
+            database_id=queued.database_id,
+            resource_id=queued.resource_id,
+            channel=queued.channel,
+            contact=queued.contact,
+            is_test=queued.is_test,
+        )
+
+
+class _MessageEvent(Event):
+    message_id: str
+    campaign_id: str
+    template_id: str
+    template_version: int
+    profile_id: str
+    database_id: str
+    resource_id: str
+    channel: str
+    contact: str
+    is_test: bool = False
+    at: datetime
+
+
+def _ref_fields(message_id: str, ref: MessageRef) -> dict[str, object]:
+    return {"message_id": message_id, **ref.model_dump(exclude={"run_id"})}
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+@registry.register("MessageSendAttempted")
+class MessageSendAttempted(_MessageEvent):
+    attempt: int
+    sender_id: str
+
+
+@registry.register("MessageCommitting")
+class MessageCommitting(_MessageEvent):
+    """The SMTP transaction's data is sent and its final dot is next: from here on, never send again."""
+
+    attempt: int
+
+
+@registry.register("MessageDelivered")
+class MessageDelivered(_MessageEvent):
+    sender_id: str
+    code: int
+    response: str
+    assumed: bool = False  # the sender stopped after committing; the relay's answer was not seen
+
+
+@registry.register("MessageSoftBounced")
+class MessageSoftBounced(_MessageEvent):
+    attempt: int
+    code: int
+    response: str
+    retry_at: datetime | None = None
+    source: Literal["smtp", "dsn"] = "smtp"
+
+
+@registry.register("MessageHardBounced")
+class MessageHardBounced(_MessageEvent):
+    code: int
+    response: str
+    status: str = ""  # the enhanced status code (5.1.1), when known
+    reason: str = ""  # the non-delivery reason it maps to (user unknown, bad domain, ...)
+    source: Literal["smtp", "dsn"] = "smtp"
+
+
+@registry.register("MessageNotDelivered")
+class MessageNotDelivered(_MessageEvent):
+    reason: str  # expired (soft bounces until the deadline), campaign_stopped, sender_error, ...
+    detail: str
+
+
+# --- tracking ----------------------------------------------------------------------------------
+
+
+class _TrackedEvent(_MessageEvent):
+    ip: str = ""
+    user_agent: str = ""
+    unique: bool
+    bot: bool = False
+
+
+@registry.register("MessageOpened")
+class MessageOpened(_TrackedEvent):
+    pass
+
+
+@registry.register("MessageRead")
+class MessageRead(_TrackedEvent):
+    pass
+
+
+@registry.register("LinkClicked")
+class LinkClicked(_TrackedEvent):
+    link_id: str
+    url: str
+    link_name: str = ""
+
+
+@registry.register("MessageUnsubscribed")
+class MessageUnsubscribed(_MessageEvent):
+    """The recipient unsubscribed through this message (link, one-click header, or mailto)."""
+
+    via: Literal["link", "one_click", "mailto", "page"]
+    ip: str = ""
+    user_agent: str = ""
+
+
+@registry.register("ComplaintReceived")
+class ComplaintReceived(_MessageEvent):
+    feedback_type: str
+    source: Literal["arf", "http"] = "arf"
+
+
+# --- state -------------------------------------------------------------------------------------
+
+DeliveryStatus = Literal[
+    "unsent",
+    "queued",
+    "attempting",
+    "committing",
+    "soft_bounced",
+    "delivered",
+    "hard_bounced",
+    "not_delivered",
+]
+_FINAL = ("delivered", "hard_bounced", "not_delivered")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    message_id: str = ""
+    ref: MessageRef | None = None
+    queued_at: datetime | None = None
+    due_at: datetime | None = None
+    status: DeliveryStatus = "unsent"
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
+    retry_at: datetime | None = None
+    delivered_at: datetime | None = None
+    unique_since: dict[str, datetime] = field(default_factory=dict)  # action → when it last counted unique
+    unsubscribed: bool = False
+    complained: bool = False
+
+    @property
+    def sendable(self) -> bool:
+        return self.status in ("queued", "soft_bounced")
+
+    @property
+    def final(self) -> bool:
+        return self.status in _FINAL
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempt:
+    sender_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MarkCommitting:
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSmtpOutcome:
+    """What the relay answered: kind delivered, soft_bounce, hard_bounce or failed (no answer)."""
+
+    kind: Literal["delivered", "soft_bounce", "hard_bounce", "failed"]
+    code: int
+    response: str
+    sender_id: str
+    deadline: timedelta
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveInterrupted:
+    """A sender restarted: settle the attempt it left (resend-safe, or assumed delivered)."""
+
+    sender_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    reason: str
+    detail: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBounceReport:
+    """A DSN said the message bounced after the relay accepted it."""
+
+    kind: Literal["hard", "soft", "delayed"]
+    status: str
+    response: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHit:
+    """A tracker saw the recipient open, read or click the message."""
+
+    action: Literal["open", "read", "click"]
+    ip: str
+    user_agent: str
+    bot: bool
+    at: datetime
+    link_id: str = ""
+    url: str = ""
+    link_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUnsubscribe:
+    via: Literal["link", "one_click", "mailto", "page"]
+    ip: str
+    user_agent: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordComplaint:
+    feedback_type: str
+    source: Literal["arf", "http"]
+    at: datetime
+
+
+DeliveryCommand = (
+    StartAttempt
+    | MarkCommitting
+    | RecordSmtpOutcome
+    | ResolveInterrupted
+    | GiveUp
+    | RecordBounceReport
+    | RecordHit
+    | RecordUnsubscribe
+    | RecordComplaint
+)
+
+
+# --- decide ------------------------------------------------------------------------------------
+
+
+def decide(command: DeliveryCommand, state: DeliveryState) -> list[Event]:
+    if state.ref is None:
+        raise NotFound(f"message {state.message_id or '?'} was never queued", "message_id")
+    common = _ref_fields(state.message_id, state.ref) | {"at": command.at}
+    match command:
+        case StartAttempt():
+            if not state.sendable:
+                raise RuleViolated(f"the message is {state.status}: it is not sent again", "message_id")
+            return [MessageSendAttempted(**common, attempt=state.attempts + 1, sender_id=command.sender_id)]
+        case MarkCommitting():
+            if state.status != "attempting":
+                raise RuleViolated("no attempt in progress", "message_id")
+            return [MessageCommitting(**common, attempt=state.attempts)]
+        case RecordSmtpOutcome():
+            return _outcome(command, state, common)
+        case ResolveInterrupted():
+            return _interrupted(command, state, common)
+        case GiveUp():
+            return (
+                []
+                if state.final
+                else [MessageNotDelivered(**common, reason=command.reason, detail=command.detail)]
+            )
+        case RecordBounceReport():
+            return _bounce_report(command, state, common)
+        case RecordHit():
+            return _hit(command, state, common)
+        case RecordUnsubscribe():
+            if state.unsubscribed:
+                return []
+            return [
+                MessageUnsubscribed(**common, via=command.via, ip=command.ip, user_agent=command.user_agent)
+            ]
+        case RecordComplaint():
+            if state.complained:
+                return []
+            return [ComplaintReceived(**common, feedback_type=command.feedback_type, source=command.source)]
+    raise AssertionError(command)
+
+
+def _outcome(command: RecordSmtpOutcome, state: DeliveryState, common: dict[str, object]) -> list[Event]:
+    if state.status not in ("attempting", "committing"):
+        return []  # recorded already (a retried outcome write)
+    if command.kind == "delivered":
+        return [
+            MessageDelivered(
+                **common, sender_id=command.sender_id, code=command.code, response=command.response
+            )
+        ]
+    if command.kind == "hard_bounce":
+        return [MessageHardBounced(**common, code=command.code, response=command.response)]
+    first = state.first_attempt_at or command.at
+    retry_at = next_retry(state.attempts, command.at)
+    if retry_at > first + command.deadline:
+        return [
+            MessageNotDelivered(
+                **common,
+                reason="expired",
+                detail=f"soft bounces until the {_hours(command.deadline)} h deadline; last: {command.code} "
+                f"{command.response}".strip(),
+            )
+        ]
+    return [
+        MessageSoftBounced(
+            **common, attempt=state.attempts, code=command.code, response=command.response, retry_at=retry_at
+        )
+    ]
+
+
+def next_retry(attempts: int, now: datetime) -> datetime:
+    """When a message that soft-bounced on attempt number `attempts` is tried again."""
+    return now + RETRY_BACKOFF[min(attempts, len(RETRY_BACKOFF)) - 1]
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:g}"
+
+
+def _interrupted(command: ResolveInterrupted, state: DeliveryState, common: dict[str, object]) -> list[Event]:
+    if state.status == "committing":
+        # The final dot may have reached the relay: sending again could duplicate the message.
+        return [
+            MessageDelivered(
+                **common, sender_id=command.sender_id, code=0, response="outcome not seen", assumed=True
+            )
+        ]
+    if state.status == "attempting":
+        # The transaction never committed (no final dot): SMTP discards it, so the message is sent again.
+        return [
+            MessageSoftBounced(
+                **common, attempt=state.attempts, code=0, response="the sender stopped", retry_at=command.at
+            )
+        ]
+    return []
+
+
+def _bounce_report(
+    command: RecordBounceReport, state: DeliveryState, common: dict[str, object]
+) -> list[Event]:
+    if state.status == "hard_bounced":
+        return []
+    if command.kind == "hard":
+        return [
+            MessageHardBounced(
+                **common,
+                code=0,
+                response=command.response,
+                status=command.status,
+                reason=command.reason,
+                source="dsn",
+            )
+        ]
+    return [
+        MessageSoftBounced(
+            **common, attempt=state.attempts, code=0, response=command.response, retry_at=None, source="dsn"
+        )
+    ]
+
+
+def _hit(command: RecordHit, state: DeliveryState, common: dict[str, object]) -> list[Event]:
+    last = state.unique_since.get(command.action)
+    unique = not command.bot and (last is None or command.at - last >= UNIQUE_WINDOW)
+    tracked = common | {
+        "ip": command.ip,
+        "user_agent": command.user_agent,
+        "unique": unique,
+        "bot": command.bot,
+    }
+    if command.action == "open":
+        return [MessageOpened(**tracked)]
+    if command.action == "read":
+        return [MessageRead(**tracked)]
+    return [LinkClicked(**tracked, link_id=command.link_id, url=command.url, link_name=command.link_name)]
+
+
+# --- evolve ------------------------------------------------------------------------------------
+
+
+def evolve(state: DeliveryState, event: Event) -> DeliveryState:
+    if isinstance(event, MessageQueued):
+        return DeliveryState(event.message_id, MessageRef.of(event), event.at, event.due_at, "queued")
+    if isinstance(event, MessageSendAttempted):
+        first = state.first_attempt_at or event.at
+        return replace(state, status="attempting", attempts=event.attempt, first_attempt_at=first)
+    if isinstance(event, MessageCommitting):
+        return replace(state, status="committing")
+    if isinstance(event, MessageDelivered):
+        return replace(state, status="delivered", delivered_at=event.at)
+    if isinstance(event, MessageSoftBounced):
+        if event.source == "dsn" and state.status == "delivered":
+            return state  # a delayed-delivery notice after acceptance changes nothing
+        return replace(state, status="soft_bounced", retry_at=event.retry_at)
+    if isinstance(event, MessageHardBounced):
+        return replace(state, status="hard_bounced")
+    if isinstance(event, MessageNotDelivered):
+        return replace(state, status="not_delivered")
+    if isinstance(event, MessageOpened | MessageRead | LinkClicked) and event.unique:
+        action = {MessageOpened: "open", MessageRead: "read", LinkClicked: "click"}[type(event)]
+        return replace(state, unique_since={**state.unique_since, action: event.at})
+    if isinstance(event, MessageUnsubscribed):
+        return replace(state, unsubscribed=True)
+    if isinstance(event, ComplaintReceived):
+        return replace(state, complained=True)
+    return state
+
+
+delivery_decider: Decider[DeliveryCommand, DeliveryState] = Decider(DeliveryState(), decide, evolve)

@@ -1,0 +1,190 @@
+"""What happens to sent messages: trackers' hits, unsubscribes, complaints, bounce reports, web versions.
+
+Every entry point names a message by id and records its event through the
+delivery decider (so the 24-hour unique rule and "once" rules hold), then
+applies the effect on the profile the guide describes:
+- an unsubscribe sets the subscription on the message's resource (and
+  channel, contact) to unsubscribed, cause `unsubscribe_link` or
+  `list_unsubscribe`; with the template's option, the contact also goes on
+  the template's stop list;
+- a complaint sets it to complainer;
+- a hard bounce sets it to hard bounced (the stop-list rule follows from that);
+- a click on a link with `update-<field>` attributes writes those fields, and
+  one with `subscribe-to` subscribes the same contact to that resource on the
+  same channel.
+
+Decisions where the guide is silent:
+- Test messages record their hits but change no subscription or field.
+- An unsubscribe from a profile or subscription that is gone is recorded on
+  the message and changes nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from herald.domain import deliveries as dl
+from herald.domain import profiles as pr
+from herald.domain.errors import DomainError, NotFound
+from herald.domain.messages import MessageQueued, message_stream
+from herald.domain.statuses import Status
+from herald.domain.stop_lists import stop_list_decider, stop_list_stream, template_unsubscribe_entry
+from herald.domain.subscriptions import AddSubscription, Cause, ChangeSubscriptionStatus
+from herald.domain.templates import template_decider, template_stream
+from herald.services.aggregates import CommandContext, Loaded, Outcome
+from herald.services.catalog import CatalogService
+
+log = logging.getLogger(__name__)
+TRACKER = CommandContext(actor="tracker", source="tracker")
+
+
+class DeliveryService:
+    def __init__(self, catalog: CatalogService) -> None:
+        self.catalog = catalog
+        self.aggregates = catalog.aggregates
+
+    def message(self, message_id: str) -> Loaded[dl.DeliveryState]:
+        """The message's delivery state; NotFound unless it was queued."""
+        loaded = self.aggregates.load(dl.delivery_decider, message_stream(message_id))
+        if loaded.state.ref is None:
+            raise NotFound(f"no message {message_id!r}", "message_id")
+        return loaded
+
+    def queued(self, message_id: str) -> MessageQueued:
+        """The message as it was queued (its template version, fragments, content)."""
+        for event in self.aggregates.store.read_stream(message_stream(message_id)):
+            if event.type == "MessageQueued":
+                return MessageQueued.model_validate(event.data)
+        raise NotFound(f"no message {message_id!r}", "message_id")
+
+    def execute(
+        self, message_id: str, command: dl.DeliveryCommand, context: CommandContext = TRACKER
+    ) -> Outcome:
+        return self.aggregates.execute(dl.delivery_decider, message_stream(message_id), command, context)
+
+    # --- the recipient's actions ---------------------------------------------------------------
+
+    def hit(
+        self,
+        message_id: str,
+        action: Literal["open", "read", "click"],
+        ip: str,
+        user_agent: str,
+        bot: bool,
+        at: datetime,
+        link: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Record an open, read or click; a click applies its link's `update-*` and `subscribe-to`."""
+        link = link or {}
+        command = dl.RecordHit(
+            action, ip, user_agent, bot, at, link.get("l", ""), link.get("u", ""), link.get("n", "")
+        )
+        outcome = self.execute(message_id, command)
+        if action == "click" and not bot:
+            self._link_actions(message_id, link, at)
+        return outcome
+
+    def _link_actions(self, message_id: str, link: Mapping[str, Any], at: datetime) -> None:
+        ref = self.message(message_id).state.ref
+        assert ref is not None
+        if ref.is_test:
+            return
+        updates, subscribe_to = link.get("f") or {}, link.get("s")
+        profile = self.aggregates.load(pr.profile_decider, pr.profile_stream(ref.profile_id)).state
+        if not profile.exists:
+            return
+        if updates:
+            database = self.catalog.database(profile.database_id)
+            command = pr.UpdateProfile(
+                ref.profile_id, database, updates, at, ignore_empty=False, source="link"
+            )
+            self._profile(ref.profile_id, command)
+        if subscribe_to:
+            resource = self.catalog.resource(str(subscribe_to), "subscribe_to")
+            add = AddSubscription(
+                resource_id=str(subscribe_to),
+                channel=ref.channel,
+                contact=ref.contact,
+                at=at,
+                resource=resource,
+                cause=Cause.FORM,
+            )
+            self._profile(ref.profile_id, add)
+
+    def unsubscribe(
+        self,
+        message_id: str,
+        via: Literal["link", "one_click", "mailto", "page"],
+        ip: str,
+        user_agent: str,
+        at: datetime,
+    ) -> Outcome:
+        """The recipient leaves the message's resource (on its channel and contact)."""
+        outcome = self.execute(message_id, dl.RecordUnsubscribe(via, ip, user_agent, at))
+        cause = Cause.LIST_UNSUBSCRIBE if via in ("one_click", "mailto") else Cause.UNSUBSCRIBE_LINK
+        self._set_status(message_id, Status.UNSUBSCRIBED, cause, at)
+        self._template_stop_list(message_id, at)
+        return outcome
+
+    def complaint(
+        self, message_id: str, feedback_type: str, source: Literal["arf", "http"], at: datetime
+    ) -> Outcome:
+        outcome = self.execute(message_id, dl.RecordComplaint(feedback_type, source, at))
+        self._set_status(message_id, Status.COMPLAINER, Cause.COMPLAINT, at)
+        return outcome
+
+    def bounce_report(self, message_id: str, report: dl.RecordBounceReport) -> Outcome:
+        outcome = self.execute(message_id, report)
+        if report.kind == "hard":
+            self._set_status(message_id, Status.HARD_BOUNCED, Cause.HARD_BOUNCE, report.at)
+        return outcome
+
+    def hard_bounced(self, message_id: str, at: datetime) -> None:
+        """The relay refused the address for good: the subscription is hard bounced."""
+        self._set_status(message_id, Status.HARD_BOUNCED, Cause.HARD_BOUNCE, at)
+
+    # --- effects on the profile ----------------------------------------------------------------
+
+    def _set_status(self, message_id: str, status: Status, cause: Cause, at: datetime) -> None:
+        ref = self.message(message_id).state.ref
+        assert ref is not None
+        if ref.is_test:
+            return
+        command = ChangeSubscriptionStatus(
+            resource_id=ref.resource_id,
+            channel=ref.channel,
+            contact=ref.contact,
+            at=at,
+            status=status,
+            cause=cause,
+        )
+        self._profile(ref.profile_id, command)
+
+    def _template_stop_list(self, message_id: str, at: datetime) -> None:
+        """With the template's option, the unsubscribed contact goes on the template's stop list."""
+        ref = self.message(message_id).state.ref
+        assert ref is not None
+        if ref.is_test:
+            return
+        content = self.aggregates.load(template_decider, template_stream(ref.template_id)).state.content
+        if content is None:
+            return
+        command = template_unsubscribe_entry(
+            ref.contact,
+            at,
+            stop_list_id=content.stop_list_id,
+            add_unsubscribed=content.add_unsubscribed_to_stop_list,
+        )
+        if command is not None:
+            self.aggregates.execute(stop_list_decider, stop_list_stream(command.list_id), command, TRACKER)
+
+    def _profile(self, profile_id: str, command: Any) -> None:
+        try:
+            self.aggregates.execute(pr.profile_decider, pr.profile_stream(profile_id), command, TRACKER)
+        except DomainError as refused:
+            # the profile or its subscription is gone, or a link names a field the database lacks:
+            # the message's own event stays recorded, the recipient's click or unsubscribe goes on
+            log.info("message effect on profile %s not applied: %s", profile_id, refused)
