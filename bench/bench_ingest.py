@@ -86,8 +86,11 @@ def _bodies(run_id: str, count: int, batch: int, profiles: int, anonymous: bool)
         for n in range(start, min(start + batch, count)):
             event: dict[str, Any] = {
                 "event": "Viewed product",
-                "properties": {"product_id": f"sku-{n % 5000}", "price": 100 + n % 900,
-                               "category": _CATEGORIES[n % 4]},
+                "properties": {
+                    "product_id": f"sku-{n % 5000}",
+                    "price": 100 + n % 900,
+                    "category": _CATEGORIES[n % 4],
+                },
                 "event_id": f"{run_id}-{n}",
             }
             if anonymous:
@@ -101,6 +104,7 @@ def _bodies(run_id: str, count: int, batch: int, profiles: int, anonymous: bool)
 
 def _send(base: str, bodies: list[bytes], clients: int) -> float:
     """Seconds to post every body from `clients` threads; every event must be accepted."""
+
     def worker(part: list[bytes]) -> None:
         with client(base) as http:
             for body in part:
@@ -136,12 +140,17 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=20_000, help="profiles the events are spread over")
     parser.add_argument("--clients", type=int, default=2, help="client threads")
     args = parser.parse_args()
-    print(f"{machine()}; {args.events:,} events per run, {args.batch:,} per request, "
-          f"{args.profiles:,} profiles, {args.clients} client threads", flush=True)
+    print(
+        f"{machine()}; {args.events:,} events per run, {args.batch:,} per request, "
+        f"{args.profiles:,} profiles, {args.clients} client threads",
+        flush=True,
+    )
     known = _bodies("known", args.events, args.batch, args.profiles, anonymous=False)
     anonymous = _bodies("anon", args.events, args.batch, args.profiles, anonymous=True)
-    warm = {name: _bodies(f"warm-{name}", args.batch // 10, args.batch // 10, args.profiles, name == "anon")
-            for name in ("known", "anon")}
+    warm = {
+        name: _bodies(f"warm-{name}", args.batch // 10, args.batch // 10, args.profiles, name == "anon")
+        for name in ("known", "anon")
+    }
     seconds: dict[str, float] = {}
     with temp_dir("ingest") as work:
         data = work / "herald"

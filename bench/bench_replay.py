@@ -84,13 +84,26 @@ def _profile_commands(herald: Herald, ids: list[str]) -> None:
     execute = herald.profiles.execute
     for n, profile_id in enumerate(ids):
         if n % 10 == 0:
-            execute(profile_id, ChangeSubscriptionStatus(
-                resource_id=RESOURCE_ID, channel="email", contact=email(n), at=now,
-                status=Status.UNSUBSCRIBED, cause=Cause.API), CONTEXT)
+            execute(
+                profile_id,
+                ChangeSubscriptionStatus(
+                    resource_id=RESOURCE_ID,
+                    channel="email",
+                    contact=email(n),
+                    at=now,
+                    status=Status.UNSUBSCRIBED,
+                    cause=Cause.API,
+                ),
+                CONTEXT,
+            )
         if n % 10 == 5:
-            execute(profile_id, RecordTrackedData(
-                profile_id, now, ip="203.0.113.7", city="Kazan", country="RU", user_agent="Mozilla/5.0"),
-                CONTEXT)
+            execute(
+                profile_id,
+                RecordTrackedData(
+                    profile_id, now, ip="203.0.113.7", city="Kazan", country="RU", user_agent="Mozilla/5.0"
+                ),
+                CONTEXT,
+            )
         if n % 50 == 1:
             execute(profile_id, ChangeGlobalStatus(profile_id, Status.UNSUBSCRIBED, now), CONTEXT)
         if n % 100 == 2:
@@ -109,15 +122,27 @@ def _track(herald: Herald, ids: list[str], first: int, count: int) -> None:
             profile_id = None if anonymous else ids[(n * 7919) % len(ids)]
             anonymous_id = f"anon-{n % 5000}" if anonymous else None
             tracked = ActivityTracked(
-                database_id=DATABASE_ID, profile_id=profile_id, anonymous_id=anonymous_id,
-                name="Viewed product", properties={"product_id": f"sku-{n % 5000}", "price": 100 + n % 900},
-                context={"ip": "203.0.113.7", "page": "/catalog"}, client_event_id=client_id, at=now,
+                database_id=DATABASE_ID,
+                profile_id=profile_id,
+                anonymous_id=anonymous_id,
+                name="Viewed product",
+                properties={"product_id": f"sku-{n % 5000}", "price": 100 + n % 900},
+                context={"ip": "203.0.113.7", "page": "/catalog"},
+                client_event_id=client_id,
+                at=now,
             )
             stream = anonymous_stream(anonymous_id) if anonymous_id else activity_stream(profile_id or "")
             event_id = deterministic_id("tracked", DATABASE_ID, client_id)
-            streams.setdefault(stream, []).append(NewEvent(
-                event_id, ActivityTracked.type_name, tracked.to_data(), tracked.at,
-                ActivityTracked.schema_version, meta))
+            streams.setdefault(stream, []).append(
+                NewEvent(
+                    event_id,
+                    ActivityTracked.type_name,
+                    tracked.to_data(),
+                    tracked.at,
+                    ActivityTracked.schema_version,
+                    meta,
+                )
+            )
         herald.store.append_many([StreamAppend(s, events) for s, events in streams.items()])
 
 
@@ -171,8 +196,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the log")
     parser.add_argument("--profiles", type=int, help="profiles in the log (default: events / 20)")
-    parser.add_argument("--profile-top", type=int, default=0, metavar="K",
-                        help="then replay again under cProfile; print the top K functions by cumulative time")
+    parser.add_argument(
+        "--profile-top",
+        type=int,
+        default=0,
+        metavar="K",
+        help="then replay again under cProfile; print the top K functions by cumulative time",
+    )
     args = parser.parse_args()
     profiles = args.profiles or max(args.events // 20, 1)
     print(f"{machine()}; {args.events:,} events, {profiles:,} profiles", flush=True)
@@ -182,8 +212,11 @@ def main() -> None:
         log = data / "events.sqlite"
         mix = _mix(log)
         total = sum(n for _, n in mix)
-        print(f"log: {total:,} events written in {generated:.1f} s ({total / generated:,.0f} events/s); mix: "
-              + ", ".join(f"{name} {n:,}" for name, n in mix), flush=True)
+        print(
+            f"log: {total:,} events written in {generated:.1f} s ({total / generated:,.0f} events/s); mix: "
+            + ", ".join(f"{name} {n:,}" for name, n in mix),
+            flush=True,
+        )
         raw = timed(lambda: _raw_read(log))
         store = SqliteEventStore(log, SystemClock())
         try:

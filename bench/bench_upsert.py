@@ -94,8 +94,10 @@ class Profiles(Application[UUID]):
 
 
 def _batches(count: int, size: int, generation: int) -> list[list[dict[str, Any]]]:
-    return [[profile_row(n, generation) for n in range(start, min(start + size, count))]
-            for start in range(0, count, size)]
+    return [
+        [profile_row(n, generation) for n in range(start, min(start + size, count))]
+        for start in range(0, count, size)
+    ]
 
 
 def _herald(work: Path, batches: dict[str, list[list[dict[str, Any]]]]) -> dict[str, float]:
@@ -147,8 +149,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000, help="profiles to create, then update")
     parser.add_argument("--batch", type=int, default=1000, help="profiles per import request")
-    parser.add_argument("--single-saves", type=int, default=2000,
-                        help="profiles the baseline's save-per-upsert shape is timed on")
+    parser.add_argument(
+        "--single-saves",
+        type=int,
+        default=2000,
+        help="profiles the baseline's save-per-upsert shape is timed on",
+    )
     args = parser.parse_args()
     count = args.events
     batches = {"create": _batches(count, args.batch, 0), "update": _batches(count, args.batch, 1)}
@@ -158,11 +164,15 @@ def main() -> None:
         theirs = _baseline(work, batches, args.single_saves)
     single = min(args.single_saves, count)
     for phase in batches:
-        report(f"upsert {phase}, herald serve over HTTP", count / ours[phase], "profiles",
-               count / theirs[phase])
-        print(f"  projections caught up {ours[phase + ' projections']:.2f} s after the last response; "
-              f"eventsourcing with a save per upsert ({single:,} profiles): "
-              f"{single / theirs[phase + ' single']:,.0f} profiles/s", flush=True)
+        report(
+            f"upsert {phase}, herald serve over HTTP", count / ours[phase], "profiles", count / theirs[phase]
+        )
+        print(
+            f"  projections caught up {ours[phase + ' projections']:.2f} s after the last response; "
+            f"eventsourcing with a save per upsert ({single:,} profiles): "
+            f"{single / theirs[phase + ' single']:,.0f} profiles/s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -108,15 +108,27 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def server(argv: Sequence[str], port: int, log: Path, env: dict[str, str] | None = None,
-           health: str = "/api/v1/health", timeout: float = 60.0) -> Iterator[str]:
+def server(
+    argv: Sequence[str],
+    port: int,
+    log: Path,
+    env: dict[str, str] | None = None,
+    health: str = "/api/v1/health",
+    timeout: float = 60.0,
+) -> Iterator[str]:
     """Start `argv` (a server listening on `port`), wait for `health` to answer 200, yield its base URL."""
     base = f"http://{HOST}:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-                 **(env or {})},
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                **(env or {}),
+            },
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     try:
@@ -156,8 +168,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def herald_server(data_dir: Path) -> contextlib.AbstractContextManager[str]:
     """`herald serve` over `data_dir` (API and processors in one process), the admin token `TOKEN`."""
     port = free_port()
-    argv = [sys.executable, "-m", "herald.api.cli", "--data-dir", str(data_dir), "serve",
-            "--host", HOST, "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "herald.api.cli",
+        "--data-dir",
+        str(data_dir),
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
     return server(argv, port, data_dir.parent / f"herald-serve-{port}.log", env={"HERALD_ADMIN_TOKEN": TOKEN})
 
 
@@ -193,11 +215,17 @@ def create_catalog(herald: Herald) -> None:
     context = CommandContext(actor="bench", source="bench")
     now = herald.clock.now()
     herald.aggregates.execute(
-        database_decider, database_stream(DATABASE_ID),
-        CreateDatabase(DATABASE_ID, "Customers", now, custom_fields=CUSTOM_FIELDS), context,
+        database_decider,
+        database_stream(DATABASE_ID),
+        CreateDatabase(DATABASE_ID, "Customers", now, custom_fields=CUSTOM_FIELDS),
+        context,
     )
-    settings = ResourceSettings(name="News", database_ids=(DATABASE_ID,), source_urls=("https://shop.example.com",),
-                                default_tracking_domain="trk.example.com")
+    settings = ResourceSettings(
+        name="News",
+        database_ids=(DATABASE_ID,),
+        source_urls=("https://shop.example.com",),
+        default_tracking_domain="trk.example.com",
+    )
     email = EmailSettings(from_name="Shop", from_email="news@example.com", list_id="news.example.com")
     create = CreateResource(RESOURCE_ID, "rt", settings, (email,))
     herald.aggregates.execute(resource_decider, resource_stream(RESOURCE_ID), create, context)
