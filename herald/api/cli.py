@@ -1,4 +1,4 @@
-"""The `herald` command: serve, replay, events, openapi."""
+"""The `herald` command: serve, replay, events, openapi, and the scale-out relay and worker."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from herald.infra.config import Settings, settings_from_env
 from herald.infra.serialization import dumps
@@ -31,6 +32,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("openapi", help="print the OpenAPI document")
 
+    relay = commands.add_parser("relay", help="publish the event log to Kafka (the scale engine)")
+    _kafka_arguments(relay)
+    worker = commands.add_parser("worker", help="run the processors as a Faust worker (the scale engine)")
+    _kafka_arguments(worker)
+    worker.add_argument(
+        "--session-timeout",
+        type=float,
+        default=10.0,
+        help="seconds before Kafka hands a dead worker's partitions to another",
+    )
+
     args = parser.parse_args(argv)
     if args.command == "openapi":
         from herald.api.app import openapi
@@ -46,7 +58,80 @@ def main(argv: Sequence[str] | None = None) -> int:
         from herald.api.replay import replay as run_replay
 
         return run_replay(settings, keep_live=args.check)
+    if args.command == "relay":
+        return _relay(settings, args)
+    if args.command == "worker":
+        return _worker(settings, args)
     return _events(settings, args)
+
+
+def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port (env HERALD_KAFKA_BOOTSTRAP)")
+    parser.add_argument("--topic", help="the topic the log is relayed to (env HERALD_KAFKA_TOPIC)")
+    parser.add_argument("--partitions", type=int, help="its partition count (env HERALD_KAFKA_PARTITIONS)")
+
+
+def _kafka(settings: Settings, args: argparse.Namespace) -> tuple[str, str, int]:
+    """Bootstrap servers, topic and partition count: flags win over the settings."""
+    return (
+        args.bootstrap or settings.kafka_bootstrap,
+        args.topic or settings.kafka_topic,
+        args.partitions or settings.kafka_partitions,
+    )
+
+
+def _relay(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from herald.infra.clock import SystemClock
+    from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
+    from herald.infra.sqlite_event_store import SqliteEventStore
+    from herald.processors.relay import Relay, ensure_topic, kafka_producer
+
+    bootstrap, topic, partitions = _kafka(settings, args)
+    ensure_topic(bootstrap, topic, partitions)
+    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    # Its own file: `herald replay` swaps the read-model file, and must not reset what was published.
+    checkpoints = SqliteCheckpoints(open_readmodel_db(settings.data_dir / "relay.sqlite"))
+    relay = Relay(store, kafka_producer(bootstrap), topic, partitions, checkpoints)
+    print(f"Herald relay: {settings.event_store_path} -> {topic} at {bootstrap}", flush=True)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(stop_signal, relay.stop)
+        await relay.run()
+
+    try:
+        asyncio.run(run())
+    finally:
+        relay.close()
+        store.close()
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from herald.api.wiring import build
+    from herald.processors.faust_app import WorkerOptions, build_app, run_worker
+    from herald.processors.relay import ensure_topic
+
+    bootstrap, topic, partitions = _kafka(settings, args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _only_worker(settings.data_dir / "worker.lock")
+    ensure_topic(bootstrap, topic, partitions)
+    herald = build(settings)
+    projections = herald.projections.all()
+    # The very consumer objects the in-process runtime would drive (reactors already adapted).
+    reactors = [c for c in herald.runtime.consumers() if all(c is not p for p in projections)]
+    options = WorkerOptions(bootstrap, topic, partitions, session_timeout=args.session_timeout)
+    print(f"Herald worker: {topic} at {bootstrap}, processors {herald.runtime.names}", flush=True)
+    try:
+        run_worker(build_app(options, herald.store, projections, reactors))
+    finally:
+        herald.close()
+        lock.close()
+    return 0
 
 
 def _serve(settings: Settings) -> int:
@@ -62,9 +147,29 @@ def _serve(settings: Settings) -> int:
         f"Herald on http://{settings.host}:{settings.port}  data: {settings.data_dir}  admin token: {where}",
         flush=True,
     )
-    uvicorn.run(create_app(herald), host=settings.host, port=settings.port, log_level="warning")
+    # with the scale engine, `herald worker` runs the processors; two runners would corrupt the read models
+    app = create_app(herald, run_processors=settings.engine == "embedded")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     herald.close()
     return 0
+
+
+def _only_worker(path: Path) -> IO[str]:
+    """Hold the worker lock of this data directory for the process's life, waiting while another holds it.
+
+    Two workers over one read-model file would each fold into it with their own
+    in-memory checkpoints. A second worker is a standby: it starts when the
+    first dies (the kernel drops a dead process's lock).
+    """
+    import fcntl
+
+    handle = path.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another worker runs over {path.parent}; standing by", flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def _events(settings: Settings, args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+ENGINES = ("embedded", "scale")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -20,6 +22,13 @@ class Settings:
     remote_allowed_networks: tuple[str, ...] = ()
     remote_timeout_seconds: float = 5.0
     remote_max_bytes: int = 1024 * 1024
+    # `embedded`: this process runs every processor; `scale`: `herald relay` and `herald worker` do.
+    engine: str = "embedded"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_topic: str = "herald.events"
+    kafka_partitions: int = 6
+    # The read pixel records a read once the client kept its request open this long.
+    read_pixel_seconds: float = 10.0
 
     @property
     def event_store_path(self) -> Path:
@@ -44,7 +53,14 @@ def settings_from_env(**overrides: object) -> Settings:
         ),
         "remote_timeout_seconds": float(os.environ.get("HERALD_REMOTE_TIMEOUT_SECONDS", "5")),
         "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
+        "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
+        "engine": os.environ.get("HERALD_ENGINE", "embedded"),
+        "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),
+        "kafka_partitions": int(os.environ.get("HERALD_KAFKA_PARTITIONS", "6")),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["data_dir"] = Path(str(values["data_dir"]))
+    if values["engine"] not in ENGINES:
+        raise ValueError(f"HERALD_ENGINE is one of {', '.join(ENGINES)}, not {values['engine']!r}")
     return Settings(**values)  # type: ignore[arg-type]

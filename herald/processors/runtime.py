@@ -49,6 +49,10 @@ class Projection(Protocol):
         """Persist pending changes and the checkpoint `position` atomically."""
         ...
 
+    def discard(self) -> None:
+        """Forget changes applied since the last commit."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Emission:
@@ -161,6 +165,9 @@ class _ReactorConsumer:
         self._checkpoints.save(self.name, position)
         self._position = position
 
+    def discard(self) -> None:
+        """Nothing pending: emissions were appended as they were made (with their fixed ids)."""
+
 
 class InProcessRuntime:
     """Runs projections and reactors over one event store, in this process."""
@@ -182,6 +189,10 @@ class InProcessRuntime:
         self._batch_size = batch_size
         self._stopping = asyncio.Event()
         self._condition: asyncio.Condition | None = None
+
+    def consumers(self) -> list[Projection]:
+        """Every consumer, projections first, in the order a pass feeds them."""
+        return list(self._consumers)
 
     @property
     def names(self) -> list[str]:
@@ -215,9 +226,13 @@ class InProcessRuntime:
             begin = consumer.checkpoint()
             if begin >= last:
                 continue
-            for event in batch:
-                if event.position > begin:
-                    consumer.apply(event)
+            try:
+                for event in batch:
+                    if event.position > begin:
+                        consumer.apply(event)
+            except BaseException:
+                consumer.discard()  # the batch is applied again from the checkpoint next time
+                raise
             consumer.commit(last)
         return len(batch)
 

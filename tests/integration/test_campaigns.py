@@ -143,7 +143,7 @@ async def test_a_rerun_chunk_writes_nothing_twice(
     await post(api, herald, f"{CS}/{cid}/launch")
     herald.runtime.drain()
     head = herald.store.head_position()
-    runner = next(r for r in herald.runtime._consumers if r.name == "campaign-runs")
+    runner = next(r for r in herald.runtime.consumers() if r.name == "campaign-runs")
     for event in herald.store.read_all(1):
         runner.apply(event)  # every event redelivered: the same ids, nothing new stored
     assert herald.store.head_position() == head
