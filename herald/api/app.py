@@ -18,10 +18,12 @@ from herald.api.routes import (
     catalog,
     events,
     profiles,
+    senders,
     stop_lists,
     system,
     templates,
     tokens,
+    trackers,
     tracking,
 )
 from herald.api.wiring import Herald
@@ -40,7 +42,9 @@ def endpoints() -> list[Endpoint]:
         *tracking.ENDPOINTS,
         *templates.ENDPOINTS,
         *campaigns.ENDPOINTS,
+        *senders.ENDPOINTS,
         *events.ENDPOINTS,
+        *trackers.ENDPOINTS,
     ]
 
 

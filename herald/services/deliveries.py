@@ -129,6 +129,22 @@ class DeliveryService:
         self._template_stop_list(message_id, at)
         return outcome
 
+    def global_unsubscribe(self, message_id: str, at: datetime) -> None:
+        """The recipient asks for nothing more from the account: the profile's global status
+        becomes unsubscribed (cause `unsubscribe_link`); a test message changes nothing."""
+        ref = self.message(message_id).state.ref
+        assert ref is not None
+        if ref.is_test:
+            return
+        command = pr.ChangeGlobalStatus(ref.profile_id, Status.UNSUBSCRIBED, at, Cause.UNSUBSCRIBE_LINK)
+        self._profile(ref.profile_id, command)
+
+    def recipient(self, message_id: str) -> pr.ProfileState:
+        """The profile the message went to, as it is now (an empty state once it is deleted)."""
+        ref = self.message(message_id).state.ref
+        assert ref is not None
+        return self.aggregates.load(pr.profile_decider, pr.profile_stream(ref.profile_id)).state
+
     def complaint(
         self, message_id: str, feedback_type: str, source: Literal["arf", "http"], at: datetime
     ) -> Outcome:

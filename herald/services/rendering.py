@@ -96,7 +96,16 @@ class SignedTrackingUrls:
         self.message_id = message_id
 
     def click(self, link: lk.RenderedLink) -> str:
-        return self._url("click", {"l": link.id, "u": link.url})
+        """The click tracker URL: link id and destination, plus the link's name and actions when set
+        (`n` name, `f` the `update-<field>` values, `s` the `subscribe-to` resource)."""
+        payload: dict[str, Any] = {"l": link.id, "u": link.url}
+        if link.name:
+            payload["n"] = link.name
+        if link.updates:
+            payload["f"] = dict(link.updates)
+        if link.subscribe_to:
+            payload["s"] = link.subscribe_to
+        return self._url("click", payload)
 
     def pixel(self, kind: str) -> str:
         return self._url(kind, {})

@@ -148,7 +148,13 @@ def test_an_email_is_personalised_and_its_links_tracked(herald: Herald, renderer
     assert by_id["part.footer.1"][0].url == "https://shop.example.com/about"
 
     click = herald.signer.verify("click", token_of(profile_link_href(body.html, "My page"), "click"))
-    assert click == {"m": "m-1", "l": "html.1", "u": "https://shop.example.com/u/p1?x=1&y=2"}
+    assert click == {
+        "m": "m-1",
+        "l": "html.1",
+        "u": "https://shop.example.com/u/p1?x=1&y=2",
+        "n": "profile",
+        "f": {"clicked": "yes"},  # the link's update-<field> action rides in its signed token
+    }
     assert 'href="https://shop.example.com/plain"' in body.html
     assert 'href="mailto:help@example.com"' in body.html
     unsubscribe = profile_link_href(body.html, "Unsubscribe")
