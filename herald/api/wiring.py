@@ -37,6 +37,7 @@ from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
+from herald.services.senders import SenderService
 from herald.services.sending_policies import SendingPolicyService
 from herald.services.templates import TemplateService, current_fragments
 from herald.services.tokens import TokenService
@@ -81,6 +82,7 @@ class Herald:
     campaigns: CampaignService
     policies: SendingPolicyService
     deliveries: DeliveryService
+    senders: SenderService
     signer: TokenSigner
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
@@ -187,6 +189,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         campaigns=campaigns,
         policies=SendingPolicyService(catalog),
         deliveries=DeliveryService(catalog),
+        senders=SenderService(aggregates),
         signer=signer,
         remote=remote,
         run_audiences=audiences,

@@ -119,6 +119,9 @@ class CampaignSettings(_Value):
     sending_policy_id: str | None = Field(None, description="the campaign's own sending policy")
     apply_resource_policy: bool = Field(True, description="use the resource's policy, not the campaign's")
     check_contact_uniqueness: bool = True
+    virtual_sender_id: str | None = Field(
+        None, description='email: the routing of its messages; default "default"'
+    )
     start_after_campaign_id: str | None = Field(
         None, description="broadcasts: activate when that one completes"
     )

@@ -1,0 +1,100 @@
+"""Senders (SMTP relays with their speed, retries and DKIM key) and virtual senders (routing rules).
+
+`PUT /senders/{id}` creates or replaces a sender; the relay password and the
+DKIM private key are write-only (never returned; left empty, the stored ones
+stay). `PUT /virtual-senders/{id}` sets the ordered routing rules; the one
+named `default` routes campaigns that name none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from herald.api.endpoints import Call, Endpoint
+from herald.domain import senders as sd
+
+_Strict = ConfigDict(extra="forbid")
+
+
+class SenderBody(sd.SenderSettings):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    password: str = Field("", description="write-only: the relay login's password")
+    dkim_private_key: str = Field("", description="write-only: the PEM private key DKIM signs with")
+
+
+class VirtualSenderBody(BaseModel):
+    model_config = _Strict
+    name: str
+    rules: tuple[sd.RouteRule, ...]
+
+
+def _sender_json(state: sd.SenderState) -> dict[str, Any]:
+    assert state.settings is not None
+    return {
+        "sender_id": state.sender_id,
+        **state.settings.model_dump(mode="json"),
+        "has_password": bool(state.secrets.password),
+        "has_dkim_key": bool(state.secrets.dkim_private_key),
+    }
+
+
+async def put_sender(call: Call) -> dict[str, Any]:
+    body: SenderBody = call.body
+    sender_id = call.path_param("sender_id")
+    settings = sd.SenderSettings.model_validate(body.model_dump(exclude={"password", "dkim_private_key"}))
+    secrets = sd.SenderSecrets(password=body.password, dkim_private_key=body.dkim_private_key)
+    exists = call.herald.aggregates.store.stream_version(sd.sender_stream(sender_id)) > 0
+    return call.herald.senders.set_sender(sender_id, settings, secrets, call.context, not exists).to_json()
+
+
+async def get_sender(call: Call) -> dict[str, Any]:
+    loaded = call.herald.senders.sender(call.path_param("sender_id"))
+    return {**_sender_json(loaded.state), "version": loaded.version}
+
+
+async def put_virtual_sender(call: Call) -> dict[str, Any]:
+    body: VirtualSenderBody = call.body
+    outcome = call.herald.senders.set_virtual_sender(
+        call.path_param("virtual_sender_id"), body.name, body.rules, call.context
+    )
+    return outcome.to_json()
+
+
+async def get_virtual_sender(call: Call) -> dict[str, Any]:
+    loaded = call.herald.senders.virtual_sender(call.path_param("virtual_sender_id"))
+    state = loaded.state
+    rules = [r.model_dump(mode="json") for r in state.rules]
+    return {
+        "virtual_sender_id": state.virtual_sender_id,
+        "name": state.name,
+        "rules": rules,
+        "version": loaded.version,
+    }
+
+
+S = "/api/v1/senders/{sender_id}"
+V = "/api/v1/virtual-senders/{virtual_sender_id}"
+ENDPOINTS = [
+    Endpoint(
+        "PUT",
+        S,
+        put_sender,
+        "Create or replace a sender (SMTP relay)",
+        "senders",
+        body=SenderBody,
+        role="admin",
+    ),
+    Endpoint("GET", S, get_sender, "A sender (secrets are never shown)", "senders", role="admin"),
+    Endpoint(
+        "PUT",
+        V,
+        put_virtual_sender,
+        "Set a virtual sender's routing rules",
+        "senders",
+        body=VirtualSenderBody,
+        role="admin",
+    ),
+    Endpoint("GET", V, get_virtual_sender, "A virtual sender's routing rules", "senders", role="admin"),
+]

@@ -1,0 +1,249 @@
+"""Senders and virtual senders (streams `sender-<id>`, `vsender-<id>`): where email leaves Herald.
+
+A sender is an SMTP relay with its speed, connection count, retry deadline
+and DKIM key (guide, admin "Senders" and "Keys"). A virtual sender is an
+ordered list of routing rules over senders: the first rule whose recipient
+domains match takes the message, and splits its traffic over its senders by
+percentage, each optionally overriding the From name.
+
+Decisions where the guide is silent:
+- The DKIM private key is write-only: it is stored, used to sign, and never
+  shown again (the guide shows it once, at creation). The relay password too.
+- A rule matches recipient domains by suffix (`gmail.com` matches
+  `gmail.com`, not `notgmail.com`; `.ru` matches every `*.ru`); a rule with
+  no domains matches everything ("Default (match all)").
+- A rule's percentages add up to 100. The split is decided by the message id,
+  so a retried message goes through the same sender.
+- A virtual sender must end with a match-all rule, so every message has a route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from herald.domain.decider import Decider
+from herald.domain.errors import AlreadyExists, NotFound, ValidationFailed
+from herald.domain.events import Event, registry
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SmtpRelaySettings(_Value):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    username: str = ""
+    starttls: Literal["auto", "always", "never"] = "auto"
+    implicit_tls: bool = False
+
+
+class SenderSettings(_Value):
+    name: str
+    relay: SmtpRelaySettings
+    rate_per_second: float = Field(10.0, gt=0, le=10_000, description="messages started per second")
+    connections: int = Field(2, ge=1, le=64)
+    retry_deadline_hours: int = Field(48, ge=1, le=24 * 7, description="soft bounces are retried this long")
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    bounce_address: str = Field(
+        "", description="the envelope sender (Return-Path); default: the From address"
+    )
+
+
+class SenderSecrets(_Value):
+    """What is stored but never shown: the relay password and the DKIM private key."""
+
+    password: str = ""
+    dkim_private_key: str = ""
+
+
+class RouteTarget(_Value):
+    sender_id: str
+    percent: int = Field(ge=1, le=100)
+    from_name: str = Field("", description="overrides the From name of messages it sends")
+
+
+class RouteRule(_Value):
+    domains: tuple[str, ...] = Field((), description="recipient domains (suffixes); empty: match all")
+    targets: tuple[RouteTarget, ...]
+
+
+@registry.register("SenderCreated")
+class SenderCreated(Event):
+    sender_id: str
+    settings: SenderSettings
+    secrets: SenderSecrets
+    at: datetime
+
+
+@registry.register("SenderChanged")
+class SenderChanged(Event):
+    sender_id: str
+    settings: SenderSettings
+    secrets: SenderSecrets
+    at: datetime
+
+
+@registry.register("VirtualSenderSet")
+class VirtualSenderSet(Event):
+    virtual_sender_id: str
+    name: str
+    rules: tuple[RouteRule, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SenderState:
+    sender_id: str = ""
+    settings: SenderSettings | None = None
+    secrets: SenderSecrets = field(default_factory=SenderSecrets)
+
+    @property
+    def exists(self) -> bool:
+        return self.settings is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SetSender:
+    """Create the sender, or replace its settings; secrets left empty keep the stored ones."""
+
+    sender_id: str
+    settings: SenderSettings
+    secrets: SenderSecrets
+    at: datetime
+    create: bool = False
+
+
+def decide_sender(command: SetSender, state: SenderState) -> list[Event]:
+    if command.create and state.exists:
+        raise AlreadyExists(f"sender {command.sender_id!r} exists", "sender_id")
+    if not command.create and not state.exists:
+        raise NotFound(f"no sender {command.sender_id!r}", "sender_id")
+    settings = _checked_sender(command.settings)
+    secrets = SenderSecrets(
+        password=command.secrets.password or state.secrets.password,
+        dkim_private_key=command.secrets.dkim_private_key or state.secrets.dkim_private_key,
+    )
+    if bool(settings.dkim_selector) != bool(secrets.dkim_private_key):
+        raise ValidationFailed("DKIM needs both a selector and a private key", "dkim_selector")
+    if command.create:
+        return [SenderCreated(sender_id=command.sender_id, settings=settings, secrets=secrets, at=command.at)]
+    if settings == state.settings and secrets == state.secrets:
+        return []
+    return [SenderChanged(sender_id=command.sender_id, settings=settings, secrets=secrets, at=command.at)]
+
+
+def _checked_sender(settings: SenderSettings) -> SenderSettings:
+    if not settings.name.strip():
+        raise ValidationFailed("a sender needs a name", "name")
+    if not settings.relay.host.strip():
+        raise ValidationFailed("the relay needs a host", "relay.host")
+    if settings.dkim_selector and not settings.dkim_domain:
+        raise ValidationFailed("DKIM needs the signing domain", "dkim_domain")
+    return settings
+
+
+def evolve_sender(state: SenderState, event: Event) -> SenderState:
+    if isinstance(event, SenderCreated | SenderChanged):
+        return SenderState(event.sender_id, event.settings, event.secrets)
+    return state
+
+
+sender_decider: Decider[SetSender, SenderState] = Decider(SenderState(), decide_sender, evolve_sender)
+
+
+def sender_stream(sender_id: str) -> str:
+    return f"sender-{sender_id}"
+
+
+# --- virtual senders ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualSenderState:
+    virtual_sender_id: str = ""
+    name: str = ""
+    rules: tuple[RouteRule, ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.rules)
+
+
+@dataclass(frozen=True, slots=True)
+class SetVirtualSender:
+    virtual_sender_id: str
+    name: str
+    rules: tuple[RouteRule, ...]
+    known_senders: frozenset[str]
+    at: datetime
+
+
+def decide_virtual(command: SetVirtualSender, state: VirtualSenderState) -> list[Event]:
+    if not command.rules:
+        raise ValidationFailed("a virtual sender needs at least one rule", "rules")
+    for i, rule in enumerate(command.rules):
+        _check_rule(rule, f"rules.{i}", command.known_senders)
+    if command.rules[-1].domains:
+        raise ValidationFailed(
+            "the last rule must match all recipients (no domains)", f"rules.{len(command.rules) - 1}"
+        )
+    if (command.name, command.rules) == (state.name, state.rules):
+        return []
+    return [
+        VirtualSenderSet(
+            virtual_sender_id=command.virtual_sender_id, name=command.name, rules=command.rules, at=command.at
+        )
+    ]
+
+
+def _check_rule(rule: RouteRule, path: str, known: frozenset[str]) -> None:
+    if not rule.targets:
+        raise ValidationFailed("a rule sends through at least one sender", f"{path}.targets")
+    if sum(t.percent for t in rule.targets) != 100:
+        raise ValidationFailed("a rule's percentages add up to 100", f"{path}.targets")
+    for j, target in enumerate(rule.targets):
+        if target.sender_id not in known:
+            raise NotFound(f"no sender {target.sender_id!r}", f"{path}.targets.{j}.sender_id")
+
+
+def evolve_virtual(state: VirtualSenderState, event: Event) -> VirtualSenderState:
+    if isinstance(event, VirtualSenderSet):
+        return replace(state, virtual_sender_id=event.virtual_sender_id, name=event.name, rules=event.rules)
+    return state
+
+
+virtual_sender_decider: Decider[SetVirtualSender, VirtualSenderState] = Decider(
+    VirtualSenderState(), decide_virtual, evolve_virtual
+)
+
+
+def virtual_sender_stream(virtual_sender_id: str) -> str:
+    return f"vsender-{virtual_sender_id}"
+
+
+def route(rules: tuple[RouteRule, ...], recipient: str, message_id: str) -> RouteTarget:
+    """The sender (and From-name override) a message to `recipient` goes through."""
+    domain = recipient.rpartition("@")[2].lower()
+    rule = next((r for r in rules if not r.domains or any(_matches(domain, d) for d in r.domains)), None)
+    if rule is None:
+        raise NotFound(f"no rule routes mail to {domain!r}", "virtual_sender_id")
+    point = int(hashlib.sha256(message_id.encode()).hexdigest()[:8], 16) % 100
+    for target in rule.targets:
+        if point < target.percent:
+            return target
+        point -= target.percent
+    return rule.targets[-1]
+
+
+def _matches(domain: str, suffix: str) -> bool:
+    suffix = suffix.lower().lstrip("*")
+    if suffix.startswith("."):
+        return domain.endswith(suffix)
+    return domain == suffix or domain.endswith("." + suffix)
