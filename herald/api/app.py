@@ -17,6 +17,7 @@ from herald.api.routes import (
     campaigns,
     catalog,
     events,
+    inbound,
     profiles,
     senders,
     stop_lists,
@@ -45,6 +46,7 @@ def endpoints() -> list[Endpoint]:
         *senders.ENDPOINTS,
         *events.ENDPOINTS,
         *trackers.ENDPOINTS,
+        *inbound.ENDPOINTS,
     ]
 
 

@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("openapi", help="print the OpenAPI document")
 
+    send = commands.add_parser("send", help="run the email sender alone (with the processors it needs)")
+    send.add_argument("--until-empty", action="store_true", help="stop once nothing is waiting to be sent")
+
     relay = commands.add_parser("relay", help="publish the event log to Kafka (the scale engine)")
     _kafka_arguments(relay)
     worker = commands.add_parser("worker", help="run the processors as a Faust worker (the scale engine)")
@@ -58,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from herald.api.replay import replay as run_replay
 
         return run_replay(settings, keep_live=args.check)
+    if args.command == "send":
+        return _send(settings, until_empty=args.until_empty)
     if args.command == "relay":
         return _relay(settings, args)
     if args.command == "worker":
@@ -78,6 +83,35 @@ def _kafka(settings: Settings, args: argparse.Namespace) -> tuple[str, str, int]
         args.topic or settings.kafka_topic,
         args.partitions or settings.kafka_partitions,
     )
+
+
+def _send(settings: Settings, until_empty: bool) -> int:
+    """The email sender as its own process: settle interrupted attempts, then send what falls due."""
+    import asyncio
+
+    from herald.api.wiring import SEND_IDLE_SECONDS, build
+
+    herald = build(settings)
+
+    async def loop() -> None:
+        herald.runtime.drain()
+        await herald.email.recover()
+        try:
+            while True:
+                herald.runtime.drain()
+                sent = await herald.email.run_once()
+                if not sent and until_empty and herald.projections.send_queue.waiting() == 0:
+                    return
+                if not sent:
+                    await asyncio.sleep(SEND_IDLE_SECONDS)
+        finally:
+            await herald.email.close()
+
+    try:
+        asyncio.run(loop())
+    finally:
+        herald.close()
+    return 0
 
 
 def _relay(settings: Settings, args: argparse.Namespace) -> int:

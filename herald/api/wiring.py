@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,11 +31,15 @@ from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.send_history import SendHistoryProjection
+from herald.projections.send_queue import SendQueueProjection
 from herald.projections.sqlite_projection import SqliteProjection
+from herald.senders.inbound_smtp import InboundServer
+from herald.senders.worker import EmailWorker
 from herald.services.aggregates import Aggregates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
+from herald.services.inbound import InboundService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
 from herald.services.senders import SenderService
@@ -45,6 +50,7 @@ from herald.services.tracking import TrackingService
 
 log = logging.getLogger(__name__)
 TIMER_TICK_SECONDS = 5
+SEND_IDLE_SECONDS = 1
 
 
 @dataclass
@@ -54,9 +60,17 @@ class Projections:
     api_tokens: ApiTokensProjection
     campaigns: CampaignsProjection
     send_history: SendHistoryProjection
+    send_queue: SendQueueProjection
 
     def all(self) -> list[SqliteProjection]:
-        return [self.profiles, self.catalog, self.api_tokens, self.campaigns, self.send_history]
+        return [
+            self.profiles,
+            self.catalog,
+            self.api_tokens,
+            self.campaigns,
+            self.send_history,
+            self.send_queue,
+        ]
 
     def checksums(self) -> dict[str, str]:
         return {p.name: p.checksum() for p in self.all()}
@@ -83,14 +97,48 @@ class Herald:
     policies: SendingPolicyService
     deliveries: DeliveryService
     senders: SenderService
+    inbound: InboundService
+    email: EmailWorker
     signer: TokenSigner
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    _listener: InboundServer | None = field(default=None, repr=False)
 
     def start_processors(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self.runtime.run()), loop.create_task(self._timers())]
+        self._tasks = [
+            loop.create_task(self.runtime.run()),
+            loop.create_task(self._timers()),
+            loop.create_task(self._send_email()),
+        ]
+        if self.settings.inbound_smtp_port is not None:
+            self._listener = InboundServer(
+                self.settings.host, self.settings.inbound_smtp_port, self._inbound(loop)
+            )
+            self._listener.start()
+
+    def _inbound(self, loop: asyncio.AbstractEventLoop) -> Callable[[bytes, str, list[str]], None]:
+        """The listener's handler: it runs on the listener's thread, the log is written on the app's loop."""
+
+        async def receive(raw: bytes, recipients: list[str]) -> None:
+            self.inbound.receive(raw, recipients)
+
+        def handle(raw: bytes, mail_from: str, recipients: list[str]) -> None:
+            asyncio.run_coroutine_threadsafe(receive(raw, recipients), loop).result(timeout=30)
+
+        return handle
+
+    async def _send_email(self) -> None:
+        """The email sender: settle what a previous run left, then send what falls due."""
+        await self.email.recover()
+        while True:
+            try:
+                sent = await self.email.run_once()
+            except Exception:  # one bad message must not stop sending; it is retried on the next pass
+                log.exception("email sending failed")
+                sent = 0
+            await asyncio.sleep(0 if sent else SEND_IDLE_SECONDS)
 
     async def _timers(self) -> None:
         """Fire due campaign timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
@@ -102,11 +150,16 @@ class Herald:
             await asyncio.sleep(TIMER_TICK_SECONDS)
 
     async def stop_processors(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         if self._tasks:
             self.runtime.stop()
-            self._tasks[1].cancel()
+            for task in self._tasks[1:]:
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
+        await self.email.close()
 
     def close(self) -> None:
         self.run_audiences.close()
@@ -135,6 +188,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         api_tokens=ApiTokensProjection(conn),
         campaigns=CampaignsProjection(conn),
         send_history=SendHistoryProjection(conn),
+        send_queue=SendQueueProjection(conn),
     )
 
 
@@ -161,6 +215,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         settings.account_timezone,
     )
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
+    deliveries = DeliveryService(catalog)
     runtime = InProcessRuntime(
         store,
         SqliteCheckpoints(projections.profiles.conn),
@@ -188,8 +243,10 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         templates=TemplateService(catalog, profiles, renderer),
         campaigns=campaigns,
         policies=SendingPolicyService(catalog),
-        deliveries=DeliveryService(catalog),
+        deliveries=deliveries,
         senders=SenderService(aggregates),
+        inbound=InboundService(deliveries),
+        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
         signer=signer,
         remote=remote,
         run_audiences=audiences,

@@ -27,6 +27,8 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic: str = "herald.events"
     kafka_partitions: int = 6
+    # The inbound SMTP listener for bounces and complaints (off unless a port is given).
+    inbound_smtp_port: int | None = None
     # The read pixel records a read once the client kept its request open this long.
     read_pixel_seconds: float = 10.0
 
@@ -58,9 +60,14 @@ def settings_from_env(**overrides: object) -> Settings:
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),
         "kafka_partitions": int(os.environ.get("HERALD_KAFKA_PARTITIONS", "6")),
+        "inbound_smtp_port": _optional_int(os.environ.get("HERALD_INBOUND_SMTP_PORT")),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["data_dir"] = Path(str(values["data_dir"]))
     if values["engine"] not in ENGINES:
         raise ValueError(f"HERALD_ENGINE is one of {', '.join(ENGINES)}, not {values['engine']!r}")
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _optional_int(value: str | None) -> int | None:
+    return int(value) if value else None

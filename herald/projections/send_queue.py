@@ -1,0 +1,89 @@
+"""The sender queue: messages waiting to be sent, when each is due, and which are mid-attempt.
+
+A queued message enters at its due time (triggers' priority lanes first); a
+soft bounce moves it to its retry time; a final outcome removes it. An
+attempt in progress is marked, so a sender that restarts finds what it left
+(`interrupted`) and settles it before sending anything else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from herald.infra.event_store import RecordedEvent
+from herald.projections.campaigns import sortable_time
+from herald.projections.sqlite_projection import Handler, SqliteProjection
+
+_LANE_RANK = {"trigger_high": 0, "trigger": 1, "bulk": 2}
+
+
+class SendQueueProjection(SqliteProjection):
+    name = "send_queue"
+    ddl: ClassVar = (
+        "CREATE TABLE IF NOT EXISTS send_queue (message_id TEXT PRIMARY KEY, due_at TEXT NOT NULL, "
+        "lane INTEGER NOT NULL, channel TEXT NOT NULL, state TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS send_queue_by_due ON send_queue (state, channel, lane, due_at)",
+    )
+    tables: ClassVar = {"send_queue": "message_id"}
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "MessageQueued": self._queued,
+            "MessageSendAttempted": self._state("attempting"),
+            "MessageCommitting": self._state("committing"),
+            "MessageSoftBounced": self._retry,
+            "MessageDelivered": self._done,
+            "MessageHardBounced": self._done,
+            "MessageNotDelivered": self._done,
+        }
+
+    def _queued(self, event: RecordedEvent) -> None:
+        d = event.data
+        lane = _LANE_RANK.get(d.get("lane", "bulk"), 2)
+        self.write(
+            "INSERT OR IGNORE INTO send_queue (message_id, due_at, lane, channel, state) "
+            "VALUES (?, ?, ?, ?, 'waiting')",
+            (d["message_id"], sortable_time(d["due_at"]), lane, d["channel"]),
+        )
+
+    def _state(self, state: str) -> Handler:
+        def handle(event: RecordedEvent) -> None:
+            self.write(
+                "UPDATE send_queue SET state = ? WHERE message_id = ?", (state, event.data["message_id"])
+            )
+
+        return handle
+
+    def _retry(self, event: RecordedEvent) -> None:
+        retry_at = event.data.get("retry_at")
+        if retry_at is None:
+            return  # a delay notice in a DSN: the relay keeps trying, nothing to send again
+        self.write(
+            "UPDATE send_queue SET state = 'waiting', due_at = ? WHERE message_id = ?",
+            (sortable_time(retry_at), event.data["message_id"]),
+        )
+
+    def _done(self, event: RecordedEvent) -> None:
+        self.write("DELETE FROM send_queue WHERE message_id = ?", (event.data["message_id"],))
+
+    def due(self, channel: str, now: datetime, limit: int) -> list[str]:
+        """Messages of `channel` waiting and due at `now`: priority lanes first, then by due time."""
+        rows = self.conn.execute(
+            "SELECT message_id FROM send_queue WHERE state = 'waiting' AND channel = ? AND due_at <= ? "
+            "ORDER BY lane, due_at, message_id LIMIT ?",
+            (channel, sortable_time(now), limit),
+        )
+        return [r[0] for r in rows]
+
+    def interrupted(self, channel: str) -> list[str]:
+        """Messages an attempt was started for and not settled (the sender stopped mid-way)."""
+        rows = self.conn.execute(
+            "SELECT message_id FROM send_queue WHERE state != 'waiting' AND channel = ? ORDER BY message_id",
+            (channel,),
+        )
+        return [r[0] for r in rows]
+
+    def waiting(self) -> int:
+        row = self.conn.execute("SELECT count(*) FROM send_queue").fetchone()
+        return int(row[0])

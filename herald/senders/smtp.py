@@ -1,0 +1,327 @@
+"""Delivering email bytes over SMTP: a sender's relay settings, a pool of reused connections, a send rate.
+
+`SmtpPool.send` hands one message to the relay for one recipient and says
+what came of it as an `SmtpOutcome`; it does not raise for anything the
+server or the network does.
+
+Decisions where the task is silent:
+- Outcome kinds follow the reply class of the recipient's own stage: the
+  RCPT reply when the recipient is refused, else the reply to the message
+  data. A refusal before any recipient was named (greeting, EHLO, STARTTLS,
+  AUTH, MAIL FROM) says nothing about the recipient, so it is "failed" with
+  the server's code, never a bounce: a bounce can put an address on the stop
+  list, and a relay refusing our sender must not do that to every recipient.
+  "failed" with code 0 means no reply was had (refused or lost connection,
+  timeout, TLS error). A RCPT reply of 252 ("cannot verify, will try") goes on
+  to DATA. A timeout after the data was sent is "failed" though the relay may
+  have taken the message: the worker's retry may then deliver it twice.
+- A pooled connection the server has dropped while idle, or that answers
+  MAIL FROM with 421 (too many messages on this connection, shutting down),
+  is replaced by a fresh one and the message is tried once more there; the
+  message had not been handed over, so this cannot duplicate it.
+- After a refusal mid-transaction the pool sends RSET before reusing the
+  connection; when RSET fails, the connection is dropped instead.
+- The send rate is a sliding one-second window (a log of start times), not a
+  plain token bucket: a token bucket holding a second's worth lets twice the
+  rate start in the first second after an idle spell, and the rate must never
+  be exceeded in any second. A burst of one second's worth may still start at
+  once. A fractional rate r admits floor(r) sends per floor(r)/r seconds
+  (0.5 per second: one every two seconds).
+- A send takes a connection first and then its place in the rate, so sends
+  that waited for a connection cannot start together and overshoot the rate.
+- STARTTLS defaults to "auto" (upgrade when the relay offers it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import aiosmtplib
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.response import SMTPResponse
+from aiosmtplib.typing import SMTPStatus
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+OutcomeKind = Literal["delivered", "soft_bounce", "hard_bounce", "failed"]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+_ENVELOPE_ADDRESS = re.compile(r"^[^\s<>@\"]+@[^\s<>@\"]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpOutcome:
+    """What came of one message: delivered, soft/hard bounce (4xx/5xx) or failed; the reply code and text."""
+
+    kind: OutcomeKind
+    code: int
+    text: str
+
+
+class SmtpRelay(BaseModel):
+    """Where and how a sender hands mail over: host, port, login, TLS and the per-command timeout."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(min_length=1)
+    port: int = Field(25, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
+    starttls: bool | Literal["auto"] = "auto"
+    use_tls: bool = False  # TLS from the first byte (port 465)
+    timeout: float = Field(30.0, gt=0)  # seconds, for connecting and for each command
+    local_hostname: str | None = None  # the EHLO name; None: this machine's FQDN
+
+    @model_validator(mode="after")
+    def _one_kind_of_tls(self) -> SmtpRelay:
+        if self.use_tls and self.starttls is True:
+            raise ValueError("use_tls (TLS from the start) and starttls cannot both be on")
+        return self
+
+    def client(self) -> aiosmtplib.SMTP:
+        """A new, unconnected client for this relay."""
+        return aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            local_hostname=self.local_hostname,
+            timeout=self.timeout,
+            use_tls=self.use_tls,
+            start_tls=None if self.starttls == "auto" else bool(self.starttls),
+        )
+
+
+class SendRate:
+    """At most `per_second` sends start in any one second; a second's worth may start at once."""
+
+    def __init__(
+        self, per_second: float, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        if not per_second > 0:
+            raise ValueError("a send rate must be above zero")
+        self._count = max(1, math.floor(per_second))
+        self._window = self._count / per_second
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: deque[float] = deque()
+        self._lock = asyncio.Lock()  # waiters queue in order instead of racing for each free place
+
+    async def acquire(self) -> None:
+        """Wait until one more send may start, and count it as started."""
+        async with self._lock:
+            now = self._clock()
+            while self._starts and self._starts[0] <= now - self._window:
+                self._starts.popleft()
+            if len(self._starts) >= self._count:
+                frees_at = self._starts.popleft() + self._window
+                await self._sleep(frees_at - now)
+                # A sleep may end a hair early (float rounding, timer resolution): start no sooner.
+                now = max(self._clock(), frees_at)
+            self._starts.append(now)
+
+
+class _Stale(Exception):
+    """MAIL FROM found the connection closed, or closing (421): the message was not handed over."""
+
+    def __init__(self, outcome: SmtpOutcome) -> None:
+        super().__init__(outcome.text)
+        self.outcome = outcome
+
+
+class SmtpPool:
+    """Up to `size` open connections to one relay, reused across messages, under one send rate."""
+
+    def __init__(
+        self,
+        relay: SmtpRelay,
+        size: int = 1,
+        rate_per_second: float | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a pool needs at least one connection")
+        self.relay = relay
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[aiosmtplib.SMTP] = []  # connected clients no send holds; at most `size` exist
+        self._rate = SendRate(rate_per_second, clock, sleep) if rate_per_second is not None else None
+        self._closed = False
+
+    async def send(
+        self, envelope_from: str, recipient: str, data: bytes, before_commit: Callable[[], None] | None = None
+    ) -> SmtpOutcome:
+        """Hand `data` to the relay for `recipient`; ValueError only for a malformed address."""
+        _check_address(envelope_from, "envelope_from")
+        _check_address(recipient, "recipient")
+        if self._closed:
+            raise RuntimeError("the SMTP pool is closed")
+        async with self._slots:
+            client = self._idle.pop() if self._idle else self.relay.client()
+            done = False
+            try:
+                if self._rate is not None:
+                    await self._rate.acquire()
+                outcome = await self._deliver(client, envelope_from, recipient, data, before_commit)
+                done = True
+                return outcome
+            finally:
+                # A cancelled send leaves the connection mid-transaction: never reuse it.
+                if done and client.is_connected and not self._closed:
+                    self._idle.append(client)
+                else:
+                    client.close()
+
+    async def close(self) -> None:
+        """QUIT every idle connection; connections still sending close when their send ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(_quit(client) for client in idle))
+
+    async def __aenter__(self) -> SmtpPool:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _deliver(
+        self,
+        client: aiosmtplib.SMTP,
+        envelope_from: str,
+        recipient: str,
+        data: bytes,
+        before_commit: Callable[[], None] | None,
+    ) -> SmtpOutcome:
+        try:
+            if client.is_connected:
+                try:
+                    return await _transaction(client, envelope_from, recipient, data, before_commit)
+                except _Stale:
+                    client.close()  # dropped while idle: try once on a fresh connection
+            await _connect(client)
+            return await _transaction(client, envelope_from, recipient, data, before_commit)
+        except _Stale as stale:
+            client.close()
+            return stale.outcome
+        except aiosmtplib.SMTPResponseException as refused:  # greeting, EHLO, STARTTLS or AUTH refused
+            client.close()
+            return SmtpOutcome("failed", refused.code, refused.message)
+        except (aiosmtplib.SMTPException, OSError) as error:  # no reply: refused, lost, timed out, TLS
+            client.close()
+            return SmtpOutcome("failed", 0, str(error) or type(error).__name__)
+
+
+async def _connect(client: aiosmtplib.SMTP) -> None:
+    await client.connect()
+    if client.is_ehlo_or_helo_needed:  # EHLO now, so the first MAIL FROM knows about SIZE
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()
+
+
+async def _transaction(
+    client: aiosmtplib.SMTP,
+    envelope_from: str,
+    recipient: str,
+    data: bytes,
+    before_commit: Callable[[], None] | None = None,
+) -> SmtpOutcome:
+    """MAIL, RCPT, DATA for one recipient; refusals become outcomes, lost connections raise."""
+    options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
+    try:
+        await client.mail(envelope_from, options=options)
+    except aiosmtplib.SMTPServerDisconnected as lost:
+        raise _Stale(SmtpOutcome("failed", 0, str(lost))) from None
+    except aiosmtplib.SMTPResponseException as refused:
+        if refused.code == 421:
+            raise _Stale(SmtpOutcome("failed", refused.code, refused.message)) from None
+        return await _reset(client, SmtpOutcome("failed", refused.code, refused.message))
+    try:
+        await client.rcpt(recipient)
+    except aiosmtplib.SMTPRecipientRefused as refused:
+        if not 200 <= refused.code < 300:
+            return await _reset(client, _by_code(refused.code, refused.message))
+    try:
+        accepted = (
+            await client.data(data) if before_commit is None else await _data(client, data, before_commit)
+        )
+    except aiosmtplib.SMTPDataError as refused:
+        return await _reset(client, _by_code(refused.code, refused.message))
+    return SmtpOutcome("delivered", accepted.code, accepted.message)
+
+
+async def _data(client: aiosmtplib.SMTP, data: bytes, before_commit: Callable[[], None]) -> SMTPResponse:
+    """DATA with a hook between the message and its final dot (aiosmtplib's `data`, split in two).
+
+    Until the final dot the relay holds nothing it would deliver: a process that stops before it leaves
+    no message behind. `before_commit` records that the dot is about to go, so a restarted sender knows
+    not to send the message again. This reaches into aiosmtplib's protocol (its command lock and
+    reader), which the pinned version range keeps stable.
+    """
+    protocol = client.protocol
+    lock = protocol._command_lock if protocol is not None else None  # see the docstring
+    if protocol is None or lock is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data))
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    try:
+        async with lock:
+            protocol._response_pending = True
+            protocol.write(b"DATA\r\n")
+            started = await protocol.read_response(timeout=client.timeout)
+            if started.code != SMTPStatus.start_input:
+                raise aiosmtplib.SMTPDataError(started.code, started.message)
+            protocol.write(body)
+            before_commit()
+            protocol._response_pending = True
+            protocol.write(b".\r\n")
+            done = await protocol.read_response(timeout=client.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()
+        raise
+    if done.code != SMTPStatus.completed:
+        raise aiosmtplib.SMTPDataError(done.code, done.message)
+    return done
+
+
+async def _reset(client: aiosmtplib.SMTP, outcome: SmtpOutcome) -> SmtpOutcome:
+    """RSET so the connection can carry the next message; drop it when even that fails."""
+    if client.is_connected:
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
+    return outcome
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        pass  # closing anyway
+    finally:
+        client.close()
+
+
+def _by_code(code: int, text: str) -> SmtpOutcome:
+    """The outcome a reply to the recipient's own stage means: 2xx, 4xx, 5xx; anything else failed."""
+    kinds: dict[int, OutcomeKind] = {2: "delivered", 4: "soft_bounce", 5: "hard_bounce"}
+    return SmtpOutcome(kinds.get(code // 100, "failed"), code, text)
+
+
+def _check_address(address: str, name: str) -> None:
+    if not address.isascii() or not _ENVELOPE_ADDRESS.match(address):
+        raise ValueError(f"{name} {address!r} is not an ASCII mail address")
