@@ -45,6 +45,88 @@ MIGRATIONS: tuple[Migration, ...] = (
             ") ENGINE = ReplacingMergeTree(updated_at) ORDER BY key",
         ),
     ),
+    Migration(
+        "0002_report_tables",
+        (
+            # One row per message event (queued ... complaint), denormalised for reports. Keyed by the
+            # log's event id: a replayed or retried batch replaces rows, never adds (read with FINAL).
+            "CREATE TABLE IF NOT EXISTS message_events ("
+            " event_id String,"
+            " position UInt64,"
+            " event_type String,"  # queued suppressed failed delivered soft_bounce hard_bounce
+            # not_delivered open read click unsubscribe complaint
+            " at DateTime('UTC'),"
+            " day Date,"
+            " message_id String,"
+            " campaign_id String,"
+            " run_id String,"
+            " scenario_id String,"
+            " template_id String,"
+            " template_version UInt32,"
+            " database_id String,"
+            " resource_id String,"
+            " channel String,"
+            " profile_id String,"
+            " recipient_domain String,"
+            " domain_group String,"
+            " sender_id String,"
+            " link_id String,"
+            " link_url String,"
+            " link_name String,"
+            " bounce_class String,"  # hard, soft, or ''
+            " bounce_text String,"
+            " reason String,"  # suppression, failure or non-delivery reason
+            " is_unique UInt8,"
+            " is_test UInt8,"
+            " is_bot UInt8"
+            ") ENGINE = ReplacingMergeTree(position) PARTITION BY toYYYYMM(day) ORDER BY (day, event_id)",
+            # Subscription changes with their cause (audience growth: every gain and loss).
+            "CREATE TABLE IF NOT EXISTS subscription_changes ("
+            " event_id String,"
+            " position UInt64,"
+            " at DateTime('UTC'),"
+            " day Date,"
+            " profile_id String,"
+            " database_id String,"
+            " resource_id String,"
+            " channel String,"
+            " contact String,"
+            " status_before String,"
+            " status String,"
+            " cause String,"
+            " is_test UInt8"
+            ") ENGINE = ReplacingMergeTree(position) PARTITION BY toYYYYMM(day) ORDER BY (day, event_id)",
+            # Profiles as they were created, with where they came from (cohorts by import date).
+            "CREATE TABLE IF NOT EXISTS profile_creations ("
+            " event_id String,"
+            " position UInt64,"
+            " at DateTime('UTC'),"
+            " day Date,"
+            " profile_id String,"
+            " database_id String,"
+            " source String,"
+            " is_test UInt8"
+            ") ENGINE = ReplacingMergeTree(position) PARTITION BY toYYYYMM(day) ORDER BY (day, event_id)",
+            # Goals and pixel visits (tracked events with a goal or a pixel), known or anonymous.
+            "CREATE TABLE IF NOT EXISTS goal_events ("
+            " event_id String,"
+            " position UInt64,"
+            " at DateTime('UTC'),"
+            " day Date,"
+            " profile_id String,"
+            " anonymous_id String,"
+            " database_id String,"
+            " pixel_id String,"
+            " goal String,"
+            " value Float64,"
+            " referrer String,"
+            " browser String,"
+            " os String,"
+            " country String,"
+            " city String"
+            ") ENGINE = ReplacingMergeTree(position) PARTITION BY toYYYYMM(day) ORDER BY (day, event_id)",
+        ),
+    ),
 )
 
 _SCHEMA_MIGRATIONS = (
