@@ -497,9 +497,9 @@ def test_data_survives_closing_and_reopening(open_clickhouse: Callable[[], Click
 def test_migrations_apply_in_order_once_and_are_recorded(open_clickhouse: Callable[[], ClickHouse]) -> None:
     clock = ManualClock(T0)
     steps = (
-        *MIGRATIONS,
+        MIGRATIONS[0],
         Migration(
-            "0002_counter",
+            "9002_counter",
             (
                 "CREATE TABLE IF NOT EXISTS counter (n UInt32) ENGINE = MergeTree ORDER BY n",
                 # Not re-runnable on purpose: a second application would show as a second row.
@@ -509,7 +509,7 @@ def test_migrations_apply_in_order_once_and_are_recorded(open_clickhouse: Callab
     )
     ch = open_clickhouse()
 
-    assert migrate(ch, steps, clock) == ["0001_herald_meta", "0002_counter"]
+    assert migrate(ch, steps, clock) == ["0001_herald_meta", "9002_counter"]
     assert migrate(ch, steps, clock) == []
     ch.close()
     assert migrate(open_clickhouse(), steps, clock) == []
@@ -518,7 +518,7 @@ def test_migrations_apply_in_order_once_and_are_recorded(open_clickhouse: Callab
     assert ch.query("SELECT count() AS n FROM counter") == [{"n": 1}]
     assert ch.query("SELECT id, applied_at FROM schema_migrations FINAL ORDER BY id") == [
         {"id": "0001_herald_meta", "applied_at": T0},
-        {"id": "0002_counter", "applied_at": T0},
+        {"id": "9002_counter", "applied_at": T0},
     ]
     assert ch.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name") == [
         {"name": "counter"},
@@ -530,11 +530,11 @@ def test_migrations_apply_in_order_once_and_are_recorded(open_clickhouse: Callab
 def test_a_new_migration_applies_on_the_next_start(clickhouse: ClickHouse) -> None:
     assert migrate(clickhouse) == [migration.id for migration in MIGRATIONS]
     later = Migration(
-        "0002_extra", ("CREATE TABLE IF NOT EXISTS extra (id String) ENGINE = MergeTree ORDER BY id",)
+        "9002_extra", ("CREATE TABLE IF NOT EXISTS extra (id String) ENGINE = MergeTree ORDER BY id",)
     )
 
-    assert migrate(clickhouse, (*MIGRATIONS, later)) == ["0002_extra"]
-    assert set(applied_migrations(clickhouse)) == {"0001_herald_meta", "0002_extra"}
+    assert migrate(clickhouse, (*MIGRATIONS, later)) == ["9002_extra"]
+    assert set(applied_migrations(clickhouse)) == {m.id for m in MIGRATIONS} | {"9002_extra"}
 
 
 def test_a_migration_edited_after_it_was_applied_is_refused(clickhouse: ClickHouse) -> None:
