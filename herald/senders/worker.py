@@ -21,6 +21,7 @@ leaving the process: then the message is recorded delivered but never left.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -59,7 +60,9 @@ class EmailWorker:
         campaigns: CampaignService,
         clock: Clock,
         read_file: Callable[[str], bytes] = lambda path: Path(path).read_bytes(),
+        concurrency: int = 8,
     ) -> None:
+        self.concurrency = concurrency
         self.aggregates = aggregates
         self.queue = queue
         self.deliveries = deliveries
@@ -81,12 +84,19 @@ class EmailWorker:
         return settled
 
     async def run_once(self, limit: int = 1000) -> int:
-        """Send what is due now (up to `limit` messages); returns how many were attempted."""
+        """Send what is due now (`limit` messages at most, `concurrency` at a time); returns the attempts.
+
+        Rendering, signing and recording run one at a time on the event loop; the SMTP exchanges of
+        up to `concurrency` messages overlap, over as many connections as each sender's pool holds.
+        """
         due = self.queue.due("email", self.clock.now(), limit)
-        sent = 0
-        for message_id in due:
-            sent += await self.send(message_id)
-        return sent
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(message_id: str) -> int:
+            async with slots:
+                return await self.send(message_id)
+
+        return sum(await asyncio.gather(*(one(m) for m in due)))
 
     async def send(self, message_id: str) -> int:
         """Send one message if it is still to be sent; 1 when an attempt was made."""
