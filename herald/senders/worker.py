@@ -114,7 +114,7 @@ class EmailWorker:
             )
             return 0
         try:
-            prepared = self._prepare(queued)
+            prepared = self.prepare(queued)
         except DomainError as error:
             self.deliveries.execute(
                 message_id, dl.GiveUp("sender_error", error.reason, self.clock.now()), WORKER
@@ -166,8 +166,8 @@ class EmailWorker:
             return "the campaign was deactivated"
         return ""
 
-    def _prepare(self, queued: MessageQueued) -> tuple[sd.SenderState, bytes, str]:
-        """The sender, the signed message bytes and the envelope sender."""
+    def prepare(self, queued: MessageQueued) -> tuple[sd.SenderState, bytes, str]:
+        """The sender, the signed message bytes and the envelope sender of a queued message."""
         message = self.campaigns.render_queued(queued)
         body = message.body
         assert isinstance(body, RenderedEmail)
