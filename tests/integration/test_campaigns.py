@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from herald.api.wiring import Herald
+from herald.api.wiring import Herald, build
 from herald.domain import messages as ms
 from herald.infra.clock import ManualClock
 from herald.infra.event_store import NewEvent
@@ -397,3 +397,40 @@ async def test_a_broadcast_starts_when_its_predecessor_completes(
     herald.runtime.drain()
     got = (await api.get(f"{CS}/{follower}")).json()
     assert got["status"] == "completed" and len(decisions(herald, follower)) == 10
+
+
+async def test_a_run_that_crashes_mid_chunk_resumes_without_queueing_anyone_twice(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str], tmp_path: Any
+) -> None:
+    tpl = await template(api)
+    cid = await campaign(api, [tpl])
+    runner = next(c for c in herald.runtime.consumers() if c.name == "campaign-runs")
+    runner.reactor.chunk = 3  # type: ignore[attr-defined]
+    decide, calls = herald.campaigns.decide, []
+
+    def crashing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 5:  # the second chunk dies half-way, after its first message was decided
+            raise RuntimeError("the process died")
+        return decide(*args, **kwargs)
+
+    herald.campaigns.decide = crashing  # type: ignore[method-assign]
+    assert (await api.post(f"{CS}/{cid}/launch")).status_code == 200
+    with pytest.raises(RuntimeError, match="died"):
+        herald.runtime.drain()
+    assert len(decisions(herald, cid)) == 3  # the first chunk only: the second was appended all or nothing
+
+    restarted = build(herald.settings, clock=herald.clock)  # a new process over the same files
+    try:
+        restarted.runtime.drain()
+        made = decisions(restarted, cid)
+        assert Counter(d["profile_id"] for d in made) == dict.fromkeys(audience.values(), 1)
+        decided = Counter(
+            e.data["message_id"]
+            for e in restarted.store.read_all(1)
+            if e.type in ("MessageQueued", "MessageSuppressed", "MessageFailed")
+        )
+        assert set(decided.values()) == {1} and len(decided) == 10
+        assert restarted.campaigns.campaign(cid).status.value == "completed"
+    finally:
+        restarted.close()
