@@ -18,6 +18,7 @@ from herald.api.routes import (
     catalog,
     events,
     inbound,
+    messages,
     profiles,
     senders,
     stop_lists,
@@ -47,6 +48,7 @@ def endpoints() -> list[Endpoint]:
         *events.ENDPOINTS,
         *trackers.ENDPOINTS,
         *inbound.ENDPOINTS,
+        *messages.ENDPOINTS,
     ]
 
 

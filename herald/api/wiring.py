@@ -140,13 +140,19 @@ class Herald:
                 sent = 0
             await asyncio.sleep(0 if sent else SEND_IDLE_SECONDS)
 
+    def tick(self) -> None:
+        """Fire every timer that fell due: campaign runs, delayed unsubscribes."""
+        now = self.clock.now()
+        self.campaigns.tick(now)
+        self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
+
     async def _timers(self) -> None:
         """Fire due campaign timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
         while True:
             try:
-                self.campaigns.tick()
+                self.tick()
             except Exception:  # a failing timer must not stop the others; the next tick retries it
-                log.exception("campaign timers failed")
+                log.exception("timers failed")
             await asyncio.sleep(TIMER_TICK_SECONDS)
 
     async def stop_processors(self) -> None:

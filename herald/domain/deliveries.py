@@ -182,6 +182,20 @@ class MessageUnsubscribed(_MessageEvent):
     user_agent: str = ""
 
 
+@registry.register("MessageUnsubscribeScheduled")
+class MessageUnsubscribeScheduled(_MessageEvent):
+    """Delayed mode: the recipient clicked unsubscribe; it applies at `apply_at` unless cancelled."""
+
+    apply_at: datetime
+    ip: str = ""
+    user_agent: str = ""
+
+
+@registry.register("MessageUnsubscribeCancelled")
+class MessageUnsubscribeCancelled(_MessageEvent):
+    pass
+
+
 @registry.register("ComplaintReceived")
 class ComplaintReceived(_MessageEvent):
     feedback_type: str
@@ -216,6 +230,7 @@ class DeliveryState:
     delivered_at: datetime | None = None
     unique_since: dict[str, datetime] = field(default_factory=dict)  # action → when it last counted unique
     unsubscribed: bool = False
+    unsubscribe_at: datetime | None = None  # a delayed unsubscribe waiting for its timer
     complained: bool = False
 
     @property
@@ -302,6 +317,28 @@ class RecordUnsubscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleUnsubscribe:
+    """Delayed mode: unsubscribe at `apply_at` unless the recipient cancels before."""
+
+    apply_at: datetime
+    ip: str
+    user_agent: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUnsubscribe:
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyScheduledUnsubscribe:
+    """The timer fired: a scheduled unsubscribe still standing applies now."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RecordComplaint:
     feedback_type: str
     source: Literal["arf", "http"]
@@ -317,6 +354,9 @@ DeliveryCommand = (
     | RecordBounceReport
     | RecordHit
     | RecordUnsubscribe
+    | ScheduleUnsubscribe
+    | CancelUnsubscribe
+    | ApplyScheduledUnsubscribe
     | RecordComplaint
 )
 
@@ -357,6 +397,18 @@ def decide(command: DeliveryCommand, state: DeliveryState) -> list[Event]:
             return [
                 MessageUnsubscribed(**common, via=command.via, ip=command.ip, user_agent=command.user_agent)
             ]
+        case ScheduleUnsubscribe():
+            if state.unsubscribed or state.unsubscribe_at is not None:
+                return []
+            scheduled = {"apply_at": command.apply_at, "ip": command.ip, "user_agent": command.user_agent}
+            return [MessageUnsubscribeScheduled(**common, **scheduled)]
+        case CancelUnsubscribe():
+            return [MessageUnsubscribeCancelled(**common)] if state.unsubscribe_at is not None else []
+        case ApplyScheduledUnsubscribe():
+            due = state.unsubscribe_at
+            if due is None or state.unsubscribed or command.at < due:
+                return []
+            return [MessageUnsubscribed(**common, via="page")]
         case RecordComplaint():
             if state.complained:
                 return []
@@ -484,7 +536,11 @@ def evolve(state: DeliveryState, event: Event) -> DeliveryState:
         action = {MessageOpened: "open", MessageRead: "read", LinkClicked: "click"}[type(event)]
         return replace(state, unique_since={**state.unique_since, action: event.at})
     if isinstance(event, MessageUnsubscribed):
-        return replace(state, unsubscribed=True)
+        return replace(state, unsubscribed=True, unsubscribe_at=None)
+    if isinstance(event, MessageUnsubscribeScheduled):
+        return replace(state, unsubscribe_at=event.apply_at)
+    if isinstance(event, MessageUnsubscribeCancelled):
+        return replace(state, unsubscribe_at=None)
     if isinstance(event, ComplaintReceived):
         return replace(state, complained=True)
     return state

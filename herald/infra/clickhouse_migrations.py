@@ -127,6 +127,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             ") ENGINE = ReplacingMergeTree(position) PARTITION BY toYYYYMM(day) ORDER BY (day, event_id)",
         ),
     ),
+    Migration(
+        "0003_report_sink_state",
+        (
+            # The sender of each message's latest attempt: the report sink fills `sender_id` on the rows
+            # that follow the attempt (bounces, opens, clicks...), also after a restart.
+            "CREATE TABLE IF NOT EXISTS message_senders ("
+            " message_id String,"
+            " sender_id String,"
+            " position UInt64"
+            ") ENGINE = ReplacingMergeTree(position) ORDER BY message_id",
+            # Each profile's vendor (`_vendor`, "Поставщик"): the summary report groups by it.
+            "CREATE TABLE IF NOT EXISTS profile_vendors ("
+            " profile_id String,"
+            " vendor String,"
+            " position UInt64"
+            ") ENGINE = ReplacingMergeTree(position) ORDER BY profile_id",
+            # Deleted campaigns, templates, databases and resources: their statistics stay, and reports
+            # leave them out unless asked to show deleted objects.
+            "CREATE TABLE IF NOT EXISTS deleted_objects ("
+            " kind String,"  # campaign, template, database, resource
+            " object_id String,"
+            " position UInt64,"
+            " at DateTime('UTC')"
+            ") ENGINE = ReplacingMergeTree(position) ORDER BY (kind, object_id)",
+        ),
+    ),
 )
 
 _SCHEMA_MIGRATIONS = (

@@ -1,4 +1,5 @@
-"""The sender queue: messages waiting to be sent, when each is due, and which are mid-attempt.
+"""The sender queue: messages waiting to be sent, when each is due, which are mid-attempt, and the
+timers of delayed unsubscribes.
 
 A queued message enters at its due time (triggers' priority lanes first); a
 soft bounce moves it to its retry time; a final outcome removes it. An
@@ -24,8 +25,9 @@ class SendQueueProjection(SqliteProjection):
         "CREATE TABLE IF NOT EXISTS send_queue (message_id TEXT PRIMARY KEY, due_at TEXT NOT NULL, "
         "lane INTEGER NOT NULL, channel TEXT NOT NULL, state TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS send_queue_by_due ON send_queue (state, channel, lane, due_at)",
+        "CREATE TABLE IF NOT EXISTS unsubscribe_timers (message_id TEXT PRIMARY KEY, apply_at TEXT NOT NULL)",
     )
-    tables: ClassVar = {"send_queue": "message_id"}
+    tables: ClassVar = {"send_queue": "message_id", "unsubscribe_timers": "message_id"}
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -36,6 +38,9 @@ class SendQueueProjection(SqliteProjection):
             "MessageDelivered": self._done,
             "MessageHardBounced": self._done,
             "MessageNotDelivered": self._done,
+            "MessageUnsubscribeScheduled": self._unsubscribe_scheduled,
+            "MessageUnsubscribeCancelled": self._unsubscribe_settled,
+            "MessageUnsubscribed": self._unsubscribe_settled,
         }
 
     def _queued(self, event: RecordedEvent) -> None:
@@ -66,6 +71,24 @@ class SendQueueProjection(SqliteProjection):
 
     def _done(self, event: RecordedEvent) -> None:
         self.write("DELETE FROM send_queue WHERE message_id = ?", (event.data["message_id"],))
+
+    def _unsubscribe_scheduled(self, event: RecordedEvent) -> None:
+        d = event.data
+        self.write(
+            "INSERT OR REPLACE INTO unsubscribe_timers (message_id, apply_at) VALUES (?, ?)",
+            (d["message_id"], sortable_time(d["apply_at"])),
+        )
+
+    def _unsubscribe_settled(self, event: RecordedEvent) -> None:
+        self.write("DELETE FROM unsubscribe_timers WHERE message_id = ?", (event.data["message_id"],))
+
+    def due_unsubscribes(self, now: datetime) -> list[str]:
+        """Messages whose delayed unsubscribe falls due at `now`."""
+        rows = self.conn.execute(
+            "SELECT message_id FROM unsubscribe_timers WHERE apply_at <= ? ORDER BY apply_at, message_id",
+            (sortable_time(now),),
+        )
+        return [r[0] for r in rows]
 
     def due(self, channel: str, now: datetime, limit: int) -> list[str]:
         """Messages of `channel` waiting and due at `now`: priority lanes first, then by due time."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from herald.domain import deliveries as dl
@@ -144,6 +144,27 @@ class DeliveryService:
         ref = self.message(message_id).state.ref
         assert ref is not None
         return self.aggregates.load(pr.profile_decider, pr.profile_stream(ref.profile_id)).state
+
+    def schedule_unsubscribe(
+        self, message_id: str, minutes: int, ip: str, user_agent: str, at: datetime
+    ) -> Outcome:
+        """Delayed mode: the unsubscribe applies `minutes` after the click unless the recipient cancels."""
+        command = dl.ScheduleUnsubscribe(at + timedelta(minutes=minutes), ip, user_agent, at)
+        return self.execute(message_id, command)
+
+    def cancel_unsubscribe(self, message_id: str, at: datetime) -> Outcome:
+        return self.execute(message_id, dl.CancelUnsubscribe(at))
+
+    def apply_due_unsubscribes(self, due: list[str], at: datetime) -> int:
+        """Apply the delayed unsubscribes whose timers fell due; returns how many applied."""
+        applied = 0
+        for message_id in due:
+            outcome = self.execute(message_id, dl.ApplyScheduledUnsubscribe(at))
+            if outcome.event_ids:
+                self._set_status(message_id, Status.UNSUBSCRIBED, Cause.UNSUBSCRIBE_LINK, at)
+                self._template_stop_list(message_id, at)
+                applied += 1
+        return applied
 
     def complaint(
         self, message_id: str, feedback_type: str, source: Literal["arf", "http"], at: datetime

@@ -373,6 +373,50 @@ async def test_confirm_mode_sends_to_the_resource_page_and_unsubscribes_on_confi
     assert [u["via"] for u in events(herald, sent, "MessageUnsubscribed")] == ["page"]
 
 
+async def test_delayed_mode_unsubscribes_when_the_timer_falls_due_unless_cancelled(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, sent: Sent
+) -> None:
+    page_url = "https://shop.example.com/unsub?smid={send_message_id}"
+    await set_policy(api, mode="delayed", page_url=page_url, timer_minutes=15)
+    link = sent.links["Unsubscribe"]
+    response = await api.get(link, headers={"User-Agent": UA})
+    assert response.status_code == 302
+    herald.runtime.drain()
+    [scheduled] = events(herald, sent, "MessageUnsubscribeScheduled")
+    assert scheduled["apply_at"] == (clock.now() + timedelta(minutes=15)).isoformat().replace("+00:00", "Z")
+    clock.advance(timedelta(minutes=14))
+    herald.tick()
+    assert status(herald, sent) == "subscribed"
+
+    # the page cancels with the resource token; a wrong token is refused
+    body = {"rtoken": "wrong"}
+    assert (
+        await api.post(f"/api/v1/messages/{sent.message_id}/cancel-unsubscribe", json=body)
+    ).status_code == 404
+    cancel = await api.post(f"/api/v1/messages/{sent.message_id}/cancel-unsubscribe", json={"rtoken": "rt-7"})
+    assert cancel.status_code == 200, cancel.text
+    herald.runtime.drain()
+    clock.advance(timedelta(minutes=5))
+    herald.tick()
+    assert status(herald, sent) == "subscribed"
+
+    # clicked again and left alone: the timer unsubscribes
+    assert (await api.get(link, headers={"User-Agent": UA})).status_code == 302
+    herald.runtime.drain()
+    clock.advance(timedelta(minutes=15))
+    herald.tick()
+    herald.runtime.drain()
+    assert status(herald, sent) == "unsubscribed"
+    assert [u["via"] for u in events(herald, sent, "MessageUnsubscribed")] == ["page"]
+    message = (await api.get(f"/api/v1/messages/{sent.message_id}")).json()
+    assert [e["type"] for e in message["events"]][-4:] == [
+        "MessageUnsubscribeScheduled",
+        "MessageUnsubscribeCancelled",
+        "MessageUnsubscribeScheduled",
+        "MessageUnsubscribed",
+    ]
+
+
 async def test_forbidden_mode_explains_and_records_nothing(
     api: httpx.AsyncClient, herald: Herald, sent: Sent
 ) -> None:

@@ -34,10 +34,11 @@ Decisions where the brief and the guide are silent:
   `via="one_click"` and answers 200 with an empty body; any other POST is the
   form of the confirmation page and records `via="page"`. Posts are not
   bot-checked: RFC 8058 posts come from mail providers' servers.
-- The delayed mode's timer (unsubscribe N minutes after the click unless
-  cancelled) is not implemented here: it needs a scheduled-unsubscribe event
-  on the message and a timer processor. Until then a delayed-mode unsubscribe
-  is applied when the recipient confirms (a POST here, `via="page"`).
+- Delayed mode: the click schedules the unsubscribe (`MessageUnsubscribeScheduled`,
+  the resource's timer, at most 30 minutes) and redirects to the resource's
+  page; the page confirms at once or cancels through
+  `POST /api/v1/messages/{send_message_id}/unsubscribe` and `.../cancel-unsubscribe`,
+  and the timer (`herald serve`'s timer loop) applies it when it falls due.
 - `/t/globalunsubscribe/{token}` sets the profile's global status to
   unsubscribed (cause `unsubscribe_link`) on GET (unless a bot) or POST; the
   resource's forbidden mode forbids it too (guide: "all unsubscribe links").
@@ -69,7 +70,7 @@ from herald.api.errors import HttpError
 from herald.domain.bots import is_bot
 from herald.domain.deliveries import DeliveryState, MessageRef
 from herald.domain.errors import DomainError, NotFound
-from herald.domain.resources import ResourceState, UnsubscribeMode
+from herald.domain.resources import MAX_UNSUBSCRIBE_TIMER_MINUTES, ResourceState, UnsubscribeMode
 from herald.services.rendering import RenderedEmail
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,12 @@ async def unsubscribe_link(call: Call) -> Response:
         if policy.page_url:
             return RedirectResponse(_filled(policy.page_url, visit, resource), 302, headers=NO_STORE)
         return page("You are unsubscribed", "You will get no more of these messages.")
+    if policy.mode is UnsubscribeMode.DELAYED and not visit.bot:
+        # the timer starts at the click: the page lets the recipient cancel (or confirm at once)
+        minutes = policy.timer_minutes or MAX_UNSUBSCRIBE_TIMER_MINUTES
+        call.herald.deliveries.schedule_unsubscribe(
+            visit.message_id, minutes, visit.ip, visit.user_agent, visit.at
+        )
     if policy.mode is not UnsubscribeMode.INSTANT and policy.page_url:
         return RedirectResponse(_filled(policy.page_url, visit, resource), 302, headers=NO_STORE)
     return _ask(call, "Unsubscribe")

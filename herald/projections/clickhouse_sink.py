@@ -1,0 +1,513 @@
+"""The report sink: folds the log into flat ClickHouse rows for reports, one batch per commit.
+
+Tables (migrations `0002_report_tables`, `0003_report_sink_state`):
+- `message_events`: one row per message event, denormalised (campaign, template and version, database,
+  resource, channel, profile, recipient domain and domain group, sender, link, bounce class and text,
+  reason, unique/test/bot flags). Event types: `queued`, `suppressed`, `failed` (the send gate),
+  `sent` (the first send attempt: the message left for the relay), `delivered`, `soft_bounce` (every
+  one, so the soft-bounce report counts attempts), `hard_bounce`, `not_delivered`, `open`, `read`,
+  `click`, `unsubscribe`, `complaint`;
+- `subscription_changes`: a subscription added (status before = '') or its status changed, with cause;
+- `profile_creations`: a profile created, with its source (import, api, manual, segment...);
+- `goal_events`: tracked activity that names a `goal` or a `pixel_id` in its properties;
+- `message_senders`, `profile_vendors`, `deleted_objects`: what later rows and reports look up.
+
+Idempotency: every table is a ReplacingMergeTree keyed by the event id (or the object), versioned by
+the log position, and reports read it with FINAL, so a replay or a retried batch replaces rows and
+never adds any. ClickHouse has no transactions: `commit` inserts the rows first and then writes the
+checkpoint (`herald_meta`, key `sink_checkpoint`); a crash in between re-inserts the same ids, which
+is harmless. Checkpoints only move forward, so the stored one is the largest value written.
+
+The sender of a message is chosen per attempt (`MessageSendAttempted`) and the events after it
+(bounces, opens, clicks) do not repeat it: the sink keeps the latest attempt's sender per message in
+a bounded cache, backed by `message_senders` for messages attempted before the cache (or a restart).
+
+Gaps where the log has no data yet: `scenario_id` and `run_id`-level scenario links are empty until
+scenarios exist; suppressed and failed messages carry no database (and suppressed no template);
+`is_test` of subscription changes and profile creations is 0 (test subscribers are flagged on the
+profile, later, by `ProfileTestSubscriberSet`); goal browser/OS come from the tracker's context as
+given (no user-agent parsing).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from herald.domain import deliveries as dl
+from herald.domain.campaigns import CampaignDeleted
+from herald.domain.databases import DatabaseDeleted
+from herald.domain.events import Event, registry
+from herald.domain.messages import MessageFailed, MessageQueued, MessageSuppressed
+from herald.domain.profiles import ProfileAbsorbed, ProfileCreated, ProfileFieldsUpdated
+from herald.domain.resources import ResourceDeleted
+from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusChanged
+from herald.domain.templates import TemplateDeleted
+from herald.domain.tracking import ActivityTracked
+from herald.infra.clickhouse import ClickHouse
+from herald.infra.clock import Clock, SystemClock
+from herald.infra.event_store import RecordedEvent
+
+CHECKPOINT_KEY = "sink_checkpoint"
+SENDER_CACHE_SIZE = 200_000
+VENDOR_FIELD = "_vendor"
+
+MESSAGE_COLUMNS = (
+    "event_id",
+    "position",
+    "event_type",
+    "at",
+    "day",
+    "message_id",
+    "campaign_id",
+    "run_id",
+    "scenario_id",
+    "template_id",
+    "template_version",
+    "database_id",
+    "resource_id",
+    "channel",
+    "profile_id",
+    "recipient_domain",
+    "domain_group",
+    "sender_id",
+    "link_id",
+    "link_url",
+    "link_name",
+    "bounce_class",
+    "bounce_text",
+    "reason",
+    "is_unique",
+    "is_test",
+    "is_bot",
+)
+_SENDER = MESSAGE_COLUMNS.index("sender_id")
+_MESSAGE_ID = MESSAGE_COLUMNS.index("message_id")
+
+TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "message_events": MESSAGE_COLUMNS,
+    "subscription_changes": (
+        "event_id",
+        "position",
+        "at",
+        "day",
+        "profile_id",
+        "database_id",
+        "resource_id",
+        "channel",
+        "contact",
+        "status_before",
+        "status",
+        "cause",
+        "is_test",
+    ),
+    "profile_creations": ("event_id", "position", "at", "day", "profile_id", "database_id", "source", "is_test"),
+    "goal_events": (
+        "event_id",
+        "position",
+        "at",
+        "day",
+        "profile_id",
+        "anonymous_id",
+        "database_id",
+        "pixel_id",
+        "goal",
+        "value",
+        "referrer",
+        "browser",
+        "os",
+        "country",
+        "city",
+    ),
+    "message_senders": ("message_id", "sender_id", "position"),
+    "profile_vendors": ("profile_id", "vendor", "position"),
+    "deleted_objects": ("kind", "object_id", "position", "at"),
+}
+"""Every table the sink writes, with the columns in the order its rows hold them."""
+
+# The log's event types the sink reads; others are skipped without decoding.
+_HANDLED = frozenset(
+    {
+        "MessageQueued",
+        "MessageSuppressed",
+        "MessageFailed",
+        "MessageSendAttempted",
+        "MessageDelivered",
+        "MessageSoftBounced",
+        "MessageHardBounced",
+        "MessageNotDelivered",
+        "MessageOpened",
+        "MessageRead",
+        "LinkClicked",
+        "MessageUnsubscribed",
+        "ComplaintReceived",
+        "SubscriptionAdded",
+        "SubscriptionStatusChanged",
+        "ProfileCreated",
+        "ProfileFieldsUpdated",
+        "ProfileAbsorbed",
+        "ActivityTracked",
+        "CampaignDeleted",
+        "TemplateDeleted",
+        "DatabaseDeleted",
+        "ResourceDeleted",
+    }
+)
+
+# ------------------------------------------------------------------ domain groups
+
+# Mailbox providers by exact domain; "Other" for everything not listed here or in _GROUP_BY_LABEL.
+_GROUP_BY_DOMAIN: Mapping[str, str] = {
+    "gmail.com": "Google",
+    "googlemail.com": "Google",
+    "mail.ru": "Mail.ru",
+    "inbox.ru": "Mail.ru",
+    "list.ru": "Mail.ru",
+    "bk.ru": "Mail.ru",
+    "ya.ru": "Yandex",
+    "icloud.com": "Apple",
+    "me.com": "Apple",
+    "mac.com": "Apple",
+}
+# Providers with a domain per country (yandex.ru, yandex.com.tr, hotmail.co.uk, yahoo.fr...): by the
+# domain's first label.
+_GROUP_BY_LABEL: Mapping[str, str] = {
+    "yandex": "Yandex",
+    "outlook": "Microsoft",
+    "hotmail": "Microsoft",
+    "live": "Microsoft",
+    "msn": "Microsoft",
+    "yahoo": "Yahoo",
+}
+OTHER_GROUP = "Other"
+
+
+def recipient_domain(channel: str, contact: str) -> str:
+    """The domain of an email contact, lower-cased; '' for other channels' contacts."""
+    if channel != "email" or "@" not in contact:
+        return ""
+    return contact.rsplit("@", 1)[1].strip().lower()
+
+
+def domain_group(domain: str) -> str:
+    """The mailbox provider a recipient domain belongs to (Google, Mail.ru, Yandex, ...), or "Other"."""
+    if not domain:
+        return ""
+    exact = _GROUP_BY_DOMAIN.get(domain)
+    if exact is not None:
+        return exact
+    return _GROUP_BY_LABEL.get(domain.split(".", 1)[0], OTHER_GROUP)
+
+
+# ------------------------------------------------------------------------- the sink
+
+
+class ClickHouseSink:
+    """A projection (see `herald.processors.runtime.Projection`) writing report rows to ClickHouse."""
+
+    name = "clickhouse_sink"
+
+    def __init__(
+        self, ch: ClickHouse, clock: Clock | None = None, sender_cache_size: int = SENDER_CACHE_SIZE
+    ) -> None:
+        self._ch = ch
+        self._clock = clock or SystemClock()
+        self._pending: dict[str, list[list[Any]]] = {table: [] for table in TABLE_COLUMNS}
+        self._senders: OrderedDict[str, str] = OrderedDict()
+        self._sender_cache_size = sender_cache_size
+        self._unresolved: list[list[Any]] = []  # message rows whose sender is not in the cache
+        self._position = self._stored_checkpoint()
+
+    # -- the Projection protocol
+
+    def checkpoint(self) -> int:
+        return self._position
+
+    def apply(self, event: RecordedEvent) -> None:
+        if event.type not in _HANDLED:
+            return
+        decoded = registry.decode(event.type, event.schema_version, event.data)
+        self._fold(event, decoded)
+
+    def commit(self, position: int) -> None:
+        """Insert the pending rows (one INSERT per table), then store the checkpoint."""
+        self._resolve_senders()
+        wrote = False
+        for table, rows in self._pending.items():
+            if rows:
+                self._ch.insert(table, TABLE_COLUMNS[table], rows)
+                wrote = True
+        if wrote or position != self._position:
+            self._ch.insert(
+                "herald_meta", ("key", "value", "updated_at"), [(CHECKPOINT_KEY, str(position), self._now())]
+            )
+        self._clear()
+        self._position = position
+
+    def discard(self) -> None:
+        # The sender cache keeps what the discarded events said: applying them again says the same.
+        self._clear()
+
+    # -- reading back
+
+    def _stored_checkpoint(self) -> int:
+        rows = self._ch.query(
+            "SELECT max(toUInt64(value)) AS position, count() AS n FROM herald_meta WHERE key = {key:String}",
+            {"key": CHECKPOINT_KEY},
+        )
+        return int(rows[0]["position"]) if rows and rows[0]["n"] else 0
+
+    def _resolve_senders(self) -> None:
+        """Fill the sender of rows whose message was attempted before this sink's cache knew it."""
+        if not self._unresolved:
+            return
+        missing = sorted({row[_MESSAGE_ID] for row in self._unresolved} - self._senders.keys())
+        if missing:
+            found = self._ch.query(
+                "SELECT message_id AS message_id, argMax(sender_id, position) AS sender_id"
+                " FROM message_senders WHERE has({ids:Array(String)}, message_id) GROUP BY message_id",
+                {"ids": missing},
+            )
+            for row in found:
+                self._remember_sender(row["message_id"], row["sender_id"])
+        for row in self._unresolved:
+            row[_SENDER] = self._senders.get(row[_MESSAGE_ID], "")
+
+    def _remember_sender(self, message_id: str, sender_id: str) -> None:
+        self._senders[message_id] = sender_id
+        self._senders.move_to_end(message_id)
+        while len(self._senders) > self._sender_cache_size:
+            self._senders.popitem(last=False)
+
+    def _clear(self) -> None:
+        for rows in self._pending.values():
+            rows.clear()
+        self._unresolved.clear()
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    # -- mapping events to rows
+
+    def _fold(self, event: RecordedEvent, decoded: Event) -> None:
+        if isinstance(decoded, MessageQueued | MessageSuppressed | MessageFailed):
+            self._message_row(event, decoded, _DECISION_TYPES[type(decoded)])
+        elif isinstance(decoded, dl.MessageSendAttempted):
+            self._attempt(event, decoded)
+        elif isinstance(decoded, dl.MessageDelivered):
+            self._remember_sender(decoded.message_id, decoded.sender_id)
+            self._message_row(event, decoded, "delivered")
+        elif isinstance(decoded, dl._MessageEvent):
+            kind = _OUTCOME_TYPES.get(type(decoded))
+            if kind is not None:
+                self._message_row(event, decoded, kind)
+        else:
+            self._other_row(event, decoded)
+
+    def _attempt(self, event: RecordedEvent, attempted: dl.MessageSendAttempted) -> None:
+        self._remember_sender(attempted.message_id, attempted.sender_id)
+        self._pending["message_senders"].append(
+            [attempted.message_id, attempted.sender_id, event.position]
+        )
+        if attempted.attempt == 1:  # later attempts are retries of a message already sent
+            self._message_row(event, attempted, "sent")
+
+    def _message_row(self, event: RecordedEvent, decoded: Any, event_type: str) -> None:
+        at: datetime = decoded.at
+        domain = recipient_domain(decoded.channel, decoded.contact)
+        details = _details(decoded)
+        row = [
+            str(event.event_id),
+            event.position,
+            event_type,
+            at,
+            _day(at),
+            decoded.message_id,
+            decoded.campaign_id,
+            getattr(decoded, "run_id", ""),
+            "",  # scenario_id: no scenarios in the log yet
+            getattr(decoded, "template_id", ""),
+            getattr(decoded, "template_version", 0),
+            getattr(decoded, "database_id", ""),
+            decoded.resource_id,
+            decoded.channel,
+            decoded.profile_id,
+            domain,
+            domain_group(domain),
+            details.get("sender_id", ""),
+            details.get("link_id", ""),
+            details.get("link_url", ""),
+            details.get("link_name", ""),
+            details.get("bounce_class", ""),
+            details.get("bounce_text", ""),
+            details.get("reason", ""),
+            int(bool(getattr(decoded, "unique", False))),
+            int(decoded.is_test),
+            int(bool(getattr(decoded, "bot", False))),
+        ]
+        if event_type in _AFTER_ATTEMPT and not row[_SENDER]:
+            cached = self._senders.get(decoded.message_id)
+            if cached is None:
+                self._unresolved.append(row)
+            else:
+                row[_SENDER] = cached
+        self._pending["message_events"].append(row)
+
+    def _other_row(self, event: RecordedEvent, decoded: Event) -> None:
+        if isinstance(decoded, SubscriptionAdded | SubscriptionStatusChanged):
+            self._subscription_row(event, decoded)
+        elif isinstance(decoded, ProfileCreated):
+            at = decoded.at
+            self._pending["profile_creations"].append(
+                [str(event.event_id), event.position, at, _day(at), decoded.profile_id, decoded.database_id,
+                 decoded.source, 0]
+            )  # fmt: skip
+            self._vendor(event, decoded.profile_id, decoded.fields.get(VENDOR_FIELD))
+        elif isinstance(decoded, ProfileFieldsUpdated | ProfileAbsorbed):
+            change = decoded.changes.get(VENDOR_FIELD)
+            if change is not None:
+                self._vendor(event, decoded.profile_id, change.new, cleared=True)
+        elif isinstance(decoded, ActivityTracked):
+            self._goal_row(event, decoded)
+        else:
+            deleted = _deleted_object(decoded)
+            if deleted is not None:
+                kind, object_id = deleted
+                self._pending["deleted_objects"].append([kind, object_id, event.position, event.occurred_at])
+
+    def _subscription_row(
+        self, event: RecordedEvent, changed: SubscriptionAdded | SubscriptionStatusChanged
+    ) -> None:
+        # Subscription events carry no time of their own: the time they were recorded is theirs.
+        at = event.occurred_at
+        before, after = (
+            ("", changed.status)
+            if isinstance(changed, SubscriptionAdded)
+            else (changed.from_status, changed.to_status)
+        )
+        self._pending["subscription_changes"].append(
+            [str(event.event_id), event.position, at, _day(at), changed.profile_id, changed.database_id,
+             changed.resource_id, changed.channel, changed.contact, str(before), str(after),
+             str(changed.cause), 0]
+        )  # fmt: skip
+
+    def _vendor(self, event: RecordedEvent, profile_id: str, value: Any, cleared: bool = False) -> None:
+        if value is None and not cleared:
+            return
+        vendor = "" if value is None else str(value)
+        self._pending["profile_vendors"].append([profile_id, vendor, event.position])
+
+    def _goal_row(self, event: RecordedEvent, tracked: ActivityTracked) -> None:
+        goal = tracked.properties.get("goal")
+        pixel = tracked.properties.get("pixel_id")
+        if goal is None and pixel is None:
+            return  # an ordinary tracked action, not a goal or a pixel visit
+        context = tracked.context
+        page = _mapping(context.get("page"))
+        location = _mapping(context.get("location"))
+        at = tracked.at
+        self._pending["goal_events"].append(
+            [
+                str(event.event_id),
+                event.position,
+                at,
+                _day(at),
+                tracked.profile_id or "",
+                tracked.anonymous_id or "",
+                tracked.database_id,
+                _text(pixel),
+                _text(goal),
+                _number(tracked.properties.get("value")),
+                _text(page.get("referrer", context.get("referrer"))),
+                _text(context.get("browser")),
+                _text(context.get("os")),
+                _text(location.get("country", context.get("country"))),
+                _text(location.get("city", context.get("city"))),
+            ]
+        )
+
+
+_DECISION_TYPES: Mapping[type, str] = {
+    MessageQueued: "queued",
+    MessageSuppressed: "suppressed",
+    MessageFailed: "failed",
+}
+_OUTCOME_TYPES: Mapping[type, str] = {
+    dl.MessageSoftBounced: "soft_bounce",
+    dl.MessageHardBounced: "hard_bounce",
+    dl.MessageNotDelivered: "not_delivered",
+    dl.MessageOpened: "open",
+    dl.MessageRead: "read",
+    dl.LinkClicked: "click",
+    dl.MessageUnsubscribed: "unsubscribe",
+    dl.ComplaintReceived: "complaint",
+}
+# Rows that take the sender of the message's latest attempt.
+_AFTER_ATTEMPT = frozenset({"delivered", *_OUTCOME_TYPES.values()})
+
+
+def _details(decoded: Any) -> dict[str, str]:
+    """The columns only some message events fill: sender, link, bounce class and text, reason."""
+    if isinstance(decoded, MessageSuppressed):
+        return {"reason": str(decoded.reason), "bounce_text": decoded.detail}
+    if isinstance(decoded, MessageFailed):
+        return {"reason": decoded.reason}
+    if isinstance(decoded, dl.MessageSendAttempted | dl.MessageDelivered):
+        return {"sender_id": decoded.sender_id}
+    if isinstance(decoded, dl.MessageSoftBounced):
+        return {"bounce_class": "soft", "bounce_text": decoded.response}
+    if isinstance(decoded, dl.MessageHardBounced):
+        return {"bounce_class": "hard", "bounce_text": decoded.response, "reason": decoded.reason}
+    if isinstance(decoded, dl.MessageNotDelivered):
+        return {"reason": decoded.reason, "bounce_text": decoded.detail}
+    if isinstance(decoded, dl.LinkClicked):
+        return {"link_id": decoded.link_id, "link_url": decoded.url, "link_name": decoded.link_name}
+    return {}
+
+
+def _deleted_object(decoded: Event) -> tuple[str, str] | None:
+    if isinstance(decoded, CampaignDeleted):
+        return "campaign", decoded.campaign_id
+    if isinstance(decoded, TemplateDeleted):
+        return "template", decoded.template_id
+    if isinstance(decoded, DatabaseDeleted):
+        return "database", decoded.database_id
+    if isinstance(decoded, ResourceDeleted):
+        return "resource", decoded.resource_id
+    return None
+
+
+def _day(at: datetime) -> date:
+    return at.astimezone(UTC).date()
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _number(value: Any) -> float:
+    """A goal's value (profit, may be negative); 0 when absent or not a number."""
+    if isinstance(value, bool):
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return 0.0
+    return 0.0
+
+
+def table_contents(ch: ClickHouse, table: str) -> list[tuple[Any, ...]]:
+    """Every row of a sink table as the reports see it (FINAL), in a total order: for replay checks."""
+    columns: Sequence[str] = TABLE_COLUMNS[table]
+    listed = ", ".join(columns)
+    rows = ch.query(f"SELECT {listed} FROM {table} FINAL ORDER BY {listed}")
+    return [tuple(row[column] for column in columns) for row in rows]
