@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from herald.api.wiring import Herald, build
 from herald.domain import campaigns as cp
@@ -32,6 +30,7 @@ from herald.infra.config import Settings
 from herald.services.aggregates import CommandContext
 from herald.services.profiles import ImportOptions
 from tests.builders import RESOURCE, create_resource, customers, email_subscription
+from tests.smtp_sink import smtp_server
 
 MESSAGES = 10_000
 KILL_AFTER = (1_200, 3_500, 6_000, 8_300)  # messages at the sink when the sender is killed
@@ -60,15 +59,8 @@ class Sink:
 @pytest.fixture
 def sink() -> Iterator[tuple[Sink, int]]:
     handler = Sink()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 def queue_messages(herald: Herald, port: int) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -22,11 +21,11 @@ from urllib.parse import urlsplit
 import dkim
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from herald.api.wiring import Herald
 from herald.senders.dkim import generate_key
 from tests.builders import import_rows
+from tests.smtp_sink import smtp_server
 from tests.unit.test_inbound import arf, dsn
 
 PROFILES = 100
@@ -46,15 +45,8 @@ class Sink:
 @pytest.fixture
 def sink() -> Iterator[tuple[Sink, int]]:
     handler = Sink()
-    with socket.socket() as probe:  # aiosmtpd's controller checks readiness by connecting: it needs a real port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 async def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
