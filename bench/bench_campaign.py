@@ -23,21 +23,22 @@ import time
 from common import (
     DATABASE_ID,
     RESOURCE_ID,
+    Herald,
+    broadcast,
     create_catalog,
     herald_in_process,
     machine,
-    profile_row,
     report,
     run,
+    subscribed_profiles,
     temp_dir,
     timed,
 )
 
 from herald.domain import campaigns as cp
-from herald.domain import templates as tp
+from herald.domain import fragments as fr
 from herald.domain.profiles import profile_decider, profile_stream
 from herald.services.aggregates import CommandContext
-from herald.services.profiles import ImportOptions
 
 CONTEXT = CommandContext(actor="bench", source="bench")
 HTML = """<html><head><style>p { font-family: Arial }</style></head><body>
@@ -58,7 +59,7 @@ def main() -> None:
     print(machine(), f"; {args.profiles:,} profiles", flush=True)
     with temp_dir("bench-campaign") as data, herald_in_process(data) as herald:
         create_catalog(herald)
-        setup = timed(lambda: _import(herald, args.profiles, args.batch))
+        setup = timed(lambda: subscribed_profiles(herald, args.profiles, args.batch))
         print(f"setup: {args.profiles:,} profiles imported and projected in {setup:,.0f} s", flush=True)
         campaign_id = _campaign(herald)
 
@@ -76,37 +77,15 @@ def main() -> None:
         report("broadcast, messages queued", args.profiles / elapsed, "messages", args.profiles / baseline)
 
 
-def _import(herald: object, profiles: int, batch: int) -> None:
-    for start in range(0, profiles, batch):
-        rows = [profile_row(n, 0, subscribe=True) for n in range(start, min(start + batch, profiles))]
-        herald.profiles.import_rows(DATABASE_ID, rows, ImportOptions(), CONTEXT)  # type: ignore[attr-defined]
-    herald.runtime.drain()  # type: ignore[attr-defined]
-
-
-def _campaign(herald: object) -> str:
-    from herald.domain import fragments as fr
-
+def _campaign(herald: Herald) -> str:
     footer = fr.FragmentContent(name="Footer", content='<p><a href="{unsubscribe}">Unsubscribe</a></p>')
-    herald.templates.change_fragment(fr.CreateFragment("footer", footer), CONTEXT)  # type: ignore[attr-defined]
-    content = tp.TemplateContent(email=tp.EmailContent(subject="{lead._fname}, our spring sale", html=HTML))
-    template_id, _ = herald.templates.create_template(  # type: ignore[attr-defined]
-        tp.TemplateCard(name="Spring"), content, False, CONTEXT
-    )
-    settings = cp.CampaignSettings(
-        name="Spring",
-        type=cp.CampaignType.BROADCAST,
-        channel="email",
-        resource_id=RESOURCE_ID,
-        template_ids=(template_id,),
-        audience=cp.Audience(id=DATABASE_ID),
-    )
-    campaign_id, _ = herald.campaigns.create(settings, CONTEXT)  # type: ignore[attr-defined]
-    return str(campaign_id)
+    herald.templates.change_fragment(fr.CreateFragment("footer", footer), CONTEXT)
+    return broadcast(herald, HTML)
 
 
-def _read_audience(herald: object) -> None:
-    ids = herald.projections.profiles.audience(DATABASE_ID, RESOURCE_ID, "email")  # type: ignore[attr-defined]
-    load = herald.aggregates.load  # type: ignore[attr-defined]
+def _read_audience(herald: Herald) -> None:
+    ids = herald.projections.profiles.audience(DATABASE_ID, RESOURCE_ID, "email")
+    load = herald.aggregates.load
     for profile_id in ids:
         load(profile_decider, profile_stream(profile_id))
 

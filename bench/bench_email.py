@@ -25,23 +25,20 @@ import time
 
 import aiosmtplib
 from common import (
-    DATABASE_ID,
-    RESOURCE_ID,
+    broadcast,
     create_catalog,
     free_port,
     herald_in_process,
     machine,
     report,
     run,
+    subscribed_profiles,
     temp_dir,
 )
 
-from herald.domain import campaigns as cp
 from herald.domain import senders as sd
-from herald.domain import templates as tp
 from herald.senders.dkim import generate_key
 from herald.services.aggregates import CommandContext
-from herald.services.profiles import ImportOptions
 
 CONTEXT = CommandContext(actor="bench", source="bench")
 HTML = """<html><head><style>p { font-family: Arial }</style></head><body>
@@ -87,9 +84,7 @@ def _herald(messages: int, port: int, connections: int) -> tuple[float, list[byt
     """Emails/s through Herald's worker, and the bytes of every message it sent (for the baseline)."""
     with temp_dir("bench-email") as data, herald_in_process(data) as herald:
         create_catalog(herald)
-        for start in range(0, messages, 5000):
-            rows = [_row(n) for n in range(start, min(start + 5000, messages))]
-            herald.profiles.import_rows(DATABASE_ID, rows, ImportOptions(), CONTEXT)
+        subscribed_profiles(herald, messages)
         private, _ = generate_key(1024)
         relay = sd.SmtpRelaySettings(host="127.0.0.1", port=port, starttls="never")
         sender = sd.SenderSettings(
@@ -103,7 +98,8 @@ def _herald(messages: int, port: int, connections: int) -> tuple[float, list[byt
         herald.senders.set_sender("main", sender, sd.SenderSecrets(dkim_private_key=private), CONTEXT, True)
         rules = (sd.RouteRule(targets=(sd.RouteTarget(sender_id="main", percent=100),)),)
         herald.senders.set_virtual_sender("default", "Default", rules, CONTEXT)
-        _launch(herald)
+        herald.campaigns.launch_now(broadcast(herald, HTML), CONTEXT)
+        herald.runtime.drain()
         herald.email.concurrency = max(8, connections)
         waiting = herald.projections.send_queue.waiting()
         assert waiting == messages, waiting
@@ -122,36 +118,6 @@ def _herald(messages: int, port: int, connections: int) -> tuple[float, list[byt
         queued = [e.data["message_id"] for e in herald.store.read_all(1) if e.type == "MessageQueued"]
         sent = [herald.email.prepare(herald.deliveries.queued(m))[1] for m in queued]
         return messages / elapsed, sent
-
-
-def _row(n: int) -> dict[str, object]:
-    email = f"user{n}@example.org"
-    return {
-        "email": email,
-        "_fname": f"Anna{n}",
-        "plan": "gold",
-        "points": n,
-        "subscriptions": [{"resource_id": RESOURCE_ID, "channel": "email", "email": email}],
-    }
-
-
-def _launch(herald: object) -> None:
-    content = tp.TemplateContent(email=tp.EmailContent(subject="{lead._fname}, spring sale", html=HTML))
-    template_id, _ = herald.templates.create_template(  # type: ignore[attr-defined]
-        tp.TemplateCard(name="Spring"), content, False, CONTEXT
-    )
-    settings = cp.CampaignSettings(
-        name="Spring",
-        type=cp.CampaignType.BROADCAST,
-        channel="email",
-        resource_id=RESOURCE_ID,
-        template_ids=(template_id,),
-        audience=cp.Audience(id=DATABASE_ID),
-    )
-    herald.runtime.drain()  # type: ignore[attr-defined]
-    campaign_id, _ = herald.campaigns.create(settings, CONTEXT)  # type: ignore[attr-defined]
-    herald.campaigns.launch_now(campaign_id, CONTEXT)  # type: ignore[attr-defined]
-    herald.runtime.drain()  # type: ignore[attr-defined]
 
 
 async def _bare(sent: list[bytes], port: int, connections: int) -> float:

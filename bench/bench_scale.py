@@ -127,7 +127,7 @@ def _wait_for_worker(
 
 async def _bare_consumer(bootstrap: str, topic: str, count: int) -> float:
     """Seconds a group-less aiokafka consumer takes to read and decode `count` messages of the topic."""
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
     consumer = AIOKafkaConsumer(
         topic,
