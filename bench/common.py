@@ -204,7 +204,7 @@ def wait_for_processors(http: httpx.Client, timeout: float = 600.0) -> float:
 @contextlib.contextmanager
 def herald_in_process(data_dir: Path) -> Iterator[Herald]:
     """Herald wired in this process over `data_dir`; closed (files released) afterwards."""
-    herald = build(Settings(data_dir=data_dir, admin_token=TOKEN))
+    herald = build(Settings(data_dir=data_dir, admin_token=TOKEN, reports_engine="off"))
     try:
         yield herald
     finally:

@@ -26,7 +26,11 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def herald(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
-    app = build(Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN), clock=clock, ids=IdSource(42))
+    app = build(
+        Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, reports_engine="off"),
+        clock=clock,
+        ids=IdSource(42),
+    )
     yield app
     app.close()
 

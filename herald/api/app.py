@@ -20,6 +20,7 @@ from herald.api.routes import (
     inbound,
     messages,
     profiles,
+    reports,
     senders,
     stop_lists,
     system,
@@ -49,6 +50,7 @@ def endpoints() -> list[Endpoint]:
         *trackers.ENDPOINTS,
         *inbound.ENDPOINTS,
         *messages.ENDPOINTS,
+        *reports.ENDPOINTS,
     ]
 
 

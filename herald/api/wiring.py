@@ -13,6 +13,8 @@ from pathlib import Path
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
 from herald.domain.profiles import ProfileState, profile_decider, profile_stream
+from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
+from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
@@ -29,6 +31,7 @@ from herald.processors.stop_list_rules import HardBounceRule
 from herald.projections.api_tokens import ApiTokensProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
+from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
@@ -102,6 +105,8 @@ class Herald:
     signer: TokenSigner
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
+    clickhouse: ClickHouse | None
+    reports_runtime: InProcessRuntime | None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
 
@@ -112,6 +117,9 @@ class Herald:
             loop.create_task(self._timers()),
             loop.create_task(self._send_email()),
         ]
+        if self.reports_runtime is not None:
+            # its own loop: a report store that is down delays reports, never sending or read models
+            self._tasks.append(loop.create_task(self.reports_runtime.run()))
         if self.settings.inbound_smtp_port is not None:
             self._listener = InboundServer(
                 self.settings.host, self.settings.inbound_smtp_port, self._inbound(loop)
@@ -161,13 +169,17 @@ class Herald:
             self._listener = None
         if self._tasks:
             self.runtime.stop()
-            for task in self._tasks[1:]:
+            if self.reports_runtime is not None:
+                self.reports_runtime.stop()
+            for task in self._tasks[1:3]:  # the timer and sender loops; the runtimes stop themselves
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
         await self.email.close()
 
     def close(self) -> None:
+        if self.clickhouse is not None:
+            self.clickhouse.close()
         self.run_audiences.close()
         self.remote.close()
         self.store.close()
@@ -229,6 +241,14 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         reactors=reactors(campaigns, audiences),
         execute=aggregates.execute_request,
     )
+    clickhouse = build_clickhouse(settings)
+    reports_runtime = (
+        InProcessRuntime(
+            store, SqliteCheckpoints(projections.profiles.conn), projections=[ClickHouseSink(clickhouse)]
+        )
+        if clickhouse is not None
+        else None
+    )
     return Herald(
         settings=settings,
         clock=clock,
@@ -256,7 +276,25 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         signer=signer,
         remote=remote,
         run_audiences=audiences,
+        clickhouse=clickhouse,
+        reports_runtime=reports_runtime,
     )
+
+
+def build_clickhouse(settings: Settings) -> ClickHouse | None:
+    """The report store the settings name, migrated; None when reports are off."""
+    if settings.reports_engine == "off":
+        return None
+    store: ClickHouse
+    if settings.reports_engine == "server":
+        store = ServerClickHouse(
+            settings.clickhouse_host, settings.clickhouse_port, settings.clickhouse_database
+        )
+    else:
+        path = settings.clickhouse_path or settings.data_dir / "clickhouse"
+        store = ChdbClickHouse(path, settings.clickhouse_database)
+    migrate(store)
+    return store
 
 
 def remote_content_policy(settings: Settings) -> RemoteContentPolicy:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENGINES = ("embedded", "scale")
+REPORTS_ENGINES = ("chdb", "server", "off")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,13 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic: str = "herald.events"
     kafka_partitions: int = 6
+    # Reports: `chdb` (embedded, data under data_dir/clickhouse), `server` (ClickHouse over the native
+    # protocol), or `off` (no report store; the report API answers 503).
+    reports_engine: str = "chdb"
+    clickhouse_path: Path | None = None
+    clickhouse_database: str = "herald"
+    clickhouse_host: str = "127.0.0.1"
+    clickhouse_port: int = 9000
     # The inbound SMTP listener for bounces and complaints (off unless a port is given).
     inbound_smtp_port: int | None = None
     # The read pixel records a read once the client kept its request open this long.
@@ -61,9 +69,18 @@ def settings_from_env(**overrides: object) -> Settings:
         "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),
         "kafka_partitions": int(os.environ.get("HERALD_KAFKA_PARTITIONS", "6")),
         "inbound_smtp_port": _optional_int(os.environ.get("HERALD_INBOUND_SMTP_PORT")),
+        "reports_engine": os.environ.get("HERALD_REPORTS_ENGINE", "chdb"),
+        "clickhouse_path": os.environ.get("HERALD_CLICKHOUSE_PATH") or None,
+        "clickhouse_database": os.environ.get("HERALD_CLICKHOUSE_DATABASE", "herald"),
+        "clickhouse_host": os.environ.get("HERALD_CLICKHOUSE_HOST", "127.0.0.1"),
+        "clickhouse_port": int(os.environ.get("HERALD_CLICKHOUSE_PORT", "9000")),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["data_dir"] = Path(str(values["data_dir"]))
+    if values["clickhouse_path"] is not None:
+        values["clickhouse_path"] = Path(str(values["clickhouse_path"]))
+    if values["reports_engine"] not in REPORTS_ENGINES:
+        raise ValueError(f"HERALD_REPORTS_ENGINE is one of {', '.join(REPORTS_ENGINES)}")
     if values["engine"] not in ENGINES:
         raise ValueError(f"HERALD_ENGINE is one of {', '.join(ENGINES)}, not {values['engine']!r}")
     return Settings(**values)  # type: ignore[arg-type]

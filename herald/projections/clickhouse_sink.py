@@ -31,6 +31,7 @@ given (no user-agent parsing).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -47,7 +48,6 @@ from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusCha
 from herald.domain.templates import TemplateDeleted
 from herald.domain.tracking import ActivityTracked
 from herald.infra.clickhouse import ClickHouse
-from herald.infra.clock import Clock, SystemClock
 from herald.infra.event_store import RecordedEvent
 
 CHECKPOINT_KEY = "sink_checkpoint"
@@ -103,7 +103,16 @@ TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "cause",
         "is_test",
     ),
-    "profile_creations": ("event_id", "position", "at", "day", "profile_id", "database_id", "source", "is_test"),
+    "profile_creations": (
+        "event_id",
+        "position",
+        "at",
+        "day",
+        "profile_id",
+        "database_id",
+        "source",
+        "is_test",
+    ),
     "goal_events": (
         "event_id",
         "position",
@@ -209,11 +218,8 @@ class ClickHouseSink:
 
     name = "clickhouse_sink"
 
-    def __init__(
-        self, ch: ClickHouse, clock: Clock | None = None, sender_cache_size: int = SENDER_CACHE_SIZE
-    ) -> None:
+    def __init__(self, ch: ClickHouse, sender_cache_size: int = SENDER_CACHE_SIZE) -> None:
         self._ch = ch
-        self._clock = clock or SystemClock()
         self._pending: dict[str, list[list[Any]]] = {table: [] for table in TABLE_COLUMNS}
         self._senders: OrderedDict[str, str] = OrderedDict()
         self._sender_cache_size = sender_cache_size
@@ -233,47 +239,61 @@ class ClickHouseSink:
 
     def commit(self, position: int) -> None:
         """Insert the pending rows (one INSERT per table), then store the checkpoint."""
-        self._resolve_senders()
-        wrote = False
-        for table, rows in self._pending.items():
-            if rows:
-                self._ch.insert(table, TABLE_COLUMNS[table], rows)
-                wrote = True
-        if wrote or position != self._position:
-            self._ch.insert(
-                "herald_meta", ("key", "value", "updated_at"), [(CHECKPOINT_KEY, str(position), self._now())]
-            )
+        try:
+            self._resolve_senders()
+            for table, rows in self._pending.items():
+                if rows:
+                    self._ch.insert(table, TABLE_COLUMNS[table], rows)
+            if position != self._position:
+                self._ch.insert(
+                    "herald_meta",
+                    ("key", "value", "updated_at"),
+                    [(CHECKPOINT_KEY, str(position), datetime.now(UTC))],
+                )
+        except BaseException:
+            # The runtime applies the batch again from the checkpoint: rows already inserted come
+            # again with the same ids, and replace themselves.
+            self.discard()
+            raise
         self._clear()
         self._position = position
 
     def discard(self) -> None:
-        # The sender cache keeps what the discarded events said: applying them again says the same.
+        # The cache may hold senders of discarded attempts, newer than the rows applied again next:
+        # forget it, and let those rows read the committed senders.
+        self._senders.clear()
         self._clear()
 
     # -- reading back
 
     def _stored_checkpoint(self) -> int:
+        # The largest value, not the latest row: checkpoints only grow, and two writes in one second
+        # would tie on `updated_at`.
         rows = self._ch.query(
-            "SELECT max(toUInt64(value)) AS position, count() AS n FROM herald_meta WHERE key = {key:String}",
+            "SELECT max(toUInt64(value)) AS position FROM herald_meta WHERE key = {key:String}",
             {"key": CHECKPOINT_KEY},
         )
-        return int(rows[0]["position"]) if rows and rows[0]["n"] else 0
+        return int(rows[0]["position"]) if rows else 0
 
     def _resolve_senders(self) -> None:
-        """Fill the sender of rows whose message was attempted before this sink's cache knew it."""
+        """Fill the sender of rows whose message the cache did not know when they were applied.
+
+        Their sender is the one stored by earlier commits; an attempt later in this batch is newer
+        than those rows, so the cache (which has it) is not asked.
+        """
         if not self._unresolved:
             return
-        missing = sorted({row[_MESSAGE_ID] for row in self._unresolved} - self._senders.keys())
-        if missing:
-            found = self._ch.query(
-                "SELECT message_id AS message_id, argMax(sender_id, position) AS sender_id"
-                " FROM message_senders WHERE has({ids:Array(String)}, message_id) GROUP BY message_id",
-                {"ids": missing},
-            )
-            for row in found:
-                self._remember_sender(row["message_id"], row["sender_id"])
+        found = self._ch.query(
+            "SELECT message_id AS message_id, argMax(sender_id, position) AS sender_id"
+            " FROM message_senders WHERE has({ids:Array(String)}, message_id) GROUP BY message_id",
+            {"ids": sorted({row[_MESSAGE_ID] for row in self._unresolved})},
+        )
+        stored = {item["message_id"]: item["sender_id"] for item in found}
         for row in self._unresolved:
-            row[_SENDER] = self._senders.get(row[_MESSAGE_ID], "")
+            row[_SENDER] = stored.get(row[_MESSAGE_ID], "")
+        for message_id, sender_id in stored.items():
+            if message_id not in self._senders:
+                self._remember_sender(message_id, sender_id)
 
     def _remember_sender(self, message_id: str, sender_id: str) -> None:
         self._senders[message_id] = sender_id
@@ -286,9 +306,6 @@ class ClickHouseSink:
             rows.clear()
         self._unresolved.clear()
 
-    def _now(self) -> datetime:
-        return self._clock.now()
-
     # -- mapping events to rows
 
     def _fold(self, event: RecordedEvent, decoded: Event) -> None:
@@ -297,22 +314,22 @@ class ClickHouseSink:
         elif isinstance(decoded, dl.MessageSendAttempted):
             self._attempt(event, decoded)
         elif isinstance(decoded, dl.MessageDelivered):
-            self._remember_sender(decoded.message_id, decoded.sender_id)
+            self._sender(event, decoded.message_id, decoded.sender_id)
             self._message_row(event, decoded, "delivered")
-        elif isinstance(decoded, dl._MessageEvent):
-            kind = _OUTCOME_TYPES.get(type(decoded))
-            if kind is not None:
-                self._message_row(event, decoded, kind)
+        elif type(decoded) in _OUTCOME_TYPES:
+            self._message_row(event, decoded, _OUTCOME_TYPES[type(decoded)])
         else:
             self._other_row(event, decoded)
 
     def _attempt(self, event: RecordedEvent, attempted: dl.MessageSendAttempted) -> None:
-        self._remember_sender(attempted.message_id, attempted.sender_id)
-        self._pending["message_senders"].append(
-            [attempted.message_id, attempted.sender_id, event.position]
-        )
+        self._sender(event, attempted.message_id, attempted.sender_id)
         if attempted.attempt == 1:  # later attempts are retries of a message already sent
             self._message_row(event, attempted, "sent")
+
+    def _sender(self, event: RecordedEvent, message_id: str, sender_id: str) -> None:
+        """The message's sender from here on: for the rows after it in this batch and in later ones."""
+        self._remember_sender(message_id, sender_id)
+        self._pending["message_senders"].append([message_id, sender_id, event.position])
 
     def _message_row(self, event: RecordedEvent, decoded: Any, event_type: str) -> None:
         at: datetime = decoded.at
@@ -495,14 +512,11 @@ def _number(value: Any) -> float:
     """A goal's value (profit, may be negative); 0 when absent or not a number."""
     if isinstance(value, bool):
         return 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return 0.0
-    return 0.0
+    try:
+        number = float(value) if isinstance(value, int | float | str) else 0.0
+    except ValueError:
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def table_contents(ch: ClickHouse, table: str) -> list[tuple[Any, ...]]:

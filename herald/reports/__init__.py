@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from herald.reports.base import Report
+from herald.reports.bounces import NON_DELIVERIES, SOFT_BOUNCES
+from herald.reports.click_map import CLICK_MAP
+from herald.reports.growth import GROWTH
+from herald.reports.summary import SUMMARY
 
-_ALL: tuple[Report, ...] = ()
+_ALL: tuple[Report, ...] = (SUMMARY, GROWTH, CLICK_MAP, SOFT_BOUNCES, NON_DELIVERIES)
 
 REPORTS: dict[str, Report] = {report.name: report for report in _ALL}

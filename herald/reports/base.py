@@ -100,3 +100,57 @@ def check_metrics(metrics: Sequence[str], allowed: Sequence[str] | Mapping[str, 
     """Raise ReportError at "metrics.<index>" for the first metric not in `allowed`."""
     for index, metric in enumerate(metrics):
         check_choice(metric, allowed, f"metrics.{index}")
+
+
+def check_keys(given: Mapping[str, Any], allowed: Sequence[str] | Mapping[str, Any], prefix: str) -> None:
+    """Raise ReportError at "<prefix>.<key>" for the first key of `given` not in `allowed`."""
+    for key in given:
+        if key not in allowed:
+            choices = ", ".join(allowed) or "none"
+            raise ReportError(f"unknown parameter {key!r}; this report takes: {choices}", f"{prefix}.{key}")
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def flag(params: Mapping[str, Any], name: str, default: bool = False) -> bool:
+    """A yes/no parameter given as a bool or as text ("true", "1", "false", "0")."""
+    value = params.get(name, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ReportError(f"{value!r} is not a yes/no value (true or false)", f"params.{name}")
+
+
+INTERVALS: Mapping[str, str] = {
+    "day": "day",
+    "week": "toMonday(day)",  # weeks start on Monday; toStartOfWeek differs by engine version
+    "month": "toStartOfMonth(day)",
+}
+"""Chart bucket → the ClickHouse expression over a `day Date` column that names it."""
+
+
+def bucket_start(day: date, interval: str) -> date:
+    """The first day of the bucket `day` falls in (what the INTERVALS expression returns)."""
+    if interval == "week":
+        return day - timedelta(days=day.weekday())
+    if interval == "month":
+        return day.replace(day=1)
+    return day
+
+
+def buckets(period: Period, interval: str) -> list[date]:
+    """Every bucket of the period, in order, so a chart has no holes."""
+    found: list[date] = []
+    day = period.start
+    while day <= period.end:
+        start = bucket_start(day, interval)
+        if not found or found[-1] != start:
+            found.append(start)
+        day += timedelta(days=1)
+    return found

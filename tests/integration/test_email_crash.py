@@ -96,7 +96,12 @@ def queue_messages(herald: Herald, port: int) -> None:
 
 
 def start_sender(data_dir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HERALD_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "HERALD_DATA_DIR": str(data_dir),
+        "PYTHONPATH": str(REPO),
+        "HERALD_REPORTS_ENGINE": "off",
+    }
     command = [sys.executable, "-m", "herald.api.cli", "send", "--until-empty"]
     return subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE)
 
@@ -116,7 +121,7 @@ def wait_until(condition: Any, process: subprocess.Popen[bytes], deadline: float
 def test_killing_the_sender_loses_and_doubles_nothing(tmp_path: Path, sink: tuple[Sink, int]) -> None:
     relay, port = sink
     data_dir = tmp_path / "data"
-    herald = build(Settings(data_dir=data_dir, admin_token="t"))
+    herald = build(Settings(data_dir=data_dir, admin_token="t", reports_engine="off"))
     try:
         queue_messages(herald, port)
     finally:
@@ -136,7 +141,7 @@ def test_killing_the_sender_loses_and_doubles_nothing(tmp_path: Path, sink: tupl
     assert doubled == []
     assert len(relay.ids) == MESSAGES
 
-    herald = build(Settings(data_dir=data_dir, admin_token="t"))
+    herald = build(Settings(data_dir=data_dir, admin_token="t", reports_engine="off"))
     try:
         herald.runtime.drain()
         assert herald.projections.send_queue.waiting() == 0

@@ -111,7 +111,9 @@ def _replay_matches_live(tmp_path: Path, herald: Herald, capsys: pytest.CaptureF
 
 def _herald(tmp_path: Path, batch_size: int) -> Herald:
     herald = build(
-        Settings(data_dir=tmp_path / "data", admin_token="t"), clock=ManualClock(), ids=IdSource(3)
+        Settings(data_dir=tmp_path / "data", admin_token="t", reports_engine="off"),
+        clock=ManualClock(),
+        ids=IdSource(3),
     )
     herald.runtime._batch_size = batch_size
     return herald

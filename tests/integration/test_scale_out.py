@@ -52,7 +52,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _herald(data: Path) -> Herald:
-    return build(Settings(data_dir=data, admin_token=ADMIN_TOKEN), clock=ManualClock(START), ids=IdSource(7))
+    return build(
+        Settings(data_dir=data, admin_token=ADMIN_TOKEN, reports_engine="off"),
+        clock=ManualClock(START),
+        ids=IdSource(7),
+    )
 
 
 # --- the input: the same commands for both engines -----------------------------------------------

@@ -1,0 +1,287 @@
+"""The summary report ("Сводный отчёт"): every counter and rate of email, SMS and push, by a grouping.
+
+Rows come from `message_events` (one row per message event, see the report sink). Counters are
+counted per channel; rates divide two counters of the same channel and are NULL when the divisor is 0.
+Rates are fractions (0.25 = 25 %), not percentages, so clients format them.
+
+Request:
+- `group_by`: campaign, scenario, database, template, resource, domain_group, domain, vendor, sender,
+  day, week, month; none gives one row for the whole period;
+- `metrics`: any of `METRICS`; none means the preset's list;
+- `filters` ("Что-то конкретное?"): one object per grouping name (campaign, scenario, database,
+  template, resource, domain_group, domain, vendor, sender), by id or name;
+- `include_tests`: count test sends; `params.include_deleted`: count deleted campaigns, templates,
+  databases and resources; `params.preset`: email (default), sms, push or all;
+  `params.interval`: the chart's buckets, day (default), week or month.
+
+The series is the chart: one row per bucket of the period (none missing), with the same metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from string import Template
+from typing import Any
+
+from herald.infra.clickhouse import ClickHouse
+from herald.reports.base import (
+    INTERVALS,
+    ReportRequest,
+    ReportResult,
+    buckets,
+    check_choice,
+    check_keys,
+    check_metrics,
+    check_period,
+    flag,
+)
+
+CHANNELS = ("email", "sms", "push")
+
+# Counter → the message_events rows it counts (within one channel). Bots are left out of every
+# tracked counter; a "unique" action is one the delivery decider flagged `unique`: the first such
+# action on the message, or the first after 24 hours since the last unique one (never a bot's).
+COUNTERS: Mapping[str, str] = {
+    # queued: messages that passed the send gate and were rendered for the sender.
+    "queued": "event_type = 'queued'",
+    # suppressed: messages the send gate stopped (stop list, status, policy cap, duplicate...).
+    "suppressed": "event_type = 'suppressed'",
+    # failed: messages that could not be made (rendering or a remote fetch failed).
+    "failed": "event_type = 'failed'",
+    # sent ("отправлено"): messages the sender attempted at least once (the first attempt).
+    "sent": "event_type = 'sent'",
+    # delivered: messages the recipient's server accepted.
+    "delivered": "event_type = 'delivered'",
+    # soft_bounces: temporary failures; every one counts (a message retried twice bounces twice).
+    "soft_bounces": "event_type = 'soft_bounce'",
+    # hard_bounces: permanent failures (unknown mailbox, bad domain...), at most one per message.
+    "hard_bounces": "event_type = 'hard_bounce'",
+    # not_delivered: messages given up on (retries expired, campaign stopped, sender error).
+    "not_delivered": "event_type = 'not_delivered'",
+    # opens: every open by a person (the open pixel, or a click implying it), bots left out.
+    "opens": "event_type = 'open' AND is_bot = 0",
+    # unique_opens ("уник. открытия"): opens flagged unique.
+    "unique_opens": "event_type = 'open' AND is_unique = 1",
+    # clicks: every tracked link click by a person.
+    "clicks": "event_type = 'click' AND is_bot = 0",
+    # unique_clicks ("уник. клики"): clicks flagged unique (per message, whichever link).
+    "unique_clicks": "event_type = 'click' AND is_unique = 1",
+    # reads: the read pixel fired (the message stayed open long enough), bots left out.
+    "reads": "event_type = 'read' AND is_bot = 0",
+    # unique_reads: reads flagged unique.
+    "unique_reads": "event_type = 'read' AND is_unique = 1",
+    # unsubscribes ("отписки"): unsubscribed through the message (link, one-click header, mailto).
+    "unsubscribes": "event_type = 'unsubscribe'",
+    # complaints ("жалобы"): spam reports (feedback loops, ARF).
+    "complaints": "event_type = 'complaint'",
+}
+
+# Rate → (numerator, denominator), both counters of the same channel.
+RATES: Mapping[str, tuple[str, str]] = {
+    "delivery_rate": ("delivered", "sent"),  # % delivered
+    "open_rate": ("unique_opens", "delivered"),  # OR: unique opens per delivered message
+    "click_rate": ("unique_clicks", "delivered"),  # CTR: unique clicks per delivered message
+    "click_to_open_rate": ("unique_clicks", "unique_opens"),  # CTOR: unique clicks per unique open
+    "read_rate": ("unique_reads", "delivered"),
+    "soft_bounce_rate": ("soft_bounces", "sent"),
+    "hard_bounce_rate": ("hard_bounces", "sent"),
+    "not_delivered_rate": ("not_delivered", "sent"),
+    "unsubscribe_rate": ("unsubscribes", "delivered"),
+    "complaint_rate": ("complaints", "delivered"),
+}
+
+METRICS: tuple[str, ...] = tuple(f"{channel}_{name}" for channel in CHANNELS for name in (*COUNTERS, *RATES))
+"""Every metric: `<channel>_<counter or rate>` (email_sent, sms_delivery_rate, push_unique_opens...)."""
+
+_EMAIL = tuple(f"email_{name}" for name in (*COUNTERS, *RATES))
+_SMS = tuple(
+    f"sms_{name}"
+    for name in (
+        "queued",
+        "suppressed",
+        "failed",
+        "sent",
+        "delivered",
+        "not_delivered",
+        "clicks",
+        "unique_clicks",
+        "delivery_rate",
+        "click_rate",
+        "not_delivered_rate",
+    )
+)
+_PUSH = tuple(
+    f"push_{name}"
+    for name in (
+        "queued",
+        "suppressed",
+        "failed",
+        "sent",
+        "delivered",
+        "not_delivered",
+        "opens",
+        "unique_opens",
+        "clicks",
+        "unique_clicks",
+        "delivery_rate",
+        "open_rate",
+        "click_rate",
+        "click_to_open_rate",
+    )
+)
+PRESETS: Mapping[str, tuple[str, ...]] = {"email": _EMAIL, "sms": _SMS, "push": _PUSH, "all": METRICS}
+"""Preset → the metrics it shows: what the channel's messages can have."""
+
+GROUPS: Mapping[str, str] = {
+    "campaign": "campaign_id",
+    "scenario": "scenario_id",
+    "database": "database_id",
+    "template": "template_id",
+    "resource": "resource_id",
+    "domain_group": "domain_group",
+    "domain": "recipient_domain",
+    "vendor": "vendor",
+    "sender": "sender_id",
+    **INTERVALS,
+}
+"""group_by → the expression over the filtered rows that names a row of the report."""
+
+FILTERS: Mapping[str, str] = {name: column for name, column in GROUPS.items() if name not in INTERVALS}
+"""filter name → the column it must equal (the grouping names, without the time buckets)."""
+
+PARAMS = ("preset", "interval", "include_deleted")
+
+# The period's rows, tests and deleted objects left out unless asked for, narrowed by the filters
+# (an empty filter value means "any"). `vendor` is the profile's current `_vendor`, joined only when
+# the report groups or filters by it.
+_ROWS = """
+    SELECT day, channel, event_type, is_unique, is_bot, campaign_id, scenario_id, database_id,
+        template_id, resource_id, domain_group, recipient_domain, sender_id, profile_id
+    FROM message_events FINAL
+    WHERE day >= {start:Date} AND day <= {end:Date}
+        AND (is_test = 0 OR {include_tests:UInt8} = 1)
+        AND ({include_deleted:UInt8} = 1 OR (
+            campaign_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'campaign')
+            AND template_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'template')
+            AND database_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'database')
+            AND resource_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'resource')))
+        AND ({campaign:String} = '' OR campaign_id = {campaign:String})
+        AND ({scenario:String} = '' OR scenario_id = {scenario:String})
+        AND ({database:String} = '' OR database_id = {database:String})
+        AND ({template:String} = '' OR template_id = {template:String})
+        AND ({resource:String} = '' OR resource_id = {resource:String})
+        AND ({domain_group:String} = '' OR domain_group = {domain_group:String})
+        AND ({domain:String} = '' OR recipient_domain = {domain:String})
+        AND ({sender:String} = '' OR sender_id = {sender:String})
+"""
+
+_VENDOR_JOIN = """
+    ANY LEFT JOIN (
+        SELECT profile_id, argMax(vendor, position) AS vendor FROM profile_vendors GROUP BY profile_id
+    ) AS v USING profile_id
+    WHERE {vendor:String} = '' OR vendor = {vendor:String}
+"""
+
+# The outer query turns the counters into rates; the inner one counts, per group key.
+_SUMMARY = Template("""
+SELECT $key_select $counter_names, $rates
+FROM (
+    SELECT $key_expression $counters
+    FROM ($rows) AS m
+    $vendor_join
+    $group_by
+)
+$order_by
+""")
+
+
+def _counter_sql() -> str:
+    return ",\n        ".join(
+        f"countIf(channel = '{channel}' AND {condition}) AS {channel}_{name}"
+        for channel in CHANNELS
+        for name, condition in COUNTERS.items()
+    )
+
+
+def _rate_sql() -> str:
+    return ",\n    ".join(
+        f"if({channel}_{den} = 0, NULL, {channel}_{num} / {channel}_{den}) AS {channel}_{name}"
+        for channel in CHANNELS
+        for name, (num, den) in RATES.items()
+    )
+
+
+_COUNTER_NAMES = tuple(f"{channel}_{name}" for channel in CHANNELS for name in COUNTERS)
+
+
+def summary_sql(key: str | None, with_vendor: bool) -> str:
+    """The query for one grouping expression (None: one row for everything); key and join are constants."""
+    return _SUMMARY.substitute(
+        key_select="group_key," if key else "",
+        key_expression=f"{key} AS group_key," if key else "",
+        counter_names=", ".join(_COUNTER_NAMES),
+        rates=_rate_sql(),
+        counters=_counter_sql(),
+        rows=_ROWS,
+        vendor_join=_VENDOR_JOIN if with_vendor else "",
+        group_by="GROUP BY group_key" if key else "",
+        order_by="ORDER BY group_key" if key else "",
+    )
+
+
+class SummaryReport:
+    name = "summary"
+
+    def run(self, ch: ClickHouse, request: ReportRequest) -> ReportResult:
+        check_period(request.period)
+        metrics = _metrics(request)
+        check_keys(request.filters, FILTERS, "filters")
+        check_keys(request.params, PARAMS, "params")
+        interval = check_choice(str(request.params.get("interval", "day")), INTERVALS, "params.interval")
+        group = check_choice(request.group_by, GROUPS, "group_by") if request.group_by else None
+        with_vendor = group == "vendor" or bool(request.filters.get("vendor"))
+        values = _values(request, with_vendor)
+        key = GROUPS[group] if group else None
+        rows = ch.query(summary_sql(key, with_vendor), values)
+        table = tuple(((row["group_key"],) if group else ()) + tuple(row[m] for m in metrics) for row in rows)
+        chart = ch.query(summary_sql(INTERVALS[interval], with_vendor), values)
+        series = _filled(chart, metrics, buckets(request.period, interval))
+        columns = ((group,) if group else ()) + metrics
+        return ReportResult(columns=columns, rows=table, series=series)
+
+
+def _metrics(request: ReportRequest) -> tuple[str, ...]:
+    if request.metrics:
+        check_metrics(request.metrics, METRICS)
+        return request.metrics
+    preset = check_choice(str(request.params.get("preset", "email")), PRESETS, "params.preset")
+    return PRESETS[preset]
+
+
+def _values(request: ReportRequest, with_vendor: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "start": request.period.start,
+        "end": request.period.end,
+        "include_tests": int(request.include_tests),
+        "include_deleted": int(flag(request.params, "include_deleted")),
+    }
+    for name in FILTERS:
+        if name != "vendor" or with_vendor:  # the vendor placeholder exists only with the join
+            values[name] = str(request.filters.get(name, ""))
+    return values
+
+
+def _filled(
+    rows: list[dict[str, Any]], metrics: tuple[str, ...], wanted: list[Any]
+) -> tuple[tuple[Any, ...], ...]:
+    """One chart row per bucket: counters 0 and rates NULL where the bucket has no rows."""
+    by_bucket = {row["group_key"]: row for row in rows}
+    empty = {m: (None if _is_rate(m) else 0) for m in metrics}
+    return tuple((bucket, *(by_bucket.get(bucket, empty)[m] for m in metrics)) for bucket in wanted)
+
+
+def _is_rate(metric: str) -> bool:
+    return metric.split("_", 1)[1] in RATES
+
+
+SUMMARY = SummaryReport()

@@ -1,0 +1,73 @@
+"""Reports through the API over the embedded report store (chDB), fed by the sink from the log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from herald.api.app import create_app
+from herald.api.wiring import Herald, build
+from herald.infra.clock import ManualClock
+from herald.infra.config import Settings
+from herald.infra.ids import IdSource
+from tests.builders import RESOURCE, create_resource, customers, email_subscription, import_rows
+from tests.conftest import ADMIN_TOKEN
+
+
+@pytest.fixture
+def reporting(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
+    settings = Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, reports_engine="chdb")
+    app = build(settings, clock=clock, ids=IdSource(42))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+async def client(reporting: Herald) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(reporting, run_processors=False))
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as c:
+        yield c
+
+
+async def test_a_broadcasts_messages_show_in_the_summary_report(
+    client: httpx.AsyncClient, reporting: Herald
+) -> None:
+    customers(reporting)
+    create_resource(reporting)
+    rows = [
+        {"email": f"u{i}@gmail.com", "subscriptions": [email_subscription(f"u{i}@gmail.com")]}
+        for i in range(5)
+    ]
+    await import_rows(client, rows)
+    template = {"name": "Hi", "content": {"email": {"subject": "Hi", "html": "<p>Hi</p>"}}}
+    template_id = (await client.post("/api/v1/templates", json=template)).json()["template_id"]
+    campaign = {
+        "name": "Spring",
+        "type": "broadcast",
+        "channel": "email",
+        "resource_id": RESOURCE,
+        "template_ids": [template_id],
+        "audience": {"kind": "database", "id": "1"},
+    }
+    campaign_id = (await client.post("/api/v1/campaigns", json=campaign)).json()["campaign_id"]
+    reporting.runtime.drain()
+    assert (await client.post(f"/api/v1/campaigns/{campaign_id}/launch")).status_code == 200
+    reporting.runtime.drain()
+    assert reporting.reports_runtime is not None
+    reporting.reports_runtime.drain()
+
+    params = {"start": "2026-03-01", "end": "2026-03-31", "group_by": "campaign", "metrics": "email_queued"}
+    response = await client.get("/api/v1/reports/summary", params=params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["rows"] == [[campaign_id, 5]], body
+    csv = await client.get("/api/v1/reports/summary", params={**params, "format": "csv"})
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    bad = await client.get("/api/v1/reports/summary", params={**params, "group_by": "planet"})
+    assert bad.status_code == 422 and bad.json()["error"]["path"] == "group_by"
+    unknown = await client.get("/api/v1/reports/nope", params=params)
+    assert unknown.status_code == 422 and unknown.json()["error"]["path"] == "name"
