@@ -148,6 +148,7 @@ def _relay(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from herald.api.wiring import build
     from herald.processors.faust_app import WorkerOptions, build_app, run_worker
+    from herald.processors.runtime import Projection
     from herald.processors.relay import ensure_topic
 
     bootstrap, topic, partitions = _kafka(settings, args)
@@ -155,9 +156,11 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     lock = _only_worker(settings.data_dir / "worker.lock")
     ensure_topic(bootstrap, topic, partitions)
     herald = build(settings)
-    projections = herald.projections.all()
+    projections: list[Projection] = [*herald.projections.all()]
     # The very consumer objects the in-process runtime would drive (reactors already adapted).
     reactors = [c for c in herald.runtime.consumers() if all(c is not p for p in projections)]
+    if herald.reports_runtime is not None:
+        projections += herald.reports_runtime.consumers()  # the ClickHouse sink, as one more agent
     options = WorkerOptions(bootstrap, topic, partitions, session_timeout=args.session_timeout)
     print(f"Herald worker: {topic} at {bootstrap}, processors {herald.runtime.names}", flush=True)
     try:

@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
+from herald.api.routes.reports import run_report
 from herald.api.wiring import Herald, build
+from herald.domain import campaigns as cp
+from herald.domain import templates as tp
 from herald.domain.statuses import Status
 from herald.domain.stop_lists import PLATFORM_INVALID_LIST_ID, stop_list_stream
 from herald.domain.subscriptions import Cause, ChangeSubscriptionStatus
@@ -33,6 +36,8 @@ from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
 from herald.processors.relay import ensure_topic
+from herald.projections.clickhouse_sink import TABLE_COLUMNS, table_contents
+from herald.reports.base import Period, ReportRequest
 from herald.services.aggregates import CommandContext
 from herald.services.profiles import ImportOptions
 from tests.builders import create_resource, customers
@@ -51,12 +56,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
 
 
-def _herald(data: Path) -> Herald:
-    return build(
-        Settings(data_dir=data, admin_token=ADMIN_TOKEN, reports_engine="off"),
-        clock=ManualClock(START),
-        ids=IdSource(7),
-    )
+def _herald(data: Path, **reports: Any) -> Herald:
+    settings = Settings(data_dir=data, admin_token=ADMIN_TOKEN, **({"reports_engine": "off"} | reports))
+    return build(settings, clock=ManualClock(START), ids=IdSource(7))
 
 
 # --- the input: the same commands for both engines -----------------------------------------------
@@ -122,8 +124,11 @@ def _catalog_and_profiles(herald: Herald, settle: Settle) -> None:
 class ScaleOut:
     """`herald relay` and `herald worker` over one data directory, and their checkpoints."""
 
-    def __init__(self, herald: Herald, bootstrap: str, topic: str, logs: Path) -> None:
+    def __init__(
+        self, herald: Herald, bootstrap: str, topic: str, logs: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.herald = herald
+        self._env = env or {}
         self.data = herald.settings.data_dir
         self._args = ["--bootstrap", bootstrap, "--topic", topic, "--partitions", str(PARTITIONS)]
         self._relay_name = f"relay:{topic}"
@@ -138,7 +143,7 @@ class ScaleOut:
         self._runs += 1
         log = (self._logs / f"{command}-{self._runs}.log").open("wb")
         self._log_files.append(log)
-        env = {**os.environ, "HERALD_ADMIN_TOKEN": ADMIN_TOKEN}
+        env = {**os.environ, "HERALD_ADMIN_TOKEN": ADMIN_TOKEN, **self._env}
         argv = [sys.executable, "-m", "herald.api.cli", "--data-dir", str(self.data), command]
         return subprocess.Popen([*argv, *self._args, *extra], env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -226,9 +231,6 @@ def scale(tmp_path: Path, broker: str, request: pytest.FixtureRequest) -> Iterat
     finally:
         scale.stop()
         herald.close()
-        import shutil
-
-        shutil.copytree(logs, "/tmp/scale/lastlogs-" + request.node.name[:20], dirs_exist_ok=True)
 
 
 def _embedded(tmp_path: Path, write: Callable[[Herald, Settle], None]) -> tuple[dict[str, str], int, Herald]:
@@ -317,3 +319,88 @@ def test_the_relay_refuses_a_topic_with_another_partition_count(broker: str) -> 
     ensure_topic(broker, "herald-events-resized", PARTITIONS)  # an existing topic of the right size is fine
     with pytest.raises(RuntimeError, match="has 3 partitions, the configuration says 6"):
         ensure_topic(broker, "herald-events-resized", 6)
+
+
+# --- reports: the ClickHouse sink as one more agent ------------------------------------------------
+
+
+def _campaign_and_engagement(herald: Herald, settle: Settle) -> None:
+    """Profiles, then a broadcast to them, then opens and clicks on the first five messages."""
+    _catalog_and_profiles(herald, settle)
+    content = tp.TemplateContent(
+        email=tp.EmailContent(subject="Hi", html='<a href="https://x.example/">x</a>')
+    )
+    template_id, _ = herald.templates.create_template(tp.TemplateCard(name="Hi"), content, False, CTX)
+    settings = cp.CampaignSettings(
+        name="Spring",
+        type=cp.CampaignType.BROADCAST,
+        channel="email",
+        resource_id="7",
+        template_ids=(template_id,),
+        audience=cp.Audience(id="1"),
+    )
+    settle()
+    campaign_id, _ = herald.campaigns.create(settings, CTX)
+    herald.campaigns.launch_now(campaign_id, CTX)
+    settle()
+    queued = sorted(e.data["message_id"] for e in herald.store.read_all(1) if e.type == "MessageQueued")
+    at = herald.clock.now()
+    for message_id in queued[:5]:
+        herald.deliveries.hit(message_id, "open", "203.0.113.9", "Mozilla/5.0", False, at)
+        link = {"l": "html.1", "u": "https://x.example/"}
+        herald.deliveries.hit(message_id, "click", "203.0.113.9", "Mozilla/5.0", False, at, link)
+    settle()
+
+
+def _report_tables(herald: Herald) -> dict[str, list[tuple[Any, ...]]]:
+    assert herald.clickhouse is not None
+    return {table: table_contents(herald.clickhouse, table) for table in TABLE_COLUMNS}
+
+
+def test_the_worker_fills_clickhouse_server_with_the_report_rows_the_embedded_runtime_makes(
+    tmp_path: Path, broker: str, clickhouse_server: tuple[str, int]
+) -> None:
+    host, port = clickhouse_server
+    server = {"reports_engine": "server", "clickhouse_host": host, "clickhouse_port": port}
+    embedded = _herald(tmp_path / "embedded", **server, clickhouse_database="embedded_reports")
+    try:
+
+        def settle() -> None:
+            embedded.runtime.drain()
+            assert embedded.reports_runtime is not None
+            embedded.reports_runtime.drain()
+
+        _campaign_and_engagement(embedded, settle)
+        expected = _report_tables(embedded)
+        expected_summary = run_report(embedded.clickhouse, "summary", _summary_request())
+        assert len(expected["message_events"]) > 90 and expected["subscription_changes"]
+    finally:
+        embedded.close()
+
+    env = {
+        "HERALD_REPORTS_ENGINE": "server",
+        "HERALD_CLICKHOUSE_HOST": host,
+        "HERALD_CLICKHOUSE_PORT": str(port),
+        "HERALD_CLICKHOUSE_DATABASE": "scale_reports",
+    }
+    herald = _herald(tmp_path / "scale", **server, clickhouse_database="scale_reports")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    scale = ScaleOut(herald, broker, "herald-events-reports", logs, env)
+    try:
+        scale.start_relay()
+        scale.start_worker()
+        _campaign_and_engagement(herald, scale.settle)
+        assert _report_tables(herald) == expected
+        assert run_report(herald.clickhouse, "summary", _summary_request()) == expected_summary
+    finally:
+        scale.stop()
+        herald.close()
+
+
+def _summary_request() -> ReportRequest:
+    return ReportRequest(
+        period=Period(START.date(), START.date()),
+        group_by="campaign",
+        metrics=("email_queued", "email_opens", "email_unique_clicks"),
+    )
