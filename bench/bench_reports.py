@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from common import machine, report, run, temp_dir
 
 from herald.domain.deliveries import LinkClicked, MessageDelivered, MessageOpened
+from herald.domain.events import Event
 from herald.domain.messages import MessageQueued
 from herald.infra.clickhouse import ChdbClickHouse
 from herald.infra.clickhouse_migrations import migrate
@@ -115,7 +116,8 @@ def _fill(ch: ChdbClickHouse, events: int, profiles: int) -> None:
         " toDateTime('2026-03-01 00:00:00', 'UTC') + (number % 2592000) AS at,"
         " toDate(toDateTime('2026-03-01 00:00:00', 'UTC') + (number % 2592000)) AS day,"
         f" toString(number % {profiles}) AS profile_id, '1' AS database_id,"
-        " toString(number % 5) AS resource_id, 'email' AS channel, '' AS contact, if(number % 4 = 0, 'subscribed', '') AS status_before,"
+        " toString(number % 5) AS resource_id, 'email' AS channel, '' AS contact,"
+        " if(number % 4 = 0, 'subscribed', '') AS status_before,"
         " if(number % 4 = 0, 'unsubscribed', 'subscribed') AS status,"
         " ['import', 'api', 'unsubscribe_link', 'hard_bounce'][number % 4 + 1] AS cause,"
         " toUInt8(0) AS is_test"
@@ -189,6 +191,7 @@ def _events(count: int) -> list[RecordedEvent]:
     for n in range(count):
         message_id = f"{n // 4:032x}"
         kind = n % 4
+        event: Event
         if kind == 0:
             event = MessageQueued(
                 message_id=message_id,
