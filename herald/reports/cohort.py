@@ -2,29 +2,31 @@
 and one of five engagement values for each cohort in each week (month) since its start.
 
 Request:
-- `group_by`: the cohort size, "week" (default) or "month". A week cohort starts on Monday.
-- `metrics`: at most one cohort value (default "unique_clicks"), see `VALUES` below.
-- `filters`: "database_id" (the profile database the cohort was created in), "resource_id" and
-  "channel" (which messages count); each optional, absent meaning all.
+- `params`: "interval", the cohort size: "week" (default) or "month". A week cohort starts on Monday.
+  Rows are always cohorts, so there is no `group_by`.
+- `metrics`: at most one cohort value (default "unique_clicks"), one of `VALUES`.
+- `filters`: "database" (the profile database the cohort was created in), "resource" and "channel"
+  (which messages count); each optional, absent or "" meaning all.
 - `include_tests`: count test profiles and test sends too (left out by default).
 
-Definitions (the guide's, notes seed000-D §3.2, with the choices it leaves open):
-- A profile's cohort is the Monday (or the 1st) of the day its profile was created (imported or
-  otherwise), for profiles created within the period; creations before the period make no cohort.
-- Interval n (columns "week_1", "week_2", ... or "month_1", ...) is the n-th week (month) of the
-  cohort, the cohort's own week (month) being the first. A message event counts in the interval of
-  its day; only events within the period count, so the first and last intervals of the period may
-  be partial.
-- A cell is None where the interval starts after the period ends (the cohort has not reached it
-  yet), and None for a ratio whose denominator is 0 there; counts are 0 when nothing happened.
+Definitions (notes seed000-D §3.2, with the choices the guide leaves open):
+- A profile's cohort is the week (Monday) or month (the 1st) of the day the profile was created
+  (imported or otherwise), for profiles created within the period; the first creation counts.
+- Interval n (columns "week_1", "week_2", ... or "month_1", ...) is the n-th calendar week (month)
+  of the cohort, its own week (month) being the first. A message event counts in the interval of its
+  day, from the cohort's start on; only events within the period count, so the first and last
+  intervals may be partial.
+- A cell is None where the interval starts after the period (the cohort has not reached it yet), and
+  None for a ratio whose divisor is 0 there; counts are 0 when nothing happened.
 - The last row, "average", is the plain mean of the cells above it that are not None (each cohort
-  weighs the same, as the guide's "Усреднённый результат"), and its "profiles" the sum of them.
+  weighs the same, as the guide's "Усреднённый результат"), with the sum of the cohorts' profiles.
+Ratios are fractions (0.25 = 25 %), as in every report.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from herald.infra.clickhouse import ClickHouse
@@ -33,40 +35,43 @@ from herald.reports.base import (
     ReportError,
     ReportRequest,
     ReportResult,
+    buckets,
     check_choice,
+    check_keys,
     check_metrics,
     check_period,
 )
 
 COHORT_SIZES = ("week", "month")
+PARAMS = ("interval",)
 
-# The five cohort values ("Значение когорты"). Counts are of events, not of people: a unique open is
-# an open flagged unique by the stream (the same profile's open of the same message at least 24 h
-# after the last one counted), so one person may count more than once (the guide's uniqueness rule).
-VALUES = {
-    "unique_clicks": "number of unique clicks",
-    "unique_opens": "number of unique opens",
-    "click_to_open": "unique clicks / unique opens, in %",
-    "open_rate": "unique opens / sent messages, in %",
-    "click_rate": "unique clicks / sent messages, in %",
+# The five cohort values ("Значение когорты"), columns of COHORT_VALUES_SQL. Counts are of events,
+# not of people: a unique open is an open the stream flagged unique (the profile's first open of the
+# message, or the first 24 h after the last unique one; never a bot's), as in the summary report.
+VALUES: Mapping[str, str] = {
+    "unique_clicks": "количество уникальных кликов",
+    "unique_opens": "количество уникальных открытий",
+    "clicks_per_open": "отношение уникальных кликов к открытиям",
+    "opens_per_sent": "отношение уникальных открытий к отправленным сообщениям",
+    "clicks_per_sent": "отношение уникальных кликов к отправленным сообщениям",
 }
 COUNT_VALUES = frozenset({"unique_clicks", "unique_opens"})
-FILTERS = ("database_id", "resource_id", "channel")
+FILTERS = ("database", "resource", "channel")
 
-# Every profile created within the period, with its cohort: the Monday (or first day of the month)
-# of its creation day. `monthly` picks the cohort size; both sizes are computed, one is kept.
+# Every profile created within the period, with its cohort: the Monday (or the 1st) of its first
+# creation day. `monthly` picks the cohort size.
 COHORT_MEMBERS_SQL = """
 SELECT
     profile_id,
     if({monthly:UInt8} = 1, toStartOfMonth(min(day)), toMonday(min(day))) AS cohort
 FROM profile_creations FINAL
 WHERE day >= {start:Date} AND day <= {end:Date}
-  AND ({database_id:String} = '' OR database_id = {database_id:String})
+  AND ({database:String} = '' OR database_id = {database:String})
   AND ({include_tests:UInt8} = 1 OR is_test = 0)
 GROUP BY profile_id
 """
 
-# Cohort size: the number of profiles created in the cohort's week (month) within the period.
+# profiles ("Размер когорты"): how many profiles the cohort holds.
 COHORT_SIZES_SQL = f"""
 SELECT cohort, count() AS profiles
 FROM ({COHORT_MEMBERS_SQL})
@@ -75,12 +80,12 @@ ORDER BY cohort
 """
 
 # Per cohort and interval:
-# - sent: messages queued for delivery to the cohort's profiles ("Отправлено": a MessageQueued event;
-#   suppressed and failed messages were never sent);
-# - unique_opens / unique_clicks: open / click events flagged unique by the stream (bots never are);
-# - click_to_open = 100 * unique_clicks / unique_opens; open_rate = 100 * unique_opens / sent;
-#   click_rate = 100 * unique_clicks / sent; NULL where the denominator is 0.
-# Events are summed per (profile, bucket) first, so the join meets one row per profile and bucket.
+# - sent ("отправлено"): the cohort's messages the sender attempted (the first attempt), as the
+#   summary report's `sent`;
+# - unique_opens, unique_clicks: opens and clicks flagged unique;
+# - clicks_per_open = unique_clicks / unique_opens; opens_per_sent = unique_opens / sent;
+#   clicks_per_sent = unique_clicks / sent; NULL where the divisor is 0.
+# Events are counted per (profile, bucket) first, so the join meets one row per profile and bucket.
 COHORT_VALUES_SQL = f"""
 SELECT
     cohort,
@@ -90,19 +95,19 @@ SELECT
     sum(profile_sent) AS sent,
     sum(profile_unique_opens) AS unique_opens,
     sum(profile_unique_clicks) AS unique_clicks,
-    if(unique_opens = 0, NULL, 100 * unique_clicks / unique_opens) AS click_to_open,
-    if(sent = 0, NULL, 100 * unique_opens / sent) AS open_rate,
-    if(sent = 0, NULL, 100 * unique_clicks / sent) AS click_rate
+    if(unique_opens = 0, NULL, unique_clicks / unique_opens) AS clicks_per_open,
+    if(sent = 0, NULL, unique_opens / sent) AS opens_per_sent,
+    if(sent = 0, NULL, unique_clicks / sent) AS clicks_per_sent
 FROM (
     SELECT
         profile_id,
         if({{monthly:UInt8}} = 1, toStartOfMonth(day), toMonday(day)) AS bucket,
-        countIf(event_type = 'queued') AS profile_sent,
+        countIf(event_type = 'sent') AS profile_sent,
         countIf(event_type = 'open' AND is_unique = 1) AS profile_unique_opens,
         countIf(event_type = 'click' AND is_unique = 1) AS profile_unique_clicks
     FROM message_events FINAL
     WHERE day >= {{start:Date}} AND day <= {{end:Date}}
-      AND ({{resource_id:String}} = '' OR resource_id = {{resource_id:String}})
+      AND ({{resource:String}} = '' OR resource_id = {{resource:String}})
       AND ({{channel:String}} = '' OR channel = {{channel:String}})
       AND ({{include_tests:UInt8}} = 1 OR is_test = 0)
     GROUP BY profile_id, bucket
@@ -120,107 +125,73 @@ class CohortReport:
     name = "cohort"
 
     def run(self, ch: ClickHouse, request: ReportRequest) -> ReportResult:
-        """The cohort table: one row per cohort, one column per interval, and the average row."""
-        monthly = cohort_size(request) == "month"
-        value = self._value(request)
-        check_filters(request.filters, FILTERS)
-        if request.params:
-            raise ReportError("the cohort report takes no params", f"params.{next(iter(request.params))}")
-        params = {
-            **cohort_params(request, monthly),
-            "resource_id": request.filters.get("resource_id", ""),
-            "channel": request.filters.get("channel", ""),
-        }
-        sizes = {row["cohort"]: row["profiles"] for row in ch.query(COHORT_SIZES_SQL, cohort_params(request, monthly))}
-        cells = {(row["cohort"], row["interval_number"]): row[value] for row in ch.query(COHORT_VALUES_SQL, params)}
-        unit = "month" if monthly else "week"
-        # The oldest possible cohort is the period's first bucket; it has the most intervals.
-        count = interval_count(request.period.start, request.period.end, unit)
+        """The cohort table: one row per cohort, one column per interval, then the average row."""
+        check_keys(request.params, PARAMS, "params")
+        unit = cohort_size(request)
+        value = _value(request)
+        members = cohort_params(request, unit)
+        sizes = {row["cohort"]: row["profiles"] for row in ch.query(COHORT_SIZES_SQL, members)}
+        values = ch.query(COHORT_VALUES_SQL, {**members, **message_filters(request)})
+        cells = {(row["cohort"], row["interval_number"]): row[value] for row in values}
+        # The oldest possible cohort starts the period's first bucket: it has the most intervals.
+        width = len(buckets(request.period, unit))
         empty = 0 if value in COUNT_VALUES else None
-        rows = [
-            (
-                cohort,
-                profiles,
-                *(
-                    cells.get((cohort, n), empty) if reached(cohort, n, unit, request.period) else None
-                    for n in range(1, count + 1)
-                ),
-            )
-            for cohort, profiles in sizes.items()
-        ]
-        columns = ("cohort", "profiles", *(f"{unit}_{n}" for n in range(1, count + 1)))
+        rows = []
+        for cohort, profiles in sizes.items():
+            seen = intervals_seen(cohort, unit, request.period)
+            row = [cells.get((cohort, n), empty) if n <= seen else None for n in range(1, width + 1)]
+            rows.append((cohort, profiles, *row))
+        columns = ("cohort", "profiles", *(f"{unit}_{n}" for n in range(1, width + 1)))
         return ReportResult(columns, (*rows, average_row(rows, len(columns))))
 
-    @staticmethod
-    def _value(request: ReportRequest) -> str:
-        check_metrics(request.metrics, VALUES)
-        if len(request.metrics) > 1:
-            raise ReportError("the cohort table shows one value at a time", "metrics.1")
-        return request.metrics[0] if request.metrics else "unique_clicks"
+
+def _value(request: ReportRequest) -> str:
+    check_metrics(request.metrics, VALUES)
+    if len(request.metrics) > 1:
+        raise ReportError("the cohort table shows one value at a time", "metrics.1")
+    return request.metrics[0] if request.metrics else "unique_clicks"
+
+
+def average_row(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[Any, ...]:
+    """("average", all the cohorts' profiles, then per column the mean of the values that are not None)."""
+    means: list[float | None] = []
+    for column in range(2, width):
+        values = [row[column] for row in rows if row[column] is not None]
+        means.append(sum(values) / len(values) if values else None)
+    return ("average", sum(row[1] for row in rows), *means)
 
 
 # ------------------------------------------------------------ shared with the lifetime report
 
 
 def cohort_size(request: ReportRequest) -> str:
-    """The cohort size asked for in `group_by` ("week" unless given), after checking the period."""
+    """The cohort size, `params.interval` ("week" unless given), after checking period, grouping, filters."""
     check_period(request.period)
-    return check_choice(request.group_by or "week", COHORT_SIZES, "group_by")
+    if request.group_by is not None:
+        raise ReportError("rows are cohorts: give the cohort size as params.interval", "group_by")
+    check_keys(request.filters, FILTERS, "filters")
+    return check_choice(str(request.params.get("interval", "week")), COHORT_SIZES, "params.interval")
 
 
-def check_filters(filters: Mapping[str, str], allowed: Sequence[str]) -> None:
-    """Refuse a filter the report does not know, or one that is not a string."""
-    for key, value in filters.items():
-        check_choice(key, allowed, f"filters.{key}")
-        if not isinstance(value, str):
-            raise ReportError("a filter is an id, given as a string", f"filters.{key}")
-
-
-def cohort_params(request: ReportRequest, monthly: bool) -> dict[str, Any]:
-    """The bound parameters of `COHORT_MEMBERS_SQL`."""
+def cohort_params(request: ReportRequest, unit: str) -> dict[str, Any]:
+    """The bound parameters of `COHORT_MEMBERS_SQL` for cohorts of `unit` ("week" or "month")."""
     return {
         "start": request.period.start,
         "end": request.period.end,
-        "monthly": int(monthly),
-        "database_id": request.filters.get("database_id", ""),
+        "monthly": int(unit == "month"),
+        "database": str(request.filters.get("database", "")),
         "include_tests": int(request.include_tests),
     }
 
 
-def bucket_start(day: date, unit: str) -> date:
-    """The first day of `day`'s bucket: itself, its Monday, or the first of its month (as in the SQL)."""
-    if unit == "month":
-        return day.replace(day=1)
-    return day - timedelta(days=day.weekday()) if unit == "week" else day
+def message_filters(request: ReportRequest) -> dict[str, str]:
+    """Which messages count: those of one resource and one channel, or all ("")."""
+    return {name: str(request.filters.get(name, "")) for name in ("resource", "channel")}
 
 
-def add_buckets(start: date, count: int, unit: str) -> date:
-    """The first day of the bucket `count` days (weeks, months) after the one starting on `start`."""
-    if unit == "day":
-        return start + timedelta(days=count)
-    if unit == "week":
-        return start + timedelta(weeks=count)
-    months = start.year * 12 + start.month - 1 + count
-    return date(months // 12, months % 12 + 1, 1)
+def intervals_seen(cohort: date, unit: str, period: Period) -> int:
+    """How many intervals of `unit` of a cohort starting on `cohort` begin within the period."""
+    return len(buckets(Period(cohort, period.end), unit))
 
 
-def interval_count(first: date, last: date, unit: str) -> int:
-    """How many buckets of `unit` there are from the one holding `first` to the one holding `last`."""
-    first, last = bucket_start(first, unit), bucket_start(last, unit)
-    if unit == "month":
-        return (last.year - first.year) * 12 + last.month - first.month + 1
-    return (last - first).days // (7 if unit == "week" else 1) + 1
-
-
-def reached(cohort: date, n: int, unit: str, period: Period) -> bool:
-    """Whether interval `n` (1 = the bucket holding the cohort's start) begins within the period."""
-    return add_buckets(bucket_start(cohort, unit), n - 1, unit) <= period.end
-
-
-def average_row(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[Any, ...]:
-    """("average", total profiles, then per column the mean of the cohorts' values that are not None)."""
-    means: list[float | None] = []
-    for column in range(2, width):
-        values = [row[column] for row in rows if row[column] is not None]
-        means.append(sum(values) / len(values) if values else None)
-    return ("average", sum(row[1] for row in rows), *means)
+COHORT = CohortReport()
