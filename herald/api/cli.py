@@ -23,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     replay = commands.add_parser("replay", help="rebuild every projection from the log, comparing checksums")
     replay.add_argument("--check", action="store_true", help="compare only; keep the live read models")
+    replay.add_argument(
+        "--reports", action="store_true", help="rebuild the report tables (ClickHouse) instead"
+    )
 
     events = commands.add_parser("events", help="print the log as JSON lines")
     events.add_argument("--after", type=int, default=0, help="start after this global position")
@@ -59,8 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings)
     if args.command == "replay":
         from herald.api.replay import replay as run_replay
+        from herald.api.replay import replay_reports
 
-        return run_replay(settings, keep_live=args.check)
+        return replay_reports(settings) if args.reports else run_replay(settings, keep_live=args.check)
     if args.command == "send":
         return _send(settings, until_empty=args.until_empty)
     if args.command == "relay":
@@ -148,8 +152,8 @@ def _relay(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from herald.api.wiring import build
     from herald.processors.faust_app import WorkerOptions, build_app, run_worker
-    from herald.processors.runtime import Projection
     from herald.processors.relay import ensure_topic
+    from herald.processors.runtime import Projection
 
     bootstrap, topic, partitions = _kafka(settings, args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

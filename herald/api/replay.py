@@ -1,4 +1,5 @@
-"""`herald replay`: rebuild every projection from the log into a fresh file and compare checksums.
+"""`herald replay`: rebuild every projection from the log into a fresh file and compare checksums;
+`herald replay --reports`: rebuild the report tables from the log.
 
 The live read models are first driven to the log's head and their checksums
 taken; the rebuild then runs into a new file with a progress bar; the two sets
@@ -16,12 +17,13 @@ from pathlib import Path
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from herald.api.wiring import build_projections
+from herald.api.wiring import build_clickhouse, build_projections
 from herald.infra.clock import SystemClock
 from herald.infra.config import Settings
 from herald.infra.readmodel_db import SqliteCheckpoints
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.runtime import InProcessRuntime
+from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
 
 
 def replay(settings: Settings, keep_live: bool = False) -> int:
@@ -85,3 +87,43 @@ def _carry_reactor_checkpoints(live: Path, rebuilt: Path, projections: set[str])
 def _remove(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+REPORT_TABLES = (
+    "message_events",
+    "subscription_changes",
+    "profile_creations",
+    "goal_events",
+    "message_senders",
+    "profile_vendors",
+    "deleted_objects",
+)
+
+
+def replay_reports(settings: Settings) -> int:
+    """Empty the report tables and fill them again from the whole log through the sink."""
+    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    clickhouse = build_clickhouse(settings)
+    if clickhouse is None:
+        print("reports are off (HERALD_REPORTS_ENGINE=off): nothing to rebuild", file=sys.stderr)
+        store.close()
+        return 1
+    try:
+        for table in REPORT_TABLES:
+            clickhouse.execute(f"TRUNCATE TABLE {table}")  # the names are this module's constants
+        clickhouse.execute("ALTER TABLE herald_meta DELETE WHERE key = {key:String}", {"key": CHECKPOINT_KEY})
+        sink = ClickHouseSink(clickhouse)
+        with closing(sqlite3.connect(":memory:")) as scratch:
+            scratch.execute("CREATE TABLE checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+            runtime = InProcessRuntime(
+                store, SqliteCheckpoints(scratch), projections=[sink], batch_size=20_000
+            )
+            with tqdm(total=store.head_position(), desc="rebuilding the report tables", unit="ev") as bar:
+                runtime.drain(progress=bar.update)
+        for table in REPORT_TABLES[:4]:
+            count = clickhouse.query(f"SELECT count() AS n FROM {table} FINAL")[0]["n"]
+            print(f"{table:<22} {count:>12,} rows")
+    finally:
+        clickhouse.close()
+        store.close()
+    return 0

@@ -9,10 +9,12 @@ import httpx
 import pytest
 
 from herald.api.app import create_app
-from herald.api.wiring import Herald, build
+from herald.api.replay import replay_reports
+from herald.api.wiring import Herald, build, build_clickhouse
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
+from herald.projections.clickhouse_sink import TABLE_COLUMNS, table_contents
 from tests.builders import RESOURCE, create_resource, customers, email_subscription, import_rows
 from tests.conftest import ADMIN_TOKEN
 
@@ -71,3 +73,31 @@ async def test_a_broadcasts_messages_show_in_the_summary_report(
     assert bad.status_code == 422 and bad.json()["error"]["path"] == "group_by"
     unknown = await client.get("/api/v1/reports/nope", params=params)
     assert unknown.status_code == 422 and unknown.json()["error"]["path"] == "name"
+
+
+async def test_the_report_tables_rebuilt_from_the_log_are_the_same(
+    client: httpx.AsyncClient, reporting: Herald
+) -> None:
+    customers(reporting)
+    create_resource(reporting)
+    emails = [f"u{i}@mail.ru" for i in range(8)]
+    rows = [{"email": e, "subscriptions": [email_subscription(e)]} for e in emails]
+        {"email": f"u{i}@mail.ru", "subscriptions": [email_subscription(f"u{i}@mail.ru")]} for i in range(8)
+    ]
+    await import_rows(client, rows)
+    reporting.runtime.drain()
+    assert reporting.reports_runtime is not None and reporting.clickhouse is not None
+    reporting.reports_runtime.drain()
+    before = {table: table_contents(reporting.clickhouse, table) for table in TABLE_COLUMNS}
+    assert before["profile_creations"] and before["subscription_changes"]
+    settings = reporting.settings
+    reporting.clickhouse.close()  # chDB allows one session per process
+    reporting.clickhouse = None
+
+    assert replay_reports(settings) == 0
+    again = build_clickhouse(settings)
+    assert again is not None
+    try:
+        assert {table: table_contents(again, table) for table in TABLE_COLUMNS} == before
+    finally:
+        again.close()
