@@ -82,8 +82,6 @@ async def test_the_report_tables_rebuilt_from_the_log_are_the_same(
     create_resource(reporting)
     emails = [f"u{i}@mail.ru" for i in range(8)]
     rows = [{"email": e, "subscriptions": [email_subscription(e)]} for e in emails]
-        {"email": f"u{i}@mail.ru", "subscriptions": [email_subscription(f"u{i}@mail.ru")]} for i in range(8)
-    ]
     await import_rows(client, rows)
     reporting.runtime.drain()
     assert reporting.reports_runtime is not None and reporting.clickhouse is not None
