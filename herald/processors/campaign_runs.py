@@ -85,7 +85,9 @@ class CampaignRunner:
             return []
         if event.type == "CampaignRunProgressed" and event.data["offset"] != run.offset:
             return []  # a redelivered, older progress: the chunk after it is already decided
-        size = self.audiences.freeze(run.run_id, self._audience(state, run))
+        size = self.audiences.size(run.run_id)
+        if size is None:  # the run's first chunk: freeze its audience (read once, not per chunk)
+            size = self.audiences.freeze(run.run_id, self._audience(state, run))
         if run.offset >= size:
             self._gates.pop(run.run_id, None)
             return [self._finish(state, run, size, event.occurred_at)]
