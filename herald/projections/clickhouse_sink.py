@@ -333,6 +333,9 @@ class ClickHouseSink:
 
     def _message_row(self, event: RecordedEvent, decoded: Any, event_type: str) -> None:
         at: datetime = decoded.at
+        # the event's fields by name: a field some message events lack reads as its default, without
+        # the cost of pydantic's attribute fallback
+        fields = decoded.__dict__
         domain = recipient_domain(decoded.channel, decoded.contact)
         details = _details(decoded)
         row = [
@@ -343,11 +346,11 @@ class ClickHouseSink:
             _day(at),
             decoded.message_id,
             decoded.campaign_id,
-            getattr(decoded, "run_id", ""),
+            fields.get("run_id", ""),
             "",  # scenario_id: no scenarios in the log yet
-            getattr(decoded, "template_id", ""),
-            getattr(decoded, "template_version", 0),
-            getattr(decoded, "database_id", ""),
+            fields.get("template_id", ""),
+            fields.get("template_version", 0),
+            fields.get("database_id", ""),
             decoded.resource_id,
             decoded.channel,
             decoded.profile_id,
@@ -360,9 +363,9 @@ class ClickHouseSink:
             details.get("bounce_class", ""),
             details.get("bounce_text", ""),
             details.get("reason", ""),
-            int(bool(getattr(decoded, "unique", False))),
+            int(bool(fields.get("unique", False))),
             int(decoded.is_test),
-            int(bool(getattr(decoded, "bot", False))),
+            int(bool(fields.get("bot", False))),
         ]
         if event_type in _AFTER_ATTEMPT and not row[_SENDER]:
             cached = self._senders.get(decoded.message_id)
