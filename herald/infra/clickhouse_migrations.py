@@ -153,6 +153,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             ") ENGINE = ReplacingMergeTree(position) ORDER BY (kind, object_id)",
         ),
     ),
+    Migration(
+        "0004_profile_snapshots",
+        (
+            # Each profile's current state, for the bulk segment evaluator (`reports/segment_sql.py`,
+            # whose docstring gives the encoding); the row with the latest log position wins.
+            # Field values are "entries": one per value (one per phone or tag), owned by the profile
+            # (owner 0) or by its k-th subscription (owner k, from 1), with the value in every form a
+            # condition may compare. Subscriptions are parallel arrays, one element per subscription.
+            "CREATE TABLE IF NOT EXISTS profile_snapshots ("
+            " profile_id String,"
+            " database_id String,"
+            " status String,"
+            " `exists` UInt8,"  # created, not deleted, not merged away
+            " field_owners Array(UInt32),"
+            " field_names Array(String),"
+            " field_strings Array(String),"  # the value as text (str())
+            " field_lowers Array(String),"  # the text lower-cased by Python, for the case-blind operators
+            " field_ints Array(Int64),"  # int; date: days since 1970-01-01; datetime: epoch ms; IPv4; bool
+            " field_floats Array(Float64),"  # a number as float
+            " field_empties Array(UInt8),"  # 1: the field is held with an empty value
+            " sub_resource_ids Array(String),"
+            " sub_channels Array(String),"
+            " sub_providers Array(String),"  # '' when none
+            " sub_contacts Array(String),"
+            " sub_statuses Array(String),"
+            " sub_priorities Array(Int64),"
+            " sub_registered_at Array(DateTime('UTC')),"
+            " category_owners Array(UInt32),"  # with category_names: the categories a subscription left
+            " category_names Array(String),"
+            " position UInt64"
+            ") ENGINE = ReplacingMergeTree(position) ORDER BY profile_id",
+        ),
+    ),
 )
 
 _SCHEMA_MIGRATIONS = (
