@@ -69,7 +69,8 @@ class EmailWorker:
         self.campaigns = campaigns
         self.clock = clock
         self.read_file = read_file
-        self._pools: dict[tuple[str, int], SmtpPool] = {}
+        # one pool per sender, with the relay it was built for: changed settings or secrets replace it
+        self._pools: dict[str, tuple[tuple[SmtpRelay, int, float], SmtpPool]] = {}
 
     async def recover(self) -> int:
         """Settle the attempts a previous run left mid-way; returns how many."""
@@ -131,7 +132,8 @@ class EmailWorker:
             )
         except WrongExpectedVersion:
             return 0  # another worker took it
-        outcome = await self._pool(sender).send(
+        pool = await self._pool(sender)
+        outcome = await pool.send(
             envelope_from, queued.contact, data, before_commit=lambda: self._committing(message_id)
         )
         self._record(message_id, sender, outcome)
@@ -216,23 +218,28 @@ class EmailWorker:
             raise NotFound(f"no virtual sender {chosen or DEFAULT_VIRTUAL_SENDER!r}", "virtual_sender_id")
         return virtual.rules
 
-    def _pool(self, sender: sd.SenderState) -> SmtpPool:
+    async def _pool(self, sender: sd.SenderState) -> SmtpPool:
         settings = sender.settings
         assert settings is not None
-        key = (sender.sender_id, hash(settings))
-        if key not in self._pools:
-            relay = SmtpRelay(
-                host=settings.relay.host,
-                port=settings.relay.port,
-                username=settings.relay.username or None,
-                password=sender.secrets.password or None,
-                starttls=_STARTTLS[settings.relay.starttls],
-                use_tls=settings.relay.implicit_tls,
-            )
-            self._pools[key] = SmtpPool(relay, settings.connections, settings.rate_per_second)
-        return self._pools[key]
+        relay = SmtpRelay(
+            host=settings.relay.host,
+            port=settings.relay.port,
+            username=settings.relay.username or None,
+            password=sender.secrets.password or None,
+            starttls=_STARTTLS[settings.relay.starttls],
+            use_tls=settings.relay.implicit_tls,
+        )
+        built_for = (relay, settings.connections, settings.rate_per_second)
+        known = self._pools.get(sender.sender_id)
+        if known is not None and known[0] == built_for:
+            return known[1]
+        if known is not None:
+            await known[1].close()  # the sender changed (relay, login, speed): its old connections go
+        pool = SmtpPool(relay, settings.connections, settings.rate_per_second)
+        self._pools[sender.sender_id] = (built_for, pool)
+        return pool
 
     async def close(self) -> None:
-        for pool in self._pools.values():
+        for _, pool in self._pools.values():
             await pool.close()
         self._pools.clear()

@@ -235,3 +235,25 @@ async def test_a_broadcast_goes_out_over_smtp_and_every_reaction_comes_back(
     assert events_of(herald, third["X-Herald-Message-ID"])[-1] == "MessageHardBounced"
     invalid = (await ok(await api.get("/api/v1/stop-lists/platform-invalid/entries")))["entries"]
     assert [e["value"] for e in invalid] == ["user2@mail.example"]
+
+
+async def test_a_changed_sender_is_used_from_the_next_message_on(
+    api: httpx.AsyncClient, herald: Herald, sink: tuple[Sink, int]
+) -> None:
+    first, port = sink
+    campaign_id = await setup(api, herald, port, {})
+    await ok(await api.post(f"/api/v1/campaigns/{campaign_id}/launch"))
+    herald.runtime.drain()
+    assert await herald.email.run_once(limit=10) == 10
+    herald.runtime.drain()
+    second = Sink()
+    with smtp_server(second) as other_port:
+        sender = await ok(await api.get("/api/v1/senders/main"))
+        changed = {
+            k: sender[k] for k in ("name", "rate_per_second", "connections", "dkim_selector", "dkim_domain")
+        }
+        relay = {**sender["relay"], "port": other_port}
+        await ok(await api.put("/api/v1/senders/main", json={**changed, "relay": relay}))
+        await send_everything(herald)
+        await herald.email.close()
+    assert (len(first.messages), len(second.messages)) == (10, PROFILES - 10)
