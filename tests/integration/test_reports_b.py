@@ -22,6 +22,7 @@ import pytest
 
 from herald.infra.clickhouse import ClickHouse
 from herald.infra.clickhouse_migrations import migrate
+from herald.projections.clickhouse_sink import TABLE_COLUMNS
 from herald.reports.base import Period, ReportError, ReportRequest
 from herald.reports.cohort import CohortReport
 from herald.reports.funnel import FunnelReport
@@ -35,17 +36,9 @@ CAMPAIGNS = {"c1": ("t1", "r1", "email"), "c2": ("t2", "r1", "email"), "c3": ("t
 GOAL_VALUES = (-40.0, -12.5, 0.0, 5.0, 25.5, 100.0, 250.0)  # exact in binary: sums are exact
 SEGMENTS = {"vip": frozenset({f"p{n:02d}" for n in range(0, 48, 3)} | {"p99"})}  # p99 has no events
 
+# The columns this fixture fills: all of some tables (as the sink writes them), a subset of others.
 COLUMNS = {
-    "profile_creations": (
-        "event_id",
-        "position",
-        "at",
-        "day",
-        "profile_id",
-        "database_id",
-        "source",
-        "is_test",
-    ),
+    "profile_creations": TABLE_COLUMNS["profile_creations"],
     "message_events": (
         "event_id",
         "position",
@@ -63,23 +56,7 @@ COLUMNS = {
         "is_test",
         "is_bot",
     ),
-    "goal_events": (
-        "event_id",
-        "position",
-        "at",
-        "day",
-        "profile_id",
-        "anonymous_id",
-        "database_id",
-        "pixel_id",
-        "goal",
-        "value",
-        "referrer",
-        "browser",
-        "os",
-        "country",
-        "city",
-    ),
+    "goal_events": TABLE_COLUMNS["goal_events"],
     "subscription_changes": (
         "event_id",
         "position",
