@@ -10,6 +10,9 @@ stream so that loading a profile to decide a command never folds its clicks.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +43,59 @@ class ActivityTracked(Event):
     context: dict[str, Any] = Field(default_factory=dict)  # ip, user agent, page, library
     client_event_id: str | None = None
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GoalReached:
+    """A tracked event read as a goal (it names a `goal` or a `pixel_id`): reports and segments read it so."""
+
+    goal: str
+    pixel_id: str
+    value: float  # the goal's profit, may be negative; 0 when absent or not a finite number
+    referrer: str
+    browser: str
+    os: str
+    country: str
+    city: str
+
+
+def goal_of(tracked: ActivityTracked) -> GoalReached | None:
+    """The goal `tracked` records, or None for an ordinary tracked action."""
+    goal = tracked.properties.get("goal")
+    pixel = tracked.properties.get("pixel_id")
+    if goal is None and pixel is None:
+        return None
+    context = tracked.context
+    page = _mapping(context.get("page"))
+    location = _mapping(context.get("location"))
+    return GoalReached(
+        goal=_text(goal),
+        pixel_id=_text(pixel),
+        value=_number(tracked.properties.get("value")),
+        referrer=_text(page.get("referrer", context.get("referrer"))),
+        browser=_text(context.get("browser")),
+        os=_text(context.get("os")),
+        country=_text(location.get("country", context.get("country"))),
+        city=_text(location.get("city", context.get("city"))),
+    )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        return 0.0
+    try:
+        number = float(value) if isinstance(value, int | float | str) else 0.0
+    except ValueError:
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def activity_payload(

@@ -547,6 +547,28 @@ class ChdbClickHouse:
 # ---------------------------------------------------------------- server
 
 
+# A server parses at most `max_query_size` bytes of a query's text (256 KiB by default), and this
+# adapter's values travel inside that text: a segment of 10,000 ids is past it. Such a query asks for
+# room for itself (a per-query setting, which 18.16 honours); smaller ones send no setting at all.
+_DEFAULT_MAX_QUERY_SIZE = 262_144
+
+
+def _literal_size(value: Any) -> int:
+    """An upper bound on the bytes a canonical value takes as a quoted, escaped SQL literal."""
+    if isinstance(value, list | tuple):
+        return 2 + sum(_literal_size(item) + 1 for item in value)
+    if isinstance(value, str):
+        return 2 + 2 * len(value.encode())  # every byte escaped at worst, plus the quotes
+    return 32  # numbers, dates, epoch seconds
+
+
+def _query_size_settings(size: int) -> dict[str, int]:
+    """The per-query settings a query text of about `size` bytes needs."""
+    if size < _DEFAULT_MAX_QUERY_SIZE // 2:
+        return {}
+    return {"max_query_size": 2 * size + _DEFAULT_MAX_QUERY_SIZE}
+
+
 class ServerClickHouse:
     """The scale-out adapter: a ClickHouse server over the native protocol (clickhouse-driver)."""
 
@@ -615,8 +637,13 @@ class ServerClickHouse:
         values = bind_values(parts, params)
         if not any(isinstance(part, Placeholder) for part in parts):
             return self._call(self._client.execute, sql, with_column_types=with_column_types)
+        sql_text = _driver_sql(parts)
         return self._call(
-            self._client.execute, _driver_sql(parts), values, with_column_types=with_column_types
+            self._client.execute,
+            sql_text,
+            values,
+            with_column_types=with_column_types,
+            settings=_query_size_settings(len(sql_text) + sum(_literal_size(v) for v in values.values())),
         )
 
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -10,7 +10,11 @@ Tables (migrations `0002_report_tables`, `0003_report_sink_state`):
 - `subscription_changes`: a subscription added (status before = '') or its status changed, with cause;
 - `profile_creations`: a profile created, with its source (import, api, manual, segment...);
 - `goal_events`: tracked activity that names a `goal` or a `pixel_id` in its properties;
-- `message_senders`, `profile_vendors`, `deleted_objects`: what later rows and reports look up.
+- `message_senders`, `profile_vendors`, `deleted_objects`: what later rows and reports look up;
+- `profile_snapshots` (migration `0004`): each profile's state for the bulk segment evaluator, in
+  `reports.segment_sql.snapshot_row`'s encoding: one row for every profile a batch's profile events
+  touched, with its state as of the end of the batch, versioned by the position of its last event (so
+  a rebuild in other batches writes the same rows). Written only when the sink is given `load_profile`.
 
 Idempotency: every table is a ReplacingMergeTree keyed by the event id (or the object), versioned by
 the log position, and reports read it with FINAL, so a replay or a retried batch replaces rows and
@@ -31,9 +35,8 @@ given (no user-agent parsing).
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -42,16 +45,20 @@ from herald.domain.campaigns import CampaignDeleted
 from herald.domain.databases import DatabaseDeleted
 from herald.domain.events import Event, registry
 from herald.domain.messages import MessageFailed, MessageQueued, MessageSuppressed
-from herald.domain.profiles import ProfileAbsorbed, ProfileCreated, ProfileFieldsUpdated
+from herald.domain.profiles import ProfileAbsorbed, ProfileCreated, ProfileFieldsUpdated, ProfileState
+from herald.domain.profiles import evolve as evolve_profile
 from herald.domain.resources import ResourceDeleted
 from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusChanged
 from herald.domain.templates import TemplateDeleted
-from herald.domain.tracking import ActivityTracked
+from herald.domain.tracking import ActivityTracked, goal_of
 from herald.infra.clickhouse import ClickHouse
 from herald.infra.event_store import RecordedEvent
+from herald.reports.segment_sql import SNAPSHOT_COLUMNS, snapshot_row
 
 CHECKPOINT_KEY = "sink_checkpoint"
 SENDER_CACHE_SIZE = 200_000
+PROFILE_CACHE_SIZE = 100_000
+PROFILE_STREAM_PREFIX = "profile-"
 VENDOR_FIELD = "_vendor"
 
 MESSAGE_COLUMNS = (
@@ -133,6 +140,7 @@ TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "message_senders": ("message_id", "sender_id", "position"),
     "profile_vendors": ("profile_id", "vendor", "position"),
     "deleted_objects": ("kind", "object_id", "position", "at"),
+    "profile_snapshots": SNAPSHOT_COLUMNS,
 }
 """Every table the sink writes, with the columns in the order its rows hold them."""
 
@@ -218,8 +226,15 @@ class ClickHouseSink:
 
     name = "clickhouse_sink"
 
-    def __init__(self, ch: ClickHouse, sender_cache_size: int = SENDER_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        ch: ClickHouse,
+        sender_cache_size: int = SENDER_CACHE_SIZE,
+        load_profile: LoadProfile | None = None,
+        profile_cache_size: int = PROFILE_CACHE_SIZE,
+    ) -> None:
         self._ch = ch
+        self._profiles = _ProfileStates(load_profile, profile_cache_size) if load_profile else None
         self._pending: dict[str, list[list[Any]]] = {table: [] for table in TABLE_COLUMNS}
         self._senders: OrderedDict[str, str] = OrderedDict()
         self._sender_cache_size = sender_cache_size
@@ -232,6 +247,8 @@ class ClickHouseSink:
         return self._position
 
     def apply(self, event: RecordedEvent) -> None:
+        if self._profiles is not None and event.stream.startswith(PROFILE_STREAM_PREFIX):
+            self._profiles.fold(event)
         if event.type not in _HANDLED:
             return
         decoded = registry.decode(event.type, event.schema_version, event.data)
@@ -241,6 +258,8 @@ class ClickHouseSink:
         """Insert the pending rows (one INSERT per table), then store the checkpoint."""
         try:
             self._resolve_senders()
+            if self._profiles is not None:
+                self._pending["profile_snapshots"] = self._profiles.touched_rows()
             for table, rows in self._pending.items():
                 if rows:
                     self._ch.insert(table, TABLE_COLUMNS[table], rows)
@@ -260,8 +279,10 @@ class ClickHouseSink:
 
     def discard(self) -> None:
         # The cache may hold senders of discarded attempts, newer than the rows applied again next:
-        # forget it, and let those rows read the committed senders.
+        # forget it, and let those rows read the committed senders. Likewise profile states.
         self._senders.clear()
+        if self._profiles is not None:
+            self._profiles.forget()
         self._clear()
 
     # -- reading back
@@ -305,6 +326,8 @@ class ClickHouseSink:
         for rows in self._pending.values():
             rows.clear()
         self._unresolved.clear()
+        if self._profiles is not None:
+            self._profiles.clear_touched()
 
     # -- mapping events to rows
 
@@ -420,33 +443,62 @@ class ClickHouseSink:
         self._pending["profile_vendors"].append([profile_id, vendor, event.position])
 
     def _goal_row(self, event: RecordedEvent, tracked: ActivityTracked) -> None:
-        goal = tracked.properties.get("goal")
-        pixel = tracked.properties.get("pixel_id")
-        if goal is None and pixel is None:
+        goal = goal_of(tracked)
+        if goal is None:
             return  # an ordinary tracked action, not a goal or a pixel visit
-        context = tracked.context
-        page = _mapping(context.get("page"))
-        location = _mapping(context.get("location"))
         at = tracked.at
         self._pending["goal_events"].append(
-            [
-                str(event.event_id),
-                event.position,
-                at,
-                _day(at),
-                tracked.profile_id or "",
-                tracked.anonymous_id or "",
-                tracked.database_id,
-                _text(pixel),
-                _text(goal),
-                _number(tracked.properties.get("value")),
-                _text(page.get("referrer", context.get("referrer"))),
-                _text(context.get("browser")),
-                _text(context.get("os")),
-                _text(location.get("country", context.get("country"))),
-                _text(location.get("city", context.get("city"))),
-            ]
+            [str(event.event_id), event.position, at, _day(at), tracked.profile_id or "",
+             tracked.anonymous_id or "", tracked.database_id, goal.pixel_id, goal.goal, goal.value,
+             goal.referrer, goal.browser, goal.os, goal.country, goal.city]
+        )  # fmt: skip
+
+
+LoadProfile = Callable[[str, int], ProfileState]
+"""A profile's state folded from its stream's events before a log position: (profile_id, before_position)."""
+
+
+class _ProfileStates:
+    """Profile states folded from the profile events the sink sees, for the snapshot rows.
+
+    A profile the cache does not hold is loaded as of the event being applied and folded on from
+    there (as the profiles projection does), so a state never depends on where batches end.
+    """
+
+    def __init__(self, load_profile: LoadProfile, size: int) -> None:
+        self._load = load_profile
+        self._size = size
+        self._states: OrderedDict[str, ProfileState] = OrderedDict()
+        self._touched: dict[str, int] = {}  # profile id → the position of its last event in the batch
+
+    def fold(self, event: RecordedEvent) -> None:
+        profile_id = event.stream[len(PROFILE_STREAM_PREFIX) :]
+        state = self._states.pop(profile_id, None)
+        if state is None:
+            state = ProfileState() if event.version == 1 else self._load(profile_id, event.position)
+        self._states[profile_id] = evolve_profile(
+            state, registry.decode(event.type, event.schema_version, event.data)
         )
+        self._touched[profile_id] = event.position
+        while len(self._states) > self._size:
+            self._states.popitem(last=False)
+
+    def touched_rows(self) -> list[Any]:
+        """The snapshot rows of the profiles the batch touched, each versioned by its last event."""
+        rows: list[Any] = []
+        for profile_id, position in self._touched.items():
+            state = self._states.get(profile_id)
+            if state is None:  # evicted within the batch: load it as of its last event, inclusive
+                state = self._load(profile_id, position + 1)
+            rows.append(list(snapshot_row(state, position)))
+        return rows
+
+    def clear_touched(self) -> None:
+        self._touched.clear()
+
+    def forget(self) -> None:
+        self._states.clear()
+        self._touched.clear()
 
 
 _DECISION_TYPES: Mapping[type, str] = {
@@ -501,25 +553,6 @@ def _deleted_object(decoded: Event) -> tuple[str, str] | None:
 
 def _day(at: datetime) -> date:
     return at.astimezone(UTC).date()
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _number(value: Any) -> float:
-    """A goal's value (profit, may be negative); 0 when absent or not a number."""
-    if isinstance(value, bool):
-        return 0.0
-    try:
-        number = float(value) if isinstance(value, int | float | str) else 0.0
-    except ValueError:
-        return 0.0
-    return number if math.isfinite(number) else 0.0
 
 
 def table_contents(ch: ClickHouse, table: str) -> list[tuple[Any, ...]]:

@@ -48,6 +48,8 @@ How the semantics are written:
   ties. Sums use `sumKahan`; the domain's `math.fsum` is exact, so the two
   can differ in the last bit for long sums of inexact values, which matters
   only when that bit decides a rounding at the 3rd decimal.
+- History events are read without `FINAL`: the rows of one event id are copies of one event, so
+  membership needs no deduplication and counts count distinct event ids (`uniqExact(event_id)`).
 - History and goal events are read at second precision (the tables'
   `DateTime`); a sub-second part of `now` is floored, which for whole-second
   events changes no comparison.
@@ -153,11 +155,18 @@ _DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T")
 _IPV4_TEXT = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 
-# The arrays an entry lambda walks, and the names its body sees them by.
+# The arrays an entry lambda may walk, by the names its body sees them by. A lambda takes only those
+# its body names: every array passed is a column read for every profile.
 _ENTRY_ARRAYS = (
-    "field_owners, field_names, field_empties, field_strings, field_lowers, field_ints, field_floats"
+    ("xo", "field_owners"),
+    ("xn", "field_names"),
+    ("xe", "field_empties"),
+    ("xs", "field_strings"),
+    ("xl", "field_lowers"),
+    ("xi", "field_ints"),
+    ("xf", "field_floats"),
 )
-_ENTRY_ARGS = "(xo, xn, xe, xs, xl, xi, xf)"
+_ENTRY_NAMES = {arg: re.compile(rf"\b{arg}\b") for arg, _ in _ENTRY_ARRAYS}
 
 # A subscription rule's rows: one per subscription, numbered from 1 as the entries' owners are.
 _SUBSCRIPTION_ARRAYS = (
@@ -349,8 +358,54 @@ def members_sql(
     *,
     segments: Mapping[str, Collection[str]] = _NO_SETS,
     external: Mapping[str, Collection[str]] = _NO_SETS,
+    limit: int | None = None,
 ) -> tuple[str, ...]:
-    """The ids of the query's members, limits applied, in profile id order (as `segment_eval.members`)."""
+    """The ids of the query's members, limits applied, in profile id order (as `segment_eval.members`).
+
+    `limit` keeps only the first so many (a sample); the query's own limits apply first.
+    """
+    union, params = _union(query, now, timezone, segments, external)
+    if not union:
+        return ()
+    if limit is not None:
+        params["sample_limit"] = limit
+        ordered = f"SELECT DISTINCT profile_id AS profile_id FROM ({union}) ORDER BY profile_id"
+        return tuple(
+            row["profile_id"] for row in ch.query(f"{ordered} LIMIT {{sample_limit:UInt64}}", params)
+        )
+    # De-duplicated and sorted here, not by DISTINCT and ORDER BY around the union: those cost chDB
+    # more than the selection itself (bench/bench_segments.py). Python orders str by code point,
+    # which is the byte order of UTF-8 that ClickHouse sorts by.
+    return tuple(sorted({row["profile_id"] for row in ch.query(union, params)}))
+
+
+def count_sql(
+    ch: ClickHouse,
+    query: SegmentQuery,
+    now: datetime,
+    timezone: str,
+    *,
+    segments: Mapping[str, Collection[str]] = _NO_SETS,
+    external: Mapping[str, Collection[str]] = _NO_SETS,
+) -> int:
+    """How many members the query has, limits applied (`len(members_sql(...))` without moving the ids)."""
+    union, params = _union(query, now, timezone, segments, external)
+    if not union:
+        return 0
+    # One source lists a profile once (FINAL keeps one row per profile); several may list it again.
+    counted = "count()" if len(query.sources) == 1 else "uniqExact(profile_id)"
+    rows = ch.query(f"SELECT {counted} AS members FROM ({union})", params)
+    return int(rows[0]["members"])
+
+
+def _union(
+    query: SegmentQuery,
+    now: datetime,
+    timezone: str,
+    segments: Mapping[str, Collection[str]],
+    external: Mapping[str, Collection[str]],
+) -> tuple[str, dict[str, Any]]:
+    """A SELECT of `profile_id` over every source (a profile may come more than once), and its parameters."""
     selects: list[str] = []
     params: dict[str, Any] = {}
     for index, source in enumerate(query.sources):
@@ -366,11 +421,7 @@ def members_sql(
             limit = f" ORDER BY profile_id LIMIT {{{prefix}limit:UInt64}}"
             params[f"{prefix}limit"] = source.limit.count
         selects.append(f"SELECT profile_id AS profile_id FROM profile_snapshots FINAL WHERE {where}{limit}")
-    if not selects:
-        return ()
-    union = " UNION ALL ".join(selects)
-    rows = ch.query(f"SELECT DISTINCT profile_id AS profile_id FROM ({union}) ORDER BY profile_id", params)
-    return tuple(row["profile_id"] for row in rows)
+    return " UNION ALL ".join(selects), params
 
 
 def compile_source(
@@ -511,6 +562,13 @@ class _Compiler:
                 f"{self.bind(category.category, 'String')}, category_owners, category_names)"
             )
             checks.append(left if category.status is CategoryStatus.UNSUBSCRIBED else f"NOT {left}")
+        if not rule.categories and not rule.conditions:
+            # Only the subscription's own arrays: one lambda over the row, no second pass over the table.
+            found = (
+                f"arrayExists((s_channel, s_resource, s_provider, s_status) -> {' AND '.join(checks)},"
+                " sub_channels, sub_resource_ids, sub_providers, sub_statuses)"
+            )
+            return found if rule.operator == "exists" else f"NOT {found}"
         checks += [self.condition(condition, "sk") for condition in rule.conditions]
         # One row per subscription (ARRAY JOIN), not a lambda over them: 18.16 reads no column that
         # only a lambda nested in a lambda names (the entries' arrays here).
@@ -539,11 +597,16 @@ class _Compiler:
         for column, ids in (("campaign_id", rule.campaign_ids), ("template_id", rule.template_ids)):
             if ids:
                 filters.append(f"has({self.bind(list(ids), 'Array(String)')}, {column})")
-        events = f"SELECT profile_id FROM message_events FINAL WHERE {' AND '.join(filters)}"
+        # No FINAL (it costs more than the rest of a query together): the rows of one event id are
+        # copies of one event (a retried or replayed batch), alike in every column filtered on here,
+        # so "has one" needs no deduplication, and a count counts distinct event ids.
+        events = f"SELECT profile_id FROM message_events WHERE {' AND '.join(filters)}"
         if rule.never:
             return f"profile_id NOT IN ({events})"
-        at_least = self.bind(rule.at_least or 1, "UInt64")
-        return f"profile_id IN ({events} GROUP BY profile_id HAVING count() >= {at_least})"
+        if (rule.at_least or 1) == 1:
+            return f"profile_id IN ({events})"
+        at_least = self.bind(rule.at_least, "UInt64")
+        return f"profile_id IN ({events} GROUP BY profile_id HAVING uniqExact(event_id) >= {at_least})"
 
     def goal(self, rule: GoalRule) -> str:
         filters = ["profile_id != ''", *self.period(rule.period)]
@@ -612,7 +675,7 @@ class _Compiler:
             test = self.calendar(operator, field_type, target)
         else:
             test = self.compare(operator, field_type, target)
-        return f"arrayExists({_ENTRY_ARGS} -> {held} AND xe = 0 AND ({test}), {_ENTRY_ARRAYS})"
+        return _entry_lambda(f"{held} AND xe = 0 AND ({test})")
 
     def compare(self, operator: Operator, field_type: FieldType, target: JsonValue) -> str:
         """One held value (the entry's xs, xl, xi, xf) against the operator's value."""
@@ -688,6 +751,14 @@ class _Compiler:
             if high is not None:
                 bounds.append(f"xi <= {self.bind((high - _EPOCH_DAY).days, 'Int64')}")
         return " AND ".join(bounds)
+
+
+def _entry_lambda(body: str) -> str:
+    """`arrayExists` of `body` over the entries, given only the arrays the body names."""
+    used = [(arg, array) for arg, array in _ENTRY_ARRAYS if _ENTRY_NAMES[arg].search(body)]
+    args = ", ".join(arg for arg, _ in used)
+    arrays = ", ".join(array for _, array in used)
+    return f"arrayExists(({args}) -> {body}, {arrays})"
 
 
 def _combine(condition: str, results: list[str]) -> str:

@@ -337,6 +337,18 @@ def test_deleted_profiles_and_later_snapshots(store: ClickHouse) -> None:
     assert members_sql(store, everyone, NOW, TZ) == ()
 
 
+def test_a_member_set_of_100000_ids(store: ClickHouse) -> None:
+    """A large segment travels as one Array parameter: past 18.16's default max_query_size of 256 KiB."""
+    profiles = [make_profile({}, profile_id=f"p{i:06d}") for i in range(0, 100_000, 997)]
+    write_snapshots(store, profiles)
+    big = {f"p{i:06d}" for i in range(100_000) if i % 2 == 0}
+    held = tuple(p.profile_id for p in profiles if p.profile_id in big)
+    found = members_sql(store, check(query(segment("plain"))), NOW, TZ, segments={"plain": big})
+    assert found == held and len(held) > 40
+    others = members_sql(store, check(query(segment("plain", "not_in"))), NOW, TZ, segments={"plain": big})
+    assert set(others) == {p.profile_id for p in profiles} - set(held)
+
+
 # --- the property: random profiles and queries -------------------------------------------------
 
 DAY = timedelta(days=1)
