@@ -11,7 +11,7 @@ What a profile's state lacks comes in `ProfileFacts`: its message actions,
 goal events, the segments it is a member of, and the external rules whose
 fetched sets hold its value (`ExternalRule.key`); the caller feeds them from
 projections, so evaluation stays pure. `HistoryEvent`s are one per recorded
-action (`MessageCommitting` → sent, `MessageDelivered` → delivered,
+action (the first `MessageSendAttempted` → sent, as the report sink counts it, `MessageDelivered` → delivered,
 `MessageOpened` → opened, `MessageRead` → read, `LinkClicked` → clicked,
 `MessageUnsubscribed` → unsubscribed, `MessageHardBounced` → bounced,
 `ComplaintReceived` → complained), without bot hits and test messages.
