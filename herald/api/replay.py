@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from herald.api.wiring import build_clickhouse, build_projections
+from herald.api.wiring import build_clickhouse, build_projections, profile_loader
 from herald.infra.clock import SystemClock
 from herald.infra.config import Settings
 from herald.infra.readmodel_db import SqliteCheckpoints
@@ -97,6 +97,7 @@ REPORT_TABLES = (
     "message_senders",
     "profile_vendors",
     "deleted_objects",
+    "profile_snapshots",
 )
 
 
@@ -112,7 +113,7 @@ def replay_reports(settings: Settings) -> int:
         for table in REPORT_TABLES:
             clickhouse.execute(f"TRUNCATE TABLE {table}")  # the names are this module's constants
         clickhouse.execute("ALTER TABLE herald_meta DELETE WHERE key = {key:String}", {"key": CHECKPOINT_KEY})
-        sink = ClickHouseSink(clickhouse)
+        sink = ClickHouseSink(clickhouse, load_profile=profile_loader(store))
         with closing(sqlite3.connect(":memory:")) as scratch:
             scratch.execute("CREATE TABLE checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
             runtime = InProcessRuntime(

@@ -18,24 +18,30 @@ from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
+from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
+from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.runtime import InProcessRuntime, Reactor
+from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.stop_list_rules import HardBounceRule
 from herald.projections.api_tokens import ApiTokensProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.profiles import ProfilesProjection
+from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
 from herald.projections.sqlite_projection import SqliteProjection
+from herald.reports import report_registry
+from herald.reports.base import Report
 from herald.senders.inbound_smtp import InboundServer
 from herald.senders.worker import EmailWorker
 from herald.services.aggregates import Aggregates
@@ -45,6 +51,14 @@ from herald.services.deliveries import DeliveryService
 from herald.services.inbound import InboundService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
+from herald.services.segment_members import (
+    FetchedSets,
+    InProcessMembers,
+    MembersEngine,
+    SegmentMembers,
+    SqlMembers,
+)
+from herald.services.segments import ProfilesForEvaluation, SegmentService, StoredSegments
 from herald.services.senders import SenderService
 from herald.services.sending_policies import SendingPolicyService
 from herald.services.templates import TemplateService, current_fragments
@@ -64,6 +78,8 @@ class Projections:
     campaigns: CampaignsProjection
     send_history: SendHistoryProjection
     send_queue: SendQueueProjection
+    segments: SegmentsProjection
+    membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
 
     def all(self) -> list[SqliteProjection]:
         return [
@@ -73,6 +89,8 @@ class Projections:
             self.campaigns,
             self.send_history,
             self.send_queue,
+            self.segments,
+            self.membership,
         ]
 
     def checksums(self) -> dict[str, str]:
@@ -98,6 +116,7 @@ class Herald:
     templates: TemplateService
     campaigns: CampaignService
     policies: SendingPolicyService
+    segments: SegmentService
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
@@ -106,6 +125,9 @@ class Herald:
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
     clickhouse: ClickHouse | None
+    reports: dict[str, Report]  # the report registry, the funnel's segment steps reading segments
+    external_sets: ExternalSets
+    segment_files: SegmentFiles  # uploaded CSV files that segments' external rules read
     reports_runtime: InProcessRuntime | None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
@@ -149,9 +171,12 @@ class Herald:
             await asyncio.sleep(0 if sent else SEND_IDLE_SECONDS)
 
     def tick(self) -> None:
-        """Fire every timer that fell due: campaign runs, delayed unsubscribes."""
+        """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations
+        and realtime-membership windows."""
         now = self.clock.now()
         self.campaigns.tick(now)
+        self.segments.tick(now)
+        self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
 
     async def _timers(self) -> None:
@@ -182,6 +207,7 @@ class Herald:
             self.clickhouse.close()
         self.run_audiences.close()
         self.remote.close()
+        self.external_sets.close()
         self.store.close()
         self.projections.profiles.conn.close()
 
@@ -191,8 +217,8 @@ def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reacto
     return [HardBounceRule(), CampaignRunner(campaigns, audiences), CampaignChain(campaigns)]
 
 
-def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
-    conn = open_readmodel_db(readmodel_path)
+def profile_loader(store: EventStore) -> Callable[[str, int], ProfileState]:
+    """Loads a profile's state as it was just before a log position (read models that fold profiles)."""
 
     def load_profile(profile_id: str, before_position: int) -> ProfileState:
         events = store.read_stream(profile_stream(profile_id))
@@ -200,13 +226,20 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
             registry.decode(e.type, e.schema_version, e.data) for e in events if e.position < before_position
         )
 
+    return load_profile
+
+
+def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
+    conn = open_readmodel_db(readmodel_path)
     return Projections(
-        profiles=ProfilesProjection(conn, load_profile),
+        profiles=ProfilesProjection(conn, profile_loader(store)),
         catalog=CatalogProjection(conn),
         api_tokens=ApiTokensProjection(conn),
         campaigns=CampaignsProjection(conn),
         send_history=SendHistoryProjection(conn),
         send_queue=SendQueueProjection(conn),
+        segments=SegmentsProjection(conn),
+        membership=SegmentMembershipProcessor(conn, store),
     )
 
 
@@ -223,6 +256,10 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
     signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
+    clickhouse = build_clickhouse(settings)
+    external_sets = ExternalSets(remote_content_policy(settings))
+    segment_files = SegmentFiles.in_data_dir(settings.data_dir)
+    segments = segment_service(settings, aggregates, projections, clickhouse, external_sets, segment_files)
     campaigns = CampaignService(
         catalog,
         projections.profiles,
@@ -231,6 +268,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         renderer,
         signer,
         settings.account_timezone,
+        segments,
     )
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
     deliveries = DeliveryService(catalog)
@@ -241,10 +279,11 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         reactors=reactors(campaigns, audiences),
         execute=aggregates.execute_request,
     )
-    clickhouse = build_clickhouse(settings)
     reports_runtime = (
         InProcessRuntime(
-            store, SqliteCheckpoints(projections.profiles.conn), projections=[ClickHouseSink(clickhouse)]
+            store,
+            SqliteCheckpoints(projections.profiles.conn),
+            projections=[ClickHouseSink(clickhouse, load_profile=profile_loader(store))],
         )
         if clickhouse is not None
         else None
@@ -269,6 +308,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         templates=TemplateService(catalog, profiles, renderer),
         campaigns=campaigns,
         policies=SendingPolicyService(catalog),
+        segments=segments,
         deliveries=deliveries,
         senders=SenderService(aggregates),
         inbound=InboundService(deliveries),
@@ -277,6 +317,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         remote=remote,
         run_audiences=audiences,
         clickhouse=clickhouse,
+        reports=report_registry(segments.members_now),
+        external_sets=external_sets,
+        segment_files=segment_files,
         reports_runtime=reports_runtime,
     )
 
@@ -295,6 +338,34 @@ def build_clickhouse(settings: Settings) -> ClickHouse | None:
         store = ChdbClickHouse(path, settings.clickhouse_database)
     migrate(store)
     return store
+
+
+def segment_service(
+    settings: Settings,
+    aggregates: Aggregates,
+    projections: Projections,
+    clickhouse: ClickHouse | None,
+    external: ExternalSets,
+    files: SegmentFiles,
+) -> SegmentService:
+    """Segments over the bulk evaluator: SQL on the report store when reports are on, else in process."""
+    stored = StoredSegments(aggregates)
+    engine: MembersEngine = (
+        SqlMembers(clickhouse)
+        if clickhouse is not None
+        else InProcessMembers(
+            ProfilesForEvaluation(aggregates, projections.profiles, projections.membership.facts)
+        )
+    )
+    evaluator = SegmentMembers(stored, engine, FetchedSets(external.post_url, files.column))
+    return SegmentService(
+        aggregates,
+        stored,
+        projections.segments,
+        projections.profiles,
+        evaluator,
+        settings.account_timezone,
+    )
 
 
 def remote_content_policy(settings: Settings) -> RemoteContentPolicy:

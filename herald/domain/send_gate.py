@@ -49,8 +49,10 @@ class Stopped:
     contact: str = ""
 
 
-StopListCheck = Callable[[str, str], str | None]
-"""(channel, contact) → the blocking stop list's description, or None."""
+StopListCheck = Callable[[str, str, str], str | None]
+"""(database_id, channel, contact) → the blocking stop list's description, or None.
+
+The database is the profile's: a segment's audience spans several databases, each with its own lists."""
 
 _DUPLICATE = "another profile in this run has this contact"
 
@@ -92,7 +94,7 @@ class SendGate:
             )
         chosen = active[0]
         contact = chosen.key.contact
-        blocked = self.stop_list(self.channel, contact)
+        blocked = self.stop_list(profile.database_id, self.channel, contact)
         if blocked is not None:
             return Stopped(Suppression.STOP_LIST, blocked, contact)
         if self.is_test:

@@ -6,22 +6,28 @@ from herald.reports.base import Report
 from herald.reports.bounces import NON_DELIVERIES, SOFT_BOUNCES
 from herald.reports.click_map import CLICK_MAP
 from herald.reports.cohort import COHORT
-from herald.reports.funnel import FUNNEL
+from herald.reports.funnel import FunnelReport, SegmentMembers
 from herald.reports.goals import GOALS
 from herald.reports.growth import GROWTH
 from herald.reports.lifetime import LIFETIME
 from herald.reports.summary import SUMMARY
 
-_ALL: tuple[Report, ...] = (
-    SUMMARY,
-    GROWTH,
-    CLICK_MAP,
-    SOFT_BOUNCES,
-    NON_DELIVERIES,
-    COHORT,
-    LIFETIME,
-    FUNNEL,
-    GOALS,
-)
 
-REPORTS: dict[str, Report] = {report.name: report for report in _ALL}
+def report_registry(segment_members: SegmentMembers | None = None) -> dict[str, Report]:
+    """Every report by name; the funnel's segment steps read `segment_members` (None: refused)."""
+    reports = (
+        SUMMARY,
+        GROWTH,
+        CLICK_MAP,
+        SOFT_BOUNCES,
+        NON_DELIVERIES,
+        COHORT,
+        LIFETIME,
+        FunnelReport(segment_members),
+        GOALS,
+    )
+    return {report.name: report for report in reports}
+
+
+REPORTS = report_registry()
+"""The reports of a server without segments (scripts and tests that need no segment steps)."""

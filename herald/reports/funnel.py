@@ -368,6 +368,3 @@ def _condition(step: Step) -> str:
 def fraction(part: int, whole: int) -> float | None:
     """`part` of `whole`, None when `whole` is 0."""
     return part / whole if whole else None
-
-
-FUNNEL = FunnelReport()

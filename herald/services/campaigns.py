@@ -23,9 +23,9 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
@@ -64,6 +64,18 @@ from herald.services.rendering import (
 from herald.services.tracking import selector_key
 
 
+class SegmentAudiences(Protocol):
+    """The segments port: what a campaign whose audience is a segment needs to know of it."""
+
+    def databases(self, segment_id: str) -> Sequence[str]:
+        """The databases the segment's sources read (raises NotFound for an unknown segment)."""
+        ...
+
+    def members_now(self, segment_id: str) -> Collection[str]:
+        """The segment's members now: a dynamic one evaluated (limits applied), a static one's list."""
+        ...
+
+
 class CampaignService:
     def __init__(
         self,
@@ -74,7 +86,9 @@ class CampaignService:
         renderer: MessageRenderer,
         signer: TokenSigner,
         account_timezone: str,
+        segments: SegmentAudiences | None = None,
     ) -> None:
+        self.segments = segments
         self.catalog = catalog
         self.aggregates = catalog.aggregates
         self.profile_reads = profile_reads
@@ -187,11 +201,12 @@ class CampaignService:
         problems = []
         if not resource.channel_enabled(settings.channel):
             problems.append(("channel", f"resource {settings.resource_id} has no {settings.channel} channel"))
-        database_id = settings.audience.id if settings.audience is not None else settings.database_id
         at = "audience.id" if settings.audience is not None else "database_id"
-        if settings.audience is not None and settings.audience.kind != "database":
-            problems.append(("audience.kind", "segments are not available yet: choose a database"))
-        elif database_id is not None:
+        try:
+            database_ids = self._audience_databases(settings)
+        except NotFound as error:
+            return [*problems, (at, error.reason)]
+        for database_id in database_ids:
             try:
                 self.catalog.database(database_id, at)
             except NotFound as error:
@@ -202,6 +217,17 @@ class CampaignService:
                         (at, f"database {database_id} is not one of resource {settings.resource_id}'s")
                     )
         return problems
+
+    def _audience_databases(self, settings: cp.CampaignSettings) -> Sequence[str]:
+        """The databases a campaign's recipients come from (raises NotFound for an unknown segment)."""
+        audience = settings.audience
+        if audience is None:
+            return [settings.database_id] if settings.database_id is not None else []
+        if audience.kind == "database":
+            return [audience.id]
+        if self.segments is None:
+            raise NotFound("this server keeps no segments", "audience.id")
+        return self.segments.databases(audience.id)
 
     def _template_problems(self, settings: cp.CampaignSettings, at_activation: bool) -> list[tuple[str, str]]:
         problems = []
@@ -243,7 +269,7 @@ class CampaignService:
     def audience(self, state: cp.CampaignState, phase: str) -> Iterable[str]:
         settings = state.settings
         assert settings is not None and settings.audience is not None
-        ids = self.profile_reads.audience(settings.audience.id, settings.resource_id, settings.channel)
+        ids = self._subscribers(settings, settings.audience)
         if settings.type in (cp.CampaignType.BROADCAST, cp.CampaignType.SPLIT_TEST):
             reached = self.projection.reached(state.campaign_id)
             return [p for p in ids if p not in reached]
@@ -252,6 +278,19 @@ class CampaignService:
             return after + [p for p in ids if p <= state.cursor]  # a regular campaign's portions wrap
         return ids
 
+    def _subscribers(self, settings: cp.CampaignSettings, audience: cp.Audience) -> list[str]:
+        """The audience's profiles with a subscription on the campaign's resource and channel, by id."""
+        if audience.kind == "database":
+            return self.profile_reads.audience(audience.id, settings.resource_id, settings.channel)
+        assert self.segments is not None  # the checks refused a segment audience without segments
+        members = set(self.segments.members_now(audience.id))
+        return sorted(
+            profile_id
+            for database_id in self.segments.databases(audience.id)
+            for profile_id in self.profile_reads.audience(database_id, settings.resource_id, settings.channel)
+            if profile_id in members
+        )
+
     def profile(self, profile_id: str) -> ProfileState:
         return self.aggregates.load(profile_decider, profile_stream(profile_id)).state
 
@@ -259,7 +298,7 @@ class CampaignService:
         policy = self._policy(settings)
         lookup = self.catalog.stop_list_lookup
 
-        def stop_list(channel: str, contact: str) -> str | None:
+        def stop_list(database_id: str, channel: str, contact: str) -> str | None:
             hit = stop_list_check(lookup, channel=channel, contact=contact, database_id=database_id)
             return None if hit is None else f"{hit.level} stop list {hit.list_id}"
 
@@ -281,7 +320,6 @@ class CampaignService:
                 settings.channel,
             )
 
-        database_id = settings.audience.id if settings.audience is not None else settings.database_id or ""
         return SendGate(
             settings.resource_id,
             settings.channel,

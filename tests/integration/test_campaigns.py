@@ -15,12 +15,17 @@ import pytest
 
 from herald.api.wiring import Herald, build
 from herald.domain import messages as ms
+from herald.domain.deliveries import MessageOpened
 from herald.infra.clock import ManualClock
 from herald.infra.event_store import NewEvent
 from tests.builders import RESOURCE, create_resource, customers, email_subscription, import_rows
 
 CS = "/api/v1/campaigns"
 EMAILS = [f"p{i}@example.org" for i in range(10)]
+_MESSAGE_FIELDS = (
+    "message_id", "campaign_id", "template_id", "template_version", "profile_id", "database_id",
+    "resource_id", "channel", "contact",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -365,10 +370,11 @@ async def test_an_automatic_split_test_picks_the_template_with_most_opens_per_de
     queued = [d for d in decisions(herald, cid) if d["outcome"] == "queued"]
     # the email channel reports opens; here they are recorded as it would
     for d in queued:
-        opened = {"campaign_id": cid, "template_id": d["template_id"], "message_id": d["profile_id"]}
-        events = [("MessageOpened", opened)] * (2 if d["template_id"] == b else 1)
-        for kind, data in events:
-            herald.store.append(f"message-{d['profile_id']}-{cid}", [_raw(herald, kind, data)])
+        stream = ms.message_stream(ms.message_id(cid, d["run_id"], d["profile_id"]))
+        message = herald.store.read_stream(stream)[0].data
+        opened = {name: message[name] for name in _MESSAGE_FIELDS} | {"at": clock.now(), "unique": True}
+        for _ in range(2 if d["template_id"] == b else 1):
+            herald.store.append(stream, [_raw(herald, "MessageOpened", MessageOpened(**opened).to_data())])
     herald.runtime.drain()
     got = (await api.get(f"{CS}/{cid}")).json()
     assert got["next_run_at"] == (clock.now() + timedelta(hours=3)).isoformat()
@@ -434,3 +440,68 @@ async def test_a_run_that_crashes_mid_chunk_resumes_without_queueing_anyone_twic
         assert restarted.campaigns.campaign(cid).status.value == "completed"
     finally:
         restarted.close()
+
+
+# --- segments as audiences ---------------------------------------------------------------------
+
+
+async def segment(api: httpx.AsyncClient, kind: str, rules: list[dict[str, Any]], **body: Any) -> str:
+    query = {"sources": [{"database_id": "1", "rules": rules}]}
+    response = await api.post("/api/v1/segments", json={"name": "S", "kind": kind, "query": query, **body})
+    assert response.status_code == 201, response.text
+    return str(response.json()["segment_id"])
+
+
+def _first_names_in(*names: str) -> dict[str, Any]:
+    return {"kind": "field", "field": "_fname", "operator": "in", "value": list(names)}
+
+
+async def test_a_dynamic_segment_audience_is_evaluated_at_launch(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    sid = await segment(api, "dynamic", [_first_names_in("P1", "P2", "P8")])
+    tpl = await template(api)
+    cid = await campaign(api, [tpl], audience={"kind": "segment", "id": sid})
+    # P3 joins after the campaign was saved: a dynamic segment is read when the run starts
+    await api.patch(f"/api/v1/profiles/{audience[EMAILS[3]]}", json={"fields": {"_fname": "P2"}})
+    herald.runtime.drain()
+    await post(api, herald, f"{CS}/{cid}/launch")
+    outcomes = {d["profile_id"]: d["outcome"] for d in decisions(herald, cid)}
+    expected = {audience[EMAILS[i]]: "queued" for i in (1, 2, 3)} | {audience[EMAILS[8]]: "suppressed"}
+    assert outcomes == expected
+
+
+async def test_a_static_segment_audience_sends_to_its_list_only(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    sid = await segment(api, "static", [_first_names_in("P4", "P5")])
+    herald.runtime.drain()
+    # a later match does not join a static list until it is recalculated
+    await api.patch(f"/api/v1/profiles/{audience[EMAILS[6]]}", json={"fields": {"_fname": "P5"}})
+    herald.runtime.drain()
+    cid = await campaign(api, [await template(api)], audience={"kind": "segment", "id": sid})
+    await post(api, herald, f"{CS}/{cid}/launch")
+    assert sorted(d["profile_id"] for d in decisions(herald, cid)) == sorted(
+        audience[EMAILS[i]] for i in (4, 5)
+    )
+
+
+async def test_a_campaign_refuses_an_unknown_segment_audience(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    tpl = await template(api)
+    body = {
+        "name": "Spring",
+        "type": "broadcast",
+        "channel": "email",
+        "resource_id": RESOURCE,
+        "template_ids": [tpl],
+        "audience": {"kind": "segment", "id": "404"},
+    }
+    created = await api.post(CS, json=body)
+    assert created.status_code == 422
+    assert created.json()["error"] | {"status": 0} == {
+        "status": 0,
+        "reason": "there is no segment '404'",
+        "path": "audience.id",
+    }

@@ -1001,7 +1001,7 @@ QUERY = "&metrics=email_sent,email_open_rate&filter.campaign=c1&interval=week"
 async def test_the_route_serves_json_csv_and_xlsx(store: ClickHouse) -> None:
     direct = run(store, "summary", group_by="campaign", metrics=("email_sent", "email_open_rate"),
                  filters={"campaign": "c1"}, params={"interval": "week"})  # fmt: skip
-    async with client_for(SimpleNamespace(clickhouse=store, auth=_Auth())) as client:
+    async with client_for(SimpleNamespace(clickhouse=store, reports=REPORTS, auth=_Auth())) as client:
         answer = await client.get(URL + QUERY)
         exported = await client.get(URL + QUERY + "&format=csv")
         sheet = await client.get(URL + QUERY + "&format=xlsx")
@@ -1036,7 +1036,7 @@ async def test_the_route_serves_json_csv_and_xlsx(store: ClickHouse) -> None:
 )
 async def test_the_route_answers_422_naming_the_parameter(url: str, path: str) -> None:
     # Every one is refused before the store is asked anything.
-    async with client_for(SimpleNamespace(clickhouse=object(), auth=_Auth())) as client:
+    async with client_for(SimpleNamespace(clickhouse=object(), reports=REPORTS, auth=_Auth())) as client:
         answer = await client.get(url)
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["path"] == path

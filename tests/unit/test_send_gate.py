@@ -37,7 +37,9 @@ def gate(stopped: set[str] | None = None, capped: bool = False, **options: bool)
     return SendGate(
         "7",
         "email",
-        lambda channel, contact: "account stop list global" if contact in (stopped or set()) else None,
+        lambda database_id, channel, contact: (
+            "account stop list global" if contact in (stopped or set()) else None
+        ),
         lambda p, s: "per profile: at most 1 message in 1 day" if capped else None,
         **options,
     )

@@ -9,6 +9,7 @@ naming the parameter (`group_by`, `metrics.2`, `filters.campaign`, `params.prese
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
 from herald.infra.clickhouse import ClickHouse
 from herald.reports import REPORTS
-from herald.reports.base import Period, ReportError, ReportRequest, ReportResult
+from herald.reports.base import Period, Report, ReportError, ReportRequest, ReportResult
 from herald.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, to_csv, to_xlsx
 
 FILTER_PREFIX = "filter."
@@ -51,11 +52,13 @@ def report_request(query: ReportQuery) -> ReportRequest:
     )
 
 
-def run_report(ch: ClickHouse, name: str, request: ReportRequest) -> ReportResult:
+def run_report(
+    ch: ClickHouse, name: str, request: ReportRequest, reports: Mapping[str, Report] = REPORTS
+) -> ReportResult:
     """Run the named report; an unknown name is a 422 at `name`."""
-    report = REPORTS.get(name)
+    report = reports.get(name)
     if report is None:
-        raise ReportError(f"unknown report {name!r}; reports: {', '.join(sorted(REPORTS))}", "name")
+        raise ReportError(f"unknown report {name!r}; reports: {', '.join(sorted(reports))}", "name")
     return report.run(ch, request)
 
 
@@ -86,7 +89,8 @@ async def get_report(call: Call) -> Any:
     ch: ClickHouse | None = call.herald.clickhouse
     if ch is None:
         raise HttpError(503, "reports need the analytics store, and this server runs without one")
-    return report_response(name, request, run_report(ch, name, request), query.format)
+    result = run_report(ch, name, request, call.herald.reports)
+    return report_response(name, request, result, query.format)
 
 
 ENDPOINTS = [
