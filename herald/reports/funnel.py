@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
+from herald.domain.errors import NotFound
 from herald.domain.templates import Channel
 from herald.infra.clickhouse import ClickHouse
 from herald.reports.base import (
@@ -282,7 +283,11 @@ class FunnelReport:
     def _step_params(self, step: Step) -> dict[str, Any]:
         if step.kind == "segment":
             assert self._segment_members is not None  # _check_step refused segment steps without the port
-            return {f"{step.prefix}members": sorted(self._segment_members(step.fields["id"]))}
+            try:
+                members = self._segment_members(step.fields["id"])
+            except NotFound as error:
+                raise ReportError(error.reason, f"params.steps.{step.number - 1}.id") from error
+            return {f"{step.prefix}members": sorted(members)}
         return {f"{step.prefix}{key}": value for key, value in step.fields.items()}
 
 

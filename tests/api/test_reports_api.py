@@ -99,3 +99,31 @@ async def test_the_report_tables_rebuilt_from_the_log_are_the_same(
         assert {table: table_contents(again, table) for table in TABLE_COLUMNS} == before
     finally:
         again.close()
+
+
+async def test_a_funnel_step_takes_a_segments_members_now(
+    client: httpx.AsyncClient, reporting: Herald
+) -> None:
+    customers(reporting)
+    emails = [f"f{i}@example.org" for i in range(4)]
+    ids = [r["profile_id"] for r in (await import_rows(client, [{"email": e} for e in emails]))["results"]]
+    reporting.runtime.drain()
+    assert reporting.reports_runtime is not None
+    reporting.reports_runtime.drain()  # segments evaluate over the report store's profile snapshots
+    static = {"name": "VIP", "kind": "static", "query": {"sources": [{"database_id": "1"}]}}
+    segment_id = (await client.post("/api/v1/segments", json=static)).json()["segment_id"]
+    removed = await client.post(
+        f"/api/v1/segments/{segment_id}/members/remove", json={"profile_ids": ids[:1]}
+    )
+    assert removed.status_code == 200, removed.text
+    reporting.runtime.drain()
+
+    period = {"start": "2026-03-01", "end": "2026-03-31"}
+    steps = '[{"kind": "segment", "id": "%s"}]'
+    response = await client.get("/api/v1/reports/funnel", params={**period, "steps": steps % segment_id})
+    assert response.status_code == 200, response.text
+    assert response.json()["rows"][0][:3] == [1, "segment", 3]
+    unknown = await client.get("/api/v1/reports/funnel", params={**period, "steps": steps % "404"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["path"] == "params.steps.0.id"
+    garbled = await client.get("/api/v1/reports/funnel", params={**period, "steps": "[{"})
+    assert garbled.status_code == 422 and garbled.json()["error"]["path"] == "params.steps"

@@ -3,8 +3,10 @@
 Query parameters: `start`, `end` (inclusive days, UTC), `group_by`, `metrics` (comma-separated),
 `include_tests`, `format` (json, csv, xlsx); `filter.<name>=<value>` narrows the rows to one object
 (e.g. `filter.campaign=c1`); every other parameter is the report's own option (e.g. `preset=sms`,
-`interval=week`). Each report checks its groupings, metrics, filters and options and answers 422
-naming the parameter (`group_by`, `metrics.2`, `filters.campaign`, `params.preset`, `period.end`).
+`interval=week`); an option that starts with `[` or `{` is JSON (the funnel's
+`steps=[{"kind": "sent"}, {"kind": "segment", "id": "3"}]`). Each report checks its groupings,
+metrics, filters and options and answers 422 naming the parameter (`group_by`, `metrics.2`,
+`filters.campaign`, `params.preset`, `period.end`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -48,8 +51,18 @@ def report_request(query: ReportQuery) -> ReportRequest:
         metrics=tuple(metric.strip() for metric in query.metrics.split(",")) if query.metrics else (),
         filters={k.removeprefix(FILTER_PREFIX): v for k, v in extra.items() if k.startswith(FILTER_PREFIX)},
         include_tests=query.include_tests,
-        params={k: v for k, v in extra.items() if not k.startswith(FILTER_PREFIX)},
+        params={k: _option(k, v) for k, v in extra.items() if not k.startswith(FILTER_PREFIX)},
     )
+
+
+def _option(key: str, text: str) -> Any:
+    """A report option's value; one that starts like a JSON list or object (the funnel's steps) is JSON."""
+    if not text.lstrip().startswith(("[", "{")):
+        return text
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise ReportError(f"the value is not valid JSON: {error}", f"params.{key}") from error
 
 
 def run_report(
