@@ -24,7 +24,6 @@ are the XML bombs' vehicle, and a list of values needs none).
 from __future__ import annotations
 
 import codecs
-import http.cookiejar
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ import orjson
 
 from herald.domain.errors import ValidationFailed
 from herald.domain.segments import PostUrlSource
-from herald.infra.remote_content import GuardedTransport, RemoteContentPolicy
+from herald.infra.remote_content import RemoteContentPolicy, guarded_client
 
 ACCEPT = "application/json, application/xml;q=0.9, text/plain;q=0.8"
 USER_AGENT_SUFFIX = " (external segment sets)"
@@ -55,16 +54,7 @@ class ExternalSets:
 
     def __init__(self, policy: RemoteContentPolicy, transport: httpx.BaseTransport | None = None) -> None:
         self._policy = policy
-        # As for template content: no cookies, no proxy or .netrc from the environment, no redirects.
-        no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-        self._client = httpx.Client(
-            transport=transport or GuardedTransport(policy),
-            timeout=policy.timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,
-            cookies=no_cookies,
-            headers={"User-Agent": policy.user_agent + USER_AGENT_SUFFIX, "Accept": ACCEPT},
-        )
+        self._client = guarded_client(policy, transport, {"Accept": ACCEPT}, USER_AGENT_SUFFIX)
 
     def post_url(self, source: PostUrlSource, path: str = "source") -> list[str]:
         """The values the source's URL answers with; `path` (the rule's) goes into any error."""

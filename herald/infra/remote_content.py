@@ -443,6 +443,28 @@ def _reason_for(error: Exception, policy: RemoteContentPolicy) -> str | None:
     return None
 
 
+def guarded_client(
+    policy: RemoteContentPolicy,
+    transport: httpx.BaseTransport | None,
+    headers: dict[str, str],
+    user_agent_suffix: str = "",
+) -> httpx.Client:
+    """An HTTP client for fetching from addresses users name, under `policy`.
+
+    No cookies kept between fetches (they would leak one profile's session into another's), no
+    proxy, .netrc or certificate settings from the environment, redirects left to the caller.
+    """
+    no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.Client(
+        transport=transport or GuardedTransport(policy),
+        timeout=policy.timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+        cookies=no_cookies,
+        headers={"User-Agent": policy.user_agent + user_agent_suffix, **headers},
+    )
+
+
 class RemoteContentFetcher:
     """Fetches `{[url]}` HTML and JSON content under a policy; thread-safe, one per process.
 
@@ -453,17 +475,7 @@ class RemoteContentFetcher:
 
     def __init__(self, policy: RemoteContentPolicy, transport: httpx.BaseTransport | None = None) -> None:
         self._policy = policy
-        # No cookies kept between fetches (they would leak one profile's session into another's),
-        # no proxy, .netrc or certificate settings from the environment, redirects handled here.
-        no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-        self._client = httpx.Client(
-            transport=transport or GuardedTransport(policy),
-            timeout=policy.timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,
-            cookies=no_cookies,
-            headers={"User-Agent": policy.user_agent, "Accept-Encoding": "gzip"},
-        )
+        self._client = guarded_client(policy, transport, {"Accept-Encoding": "gzip"})
 
     @property
     def policy(self) -> RemoteContentPolicy:
