@@ -30,6 +30,7 @@ from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.segment_membership import SegmentMembershipProcessor
+from herald.processors.segment_triggers import SegmentTriggers
 from herald.processors.stop_list_rules import HardBounceRule
 from herald.projections.api_tokens import ApiTokensProjection
 from herald.projections.campaigns import CampaignsProjection
@@ -214,7 +215,12 @@ class Herald:
 
 def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
-    return [HardBounceRule(), CampaignRunner(campaigns, audiences), CampaignChain(campaigns)]
+    return [
+        HardBounceRule(),
+        CampaignRunner(campaigns, audiences),
+        CampaignChain(campaigns),
+        SegmentTriggers(campaigns),
+    ]
 
 
 def profile_loader(store: EventStore) -> Callable[[str, int], ProfileState]:

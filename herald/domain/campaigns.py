@@ -3,7 +3,8 @@
 A campaign turns an audience and 1–16 templates into messages over one
 channel of one resource (guide "Кампании"). Broadcasts send each recipient
 one message and complete when the audience is exhausted; regular campaigns
-send on every run and never complete; triggers wait for API calls; split
+send on every run and never complete; triggers wait for API calls (or for
+profiles entering a segment, `TriggerOptions.segment_id`); split
 tests (A/B/n) send a test slice, pick a winner, then send it to the rest.
 
 The campaign's stream holds its timers: `CampaignRunScheduled` names the
@@ -95,6 +96,9 @@ class TriggerOptions(_Value):
     delay_hours: int = Field(0, ge=0, le=23)
     delay_minutes: int = Field(0, ge=0, le=59)
     high_priority: bool = False
+    segment_id: str | None = Field(
+        None, description="also fire for every profile that enters this segment while the trigger is active"
+    )
 
     @property
     def delay(self) -> timedelta:

@@ -166,6 +166,16 @@ class CampaignService:
             and doc["status"] == cp.CampaignStatus.INACTIVE
         ]
 
+    def segment_triggers(self, segment_id: str) -> list[str]:
+        """Active, unpaused trigger campaigns that fire when a profile enters `segment_id`."""
+        return [
+            doc["campaign_id"]
+            for doc in self.listed()
+            if doc["settings"]["type"] == cp.CampaignType.TRIGGER
+            and (doc["settings"].get("trigger") or {}).get("segment_id") == segment_id
+            and doc["status"] in (cp.CampaignStatus.WAITING, cp.CampaignStatus.RUNNING)
+        ]
+
     def launch_now(self, campaign_id: str, context: CommandContext) -> Outcome:
         settings = self._settings(campaign_id)
         command = cp.LaunchCampaignNow(campaign_id, self.checks(settings, at_activation=True), self._now())
@@ -250,6 +260,9 @@ class CampaignService:
             ).state
             if not state.exists:
                 problems.append(("sending_policy_id", f"no sending policy {settings.sending_policy_id!r}"))
+        entered = settings.trigger.segment_id if settings.trigger is not None else None
+        if entered is not None:
+            problems += self._segment_trigger_problems(entered, settings.database_id)
         after = settings.start_after_campaign_id
         if after is not None:
             other = self.campaign(after)
@@ -260,6 +273,18 @@ class CampaignService:
             ):
                 problems.append(("start_after_campaign_id", f"no broadcast campaign {after!r}"))
         return problems
+
+    def _segment_trigger_problems(self, segment_id: str, database_id: str | None) -> list[tuple[str, str]]:
+        at = "trigger.segment_id"
+        if self.segments is None:
+            return [(at, "this server keeps no segments")]
+        try:
+            databases = self.segments.databases(segment_id)
+        except NotFound as error:
+            return [(at, error.reason)]
+        if database_id not in databases:
+            return [(at, f"segment {segment_id} has no profiles of database {database_id}")]
+        return []
 
     def template_state(self, template_id: str) -> TemplateState:
         return self.aggregates.load(template_decider, template_stream(template_id)).state
@@ -502,6 +527,14 @@ class CampaignService:
         for i, recipient in enumerate(recipients):
             results.append(self._fire_one(state, settings, gate, recipient, run_id, i, content, now, context))
         return results
+
+    def fire_for_segment_entry(self, campaign_id: str, profile_id: str, entry_event_id: str) -> None:
+        """Fire a trigger for a profile that entered its segment; the entry's id is the request id."""
+        context = CommandContext(
+            actor="processor:segment-triggers", source="segment", correlation_id=entry_event_id
+        )
+        request_id = f"segment-entry:{entry_event_id}"
+        self.fire(campaign_id, [{"profile_id": profile_id}], None, request_id, context)
 
     def _fire_one(
         self,

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from herald.api.wiring import Herald, build
+from herald.api.wiring import reactors as wiring_reactors_of
 from herald.domain import messages as ms
 from herald.domain.deliveries import MessageOpened
 from herald.infra.clock import ManualClock
@@ -82,6 +83,11 @@ async def post(api: httpx.AsyncClient, herald: Herald, path: str, **body: Any) -
     herald.runtime.drain()
     result: dict[str, Any] = response.json()
     return result
+
+
+def wiring_reactors(herald: Herald) -> list[Any]:
+    """Fresh reactor objects over the server's services (as a restarted server would build them)."""
+    return wiring_reactors_of(herald.campaigns, herald.run_audiences)
 
 
 def decisions(herald: Herald, campaign_id: str) -> list[dict[str, Any]]:
@@ -504,4 +510,50 @@ async def test_a_campaign_refuses_an_unknown_segment_audience(
         "status": 0,
         "reason": "there is no segment '404'",
         "path": "audience.id",
+    }
+
+
+async def test_a_trigger_fires_for_profiles_entering_its_segment(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    sid = await segment(api, "dynamic", [_first_names_in("VIP")])
+    await api.patch(f"/api/v1/profiles/{audience[EMAILS[0]]}", json={"fields": {"_fname": "VIP"}})
+    herald.runtime.drain()  # p0 is in the segment before the trigger exists: no message for it
+    body = {"type": "trigger", "database_id": "1", "trigger": {"segment_id": sid}}
+    cid = await campaign(api, [await template(api)], audience=None, **body)
+    await post(api, herald, f"{CS}/{cid}/activate")
+
+    for i in (1, 2):
+        await api.patch(f"/api/v1/profiles/{audience[EMAILS[i]]}", json={"fields": {"_fname": "VIP"}})
+    herald.runtime.drain()
+    fired = {d["profile_id"]: d["outcome"] for d in decisions(herald, cid)}
+    assert fired == {audience[EMAILS[1]]: "queued", audience[EMAILS[2]]: "queued"}
+    # the reactor handling the same entries again (a redelivered batch) sends nothing more
+    fired_for = {audience[EMAILS[1]], audience[EMAILS[2]]}
+    entries = [
+        e
+        for e in herald.store.read_all(1)
+        if e.type == "ProfileEnteredSegment" and e.data["profile_id"] in fired_for
+    ]
+    assert len(entries) == 2
+    trigger = next(r for r in wiring_reactors(herald) if r.name == "segment-triggers")
+    for entry in entries:
+        trigger.handle(entry)
+    herald.runtime.drain()
+    assert len(decisions(herald, cid)) == 2
+
+
+async def test_a_segment_trigger_must_name_a_segment_of_its_database(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    tpl = await template(api)
+    body = {"type": "trigger", "database_id": "1", "trigger": {"segment_id": "77"}}
+    response = await api.post(
+        CS, json={"name": "T", "channel": "email", "resource_id": RESOURCE, "template_ids": [tpl], **body}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] | {"status": 0} == {
+        "status": 0,
+        "reason": "there is no segment '77'",
+        "path": "trigger.segment_id",
     }
