@@ -69,6 +69,7 @@ from herald.services.tracking import TrackingService
 log = logging.getLogger(__name__)
 TIMER_TICK_SECONDS = 5
 SEND_IDLE_SECONDS = 1
+CATCH_UP_EVENTS = 100_000
 
 
 @dataclass
@@ -263,9 +264,20 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     renderer = MessageRenderer(current_fragments(aggregates), remote)
     signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
     clickhouse = build_clickhouse(settings)
+    reports_runtime = (
+        InProcessRuntime(
+            store,
+            SqliteCheckpoints(projections.profiles.conn),
+            projections=[ClickHouseSink(clickhouse, load_profile=profile_loader(store))],
+        )
+        if clickhouse is not None
+        else None
+    )
     external_sets = ExternalSets(remote_content_policy(settings))
     segment_files = SegmentFiles.in_data_dir(settings.data_dir)
-    segments = segment_service(settings, aggregates, projections, clickhouse, external_sets, segment_files)
+    segments = segment_service(
+        settings, aggregates, projections, (clickhouse, reports_runtime), external_sets, segment_files
+    )
     campaigns = CampaignService(
         catalog,
         projections.profiles,
@@ -284,15 +296,6 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         projections=projections.all(),
         reactors=reactors(campaigns, audiences),
         execute=aggregates.execute_request,
-    )
-    reports_runtime = (
-        InProcessRuntime(
-            store,
-            SqliteCheckpoints(projections.profiles.conn),
-            projections=[ClickHouseSink(clickhouse, load_profile=profile_loader(store))],
-        )
-        if clickhouse is not None
-        else None
     )
     return Herald(
         settings=settings,
@@ -350,14 +353,15 @@ def segment_service(
     settings: Settings,
     aggregates: Aggregates,
     projections: Projections,
-    clickhouse: ClickHouse | None,
+    reports: tuple[ClickHouse | None, InProcessRuntime | None],
     external: ExternalSets,
     files: SegmentFiles,
 ) -> SegmentService:
     """Segments over the bulk evaluator: SQL on the report store when reports are on, else in process."""
     stored = StoredSegments(aggregates)
+    clickhouse, reports_runtime = reports
     engine: MembersEngine = (
-        SqlMembers(clickhouse)
+        SqlMembers(clickhouse, report_catch_up(aggregates.store, reports_runtime))
         if clickhouse is not None
         else InProcessMembers(
             ProfilesForEvaluation(aggregates, projections.profiles, projections.membership.facts)
@@ -372,6 +376,22 @@ def segment_service(
         evaluator,
         settings.account_timezone,
     )
+
+
+def report_catch_up(store: EventStore, runtime: InProcessRuntime | None) -> Callable[[], None]:
+    """Before a segment is evaluated over the report store, bring the embedded sink to the log's head,
+    so a count or a launch sees the profiles just written (read your writes). A sink further behind
+    than `CATCH_UP_EVENTS` (a rebuild) is not waited for; without an embedded sink (the scale engine's
+    worker feeds it) evaluation reads what the sink has written."""
+
+    def catch_up() -> None:
+        if runtime is None:
+            return
+        head = store.head_position()
+        if head - min(runtime.positions().values(), default=head) <= CATCH_UP_EVENTS:
+            runtime.drain(until=head)
+
+    return catch_up
 
 
 def remote_content_policy(settings: Settings) -> RemoteContentPolicy:

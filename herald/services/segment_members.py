@@ -100,15 +100,18 @@ class MembersEngine(Protocol):
 class SqlMembers:
     """The bulk engine: SQL over the report store (`reports.segment_sql`)."""
 
-    def __init__(self, ch: ClickHouse) -> None:
+    def __init__(self, ch: ClickHouse, catch_up: Callable[[], None] = lambda: None) -> None:
         self._ch = ch
+        self._catch_up = catch_up  # brings the report store's tables up to the log first
 
     def members(
         self, query: SegmentQuery, now: datetime, timezone: str, segments: MemberSets, limit: int | None
     ) -> tuple[str, ...]:
+        self._catch_up()
         return members_sql(self._ch, query, now, timezone, segments=segments, limit=limit)
 
     def count(self, query: SegmentQuery, now: datetime, timezone: str, segments: MemberSets) -> int:
+        self._catch_up()
         return count_sql(self._ch, query, now, timezone, segments=segments)
 
 

@@ -108,8 +108,7 @@ async def test_a_funnel_step_takes_a_segments_members_now(
     emails = [f"f{i}@example.org" for i in range(4)]
     ids = [r["profile_id"] for r in (await import_rows(client, [{"email": e} for e in emails]))["results"]]
     reporting.runtime.drain()
-    assert reporting.reports_runtime is not None
-    reporting.reports_runtime.drain()  # segments evaluate over the report store's profile snapshots
+    # no drain of the report sink: evaluating a segment over the report store catches it up first
     static = {"name": "VIP", "kind": "static", "query": {"sources": [{"database_id": "1"}]}}
     segment_id = (await client.post("/api/v1/segments", json=static)).json()["segment_id"]
     removed = await client.post(
