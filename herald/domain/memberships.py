@@ -13,6 +13,10 @@ kind:
   (`"recalculation"`) or edited by hand (`"added"`, `"removed"`), with the
   recalculation's or edit's id in `cause.ref`.
 
+Saving a dynamic segment evaluates its databases' profiles in chunks (so other
+processors run in between): each chunk ends with a `SegmentPopulationContinued`
+bookmark the processor picks up to do the next.
+
 So a profile's current segments and its membership "as of" any instant are a
 fold of these events (`projections/segment_memberships.py`).
 
@@ -75,6 +79,19 @@ class SegmentWindowElapsed(Event):
     segment_id: str
     profile_id: str
     due_at: datetime
+
+
+@registry.register("SegmentPopulationContinued")
+class SegmentPopulationContinued(Event):
+    """The membership processor's bookmark while it evaluates a saved dynamic segment's profiles in
+    chunks: evaluate the next ones after `after_profile_id`, as the save at `saved_at` asked."""
+
+    segment_id: str
+    saved_event_id: str
+    saved_event_type: str
+    saved_stream: str
+    saved_at: datetime
+    after_profile_id: str
 
 
 MembershipChange = ProfileEnteredSegment | ProfileLeftSegment

@@ -20,8 +20,10 @@ of segment A: those with a segment rule naming A), evaluates them with
 `ProfileEnteredSegment`/`ProfileLeftSegment` on `membership_stream(segment)`
 for every result that changed, naming the cause. A change cascades to the
 segments whose rules name the segment. Saving a dynamic segment evaluates every
-existing profile of its databases (and its current members); deleting one
-makes every member leave.
+existing profile of its databases (and its current members) in steps of
+`POPULATION_CHUNK`, each step ending with a `SegmentPopulationContinued`
+bookmark appended to the log, so other consumers run between steps and a later
+save supersedes an unfinished population; deleting one makes every member leave.
 
 Timers: `tick(now)` appends a `SegmentWindowElapsed` for every timer due at or
 before `now` (its id derived from the segment, profile, instant and the event
@@ -62,6 +64,7 @@ from herald.domain.memberships import (
     MembershipCause,
     ProfileEnteredSegment,
     ProfileLeftSegment,
+    SegmentPopulationContinued,
     SegmentWindowElapsed,
     membership_stream,
 )
@@ -87,6 +90,7 @@ NAME = "segment_membership"
 ACTOR = f"processor:{NAME}"
 PROFILE_CACHE_SIZE = 100_000
 FACTS_CACHE_SIZE = 100_000
+POPULATION_CHUNK = 1_000  # profiles evaluated per step when a dynamic segment is saved
 _APPEND_CHUNK = 1_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -139,6 +143,7 @@ class _Segment:
     kind: str
     query: SegmentQuery
     timezone: str
+    saved_by: str  # the id of the event that saved this version (a population bookmark names it)
     databases: frozenset[str]
     realtime: bool  # dynamic, and no external set fetched at use
     uses_history: bool
@@ -146,7 +151,7 @@ class _Segment:
     depends_on: frozenset[str]
 
     @classmethod
-    def of(cls, segment_id: str, kind: str, query: SegmentQuery, timezone: str) -> _Segment:
+    def of(cls, segment_id: str, kind: str, query: SegmentQuery, timezone: str, saved_by: str) -> _Segment:
         rules = [rule for _, rule in iter_rules(query)]
         fetched = any(
             isinstance(r, ExternalRule) and isinstance(r.source, PostUrlSource | CsvSource) for r in rules
@@ -156,6 +161,7 @@ class _Segment:
             kind,
             query,
             timezone,
+            saved_by,
             frozenset(source.database_id for source in query.sources),
             kind == "dynamic" and not fetched,
             any(isinstance(r, MessageHistoryRule) for r in rules),
@@ -198,7 +204,7 @@ class SegmentMembershipProcessor(SqliteProjection):
     name = NAME
     ddl: ClassVar = (
         "CREATE TABLE IF NOT EXISTS segmem_segments (segment_id TEXT PRIMARY KEY, kind TEXT NOT NULL, "
-        "timezone TEXT NOT NULL, query TEXT NOT NULL)",
+        "timezone TEXT NOT NULL, query TEXT NOT NULL, saved_by TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS segmem_members (segment_id TEXT NOT NULL, profile_id TEXT NOT NULL, "
         "PRIMARY KEY (segment_id, profile_id)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS segmem_members_by_profile ON segmem_members (profile_id)",
@@ -231,9 +237,11 @@ class SegmentMembershipProcessor(SqliteProjection):
         store: EventStore,
         profile_cache_size: int = PROFILE_CACHE_SIZE,
         facts_cache_size: int = FACTS_CACHE_SIZE,
+        population_chunk: int = POPULATION_CHUNK,
     ) -> None:
         super().__init__(conn)
         self._store = store
+        self._population_chunk = population_chunk
         self._profile_cache_size = profile_cache_size
         self._facts_cache_size = facts_cache_size
         self._profiles: OrderedDict[str, ProfileState] = OrderedDict()
@@ -252,6 +260,7 @@ class SegmentMembershipProcessor(SqliteProjection):
             "ProfileEnteredSegment": self._membership_event,
             "ProfileLeftSegment": self._membership_event,
             "SegmentWindowElapsed": self._window_elapsed,
+            "SegmentPopulationContinued": self._population_continued,
             "ActivityTracked": self._activity,
             **dict.fromkeys(_ACTIONS, self._message_event),
         }
@@ -645,10 +654,12 @@ class SegmentMembershipProcessor(SqliteProjection):
         assert isinstance(saved, SegmentCreated | SegmentChanged)
         previous = self._segments.get(saved.segment_id)
         kind = saved.kind if isinstance(saved, SegmentCreated) else (previous.kind if previous else "dynamic")
-        segment = _Segment.of(saved.segment_id, kind, saved.settings.query, saved.timezone)
+        segment = _Segment.of(
+            saved.segment_id, kind, saved.settings.query, saved.timezone, str(event.event_id)
+        )
         self.conn.execute(
-            "INSERT OR REPLACE INTO segmem_segments VALUES (?, ?, ?, ?)",
-            (segment.segment_id, kind, segment.timezone, segment.query.model_dump_json()),
+            "INSERT OR REPLACE INTO segmem_segments VALUES (?, ?, ?, ?, ?)",
+            (segment.segment_id, kind, segment.timezone, segment.query.model_dump_json(), segment.saved_by),
         )
         self._set_segments({**self._segments, segment.segment_id: segment})
         if kind != "dynamic":
@@ -663,12 +674,62 @@ class SegmentMembershipProcessor(SqliteProjection):
         if not segment.realtime:
             self._leave_all(segment.segment_id, cause)
             return
-        # Its databases' profiles, and members of a database the query no longer names (they leave).
-        profile_ids = set(self.members(segment.segment_id))
-        for database_id in segment.databases:
-            profile_ids.update(self.profile_ids(database_id))
-        for profile_id in sorted(profile_ids):
+        self._populate(segment, cause, "")
+
+    def _population_continued(self, event: RecordedEvent) -> None:
+        bookmark = registry.decode(event.type, event.schema_version, event.data)
+        assert isinstance(bookmark, SegmentPopulationContinued)
+        segment = self._segments.get(bookmark.segment_id)
+        if segment is None or segment.saved_by != bookmark.saved_event_id or not segment.realtime:
+            return  # saved again or deleted since: that save's population took over
+        saved = MembershipCause(
+            kind="segment_saved",
+            event_id=bookmark.saved_event_id,
+            event_type=bookmark.saved_event_type,
+            stream=bookmark.saved_stream,
+        )
+        self._populate(segment, _Cause(event, saved, bookmark.saved_at), bookmark.after_profile_id)
+
+    def _populate(self, segment: _Segment, cause: _Cause, after: str) -> None:
+        """Evaluate the next chunk of the segment's candidates after `after`, then bookmark the rest.
+
+        The candidates are its databases' profiles and its members (a member of a database the query
+        no longer names leaves)."""
+        chunk = self._candidates(segment, after, self._population_chunk + 1)
+        for profile_id in chunk[: self._population_chunk]:
             self._evaluate(profile_id, [segment.segment_id], cause)
+        if len(chunk) > self._population_chunk:
+            self._bookmark(segment, cause, chunk[self._population_chunk - 1])
+
+    def _candidates(self, segment: _Segment, after: str, limit: int) -> list[str]:
+        databases = sorted(segment.databases)
+        marks = ", ".join("?" * len(databases))
+        rows = self.conn.execute(
+            f"SELECT profile_id FROM segmem_profiles WHERE database_id IN ({marks}) AND profile_id > ? "
+            "UNION SELECT profile_id FROM segmem_members WHERE segment_id = ? AND profile_id > ? "
+            "ORDER BY profile_id LIMIT ?",
+            (*databases, after, segment.segment_id, after, limit),
+        )
+        return [row[0] for row in rows]
+
+    def _bookmark(self, segment: _Segment, cause: _Cause, last: str) -> None:
+        saved = cause.cause
+        bookmark = SegmentPopulationContinued(
+            segment_id=segment.segment_id,
+            saved_event_id=saved.event_id or "",
+            saved_event_type=saved.event_type or "",
+            saved_stream=saved.stream or "",
+            saved_at=cause.at,
+            after_profile_id=last,
+        )
+        new = NewEvent(
+            event_id=deterministic_id(NAME, cause.event.event_id, "population", last),
+            type=bookmark.type_name,
+            data=bookmark.to_data(),
+            occurred_at=cause.at,
+            metadata={"causation_id": str(cause.event.event_id), "actor": ACTOR},
+        )
+        self._outgoing.append((membership_stream(segment.segment_id), new))
 
     def _segment_deleted(self, event: RecordedEvent) -> None:
         deleted = registry.decode(event.type, event.schema_version, event.data)
@@ -710,11 +771,13 @@ class SegmentMembershipProcessor(SqliteProjection):
             facts.timers.pop(segment_id, None)
 
     def _load_segments(self) -> None:
-        rows = self.conn.execute("SELECT segment_id, kind, timezone, query FROM segmem_segments")
+        rows = self.conn.execute("SELECT segment_id, kind, timezone, query, saved_by FROM segmem_segments")
         self._set_segments(
             {
-                segment_id: _Segment.of(segment_id, kind, SegmentQuery.model_validate_json(query), timezone)
-                for segment_id, kind, timezone, query in rows
+                segment_id: _Segment.of(
+                    segment_id, kind, SegmentQuery.model_validate_json(query), timezone, saved_by
+                )
+                for segment_id, kind, timezone, query, saved_by in rows
             }
         )
 

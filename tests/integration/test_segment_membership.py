@@ -14,6 +14,7 @@ from herald.domain import deliveries as dl
 from herald.domain.memberships import membership_stream
 from herald.domain.messages import DecideMessage, MessageQueued, message_decider, message_stream
 from herald.domain.segment_definitions import (
+    ChangeSegment,
     CreateSegment,
     DeleteSegment,
     SegmentKind,
@@ -402,3 +403,39 @@ def test_static_membership_is_folded_for_segment_rules(world: World) -> None:
     world.drain()
     assert world.processor.segments_of(anna) == ["in_vip", "vip"]
     assert world.changes("in_vip")[0].data["cause"]["event_type"] == "ProfileEnteredSegment"
+
+
+def _age_at_least(years: int) -> dict[str, Any]:
+    rule = {"kind": "field", "field": "age", "operator": "gte", "value": years}
+    return {"sources": [{"database_id": DB, "rules": [rule]}]}
+
+
+def test_a_saved_segment_is_populated_in_chunks_and_a_later_save_takes_over(
+    world: World, tmp_path: Any
+) -> None:
+    from herald.infra.readmodel_db import open_readmodel_db
+
+    ages = {world.profile(f"p{age}@example.org", age=age): age for age in range(20, 27)}
+    world.segment("adults", _age_at_least(21))
+    changed = _age_at_least(24)
+    checked = check_query(changed, {DB: world.herald.catalog.database(DB)}, world.queries.get)
+    change = ChangeSegment("adults", SegmentSettings(name="adults", query=checked), "UTC", world.clock.now())
+    world.herald.aggregates.execute(segment_decider, segment_stream("adults"), change, CTX)
+
+    # a processor of its own, three profiles a step (the server's, with 1,000 a step, is not drained)
+    conn = open_readmodel_db(tmp_path / "chunked.sqlite")
+    chunked = SegmentMembershipProcessor(conn, world.herald.store, population_chunk=3)
+    InProcessRuntime(world.herald.store, SqliteCheckpoints(conn), projections=[chunked]).drain()
+    assert chunked.members("adults") == sorted(p for p, age in ages.items() if age >= 24)
+    log = world.herald.store.read_stream(membership_stream("adults"))
+    bookmarks = [e for e in log if e.type == "SegmentPopulationContinued"]
+    saves = [e.event_id for e in world.herald.store.read_stream(segment_stream("adults"))]
+    # 7 profiles in steps of 3: two bookmarks per save; the first save's second one found it superseded
+    assert [b.data["saved_event_id"] for b in bookmarks] == [str(saves[0]), str(saves[1]), str(saves[1])]
+    changes = [e for e in log if e.type in ("ProfileEnteredSegment", "ProfileLeftSegment")]
+    assert {e.data["cause"]["event_id"] for e in changes} == {str(saves[0]), str(saves[1])}
+    # the first save's one step let some in, the second save let the under-24s out again
+    assert sum(e.type == "ProfileEnteredSegment" for e in changes) - sum(
+        e.type == "ProfileLeftSegment" for e in changes
+    ) == len(chunked.members("adults"))
+    conn.close()
