@@ -128,7 +128,7 @@ def parse_answer(body: bytes, charset: str | None, answer_path: str, rule_path: 
     if stripped.startswith("<"):
         if not answer_path:
             raise ExternalSetFailed("the answer is XML: give the path of the values, e.g. names/name", where)
-        return _from_xml(stripped, answer_path, where)
+        return _from_xml(stripped, answer_path, rule_path)
     if answer_path:
         raise ExternalSetFailed(
             f"the answer is neither JSON nor XML, so path {answer_path!r} names nothing", where
@@ -173,13 +173,16 @@ def _json_item(item: Any, index: int, where: str) -> str:
     raise ExternalSetFailed(f"item {index} of the list is not a text or a number", where)
 
 
-def _from_xml(text: str, answer_path: str, where: str) -> list[str]:
+def _from_xml(text: str, answer_path: str, rule_path: str) -> list[str]:
+    """The texts of the elements at `answer_path`; a bad answer is the source's fault, a path that
+    names nothing the path's."""
     if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise ExternalSetFailed("XML answers with a document type declaration are refused", where)
+        raise ExternalSetFailed("XML answers with a document type declaration are refused", rule_path)
     try:
         root = ElementTree.fromstring(text)
     except ElementTree.ParseError as error:
-        raise ExternalSetFailed(f"the answer is not valid XML ({error})", where) from None
+        raise ExternalSetFailed(f"the answer is not valid XML ({error})", rule_path) from None
+    where = f"{rule_path}.path"
     tags = [tag for tag in answer_path.strip("/").split("/") if tag]
     if tags and tags[0] == root.tag:
         return [_element_text(element) for element in _descend([root], tags[1:])]

@@ -1,0 +1,75 @@
+"""Segments whose external rules POST to a URL, through HTTP: a bad answer refuses the whole change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from herald.api.wiring import Herald, build
+from herald.infra.clock import ManualClock
+from herald.infra.config import Settings
+from herald.infra.ids import IdSource
+from tests.builders import DB, create_profile, customers, error_of, log_size
+from tests.conftest import ADMIN_TOKEN
+from tests.integration.test_external_sets import serve
+
+SEG = "/api/v1/segments"
+
+
+@pytest.fixture
+def herald(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
+    """A server that may fetch from loopback, where the test's list server listens."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        admin_token=ADMIN_TOKEN,
+        reports_engine="off",
+        remote_allowed_networks=["127.0.0.0/8"],
+    )
+    app = build(settings, clock=clock, ids=IdSource(42))
+    customers(app)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def lists() -> Iterator[str]:
+    with serve() as base:
+        yield base
+
+
+def static_from(url: str, path: str = "") -> dict[str, Any]:
+    source = {"kind": "post_url", "url": url, "path": path}
+    rule = {"kind": "external", "field": "email", "operator": "in", "source": source}
+    return {"name": "From CRM", "kind": "static", "query": {"sources": [{"database_id": DB, "rules": [rule]}]}}
+
+
+async def test_a_static_segment_takes_its_members_from_a_post_url(
+    api: httpx.AsyncClient, herald: Herald, lists: str
+) -> None:
+    ann = await create_profile(api, {"email": "ann@example.com"})
+    await create_profile(api, {"email": "carl@example.com"})
+    herald.runtime.drain()
+    created = await api.post(SEG, json=static_from(f"{lists}/json", "segment.emails"))
+    assert created.status_code == 201, created.text
+    assert (created.json()["entered"], created.json()["size"]) == (1, 1)
+    herald.runtime.drain()
+    members = (await api.get(f"{SEG}/{created.json()['segment_id']}/members")).json()["members"]
+    assert [m["profile_id"] for m in members] == [ann]
+
+
+@pytest.mark.parametrize("answer", ["garbage", "missing", "broken-xml", "bomb"])
+async def test_a_bad_answer_refuses_the_segment_and_writes_nothing(
+    api: httpx.AsyncClient, herald: Herald, lists: str, answer: str
+) -> None:
+    await create_profile(api, {"email": "ann@example.com"})
+    herald.runtime.drain()
+    before = log_size(herald)
+    refused = await api.post(SEG, json=static_from(f"{lists}/{answer}", "names/name"))
+    assert refused.status_code == 422, refused.text
+    assert error_of(refused)["path"] == "query.sources.0.rules.0.source"
+    assert log_size(herald) == before
+    assert (await api.get(SEG)).json()["segments"] == []
