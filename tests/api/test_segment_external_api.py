@@ -44,7 +44,8 @@ def lists() -> Iterator[str]:
 def static_from(url: str, path: str = "") -> dict[str, Any]:
     source = {"kind": "post_url", "url": url, "path": path}
     rule = {"kind": "external", "field": "email", "operator": "in", "source": source}
-    return {"name": "From CRM", "kind": "static", "query": {"sources": [{"database_id": DB, "rules": [rule]}]}}
+    query = {"sources": [{"database_id": DB, "rules": [rule]}]}
+    return {"name": "From CRM", "kind": "static", "query": query}
 
 
 async def test_a_static_segment_takes_its_members_from_a_post_url(
