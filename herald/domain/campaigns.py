@@ -33,7 +33,7 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -301,7 +301,6 @@ class CampaignState:
     cursor: str | None = None
     winner_template_id: str | None = None
     test_done: bool = False
-    history: tuple[str, ...] = field(default_factory=tuple)  # finished run ids
     next_window_after: datetime | None = None  # the last profile-time-zone run's window end
 
     @property
@@ -799,7 +798,7 @@ def evolve(state: CampaignState, event: Event) -> CampaignState:
     if isinstance(event, CampaignRunDropped):
         return replace(state, next_run=None, runs_started=event.run_number)
     if isinstance(event, CampaignRunCancelled):
-        return replace(state, current_run=None, history=(*state.history, event.run_id))
+        return replace(state, current_run=None)
     if isinstance(event, CampaignPaused):
         return replace(state, status=CampaignStatus.PAUSED)
     if isinstance(event, SplitTestWinnerSelected):
@@ -852,7 +851,6 @@ def _finished(state: CampaignState, event: CampaignRunFinished) -> CampaignState
         current_limit=limit,
         cursor=event.cursor,
         test_done=state.test_done or (run is not None and run.phase == "test"),
-        history=(*state.history, event.run_id),
         next_window_after=run.closes_at if run is not None and run.closes_at else state.next_window_after,
     )
 

@@ -179,6 +179,15 @@ class CampaignsProjection(SqliteProjection):
             found.setdefault(template_id, {})[counter] = int(value)
         return found
 
+    def runs(self, campaign_id: str) -> list[dict[str, Any]]:
+        """The campaign's runs that started, oldest first (the state keeps only the current one)."""
+        rows = self.conn.execute(
+            "SELECT run_id, phase, started_at FROM campaign_launches WHERE campaign_id = ? "
+            "ORDER BY started_at, run_id",
+            (campaign_id,),
+        )
+        return [dict(zip(("run_id", "phase", "started_at"), r, strict=True)) for r in rows]
+
     def launches(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Runs started in [start, end), for the calendar."""
         start_iso, end_iso = sortable_time(start), sortable_time(end)

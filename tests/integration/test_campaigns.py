@@ -122,6 +122,9 @@ async def test_a_portioned_broadcast_reaches_everyone_once_then_completes(
         runs.append((await api.get(f"{CS}/{cid}")).json())
     assert [r["status"] for r in runs] == ["active_waiting", "active_waiting", "completed", "completed"]
     assert [r["current_limit"] for r in runs[:2]] == [6, 9]  # grows 50 % after each full portion
+    # three runs started; the third found nobody left and completed the broadcast
+    started = [(r["run_id"], r["phase"]) for r in runs[-1]["runs"]]
+    assert started == [(f"{cid}-{n}", "run") for n in (1, 2, 3)]
 
     made = decisions(herald, cid)
     assert Counter(d["run_id"] for d in made) == {f"{cid}-1": 4, f"{cid}-2": 6}

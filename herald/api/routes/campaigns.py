@@ -96,7 +96,7 @@ def _campaign_json(call: Call, state: cp.CampaignState) -> dict[str, Any]:
         "current_run": dataclasses.asdict(run) if run else None,
         "current_limit": state.current_limit,
         "winner_template_id": state.winner_template_id,
-        "runs": list(state.history),
+        "runs": call.herald.projections.campaigns.runs(state.campaign_id),
         "progress": call.herald.projections.campaigns.counters(state.campaign_id),
     }
 
