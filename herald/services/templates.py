@@ -182,15 +182,30 @@ class TemplateService:
 
 
 def current_fragments(aggregates: Aggregates) -> FragmentSource:
-    """Reads the current version of named fragments from their streams (those that exist)."""
+    """Reads the current version of named fragments (those that exist).
+
+    A fragment's stream is folded again only when it has grown: each use costs one version query,
+    not a read of every version the fragment ever had (a run renders it for every recipient).
+    """
+    folded: dict[str, tuple[int, Fragment | None]] = {}
+
+    def current(name: str) -> Fragment | None:
+        stream = fragments.fragment_stream(name)
+        cached = folded.get(name)
+        if cached is None or cached[0] != aggregates.store.stream_version(stream):
+            loaded = aggregates.load(fragments.fragment_decider, stream)
+            state = loaded.state
+            fragment = (
+                Fragment(state.fragment.content, state.fragment.type, state.version)
+                if state.exists and state.fragment is not None
+                else None
+            )
+            cached = folded[name] = (loaded.version, fragment)
+        return cached[1]
 
     def read(names: frozenset[str]) -> Mapping[str, Fragment]:
-        found = {}
-        for name in sorted(names):
-            state = aggregates.load(fragments.fragment_decider, fragments.fragment_stream(name)).state
-            if state.exists and state.fragment is not None:
-                found[name] = Fragment(state.fragment.content, state.fragment.type, state.version)
-        return found
+        found = {name: current(name) for name in sorted(names)}
+        return {name: fragment for name, fragment in found.items() if fragment is not None}
 
     return read
 

@@ -185,6 +185,18 @@ def test_link_ids_are_stable_across_messages_and_defaults_fill_empty_fields(
     assert one.body.subject == "Hi friend"
 
 
+def test_a_fragment_edited_between_messages_renders_its_new_version(
+    herald: Herald, renderer: MessageRenderer
+) -> None:
+    fragment(herald, "header", "<i>old</i>")
+    before = render(herald, renderer, email_content(), tp.Channel.EMAIL, lead={"_id": "p1"}, message_id="m-1")
+    edit = fr.UpdateFragment("header", fr.FragmentContent(name="header", type="html", content="<i>new</i>"))
+    herald.templates.change_fragment(edit, CTX)
+    after = render(herald, renderer, email_content(), tp.Channel.EMAIL, lead={"_id": "p1"}, message_id="m-2")
+    assert "<i>old</i>" in before.body.html and "<i>new</i>" in after.body.html
+    assert (before.fragment_versions, after.fragment_versions) == ({"header": 1}, {"header": 2})
+
+
 def test_css_is_inlined_and_utm_added_when_the_template_asks(
     herald: Herald, renderer: MessageRenderer
 ) -> None:
