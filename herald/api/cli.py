@@ -168,7 +168,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     options = WorkerOptions(bootstrap, topic, partitions, session_timeout=args.session_timeout)
     print(f"Herald worker: {topic} at {bootstrap}, processors {herald.runtime.names}", flush=True)
     try:
-        run_worker(build_app(options, herald.store, projections, reactors))
+        run_worker(build_app(options, herald.store, projections, reactors, herald.tick))
     finally:
         herald.close()
         lock.close()

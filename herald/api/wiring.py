@@ -275,8 +275,10 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     )
     external_sets = ExternalSets(remote_content_policy(settings))
     segment_files = SegmentFiles.in_data_dir(settings.data_dir)
+    # With the scale engine the worker feeds the sink: nothing here may drive it as well.
+    embedded_sink = reports_runtime if settings.engine == "embedded" else None
     segments = segment_service(
-        settings, aggregates, projections, (clickhouse, reports_runtime), external_sets, segment_files
+        settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files
     )
     campaigns = CampaignService(
         catalog,

@@ -27,15 +27,20 @@ Because the read models need the log's order and live in one SQLite file,
 one worker process runs them all; Kafka's consumer group moves the partitions
 to a standby worker when that one dies.
 
-The ClickHouse sink (not written yet) plugs in as one more consumer in the
-projection shape: `apply` maps events to rows, `commit(position)` inserts the
-batch with the position range as its insert dedup token and stores the
-checkpoint in ClickHouse. Passed with the projections, it is fed like them.
+The ClickHouse sink plugs in as one more consumer in the projection shape,
+passed with the projections and fed like them.
+
+Durable timers (campaign runs, delayed unsubscribes, static segment
+recalculations, realtime-membership windows) are read from the read models
+this worker holds, so the worker fires them too: `ticks` runs every
+`timer_seconds`, as `herald serve` does in the embedded engine. Only the worker
+holding the data directory's lock runs at all, so timers fire in one process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +51,8 @@ from herald.processors.sequencing import Delivery, OrderedConsumer
 
 if TYPE_CHECKING:
     import faust
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,7 @@ class WorkerOptions:
     batch_wait: float = 0.05  # seconds the agent waits to fill a batch
     session_timeout: float = 10.0  # seconds before the group gives a dead worker's partitions away
     gap_timeout: float = 5.0  # seconds a missing event may lag before it is read from the store
+    timer_seconds: float = 5.0  # how often due durable timers are fired
 
     @property
     def app_id(self) -> str:
@@ -136,12 +144,14 @@ def build_app(
     store: EventStore,
     projections: Sequence[Projection],
     reactors: Sequence[Projection],
+    ticks: Callable[[], None] | None = None,
 ) -> faust.App:
     """A Faust app whose agent feeds every processor from `options.topic`.
 
     `projections` and `reactors` are the consumer objects the in-process
     runtime holds (reactors already adapted to the projection shape, so their
-    emissions and dispatches take the in-process runtime's code path).
+    emissions and dispatches take the in-process runtime's code path);
+    `ticks` fires the due durable timers.
     """
     import faust
 
@@ -180,6 +190,16 @@ def build_app(
 
     app.agent(topic, name="herald.processors")(feed)
     app.timer(interval=1.0)(repair_gaps)
+    if ticks is not None:
+        fire = ticks
+
+        async def fire_timers() -> None:
+            try:
+                fire()
+            except Exception:  # a failing timer must not stop the others; the next tick retries it
+                log.exception("timers failed")
+
+        app.timer(interval=options.timer_seconds)(fire_timers)
     return app
 
 

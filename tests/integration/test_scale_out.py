@@ -352,6 +352,35 @@ def _campaign_and_engagement(herald: Herald, settle: Settle) -> None:
     settle()
 
 
+def _queued(herald: Herald) -> int:
+    return sum(e.type == "MessageQueued" for e in herald.store.read_all(1))
+
+
+def test_the_worker_fires_due_timers(tmp_path: Path, scale: ScaleOut) -> None:
+    """A broadcast activated with no schedule has one run due at once: only a timer tick starts it."""
+    scale.start_relay()
+    scale.start_worker()
+    herald = scale.herald
+    _catalog_and_profiles(herald, scale.settle)
+    content = tp.TemplateContent(email=tp.EmailContent(subject="Hi", html="<p>Hi</p>"))
+    template_id, _ = herald.templates.create_template(tp.TemplateCard(name="Hi"), content, False, CTX)
+    settings = cp.CampaignSettings(
+        name="Spring",
+        type=cp.CampaignType.BROADCAST,
+        channel="email",
+        resource_id="7",
+        template_ids=(template_id,),
+        audience=cp.Audience(id="1"),
+    )
+    scale.settle()
+    campaign_id, _ = herald.campaigns.create(settings, CTX)
+    herald.campaigns.activate(campaign_id, CTX)
+    assert _queued(herald) == 0  # this process fires no timers: `herald serve` leaves them to the worker
+    scale.wait_for(lambda checkpoints, head: _queued(herald) > 0, "messages of the timer's run")
+    scale.settle()
+    assert herald.campaigns.campaign(campaign_id).status is cp.CampaignStatus.COMPLETED
+
+
 def _report_tables(herald: Herald) -> dict[str, list[tuple[Any, ...]]]:
     assert herald.clickhouse is not None
     return {table: table_contents(herald.clickhouse, table) for table in TABLE_COLUMNS}
