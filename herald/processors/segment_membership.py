@@ -117,6 +117,10 @@ _MESSAGE_EVENTS = (
 )
 
 
+# The profile events after which a profile no longer exists (`ProfileState.exists`).
+_GONE = frozenset({"ProfileDeleted", "ProfileMergedAway"})
+
+
 def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
@@ -376,6 +380,10 @@ class SegmentMembershipProcessor(SqliteProjection):
 
     def _profile_event(self, event: RecordedEvent) -> None:
         profile_id = event.stream[len("profile-") :]
+        database_id = event.data.get("database_id")
+        if isinstance(database_id, str) and database_id not in self._by_database:
+            self._existence(event, profile_id, database_id)
+            return
         before = self._profile(profile_id, event)
         after = profiles.evolve(before, registry.decode(event.type, event.schema_version, event.data))
         self._profiles[profile_id] = after
@@ -390,6 +398,22 @@ class SegmentMembershipProcessor(SqliteProjection):
             return
         candidates = [s.segment_id for s in self._by_database.get(after.database_id, ())]
         self._evaluate(profile_id, candidates, self._event_cause(event))
+
+    def _existence(self, event: RecordedEvent, profile_id: str, database_id: str) -> None:
+        """A profile event of a database no segment evaluates: only whether the profile exists is kept.
+
+        Its cached state is dropped, so a segment saved later folds the profile from its stream.
+        """
+        self._profiles.pop(profile_id, None)
+        if event.type == "ProfileCreated":
+            self.conn.execute(
+                "INSERT OR IGNORE INTO segmem_profiles VALUES (?, ?)", (database_id, profile_id)
+            )
+        elif event.type in _GONE:
+            self.conn.execute(
+                "DELETE FROM segmem_profiles WHERE database_id = ? AND profile_id = ?",
+                (database_id, profile_id),
+            )
 
     def _profile(self, profile_id: str, event: RecordedEvent) -> ProfileState:
         """The profile as of just before `event`: cached, else folded from its stream up to there."""
