@@ -324,9 +324,8 @@ def test_the_relay_refuses_a_topic_with_another_partition_count(broker: str) -> 
 # --- reports: the ClickHouse sink as one more agent ------------------------------------------------
 
 
-def _campaign_and_engagement(herald: Herald, settle: Settle) -> None:
-    """Profiles, then a broadcast to them, then opens and clicks on the first five messages."""
-    _catalog_and_profiles(herald, settle)
+def _broadcast(herald: Herald, settle: Settle) -> str:
+    """A broadcast of one email with one link to database 1's subscribers of resource 7, not started."""
     content = tp.TemplateContent(
         email=tp.EmailContent(subject="Hi", html='<a href="https://x.example/">x</a>')
     )
@@ -341,6 +340,13 @@ def _campaign_and_engagement(herald: Herald, settle: Settle) -> None:
     )
     settle()
     campaign_id, _ = herald.campaigns.create(settings, CTX)
+    return campaign_id
+
+
+def _campaign_and_engagement(herald: Herald, settle: Settle) -> None:
+    """Profiles, then a broadcast to them, then opens and clicks on the first five messages."""
+    _catalog_and_profiles(herald, settle)
+    campaign_id = _broadcast(herald, settle)
     herald.campaigns.launch_now(campaign_id, CTX)
     settle()
     queued = sorted(e.data["message_id"] for e in herald.store.read_all(1) if e.type == "MessageQueued")
@@ -362,18 +368,7 @@ def test_the_worker_fires_due_timers(tmp_path: Path, scale: ScaleOut) -> None:
     scale.start_worker()
     herald = scale.herald
     _catalog_and_profiles(herald, scale.settle)
-    content = tp.TemplateContent(email=tp.EmailContent(subject="Hi", html="<p>Hi</p>"))
-    template_id, _ = herald.templates.create_template(tp.TemplateCard(name="Hi"), content, False, CTX)
-    settings = cp.CampaignSettings(
-        name="Spring",
-        type=cp.CampaignType.BROADCAST,
-        channel="email",
-        resource_id="7",
-        template_ids=(template_id,),
-        audience=cp.Audience(id="1"),
-    )
-    scale.settle()
-    campaign_id, _ = herald.campaigns.create(settings, CTX)
+    campaign_id = _broadcast(herald, scale.settle)
     herald.campaigns.activate(campaign_id, CTX)
     assert _queued(herald) == 0  # this process fires no timers: `herald serve` leaves them to the worker
     scale.wait_for(lambda checkpoints, head: _queued(herald) > 0, "messages of the timer's run")
