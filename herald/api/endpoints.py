@@ -62,6 +62,7 @@ class Endpoint:
     role: str = "write"  # "public" = no token (trackers, health)
     status: int = 200
     raw_body: bool = False  # the handler reads the body itself (batches validate row by row)
+    bytes_body: str | None = None  # a body of bytes the handler reads whole: its media type (documented)
 
     def route(self, herald: Herald) -> Route:
         async def endpoint(request: Request) -> Response:

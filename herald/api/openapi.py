@@ -88,6 +88,13 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             "required": True,
             "content": {"application/json": {"schema": _schema_ref(endpoint.body, components)}},
         }
+    if endpoint.bytes_body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                endpoint.bytes_body: {"schema": {"type": "string", "contentMediaType": endpoint.bytes_body}}
+            },
+        }
     return op
 
 

@@ -77,7 +77,7 @@ async def test_every_request_body_and_parameter_is_a_valid_schema_whose_refs_res
         schemas = [p["schema"] for p in op.get("parameters", [])]
         if "requestBody" in op:
             bodies += 1
-            schemas.append(op["requestBody"]["content"]["application/json"]["schema"])
+            schemas += [media["schema"] for media in op["requestBody"]["content"].values()]
         for schema in schemas:
             Draft202012Validator.check_schema(schema)
             for ref in _refs(schema):
@@ -128,3 +128,17 @@ async def test_the_document_is_public_and_unknown_routes_are_json_404(herald: He
         missing = await anonymous.get("/api/v1/nothing-here")
     assert missing.status_code == 404
     assert missing.json()["error"]["status"] == 404
+
+
+async def test_bodies_read_as_bytes_are_documented_with_their_media_type(api: httpx.AsyncClient) -> None:
+    document = await _served(api)
+    uploads = {
+        ("POST", "/api/v1/segment-files"): "text/csv",
+        ("POST", "/api/v1/inbound"): "message/rfc822",
+    }
+    for (method, path), media in uploads.items():
+        body = document["paths"][path][method.lower()]["requestBody"]
+        assert body == {
+            "required": True,
+            "content": {media: {"schema": {"type": "string", "contentMediaType": media}}},
+        }

@@ -27,6 +27,11 @@ async def receive(call: Call) -> dict[str, Any]:
 
 ENDPOINTS = [
     Endpoint(
-        "POST", "/api/v1/inbound", receive, "Take a bounce, complaint (ARF) or reply as raw mail", "inbound"
+        "POST",
+        "/api/v1/inbound",
+        receive,
+        "Take a bounce, complaint (ARF) or reply as raw mail",
+        "inbound",
+        bytes_body="message/rfc822",
     ),
 ]

@@ -233,6 +233,7 @@ ENDPOINTS = [
         "Upload a CSV file whose column a segment's external rule reads",
         "segments",
         status=201,
+        bytes_body="text/csv",
     ),
     Endpoint(
         "POST",
