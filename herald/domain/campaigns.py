@@ -302,6 +302,7 @@ class CampaignState:
     winner_template_id: str | None = None
     test_done: bool = False
     next_window_after: datetime | None = None  # the last profile-time-zone run's window end
+    live_since: datetime | None = None  # activated or resumed then, and neither paused nor stopped since
 
     @property
     def exists(self) -> bool:
@@ -767,9 +768,12 @@ def evolve(state: CampaignState, event: Event) -> CampaignState:
         return _updated(state, event.settings)
     if isinstance(event, CampaignActivated | CampaignResumed):
         running = state.current_run is not None
-        return replace(state, status=CampaignStatus.RUNNING if running else CampaignStatus.WAITING)
+        status = CampaignStatus.RUNNING if running else CampaignStatus.WAITING
+        return replace(state, status=status, live_since=event.at)
     if isinstance(event, CampaignDeactivated):
-        return replace(state, status=CampaignStatus.INACTIVE, next_run=None, current_run=None)
+        return replace(
+            state, status=CampaignStatus.INACTIVE, next_run=None, current_run=None, live_since=None
+        )
     if isinstance(event, CampaignRunScheduled):
         return replace(state, next_run=event)
     if isinstance(event, CampaignRunStarted):
@@ -800,13 +804,13 @@ def evolve(state: CampaignState, event: Event) -> CampaignState:
     if isinstance(event, CampaignRunCancelled):
         return replace(state, current_run=None)
     if isinstance(event, CampaignPaused):
-        return replace(state, status=CampaignStatus.PAUSED)
+        return replace(state, status=CampaignStatus.PAUSED, live_since=None)
     if isinstance(event, SplitTestWinnerSelected):
         return replace(state, winner_template_id=event.template_id, status=_waiting(state))
     if isinstance(event, CampaignCompleted):
-        return replace(state, status=CampaignStatus.COMPLETED, next_run=None)
+        return replace(state, status=CampaignStatus.COMPLETED, next_run=None, live_since=None)
     if isinstance(event, CampaignDeleted):
-        return replace(state, deleted=True, status=CampaignStatus.INACTIVE)
+        return replace(state, deleted=True, status=CampaignStatus.INACTIVE, live_since=None)
     return state
 
 

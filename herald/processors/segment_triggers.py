@@ -12,6 +12,9 @@ Decisions where the guide is silent:
   recalculation or a hand edit do.
 - A profile that leaves and enters again is fired for again; sending policies
   are the limiter, as for API fires.
+- Only triggers live (active, not paused) since the entry or earlier fire, so
+  an entry handled again later (a redelivered batch) never fires a trigger
+  activated after it.
 - A refused fire (the profile was deleted since, the campaign paused meanwhile)
   is logged, never retried.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from herald.domain.errors import DomainError
@@ -33,7 +37,9 @@ NAME = "segment-triggers"
 
 
 class TriggerPorts(Protocol):
-    def segment_triggers(self, segment_id: str) -> list[str]: ...
+    def segment_triggers(self, segment_id: str, entered_at: datetime) -> list[str]:
+        """The live trigger campaigns on `segment_id` that were live when the profile entered."""
+        ...
 
     def fire_for_segment_entry(self, campaign_id: str, profile_id: str, entry_event_id: str) -> None:
         """Fire the trigger for the profile; the entry event's id makes a second call a no-op."""
@@ -53,7 +59,7 @@ class SegmentTriggers:
         assert isinstance(entered, ProfileEnteredSegment)
         if entered.cause.kind == "segment_saved":
             return []
-        for campaign_id in self.ports.segment_triggers(entered.segment_id):
+        for campaign_id in self.ports.segment_triggers(entered.segment_id, entered.at):
             self._fire(campaign_id, entered, str(event.event_id))
         return []
 

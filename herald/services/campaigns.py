@@ -166,14 +166,16 @@ class CampaignService:
             and doc["status"] == cp.CampaignStatus.INACTIVE
         ]
 
-    def segment_triggers(self, segment_id: str) -> list[str]:
-        """Active, unpaused trigger campaigns that fire when a profile enters `segment_id`."""
+    def segment_triggers(self, segment_id: str, entered_at: datetime) -> list[str]:
+        """Trigger campaigns that fire when a profile enters `segment_id`, live since `entered_at` or
+        earlier: an entry handled again after a trigger was activated or resumed does not fire it."""
         return [
             doc["campaign_id"]
             for doc in self.listed()
             if doc["settings"]["type"] == cp.CampaignType.TRIGGER
             and (doc["settings"].get("trigger") or {}).get("segment_id") == segment_id
-            and doc["status"] in (cp.CampaignStatus.WAITING, cp.CampaignStatus.RUNNING)
+            and doc.get("live_since") is not None
+            and datetime.fromisoformat(doc["live_since"]) <= entered_at
         ]
 
     def launch_now(self, campaign_id: str, context: CommandContext) -> Outcome:
