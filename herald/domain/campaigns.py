@@ -302,7 +302,6 @@ class CampaignState:
     winner_template_id: str | None = None
     test_done: bool = False
     next_window_after: datetime | None = None  # the last profile-time-zone run's window end
-    live_since: datetime | None = None  # activated or resumed then, and neither paused nor stopped since
 
     @property
     def exists(self) -> bool:
@@ -768,12 +767,9 @@ def evolve(state: CampaignState, event: Event) -> CampaignState:
         return _updated(state, event.settings)
     if isinstance(event, CampaignActivated | CampaignResumed):
         running = state.current_run is not None
-        status = CampaignStatus.RUNNING if running else CampaignStatus.WAITING
-        return replace(state, status=status, live_since=event.at)
+        return replace(state, status=CampaignStatus.RUNNING if running else CampaignStatus.WAITING)
     if isinstance(event, CampaignDeactivated):
-        return replace(
-            state, status=CampaignStatus.INACTIVE, next_run=None, current_run=None, live_since=None
-        )
+        return replace(state, status=CampaignStatus.INACTIVE, next_run=None, current_run=None)
     if isinstance(event, CampaignRunScheduled):
         return replace(state, next_run=event)
     if isinstance(event, CampaignRunStarted):
@@ -804,13 +800,13 @@ def evolve(state: CampaignState, event: Event) -> CampaignState:
     if isinstance(event, CampaignRunCancelled):
         return replace(state, current_run=None)
     if isinstance(event, CampaignPaused):
-        return replace(state, status=CampaignStatus.PAUSED, live_since=None)
+        return replace(state, status=CampaignStatus.PAUSED)
     if isinstance(event, SplitTestWinnerSelected):
         return replace(state, winner_template_id=event.template_id, status=_waiting(state))
     if isinstance(event, CampaignCompleted):
-        return replace(state, status=CampaignStatus.COMPLETED, next_run=None, live_since=None)
+        return replace(state, status=CampaignStatus.COMPLETED, next_run=None)
     if isinstance(event, CampaignDeleted):
-        return replace(state, deleted=True, status=CampaignStatus.INACTIVE, live_since=None)
+        return replace(state, deleted=True, status=CampaignStatus.INACTIVE)
     return state
 
 

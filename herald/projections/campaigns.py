@@ -7,7 +7,10 @@
   in queue, policy blocks, stop-listed, errors, ... by reason), tests apart;
 - `campaign_timers`: the next due run of each active campaign (the
   scheduler's work list);
-- `campaign_launches`: every run that started, for the calendar.
+- `campaign_launches`: every run that started, for the calendar;
+- `segment_triggers`: trigger campaigns fired by entries into a segment, with
+  the instant each became live (activated or resumed; NULL while it is not),
+  so a segment entry finds its triggers with one indexed look-up.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class CampaignsProjection(SqliteProjection):
         "counter TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (campaign_id, template_id, counter))",
         "CREATE TABLE IF NOT EXISTS campaign_launches (campaign_id TEXT NOT NULL, run_id TEXT NOT NULL, "
         "phase TEXT NOT NULL, started_at TEXT NOT NULL, PRIMARY KEY (campaign_id, run_id))",
+        "CREATE TABLE IF NOT EXISTS segment_triggers (campaign_id TEXT PRIMARY KEY, "
+        "segment_id TEXT NOT NULL, live_since TEXT)",
+        "CREATE INDEX IF NOT EXISTS segment_triggers_by_segment ON segment_triggers (segment_id)",
     )
     tables: ClassVar = {
         "campaign_recipients": "campaign_id, profile_id, run_id",
@@ -48,6 +54,7 @@ class CampaignsProjection(SqliteProjection):
         "campaign_timers": "campaign_id",
         "campaign_launches": "campaign_id, run_id",
         "template_counters": "campaign_id, template_id, counter",
+        "segment_triggers": "campaign_id",
     }
 
     def handlers(self) -> dict[str, Handler]:
@@ -58,9 +65,14 @@ class CampaignsProjection(SqliteProjection):
             "CampaignRunScheduled": self._scheduled,
             "CampaignRunStarted": self._started,
             "CampaignRunDropped": self._unscheduled,
-            "CampaignDeactivated": self._unscheduled,
-            "CampaignCompleted": self._unscheduled,
-            "CampaignDeleted": self._unscheduled,
+            "CampaignDeactivated": self._stopped,
+            "CampaignCompleted": self._stopped,
+            "CampaignDeleted": self._deleted,
+            "CampaignCreated": self._saved,
+            "CampaignUpdated": self._saved,
+            "CampaignActivated": self._live,
+            "CampaignResumed": self._live,
+            "CampaignPaused": self._not_live,
             # what a split test's winner is chosen by (the email channel records these)
             "MessageDelivered": self._engaged("delivered"),
             "MessageOpened": self._engaged("opens"),
@@ -132,6 +144,42 @@ class CampaignsProjection(SqliteProjection):
     def _unscheduled(self, event: RecordedEvent) -> None:
         self.write("DELETE FROM campaign_timers WHERE campaign_id = ?", (event.data["campaign_id"],))
 
+    # --- segment triggers --------------------------------------------------------------------
+
+    def _saved(self, event: RecordedEvent) -> None:
+        d = event.data
+        settings = d["settings"]
+        segment_id = (settings.get("trigger") or {}).get("segment_id")
+        if settings["type"] == "trigger" and segment_id:
+            self.write(
+                "INSERT INTO segment_triggers (campaign_id, segment_id, live_since) VALUES (?, ?, NULL) "
+                "ON CONFLICT(campaign_id) DO UPDATE SET segment_id = excluded.segment_id",
+                (d["campaign_id"], segment_id),
+            )
+        else:
+            self.write("DELETE FROM segment_triggers WHERE campaign_id = ?", (d["campaign_id"],))
+
+    def _live(self, event: RecordedEvent) -> None:
+        d = event.data
+        self.write(
+            "UPDATE segment_triggers SET live_since = ? WHERE campaign_id = ?",
+            (sortable_time(d["at"]), d["campaign_id"]),
+        )
+
+    def _not_live(self, event: RecordedEvent) -> None:
+        self.write(
+            "UPDATE segment_triggers SET live_since = NULL WHERE campaign_id = ?",
+            (event.data["campaign_id"],),
+        )
+
+    def _stopped(self, event: RecordedEvent) -> None:
+        self._unscheduled(event)
+        self._not_live(event)
+
+    def _deleted(self, event: RecordedEvent) -> None:
+        self._unscheduled(event)
+        self.write("DELETE FROM segment_triggers WHERE campaign_id = ?", (event.data["campaign_id"],))
+
     # --- queries -----------------------------------------------------------------------------
 
     def due_timers(self, now: datetime) -> list[tuple[str, int]]:
@@ -143,6 +191,15 @@ class CampaignsProjection(SqliteProjection):
             (now_iso,),
         )
         return [(r[0], int(r[1])) for r in rows]
+
+    def segment_triggers(self, segment_id: str, entered_at: datetime) -> list[str]:
+        """Trigger campaigns on `segment_id` that were live at `entered_at` and still are."""
+        rows = self.conn.execute(
+            "SELECT campaign_id FROM segment_triggers WHERE segment_id = ? AND live_since <= ? "
+            "ORDER BY campaign_id",
+            (segment_id, sortable_time(entered_at)),
+        )
+        return [r[0] for r in rows]
 
     def reached(self, campaign_id: str) -> set[str]:
         """Profiles a campaign has decided a (non-test) message for, in any run."""

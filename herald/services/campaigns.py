@@ -169,14 +169,7 @@ class CampaignService:
     def segment_triggers(self, segment_id: str, entered_at: datetime) -> list[str]:
         """Trigger campaigns that fire when a profile enters `segment_id`, live since `entered_at` or
         earlier: an entry handled again after a trigger was activated or resumed does not fire it."""
-        return [
-            doc["campaign_id"]
-            for doc in self.listed()
-            if doc["settings"]["type"] == cp.CampaignType.TRIGGER
-            and (doc["settings"].get("trigger") or {}).get("segment_id") == segment_id
-            and doc.get("live_since") is not None
-            and datetime.fromisoformat(doc["live_since"]) <= entered_at
-        ]
+        return self.projection.segment_triggers(segment_id, entered_at)
 
     def launch_now(self, campaign_id: str, context: CommandContext) -> Outcome:
         settings = self._settings(campaign_id)

@@ -542,6 +542,17 @@ async def test_a_trigger_fires_for_profiles_entering_its_segment(
     herald.runtime.drain()
     assert len(decisions(herald, cid)) == 2
 
+    # paused, it fires for nobody; resumed, it fires for entries from then on
+    await post(api, herald, f"{CS}/{cid}/pause")
+    await api.patch(f"/api/v1/profiles/{audience[EMAILS[3]]}", json={"fields": {"_fname": "VIP"}})
+    herald.runtime.drain()
+    clock.advance(timedelta(minutes=1))
+    await post(api, herald, f"{CS}/{cid}/resume")
+    await api.patch(f"/api/v1/profiles/{audience[EMAILS[4]]}", json={"fields": {"_fname": "VIP"}})
+    herald.runtime.drain()
+    fired = {d["profile_id"] for d in decisions(herald, cid)}
+    assert fired == {audience[EMAILS[i]] for i in (1, 2, 4)}
+
 
 async def test_a_segment_trigger_must_name_a_segment_of_its_database(
     api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
