@@ -194,7 +194,6 @@ class SegmentService:
     def members_now(self, segment_id: str) -> frozenset[str]:
         """Who a campaign launch or a funnel step takes: a dynamic segment evaluated now (limits
         applied, as at use), a static one's list; NotFound for an unknown segment."""
-        self.loaded(segment_id, "id")
         return frozenset(self.evaluator.of_segment(segment_id, self._now()))
 
     def databases(self, segment_id: str) -> list[str]:
