@@ -809,11 +809,11 @@ def _value(operator: Operator, definition: FieldDefinition, value: JsonValue, pa
             raise ValidationFailed(f"{operator} takes no value", path)
         return None
     if operator in SCALAR:
-        return _one(definition, value, path)
+        return list_item(definition, value, path)
     if operator in LISTED:
         return _listed(definition, value, path)
     if operator is Op.BETWEEN:
-        low, high = _pair(value, path, lambda item, at: _one(definition, item, at))
+        low, high = _pair(value, path, lambda item, at: list_item(definition, item, at))
         if comparable(definition.type, low) > comparable(definition.type, high):
             raise ValidationFailed("the range's start must not be after its end", path)
         return [low, high]
@@ -849,7 +849,8 @@ def _special_value(operator: Operator, value: JsonValue, path: str) -> JsonValue
     return _day_month(value, path)
 
 
-def _one(definition: FieldDefinition, value: JsonValue, path: str) -> JsonValue:
+def list_item(definition: FieldDefinition, value: JsonValue, path: str) -> JsonValue:
+    """One value of a list rule (`in`, a pasted or fetched list) in the form evaluators compare."""
     if isinstance(value, list | dict):
         raise ValidationFailed("expected one value, not a list or an object", path)
     stored = coerce_value(definition, value, path)
@@ -873,7 +874,7 @@ def _listed(definition: FieldDefinition, value: JsonValue, path: str) -> list[Js
         raise ValidationFailed(f"a list holds at most {MAX_LIST_VALUES} values; upload a CSV instead", path)
     stored: list[JsonValue] = []
     for index, item in enumerate(value):
-        one = _one(definition, item, f"{path}.{index}")
+        one = list_item(definition, item, f"{path}.{index}")
         if one not in stored:
             stored.append(one)
     return stored

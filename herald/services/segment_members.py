@@ -27,11 +27,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import JsonValue
-
-from herald.domain.contacts import email_key
 from herald.domain.errors import RuleViolated, ValidationFailed
-from herald.domain.fields import FieldDefinition, FieldType, coerce_value
+from herald.domain.fields import FieldDefinition
 from herald.domain.profiles import ProfileState
 from herald.domain.segment_definitions import SegmentKind
 from herald.domain.segment_eval import ProfileFacts
@@ -44,6 +41,7 @@ from herald.domain.segments import (
     PostUrlSource,
     SegmentQuery,
     Source,
+    list_item,
 )
 from herald.infra.clickhouse import ClickHouse
 from herald.reports.segment_sql import count_sql, members_sql
@@ -253,27 +251,17 @@ class FetchedSets:
 
 
 def _coerced(rule: ExternalRule, raw: Iterable[str], path: str) -> Iterator[str | int | float]:
-    """The fetched values in the field's stored form (as a pasted list's), each once; invalid ones skipped."""
+    """The fetched values in the form a pasted list's take, each once; values the field cannot hold
+    are skipped."""
     if rule.type is None:
         raise ValueError("the rule has no field type: check the query with segments.check_query")
     definition = FieldDefinition(name=rule.field, type=rule.type)
     seen: set[str | int | float] = set()
     for value in raw:
         try:
-            stored = coerce_value(definition, value, path)
+            one = list_item(definition, value, path)
         except ValidationFailed:
             continue
-        for one in _items(stored, rule.type):
-            if one not in seen:
-                seen.add(one)
-                yield one
-
-
-def _items(stored: JsonValue, field_type: FieldType) -> list[str | int | float]:
-    if stored is None or isinstance(stored, dict | bool):
-        return []
-    if isinstance(stored, list):  # phones: a value may hold several
-        return [item for item in stored if isinstance(item, str | int | float) and not isinstance(item, bool)]
-    if field_type is FieldType.EMAIL:
-        return [email_key(str(stored))]  # addresses compare case-insensitively, as check_query stores them
-    return [stored]
+        if isinstance(one, str | int | float) and one not in seen:
+            seen.add(one)
+            yield one
