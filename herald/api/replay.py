@@ -17,13 +17,14 @@ from pathlib import Path
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from herald.api.wiring import build_clickhouse, build_projections, profile_loader
+from herald.api.wiring import build_clickhouse, build_projections
 from herald.infra.clock import SystemClock
 from herald.infra.config import Settings
 from herald.infra.readmodel_db import SqliteCheckpoints
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.runtime import InProcessRuntime
 from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
+from herald.projections.profile_states import profile_loader
 
 
 def replay(settings: Settings, keep_live: bool = False) -> int:

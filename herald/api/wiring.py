@@ -12,7 +12,6 @@ from pathlib import Path
 
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
-from herald.domain.profiles import ProfileState, profile_decider, profile_stream
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
 from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
@@ -36,6 +35,7 @@ from herald.projections.api_tokens import ApiTokensProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
+from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
@@ -222,18 +222,6 @@ def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reacto
         CampaignChain(campaigns),
         SegmentTriggers(campaigns),
     ]
-
-
-def profile_loader(store: EventStore) -> Callable[[str, int], ProfileState]:
-    """Loads a profile's state as it was just before a log position (read models that fold profiles)."""
-
-    def load_profile(profile_id: str, before_position: int) -> ProfileState:
-        events = store.read_stream(profile_stream(profile_id))
-        return profile_decider.fold(
-            registry.decode(e.type, e.schema_version, e.data) for e in events if e.position < before_position
-        )
-
-    return load_profile
 
 
 def build_projections(readmodel_path: Path, store: EventStore) -> Projections:

@@ -58,7 +58,6 @@ from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from herald.domain import deliveries as dl
-from herald.domain import profiles
 from herald.domain.events import registry
 from herald.domain.memberships import (
     MembershipCause,
@@ -68,7 +67,6 @@ from herald.domain.memberships import (
     SegmentWindowElapsed,
     membership_stream,
 )
-from herald.domain.profiles import ProfileState, profile_stream
 from herald.domain.segment_definitions import SegmentChanged, SegmentCreated, SegmentDeleted
 from herald.domain.segment_eval import GoalEvent, HistoryEvent, ProfileFacts, matches, next_change
 from herald.domain.segments import (
@@ -84,6 +82,7 @@ from herald.domain.segments import (
 from herald.domain.tracking import ActivityTracked, goal_of
 from herald.infra.event_store import EventStore, NewEvent, RecordedEvent, StreamAppend
 from herald.infra.ids import deterministic_id
+from herald.projections.profile_states import ProfileStates, profile_loader
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 NAME = "segment_membership"
@@ -246,9 +245,8 @@ class SegmentMembershipProcessor(SqliteProjection):
         super().__init__(conn)
         self._store = store
         self._population_chunk = population_chunk
-        self._profile_cache_size = profile_cache_size
         self._facts_cache_size = facts_cache_size
-        self._profiles: OrderedDict[str, ProfileState] = OrderedDict()
+        self._profiles = ProfileStates(profile_loader(store), profile_cache_size)
         self._facts: OrderedDict[str, _Facts] = OrderedDict()
         self._outgoing: list[tuple[str, NewEvent]] = []
         self._segments: dict[str, _Segment] = {}
@@ -384,9 +382,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         if isinstance(database_id, str) and database_id not in self._by_database:
             self._existence(event, profile_id, database_id)
             return
-        before = self._profile(profile_id, event)
-        after = profiles.evolve(before, registry.decode(event.type, event.schema_version, event.data))
-        self._profiles[profile_id] = after
+        before, after = self._profiles.fold(event)
         if after.exists != before.exists:
             sql = (
                 "INSERT OR IGNORE INTO segmem_profiles VALUES (?, ?)"
@@ -404,7 +400,7 @@ class SegmentMembershipProcessor(SqliteProjection):
 
         Its cached state is dropped, so a segment saved later folds the profile from its stream.
         """
-        self._profiles.pop(profile_id, None)
+        self._profiles.drop(profile_id)
         if event.type == "ProfileCreated":
             self.conn.execute(
                 "INSERT OR IGNORE INTO segmem_profiles VALUES (?, ?)", (database_id, profile_id)
@@ -414,24 +410,6 @@ class SegmentMembershipProcessor(SqliteProjection):
                 "DELETE FROM segmem_profiles WHERE database_id = ? AND profile_id = ?",
                 (database_id, profile_id),
             )
-
-    def _profile(self, profile_id: str, event: RecordedEvent) -> ProfileState:
-        """The profile as of just before `event`: cached, else folded from its stream up to there."""
-        state = self._profiles.pop(profile_id, None)
-        if state is None:
-            if event.stream == profile_stream(profile_id) and event.version == 1:
-                state = profiles.profile_decider.initial
-            else:
-                recorded = self._store.read_stream(profile_stream(profile_id))
-                state = profiles.profile_decider.fold(
-                    registry.decode(e.type, e.schema_version, e.data)
-                    for e in recorded
-                    if e.position < event.position
-                )
-        self._profiles[profile_id] = state  # most recently used last
-        if len(self._profiles) > self._profile_cache_size:
-            self._profiles.popitem(last=False)
-        return state
 
     # --- facts -------------------------------------------------------------------------------
 
@@ -560,7 +538,7 @@ class SegmentMembershipProcessor(SqliteProjection):
 
     def _evaluate(self, profile_id: str, candidates: Iterable[str], cause: _Cause) -> None:
         """Evaluate the profile for `candidates` (on a change, the segments naming it too) at `cause.at`."""
-        profile = self._profile(profile_id, cause.event)
+        profile = self._profiles.state(profile_id, cause.event.position)
         facts = self._facts_of(profile_id)
         pending = set(candidates)
         while pending:

@@ -36,7 +36,7 @@ given (no user-agent parsing).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -45,20 +45,19 @@ from herald.domain.campaigns import CampaignDeleted
 from herald.domain.databases import DatabaseDeleted
 from herald.domain.events import Event, registry
 from herald.domain.messages import MessageFailed, MessageQueued, MessageSuppressed
-from herald.domain.profiles import ProfileAbsorbed, ProfileCreated, ProfileFieldsUpdated, ProfileState
-from herald.domain.profiles import evolve as evolve_profile
+from herald.domain.profiles import ProfileAbsorbed, ProfileCreated, ProfileFieldsUpdated
 from herald.domain.resources import ResourceDeleted
 from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusChanged
 from herald.domain.templates import TemplateDeleted
 from herald.domain.tracking import ActivityTracked, goal_of
 from herald.infra.clickhouse import ClickHouse
 from herald.infra.event_store import RecordedEvent
+from herald.projections.profile_states import PROFILE_STREAM_PREFIX, LoadProfile, ProfileStates
 from herald.reports.segment_sql import SNAPSHOT_COLUMNS, snapshot_row
 
 CHECKPOINT_KEY = "sink_checkpoint"
 SENDER_CACHE_SIZE = 200_000
 PROFILE_CACHE_SIZE = 100_000
-PROFILE_STREAM_PREFIX = "profile-"
 VENDOR_FIELD = "_vendor"
 
 MESSAGE_COLUMNS = (
@@ -234,7 +233,7 @@ class ClickHouseSink:
         profile_cache_size: int = PROFILE_CACHE_SIZE,
     ) -> None:
         self._ch = ch
-        self._profiles = _ProfileStates(load_profile, profile_cache_size) if load_profile else None
+        self._profiles = _Snapshots(load_profile, profile_cache_size) if load_profile else None
         self._pending: dict[str, list[list[Any]]] = {table: [] for table in TABLE_COLUMNS}
         self._senders: OrderedDict[str, str] = OrderedDict()
         self._sender_cache_size = sender_cache_size
@@ -454,40 +453,23 @@ class ClickHouseSink:
         )  # fmt: skip
 
 
-LoadProfile = Callable[[str, int], ProfileState]
-"""A profile's state folded from its stream's events before a log position: (profile_id, before_position)."""
-
-
-class _ProfileStates:
-    """Profile states folded from the profile events the sink sees, for the snapshot rows.
-
-    A profile the cache does not hold is loaded as of the event being applied and folded on from
-    there (as the profiles projection does), so a state never depends on where batches end.
-    """
+class _Snapshots:
+    """The profiles a batch touched, for the snapshot rows, their states folded as of each event."""
 
     def __init__(self, load_profile: LoadProfile, size: int) -> None:
         self._load = load_profile
-        self._size = size
-        self._states: OrderedDict[str, ProfileState] = OrderedDict()
+        self._states = ProfileStates(load_profile, size)
         self._touched: dict[str, int] = {}  # profile id → the position of its last event in the batch
 
     def fold(self, event: RecordedEvent) -> None:
-        profile_id = event.stream[len(PROFILE_STREAM_PREFIX) :]
-        state = self._states.pop(profile_id, None)
-        if state is None:
-            state = ProfileState() if event.version == 1 else self._load(profile_id, event.position)
-        self._states[profile_id] = evolve_profile(
-            state, registry.decode(event.type, event.schema_version, event.data)
-        )
-        self._touched[profile_id] = event.position
-        while len(self._states) > self._size:
-            self._states.popitem(last=False)
+        self._states.fold(event)
+        self._touched[event.stream[len(PROFILE_STREAM_PREFIX) :]] = event.position
 
     def touched_rows(self) -> list[Any]:
         """The snapshot rows of the profiles the batch touched, each versioned by its last event."""
         rows: list[Any] = []
         for profile_id, position in self._touched.items():
-            state = self._states.get(profile_id)
+            state = self._states.held(profile_id)
             if state is None:  # evicted within the batch: load it as of its last event, inclusive
                 state = self._load(profile_id, position + 1)
             rows.append(list(snapshot_row(state, position)))

@@ -16,7 +16,7 @@ each event, not as of whenever a batch happens to be flushed.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any, ClassVar
 
@@ -29,10 +29,8 @@ from herald.domain.profiles import ProfileState
 from herald.domain.subscriptions import Subscription
 from herald.infra.event_store import RecordedEvent
 from herald.infra.serialization import dumps, loads
+from herald.projections.profile_states import LoadProfile
 from herald.projections.sqlite_projection import Handler, SqliteProjection
-
-LoadProfile = Callable[[str, int], ProfileState]
-"""(profile id, position) → the profile folded from its events before that position."""
 
 _CACHE_LIMIT = 200_000
 _NO_FIELDS: frozenset[str] = frozenset()

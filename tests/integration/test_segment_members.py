@@ -37,6 +37,7 @@ from herald.infra.ids import IdSource
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.projections.clickhouse_sink import ClickHouseSink, table_contents
+from herald.projections.profile_states import profile_loader
 from herald.services.aggregates import Aggregates, CommandContext
 from herald.services.segment_members import (
     FetchedSets,
@@ -81,23 +82,11 @@ def log(tmp_path: Path) -> Iterator[SqliteEventStore]:
     store.close()
 
 
-def load_profile(store: SqliteEventStore) -> Any:
-    """As `api.wiring.build_projections` loads a profile: its stream folded up to a position."""
-
-    def load(profile_id: str, before_position: int) -> ProfileState:
-        events = store.read_stream(profile_stream(profile_id))
-        return profile_decider.fold(
-            registry.decode(e.type, e.schema_version, e.data) for e in events if e.position < before_position
-        )
-
-    return load
-
-
 def sink_everything(ch: ClickHouse, store: SqliteEventStore, batch: int) -> None:
     """The whole log through a sink in batches of `batch` events, restarted between batches."""
     records = list(store.read_all())
     for start in range(0, len(records), batch):
-        sink = ClickHouseSink(ch, load_profile=load_profile(store), profile_cache_size=3)
+        sink = ClickHouseSink(ch, load_profile=profile_loader(store), profile_cache_size=3)
         for record in records[start : start + batch]:
             sink.apply(record)
         sink.commit(records[min(start + batch, len(records)) - 1].position)
@@ -127,7 +116,7 @@ class LogProfiles:
     """The in-process engine's port over the log (a real deployment reads the profiles projection)."""
 
     def __init__(self, store: SqliteEventStore) -> None:
-        self._load = load_profile(store)
+        self._load = profile_loader(store)
         self._ids = sorted(
             {e.stream.removeprefix("profile-") for e in store.read_all() if e.stream.startswith("profile-")}
         )
