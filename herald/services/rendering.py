@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from herald.domain import links as lk
-from herald.domain.email_body import inline_css, insert_open_pixel, text_version
+from herald.domain.email_body import inline_css, insert_open_pixel, text_block, text_version, tidy_text
 from herald.domain.profiles import ProfileState
 from herald.domain.sms import add_http_to_links, sms_length
 from herald.domain.subscriptions import Subscription
@@ -264,8 +264,9 @@ def _prepare(content: TemplateContent) -> _Prepared:
 
 
 def _as_text(source: str, kind: str) -> str:
-    """A template source as plain text: HTML made text (tags and all), text as it is."""
-    return text_version(source) if kind == "html" else source
+    """A part's or fragment's source as plain text to go inside a text version: HTML made text (with
+    the line breaks its edge blocks owe), text as it is."""
+    return text_block(source) if kind == "html" else source
 
 
 def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None, bool]]:
@@ -273,7 +274,7 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
     found: list[tuple[str, str, str | None, bool]] = []
     if content.email is not None:
         e = content.email
-        text = e.text if e.text.strip() or not e.html.strip() else text_version(e.html)
+        text = e.text if e.text.strip() or not e.html.strip() else text_block(e.html)
         found += [("email.html", e.html, "html", True), ("email.text", text, "text", False)]
         found += [
             (f"email.{n}", getattr(e, n), None, False) for n in ("subject", "from_name", "reply_to_name")
@@ -335,7 +336,10 @@ class MessageRenderer:
             fetch_remote=fetches,
         )
         text_context = replace(
-            context, fragments={name: f.text for name, f in fragments.items()}, parts=prepared.text_parts
+            context,
+            fragments={name: f.text for name, f in fragments.items()},
+            parts=prepared.text_parts,
+            fetch_remote=_as_text_block(fetches),
         )
         specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
         job = _Job(content, prepared, specs, data, urls, context, text_context)
@@ -414,6 +418,14 @@ class MessageRenderer:
             return fetches.json(url.strip())
         except RemoteContentError as error:
             raise RenderFailed(f"JSON content: {error}", "json_content_url") from None
+
+
+def _as_text_block(fetches: MessageFetches | None) -> Callable[[str], str] | None:
+    """Remote HTML blocks (`{[url]}`) as a text version shows them: made text (each URL is still
+    fetched once per message: `fetches` keeps what it fetched)."""
+    if fetches is None:
+        return None
+    return lambda url: text_block(fetches(url))
 
 
 def _system_tags(
@@ -508,6 +520,8 @@ class _Job:
         html = self.tracked("email.html", "email") if email.html.strip() else ""
         made = not email.text.strip()  # a text version made from the HTML renders fragments as text
         text = self.tracked("email.text", "email-text", self.text_context if made else None)
+        if made:
+            text = tidy_text(text)
         pixel = self.urls.pixel("open")
         if html and pixel:
             html = insert_open_pixel(html, pixel, has_pixel="pixel" in self.prepared.uses.system_tags)
