@@ -35,8 +35,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from herald.domain import links as lk
-from herald.domain.email_body import inline_css, insert_open_pixel, text_block, text_version, tidy_text
+from herald.domain.email_body import inline_css, insert_open_pixel, text_block, tidy_text
 from herald.domain.profiles import ProfileState
+from herald.domain.resources import EmailSettings
 from herald.domain.sms import add_http_to_links, sms_length
 from herald.domain.subscriptions import Subscription
 from herald.domain.templates import (
@@ -160,6 +161,18 @@ class RenderedEmail:
     reply_to_name: str
     reply_to_email: str
     attachments: tuple[dict[str, str], ...]
+
+
+def as_sent(body: RenderedEmail, channel: EmailSettings) -> RenderedEmail:
+    """The email's From and Reply-To as it goes out: the template's own where it sets them, else
+    those of the resource's email channel (a routed sender may still override the From name)."""
+    return replace(
+        body,
+        from_name=body.from_name or channel.from_name,
+        from_email=body.from_email or channel.from_email,
+        reply_to_name=body.reply_to_name or channel.reply_to_name,
+        reply_to_email=body.reply_to_email or (channel.reply_to_email or ""),
+    )
 
 
 @dataclass(frozen=True, slots=True)
