@@ -12,6 +12,7 @@ from herald.infra.config import Settings, settings_from_env
 from herald.infra.data_dir_lock import DataDirInUse, hold_processors_lock
 from herald.infra.serialization import dumps
 
+BAD_CONFIGURATION = 2  # the exit status for settings Herald cannot use (as argparse's for bad flags)
 CANNOT_START = 3  # the exit status when Herald cannot start: its data directory or port is taken
 DATA_DIR_HELP = "where Herald keeps all its data (env HERALD_DATA_DIR; default ./herald-data)"
 
@@ -66,9 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.buffer.write(dumps(openapi()) + b"\n")
         return 0
-    settings = settings_from_env(
-        data_dir=args.data_dir, host=getattr(args, "host", None), port=getattr(args, "port", None)
-    )
+    try:
+        settings = settings_from_env(
+            data_dir=args.data_dir, host=getattr(args, "host", None), port=getattr(args, "port", None)
+        )
+    except ValueError as bad:  # a HERALD_* variable Herald cannot use: say which, in one line
+        print(f"herald: {bad}", file=sys.stderr)
+        return BAD_CONFIGURATION
     try:
         return _run(args, settings)
     except DataDirInUse as taken:
