@@ -1,4 +1,4 @@
-"""The `herald` command: serve, replay, events, openapi, and the scale-out relay and worker."""
+"""The `herald` command: serve, replay, events, openapi, mailbox, and the scale-out relay and worker."""
 
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("openapi", help="print the OpenAPI document")
 
+    mailbox = commands.add_parser("mailbox", help="a local SMTP server keeping what it receives in a folder")
+    mailbox.add_argument("--host", default="127.0.0.1")
+    mailbox.add_argument("--port", type=int, default=2525)
+    mailbox.add_argument("--dir", default="mail", help="the folder for the messages (default ./mail)")
+
     send = command("send", "run the email sender alone (with the processors it needs)")
     send.add_argument("--until-empty", action="store_true", help="stop once nothing is waiting to be sent")
 
@@ -67,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.buffer.write(dumps(openapi()) + b"\n")
         return 0
+    if args.command == "mailbox":
+        from herald.api.mailbox import run_mailbox
+
+        return 0 if run_mailbox(args.host, args.port, Path(args.dir)) else CANNOT_START
     try:
         settings = settings_from_env(
             data_dir=args.data_dir, host=getattr(args, "host", None), port=getattr(args, "port", None)
