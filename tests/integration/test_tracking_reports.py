@@ -12,24 +12,19 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from herald.api.app import create_app
-from herald.api.wiring import Herald, build
+from herald.api.wiring import Herald
 from herald.infra.clock import ManualClock
-from herald.infra.config import Settings
-from herald.infra.ids import IdSource
-from tests.builders import import_rows
-from tests.conftest import ADMIN_TOKEN
+from tests.builders import DB, RESOURCE, create_resource, customers, email_subscription, import_rows
+from tests.integration.test_email_end_to_end import ok, send_everything
 from tests.smtp_sink import smtp_server
 from tests.unit.test_inbound import dsn
 
@@ -49,79 +44,37 @@ class Sink:
         return "250 2.0.0 queued"
 
 
-@pytest.fixture
-def reporting(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
-    settings = Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, reports_engine="chdb")
-    app = build(settings, clock=clock, ids=IdSource(7))
-    yield app
-    app.close()
-
-
-@pytest.fixture
-async def client(reporting: Herald) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(reporting, run_processors=False))
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as c:
-        yield c
-
-
-async def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def send_a_broadcast(client: httpx.AsyncClient, herald: Herald, port: int) -> dict[str, str]:
-    """The README's setup, shortened: database, resource, six subscribers, sender, template, launch;
-    returns the profile ids by name."""
-    await ok(await client.post("/api/v1/databases", json={"name": "Customers"}), 201)
-    channel = {
-        "kind": "email",
-        "from_name": "Shop",
-        "from_email": "news@shop.example",
-        "list_id": "n.shop.example",
-    }
-    resource = {
-        "name": "News",
-        "database_ids": ["1"],
-        "source_urls": ["https://shop.example"],
-        "default_tracking_domain": "trk.shop.example",
-        "channels": [channel],
-    }
-    await ok(await client.post("/api/v1/resources", json=resource), 201)
+async def send_a_broadcast(api: httpx.AsyncClient, herald: Herald, port: int) -> dict[str, str]:
+    """Database, resource, six subscribers, a sender at `port`, a template, a launched broadcast, all
+    sent; returns the profile ids by name."""
+    customers(herald)
+    create_resource(herald)
     rows = [
-        {
-            "email": f"{n}@mail.example",
-            "subscriptions": [{"resource_id": "1", "channel": "email", "email": f"{n}@mail.example"}],
-        }
+        {"email": f"{n}@mail.example", "subscriptions": [email_subscription(f"{n}@mail.example")]}
         for n in PEOPLE
     ]
-    results = (await import_rows(client, rows))["results"]
-    relay = {"host": "127.0.0.1", "port": port, "starttls": "never"}
+    results = (await import_rows(api, rows))["results"]
+    relay = {"host": "127.0.0.1", "port": port}
     await ok(
-        await client.put(
-            "/api/v1/senders/main", json={"name": "Sink", "relay": relay, "rate_per_second": 100}
-        )
+        await api.put("/api/v1/senders/main", json={"name": "Sink", "relay": relay, "rate_per_second": 100})
     )
     rules = [{"targets": [{"sender_id": "main", "percent": 100}]}]
-    await ok(await client.put("/api/v1/virtual-senders/default", json={"name": "Default", "rules": rules}))
+    await ok(await api.put("/api/v1/virtual-senders/default", json={"name": "Default", "rules": rules}))
     html = '<p>Sale!</p><a href="https://shop.example/sale">Sale</a>'
     template = {"name": "Sale", "content": {"email": {"subject": "Sale", "html": html}}}
-    template_id = (await ok(await client.post("/api/v1/templates", json=template), 201))["template_id"]
+    template_id = (await ok(await api.post("/api/v1/templates", json=template), 201))["template_id"]
     broadcast = {
         "name": "Spring",
         "type": "broadcast",
         "channel": "email",
-        "resource_id": "1",
+        "resource_id": RESOURCE,
         "template_ids": [template_id],
-        "audience": {"kind": "database", "id": "1"},
+        "audience": {"kind": "database", "id": DB},
     }
-    campaign_id = (await ok(await client.post("/api/v1/campaigns", json=broadcast), 201))["campaign_id"]
+    campaign_id = (await ok(await api.post("/api/v1/campaigns", json=broadcast), 201))["campaign_id"]
     herald.runtime.drain()
-    await ok(await client.post(f"/api/v1/campaigns/{campaign_id}/launch"))
-    herald.runtime.drain()
-    while await herald.email.run_once():
-        herald.runtime.drain()
+    await ok(await api.post(f"/api/v1/campaigns/{campaign_id}/launch"))
+    await send_everything(herald)
     await herald.email.close()
     return {name: r["profile_id"] for name, r in zip(PEOPLE, results, strict=True)}
 
@@ -130,14 +83,15 @@ def tracker(message: EmailMessage, purpose: str) -> str:
     """The path of the message's `purpose` tracker (open pixel or click), found in its HTML."""
     part = message.get_body(("html",))
     assert part is not None
-    found = re.search(rf'"(https://trk\.shop\.example/t/{purpose}/[^"]+)"', str(part.get_content()))
+    found = re.search(rf'"(https://trk\.example\.com/t/{purpose}/[^"]+)"', str(part.get_content()))
     assert found is not None, purpose
     return urlsplit(found.group(1)).path
 
 
 async def test_machines_hits_are_said_and_the_summary_follows_the_guides_formulas(
-    client: httpx.AsyncClient, reporting: Herald, clock: ManualClock
+    reporting_api: httpx.AsyncClient, reporting: Herald, clock: ManualClock
 ) -> None:
+    client = reporting_api
     sink = Sink()
     with smtp_server(sink) as port:
         ids = await send_a_broadcast(client, reporting, port)
