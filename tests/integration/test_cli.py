@@ -126,3 +126,12 @@ def test_a_taken_port_is_one_line_and_the_same_exit_status(tmp_path: Path) -> No
     assert process.returncode == cli.CANNOT_START and out == b""
     [line] = err.decode().splitlines()
     assert "address already in use" in line
+
+
+def test_settings_herald_cannot_use_are_one_line_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HERALD_BOT_RULES", '{"prefetch_seconds": "soon"}')
+    assert cli.main(["events", "--data-dir", str(tmp_path)]) == cli.BAD_CONFIGURATION
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("herald: HERALD_BOT_RULES.prefetch_seconds: Input should be a valid number")
