@@ -167,12 +167,14 @@ PARAMS = ("preset", "interval", "include_deleted")
 # The period's rows, tests and deleted objects left out unless asked for, narrowed by the filters
 # (an empty filter value means "any"). `vendor` is the profile's current `_vendor`, joined only when
 # the report groups or filters by it. `bounced_later`: the message hard-bounced at any time since the
-# period began (a bounce follows its delivery; the set is small, a few per cent of messages).
+# period began (a bounce follows its delivery; the set is small, a few per cent of messages). The set
+# is read without FINAL: a replayed row repeats a message id, which a set holds once anyway, and FINAL
+# there doubled the report's time (BENCHMARKS.md).
 _ROWS = """
     SELECT day, channel, event_type, is_unique, is_bot, campaign_id, scenario_id, database_id,
         template_id, resource_id, domain_group, recipient_domain, sender_id, profile_id,
         message_id IN (
-            SELECT message_id FROM message_events FINAL
+            SELECT message_id FROM message_events
             WHERE event_type = 'hard_bounce' AND day >= {start:Date}
         ) AS bounced_later
     FROM message_events FINAL
