@@ -346,7 +346,7 @@ class PushService(_Behaviour):
                 address,
                 request.headers.get("Topic"),
                 json.loads(plain),
-                dict(request.headers) | {"vapid-sub": str(vapid.get("sub"))},
+                {k.lower(): v for k, v in request.headers.items()} | {"vapid-sub": str(vapid.get("sub"))},
             )
         )
         return web.Response(status=201, headers={"Location": f"/message/{uuid.uuid4().hex}"})
