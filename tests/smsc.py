@@ -239,10 +239,10 @@ def _decode_submit(body: bytes, message_id: str) -> Submit:
 
 
 @asynccontextmanager
-async def smsc_server(smsc: Smsc | None = None) -> AsyncIterator[Smsc]:
-    """Run an SMSC on a free loopback port (`smsc.port`) until the block ends."""
+async def smsc_server(smsc: Smsc | None = None, port: int = 0) -> AsyncIterator[Smsc]:
+    """Run an SMSC on loopback (a free port unless given: `smsc.port`) until the block ends."""
     smsc = smsc or Smsc()
-    server = await asyncio.start_server(smsc.handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(smsc.handle, "127.0.0.1", port)
     smsc.port = server.sockets[0].getsockname()[1]
     try:
         yield smsc

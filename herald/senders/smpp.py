@@ -133,6 +133,9 @@ class SmppGateway:
         self._bind_lock = asyncio.Lock()
         self._client: _Client | None = None
         self._reader: threading.Thread | None = None
+        self._inbox: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._inbox_lock = threading.Lock()
+        self._waking = False
         self._pending: dict[int, asyncio.Future[_Response]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -191,20 +194,20 @@ class SmppGateway:
 
     async def _outcome(self, futures: list[asyncio.Future[_Response]]) -> SendOutcome:
         ids: list[str] = []
-        for future in futures:
-            try:
-                response = await asyncio.wait_for(future, self.settings.timeout)
-            except (TimeoutError, ConnectionError) as error:
-                return TemporaryFailure(0, f"no answer from the SMSC: {error}".rstrip(": "), maybe_sent=True)
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                responses = [await future for future in futures]
+        except (TimeoutError, ConnectionError) as error:
+            return TemporaryFailure(0, f"no answer from the SMSC: {error}".rstrip(": "), maybe_sent=True)
+        for response in responses:
             if response.status == c.SMPP_ESME_ROK:
                 ids.append(response.message_id)
                 continue
             text = c.DESCRIPTIONS.get(response.status, "unknown status")
             if response.status in TEMPORARY_STATUSES:
                 return TemporaryFailure(response.status, text)
-            return PermanentFailure(
-                response.status, text, address_gone=response.status in ADDRESS_GONE_STATUSES
-            )
+            gone = response.status in ADDRESS_GONE_STATUSES
+            return PermanentFailure(response.status, text, address_gone=gone)
         return Accepted(tuple(ids), 0, "accepted")
 
     async def _bound(self) -> _Client:
@@ -238,7 +241,8 @@ class SmppGateway:
     def _read(self, client: _Client) -> None:
         """The reader thread: every PDU the SMSC sends, until the bind ends."""
         try:
-            while self._client is client:
+            # after `close` the reader goes on until the unbind_resp ends the bound state
+            while self._client is client or client.state == c.SMPP_CLIENT_STATE_BOUND_TRX:
                 client.read_once()
         except (
             smpplib.exceptions.ConnectionError,
@@ -278,9 +282,24 @@ class SmppGateway:
         return c.SMPP_ESME_ROK  # the deliver_sm_resp smpplib sends
 
     def _call(self, function: Callable[..., None], *args: Any) -> None:
+        """Run `function(*args)` on the event loop: queued, with one wake-up per batch, not per PDU
+        (a wake-up per response costs more than the response itself at thousands a second)."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(function, *args)
+        if loop is None or loop.is_closed():
+            return
+        with self._inbox_lock:
+            self._inbox.append((function, args))
+            if self._waking:
+                return
+            self._waking = True
+        loop.call_soon_threadsafe(self._drain_inbox)
+
+    def _drain_inbox(self) -> None:
+        with self._inbox_lock:
+            calls, self._inbox = self._inbox, []
+            self._waking = False
+        for function, args in calls:
+            function(*args)
 
     async def close(self) -> None:
         """Unbind and disconnect; submits still waiting fail as lost."""
