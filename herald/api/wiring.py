@@ -40,6 +40,7 @@ from herald.projections.profiles import ProfilesProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
+from herald.projections.short_links import ShortLinksProjection
 from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
@@ -81,6 +82,7 @@ class Projections:
     send_history: SendHistoryProjection
     send_queue: SendQueueProjection
     segments: SegmentsProjection
+    short_links: ShortLinksProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
 
     def all(self) -> list[SqliteProjection]:
@@ -92,6 +94,7 @@ class Projections:
             self.send_history,
             self.send_queue,
             self.segments,
+            self.short_links,
             self.membership,
         ]
 
@@ -234,6 +237,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         send_history=SendHistoryProjection(conn),
         send_queue=SendQueueProjection(conn),
         segments=SegmentsProjection(conn),
+        short_links=ShortLinksProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
     )
 

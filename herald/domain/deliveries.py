@@ -23,6 +23,7 @@ flag), so the counters and the report rows need no join.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -146,6 +147,13 @@ class MessageNotDelivered(_MessageEvent):
     detail: str
 
 
+@registry.register("MessageLinksShortened")
+class MessageLinksShortened(_MessageEvent):
+    """The short links (`/s/<code>`) of an SMS as it was sent: code → the click token it stands for."""
+
+    links: dict[str, str]
+
+
 # --- tracking ----------------------------------------------------------------------------------
 
 
@@ -232,6 +240,7 @@ class DeliveryState:
     unsubscribed: bool = False
     unsubscribe_at: datetime | None = None  # a delayed unsubscribe waiting for its timer
     complained: bool = False
+    short_codes: frozenset[str] = frozenset()
 
     @property
     def sendable(self) -> bool:
@@ -345,6 +354,14 @@ class RecordComplaint:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RecordShortLinks:
+    """The message's text was rendered with these short links: code → click token."""
+
+    links: Mapping[str, str]
+    at: datetime
+
+
 DeliveryCommand = (
     StartAttempt
     | MarkCommitting
@@ -358,6 +375,7 @@ DeliveryCommand = (
     | CancelUnsubscribe
     | ApplyScheduledUnsubscribe
     | RecordComplaint
+    | RecordShortLinks
 )
 
 
@@ -413,6 +431,9 @@ def decide(command: DeliveryCommand, state: DeliveryState) -> list[Event]:
             if state.complained:
                 return []
             return [ComplaintReceived(**common, feedback_type=command.feedback_type, source=command.source)]
+        case RecordShortLinks():
+            new = {code: token for code, token in command.links.items() if code not in state.short_codes}
+            return [MessageLinksShortened(**common, links=new)] if new else []
     raise AssertionError(command)
 
 
@@ -543,6 +564,8 @@ def evolve(state: DeliveryState, event: Event) -> DeliveryState:
         return replace(state, unsubscribe_at=None)
     if isinstance(event, ComplaintReceived):
         return replace(state, complained=True)
+    if isinstance(event, MessageLinksShortened):
+        return replace(state, short_codes=state.short_codes | frozenset(event.links))
     return state
 
 

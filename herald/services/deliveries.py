@@ -39,6 +39,7 @@ from herald.services.catalog import CatalogService
 
 log = logging.getLogger(__name__)
 TRACKER = CommandContext(actor="tracker", source="tracker")
+SENDER = CommandContext(actor="sender", source="sender")
 
 
 class DeliveryService:
@@ -64,6 +65,10 @@ class DeliveryService:
         self, message_id: str, command: dl.DeliveryCommand, context: CommandContext = TRACKER
     ) -> Outcome:
         return self.aggregates.execute(dl.delivery_decider, message_stream(message_id), command, context)
+
+    def record_short_links(self, message_id: str, links: Mapping[str, str], at: datetime) -> Outcome:
+        """Keep an SMS's short links (code → click token) before it is sent, so `/s/<code>` resolves."""
+        return self.execute(message_id, dl.RecordShortLinks(links, at), SENDER)
 
     # --- the recipient's actions ---------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The email trackers (`/t/<purpose>/<token>`, public): pixels, clicks, web version, unsubscribe, manager.
+"""The trackers (`/t/<purpose>/<token>`, SMS `/s/<code>`): pixels, clicks, web version, unsubscribe.
 
 Every tracker URL carries a token signed for its purpose (`infra/signing.py`,
 made by `services/rendering.SignedTrackingUrls`). A token that fails
@@ -6,6 +6,9 @@ verification for the route's purpose (forged, cut, or made for another
 purpose, such as a click token replayed on `/t/open/`), or that names a
 message that was never queued, gets 404 and records nothing; the answer is
 the same in every case, so it tells nothing about which messages exist.
+An SMS's links are short (`/s/<code>`, `infra/signing.short_code`): the code
+is looked up in the `short_links` read model and the click token it stands
+for is verified as on `/t/click/`; an unknown code is the same 404.
 
 Each recorded hit carries the client's IP (`request.client.host`), its
 User-Agent and the time, and a bot flag (`domain/bots.is_bot`, with the
@@ -114,9 +117,9 @@ class Visit:
         return self.head or is_bot(self.user_agent, self.ip, seconds)
 
 
-def _visit(call: Call, purpose: str) -> Visit:
+def _visit(call: Call, purpose: str, token: str | None = None) -> Visit:
     """The request's visit; 404 (nothing recorded) unless its token is genuine and names a queued message."""
-    payload = call.herald.signer.verify(purpose, call.path_param("token"))
+    payload = call.herald.signer.verify(purpose, token if token is not None else call.path_param("token"))
     message_id = payload.get("m") if payload is not None else None
     if payload is None or not isinstance(message_id, str):
         raise HttpError(404, _NO_LINK, "token")
@@ -187,7 +190,18 @@ def _web_url(url: object) -> str | None:
 
 async def click(call: Call) -> Response:
     """Record the click and redirect to the destination its token carries (never anywhere else)."""
-    visit = _visit(call, "click")
+    return _click(call, _visit(call, "click"))
+
+
+async def short_link(call: Call) -> Response:
+    """An SMS's short link: the click token its code stands for, then as a click; 404 for any other code."""
+    token = call.herald.projections.short_links.token(call.path_param("code"))
+    if token is None:
+        raise HttpError(404, _NO_LINK, "code")
+    return _click(call, _visit(call, "click", token))
+
+
+def _click(call: Call, visit: Visit) -> Response:
     url = _web_url(visit.payload.get("u"))
     if url is None:
         raise HttpError(404, _NO_LINK, "token")
@@ -367,6 +381,15 @@ ENDPOINTS = [
     Endpoint("GET", "/t/read/{token}", read_pixel, "Read pixel: held open long enough", T, role="public"),
     Endpoint(
         "GET", "/t/click/{token}", click, "Record a click, redirect to the link", T, role="public", status=302
+    ),
+    Endpoint(
+        "GET",
+        "/s/{code}",
+        short_link,
+        "An SMS's short link: record the click, redirect",
+        T,
+        role="public",
+        status=302,
     ),
     Endpoint("GET", "/t/webversion/{token}", web_version, "The message's web version", T, role="public"),
     Endpoint("GET", "/t/unsubscribe/{token}", unsubscribe_link, "Unsubscribe link", T, role="public"),
