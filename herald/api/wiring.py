@@ -45,11 +45,13 @@ from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
 from herald.senders.inbound_smtp import InboundServer
+from herald.senders.webpush import generate_vapid_key
 from herald.senders.worker import EmailWorker
 from herald.services.aggregates import Aggregates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
+from herald.services.device_subscriptions import DeviceSubscriptions
 from herald.services.inbound import InboundService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
@@ -126,7 +128,9 @@ class Herald:
     senders: SenderService
     inbound: InboundService
     email: EmailWorker
+    device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
+    vapid_private_key: str  # the account's web push (VAPID) key, PEM, kept in the data directory
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
     clickhouse: ClickHouse | None
@@ -316,7 +320,11 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         senders=SenderService(aggregates),
         inbound=InboundService(deliveries),
         email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
+        device_subscriptions=DeviceSubscriptions(
+            catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
+        ),
         signer=signer,
+        vapid_private_key=_stored_vapid_key(settings.data_dir),
         remote=remote,
         run_audiences=audiences,
         clickhouse=clickhouse,
@@ -396,6 +404,16 @@ def remote_content_policy(settings: Settings) -> RemoteContentPolicy:
         max_bytes=settings.remote_max_bytes,
         allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in networks),
     )
+
+
+def _stored_vapid_key(data_dir: Path) -> str:
+    """The web push VAPID private key (P-256, PEM), made on first start and kept beside the other
+    secrets: never in the log, so no event carries it."""
+    path = data_dir / "vapid-private-key.pem"
+    if not path.exists():
+        path.write_text(generate_vapid_key())
+        path.chmod(0o600)
+    return path.read_text()
 
 
 def _stored_secret(data_dir: Path, name: str) -> str:

@@ -174,6 +174,11 @@ class MessageRead(_TrackedEvent):
     pass
 
 
+@registry.register("MessageAcknowledged")
+class MessageAcknowledged(_TrackedEvent):
+    """Push delivered: the app or service worker got the push and called its `ack` link."""
+
+
 @registry.register("LinkClicked")
 class LinkClicked(_TrackedEvent):
     link_id: str
@@ -305,9 +310,9 @@ class RecordBounceReport:
 
 @dataclass(frozen=True, slots=True)
 class RecordHit:
-    """A tracker saw the recipient open, read or click the message."""
+    """A tracker saw the recipient open, read or click the message, or a device acknowledge a push."""
 
-    action: Literal["open", "read", "click"]
+    action: Literal["open", "read", "click", "ack"]
     ip: str
     user_agent: str
     bot: bool
@@ -529,6 +534,8 @@ def _hit(command: RecordHit, state: DeliveryState, common: dict[str, object]) ->
         return [MessageOpened(**tracked)]
     if command.action == "read":
         return [MessageRead(**tracked)]
+    if command.action == "ack":
+        return [MessageAcknowledged(**tracked)]
     return [LinkClicked(**tracked, link_id=command.link_id, url=command.url, link_name=command.link_name)]
 
 
@@ -553,8 +560,9 @@ def evolve(state: DeliveryState, event: Event) -> DeliveryState:
         return replace(state, status="hard_bounced")
     if isinstance(event, MessageNotDelivered):
         return replace(state, status="not_delivered")
-    if isinstance(event, MessageOpened | MessageRead | LinkClicked) and event.unique:
-        action = {MessageOpened: "open", MessageRead: "read", LinkClicked: "click"}[type(event)]
+    if isinstance(event, MessageOpened | MessageRead | LinkClicked | MessageAcknowledged) and event.unique:
+        kinds = {MessageOpened: "open", MessageRead: "read", LinkClicked: "click", MessageAcknowledged: "ack"}
+        action = kinds[type(event)]
         return replace(state, unique_since={**state.unique_since, action: event.at})
     if isinstance(event, MessageUnsubscribed):
         return replace(state, unsubscribed=True, unsubscribe_at=None)

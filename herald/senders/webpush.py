@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid
 from pydantic import BaseModel, ConfigDict, Field
 from pywebpush import WebPusher
@@ -163,9 +165,21 @@ def topic(message_id: str) -> str:
 
 
 def vapid_public_key(vapid: Vapid) -> str:
-    from cryptography.hazmat.primitives import serialization
-
+    """The public half of a VAPID key as browsers take it (uncompressed P-256 point, base64url)."""
     raw = vapid.public_key.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def public_key_of(private_pem: str) -> str:
+    """The `applicationServerKey` for a VAPID private key in PEM."""
+    return vapid_public_key(Vapid.from_pem(private_pem.encode()))
+
+
+def generate_vapid_key() -> str:
+    """A new VAPID private key (P-256) in PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()

@@ -75,14 +75,15 @@ class DeliveryService:
     def hit(
         self,
         message_id: str,
-        action: Literal["open", "read", "click"],
+        action: Literal["open", "read", "click", "ack"],
         ip: str,
         user_agent: str,
         bot: bool,
         at: datetime,
         link: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        """Record an open, read or click; a click applies its link's `update-*` and `subscribe-to`."""
+        """Record an open, read, click or push ack; a click applies its link's actions (`update-*`,
+        `subscribe-to`)."""
         link = link or {}
         command = dl.RecordHit(
             action, ip, user_agent, bot, at, link.get("l", ""), link.get("u", ""), link.get("n", "")

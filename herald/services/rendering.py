@@ -113,6 +113,10 @@ class SignedTrackingUrls:
     def system(self, kind: str) -> str:
         return self._url(kind, {})
 
+    def push_links(self) -> dict[str, str]:
+        """A push's `hub_link`: `ack` (GET when received: delivered) and `open` (GET when tapped)."""
+        return {"ack": self._url("ack", {}), "open": self._url("open", {})}
+
     def _url(self, purpose: str, payload: dict[str, Any]) -> str:
         token = self.signer.sign(purpose, {"m": self.message_id, **payload})
         return f"{self.base_url}/t/{purpose}/{token}"

@@ -68,6 +68,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from herald.api.browser_cookie import remember_browser
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
 from herald.domain.bots import is_bot
@@ -139,7 +140,7 @@ def _visit(call: Call, purpose: str, token: str | None = None) -> Visit:
     )
 
 
-def _hit(call: Call, visit: Visit, action: Literal["open", "read", "click"]) -> None:
+def _hit(call: Call, visit: Visit, action: Literal["open", "read", "click", "ack"]) -> None:
     link = visit.payload if action == "click" else None
     call.herald.deliveries.hit(
         visit.message_id, action, visit.ip, visit.user_agent, visit.bot, visit.at, link=link
@@ -154,8 +155,24 @@ def _gif() -> Response:
 
 
 async def open_pixel(call: Call) -> Response:
-    _hit(call, _visit(call, "open"), "open")
-    return _gif()
+    """An email's open pixel, and a push's `open` link (the app or service worker calls it on a tap)."""
+    visit = _visit(call, "open")
+    _hit(call, visit, "open")
+    return _remembered(call, visit, _gif())
+
+
+async def push_ack(call: Call) -> Response:
+    """A push's `ack` link: the device got it (push delivered)."""
+    _hit(call, _visit(call, "ack"), "ack")
+    return Response(status_code=204, headers=NO_STORE)
+
+
+def _remembered(call: Call, visit: Visit, response: Response) -> Response:
+    """An email opened or clicked in this browser: the browser cookie names its profile, so a web push
+    subscription made later from this browser goes to the same profile."""
+    if visit.ref.channel == "email" and not visit.ref.is_test and not visit.bot:
+        remember_browser(response, call.herald.signer, visit.ref.profile_id)
+    return response
 
 
 class Disconnectable(Protocol):
@@ -211,7 +228,7 @@ def _click(call: Call, visit: Visit) -> Response:
         # the click is recorded before the link's actions run; an action that cannot apply must not
         # keep the recipient from the page
         log.info("click on message %s: link action not applied: %s", visit.message_id, refused)
-    return RedirectResponse(url, 302, headers=NO_STORE)
+    return _remembered(call, visit, RedirectResponse(url, 302, headers=NO_STORE))
 
 
 async def web_version(call: Call) -> Response:
@@ -378,6 +395,9 @@ async def subscription_manager(call: Call) -> Response:
 T = "trackers"
 ENDPOINTS = [
     Endpoint("GET", "/t/open/{token}", open_pixel, "Open pixel (1×1 GIF)", T, role="public"),
+    Endpoint(
+        "GET", "/t/ack/{token}", push_ack, "A push's ack link: push delivered", T, role="public", status=204
+    ),
     Endpoint("GET", "/t/read/{token}", read_pixel, "Read pixel: held open long enough", T, role="public"),
     Endpoint(
         "GET", "/t/click/{token}", click, "Record a click, redirect to the link", T, role="public", status=302
