@@ -34,6 +34,7 @@ import aiohttp
 import orjson
 import smpplib.client
 import smpplib.consts as c
+import smpplib.gsm
 from common import REPO, free_port, machine, report, run
 from pywebpush import webpush_async
 
@@ -111,20 +112,24 @@ def bare_sms(port: int, count: int) -> float:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    text = TEXT.encode("utf-16-be")
     started = time.perf_counter()
+    sent = 0
     for _ in range(count):
-        client.send_message(
-            source_addr_ton=c.SMPP_TON_ALNUM,
-            source_addr="AWESOME",
-            dest_addr_ton=1,
-            dest_addr_npi=1,
-            destination_addr="79161234567",
-            data_coding=8,
-            registered_delivery=1,
-            short_message=text,
-        )
-    for _ in range(count):
+        parts, coding, esm_class = smpplib.gsm.make_parts(TEXT)  # the library's own cut, with its UDH
+        for part in parts:
+            sent += 1
+            client.send_message(
+                source_addr_ton=c.SMPP_TON_ALNUM,
+                source_addr="AWESOME",
+                dest_addr_ton=1,
+                dest_addr_npi=1,
+                destination_addr="79161234567",
+                esm_class=esm_class,
+                data_coding=coding,
+                registered_delivery=1,
+                short_message=part,
+            )
+    for _ in range(sent):
         answered.acquire()
     elapsed = time.perf_counter() - started
     stop.set()

@@ -56,6 +56,8 @@ def _parts(widths: list[int], single: int, each: int) -> int:
     units = sum(widths)
     if units <= single:
         return 1 if units else 0
+    if units == len(widths):  # no two-place character: nothing to keep whole
+        return -(-units // each)
     return len(_chunks([b"\0" * w for w in widths], each))
 
 
@@ -83,7 +85,11 @@ def split_sms(text: str, reference: int) -> SmsParts:
     whole = b"".join(units)
     if len(whole) <= single:
         return SmsParts(length.encoding, (whole,) if whole else ())
-    chunks = _chunks(units, each)
+    width = len(units[0])
+    if all(len(u) == width for u in units):  # no escape or surrogate pair to keep whole: plain slices
+        chunks = [whole[i : i + each] for i in range(0, len(whole), each)]
+    else:
+        chunks = _chunks(units, each)
     if len(chunks) > 255:
         raise ValueError("an SMS is at most 255 parts")
     total = len(chunks)

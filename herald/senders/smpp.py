@@ -4,9 +4,11 @@ One `SmppGateway` keeps one transceiver bind to one SMSC (bind_transceiver,
 so submits and delivery receipts share the connection). `smpplib` encodes
 and decodes every PDU and owns the socket; a reader thread runs its
 `read_once` loop (submit_sm_resp, deliver_sm with its deliver_sm_resp,
-enquire_link both ways), and the event loop writes submits under a lock and
-awaits each one's response by its sequence number, so up to `window`
-submits are in flight at once instead of one round trip per message.
+enquire_link both ways) and hands what it read to the event loop in
+batches; every write (submits, and the reader's answers) is made on the
+loop's thread, so the two never share the socket under a lock. Each submit's
+response is awaited by its sequence number, so up to `window` submits are in
+flight at once instead of one round trip per message.
 
 Decisions where the task is silent:
 - Long messages go as concatenated parts with the 8-bit UDH (esm_class UDHI),
@@ -35,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import socket
 import threading
@@ -107,16 +110,36 @@ class _Response:
 
 
 class _Client(smpplib.client.Client):  # type: ignore[misc]
-    """smpplib's client with writes serialised: the reader thread answers deliver_sm and enquire_link
-    on the socket the event loop submits on, and interleaved `sendall`s would corrupt the stream."""
+    """smpplib's client with every write made on the event loop's thread, in batches.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._write_lock = threading.Lock()
+    Until its reader starts (the bind), a write goes straight out. After, `queue` takes every PDU:
+    the reader thread's answers to deliver_sm and enquire_link are handed to the loop instead of
+    sharing the socket under a lock, and the loop sends what one turn of it queued in one `sendall`
+    (a `sendall` per PDU hands the GIL to the reader thread and back thousands of times a second).
+    """
+
+    def __init__(self, *args: Any, queue: Callable[[_Client, Any], None], **kwargs: Any) -> None:
+        super().__init__(*args, sequence_generator=_Sequence(), **kwargs)
+        self._queue = queue
+        self.reader_thread: int | None = None
 
     def send_pdu(self, p: Any) -> bool:
-        with self._write_lock:
+        if self.reader_thread is None:
             return bool(super().send_pdu(p))
+        self._queue(self, p)
+        return True
+
+
+class _Sequence:
+    """Sequence numbers 1 … 0x7FFFFFFF, safe to take from two threads (`next` on a count is atomic)."""
+
+    def __init__(self) -> None:
+        self._count = itertools.count(1)
+        self.sequence = 0
+
+    def next_sequence(self) -> int:
+        self.sequence = (next(self._count) - 1) % 0x7FFFFFFF + 1
+        return self.sequence
 
 
 class SmppGateway:
@@ -134,6 +157,7 @@ class SmppGateway:
         self._client: _Client | None = None
         self._reader: threading.Thread | None = None
         self._inbox: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._outbox: list[bytes] = []
         self._inbox_lock = threading.Lock()
         self._waking = False
         self._pending: dict[int, asyncio.Future[_Response]] = {}
@@ -185,11 +209,7 @@ class SmppGateway:
             user_message_reference=_reference(message.message_id) & 0xFFFF,
         )
         self._pending[pdu.sequence] = future
-        try:
-            client.send_pdu(pdu)
-        except (smpplib.exceptions.ConnectionError, OSError) as error:
-            self._pending.pop(pdu.sequence, None)
-            future.set_exception(ConnectionError(str(error) or "connection lost"))
+        client.send_pdu(pdu)  # queued: out with the rest of this turn's writes
         return future
 
     async def _outcome(self, futures: list[asyncio.Future[_Response]]) -> SendOutcome:
@@ -225,7 +245,9 @@ class SmppGateway:
 
     def _bind(self) -> _Client:
         s = self.settings
-        client = _Client(s.host, s.port, timeout=s.timeout, allow_unknown_opt_params=True)
+        client = _Client(
+            s.host, s.port, timeout=s.timeout, allow_unknown_opt_params=True, queue=self._queue_write
+        )
         client.connect()
         try:
             client.bind_transceiver(system_id=s.system_id, password=s.password, system_type=s.system_type)
@@ -238,8 +260,27 @@ class SmppGateway:
         client.set_error_pdu_handler(lambda pdu: None)  # a refused submit is an outcome, not an error
         return client
 
+    def _queue_write(self, client: _Client, pdu: Any) -> None:
+        if threading.get_ident() == client.reader_thread:
+            self._call(self._queue_write, client, pdu)
+            return
+        if client is not self._client and pdu.command != "unbind":
+            return  # that bind is gone: an answer to the SMSC has nowhere to go
+        self._outbox.append(pdu.generate())
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush, client)
+
+    def _flush(self, client: _Client) -> None:
+        data, self._outbox = b"".join(self._outbox), []
+        try:
+            client._socket.sendall(data)
+        except (OSError, AttributeError):  # lost (or closed): the reader sees it and fails what waits
+            with contextlib.suppress(OSError, AttributeError):
+                client._socket.shutdown(socket.SHUT_RDWR)
+
     def _read(self, client: _Client) -> None:
         """The reader thread: every PDU the SMSC sends, until the bind ends."""
+        client.reader_thread = threading.get_ident()
         try:
             # after `close` the reader goes on until the unbind_resp ends the bound state
             while self._client is client or client.state == c.SMPP_CLIENT_STATE_BOUND_TRX:
@@ -308,8 +349,7 @@ class SmppGateway:
         if client is None or reader is None:
             return
         self._client = None  # the reader stops after the unbind_resp
-        with contextlib.suppress(smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError):
-            client.send_pdu(smpplib.smpp.make_pdu("unbind", client=client))
+        client.send_pdu(smpplib.smpp.make_pdu("unbind", client=client))
         await asyncio.to_thread(reader.join, self.settings.timeout)
         if reader.is_alive() and client._socket is not None:
             client._socket.shutdown(socket.SHUT_RDWR)  # no unbind_resp: end the read
