@@ -86,7 +86,7 @@ def split_sms(text: str, reference: int) -> SmsParts:
     if len(whole) <= single:
         return SmsParts(length.encoding, (whole,) if whole else ())
     width = len(units[0])
-    if all(len(u) == width for u in units):  # no escape or surrogate pair to keep whole: plain slices
+    if each % width == 0 and all(len(u) == width for u in units):  # no pair to cut: plain slices
         chunks = [whole[i : i + each] for i in range(0, len(whole), each)]
     else:
         chunks = _chunks(units, each)
