@@ -25,10 +25,10 @@ import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import h2.config
@@ -41,6 +41,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from herald.senders.apns import ApnsSettings
 
 
 def b64url(raw: bytes) -> str:
@@ -65,6 +67,9 @@ class _Behaviour:
     per_second: int | None = None
     received: list[Received] = field(default_factory=list)
     _starts: list[float] = field(default_factory=list)
+
+    def started(self) -> None:
+        """Called once the server listens (its port known)."""
 
     def verdict(self, address: str) -> str:
         """What to answer for `address`: its set behaviour, "throttle" over the rate, else "ok"."""
@@ -230,6 +235,9 @@ class FcmServer(_Behaviour):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def started(self) -> None:
+        self.account = self.account or service_account(f"{self.base_url}/token")
 
     async def token(self, request: web.Request) -> web.Response:
         form = parse_qs((await request.read()).decode())
@@ -494,54 +502,41 @@ def _s(value: str | bytes) -> str:
 # --- starting them ------------------------------------------------------------------------------
 
 
+S = TypeVar("S", bound=_Behaviour)
+
+
 @asynccontextmanager
-async def bulksms_server(server: BulkSmsServer | None = None) -> AsyncIterator[BulkSmsServer]:
+async def _running(server: S, routes: dict[str, Any]) -> AsyncIterator[S]:
+    """Serve `routes` (path → handler of a POST) on a free loopback port (`server.port`)."""
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_post(path, handler)
+    runner, server.port = await _serve(app)
+    server.started()
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+def bulksms_server(server: BulkSmsServer | None = None) -> AbstractAsyncContextManager[BulkSmsServer]:
     server = server or BulkSmsServer()
-    app = web.Application()
-    app.router.add_post("/v1/messages", server.messages)
-    runner, server.port = await _serve(app)
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
+    return _running(server, {"/v1/messages": server.messages})
 
 
-@asynccontextmanager
-async def telegram_server(server: TelegramServer | None = None) -> AsyncIterator[TelegramServer]:
+def telegram_server(server: TelegramServer | None = None) -> AbstractAsyncContextManager[TelegramServer]:
     server = server or TelegramServer()
-    app = web.Application()
-    app.router.add_post("/bot{token}/sendMessage", server.send_message)
-    runner, server.port = await _serve(app)
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
+    return _running(server, {"/bot{token}/sendMessage": server.send_message})
 
 
-@asynccontextmanager
-async def fcm_server(server: FcmServer | None = None) -> AsyncIterator[FcmServer]:
+def fcm_server(server: FcmServer | None = None) -> AbstractAsyncContextManager[FcmServer]:
     server = server or FcmServer()
-    app = web.Application()
-    app.router.add_post("/token", server.token)
-    app.router.add_post("/v1/projects/{project}/messages:send", server.send)
-    runner, server.port = await _serve(app)
-    server.account = server.account or service_account(f"{server.base_url}/token")
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
+    return _running(server, {"/token": server.token, "/v1/projects/{project}/messages:send": server.send})
 
 
-@asynccontextmanager
-async def push_service(server: PushService | None = None) -> AsyncIterator[PushService]:
+def push_service(server: PushService | None = None) -> AbstractAsyncContextManager[PushService]:
     server = server or PushService()
-    app = web.Application()
-    app.router.add_post("/push/{id}", server.push)
-    runner, server.port = await _serve(app)
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
+    return _running(server, {"/push/{id}": server.push})
 
 
 @asynccontextmanager
@@ -561,3 +556,16 @@ async def apns_server(
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+def apns_settings(server: ApnsServer, ca: Path, **changes: Any) -> ApnsSettings:
+    """Settings of an APNs gateway for `server`, trusting its test CA."""
+    values: dict[str, Any] = {
+        "key_id": server.key_id,
+        "team_id": server.team_id,
+        "topic": server.topic,
+        "signing_key": server.signing_key,
+        "base_url": f"https://127.0.0.1:{server.port}",
+        "verify": str(ca),
+    }
+    return ApnsSettings(**(values | changes))

@@ -36,8 +36,8 @@ import jwt
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome
-from herald.senders.http_outcomes import no_answer, refusal
+from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome, TemporaryFailure
+from herald.senders.http_outcomes import post_committed, refusal
 from herald.senders.rate import SendRate
 
 TOKEN_LIFETIME = 50 * 60
@@ -93,14 +93,12 @@ class ApnsGateway:
         }
         if message.ttl_seconds:
             headers["apns-expiration"] = str(int(self._clock()) + message.ttl_seconds)
-        if self.rate is not None:
-            await self.rate.acquire()
-        if before_commit is not None:
-            before_commit()
-        try:
-            response = await self._http.post(f"/3/device/{message.address}", content=payload, headers=headers)
-        except httpx.HTTPError as error:
-            return no_answer(error)
+        url = f"/3/device/{message.address}"
+        response = await post_committed(
+            self._http, url, self.rate, before_commit, content=payload, headers=headers
+        )
+        if isinstance(response, TemporaryFailure):
+            return response
         if response.status_code == 200:
             return Accepted((response.headers.get("apns-id", headers["apns-id"]),), 200, "accepted")
         reason = _reason(response)

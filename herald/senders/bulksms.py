@@ -30,8 +30,15 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald.domain.sms import sms_length
-from herald.senders.gateway import Accepted, DeliveryReport, Outbound, ReportState, SendOutcome
-from herald.senders.http_outcomes import no_answer, refusal
+from herald.senders.gateway import (
+    Accepted,
+    DeliveryReport,
+    Outbound,
+    ReportState,
+    SendOutcome,
+    TemporaryFailure,
+)
+from herald.senders.http_outcomes import post_committed, refusal
 from herald.senders.rate import SendRate
 
 _FINAL: dict[str, ReportState] = {"DELIVERED": "delivered", "FAILED": "undelivered"}
@@ -81,19 +88,17 @@ class BulkSmsGateway:
         }
         if message.sender:
             body["from"] = message.sender
-        if self.rate is not None:
-            await self.rate.acquire()
-        if before_commit is not None:
-            before_commit()
-        try:
-            response = await self._http.post(
-                "messages",
-                params={"deduplication-id": deduplication_id(message.message_id)},
-                content=orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
-            )
-        except httpx.HTTPError as error:
-            return no_answer(error)
+        response = await post_committed(
+            self._http,
+            "messages",
+            self.rate,
+            before_commit,
+            params={"deduplication-id": deduplication_id(message.message_id)},
+            content=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+        if isinstance(response, TemporaryFailure):
+            return response
         if response.status_code in (200, 201):
             created = response.json()
             return Accepted(tuple(str(m["id"]) for m in created), response.status_code, "accepted")

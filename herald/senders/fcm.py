@@ -33,7 +33,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome, TemporaryFailure
-from herald.senders.http_outcomes import no_answer, refusal
+from herald.senders.http_outcomes import post_committed, refusal
 from herald.senders.rate import SendRate
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -80,8 +80,6 @@ class FcmGateway:
 
     async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
         body = orjson.dumps({"message": fcm_message(message)})
-        if self.rate is not None:
-            await self.rate.acquire()
         try:
             token = await self._bearer()
         except httpx.HTTPError as error:
@@ -90,16 +88,16 @@ class FcmGateway:
             return TemporaryFailure(
                 refused.status, f"the token endpoint refused the service account: {refused}"
             )
-        if before_commit is not None:
-            before_commit()
-        try:
-            response = await self._http.post(
-                self._send_url,
-                content=body,
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
-        except httpx.HTTPError as error:
-            return no_answer(error)
+        response = await post_committed(
+            self._http,
+            self._send_url,
+            self.rate,
+            before_commit,
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        if isinstance(response, TemporaryFailure):
+            return response
         if response.status_code == 200:
             return Accepted((str(response.json().get("name", "")),), 200, "accepted")
         if response.status_code == 401:

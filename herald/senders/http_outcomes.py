@@ -15,11 +15,32 @@
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from herald.senders.gateway import PermanentFailure, SendOutcome, TemporaryFailure
+from herald.senders.rate import SendRate
+
+
+async def post_committed(
+    http: httpx.AsyncClient,
+    url: str,
+    rate: SendRate | None,
+    before_commit: Callable[[], None] | None,
+    **request: Any,
+) -> httpx.Response | TemporaryFailure:
+    """Take a place in the rate, mark the commit, POST: the answer, or the outcome of getting none."""
+    if rate is not None:
+        await rate.acquire()
+    if before_commit is not None:
+        before_commit()
+    try:
+        return await http.post(url, **request)
+    except httpx.HTTPError as error:
+        return no_answer(error)
 
 
 def refusal(

@@ -27,8 +27,8 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome
-from herald.senders.http_outcomes import no_answer, refusal
+from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome, TemporaryFailure
+from herald.senders.http_outcomes import post_committed, refusal
 from herald.senders.rate import SendRate
 
 MAX_TEXT = 4096
@@ -69,16 +69,16 @@ class TelegramGateway:
             body["parse_mode"] = self.settings.parse_mode
         if self.settings.disable_link_preview:
             body["link_preview_options"] = {"is_disabled": True}
-        if self.rate is not None:
-            await self.rate.acquire()
-        if before_commit is not None:
-            before_commit()
-        try:
-            response = await self._http.post(
-                "sendMessage", content=orjson.dumps(body), headers={"Content-Type": "application/json"}
-            )
-        except httpx.HTTPError as error:
-            return no_answer(error)
+        response = await post_committed(
+            self._http,
+            "sendMessage",
+            self.rate,
+            before_commit,
+            content=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+        if isinstance(response, TemporaryFailure):
+            return response
         try:
             answer = response.json()
         except ValueError:

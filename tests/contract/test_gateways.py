@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from herald.senders.apns import ApnsGateway, ApnsSettings
+from herald.senders.apns import ApnsGateway
 from herald.senders.bulksms import BulkSmsGateway, BulkSmsSettings, parse_reports
 from herald.senders.fcm import FcmGateway, FcmSettings, ServiceAccount
 from herald.senders.gateway import (
@@ -73,7 +73,7 @@ async def smpp_rig(_: Path) -> AsyncIterator[Rig]:
         def decoded(submit: Any) -> str:
             return submit.payload.decode("utf-16-be" if submit.data_coding == 8 else "latin-1")
 
-        rig = Rig(
+        yield Rig(
             gateway,
             lambda b: numbers.get(b, "+79161234567"),
             lambda: smsc.submits,
@@ -82,10 +82,6 @@ async def smpp_rig(_: Path) -> AsyncIterator[Rig]:
             knows_gone=True,
             reports=reports,
         )
-        try:
-            yield rig
-        finally:
-            await gateway.close()
 
 
 @asynccontextmanager
@@ -97,7 +93,7 @@ async def bulksms_rig(_: Path) -> AsyncIterator[Rig]:
             base_url=server.base_url, username=server.username, password=server.password
         )
         gateway = BulkSmsGateway(settings)
-        rig = Rig(
+        yield Rig(
             gateway,
             lambda b: numbers.get(b, "+15551234567"),
             lambda: server.received,
@@ -106,10 +102,6 @@ async def bulksms_rig(_: Path) -> AsyncIterator[Rig]:
             knows_gone=False,
             report_for=server.report,
         )
-        try:
-            yield rig
-        finally:
-            await gateway.close()
 
 
 @asynccontextmanager
@@ -118,7 +110,7 @@ async def telegram_rig(_: Path) -> AsyncIterator[Rig]:
         server.behaviour = {f"10{i}": b for i, b in enumerate(("gone", "invalid", "throttle", "down"))}
         chats = {b: a for a, b in server.behaviour.items()}
         gateway = TelegramGateway(TelegramSettings(bot_token=server.token, base_url=server.base_url))
-        rig = Rig(
+        yield Rig(
             gateway,
             lambda b: chats.get(b, "555"),
             lambda: server.received,
@@ -126,10 +118,6 @@ async def telegram_rig(_: Path) -> AsyncIterator[Rig]:
             has_key=False,
             knows_gone=True,
         )
-        try:
-            yield rig
-        finally:
-            await gateway.close()
 
 
 @asynccontextmanager
@@ -138,7 +126,7 @@ async def fcm_rig(_: Path) -> AsyncIterator[Rig]:
         server.behaviour = {f"token-{b}": b for b in ("gone", "invalid", "throttle", "down")}
         settings = FcmSettings(service_account=ServiceAccount(**server.account), base_url=server.base_url)
         gateway = FcmGateway(settings)
-        rig = Rig(
+        yield Rig(
             gateway,
             lambda b: f"token-{b}",
             lambda: server.received,
@@ -146,10 +134,6 @@ async def fcm_rig(_: Path) -> AsyncIterator[Rig]:
             has_key=True,
             knows_gone=True,
         )
-        try:
-            yield rig
-        finally:
-            await gateway.close()
 
 
 @asynccontextmanager
@@ -157,16 +141,8 @@ async def apns_rig(directory: Path) -> AsyncIterator[Rig]:
     async with cs.apns_server(directory) as (server, ca):
         server.behaviour = {f"{b:0<64}"[:64]: b for b in ("gone", "invalid", "throttle", "down")}
         tokens = {b: a for a, b in server.behaviour.items()}
-        settings = ApnsSettings(
-            key_id=server.key_id,
-            team_id=server.team_id,
-            topic=server.topic,
-            signing_key=server.signing_key,
-            base_url=f"https://127.0.0.1:{server.port}",
-            verify=str(ca),
-        )
-        gateway = ApnsGateway(settings)
-        rig = Rig(
+        gateway = ApnsGateway(cs.apns_settings(server, ca))
+        yield Rig(
             gateway,
             lambda b: tokens.get(b, "a1" * 32),
             lambda: server.received,
@@ -174,10 +150,6 @@ async def apns_rig(directory: Path) -> AsyncIterator[Rig]:
             has_key=True,
             knows_gone=True,
         )
-        try:
-            yield rig
-        finally:
-            await gateway.close()
 
 
 @asynccontextmanager
@@ -188,7 +160,7 @@ async def webpush_rig(_: Path) -> AsyncIterator[Rig]:
         gateway = WebPushGateway(
             WebPushSettings(vapid_private_key=cs.vapid_key_pem(), subject="mailto:ops@example.com")
         )
-        rig = Rig(
+        yield Rig(
             gateway,
             lambda b: browsers[b].address(),
             lambda: service.received,
@@ -196,10 +168,6 @@ async def webpush_rig(_: Path) -> AsyncIterator[Rig]:
             has_key=True,
             knows_gone=True,
         )
-        try:
-            yield rig
-        finally:
-            await gateway.close()
 
 
 RIGS = {
@@ -214,8 +182,11 @@ RIGS = {
 
 @pytest.fixture(params=list(RIGS))
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
-    async with AsyncExitStack() as stack:
-        yield await stack.enter_async_context(RIGS[request.param](tmp_path))
+    async with RIGS[request.param](tmp_path) as made:
+        try:
+            yield made
+        finally:
+            await made.gateway.close()
 
 
 async def test_a_message_is_accepted_and_arrives_as_sent(rig: Rig) -> None:

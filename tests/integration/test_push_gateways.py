@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from herald.senders.apns import ApnsGateway, ApnsSettings
+from herald.senders.apns import ApnsGateway
 from herald.senders.fcm import FcmGateway, FcmSettings, ServiceAccount
 from herald.senders.gateway import Accepted, Outbound, PermanentFailure, TemporaryFailure
 from herald.senders.telegram import TelegramGateway, TelegramSettings
@@ -107,16 +107,7 @@ async def test_fcm_with_a_key_the_token_endpoint_refuses_sends_nothing() -> None
 
 async def test_apns_sends_many_streams_over_one_connection_with_the_message_ids(tmp_path: Path) -> None:
     async with cs.apns_server(tmp_path) as (server, ca):
-        gateway = ApnsGateway(
-            ApnsSettings(
-                key_id=server.key_id,
-                team_id=server.team_id,
-                topic=server.topic,
-                signing_key=server.signing_key,
-                base_url=f"https://127.0.0.1:{server.port}",
-                verify=str(ca),
-            )
-        )
+        gateway = ApnsGateway(cs.apns_settings(server, ca))
         ids = [str(uuid.UUID(int=i)) for i in range(1, 21)]
         outcomes = await asyncio.gather(*(gateway.send(push(i, "ab" * 32)) for i in ids))
         await gateway.close()
@@ -133,16 +124,7 @@ async def test_apns_sends_many_streams_over_one_connection_with_the_message_ids(
 
 async def test_apns_with_a_foreign_signing_key_is_refused_as_the_providers_problem(tmp_path: Path) -> None:
     async with cs.apns_server(tmp_path) as (server, ca):
-        gateway = ApnsGateway(
-            ApnsSettings(
-                key_id=server.key_id,
-                team_id=server.team_id,
-                topic=server.topic,
-                signing_key=cs.vapid_key_pem(),
-                base_url=f"https://127.0.0.1:{server.port}",
-                verify=str(ca),
-            )
-        )
+        gateway = ApnsGateway(cs.apns_settings(server, ca, signing_key=cs.vapid_key_pem()))
         outcome = await gateway.send(push("m", "ab" * 32))
         await gateway.close()
     assert isinstance(outcome, TemporaryFailure) and outcome.response == "InvalidProviderToken"
