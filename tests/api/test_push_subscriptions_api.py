@@ -20,7 +20,14 @@ from herald.senders.gateway import Accepted, Outbound
 from herald.senders.webpush import WebPushGateway, WebPushSettings, public_key_of
 from herald.services.rendering import SignedTrackingUrls
 from tests import channel_servers as cs
-from tests.builders import RESOURCE, _resource_runner, create_resource, customers, import_rows
+from tests.builders import (
+    RESOURCE,
+    _resource_runner,
+    create_resource,
+    customers,
+    import_rows,
+    launched_message,
+)
 
 SITE = "https://shop.example.com"
 EMAIL = "ann@example.org"
@@ -85,23 +92,9 @@ async def email_opened_in(browser: httpx.AsyncClient, api: httpx.AsyncClient, he
         {"email": EMAIL, "subscriptions": [{"resource_id": RESOURCE, "channel": "email", "email": EMAIL}]}
     ]
     profile_id = str((await import_rows(api, rows))["results"][0]["profile_id"])
-    template = await api.post(
-        "/api/v1/templates", json={"name": "T", "content": {"email": {"subject": "Hi", "html": "<p>Hi</p>"}}}
+    message_id = await launched_message(
+        api, herald, "email", {"email": {"subject": "Hi", "html": "<p>Hi</p>"}}
     )
-    campaign = await api.post(
-        "/api/v1/campaigns",
-        json={
-            "name": "C",
-            "type": "broadcast",
-            "channel": "email",
-            "resource_id": RESOURCE,
-            "template_ids": [template.json()["template_id"]],
-            "audience": {"kind": "database", "id": "1"},
-        },
-    )
-    await api.post(f"/api/v1/campaigns/{campaign.json()['campaign_id']}/launch")
-    herald.runtime.drain()
-    message_id = next(e.data["message_id"] for e in herald.store.read_all() if e.type == "MessageQueued")
     html = herald.campaigns.render_queued(herald.deliveries.queued(message_id)).body.html  # type: ignore[union-attr]
     pixel = re.search(r'src="https://trk\.example\.com(/t/open/[^"]+)"', html)
     assert pixel is not None
@@ -236,32 +229,11 @@ async def test_a_subscribed_browser_gets_the_push_decrypted_and_it_reports_deliv
     herald.device_subscriptions.allow_http_endpoints = True  # the local push service is plain HTTP
     async with cs.push_service() as service:
         device = service.browser()
-        body = {"resource_token": shop, "subscription": device.subscription()}
+        body = {"resource_token": shop, "subscription": device.subscription(), "update": {"_fname": "Ann"}}
         subscribed = await browser.post("/push/subscribe", json=body, headers={"Origin": SITE})
         assert subscribed.status_code == 200, subscribed.text
-        template = await api.post(
-            "/api/v1/templates",
-            json={"name": "P", "content": {"push": {"title": "Hi {lead._fname}", "body": "New in store"}}},
-        )
-        campaign = await api.post(
-            "/api/v1/campaigns",
-            json={
-                "name": "Push",
-                "type": "broadcast",
-                "channel": "push",
-                "resource_id": RESOURCE,
-                "template_ids": [template.json()["template_id"]],
-                "audience": {"kind": "database", "id": "1"},
-            },
-        )
-        launched = await api.post(f"/api/v1/campaigns/{campaign.json()['campaign_id']}/launch")
-        assert launched.status_code == 200, launched.text
-        herald.runtime.drain()
-        queued = next(
-            herald.deliveries.queued(e.data["message_id"])
-            for e in herald.store.read_all()
-            if e.type == "MessageQueued"
-        )
+        push = {"push": {"title": "Hi {lead._fname}", "body": "New in store"}}
+        queued = herald.deliveries.queued(await launched_message(api, herald, "push", push))
         rendered = herald.campaigns.render_queued(queued).body
         links = SignedTrackingUrls(herald.signer, "https://trk.example.com", queued.message_id).push_links()
         gateway = WebPushGateway(
@@ -272,8 +244,10 @@ async def test_a_subscribed_browser_gets_the_push_decrypted_and_it_reports_deliv
         )
         await gateway.close()
     assert isinstance(outcome, Accepted)
-    shown = service.received[0].body
-    assert (shown["title"], shown["body"]) == ("Hi ", "New in store")
+    shown = service.received[0].body  # decrypted with the browser's key, as the browser would
+    assert (shown["title"], shown["body"]) == ("Hi Ann", "New in store")
+    # signed with the key whose public half the toolkit gave the browser
+    assert f"k={public_key_of(herald.vapid_private_key)}" in service.received[0].headers["authorization"]
     for link in shown["hub_link"].values():  # what the service worker does: ack on receipt, open on a tap
         assert (await browser.get(link.removeprefix("https://trk.example.com"))).status_code in (200, 204)
     events = [e.type for e in herald.store.read_stream(f"message-{queued.message_id}")]

@@ -9,7 +9,7 @@ import httpx
 from herald.api.wiring import Herald
 from herald.domain.messages import message_stream
 from herald.domain.sms import sms_length
-from tests.builders import RESOURCE, create_resource, customers, import_rows
+from tests.builders import RESOURCE, create_resource, customers, import_rows, launched_message
 
 PHONE = "+79161234567"
 SALE = "https://shop.example.com/sale?from=sms&x=1"
@@ -24,23 +24,7 @@ async def launched_sms(api: httpx.AsyncClient, herald: Herald) -> str:
     ]
     await import_rows(api, rows)
     body = f"Привет, {{lead._fname}}! Распродажа: {SALE} и новинки: https://shop.example.com/new"
-    template = await api.post("/api/v1/templates", json={"name": "SMS", "content": {"sms": {"body": body}}})
-    assert template.status_code == 201, template.text
-    campaign = await api.post(
-        "/api/v1/campaigns",
-        json={
-            "name": "SMS sale",
-            "type": "broadcast",
-            "channel": "sms",
-            "resource_id": RESOURCE,
-            "template_ids": [template.json()["template_id"]],
-            "audience": {"kind": "database", "id": "1"},
-        },
-    )
-    assert campaign.status_code == 201, campaign.text
-    assert (await api.post(f"/api/v1/campaigns/{campaign.json()['campaign_id']}/launch")).status_code == 200
-    herald.runtime.drain()
-    return next(e.data["message_id"] for e in herald.store.read_all() if e.type == "MessageQueued")
+    return await launched_message(api, herald, "sms", {"sms": {"body": body}})
 
 
 async def test_sms_links_are_short_and_a_click_on_one_is_recorded_and_redirected(
