@@ -180,13 +180,14 @@ class Herald:
             await asyncio.sleep(0 if sent else SEND_IDLE_SECONDS)
 
     def tick(self) -> None:
-        """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations
-        and realtime-membership windows."""
+        """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
+        realtime-membership windows and the waits for delivery reports."""
         now = self.clock.now()
         self.campaigns.tick(now)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
+        self.deliveries.expire_delivery_waits(self.projections.send_queue.due_delivery_waits(now), now)
 
     async def _timers(self) -> None:
         """Fire due campaign timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
