@@ -46,6 +46,8 @@ class Settings:
     read_pixel_seconds: float = 10.0
     # Which tracker hits are machines' (`domain/bots.py`): HERALD_BOT_RULES, a JSON object.
     bot_rules: BotRules = DEFAULT_BOT_RULES
+    # Web push subscriptions with an http (not https) endpoint: only for local push services in tests.
+    allow_http_push_endpoints: bool = False
 
     @property
     def event_store_path(self) -> Path:
