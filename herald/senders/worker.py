@@ -205,7 +205,7 @@ class EmailWorker:
         settings = sender.settings
         if settings.dkim_selector:
             key = DkimKey(settings.dkim_selector, settings.dkim_domain, sender.secrets.dkim_private_key)
-            data = sign(data, key)
+            data = sign(data, key, at=self.clock.now())
         return sender, data, settings.bounce_address or from_email
 
     def _rules(self, queued: MessageQueued) -> tuple[sd.RouteRule, ...]:
