@@ -252,6 +252,15 @@ class _Prepared:
     parts: Mapping[str, CompiledTemplate]
     text_parts: Mapping[str, CompiledTemplate]
     uses: References
+    # with the fragments' versions a message renders with: every link spec, and the precomputed
+    # links' occurrences made so far (messages without UTM share them)
+    link_tables: dict[tuple[tuple[str, int], ...], _LinkTable] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _LinkTable:
+    specs: Mapping[str, lk.LinkSpec]
+    finished: dict[str, lk.RenderedLink] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +275,10 @@ class _CompiledFragment:
 
 
 def _marked(text: str, scope: str, html: bool) -> lk.MarkedSource:
-    return lk.mark_links(text, scope) if html else lk.mark_text_links(text, scope)
+    """A source's links marked, the static ones precomputed: per message only their tokens are made."""
+    if html:
+        return lk.mark_links(text, scope, precompute=True)
+    return lk.mark_text_links(text, scope, precompute=True)
 
 
 def _prepare(content: TemplateContent) -> _Prepared:
@@ -374,8 +386,7 @@ class MessageRenderer:
             parts=prepared.text_parts,
             fetch_remote=_as_text_block(fetches),
         )
-        specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
-        job = _Job(content, prepared, specs, data, urls, context, text_context)
+        job = _Job(content, prepared, _link_table(prepared, fragments), data, urls, context, text_context)
         try:
             body = job.body(channel)
         except TemplateRenderError as error:
@@ -419,7 +430,7 @@ class MessageRenderer:
         compiled = self._fragments_compiled.get(key)
         if compiled is None:  # a version's content never changes: compile it once
             html = _marked(fragment.content, f"fragment.{name}", fragment.type == "html")
-            text = lk.mark_text_links(_as_text(fragment.content, fragment.type), f"text-fragment.{name}")
+            text = _marked(_as_text(fragment.content, fragment.type), f"text-fragment.{name}", False)
             html_compiled = compile_template(html.source)
             compiled = _CompiledFragment(
                 html_compiled,
@@ -451,6 +462,16 @@ class MessageRenderer:
             return fetches.json(url.strip())
         except RemoteContentError as error:
             raise RenderFailed(f"JSON content: {error}", "json_content_url") from None
+
+
+def _link_table(prepared: _Prepared, fragments: Mapping[str, _CompiledFragment]) -> _LinkTable:
+    """The links of a template version rendered with these fragment versions (made once)."""
+    key = tuple(sorted((name, f.version) for name, f in fragments.items()))
+    table = prepared.link_tables.get(key)
+    if table is None:
+        specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
+        table = prepared.link_tables[key] = _LinkTable(specs)
+    return table
 
 
 def _as_text_block(fetches: MessageFetches | None) -> Callable[[str], str] | None:
@@ -494,7 +515,7 @@ class _Job:
         self,
         content: TemplateContent,
         prepared: _Prepared,
-        specs: Mapping[str, lk.LinkSpec],
+        links: _LinkTable,
         data: MessageData,
         urls: TrackingUrls,
         context: RenderContext,
@@ -504,7 +525,7 @@ class _Job:
         self.text_context = text_context
         self.content = content
         self.prepared = prepared
-        self.specs = specs
+        self.link_table = links
         self.data = data
         self.urls = urls
         self.links: list[lk.RenderedLink] = []
@@ -530,7 +551,8 @@ class _Job:
 
     def tracked(self, key: str, utm_source: str, context: RenderContext | None = None) -> str:
         rendered = self.text(key, context)
-        out = lk.track_links(rendered, self.specs.values(), self._track, self._utm(utm_source))
+        table = self.link_table
+        out = lk.track_links(rendered, table.specs, self._track, self._utm(utm_source), table.finished)
         self.links.extend(out.links)
         return out.text
 
