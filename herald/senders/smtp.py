@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Literal
 
 import aiosmtplib
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.protocol import normalize_message_line_endings
 from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -202,45 +202,61 @@ async def _transaction(
     data: bytes,
     before_commit: Callable[[], None] | None = None,
 ) -> SmtpOutcome:
-    """MAIL, RCPT, DATA for one recipient; refusals become outcomes, lost connections raise."""
-    options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
+    """MAIL, RCPT, DATA for one recipient; refusals become outcomes, lost connections raise.
+
+    The commands go straight to aiosmtplib's protocol: the addresses are checked ASCII already,
+    so its `mail`/`rcpt` (each parsing its address again with the email package) add only cost.
+    """
+    size = b" SIZE=%d" % len(data) if client.supports_extension("size") else b""
     try:
-        await client.mail(envelope_from, options=options)
+        mailed = await _command(client, b"MAIL FROM:<" + envelope_from.encode() + b">" + size)
     except aiosmtplib.SMTPServerDisconnected as lost:
         raise _Stale(SmtpOutcome("failed", 0, str(lost))) from None
-    except aiosmtplib.SMTPResponseException as refused:
-        if refused.code == 421:
-            raise _Stale(SmtpOutcome("failed", refused.code, refused.message)) from None
-        return await _reset(client, SmtpOutcome("failed", refused.code, refused.message))
+    if mailed.code == 421:
+        raise _Stale(SmtpOutcome("failed", mailed.code, mailed.message))
+    if mailed.code != SMTPStatus.completed:
+        return await _reset(client, SmtpOutcome("failed", mailed.code, mailed.message))
+    named = await _command(client, b"RCPT TO:<" + recipient.encode() + b">")
+    if not 200 <= named.code < 300:  # 252 ("cannot verify, will try") goes on
+        return await _reset(client, _by_code(named.code, named.message))
     try:
-        await client.rcpt(recipient)
-    except aiosmtplib.SMTPRecipientRefused as refused:
-        if not 200 <= refused.code < 300:
-            return await _reset(client, _by_code(refused.code, refused.message))
-    try:
-        accepted = (
-            await client.data(data) if before_commit is None else await _data(client, data, before_commit)
-        )
+        accepted = await _data(client, data, before_commit)
     except aiosmtplib.SMTPDataError as refused:
         return await _reset(client, _by_code(refused.code, refused.message))
     return SmtpOutcome("delivered", accepted.code, accepted.message)
 
 
-async def _data(client: aiosmtplib.SMTP, data: bytes, before_commit: Callable[[], None]) -> SMTPResponse:
-    """DATA with a hook between the message and its final dot (aiosmtplib's `data`, split in two).
+async def _command(client: aiosmtplib.SMTP, line: bytes) -> SMTPResponse:
+    """One command and its reply; a lost or timed-out connection (and a 421) is closed."""
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+    try:
+        reply = await protocol.execute_command(line, timeout=client.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()  # a reply given up on would be paired with the next command
+        raise
+    if reply.code == SMTPStatus.domain_unavailable:
+        client.close()
+    return reply
 
-    Until the final dot the relay holds nothing it would deliver: a process that stops before it leaves
-    no message behind. `before_commit` records that the dot is about to go, so a restarted sender knows
-    not to send the message again. This reaches into aiosmtplib's protocol (its command lock and
+
+async def _data(
+    client: aiosmtplib.SMTP, data: bytes, before_commit: Callable[[], None] | None
+) -> SMTPResponse:
+    """DATA, the message and its final dot, with `before_commit` called right before they go.
+
+    Until the final dot the relay holds nothing it would deliver: a process that stops before it
+    leaves no message behind. `before_commit` records that the message is about to go, so a
+    restarted sender knows not to send it again; the message and the dot then leave in one write
+    (one system call, not two). This reaches into aiosmtplib's protocol (its command lock and
     reader), which the pinned version range keeps stable.
     """
     protocol = client.protocol
     lock = protocol._command_lock if protocol is not None else None  # see the docstring
     if protocol is None or lock is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data))
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
+    body = _stuffed(data)
     try:
         async with lock:
             protocol._response_pending = True
@@ -248,10 +264,10 @@ async def _data(client: aiosmtplib.SMTP, data: bytes, before_commit: Callable[[]
             started = await protocol.read_response(timeout=client.timeout)
             if started.code != SMTPStatus.start_input:
                 raise aiosmtplib.SMTPDataError(started.code, started.message)
-            protocol.write(body)
-            before_commit()
+            if before_commit is not None:
+                before_commit()
             protocol._response_pending = True
-            protocol.write(b".\r\n")
+            protocol.write(body + b".\r\n")
             done = await protocol.read_response(timeout=client.timeout)
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
@@ -259,6 +275,18 @@ async def _data(client: aiosmtplib.SMTP, data: bytes, before_commit: Callable[[]
     if done.code != SMTPStatus.completed:
         raise aiosmtplib.SMTPDataError(done.code, done.message)
     return done
+
+
+def _stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it: CRLF line ends, a leading dot doubled, ending in CRLF.
+    A message that already has CRLF line ends only (what `senders/mime.py` writes) takes two
+    whole-buffer replaces, not aiosmtplib's regular expressions."""
+    if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
+        data = normalize_message_line_endings(data)
+    body = data.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
+    return body if body.endswith(b"\r\n") else body + b"\r\n"
 
 
 async def _reset(client: aiosmtplib.SMTP, outcome: SmtpOutcome) -> SmtpOutcome:

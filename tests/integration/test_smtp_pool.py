@@ -140,6 +140,27 @@ async def test_delivered_carries_the_bytes_and_envelope(server: Server, starttls
     assert (got.mail_from, got.rcpt_tos, got.content) == (SENDER, ["someone@example.org"], MESSAGE)
 
 
+DOTTED = [
+    (
+        "leading-dots",
+        b"Subject: x\r\n\r\n.one\r\n..two\r\nend\r\n",
+        b"Subject: x\r\n\r\n.one\r\n..two\r\nend\r\n",
+    ),
+    ("bare-line-feeds", b"Subject: x\n\n.a\nb", b"Subject: x\r\n\r\n.a\r\nb\r\n"),
+    ("a-dot-first-and-last", b".\r\n", b".\r\n"),
+]
+
+
+@pytest.mark.parametrize(("sent", "received"), [c[1:] for c in DOTTED], ids=[c[0] for c in DOTTED])
+async def test_the_message_arrives_as_given_whatever_dots_and_line_ends(
+    server: Server, sent: bytes, received: bytes
+) -> None:
+    async with SmtpPool(server.relay()) as pool:
+        outcome = await pool.send(SENDER, "someone@example.org", sent)
+    assert outcome.kind == "delivered"
+    assert server.sink.received[0].content == received
+
+
 OUTCOMES = [
     ("soft@example.org", SmtpOutcome("soft_bounce", 451, "4.2.0 Mailbox busy, try later")),
     ("hard@example.org", SmtpOutcome("hard_bounce", 550, "5.1.1 No such user")),
