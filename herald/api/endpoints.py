@@ -16,7 +16,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from herald.api.errors import HttpError, handle_exception
+from herald.api.errors import handle_exception
+from herald.api.request_body import (
+    JSON_MEDIA_TYPES,
+    check_json_limits,
+    check_media_type,
+    parse_json,
+    read_body,
+)
 from herald.api.responses import json_response
 from herald.services.aggregates import CommandContext
 
@@ -61,8 +68,34 @@ class Endpoint:
     query: type[BaseModel] | None = None
     role: str = "write"  # "public" = no token (trackers, health)
     status: int = 200
-    raw_body: bool = False  # the handler reads the body itself (batches validate row by row)
-    bytes_body: str | None = None  # a body of bytes the handler reads whole: its media type (documented)
+    raw_body: bool = False  # the handler gets the parsed JSON, unvalidated (batches validate row by row)
+    bytes_body: str | None = None  # the handler gets the body's bytes: its media type (documented)
+    # bytes bodies: the media types taken besides `bytes_body` ("" for none given); None takes any
+    accepts: tuple[str, ...] | None = ()
+    max_body: int | None = None  # bytes; None: the settings' `max_body_bytes`
+
+    @property
+    def takes_body(self) -> bool:
+        return self.body is not None or self.bytes_body is not None
+
+    def body_limit(self, settings_limit: int) -> int:
+        return self.max_body if self.max_body is not None else settings_limit
+
+    async def _body(self, request: Request, settings_limit: int) -> Any:
+        """The body as the handler takes it: a validated model, parsed JSON, bytes, or None."""
+        if not self.takes_body:
+            return None
+        if self.bytes_body is not None:
+            if self.accepts is not None:
+                check_media_type(request, (self.bytes_body, *self.accepts))
+            return await read_body(request, self.body_limit(settings_limit))
+        check_media_type(request, JSON_MEDIA_TYPES)
+        raw = await read_body(request, self.body_limit(settings_limit))
+        document = parse_json(raw)
+        assert self.body is not None
+        # validated from the text, not the parsed document: JSON-mode validation is what the models
+        # (and their error messages) are written for
+        return document if self.raw_body else self.body.model_validate_json(raw)
 
     def route(self, herald: Herald) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -75,13 +108,10 @@ class Endpoint:
 
     async def _serve(self, request: Request, herald: Herald) -> Response:
         actor = "anonymous" if self.role == "public" else herald.auth.authorize(request, self.role)
-        body = None
-        if self.body is not None and not self.raw_body:
-            raw = await request.body()
-            if not raw:
-                raise HttpError(422, "a JSON body is required", "body")
-            body = self.body.model_validate_json(raw)
         query = self.query.model_validate(dict(request.query_params)) if self.query else None
+        if query is not None:
+            check_json_limits(query.model_dump())  # an int past 64 bits would overflow SQLite
+        body = await self._body(request, herald.settings.max_body_bytes)
         context = CommandContext(
             actor=actor,
             source="api",

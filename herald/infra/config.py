@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENGINES = ("embedded", "scale")
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 REPORTS_ENGINES = ("chdb", "server", "off")
 
 
@@ -39,6 +40,8 @@ class Settings:
     inbound_smtp_port: int | None = None
     # The read pixel records a read once the client kept its request open this long.
     read_pixel_seconds: float = 10.0
+    # The largest JSON request body taken (413 above it); file uploads have limits of their own.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def event_store_path(self) -> Path:
@@ -64,6 +67,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "remote_timeout_seconds": float(os.environ.get("HERALD_REMOTE_TIMEOUT_SECONDS", "5")),
         "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
         "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
+        "max_body_bytes": int(os.environ.get("HERALD_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),

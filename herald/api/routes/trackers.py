@@ -62,7 +62,6 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
-from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from herald.api.endpoints import Call, Endpoint
@@ -286,15 +285,6 @@ async def unsubscribe_link(call: Call) -> Response:
     return _ask(call, "Unsubscribe")
 
 
-async def _post_body(request: Request) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_POST_BYTES:
-            raise HttpError(413, f"the body is over {MAX_POST_BYTES} bytes", "body")
-    return bytes(body)
-
-
 def is_one_click(body: bytes, content_type: str) -> bool:
     """Whether a POST body is RFC 8058's `List-Unsubscribe=One-Click` (form-encoded or multipart)."""
     if content_type.lower().startswith("multipart/form-data"):
@@ -309,7 +299,7 @@ async def unsubscribe_post(call: Call) -> Response:
     resource = _resource(call, visit)
     if resource.unsubscribe_policy.mode is UnsubscribeMode.FORBIDDEN:
         return _forbidden(resource, 403)
-    body = await _post_body(call.request)
+    body: bytes = call.body
     if is_one_click(body, call.request.headers.get("content-type", "")):
         _unsubscribe(call, visit, "one_click")
         return Response(status_code=200, headers=NO_STORE)
@@ -362,6 +352,9 @@ async def subscription_manager(call: Call) -> Response:
 
 
 T = "trackers"
+# Unsubscribe posts are forms (RFC 8058: form-encoded or multipart); any media type is read as
+# one (`accepts=None`), since refusing a mail provider's odd label would refuse an unsubscribe.
+FORM = "application/x-www-form-urlencoded"
 ENDPOINTS = [
     Endpoint("GET", "/t/open/{token}", open_pixel, "Open pixel (1×1 GIF)", T, role="public"),
     Endpoint("GET", "/t/read/{token}", read_pixel, "Read pixel: held open long enough", T, role="public"),
@@ -377,6 +370,9 @@ ENDPOINTS = [
         "RFC 8058 one-click unsubscribe, or the confirmation form",
         T,
         role="public",
+        bytes_body=FORM,
+        accepts=None,
+        max_body=MAX_POST_BYTES,
     ),
     Endpoint(
         "GET",
@@ -393,6 +389,9 @@ ENDPOINTS = [
         "Unsubscribe from everything: the confirmation form",
         T,
         role="public",
+        bytes_body=FORM,
+        accepts=None,
+        max_body=MAX_POST_BYTES,
     ),
     Endpoint(
         "GET",

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from herald.api.endpoints import Call, Endpoint
@@ -79,13 +78,6 @@ def _batch_adapter(row: TypeAdapter[Any]) -> TypeAdapter[Any]:
     return _BATCHES[id(row)]
 
 
-async def _json(call: Call) -> Any:
-    try:
-        return orjson.loads(await call.request.body())
-    except orjson.JSONDecodeError as error:
-        raise HttpError(422, f"the body is not JSON: {error}", "body") from None
-
-
 def _rows(items: Any, key: str, adapter: TypeAdapter[Any]) -> list[Any]:
     if not isinstance(items, list):
         raise HttpError(422, f"{key} must be a list", key)
@@ -106,7 +98,7 @@ def _rows(items: Any, key: str, adapter: TypeAdapter[Any]) -> list[Any]:
 
 
 async def track_batch(call: Call) -> dict[str, Any]:
-    body = await _json(call)
+    body = call.body
     if not isinstance(body, dict) or not isinstance(body.get("database_id"), str):
         raise HttpError(422, "name the profile database", "database_id")
     rows = _rows(body.get("events"), "events", _ROW)
@@ -148,14 +140,14 @@ def _summary(results: list[dict[str, Any]], outcomes: tuple[str, ...] = _TRACK_O
 
 
 async def segment_batch(call: Call) -> dict[str, Any]:
-    body = await _json(call)
+    body = call.body
     if not isinstance(body, dict):
         raise HttpError(422, 'expected {"batch": [...]}', "batch")
     return _segment(call, _rows(body.get("batch"), "batch", _SEGMENT))
 
 
 async def segment_single(call: Call) -> dict[str, Any]:
-    body = await _json(call)
+    body = call.body
     if isinstance(body, dict):
         body.setdefault("type", call.request.url.path.rsplit("/", 1)[-1])
     return _segment(call, _rows([body], "body", _SEGMENT))
