@@ -35,6 +35,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("openapi", help="print the OpenAPI document")
 
+    secrets = commands.add_parser("secrets", help="the secrets stored (sealed) in the log")
+    secrets_commands = secrets.add_subparsers(dest="secrets_command", required=True)
+    reseal = secrets_commands.add_parser(
+        "reseal", help="seal every secret again under the current key (after a rotation or an upgrade)"
+    )
+    reseal.add_argument(
+        "--scrub",
+        action="store_true",
+        help="then overwrite the clear text old events hold on disk and rebuild the read models",
+    )
+
     send = commands.add_parser("send", help="run the email sender alone (with the processors it needs)")
     send.add_argument("--until-empty", action="store_true", help="stop once nothing is waiting to be sent")
 
@@ -71,7 +82,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _relay(settings, args)
     if args.command == "worker":
         return _worker(settings, args)
+    if args.command == "secrets":
+        return _reseal(settings, scrub=args.scrub)
     return _events(settings, args)
+
+
+def _reseal(settings: Settings, scrub: bool) -> int:
+    """Reseal every secret; with `scrub`, then rewrite the old events' bytes and rebuild the read
+    models (whose files may hold copies of them)."""
+    from herald.api.replay import replay
+    from herald.api.wiring import build
+    from herald.domain.events import registry
+    from herald.infra.log_scrub import scrub_sqlite_log
+    from herald.services.secrets import cleartext_rewrites, reseal_log
+
+    herald = build(settings)
+    try:
+        done = reseal_log(herald.store, herald.senders, herald.catalog)
+        print(
+            f"{done.streams} streams hold secrets; {done.resealed} sealed again under key "
+            f"{herald.box.current_key_id}"
+        )
+        rewrites = list(cleartext_rewrites(herald.store, registry)) if scrub else []
+    finally:
+        herald.close()
+    if not scrub:
+        return 0
+    changed = scrub_sqlite_log(settings.event_store_path, rewrites)
+    print(f"{changed} events held secrets in clear: rewritten, the file vacuumed")
+    replay(settings)  # read models that held a copy of the clear text differ from the rebuilt ones
+    return 0
 
 
 def _kafka_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ from herald.infra.ids import IdSource
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
+from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
@@ -59,6 +60,7 @@ from herald.services.segment_members import (
     SegmentMembers,
     SqlMembers,
 )
+from herald.services.segment_urls import opened_url
 from herald.services.segments import ProfilesForEvaluation, SegmentService, StoredSegments
 from herald.services.senders import SenderService
 from herald.services.sending_policies import SendingPolicyService
@@ -124,6 +126,7 @@ class Herald:
     inbound: InboundService
     email: EmailWorker
     signer: TokenSigner
+    box: SecretBox  # seals and opens the secrets stored in the log
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
     clickhouse: ClickHouse | None
@@ -251,6 +254,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
     signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
+    box = load_secret_box(settings.secrets_key, settings.data_dir)
+    senders = SenderService(aggregates, box)
     clickhouse = build_clickhouse(settings)
     reports_runtime = (
         InProcessRuntime(
@@ -266,7 +271,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     # With the scale engine the worker feeds the sink: nothing here may drive it as well.
     embedded_sink = reports_runtime if settings.engine == "embedded" else None
     segments = segment_service(
-        settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files
+        settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files, box
     )
     campaigns = CampaignService(
         catalog,
@@ -309,10 +314,11 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         policies=SendingPolicyService(catalog),
         segments=segments,
         deliveries=deliveries,
-        senders=SenderService(aggregates),
+        senders=senders,
         inbound=InboundService(deliveries),
-        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
+        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, senders, clock),
         signer=signer,
+        box=box,
         remote=remote,
         run_audiences=audiences,
         clickhouse=clickhouse,
@@ -346,6 +352,7 @@ def segment_service(
     reports: tuple[ClickHouse | None, InProcessRuntime | None],
     external: ExternalSets,
     files: SegmentFiles,
+    box: SecretBox,
 ) -> SegmentService:
     """Segments over the bulk evaluator: SQL on the report store when reports are on, else in process."""
     stored = StoredSegments(aggregates)
@@ -357,7 +364,8 @@ def segment_service(
             ProfilesForEvaluation(aggregates, projections.profiles, projections.membership.facts)
         )
     )
-    evaluator = SegmentMembers(stored, engine, FetchedSets(external.post_url, files.column))
+    fetched = FetchedSets(lambda s, at: external.post_url(s, at, opened_url(box, s)), files.column)
+    evaluator = SegmentMembers(stored, engine, fetched)
     return SegmentService(
         aggregates,
         stored,
@@ -365,6 +373,7 @@ def segment_service(
         projections.profiles,
         evaluator,
         settings.account_timezone,
+        box,
     )
 
 
@@ -396,8 +405,4 @@ def remote_content_policy(settings: Settings) -> RemoteContentPolicy:
 
 def _stored_secret(data_dir: Path, name: str) -> str:
     """A secret (admin token, signing key) made on first start and kept in the data directory."""
-    path = data_dir / name
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return private_file(data_dir / name, lambda: secrets.token_urlsafe(32))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENGINES = ("embedded", "scale")
@@ -16,9 +16,13 @@ class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8080
-    admin_token: str | None = None
+    # Secrets are kept out of the repr, so logging or printing the settings shows none of them.
+    admin_token: str | None = field(default=None, repr=False)
     # Signs tracking tokens; generated into the data directory on first start when unset.
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    # Seals secrets stored in the log (`infra/secret_box.py`): base64url keys, comma-separated, the
+    # first current; unset, the data directory's `secrets-key` file (made on first start) holds them.
+    secrets_key: str | None = field(default=None, repr=False)
     account_timezone: str = "UTC"
     # Dynamic template content: non-public networks it may reach (none by default), its limits.
     remote_allowed_networks: tuple[str, ...] = ()
@@ -60,6 +64,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "port": int(os.environ.get("HERALD_PORT", "8080")),
         "admin_token": os.environ.get("HERALD_ADMIN_TOKEN"),
         "secret_key": os.environ.get("HERALD_SECRET_KEY"),
+        "secrets_key": os.environ.get("HERALD_SECRETS_KEY"),
         "account_timezone": os.environ.get("HERALD_ACCOUNT_TIMEZONE", "UTC"),
         "remote_allowed_networks": tuple(
             n.strip() for n in os.environ.get("HERALD_REMOTE_ALLOWED_NETWORKS", "").split(",") if n.strip()

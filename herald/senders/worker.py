@@ -44,6 +44,7 @@ from herald.services.aggregates import Aggregates, CommandContext
 from herald.services.campaigns import CampaignService, tracking_base
 from herald.services.deliveries import DeliveryService
 from herald.services.rendering import RenderedEmail, SignedTrackingUrls
+from herald.services.senders import OpenedSender, SenderService
 
 log = logging.getLogger(__name__)
 WORKER = CommandContext(actor="sender", source="sender")
@@ -58,6 +59,7 @@ class EmailWorker:
         queue: SendQueueProjection,
         deliveries: DeliveryService,
         campaigns: CampaignService,
+        senders: SenderService,
         clock: Clock,
         read_file: Callable[[str], bytes] = lambda path: Path(path).read_bytes(),
         concurrency: int = 8,
@@ -67,6 +69,7 @@ class EmailWorker:
         self.queue = queue
         self.deliveries = deliveries
         self.campaigns = campaigns
+        self.senders = senders
         self.clock = clock
         self.read_file = read_file
         # one pool per sender, with the relay it was built for: changed settings or secrets replace it
@@ -126,7 +129,7 @@ class EmailWorker:
             self.aggregates.execute(
                 dl.delivery_decider,
                 f"message-{message_id}",
-                dl.StartAttempt(sender.sender_id, self.clock.now()),
+                dl.StartAttempt(sender.state.sender_id, self.clock.now()),
                 WORKER,
                 expected_version=loaded.version,
             )
@@ -136,7 +139,7 @@ class EmailWorker:
         outcome = await pool.send(
             envelope_from, queued.contact, data, before_commit=lambda: self._committing(message_id)
         )
-        self._record(message_id, sender, outcome)
+        self._record(message_id, sender.state, outcome)
         return 1
 
     def _give_up(self, message_id: str, reason: str, detail: str) -> None:
@@ -168,8 +171,9 @@ class EmailWorker:
             return "the campaign was deactivated"
         return ""
 
-    def prepare(self, queued: MessageQueued) -> tuple[sd.SenderState, bytes, str]:
-        """The sender, the signed message bytes and the envelope sender of a queued message."""
+    def prepare(self, queued: MessageQueued) -> tuple[OpenedSender, bytes, str]:
+        """The sender (its secrets opened), the signed message bytes and the envelope sender of a
+        queued message."""
         message = self.campaigns.render_queued(queued)
         body = message.body
         assert isinstance(body, RenderedEmail)
@@ -178,9 +182,7 @@ class EmailWorker:
         if email is None or resource.settings is None:
             raise NotFound(f"resource {queued.resource_id} has no email channel", "resource_id")
         target = sd.route(self._rules(queued), queued.contact, queued.message_id)
-        sender = self.aggregates.load(sd.sender_decider, sd.sender_stream(target.sender_id)).state
-        if sender.settings is None:
-            raise NotFound(f"no sender {target.sender_id!r}", "sender_id")
+        sender = self.senders.for_sending(target.sender_id)
         from_email = body.from_email or email.from_email
         tracking = SignedTrackingUrls(self.campaigns.signer, tracking_base(resource), queued.message_id)
         policy = resource.unsubscribe_policy
@@ -202,9 +204,10 @@ class EmailWorker:
             list_name=resource.settings.name,
             feedback_id=f"{queued.campaign_id}:{queued.resource_id}:herald",
         )
-        settings = sender.settings
+        settings = sender.state.settings
+        assert settings is not None  # for_sending finds only senders that exist
         if settings.dkim_selector:
-            key = DkimKey(settings.dkim_selector, settings.dkim_domain, sender.secrets.dkim_private_key)
+            key = DkimKey(settings.dkim_selector, settings.dkim_domain, sender.dkim_private_key)
             data = sign(data, key)
         return sender, data, settings.bounce_address or from_email
 
@@ -218,25 +221,25 @@ class EmailWorker:
             raise NotFound(f"no virtual sender {chosen or DEFAULT_VIRTUAL_SENDER!r}", "virtual_sender_id")
         return virtual.rules
 
-    async def _pool(self, sender: sd.SenderState) -> SmtpPool:
-        settings = sender.settings
+    async def _pool(self, sender: OpenedSender) -> SmtpPool:
+        settings = sender.state.settings
         assert settings is not None
         relay = SmtpRelay(
             host=settings.relay.host,
             port=settings.relay.port,
             username=settings.relay.username or None,
-            password=sender.secrets.password or None,
+            password=sender.password or None,
             starttls=_STARTTLS[settings.relay.starttls],
             use_tls=settings.relay.implicit_tls,
         )
         built_for = (relay, settings.connections, settings.rate_per_second)
-        known = self._pools.get(sender.sender_id)
+        known = self._pools.get(sender.state.sender_id)
         if known is not None and known[0] == built_for:
             return known[1]
         if known is not None:
             await known[1].close()  # the sender changed (relay, login, speed): its old connections go
         pool = SmtpPool(relay, settings.connections, settings.rate_per_second)
-        self._pools[sender.sender_id] = (built_for, pool)
+        self._pools[sender.state.sender_id] = (built_for, pool)
         return pool
 
     async def close(self) -> None:
