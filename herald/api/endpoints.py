@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from herald.api.errors import handle_exception
+from herald.api.principal import Principal
 from herald.api.request_body import (
     JSON_MEDIA_TYPES,
     check_json_limits,
@@ -49,6 +50,7 @@ class Call:
     body: Any
     query: Any
     context: CommandContext
+    role: str  # the token's role; "public" on routes that take none
 
     def path_param(self, name: str) -> str:
         return str(self.request.path_params[name])
@@ -107,18 +109,20 @@ class Endpoint:
         return Route(self.path, endpoint, methods=[self.method], name=f"{self.method} {self.path}")
 
     async def _serve(self, request: Request, herald: Herald) -> Response:
-        actor = "anonymous" if self.role == "public" else herald.auth.authorize(request, self.role)
+        principal = Principal("anonymous", "public")
+        if self.role != "public":
+            principal = herald.auth.authorize(request, self.role)
         query = self.query.model_validate(dict(request.query_params)) if self.query else None
         if query is not None:
             check_json_limits(query.model_dump())  # an int past 64 bits would overflow SQLite
         body = await self._body(request, herald.settings.max_body_bytes)
         context = CommandContext(
-            actor=actor,
+            actor=principal.actor,
             source="api",
             correlation_id=request.headers.get("x-correlation-id"),
             request_id=request.headers.get("idempotency-key"),
         )
-        result = await self.handler(Call(request, herald, body, query, context))
+        result = await self.handler(Call(request, herald, body, query, context, principal.role))
         if isinstance(result, Response):
             return result
         return json_response(result, self.status)

@@ -7,7 +7,9 @@ For each due message (priority lanes first) the worker:
 2. renders it again from the template version it was queued with (the same
    links and tokens), routes it through the campaign's virtual sender, builds
    the MIME message with its List-Unsubscribe, List-ID and DKIM signature;
-3. records the attempt (an append checked against the stream's version, so two
+3. records the attempt with what it was rendered from (the profile's version,
+   the fragments' versions, remote content; the web version renders from them)
+   (an append checked against the stream's version, so two
    workers never both take a message), runs the SMTP transaction up to the
    final dot, records `MessageCommitting`, sends the dot, and records the
    relay's answer (delivered, soft bounce with its retry time, hard bounce).
@@ -124,12 +126,12 @@ class EmailWorker:
                 message_id, dl.GiveUp("sender_error", error.reason, self.clock.now()), WORKER
             )
             return 0
-        sender, data, envelope_from = prepared
+        sender, data, envelope_from, rendered_from = prepared
         try:
             self.aggregates.execute(
                 dl.delivery_decider,
                 f"message-{message_id}",
-                dl.StartAttempt(sender.state.sender_id, self.clock.now()),
+                dl.StartAttempt(sender.state.sender_id, self.clock.now(), rendered_from),
                 WORKER,
                 expected_version=loaded.version,
             )
@@ -171,10 +173,10 @@ class EmailWorker:
             return "the campaign was deactivated"
         return ""
 
-    def prepare(self, queued: MessageQueued) -> tuple[OpenedSender, bytes, str]:
-        """The sender (its secrets opened), the signed message bytes and the envelope sender of a
-        queued message."""
-        message = self.campaigns.render_queued(queued)
+    def prepare(self, queued: MessageQueued) -> tuple[OpenedSender, bytes, str, dl.RenderInputs]:
+        """The sender (its secrets opened), the signed message bytes, the envelope sender of a queued
+        message, and what it was rendered from (kept with the attempt: its web version renders it)."""
+        message, rendered_from = self.campaigns.render_queued(queued)
         body = message.body
         assert isinstance(body, RenderedEmail)
         resource = self.campaigns.catalog.resource(queued.resource_id)
@@ -209,7 +211,7 @@ class EmailWorker:
         if settings.dkim_selector:
             key = DkimKey(settings.dkim_selector, settings.dkim_domain, sender.dkim_private_key)
             data = sign(data, key)
-        return sender, data, settings.bounce_address or from_email
+        return sender, data, settings.bounce_address or from_email, rendered_from
 
     def _rules(self, queued: MessageQueued) -> tuple[sd.RouteRule, ...]:
         campaign = self.campaigns.campaign(queued.campaign_id)

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
 from herald.domain import sending_policies as sp
+from herald.domain.deliveries import RenderInputs
 from herald.domain.errors import DomainError, NotFound, RuleViolated
 from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey
 from herald.domain.profiles import ProfileState, profile_decider, profile_stream
@@ -54,6 +55,7 @@ from herald.projections.send_history import SendHistoryProjection
 from herald.services.aggregates import CommandContext, Loaded, Outcome
 from herald.services.catalog import CatalogService
 from herald.services.rendering import (
+    KeptFetches,
     MessageData,
     MessageRenderer,
     RenderedMessage,
@@ -61,6 +63,7 @@ from herald.services.rendering import (
     lead_of,
     subscription_of,
 )
+from herald.services.templates import fragments_at
 from herald.services.tracking import selector_key
 
 
@@ -409,10 +412,23 @@ class CampaignService:
         message = self.renderer.render(template_id, template.version, body, channel, data, urls)
         return template.version, message.fragment_versions
 
-    def render_queued(self, queued: ms.MessageQueued) -> RenderedMessage:
-        """A queued message rendered again to be sent (or shown as its web version): the same
-        template version and data, so the same text, links and tracking tokens."""
-        profile = self.profile(queued.profile_id)
+    def render_queued(
+        self, queued: ms.MessageQueued, sent: RenderInputs | None = None
+    ) -> tuple[RenderedMessage, RenderInputs]:
+        """A queued message rendered to be sent, and what it was rendered from; with `sent` (what an
+        attempt was rendered from), the message as it was sent: its web version. Either way the
+        template version and data are the queued ones, so the text, links and tokens are the same."""
+        stream = profile_stream(queued.profile_id)
+        if sent is None:
+            loaded = self.aggregates.load(profile_decider, stream)
+            remote = self.renderer.remote
+            kept = KeptFetches(remote.for_message() if remote is not None else None)
+            fragments = None  # the current versions
+        else:
+            loaded = self.aggregates.load_at(profile_decider, stream, sent.profile_version)
+            kept = KeptFetches(None, sent.remote_html, sent.remote_json)
+            fragments = fragments_at(self.aggregates, sent.fragment_versions)
+        profile = loaded.state
         channel = Channel(queued.channel)
         chosen = next(
             (
@@ -440,7 +456,16 @@ class CampaignService:
             content=queued.content,
         )
         urls = SignedTrackingUrls(self.signer, tracking_base(resource), queued.message_id)
-        return self.renderer.render(queued.template_id, queued.template_version, content, channel, data, urls)
+        message = self.renderer.render(
+            queued.template_id, queued.template_version, content, channel, data, urls, kept, fragments
+        )
+        inputs = RenderInputs(
+            profile_version=loaded.version,
+            fragment_versions=dict(message.fragment_versions),
+            remote_html=kept.html,
+            remote_json=kept.json_answers,
+        )
+        return message, inputs
 
     def templates_version(self, template_id: str, version: int) -> TemplateContent:
         """One version's content, read from the template's stream."""

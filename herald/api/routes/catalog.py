@@ -78,6 +78,12 @@ def now(call: Call) -> Any:
 # --- databases ---------------------------------------------------------------------------------
 
 
+_TRACKING_FIELDS = (
+    "the fields a track-role token (the one a website embeds) may write through identify; "
+    "none by default, never email or phones"
+)
+
+
 class DatabaseBody(BaseModel):
     model_config = _Strict
     name: str
@@ -94,6 +100,7 @@ class DatabaseBody(BaseModel):
         default_factory=dict, description="standard field (name or alias) → its configuration"
     )
     custom_fields: tuple[FieldDefinition, ...] = ()
+    tracking_fields: tuple[str, ...] = Field((), description=_TRACKING_FIELDS)
 
 
 class DatabasePatch(BaseModel):
@@ -105,6 +112,7 @@ class DatabasePatch(BaseModel):
     subscription_manager_language: str | None = None
     is_watchers: bool | None = None
     email: db.EmailDefaults | None = Field(None, description="the keys given replace the current ones")
+    tracking_fields: tuple[str, ...] | None = Field(None, description=_TRACKING_FIELDS)
     expected_version: int | None = expected_version_field()
 
 
@@ -163,7 +171,12 @@ _DATABASE_KEYS = (
 def _database_json(call: Call, doc: dict[str, Any]) -> dict[str, Any]:
     counts = call.herald.projections.profiles.status_counts(doc["database_id"])
     profiles = {str(s): counts.get(str(s), 0) for s in Status}
-    return {**{k: doc[k] for k in _DATABASE_KEYS}, "profiles": {**profiles, "total": sum(profiles.values())}}
+    return {
+        **{k: doc[k] for k in _DATABASE_KEYS},
+        # a read-model document written before the allow-list existed has none
+        "tracking_fields": doc.get("tracking_fields", []),
+        "profiles": {**profiles, "total": sum(profiles.values())},
+    }
 
 
 def _field_json(definition: FieldDefinition) -> dict[str, Any]:

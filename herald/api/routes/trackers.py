@@ -47,8 +47,15 @@ Decisions where the brief and the guide are silent:
   in the manager; it changes nothing (changing them is not built yet).
 - `/t/stoplist/{token}` and `/t/confirm/{token}` (double opt-in) have no
   route yet, so they answer the app's 404.
-- The web version is the message rendered again (`render_queued`): the same
-  HTML, tokens and pixel as sent; viewing it records nothing by itself.
+- The web version is the message as it was sent: rendered again
+  (`render_queued`) from the template version it was queued with and what its
+  last attempt was rendered from (the profile at its stream version then, the
+  fragments' versions, the remote content fetched), so the same HTML, tokens
+  and pixel whatever changed since; viewing it records nothing by itself. A
+  message whose attempt predates keeping these renders with today's data.
+- Every answer of these routes carries a Content-Security-Policy that allows
+  no script, `X-Content-Type-Options: nosniff` and `Referrer-Policy:
+  no-referrer` (`api/security_headers.py`).
 """
 
 from __future__ import annotations
@@ -200,9 +207,11 @@ async def click(call: Call) -> Response:
 
 
 async def web_version(call: Call) -> Response:
-    """The message's HTML as it was sent."""
+    """The message's HTML as it was sent: rendered again from what its last attempt was rendered from."""
     visit = _visit(call, "webversion")
-    message = call.herald.campaigns.render_queued(call.herald.deliveries.queued(visit.message_id))
+    deliveries = call.herald.deliveries
+    sent = deliveries.rendered_from(visit.message_id)
+    message, _ = call.herald.campaigns.render_queued(deliveries.queued(visit.message_id), sent)
     if not isinstance(message.body, RenderedEmail) or not message.body.html:
         raise HttpError(404, "this message has no web version", "token")
     return HTMLResponse(message.body.html, headers=NO_STORE)

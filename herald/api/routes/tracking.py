@@ -208,11 +208,19 @@ def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) 
     """Upsert the profile from the traits the database has fields for; the others are listed, not stored.
 
     Tracking libraries send traits of their own (`createdAt`, `name`, ...): refusing
-    the whole identify for them would lose the traits that do fit.
+    the whole identify for them would lose the traits that do fit. A track token (the one a
+    website embeds, so anyone may hold it) writes only the fields the database allows for
+    tracking (`tracking_fields`, none by default, never email or phones); the rest are listed as
+    `not_allowed_traits`. The user id itself only names the profile.
     """
     database = call.herald.catalog.database(q.database_id)
     row = {k: v for k, v in message.traits.items() if database.field(k) is not None}
     ignored = sorted(k for k in message.traits if k not in row)
+    not_allowed: list[str] = []
+    if call.role == "track":
+        allowed = set(database.tracking_fields)
+        not_allowed = sorted(k for k in row if database.canonical_name(k) not in allowed)
+        row = {k: v for k, v in row.items() if k not in not_allowed}
     if message.user_id:
         row[q.user_id_field] = message.user_id
     mode = {"email": MatchMode.EMAIL, "phone": MatchMode.PHONE, "profile_id": MatchMode.PROFILE_ID}.get(
@@ -231,6 +239,8 @@ def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) 
     body = row_json(result, f"batch.{index}.traits")
     if ignored:
         body["ignored_traits"] = ignored
+    if not_allowed:
+        body["not_allowed_traits"] = not_allowed
     return body
 
 
