@@ -19,15 +19,13 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from herald.api.app import create_app, endpoints
+from herald.api.app import endpoints
 from herald.api.endpoints import Endpoint
-from herald.api.wiring import Herald, build
+from herald.api.wiring import Herald
 from herald.domain.fields import FieldDefinition, FieldType
 from herald.infra.clock import ManualClock
-from herald.infra.config import Settings
-from herald.infra.ids import IdSource
 from tests.builders import create_database, create_resource, customers, email_subscription, import_rows
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import admin_client, herald_with
 
 SEED = 13
 JSON_DB = "9"  # a database with a json field, whose text values are parsed
@@ -263,20 +261,16 @@ def _requests(endpoint: Endpoint, rng: random.Random) -> Iterator[dict[str, Any]
 @pytest.fixture
 def loaded(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
     """A Herald with reports on (so report endpoints answer rather than 503) and some data to hit."""
-    settings = Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, reports_engine="chdb")
-    herald = build(settings, clock=clock, ids=IdSource(7))
-    customers(herald)
-    create_database(herald, JSON_DB, (FieldDefinition(name="doc", type=FieldType.JSON),))
-    create_resource(herald)
-    yield herald
-    herald.close()
+    with herald_with(tmp_path / "data", clock, 7, reports_engine="chdb") as herald:
+        customers(herald)
+        create_database(herald, JSON_DB, (FieldDefinition(name="doc", type=FieldType.JSON),))
+        create_resource(herald)
+        yield herald
 
 
 @pytest.fixture
 async def client(loaded: Herald) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(loaded, run_processors=False), raise_app_exceptions=False)
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as c:
+    async with admin_client(loaded, raise_app_exceptions=False) as c:
         yield c
 
 

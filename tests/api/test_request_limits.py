@@ -12,15 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from herald.api.app import create_app
 from herald.api.request_body import MAX_JSON_DEPTH, MAX_STRING_CHARS
-from herald.api.wiring import Herald, build
+from herald.api.wiring import Herald
 from herald.domain.fields import MAX_TEXT_CHARS
 from herald.infra.clock import ManualClock
-from herald.infra.config import Settings, settings_from_env
-from herald.infra.ids import IdSource
+from herald.infra.config import settings_from_env
 from tests.builders import DB, create_profile, customers, import_rows
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import admin_client, herald_with
 
 TRACK = "/api/v1/track/batch"
 DATABASES = "/api/v1/databases"
@@ -51,20 +49,14 @@ def _batch(*events: dict[str, Any]) -> bytes:
 
 @pytest.fixture
 def limited(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
-    settings = Settings(
-        data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, reports_engine="off", max_body_bytes=SMALL_LIMIT
-    )
-    herald = build(settings, clock=clock, ids=IdSource(3))
-    yield herald
-    herald.close()
+    with herald_with(tmp_path / "data", clock, 3, max_body_bytes=SMALL_LIMIT) as herald:
+        yield herald
 
 
 @pytest.fixture
 async def small(limited: Herald) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(limited, run_processors=False))
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as c:
-        yield c
+    async with admin_client(limited) as client:
+        yield client
 
 
 async def _with_ann(api: httpx.AsyncClient, herald: Herald) -> None:

@@ -20,12 +20,18 @@ import httpx
 import pytest
 
 from herald.api.security_headers import TRACKER_CSP
-from herald.api.wiring import Herald, build
+from herald.api.wiring import Herald
 from herald.infra.clock import ManualClock
-from herald.infra.config import Settings
-from herald.infra.ids import IdSource
-from tests.conftest import ADMIN_TOKEN
-from tests.integration.test_email_end_to_end import Sink, html_of, ok, parsed, path_of, send_everything
+from tests.conftest import herald_with
+from tests.integration.test_email_end_to_end import (
+    Sink,
+    create_newsletter,
+    html_of,
+    ok,
+    parsed,
+    path_of,
+    send_everything,
+)
 from tests.smtp_sink import smtp_server
 
 HTML = (
@@ -75,29 +81,12 @@ def remote() -> Iterator[str]:
 
 @pytest.fixture
 def herald(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        admin_token=ADMIN_TOKEN,
-        reports_engine="off",
-        remote_allowed_networks=("127.0.0.0/8",),
-    )
-    app = build(settings, clock=clock, ids=IdSource(42))
-    yield app
-    app.close()
+    with herald_with(tmp_path / "data", clock, remote_allowed_networks=("127.0.0.0/8",)) as app:
+        yield app
 
 
 async def _setup(api: httpx.AsyncClient, herald: Herald, port: int, remote: str) -> str:
-    custom = [{"name": "plan", "title": "Plan", "type": "string"}]
-    await ok(await api.post("/api/v1/databases", json={"name": "Customers", "custom_fields": custom}), 201)
-    channel = {
-        "kind": "email",
-        "from_name": "Shop",
-        "from_email": "news@shop.example",
-        "list_id": "news.shop.example",
-    }
-    resource = {"name": "News", "database_ids": ["1"], "source_urls": ["https://shop.example"],
-                "default_tracking_domain": "trk.shop.example", "channels": [channel]}  # fmt: skip
-    await ok(await api.post("/api/v1/resources", json=resource), 201)
+    await create_newsletter(api)
     subscription = {"resource_id": "1", "channel": "email", "email": "ann@mail.example"}
     row = {"email": "ann@mail.example", "_fname": "Ann", "plan": "gold", "subscriptions": [subscription]}
     profile_id = (await ok(await api.post("/api/v1/databases/1/profiles/import", json={"rows": [row]})))[
