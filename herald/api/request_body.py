@@ -107,6 +107,7 @@ def _within_limits(document: Any, long_strings: bool) -> bool:
     depth = 1
     while level:
         deeper: list[Any] = []
+        push = deeper.append
         for container in level:
             if type(container) is dict:
                 if long_strings and any(len(key) > MAX_STRING_CHARS for key in container):
@@ -114,14 +115,14 @@ def _within_limits(document: Any, long_strings: bool) -> bool:
                 items = container.values()
             else:
                 items = container
-            for item in items:
+            for item in items:  # the commonest kinds first: this loop sees every value of the body
                 kind = type(item)
-                if kind is dict or kind is list:
-                    deeper.append(item)
-                elif kind is int:
-                    if not _INT64_MIN <= item <= _INT64_MAX:
+                if kind is str:
+                    if long_strings and len(item) > MAX_STRING_CHARS:
                         return False
-                elif kind is str and long_strings and len(item) > MAX_STRING_CHARS:
+                elif kind is dict or kind is list:
+                    push(item)
+                elif kind is int and not _INT64_MIN <= item <= _INT64_MAX:
                     return False
         if deeper and depth >= MAX_JSON_DEPTH:
             return False

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from herald.api.endpoints import Call, Endpoint
-from herald.domain.events import registry
+from herald.domain.events import UnknownEventType, registry
 from herald.infra.event_store import RecordedEvent
 
 
@@ -30,16 +30,21 @@ class StreamQuery(BaseModel):
 
 def event_json(e: RecordedEvent) -> dict[str, Any]:
     """The envelope as the API shows it, its data upcast to the type's current schema version."""
+    try:
+        schema_version = registry.event_class(e.type).schema_version
+        data = registry.upcast(e.type, e.schema_version, e.data)
+    except UnknownEventType:  # a type this build does not know (a newer one's): shown as stored
+        schema_version, data = e.schema_version, e.data
     return {
         "event_id": str(e.event_id),
         "stream": e.stream,
         "version": e.version,
         "position": e.position,
         "type": e.type,
-        "schema_version": registry.event_class(e.type).schema_version,
+        "schema_version": schema_version,
         "occurred_at": e.occurred_at.isoformat(),
         "recorded_at": e.recorded_at.isoformat(),
-        "data": registry.upcast(e.type, e.schema_version, e.data),
+        "data": data,
         "metadata": e.metadata,
     }
 
