@@ -83,10 +83,9 @@ class Endpoint:
     def body_limit(self, settings_limit: int) -> int:
         return self.max_body if self.max_body is not None else settings_limit
 
-    async def _body(self, request: Request, settings_limit: int) -> Any:
-        """The body as the handler takes it: a validated model, parsed JSON, bytes, or None."""
-        if not self.takes_body:
-            return None
+    async def _body(self, request: Request, herald: Herald) -> Any:
+        """The body as the handler takes it: a validated model, parsed JSON, or bytes."""
+        settings_limit = herald.settings.max_body_bytes
         if self.bytes_body is not None:
             if self.accepts is not None:
                 check_media_type(request, (self.bytes_body, *self.accepts))
@@ -115,7 +114,7 @@ class Endpoint:
         query = self.query.model_validate(dict(request.query_params)) if self.query else None
         if query is not None:
             check_json_limits(query.model_dump())  # an int past 64 bits would overflow SQLite
-        body = await self._body(request, herald.settings.max_body_bytes)
+        body = await self._body(request, herald) if self.takes_body else None
         context = CommandContext(
             actor=principal.actor,
             source="api",
