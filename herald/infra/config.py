@@ -46,6 +46,8 @@ class Settings:
     read_pixel_seconds: float = 10.0
     # The largest JSON request body taken (413 above it); file uploads have limits of their own.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Web push subscriptions with an http (not https) endpoint: only for local push services in tests.
+    allow_http_push_endpoints: bool = False
 
     @property
     def event_store_path(self) -> Path:

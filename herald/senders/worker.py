@@ -176,7 +176,7 @@ class EmailWorker:
     def prepare(self, queued: MessageQueued) -> tuple[OpenedSender, bytes, str, dl.RenderInputs]:
         """The sender (its secrets opened), the signed message bytes, the envelope sender of a queued
         message, and what it was rendered from (kept with the attempt: its web version renders it)."""
-        message, rendered_from = self.campaigns.render_queued(queued)
+        message, rendered_from = self.campaigns.render_to_send(queued)
         body = message.body
         assert isinstance(body, RenderedEmail)
         resource = self.campaigns.catalog.resource(queued.resource_id)

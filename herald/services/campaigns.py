@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -59,6 +60,7 @@ from herald.services.rendering import (
     MessageData,
     MessageRenderer,
     RenderedMessage,
+    ShortLinkUrls,
     SignedTrackingUrls,
     lead_of,
     subscription_of,
@@ -408,16 +410,24 @@ class CampaignService:
             campaign_name=settings.name,
             content=content,
         )
-        urls = SignedTrackingUrls(self.signer, tracking_base(resource), message_id)
+        urls = tracking_urls(self.signer, resource, message_id, channel)
         message = self.renderer.render(template_id, template.version, body, channel, data, urls)
         return template.version, message.fragment_versions
 
-    def render_queued(
-        self, queued: ms.MessageQueued, sent: RenderInputs | None = None
+    def render_queued(self, queued: ms.MessageQueued, sent: RenderInputs | None = None) -> RenderedMessage:
+        """A queued message rendered again; with `sent` (what an attempt was rendered from), the
+        message as it was sent: its web version. Either way the template version and data are the
+        queued ones, so the text, links and tokens are the same."""
+        return self._render_queued(queued, sent)[0]
+
+    def render_to_send(self, queued: ms.MessageQueued) -> tuple[RenderedMessage, RenderInputs]:
+        """A queued message rendered to be sent now, and what it was rendered from (kept with the
+        attempt, so `render_queued` can show it as sent)."""
+        return self._render_queued(queued, None)
+
+    def _render_queued(
+        self, queued: ms.MessageQueued, sent: RenderInputs | None
     ) -> tuple[RenderedMessage, RenderInputs]:
-        """A queued message rendered to be sent, and what it was rendered from; with `sent` (what an
-        attempt was rendered from), the message as it was sent: its web version. Either way the
-        template version and data are the queued ones, so the text, links and tokens are the same."""
         stream = profile_stream(queued.profile_id)
         if sent is None:
             loaded = self.aggregates.load(profile_decider, stream)
@@ -455,10 +465,12 @@ class CampaignService:
             campaign_name=campaign.settings.name if campaign.settings else "",
             content=queued.content,
         )
-        urls = SignedTrackingUrls(self.signer, tracking_base(resource), queued.message_id)
+        urls = tracking_urls(self.signer, resource, queued.message_id, channel)
         message = self.renderer.render(
             queued.template_id, queued.template_version, content, channel, data, urls, kept, fragments
         )
+        if isinstance(urls, ShortLinkUrls):
+            message = replace(message, short_links=dict(urls.shortened))
         inputs = RenderInputs(
             profile_version=loaded.version,
             fragment_versions=dict(message.fragment_versions),
@@ -699,6 +711,15 @@ class Lookups:
         if database_id not in self._databases:
             self._databases[database_id] = self._service.catalog.database(database_id).name
         return self._databases[database_id]
+
+
+def tracking_urls(
+    signer: TokenSigner, resource: Any, message_id: str, channel: Channel
+) -> SignedTrackingUrls:
+    """A message's tracker URLs on its resource's tracking domain; an SMS's clicks as short links, so
+    its length (and the parts it is sent in) is the length it is counted with when queued."""
+    kind = ShortLinkUrls if channel is Channel.SMS else SignedTrackingUrls
+    return kind(signer, tracking_base(resource), message_id)
 
 
 def tracking_base(resource: Any) -> str:

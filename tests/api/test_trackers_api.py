@@ -90,7 +90,7 @@ async def sent(api: httpx.AsyncClient, herald: Herald) -> Sent:
     assert launched.status_code == 200, launched.text
     herald.runtime.drain()
     message_id = next(e.data["message_id"] for e in herald.store.read_all() if e.type == "MessageQueued")
-    email = herald.campaigns.render_queued(herald.deliveries.queued(message_id))[0].body
+    email = herald.campaigns.render_queued(herald.deliveries.queued(message_id)).body
     assert isinstance(email, RenderedEmail)
     body = email.html
     images = [_path(src) for src in _IMAGE.findall(body)]
