@@ -70,7 +70,9 @@ class Endpoint:
     query: type[BaseModel] | None = None
     role: str = "write"  # "public" = no token (trackers, health)
     status: int = 200
-    raw_body: bool = False  # the handler gets the parsed JSON, unvalidated (batches validate row by row)
+    # the handler gets the parsed JSON, unvalidated (batches validate row by row; `body`, if given,
+    # only documents it)
+    raw_body: bool = False
     bytes_body: str | None = None  # the handler gets the body's bytes: its media type (documented)
     # bytes bodies: the media types taken besides `bytes_body` ("" for none given); None takes any
     accepts: tuple[str, ...] | None = ()
@@ -78,7 +80,7 @@ class Endpoint:
 
     @property
     def takes_body(self) -> bool:
-        return self.body is not None or self.bytes_body is not None
+        return self.body is not None or self.bytes_body is not None or self.raw_body
 
     def body_limit(self, settings_limit: int) -> int:
         return self.max_body if self.max_body is not None else settings_limit
@@ -93,10 +95,12 @@ class Endpoint:
         check_media_type(request, JSON_MEDIA_TYPES)
         raw = await read_body(request, self.body_limit(settings_limit))
         document = parse_json(raw)
+        if self.raw_body:
+            return document
         assert self.body is not None
         # validated from the text, not the parsed document: JSON-mode validation is what the models
         # (and their error messages) are written for
-        return document if self.raw_body else self.body.model_validate_json(raw)
+        return self.body.model_validate_json(raw)
 
     def route(self, herald: Herald) -> Route:
         async def endpoint(request: Request) -> Response:
