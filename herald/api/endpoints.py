@@ -74,7 +74,7 @@ class Endpoint:
     # only documents it)
     raw_body: bool = False
     bytes_body: str | None = None  # the handler gets the body's bytes: its media type (documented)
-    # bytes bodies: the media types taken besides `bytes_body` ("" for none given); None takes any
+    # media types taken besides `bytes_body`, or besides JSON's for a JSON body; None takes any
     accepts: tuple[str, ...] | None = ()
     max_body: int | None = None  # bytes; None: the settings' `max_body_bytes`
 
@@ -92,7 +92,8 @@ class Endpoint:
             if self.accepts is not None:
                 check_media_type(request, (self.bytes_body, *self.accepts))
             return await read_body(request, self.body_limit(settings_limit))
-        check_media_type(request, JSON_MEDIA_TYPES)
+        if self.accepts is not None:
+            check_media_type(request, (*JSON_MEDIA_TYPES, *self.accepts))
         raw = await read_body(request, self.body_limit(settings_limit))
         document = parse_json(raw)
         if self.raw_body:

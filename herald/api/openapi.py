@@ -95,7 +95,8 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             op["responses"]["415"] = _error_response("the body's media type is not one this endpoint takes")
     if endpoint.body is not None or endpoint.raw_body:
         schema = _schema_ref(endpoint.body, components) if endpoint.body is not None else {"type": "object"}
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        media = ("application/json", *(endpoint.accepts or ()))  # other labels it takes the JSON under
+        op["requestBody"] = {"required": True, "content": {m: {"schema": schema} for m in media}}
     if endpoint.bytes_body is not None:
         media = (endpoint.bytes_body, *(endpoint.accepts or ()))
         op["requestBody"] = {
