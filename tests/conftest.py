@@ -53,7 +53,21 @@ def herald(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
 
 
 @pytest.fixture
+def reporting(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
+    """A Herald like `herald`'s with the embedded report store (chDB) on: drain `reports_runtime` too."""
+    with herald_with(tmp_path / "data", clock, reports_engine="chdb") as app:
+        yield app
+
+
+@pytest.fixture
 async def api(herald: Herald) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the app; processors do not run by themselves: call `herald.runtime.drain()`."""
     async with admin_client(herald) as client:
+        yield client
+
+
+@pytest.fixture
+async def reporting_api(reporting: Herald) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app over `reporting`."""
+    async with admin_client(reporting) as client:
         yield client

@@ -45,7 +45,7 @@ from herald.senders.smtp import SmtpOutcome, SmtpPool, SmtpRelay
 from herald.services.aggregates import Aggregates, CommandContext
 from herald.services.campaigns import CampaignService, tracking_base
 from herald.services.deliveries import DeliveryService
-from herald.services.rendering import RenderedEmail, SignedTrackingUrls
+from herald.services.rendering import RenderedEmail, SignedTrackingUrls, as_sent
 from herald.services.senders import OpenedSender, SenderService
 
 log = logging.getLogger(__name__)
@@ -177,15 +177,15 @@ class EmailWorker:
         """The sender (its secrets opened), the signed message bytes, the envelope sender of a queued
         message, and what it was rendered from (kept with the attempt: its web version renders it)."""
         message, rendered_from = self.campaigns.render_to_send(queued)
-        body = message.body
-        assert isinstance(body, RenderedEmail)
+        assert isinstance(message.body, RenderedEmail)
         resource = self.campaigns.catalog.resource(queued.resource_id)
         email = next((c for c in resource.channels.values() if isinstance(c, EmailSettings)), None)
         if email is None or resource.settings is None:
             raise NotFound(f"resource {queued.resource_id} has no email channel", "resource_id")
+        body = as_sent(message.body, email)
         target = sd.route(self._rules(queued), queued.contact, queued.message_id)
         sender = self.senders.for_sending(target.sender_id)
-        from_email = body.from_email or email.from_email
+        from_email = body.from_email
         tracking = SignedTrackingUrls(self.campaigns.signer, tracking_base(resource), queued.message_id)
         policy = resource.unsubscribe_policy
         data = build_email(
@@ -193,13 +193,13 @@ class EmailWorker:
             domain=from_email.rpartition("@")[2],
             date=self.clock.now(),
             from_email=from_email,
-            from_name=target.from_name or body.from_name or email.from_name,
+            from_name=target.from_name or body.from_name,
             to_email=queued.contact,
             subject=body.subject,
             text=body.text,
             html=body.html,
-            reply_to_email=body.reply_to_email or (email.reply_to_email or ""),
-            reply_to_name=body.reply_to_name or email.reply_to_name,
+            reply_to_email=body.reply_to_email,
+            reply_to_name=body.reply_to_name,
             attachments=[attachment_from_rendered(a, self.read_file) for a in body.attachments],
             unsubscribe_url="" if policy.list_unsubscribe_disabled else tracking.system("unsubscribe"),
             list_id=email.list_id,
