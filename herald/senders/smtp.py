@@ -52,11 +52,18 @@ _ENVELOPE_ADDRESS = re.compile(r"^[^\s<>@\"]+@[^\s<>@\"]+$")
 
 @dataclass(frozen=True, slots=True)
 class SmtpOutcome:
-    """What came of one message: delivered, soft/hard bounce (4xx/5xx) or failed; the reply code and text."""
+    """What came of one message: delivered, soft/hard bounce (4xx/5xx) or failed; the reply code and text.
+
+    `address_gone`: a hard bounce that says the address itself is dead (RFC 3463 x.1.1 no such
+    mailbox, x.1.2/x.1.10 no such domain, x.1.3 bad syntax, x.1.6 moved, x.2.1 disabled; without
+    an enhanced code, a 550/551/553 to RCPT), not a refusal of this message (x.7.* policy, spam).
+    `maybe_sent`: failed after the final dot left, so the relay may have taken the message."""
 
     kind: OutcomeKind
     code: int
     text: str
+    address_gone: bool = False
+    maybe_sent: bool = False
 
 
 class SmtpRelay(BaseModel):
@@ -93,6 +100,13 @@ class SmtpRelay(BaseModel):
         )
 
 
+class _Unconfirmed(Exception):
+    """The final dot left and no reply came: the relay may have the message."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error) or type(error).__name__)
+
+
 class _Stale(Exception):
     """MAIL FROM found the connection closed, or closing (421): the message was not handed over."""
 
@@ -118,7 +132,7 @@ class SmtpPool:
         self.relay = relay
         self._slots = asyncio.Semaphore(size)
         self._idle: list[aiosmtplib.SMTP] = []  # connected clients no send holds; at most `size` exist
-        self._rate = SendRate(rate_per_second, clock, sleep) if rate_per_second is not None else None
+        self.rate = SendRate(rate_per_second, clock, sleep) if rate_per_second is not None else None
         self._closed = False
 
     async def send(
@@ -133,8 +147,8 @@ class SmtpPool:
             client = self._idle.pop() if self._idle else self.relay.client()
             done = False
             try:
-                if self._rate is not None:
-                    await self._rate.acquire()
+                if self.rate is not None:
+                    await self.rate.acquire()
                 outcome = await self._deliver(client, envelope_from, recipient, data, before_commit)
                 done = True
                 return outcome
@@ -178,6 +192,9 @@ class SmtpPool:
         except _Stale as stale:
             client.close()
             return stale.outcome
+        except _Unconfirmed as lost:
+            client.close()
+            return SmtpOutcome("failed", 0, str(lost), maybe_sent=True)
         except aiosmtplib.SMTPResponseException as refused:  # greeting, EHLO, STARTTLS or AUTH refused
             client.close()
             return SmtpOutcome("failed", refused.code, refused.message)
@@ -218,11 +235,11 @@ async def _transaction(
         return await _reset(client, SmtpOutcome("failed", mailed.code, mailed.message))
     named = await _command(client, b"RCPT TO:<" + recipient.encode() + b">")
     if not 200 <= named.code < 300:  # 252 ("cannot verify, will try") goes on
-        return await _reset(client, _by_code(named.code, named.message))
+        return await _reset(client, _by_code(named.code, named.message, at_rcpt=True))
     try:
         accepted = await _data(client, data, before_commit)
     except aiosmtplib.SMTPDataError as refused:
-        return await _reset(client, _by_code(refused.code, refused.message))
+        return await _reset(client, _by_code(refused.code, refused.message, at_rcpt=False))
     return SmtpOutcome("delivered", accepted.code, accepted.message)
 
 
@@ -268,7 +285,10 @@ async def _data(
                 before_commit()
             protocol._response_pending = True
             protocol.write(body + b".\r\n")
-            done = await protocol.read_response(timeout=client.timeout)
+            try:
+                done = await protocol.read_response(timeout=client.timeout)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as lost:
+                raise _Unconfirmed(lost) from None
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
         raise
@@ -308,10 +328,24 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
         client.close()
 
 
-def _by_code(code: int, text: str) -> SmtpOutcome:
+def _by_code(code: int, text: str, at_rcpt: bool) -> SmtpOutcome:
     """The outcome a reply to the recipient's own stage means: 2xx, 4xx, 5xx; anything else failed."""
     kinds: dict[int, OutcomeKind] = {2: "delivered", 4: "soft_bounce", 5: "hard_bounce"}
-    return SmtpOutcome(kinds.get(code // 100, "failed"), code, text)
+    kind = kinds.get(code // 100, "failed")
+    return SmtpOutcome(
+        kind, code, text, address_gone=kind == "hard_bounce" and _address_gone(code, text, at_rcpt)
+    )
+
+
+def _address_gone(code: int, text: str, at_rcpt: bool) -> bool:
+    status = _ENHANCED.match(text)
+    if status is None:
+        return at_rcpt and code in (550, 551, 553)
+    return (status.group(1), status.group(2)) in _GONE
+
+
+_ENHANCED = re.compile(r"\s*[245]\.(\d{1,3})\.(\d{1,3})\b")  # RFC 3463: class.subject.detail
+_GONE = {("1", "1"), ("1", "2"), ("1", "3"), ("1", "6"), ("1", "10"), ("2", "1")}
 
 
 def _check_address(address: str, name: str) -> None:

@@ -1,4 +1,5 @@
-"""The channel gateway contract: every gateway, against its local server speaking the real protocol.
+"""The channel gateway contract: every gateway (SMTP email, SMPP and BulkSMS, Telegram, FCM, APNs, web
+push), against its local server speaking the real protocol.
 
 Each rig starts the provider's server, builds the gateway against it and says which address makes
 the server answer how ("ok", "gone", "invalid", "throttle", "down"). Exactly-once across a worker
@@ -9,31 +10,41 @@ anything leaves, and that a resend carries the same idempotency key where the pr
 from __future__ import annotations
 
 import asyncio
+import email
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import dkim as dkimpy
 import pytest
 
 from herald.senders.apns import ApnsGateway
 from herald.senders.bulksms import BulkSmsGateway, BulkSmsSettings, parse_reports
+from herald.senders.dkim import DkimKey, generate_key
 from herald.senders.fcm import FcmGateway, FcmSettings, ServiceAccount
 from herald.senders.gateway import (
     Accepted,
     ChannelGateway,
     DeliveryReport,
+    EmailParts,
     Outbound,
     PermanentFailure,
     TemporaryFailure,
 )
 from herald.senders.rate import SendRate
 from herald.senders.smpp import SmppGateway, SmppSettings
+from herald.senders.smtp import SmtpRelay
+from herald.senders.smtp_gateway import SmtpGateway
 from herald.senders.telegram import TelegramGateway, TelegramSettings
 from herald.senders.webpush import WebPushGateway, WebPushSettings
 from tests import channel_servers as cs
 from tests.smsc import Smsc, smsc_server
+from tests.smtp_sink import smtp_server
 
 
 @dataclass
@@ -46,6 +57,10 @@ class Rig:
     knows_gone: bool  # the provider says when an address no longer exists
     reports: list[DeliveryReport] = field(default_factory=list)
     report_for: Callable[[str], Any] | None = None  # make the provider report on an accepted id
+    form: Callable[[Outbound], Outbound] = lambda message: message  # the message in the channel's form
+
+    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> Any:
+        return await self.gateway.send(self.form(message), before_commit)
 
 
 def outbound(message_id: str, address: str, text: str = "Hello from Herald") -> Outbound:
@@ -170,7 +185,69 @@ async def webpush_rig(_: Path) -> AsyncIterator[Rig]:
         )
 
 
+@dataclass
+class _Mailbox:
+    """An aiosmtpd handler answering by the recipient's local part, keeping what it accepts."""
+
+    received: list[EmailMessage] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    at_rcpt: ClassVar[dict[str, str]] = {
+        "gone": "550 5.1.1 No such user here",
+        "throttle": "451 4.7.1 Too many messages, slow down",
+        "down": "451 4.3.0 Temporary local problem",
+    }
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        answer = self.at_rcpt.get(address.split("@")[0])
+        if answer is None:
+            envelope.rcpt_tos.append(address)
+        return answer or "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if any(r.startswith("invalid@") for r in envelope.rcpt_tos):
+            return "554 5.7.1 Message refused"
+        self.raw.append(envelope.content)
+        parsed = email.message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.received.append(parsed)
+        return "250 2.0.0 Ok: queued as Q1A2B3"
+
+
+@asynccontextmanager
+async def smtp_rig(_: Path) -> AsyncIterator[Rig]:
+    mailbox = _Mailbox()
+    private, record = generate_key(1024)
+    key = DkimKey("s1", "herald.test", private)
+    with smtp_server(mailbox) as port:
+        relay = SmtpRelay(host="127.0.0.1", port=port, starttls=False, local_hostname="herald.test")
+        sent = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+        def form(message: Outbound) -> Outbound:
+            parts = EmailParts(
+                subject=message.title, text=message.text, from_email="news@herald.test", date=sent
+            )
+            return replace(message, email=parts)
+
+        def content(received: EmailMessage) -> str:
+            signed = mailbox.raw[mailbox.received.index(received)]
+            assert dkimpy.verify(signed, dnsfunc=lambda name, timeout=5: record.encode())
+            body = received.get_body(("plain",))
+            assert body is not None
+            return str(body.get_content()).rstrip("\r\n")
+
+        yield Rig(
+            SmtpGateway(relay, dkim=key),
+            lambda b: f"{b}@example.org",
+            lambda: mailbox.received,
+            content,
+            has_key=True,
+            knows_gone=True,
+            form=form,
+        )
+
+
 RIGS = {
+    "smtp": smtp_rig,
     "smpp": smpp_rig,
     "bulksms": bulksms_rig,
     "telegram": telegram_rig,
@@ -190,34 +267,34 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
 
 
 async def test_a_message_is_accepted_and_arrives_as_sent(rig: Rig) -> None:
-    outcome = await rig.gateway.send(outbound("m-1", rig.addresses("ok"), "Привет, Анна! Новая коллекция"))
+    outcome = await rig.send(outbound("m-1", rig.addresses("ok"), "Привет, Анна! Новая коллекция"))
     assert isinstance(outcome, Accepted) and outcome.provider_ids and all(outcome.provider_ids)
     assert [rig.content(r) for r in rig.received()] == ["Привет, Анна! Новая коллекция"]
 
 
 @pytest.mark.parametrize("behaviour", ["throttle", "down"])
 async def test_throttling_and_provider_errors_are_temporary(rig: Rig, behaviour: str) -> None:
-    outcome = await rig.gateway.send(outbound("m-2", rig.addresses(behaviour)))
+    outcome = await rig.send(outbound("m-2", rig.addresses(behaviour)))
     assert isinstance(outcome, TemporaryFailure), outcome
     assert not outcome.maybe_sent  # the provider answered: it did not take the message
 
 
 async def test_a_refused_message_is_a_permanent_failure(rig: Rig) -> None:
-    outcome = await rig.gateway.send(outbound("m-3", rig.addresses("invalid")))
+    outcome = await rig.send(outbound("m-3", rig.addresses("invalid")))
     assert isinstance(outcome, PermanentFailure) and not outcome.address_gone, outcome
 
 
 async def test_an_address_that_no_longer_exists_says_so(rig: Rig) -> None:
     if not rig.knows_gone:
-        assert isinstance(await rig.gateway.send(outbound("m-4", rig.addresses("ok"))), Accepted)
+        assert isinstance(await rig.send(outbound("m-4", rig.addresses("ok"))), Accepted)
         return  # BulkSMS says so only in a later delivery report, never at submission
-    outcome = await rig.gateway.send(outbound("m-4", rig.addresses("gone")))
+    outcome = await rig.send(outbound("m-4", rig.addresses("gone")))
     assert isinstance(outcome, PermanentFailure) and outcome.address_gone, outcome
 
 
 async def test_the_commit_mark_comes_before_anything_leaves(rig: Rig) -> None:
     seen_at_commit: list[int] = []
-    outcome = await rig.gateway.send(
+    outcome = await rig.send(
         outbound("m-5", rig.addresses("ok")), before_commit=lambda: seen_at_commit.append(len(rig.received()))
     )
     assert isinstance(outcome, Accepted)
@@ -239,7 +316,7 @@ async def test_the_gateway_keeps_to_its_rate(rig: Rig) -> None:
         starts.append(now[0])
 
     rig.gateway.rate.acquire = counted  # type: ignore[method-assign]
-    outcomes = [await rig.gateway.send(outbound(f"r-{i}", rig.addresses("ok"))) for i in range(7)]
+    outcomes = [await rig.send(outbound(f"r-{i}", rig.addresses("ok"))) for i in range(7)]
     assert all(isinstance(o, Accepted) for o in outcomes)
     assert starts == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0]
     assert len(rig.received()) == 7
@@ -247,9 +324,9 @@ async def test_the_gateway_keeps_to_its_rate(rig: Rig) -> None:
 
 async def test_a_resend_carries_the_same_idempotency_key(rig: Rig) -> None:
     first = outbound("resent-1", rig.addresses("ok"))
-    await rig.gateway.send(first)
-    await rig.gateway.send(first)
-    await rig.gateway.send(outbound("other-1", rig.addresses("ok")))
+    await rig.send(first)
+    await rig.send(first)
+    await rig.send(outbound("other-1", rig.addresses("ok")))
     keys = [_key(r) for r in rig.received()]
     if not rig.has_key:  # Telegram: nothing on the wire can say "the same message"
         assert keys == [None, None, None]
@@ -258,7 +335,7 @@ async def test_a_resend_carries_the_same_idempotency_key(rig: Rig) -> None:
 
 
 async def test_delivery_reports_come_back(rig: Rig) -> None:
-    outcome = await rig.gateway.send(outbound("dlr-1", rig.addresses("ok")))
+    outcome = await rig.send(outbound("dlr-1", rig.addresses("ok")))
     assert isinstance(outcome, Accepted)
     if not rig.gateway.reports_delivery:
         return  # push and Telegram have no delivery reports: push is acknowledged by the ack link
@@ -275,6 +352,8 @@ async def test_delivery_reports_come_back(rig: Rig) -> None:
 def _key(received: Any) -> Any:
     if hasattr(received, "user_message_reference"):  # an SMPP submit
         return (received.udh[3:4] or None, received.user_message_reference)
+    if isinstance(received, EmailMessage):
+        return received["Message-ID"]
     return received.key
 
 
