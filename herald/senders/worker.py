@@ -152,12 +152,26 @@ class EmailWorker:
 
     def _record(self, message_id: str, sender: sd.SenderState, outcome: SmtpOutcome) -> None:
         assert sender.settings is not None
-        deadline = timedelta(hours=sender.settings.retry_deadline_hours)
-        kind = "soft_bounce" if outcome.kind == "failed" else outcome.kind
         now = self.clock.now()
-        command = dl.RecordSmtpOutcome(kind, outcome.code, outcome.text, sender.sender_id, deadline, now)
+        command: dl.DeliveryCommand
+        if outcome.kind == "delivered":
+            command = dl.RecordAcceptance(
+                (message_id,), outcome.code, outcome.text, sender.sender_id, None, now
+            )
+        else:
+            deadline = timedelta(hours=sender.settings.retry_deadline_hours)
+            permanent = outcome.kind == "hard_bounce"
+            command = dl.RecordSendFailure(
+                permanent,
+                outcome.code,
+                outcome.text,
+                sender.sender_id,
+                deadline,
+                now,
+                maybe_sent=outcome.maybe_sent,
+            )
         self.deliveries.execute(message_id, command, WORKER)
-        if outcome.kind == "hard_bounce":
+        if outcome.address_gone:
             self.deliveries.hard_bounced(message_id, now)
 
     def _stopped(self, queued: MessageQueued) -> str:

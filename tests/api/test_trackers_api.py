@@ -159,7 +159,7 @@ async def test_hits_right_after_the_delivery_are_prefetches(
 ) -> None:
     deliveries = herald.deliveries
     deliveries.execute(sent.message_id, dl.StartAttempt("smtp-1", clock.now()))
-    outcome = dl.RecordSmtpOutcome("delivered", 250, "ok", "smtp-1", timedelta(hours=48), clock.now())
+    outcome = dl.RecordAcceptance((sent.message_id,), 250, "ok", "smtp-1", None, clock.now())
     deliveries.execute(sent.message_id, outcome)
     clock.advance(timedelta(seconds=1))
     await api.get(sent.open, headers={"User-Agent": UA})
