@@ -118,7 +118,8 @@ def _herald(messages: int, port: int, connections: int) -> tuple[float, list[byt
         herald.runtime.drain()
         assert herald.projections.send_queue.waiting() == 0
         queued = [e.data["message_id"] for e in herald.store.read_all(1) if e.type == "MessageQueued"]
-        sent = [herald.email.prepare(herald.deliveries.queued(m))[1] for m in queued]
+        now = herald.clock.now()
+        sent = [herald.email.channel.wire(herald.deliveries.queued(m), now) for m in queued]
         return messages / elapsed, sent
 
 

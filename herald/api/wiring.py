@@ -26,6 +26,11 @@ from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.messages.deliveries import DeliveryService
+from herald.messages.email import EmailChannel
+from herald.messages.queued import QueuedMessages
+from herald.messages.rendering import MessageRenderer, current_fragments
+from herald.messages.worker import MessageWorker
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.runtime import InProcessRuntime, Reactor
@@ -47,15 +52,12 @@ from herald.reports import report_registry
 from herald.reports.base import Report
 from herald.senders.inbound_smtp import InboundServer
 from herald.senders.webpush import generate_vapid_key
-from herald.senders.worker import EmailWorker
 from herald.services.aggregates import Aggregates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
-from herald.services.deliveries import DeliveryService
 from herald.services.device_subscriptions import DeviceSubscriptions
 from herald.services.inbound import InboundService
 from herald.services.profiles import ProfileService
-from herald.services.rendering import MessageRenderer
 from herald.services.segment_members import (
     FetchedSets,
     InProcessMembers,
@@ -67,7 +69,7 @@ from herald.services.segment_urls import opened_url
 from herald.services.segments import ProfilesForEvaluation, SegmentService, StoredSegments
 from herald.services.senders import SenderService
 from herald.services.sending_policies import SendingPolicyService
-from herald.services.templates import TemplateService, current_fragments
+from herald.services.templates import TemplateService
 from herald.services.tokens import TokenService
 from herald.services.tracking import TrackingService
 
@@ -129,7 +131,8 @@ class Herald:
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
-    email: EmailWorker
+    queued: QueuedMessages  # queued messages rendered to be sent, or as they were sent
+    email: MessageWorker
     device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
     box: SecretBox  # seals and opens the secrets stored in the log
@@ -293,7 +296,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         segments,
     )
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
-    deliveries = DeliveryService(catalog)
+    deliveries = DeliveryService(aggregates, catalog)
+    queued = QueuedMessages(aggregates, catalog, renderer, signer)
+    email = EmailChannel(queued, catalog, senders, signer)
     runtime = InProcessRuntime(
         store,
         SqliteCheckpoints(projections.profiles.conn),
@@ -325,7 +330,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         deliveries=deliveries,
         senders=senders,
         inbound=InboundService(deliveries),
-        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, senders, clock),
+        queued=queued,
+        email=MessageWorker(email, aggregates, projections.send_queue, deliveries, clock),
         device_subscriptions=DeviceSubscriptions(
             catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
         ),

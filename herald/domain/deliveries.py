@@ -308,6 +308,7 @@ class DeliveryState:
     await_until: datetime | None = None
     accepted_by: str = ""  # the sender that accepted it
     not_delivered_reason: str = ""
+    queued: MessageQueued | None = None  # the message as it was queued: what a sender renders it from
 
     @property
     def sendable(self) -> bool:
@@ -721,7 +722,9 @@ def _counts_unique(state: DeliveryState, action: str, at: datetime) -> bool:
 
 def evolve(state: DeliveryState, event: Event) -> DeliveryState:
     if isinstance(event, MessageQueued):
-        return DeliveryState(event.message_id, MessageRef.of(event), event.at, event.due_at, "queued")
+        return DeliveryState(
+            event.message_id, MessageRef.of(event), event.at, event.due_at, "queued", queued=event
+        )
     if isinstance(event, MessageSendAttempted):
         first = state.first_attempt_at or event.at
         return replace(state, status="attempting", attempts=event.attempt, first_attempt_at=first)

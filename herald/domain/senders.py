@@ -247,6 +247,15 @@ def virtual_sender_stream(virtual_sender_id: str) -> str:
     return f"vsender-{virtual_sender_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedSender:
+    """A sender with its secrets opened, for the moment they are used (the SMTP login, DKIM)."""
+
+    state: SenderState
+    password: str = field(repr=False)
+    dkim_private_key: str = field(repr=False)
+
+
 def route(rules: tuple[RouteRule, ...], recipient: str, message_id: str) -> RouteTarget:
     """The sender (and From-name override) a message to `recipient` goes through."""
     domain = recipient.rpartition("@")[2].lower()

@@ -101,7 +101,9 @@ class Aggregates:
             self._cache.move_to_end(key)
             return cached
         state = decider.fold((self.decode(e) for e in events), cached.state if cached else None)
-        loaded = Loaded(stream, state, events[-1].version if events else 0)
+        return self._remember(key, Loaded(stream, state, events[-1].version if events else 0))
+
+    def _remember(self, key: tuple[int, str], loaded: Loaded[S]) -> Loaded[S]:
         self._cache[key] = loaded
         self._cache.move_to_end(key)
         if len(self._cache) > self._cache_size:
@@ -164,6 +166,21 @@ class Aggregates:
                 continue
             return Outcome(stream, tuple(e.event_id for e in envelopes), result.stream_version, tuple(events))
         raise WrongExpectedVersion(stream, ANY, self.store.stream_version(stream))
+
+    def execute_on(
+        self, decider: Decider[Any, S], loaded: Loaded[S], command: Any, context: CommandContext
+    ) -> Loaded[S]:
+        """Decide `command` on `loaded` (the caller's current view, read or made by its last
+        command) and append expecting its version: the stream's new state, with no read of it.
+        WrongExpectedVersion when the stream moved on since."""
+        events = list(decider.decide(command, loaded.state))
+        if not events:
+            return loaded
+        result = self.store.append(
+            loaded.stream, self.new_events(loaded.stream, events, context), loaded.version
+        )
+        made = Loaded(loaded.stream, decider.fold(events, loaded.state), result.stream_version)
+        return self._remember((id(decider), loaded.stream), made)
 
     def execute_request(
         self, decider: Decider[Any, S], stream: str, command: Any, request_id: str, actor: str

@@ -261,7 +261,8 @@ def _filename(name: str) -> str:
     if name.isascii() and len(name) <= _LONGEST_WORD and "=?" not in name:  # clients decode =?..?= in it
         return f"filename={name}" if _TOKEN_SAFE.match(name) else f'filename="{_quoted(name)}"'
     encoded = "utf-8''" + percent_quote(name, safe="")
-    pieces, start = [], 0
+    pieces: list[str] = []
+    start = 0
     while start < len(encoded):
         end = min(start + 60, len(encoded))
         if "%" in encoded[end - 2 : end]:  # never cut a %XX escape
@@ -352,27 +353,30 @@ def _encoded_words(text: str) -> str:
     data = text.encode("utf-8")
     q_length = sum(len(_Q_BYTE[b]) for b in data)
     b_length = (len(data) + 2) // 3 * 4
-    words: list[str] = []
-    if q_length <= b_length:
-        current = ""
-        for char in text:
-            encoded = "".join(_Q_BYTE[b] for b in char.encode("utf-8"))
-            if len(current) + len(encoded) > _ENCODED_WORD_TEXT:
-                words.append(f"=?utf-8?q?{current}?=")
-                current = ""
-            current += encoded
-        words.append(f"=?utf-8?q?{current}?=")
-        return " ".join(words)
+    return " ".join(_q_words(text) if q_length <= b_length else _b_words(text))
+
+
+def _q_words(text: str) -> list[str]:
+    words, current = [], ""
+    for char in text:
+        encoded = "".join(_Q_BYTE[b] for b in char.encode("utf-8"))
+        if len(current) + len(encoded) > _ENCODED_WORD_TEXT:
+            words.append(f"=?utf-8?q?{current}?=")
+            current = ""
+        current += encoded
+    return [*words, f"=?utf-8?q?{current}?="]
+
+
+def _b_words(text: str) -> list[str]:
     room = _ENCODED_WORD_TEXT // 4 * 3  # bytes whose base64 fits one encoded word
-    chunk = b""
+    words, chunk = [], b""
     for char in text:
         encoded = char.encode("utf-8")
         if len(chunk) + len(encoded) > room:
             words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode()}?=")
             chunk = b""
         chunk += encoded
-    words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode()}?=")
-    return " ".join(words)
+    return [*words, f"=?utf-8?b?{base64.b64encode(chunk).decode()}?="]
 
 
 def _mailbox(name: str, email: str, path: str) -> str:

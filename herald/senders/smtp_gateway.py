@@ -57,42 +57,43 @@ class SmtpGateway:
     def rate(self, rate: SendRate | None) -> None:
         self.pool.rate = rate
 
-    def wire(self, message: Outbound) -> tuple[str, bytes]:
-        """The envelope sender and the signed bytes `message` goes out as."""
-        parts = message.email
-        if parts is None:
-            raise ValueError("an email gateway sends emails: the message has no email parts")
-        date = parts.date or datetime.now(UTC)
-        data = build_email(
-            message_id=message.message_id,
-            domain=parts.from_email.rpartition("@")[2],
-            date=date,
-            from_email=parts.from_email,
-            from_name=parts.from_name,
-            to_email=message.address,
-            to_name=parts.to_name,
-            subject=parts.subject,
-            text=parts.text,
-            html=parts.html,
-            reply_to_email=parts.reply_to_email,
-            reply_to_name=parts.reply_to_name,
-            attachments=parts.attachments,
-            unsubscribe_url=parts.unsubscribe_url,
-            list_id=parts.list_id,
-            list_name=parts.list_name,
-            feedback_id=parts.feedback_id,
-        )
-        if self.dkim is not None:
-            data = sign(data, self.dkim, at=date)
-        return parts.envelope_from or parts.from_email, data
-
     async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
-        envelope_from, data = self.wire(message)
+        envelope_from, data = wire(message, self.dkim)
         outcome = await self.pool.send(envelope_from, message.address, data, before_commit)
         return _as_sent(message.message_id, outcome)
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def wire(message: Outbound, dkim: DkimKey | None) -> tuple[str, bytes]:
+    """The envelope sender and the bytes an email goes out as: MIME, signed with `dkim` when given."""
+    parts = message.email
+    if parts is None:
+        raise ValueError("an email gateway sends emails: the message has no email parts")
+    date = parts.date or datetime.now(UTC)
+    data = build_email(
+        message_id=message.message_id,
+        domain=parts.from_email.rpartition("@")[2],
+        date=date,
+        from_email=parts.from_email,
+        from_name=parts.from_name,
+        to_email=message.address,
+        to_name=parts.to_name,
+        subject=parts.subject,
+        text=parts.text,
+        html=parts.html,
+        reply_to_email=parts.reply_to_email,
+        reply_to_name=parts.reply_to_name,
+        attachments=parts.attachments,
+        unsubscribe_url=parts.unsubscribe_url,
+        list_id=parts.list_id,
+        list_name=parts.list_name,
+        feedback_id=parts.feedback_id,
+    )
+    if dkim is not None:
+        data = sign(data, dkim, at=date)
+    return parts.envelope_from or parts.from_email, data
 
 
 def _as_sent(message_id: str, outcome: SmtpOutcome) -> SendOutcome:

@@ -20,8 +20,8 @@ from herald.domain import deliveries as dl
 from herald.domain.errors import NotFound
 from herald.domain.inbound_mail import InboundMailKept, inbound_stream
 from herald.infra.event_store import NewEvent
+from herald.messages.deliveries import DeliveryService
 from herald.senders.inbound import Bounce, Complaint, NotReport, Unparsed, parse_inbound
-from herald.services.deliveries import DeliveryService
 
 MAX_KEPT_BYTES = 256 * 1024
 

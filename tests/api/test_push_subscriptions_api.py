@@ -16,9 +16,9 @@ import pytest
 from herald.api.app import create_app
 from herald.api.wiring import Herald
 from herald.domain.resources import PushPlatform, PushProvider, PushSettings, UpdateChannel
+from herald.messages.rendering import SignedTrackingUrls
 from herald.senders.gateway import Accepted, Outbound
 from herald.senders.webpush import WebPushGateway, WebPushSettings, public_key_of
-from herald.services.rendering import SignedTrackingUrls
 from tests import channel_servers as cs
 from tests.builders import (
     RESOURCE,
@@ -96,7 +96,7 @@ async def email_opened_in(browser: httpx.AsyncClient, api: httpx.AsyncClient, he
     message_id = await launched_message(
         api, herald, "email", {"email": {"subject": "Hi", "html": "<p>Hi</p>"}}
     )
-    html = herald.campaigns.render_queued(herald.deliveries.queued(message_id)).body.html  # type: ignore[union-attr]
+    html = herald.queued.render_queued(herald.deliveries.queued(message_id)).body.html  # type: ignore[union-attr]
     pixel = re.search(r'src="https://trk\.example\.com(/t/open/[^"]+)"', html)
     assert pixel is not None
     opened = await browser.get(
@@ -235,7 +235,7 @@ async def test_a_subscribed_browser_gets_the_push_decrypted_and_it_reports_deliv
         assert subscribed.status_code == 200, subscribed.text
         push = {"push": {"title": "Hi {lead._fname}", "body": "New in store"}}
         queued = herald.deliveries.queued(await launched_message(api, herald, "push", push))
-        rendered = herald.campaigns.render_queued(queued).body
+        rendered = herald.queued.render_queued(queued).body
         links = SignedTrackingUrls(herald.signer, "https://trk.example.com", queued.message_id).push_links()
         gateway = WebPushGateway(
             WebPushSettings(vapid_private_key=herald.vapid_private_key, subject="mailto:o@e.com")

@@ -38,7 +38,7 @@ async def sent_sms(api: httpx.AsyncClient, herald: Herald, gateway: SmppGateway)
     await import_rows(api, rows)
     message_id = await launched_message(api, herald, "sms", {"sms": {"body": "Привет! " * 16}})
     queued = herald.deliveries.queued(message_id)
-    text = herald.campaigns.render_queued(queued).body.body  # type: ignore[union-attr]
+    text = herald.queued.render_queued(queued).body.body  # type: ignore[union-attr]
     now = herald.clock.now
     herald.deliveries.execute(message_id, dl.StartAttempt(SENDER, now()))
     outcome = await gateway.send(

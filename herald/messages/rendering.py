@@ -34,10 +34,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from herald.domain import fragments
 from herald.domain import links as lk
 from herald.domain.email_body import inline_css, insert_open_pixel, text_block, tidy_text
+from herald.domain.events import registry
 from herald.domain.profiles import ProfileState
-from herald.domain.resources import EmailSettings
+from herald.domain.resources import EmailSettings, ResourceState
 from herald.domain.sms import add_http_to_links, sms_length
 from herald.domain.subscriptions import Subscription
 from herald.domain.templates import (
@@ -50,6 +52,7 @@ from herald.domain.templates import (
 )
 from herald.domain.templating import CompiledTemplate, RenderContext, TemplateRenderError, compile_template
 from herald.domain.templating.references import References, references
+from herald.infra.aggregates import Aggregates
 from herald.infra.remote_content import RemoteContentError
 from herald.infra.signing import TokenSigner
 
@@ -161,6 +164,21 @@ class ShortLinkUrls(SignedTrackingUrls):
         code = self.signer.short_code(token)
         self.shortened[code] = token
         return f"{self.base_url}/s/{code}"
+
+
+def tracking_urls(
+    signer: TokenSigner, resource: ResourceState, message_id: str, channel: Channel
+) -> SignedTrackingUrls:
+    """A message's tracker URLs on its resource's tracking domain; an SMS's clicks as short links, so
+    its length (and the parts it is sent in) is the length it is counted with when queued."""
+    kind = ShortLinkUrls if channel is Channel.SMS else SignedTrackingUrls
+    return kind(signer, tracking_base(resource), message_id)
+
+
+def tracking_base(resource: ResourceState) -> str:
+    """The resource's tracking domain as the base of its tracker URLs."""
+    domain = resource.settings.default_tracking_domain if resource.settings else "localhost"
+    return f"https://{domain}"
 
 
 class PreviewUrls:
@@ -366,6 +384,59 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
         found += [("push.ios_deep_link", p.ios_deep_link, None, False)]
         found += [("push.android_deep_link", p.android_deep_link, None, False)]
     return found
+
+
+# --- where fragments come from -----------------------------------------------------------------
+
+
+def current_fragments(aggregates: Aggregates) -> FragmentSource:
+    """Reads the current version of named fragments (those that exist).
+
+    A fragment's stream is folded again only when it has grown: each use costs one version query,
+    not a read of every version the fragment ever had (a run renders it for every recipient).
+    """
+    folded: dict[str, tuple[int, Fragment | None]] = {}
+
+    def current(name: str) -> Fragment | None:
+        stream = fragments.fragment_stream(name)
+        cached = folded.get(name)
+        if cached is None or cached[0] != aggregates.store.stream_version(stream):
+            loaded = aggregates.load(fragments.fragment_decider, stream)
+            state = loaded.state
+            fragment = (
+                Fragment(state.fragment.content, state.fragment.type, state.version)
+                if state.exists and state.fragment is not None
+                else None
+            )
+            cached = folded[name] = (loaded.version, fragment)
+        return cached[1]
+
+    def read(names: frozenset[str]) -> Mapping[str, Fragment]:
+        found = {name: current(name) for name in sorted(names)}
+        return {name: fragment for name, fragment in found.items() if fragment is not None}
+
+    return read
+
+
+def fragments_at(aggregates: Aggregates, versions: Mapping[str, int]) -> FragmentSource:
+    """Reads named fragments at the given versions (those a message was rendered with); a fragment
+    not named there is left out, as it was then."""
+
+    def at_version(name: str) -> Fragment | None:
+        wanted = versions.get(name)
+        for recorded in aggregates.store.read_stream(fragments.fragment_stream(name)) if wanted else ():
+            made = fragments.version_content(
+                registry.decode(recorded.type, recorded.schema_version, recorded.data)
+            )
+            if made is not None and made[0] == wanted:
+                return Fragment(made[1].content, made[1].type, wanted)
+        return None
+
+    def read(names: frozenset[str]) -> Mapping[str, Fragment]:
+        found = {name: at_version(name) for name in sorted(names)}
+        return {name: fragment for name, fragment in found.items() if fragment is not None}
+
+    return read
 
 
 # --- the renderer ------------------------------------------------------------------------------
