@@ -67,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     send = command("send", "run the email sender alone (with the processors it needs)")
     send.add_argument("--until-empty", action="store_true", help="stop once nothing is waiting to be sent")
+    send.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="sender processes sharing the queue (this one and N - 1 more)",
+    )
+    send.add_argument("--part", help=argparse.SUPPRESS)  # I/N: one of the others (herald/api/sending.py)
 
     relay = command("relay", "publish the event log to Kafka (the scale engine)")
     _kafka_arguments(relay)
@@ -108,7 +115,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     # With the scale engine `herald serve` runs no processor: several may share a directory.
     # `secrets reseal --scrub` rebuilds the read models, so it waits for no server to be folding them.
     runs_processors = (
-        args.command in ("replay", "send")
+        args.command == "replay"
+        or (args.command == "send" and getattr(args, "part", None) is None)
         or (args.command == "serve" and settings.engine == "embedded")
         or (args.command == "secrets" and args.scrub)
     )
@@ -129,7 +137,12 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
 
         return replay_reports(settings) if args.reports else run_replay(settings, keep_live=args.check)
     if args.command == "send":
-        return _send(settings, until_empty=args.until_empty)
+        from herald.api.sending import send
+
+        if args.processes < 1:
+            print("herald send: --processes takes 1 or more", file=sys.stderr)
+            return BAD_CONFIGURATION
+        return send(settings, args.until_empty, args.processes, args.part)
     if args.command == "relay":
         return _relay(settings, args)
     if args.command == "worker":
@@ -179,35 +192,6 @@ def _kafka(settings: Settings, args: argparse.Namespace) -> tuple[str, str, int]
         args.topic or settings.kafka_topic,
         args.partitions or settings.kafka_partitions,
     )
-
-
-def _send(settings: Settings, until_empty: bool) -> int:
-    """The email sender as its own process: settle interrupted attempts, then send what falls due."""
-    import asyncio
-
-    from herald.api.wiring import SEND_IDLE_SECONDS, build
-
-    herald = build(settings)
-
-    async def loop() -> None:
-        herald.runtime.drain()
-        await herald.email.recover()
-        try:
-            while True:
-                herald.runtime.drain()
-                sent = await herald.email.run_once()
-                if not sent and until_empty and herald.projections.send_queue.waiting() == 0:
-                    return
-                if not sent:
-                    await asyncio.sleep(SEND_IDLE_SECONDS)
-        finally:
-            await herald.email.close()
-
-    try:
-        asyncio.run(loop())
-    finally:
-        herald.close()
-    return 0
 
 
 def _relay(settings: Settings, args: argparse.Namespace) -> int:

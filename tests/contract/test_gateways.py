@@ -2,9 +2,12 @@
 push), against its local server speaking the real protocol.
 
 Each rig starts the provider's server, builds the gateway against it and says which address makes
-the server answer how ("ok", "gone", "invalid", "throttle", "down"). Exactly-once across a worker
-restart is the worker's (the commit mark); here the contract is that `before_commit` runs before
-anything leaves, and that a resend carries the same idempotency key where the protocol has one.
+the server answer how ("ok", "gone", "invalid", "throttle", "down"). The contract: accepted and
+arriving as sent, throttling and provider errors temporary, refusals permanent, a gone address said
+so, `before_commit` before anything leaves, the rate kept, a resend with the same idempotency key
+where the protocol has one, delivery reports; and, with the generic sender worker in front of the
+gateway, exactly once across a restart (a worker killed between the commit mark and the outcome
+never sends the message again; one killed before the mark sends it again, once).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import email
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,6 +26,12 @@ from typing import Any, ClassVar
 import dkim as dkimpy
 import pytest
 
+from herald.api.wiring import Herald
+from herald.domain import messages as ms
+from herald.domain.messages import MessageQueued
+from herald.domain.senders import OpenedSender, SenderState
+from herald.infra.aggregates import CommandContext
+from herald.messages.worker import Composed, Lookups, MessageWorker
 from herald.senders.apns import ApnsGateway
 from herald.senders.bulksms import BulkSmsGateway, BulkSmsSettings, parse_reports
 from herald.senders.dkim import DkimKey, generate_key
@@ -362,3 +371,124 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.005)
+
+
+# --- exactly once across a restart, at the worker ---------------------------------------------------
+
+
+class _Killed(BaseException):
+    """The sender process dies here: nothing after this point runs (not an error anyone handles)."""
+
+
+class _Dying:
+    """The rig's gateway in a process that dies before the commit mark is recorded, or right after it
+    (before the bytes that commit the message leave)."""
+
+    def __init__(self, gateway: ChannelGateway, after_mark: bool) -> None:
+        self.inner = gateway
+        self.after_mark = after_mark
+        self.channel = gateway.channel
+        self.reports_delivery = gateway.reports_delivery
+        self.rate = gateway.rate
+
+    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> Any:
+        if not self.after_mark:
+            raise _Killed
+
+        def marked_then_killed() -> None:
+            assert before_commit is not None
+            before_commit()
+            raise _Killed
+
+        return await self.inner.send(message, marked_then_killed)
+
+    async def close(self) -> None:
+        """The dead process's connections are the OS's to close; the rig closes the real gateway."""
+
+
+@dataclass
+class _RigChannel:
+    """A worker `Channel` that sends every message as the rig's own message through `gateway`."""
+
+    rig: Rig
+    gateway_made: Callable[[], Any]
+    name: str = ""
+
+    def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
+        message = self.rig.form(outbound(queued.message_id, queued.contact))
+        return Composed(message, OpenedSender(SenderState("rig"), "", ""))
+
+    def gateway(self, sender: OpenedSender) -> Any:
+        return self.gateway_made()
+
+    def built_for(self, sender: OpenedSender) -> str:
+        return sender.state.sender_id
+
+    def retry_deadline(self, sender: OpenedSender) -> timedelta:
+        return timedelta(hours=48)
+
+    def await_delivery(self, sender: OpenedSender) -> timedelta | None:
+        return None
+
+
+def _queued(herald: Herald, channel: str, address: str) -> str:
+    """One test message queued on `channel` to `address`, projected into the send queue."""
+    now = herald.clock.now()
+    message_id = ms.message_id("contract", "restart", address)
+    queued = MessageQueued(
+        message_id=message_id,
+        campaign_id="contract",
+        run_id="restart",
+        profile_id="p-1",
+        database_id="1",
+        resource_id="7",
+        channel=channel,
+        contact=address,
+        template_id="t-1",
+        template_version=1,
+        due_at=now,
+        local_day=now.date(),
+        is_test=True,
+        at=now,
+    )
+    context = CommandContext(actor="test", source="test")
+    herald.aggregates.execute(
+        ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(queued), context
+    )
+    herald.runtime.drain()
+    return message_id
+
+
+def _worker(herald: Herald, channel: _RigChannel) -> MessageWorker:
+    return MessageWorker(
+        channel, herald.aggregates, herald.projections.send_queue, herald.deliveries, herald.clock
+    )
+
+
+@pytest.mark.parametrize("after_mark", [True, False], ids=["killed-after-the-mark", "killed-before-it"])
+async def test_a_worker_restarted_sends_again_only_what_never_committed(
+    rig: Rig, herald: Herald, after_mark: bool
+) -> None:
+    """Killed between the commit mark and the outcome, a message is never sent again (it may have left:
+    it counts as delivered, assumed); killed before the mark, it is sent again, once."""
+    message_id = _queued(herald, rig.gateway.channel, rig.addresses("ok"))
+    dying = _RigChannel(rig, lambda: _Dying(rig.gateway, after_mark), rig.gateway.channel)
+    with pytest.raises(_Killed):
+        await _worker(herald, dying).run_once()
+    herald.runtime.drain()
+    restarted = _worker(herald, _RigChannel(rig, lambda: rig.gateway, rig.gateway.channel))
+    assert await restarted.recover() == 1
+    herald.runtime.drain()
+    sent_again = await restarted.run_once()
+    herald.runtime.drain()
+    assert await restarted.run_once() == 0  # and never again after that
+    events = [e for e in herald.store.read_stream(ms.message_stream(message_id))]
+    types = [e.type for e in events]
+    assert types.count("MessageCommitting") == 1
+    if after_mark:
+        assert (sent_again, len(rig.received())) == (0, 0)  # what committed it never left the dead process
+        assert types[-1] == "MessageDelivered" and events[-1].data["assumed"] is True
+    else:
+        assert (sent_again, len(rig.received())) == (1, 1)
+        assert types[-1] == "MessageDelivered" and not events[-1].data["assumed"]
+        assert types.count("MessageSendAttempted") == 2
