@@ -10,6 +10,8 @@ Guarantees (proved by `tests/contract/test_event_store.py` for each adapter):
   when nothing new remains the call returns the stored positions and skips
   the version check (so a retry of a committed append succeeds);
 - gap-free global order: a reader never sees position N+1 before N;
+- `read_range` filters by event type and stream, so a consumer reads only what it folds
+  while its position still advances over the rest;
 - `subscribe` replays from a position, then follows new appends live.
 """
 
@@ -163,6 +165,21 @@ def _from_micros(micros: int) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a reader folds: these types, plus every event of streams with these prefixes."""
+
+    types: frozenset[str] = frozenset()
+    stream_prefixes: tuple[str, ...] = ()
+
+    def matches(self, event: RecordedEvent) -> bool:
+        return event.type in self.types or event.stream.startswith(self.stream_prefixes)
+
+    def union(self, other: EventFilter) -> EventFilter:
+        prefixes = tuple(sorted({*self.stream_prefixes, *other.stream_prefixes}))
+        return EventFilter(self.types | other.types, prefixes)
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     """Where the appended (or already stored) events sit."""
 
@@ -212,6 +229,15 @@ class EventStore(Protocol):
 
     def read_all(self, from_position: int = 1, limit: int | None = None) -> Iterator[RecordedEvent]:
         """The global log from `from_position` on, in position order."""
+        ...
+
+    def read_range(self, first: int, last: int, only: EventFilter | None = None) -> list[RecordedEvent]:
+        """The events at positions `first`..`last` that `only` matches (every event when None).
+
+        `last` must not pass the head: the range is then complete (no gaps), so a reader
+        that asked for it has seen every event of those types up to `last`, and may
+        checkpoint `last` even when the range held none of them.
+        """
         ...
 
     def head_position(self) -> int:

@@ -80,7 +80,7 @@ from herald.domain.segments import (
     iter_rules,
 )
 from herald.domain.tracking import ActivityTracked, goal_of
-from herald.infra.event_store import EventStore, NewEvent, RecordedEvent, StreamAppend
+from herald.infra.event_store import EventFilter, EventStore, NewEvent, RecordedEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 from herald.projections.profile_states import ProfileStates, profile_loader
 from herald.projections.sqlite_projection import Handler, SqliteProjection
@@ -268,6 +268,10 @@ class SegmentMembershipProcessor(SqliteProjection):
         }
 
     # --- the Projection protocol -------------------------------------------------------------
+
+    @property
+    def consumes(self) -> EventFilter:
+        return EventFilter(frozenset(self._handlers), ("profile-",))
 
     def apply(self, event: RecordedEvent) -> None:
         if not self.conn.in_transaction:

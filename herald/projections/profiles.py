@@ -27,7 +27,7 @@ from herald.domain.events import registry
 from herald.domain.matching import LookupKey, profile_lookup_keys
 from herald.domain.profiles import ProfileState
 from herald.domain.subscriptions import Subscription
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.infra.serialization import dumps, loads
 from herald.projections.profile_states import LoadProfile
 from herald.projections.sqlite_projection import Handler, SqliteProjection
@@ -137,6 +137,10 @@ class ProfilesProjection(SqliteProjection):
             "CustomFieldRemoved": self._custom_field_removed,
             "AnonymousIdLinked": self._anonymous_linked,
         }
+
+    @property
+    def consumes(self) -> EventFilter:
+        return EventFilter(frozenset(self._handlers), ("profile-",))
 
     def apply(self, event: RecordedEvent) -> None:
         if event.stream.startswith("profile-"):
