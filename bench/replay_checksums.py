@@ -29,9 +29,8 @@ def _replay(log: Path, out: Path) -> dict[str, str]:
     store = SqliteEventStore(log, SystemClock())
     try:
         projections = build_projections(out, store)
-        runtime = InProcessRuntime(
-            store, SqliteCheckpoints(projections.profiles.conn), projections=projections.all(), batch_size=20_000
-        )
+        checkpoints = SqliteCheckpoints(projections.profiles.conn)
+        runtime = InProcessRuntime(store, checkpoints, projections=projections.all(), batch_size=20_000)
         seconds = timed(lambda: runtime.drain(until=store.head_position()))
         print(f"replayed {store.head_position():,} events in {seconds:.1f} s", file=sys.stderr)
         checksums = projections.checksums()

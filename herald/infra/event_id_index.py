@@ -28,12 +28,13 @@ IdHash = Callable[[Sequence[bytes]], list[int]]
 """16-byte event ids → their 64-bit hashes (unsigned); replaceable so tests can force collisions."""
 
 _MERGE_AT = 65_536  # recent entries kept in a dict before they join the sorted arrays
+_VECTOR_FROM = 32  # below this many ids, numpy's call overhead costs more than a Python loop
 
 
 def uuid_hash(event_ids: Sequence[bytes]) -> list[int]:
     """The two 64-bit halves of each id XORed: ids are already uniformly random (uuid4, uuid5)."""
-    if not event_ids:
-        return []
+    if len(event_ids) < _VECTOR_FROM:
+        return [int.from_bytes(i[:8], "little") ^ int.from_bytes(i[8:], "little") for i in event_ids]
     halves = np.frombuffer(b"".join(event_ids), dtype="<u8").reshape(-1, 2)
     return (halves[:, 0] ^ halves[:, 1]).tolist()  # type: ignore[no-any-return]
 
@@ -72,13 +73,21 @@ class EventIdIndex:
             held = recent.get(key)
             if held is not None:
                 found[key] = list(held)
-        if len(self._keys) and hashes:
-            wanted = np.asarray(hashes, dtype=np.uint64)
-            left = np.searchsorted(self._keys, wanted, side="left")
-            right = np.searchsorted(self._keys, wanted, side="right")
-            for i in np.nonzero(right > left)[0].tolist():
-                key = hashes[i]
-                found.setdefault(key, []).extend(self._positions[left[i] : right[i]].tolist())
+        keys = self._keys
+        if not len(keys):
+            return found
+        if len(hashes) < _VECTOR_FROM:
+            for key in hashes:
+                left = int(keys.searchsorted(key))
+                if left < len(keys) and keys[left] == key:
+                    right = int(keys.searchsorted(key, side="right"))
+                    found.setdefault(key, []).extend(self._positions[left:right].tolist())
+            return found
+        wanted = np.asarray(hashes, dtype=np.uint64)
+        lefts = keys.searchsorted(wanted, side="left")
+        rights = keys.searchsorted(wanted, side="right")
+        for i in np.nonzero(rights > lefts)[0].tolist():
+            found.setdefault(hashes[i], []).extend(self._positions[lefts[i] : rights[i]].tolist())
         return found
 
     def _merge(self) -> None:

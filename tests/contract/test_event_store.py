@@ -60,7 +60,13 @@ class Backend:
         if self.kind == "sqlite":
             return SqliteEventStore(self.target, clock, poll_interval=poll_interval)
         if self.kind == "sqlite-colliding":
-            return SqliteEventStore(self.target, clock, poll_interval=poll_interval, id_hash=colliding_hash)
+            return SqliteEventStore(
+                self.target,
+                clock,
+                poll_interval=poll_interval,
+                id_hash=colliding_hash,
+                stream_hash=colliding_stream_hash,
+            )
         from herald.infra.esdb_event_store import EsdbEventStore
 
         store: EventStore = EsdbEventStore(self.target, clock)
@@ -72,9 +78,14 @@ def colliding_hash(event_ids: Sequence[bytes]) -> list[int]:
     return [event_id[0] % 4 for event_id in event_ids]
 
 
+def colliding_stream_hash(stream: str) -> int:
+    """Two keys for every stream name: a stream's key finds other streams' events too."""
+    return len(stream) % 2
+
+
 @pytest.fixture(params=["sqlite", "sqlite-colliding", "esdb"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    # `sqlite-colliding` runs the whole contract with the id index's hash made weak on purpose.
+    # `sqlite-colliding` runs the whole contract with the id and stream hashes made weak on purpose.
     if request.param.startswith("sqlite"):
         return Backend(request.param, str(tmp_path / "events.db"))
     url = os.environ.get("HERALD_ESDB_URL")
@@ -422,6 +433,23 @@ def test_an_id_stored_through_another_store_object_is_not_stored_again(
     assert store.append(stream, batch) == stored
     assert store.append_many([StreamAppend(stream, batch[1:])])[0].positions == stored.positions[1:]
     assert store.head_position() == head
+
+
+def test_a_stream_moved_on_through_another_store_object_is_checked_at_its_real_version(
+    backend: Backend, store: EventStore, clock: ManualClock, name: Callable[[str], str]
+) -> None:
+    stream = name("profile")
+    store.append(stream, events(1), NO_STREAM)  # this object now knows the stream at version 1
+    other = backend.open(clock)
+    try:
+        other.append(stream, events(2), 1)
+    finally:
+        other.close()
+
+    with pytest.raises(WrongExpectedVersion) as refused:
+        store.append(stream, events(1), 1)
+    assert refused.value.actual == 3
+    assert store.append(stream, events(1), 3).stream_version == 4
 
 
 def test_every_id_of_many_batches_is_stored_once(store: EventStore, name: Callable[[str], str]) -> None:
