@@ -334,8 +334,13 @@ class SqliteEventStore:
         sql = f"SELECT {_COLUMNS} FROM events WHERE position BETWEEN ? AND ?"
         params: list[Any] = [first, last]
         if only is not None:
-            terms = [f"type IN ({','.join('?' * len(only.types))})"]
-            params += sorted(only.types)
+            whole = sorted(only.types - only.mentions.keys())
+            terms = [f"type IN ({','.join('?' * len(whole))})"]
+            params += whole
+            for type_, marks in sorted(only.mentions.items()):
+                # instr() on two BLOBs searches bytes: the payload is never decoded for this.
+                terms.append(f"(type = ? AND ({' OR '.join(['instr(data, ?) > 0'] * len(marks))}))")
+                params += [type_, *marks]
             for prefix in only.stream_prefixes:
                 # A prefix range on the (stream, version) index's collation, no LIKE wildcards.
                 terms.append("(stream >= ? AND stream < ?)")

@@ -186,6 +186,18 @@ def consumes(consumer: object) -> EventFilter | None:
     return getattr(consumer, "consumes", None)
 
 
+def _for(consumer: Projection, batch: list[RecordedEvent]) -> list[RecordedEvent]:
+    """The events of `batch` past the consumer's checkpoint that it declared it folds."""
+    begin = consumer.checkpoint()
+    only = consumes(consumer)
+    if only is None:
+        return [e for e in batch if e.position > begin]
+    if not only.stream_prefixes and not only.mentions:
+        types = only.types
+        return [e for e in batch if e.type in types and e.position > begin]
+    return [e for e in batch if e.position > begin and only.matches(e)]
+
+
 def _union(consumers: Sequence[object]) -> EventFilter | None:
     wanted = EventFilter()
     for consumer in consumers:
@@ -249,12 +261,10 @@ class InProcessRuntime:
         behind = [c for c in self._consumers if c.checkpoint() < last]
         batch = self._store.read_range(start, last, _union(behind))
         for consumer in behind:
-            begin = consumer.checkpoint()
-            only = consumes(consumer)
+            events = _for(consumer, batch)
             try:
-                for event in batch:
-                    if event.position > begin and (only is None or only.matches(event)):
-                        consumer.apply(event)
+                for event in events:
+                    consumer.apply(event)
             except BaseException:
                 consumer.discard()  # the batch is applied again from the checkpoint next time
                 raise

@@ -79,8 +79,15 @@ from herald.domain.segments import (
     SegmentQuery,
     iter_rules,
 )
-from herald.domain.tracking import ActivityTracked, goal_of
-from herald.infra.event_store import EventFilter, EventStore, NewEvent, RecordedEvent, StreamAppend
+from herald.domain.tracking import GOAL_MARKS, ActivityTracked, goal_of
+from herald.infra.event_store import (
+    EventFilter,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    mentions_any,
+)
 from herald.infra.ids import deterministic_id
 from herald.projections.profile_states import ProfileStates, profile_loader
 from herald.projections.sqlite_projection import Handler, SqliteProjection
@@ -271,7 +278,8 @@ class SegmentMembershipProcessor(SqliteProjection):
 
     @property
     def consumes(self) -> EventFilter:
-        return EventFilter(frozenset(self._handlers), ("profile-",))
+        # Of the tracked events, only goals count here.
+        return EventFilter(frozenset(self._handlers), ("profile-",), {"ActivityTracked": GOAL_MARKS})
 
     def apply(self, event: RecordedEvent) -> None:
         if not self.conn.in_transaction:
@@ -461,6 +469,8 @@ class SegmentMembershipProcessor(SqliteProjection):
             self._evaluate(decoded.profile_id, candidates, self._event_cause(event))
 
     def _activity(self, event: RecordedEvent) -> None:
+        if not mentions_any(event, GOAL_MARKS):
+            return  # most tracked events: decoding them only to find no goal was most of a replay
         tracked = registry.decode(event.type, event.schema_version, event.data)
         assert isinstance(tracked, ActivityTracked)
         goal = _goal_of(tracked)
