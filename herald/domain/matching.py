@@ -179,6 +179,24 @@ def profile_lookup_keys(state: ProfileState, unique_fields: frozenset[str]) -> f
     return frozenset(_keys(state, unique_fields, unique_only=False))
 
 
+def lookup_key_inputs(state: ProfileState, unique_fields: frozenset[str]) -> tuple[Any, ...]:
+    """Everything `profile_lookup_keys(state, unique_fields)` reads: equal inputs, equal keys.
+
+    Cheaper than the keys, so a projection recomputes them only when these differ (the
+    subscriptions compare by identity first: an unchanged profile keeps the same object).
+    """
+    fields = state.fields
+    return (
+        state.exists,
+        state.profile_id,
+        fields.get("email"),
+        fields.get("phones"),
+        unique_fields,
+        tuple(fields.get(name) for name in sorted(unique_fields)),
+        state.subscriptions,
+    )
+
+
 def unique_lookup_keys(state: ProfileState, unique_fields: frozenset[str]) -> frozenset[LookupKey]:
     """The keys no other profile of the database may hold: its email and unique field values."""
     if not state.exists:

@@ -125,6 +125,11 @@ class RecordedEvent:
         return self._data  # type: ignore[return-value]
 
     @property
+    def payload(self) -> dict[str, Any] | bytes:
+        """The payload as `registry.decode` takes it: the stored JSON while undecoded, else the dict."""
+        return self._data if isinstance(self._data, bytes) else self.data
+
+    @property
     def stored_data(self) -> bytes | None:
         """The payload's JSON as stored (orjson's output), while it is undecoded; else None.
 

@@ -426,7 +426,7 @@ class SegmentMembershipProcessor(SqliteProjection):
     # --- facts -------------------------------------------------------------------------------
 
     def _message_event(self, event: RecordedEvent) -> None:
-        decoded = registry.decode(event.type, event.schema_version, event.data)
+        decoded = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(decoded, _MESSAGE_EVENTS)
         if decoded.is_test or decoded.__dict__.get("bot", False):
             return  # test messages and bot hits never count
@@ -471,7 +471,7 @@ class SegmentMembershipProcessor(SqliteProjection):
     def _activity(self, event: RecordedEvent) -> None:
         if not mentions_any(event, GOAL_MARKS):
             return  # most tracked events: decoding them only to find no goal was most of a replay
-        tracked = registry.decode(event.type, event.schema_version, event.data)
+        tracked = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(tracked, ActivityTracked)
         goal = _goal_of(tracked)
         if goal is None or tracked.profile_id is None:
@@ -652,7 +652,7 @@ class SegmentMembershipProcessor(SqliteProjection):
             self._evaluate(profile_id, dependents, self._event_cause(event))
 
     def _window_elapsed(self, event: RecordedEvent) -> None:
-        elapsed = registry.decode(event.type, event.schema_version, event.data)
+        elapsed = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(elapsed, SegmentWindowElapsed)
         facts = self._facts_of(elapsed.profile_id)
         current = facts.timers.get(elapsed.segment_id)
@@ -666,7 +666,7 @@ class SegmentMembershipProcessor(SqliteProjection):
     # --- segments ----------------------------------------------------------------------------
 
     def _segment_saved(self, event: RecordedEvent) -> None:
-        saved = registry.decode(event.type, event.schema_version, event.data)
+        saved = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(saved, SegmentCreated | SegmentChanged)
         previous = self._segments.get(saved.segment_id)
         kind = saved.kind if isinstance(saved, SegmentCreated) else (previous.kind if previous else "dynamic")
@@ -693,7 +693,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         self._populate(segment, cause, "")
 
     def _population_continued(self, event: RecordedEvent) -> None:
-        bookmark = registry.decode(event.type, event.schema_version, event.data)
+        bookmark = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(bookmark, SegmentPopulationContinued)
         segment = self._segments.get(bookmark.segment_id)
         if segment is None or segment.saved_by != bookmark.saved_event_id or not segment.realtime:
@@ -748,7 +748,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         self._outgoing.append((membership_stream(segment.segment_id), new))
 
     def _segment_deleted(self, event: RecordedEvent) -> None:
-        deleted = registry.decode(event.type, event.schema_version, event.data)
+        deleted = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(deleted, SegmentDeleted)
         segment = self._segments.get(deleted.segment_id)
         if segment is None:

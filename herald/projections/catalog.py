@@ -100,7 +100,7 @@ class CatalogProjection(SqliteProjection):
 
     def _fold(self, folded: _Folded, object_id: str, event: RecordedEvent) -> None:
         state = self._state(folded, object_id)
-        state = folded.evolve(state, registry.decode(event.type, event.schema_version, event.data))
+        state = folded.evolve(state, registry.decode(event.type, event.schema_version, event.payload))
         folded.cache[object_id] = state
         doc = folded.adapter.dump_python(state, mode="json")
         self.write(

@@ -255,7 +255,7 @@ class ClickHouseSink:
             self._profiles.fold(event)
         if event.type not in _HANDLED:
             return
-        decoded = registry.decode(event.type, event.schema_version, event.data)
+        decoded = registry.decode(event.type, event.schema_version, event.payload)
         self._fold(event, decoded)
 
     def commit(self, position: int) -> None:

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 
 from herald.domain import profiles
 from herald.domain.events import registry
-from herald.domain.matching import LookupKey, profile_lookup_keys
+from herald.domain.matching import LookupKey, lookup_key_inputs, profile_lookup_keys
 from herald.domain.profiles import ProfileState
 from herald.domain.subscriptions import Subscription, SubscriptionsState
 from herald.infra.event_store import EventFilter, RecordedEvent
@@ -134,6 +134,7 @@ class ProfilesProjection(SqliteProjection):
         # leave a profile's subscriptions as they were (the same object), so they are made again
         # only when it changed.
         self._subscription_docs: dict[str, tuple[SubscriptionsState, list[dict[str, Any]]]] = {}
+        self._key_inputs: dict[str, tuple[Any, ...]] = {}  # what the stored keys were made from
         self._dirty: set[str] = set()
         # The stream version each card shows, so a client's expected_version matches what it read.
         self._versions: dict[str, int] = {}
@@ -164,7 +165,7 @@ class ProfilesProjection(SqliteProjection):
 
     def _fold(self, event: RecordedEvent) -> None:
         profile_id = event.stream[len("profile-") :]
-        typed = registry.decode(event.type, event.schema_version, event.data)
+        typed = registry.decode(event.type, event.schema_version, event.payload)
         state = self._states.pop(profile_id, None)  # re-inserted last: the cache is least-recently-used first
         if state is None:
             state = self._load(profile_id, event)
@@ -206,11 +207,14 @@ class ProfilesProjection(SqliteProjection):
                     dumps({**card(state, self._docs(profile_id, state)), "version": version}),
                 )
             )
-            new_keys = profile_lookup_keys(state, self._unique_at[profile_id])
-            old_keys = self._stored_keys.get(profile_id, frozenset())
-            key_deletes += [(state.database_id, k.kind, k.value, profile_id) for k in old_keys - new_keys]
-            key_inserts += [(state.database_id, k.kind, k.value, profile_id) for k in new_keys - old_keys]
-            self._stored_keys[profile_id] = new_keys
+            inputs = lookup_key_inputs(state, self._unique_at[profile_id])
+            if profile_id not in self._stored_keys or self._key_inputs.get(profile_id) != inputs:
+                new_keys = profile_lookup_keys(state, self._unique_at[profile_id])
+                old_keys = self._stored_keys.get(profile_id, frozenset())
+                key_deletes += [(state.database_id, k.kind, k.value, profile_id) for k in old_keys - new_keys]
+                key_inserts += [(state.database_id, k.kind, k.value, profile_id) for k in new_keys - old_keys]
+                self._stored_keys[profile_id] = new_keys
+                self._key_inputs[profile_id] = inputs
             sub_rows += (
                 [
                     (
@@ -261,6 +265,7 @@ class ProfilesProjection(SqliteProjection):
             self._unique_at.pop(profile_id, None)
             self._stored_keys.pop(profile_id, None)
             self._subscription_docs.pop(profile_id, None)
+            self._key_inputs.pop(profile_id, None)
 
     def discard(self) -> None:
         super().discard()
@@ -275,6 +280,7 @@ class ProfilesProjection(SqliteProjection):
         self._unique_at.clear()
         self._stored_keys.clear()
         self._subscription_docs.clear()
+        self._key_inputs.clear()
         self._dirty.clear()
 
     # --- the schema's unique fields, as of each event ----------------------------------------
