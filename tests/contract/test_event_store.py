@@ -286,6 +286,25 @@ def test_read_range_reads_the_positions_asked_with_the_events_the_filter_matches
     assert store.read_range(base + 5, base + 4) == []
 
 
+def test_read_range_narrows_a_type_to_the_events_whose_payload_mentions_a_mark(
+    store: EventStore, name: Callable[[str], str]
+) -> None:
+    base = store.head_position()
+    # The third mentions a mark as a value: a byte search lets it through, the reader decides.
+    payloads = [{"properties": {"goal": "signup"}}, {"properties": {"sku": 1}}, {"note": "pixel_id"}]
+    store.append(name("activity"), [NewEvent(uuid4(), "Tracked", p, OCCURRED) for p in payloads])
+    store.append(name("profile"), events(1, "ProfileCreated"))
+    everything = list(store.read_all(base + 1))
+    goals = EventFilter(frozenset({"Tracked", "ProfileCreated"}), (), {"Tracked": (b'"goal"', b'"pixel_id"')})
+
+    assert store.read_range(base + 1, base + 4, goals) == [everything[0], everything[2], everything[3]]
+    assert [goals.matches(e) for e in everything] == [True, False, True, True]
+    # A reader that wants every Tracked event widens the union back to all of them.
+    every = goals.union(EventFilter(frozenset({"Tracked"})))
+    assert every.mentions == {}
+    assert store.read_range(base + 1, base + 4, every) == everything
+
+
 def test_head_position_is_the_last_committed_event(store: EventStore, name: Callable[[str], str]) -> None:
     base = store.head_position()
     store.append(name("profile"), events(3))
