@@ -164,6 +164,7 @@ _CONTACT_NAMES = {
     "email": ("email",),
     "sms": ("phone",),
     "push": ("token",),
+    "telegram_bot": ("chat_id",),
     **{c: ("phone",) for c in PHONE_CHANNELS},
 }
 
