@@ -426,7 +426,7 @@ def fragments_at(aggregates: Aggregates, versions: Mapping[str, int]) -> Fragmen
         wanted = versions.get(name)
         for recorded in aggregates.store.read_stream(fragments.fragment_stream(name)) if wanted else ():
             made = fragments.version_content(
-                registry.decode(recorded.type, recorded.schema_version, recorded.data)
+                registry.decode(recorded.type, recorded.schema_version, recorded.payload)
             )
             if made is not None and made[0] == wanted:
                 return Fragment(made[1].content, made[1].type, wanted)
