@@ -1,4 +1,5 @@
-"""`herald send`: the email sender on its own, in one process or several sharing the queue.
+"""`herald send`: the senders (one worker per channel) on their own, in one process or several
+sharing the queue.
 
 The process `herald send` starts holds the processors lock: it folds the log
 (the send queue is a projection), settles what a previous run left mid-way,
@@ -29,7 +30,8 @@ def send(settings: Settings, until_empty: bool, processes: int = 1, part: str | 
     try:
         if part is not None:
             index, parts = _part(part)
-            herald.email.part = (index, parts)
+            for worker in herald.workers:
+                worker.part = (index, parts)
             asyncio.run(_share(herald, until_empty))
         else:
             asyncio.run(_lead(herald, settings, until_empty, processes))
@@ -41,13 +43,14 @@ def send(settings: Settings, until_empty: bool, processes: int = 1, part: str | 
 async def _lead(herald: Herald, settings: Settings, until_empty: bool, processes: int) -> None:
     """The processors, the recovery, the others started, and share 0 of the queue."""
     herald.runtime.drain()
-    await herald.email.recover()
-    herald.email.part = (0, processes)
+    for worker in herald.workers:
+        await worker.recover()
+        worker.part = (0, processes)
     others = [_start(settings, f"{i}/{processes}", until_empty) for i in range(1, processes)]
     try:
         while True:
             herald.runtime.drain()
-            sent = await herald.email.run_once()
+            sent = await _pass(herald)
             if not sent and until_empty and herald.projections.send_queue.waiting() == 0:
                 for other in others:
                     await asyncio.to_thread(other.wait)
@@ -58,20 +61,30 @@ async def _lead(herald: Herald, settings: Settings, until_empty: bool, processes
         for other in others:
             if other.poll() is None:
                 other.terminate()
-        await herald.email.close()
+        await _close(herald)
 
 
 async def _share(herald: Herald, until_empty: bool) -> None:
     """One share of the queue, read from the read models the lead process keeps."""
     try:
         while True:
-            sent = await herald.email.run_once()
+            sent = await _pass(herald)
             if not sent and until_empty and herald.projections.send_queue.waiting() == 0:
                 return
             if not sent:
                 await asyncio.sleep(SEND_IDLE_SECONDS)
     finally:
-        await herald.email.close()
+        await _close(herald)
+
+
+async def _pass(herald: Herald) -> int:
+    """One pass of every channel's worker; returns the attempts."""
+    return sum([await worker.run_once() for worker in herald.workers])
+
+
+async def _close(herald: Herald) -> None:
+    for worker in herald.workers:
+        await worker.close()
 
 
 def _start(settings: Settings, part: str, until_empty: bool) -> subprocess.Popen[bytes]:

@@ -30,6 +30,7 @@ from herald.messages.deliveries import DeliveryService
 from herald.messages.email import EmailChannel
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import MessageRenderer, current_fragments
+from herald.messages.sms import SmsChannel
 from herald.messages.worker import MessageWorker
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
@@ -133,6 +134,7 @@ class Herald:
     inbound: InboundService
     queued: QueuedMessages  # queued messages rendered to be sent, or as they were sent
     email: MessageWorker
+    sms: MessageWorker
     device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
     box: SecretBox  # seals and opens the secrets stored in the log
@@ -152,7 +154,7 @@ class Herald:
         self._tasks = [
             loop.create_task(self.runtime.run()),
             loop.create_task(self._timers()),
-            loop.create_task(self._send_email()),
+            *(loop.create_task(self._send(worker)) for worker in self.workers),
         ]
         if self.reports_runtime is not None:
             # its own loop: a report store that is down delays reports, never sending or read models
@@ -174,14 +176,19 @@ class Herald:
 
         return handle
 
-    async def _send_email(self) -> None:
-        """The email sender: settle what a previous run left, then send what falls due."""
-        await self.email.recover()
+    @property
+    def workers(self) -> tuple[MessageWorker, ...]:
+        """One sender worker per channel that has one."""
+        return (self.email, self.sms)
+
+    async def _send(self, worker: MessageWorker) -> None:
+        """One channel's sender: settle what a previous run left, then send what falls due."""
+        await worker.recover()
         while True:
             try:
-                sent = await self.email.run_once()
+                sent = await worker.run_once()
             except Exception:  # one bad message must not stop sending; it is retried on the next pass
-                log.exception("email sending failed")
+                log.exception("%s sending failed", worker.channel.name)
                 sent = 0
             await asyncio.sleep(0 if sent else SEND_IDLE_SECONDS)
 
@@ -212,11 +219,12 @@ class Herald:
             self.runtime.stop()
             if self.reports_runtime is not None:
                 self.reports_runtime.stop()
-            for task in self._tasks[1:3]:  # the timer and sender loops; the runtimes stop themselves
+            for task in self._tasks[1 : 2 + len(self.workers)]:  # timers, senders; runtimes stop themselves
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
-        await self.email.close()
+        for worker in self.workers:
+            await worker.close()
 
     def close(self) -> None:
         if self.clickhouse is not None:
@@ -332,6 +340,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         inbound=InboundService(deliveries),
         queued=queued,
         email=MessageWorker(email, aggregates, projections.send_queue, deliveries, clock),
+        sms=MessageWorker(
+            SmsChannel(queued, catalog, senders), aggregates, projections.send_queue, deliveries, clock
+        ),
         device_subscriptions=DeviceSubscriptions(
             catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
         ),

@@ -1,7 +1,10 @@
-"""Senders and virtual senders (streams `sender-<id>`, `vsender-<id>`): where email leaves Herald.
+"""Senders and virtual senders (streams `sender-<id>`, `vsender-<id>`): where messages leave Herald.
 
-A sender is an SMTP relay with its speed, connection count, retry deadline
-and DKIM key (guide, admin "Senders" and "Keys"). A virtual sender is an
+A sender serves one channel: an email sender is an SMTP relay with its speed,
+connection count, retry deadline and DKIM key (guide, admin "Senders" and
+"Keys"); an SMS sender an SMPP account at an SMSC, with how long an accepted
+SMS waits for its delivery report; a push sender the Web Push protocol with
+its VAPID contact (the key is the account's). A virtual sender is an
 ordered list of routing rules over senders: the first rule whose recipient
 domains match takes the message, and splits its traffic over its senders by
 percentage, each optionally overriding the From name.
@@ -17,6 +20,10 @@ Decisions where the guide is silent:
 - A rule's percentages add up to 100. The split is decided by the message id,
   so a retried message goes through the same sender.
 - A virtual sender must end with a match-all rule, so every message has a route.
+- A sender names its channel and holds the settings of that channel's protocol
+  only (`relay` for email, `smpp` for SMS, `webpush` for push); events from
+  before channels had no `channel` and are email senders. A rule's From-name
+  override is an SMS's alpha sender when the route sends SMS.
 """
 
 from __future__ import annotations
@@ -46,9 +53,38 @@ class SmtpRelaySettings(_Value):
     implicit_tls: bool = False
 
 
+class SmppAccountSettings(_Value):
+    """An SMSC account (SMPP 3.4 transceiver bind); the password is a secret."""
+
+    host: str
+    port: int = Field(2775, ge=1, le=65535)
+    system_id: str = Field(min_length=1, max_length=15)
+    system_type: str = Field("", max_length=12)
+    window: int = Field(64, ge=1, le=1024, description="submits awaiting their response at once")
+
+
+class WebPushServiceSettings(_Value):
+    """The Web Push protocol (RFC 8030/8291/8292) with the account's VAPID key."""
+
+    subject: str = Field(min_length=1, description="VAPID `sub`: a mailto: or https: contact of the sender")
+
+
+SenderChannel = Literal["email", "sms", "push"]
+
+
 class SenderSettings(_Value):
     name: str
-    relay: SmtpRelaySettings
+    channel: SenderChannel = "email"
+    relay: SmtpRelaySettings | None = None
+    smpp: SmppAccountSettings | None = None
+    webpush: WebPushServiceSettings | None = None
+    await_delivery_seconds: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="SMS: how long an accepted message waits for its delivery "
+        "report before it counts as undelivered; 0: accepted is delivered",
+    )
     rate_per_second: float = Field(10.0, gt=0, le=10_000, description="messages started per second")
     connections: int = Field(2, ge=1, le=64)
     retry_deadline_hours: int = Field(48, ge=1, le=24 * 7, description="soft bounces are retried this long")
@@ -161,8 +197,21 @@ def decide_sender(command: SetSender, state: SenderState) -> list[Event]:
 def _checked_sender(settings: SenderSettings) -> SenderSettings:
     if not settings.name.strip():
         raise ValidationFailed("a sender needs a name", "name")
-    if not settings.relay.host.strip():
+    protocols = {"email": settings.relay, "sms": settings.smpp, "push": settings.webpush}
+    names = {"email": "relay", "sms": "smpp", "push": "webpush"}
+    for channel, given in protocols.items():
+        if channel == settings.channel and given is None:
+            raise ValidationFailed(
+                f"a sender of {channel} needs its {names[channel]} settings", names[channel]
+            )
+        if channel != settings.channel and given is not None:
+            raise ValidationFailed(f"a sender of {settings.channel} has no {names[channel]}", names[channel])
+    if settings.relay is not None and not settings.relay.host.strip():
         raise ValidationFailed("the relay needs a host", "relay.host")
+    if settings.smpp is not None and not settings.smpp.host.strip():
+        raise ValidationFailed("the SMSC needs a host", "smpp.host")
+    if settings.channel != "email" and settings.dkim_selector:
+        raise ValidationFailed("only email is DKIM-signed", "dkim_selector")
     if settings.dkim_selector and not settings.dkim_domain:
         raise ValidationFailed("DKIM needs the signing domain", "dkim_domain")
     return settings

@@ -1,6 +1,6 @@
 """The email channel's part of the sender worker: a queued email composed for the SMTP gateway.
 
-A message goes out through the campaign's virtual sender (`domain/senders.route`:
+A message goes out through the campaign's virtual sender (`messages/routing.py`:
 the first rule matching the recipient's domain, split by percentage), as the
 template's From and Reply-To or else the resource's email channel's (a rule may
 override the From name), with the resource's List-ID, List-Unsubscribe (unless
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from herald.domain import senders as sd
 from herald.domain.errors import NotFound
@@ -23,21 +23,15 @@ from herald.infra.signing import TokenSigner
 from herald.messages.ports import Catalog
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedEmail, SignedTrackingUrls, as_sent, tracking_base
+from herald.messages.routing import Senders, retry_deadline, routed
 from herald.messages.worker import Composed, Lookups
 from herald.senders.dkim import DkimKey
-from herald.senders.gateway import ChannelGateway, EmailParts, Outbound
+from herald.senders.gateway import ChannelGateway, EmailParts, Outbound, ReportHandler
 from herald.senders.mime import attachment_from_rendered
 from herald.senders.smtp import SmtpRelay
 from herald.senders.smtp_gateway import SmtpGateway, wire
 
-DEFAULT_VIRTUAL_SENDER = "default"
 _STARTTLS: dict[str, bool | Literal["auto"]] = {"auto": "auto", "always": True, "never": False}
-
-
-class Senders(Protocol):
-    """Senders with their secrets opened (`services/senders.SenderService`)."""
-
-    def for_sending(self, sender_id: str) -> sd.OpenedSender: ...
 
 
 class EmailChannel:
@@ -68,12 +62,9 @@ class EmailChannel:
         if email is None or resource.settings is None:
             raise NotFound(f"resource {queued.resource_id} has no email channel", "resource_id")
         body = as_sent(body, email)
-        target = sd.route(self._rules(queued, lookups), queued.contact, queued.message_id)
-        sender = lookups.remember(
-            ("sender", target.sender_id), lambda: self.senders.for_sending(target.sender_id)
-        )
+        target, sender = routed(queued, lookups, self.senders)
         settings = sender.state.settings
-        assert settings is not None  # for_sending finds only senders that exist
+        assert settings is not None
         tracking = SignedTrackingUrls(self.signer, tracking_base(resource), queued.message_id)
         parts = EmailParts(
             subject=body.subject,
@@ -95,28 +86,13 @@ class EmailChannel:
         )
         return Composed(Outbound(queued.message_id, queued.contact, email=parts), sender, rendered_from)
 
-    def _rules(self, queued: MessageQueued, lookups: Lookups) -> tuple[sd.RouteRule, ...]:
-        campaign = lookups.campaign(queued.campaign_id)
-        chosen = (
-            campaign.settings.virtual_sender_id if campaign.settings else None
-        ) or DEFAULT_VIRTUAL_SENDER
-        virtual = lookups.remember(
-            ("virtual sender", chosen),
-            lambda: (
-                self.queued.aggregates.load(sd.virtual_sender_decider, sd.virtual_sender_stream(chosen)).state
-            ),
-        )
-        if not virtual.exists:
-            raise NotFound(f"no virtual sender {chosen!r}", "virtual_sender_id")
-        return virtual.rules
-
-    def gateway(self, sender: sd.OpenedSender) -> ChannelGateway:
-        relay, connections, rate, dkim = self.built_for(sender)
+    def gateway(self, sender: sd.OpenedSender, on_report: ReportHandler) -> ChannelGateway:
+        relay, connections, rate, dkim = self.built_for(sender)  # a relay's reports are DSNs: inbound
         return SmtpGateway(relay, connections, rate, dkim)
 
     def built_for(self, sender: sd.OpenedSender) -> tuple[SmtpRelay, int, float, DkimKey | None]:
         settings = sender.state.settings
-        assert settings is not None
+        assert settings is not None and settings.relay is not None  # an email sender has its relay
         relay = SmtpRelay(
             host=settings.relay.host,
             port=settings.relay.port,
@@ -133,9 +109,7 @@ class EmailChannel:
         return relay, settings.connections, settings.rate_per_second, dkim
 
     def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
-        settings = sender.state.settings
-        assert settings is not None
-        return timedelta(hours=settings.retry_deadline_hours)
+        return retry_deadline(sender)
 
     def await_delivery(self, sender: sd.OpenedSender) -> timedelta | None:
         return None  # a relay's 250 is the delivery; later bounces come back as DSNs

@@ -32,11 +32,19 @@ after), since a live sender's attempt looks the same as an interrupted one.
 
 Several workers may share one queue: each takes its `part` of it (by message
 id), and the version check keeps two that overlap from both sending a message.
+
+Delivery reports (an SMSC's receipts) come back through the gateway's report
+handler at any time, before the acceptance they answer may even be recorded:
+the worker keeps them and settles them at the start and end of each pass,
+finding the message by the sender's provider id (`send_queue.message_of`); a
+report no message is found for yet waits for the next pass, and one still
+unmatched after `REPORT_PATIENCE` is dropped (logged).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import zlib
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -54,9 +62,19 @@ from herald.infra.clock import Clock
 from herald.infra.event_store import WrongExpectedVersion
 from herald.messages.deliveries import DeliveryService
 from herald.projections.send_queue import SendQueueProjection
-from herald.senders.gateway import Accepted, ChannelGateway, Outbound, SendOutcome, TemporaryFailure
+from herald.senders.gateway import (
+    Accepted,
+    ChannelGateway,
+    DeliveryReport,
+    Outbound,
+    ReportHandler,
+    SendOutcome,
+    TemporaryFailure,
+)
 
+log = logging.getLogger(__name__)
 WORKER = CommandContext(actor="sender", source="sender")
+REPORT_PATIENCE = timedelta(hours=1)
 T = TypeVar("T")
 
 
@@ -79,8 +97,9 @@ class Channel(Protocol):
         """The message rendered for its contact and its sender chosen; RenderFailed or DomainError."""
         ...
 
-    def gateway(self, sender: OpenedSender) -> ChannelGateway:
-        """A new gateway for `sender` (the worker keeps it while `built_for` is the same)."""
+    def gateway(self, sender: OpenedSender, on_report: ReportHandler) -> ChannelGateway:
+        """A new gateway for `sender` giving its delivery reports to `on_report` (the worker keeps
+        it while `built_for` is the same)."""
         ...
 
     def built_for(self, sender: OpenedSender) -> Hashable:
@@ -136,6 +155,7 @@ class MessageWorker:
         self.part = part  # (index, of how many): the share of the queue this worker takes
         # one gateway per sender, with what it was built for: changed settings or secrets replace it
         self._gateways: dict[str, tuple[Hashable, ChannelGateway]] = {}
+        self._reports: list[tuple[str, DeliveryReport, datetime]] = []  # (sender, report, received)
 
     async def recover(self) -> int:
         """Settle the attempts a previous run left mid-way; returns how many."""
@@ -155,6 +175,7 @@ class MessageWorker:
         Rendering and recording run one at a time on the event loop; the gateways' exchanges of up
         to `concurrency` messages overlap, over as many connections as each gateway holds.
         """
+        self.settle_reports()
         index, parts = self.part
         due = self.queue.due(self.channel.name, self.clock.now(), limit * parts)
         mine = [m for m in due if zlib.crc32(m.encode()) % parts == index][:limit]
@@ -165,7 +186,31 @@ class MessageWorker:
             async with slots:
                 return await self.send(message_id, lookups)
 
-        return sum(await asyncio.gather(*(one(m) for m in mine)))
+        attempts = sum(await asyncio.gather(*(one(m) for m in mine)))
+        self.settle_reports()
+        return attempts
+
+    def settle_reports(self) -> int:
+        """Record the delivery reports received so far whose message is known; returns how many."""
+        waiting, self._reports = self._reports, []
+        now = self.clock.now()
+        settled = 0
+        for sender_id, report, received in waiting:
+            message_id = report.message_id or self.queue.message_of(sender_id, report.provider_id)
+            if message_id is None:
+                if now - received < REPORT_PATIENCE:
+                    self._reports.append((sender_id, report, received))
+                else:
+                    log.warning(
+                        "a delivery report for %s of sender %s matched no message",
+                        report.provider_id,
+                        sender_id,
+                    )
+                continue
+            at = report.at or now
+            self.deliveries.delivery_report(message_id, report.provider_id, report.state, report.code, at)
+            settled += 1
+        return settled
 
     async def send(self, message_id: str, lookups: Lookups | None = None) -> int:
         """Send one message if it is still to be sent; 1 when an attempt was made."""
@@ -256,7 +301,12 @@ class MessageWorker:
             return known[1]
         if known is not None:
             await known[1].close()  # the sender changed (relay, login, speed): its old connections go
-        gateway = self.channel.gateway(sender)
+        sender_id = sender.state.sender_id
+
+        def received(report: DeliveryReport) -> None:
+            self._reports.append((sender_id, report, self.clock.now()))
+
+        gateway = self.channel.gateway(sender, received)
         self._gateways[sender.state.sender_id] = (built_for, gateway)
         return gateway
 

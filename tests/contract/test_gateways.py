@@ -43,6 +43,7 @@ from herald.senders.gateway import (
     EmailParts,
     Outbound,
     PermanentFailure,
+    ReportHandler,
     TemporaryFailure,
 )
 from herald.senders.rate import SendRate
@@ -418,7 +419,7 @@ class _RigChannel:
         message = self.rig.form(outbound(queued.message_id, queued.contact))
         return Composed(message, OpenedSender(SenderState("rig"), "", ""))
 
-    def gateway(self, sender: OpenedSender) -> Any:
+    def gateway(self, sender: OpenedSender, on_report: ReportHandler) -> Any:
         return self.gateway_made()
 
     def built_for(self, sender: OpenedSender) -> str:

@@ -1,10 +1,12 @@
-"""Senders (SMTP relays with their speed, retries and DKIM key) and virtual senders (routing rules).
+"""Senders (an email sender's SMTP relay with its speed, retries and DKIM key; an SMS sender's SMPP
+account with its "await delivery"; a push sender's Web Push contact) and virtual senders (routing
+rules).
 
-`PUT /senders/{id}` creates or replaces a sender; the relay password and the
+`PUT /senders/{id}` creates or replaces a sender; the relay or SMSC password and the
 DKIM private key are write-only (sealed before they are stored, never
 returned; left empty, the stored ones stay). `PUT /virtual-senders/{id}` sets
-the ordered routing rules; the one named `default` routes campaigns that name
-none.
+the ordered routing rules; the one named `default` routes email campaigns that
+name none, `default_sms` and `default_push` those of the other channels.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _Strict = ConfigDict(extra="forbid")
 
 class SenderBody(sd.SenderSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    password: str = Field("", description="write-only: the relay login's password")
+    password: str = Field("", description="write-only: the relay login's (or SMSC account's) password")
     dkim_private_key: str = Field("", description="write-only: the PEM private key DKIM signs with")
 
 
