@@ -28,6 +28,7 @@ from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.messages.deliveries import DeliveryService
 from herald.messages.email import EmailChannel
+from herald.messages.push import PushChannel
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import MessageRenderer, current_fragments
 from herald.messages.sms import SmsChannel
@@ -135,6 +136,7 @@ class Herald:
     queued: QueuedMessages  # queued messages rendered to be sent, or as they were sent
     email: MessageWorker
     sms: MessageWorker
+    push: MessageWorker  # web push; app push (FCM, APNs) has gateways but no sender kind yet
     device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
     box: SecretBox  # seals and opens the secrets stored in the log
@@ -179,7 +181,7 @@ class Herald:
     @property
     def workers(self) -> tuple[MessageWorker, ...]:
         """One sender worker per channel that has one."""
-        return (self.email, self.sms)
+        return (self.email, self.sms, self.push)
 
     async def _send(self, worker: MessageWorker) -> None:
         """One channel's sender: settle what a previous run left, then send what falls due."""
@@ -307,6 +309,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     deliveries = DeliveryService(aggregates, catalog)
     queued = QueuedMessages(aggregates, catalog, renderer, signer)
     email = EmailChannel(queued, catalog, senders, signer)
+    vapid_private_key = _stored_vapid_key(settings.data_dir)
     runtime = InProcessRuntime(
         store,
         SqliteCheckpoints(projections.profiles.conn),
@@ -343,12 +346,19 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         sms=MessageWorker(
             SmsChannel(queued, catalog, senders), aggregates, projections.send_queue, deliveries, clock
         ),
+        push=MessageWorker(
+            PushChannel(queued, catalog, senders, vapid_private_key),
+            aggregates,
+            projections.send_queue,
+            deliveries,
+            clock,
+        ),
         device_subscriptions=DeviceSubscriptions(
             catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
         ),
         signer=signer,
         box=box,
-        vapid_private_key=_stored_vapid_key(settings.data_dir),
+        vapid_private_key=vapid_private_key,
         remote=remote,
         run_audiences=audiences,
         clickhouse=clickhouse,

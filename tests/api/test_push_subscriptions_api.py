@@ -16,9 +16,7 @@ import pytest
 from herald.api.app import create_app
 from herald.api.wiring import Herald
 from herald.domain.resources import PushPlatform, PushProvider, PushSettings, UpdateChannel
-from herald.messages.rendering import SignedTrackingUrls
-from herald.senders.gateway import Accepted, Outbound
-from herald.senders.webpush import WebPushGateway, WebPushSettings, public_key_of
+from herald.senders.webpush import public_key_of
 from tests import channel_servers as cs
 from tests.builders import (
     RESOURCE,
@@ -233,25 +231,22 @@ async def test_a_subscribed_browser_gets_the_push_decrypted_and_it_reports_deliv
         body = {"resource_token": shop, "subscription": device.subscription(), "update": {"_fname": "Ann"}}
         subscribed = await browser.post("/push/subscribe", json=body, headers={"Origin": SITE})
         assert subscribed.status_code == 200, subscribed.text
+        sender = {"name": "Web push", "channel": "push", "webpush": {"subject": "mailto:o@e.com"}}
+        assert (await api.put("/api/v1/senders/web", json=sender)).status_code == 200
+        route = {"name": "Push", "rules": [{"targets": [{"sender_id": "web", "percent": 100}]}]}
+        assert (await api.put("/api/v1/virtual-senders/default_push", json=route)).status_code == 200
         push = {"push": {"title": "Hi {lead._fname}", "body": "New in store"}}
-        queued = herald.deliveries.queued(await launched_message(api, herald, "push", push))
-        rendered = herald.queued.render_queued(queued).body
-        links = SignedTrackingUrls(herald.signer, "https://trk.example.com", queued.message_id).push_links()
-        gateway = WebPushGateway(
-            WebPushSettings(vapid_private_key=herald.vapid_private_key, subject="mailto:o@e.com")
-        )
-        outcome = await gateway.send(
-            Outbound(queued.message_id, queued.contact, rendered.body, title=rendered.title, data=links)  # type: ignore[union-attr]
-        )
-        await gateway.close()
-    assert isinstance(outcome, Accepted)
+        message_id = await launched_message(api, herald, "push", push)
+        assert await herald.push.run_once() == 1  # the push worker, through the sender's gateway
+        await herald.push.close()
+    assert herald.deliveries.message(message_id).state.status == "delivered"
     shown = service.received[0].body  # decrypted with the browser's key, as the browser would
     assert (shown["title"], shown["body"]) == ("Hi Ann", "New in store")
     # signed with the key whose public half the toolkit gave the browser
     assert f"k={public_key_of(herald.vapid_private_key)}" in service.received[0].headers["authorization"]
     for link in shown["hub_link"].values():  # what the service worker does: ack on receipt, open on a tap
         assert (await browser.get(link.removeprefix("https://trk.example.com"))).status_code in (200, 204)
-    events = [e for e in herald.store.read_stream(f"message-{queued.message_id}")]
+    events = [e for e in herald.store.read_stream(f"message-{message_id}")]
     tracked = {e.type: e.data for e in events if e.type in ("MessageAcknowledged", "MessageOpened")}
     assert set(tracked) == {"MessageAcknowledged", "MessageOpened"}
     # a device's HTTP client (here httpx, a "machine" by the email rules) at the delivery is the person
