@@ -240,6 +240,9 @@ async def test_a_subscribed_browser_gets_the_push_decrypted_and_it_reports_deliv
         assert await herald.push.run_once() == 1  # the push worker, through the sender's gateway
         await herald.push.close()
     assert herald.deliveries.message(message_id).state.status == "delivered"
+    herald.runtime.drain()
+    card = await api.get(f"/api/v1/campaigns/{herald.deliveries.queued(message_id).campaign_id}/progress")
+    assert card.json()["campaign"] == {"queued": 1}  # a push card has no delivered/undelivered/delivering
     shown = service.received[0].body  # decrypted with the browser's key, as the browser would
     assert (shown["title"], shown["body"]) == ("Hi Ann", "New in store")
     # signed with the key whose public half the toolkit gave the browser

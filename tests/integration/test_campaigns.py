@@ -136,6 +136,7 @@ async def test_a_portioned_broadcast_reaches_everyone_once_then_completes(
     progress = (await api.get(f"{CS}/{cid}/progress")).json()["campaign"]
     assert progress == {
         "queued": 8,
+        "delivering": 8,  # none sent yet
         "suppressed": 2,
         "suppressed.subscription_status": 1,
         "suppressed.stop_list": 1,
@@ -325,7 +326,7 @@ async def test_test_sends_are_marked_and_not_counted(
     ]  # tests ignore the subscription status
     herald.runtime.drain()
     progress = (await api.get(f"{CS}/{cid}/progress")).json()
-    assert progress == {"campaign": {}, "tests": {"queued": 2}}
+    assert progress == {"campaign": {}, "tests": {"queued": 2, "delivering": 2}}
     history = herald.projections.send_history.profile_history(audience[EMAILS[8]], herald.clock.now().date())
     assert history.entries == ()
 

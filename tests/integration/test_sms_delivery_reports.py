@@ -66,6 +66,15 @@ async def sent_sms(api: httpx.AsyncClient, herald: Herald, smsc: Smsc, from_name
     return message_id
 
 
+async def progress(api: httpx.AsyncClient, herald: Herald, message_id: str) -> dict[str, int]:
+    herald.runtime.drain()
+    campaign_id = herald.deliveries.queued(message_id).campaign_id
+    response = await api.get(f"/api/v1/campaigns/{campaign_id}/progress")
+    assert response.status_code == 200, response.text
+    counters: dict[str, int] = response.json()["campaign"]
+    return {k: v for k, v in counters.items() if k in ("queued", "delivered", "undelivered", "delivering")}
+
+
 def outcome_types(herald: Herald, message_id: str) -> list[str]:
     wanted = ("MessageAccepted", "MessageDeliveryReported", "MessageDelivered", "MessageNotDelivered")
     return [e.type for e in herald.store.read_stream(f"message-{message_id}") if e.type in wanted]
@@ -80,8 +89,10 @@ async def test_a_campaign_sms_goes_out_in_parts_and_both_receipts_deliver_it(
         assert b"".join(s.payload for s in smsc.submits).decode("utf-16-be") == "Привет! " * 16
         await until(lambda: smsc.receipts_acknowledged == 2)
         assert herald.deliveries.message(message_id).state.status == "accepted"
+        assert await progress(api, herald, message_id) == {"queued": 1, "delivering": 1}
         await settled(herald, 2)
         await herald.sms.close()
+    assert await progress(api, herald, message_id) == {"queued": 1, "delivered": 1, "delivering": 0}
     assert outcome_types(herald, message_id) == [
         "MessageAccepted",
         "MessageDeliveryReported",
@@ -119,7 +130,10 @@ async def test_no_report_within_the_wait_is_not_delivered_until_a_late_report_sa
         herald.runtime.drain()
         assert herald.deliveries.message(message_id).state.status == "not_delivered"
         assert herald.projections.send_queue.due_delivery_waits(clock.now()) == []
+        assert await progress(api, herald, message_id) == {"queued": 1, "undelivered": 1, "delivering": 0}
         await smsc.release_receipts()
         await settled(herald, 2)
         await herald.sms.close()
     assert outcome_types(herald, message_id)[-1] == "MessageDelivered"
+    # the late report moves the message from undelivered to delivered on the card
+    assert await progress(api, herald, message_id) == {"queued": 1, "delivered": 1, "delivering": 0}
