@@ -35,6 +35,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("openapi", help="print the OpenAPI document")
 
+    parked = commands.add_parser("parked", help="print the events processors parked, as JSON lines")
+    parked.add_argument("--processor", help="one processor's only")
+    parked.add_argument("--traceback", action="store_true", help="with each one's traceback")
+    redrive = commands.add_parser(
+        "redrive",
+        help="apply parked events to their processors again, after a fix (with the server stopped; "
+        "a running server re-drives through POST /api/v1/processors/{processor}/parked/{position}/redrive)",
+    )
+    redrive.add_argument("processor", nargs="?", help="the processor (default: every processor)")
+    redrive.add_argument("positions", nargs="*", type=int, help="log positions (default: all it parked)")
+
     send = commands.add_parser("send", help="run the email sender alone (with the processors it needs)")
     send.add_argument("--until-empty", action="store_true", help="stop once nothing is waiting to be sent")
 
@@ -67,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_reports(settings) if args.reports else run_replay(settings, keep_live=args.check)
     if args.command == "send":
         return _send(settings, until_empty=args.until_empty)
+    if args.command in ("parked", "redrive"):
+        from herald.api.parked import print_parked, redrive_parked
+
+        if args.command == "parked":
+            return print_parked(settings, args.processor, args.traceback)
+        return redrive_parked(settings, args.processor, args.positions)
     if args.command == "relay":
         return _relay(settings, args)
     if args.command == "worker":

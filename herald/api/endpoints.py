@@ -63,6 +63,7 @@ class Endpoint:
     status: int = 200
     raw_body: bool = False  # the handler reads the body itself (batches validate row by row)
     bytes_body: str | None = None  # a body of bytes the handler reads whole: its media type (documented)
+    produces: str | None = None  # the success response's media type when it is not JSON (documented)
 
     def route(self, herald: Herald) -> Route:
         async def endpoint(request: Request) -> Response:

@@ -71,7 +71,7 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             for name in _PARAM.findall(endpoint.path)
         ],
         "responses": {
-            str(endpoint.status): {"description": "success"},
+            str(endpoint.status): _success(endpoint),
             "404": _error_response("unknown id"),
             "409": _error_response("stale expected_version or duplicate"),
             "422": _error_response("invalid input, naming the field"),
@@ -96,6 +96,12 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             },
         }
     return op
+
+
+def _success(endpoint: Endpoint) -> dict[str, Any]:
+    if endpoint.produces is None:
+        return {"description": "success"}
+    return {"description": "success", "content": {endpoint.produces: {"schema": {"type": "string"}}}}
 
 
 def _operation_id(endpoint: Endpoint) -> str:

@@ -45,6 +45,7 @@ from herald.domain.templates import (
     template_stream,
     version_content,
 )
+from herald.infra.failures import Unavailable
 from herald.infra.signing import TokenSigner
 from herald.processors.campaign_runs import MessageDraft
 from herald.projections.campaigns import CampaignsProjection
@@ -62,6 +63,10 @@ from herald.services.rendering import (
     subscription_of,
 )
 from herald.services.tracking import selector_key
+
+
+class ReadModelBehind(Unavailable):
+    """A read model a decision needs has not caught up with the log yet: try again in a moment."""
 
 
 class SegmentAudiences(Protocol):
@@ -313,6 +318,13 @@ class CampaignService:
 
     def profile(self, profile_id: str) -> ProfileState:
         return self.aggregates.load(profile_decider, profile_stream(profile_id)).state
+
+    def run_contacts(self, campaign_id: str, run_id: str, seen_at: int) -> set[str]:
+        """The contacts the run's recorded messages used, read once the read model has seen `seen_at`
+        (the progress event that follows them); before that, `ReadModelBehind` (retried)."""
+        if self.projection.checkpoint() < seen_at:
+            raise ReadModelBehind(f"the campaigns read model has not reached position {seen_at} yet")
+        return self.projection.run_contacts(campaign_id, run_id)
 
     def gate(self, settings: cp.CampaignSettings, at: datetime, is_test: bool = False) -> SendGate:
         policy = self._policy(settings)

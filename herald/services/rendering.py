@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from herald.domain import links as lk
 from herald.domain.email_body import inline_css, insert_open_pixel, text_version
+from herald.domain.errors import DomainError
 from herald.domain.profiles import ProfileState
 from herald.domain.sms import add_http_to_links, sms_length
 from herald.domain.subscriptions import Subscription
@@ -47,8 +48,9 @@ from herald.domain.templates import (
     SmsContent,
     TemplateContent,
 )
-from herald.domain.templating import CompiledTemplate, RenderContext, TemplateRenderError, compile_template
+from herald.domain.templating import CompiledTemplate, RenderContext, compile_template
 from herald.domain.templating.references import References, references
+from herald.infra.failures import TRANSIENT, describe
 from herald.infra.remote_content import RemoteContentError
 from herald.infra.signing import TokenSigner
 
@@ -316,7 +318,31 @@ class MessageRenderer:
         data: MessageData,
         urls: TrackingUrls,
     ) -> RenderedMessage:
-        """The message `content` (version `version` of the template) makes for `data` over `channel`."""
+        """The message `content` (version `version` of the template) makes for `data` over `channel`.
+
+        Whatever goes wrong while making this one message raises `RenderFailed` with the reason, so
+        the caller records it as the message's failure; only a failure of the surroundings (a locked
+        store, a full disk: `TRANSIENT`, worth retrying) passes through as it is."""
+        try:
+            return self._render(template_id, version, content, channel, data, urls)
+        except RenderFailed:
+            raise
+        except DomainError as error:  # the language's own errors (a limit, a bad value), with their path
+            raise RenderFailed(error.reason, error.path) from None
+        except TRANSIENT:
+            raise
+        except Exception as error:  # a template function or a post-processing step that broke
+            raise RenderFailed(f"the message could not be rendered: {describe(error)}", "template") from None
+
+    def _render(
+        self,
+        template_id: str,
+        version: int,
+        content: TemplateContent,
+        channel: Channel,
+        data: MessageData,
+        urls: TrackingUrls,
+    ) -> RenderedMessage:
         prepared = self._prepare(template_id, version, content)
         fragments = self._fragments(prepared.uses.fragments)
         uses = prepared.uses
@@ -339,10 +365,7 @@ class MessageRenderer:
         )
         specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
         job = _Job(content, prepared, specs, data, urls, context, text_context)
-        try:
-            body = job.body(channel)
-        except TemplateRenderError as error:
-            raise RenderFailed(error.reason, error.path) from None
+        body = job.body(channel)
         return RenderedMessage(
             template_id,
             version,

@@ -431,8 +431,9 @@ async def test_a_run_that_crashes_mid_chunk_resumes_without_queueing_anyone_twic
 
     herald.campaigns.decide = crashing  # type: ignore[method-assign]
     assert (await api.post(f"{CS}/{cid}/launch")).status_code == 200
-    with pytest.raises(RuntimeError, match="died"):
-        herald.runtime.drain()
+    herald.runtime.drain()  # the runner fails on the second chunk and waits to try again
+    failing = next(s for s in herald.runtime.status() if s.name == "campaign-runs")
+    assert failing.failing_at is not None and "RuntimeError: the process died" in failing.last_error
     assert len(decisions(herald, cid)) == 3  # the first chunk only: the second was appended all or nothing
 
     restarted = build(herald.settings, clock=herald.clock)  # a new process over the same files
@@ -447,6 +448,74 @@ async def test_a_run_that_crashes_mid_chunk_resumes_without_queueing_anyone_twic
         )
         assert set(decided.values()) == {1} and len(decided) == 10
         assert restarted.campaigns.campaign(cid).status.value == "completed"
+    finally:
+        restarted.close()
+
+
+async def test_a_chunk_tried_again_forgets_the_contacts_its_failed_try_used(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, audience: dict[str, str]
+) -> None:
+    """Contact uniqueness on (the default): a chunk that failed half-way is tried again with the gate's
+    memory of the recorded chunks only, so nobody it had passed the first time is a duplicate now."""
+    tpl = await template(api)
+    cid = await campaign(api, [tpl])
+    runner = next(c for c in herald.runtime.consumers() if c.name == "campaign-runs")
+    runner.reactor.chunk = 4  # type: ignore[attr-defined]
+    decide, calls = herald.campaigns.decide, []
+
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 7:  # the second chunk fails after deciding two messages
+            raise RuntimeError("a passing fault")
+        return decide(*args, **kwargs)
+
+    herald.campaigns.decide = failing_once  # type: ignore[method-assign]
+    await post(api, herald, f"{CS}/{cid}/launch")
+    assert len(decisions(herald, cid)) == 4
+    clock.advance(timedelta(seconds=1))  # the runner's backoff
+    herald.runtime.drain()
+    made = decisions(herald, cid)
+    assert Counter(d["profile_id"] for d in made) == dict.fromkeys(audience.values(), 1)
+    assert Counter((d["outcome"], d["reason"]) for d in made) == {
+        ("queued", ""): 8,
+        ("suppressed", "subscription_status"): 1,
+        ("suppressed", "stop_list"): 1,
+    }
+
+
+async def test_contact_uniqueness_holds_across_chunks_and_restarts(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    """Two profiles subscribed with one address fall in different chunks, and the process dies between
+    them: the restarted runner reads the address the run used back and suppresses the second."""
+    twins = [
+        {"email": f"twin{i}@example.org", "subscriptions": [email_subscription("shared@example.org")]}
+        for i in range(2)
+    ]
+    first, second = sorted(r["profile_id"] for r in (await import_rows(api, twins))["results"])
+    herald.runtime.drain()
+    tpl = await template(api)
+    cid = await campaign(api, [tpl])
+    runner = next(c for c in herald.runtime.consumers() if c.name == "campaign-runs")
+    runner.reactor.chunk = 1  # type: ignore[attr-defined]
+    decide = herald.campaigns.decide
+
+    def dying_at_the_second_twin(draft: Any, gate: Any, profile: Any, *args: Any, **kwargs: Any) -> Any:
+        if profile.profile_id == second:
+            raise RuntimeError("the process died")
+        return decide(draft, gate, profile, *args, **kwargs)
+
+    herald.campaigns.decide = dying_at_the_second_twin  # type: ignore[method-assign]
+    await post(api, herald, f"{CS}/{cid}/launch")
+    assert {d["profile_id"] for d in decisions(herald, cid)} >= {first}
+
+    restarted = build(herald.settings, clock=herald.clock)
+    try:
+        restarted.runtime.drain()
+        outcomes = {d["profile_id"]: (d["outcome"], d["reason"]) for d in decisions(restarted, cid)}
+        assert outcomes[first] == ("queued", "")
+        assert outcomes[second] == ("suppressed", "duplicate_contact")
+        assert len(outcomes) == 12
     finally:
         restarted.close()
 
