@@ -69,7 +69,7 @@ class Endpoint:
         async def endpoint(request: Request) -> Response:
             try:
                 return await self._serve(request, herald)
-            except Exception as exc:  # mapped in one place; unknown errors propagate
+            except Exception as exc:  # mapped in one place; an unknown error is a JSON 500 with its id
                 return await handle_exception(request, exc)
 
         return Route(self.path, endpoint, methods=[self.method], name=f"{self.method} {self.path}")

@@ -23,6 +23,7 @@ _ERROR = {
                 "status": {"type": "integer"},
                 "reason": {"type": "string"},
                 "path": {"type": "string", "description": "the offending field, dotted"},
+                "error_id": {"type": "string", "description": "500: names the error in the server's log"},
             },
             "required": ["status", "reason"],
         }
@@ -75,6 +76,7 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             "404": _error_response("unknown id"),
             "409": _error_response("stale expected_version or duplicate"),
             "422": _error_response("invalid input, naming the field"),
+            "500": _error_response("an unexpected error, with the error id the server's log names it by"),
         },
     }
     if endpoint.role != "public":
