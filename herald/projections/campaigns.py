@@ -238,11 +238,11 @@ class CampaignsProjection(SqliteProjection):
     def recipient(self, campaign_id: str, profile_id: str) -> list[dict[str, Any]]:
         """Every decision a campaign made for a profile: the answer to "why didn't X get it"."""
         rows = self.conn.execute(
-            "SELECT run_id, message_id, outcome, reason, template_id, is_test, at FROM campaign_recipients "
-            "WHERE campaign_id = ? AND profile_id = ? ORDER BY at, run_id",
+            "SELECT run_id, message_id, outcome, reason, template_id, is_test, at, contact "
+            "FROM campaign_recipients WHERE campaign_id = ? AND profile_id = ? ORDER BY at, run_id",
             (campaign_id, profile_id),
         )
-        keys = ("run_id", "message_id", "outcome", "reason", "template_id", "is_test", "at")
+        keys = ("run_id", "message_id", "outcome", "reason", "template_id", "is_test", "at", "contact")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def template_counters(self, campaign_id: str) -> dict[str, dict[str, int]]:

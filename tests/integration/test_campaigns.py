@@ -275,8 +275,12 @@ async def test_a_trigger_fires_once_per_request_id_with_its_content_and_delay(
     assert response.status_code == 422  # not active yet
     await post(api, herald, f"{CS}/{cid}/activate")
     first = await post(api, herald, f"{CS}/{cid}/fire", **fire, request_id="r-1")
+    head = herald.store.head_position()
     again = await post(api, herald, f"{CS}/{cid}/fire", **fire, request_id="r-1")
-    assert first == again
+    assert herald.store.head_position() == head  # nothing sent, nothing recorded again
+    assert [m["status"] for m in again["messages"]] == ["duplicate", "duplicate"]
+    assert [m["first"] for m in again["messages"]] == first["messages"]
+    assert "request 'r-1' already fired the trigger" in again["messages"][0]["reason"]
     queued, suppressed = first["messages"]
     assert (
         queued["status"] == "queued" and queued["due_at"] == (clock.now() + timedelta(minutes=30)).isoformat()
@@ -288,6 +292,91 @@ async def test_a_trigger_fires_once_per_request_id_with_its_content_and_delay(
     assert other["messages"][0]["message_id"] != queued["message_id"]
     missing = await api.post(f"{CS}/{cid}/fire", json={"profiles": [{"email": "nobody@example.org"}]})
     assert missing.status_code == 404 and missing.json()["error"]["path"] == "profiles.0"
+
+
+async def test_a_trigger_saved_without_options_has_the_guides_defaults_and_no_fire_answers_500(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, audience: dict[str, str]
+) -> None:
+    tpl = await template(api)
+    cid = await campaign(api, [tpl], audience=None, type="trigger", database_id="1")
+    card = (await api.get(f"{CS}/{cid}")).json()
+    assert card["trigger"] == {
+        "delay_days": 0,
+        "delay_hours": 0,
+        "delay_minutes": 0,
+        "high_priority": False,
+        "segment_id": None,
+    }
+    await post(api, herald, f"{CS}/{cid}/activate")
+    fired = await post(api, herald, f"{CS}/{cid}/fire", profiles=[{"email": EMAILS[0]}])
+    [message] = fired["messages"]
+    assert message["status"] == "queued" and message["due_at"] == clock.now().isoformat()
+
+    async def fire(campaign_id: str, **body: Any) -> httpx.Response:
+        response = await api.post(f"{CS}/{campaign_id}/fire", json=body)
+        assert response.status_code < 500, response.text
+        return response
+
+    assert (await fire(cid, profiles=[{"email": "nobody@example.org"}])).status_code == 404
+    assert (await fire(cid, profiles=[{"profile_id": "no-such-profile"}])).status_code == 404
+    assert (await fire(cid, profiles=[{"email": EMAILS[0], "phone": "+79123456789"}])).status_code == 422
+    assert (await fire(cid, profiles=[{"shoe_size": "42"}])).status_code == 422
+    assert (await fire(cid, profiles=[{}])).status_code == 422
+    assert (await fire("999", profiles=[{"email": EMAILS[0]}])).status_code == 404
+    broadcast = await campaign(api, [tpl])
+    assert (await fire(broadcast, profiles=[{"email": EMAILS[0]}])).status_code == 422
+    # the template deleted after activation: that message fails with its reason, the call answers
+    assert (await api.delete(f"/api/v1/templates/{tpl}")).status_code == 200
+    herald.runtime.drain()
+    [failed] = (await fire(cid, profiles=[{"email": EMAILS[1]}])).json()["messages"]
+    assert failed["status"] == "failed" and "no template" in failed["reason"]
+    await post(api, herald, f"{CS}/{cid}/pause")
+    assert (await fire(cid, profiles=[{"email": EMAILS[0]}])).status_code == 422
+    assert (await api.delete(f"{CS}/{cid}")).status_code == 200
+    assert (await fire(cid, profiles=[{"email": EMAILS[0]}])).status_code == 404
+
+
+async def test_why_didnt_x_get_it_answers_for_every_profile(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    """Decisions when there are some; else whether the profile is in the audience at all, and why not."""
+    outsider = (await import_rows(api, [{"email": "no-subscription@example.org"}]))["results"][0][
+        "profile_id"
+    ]
+    herald.runtime.drain()
+    tpl = await template(api)
+    cid = await campaign(api, [tpl])
+
+    before = await why_of(api, cid, audience[EMAILS[0]])
+    assert before["decisions"] == []
+    assert before["audience"] == {"in_audience": True, "reason": "the campaign has not run yet"}
+    await post(api, herald, f"{CS}/{cid}/launch")
+    reached = await why_of(api, cid, audience[EMAILS[0]])
+    assert [d["outcome"] for d in reached["decisions"]] == ["queued"] and "audience" not in reached
+    assert reached["decisions"][0]["contact"] == EMAILS[0]
+    outside = await why_of(api, cid, outsider)
+    assert outside["decisions"] == []
+    no_subscription = f"the profile has no email subscription on resource {RESOURCE}"
+    assert outside["audience"] == {
+        "in_audience": False,
+        "reason": f"{no_subscription}, so it is not in the audience",
+    }
+    unknown = await api.get(f"{CS}/{cid}/recipients/no-such-profile")
+    assert unknown.status_code == 404 and unknown.json()["error"]["path"] == "profile_id"
+    assert (await api.get(f"{CS}/999/recipients/{outsider}")).status_code == 404
+
+    trigger = await campaign(api, [tpl], audience=None, type="trigger", database_id="1")
+    assert (await why_of(api, trigger, outsider))["audience"] == {
+        "in_audience": True,
+        "reason": "the trigger has not been fired for this profile",
+    }
+
+
+async def why_of(api: httpx.AsyncClient, campaign_id: str, profile_id: str) -> dict[str, Any]:
+    response = await api.get(f"{CS}/{campaign_id}/recipients/{profile_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def test_a_split_test_sends_its_slice_evenly_then_the_winner_to_the_rest(
