@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from herald.api.wiring import Herald
+from herald.api import cli
+from herald.api.wiring import Herald, build
+from herald.domain import campaigns as cp
+from herald.domain import templates as tp
 from herald.infra.clock import ManualClock
+from herald.infra.config import Settings
 from herald.processors.backoff import RetryPolicy
-from tests.builders import import_rows
+from herald.services.campaigns import CampaignService
+from herald.services.profiles import ImportOptions
+from tests.builders import CTX, RESOURCE, create_resource, customers, email_subscription, import_rows
+from tests.conftest import START
 from tests.integration.test_email_end_to_end import Sink, ok, send_everything
 from tests.smtp_sink import smtp_server
 
@@ -232,3 +241,63 @@ async def test_the_timer_and_sender_loops_wait_longer_after_each_failure(
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(lines) == 9 and all("\n" not in line for line in lines)
     assert lines[0].startswith("timers failed: RuntimeError: the timers table is gone")
+
+
+def test_herald_parked_lists_and_herald_redrive_applies_parked_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """The CLI over a data directory whose campaign runner parked a run's start (a bug, since fixed)."""
+    data = tmp_path / "data"
+    clock = ManualClock(START)
+    herald = build(Settings(data_dir=data, admin_token="t", reports_engine="off"), clock=clock)
+    try:
+        customers(herald)
+        create_resource(herald)
+        rows = [
+            {"email": f"u{i}@mail.example", "subscriptions": [email_subscription(f"u{i}@mail.example")]}
+            for i in range(3)
+        ]
+        herald.profiles.import_rows("1", rows, ImportOptions(), CTX)
+        content = tp.TemplateContent(email=tp.EmailContent(subject="Hi", html="<p>Hi</p>"))
+        template_id, _ = herald.templates.create_template(tp.TemplateCard(name="Hi"), content, False, CTX)
+        settings = cp.CampaignSettings(
+            name="Spring",
+            type=cp.CampaignType.BROADCAST,
+            channel="email",
+            resource_id=RESOURCE,
+            template_ids=(template_id,),
+            audience=cp.Audience(id="1"),
+        )
+        herald.runtime.drain()
+        campaign_id, _ = herald.campaigns.create(settings, CTX)
+        with monkeypatch.context() as bug:
+            bug.setattr(CampaignService, "decide", _a_bug)
+            herald.campaigns.launch_now(campaign_id, CTX)
+            for attempt in range(1, DEFAULT_ATTEMPTS + 1):
+                herald.runtime.drain()
+                clock.advance(RetryPolicy().delay(attempt))
+        [parked] = herald.runtime.parked_events()
+    finally:
+        herald.close()
+
+    capsysbinary.readouterr()
+    assert cli.main(["--data-dir", str(data), "parked"]) == 0
+    [line] = capsysbinary.readouterr().out.splitlines()
+    listed = orjson.loads(line)
+    assert (listed["consumer"], listed["position"]) == ("campaign-runs", parked.position)
+    assert listed["error"].startswith("KeyError: 'a bug'") and "traceback" not in listed
+
+    assert cli.main(["--data-dir", str(data), "redrive"]) == 0
+    assert capsysbinary.readouterr().out == f"campaign-runs {parked.position}: re-driven\n".encode()
+    assert cli.main(["--data-dir", str(data), "parked"]) == 0
+    assert capsysbinary.readouterr().out == b""
+    herald = build(Settings(data_dir=data, admin_token="t", reports_engine="off"), clock=clock)
+    try:
+        herald.runtime.drain()
+        assert herald.projections.campaigns.counters(campaign_id) == {"queued": 3}
+    finally:
+        herald.close()
+
+
+def _a_bug(*args: Any, **kwargs: Any) -> Any:
+    raise KeyError("a bug")
