@@ -19,10 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from herald.api import cli
 from herald.api.wiring import Herald, build
 from herald.domain import campaigns as cp
+from herald.domain import messages as ms
 from herald.domain import templates as tp
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.processors.backoff import RetryPolicy
+from herald.senders.worker import MESSAGE_ATTEMPTS
 from herald.services.campaigns import CampaignService
 from herald.services.profiles import ImportOptions
 from tests.builders import CTX, RESOURCE, create_resource, customers, email_subscription, import_rows
@@ -301,3 +303,32 @@ def test_herald_parked_lists_and_herald_redrive_applies_parked_events(
 
 def _a_bug(*args: Any, **kwargs: Any) -> Any:
     raise KeyError("a bug")
+
+
+async def test_a_message_that_breaks_the_sender_is_given_up_after_its_tries_and_the_others_go_out(
+    api: httpx.AsyncClient, herald: Herald, sink: tuple[Sink, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay, port = sink
+    await catalog(api, herald, port, 5)
+    campaign_id = await broadcast(api, herald, "<p>Hi</p>")
+    herald.runtime.drain()
+    victim = ms.message_id(campaign_id, f"{campaign_id}-1", await profile_id(api, 2))
+    prepare = herald.email.prepare
+
+    def breaking(queued: Any) -> Any:
+        if queued.message_id == victim:
+            raise ValueError("a header nothing expected")
+        return prepare(queued)
+
+    monkeypatch.setattr(herald.email, "prepare", breaking)
+    for _ in range(MESSAGE_ATTEMPTS):
+        await herald.email.run_once()
+        herald.runtime.drain()
+    assert len(relay.messages) == 4
+    outcome = herald.store.read_stream(ms.message_stream(victim))[-1]
+    assert outcome.type == "MessageNotDelivered"
+    assert (outcome.data["reason"], outcome.data["detail"]) == (
+        "sender_error",
+        "ValueError: a header nothing expected",
+    )
+    assert herald.projections.send_queue.waiting() == 0
