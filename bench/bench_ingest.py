@@ -122,7 +122,7 @@ def _send(base: str, bodies: list[bytes], clients: int) -> float:
     return timed(all_parts)
 
 
-def _prepare(data: Path, profiles: int) -> None:
+def prepare_profiles(data: Path, profiles: int) -> None:
     """The catalog and `profiles` profiles, imported and projected, so events find them by email."""
     with herald_in_process(data) as herald:
         create_catalog(herald)
@@ -154,7 +154,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     with temp_dir("ingest") as work:
         data = work / "herald"
-        seconds["setup"] = timed(lambda: _prepare(data, args.profiles))
+        seconds["setup"] = timed(lambda: prepare_profiles(data, args.profiles))
         with herald_server(data) as base, client(base) as http:
             for name, bodies in (("known", known), ("anon", anonymous)):
                 _send(base, warm[name], 1)

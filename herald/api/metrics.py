@@ -30,44 +30,23 @@ class _HeraldCollector(Collector):
         yield GaugeMetricFamily(
             "herald_log_head_position", "The global position of the log's last event", head
         )
-        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
-            "position": GaugeMetricFamily(
-                "herald_processor_position",
-                "The last log position the processor has processed",
-                labels=["processor"],
-            ),
-            "lag": GaugeMetricFamily(
-                "herald_processor_lag_events",
-                "Events the processor is behind the log's head",
-                labels=["processor"],
-            ),
-            "parked": GaugeMetricFamily(
-                "herald_processor_parked_events",
-                "Events the processor gave up on and has not had re-driven",
-                labels=["processor"],
-            ),
-            "failures": CounterMetricFamily(
-                "herald_processor_failures",
-                "Failures of the processor since the server started",
-                labels=["processor"],
-            ),
-            "retrying": GaugeMetricFamily(
-                "herald_processor_retrying",
-                "1 while the processor waits to retry a failed event",
-                labels=["processor"],
-            ),
+        families = {
+            key: kind(name, text, labels=["processor"]) for key, (kind, name, text) in _PROCESSOR.items()
         }
         for runtime in self.herald.runtimes():
             for status in runtime.status():
-                labels = [status.name]
-                families["position"].add_metric(labels, status.position)
-                families["lag"].add_metric(labels, head - status.position)
-                families["parked"].add_metric(labels, status.parked)
-                families["failures"].add_metric(labels, status.failures_total)
-                families["retrying"].add_metric(labels, int(status.failing_at is not None))
+                values = {
+                    "position": status.position,
+                    "lag": head - status.position,
+                    "parked": status.parked,
+                    "failures": status.failures_total,
+                    "retrying": int(status.failing_at is not None),
+                }
+                for key, value in values.items():
+                    families[key].add_metric([status.name], value)
         yield from families.values()
         failures = CounterMetricFamily(
-            "herald_loop_failures", "Failures of the server's loop since it started", labels=["loop"]
+            "herald_loop_failures", "Failures of the loop since it started", labels=["loop"]
         )
         in_a_row = GaugeMetricFamily(
             "herald_loop_failing", "Failures of the loop in a row (0: healthy)", labels=["loop"]
@@ -77,6 +56,36 @@ class _HeraldCollector(Collector):
             in_a_row.add_metric([name], backoff.failures)
         yield failures
         yield in_a_row
+
+
+_Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
+_PROCESSOR: dict[str, tuple[_Family, str, str]] = {
+    "position": (
+        GaugeMetricFamily,
+        "herald_processor_position",
+        "The last log position the processor processed",
+    ),
+    "lag": (
+        GaugeMetricFamily,
+        "herald_processor_lag_events",
+        "Events the processor is behind the log's head",
+    ),
+    "parked": (
+        GaugeMetricFamily,
+        "herald_processor_parked_events",
+        "Events the processor gave up on and nobody re-drove yet",
+    ),
+    "failures": (
+        CounterMetricFamily,
+        "herald_processor_failures",
+        "Failures of the processor since the start",
+    ),
+    "retrying": (
+        GaugeMetricFamily,
+        "herald_processor_retrying",
+        "1 while the processor waits to retry an event",
+    ),
+}
 
 
 def metrics_text(herald: Herald) -> bytes:

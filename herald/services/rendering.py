@@ -28,11 +28,12 @@ Decisions where the guide is silent:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from herald.domain import links as lk
 from herald.domain.email_body import inline_css, insert_open_pixel, text_version
@@ -55,6 +56,8 @@ from herald.infra.remote_content import RemoteContentError
 from herald.infra.signing import TokenSigner
 
 PREPARED_CACHE_SIZE = 256
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 SYSTEM_LINK_TAGS = (
     "unsubscribe",
     "globalunsubscribe",
@@ -302,6 +305,28 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
 # --- the renderer ------------------------------------------------------------------------------
 
 
+def _one_message(render: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Any error while one message is made becomes that message's `RenderFailed`: the language's own
+    errors keep their path; a template function or post-processing step that broke says what it
+    raised. Only a failure of the surroundings (a locked store, a full disk: `TRANSIENT`, worth
+    retrying) passes through as it is."""
+
+    @functools.wraps(render)
+    def one(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return render(*args, **kwargs)
+        except RenderFailed:
+            raise
+        except DomainError as error:
+            raise RenderFailed(error.reason, error.path) from None
+        except TRANSIENT:
+            raise
+        except Exception as error:
+            raise RenderFailed(f"the message could not be rendered: {describe(error)}", "template") from None
+
+    return one
+
+
 class MessageRenderer:
     def __init__(self, fragments: FragmentSource, remote: RemoteContent | None) -> None:
         self.fragments = fragments
@@ -309,6 +334,7 @@ class MessageRenderer:
         self._prepared: OrderedDict[tuple[str, int], _Prepared] = OrderedDict()
         self._fragments_compiled: dict[tuple[str, int], _CompiledFragment] = {}
 
+    @_one_message
     def render(
         self,
         template_id: str,
@@ -318,31 +344,8 @@ class MessageRenderer:
         data: MessageData,
         urls: TrackingUrls,
     ) -> RenderedMessage:
-        """The message `content` (version `version` of the template) makes for `data` over `channel`.
-
-        Whatever goes wrong while making this one message raises `RenderFailed` with the reason, so
-        the caller records it as the message's failure; only a failure of the surroundings (a locked
-        store, a full disk: `TRANSIENT`, worth retrying) passes through as it is."""
-        try:
-            return self._render(template_id, version, content, channel, data, urls)
-        except RenderFailed:
-            raise
-        except DomainError as error:  # the language's own errors (a limit, a bad value), with their path
-            raise RenderFailed(error.reason, error.path) from None
-        except TRANSIENT:
-            raise
-        except Exception as error:  # a template function or a post-processing step that broke
-            raise RenderFailed(f"the message could not be rendered: {describe(error)}", "template") from None
-
-    def _render(
-        self,
-        template_id: str,
-        version: int,
-        content: TemplateContent,
-        channel: Channel,
-        data: MessageData,
-        urls: TrackingUrls,
-    ) -> RenderedMessage:
+        """The message `content` (version `version` of the template) makes for `data` over `channel`;
+        whatever goes wrong while making it raises `RenderFailed` with the reason (`_one_message`)."""
         prepared = self._prepare(template_id, version, content)
         fragments = self._fragments(prepared.uses.fragments)
         uses = prepared.uses

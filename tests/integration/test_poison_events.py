@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,19 +16,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from herald.api import cli
-from herald.api.wiring import Herald, build
-from herald.domain import campaigns as cp
+from herald.api.wiring import Herald
 from herald.domain import messages as ms
-from herald.domain import templates as tp
 from herald.infra.clock import ManualClock
-from herald.infra.config import Settings
 from herald.processors.backoff import RetryPolicy
 from herald.senders.worker import MESSAGE_ATTEMPTS
 from herald.services.campaigns import CampaignService
-from herald.services.profiles import ImportOptions
-from tests.builders import CTX, RESOURCE, create_resource, customers, email_subscription, import_rows
-from tests.conftest import START
-from tests.integration.test_email_end_to_end import Sink, ok, send_everything
+from tests.builders import import_rows
+from tests.integration.test_email_end_to_end import Sink, email_resource, ok, route_to, send_everything
 from tests.smtp_sink import smtp_server
 
 PROFILES = 1000
@@ -57,20 +51,7 @@ async def catalog(api: httpx.AsyncClient, herald: Herald, port: int, profiles: i
         {"name": "cart", "title": "Cart", "type": "json"},
     ]
     await ok(await api.post("/api/v1/databases", json={"name": "Customers", "custom_fields": fields}), 201)
-    channel = {
-        "kind": "email",
-        "from_name": "Shop",
-        "from_email": "news@shop.example",
-        "list_id": "news.shop.example",
-    }
-    resource = {
-        "name": "News",
-        "database_ids": ["1"],
-        "source_urls": ["https://shop.example"],
-        "default_tracking_domain": "trk.shop.example",
-        "channels": [channel],
-    }
-    await ok(await api.post("/api/v1/resources", json=resource), 201)
+    await email_resource(api)
     rows = [
         {
             "email": f"user{i}@mail.example",
@@ -84,15 +65,7 @@ async def catalog(api: httpx.AsyncClient, herald: Herald, port: int, profiles: i
     ]
     for start in range(0, profiles, 500):
         await import_rows(api, rows[start : start + 500])
-    sender = {
-        "name": "Loopback",
-        "relay": {"host": "127.0.0.1", "port": port, "starttls": "never"},
-        "rate_per_second": 10000,
-        "connections": 4,
-    }
-    await ok(await api.put("/api/v1/senders/main", json=sender))
-    rules = [{"targets": [{"sender_id": "main", "percent": 100}]}]
-    await ok(await api.put("/api/v1/virtual-senders/default", json={"name": "Default", "rules": rules}))
+    await route_to(api, port, rate_per_second=10000, connections=4)
     herald.runtime.drain()
 
 
@@ -245,60 +218,39 @@ async def test_the_timer_and_sender_loops_wait_longer_after_each_failure(
     assert lines[0].startswith("timers failed: RuntimeError: the timers table is gone")
 
 
-def test_herald_parked_lists_and_herald_redrive_applies_parked_events(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+async def test_herald_parked_lists_and_herald_redrive_applies_parked_events(
+    api: httpx.AsyncClient,
+    herald: Herald,
+    clock: ManualClock,
+    sink: tuple[Sink, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
-    """The CLI over a data directory whose campaign runner parked a run's start (a bug, since fixed)."""
-    data = tmp_path / "data"
-    clock = ManualClock(START)
-    herald = build(Settings(data_dir=data, admin_token="t", reports_engine="off"), clock=clock)
-    try:
-        customers(herald)
-        create_resource(herald)
-        rows = [
-            {"email": f"u{i}@mail.example", "subscriptions": [email_subscription(f"u{i}@mail.example")]}
-            for i in range(3)
-        ]
-        herald.profiles.import_rows("1", rows, ImportOptions(), CTX)
-        content = tp.TemplateContent(email=tp.EmailContent(subject="Hi", html="<p>Hi</p>"))
-        template_id, _ = herald.templates.create_template(tp.TemplateCard(name="Hi"), content, False, CTX)
-        settings = cp.CampaignSettings(
-            name="Spring",
-            type=cp.CampaignType.BROADCAST,
-            channel="email",
-            resource_id=RESOURCE,
-            template_ids=(template_id,),
-            audience=cp.Audience(id="1"),
-        )
-        herald.runtime.drain()
-        campaign_id, _ = herald.campaigns.create(settings, CTX)
-        with monkeypatch.context() as bug:
-            bug.setattr(CampaignService, "decide", _a_bug)
-            herald.campaigns.launch_now(campaign_id, CTX)
-            for attempt in range(1, DEFAULT_ATTEMPTS + 1):
-                herald.runtime.drain()
-                clock.advance(RetryPolicy().delay(attempt))
-        [parked] = herald.runtime.parked_events()
-    finally:
-        herald.close()
+    """The CLI over the data directory of a server whose campaign runner parked a run's start (a bug,
+    fixed since); the CLI opens the directory as a stopped server's would be opened."""
+    await catalog(api, herald, sink[1], 3)
+    with monkeypatch.context() as bug:
+        bug.setattr(CampaignService, "decide", _a_bug)
+        campaign_id = await broadcast(api, herald, "<p>Hi</p>")
+        for attempt in range(1, DEFAULT_ATTEMPTS + 1):
+            herald.runtime.drain()
+            clock.advance(RetryPolicy().delay(attempt))
+    [parked] = herald.runtime.parked_events()
+    data = ["--data-dir", str(herald.settings.data_dir)]
 
     capsysbinary.readouterr()
-    assert cli.main(["--data-dir", str(data), "parked"]) == 0
+    assert cli.main([*data, "parked"]) == 0
     [line] = capsysbinary.readouterr().out.splitlines()
     listed = orjson.loads(line)
     assert (listed["consumer"], listed["position"]) == ("campaign-runs", parked.position)
     assert listed["error"].startswith("KeyError: 'a bug'") and "traceback" not in listed
 
-    assert cli.main(["--data-dir", str(data), "redrive"]) == 0
+    assert cli.main([*data, "redrive"]) == 0
     assert capsysbinary.readouterr().out == f"campaign-runs {parked.position}: re-driven\n".encode()
-    assert cli.main(["--data-dir", str(data), "parked"]) == 0
+    assert cli.main([*data, "parked"]) == 0
     assert capsysbinary.readouterr().out == b""
-    herald = build(Settings(data_dir=data, admin_token="t", reports_engine="off"), clock=clock)
-    try:
-        herald.runtime.drain()
-        assert herald.projections.campaigns.counters(campaign_id) == {"queued": 3}
-    finally:
-        herald.close()
+    herald.runtime.drain()  # the chunk the re-drive decided, read by the server's projections
+    assert herald.projections.campaigns.counters(campaign_id) == {"queued": 3}
 
 
 def _a_bug(*args: Any, **kwargs: Any) -> Any:
