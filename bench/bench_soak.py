@@ -206,17 +206,21 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=20_000)
     parser.add_argument("--probe-seconds", type=float, default=20)
     parser.add_argument("--sample-seconds", type=float, default=10)
+    parser.add_argument(
+        "--reports", choices=("chdb", "off"), default="chdb", help="the server's report store (embedded chDB)"
+    )
     args = parser.parse_args()
     warmup = min(args.warmup_minutes, args.minutes / 3)
     print(
-        f"{machine()}; load {os.getloadavg()[0]:.2f}; {args.minutes:g} min soak, {args.batch} events a batch",
+        f"{machine()}; load {os.getloadavg()[0]:.2f}; {args.minutes:g} min soak, "
+        f"{args.batch} events a batch, reports {args.reports}",
         flush=True,
     )
     numbers = itertools.count()
     with temp_dir("soak") as work:
         data = work / "herald"
         prepare_profiles(data, args.profiles)
-        with herald_server_process(data) as (base, process):
+        with herald_server_process(data, {"HERALD_REPORTS_ENGINE": args.reports}) as (base, process):
             peak = max_rate(base, args.batch, args.profiles, args.probe_seconds, numbers)
             load = Load(peak / 2, args.batch, args.profiles, args.sample_seconds, numbers)
             print(f"maximum rate {peak:,.0f} events/s; the soak sends {load.rate:,.0f} events/s", flush=True)

@@ -68,11 +68,15 @@ class SqliteParkedEvents:
 
     @contextmanager
     def parking(self, parked: ParkedEvent) -> Iterator[None]:
-        """Record `parked` in one transaction with what the block writes (the consumer's checkpoint)."""
+        """Record `parked` in one transaction with what the block writes (the consumer's checkpoint). An
+        event parked again (a consumer whose checkpoint did not survive a restart failed on it anew) keeps
+        its first failure and adds the attempts."""
         with self._transaction():
             self.conn.execute(
-                f"INSERT OR REPLACE INTO parked_events ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                f"INSERT INTO parked_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT (consumer, position) DO UPDATE SET error = excluded.error, "
+                "traceback = excluded.traceback, attempts = attempts + excluded.attempts, "
+                "last_failed_at = excluded.last_failed_at, redriven_at = NULL",
                 (
                     parked.consumer,
                     parked.position,

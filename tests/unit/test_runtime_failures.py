@@ -291,3 +291,19 @@ async def test_run_waits_out_a_failing_consumers_backoff_instead_of_looping(worl
     world.runtime.stop()
     await asyncio.wait_for(task, timeout=10)
     assert world.tally.applied.count("mallory") == 1
+
+
+def test_an_event_parked_again_keeps_its_first_failure_and_adds_the_attempts(world: World) -> None:
+    """A consumer whose checkpoint lags its parking (the report sink stores it every so often) meets the
+    event again after a restart: the record is the same one, with the attempts of both."""
+    park_mallory(world)
+    first = world.runtime.parked.get("tally", 2)
+    SqliteCheckpoints(world.conn).save("tally", 1)
+    world.runtime = world.restarted()
+    for _ in range(POLICY.attempts):
+        world.runtime.drain()
+        world.clock.advance(POLICY.max_delay)
+    again = world.runtime.parked.get("tally", 2)
+    assert first is not None and again is not None
+    assert again.attempts == 2 * POLICY.attempts and again.first_failed_at == first.first_failed_at
+    assert again.last_failed_at > first.last_failed_at
