@@ -1,29 +1,29 @@
 """`herald parked` and `herald redrive`: the events processors gave up on, listed and applied again.
 
-They open the data directory as the server does; run `herald redrive` with
-the server stopped (a running server's processors hold their state in
-memory: re-drive through its endpoint instead).
+`herald parked` only reads the read-model file, so it also works while the
+server runs. `herald redrive` opens the data directory as the server does and
+takes its processors lock, so it refuses while a server runs (whose processors
+hold their state in memory): re-drive through the server's endpoint instead.
 """
 
 from __future__ import annotations
 
 import sys
+from contextlib import closing
 
 from herald.api.wiring import Herald, build
 from herald.domain.errors import DomainError
 from herald.infra.config import Settings
+from herald.infra.parked_events import SqliteParkedEvents
+from herald.infra.readmodel_db import open_readmodel_db
 from herald.infra.serialization import dumps
 
 
 def print_parked(settings: Settings, processor: str | None, with_traceback: bool) -> int:
     """Every parked event not re-driven yet, of one processor or all, one JSON object a line."""
-    herald = build(settings)
-    try:
-        for runtime in herald.runtimes():
-            for parked in runtime.parked_events(processor):
-                sys.stdout.buffer.write(dumps(parked.to_json(with_traceback)) + b"\n")
-    finally:
-        herald.close()
+    with closing(open_readmodel_db(settings.readmodel_path)) as conn:
+        for parked in SqliteParkedEvents(conn).waiting(processor):
+            sys.stdout.buffer.write(dumps(parked.to_json(with_traceback)) + b"\n")
     return 0
 
 

@@ -55,6 +55,13 @@ async def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
     return body
 
 
+async def create_newsletter(api: httpx.AsyncClient) -> None:
+    """Database 1 (with a `plan` field) and resource 1, an email newsletter tracked on trk.shop.example."""
+    custom = [{"name": "plan", "title": "Plan", "type": "string"}]
+    await ok(await api.post("/api/v1/databases", json={"name": "Customers", "custom_fields": custom}), 201)
+    await email_resource(api)
+
+
 async def email_resource(api: httpx.AsyncClient) -> None:
     """Resource 1, "Newsletter", sending email from news@shop.example to database 1's profiles."""
     channel = {
@@ -84,9 +91,7 @@ async def route_to(api: httpx.AsyncClient, port: int, **sender: Any) -> None:
 
 async def setup(api: httpx.AsyncClient, herald: Herald, port: int, dns: dict[str, str]) -> str:
     """Database, resource, 100 profiles, a DKIM sender, routing, template, broadcast; returns its id."""
-    custom = [{"name": "plan", "title": "Plan", "type": "string"}]
-    await ok(await api.post("/api/v1/databases", json={"name": "Customers", "custom_fields": custom}), 201)
-    await email_resource(api)
+    await create_newsletter(api)
     rows = [
         {
             "email": f"user{i}@mail.example",
