@@ -19,6 +19,7 @@ from herald.api import cli
 from herald.api.wiring import Herald
 from herald.domain import messages as ms
 from herald.infra.clock import ManualClock
+from herald.infra.data_dir_lock import hold_processors_lock
 from herald.processors.backoff import RetryPolicy
 from herald.senders.worker import MESSAGE_ATTEMPTS
 from herald.services.campaigns import CampaignService
@@ -245,6 +246,9 @@ async def test_herald_parked_lists_and_herald_redrive_applies_parked_events(
     assert (listed["consumer"], listed["position"]) == ("campaign-runs", parked.position)
     assert listed["error"].startswith("KeyError: 'a bug'") and "traceback" not in listed
 
+    with hold_processors_lock(herald.settings.data_dir, "serve"):  # a running server: refused, nothing done
+        assert cli.main([*data, "redrive"]) == cli.CANNOT_START
+    assert b"already runs Herald's processors" in capsysbinary.readouterr().err
     assert cli.main([*data, "redrive"]) == 0
     assert capsysbinary.readouterr().out == f"campaign-runs {parked.position}: re-driven\n".encode()
     assert cli.main([*data, "parked"]) == 0
