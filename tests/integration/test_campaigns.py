@@ -507,22 +507,27 @@ async def test_a_broadcast_starts_when_its_predecessor_completes(
     assert got["status"] == "completed" and len(decisions(herald, follower)) == 10
 
 
+def chunks_failing_at(herald: Herald, chunk: int, call: int, reason: str) -> None:
+    """Runs of `chunk` recipients whose `call`-th message decision (from 1) raises, once."""
+    runner = next(c for c in herald.runtime.consumers() if c.name == "campaign-runs")
+    runner.reactor.chunk = chunk  # type: ignore[attr-defined]
+    decide, calls = herald.campaigns.decide, []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == call:
+            raise RuntimeError(reason)
+        return decide(*args, **kwargs)
+
+    herald.campaigns.decide = failing  # type: ignore[method-assign]
+
+
 async def test_a_run_that_crashes_mid_chunk_resumes_without_queueing_anyone_twice(
     api: httpx.AsyncClient, herald: Herald, audience: dict[str, str], tmp_path: Any
 ) -> None:
     tpl = await template(api)
     cid = await campaign(api, [tpl])
-    runner = next(c for c in herald.runtime.consumers() if c.name == "campaign-runs")
-    runner.reactor.chunk = 3  # type: ignore[attr-defined]
-    decide, calls = herald.campaigns.decide, []
-
-    def crashing(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 5:  # the second chunk dies half-way, after its first message was decided
-            raise RuntimeError("the process died")
-        return decide(*args, **kwargs)
-
-    herald.campaigns.decide = crashing  # type: ignore[method-assign]
+    chunks_failing_at(herald, 3, 5, "the process died")  # the second chunk, after its first message
     assert (await api.post(f"{CS}/{cid}/launch")).status_code == 200
     herald.runtime.drain()  # the runner fails on the second chunk and waits to try again
     failing = next(s for s in herald.runtime.status() if s.name == "campaign-runs")
@@ -552,17 +557,7 @@ async def test_a_chunk_tried_again_forgets_the_contacts_its_failed_try_used(
     memory of the recorded chunks only, so nobody it had passed the first time is a duplicate now."""
     tpl = await template(api)
     cid = await campaign(api, [tpl])
-    runner = next(c for c in herald.runtime.consumers() if c.name == "campaign-runs")
-    runner.reactor.chunk = 4  # type: ignore[attr-defined]
-    decide, calls = herald.campaigns.decide, []
-
-    def failing_once(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 7:  # the second chunk fails after deciding two messages
-            raise RuntimeError("a passing fault")
-        return decide(*args, **kwargs)
-
-    herald.campaigns.decide = failing_once  # type: ignore[method-assign]
+    chunks_failing_at(herald, 4, 7, "a passing fault")  # the second chunk, after two messages
     await post(api, herald, f"{CS}/{cid}/launch")
     assert len(decisions(herald, cid)) == 4
     clock.advance(timedelta(seconds=1))  # the runner's backoff
