@@ -10,8 +10,11 @@ Two kinds of consumer tail the log:
   from that request id), so a redelivery re-appends the same ids and the
   store drops them.
 
-One pass over the log serves every consumer: the runtime reads from the
-lowest checkpoint and hands each consumer only the events past its own.
+One pass over the log serves every consumer: the runtime reads a range of
+positions from the lowest checkpoint and hands each consumer only the events
+past its own. A consumer may declare `consumes` (an `EventFilter`): the store
+then reads only the events some consumer folds, each consumer is handed only
+the ones it declared, and every checkpoint still advances over the whole range.
 Tests call `drain()` to drive every consumer to the head of the log; the
 server runs `run()` which drains, then waits for appends.
 
@@ -45,7 +48,15 @@ from uuid import UUID
 from herald.domain.decider import Decider
 from herald.domain.errors import NotFound, RuleViolated
 from herald.infra.clock import Clock, SystemClock
-from herald.infra.event_store import ANY, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
+from herald.infra.event_store import (
+    ANY,
+    EventFilter,
+    EventStore,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+)
 from herald.infra.failures import describe, formatted, is_transient
 from herald.infra.ids import deterministic_id
 from herald.infra.parked_events import ParkedEvent, SqliteParkedEvents
@@ -143,6 +154,7 @@ class _ReactorConsumer:
     ) -> None:
         self.reactor = reactor
         self.name = reactor.name
+        self.consumes: EventFilter | None = getattr(reactor, "consumes", None)
         self._store = store
         self._execute = execute
         self._checkpoints = checkpoints
@@ -213,6 +225,33 @@ class _Health:
     backoff: Backoff
     position: int = 0
     first_failed_at: datetime | None = None
+
+
+def consumes(consumer: object) -> EventFilter | None:
+    """What a consumer declared it folds (None: every event)."""
+    return getattr(consumer, "consumes", None)
+
+
+def _for(consumer: Projection, batch: list[RecordedEvent]) -> list[RecordedEvent]:
+    """The events of `batch` past the consumer's checkpoint that it declared it folds."""
+    begin = consumer.checkpoint()
+    only = consumes(consumer)
+    if only is None:
+        return [e for e in batch if e.position > begin]
+    if not only.stream_prefixes and not only.mentions:
+        types = only.types
+        return [e for e in batch if e.type in types and e.position > begin]
+    return [e for e in batch if e.position > begin and only.matches(e)]
+
+
+def _union(consumers: Sequence[object]) -> EventFilter | None:
+    wanted = EventFilter()
+    for consumer in consumers:
+        only = consumes(consumer)
+        if only is None:
+            return None
+        wanted = wanted.union(only)
+    return wanted
 
 
 class InProcessRuntime:
@@ -311,26 +350,27 @@ class InProcessRuntime:
         return [c for c in self._consumers if not self._health[c.name].backoff.waiting(now)]
 
     def _pass(self, start: int, target: int, ready: Sequence[Projection]) -> int:
-        batch = list(self._store.read_all(start, limit=min(self._batch_size, target - start + 1)))
-        if not batch:
-            return 0
-        last = batch[-1].position
-        for consumer in ready:
-            begin = consumer.checkpoint()
-            if begin < last:
-                self._feed(consumer, [e for e in batch if e.position > begin])
-        return len(batch)
+        last = min(start + self._batch_size - 1, target)
+        behind = [c for c in ready if c.checkpoint() < last]
+        batch = self._store.read_range(start, last, _union(behind))
+        for consumer in behind:
+            self._feed(consumer, _for(consumer, batch), last)
+        return last - start + 1
 
-    def _feed(self, consumer: Projection, events: list[RecordedEvent]) -> None:
-        """Give `events` to `consumer` until all are committed or parked, or it must wait after a failure."""
+    def _feed(self, consumer: Projection, events: list[RecordedEvent], last: int) -> None:
+        """Give `events` (of the range up to `last`) to `consumer` until all are committed or parked, or it
+        must wait after a failure; its checkpoint then moves over the events of the range it does not fold."""
         while events:
-            done = self._try(consumer, events)
+            done = self._try(consumer, events, last)
             if done < len(events) and self._health[consumer.name].backoff.retry_at is not None:
                 return
             events = events[done:]
+        if consumer.checkpoint() < last:
+            consumer.commit(last)
 
-    def _try(self, consumer: Projection, events: list[RecordedEvent]) -> int:
-        """Apply and commit `events`; how many of them (from the first) are now committed or parked.
+    def _try(self, consumer: Projection, events: list[RecordedEvent], upto: int) -> int:
+        """Apply `events` and commit the checkpoint `upto` (at or past the last of them); how many of them
+        (from the first) are now committed or parked.
 
         When one event fails to apply, the events before it are committed by themselves and the
         failure is that event's; a failed commit is split in halves until its event is found."""
@@ -339,19 +379,19 @@ class InProcessRuntime:
             for index, event in enumerate(events):  # noqa: B007  (the index says which event failed)
                 consumer.apply(event)
             index = len(events)
-            consumer.commit(events[-1].position)
+            consumer.commit(upto)
         except Exception as error:
             consumer.discard()  # the events are applied again from the checkpoint
             if len(events) > 1 and index == len(events) and not is_transient(error):
                 half = len(events) // 2
-                done = self._try(consumer, events[:half])
-                return done if done < half else done + self._try(consumer, events[half:])
+                done = self._try(consumer, events[:half], events[half - 1].position)
+                return done if done < half else done + self._try(consumer, events[half:], upto)
             stuck = min(index, len(events) - 1)
-            done = self._try(consumer, events[:stuck]) if stuck else 0
+            done = self._try(consumer, events[:stuck], events[stuck - 1].position) if stuck else 0
             if done < stuck:
                 return done
             return done + (1 if self._failed(consumer, events[stuck], error) else 0)
-        self._passed(consumer, events[-1].position)
+        self._passed(consumer, upto)
         return len(events)
 
     def _failed(self, consumer: Projection, event: RecordedEvent, error: Exception) -> bool:
