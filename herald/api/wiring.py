@@ -19,6 +19,7 @@ from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
+from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
@@ -33,6 +34,7 @@ from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import MessageRenderer, current_fragments
 from herald.messages.sms import SmsChannel
 from herald.messages.worker import MessageWorker
+from herald.processors.backoff import Backoff, RetryPolicy
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.runtime import InProcessRuntime, Reactor
@@ -76,6 +78,7 @@ from herald.services.tokens import TokenService
 from herald.services.tracking import TrackingService
 
 log = logging.getLogger(__name__)
+LOOPS = ("timers", "sender", "sender_sms", "sender_push")  # the server's loops besides the runtimes
 TIMER_TICK_SECONDS = 5
 SEND_IDLE_SECONDS = 1
 CATCH_UP_EVENTS = 100_000
@@ -148,6 +151,10 @@ class Herald:
     external_sets: ExternalSets
     segment_files: SegmentFiles  # uploaded CSV files that segments' external rules read
     reports_runtime: InProcessRuntime | None
+    # the server's loops besides the runtimes, each backing off after failures (their metrics too)
+    loops: dict[str, Backoff] = field(
+        default_factory=lambda: {name: Backoff(name, RetryPolicy(), log) for name in LOOPS}
+    )
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
 
@@ -178,6 +185,10 @@ class Herald:
 
         return handle
 
+    def runtimes(self) -> list[InProcessRuntime]:
+        """The processor runtimes of this process: the main one, and the report sink's when reports are on."""
+        return [self.runtime, *([self.reports_runtime] if self.reports_runtime is not None else [])]
+
     @property
     def workers(self) -> tuple[MessageWorker, ...]:
         """One sender worker per channel that has one."""
@@ -185,14 +196,28 @@ class Herald:
 
     async def _send(self, worker: MessageWorker) -> None:
         """One channel's sender: settle what a previous run left, then send what falls due."""
-        await worker.recover()
+        backoff = self.loops[_loop_name(worker)]
         while True:
             try:
-                sent = await worker.run_once()
-            except Exception:  # one bad message must not stop sending; it is retried on the next pass
-                log.exception("%s sending failed", worker.channel.name)
-                sent = 0
-            await asyncio.sleep(0 if sent else SEND_IDLE_SECONDS)
+                await worker.recover()
+                break
+            except Exception as error:
+                await asyncio.sleep(backoff.failed(error, self.clock.now(), "settling").total_seconds())
+        while True:
+            await asyncio.sleep(await self.send_pass(worker))
+
+    async def send_pass(self, worker: MessageWorker | None = None) -> float:
+        """One pass of a channel's sender (default: email's); returns the seconds to wait before the
+        next. A message that cannot be made is given up by the worker; a failure of the pass itself
+        (the store, a bug) backs off, one log line per failure."""
+        worker = worker or self.email
+        backoff = self.loops[_loop_name(worker)]
+        try:
+            sent = await worker.run_once()
+        except Exception as error:
+            return backoff.failed(error, self.clock.now()).total_seconds()
+        backoff.succeeded()
+        return 0 if sent else SEND_IDLE_SECONDS
 
     def tick(self) -> None:
         """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
@@ -205,13 +230,20 @@ class Herald:
         self.deliveries.expire_delivery_waits(self.projections.send_queue.due_delivery_waits(now), now)
 
     async def _timers(self) -> None:
-        """Fire due campaign timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
+        """Fire due timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
         while True:
-            try:
-                self.tick()
-            except Exception:  # a failing timer must not stop the others; the next tick retries it
-                log.exception("timers failed")
-            await asyncio.sleep(TIMER_TICK_SECONDS)
+            await asyncio.sleep(self.timer_pass())
+
+    def timer_pass(self) -> float:
+        """One tick; returns the seconds to wait before the next: longer after each failure in a row
+        (one log line per failure) until a tick passes again."""
+        backoff = self.loops["timers"]
+        try:
+            self.tick()
+        except Exception as error:
+            return max(TIMER_TICK_SECONDS, backoff.failed(error, self.clock.now()).total_seconds())
+        backoff.succeeded()
+        return TIMER_TICK_SECONDS
 
     async def stop_processors(self) -> None:
         if self._listener is not None:
@@ -236,6 +268,12 @@ class Herald:
         self.external_sets.close()
         self.store.close()
         self.projections.profiles.conn.close()
+
+
+def _loop_name(worker: MessageWorker) -> str:
+    """A channel's sender loop (its backoff and metrics): `sender` for email, as before channels."""
+    channel = worker.channel.name
+    return "sender" if channel == "email" else f"sender_{channel}"
 
 
 def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reactor]:
@@ -279,11 +317,14 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     box = load_secret_box(settings.secrets_key, settings.data_dir)
     senders = SenderService(aggregates, box)
     clickhouse = build_clickhouse(settings)
+    conn = projections.profiles.conn
     reports_runtime = (
         InProcessRuntime(
             store,
-            SqliteCheckpoints(projections.profiles.conn),
+            SqliteCheckpoints(conn),
             projections=[ClickHouseSink(clickhouse, load_profile=profile_loader(store))],
+            clock=clock,
+            parked=SqliteParkedEvents(conn),
         )
         if clickhouse is not None
         else None
@@ -312,10 +353,12 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     vapid_private_key = _stored_vapid_key(settings.data_dir)
     runtime = InProcessRuntime(
         store,
-        SqliteCheckpoints(projections.profiles.conn),
+        SqliteCheckpoints(conn),
         projections=projections.all(),
         reactors=reactors(campaigns, audiences),
         execute=aggregates.execute_request,
+        clock=clock,
+        parked=SqliteParkedEvents(conn),
     )
     return Herald(
         settings=settings,

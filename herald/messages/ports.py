@@ -13,7 +13,8 @@ from herald.domain.stop_lists import StopListLookup
 class Catalog(Protocol):
     """Databases, resources and stop lists (`services/catalog.CatalogService`)."""
 
-    stop_list_lookup: StopListLookup
+    @property
+    def stop_list_lookup(self) -> StopListLookup: ...
 
     def database(self, database_id: str, path: str = "database_id") -> DatabaseState: ...
     def resource(self, resource_id: str, path: str = "resource_id") -> ResourceState: ...

@@ -28,15 +28,17 @@ Decisions where the guide is silent:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from herald.domain import fragments
 from herald.domain import links as lk
 from herald.domain.email_body import inline_css, insert_open_pixel, text_block, tidy_text
+from herald.domain.errors import DomainError
 from herald.domain.events import registry
 from herald.domain.profiles import ProfileState
 from herald.domain.resources import EmailSettings, ResourceState
@@ -50,13 +52,16 @@ from herald.domain.templates import (
     SmsContent,
     TemplateContent,
 )
-from herald.domain.templating import CompiledTemplate, RenderContext, TemplateRenderError, compile_template
+from herald.domain.templating import CompiledTemplate, RenderContext, compile_template
 from herald.domain.templating.references import References, references
 from herald.infra.aggregates import Aggregates
+from herald.infra.failures import TRANSIENT, describe
 from herald.infra.remote_content import RemoteContentError
 from herald.infra.signing import TokenSigner
 
 PREPARED_CACHE_SIZE = 256
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 SYSTEM_LINK_TAGS = (
     "unsubscribe",
     "globalunsubscribe",
@@ -442,6 +447,28 @@ def fragments_at(aggregates: Aggregates, versions: Mapping[str, int]) -> Fragmen
 # --- the renderer ------------------------------------------------------------------------------
 
 
+def _one_message(render: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Any error while one message is made becomes that message's `RenderFailed`: the language's own
+    errors keep their path; a template function or post-processing step that broke says what it
+    raised. Only a failure of the surroundings (a locked store, a full disk: `TRANSIENT`, worth
+    retrying) passes through as it is."""
+
+    @functools.wraps(render)
+    def one(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return render(*args, **kwargs)
+        except RenderFailed:
+            raise
+        except DomainError as error:
+            raise RenderFailed(error.reason, error.path) from None
+        except TRANSIENT:
+            raise
+        except Exception as error:
+            raise RenderFailed(f"the message could not be rendered: {describe(error)}", "template") from None
+
+    return one
+
+
 class MessageRenderer:
     def __init__(self, fragments: FragmentSource, remote: RemoteContent | None) -> None:
         self.fragments = fragments
@@ -449,6 +476,7 @@ class MessageRenderer:
         self._prepared: OrderedDict[tuple[str, int], _Prepared] = OrderedDict()
         self._fragments_compiled: dict[tuple[str, int], _CompiledFragment] = {}
 
+    @_one_message
     def render(
         self,
         template_id: str,
@@ -460,7 +488,8 @@ class MessageRenderer:
         fetches: MessageFetches | None = None,
         fragments_source: FragmentSource | None = None,
     ) -> RenderedMessage:
-        """The message `content` (version `version` of the template) makes for `data` over `channel`.
+        """The message `content` (version `version` of the template) makes for `data` over `channel`;
+        whatever goes wrong while making it raises `RenderFailed` with the reason (`_one_message`).
 
         `fetches` answers its remote content (default: fetched now), `fragments_source` its fragments
         (default: their current versions)."""
@@ -489,10 +518,7 @@ class MessageRenderer:
             fetch_remote=_as_text_block(fetches),
         )
         job = _Job(content, prepared, _link_table(prepared, fragments), data, urls, context, text_context)
-        try:
-            body = job.body(channel)
-        except TemplateRenderError as error:
-            raise RenderFailed(error.reason, error.path) from None
+        body = job.body(channel)
         return RenderedMessage(
             template_id,
             version,

@@ -60,6 +60,7 @@ from herald.domain.templates import RenderFailed
 from herald.infra.aggregates import Aggregates, CommandContext, Loaded
 from herald.infra.clock import Clock
 from herald.infra.event_store import WrongExpectedVersion
+from herald.infra.failures import describe, is_transient
 from herald.messages.deliveries import DeliveryService
 from herald.projections.send_queue import SendQueueProjection
 from herald.senders.gateway import (
@@ -75,6 +76,7 @@ from herald.senders.gateway import (
 log = logging.getLogger(__name__)
 WORKER = CommandContext(actor="sender", source="sender")
 REPORT_PATIENCE = timedelta(hours=1)
+MESSAGE_ATTEMPTS = 5
 T = TypeVar("T")
 
 
@@ -156,6 +158,7 @@ class MessageWorker:
         # one gateway per sender, with what it was built for: changed settings or secrets replace it
         self._gateways: dict[str, tuple[Hashable, ChannelGateway]] = {}
         self._reports: list[tuple[str, DeliveryReport, datetime]] = []  # (sender, report, received)
+        self._failures: dict[str, int] = {}  # messages that broke a pass, with their tries so far
 
     async def recover(self) -> int:
         """Settle the attempts a previous run left mid-way; returns how many."""
@@ -184,11 +187,36 @@ class MessageWorker:
 
         async def one(message_id: str) -> int:
             async with slots:
-                return await self.send(message_id, lookups)
+                try:
+                    return await self.send(message_id, lookups)
+                except Exception as error:
+                    if is_transient(error):
+                        raise  # the store or the network: the whole pass backs off
+                    self._failed(message_id, error)
+                    return 0
 
         attempts = sum(await asyncio.gather(*(one(m) for m in mine)))
         self.settle_reports()
         return attempts
+
+    def _failed(self, message_id: str, error: Exception) -> None:
+        """One message broke the worker (not the provider's answer: a bug, a value nothing expected): it
+        is tried again on the next passes, and given up with the error after `MESSAGE_ATTEMPTS` tries,
+        so it never holds the others up."""
+        tries = self._failures.get(message_id, 0) + 1
+        if tries < MESSAGE_ATTEMPTS:
+            self._failures[message_id] = tries
+            log.warning(
+                "sending message %s failed (try %d of %d): %s",
+                message_id,
+                tries,
+                MESSAGE_ATTEMPTS,
+                describe(error, where=True),
+            )
+            return
+        self._failures.pop(message_id, None)
+        log.error("message %s given up after %d tries: %s", message_id, tries, describe(error, where=True))
+        self._give_up(self.deliveries.message(message_id), "sender_error", describe(error))
 
     def settle_reports(self) -> int:
         """Record the delivery reports received so far whose message is known; returns how many."""
