@@ -32,27 +32,21 @@ from herald.domain import messages as ms
 from herald.domain import sending_policies as sp
 from herald.domain.errors import DomainError, NotFound, RuleViolated
 from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey
+from herald.domain.messages import MessageDraft
 from herald.domain.profiles import ProfileState, profile_decider, profile_stream
 from herald.domain.schedules import next_runs
-from herald.domain.send_gate import Passed, SendGate
-from herald.domain.stop_lists import check as stop_list_check
+from herald.domain.send_gate import SendGate
 from herald.domain.templates import (
     Channel,
-    RenderFailed,
     TemplateState,
     template_decider,
     template_stream,
 )
 from herald.infra.failures import Unavailable
 from herald.infra.signing import TokenSigner
-from herald.messages.rendering import (
-    MessageData,
-    MessageRenderer,
-    lead_of,
-    subscription_of,
-    tracking_urls,
-)
-from herald.processors.campaign_runs import MessageDraft
+from herald.messages.decisions import Lookups, MessageDecisions
+from herald.messages.gate import SendGates
+from herald.messages.rendering import MessageRenderer
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CAMPAIGN
 from herald.projections.profiles import ProfilesProjection
@@ -99,6 +93,8 @@ class CampaignService:
         self.renderer = renderer
         self.signer = signer
         self.account_timezone = account_timezone
+        self.gates = SendGates(self.aggregates, catalog, history, account_timezone)
+        self.decisions = MessageDecisions(self.aggregates, catalog, renderer, signer, self.gates)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -365,100 +361,16 @@ class CampaignService:
             raise ReadModelBehind(f"the campaigns read model has not reached position {seen_at} yet")
         return self.projection.run_contacts(campaign_id, run_id)
 
+    # the message pipeline's (herald/messages/), the run processor's ports
     def gate(self, settings: cp.CampaignSettings, at: datetime, is_test: bool = False) -> SendGate:
-        policy = self._policy(settings)
-        lookup = self.catalog.stop_list_lookup
-
-        def stop_list(database_id: str, channel: str, contact: str) -> str | None:
-            hit = stop_list_check(lookup, channel=channel, contact=contact, database_id=database_id)
-            return None if hit is None else f"{hit.level} stop list {hit.list_id}"
-
-        def policy_check(profile: ProfileState, subscription: Any) -> str | None:
-            if policy == sp.UNLIMITED:
-                return None
-            today = self.local_day(profile, at)
-            contact = (
-                None
-                if settings.channel == "push"
-                else self.history.contact_history(subscription.key.contact, today)
-            )
-            return sp.violation(
-                policy,
-                self.history.profile_history(profile.profile_id, today),
-                contact,
-                today,
-                settings.resource_id,
-                settings.channel,
-            )
-
-        return SendGate(
-            settings.resource_id,
-            settings.channel,
-            stop_list,
-            policy_check,
-            is_test=is_test,
-            check_uniqueness=settings.check_contact_uniqueness,
-        )
-
-    def _policy(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
-        resource = self.catalog.resource(settings.resource_id)
-        account_id = self.aggregates.load(
-            sp.account_sending_policy_decider, sp.ACCOUNT_SENDING_POLICY_STREAM
-        ).state.policy_id
-        resource_id = resource.settings.sending_policy_id if resource.settings else None
-        return sp.effective_policy(
-            self._named_policy(account_id),
-            self._named_policy(resource_id),
-            self._named_policy(settings.sending_policy_id),
-            settings.apply_resource_policy,
-        )
-
-    def _named_policy(self, policy_id: str | None) -> sp.SendingPolicy | None:
-        if policy_id is None:
-            return None
-        state = self.aggregates.load(sp.sending_policy_decider, sp.sending_policy_stream(policy_id)).state
-        return state.policy if state.exists else None
+        return self.gates.gate(settings, at, is_test)
 
     def lookups(self) -> Lookups:
         """A cache of templates, resources and database names for one batch of decisions."""
-        return Lookups(self)
+        return self.decisions.lookups()
 
     def local_day(self, profile: ProfileState, at: datetime) -> date:
-        return sp.local_day(at, profile.timezone, self.account_timezone)
-
-    def render(
-        self,
-        settings: cp.CampaignSettings,
-        template_id: str,
-        profile: ProfileState,
-        passed: Passed,
-        message_id: str,
-        content: Mapping[str, Any] | None = None,
-        lookups: object = None,
-    ) -> tuple[int, Mapping[str, int]]:
-        """(template version, fragment versions) of the message, rendered; raises RenderFailed."""
-        found = lookups if isinstance(lookups, Lookups) else self.lookups()
-        template = found.template(template_id)
-        channel = Channel(settings.channel)
-        try:
-            body = template.ensure_sendable(channel)
-        except DomainError as error:
-            raise RenderFailed(error.reason, "template_id") from None
-        resource = found.resource(settings.resource_id)
-        data = MessageData(
-            message_id=message_id,
-            lead=lead_of(profile),
-            subscription=subscription_of(profile, settings.resource_id, channel, passed.subscription),
-            template_name=template.card.name if template.card else "",
-            database_name=found.database_name(profile.database_id),
-            resource_name=resource.settings.name if resource.settings else "",
-            resource_token=resource.token,
-            campaign_name=settings.name,
-            content=content,
-        )
-        urls = tracking_urls(self.signer, resource, message_id, channel)
-        message = self.renderer.render(template_id, template.version, body, channel, data, urls)
-        return template.version, message.fragment_versions
+        return self.gates.local_day(profile, at)
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -599,42 +511,8 @@ class CampaignService:
         lane: ms.Lane = ms.Lane.BULK,
         due_at: datetime | None = None,
     ) -> ms.MessageDecision:
-        """Gate, render and record what becomes of one message (the run processor's port too)."""
-        settings = draft.settings
-        common: dict[str, Any] = {
-            "message_id": draft.message_id,
-            "campaign_id": draft.campaign_id,
-            "run_id": draft.run_id,
-            "profile_id": profile.profile_id,
-            "resource_id": settings.resource_id,
-            "channel": settings.channel,
-            "is_test": gate.is_test,
-            "at": draft.at,
-        }
-        verdict = gate.check(profile)
-        if not isinstance(verdict, Passed):
-            return ms.MessageSuppressed(
-                **common, contact=verdict.contact, reason=verdict.reason, detail=verdict.detail
-            )
-        try:
-            version, fragments = self.render(
-                settings, draft.template_id, profile, verdict, draft.message_id, content, draft.lookups
-            )
-        except RenderFailed as error:
-            failed = {"template_id": draft.template_id, "template_version": 0, "reason": error.reason}
-            return ms.MessageFailed(**common, contact=verdict.contact, **failed)
-        return ms.MessageQueued(
-            **common,
-            database_id=profile.database_id,
-            contact=verdict.contact,
-            template_id=draft.template_id,
-            template_version=version,
-            fragment_versions=dict(fragments),
-            lane=lane,
-            due_at=due_at or draft.due_at or draft.at,
-            local_day=self.local_day(profile, draft.at),
-            content=dict(content) if content is not None else None,
-        )
+        """Gate, render and record what becomes of one message (`messages/decisions.py`)."""
+        return self.decisions.decide(draft, gate, profile, content, lane, due_at)
 
     def send_test(
         self, campaign_id: str, profile_ids: Sequence[str], context: CommandContext
@@ -659,31 +537,6 @@ class CampaignService:
                 )
                 results.append(_result(decision))
         return results
-
-
-class Lookups:
-    """Templates, resources and database names read once for a batch of messages (a run's chunk)."""
-
-    def __init__(self, service: CampaignService) -> None:
-        self._service = service
-        self._templates: dict[str, TemplateState] = {}
-        self._resources: dict[str, Any] = {}
-        self._databases: dict[str, str] = {}
-
-    def template(self, template_id: str) -> TemplateState:
-        if template_id not in self._templates:
-            self._templates[template_id] = self._service.template_state(template_id)
-        return self._templates[template_id]
-
-    def resource(self, resource_id: str) -> Any:
-        if resource_id not in self._resources:
-            self._resources[resource_id] = self._service.catalog.resource(resource_id)
-        return self._resources[resource_id]
-
-    def database_name(self, database_id: str) -> str:
-        if database_id not in self._databases:
-            self._databases[database_id] = self._service.catalog.database(database_id).name
-        return self._databases[database_id]
 
 
 def winner_values(

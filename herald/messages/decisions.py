@@ -1,0 +1,152 @@
+"""What becomes of one message: through the send gate, rendered, then queued, suppressed or failed.
+
+`MessageDecisions.decide` turns a `MessageDraft` (whose, which run, which template, when) into the
+message's decision event: suppressed with the gate's reason, failed with the render's (the
+template broke for this profile), or queued with the template and fragment versions it rendered
+from and the contact it goes to, so the sender renders the same message later. A run's chunk
+shares one `Lookups` (templates, resources and database names read once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from herald.domain import campaigns as cp
+from herald.domain import messages as ms
+from herald.domain.errors import DomainError
+from herald.domain.profiles import ProfileState
+from herald.domain.resources import ResourceState
+from herald.domain.send_gate import Passed, SendGate
+from herald.domain.templates import Channel, RenderFailed, TemplateState, template_decider, template_stream
+from herald.infra.aggregates import Aggregates
+from herald.infra.signing import TokenSigner
+from herald.messages.gate import SendGates
+from herald.messages.ports import Catalog
+from herald.messages.rendering import MessageData, MessageRenderer, lead_of, subscription_of, tracking_urls
+
+
+class Lookups:
+    """Templates, resources and database names read once for a batch of messages (a run's chunk)."""
+
+    def __init__(self, aggregates: Aggregates, catalog: Catalog) -> None:
+        self._aggregates = aggregates
+        self._catalog = catalog
+        self._templates: dict[str, TemplateState] = {}
+        self._resources: dict[str, ResourceState] = {}
+        self._databases: dict[str, str] = {}
+
+    def template(self, template_id: str) -> TemplateState:
+        if template_id not in self._templates:
+            loaded = self._aggregates.load(template_decider, template_stream(template_id))
+            self._templates[template_id] = loaded.state
+        return self._templates[template_id]
+
+    def resource(self, resource_id: str) -> ResourceState:
+        if resource_id not in self._resources:
+            self._resources[resource_id] = self._catalog.resource(resource_id)
+        return self._resources[resource_id]
+
+    def database_name(self, database_id: str) -> str:
+        if database_id not in self._databases:
+            self._databases[database_id] = self._catalog.database(database_id).name
+        return self._databases[database_id]
+
+
+class MessageDecisions:
+    def __init__(
+        self,
+        aggregates: Aggregates,
+        catalog: Catalog,
+        renderer: MessageRenderer,
+        signer: TokenSigner,
+        gates: SendGates,
+    ) -> None:
+        self.aggregates = aggregates
+        self.catalog = catalog
+        self.renderer = renderer
+        self.signer = signer
+        self.gates = gates
+
+    def lookups(self) -> Lookups:
+        return Lookups(self.aggregates, self.catalog)
+
+    def decide(
+        self,
+        draft: ms.MessageDraft,
+        gate: SendGate,
+        profile: ProfileState,
+        content: Mapping[str, Any] | None = None,
+        lane: ms.Lane = ms.Lane.BULK,
+        due_at: datetime | None = None,
+    ) -> ms.MessageDecision:
+        settings = draft.settings
+        common: dict[str, Any] = {
+            "message_id": draft.message_id,
+            "campaign_id": draft.campaign_id,
+            "run_id": draft.run_id,
+            "profile_id": profile.profile_id,
+            "resource_id": settings.resource_id,
+            "channel": settings.channel,
+            "is_test": gate.is_test,
+            "at": draft.at,
+        }
+        verdict = gate.check(profile)
+        if not isinstance(verdict, Passed):
+            return ms.MessageSuppressed(
+                **common, contact=verdict.contact, reason=verdict.reason, detail=verdict.detail
+            )
+        try:
+            version, fragments = self.render(
+                settings, draft.template_id, profile, verdict, draft.message_id, content, draft.lookups
+            )
+        except RenderFailed as error:
+            failed = {"template_id": draft.template_id, "template_version": 0, "reason": error.reason}
+            return ms.MessageFailed(**common, contact=verdict.contact, **failed)
+        return ms.MessageQueued(
+            **common,
+            database_id=profile.database_id,
+            contact=verdict.contact,
+            template_id=draft.template_id,
+            template_version=version,
+            fragment_versions=dict(fragments),
+            lane=lane,
+            due_at=due_at or draft.due_at or draft.at,
+            local_day=self.gates.local_day(profile, draft.at),
+            content=dict(content) if content is not None else None,
+        )
+
+    def render(
+        self,
+        settings: cp.CampaignSettings,
+        template_id: str,
+        profile: ProfileState,
+        passed: Passed,
+        message_id: str,
+        content: Mapping[str, Any] | None = None,
+        lookups: object = None,
+    ) -> tuple[int, Mapping[str, int]]:
+        """(template version, fragment versions) of the message, rendered; raises RenderFailed."""
+        found = lookups if isinstance(lookups, Lookups) else self.lookups()
+        template = found.template(template_id)
+        channel = Channel(settings.channel)
+        try:
+            body = template.ensure_sendable(channel)
+        except DomainError as error:
+            raise RenderFailed(error.reason, "template_id") from None
+        resource = found.resource(settings.resource_id)
+        data = MessageData(
+            message_id=message_id,
+            lead=lead_of(profile),
+            subscription=subscription_of(profile, settings.resource_id, channel, passed.subscription),
+            template_name=template.card.name if template.card else "",
+            database_name=found.database_name(profile.database_id),
+            resource_name=resource.settings.name if resource.settings else "",
+            resource_token=resource.token,
+            campaign_name=settings.name,
+            content=content,
+        )
+        urls = tracking_urls(self.signer, resource, message_id, channel)
+        message = self.renderer.render(template_id, template.version, body, channel, data, urls)
+        return template.version, message.fragment_versions
