@@ -80,12 +80,6 @@ class DeliveryService:
         """Keep an SMS's short links (code → click token) before it is sent, so `/s/<code>` resolves."""
         return self.execute(message_id, dl.RecordShortLinks(links, at), SENDER)
 
-    def delivery_report(
-        self, message_id: str, provider_id: str, state: Any, code: str, at: datetime
-    ) -> Outcome:
-        """A provider's delivery report on one part of an accepted message."""
-        return self.execute(message_id, dl.RecordDeliveryReport(provider_id, state, code, at), SENDER)
-
     def expire_delivery_waits(self, due: list[str], at: datetime) -> int:
         """Settle the accepted messages whose "await delivery" ended unreported; returns how many."""
         return sum(1 for m in due if self.execute(m, dl.ExpireDeliveryWait(at), SENDER).event_ids)

@@ -219,26 +219,29 @@ class MessageWorker:
         self._give_up(self.deliveries.message(message_id), "sender_error", describe(error))
 
     def settle_reports(self) -> int:
-        """Record the delivery reports received so far whose message is known; returns how many."""
+        """Record the delivery reports received so far whose message is known; returns how many (a
+        message's reports are decided on one read of it)."""
         waiting, self._reports = self._reports, []
         now = self.clock.now()
-        settled = 0
+        found: dict[str, list[DeliveryReport]] = {}
         for sender_id, report, received in waiting:
             message_id = report.message_id or self.queue.message_of(sender_id, report.provider_id)
-            if message_id is None:
-                if now - received < REPORT_PATIENCE:
-                    self._reports.append((sender_id, report, received))
-                else:
-                    log.warning(
-                        "a delivery report for %s of sender %s matched no message",
-                        report.provider_id,
-                        sender_id,
-                    )
-                continue
-            at = report.at or now
-            self.deliveries.delivery_report(message_id, report.provider_id, report.state, report.code, at)
-            settled += 1
-        return settled
+            if message_id is not None:
+                found.setdefault(message_id, []).append(report)
+            elif now - received < REPORT_PATIENCE:
+                self._reports.append((sender_id, report, received))
+            else:
+                log.warning(
+                    "a delivery report for %s of sender %s matched no message", report.provider_id, sender_id
+                )
+        for message_id, reports in found.items():
+            loaded = self.deliveries.message(message_id)
+            for report in reports:
+                command = dl.RecordDeliveryReport(
+                    report.provider_id, report.state, report.code, report.at or now
+                )
+                loaded = self._decided(loaded, command)
+        return sum(len(r) for r in found.values())
 
     async def send(self, message_id: str, lookups: Lookups | None = None) -> int:
         """Send one message if it is still to be sent; 1 when an attempt was made."""
@@ -269,9 +272,8 @@ class MessageWorker:
             loaded = self.aggregates.execute_on(dl.delivery_decider, loaded, start, WORKER)
         except WrongExpectedVersion:
             return 0  # another worker took it
-        if composed.short_links:
-            self.deliveries.record_short_links(message_id, composed.short_links, self.clock.now())
-            loaded = self.deliveries.message(message_id)
+        if composed.short_links:  # kept before it leaves, so `/s/<code>` resolves when it arrives
+            loaded = self._decided(loaded, dl.RecordShortLinks(composed.short_links, self.clock.now()))
         held = [loaded]
 
         def committing() -> None:
