@@ -173,14 +173,26 @@ class Aggregates:
         """Decide `command` on `loaded` (the caller's current view, read or made by its last
         command) and append expecting its version: the stream's new state, with no read of it.
         WrongExpectedVersion when the stream moved on since."""
-        events = list(decider.decide(command, loaded.state))
+        return self.execute_all_on(decider, loaded, (command,), context)
+
+    def execute_all_on(
+        self, decider: Decider[Any, S], loaded: Loaded[S], commands: Sequence[Any], context: CommandContext
+    ) -> Loaded[S]:
+        """`execute_on` for several commands, each decided on the state the ones before made, their
+        events appended together (one write instead of one per command)."""
+        state, events = loaded.state, []
+        for command in commands:
+            made = list(decider.decide(command, state))
+            state = decider.fold(made, state)
+            events += made
         if not events:
             return loaded
         result = self.store.append(
             loaded.stream, self.new_events(loaded.stream, events, context), loaded.version
         )
-        made = Loaded(loaded.stream, decider.fold(events, loaded.state), result.stream_version)
-        return self._remember((id(decider), loaded.stream), made)
+        return self._remember(
+            (id(decider), loaded.stream), Loaded(loaded.stream, state, result.stream_version)
+        )
 
     def execute_request(
         self, decider: Decider[Any, S], stream: str, command: Any, request_id: str, actor: str

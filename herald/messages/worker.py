@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 WORKER = CommandContext(actor="sender", source="sender")
 REPORT_PATIENCE = timedelta(hours=1)
 MESSAGE_ATTEMPTS = 5
+DECIDE_TRIES = 5  # appends that lost to another writer (a tracker's hit) before one gives up
 T = TypeVar("T")
 
 
@@ -235,12 +236,8 @@ class MessageWorker:
                     "a delivery report for %s of sender %s matched no message", report.provider_id, sender_id
                 )
         for message_id, reports in found.items():
-            loaded = self.deliveries.message(message_id)
-            for report in reports:
-                command = dl.RecordDeliveryReport(
-                    report.provider_id, report.state, report.code, report.at or now
-                )
-                loaded = self._decided(loaded, command)
+            commands = [dl.RecordDeliveryReport(r.provider_id, r.state, r.code, r.at or now) for r in reports]
+            self._decided(self.deliveries.message(message_id), *commands)
         return sum(len(r) for r in found.values())
 
     async def send(self, message_id: str, lookups: Lookups | None = None) -> int:
@@ -267,13 +264,16 @@ class MessageWorker:
             self._give_up(loaded, "sender_error", error.reason)
             return 0
         sender = composed.sender
-        start = dl.StartAttempt(sender.state.sender_id, self.clock.now(), composed.rendered_from)
+        now = self.clock.now()
+        start: list[dl.DeliveryCommand] = [
+            dl.StartAttempt(sender.state.sender_id, now, composed.rendered_from)
+        ]
+        if composed.short_links:  # kept before it leaves, so `/s/<code>` resolves when it arrives
+            start.append(dl.RecordShortLinks(composed.short_links, now))
         try:
-            loaded = self.aggregates.execute_on(dl.delivery_decider, loaded, start, WORKER)
+            loaded = self.aggregates.execute_all_on(dl.delivery_decider, loaded, start, WORKER)
         except WrongExpectedVersion:
             return 0  # another worker took it
-        if composed.short_links:  # kept before it leaves, so `/s/<code>` resolves when it arrives
-            loaded = self._decided(loaded, dl.RecordShortLinks(composed.short_links, self.clock.now()))
         held = [loaded]
 
         def committing() -> None:
@@ -285,15 +285,16 @@ class MessageWorker:
         return 1
 
     def _decided(
-        self, loaded: Loaded[dl.DeliveryState], command: dl.DeliveryCommand
+        self, loaded: Loaded[dl.DeliveryState], *commands: dl.DeliveryCommand
     ) -> Loaded[dl.DeliveryState]:
-        """`command` decided on the state this worker holds; read again if someone appended since (a
-        tracker's hit, a report)."""
-        try:
-            return self.aggregates.execute_on(dl.delivery_decider, loaded, command, WORKER)
-        except WrongExpectedVersion:
-            self.aggregates.execute(dl.delivery_decider, loaded.stream, command, WORKER)
-            return self.aggregates.load(dl.delivery_decider, loaded.stream)
+        """`commands` decided on the state this worker holds and appended together; read again if
+        someone appended since (a tracker's hit, a report)."""
+        for _ in range(DECIDE_TRIES - 1):
+            try:
+                return self.aggregates.execute_all_on(dl.delivery_decider, loaded, commands, WORKER)
+            except WrongExpectedVersion:
+                loaded = self.aggregates.load(dl.delivery_decider, loaded.stream)
+        return self.aggregates.execute_all_on(dl.delivery_decider, loaded, commands, WORKER)
 
     def _give_up(self, loaded: Loaded[dl.DeliveryState], reason: str, detail: str) -> None:
         self._decided(loaded, dl.GiveUp(reason, detail, self.clock.now()))
