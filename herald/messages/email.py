@@ -52,7 +52,7 @@ class EmailChannel:
         self.read_file = read_file
 
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
-        message, rendered_from = self.queued.render_to_send(queued)
+        message, rendered_from = self.queued.render_to_send(queued, lookups)
         body = message.body
         assert isinstance(body, RenderedEmail)
         resource = lookups.remember(

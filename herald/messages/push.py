@@ -42,7 +42,7 @@ class PushChannel:
             parse_subscription(queued.contact)
         except ValueError:
             raise RuleViolated("no sender serves app push subscriptions yet (FCM, APNs)", "contact") from None
-        message, rendered_from = self.queued.render_to_send(queued)
+        message, rendered_from = self.queued.render_to_send(queued, lookups)
         body = message.body
         assert isinstance(body, RenderedPush)
         resource = lookups.remember(

@@ -8,7 +8,9 @@ sent, whatever changed since: its web version.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import replace
+from typing import Protocol, TypeVar
 
 from herald.domain import campaigns as cp
 from herald.domain.deliveries import RenderInputs
@@ -37,6 +39,19 @@ from herald.messages.rendering import (
     tracking_urls,
 )
 
+T = TypeVar("T")
+
+
+class Remembers(Protocol):
+    """What a sender's pass reads once for all its messages (`worker.Lookups`)."""
+
+    def remember(self, key: Hashable, read: Callable[[], T]) -> T: ...
+
+
+class _ReadEachTime:
+    def remember(self, key: Hashable, read: Callable[[], T]) -> T:
+        return read()
+
 
 class QueuedMessages:
     def __init__(
@@ -51,14 +66,18 @@ class QueuedMessages:
         """The message rendered again; with `sent` (what an attempt was rendered from), as it was sent."""
         return self._render(queued, sent)[0]
 
-    def render_to_send(self, queued: MessageQueued) -> tuple[RenderedMessage, RenderInputs]:
+    def render_to_send(
+        self, queued: MessageQueued, found: Remembers | None = None
+    ) -> tuple[RenderedMessage, RenderInputs]:
         """The message rendered to be sent now, and what it was rendered from (kept with the attempt,
-        so `render_queued` can show it as sent)."""
-        return self._render(queued, None)
+        so `render_queued` can show it as sent); `found` keeps the template, campaign, resource and
+        database a pass's messages share, read once."""
+        return self._render(queued, None, found)
 
     def _render(
-        self, queued: MessageQueued, sent: RenderInputs | None
+        self, queued: MessageQueued, sent: RenderInputs | None, found: Remembers | None = None
     ) -> tuple[RenderedMessage, RenderInputs]:
+        found = found or _ReadEachTime()
         stream = profile_stream(queued.profile_id)
         if sent is None:
             loaded = self.aggregates.load(profile_decider, stream)
@@ -79,18 +98,33 @@ class QueuedMessages:
             ),
             None,
         )
-        template = self.aggregates.load(template_decider, template_stream(queued.template_id)).state
+        template_id, version = queued.template_id, queued.template_version
+        template = found.remember(
+            ("template", template_id),
+            lambda: self.aggregates.load(template_decider, template_stream(template_id)).state,
+        )
         content = template.content
-        if content is None or template.version != queued.template_version:
-            content = self.template_version(queued.template_id, queued.template_version)
-        resource = self.catalog.resource(queued.resource_id)
-        campaign = self.aggregates.load(cp.campaign_decider, cp.campaign_stream(queued.campaign_id)).state
+        if content is None or template.version != version:
+            content = found.remember(
+                ("template version", template_id, version),
+                lambda: self.template_version(template_id, version),
+            )
+        resource = found.remember(
+            ("resource", queued.resource_id), lambda: self.catalog.resource(queued.resource_id)
+        )
+        campaign = found.remember(
+            ("campaign", queued.campaign_id),
+            lambda: self.aggregates.load(cp.campaign_decider, cp.campaign_stream(queued.campaign_id)).state,
+        )
+        database = found.remember(
+            ("database", queued.database_id), lambda: self.catalog.database(queued.database_id)
+        )
         data = MessageData(
             message_id=queued.message_id,
             lead=lead_of(profile),
             subscription=subscription_of(profile, queued.resource_id, channel, chosen),
             template_name=template.card.name if template.card else "",
-            database_name=self.catalog.database(queued.database_id).name,
+            database_name=database.name,
             resource_name=resource.settings.name if resource.settings else "",
             resource_token=resource.token,
             campaign_name=campaign.settings.name if campaign.settings else "",

@@ -34,7 +34,7 @@ class SmsChannel:
         self.senders = senders
 
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
-        message, rendered_from = self.queued.render_to_send(queued)
+        message, rendered_from = self.queued.render_to_send(queued, lookups)
         body = message.body
         assert isinstance(body, RenderedSms)
         resource = lookups.remember(
