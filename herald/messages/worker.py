@@ -224,11 +224,11 @@ class MessageWorker:
         message's reports are decided on one read of it)."""
         waiting, self._reports = self._reports, []
         now = self.clock.now()
-        found: dict[str, list[DeliveryReport]] = {}
+        found: dict[str, list[tuple[DeliveryReport, datetime]]] = {}
         for sender_id, report, received in waiting:
             message_id = report.message_id or self.queue.message_of(sender_id, report.provider_id)
             if message_id is not None:
-                found.setdefault(message_id, []).append(report)
+                found.setdefault(message_id, []).append((report, received))
             elif now - received < REPORT_PATIENCE:
                 self._reports.append((sender_id, report, received))
             else:
@@ -236,7 +236,8 @@ class MessageWorker:
                     "a delivery report for %s of sender %s matched no message", report.provider_id, sender_id
                 )
         for message_id, reports in found.items():
-            commands = [dl.RecordDeliveryReport(r.provider_id, r.state, r.code, r.at or now) for r in reports]
+            # at our clock's instant it arrived: a receipt's own date has minutes and no time zone
+            commands = [dl.RecordDeliveryReport(r.provider_id, r.state, r.code, at) for r, at in reports]
             self._decided(self.deliveries.message(message_id), *commands)
         return sum(len(r) for r in found.values())
 

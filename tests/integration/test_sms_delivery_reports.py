@@ -137,3 +137,46 @@ async def test_no_report_within_the_wait_is_not_delivered_until_a_late_report_sa
     assert outcome_types(herald, message_id)[-1] == "MessageDelivered"
     # the late report moves the message from undelivered to delivered on the card
     assert await progress(api, herald, message_id) == {"queued": 1, "delivered": 1, "delivering": 0}
+
+
+async def test_the_summary_counts_the_sms_channel_from_what_the_worker_recorded(
+    reporting_api: httpx.AsyncClient, reporting: Herald, clock: ManualClock
+) -> None:
+    """Two SMS: one delivered (and its short link clicked by a phone), one reported undelivered."""
+    other = "+79160000002"
+    customers(reporting)
+    create_resource(reporting)
+    async with smsc_server(Smsc(receipt_state={other[1:]: "UNDELIV"})) as smsc:
+        await sms_sender(reporting_api, smsc)
+        rows = [
+            {"subscriptions": [{"resource_id": RESOURCE, "channel": "sms", "phone": phone}]}
+            for phone in (PHONE, other)
+        ]
+        await import_rows(reporting_api, rows)
+        body = {"sms": {"body": "Sale: https://shop.example.com/sale"}}
+        await launched_message(reporting_api, reporting, "sms", body)
+        assert await reporting.sms.run_once() == 2
+        reporting.runtime.drain()
+        await settled(reporting, 2)
+        await reporting.sms.close()
+    delivered = next(s for s in smsc.submits if s.destination_addr == PHONE[1:])
+    link = delivered.payload.decode().split("https://trk.example.com")[1]
+    clock.advance(timedelta(minutes=5))  # a person, not a preview fetched at the delivery
+    phone = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Mobile Safari/537.36"
+    clicked = await reporting_api.get(link, headers={"User-Agent": phone})
+    assert clicked.status_code == 302, clicked.text
+    reporting.runtime.drain()
+    assert reporting.reports_runtime is not None
+    reporting.reports_runtime.drain()
+    expected = {
+        "sms_sent": 2,
+        "sms_delivered": 1,
+        "sms_not_delivered": 1,
+        "sms_clicks": 1,
+        "sms_delivery_rate": 1 / 2,
+        "email_sent": 0,
+    }
+    params = {"start": "2026-03-01", "end": "2026-03-31", "metrics": ",".join(expected)}
+    summary = await reporting_api.get("/api/v1/reports/summary", params=params)
+    assert summary.status_code == 200, summary.text
+    assert dict(zip(summary.json()["columns"], summary.json()["rows"][0], strict=True)) == expected
