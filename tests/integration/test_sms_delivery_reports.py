@@ -180,3 +180,36 @@ async def test_the_summary_counts_the_sms_channel_from_what_the_worker_recorded(
     summary = await reporting_api.get("/api/v1/reports/summary", params=params)
     assert summary.status_code == 200, summary.text
     assert dict(zip(summary.json()["columns"], summary.json()["rows"][0], strict=True)) == expected
+
+
+async def test_a_per_profile_policy_counts_an_email_against_the_same_days_sms(
+    api: httpx.AsyncClient, herald: Herald
+) -> None:
+    """Once a day per profile, whatever the channel: Ann's email today leaves her no SMS, and nothing
+    goes to the SMSC."""
+    policy = {"name": "Once a day", "policy": {"per_profile": {"max_messages": 1, "period_days": 1}}}
+    created = await api.post("/api/v1/sending-policies", json=policy)
+    assert created.status_code == 201, created.text
+    chosen = await api.put("/api/v1/account/sending-policy", json={"policy_id": created.json()["policy_id"]})
+    assert chosen.status_code == 200, chosen.text
+    customers(herald)
+    create_resource(herald)
+    ann = {"resource_id": RESOURCE, "channel": "email", "email": "ann@example.org"}
+    rows = [
+        {
+            "email": "ann@example.org",
+            "subscriptions": [ann, {"resource_id": RESOURCE, "channel": "sms", "phone": PHONE}],
+        }
+    ]
+    await import_rows(api, rows)
+    await launched_message(api, herald, "email", {"email": {"subject": "Hi", "html": "<p>Hi</p>"}})
+    async with smsc_server() as smsc:
+        await sms_sender(api, smsc)
+        await launched_message(api, herald, "sms", {"sms": {"body": "Hi"}})
+        assert await herald.sms.run_once() == 0
+        await herald.sms.close()
+    [decided] = [
+        e for e in herald.store.read_all() if e.type.startswith("Message") and e.data["channel"] == "sms"
+    ]
+    assert (decided.type, decided.data["reason"]) == ("MessageSuppressed", "policy")
+    assert smsc.submits == []
