@@ -349,7 +349,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
     deliveries = DeliveryService(aggregates, catalog)
     queued = QueuedMessages(aggregates, catalog, renderer, signer)
-    email = EmailChannel(queued, catalog, senders, signer)
+    email = EmailChannel(queued, senders, signer)
     vapid_private_key = _stored_vapid_key(settings.data_dir)
     runtime = InProcessRuntime(
         store,
@@ -386,11 +386,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         inbound=InboundService(deliveries),
         queued=queued,
         email=MessageWorker(email, aggregates, projections.send_queue, deliveries, clock),
-        sms=MessageWorker(
-            SmsChannel(queued, catalog, senders), aggregates, projections.send_queue, deliveries, clock
-        ),
+        sms=MessageWorker(SmsChannel(queued, senders), aggregates, projections.send_queue, deliveries, clock),
         push=MessageWorker(
-            PushChannel(queued, catalog, senders, vapid_private_key),
+            PushChannel(queued, senders, vapid_private_key),
             aggregates,
             projections.send_queue,
             deliveries,

@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 from herald.domain import senders as sd
-from herald.domain.errors import NotFound
 from herald.domain.messages import MessageQueued
 from herald.domain.resources import EmailSettings
 from herald.infra.signing import TokenSigner
-from herald.messages.ports import Catalog
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedEmail, SignedTrackingUrls, as_sent, tracking_base
 from herald.messages.routing import Senders, retry_deadline, routed
@@ -40,13 +38,11 @@ class EmailChannel:
     def __init__(
         self,
         queued: QueuedMessages,
-        catalog: Catalog,
         senders: Senders,
         signer: TokenSigner,
         read_file: Callable[[str], bytes] = lambda path: Path(path).read_bytes(),
     ) -> None:
         self.queued = queued
-        self.catalog = catalog
         self.senders = senders
         self.signer = signer
         self.read_file = read_file
@@ -55,12 +51,8 @@ class EmailChannel:
         message, rendered_from = self.queued.render_to_send(queued, lookups)
         body = message.body
         assert isinstance(body, RenderedEmail)
-        resource = lookups.remember(
-            ("resource", queued.resource_id), lambda: self.catalog.resource(queued.resource_id)
-        )
-        email = next((c for c in resource.channels.values() if isinstance(c, EmailSettings)), None)
-        if email is None or resource.settings is None:
-            raise NotFound(f"resource {queued.resource_id} has no email channel", "resource_id")
+        resource, email = self.queued.channel_of(queued, lookups)
+        assert isinstance(email, EmailSettings) and resource.settings is not None
         body = as_sent(body, email)
         target, sender = routed(queued, lookups, self.senders)
         settings = sender.state.settings

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from herald.domain import senders as sd
 from herald.domain.errors import RuleViolated
 from herald.domain.messages import MessageQueued
-from herald.messages.ports import Catalog
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedPush, SignedTrackingUrls, tracking_base
 from herald.messages.routing import Senders, retry_deadline, routed
@@ -29,11 +28,8 @@ from herald.senders.webpush import WebPushGateway, WebPushSettings, parse_subscr
 class PushChannel:
     name = "push"
 
-    def __init__(
-        self, queued: QueuedMessages, catalog: Catalog, senders: Senders, vapid_private_key: str
-    ) -> None:
+    def __init__(self, queued: QueuedMessages, senders: Senders, vapid_private_key: str) -> None:
         self.queued = queued
-        self.catalog = catalog
         self.senders = senders
         self.vapid_private_key = vapid_private_key
 
@@ -45,9 +41,7 @@ class PushChannel:
         message, rendered_from = self.queued.render_to_send(queued, lookups)
         body = message.body
         assert isinstance(body, RenderedPush)
-        resource = lookups.remember(
-            ("resource", queued.resource_id), lambda: self.catalog.resource(queued.resource_id)
-        )
+        resource, _ = self.queued.channel_of(queued, lookups)
         links = SignedTrackingUrls(
             self.queued.signer, tracking_base(resource), queued.message_id
         ).push_links()

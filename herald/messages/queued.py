@@ -17,6 +17,7 @@ from herald.domain.deliveries import RenderInputs
 from herald.domain.errors import NotFound
 from herald.domain.messages import MessageQueued
 from herald.domain.profiles import profile_decider, profile_stream
+from herald.domain.resources import ChannelSettings, ResourceState
 from herald.domain.templates import (
     Channel,
     TemplateContent,
@@ -143,6 +144,18 @@ class QueuedMessages:
             remote_json=kept.json_answers,
         )
         return message, inputs
+
+    def channel_of(
+        self, queued: MessageQueued, found: Remembers | None = None
+    ) -> tuple[ResourceState, ChannelSettings]:
+        """The message's resource and its settings for the message's channel (NotFound without one)."""
+        resource = (found or _ReadEachTime()).remember(
+            ("resource", queued.resource_id), lambda: self.catalog.resource(queued.resource_id)
+        )
+        settings = resource.channels.get(queued.channel)
+        if settings is None or resource.settings is None:
+            raise NotFound(f"resource {queued.resource_id} has no {queued.channel} channel", "resource_id")
+        return resource, settings
 
     def template_version(self, template_id: str, version: int) -> TemplateContent:
         """One version's content, read from the template's stream."""

@@ -13,10 +13,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from herald.domain import senders as sd
-from herald.domain.errors import NotFound
 from herald.domain.messages import MessageQueued
 from herald.domain.resources import SmsSettings
-from herald.messages.ports import Catalog
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedSms
 from herald.messages.routing import Senders, retry_deadline, routed
@@ -28,21 +26,16 @@ from herald.senders.smpp import SmppGateway, SmppSettings
 class SmsChannel:
     name = "sms"
 
-    def __init__(self, queued: QueuedMessages, catalog: Catalog, senders: Senders) -> None:
+    def __init__(self, queued: QueuedMessages, senders: Senders) -> None:
         self.queued = queued
-        self.catalog = catalog
         self.senders = senders
 
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
         message, rendered_from = self.queued.render_to_send(queued, lookups)
         body = message.body
         assert isinstance(body, RenderedSms)
-        resource = lookups.remember(
-            ("resource", queued.resource_id), lambda: self.catalog.resource(queued.resource_id)
-        )
-        sms = next((c for c in resource.channels.values() if isinstance(c, SmsSettings)), None)
-        if sms is None:
-            raise NotFound(f"resource {queued.resource_id} has no sms channel", "resource_id")
+        _, sms = self.queued.channel_of(queued, lookups)
+        assert isinstance(sms, SmsSettings)
         target, sender = routed(queued, lookups, self.senders)
         outbound = Outbound(
             queued.message_id, queued.contact, body.body, sender=target.from_name or sms.caller_id
