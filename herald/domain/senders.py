@@ -4,7 +4,8 @@ A sender serves one channel: an email sender is an SMTP relay with its speed,
 connection count, retry deadline and DKIM key (guide, admin "Senders" and
 "Keys"); an SMS sender an SMPP account at an SMSC, with how long an accepted
 SMS waits for its delivery report; a push sender the Web Push protocol with
-its VAPID contact (the key is the account's). A virtual sender is an
+its VAPID contact (the key is the account's) or an FCM project with its
+service account. A virtual sender is an
 ordered list of routing rules over senders: the first rule whose recipient
 domains match takes the message, and splits its traffic over its senders by
 percentage, each optionally overriding the From name.
@@ -21,7 +22,7 @@ Decisions where the guide is silent:
   so a retried message goes through the same sender.
 - A virtual sender must end with a match-all rule, so every message has a route.
 - A sender names its channel and holds the settings of that channel's protocol
-  only (`relay` for email, `smpp` for SMS, `webpush` for push); events from
+  only (`relay` for email, `smpp` for SMS, `webpush` or `fcm` for push); events from
   before channels had no `channel` and are email senders. A rule's From-name
   override is an SMS's alpha sender when the route sends SMS.
 """
@@ -69,6 +70,13 @@ class WebPushServiceSettings(_Value):
     subject: str = Field(min_length=1, description="VAPID `sub`: a mailto: or https: contact of the sender")
 
 
+class FcmProjectSettings(_Value):
+    """Firebase Cloud Messaging's HTTP v1 API; the project and its key are the service-account JSON,
+    a secret."""
+
+    base_url: str = Field("https://fcm.googleapis.com", min_length=1)
+
+
 SenderChannel = Literal["email", "sms", "push"]
 
 
@@ -78,6 +86,7 @@ class SenderSettings(_Value):
     relay: SmtpRelaySettings | None = None
     smpp: SmppAccountSettings | None = None
     webpush: WebPushServiceSettings | None = None
+    fcm: FcmProjectSettings | None = None
     await_delivery_seconds: int = Field(
         0,
         ge=0,
@@ -96,17 +105,19 @@ class SenderSettings(_Value):
 
 
 class SenderSecrets(_Value):
-    """What is stored (sealed) but never shown: the relay password and the DKIM private key."""
+    """What is stored (sealed) but never shown: the relay's (or SMSC's) password, the DKIM private key,
+    an FCM sender's service-account JSON."""
 
     password: SealedSecret | None = None
     dkim_private_key: SealedSecret | None = None
+    service_account: SealedSecret | None = None
 
     def names(self) -> tuple[str, ...]:
         """The secrets that are set."""
         return tuple(name for name in SECRET_NAMES if getattr(self, name) is not None)
 
 
-SECRET_NAMES = ("password", "dkim_private_key")
+SECRET_NAMES = ("password", "dkim_private_key", "service_account")
 
 
 class RouteTarget(_Value):
@@ -182,11 +193,12 @@ def decide_sender(command: SetSender, state: SenderState) -> list[Event]:
         raise NotFound(f"no sender {command.sender_id!r}", "sender_id")
     settings = _checked_sender(command.settings)
     secrets = SenderSecrets(
-        password=command.secrets.password or state.secrets.password,
-        dkim_private_key=command.secrets.dkim_private_key or state.secrets.dkim_private_key,
+        **{name: getattr(command.secrets, name) or getattr(state.secrets, name) for name in SECRET_NAMES}
     )  # a secret not given keeps the stored one
     if bool(settings.dkim_selector) != bool(secrets.dkim_private_key):
         raise ValidationFailed("DKIM needs both a selector and a private key", "dkim_selector")
+    if settings.fcm is not None and secrets.service_account is None:
+        raise ValidationFailed("an FCM sender needs its service-account JSON", "service_account")
     if command.create:
         return [SenderCreated(sender_id=command.sender_id, settings=settings, secrets=secrets, at=command.at)]
     if settings == state.settings and secrets == state.secrets:
@@ -194,18 +206,20 @@ def decide_sender(command: SetSender, state: SenderState) -> list[Event]:
     return [SenderChanged(sender_id=command.sender_id, settings=settings, secrets=secrets, at=command.at)]
 
 
+PROTOCOLS = {"relay": "email", "smpp": "sms", "webpush": "push", "fcm": "push"}
+"""Each protocol's settings field and the channel it serves; a sender has exactly one."""
+
+
 def _checked_sender(settings: SenderSettings) -> SenderSettings:
     if not settings.name.strip():
         raise ValidationFailed("a sender needs a name", "name")
-    protocols = {"email": settings.relay, "sms": settings.smpp, "push": settings.webpush}
-    names = {"email": "relay", "sms": "smpp", "push": "webpush"}
-    for channel, given in protocols.items():
-        if channel == settings.channel and given is None:
-            raise ValidationFailed(
-                f"a sender of {channel} needs its {names[channel]} settings", names[channel]
-            )
-        if channel != settings.channel and given is not None:
-            raise ValidationFailed(f"a sender of {settings.channel} has no {names[channel]}", names[channel])
+    given = {name for name in PROTOCOLS if getattr(settings, name) is not None}
+    allowed = {name for name, channel in PROTOCOLS.items() if channel == settings.channel}
+    for name in sorted(given - allowed):
+        raise ValidationFailed(f"a sender of {settings.channel} has no {name}", name)
+    if len(given) != 1:
+        choices = " or ".join(sorted(allowed))
+        raise ValidationFailed(f"a sender of {settings.channel} needs one of {choices}", min(allowed))
     if settings.relay is not None and not settings.relay.host.strip():
         raise ValidationFailed("the relay needs a host", "relay.host")
     if settings.smpp is not None and not settings.smpp.host.strip():
@@ -303,6 +317,7 @@ class OpenedSender:
     state: SenderState
     password: str = field(repr=False)
     dkim_private_key: str = field(repr=False)
+    service_account: str = field(default="", repr=False)
 
 
 def route(rules: tuple[RouteRule, ...], recipient: str, message_id: str) -> RouteTarget:

@@ -1,13 +1,14 @@
-"""The push channel's part of the sender worker: a queued push composed for a browser's push service.
+"""The push channel's part of the sender worker: a queued push composed for a browser or an app.
 
-A push goes out through the campaign's virtual sender (`messages/routing.py`), whose push sender
-speaks the Web Push protocol (RFC 8030/8291/8292) signed with the account's VAPID key, to the
-browser subscription the message was queued for: its title, body, icon and click URL, with the
-`ack` and `open` tracking links the service worker calls (`hub_link`), so delivery and opening
-are the recipient's own reports. Accepted by the push service is sent; the `ack` says delivered.
+A push goes out through the campaign's virtual sender (`messages/routing.py`), routed by the
+subscription's provider, to the sender that serves it: the Web Push protocol (RFC 8030/8291/8292)
+signed with the account's VAPID key, to a browser subscription; FCM's HTTP v1 API with the
+sender's service account, to an app's device token. Its title, body, icon and click URL go with
+the `ack` and `open` tracking links the service worker or the app calls (`hub_link`, FCM's
+`data`), so delivery and opening are the recipient's own reports. Accepted is sent; `ack` says
+delivered. A route to a sender of the other kind is not delivered (`sender_error`).
 
-Not yet: app subscriptions (FCM, APNs tokens) have gateways (`senders/fcm.py`, `senders/apns.py`)
-but no sender kind; a push queued for one is not delivered (`sender_error`) rather than guessed.
+Not yet: APNs (`senders/apns.py`) has no sender kind.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from herald.domain import senders as sd
-from herald.domain.errors import RuleViolated
+from herald.domain.errors import NotFound, RuleViolated
 from herald.domain.messages import MessageQueued
+from herald.domain.profiles import profile_decider, profile_stream
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedPush, SignedTrackingUrls, tracking_base
 from herald.messages.routing import Senders, retry_deadline, routed
 from herald.messages.worker import Composed, Lookups
+from herald.senders.fcm import FcmGateway, FcmSettings, ServiceAccount
 from herald.senders.gateway import ChannelGateway, Outbound, ReportHandler
-from herald.senders.webpush import WebPushGateway, WebPushSettings, parse_subscription
+from herald.senders.webpush import WebPushGateway, WebPushSettings
 
 
 class PushChannel:
@@ -34,10 +37,7 @@ class PushChannel:
         self.vapid_private_key = vapid_private_key
 
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
-        try:
-            parse_subscription(queued.contact)
-        except ValueError:
-            raise RuleViolated("no sender serves app push subscriptions yet (FCM, APNs)", "contact") from None
+        provider = self._provider(queued)
         message, rendered_from = self.queued.render_to_send(queued, lookups)
         body = message.body
         assert isinstance(body, RenderedPush)
@@ -45,7 +45,15 @@ class PushChannel:
         links = SignedTrackingUrls(
             self.queued.signer, tracking_base(resource), queued.message_id
         ).push_links()
-        _, sender = routed(queued, lookups, self.senders)
+        _, sender = routed(queued, lookups, self.senders, f"push@{provider}")
+        settings = sender.state.settings
+        assert settings is not None
+        serves = "fcm" if settings.fcm is not None else "webpush"
+        if serves != provider:
+            raise RuleViolated(
+                f"sender {settings.name!r} sends {serves}, not {provider}: route {provider} to its own",
+                "virtual_sender_id",
+            )
         outbound = Outbound(
             queued.message_id,
             queued.contact,
@@ -57,12 +65,29 @@ class PushChannel:
         )
         return Composed(outbound, sender, rendered_from)
 
-    def gateway(self, sender: sd.OpenedSender, on_report: ReportHandler) -> ChannelGateway:
-        return WebPushGateway(self.built_for(sender))
+    def _provider(self, queued: MessageQueued) -> str:
+        """The provider of the subscription the push was queued for (its profile is read to render it)."""
+        profile = self.queued.aggregates.load(profile_decider, profile_stream(queued.profile_id)).state
+        for subscription in profile.subscriptions.of_resource(queued.resource_id, "push"):
+            if subscription.key.contact == queued.contact and subscription.key.provider:
+                return subscription.key.provider
+        raise NotFound("the push subscription is gone", "contact")
 
-    def built_for(self, sender: sd.OpenedSender) -> WebPushSettings:
+    def gateway(self, sender: sd.OpenedSender, on_report: ReportHandler) -> ChannelGateway:
+        built = self.built_for(sender)
+        return FcmGateway(built) if isinstance(built, FcmSettings) else WebPushGateway(built)
+
+    def built_for(self, sender: sd.OpenedSender) -> WebPushSettings | FcmSettings:
         settings = sender.state.settings
-        assert settings is not None and settings.webpush is not None  # a push sender has its service
+        assert settings is not None
+        if settings.fcm is not None:
+            return FcmSettings(
+                service_account=ServiceAccount.model_validate_json(sender.service_account),
+                base_url=settings.fcm.base_url,
+                rate_per_second=settings.rate_per_second,
+                connections=settings.connections,
+            )
+        assert settings.webpush is not None  # a push sender has one of the two
         return WebPushSettings(
             vapid_private_key=self.vapid_private_key,
             subject=settings.webpush.subject,

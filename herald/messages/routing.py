@@ -3,7 +3,8 @@
 A campaign names its virtual sender, or gets its channel's default: `default` for email (as
 before there were other channels), `default_sms` and `default_push` for the others, so one
 virtual sender's rules never mix senders of two channels. The sender the route picks must
-serve the message's channel.
+serve the message's channel. A push is routed by its subscription's provider: a rule's domains
+name providers (`fcm`, `webpush`), so one virtual sender sends browsers and apps each their way.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ def default_virtual_sender(channel: str) -> str:
 
 
 def routed(
-    queued: MessageQueued, lookups: Lookups, senders: Senders
+    queued: MessageQueued, lookups: Lookups, senders: Senders, recipient: str = ""
 ) -> tuple[sd.RouteTarget, sd.OpenedSender]:
     """The route's target (with its From-name override) and its sender, opened; NotFound or
-    RuleViolated when there is none or it serves another channel."""
-    target = sd.route(_rules(queued, lookups), queued.contact, queued.message_id)
+    RuleViolated when there is none or it serves another channel. Rules match `recipient`'s domain
+    (default: the contact's; a push routes as `push@<provider>`)."""
+    target = sd.route(_rules(queued, lookups), recipient or queued.contact, queued.message_id)
     sender = lookups.remember(("sender", target.sender_id), lambda: senders.for_sending(target.sender_id))
     settings = sender.state.settings
     assert settings is not None  # for_sending finds only senders that exist

@@ -24,6 +24,7 @@ class PlainSenderSecrets:
 
     password: str = field(default="", repr=False)
     dkim_private_key: str = field(default="", repr=False)
+    service_account: str = field(default="", repr=False)
 
 
 class SenderService:
@@ -72,7 +73,12 @@ class SenderService:
             n: self.box.open(getattr(state.secrets, n), _context(state.sender_id, n))
             for n in state.secrets.names()
         }
-        return sd.OpenedSender(state, values.get("password", ""), values.get("dkim_private_key", ""))
+        return sd.OpenedSender(
+            state,
+            values.get("password", ""),
+            values.get("dkim_private_key", ""),
+            values.get("service_account", ""),
+        )
 
     def reseal(self, loaded: Loaded[sd.SenderState]) -> Loaded[sd.SenderState]:
         """Seal again under the current key what an old event held in clear or an older key sealed.

@@ -254,3 +254,47 @@ async def test_a_subscribed_browser_gets_the_push_decrypted_and_it_reports_deliv
     assert set(tracked) == {"MessageAcknowledged", "MessageOpened"}
     # a device's HTTP client (here httpx, a "machine" by the email rules) at the delivery is the person
     assert all((d["bot"], d["unique"]) == (False, True) for d in tracked.values())
+
+
+async def test_one_push_campaign_reaches_an_app_through_fcm_and_a_browser_through_web_push(
+    api: httpx.AsyncClient, browser: httpx.AsyncClient, herald: Herald, shop: str
+) -> None:
+    """The virtual sender routes by the subscription's provider: `fcm` to the FCM sender (its
+    service account sealed with it), everything else to the Web Push one."""
+    herald.device_subscriptions.allow_http_endpoints = True
+    async with cs.push_service() as service, cs.fcm_server() as fcm:
+        device = service.browser()
+        web = {"resource_token": shop, "subscription": device.subscription(), "update": {"_fname": "Ann"}}
+        assert (await browser.post("/push/subscribe", json=web, headers={"Origin": SITE})).status_code == 200
+        app = {"resource_token": shop, "token": "fcm-token-1", "provider": "fcm", "update": {"_fname": "Kim"}}
+        assert (await api.post("/api/v1/push/subscriptions", json=app)).status_code == 200
+        senders = {
+            "app": {
+                "name": "Firebase",
+                "channel": "push",
+                "fcm": {"base_url": fcm.base_url},
+                "service_account": json.dumps(fcm.account),
+            },
+            "web": {"name": "Web push", "channel": "push", "webpush": {"subject": "mailto:o@e.com"}},
+        }
+        for sender_id, sender in senders.items():
+            assert (await api.put(f"/api/v1/senders/{sender_id}", json=sender)).status_code == 200
+        shown = (await api.get("/api/v1/senders/app")).json()
+        assert shown["has_service_account"] and "service_account" not in shown
+        rules = [
+            {"domains": ["fcm"], "targets": [{"sender_id": "app", "percent": 100}]},
+            {"targets": [{"sender_id": "web", "percent": 100}]},
+        ]
+        route = {"name": "Push", "rules": rules}
+        assert (await api.put("/api/v1/virtual-senders/default_push", json=route)).status_code == 200
+        await launched_message(api, herald, "push", {"push": {"title": "Hi {lead._fname}", "body": "New"}})
+        assert await herald.push.run_once() == 2
+        await herald.push.close()
+    [to_app] = fcm.received
+    assert (to_app.address, to_app.body["notification"]["title"]) == ("fcm-token-1", "Hi Kim")
+    assert set(to_app.body["data"]) >= {"ack", "open"}  # the app reports delivered and opened
+    [to_browser] = service.received
+    assert to_browser.body["title"] == "Hi Ann"
+    herald.runtime.drain()
+    sent = [e for e in herald.store.read_all() if e.type == "MessageDelivered"]
+    assert sorted(e.data["sender_id"] for e in sent) == ["app", "web"]
