@@ -63,6 +63,7 @@ class MessageRef(BaseModel):
     channel: str
     contact: str
     is_test: bool = False
+    scenario_id: str | None = None  # the scenario whose campaign node sent it
 
     @classmethod
     def of(cls, queued: MessageQueued) -> MessageRef:
@@ -77,6 +78,7 @@ class MessageRef(BaseModel):
             channel=queued.channel,
             contact=queued.contact,
             is_test=queued.is_test,
+            scenario_id=queued.scenario_id,
         )
 
 
@@ -91,6 +93,7 @@ class _MessageEvent(Event):
     channel: str
     contact: str
     is_test: bool = False
+    scenario_id: str | None = None
     at: datetime
 
 

@@ -41,9 +41,23 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald.domain.content_filter import ContentFilter, holds
+from herald.domain.deliveries import (
+    ComplaintReceived,
+    LinkClicked,
+    MessageDelivered,
+    MessageHardBounced,
+    MessageOpened,
+    MessageRead,
+    MessageUnsubscribed,
+)
+from herald.domain.events import Event
+from herald.domain.profiles import ProfileCreated, ProfileFieldsUpdated
 from herald.domain.schedules import Schedule
 from herald.domain.segments import Group, PercentLimit, Rule
 from herald.domain.statuses import Status
+from herald.domain.subscriptions import Cause as SubscriptionCause
+from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusChanged
+from herald.domain.tracking import ActivityTracked, goal_of
 
 CaptureKind = Literal["api", "subscription", "import", "message_action", "field_changed", "pixel", "event"]
 ImportVia = Literal["api", "manual", "any"]
@@ -168,3 +182,100 @@ def captures(capture: Capture, fact: CaptureFact) -> bool:
         case EventCapture() if fact.kind == "event":
             return capture.name == fact.name and holds(capture.filter, fact.properties)
     return False
+
+
+# --- reading facts from events --------------------------------------------------------------
+
+_ActionEvent = (
+    MessageDelivered
+    | MessageOpened
+    | MessageRead
+    | LinkClicked
+    | MessageUnsubscribed
+    | ComplaintReceived
+    | MessageHardBounced
+)
+_ACTIONS: Mapping[type[Event], Action] = {
+    MessageDelivered: "delivered",
+    MessageOpened: "opened",
+    MessageRead: "read",
+    LinkClicked: "clicked",
+    MessageUnsubscribed: "unsubscribed",
+    ComplaintReceived: "complained",
+    MessageHardBounced: "bounced",
+}
+FACT_EVENT_TYPES = frozenset(
+    {
+        "ProfileCreated",
+        "ProfileFieldsUpdated",
+        "SubscriptionAdded",
+        "SubscriptionStatusChanged",
+        "ActivityTracked",
+    }
+    | {kind.type_name for kind in _ACTIONS}
+)
+"""The event types a capture can come from (`facts_of` reads nothing from others)."""
+
+
+def facts_of(event: Event) -> tuple[CaptureFact, ...]:
+    """The capture facts an event records (none for most events)."""
+    match event:
+        case ProfileCreated():
+            via = IMPORT_SOURCES.get(event.source)
+            if via is None:
+                return ()
+            return (CaptureFact("import", event.database_id, event.profile_id, import_via=via),)
+        case ProfileFieldsUpdated():
+            changed = CaptureFact(
+                "field_changed", event.database_id, event.profile_id, fields=frozenset(event.changes)
+            )
+            via = IMPORT_SOURCES.get(event.source)
+            imported = (
+                ()
+                if via is None
+                else (CaptureFact("import", event.database_id, event.profile_id, import_via=via),)
+            )
+            return (changed, *imported)
+        case SubscriptionAdded() | SubscriptionStatusChanged():
+            return _subscription_facts(event)
+        case ActivityTracked() if event.profile_id is not None:
+            return _tracked_facts(event, event.profile_id)
+    if isinstance(event, _ActionEvent) and not event.is_test and not getattr(event, "bot", False):
+        return (
+            CaptureFact(
+                "message_action",
+                event.database_id,
+                event.profile_id,
+                action=_ACTIONS[type(event)],
+                link_name=event.link_name if isinstance(event, LinkClicked) else "",
+                campaign_id=event.campaign_id,
+            ),
+        )
+    return ()
+
+
+def _subscription_facts(event: SubscriptionAdded | SubscriptionStatusChanged) -> tuple[CaptureFact, ...]:
+    status = event.status if isinstance(event, SubscriptionAdded) else event.to_status
+    fact = CaptureFact(
+        "subscription",
+        event.database_id,
+        event.profile_id,
+        resource_id=event.resource_id,
+        channel=event.channel,
+        status=status,
+    )
+    if isinstance(event, SubscriptionStatusChanged) and event.cause is SubscriptionCause.DOI_CONFIRMED:
+        confirmed = CaptureFact("message_action", event.database_id, event.profile_id, action="confirmed")
+        return (fact, confirmed)
+    return (fact,)
+
+
+def _tracked_facts(event: ActivityTracked, profile_id: str) -> tuple[CaptureFact, ...]:
+    tracked = CaptureFact(
+        "event", event.database_id, profile_id, name=event.name, properties=event.properties
+    )
+    goal = goal_of(event)
+    if goal is None:
+        return (tracked,)
+    pixel = CaptureFact("pixel", event.database_id, profile_id, pixel_id=goal.pixel_id, goal=goal.goal)
+    return (tracked, pixel)

@@ -235,7 +235,11 @@ class Instance:
     version: int = 0  # the graph version the current node was entered at
     visit: int = 0
     awaiting: Awaiting | None = None
-    finished: bool = False
+    outcome: Literal["", "completed", "terminated"] = ""
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.outcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,8 +319,14 @@ def evolve(state: JourneyState, event: Event) -> JourneyState:
             )
         case ScenarioInstanceWoke():
             return _instance_event(state, event.entry, lambda i: _woke(i, version))
-        case ScenarioInstanceCompleted() | ScenarioInstanceTerminated():
-            return _instance_event(state, event.entry, lambda i: replace(i, finished=True, awaiting=None))
+        case ScenarioInstanceCompleted():
+            return _instance_event(
+                state, event.entry, lambda i: replace(i, outcome="completed", awaiting=None)
+            )
+        case ScenarioInstanceTerminated():
+            return _instance_event(
+                state, event.entry, lambda i: replace(i, outcome="terminated", awaiting=None)
+            )
     return state
 
 

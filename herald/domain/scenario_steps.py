@@ -107,12 +107,15 @@ class EffectOutcome:
 # --- commands ----------------------------------------------------------------------------------
 
 
+EntrySource = Literal["api", "manual", "schedule"]
+
+
 @dataclass(frozen=True, slots=True)
 class RequestEntry:
     scenario_id: str
     profile_id: str
     request_id: str
-    source: Literal["api", "manual", "schedule"]
+    source: EntrySource
     at: datetime
     content: Mapping[str, JsonValue] | None = None
 

@@ -508,13 +508,9 @@ class CampaignService:
         context: CommandContext,
     ) -> list[dict[str, Any]]:
         """Fire a trigger for profiles (ids or match keys): one message each, queued or refused with why."""
-        state = self.loaded(campaign_id).state
+        state = self._active_trigger(campaign_id)
         settings = state.settings
         assert settings is not None
-        if settings.type is not cp.CampaignType.TRIGGER:
-            raise RuleViolated("only a trigger campaign is fired", "campaign_id")
-        if not state.active or state.status is cp.CampaignStatus.PAUSED:
-            raise RuleViolated("the trigger is not active: activate it first", "campaign_id")
         now = self._now()
         run_id = f"api:{request_id}" if request_id else f"api:{uuid.uuid4().hex}"
         gate = self.gate(settings, now)
@@ -523,6 +519,16 @@ class CampaignService:
             results.append(self._fire_one(state, settings, gate, recipient, run_id, i, content, now, context))
         return results
 
+    def _active_trigger(self, campaign_id: str) -> cp.CampaignState:
+        state = self.loaded(campaign_id).state
+        settings = state.settings
+        assert settings is not None
+        if settings.type is not cp.CampaignType.TRIGGER:
+            raise RuleViolated("only a trigger campaign is fired", "campaign_id")
+        if not state.active or state.status is cp.CampaignStatus.PAUSED:
+            raise RuleViolated(f"trigger campaign {campaign_id} is not active: activate it first", "campaign_id")
+        return state
+
     def fire_for_segment_entry(self, campaign_id: str, profile_id: str, entry_event_id: str) -> None:
         """Fire a trigger for a profile that entered its segment; the entry's id is the request id."""
         context = CommandContext(
@@ -530,6 +536,35 @@ class CampaignService:
         )
         request_id = f"segment-entry:{entry_event_id}"
         self.fire(campaign_id, [{"profile_id": profile_id}], None, request_id, context)
+
+    def fire_for_scenario(
+        self, campaign_id: str, profile_id: str, step_id: str, content: Mapping[str, Any] | None, scenario_id: str
+    ) -> dict[str, Any]:
+        """A scenario's campaign node: the trigger's message for the profile, made once per step.
+
+        The message id derives from the step, so doing the step again returns the message already
+        decided; an inactive (or paused) trigger sends nothing and says so (RuleViolated)."""
+        message_id = ms.message_id(campaign_id, f"scenario:{step_id}", profile_id)
+        made = self.aggregates.load(ms.message_decider, ms.message_stream(message_id)).state.decided
+        if made is not None:
+            return _result(made)
+        context = CommandContext(actor=f"scenario:{scenario_id}", source="scenario", correlation_id=step_id)
+        state = self._active_trigger(campaign_id)
+        settings = state.settings
+        assert settings is not None
+        now = self._now()
+        return self._fire_one(
+            state,
+            settings,
+            self.gate(settings, now),
+            {"profile_id": profile_id},
+            f"scenario:{step_id}",
+            0,
+            content,
+            now,
+            context,
+            scenario_id,
+        )
 
     def _fire_one(
         self,
@@ -542,22 +577,25 @@ class CampaignService:
         content: Mapping[str, Any] | None,
         now: datetime,
         context: CommandContext,
+        scenario_id: str | None = None,
     ) -> dict[str, Any]:
         assert settings.database_id is not None and settings.trigger is not None
-        profile_id = self._resolve(settings.database_id, recipient, f"profiles.{place}")
+        profile_id = self.resolve(settings.database_id, recipient, f"profiles.{place}")
         profile = self.profile(profile_id)
         message_id = ms.message_id(state.campaign_id, run_id, profile_id)
         templates = settings.template_ids
-        template_id = templates[int(message_id, 16) % len(templates)]
+        template_id = templates[int(message_id, 16) % len(templates)]  # a random template, the same on a retry
         lane = ms.Lane.TRIGGER_HIGH if settings.trigger.high_priority else ms.Lane.TRIGGER
-        draft = MessageDraft(state.campaign_id, settings, run_id, message_id, template_id, now)
+        draft = MessageDraft(
+            state.campaign_id, settings, run_id, message_id, template_id, now, scenario_id=scenario_id
+        )
         decision = self.decide(draft, gate, profile, content, lane, now + settings.trigger.delay)
         self.aggregates.execute(
             ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(decision), context
         )
         return _result(decision)
 
-    def _resolve(self, database_id: str, selector: Mapping[str, Any], path: str) -> str:
+    def resolve(self, database_id: str, selector: Mapping[str, Any], path: str) -> str:
         """The profile a selector (`{"profile_id": ...}`, `{"email": ...}`, a unique field) names."""
         try:
             recipient = selector_key(self.catalog.database(database_id), selector)
@@ -598,6 +636,7 @@ class CampaignService:
             "resource_id": settings.resource_id,
             "channel": settings.channel,
             "is_test": gate.is_test,
+            "scenario_id": draft.scenario_id,
             "at": draft.at,
         }
         verdict = gate.check(profile)
