@@ -23,7 +23,7 @@ from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
 from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
-from herald.infra.event_store import EventStore
+from herald.infra.event_store import EventStore, StreamAppend
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
@@ -286,7 +286,7 @@ class ScenarioPorts:
 
     def act(
         self, node: AnyNode, scenario: ScenarioState, profile: ProfileState, instance: Instance, step_id: str
-    ) -> EffectOutcome:
+    ) -> tuple[EffectOutcome, list[StreamAppend]]:
         return self.effects.act(node, scenario, profile, instance, step_id)
 
     def promo_codes(self, profile_id: str) -> Mapping[str, str]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from datetime import datetime
 from typing import Any, Literal
 
@@ -254,30 +255,42 @@ class JourneyState:
         return [i for i in self.instances.values() if not i.finished]
 
 
-def _instance_event(state: JourneyState, entry: int, change: Callable[[Instance], Instance]) -> JourneyState:
+def _changed(
+    state: JourneyState,
+    version: int,
+    entry: int,
+    change: Callable[[Instance], Instance],
+    decided: tuple[int, int] | None = None,
+) -> JourneyState:
+    """The state at `version` with one instance changed (one copy of the state per event)."""
+    position, request = decided or (state.decided_position, state.decided_request)
     instance = state.instances.get(entry)
-    if instance is None:
-        return state
-    return replace(state, instances={**state.instances, entry: change(instance)})
+    instances = state.instances if instance is None else {**state.instances, entry: change(instance)}
+    return replace(
+        state, version=version, instances=instances, decided_position=position, decided_request=request
+    )
 
 
 def evolve(state: JourneyState, event: Event) -> JourneyState:
-    state = replace(state, version=state.version + 1)
-    version = state.version
+    version = state.version + 1
     match event:
         case ProfileEnteredScenario():
-            instance = Instance(event.entry, event.at, event.content)
-            state = replace(state, entries=event.entry, instances={**state.instances, event.entry: instance})
-            return _decided(state, event.cause)
-        case ProfileRejectedByReentryRule():
-            return _decided(state, event.cause)
-        case ScenarioInstanceReset():
-            state = _instance_event(
+            position, request = _decided(state, event.cause)
+            instances = {**state.instances, event.entry: Instance(event.entry, event.at, event.content)}
+            return replace(
                 state,
-                event.entry,
-                lambda i: replace(i, content=event.content, node_id=None, node_type="", awaiting=None),
+                version=version,
+                entries=event.entry,
+                instances=instances,
+                decided_position=position,
+                decided_request=request,
             )
-            return _decided(state, event.cause)
+        case ProfileRejectedByReentryRule():
+            position, request = _decided(state, event.cause)
+            return replace(state, version=version, decided_position=position, decided_request=request)
+        case ScenarioInstanceReset():
+            restart = partial(replace, content=event.content, node_id=None, node_type="", awaiting=None)
+            return _changed(state, version, event.entry, restart, _decided(state, event.cause))
         case ScenarioNodeEntered():
             kind: AwaitingKind | None = (
                 "effect"
@@ -287,53 +300,49 @@ def evolve(state: JourneyState, event: Event) -> JourneyState:
                 else None
             )
             awaiting = None if kind is None else Awaiting(kind, event.visit, set_at=version)
-            return _instance_event(
-                state,
-                event.entry,
-                lambda i: replace(
-                    i,
-                    node_id=event.node_id,
-                    node_type=event.node_type,
-                    version=event.version,
-                    visit=event.visit,
-                    awaiting=awaiting,
-                ),
+            entered = partial(
+                replace,
+                node_id=event.node_id,
+                node_type=event.node_type,
+                version=event.version,
+                visit=event.visit,
+                awaiting=awaiting,
             )
+            return _changed(state, version, event.entry, entered)
         case ScenarioNodeExited():
-            return _instance_event(state, event.entry, lambda i: replace(i, awaiting=None))
+            return _changed(state, version, event.entry, partial(replace, awaiting=None))
         case ScenarioWaitScheduled():
             kind = "condition" if event.purpose == "condition" else "timer"
             waits = Awaiting(
                 kind, event.visit, 0, event.due_at, event.purpose, event.deadline, event.attempt or 1
             )
-            return _instance_event(state, event.entry, lambda i: replace(i, awaiting=waits))
+            return _changed(state, version, event.entry, partial(replace, awaiting=waits))
         case ScenarioWaitElapsed():
-            return _instance_event(state, event.entry, lambda i: _elapsed(i, event, version))
+            return _changed(state, version, event.entry, partial(_elapsed, event=event, version=version))
         case ScenarioWebhookAnswered():
-            return _instance_event(state, event.entry, lambda i: _answered(i, event, version))
+            return _changed(state, version, event.entry, partial(_answered, event=event, version=version))
         case ScenarioInstanceAsleep():
-            return _instance_event(
-                state,
-                event.entry,
-                lambda i: replace(i, awaiting=Awaiting("asleep", event.visit, pending=i.awaiting)),
-            )
+            return _changed(state, version, event.entry, partial(_asleep, visit=event.visit))
         case ScenarioInstanceWoke():
-            return _instance_event(state, event.entry, lambda i: _woke(i, version))
+            return _changed(state, version, event.entry, partial(_woke, version=version))
         case ScenarioInstanceCompleted():
-            return _instance_event(
-                state, event.entry, lambda i: replace(i, outcome="completed", awaiting=None)
-            )
+            return _changed(state, version, event.entry, partial(replace, outcome="completed", awaiting=None))
         case ScenarioInstanceTerminated():
-            return _instance_event(
-                state, event.entry, lambda i: replace(i, outcome="terminated", awaiting=None)
+            return _changed(
+                state, version, event.entry, partial(replace, outcome="terminated", awaiting=None)
             )
-    return state
+    return replace(state, version=version)
 
 
-def _decided(state: JourneyState, cause: EntryCause) -> JourneyState:
+def _decided(state: JourneyState, cause: EntryCause) -> tuple[int, int]:
+    """(the latest capture position decided, the latest request version decided) after `cause`."""
     if cause.kind == "request":
-        return replace(state, decided_request=max(state.decided_request, cause.position))
-    return replace(state, decided_position=max(state.decided_position, cause.position))
+        return state.decided_position, max(state.decided_request, cause.position)
+    return max(state.decided_position, cause.position), state.decided_request
+
+
+def _asleep(instance: Instance, visit: int) -> Instance:
+    return replace(instance, awaiting=Awaiting("asleep", visit, pending=instance.awaiting))
 
 
 def _elapsed(instance: Instance, event: ScenarioWaitElapsed, version: int) -> Instance:

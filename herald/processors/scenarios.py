@@ -37,7 +37,7 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -95,8 +95,9 @@ class ScenarioPorts(Protocol):
 
     def act(
         self, node: AnyNode, scenario: ScenarioState, profile: ProfileState, instance: Instance, step_id: str
-    ) -> st.EffectOutcome:
-        """Do the node's action for the profile; `step_id` makes doing it again a no-op."""
+    ) -> tuple[st.EffectOutcome, Sequence[StreamAppend]]:
+        """Do the node's action for the profile (`step_id` makes doing it again a no-op): its outcome, and
+        what to append atomically with the journey's next events (a campaign node's message)."""
         ...
 
 
@@ -125,6 +126,7 @@ class ScenarioProcessor:
         self._cache_size = cache_size
         self._position = checkpoints.load(NAME)
         self._journeys: OrderedDict[str, _Journey] = OrderedDict()
+        self._also: list[tuple[str, StreamAppend]] = []  # actions' appends, by the journey they go with
         self._emitted: dict[tuple[UUID, str], int] = defaultdict(int)
         self._touched: dict[str, set[str]] = defaultdict(set)  # profile → scenarios waiting on a condition
         self._capturing: dict[str, list[tuple[str, Capture]]] = {}
@@ -155,6 +157,7 @@ class ScenarioProcessor:
     def discard(self) -> None:
         """Forget the batch: its buffered decisions, and every journey state (re-read from the log)."""
         self._journeys.clear()
+        self._also.clear()
         self._emitted.clear()
         self._touched.clear()
 
@@ -198,7 +201,8 @@ class ScenarioProcessor:
             self._decide(event, event.stream, partial(st.Continue, entry=instance.entry), event.version)
             return
         step_id = f"{scenario_id}-{profile_id}-{instance.entry}-{instance.visit}"
-        outcome = self._ports.act(node, context.scenario, context.profile, instance, step_id)
+        outcome, appends = self._ports.act(node, context.scenario, context.profile, instance, step_id)
+        self._also.extend((event.stream, append) for append in appends)
         # the action may have changed the profile (update data, subscriptions): decide on what it is now
         finish = partial(st.FinishEffect, entry=instance.entry, outcome=outcome)
         self._decide(event, event.stream, finish, event.version)
@@ -260,13 +264,26 @@ class ScenarioProcessor:
             self._touched[profile_id].add(scenario_id)
 
     def _flush(self) -> None:
+        """Append the batch's decisions, each journey checked against the version it was read at.
+
+        An action's appends go in the same `append_many` as the journey events of the step (the
+        chunks hold whole steps: a journey's events and the messages its steps made)."""
         dirty = [(stream, journey) for stream, journey in self._journeys.items() if journey.pending]
+        also: dict[str, list[StreamAppend]] = defaultdict(list)
+        for stream, append in self._also:
+            also[stream].append(append)
         for start in range(0, len(dirty), _APPEND_CHUNK):
             chunk = dirty[start : start + _APPEND_CHUNK]
-            self._store.append_many([StreamAppend(s, j.pending, j.logged) for s, j in chunk])
+            appends = [StreamAppend(s, j.pending, j.logged) for s, j in chunk]
+            appends += [made for s, _ in chunk for made in also.pop(s, [])]
+            self._store.append_many(appends)
             for _, journey in chunk:
                 journey.logged += len(journey.pending)
                 journey.pending = []
+        left = [append for appends in also.values() for append in appends]
+        if left:  # an action whose journey decided nothing more (it was re-read meanwhile)
+            self._store.append_many(left)
+        self._also.clear()
 
     # --- the context of a decision -------------------------------------------------------------
 

@@ -537,34 +537,35 @@ class CampaignService:
         request_id = f"segment-entry:{entry_event_id}"
         self.fire(campaign_id, [{"profile_id": profile_id}], None, request_id, context)
 
-    def fire_for_scenario(
-        self, campaign_id: str, profile_id: str, step_id: str, content: Mapping[str, Any] | None, scenario_id: str
-    ) -> dict[str, Any]:
-        """A scenario's campaign node: the trigger's message for the profile, made once per step.
+    def scenario_message(
+        self,
+        campaign_id: str,
+        profile: ProfileState,
+        step_id: str,
+        content: Mapping[str, Any] | None,
+        scenario_id: str,
+    ) -> tuple[ms.MessageDecision, bool]:
+        """A scenario campaign node's message for the profile, decided once per step, not yet appended.
 
-        The message id derives from the step, so doing the step again returns the message already
-        decided; an inactive (or paused) trigger sends nothing and says so (RuleViolated)."""
-        message_id = ms.message_id(campaign_id, f"scenario:{step_id}", profile_id)
+        The message id derives from the step, so deciding the step again gives the message decided
+        before (and `False`: nothing to append); a trigger that is not active (or paused), or that
+        fires for another database, sends nothing and says so (RuleViolated)."""
+        message_id = ms.message_id(campaign_id, f"scenario:{step_id}", profile.profile_id)
         made = self.aggregates.load(ms.message_decider, ms.message_stream(message_id)).state.decided
         if made is not None:
-            return _result(made)
-        context = CommandContext(actor=f"scenario:{scenario_id}", source="scenario", correlation_id=step_id)
+            return made, False
         state = self._active_trigger(campaign_id)
         settings = state.settings
         assert settings is not None
+        if settings.database_id != profile.database_id:
+            raise RuleViolated(
+                f"trigger {campaign_id} fires for database {settings.database_id}, "
+                f"not the profile's {profile.database_id}",
+                "campaign_id",
+            )
         now = self._now()
-        return self._fire_one(
-            state,
-            settings,
-            self.gate(settings, now),
-            {"profile_id": profile_id},
-            f"scenario:{step_id}",
-            0,
-            content,
-            now,
-            context,
-            scenario_id,
-        )
+        run_id = f"scenario:{step_id}"
+        return self._decision(state, settings, self.gate(settings, now), profile, run_id, content, now, scenario_id), True
 
     def _fire_one(
         self,
@@ -577,23 +578,36 @@ class CampaignService:
         content: Mapping[str, Any] | None,
         now: datetime,
         context: CommandContext,
-        scenario_id: str | None = None,
     ) -> dict[str, Any]:
-        assert settings.database_id is not None and settings.trigger is not None
-        profile_id = self.resolve(settings.database_id, recipient, f"profiles.{place}")
-        profile = self.profile(profile_id)
-        message_id = ms.message_id(state.campaign_id, run_id, profile_id)
+        assert settings.database_id is not None
+        profile = self.profile(self.resolve(settings.database_id, recipient, f"profiles.{place}"))
+        decision = self._decision(state, settings, gate, profile, run_id, content, now)
+        self.aggregates.execute(
+            ms.message_decider, ms.message_stream(decision.message_id), ms.DecideMessage(decision), context
+        )
+        return decision_json(decision)
+
+    def _decision(
+        self,
+        state: cp.CampaignState,
+        settings: cp.CampaignSettings,
+        gate: SendGate,
+        profile: ProfileState,
+        run_id: str,
+        content: Mapping[str, Any] | None,
+        now: datetime,
+        scenario_id: str | None = None,
+    ) -> ms.MessageDecision:
+        """A trigger's message for the profile: one of its templates at random (the same on a retry), gated."""
+        assert settings.trigger is not None
+        message_id = ms.message_id(state.campaign_id, run_id, profile.profile_id)
         templates = settings.template_ids
-        template_id = templates[int(message_id, 16) % len(templates)]  # a random template, the same on a retry
+        template_id = templates[int(message_id, 16) % len(templates)]
         lane = ms.Lane.TRIGGER_HIGH if settings.trigger.high_priority else ms.Lane.TRIGGER
         draft = MessageDraft(
             state.campaign_id, settings, run_id, message_id, template_id, now, scenario_id=scenario_id
         )
-        decision = self.decide(draft, gate, profile, content, lane, now + settings.trigger.delay)
-        self.aggregates.execute(
-            ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(decision), context
-        )
-        return _result(decision)
+        return self.decide(draft, gate, profile, content, lane, now + settings.trigger.delay)
 
     def resolve(self, database_id: str, selector: Mapping[str, Any], path: str) -> str:
         """The profile a selector (`{"profile_id": ...}`, `{"email": ...}`, a unique field) names."""
@@ -686,7 +700,7 @@ class CampaignService:
                 self.aggregates.execute(
                     ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(decision), context
                 )
-                results.append(_result(decision))
+                results.append(decision_json(decision))
         return results
 
 
@@ -733,7 +747,8 @@ def winner_values(
     return values
 
 
-def _result(decision: ms.MessageDecision) -> dict[str, Any]:
+def decision_json(decision: ms.MessageDecision) -> dict[str, Any]:
+    """What became of a message, as the API shows it."""
     result: dict[str, Any] = {"message_id": decision.message_id, "profile_id": decision.profile_id}
     if isinstance(decision, ms.MessageQueued):
         return {

@@ -8,7 +8,7 @@ field cannot take) is its outcome, recorded on the journey, not an error of the 
 
 | node | does | through |
 |---|---|---|
-| campaign | one message of the trigger campaign, its content the entry's | `CampaignService.fire_for_scenario` |
+| campaign | one message of the trigger campaign, its content the entry's | `CampaignService.scenario_message` |
 | update_data | set / clear / increment / decrement / add tags | `ProfileService.update_fields` |
 | copy_to_database | the profile's standard and mapped fields into another database, matched by email | `ProfileService.import_rows` |
 | subscription | add or update subscriptions on the target resource's channels | profile commands |
@@ -31,7 +31,7 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -60,10 +60,11 @@ from herald.domain.scenario_steps import EffectOutcome
 from herald.domain.scenarios import ScenarioState
 from herald.domain.stop_lists import AddStopListEntries, EntryReason, RemoveStopListEntries
 from herald.domain.tracking import activity_payload, activity_stream
-from herald.infra.event_store import NewEvent
+from herald.domain.messages import message_stream
+from herald.infra.event_store import NewEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 from herald.services.aggregates import CommandContext
-from herald.services.campaigns import CampaignService
+from herald.services.campaigns import CampaignService, decision_json
 from herald.services.profiles import ImportOptions, ProfileService
 from herald.services.segments import SegmentService
 
@@ -117,20 +118,27 @@ class ScenarioEffects:
 
     def act(
         self, node: AnyNode, scenario: ScenarioState, profile: ProfileState, instance: Instance, step_id: str
-    ) -> EffectOutcome:
+    ) -> tuple[EffectOutcome, list[StreamAppend]]:
+        """The node's outcome, and what to append with the journey's decision (a message, once).
+
+        Most actions are commands appended at once (each idempotent by the step's request id); a
+        campaign node's message is returned to be appended atomically with the step's exit."""
         step = _Step(scenario.scenario_id, profile, instance, step_id, self._aggregates.clock.now())
         try:
-            return self._handlers[type(node)](node, step)
+            return self._handlers[type(node)](node, step), step.appends
         except DomainError as error:
-            return EffectOutcome(error=_reason(error))
+            return EffectOutcome(error=_reason(error)), []
 
     # --- the nodes ---------------------------------------------------------------------------
 
     def _campaign(self, node: CampaignNode, step: _Step) -> EffectOutcome:
-        result = self._campaigns.fire_for_scenario(
-            node.campaign_id, step.profile.profile_id, step.step_id, step.instance.content, step.scenario_id
+        decision, new = self._campaigns.scenario_message(
+            node.campaign_id, step.profile, step.step_id, step.instance.content, step.scenario_id
         )
-        return EffectOutcome(detail={"campaign_id": node.campaign_id, **_json(result)})
+        if new:
+            stream = message_stream(decision.message_id)
+            step.appends.append(StreamAppend(stream, self._aggregates.new_events(stream, [decision], step.context()), 0))
+        return EffectOutcome(detail={"campaign_id": node.campaign_id, **_json(decision_json(decision))})
 
     def _update_data(self, node: UpdateDataNode, step: _Step) -> EffectOutcome:
         profile = step.profile
@@ -250,6 +258,7 @@ class _Step:
     instance: Instance
     step_id: str
     at: datetime
+    appends: list[StreamAppend] = field(default_factory=list)
 
     def context(self, part: int = 0) -> CommandContext:
         """The command context of the step's `part`-th command: its request id makes a retry a no-op."""
