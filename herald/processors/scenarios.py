@@ -130,6 +130,8 @@ class ScenarioProcessor:
         self._emitted: dict[tuple[UUID, str], int] = defaultdict(int)
         self._touched: dict[str, set[str]] = defaultdict(set)  # profile → scenarios waiting on a condition
         self._capturing: dict[str, list[tuple[str, Capture]]] = {}
+        self._timed: set[str] = set()  # active scenarios with a timed condition
+        self._batch_scenarios: dict[str, ScenarioState] = {}  # read once a batch: scenarios change rarely
         self._needs_facts: dict[tuple[str, int], bool] = {}
         for scenario_id in instances.scenario_ids():
             self._index_captures(scenario_id, ports.scenario(scenario_id))
@@ -153,6 +155,7 @@ class ScenarioProcessor:
         self._position = position
         self._emitted.clear()
         self._touched.clear()
+        self._batch_scenarios.clear()
 
     def discard(self) -> None:
         """Forget the batch: its buffered decisions, and every journey state (re-read from the log)."""
@@ -160,6 +163,7 @@ class ScenarioProcessor:
         self._also.clear()
         self._emitted.clear()
         self._touched.clear()
+        self._batch_scenarios.clear()
 
     # --- journeys ----------------------------------------------------------------------------
 
@@ -288,7 +292,9 @@ class ScenarioProcessor:
     # --- the context of a decision -------------------------------------------------------------
 
     def _context(self, scenario_id: str, profile_id: str) -> st.Context:
-        scenario = self._ports.scenario(scenario_id)
+        scenario = self._batch_scenarios.get(scenario_id)
+        if scenario is None:
+            scenario = self._batch_scenarios[scenario_id] = self._ports.scenario(scenario_id)
         profile = self._ports.profile(profile_id)
         facts = self._ports.facts(profile_id) if self._uses_facts(scenario) else ProfileFacts()
         return st.Context(scenario, profile, facts, self._ports.account_timezone, self._ports.now())
@@ -342,7 +348,7 @@ class ScenarioProcessor:
 
     def _scenario_event(self, event: RecordedEvent) -> None:
         scenario_id = event.stream[len(_SCENARIO_PREFIX) :]
-        scenario = self._ports.scenario(scenario_id)
+        scenario = self._batch_scenarios[scenario_id] = self._ports.scenario(scenario_id)
         self._index_captures(scenario_id, scenario)
         if event.type == "ScenarioActivated":
             self._fan_out(
@@ -366,7 +372,17 @@ class ScenarioProcessor:
             self._decide(event, journey_stream(scenario_id, profile_id), command)
 
     def _index_captures(self, scenario_id: str, scenario: ScenarioState) -> None:
-        """Keep the active scenarios whose capture comes from events, by database."""
+        """Keep the active scenarios whose capture comes from events, by database, and those with timed
+        conditions."""
+        timed = scenario.active and any(
+            isinstance(node, ConditionNode) and node.wait is not None
+            for published in scenario.versions.values()
+            for node in published.graph.nodes
+        )
+        if timed:
+            self._timed.add(scenario_id)
+        else:
+            self._timed.discard(scenario_id)
         for database_id, entries in list(self._capturing.items()):
             kept = [(s, c) for s, c in entries if s != scenario_id]
             if kept:
