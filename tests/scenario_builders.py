@@ -1,4 +1,4 @@
-"""Builders for scenario tests: trigger campaigns, scenarios and graphs, made through the services' commands."""
+"""Builders for scenario tests: trigger campaigns, scenarios and graphs, made through the services."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ def template(herald: Herald, name: str, channel: str = "email") -> str:
     if channel == "sms":
         content = tp.TemplateContent(sms=tp.SmsContent(body=f"{name}: hi {{lead._fname}}"))
     else:
-        content = tp.TemplateContent(email=tp.EmailContent(subject=name, html=f"<p>{name}, {{lead.email}}</p>"))
+        content = tp.TemplateContent(
+            email=tp.EmailContent(subject=name, html=f"<p>{name}, {{lead.email}}</p>")
+        )
     template_id, _ = herald.templates.create_template(tp.TemplateCard(name=name), content, False, CTX)
     return template_id
 

@@ -31,8 +31,8 @@ from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolic
 from herald.infra.run_audiences import RunAudiences
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
-from herald.infra.webhooks import WebhookCaller
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.infra.webhooks import WebhookCaller
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.runtime import InProcessRuntime, Reactor
@@ -369,9 +369,12 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         settings.account_timezone,
     )
     ports = ScenarioPorts(
-        scenarios, ScenarioEffects(campaigns, profiles, segments), projections.membership, clock,
+        scenarios,
+        ScenarioEffects(campaigns, profiles, segments),
+        projections.membership,
+        clock,
         settings.account_timezone,
-    )  # fmt: skip
+    )
     checkpoints = SqliteCheckpoints(projections.profiles.conn)
     runtime = InProcessRuntime(
         store,

@@ -50,7 +50,9 @@ class WebhookCaller:
 
     def __init__(self, policy: RemoteContentPolicy, transport: httpx.BaseTransport | None = None) -> None:
         self._policy = policy
-        self._client = guarded_client(policy, transport, {"Accept": "application/json, */*;q=0.5"}, USER_AGENT_SUFFIX)
+        self._client = guarded_client(
+            policy, transport, {"Accept": "application/json, */*;q=0.5"}, USER_AGENT_SUFFIX
+        )
 
     def call(self, request: WebhookRequest) -> WebhookAnswer:
         started = time.monotonic()

@@ -29,7 +29,8 @@ a bounded cache, backed by `message_senders` for messages attempted before the c
 A scenario's sends carry `scenario_id` from the decision on through every delivery and tracking
 event, so the summary report groups and filters by scenario.
 
-Gaps where the log has no data yet: suppressed and failed messages carry no database (and suppressed no template);
+Gaps where the log has no data yet: suppressed and failed messages carry no database (and suppressed
+no template);
 `is_test` of subscription changes and profile creations is 0 (test subscribers are flagged on the
 profile, later, by `ProfileTestSubscriberSet`); goal browser/OS come from the tracker's context as
 given (no user-agent parsing).

@@ -50,21 +50,25 @@ class ScenarioInstancesProjection(SqliteProjection):
     name = NAME
     ddl: ClassVar = (
         "CREATE TABLE IF NOT EXISTS scenario_cards (scenario_id TEXT PRIMARY KEY, name TEXT NOT NULL, "
-        "database_id TEXT NOT NULL, active INTEGER NOT NULL, deleted INTEGER NOT NULL, version INTEGER NOT NULL, "
+        "database_id TEXT NOT NULL, active INTEGER NOT NULL, deleted INTEGER NOT NULL, "
+        "version INTEGER NOT NULL, "
         "next_run_at INTEGER, next_run_number INTEGER, doc BLOB NOT NULL)",
         "CREATE TABLE IF NOT EXISTS scenario_instances (scenario_id TEXT NOT NULL, profile_id TEXT NOT NULL, "
         "entry INTEGER NOT NULL, status TEXT NOT NULL, node_id TEXT, node_type TEXT NOT NULL, "
         "awaiting TEXT, due_at INTEGER, reason TEXT, entered_at INTEGER NOT NULL, "
         "PRIMARY KEY (scenario_id, profile_id, entry)) WITHOUT ROWID",
-        "CREATE INDEX IF NOT EXISTS scenario_instances_by_state ON scenario_instances (scenario_id, status, awaiting)",
-        "CREATE INDEX IF NOT EXISTS scenario_instances_by_profile ON scenario_instances (profile_id, awaiting)",
+        "CREATE INDEX IF NOT EXISTS scenario_instances_by_state "
+        "ON scenario_instances (scenario_id, status, awaiting)",
+        "CREATE INDEX IF NOT EXISTS scenario_instances_by_profile "
+        "ON scenario_instances (profile_id, awaiting)",
         "CREATE TABLE IF NOT EXISTS scenario_timers (stream TEXT NOT NULL, entry INTEGER NOT NULL, "
         "visit INTEGER NOT NULL, due_at INTEGER NOT NULL, PRIMARY KEY (stream, entry)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS scenario_timers_by_due ON scenario_timers (due_at, stream, entry)",
         "CREATE TABLE IF NOT EXISTS scenario_calls (stream TEXT NOT NULL, entry INTEGER NOT NULL, "
         "visit INTEGER NOT NULL, attempt INTEGER NOT NULL, PRIMARY KEY (stream, entry)) WITHOUT ROWID",
         "CREATE TABLE IF NOT EXISTS scenario_days (scenario_id TEXT NOT NULL, day TEXT NOT NULL, "
-        "counter TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (scenario_id, day, counter)) WITHOUT ROWID",
+        "counter TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (scenario_id, day, counter)) "
+        "WITHOUT ROWID",
         "CREATE TABLE IF NOT EXISTS scenario_node_days (scenario_id TEXT NOT NULL, node_id TEXT NOT NULL, "
         "day TEXT NOT NULL, counter TEXT NOT NULL, count INTEGER NOT NULL, "
         "PRIMARY KEY (scenario_id, node_id, day, counter)) WITHOUT ROWID",
@@ -189,7 +193,8 @@ class ScenarioInstancesProjection(SqliteProjection):
             case si.ScenarioInstanceTerminated():
                 self._bump("scenario_days", (scenario_id, day, "terminated"))
                 self.write(
-                    "UPDATE scenario_instances SET reason = ? WHERE scenario_id = ? AND profile_id = ? AND entry = ?",
+                    "UPDATE scenario_instances SET reason = ? "
+                    "WHERE scenario_id = ? AND profile_id = ? AND entry = ?",
                     (event.reason, scenario_id, event.profile_id, event.entry),
                 )
             case si.ScenarioNodeEntered():
@@ -253,7 +258,8 @@ class ScenarioInstancesProjection(SqliteProjection):
         """Every scenario that is not deleted, with how many profiles it is processing now."""
         rows = self.conn.execute(
             "SELECT c.doc, (SELECT count(*) FROM scenario_instances i WHERE i.scenario_id = c.scenario_id "
-            "AND i.status = 'running') FROM scenario_cards c WHERE c.deleted = 0 ORDER BY CAST(c.scenario_id AS INTEGER)"
+            "AND i.status = 'running') FROM scenario_cards c WHERE c.deleted = 0 "
+            "ORDER BY CAST(c.scenario_id AS INTEGER)"
         )
         return [{**loads(doc), "in_process": count} for doc, count in rows]
 
@@ -321,7 +327,8 @@ class ScenarioInstancesProjection(SqliteProjection):
     def waiting_on_conditions(self, profile_id: str) -> list[str]:
         """The scenarios in which the profile waits for a timed condition."""
         rows = self.conn.execute(
-            "SELECT DISTINCT scenario_id FROM scenario_instances WHERE profile_id = ? AND awaiting = 'condition'",
+            "SELECT DISTINCT scenario_id FROM scenario_instances "
+            "WHERE profile_id = ? AND awaiting = 'condition'",
             (profile_id,),
         )
         return [row[0] for row in rows]

@@ -28,8 +28,14 @@ def trace(scenario_id: str, profile_id: str, events: Iterable[RecordedEvent]) ->
         if entry is None:
             continue
         if event.type == "ProfileEnteredScenario":
-            instances[entry] = {"entry": entry, "entered_at": data["at"], "source": data["source"],
-                                "content": data.get("content"), "status": "running", "steps": []}  # fmt: skip
+            instances[entry] = {
+                "entry": entry,
+                "entered_at": data["at"],
+                "source": data["source"],
+                "content": data.get("content"),
+                "status": "running",
+                "steps": [],
+            }
             continue
         instance = instances.get(entry)
         if instance is not None:
@@ -50,8 +56,15 @@ def _apply(instance: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
             instance["reset_at"] = data["at"]
             steps.append({"reset": True, "at": data["at"], "source": data["source"]})
         case "ScenarioNodeEntered":
-            steps.append({"visit": data["visit"], "node_id": data["node_id"], "node_type": data["node_type"],
-                          "version": data["version"], "entered_at": data["at"]})  # fmt: skip
+            steps.append(
+                {
+                    "visit": data["visit"],
+                    "node_id": data["node_id"],
+                    "node_type": data["node_type"],
+                    "version": data["version"],
+                    "entered_at": data["at"],
+                }
+            )
         case "ScenarioConditionEvaluated" if step is not None:
             step.setdefault("evaluations", []).append({"at": data["at"], "result": data["result"]})
         case "ScenarioWaitScheduled" if step is not None:
@@ -70,8 +83,14 @@ def _apply(instance: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
         case "ScenarioNodeExited" if step is not None:
             step.update(exited_at=data["at"], branch=data["branch"], outcome=data.get("outcome", {}))
         case "ScenarioInstanceMoved":
-            steps.append({"moved_from": data["node_id"], "to": data.get("to"), "version": data["version"],
-                          "at": data["at"]})  # fmt: skip
+            steps.append(
+                {
+                    "moved_from": data["node_id"],
+                    "to": data.get("to"),
+                    "version": data["version"],
+                    "at": data["at"],
+                }
+            )
         case "ScenarioInstanceAsleep":
             instance["asleep_since"] = data["at"]
         case "ScenarioInstanceWoke":

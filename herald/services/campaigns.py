@@ -526,7 +526,9 @@ class CampaignService:
         if settings.type is not cp.CampaignType.TRIGGER:
             raise RuleViolated("only a trigger campaign is fired", "campaign_id")
         if not state.active or state.status is cp.CampaignStatus.PAUSED:
-            raise RuleViolated(f"trigger campaign {campaign_id} is not active: activate it first", "campaign_id")
+            raise RuleViolated(
+                f"trigger campaign {campaign_id} is not active: activate it first", "campaign_id"
+            )
         return state
 
     def fire_for_segment_entry(self, campaign_id: str, profile_id: str, entry_event_id: str) -> None:
@@ -565,7 +567,9 @@ class CampaignService:
             )
         now = self._now()
         run_id = f"scenario:{step_id}"
-        return self._decision(state, settings, self.gate(settings, now), profile, run_id, content, now, scenario_id), True
+        return self._decision(
+            state, settings, self.gate(settings, now), profile, run_id, content, now, scenario_id
+        ), True
 
     def _fire_one(
         self,
@@ -598,7 +602,7 @@ class CampaignService:
         now: datetime,
         scenario_id: str | None = None,
     ) -> ms.MessageDecision:
-        """A trigger's message for the profile: one of its templates at random (the same on a retry), gated."""
+        """A trigger's message for the profile: one of its templates at random (the same on a retry)."""
         assert settings.trigger is not None
         message_id = ms.message_id(state.campaign_id, run_id, profile.profile_id)
         templates = settings.template_ids

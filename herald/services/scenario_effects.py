@@ -8,13 +8,13 @@ field cannot take) is its outcome, recorded on the journey, not an error of the 
 
 | node | does | through |
 |---|---|---|
-| campaign | one message of the trigger campaign, its content the entry's | `CampaignService.scenario_message` |
+| campaign | the trigger campaign's message, its content the entry's | `CampaignService.scenario_message` |
 | update_data | set / clear / increment / decrement / add tags | `ProfileService.update_fields` |
-| copy_to_database | the profile's standard and mapped fields into another database, matched by email | `ProfileService.import_rows` |
+| copy_to_database | the profile's fields into another database, matched by email | `import_rows` |
 | subscription | add or update subscriptions on the target resource's channels | profile commands |
 | goal | one goal event per goal, with the node's value, bound to its pixel | the activity stream |
 | promo_code | binds a code of the loyalty program (`PromoCodes`) | the loyalty service |
-| stop_list | adds the profile's contacts to a stop list, or removes them | `CatalogService.change_stop_list` |
+| stop_list | adds the profile's contacts to a stop list, or removes them | `change_stop_list` |
 | static_segment | adds the profile to a static segment, or removes it | `SegmentService.add_profiles` |
 
 Decisions where the guide is silent:
@@ -42,6 +42,7 @@ from herald.domain import subscriptions as subs
 from herald.domain.databases import DatabaseState
 from herald.domain.errors import DomainError
 from herald.domain.fields import STANDARD_FIELDS
+from herald.domain.messages import message_stream
 from herald.domain.profiles import ProfileState, is_placeholder_email
 from herald.domain.scenario_graph import (
     AnyNode,
@@ -60,7 +61,6 @@ from herald.domain.scenario_steps import EffectOutcome
 from herald.domain.scenarios import ScenarioState
 from herald.domain.stop_lists import AddStopListEntries, EntryReason, RemoveStopListEntries
 from herald.domain.tracking import activity_payload, activity_stream
-from herald.domain.messages import message_stream
 from herald.infra.event_store import NewEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 from herald.services.aggregates import CommandContext
@@ -137,7 +137,9 @@ class ScenarioEffects:
         )
         if new:
             stream = message_stream(decision.message_id)
-            step.appends.append(StreamAppend(stream, self._aggregates.new_events(stream, [decision], step.context()), 0))
+            step.appends.append(
+                StreamAppend(stream, self._aggregates.new_events(stream, [decision], step.context()), 0)
+            )
         return EffectOutcome(detail={"campaign_id": node.campaign_id, **_json(decision_json(decision))})
 
     def _update_data(self, node: UpdateDataNode, step: _Step) -> EffectOutcome:
@@ -162,8 +164,9 @@ class ScenarioEffects:
         result = self._profiles.import_rows(node.database_id, [row], options, step.context())[0]
         if result.error is not None:
             return EffectOutcome(error=_reason(result.error))
-        return EffectOutcome(detail={"database_id": node.database_id, "profile_id": result.profile_id,
-                                     "status": result.status})  # fmt: skip
+        return EffectOutcome(
+            detail={"database_id": node.database_id, "profile_id": result.profile_id, "status": result.status}
+        )
 
     def _subscriptions(self, node: SubscriptionNode, step: _Step) -> EffectOutcome:
         resource = self._catalog.resource(node.resource_id)
@@ -181,15 +184,26 @@ class ScenarioEffects:
                 for held in profile.subscriptions.of_resource(node.resource_id, channel):
                     key = held.key
                     yield subs.ChangeSubscriptionStatus(
-                        resource_id=key.resource_id, channel=channel, contact=key.contact, provider=key.provider,
-                        at=step.at, status=node.status, cause=subs.Cause.SCENARIO,
-                    )  # fmt: skip
+                        resource_id=key.resource_id,
+                        channel=channel,
+                        contact=key.contact,
+                        provider=key.provider,
+                        at=step.at,
+                        status=node.status,
+                        cause=subs.Cause.SCENARIO,
+                    )
                 continue
             for contact, provider in _contacts(node, profile, channel):
                 yield subs.AddSubscription(
-                    resource_id=node.resource_id, channel=channel, contact=contact, provider=provider, at=step.at,
-                    resource=resource, status=node.status, cause=subs.Cause.SCENARIO,
-                )  # fmt: skip
+                    resource_id=node.resource_id,
+                    channel=channel,
+                    contact=contact,
+                    provider=provider,
+                    at=step.at,
+                    resource=resource,
+                    status=node.status,
+                    cause=subs.Cause.SCENARIO,
+                )
 
     def _goals(self, node: GoalNode, step: _Step) -> EffectOutcome:
         profile = step.profile

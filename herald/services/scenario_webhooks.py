@@ -86,7 +86,7 @@ class ScenarioWebhooks:
         self._taken: set[tuple[str, int, int, int]] = set()  # being made, or answered and not yet projected
 
     def call_due(self) -> int:
-        """Make the due calls one after another and record their answers (tests, and a worker without a loop)."""
+        """Make the due calls one after another and record their answers (tests; a worker without a loop)."""
         calls = self._take()
         self._record(calls, [self._caller.call(call.request) for call in calls])
         return len(calls)
@@ -137,7 +137,9 @@ class ScenarioWebhooks:
         context = RenderContext(
             lead=lead_of(profile),
             json=instance.content or {},
-            loyalty={program: {"promocode": code} for program, code in self._ports.promo_codes(profile_id).items()},
+            loyalty={
+                program: {"promocode": code} for program, code in self._ports.promo_codes(profile_id).items()
+            },
         )
         params = [(p.name, _param(p.source, p.value, profile, context)) for p in node.params]
         request = WebhookRequest(

@@ -61,8 +61,8 @@ from herald.services.aggregates import CommandContext, Loaded, Outcome
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.scenario_effects import PromoCodes
-from herald.services.segments import SegmentService
 from herald.services.scenario_timers import ScenarioTimers
+from herald.services.segments import SegmentService
 
 MAX_ENTERED = 1_000
 MAX_SENT = 10_000
@@ -109,7 +109,9 @@ class ScenarioService:
         capture = state.settings.capture
         if not isinstance(capture, ScheduleCapture):
             return []
-        return next_runs(capture.schedule, after=self._now(), count=count, account_timezone=self.account_timezone)
+        return next_runs(
+            capture.schedule, after=self._now(), count=count, account_timezone=self.account_timezone
+        )
 
     def statistics(self, scenario_id: str, start: date, end: date) -> dict[str, Any]:
         """Entered, completed, in process and errors over a period, and each node's entered and exited."""
@@ -182,10 +184,16 @@ class ScenarioService:
         return self.execute(scenario_id, sc.DeleteScenario(scenario_id, self._now()), context, expected)
 
     def execute(
-        self, scenario_id: str, command: sc.ScenarioCommand, context: CommandContext, expected: int | None = None
+        self,
+        scenario_id: str,
+        command: sc.ScenarioCommand,
+        context: CommandContext,
+        expected: int | None = None,
     ) -> Outcome:
         self.loaded(scenario_id)
-        return self.aggregates.execute(sc.scenario_decider, sc.scenario_stream(scenario_id), command, context, expected)
+        return self.aggregates.execute(
+            sc.scenario_decider, sc.scenario_stream(scenario_id), command, context, expected
+        )
 
     # --- entries -------------------------------------------------------------------------------
 
@@ -235,13 +243,16 @@ class ScenarioService:
                 profile = self.campaigns.profile(profile_id)
                 if not profile.exists or profile.database_id != state.settings.database_id:
                     raise NotFound(
-                        f"no profile {profile_id!r} in database {state.settings.database_id}", f"profile_ids.{i}"
+                        f"no profile {profile_id!r} in database {state.settings.database_id}",
+                        f"profile_ids.{i}",
                     )
             wanted = list(dict.fromkeys(profile_ids))
         else:
             assert segment_id is not None
             members = self.segments.members_now(segment_id)
-            wanted = sorted(p for p in members if self.campaigns.profile(p).database_id == state.settings.database_id)
+            wanted = sorted(
+                p for p in members if self.campaigns.profile(p).database_id == state.settings.database_id
+            )
         self._request(scenario_id, wanted, request_id or uuid.uuid4().hex, "manual", None, context)
         return len(wanted)
 
@@ -265,7 +276,9 @@ class ScenarioService:
         appends = []
         for profile_id in profile_ids:
             stream = journey_stream(scenario_id, profile_id)
-            command = RequestEntry(scenario_id, profile_id, f"{request_id}/{profile_id}", source, now, content)
+            command = RequestEntry(
+                scenario_id, profile_id, f"{request_id}/{profile_id}", source, now, content
+            )
             keyed = replace(context, request_id=command.request_id)
             requested = journey_decider.decide(command, JourneyState())
             appends.append(StreamAppend(stream, self.aggregates.new_events(stream, requested, keyed)))
@@ -342,7 +355,9 @@ class ScenarioService:
                     update={"rules": source.rules, "groups": source.groups, "condition": source.condition}
                 )
             elif isinstance(capture, EventCapture):
-                capture = capture.model_copy(update={"filter": check_filter(capture.filter, f"{path}.filter")})
+                capture = capture.model_copy(
+                    update={"filter": check_filter(capture.filter, f"{path}.filter")}
+                )
             elif isinstance(capture, SubscriptionCapture) and capture.resource_id is not None:
                 self.catalog.resource(capture.resource_id, f"{path}.resource_id")
         except DomainError as error:
@@ -353,7 +368,11 @@ class ScenarioService:
         """Segment rules over the scenario's database, checked as a segment's (paths under `path`)."""
         limit = rules.limit or CountLimit()
         source = Source(
-            database_id=database_id, condition=rules.condition, rules=rules.rules, groups=rules.groups, limit=limit
+            database_id=database_id,
+            condition=rules.condition,
+            rules=rules.rules,
+            groups=rules.groups,
+            limit=limit,
         )
         try:
             checked = self.segments.check(SegmentQuery(sources=(source,)), path=path)
@@ -385,7 +404,9 @@ class ScenarioService:
             case StaticSegmentNode():
                 segment = self.segments.loaded(node.segment_id, f"{path}.segment_id").state
                 if segment.kind != "static":
-                    raise RuleViolated(f"segment {node.segment_id} is dynamic: name a static one", f"{path}.segment_id")
+                    raise RuleViolated(
+                        f"segment {node.segment_id} is dynamic: name a static one", f"{path}.segment_id"
+                    )
         return node
 
     def _check_campaign(self, node: CampaignNode, database_id: str, path: str) -> None:
@@ -393,7 +414,9 @@ class ScenarioService:
         settings = self.campaigns.loaded(node.campaign_id, at).state.settings
         assert settings is not None
         if settings.type is not CampaignType.TRIGGER:
-            raise RuleViolated(f"campaign {node.campaign_id} is a {settings.type} campaign: name a trigger", at)
+            raise RuleViolated(
+                f"campaign {node.campaign_id} is a {settings.type} campaign: name a trigger", at
+            )
         if settings.database_id != database_id:
             raise RuleViolated(
                 f"trigger {node.campaign_id} fires for database {settings.database_id}, not {database_id}", at
@@ -406,22 +429,29 @@ class ScenarioService:
         for i, mapping in enumerate(node.fields):
             held = database.field(mapping.source)
             if held is None:
-                raise ValidationFailed(f"the scenario's database has no field {mapping.source!r}", f"{path}.fields.{i}.source")
+                raise ValidationFailed(
+                    f"the scenario's database has no field {mapping.source!r}", f"{path}.fields.{i}.source"
+                )
             if mapping.target is None:
                 continue
             wanted = target.field(mapping.target)
             if wanted is None or wanted.type is not held.type:
                 raise ValidationFailed(
-                    f"database {node.database_id} has no {held.type} field {mapping.target!r}", f"{path}.fields.{i}.target"
+                    f"database {node.database_id} has no {held.type} field {mapping.target!r}",
+                    f"{path}.fields.{i}.target",
                 )
 
     def _check_subscription(self, node: SubscriptionNode, database_id: str, path: str) -> None:
         resource = self.catalog.resource(node.resource_id, f"{path}.resource_id")
         if not resource.accepts_database(database_id):
-            raise RuleViolated(f"resource {node.resource_id} does not take database {database_id}", f"{path}.resource_id")
+            raise RuleViolated(
+                f"resource {node.resource_id} does not take database {database_id}", f"{path}.resource_id"
+            )
         for i, channel in enumerate(node.channels):
             if not resource.channel_enabled(channel):
-                raise RuleViolated(f"resource {node.resource_id} has no {channel} channel", f"{path}.channels.{i}")
+                raise RuleViolated(
+                    f"resource {node.resource_id} has no {channel} channel", f"{path}.channels.{i}"
+                )
         if isinstance(node.source, ResourceContacts):
             self.catalog.resource(node.source.resource_id, f"{path}.source.resource_id")
 
@@ -463,4 +493,3 @@ def _check_webhook(node: WebhookNode, path: str) -> None:
             compile_template(text)
         except TemplateSyntaxError as error:
             raise ValidationFailed(error.message, at) from None
-

@@ -138,10 +138,15 @@ async def test_scenario_sends_are_grouped_by_scenario_in_the_summary_report(
     first = scenario(reporting, graph(campaign_node("1", welcome)))
     second = scenario(reporting, graph(campaign_node("1", welcome)))
     reporting.runtime.drain()
-    rows = [{"email": f"s{i}@gmail.com", "subscriptions": [email_subscription(f"s{i}@gmail.com")]} for i in range(3)]
+    rows = [
+        {"email": f"s{i}@gmail.com", "subscriptions": [email_subscription(f"s{i}@gmail.com")]}
+        for i in range(3)
+    ]
     await import_rows(client, rows)  # each import captures the profiles into both scenarios
     reporting.runtime.drain()
-    fired = await client.post(f"/api/v1/campaigns/{welcome}/fire", json={"profiles": [{"email": "s0@gmail.com"}]})
+    fired = await client.post(
+        f"/api/v1/campaigns/{welcome}/fire", json={"profiles": [{"email": "s0@gmail.com"}]}
+    )
     assert fired.status_code == 200, fired.text
     reporting.runtime.drain()
     assert reporting.reports_runtime is not None

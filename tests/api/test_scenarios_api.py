@@ -40,22 +40,49 @@ async def created(api: httpx.AsyncClient, payload: dict[str, Any]) -> str:
     [
         ([{"id": "1", "type": "campaign", "next": None}], 422, "graph.nodes.0.campaign_id"),
         ([{"id": "1", "type": "teleport"}], 422, "graph.nodes.0"),
-        ([{"id": "1", "type": "pause", "wait": {"kind": "relative", "days": -1}}], 422, "graph.nodes.0.wait.days"),
+        (
+            [{"id": "1", "type": "pause", "wait": {"kind": "relative", "days": -1}}],
+            422,
+            "graph.nodes.0.wait.days",
+        ),
         ([campaign("1", "W", "9")], 422, "graph.nodes.0.next"),
         ([campaign("1", "W"), campaign("2", "W")], 422, "graph.nodes.1"),
         ([campaign("1", "W", "2"), campaign("2", "W", "1")], 422, "graph.nodes.1.next"),
         ([campaign("1", "404")], 422, "graph.nodes.0.campaign_id"),
-        ([{"id": "1", "type": "condition", "rules": [{"kind": "field", "field": "nope", "operator": "exists"}]}],
-         422, "graph.nodes.0.rules.0.field"),
-        ([{"id": "1", "type": "update_data", "operations": [{"field": "tier", "op": "increment", "value": 1}]}],
-         422, "graph.nodes.0.operations.0.op"),
+        (
+            [
+                {
+                    "id": "1",
+                    "type": "condition",
+                    "rules": [{"kind": "field", "field": "nope", "operator": "exists"}],
+                }
+            ],
+            422,
+            "graph.nodes.0.rules.0.field",
+        ),
+        (
+            [
+                {
+                    "id": "1",
+                    "type": "update_data",
+                    "operations": [{"field": "tier", "op": "increment", "value": 1}],
+                }
+            ],
+            422,
+            "graph.nodes.0.operations.0.op",
+        ),
         ([{"id": "1", "type": "webhook", "url": "ftp://example.com"}], 422, "graph.nodes.0.url"),
         ([{"id": "1", "type": "static_segment", "segment_id": "77"}], 422, "graph.nodes.0.segment_id"),
         ([{"id": "1", "type": "promo_code", "program_id": "1"}], 422, "graph.nodes.0.program_id"),
     ],
-)  # fmt: skip
+)
 async def test_a_bad_graph_is_refused_with_the_nodes_path_and_nothing_is_written(
-    api: httpx.AsyncClient, herald: Herald, triggers: dict[str, str], nodes: list[dict[str, Any]], status: int, path: str
+    api: httpx.AsyncClient,
+    herald: Herald,
+    triggers: dict[str, str],
+    nodes: list[dict[str, Any]],
+    status: int,
+    path: str,
 ) -> None:
     for node in nodes:
         if node.get("campaign_id") == "W":
@@ -70,8 +97,14 @@ async def test_a_bad_graph_is_refused_with_the_nodes_path_and_nothing_is_written
 async def test_a_campaign_node_must_name_a_trigger_of_the_scenarios_database(
     api: httpx.AsyncClient, herald: Herald, triggers: dict[str, str]
 ) -> None:
-    broadcast = {"name": "B", "type": "broadcast", "channel": "email", "resource_id": "7",
-                 "template_ids": ["1"], "audience": {"kind": "database", "id": "1"}}  # fmt: skip
+    broadcast = {
+        "name": "B",
+        "type": "broadcast",
+        "channel": "email",
+        "resource_id": "7",
+        "template_ids": ["1"],
+        "audience": {"kind": "database", "id": "1"},
+    }
     campaign_id = (await api.post("/api/v1/campaigns", json=broadcast)).json()["campaign_id"]
     response = await api.post("/api/v1/scenarios", json=body(campaign("1", campaign_id)))
     assert response.status_code == 422
@@ -79,15 +112,26 @@ async def test_a_campaign_node_must_name_a_trigger_of_the_scenarios_database(
     assert "name a trigger" in error_of(response)["reason"]
 
 
-async def test_a_scenarios_life_through_the_api(api: httpx.AsyncClient, herald: Herald, triggers: dict[str, str]) -> None:
+async def test_a_scenarios_life_through_the_api(
+    api: httpx.AsyncClient, herald: Herald, triggers: dict[str, str]
+) -> None:
     welcome, promo = triggers["welcome"], triggers["promo"]
-    sid = await created(api, body(campaign("2", welcome, "3"), {"id": "3", "type": "pause",
-                                  "wait": {"kind": "relative", "days": 1}, "next": None}))  # fmt: skip
+    sid = await created(
+        api,
+        body(
+            campaign("2", welcome, "3"),
+            {"id": "3", "type": "pause", "wait": {"kind": "relative", "days": 1}, "next": None},
+        ),
+    )
     card = (await api.get(f"/api/v1/scenarios/{sid}")).json()
     assert (card["graph_version"], card["active"], card["capture"]) == (1, False, {"kind": "api"})
 
-    changed = body(campaign("2", welcome, "7"), campaign("7", promo), removed=[{"node_id": "3", "move_to": "7"}])
-    response = await api.put(f"/api/v1/scenarios/{sid}", json={**changed, "expected_version": card["version"]})
+    changed = body(
+        campaign("2", welcome, "7"), campaign("7", promo), removed=[{"node_id": "3", "move_to": "7"}]
+    )
+    response = await api.put(
+        f"/api/v1/scenarios/{sid}", json={**changed, "expected_version": card["version"]}
+    )
     assert response.status_code == 200, response.text
     stale = await api.put(f"/api/v1/scenarios/{sid}", json={**changed, "expected_version": card["version"]})
     assert stale.status_code == 409
@@ -101,10 +145,13 @@ async def test_a_scenarios_life_through_the_api(api: httpx.AsyncClient, herald: 
     pid = (await import_rows(api, rows))["results"][0]["profile_id"]
     herald.runtime.drain()
     entered = await api.post(
-        f"/api/v1/scenarios/{sid}/enter", json={"profiles": [{"email": "ann@mail.example"}], "content": {"x": 1}}
+        f"/api/v1/scenarios/{sid}/enter",
+        json={"profiles": [{"email": "ann@mail.example"}], "content": {"x": 1}},
     )
     assert entered.json() == {"profiles": [{"profile_id": pid, "status": "requested"}]}
-    missing = await api.post(f"/api/v1/scenarios/{sid}/enter", json={"profiles": [{"email": "no@mail.example"}]})
+    missing = await api.post(
+        f"/api/v1/scenarios/{sid}/enter", json={"profiles": [{"email": "no@mail.example"}]}
+    )
     assert missing.status_code == 404 and error_of(missing)["path"] == "profiles.0"
     herald.runtime.drain()
     herald.runtime.drain()
@@ -113,15 +160,20 @@ async def test_a_scenarios_life_through_the_api(api: httpx.AsyncClient, herald: 
     [instance] = path["instances"]
     assert instance["status"] == "completed" and instance["content"] == {"x": 1}
     assert [(s["node_id"], s["branch"], s["outcome"]["status"]) for s in instance["steps"]] == [
-        ("2", "next", "queued"), ("7", "next", "queued")
-    ]  # fmt: skip
+        ("2", "next", "queued"),
+        ("7", "next", "queued"),
+    ]
     again = await api.post(f"/api/v1/scenarios/{sid}/profiles", json={"profile_ids": [pid]})
     assert again.json() == {"requested": 1}
     herald.runtime.drain()
     path = (await api.get(f"/api/v1/scenarios/{sid}/profiles/{pid}")).json()
     assert path["refused"][0]["rule"] == "once_ever"
 
-    stats = (await api.get(f"/api/v1/scenarios/{sid}/statistics", params={"start": "2026-03-01", "end": "2026-03-31"})).json()
+    stats = (
+        await api.get(
+            f"/api/v1/scenarios/{sid}/statistics", params={"start": "2026-03-01", "end": "2026-03-31"}
+        )
+    ).json()
     assert (stats["entered"], stats["completed"], stats["in_process"], stats["errors"]) == (1, 1, 0, 0)
     listed = (await api.get("/api/v1/scenarios")).json()["scenarios"]
     assert [(s["scenario_id"], s["active"], s["in_process"]) for s in listed] == [(sid, True, 0)]
@@ -135,4 +187,6 @@ async def test_an_audience_scenario_shows_its_next_12_runs(
     capture = {"kind": "schedule", "schedule": {"kind": "daily", "time": "19:30", "timezone": "UTC"}}
     sid = await created(api, {**body(campaign("1", triggers["welcome"])), "capture": capture})
     runs = (await api.get(f"/api/v1/scenarios/{sid}/upcoming")).json()["runs"]
-    assert len(runs) == 12 and runs[0] == "2026-03-02T19:30:00+00:00" and runs[11] == "2026-03-13T19:30:00+00:00"
+    assert (
+        len(runs) == 12 and runs[0] == "2026-03-02T19:30:00+00:00" and runs[11] == "2026-03-13T19:30:00+00:00"
+    )

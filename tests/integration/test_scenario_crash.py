@@ -67,12 +67,17 @@ def prepared(data_dir: Path) -> tuple[str, dict[str, str], set[str]]:
         gold: set[str] = set()
         for start in range(0, PROFILES, 5_000):
             rows = [
-                {"email": f"u{i}@mail.example", "tier": "gold" if i % 2 else "basic",
-                 "subscriptions": [email_subscription(f"u{i}@mail.example")]}
+                {
+                    "email": f"u{i}@mail.example",
+                    "tier": "gold" if i % 2 else "basic",
+                    "subscriptions": [email_subscription(f"u{i}@mail.example")],
+                }
                 for i in range(start, start + 5_000)
-            ]  # fmt: skip
+            ]
             results = herald.profiles.import_rows("1", rows, ImportOptions(), CTX)
-            gold |= {r.profile_id or "" for r, row in zip(results, rows, strict=True) if row["tier"] == "gold"}
+            gold |= {
+                r.profile_id or "" for r, row in zip(results, rows, strict=True) if row["tier"] == "gold"
+            }
         return scenario_id, campaigns, gold
     finally:
         herald.close()
@@ -87,18 +92,29 @@ def edit(data_dir: Path, scenario_id: str, campaigns: dict[str, str]) -> None:
         nodes = [n.model_dump(mode="json") for n in state.current.graph.nodes if n.id != "b"]
         nodes = [{**n, "true": "x"} if n["id"] == "c" else n for n in nodes]
         v2 = graph(*nodes, campaign_node("x", campaigns["C"]))
-        herald.scenarios.change(scenario_id, state.settings, v2, [sc.RemovedNode(node_id="b", move_to="x")], CTX)
+        herald.scenarios.change(
+            scenario_id, state.settings, v2, [sc.RemovedNode(node_id="b", move_to="x")], CTX
+        )
     finally:
         herald.close()
 
 
 def start_worker(data_dir: Path, scenario_id: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HERALD_REPORTS_ENGINE": "off"}
-    command = [sys.executable, "-m", "tests.integration.scenario_worker", str(data_dir), scenario_id, str(PROFILES)]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.integration.scenario_worker",
+        str(data_dir),
+        scenario_id,
+        str(PROFILES),
+    ]
     worker = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert worker.stdout is not None
     ready, _, _ = select.select([worker.stdout], [], [], 60)
-    assert ready and worker.stdout.readline().strip() == b"ready", worker.stderr.read() if worker.stderr else ""
+    assert ready and worker.stdout.readline().strip() == b"ready", (
+        worker.stderr.read() if worker.stderr else ""
+    )
     return worker
 
 

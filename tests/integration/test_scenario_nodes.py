@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -28,7 +28,16 @@ from herald.infra.ids import IdSource
 from herald.services.profiles import ImportOptions
 from tests.builders import create_database, create_resource, customers, email_subscription
 from tests.conftest import ADMIN_TOKEN, START
-from tests.scenario_builders import CTX, campaign_node, graph, journey_types, messages_of, pause_node, scenario, trigger
+from tests.scenario_builders import (
+    CTX,
+    campaign_node,
+    graph,
+    journey_types,
+    messages_of,
+    pause_node,
+    scenario,
+    trigger,
+)
 
 
 def imported(herald: Herald, *emails: str, database_id: str = "1", **fields: Any) -> list[str]:
@@ -44,8 +53,8 @@ def ready(herald: Herald) -> None:
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    calls: list[dict[str, Any]] = []
-    statuses: list[int] = []
+    calls: ClassVar[list[dict[str, Any]]] = []
+    statuses: ClassVar[list[int]] = []
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -88,7 +97,10 @@ def receiver() -> Iterator[str]:
 def open_herald(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
     """A Herald whose remote-content policy lets calls reach loopback (the receiver)."""
     settings = Settings(
-        data_dir=tmp_path / "open", admin_token=ADMIN_TOKEN, reports_engine="off", remote_allowed_networks=("127.0.0.0/8",)
+        data_dir=tmp_path / "open",
+        admin_token=ADMIN_TOKEN,
+        reports_engine="off",
+        remote_allowed_networks=("127.0.0.0/8",),
     )
     app = build(settings, clock=clock, ids=IdSource(7))
     yield app
@@ -132,8 +144,14 @@ def test_a_failing_webhook_is_retried_after_its_backoff_by_the_timer(
 ) -> None:
     herald = open_herald
     ready(herald)
-    hook = {"id": "h", "type": "webhook", "method": "POST", "url": receiver + "/x",
-            "params": [{"name": "email", "source": "profile", "value": "email"}], "attempts": 2}  # fmt: skip
+    hook = {
+        "id": "h",
+        "type": "webhook",
+        "method": "POST",
+        "url": receiver + "/x",
+        "params": [{"name": "email", "source": "profile", "value": "email"}],
+        "attempts": 2,
+    }
     sid = scenario(herald, graph(hook))
     herald.runtime.drain()
     _Receiver.statuses = [503]
@@ -173,15 +191,27 @@ def test_action_nodes_change_the_profile_other_databases_subscriptions_stop_list
     segment = herald.segments.create("static", SegmentSettings(name="Scenario picks"), CTX)
     segment_id = segment.segment_id
     nodes = [
-        {"id": "1", "type": "update_data", "next": "2", "operations": [
-            {"field": "age", "op": "increment", "value": 200}, {"field": "tier", "op": "set", "value": "gold"}]},
-        {"id": "2", "type": "copy_to_database", "database_id": "2", "next": "3",
-         "fields": [{"source": "age", "target": "points"}]},
+        {
+            "id": "1",
+            "type": "update_data",
+            "next": "2",
+            "operations": [
+                {"field": "age", "op": "increment", "value": 200},
+                {"field": "tier", "op": "set", "value": "gold"},
+            ],
+        },
+        {
+            "id": "2",
+            "type": "copy_to_database",
+            "database_id": "2",
+            "next": "3",
+            "fields": [{"source": "age", "target": "points"}],
+        },
         {"id": "3", "type": "subscription", "resource_id": "7", "channels": ["sms"], "next": "4"},
         {"id": "4", "type": "stop_list", "stop_list_id": list_id, "resource_id": "7", "next": "5"},
         {"id": "5", "type": "static_segment", "segment_id": segment_id, "next": "6"},
         {"id": "6", "type": "goal", "pixel_id": "18", "goals": ["Покупка товара #1"], "value": 9000},
-    ]  # fmt: skip
+    ]
     sid = scenario(herald, graph(*nodes))
     herald.runtime.drain()
     [pid] = imported(herald, "dan@mail.example", phones="+49 30 7654321", age=1)
@@ -209,8 +239,13 @@ def test_a_live_edit_moves_instances_at_a_removed_node_and_sends_nothing_twice(
     herald.runtime.drain()
     waiting = imported(herald, "w1@mail.example", "w2@mail.example")
     new_graph = graph(campaign_node("1", first, "4"), campaign_node("4", new))
-    herald.scenarios.change(sid, herald.scenarios.scenario(sid).settings, new_graph,  # type: ignore[arg-type]
-                            [sc.RemovedNode(node_id="2", move_to="4")], CTX)  # fmt: skip
+    herald.scenarios.change(
+        sid,
+        herald.scenarios.scenario(sid).settings,
+        new_graph,  # type: ignore[arg-type]
+        [sc.RemovedNode(node_id="2", move_to="4")],
+        CTX,
+    )
     herald.runtime.drain()
     later = imported(herald, "l1@mail.example")
     clock.advance(timedelta(days=2))
@@ -228,8 +263,11 @@ def test_deactivation_keeps_or_drops_the_profiles_that_wake_while_it_is_off(
 ) -> None:
     ready(herald)
     after = trigger(herald, "After")
-    sid = scenario(herald, graph(pause_node("1", "2", kind="relative", hours=1), campaign_node("2", after)),
-                   sleeping=sleeping)  # fmt: skip
+    sid = scenario(
+        herald,
+        graph(pause_node("1", "2", kind="relative", hours=1), campaign_node("2", after)),
+        sleeping=sleeping,
+    )
     herald.runtime.drain()
     [early, late] = imported(herald, "e@mail.example", "l@mail.example")
     herald.runtime.drain()
@@ -260,10 +298,13 @@ def test_an_audience_scenario_runs_on_its_schedule_for_the_segment_with_its_perc
         rules=({"kind": "field", "field": "tier", "operator": "equal", "value": "gold"},),  # type: ignore[arg-type]
         limit={"kind": "percent", "from_pct": 1, "to_pct": 50},  # type: ignore[arg-type]
     )
-    sid = scenario(herald, graph(campaign_node("1", hello)), capture=capture, reentry=sc.ReentryMode.ONCE_EVER)
+    sid = scenario(
+        herald, graph(campaign_node("1", hello)), capture=capture, reentry=sc.ReentryMode.ONCE_EVER
+    )
     assert herald.scenarios.upcoming_runs(sid, 12)[:2] == [
-        datetime(2026, 3, 2, 19, 30, tzinfo=UTC), datetime(2026, 3, 3, 19, 30, tzinfo=UTC)
-    ]  # fmt: skip
+        datetime(2026, 3, 2, 19, 30, tzinfo=UTC),
+        datetime(2026, 3, 3, 19, 30, tzinfo=UTC),
+    ]
     herald.runtime.drain()
     clock.set(datetime(2026, 3, 2, 19, 30, tzinfo=UTC))
     herald.tick()
@@ -281,7 +322,9 @@ def test_an_audience_scenario_runs_on_its_schedule_for_the_segment_with_its_perc
 def test_manual_entry_by_ids_or_by_segment_and_the_statistics(herald: Herald) -> None:
     ready(herald)
     hello = trigger(herald, "Hello")
-    sid = scenario(herald, graph(campaign_node("1", hello)), capture=ApiCapture(), reentry=sc.ReentryMode.ONCE_EVER)
+    sid = scenario(
+        herald, graph(campaign_node("1", hello)), capture=ApiCapture(), reentry=sc.ReentryMode.ONCE_EVER
+    )
     pids = imported(herald, "m1@mail.example", "m2@mail.example", "m3@mail.example")
     segment = herald.segments.create("static", SegmentSettings(name="Two"), CTX)
     herald.segments.add_profiles(segment.segment_id, pids[:2], "e1", CTX)
@@ -295,4 +338,3 @@ def test_manual_entry_by_ids_or_by_segment_and_the_statistics(herald: Herald) ->
     stats = herald.scenarios.statistics(sid, today, today)
     assert (stats["entered"], stats["completed"], stats["rejected"], stats["in_process"]) == (3, 3, 3, 0)
     assert stats["nodes"] == [{"node_id": "1", "entered": 3, "failed": 0, "exited": {"next": 3}}]
-

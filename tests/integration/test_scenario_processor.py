@@ -1,4 +1,5 @@
-"""The scenario processor over the real log: captures, timers to the instant, actions once, conditions on events."""
+"""The scenario processor over the real log: captures, timers to the instant, actions once, conditions on
+events."""
 
 from __future__ import annotations
 
@@ -40,7 +41,11 @@ def test_an_import_captures_the_profile_which_gets_the_welcome_then_the_pause_en
     welcome, later = trigger(herald, "Welcome"), trigger(herald, "Later")
     sid = scenario(
         herald,
-        graph(campaign_node("2", welcome, "3"), pause_node("3", "4", kind="relative", hours=5), campaign_node("4", later)),
+        graph(
+            campaign_node("2", welcome, "3"),
+            pause_node("3", "4", kind="relative", hours=5),
+            campaign_node("4", later),
+        ),
         capture=ImportCapture(via="any"),
     )
     herald.runtime.drain()
@@ -126,7 +131,9 @@ def test_the_special_api_call_enters_with_content_that_a_content_filter_reads(he
         "false": "o",
     }
     sid = scenario(
-        herald, graph(content_filter, campaign_node("p", premium), campaign_node("o", other)), capture=ApiCapture()
+        herald,
+        graph(content_filter, campaign_node("p", premium), campaign_node("o", other)),
+        capture=ApiCapture(),
     )
     rich, poor = imported(herald, "dora@mail.example", "eve@mail.example")
     herald.runtime.drain()  # the email look-up reads the profiles read model

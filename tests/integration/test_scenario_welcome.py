@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -62,7 +62,7 @@ class Sink:
 
 
 class _CallCentre(BaseHTTPRequestHandler):
-    phones: list[str] = []
+    phones: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         _CallCentre.phones += parse_qs(urlsplit(self.path).query).get("phone", [])
@@ -126,48 +126,112 @@ async def setup(api: httpx.AsyncClient, herald: Herald, port: int, call_centre: 
     fields = [{"name": "LOYALTY_SCORE", "title": "Loyalty score", "type": "int"}]
     await ok(await api.post("/api/v1/databases", json={"name": "Клиенты B2C", "custom_fields": fields}), 201)
     channels = [
-        {"kind": "email", "from_name": "Shop", "from_email": "news@shop.example", "list_id": "news.shop.example"},
+        {
+            "kind": "email",
+            "from_name": "Shop",
+            "from_email": "news@shop.example",
+            "list_id": "news.shop.example",
+        },
         {"kind": "sms", "caller_id": "SHOP"},
     ]
-    resource = {"name": "Shop", "database_ids": ["1"], "source_urls": ["https://shop.example"],
-                "default_tracking_domain": "trk.shop.example", "channels": channels}  # fmt: skip
+    resource = {
+        "name": "Shop",
+        "database_ids": ["1"],
+        "source_urls": ["https://shop.example"],
+        "default_tracking_domain": "trk.shop.example",
+        "channels": channels,
+    }
     await ok(await api.post("/api/v1/resources", json=resource), 201)
-    relay = {"name": "Loopback", "relay": {"host": "127.0.0.1", "port": port, "starttls": "never"},
-             "rate_per_second": 10_000, "connections": 4}  # fmt: skip
+    relay = {
+        "name": "Loopback",
+        "relay": {"host": "127.0.0.1", "port": port, "starttls": "never"},
+        "rate_per_second": 10_000,
+        "connections": 4,
+    }
     await ok(await api.put("/api/v1/senders/main", json=relay))
     rules = [{"targets": [{"sender_id": "main", "percent": 100}]}]
     await ok(await api.put("/api/v1/virtual-senders/default", json={"name": "Default", "rules": rules}))
     contents = {
-        "welcome": {"email": {"subject": "Welcome", "html": '<p>Hi!</p><a href="https://shop.example/start">Start</a>'}},
+        "welcome": {
+            "email": {
+                "subject": "Welcome",
+                "html": '<p>Hi!</p><a href="https://shop.example/start">Start</a>',
+            }
+        },
         "promo": {"email": {"subject": "Your bonus", "html": "<p>200 points are yours.</p>"}},
         "reminder": {"sms": {"body": "Finish signing up at shop.example"}},
     }
     ids = {}
     for name, content in contents.items():
-        template_id = await created_id(api, "/api/v1/templates", {"name": name, "content": content}, "template_id")
-        trigger = {"name": name, "type": "trigger", "channel": next(iter(content)), "resource_id": "1",
-                   "template_ids": [template_id], "database_id": "1", "trigger": {}}  # fmt: skip
+        template_id = await created_id(
+            api, "/api/v1/templates", {"name": name, "content": content}, "template_id"
+        )
+        trigger = {
+            "name": name,
+            "type": "trigger",
+            "channel": next(iter(content)),
+            "resource_id": "1",
+            "template_ids": [template_id],
+            "database_id": "1",
+            "trigger": {},
+        }
         ids[name] = await created_id(api, "/api/v1/campaigns", trigger, "campaign_id")
         await ok(await api.post(f"/api/v1/campaigns/{ids[name]}/activate"))
-    clicked = {"kind": "message_history", "action": "clicked", "campaign_ids": [ids["welcome"]], "at_least": 1}
+    clicked = {
+        "kind": "message_history",
+        "action": "clicked",
+        "campaign_ids": [ids["welcome"]],
+        "at_least": 1,
+    }
     sms_sent = {"kind": "message_history", "action": "sent", "channel": "sms", "at_least": 1}
     nodes = [
         {"id": "2", "type": "campaign", "name": "Welcome", "campaign_id": ids["welcome"], "next": "3"},
         {"id": "3", "type": "pause", "wait": {"kind": "relative", "days": 1}, "next": "4"},
-        {"id": "4", "type": "condition", "name": "Подтвердил подписку?", "rules": [clicked], "wait_hours": 1,
-         "limit": {"kind": "percent", "from_pct": 1, "to_pct": 100}, "true": "5", "false": "8"},
-        {"id": "5", "type": "update_data", "name": "Приветственные бонусы",
-         "operations": [{"field": "LOYALTY_SCORE", "op": "increment", "value": 200}], "next": "7"},
+        {
+            "id": "4",
+            "type": "condition",
+            "name": "Подтвердил подписку?",
+            "rules": [clicked],
+            "wait_hours": 1,
+            "limit": {"kind": "percent", "from_pct": 1, "to_pct": 100},
+            "true": "5",
+            "false": "8",
+        },
+        {
+            "id": "5",
+            "type": "update_data",
+            "name": "Приветственные бонусы",
+            "operations": [{"field": "LOYALTY_SCORE", "op": "increment", "value": 200}],
+            "next": "7",
+        },
         {"id": "7", "type": "campaign", "campaign_id": ids["promo"], "next": None},
-        {"id": "8", "type": "condition", "name": "Существует отправка SMS", "rules": [sms_sent],
-         "true": "9", "false": "10"},
-        {"id": "9", "type": "webhook", "name": "HTTP(S) вызов API", "method": "GET", "url": call_centre,
-         "params": [{"name": "phone", "source": "profile", "value": "phones"}], "next": None},
+        {
+            "id": "8",
+            "type": "condition",
+            "name": "Существует отправка SMS",
+            "rules": [sms_sent],
+            "true": "9",
+            "false": "10",
+        },
+        {
+            "id": "9",
+            "type": "webhook",
+            "name": "HTTP(S) вызов API",
+            "method": "GET",
+            "url": call_centre,
+            "params": [{"name": "phone", "source": "profile", "value": "phones"}],
+            "next": None,
+        },
         {"id": "10", "type": "campaign", "campaign_id": ids["reminder"], "next": "11"},
         {"id": "11", "type": "pause", "wait": {"kind": "relative", "days": 1}, "next": "4"},
-    ]  # fmt: skip
-    scenario = {"name": "Приветственная цепочка", "database_id": "1", "reentry": "once_ever",
-                "capture": {"kind": "import", "via": "any"}, "graph": {"nodes": nodes}}  # fmt: skip
+    ]
+    scenario = {
+        "name": "Приветственная цепочка",
+        "database_id": "1",
+        "reentry": "once_ever",
+        "capture": {"kind": "import", "via": "any"},
+        "graph": {"nodes": nodes},
+    }
     ids["scenario"] = await created_id(api, "/api/v1/scenarios", scenario, "scenario_id")
     await ok(await api.post(f"/api/v1/scenarios/{ids['scenario']}/activate"))
     herald.runtime.drain()
@@ -187,7 +251,9 @@ def send_sms(herald: Herald) -> int:
     due = herald.projections.send_queue.due("sms", now, 10_000)
     for message_id in due:
         herald.deliveries.execute(message_id, dl.StartAttempt("test-sms-gateway", now), GATEWAY)
-        outcome = dl.RecordSmtpOutcome("delivered", 200, "accepted", "test-sms-gateway", timedelta(days=1), now)
+        outcome = dl.RecordSmtpOutcome(
+            "delivered", 200, "accepted", "test-sms-gateway", timedelta(days=1), now
+        )
         herald.deliveries.execute(message_id, outcome, GATEWAY)
     herald.runtime.drain()
     return len(due)
@@ -212,22 +278,33 @@ async def click(api: httpx.AsyncClient, raw: bytes) -> None:
     found = re.search(r'href="([^"]+/t/click/[^"]+)"', str(part.get_content()))
     assert found is not None
     url = urlsplit(found.group(1))
-    response = await api.get(f"{url.path}?{url.query}" if url.query else url.path, headers={"User-Agent": "Mozilla/5.0"})
+    response = await api.get(
+        f"{url.path}?{url.query}" if url.query else url.path, headers={"User-Agent": "Mozilla/5.0"}
+    )
     assert response.status_code == 302
 
 
 @pytest.mark.slow
 async def test_the_guides_welcome_scenario_for_1000_profiles_over_simulated_days(
-    api: httpx.AsyncClient, welcome_herald: Herald, clock: ManualClock, sink: tuple[Sink, int], call_centre: str
+    api: httpx.AsyncClient,
+    welcome_herald: Herald,
+    clock: ManualClock,
+    sink: tuple[Sink, int],
+    call_centre: str,
 ) -> None:
     herald, (relay, port) = welcome_herald, sink
     ids = await setup(api, herald, port, call_centre)
     rows = [
-        {"email": f"c{i}@mail.example", "phones": f"+4930{i:07d}",
-         "subscriptions": [{"resource_id": "1", "channel": "email", "email": f"c{i}@mail.example"},
-                           {"resource_id": "1", "channel": "sms", "phone": f"+4930{i:07d}"}]}
+        {
+            "email": f"c{i}@mail.example",
+            "phones": f"+4930{i:07d}",
+            "subscriptions": [
+                {"resource_id": "1", "channel": "email", "email": f"c{i}@mail.example"},
+                {"resource_id": "1", "channel": "sms", "phone": f"+4930{i:07d}"},
+            ],
+        }
         for i in range(PROFILES)
-    ]  # fmt: skip
+    ]
     await ok(await api.post("/api/v1/databases/1/profiles/import", json={"rows": rows}))
     await send_mail(herald)
     assert relay.by_subject() == {"Welcome": PROFILES}
@@ -267,8 +344,12 @@ async def test_the_guides_welcome_scenario_for_1000_profiles_over_simulated_days
     assert sorted(_CallCentre.phones) == sorted(f"+4930{number(a):07d}" for a in never)
     assert send_sms(herald) == 0  # nobody was sent the SMS twice
 
-    stats = await ok(await api.get(f"/api/v1/scenarios/{ids['scenario']}/statistics",
-                                   params={"start": "2026-03-01", "end": "2026-03-31"}))  # fmt: skip
+    stats = await ok(
+        await api.get(
+            f"/api/v1/scenarios/{ids['scenario']}/statistics",
+            params={"start": "2026-03-01", "end": "2026-03-31"},
+        )
+    )
     assert (stats["entered"], stats["completed"], stats["in_process"], stats["errors"]) == (1000, 1000, 0, 0)
     nodes = {n["node_id"]: n for n in stats["nodes"]}
     assert nodes["4"]["entered"] == 1000 + 600  # the 600 sent the SMS came back round the loop
@@ -276,8 +357,11 @@ async def test_the_guides_welcome_scenario_for_1000_profiles_over_simulated_days
     assert nodes["8"]["exited"] == {"false": 600, "true": 500}
     assert nodes["9"]["entered"] == 500 and nodes["10"]["entered"] == 600
 
-    lookup = await ok(await api.get("/api/v1/profiles/lookup",
-                                    params={"database_id": "1", "by": "email", "value": "c4@mail.example"}))  # fmt: skip
+    lookup = await ok(
+        await api.get(
+            "/api/v1/profiles/lookup", params={"database_id": "1", "by": "email", "value": "c4@mail.example"}
+        )
+    )
     looper = lookup["profiles"][0]
     assert looper["fields"]["LOYALTY_SCORE"] == 200
     path = await ok(await api.get(f"/api/v1/scenarios/{ids['scenario']}/profiles/{looper['profile_id']}"))
