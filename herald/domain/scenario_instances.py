@@ -266,8 +266,44 @@ def _changed(
     position, request = decided or (state.decided_position, state.decided_request)
     instance = state.instances.get(entry)
     instances = state.instances if instance is None else {**state.instances, entry: change(instance)}
-    return replace(
-        state, version=version, instances=instances, decided_position=position, decided_request=request
+    return JourneyState(version, state.entries, instances, position, request)
+
+
+# The fold runs for every journey event, several times over (decider, processor, read model):
+# instances are rebuilt with their constructor, four times faster than `dataclasses.replace`.
+
+
+def _waiting(instance: Instance, awaiting: Awaiting | None) -> Instance:
+    i = instance
+    return Instance(
+        i.entry, i.entered_at, i.content, i.node_id, i.node_type, i.version, i.visit, awaiting, i.outcome
+    )
+
+
+def _at_node(instance: Instance, event: ScenarioNodeEntered, awaiting: Awaiting | None) -> Instance:
+    i = instance
+    return Instance(
+        i.entry,
+        i.entered_at,
+        i.content,
+        event.node_id,
+        event.node_type,
+        event.version,
+        event.visit,
+        awaiting,
+        i.outcome,
+    )
+
+
+def _restarted(instance: Instance, content: Mapping[str, Any] | None) -> Instance:
+    i = instance
+    return Instance(i.entry, i.entered_at, content, None, "", i.version, i.visit, None, i.outcome)
+
+
+def _ended(instance: Instance, outcome: Literal["completed", "terminated"]) -> Instance:
+    i = instance
+    return Instance(
+        i.entry, i.entered_at, i.content, i.node_id, i.node_type, i.version, i.visit, None, outcome
     )
 
 
@@ -277,19 +313,12 @@ def evolve(state: JourneyState, event: Event) -> JourneyState:
         case ProfileEnteredScenario():
             position, request = _decided(state, event.cause)
             instances = {**state.instances, event.entry: Instance(event.entry, event.at, event.content)}
-            return replace(
-                state,
-                version=version,
-                entries=event.entry,
-                instances=instances,
-                decided_position=position,
-                decided_request=request,
-            )
+            return JourneyState(version, event.entry, instances, position, request)
         case ProfileRejectedByReentryRule():
             position, request = _decided(state, event.cause)
-            return replace(state, version=version, decided_position=position, decided_request=request)
+            return JourneyState(version, state.entries, state.instances, position, request)
         case ScenarioInstanceReset():
-            restart = partial(replace, content=event.content, node_id=None, node_type="", awaiting=None)
+            restart = partial(_restarted, content=event.content)
             return _changed(state, version, event.entry, restart, _decided(state, event.cause))
         case ScenarioNodeEntered():
             kind: AwaitingKind | None = (
@@ -300,23 +329,15 @@ def evolve(state: JourneyState, event: Event) -> JourneyState:
                 else None
             )
             awaiting = None if kind is None else Awaiting(kind, event.visit, set_at=version)
-            entered = partial(
-                replace,
-                node_id=event.node_id,
-                node_type=event.node_type,
-                version=event.version,
-                visit=event.visit,
-                awaiting=awaiting,
-            )
-            return _changed(state, version, event.entry, entered)
+            return _changed(state, version, event.entry, partial(_at_node, event=event, awaiting=awaiting))
         case ScenarioNodeExited():
-            return _changed(state, version, event.entry, partial(replace, awaiting=None))
+            return _changed(state, version, event.entry, partial(_waiting, awaiting=None))
         case ScenarioWaitScheduled():
             kind = "condition" if event.purpose == "condition" else "timer"
             waits = Awaiting(
                 kind, event.visit, 0, event.due_at, event.purpose, event.deadline, event.attempt or 1
             )
-            return _changed(state, version, event.entry, partial(replace, awaiting=waits))
+            return _changed(state, version, event.entry, partial(_waiting, awaiting=waits))
         case ScenarioWaitElapsed():
             return _changed(state, version, event.entry, partial(_elapsed, event=event, version=version))
         case ScenarioWebhookAnswered():
@@ -326,12 +347,12 @@ def evolve(state: JourneyState, event: Event) -> JourneyState:
         case ScenarioInstanceWoke():
             return _changed(state, version, event.entry, partial(_woke, version=version))
         case ScenarioInstanceCompleted():
-            return _changed(state, version, event.entry, partial(replace, outcome="completed", awaiting=None))
+            return _changed(state, version, event.entry, partial(_ended, outcome="completed"))
         case ScenarioInstanceTerminated():
-            return _changed(
-                state, version, event.entry, partial(replace, outcome="terminated", awaiting=None)
-            )
-    return replace(state, version=version)
+            return _changed(state, version, event.entry, partial(_ended, outcome="terminated"))
+    return JourneyState(
+        version, state.entries, state.instances, state.decided_position, state.decided_request
+    )
 
 
 def _decided(state: JourneyState, cause: EntryCause) -> tuple[int, int]:
@@ -342,7 +363,7 @@ def _decided(state: JourneyState, cause: EntryCause) -> tuple[int, int]:
 
 
 def _asleep(instance: Instance, visit: int) -> Instance:
-    return replace(instance, awaiting=Awaiting("asleep", visit, pending=instance.awaiting))
+    return _waiting(instance, Awaiting("asleep", visit, pending=instance.awaiting))
 
 
 def _elapsed(instance: Instance, event: ScenarioWaitElapsed, version: int) -> Instance:
@@ -352,8 +373,8 @@ def _elapsed(instance: Instance, event: ScenarioWaitElapsed, version: int) -> In
     if waits.visit != event.visit or waits.due_at != event.due_at:
         return instance  # a stale timer: the instance moved on, or the wait was rescheduled
     if waits.purpose == "retry":
-        return replace(instance, awaiting=Awaiting("call", waits.visit, attempt=waits.attempt))
-    return replace(instance, awaiting=replace(waits, kind="ready", set_at=version))
+        return _waiting(instance, Awaiting("call", waits.visit, attempt=waits.attempt))
+    return _waiting(instance, replace(waits, kind="ready", set_at=version))
 
 
 def _answered(instance: Instance, event: ScenarioWebhookAnswered, version: int) -> Instance:
@@ -361,14 +382,14 @@ def _answered(instance: Instance, event: ScenarioWebhookAnswered, version: int) 
     if waits is None or waits.kind != "call" or (waits.visit, waits.attempt) != (event.visit, event.attempt):
         return instance
     answer = Answer(event.status, event.body, event.error, event.retryable)
-    return replace(instance, awaiting=replace(waits, kind="answered", set_at=version, answer=answer))
+    return _waiting(instance, replace(waits, kind="answered", set_at=version, answer=answer))
 
 
 def _woke(instance: Instance, version: int) -> Instance:
     waits = instance.awaiting
     if waits is None or waits.kind != "asleep" or waits.pending is None:
         return instance
-    return replace(instance, awaiting=replace(waits.pending, set_at=version))
+    return _waiting(instance, replace(waits.pending, set_at=version))
 
 
 def wait_elapsed(

@@ -73,6 +73,7 @@ JOURNEY_CACHE_SIZE = 100_000
 _APPEND_CHUNK = 1_000
 _SCENARIO_PREFIX = "scenario-"
 _PROFILE_PREFIXES = ("profile-", "activity-")
+_INLINE = frozenset({"campaign"})  # actions whose only effect is appended with the journey (`_act_inline`)
 _ACTING = frozenset(
     {"ScenarioNodeEntered", "ScenarioWaitElapsed", "ScenarioWebhookAnswered", "ScenarioInstanceWoke"}
 )
@@ -181,7 +182,7 @@ class ScenarioProcessor:
             if waits is None or waits.set_at != event.version:
                 continue
             if waits.kind == "effect":
-                self._act(event, instance)
+                self._act(event, event.stream, instance, event.version)
             elif waits.kind in ("ready", "answered"):
                 self._decide(event, event.stream, partial(st.Continue, entry=instance.entry), event.version)
             elif waits.kind == "condition":
@@ -196,20 +197,37 @@ class ScenarioProcessor:
         enter = partial(st.Enter, source=request.source, cause=cause, content=request.content)
         self._decide(event, event.stream, enter, event.version)
 
-    def _act(self, event: RecordedEvent, instance: Instance) -> None:
-        scenario_id, profile_id = journey_key(event.stream)
-        journey = self._journey(event.stream, event.version)
+    def _act(self, cause: RecordedEvent, stream: str, instance: Instance, known: int = 0) -> None:
+        scenario_id, profile_id = journey_key(stream)
+        journey = self._journey(stream, known)
         context = self._context(scenario_id, profile_id)
         node = st.pending_action(journey.state, instance.entry, context)
         if node is None:
-            self._decide(event, event.stream, partial(st.Continue, entry=instance.entry), event.version)
+            self._decide(cause, stream, partial(st.Continue, entry=instance.entry), known)
             return
         step_id = f"{scenario_id}-{profile_id}-{instance.entry}-{instance.visit}"
         outcome, appends = self._ports.act(node, context.scenario, context.profile, instance, step_id)
-        self._also.extend((event.stream, append) for append in appends)
+        self._also.extend((stream, append) for append in appends)
         # the action may have changed the profile (update data, subscriptions): decide on what it is now
         finish = partial(st.FinishEffect, entry=instance.entry, outcome=outcome)
-        self._decide(event, event.stream, finish, event.version)
+        self._decide(cause, stream, finish, known)
+
+    def _act_inline(self, cause: RecordedEvent, stream: str, journey: _Journey) -> None:
+        """Send a campaign node's message in the decision that reached the node, not a pass later.
+
+        Safe only for it: its one effect, the message, is appended in the same atomic `append_many`
+        as the journey's events, so a crash before the flush leaves neither (and the step is decided
+        again from the log); other actions change other aggregates at once and wait for their node's
+        entry to be in the log."""
+        for instance in journey.state.running():
+            waits = instance.awaiting
+            if (
+                waits is not None
+                and waits.kind == "effect"
+                and waits.set_at > journey.logged
+                and instance.node_type in _INLINE
+            ):
+                self._act(cause, stream, instance)
 
     def _decide(self, cause: RecordedEvent, stream: str, command_for: CommandFor, known: int = 0) -> None:
         """Decide a journey command (made from the context now) on the journey, buffering its events.
@@ -223,6 +241,8 @@ class ScenarioProcessor:
             journey.pending.append(self._envelope(cause, stream, decided))
             journey.state = evolve(journey.state, decided)
         self._touch(stream, journey)
+        if events:
+            self._act_inline(cause, stream, journey)
 
     def _envelope(self, cause: RecordedEvent, stream: str, decided: Event) -> NewEvent:
         key = (cause.event_id, stream)

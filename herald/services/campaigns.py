@@ -546,16 +546,13 @@ class CampaignService:
         step_id: str,
         content: Mapping[str, Any] | None,
         scenario_id: str,
-    ) -> tuple[ms.MessageDecision, bool]:
-        """A scenario campaign node's message for the profile, decided once per step, not yet appended.
+    ) -> ms.MessageDecision:
+        """A scenario campaign node's message for the profile, decided, not appended.
 
-        The message id derives from the step, so deciding the step again gives the message decided
-        before (and `False`: nothing to append); a trigger that is not active (or paused), or that
-        fires for another database, sends nothing and says so (RuleViolated)."""
-        message_id = ms.message_id(campaign_id, f"scenario:{step_id}", profile.profile_id)
-        made = self.aggregates.load(ms.message_decider, ms.message_stream(message_id)).state.decided
-        if made is not None:
-            return made, False
+        The scenario processor appends it atomically with the step's exit, so a step is either
+        decided with its message or not at all; its id derives from the step, so the same step
+        makes the same message. A trigger that is not active (or paused), or that fires for
+        another database, sends nothing and says so (RuleViolated)."""
         state = self._active_trigger(campaign_id)
         settings = state.settings
         assert settings is not None
@@ -569,7 +566,7 @@ class CampaignService:
         run_id = f"scenario:{step_id}"
         return self._decision(
             state, settings, self.gate(settings, now), profile, run_id, content, now, scenario_id
-        ), True
+        )
 
     def _fire_one(
         self,

@@ -132,14 +132,12 @@ class ScenarioEffects:
     # --- the nodes ---------------------------------------------------------------------------
 
     def _campaign(self, node: CampaignNode, step: _Step) -> EffectOutcome:
-        decision, new = self._campaigns.scenario_message(
+        decision = self._campaigns.scenario_message(
             node.campaign_id, step.profile, step.step_id, step.instance.content, step.scenario_id
         )
-        if new:
-            stream = message_stream(decision.message_id)
-            step.appends.append(
-                StreamAppend(stream, self._aggregates.new_events(stream, [decision], step.context()), 0)
-            )
+        stream = message_stream(decision.message_id)
+        new = self._aggregates.new_events(stream, [decision], step.context())
+        step.appends.append(StreamAppend(stream, new, 0))
         return EffectOutcome(detail={"campaign_id": node.campaign_id, **_json(decision_json(decision))})
 
     def _update_data(self, node: UpdateDataNode, step: _Step) -> EffectOutcome:
