@@ -114,11 +114,12 @@ class ScenarioInstancesProjection(SqliteProjection):
 
     def _journey_event(self, event: RecordedEvent) -> None:
         decoded = registry.decode(event.type, event.schema_version, event.data)
-        state = si.evolve(self._journey(event), decoded)
+        before = self._journey(event)
+        state = si.evolve(before, decoded)
         self._keep(event.stream, state)
         entry = getattr(decoded, "entry", None)
         if entry is not None:
-            self._instance_rows(event.stream, state, entry)
+            self._instance_rows(event.stream, before.instances.get(entry), state.instances.get(entry))
         self._count(decoded)
 
     def _journey(self, event: RecordedEvent) -> si.JourneyState:
@@ -142,13 +143,12 @@ class ScenarioInstancesProjection(SqliteProjection):
         while len(self._journeys) > self._cache_size:
             self._journeys.popitem(last=False)
 
-    def _instance_rows(self, stream: str, state: si.JourneyState, entry: int) -> None:
-        instance = state.instances.get(entry)
-        if instance is None:
+    def _instance_rows(self, stream: str, before: si.Instance | None, after: si.Instance | None) -> None:
+        """Write what the event changed of the instance: its row, its timer, its webhook call."""
+        if after is None or after == before:
             return
         scenario_id, profile_id = si.journey_key(stream)
-        waits = instance.awaiting
-        status = instance.outcome or "running"
+        waits = after.awaiting
         self.write(
             "INSERT INTO scenario_instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) "
             "ON CONFLICT (scenario_id, profile_id, entry) DO UPDATE SET status = excluded.status, "
@@ -157,29 +157,34 @@ class ScenarioInstancesProjection(SqliteProjection):
             (
                 scenario_id,
                 profile_id,
-                entry,
-                status,
-                instance.node_id,
-                instance.node_type,
+                after.entry,
+                after.outcome or "running",
+                after.node_id,
+                after.node_type,
                 waits.kind if waits else None,
                 micros(waits.due_at) if waits and waits.due_at else None,
-                micros(instance.entered_at),
+                micros(after.entered_at),
             ),
         )
-        if waits is not None and waits.kind in ("timer", "condition") and waits.due_at is not None:
-            self.write(
-                "INSERT OR REPLACE INTO scenario_timers VALUES (?, ?, ?, ?)",
-                (stream, entry, waits.visit, micros(waits.due_at)),
-            )
-        else:
-            self.write("DELETE FROM scenario_timers WHERE stream = ? AND entry = ?", (stream, entry))
-        if waits is not None and waits.kind == "call":
-            self.write(
-                "INSERT OR REPLACE INTO scenario_calls VALUES (?, ?, ?, ?)",
-                (stream, entry, waits.visit, waits.attempt),
-            )
-        else:
-            self.write("DELETE FROM scenario_calls WHERE stream = ? AND entry = ?", (stream, entry))
+        timer, had_timer = _timer(after), _timer(before)
+        if timer != had_timer:
+            if timer is None:
+                self.write(
+                    "DELETE FROM scenario_timers WHERE stream = ? AND entry = ?", (stream, after.entry)
+                )
+            else:
+                self.write(
+                    "INSERT OR REPLACE INTO scenario_timers VALUES (?, ?, ?, ?)",
+                    (stream, after.entry, *timer),
+                )
+        call, had_call = _call(after), _call(before)
+        if call != had_call:
+            if call is None:
+                self.write("DELETE FROM scenario_calls WHERE stream = ? AND entry = ?", (stream, after.entry))
+            else:
+                self.write(
+                    "INSERT OR REPLACE INTO scenario_calls VALUES (?, ?, ?, ?)", (stream, after.entry, *call)
+                )
 
     def _count(self, event: Any) -> None:
         scenario_id, day = event.scenario_id, self._day(event.at)
@@ -353,3 +358,17 @@ class ScenarioInstancesProjection(SqliteProjection):
         for node_id, counter, total in rows:
             found.setdefault(node_id, {})[counter] = int(total)
         return found
+
+
+def _timer(instance: si.Instance | None) -> tuple[int, int] | None:
+    """(visit, due micros) of the instance's pending timer, if it waits on one."""
+    waits = instance.awaiting if instance is not None else None
+    if waits is None or waits.kind not in ("timer", "condition") or waits.due_at is None:
+        return None
+    return waits.visit, micros(waits.due_at)
+
+
+def _call(instance: si.Instance | None) -> tuple[int, int] | None:
+    """(visit, attempt) of the instance's pending webhook call, if it waits on one."""
+    waits = instance.awaiting if instance is not None else None
+    return None if waits is None or waits.kind != "call" else (waits.visit, waits.attempt)
