@@ -11,9 +11,25 @@ from herald.domain import templates as tp
 from herald.domain.scenario_capture import Capture, ImportCapture
 from herald.domain.scenario_graph import ScenarioGraph
 from herald.services.aggregates import CommandContext
-from tests.builders import DB, RESOURCE
+from herald.services.profiles import ImportOptions
+from tests.builders import DB, RESOURCE, create_resource, customers, email_subscription
 
 CTX = CommandContext(actor="test", source="test")
+
+
+def ready(herald: Herald) -> None:
+    """The usual test database and resource (`tests.builders`)."""
+    customers(herald)
+    create_resource(herald)
+
+
+def imported(herald: Herald, *emails: str, database_id: str = DB, **fields: Any) -> list[str]:
+    """Profiles with these emails (subscribed on the resource's email channel) and fields, imported and
+    processed; their ids."""
+    rows = [{"email": e, "subscriptions": [email_subscription(e)], **fields} for e in emails]
+    results = herald.profiles.import_rows(database_id, rows, ImportOptions(), CTX)
+    herald.runtime.drain()
+    return [r.profile_id or "" for r in results]
 
 
 def template(herald: Herald, name: str, channel: str = "email") -> str:

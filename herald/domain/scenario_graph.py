@@ -224,22 +224,6 @@ class StaticSegmentNode(_Single):
     segment_id: str
 
 
-Node = Annotated[
-    PauseNode
-    | CampaignNode
-    | ConditionNode
-    | CopyToDatabaseNode
-    | UpdateDataNode
-    | SubscriptionNode
-    | WebhookNode
-    | GoalNode
-    | SplitNode
-    | ContentFilterNode
-    | PromoCodeNode
-    | StopListNode
-    | StaticSegmentNode,
-    Field(discriminator="type"),
-]
 AnyNode = (
     PauseNode
     | CampaignNode
@@ -255,6 +239,7 @@ AnyNode = (
     | StopListNode
     | StaticSegmentNode
 )
+Node = Annotated[AnyNode, Field(discriminator="type")]
 EFFECT_TYPES = frozenset(
     {
         "campaign",

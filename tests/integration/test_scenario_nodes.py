@@ -25,31 +25,20 @@ from herald.domain.stop_lists import CreateStopList
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
-from herald.services.profiles import ImportOptions
-from tests.builders import create_database, create_resource, customers, email_subscription
+from tests.builders import create_database
 from tests.conftest import ADMIN_TOKEN, START
 from tests.scenario_builders import (
     CTX,
     campaign_node,
     graph,
+    imported,
     journey_types,
     messages_of,
     pause_node,
+    ready,
     scenario,
     trigger,
 )
-
-
-def imported(herald: Herald, *emails: str, database_id: str = "1", **fields: Any) -> list[str]:
-    rows = [{"email": e, "subscriptions": [email_subscription(e)], **fields} for e in emails]
-    results = herald.profiles.import_rows(database_id, rows, ImportOptions(), CTX)
-    herald.runtime.drain()
-    return [r.profile_id or "" for r in results]
-
-
-def ready(herald: Herald) -> None:
-    customers(herald)
-    create_resource(herald)
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -4,34 +4,22 @@ events."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from herald.api.wiring import Herald
 from herald.domain.scenario_capture import ApiCapture, FieldChangedCapture, ImportCapture
 from herald.infra.clock import ManualClock
-from herald.services.profiles import ImportOptions
-from tests.builders import create_resource, customers, email_subscription
 from tests.scenario_builders import (
     CTX,
     campaign_node,
     graph,
+    imported,
     journey_types,
     messages_of,
     pause_node,
+    ready,
     scenario,
     trigger,
 )
-
-
-def imported(herald: Herald, *emails: str, **fields: Any) -> list[str]:
-    rows = [{"email": e, "subscriptions": [email_subscription(e)], **fields} for e in emails]
-    results = herald.profiles.import_rows("1", rows, ImportOptions(), CTX)
-    return [r.profile_id or "" for r in results]
-
-
-def ready(herald: Herald) -> None:
-    customers(herald)
-    create_resource(herald)
 
 
 def test_an_import_captures_the_profile_which_gets_the_welcome_then_the_pause_ends_to_the_second(
