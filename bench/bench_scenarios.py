@@ -94,7 +94,9 @@ def scenario(herald: Herald, nodes: list[dict[str, object]]) -> str:
     settings = sc.ScenarioSettings(
         name="Bench", database_id=DATABASE_ID, reentry=sc.ReentryMode.ALLOW_PARALLEL, capture=ApiCapture()
     )
-    scenario_id, _ = herald.scenarios.create(settings, ScenarioGraph.model_validate({"nodes": nodes}), CONTEXT)
+    scenario_id, _ = herald.scenarios.create(
+        settings, ScenarioGraph.model_validate({"nodes": nodes}), CONTEXT
+    )
     herald.scenarios.activate(scenario_id, CONTEXT)
     return scenario_id
 
@@ -103,11 +105,21 @@ def profiles(herald: Herald, count: int) -> list[str]:
     ids: list[str] = []
     for start in range(0, count, CHUNK):
         rows = [
-            {"email": f"user{n}@example.org", "_fname": f"Anna{n}", "plan": ("basic", "pro")[n % 2], "points": n % 100,
-             "subscriptions": [{"resource_id": RESOURCE_ID, "channel": "email", "email": f"user{n}@example.org"}]}
+            {
+                "email": f"user{n}@example.org",
+                "_fname": f"Anna{n}",
+                "plan": ("basic", "pro")[n % 2],
+                "points": n % 100,
+                "subscriptions": [
+                    {"resource_id": RESOURCE_ID, "channel": "email", "email": f"user{n}@example.org"}
+                ],
+            }
             for n in range(start, min(start + CHUNK, count))
-        ]  # fmt: skip
-        ids += [r.profile_id or "" for r in herald.profiles.import_rows(DATABASE_ID, rows, ImportOptions(), CONTEXT)]
+        ]
+        ids += [
+            r.profile_id or ""
+            for r in herald.profiles.import_rows(DATABASE_ID, rows, ImportOptions(), CONTEXT)
+        ]
     herald.runtime.drain()
     return ids
 
@@ -121,16 +133,27 @@ def six_nodes(welcome: str, follow_up: str) -> list[dict[str, object]]:
         {"id": "1", "type": "campaign", "campaign_id": welcome, "next": "2"},
         {"id": "2", "type": "pause", "wait": {"kind": "relative", "days": 1}, "next": "3"},
         {"id": "3", "type": "condition", "rules": [plan_pro], "true": "4", "false": "6"},
-        {"id": "4", "type": "update_data", "operations": [{"field": "points", "op": "increment", "value": 10}],
-         "next": "5"},
-        {"id": "5", "type": "split", "mode": "static", "branches": [{"percent": 50, "next": "6"}, {"percent": 50}]},
+        {
+            "id": "4",
+            "type": "update_data",
+            "operations": [{"field": "points", "op": "increment", "value": 10}],
+            "next": "5",
+        },
+        {
+            "id": "5",
+            "type": "split",
+            "mode": "static",
+            "branches": [{"percent": 50, "next": "6"}, {"percent": 50}],
+        },
         {"id": "6", "type": "campaign", "campaign_id": follow_up, "next": None},
-    ]  # fmt: skip
+    ]
 
 
 def herald_throughput(data_dir: Path, count: int) -> float:
     clock = ManualClock(datetime(2026, 3, 2, 9, tzinfo=UTC))
-    herald = build(Settings(data_dir=data_dir, admin_token="t", reports_engine="off"), clock=clock, ids=IdSource(1))
+    herald = build(
+        Settings(data_dir=data_dir, admin_token="t", reports_engine="off"), clock=clock, ids=IdSource(1)
+    )
     try:
         create_catalog(herald)
         welcome, follow_up = trigger(herald, "Welcome", WELCOME), trigger(herald, "Follow-up", FOLLOW_UP)
@@ -138,7 +161,9 @@ def herald_throughput(data_dir: Path, count: int) -> float:
         ids = profiles(herald, count)
         started = time.perf_counter()
         for start in range(0, count, CHUNK):
-            herald.scenarios.send_profiles(scenario_id, ids[start : start + CHUNK], None, f"bench-{start}", CONTEXT)
+            herald.scenarios.send_profiles(
+                scenario_id, ids[start : start + CHUNK], None, f"bench-{start}", CONTEXT
+            )
             herald.runtime.drain()
         clock.advance(timedelta(days=1))
         herald.tick()
@@ -160,16 +185,23 @@ def baseline_throughput(path: Path, count: int) -> float:
     db.execute("CREATE TABLE messages (id TEXT PRIMARY KEY, profile INTEGER, body TEXT)")
     db.execute("CREATE TABLE timers (profile INTEGER PRIMARY KEY, due REAL)")
     db.execute("CREATE TABLE done (profile INTEGER PRIMARY KEY)")
-    rows = [(n, orjson.dumps({"_fname": f"Anna{n}", "plan": ("basic", "pro")[n % 2], "points": n % 100}).decode())
-            for n in range(count)]  # fmt: skip
+    rows = [
+        (n, orjson.dumps({"_fname": f"Anna{n}", "plan": ("basic", "pro")[n % 2], "points": n % 100}).decode())
+        for n in range(count)
+    ]
     db.executemany("INSERT INTO profiles VALUES (?, ?)", rows)
     welcome, follow_up = compile_template(WELCOME), compile_template(FOLLOW_UP)
     started = time.perf_counter()
     for start in range(0, count, 1_000):
         db.execute("BEGIN")
-        for n, text in db.execute("SELECT id, fields FROM profiles WHERE id >= ? AND id < ?", (start, start + 1000)).fetchall():
+        for n, text in db.execute(
+            "SELECT id, fields FROM profiles WHERE id >= ? AND id < ?", (start, start + 1000)
+        ).fetchall():
             lead = orjson.loads(text)
-            db.execute("INSERT INTO messages VALUES (?, ?, ?)", (f"w{n}", n, welcome.render(RenderContext(lead=lead))))
+            db.execute(
+                "INSERT INTO messages VALUES (?, ?, ?)",
+                (f"w{n}", n, welcome.render(RenderContext(lead=lead))),
+            )
             db.execute("INSERT INTO timers VALUES (?, ?)", (n, 86_400.0))
         db.execute("COMMIT")
     while True:
@@ -200,8 +232,10 @@ def throughput(count: int) -> None:
     with temp_dir("bench-scenarios") as tmp:
         rate = herald_throughput(tmp / "herald", count)
         base = baseline_throughput(tmp / "baseline.sqlite", count)
-    print(f"scenario throughput, {count:,} profiles through 6 nodes: {rate:,.0f} profiles/s "
-          f"(baseline {base:,.0f} profiles/s, ratio {rate / base:.2f})")  # fmt: skip
+    print(
+        f"scenario throughput, {count:,} profiles through 6 nodes: {rate:,.0f} profiles/s "
+        f"(baseline {base:,.0f} profiles/s, ratio {rate / base:.2f})"
+    )
 
 
 # --- latency -----------------------------------------------------------------------------------
@@ -217,7 +251,9 @@ async def entering(herald: Herald, scenario_id: str, ids: Sequence[str], every: 
     herald.start_processors()
     try:
         for profile_id in ids:
-            herald.scenarios.enter(scenario_id, [{"profile_id": profile_id}], None, f"bench-{profile_id}", CONTEXT)
+            herald.scenarios.enter(
+                scenario_id, [{"profile_id": profile_id}], None, f"bench-{profile_id}", CONTEXT
+            )
             await asyncio.sleep(every)
         await asyncio.sleep(1.0)
         herald.runtime.drain()
@@ -249,8 +285,10 @@ def latency(count: int) -> None:
         base = baseline_latency(tmp / "baseline", count)
     p50, p99 = quantiles(waits)
     b50, b99 = quantiles(base)
-    print(f"capture → first node executed, {count:,} entries at 50/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-          f"(baseline runtime delivery p50 {b50:.1f} ms, p99 {b99:.1f} ms; p99 ratio {p99 / b99:.1f}×)")  # fmt: skip
+    print(
+        f"capture → first node executed, {count:,} entries at 50/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+        f"(baseline runtime delivery p50 {b50:.1f} ms, p99 {b99:.1f} ms; p99 ratio {p99 / b99:.1f}×)"
+    )
 
 
 class _Seen:
@@ -279,14 +317,18 @@ def baseline_latency(data_dir: Path, count: int) -> list[float]:
     data_dir.mkdir()
     store = SqliteEventStore(data_dir / "events.sqlite", SystemClock())
     seen = _Seen()
-    runtime = InProcessRuntime(store, SqliteCheckpoints(open_readmodel_db(data_dir / "rm.sqlite")), reactors=[seen])  # type: ignore[list-item]
+    runtime = InProcessRuntime(
+        store, SqliteCheckpoints(open_readmodel_db(data_dir / "rm.sqlite")), reactors=[seen]
+    )  # type: ignore[list-item]
     sent: dict[str, float] = {}
 
     async def go() -> None:
         task = asyncio.get_running_loop().create_task(runtime.run())
         for n in range(count):
             stream = journey_stream("1", f"p{n}")
-            new = NewEvent(deterministic_id("bench", n), "ScenarioEntryRequested", {"n": n}, datetime.now(UTC))
+            new = NewEvent(
+                deterministic_id("bench", n), "ScenarioEntryRequested", {"n": n}, datetime.now(UTC)
+            )
             sent[stream] = time.time()
             store.append(stream, [new])
             await asyncio.sleep(0.02)
@@ -302,9 +344,11 @@ def baseline_latency(data_dir: Path, count: int) -> list[float]:
 # --- timers ------------------------------------------------------------------------------------
 
 
-def waiting_journeys(herald: Herald, scenario_id: str, waiting: int, timed: int, window: float) -> list[datetime]:
+def waiting_journeys(
+    herald: Herald, scenario_id: str, waiting: int, timed: int, window: float
+) -> list[datetime]:
     """`waiting` instances paused on node 1, appended as the decider writes them; the `timed` ones fall due
-    within `window` seconds from a few seconds on, the others over the next day. Returns the timed due times."""
+    within `window` seconds from half a minute on, the others over the next day. Returns the timed ones."""
     now = datetime.now(UTC)
     start = now + timedelta(seconds=30)
     chance = random.Random(3)
@@ -313,17 +357,28 @@ def waiting_journeys(herald: Herald, scenario_id: str, waiting: int, timed: int,
     for first in range(0, waiting, 20_000):
         appends = []
         for n in range(first, min(first + 20_000, waiting)):
-            due = timed_due[n] if n < timed else start + timedelta(seconds=window + 60 + chance.uniform(0, 86_400))
+            due = (
+                timed_due[n]
+                if n < timed
+                else start + timedelta(seconds=window + 60 + chance.uniform(0, 86_400))
+            )
             ids = {"scenario_id": scenario_id, "profile_id": f"p{n:07d}", "at": now}
             events = [
                 ProfileEnteredScenario(**ids, entry=1, source="manual", cause=cause),
                 ScenarioNodeEntered(**ids, entry=1, visit=1, node_id="1", node_type="pause", version=1),
                 ScenarioWaitScheduled(**ids, entry=1, visit=1, node_id="1", due_at=due, purpose="pause"),
-            ]  # fmt: skip
+            ]
             stream = journey_stream(scenario_id, f"p{n:07d}")
-            appends.append(StreamAppend(stream, [
-                NewEvent(deterministic_id("bench-journey", n, i), e.type_name, e.to_data(), now) for i, e in enumerate(events)
-            ], 0))  # fmt: skip
+            appends.append(
+                StreamAppend(
+                    stream,
+                    [
+                        NewEvent(deterministic_id("bench-journey", n, i), e.type_name, e.to_data(), now)
+                        for i, e in enumerate(events)
+                    ],
+                    0,
+                )
+            )
         herald.store.append_many(appends)
         herald.runtime.drain()
     return timed_due
@@ -343,26 +398,34 @@ def timers(waiting: int, timed: int) -> None:
         herald = build(Settings(data_dir=tmp / "herald", admin_token="t", reports_engine="off"))
         try:
             create_catalog(herald)
-            scenario_id = scenario(herald, [{"id": "1", "type": "pause", "wait": {"kind": "relative", "days": 1}}])
+            scenario_id = scenario(
+                herald, [{"id": "1", "type": "pause", "wait": {"kind": "relative", "days": 1}}]
+            )
             herald.runtime.drain()
             setup = time.perf_counter()
             due = waiting_journeys(herald, scenario_id, waiting, timed, 60.0)
-            print(f"  ({waiting:,} waiting instances appended and projected in {time.perf_counter() - setup:.0f} s)")
+            print(
+                f"  ({waiting:,} waiting instances written and projected in {time.perf_counter() - setup:.0f} s)"
+            )
             mark = herald.store.head_position()
             asyncio.run(firing(herald, due[-1]))
             late = [
-                (event.recorded_at - datetime.fromisoformat(event.data["due_at"].replace("Z", "+00:00"))).total_seconds()
+                (
+                    event.recorded_at - datetime.fromisoformat(event.data["due_at"].replace("Z", "+00:00"))
+                ).total_seconds()
                 for event in herald.store.read_all(mark + 1)
                 if event.type == "ScenarioWaitElapsed"
-            ]  # fmt: skip
+            ]
             assert len(late) == timed, (len(late), timed)
         finally:
             herald.close()
     base = asyncio.run(baseline_timers(timed, 60.0))
     p50, p99 = quantiles([s * 1000 for s in late])
     b50, b99 = quantiles([s * 1000 for s in base])
-    print(f"timer lateness, {timed:,} due among {waiting:,} waiting: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
-          f"(baseline loop.call_at p50 {b50:.1f} ms, p99 {b99:.1f} ms)")  # fmt: skip
+    print(
+        f"timer lateness, {timed:,} due among {waiting:,} waiting: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+        f"(baseline loop.call_at p50 {b50:.1f} ms, p99 {b99:.1f} ms)"
+    )
 
 
 async def baseline_timers(timed: int, window: float) -> list[float]:
