@@ -404,9 +404,8 @@ def timers(waiting: int, timed: int) -> None:
             herald.runtime.drain()
             setup = time.perf_counter()
             due = waiting_journeys(herald, scenario_id, waiting, timed, 60.0)
-            print(
-                f"  ({waiting:,} waiting instances written and projected in {time.perf_counter() - setup:.0f} s)"
-            )
+            took = time.perf_counter() - setup
+            print(f"  ({waiting:,} waiting instances written and projected in {took:.0f} s)")
             mark = herald.store.head_position()
             asyncio.run(firing(herald, due[-1]))
             late = [
