@@ -3,11 +3,17 @@ events."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from herald.api.wiring import Herald
+import pytest
+
+from herald.api import replay as replay_module
+from herald.api.wiring import Herald, build
 from herald.domain.scenario_capture import ApiCapture, FieldChangedCapture, ImportCapture
 from herald.infra.clock import ManualClock
+from herald.infra.config import Settings
+from herald.infra.ids import IdSource
 from tests.scenario_builders import (
     CTX,
     campaign_node,
@@ -131,3 +137,35 @@ def test_the_special_api_call_enters_with_content_that_a_content_filter_reads(he
     herald.runtime.drain()
     assert list(messages_of(herald, premium)) == [rich]
     assert list(messages_of(herald, other)) == [poor]
+
+
+def test_herald_replay_rebuilds_the_scenario_read_model_exactly_and_keeps_the_processors_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = ManualClock(datetime(2026, 3, 2, 9, tzinfo=UTC))
+    settings = Settings(data_dir=tmp_path / "replayed", admin_token="t", reports_engine="off")
+    herald = build(settings, clock=clock, ids=IdSource(5))
+    herald.runtime._batch_size = 7  # small live batches, one large replay batch: the same rows
+    ready(herald)
+    welcome = trigger(herald, "Welcome")
+    nodes = (
+        campaign_node("1", welcome, "2"),
+        pause_node("2", "3", kind="relative", hours=2),
+        pause_node("3", None, kind="relative", days=3),
+    )
+    sid = scenario(herald, graph(*nodes))  # fmt: skip
+    imported(herald, *(f"r{i}@mail.example" for i in range(12)))
+    clock.advance(timedelta(hours=2))
+    herald.tick()
+    herald.runtime.drain()
+    live = herald.projections.checksums()
+    assert herald.scenarios.statistics(sid, clock.now().date(), clock.now().date())["in_process"] == 12
+    herald.close()
+    assert replay_module.replay(settings) == 0
+    assert "checksums identical" in capsys.readouterr().out
+    rebuilt = build(settings, clock=clock, ids=IdSource(5))
+    try:
+        assert rebuilt.projections.checksums() == live
+        assert rebuilt.runtime.positions()["scenarios"] == rebuilt.store.head_position()
+    finally:
+        rebuilt.close()
