@@ -19,9 +19,12 @@ Exactly-once: decisions are buffered per journey and appended at commit, one ato
 checked against each journey's version, before the checkpoint is saved; each event's id is
 `uuid5(processor, cause, journey, ordinal)`. A batch applied again after a crash reads the journeys
 from the log and finds its causes decided (the journey decider's guards), so it appends nothing
-twice. An action runs only on the journey event that made it due, after that event is in the log,
-and its effect's ids derive from the step (`step_id`), so running it again adds nothing; a capture
-event decides an entry once (its position is recorded on the journey).
+twice. An action that changes another aggregate (update data, subscriptions, copy, stop lists,
+segments, goals) runs on the journey event that made it due, once that event is in the log, and its
+commands' ids derive from the step (`step_id`), so running it again adds nothing. A campaign node's
+message is decided in the same decision that reaches the node and appended in the same
+`append_many` as the step (`_act_inline`): never one without the other. A capture event decides an
+entry once (its position is recorded on the journey).
 
 Which journeys wait on conditions comes from the `scenario_instances` projection (which has
 processed the pass's batch before this processor) and, for decisions of the batch itself, from the
@@ -374,8 +377,9 @@ class ScenarioProcessor:
             self._fan_out(
                 event, scenario_id, self._instances.running_profiles(scenario_id, "asleep"), st.Wake
             )
-        elif event.type == "ScenarioPublished" and event.data["version"] > 1:
-            self._fan_out(event, scenario_id, self._instances.running_profiles(scenario_id), st.Adopt)
+        elif event.type == "ScenarioPublished" and event.data["version"] > 1 and scenario.current is not None:
+            nodes = {node.id: node.type for node in scenario.current.graph.nodes}
+            self._fan_out(event, scenario_id, self._instances.misplaced(scenario_id, nodes), st.Adopt)
         elif event.type == "ScenarioDeleted":
             self._fan_out(event, scenario_id, self._instances.running_profiles(scenario_id), st.EndAll)
 

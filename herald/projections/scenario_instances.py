@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
@@ -328,6 +328,15 @@ class ScenarioInstancesProjection(SqliteProjection):
         if awaiting is not None:
             sql, params = sql + " AND awaiting = ?", (scenario_id, awaiting)
         return [row[0] for row in self.conn.execute(sql + " ORDER BY profile_id", params)]
+
+    def misplaced(self, scenario_id: str, nodes: Mapping[str, str]) -> list[str]:
+        """The profiles with a running instance at a node that `nodes` (id → type) lacks or has changed."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT profile_id, node_id, node_type FROM scenario_instances "
+            "WHERE scenario_id = ? AND status = 'running' AND node_id IS NOT NULL",
+            (scenario_id,),
+        )
+        return sorted({p for p, node_id, node_type in rows if nodes.get(node_id) != node_type})
 
     def waiting_on_conditions(self, profile_id: str) -> list[str]:
         """The scenarios in which the profile waits for a timed condition."""
