@@ -50,15 +50,18 @@ from herald.projections.scenario_instances import ScenarioInstancesProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
+from herald.projections.short_links import ShortLinksProjection
 from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
 from herald.senders.inbound_smtp import InboundServer
+from herald.senders.webpush import generate_vapid_key
 from herald.senders.worker import EmailWorker
 from herald.services.aggregates import Aggregates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
+from herald.services.device_subscriptions import DeviceSubscriptions
 from herald.services.inbound import InboundService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
@@ -97,6 +100,7 @@ class Projections:
     send_history: SendHistoryProjection
     send_queue: SendQueueProjection
     segments: SegmentsProjection
+    short_links: ShortLinksProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
     scenarios: ScenarioInstancesProjection
 
@@ -109,6 +113,7 @@ class Projections:
             self.send_history,
             self.send_queue,
             self.segments,
+            self.short_links,
             self.membership,
             self.scenarios,
         ]
@@ -143,7 +148,9 @@ class Herald:
     senders: SenderService
     inbound: InboundService
     email: EmailWorker
+    device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
+    vapid_private_key: str  # the account's web push (VAPID) key, PEM, kept in the data directory
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
     clickhouse: ClickHouse | None
@@ -196,12 +203,13 @@ class Herald:
 
     def tick(self) -> None:
         """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
-        realtime-membership windows, scenario audience runs and waits."""
+        realtime-membership windows, the waits for delivery reports, scenario audience runs and waits."""
         now = self.clock.now()
         self.campaigns.tick(now)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
+        self.deliveries.expire_delivery_waits(self.projections.send_queue.due_delivery_waits(now), now)
         self.scenarios.tick(now)
 
     async def _scenario_timers(self) -> None:
@@ -313,6 +321,7 @@ def build_projections(readmodel_path: Path, store: EventStore, account_timezone:
         send_history=SendHistoryProjection(conn),
         send_queue=SendQueueProjection(conn),
         segments=SegmentsProjection(conn),
+        short_links=ShortLinksProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
         scenarios=ScenarioInstancesProjection(conn, store, account_timezone),
     )
@@ -414,7 +423,11 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         senders=SenderService(aggregates),
         inbound=InboundService(deliveries),
         email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
+        device_subscriptions=DeviceSubscriptions(
+            catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
+        ),
         signer=signer,
+        vapid_private_key=_stored_vapid_key(settings.data_dir),
         remote=remote,
         run_audiences=audiences,
         clickhouse=clickhouse,
@@ -494,6 +507,16 @@ def remote_content_policy(settings: Settings) -> RemoteContentPolicy:
         max_bytes=settings.remote_max_bytes,
         allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in networks),
     )
+
+
+def _stored_vapid_key(data_dir: Path) -> str:
+    """The web push VAPID private key (P-256, PEM), made on first start and kept beside the other
+    secrets: never in the log, so no event carries it."""
+    path = data_dir / "vapid-private-key.pem"
+    if not path.exists():
+        path.write_text(generate_vapid_key())
+        path.chmod(0o600)
+    return path.read_text()
 
 
 def _stored_secret(data_dir: Path, name: str) -> str:

@@ -14,7 +14,15 @@ that depends on the message's history lives here:
   hours (guide, reports: "уникальные ... повторно через 24 часа"); every
   action is still recorded, with its `unique` flag;
 - tracker hits flagged as bots (mail scanners, prefetchers) are recorded
-  but never unique, so reports can leave them out.
+  but never unique, so reports can leave them out;
+- a gateway that reports delivery (SMS) first only accepts a message
+  (`MessageAccepted`, with the provider's id of every part); the message is
+  delivered when every part's delivery report says so, not delivered as soon
+  as one part's says it failed, expired or was rejected, and not delivered
+  (`no_delivery_report`) when the sender's "await delivery (seconds)" passes
+  with a part unreported. A report that comes after that wait and says
+  delivered still makes the message delivered (the provider knows best); a
+  report for a message already settled otherwise changes nothing.
 
 Every event repeats the message's reference (`MessageRef`: campaign, run,
 template and version, profile, database, resource, channel, contact, test
@@ -23,6 +31,7 @@ flag), so the counters and the report rows need no join.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -125,6 +134,26 @@ class MessageDelivered(_MessageEvent):
     assumed: bool = False  # the sender stopped after committing; the relay's answer was not seen
 
 
+@registry.register("MessageAccepted")
+class MessageAccepted(_MessageEvent):
+    """A gateway took the message; its delivery reports will name it by `provider_ids` (one per part)."""
+
+    sender_id: str
+    provider_ids: tuple[str, ...]
+    code: int = 0
+    response: str = ""
+    await_until: datetime | None = None  # when an unreported message stops waiting (None: it never waits)
+
+
+@registry.register("MessageDeliveryReported")
+class MessageDeliveryReported(_MessageEvent):
+    """The provider's delivery report on one part of an accepted message."""
+
+    provider_id: str
+    state: Literal["delivered", "undelivered", "expired", "rejected", "unknown"]
+    code: str = ""
+
+
 @registry.register("MessageSoftBounced")
 class MessageSoftBounced(_MessageEvent):
     attempt: int
@@ -149,6 +178,13 @@ class MessageNotDelivered(_MessageEvent):
     detail: str
 
 
+@registry.register("MessageLinksShortened")
+class MessageLinksShortened(_MessageEvent):
+    """The short links (`/s/<code>`) of an SMS as it was sent: code → the click token it stands for."""
+
+    links: dict[str, str]
+
+
 # --- tracking ----------------------------------------------------------------------------------
 
 
@@ -167,6 +203,11 @@ class MessageOpened(_TrackedEvent):
 @registry.register("MessageRead")
 class MessageRead(_TrackedEvent):
     pass
+
+
+@registry.register("MessageAcknowledged")
+class MessageAcknowledged(_TrackedEvent):
+    """Push delivered: the app or service worker got the push and called its `ack` link."""
 
 
 @registry.register("LinkClicked")
@@ -212,6 +253,7 @@ DeliveryStatus = Literal[
     "queued",
     "attempting",
     "committing",
+    "accepted",
     "soft_bounced",
     "delivered",
     "hard_bounced",
@@ -235,6 +277,12 @@ class DeliveryState:
     unsubscribed: bool = False
     unsubscribe_at: datetime | None = None  # a delayed unsubscribe waiting for its timer
     complained: bool = False
+    short_codes: frozenset[str] = frozenset()
+    provider_ids: tuple[str, ...] = ()  # the parts a gateway accepted
+    reported: dict[str, str] = field(default_factory=dict)  # provider id → the state its report gave
+    await_until: datetime | None = None
+    accepted_by: str = ""  # the sender that accepted it
+    not_delivered_reason: str = ""
 
     @property
     def sendable(self) -> bool:
@@ -299,9 +347,9 @@ class RecordBounceReport:
 
 @dataclass(frozen=True, slots=True)
 class RecordHit:
-    """A tracker saw the recipient open, read or click the message."""
+    """A tracker saw the recipient open, read or click the message, or a device acknowledge a push."""
 
-    action: Literal["open", "read", "click"]
+    action: Literal["open", "read", "click", "ack"]
     ip: str
     user_agent: str
     bot: bool
@@ -348,6 +396,41 @@ class RecordComplaint:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RecordAcceptance:
+    """A gateway accepted the message; with `await_delivery`, its reports are awaited that long."""
+
+    provider_ids: tuple[str, ...]
+    code: int
+    response: str
+    sender_id: str
+    await_delivery: timedelta | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDeliveryReport:
+    provider_id: str
+    state: Literal["delivered", "undelivered", "expired", "rejected", "unknown"]
+    code: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireDeliveryWait:
+    """The await-delivery timer fell due: a message still unreported is not delivered."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordShortLinks:
+    """The message's text was rendered with these short links: code → click token."""
+
+    links: Mapping[str, str]
+    at: datetime
+
+
 DeliveryCommand = (
     StartAttempt
     | MarkCommitting
@@ -361,6 +444,10 @@ DeliveryCommand = (
     | CancelUnsubscribe
     | ApplyScheduledUnsubscribe
     | RecordComplaint
+    | RecordShortLinks
+    | RecordAcceptance
+    | RecordDeliveryReport
+    | ExpireDeliveryWait
 )
 
 
@@ -416,7 +503,69 @@ def decide(command: DeliveryCommand, state: DeliveryState) -> list[Event]:
             if state.complained:
                 return []
             return [ComplaintReceived(**common, feedback_type=command.feedback_type, source=command.source)]
+        case RecordShortLinks():
+            new = {code: token for code, token in command.links.items() if code not in state.short_codes}
+            return [MessageLinksShortened(**common, links=new)] if new else []
+        case RecordAcceptance():
+            return _accepted(command, state, common)
+        case RecordDeliveryReport():
+            return _delivery_report(command, state, common)
+        case ExpireDeliveryWait():
+            due = state.await_until
+            if state.status != "accepted" or due is None or command.at < due:
+                return []
+            missing = len(state.provider_ids) - len(state.reported)
+            detail = f"{missing} of {len(state.provider_ids)} part(s) unreported when the wait ended"
+            return [MessageNotDelivered(**common, reason="no_delivery_report", detail=detail)]
     raise AssertionError(command)
+
+
+def _accepted(command: RecordAcceptance, state: DeliveryState, common: dict[str, object]) -> list[Event]:
+    if state.status not in ("attempting", "committing"):
+        return []  # recorded already
+    if not command.provider_ids:
+        raise RuleViolated("an accepted message has the provider's id", "provider_ids")
+    if command.await_delivery is None:  # no reports to wait for: taken is as far as it goes
+        return [
+            MessageDelivered(
+                **common, sender_id=command.sender_id, code=command.code, response=command.response
+            )
+        ]
+    accepted = {
+        "sender_id": command.sender_id,
+        "provider_ids": command.provider_ids,
+        "code": command.code,
+        "response": command.response,
+        "await_until": command.at + command.await_delivery,
+    }
+    return [MessageAccepted(**common, **accepted)]
+
+
+def _delivery_report(
+    command: RecordDeliveryReport, state: DeliveryState, common: dict[str, object]
+) -> list[Event]:
+    late = state.status == "not_delivered" and state.not_delivered_reason == "no_delivery_report"
+    if command.state == "unknown":
+        return []  # says nothing about the part: it stays awaited
+    if command.provider_id not in state.provider_ids or command.provider_id in state.reported:
+        return []
+    if state.status != "accepted" and not late:
+        return []
+    reported = MessageDeliveryReported(
+        **common, provider_id=command.provider_id, state=command.state, code=command.code
+    )
+    parts = {**state.reported, command.provider_id: command.state}
+    if command.state != "delivered":
+        if late:
+            return [reported]
+        detail = f"part {command.provider_id}: {command.state} {command.code}".strip()
+        return [reported, MessageNotDelivered(**common, reason=f"report_{command.state}", detail=detail)]
+    done = all(parts.get(p) == "delivered" for p in state.provider_ids)
+    if not done:
+        return [reported]
+    response = "delivery report" if not late else "delivery report after the wait"
+    delivered = MessageDelivered(**common, sender_id=state.accepted_by, code=0, response=response)
+    return [reported, delivered]
 
 
 def _outcome(command: RecordSmtpOutcome, state: DeliveryState, common: dict[str, object]) -> list[Event]:
@@ -511,6 +660,8 @@ def _hit(command: RecordHit, state: DeliveryState, common: dict[str, object]) ->
         return [MessageOpened(**tracked)]
     if command.action == "read":
         return [MessageRead(**tracked)]
+    if command.action == "ack":
+        return [MessageAcknowledged(**tracked)]
     return [LinkClicked(**tracked, link_id=command.link_id, url=command.url, link_name=command.link_name)]
 
 
@@ -534,9 +685,20 @@ def evolve(state: DeliveryState, event: Event) -> DeliveryState:
     if isinstance(event, MessageHardBounced):
         return replace(state, status="hard_bounced")
     if isinstance(event, MessageNotDelivered):
-        return replace(state, status="not_delivered")
-    if isinstance(event, MessageOpened | MessageRead | LinkClicked) and event.unique:
-        action = {MessageOpened: "open", MessageRead: "read", LinkClicked: "click"}[type(event)]
+        return replace(state, status="not_delivered", not_delivered_reason=event.reason)
+    if isinstance(event, MessageAccepted):
+        return replace(
+            state,
+            status="accepted",
+            provider_ids=event.provider_ids,
+            await_until=event.await_until,
+            accepted_by=event.sender_id,
+        )
+    if isinstance(event, MessageDeliveryReported):
+        return replace(state, reported={**state.reported, event.provider_id: event.state})
+    if isinstance(event, MessageOpened | MessageRead | LinkClicked | MessageAcknowledged) and event.unique:
+        kinds = {MessageOpened: "open", MessageRead: "read", LinkClicked: "click", MessageAcknowledged: "ack"}
+        action = kinds[type(event)]
         return replace(state, unique_since={**state.unique_since, action: event.at})
     if isinstance(event, MessageUnsubscribed):
         return replace(state, unsubscribed=True, unsubscribe_at=None)
@@ -546,6 +708,8 @@ def evolve(state: DeliveryState, event: Event) -> DeliveryState:
         return replace(state, unsubscribe_at=None)
     if isinstance(event, ComplaintReceived):
         return replace(state, complained=True)
+    if isinstance(event, MessageLinksShortened):
+        return replace(state, short_codes=state.short_codes | frozenset(event.links))
     return state
 
 

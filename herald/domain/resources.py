@@ -19,9 +19,12 @@ Decisions where the guide is silent:
   (`promo.example.com` fits `news@mail.example.com`), so relaxed alignment works.
 - SMS Caller ID: an alphanumeric sender of ≤11 characters or a numeric one of
   ≤15 digits, the limits every SMS gateway enforces.
-- Push: every chosen provider must serve one of the chosen platforms and every
-  chosen platform must be served by one chosen provider; the Firebase API key
-  is required when FCM or AppMetrica (which sends through the Firebase SDK) is used.
+- Push: `webpush` is the standard Web Push protocol with a VAPID key (every
+  current browser's push service speaks it: Chrome's FCM endpoints, Mozilla's,
+  Apple's for Safari 16+), beside the guide's providers. Every chosen
+  provider must serve one of the chosen platforms and every chosen platform
+  must be served by one chosen provider; the Firebase API key is required
+  when FCM or AppMetrica (which sends through the Firebase SDK) is used.
 - API names (fields, categories, custom channels) are latin letters, digits and
   `_`, start with a letter, ≤64 characters; custom channel names are lower-case.
 - Subscription fields are database-style custom field definitions
@@ -120,6 +123,7 @@ class PushProvider(StrEnum):
     APPMETRICA = "appmetrica"  # Yandex AppMetrica (sends through the Firebase SDK)
     HMS = "hms"  # Huawei Mobile Services
     RUSTORE = "rustore"
+    WEBPUSH = "webpush"  # the Web Push protocol (RFC 8030/8291/8292, VAPID): any browser push service
 
 
 PROVIDER_PLATFORMS: Mapping[PushProvider, frozenset[PushPlatform]] = {
@@ -129,6 +133,9 @@ PROVIDER_PLATFORMS: Mapping[PushProvider, frozenset[PushPlatform]] = {
     PushProvider.APPMETRICA: frozenset({PushPlatform.ANDROID, PushPlatform.IOS}),
     PushProvider.HMS: frozenset({PushPlatform.ANDROID, PushPlatform.IOS}),
     PushProvider.RUSTORE: frozenset({PushPlatform.ANDROID}),
+    PushProvider.WEBPUSH: frozenset(
+        {PushPlatform.CHROME, PushPlatform.FIREFOX, PushPlatform.OPERA, PushPlatform.SAFARI}
+    ),
 }
 """Which platforms each push provider can deliver to (guide, "Push канал")."""
 

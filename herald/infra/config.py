@@ -39,6 +39,8 @@ class Settings:
     inbound_smtp_port: int | None = None
     # The read pixel records a read once the client kept its request open this long.
     read_pixel_seconds: float = 10.0
+    # Web push subscriptions with an http (not https) endpoint: only for local push services in tests.
+    allow_http_push_endpoints: bool = False
 
     @property
     def event_store_path(self) -> Path:

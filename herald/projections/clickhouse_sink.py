@@ -161,6 +161,7 @@ _HANDLED = frozenset(
         "MessageOpened",
         "MessageRead",
         "LinkClicked",
+        "MessageAcknowledged",
         "MessageUnsubscribed",
         "ComplaintReceived",
         "SubscriptionAdded",
@@ -500,6 +501,7 @@ _OUTCOME_TYPES: Mapping[type, str] = {
     dl.MessageOpened: "open",
     dl.MessageRead: "read",
     dl.LinkClicked: "click",
+    dl.MessageAcknowledged: "push_delivered",  # the device's `ack` link
     dl.MessageUnsubscribed: "unsubscribe",
     dl.ComplaintReceived: "complaint",
 }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -57,6 +58,7 @@ from herald.services.rendering import (
     MessageData,
     MessageRenderer,
     RenderedMessage,
+    ShortLinkUrls,
     SignedTrackingUrls,
     lead_of,
     subscription_of,
@@ -405,7 +407,7 @@ class CampaignService:
             campaign_name=settings.name,
             content=content,
         )
-        urls = SignedTrackingUrls(self.signer, tracking_base(resource), message_id)
+        urls = tracking_urls(self.signer, resource, message_id, channel)
         message = self.renderer.render(template_id, template.version, body, channel, data, urls)
         return template.version, message.fragment_versions
 
@@ -439,8 +441,11 @@ class CampaignService:
             campaign_name=campaign.settings.name if campaign.settings else "",
             content=queued.content,
         )
-        urls = SignedTrackingUrls(self.signer, tracking_base(resource), queued.message_id)
-        return self.renderer.render(queued.template_id, queued.template_version, content, channel, data, urls)
+        urls = tracking_urls(self.signer, resource, queued.message_id, channel)
+        made = self.renderer.render(queued.template_id, queued.template_version, content, channel, data, urls)
+        if isinstance(urls, ShortLinkUrls):
+            return replace(made, short_links=dict(urls.shortened))
+        return made
 
     def templates_version(self, template_id: str, version: int) -> TemplateContent:
         """One version's content, read from the template's stream."""
@@ -728,6 +733,15 @@ class Lookups:
         if database_id not in self._databases:
             self._databases[database_id] = self._service.catalog.database(database_id).name
         return self._databases[database_id]
+
+
+def tracking_urls(
+    signer: TokenSigner, resource: Any, message_id: str, channel: Channel
+) -> SignedTrackingUrls:
+    """A message's tracker URLs on its resource's tracking domain; an SMS's clicks as short links, so
+    its length (and the parts it is sent in) is the length it is counted with when queued."""
+    kind = ShortLinkUrls if channel is Channel.SMS else SignedTrackingUrls
+    return kind(signer, tracking_base(resource), message_id)
 
 
 def tracking_base(resource: Any) -> str:

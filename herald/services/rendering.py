@@ -113,9 +113,28 @@ class SignedTrackingUrls:
     def system(self, kind: str) -> str:
         return self._url(kind, {})
 
+    def push_links(self) -> dict[str, str]:
+        """A push's `hub_link`: `ack` (GET when received: delivered) and `open` (GET when tapped)."""
+        return {"ack": self._url("ack", {}), "open": self._url("open", {})}
+
     def _url(self, purpose: str, payload: dict[str, Any]) -> str:
         token = self.signer.sign(purpose, {"m": self.message_id, **payload})
         return f"{self.base_url}/t/{purpose}/{token}"
+
+
+class ShortLinkUrls(SignedTrackingUrls):
+    """An SMS's tracker URLs: each click becomes `/s/<code>` (ten characters, not the long token),
+    and `shortened` keeps code → token for the message's `MessageLinksShortened` event."""
+
+    def __init__(self, signer: TokenSigner, base_url: str, message_id: str) -> None:
+        super().__init__(signer, base_url, message_id)
+        self.shortened: dict[str, str] = {}
+
+    def click(self, link: lk.RenderedLink) -> str:
+        token = super().click(link).rpartition("/")[2]
+        code = self.signer.short_code(token)
+        self.shortened[code] = token
+        return f"{self.base_url}/s/{code}"
 
 
 class PreviewUrls:
@@ -188,6 +207,7 @@ class RenderedMessage:
     body: RenderedEmail | RenderedSms | RenderedPush
     links: tuple[lk.RenderedLink, ...]
     fragment_versions: Mapping[str, int]
+    short_links: Mapping[str, str] = field(default_factory=dict)  # an SMS's `/s/<code>` → click token
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,7 +225,7 @@ def test_every_key_a_profile_is_found_by() -> None:
         subscribe("email", "Ann.Work@Example.com"),
         subscribe("sms", "+79000000001"),
         subscribe("push", "tok-1", provider=PushProvider.FCM),
-        subscribe("telegram_bot", "chat-1"),
+        subscribe("telegram_bot", "100200300"),
     )
     assert profile_lookup_keys(state, DB.unique_fields) == {
         LookupKey("profile_id", P1),

@@ -685,8 +685,15 @@ OTHER_ERRORS: list[tuple[str, list[Event], Any, type[DomainError], str]] = [
     (
         "the same address on another channel",
         [added()],
-        target(RemoveSubscription, channel="telegram_bot"),
+        target(RemoveSubscription, channel="sms", contact="+79000000001"),
         NotFound,
+        "contact",
+    ),
+    (
+        "a Telegram contact that is no chat id",
+        [],
+        target(RemoveSubscription, channel="telegram_bot"),
+        ValidationFailed,
         "contact",
     ),
     ("a bad contact", [added()], target(RemoveSubscription, "not-an-email"), ValidationFailed, "contact"),

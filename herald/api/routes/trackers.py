@@ -1,4 +1,4 @@
-"""The email trackers (`/t/<purpose>/<token>`, public): pixels, clicks, web version, unsubscribe, manager.
+"""The trackers (`/t/<purpose>/<token>`, SMS `/s/<code>`): pixels, clicks, web version, unsubscribe.
 
 Every tracker URL carries a token signed for its purpose (`infra/signing.py`,
 made by `services/rendering.SignedTrackingUrls`). A token that fails
@@ -6,6 +6,9 @@ verification for the route's purpose (forged, cut, or made for another
 purpose, such as a click token replayed on `/t/open/`), or that names a
 message that was never queued, gets 404 and records nothing; the answer is
 the same in every case, so it tells nothing about which messages exist.
+An SMS's links are short (`/s/<code>`, `infra/signing.short_code`): the code
+is looked up in the `short_links` read model and the click token it stands
+for is verified as on `/t/click/`; an unknown code is the same 404.
 
 Each recorded hit carries the client's IP (`request.client.host`), its
 User-Agent and the time, and a bot flag (`domain/bots.is_bot`, with the
@@ -65,6 +68,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from herald.api.browser_cookie import remember_browser
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
 from herald.domain.bots import is_bot
@@ -114,9 +118,9 @@ class Visit:
         return self.head or is_bot(self.user_agent, self.ip, seconds)
 
 
-def _visit(call: Call, purpose: str) -> Visit:
+def _visit(call: Call, purpose: str, token: str | None = None) -> Visit:
     """The request's visit; 404 (nothing recorded) unless its token is genuine and names a queued message."""
-    payload = call.herald.signer.verify(purpose, call.path_param("token"))
+    payload = call.herald.signer.verify(purpose, token if token is not None else call.path_param("token"))
     message_id = payload.get("m") if payload is not None else None
     if payload is None or not isinstance(message_id, str):
         raise HttpError(404, _NO_LINK, "token")
@@ -136,7 +140,7 @@ def _visit(call: Call, purpose: str) -> Visit:
     )
 
 
-def _hit(call: Call, visit: Visit, action: Literal["open", "read", "click"]) -> None:
+def _hit(call: Call, visit: Visit, action: Literal["open", "read", "click", "ack"]) -> None:
     link = visit.payload if action == "click" else None
     call.herald.deliveries.hit(
         visit.message_id, action, visit.ip, visit.user_agent, visit.bot, visit.at, link=link
@@ -151,8 +155,24 @@ def _gif() -> Response:
 
 
 async def open_pixel(call: Call) -> Response:
-    _hit(call, _visit(call, "open"), "open")
-    return _gif()
+    """An email's open pixel, and a push's `open` link (the app or service worker calls it on a tap)."""
+    visit = _visit(call, "open")
+    _hit(call, visit, "open")
+    return _remembered(call, visit, _gif())
+
+
+async def push_ack(call: Call) -> Response:
+    """A push's `ack` link: the device got it (push delivered)."""
+    _hit(call, _visit(call, "ack"), "ack")
+    return Response(status_code=204, headers=NO_STORE)
+
+
+def _remembered(call: Call, visit: Visit, response: Response) -> Response:
+    """An email opened or clicked in this browser: the browser cookie names its profile, so a web push
+    subscription made later from this browser goes to the same profile."""
+    if visit.ref.channel == "email" and not visit.ref.is_test and not visit.bot:
+        remember_browser(response, call.herald.signer, visit.ref.profile_id)
+    return response
 
 
 class Disconnectable(Protocol):
@@ -187,7 +207,18 @@ def _web_url(url: object) -> str | None:
 
 async def click(call: Call) -> Response:
     """Record the click and redirect to the destination its token carries (never anywhere else)."""
-    visit = _visit(call, "click")
+    return _click(call, _visit(call, "click"))
+
+
+async def short_link(call: Call) -> Response:
+    """An SMS's short link: the click token its code stands for, then as a click; 404 for any other code."""
+    token = call.herald.projections.short_links.token(call.path_param("code"))
+    if token is None:
+        raise HttpError(404, _NO_LINK, "code")
+    return _click(call, _visit(call, "click", token))
+
+
+def _click(call: Call, visit: Visit) -> Response:
     url = _web_url(visit.payload.get("u"))
     if url is None:
         raise HttpError(404, _NO_LINK, "token")
@@ -197,7 +228,7 @@ async def click(call: Call) -> Response:
         # the click is recorded before the link's actions run; an action that cannot apply must not
         # keep the recipient from the page
         log.info("click on message %s: link action not applied: %s", visit.message_id, refused)
-    return RedirectResponse(url, 302, headers=NO_STORE)
+    return _remembered(call, visit, RedirectResponse(url, 302, headers=NO_STORE))
 
 
 async def web_version(call: Call) -> Response:
@@ -364,9 +395,21 @@ async def subscription_manager(call: Call) -> Response:
 T = "trackers"
 ENDPOINTS = [
     Endpoint("GET", "/t/open/{token}", open_pixel, "Open pixel (1×1 GIF)", T, role="public"),
+    Endpoint(
+        "GET", "/t/ack/{token}", push_ack, "A push's ack link: push delivered", T, role="public", status=204
+    ),
     Endpoint("GET", "/t/read/{token}", read_pixel, "Read pixel: held open long enough", T, role="public"),
     Endpoint(
         "GET", "/t/click/{token}", click, "Record a click, redirect to the link", T, role="public", status=302
+    ),
+    Endpoint(
+        "GET",
+        "/s/{code}",
+        short_link,
+        "An SMS's short link: record the click, redirect",
+        T,
+        role="public",
+        status=302,
     ),
     Endpoint("GET", "/t/webversion/{token}", web_version, "The message's web version", T, role="public"),
     Endpoint("GET", "/t/unsubscribe/{token}", unsubscribe_link, "Unsubscribe link", T, role="public"),
