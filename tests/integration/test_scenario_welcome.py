@@ -7,9 +7,10 @@ guide allows a click instead of the opt-in confirmation), waiting an hour → tr
 points → (7) promo email; false: (8) "an SMS was sent?" → true: (9) webhook to the call centre;
 false: (10) SMS reminder → (11) pause a day → a link back to (4).
 
-Clicks are followed from the received mail through the click tracker. SMS have no gateway yet
-(the channels issue builds them), so the test records the attempt and the delivery of each queued
-SMS the way a gateway adapter will, through the delivery decider. Node (6), assign a promo code,
+Clicks are followed from the received mail through the click tracker. The SMS gateways exist but
+the worker that sends SMS through them does not yet (issue 18's generic send path), so the test
+records the attempt and the delivery of each queued SMS as that worker will, through the delivery
+decider. Node (6), assign a promo code,
 waits for the loyalty programs.
 
 Who does what, by the profile's number: 0–2 of every 10 click on day 1 (before the pause ends);
