@@ -297,6 +297,9 @@ class ScenarioPorts:
     ) -> tuple[EffectOutcome, list[StreamAppend]]:
         return self.effects.act(node, scenario, profile, instance, step_id)
 
+    def settled(self) -> None:
+        self.effects.settled()
+
     def promo_codes(self, profile_id: str) -> Mapping[str, str]:
         return {}  # no loyalty programs on this server yet: `{loyalty.<program>.promocode}` is empty
 

@@ -357,20 +357,24 @@ _STEPS: Mapping[type, Callable[[_Run, int, AnyNode], _Exit | None]] = {
 
 
 def decide(command: JourneyCommand, state: JourneyState) -> list[Event]:
+    return decided(command, state)[0]
+
+
+def decided(command: JourneyCommand, state: JourneyState) -> tuple[list[Event], JourneyState]:
+    """The events `command` decides and the state they leave (folded as they were made, once)."""
     if isinstance(command, RequestEntry):
-        return [
-            ScenarioEntryRequested(
-                scenario_id=command.scenario_id,
-                profile_id=command.profile_id,
-                request_id=command.request_id,
-                source=command.source,
-                content=dict(command.content) if command.content is not None else None,
-                at=command.at,
-            )
-        ]
+        requested = ScenarioEntryRequested(
+            scenario_id=command.scenario_id,
+            profile_id=command.profile_id,
+            request_id=command.request_id,
+            source=command.source,
+            content=dict(command.content) if command.content is not None else None,
+            at=command.at,
+        )
+        return [requested], evolve(state, requested)
     run = _Run(state, command.context)
     _HANDLERS[type(command)](run, command)
-    return run.events
+    return run.events, run.state
 
 
 def _enter(run: _Run, command: Enter) -> None:

@@ -104,6 +104,10 @@ class ScenarioPorts(Protocol):
         what to append atomically with the journey's next events (a campaign node's message)."""
         ...
 
+    def settled(self) -> None:
+        """The batch is committed or dropped: what the actions read once a batch is read again."""
+        ...
+
 
 @dataclass(slots=True)
 class _Journey:
@@ -160,6 +164,7 @@ class ScenarioProcessor:
         self._emitted.clear()
         self._touched.clear()
         self._batch_scenarios.clear()
+        self._ports.settled()
 
     def discard(self) -> None:
         """Forget the batch: its buffered decisions, and every journey state (re-read from the log)."""
@@ -168,6 +173,7 @@ class ScenarioProcessor:
         self._emitted.clear()
         self._touched.clear()
         self._batch_scenarios.clear()
+        self._ports.settled()
 
     # --- journeys ----------------------------------------------------------------------------
 
@@ -200,22 +206,30 @@ class ScenarioProcessor:
         enter = partial(st.Enter, source=request.source, cause=cause, content=request.content)
         self._decide(event, event.stream, enter, event.version)
 
-    def _act(self, cause: RecordedEvent, stream: str, instance: Instance, known: int = 0) -> None:
+    def _act(
+        self,
+        cause: RecordedEvent,
+        stream: str,
+        instance: Instance,
+        known: int = 0,
+        context: st.Context | None = None,
+    ) -> None:
         scenario_id, profile_id = journey_key(stream)
         journey = self._journey(stream, known)
-        context = self._context(scenario_id, profile_id)
+        context = context or self._context(scenario_id, profile_id)
         node = st.pending_action(journey.state, instance.entry, context)
         if node is None:
-            self._decide(cause, stream, partial(st.Continue, entry=instance.entry), known)
+            self._decide(cause, stream, partial(st.Continue, entry=instance.entry), known, context)
             return
         step_id = f"{scenario_id}-{profile_id}-{instance.entry}-{instance.visit}"
         outcome, appends = self._ports.act(node, context.scenario, context.profile, instance, step_id)
         self._also.extend((stream, append) for append in appends)
-        # the action may have changed the profile (update data, subscriptions): decide on what it is now
+        # an action other than sending may have changed the profile: decide on what it is now
+        after = context if node.type in _INLINE else None
         finish = partial(st.FinishEffect, entry=instance.entry, outcome=outcome)
-        self._decide(cause, stream, finish, known)
+        self._decide(cause, stream, finish, known, after)
 
-    def _act_inline(self, cause: RecordedEvent, stream: str, journey: _Journey) -> None:
+    def _act_inline(self, cause: RecordedEvent, stream: str, journey: _Journey, context: st.Context) -> None:
         """Send a campaign node's message in the decision that reached the node, not a pass later.
 
         Safe only for it: its one effect, the message, is appended in the same atomic `append_many`
@@ -230,22 +244,28 @@ class ScenarioProcessor:
                 and waits.set_at > journey.logged
                 and instance.node_type in _INLINE
             ):
-                self._act(cause, stream, instance)
+                self._act(cause, stream, instance, context=context)
 
-    def _decide(self, cause: RecordedEvent, stream: str, command_for: CommandFor, known: int = 0) -> None:
+    def _decide(
+        self,
+        cause: RecordedEvent,
+        stream: str,
+        command_for: CommandFor,
+        known: int = 0,
+        context: st.Context | None = None,
+    ) -> None:
         """Decide a journey command (made from the context now) on the journey, buffering its events.
 
-        `known`: a journey version the caller knows is in the log (no need to read the journey again)."""
+        `known`: a journey version the caller knows is in the log (no need to read the journey again);
+        `context`: one the caller has just read (the profile unchanged since)."""
         scenario_id, profile_id = journey_key(stream)
         journey = self._journey(stream, known)
-        command = command_for(self._context(scenario_id, profile_id))
-        events = st.decide(command, journey.state)
-        for decided in events:
-            journey.pending.append(self._envelope(cause, stream, decided))
-            journey.state = evolve(journey.state, decided)
+        context = context or self._context(scenario_id, profile_id)
+        events, journey.state = st.decided(command_for(context), journey.state)
+        journey.pending += [self._envelope(cause, stream, decided) for decided in events]
         self._touch(stream, journey)
         if events:
-            self._act_inline(cause, stream, journey)
+            self._act_inline(cause, stream, journey, context)
 
     def _envelope(self, cause: RecordedEvent, stream: str, decided: Event) -> NewEvent:
         key = (cause.event_id, stream)

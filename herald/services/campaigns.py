@@ -316,8 +316,15 @@ class CampaignService:
     def profile(self, profile_id: str) -> ProfileState:
         return self.aggregates.load(profile_decider, profile_stream(profile_id)).state
 
-    def gate(self, settings: cp.CampaignSettings, at: datetime, is_test: bool = False) -> SendGate:
-        policy = self._policy(settings)
+    def gate(
+        self,
+        settings: cp.CampaignSettings,
+        at: datetime,
+        is_test: bool = False,
+        policy: sp.SendingPolicy | None = None,
+    ) -> SendGate:
+        """The send gate of one run (its contacts used once); `policy`: the campaign's, if already known."""
+        policy = policy if policy is not None else self.policy_of(settings)
         lookup = self.catalog.stop_list_lookup
 
         def stop_list(database_id: str, channel: str, contact: str) -> str | None:
@@ -351,7 +358,7 @@ class CampaignService:
             check_uniqueness=settings.check_contact_uniqueness,
         )
 
-    def _policy(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
+    def policy_of(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
         resource = self.catalog.resource(settings.resource_id)
         account_id = self.aggregates.load(
             sp.account_sending_policy_decider, sp.ACCOUNT_SENDING_POLICY_STREAM
@@ -513,7 +520,7 @@ class CampaignService:
         context: CommandContext,
     ) -> list[dict[str, Any]]:
         """Fire a trigger for profiles (ids or match keys): one message each, queued or refused with why."""
-        state = self._active_trigger(campaign_id)
+        state = self.active_trigger(campaign_id)
         settings = state.settings
         assert settings is not None
         now = self._now()
@@ -524,7 +531,7 @@ class CampaignService:
             results.append(self._fire_one(state, settings, gate, recipient, run_id, i, content, now, context))
         return results
 
-    def _active_trigger(self, campaign_id: str) -> cp.CampaignState:
+    def active_trigger(self, campaign_id: str) -> cp.CampaignState:
         state = self.loaded(campaign_id).state
         settings = state.settings
         assert settings is not None
@@ -551,14 +558,17 @@ class CampaignService:
         step_id: str,
         content: Mapping[str, Any] | None,
         scenario_id: str,
+        lookups: Lookups | None = None,
     ) -> ms.MessageDecision:
         """A scenario campaign node's message for the profile, decided, not appended.
 
         The scenario processor appends it atomically with the step's exit, so a step is either
         decided with its message or not at all; its id derives from the step, so the same step
         makes the same message. A trigger that is not active (or paused), or that fires for
-        another database, sends nothing and says so (RuleViolated)."""
-        state = self._active_trigger(campaign_id)
+        another database, sends nothing and says so (RuleViolated). `lookups`: what a batch of
+        steps reads once (the trigger, its sending policy, templates, resources)."""
+        found = lookups or self.lookups()
+        state = found.trigger(campaign_id)
         settings = state.settings
         assert settings is not None
         if settings.database_id != profile.database_id:
@@ -568,9 +578,10 @@ class CampaignService:
                 "campaign_id",
             )
         now = self._now()
-        run_id = f"scenario:{step_id}"
-        return self._decision(
-            state, settings, self.gate(settings, now), profile, run_id, content, now, scenario_id
+        gate = self.gate(settings, now, policy=found.policy(settings))
+        draft = self._draft(state, settings, profile, f"scenario:{step_id}", now, scenario_id)
+        return self.decide(
+            replace(draft, lookups=found), gate, profile, content, *self._trigger_timing(settings, now)
         )
 
     def _fire_one(
@@ -602,18 +613,33 @@ class CampaignService:
         run_id: str,
         content: Mapping[str, Any] | None,
         now: datetime,
-        scenario_id: str | None = None,
     ) -> ms.MessageDecision:
+        draft = self._draft(state, settings, profile, run_id, now)
+        return self.decide(draft, gate, profile, content, *self._trigger_timing(settings, now))
+
+    def _draft(
+        self,
+        state: cp.CampaignState,
+        settings: cp.CampaignSettings,
+        profile: ProfileState,
+        run_id: str,
+        now: datetime,
+        scenario_id: str | None = None,
+    ) -> MessageDraft:
         """A trigger's message for the profile: one of its templates at random (the same on a retry)."""
-        assert settings.trigger is not None
         message_id = ms.message_id(state.campaign_id, run_id, profile.profile_id)
         templates = settings.template_ids
         template_id = templates[int(message_id, 16) % len(templates)]
-        lane = ms.Lane.TRIGGER_HIGH if settings.trigger.high_priority else ms.Lane.TRIGGER
-        draft = MessageDraft(
+        return MessageDraft(
             state.campaign_id, settings, run_id, message_id, template_id, now, scenario_id=scenario_id
         )
-        return self.decide(draft, gate, profile, content, lane, now + settings.trigger.delay)
+
+    @staticmethod
+    def _trigger_timing(settings: cp.CampaignSettings, now: datetime) -> tuple[ms.Lane, datetime]:
+        """A trigger's lane (high priority or not) and when its message is due (after its delay)."""
+        assert settings.trigger is not None
+        lane = ms.Lane.TRIGGER_HIGH if settings.trigger.high_priority else ms.Lane.TRIGGER
+        return lane, now + settings.trigger.delay
 
     def resolve(self, database_id: str, selector: Mapping[str, Any], path: str) -> str:
         """The profile a selector (`{"profile_id": ...}`, `{"email": ...}`, a unique field) names."""
@@ -711,13 +737,29 @@ class CampaignService:
 
 
 class Lookups:
-    """Templates, resources and database names read once for a batch of messages (a run's chunk)."""
+    """Templates, resources, database names, triggers and their sending policies read once for a
+    batch of messages (a run's chunk, a scenario processor's batch)."""
 
     def __init__(self, service: CampaignService) -> None:
         self._service = service
         self._templates: dict[str, TemplateState] = {}
         self._resources: dict[str, Any] = {}
         self._databases: dict[str, str] = {}
+        self._triggers: dict[str, cp.CampaignState] = {}
+        self._policies: dict[str, sp.SendingPolicy] = {}
+
+    def trigger(self, campaign_id: str) -> cp.CampaignState:
+        """An active trigger campaign (else RuleViolated, not kept: it is asked again)."""
+        if campaign_id not in self._triggers:
+            self._triggers[campaign_id] = self._service.active_trigger(campaign_id)
+        return self._triggers[campaign_id]
+
+    def policy(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
+        """The sending policy a campaign's messages are checked against (account, resource, own)."""
+        key = settings.model_dump_json(include={"resource_id", "sending_policy_id", "apply_resource_policy"})
+        if key not in self._policies:
+            self._policies[key] = self._service.policy_of(settings)
+        return self._policies[key]
 
     def template(self, template_id: str) -> TemplateState:
         if template_id not in self._templates:

@@ -64,7 +64,7 @@ from herald.domain.tracking import activity_payload, activity_stream
 from herald.infra.event_store import NewEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 from herald.services.aggregates import CommandContext
-from herald.services.campaigns import CampaignService, decision_json
+from herald.services.campaigns import CampaignService, Lookups, decision_json
 from herald.services.profiles import ImportOptions, ProfileService
 from herald.services.segments import SegmentService
 
@@ -105,6 +105,9 @@ class ScenarioEffects:
         self._catalog = profiles.catalog
         self._aggregates = profiles.aggregates
         self.promo_codes = promo_codes
+        self._lookups: Lookups | None = (
+            None  # what a batch of steps reads once (triggers, templates, policies)
+        )
         self._handlers: Mapping[type, Callable[[Any, _Step], EffectOutcome]] = {
             CampaignNode: self._campaign,
             UpdateDataNode: self._update_data,
@@ -129,11 +132,22 @@ class ScenarioEffects:
         except DomainError as error:
             return EffectOutcome(error=_reason(error)), []
 
+    def settled(self) -> None:
+        """A batch of steps is done: read triggers, templates and policies afresh for the next."""
+        self._lookups = None
+
     # --- the nodes ---------------------------------------------------------------------------
 
     def _campaign(self, node: CampaignNode, step: _Step) -> EffectOutcome:
+        if self._lookups is None:
+            self._lookups = self._campaigns.lookups()
         decision = self._campaigns.scenario_message(
-            node.campaign_id, step.profile, step.step_id, step.instance.content, step.scenario_id
+            node.campaign_id,
+            step.profile,
+            step.step_id,
+            step.instance.content,
+            step.scenario_id,
+            self._lookups,
         )
         stream = message_stream(decision.message_id)
         new = self._aggregates.new_events(stream, [decision], step.context())
