@@ -20,10 +20,11 @@ delivery latency). Reported at p50 and p99.
 
 `timers` — durable timers on the real clock with 1,000,000 waiting instances: the instances'
 journeys (entered, pause entered, wait scheduled) are appended straight to the log in the form the
-decider writes them and projected (not timed), their due times spread over the next day, and
-`TIMED` of them fall due within the measured window. Herald's scenario timer loop fires them;
-lateness is the `recorded_at` of each `ScenarioWaitElapsed` minus its due time. Baseline: asyncio's
-`loop.call_at` for the same due times in the same process. Reported at p50 and p99.
+decider writes them and projected (not timed), their due times spread over the day after, and the
+last `TIMED` of them written fall due within the measured minute, starting ten seconds later.
+Herald's scenario timer loop fires them, with `herald serve`'s other loops running; lateness is the
+`recorded_at` of each `ScenarioWaitElapsed` minus its due time. Baseline: asyncio's `loop.call_at`
+for the same due times in the same process. Reported at p50 and p99.
 
     python bench/bench_scenarios.py throughput [--profiles 100000]
     python bench/bench_scenarios.py latency [--entries 1000]
@@ -347,41 +348,39 @@ def baseline_latency(data_dir: Path, count: int) -> list[float]:
 def waiting_journeys(
     herald: Herald, scenario_id: str, waiting: int, timed: int, window: float
 ) -> list[datetime]:
-    """`waiting` instances paused on node 1, appended as the decider writes them; the `timed` ones fall due
-    within `window` seconds from half a minute on, the others over the next day. Returns the timed ones."""
-    now = datetime.now(UTC)
-    start = now + timedelta(seconds=30)
+    """`waiting` instances paused on node 1, appended as the decider writes them and projected. The
+    `timed` ones are written last and fall due within `window` seconds from ten seconds after they
+    are written; the others over the day after. Returns the timed ones' due times."""
     chance = random.Random(3)
-    timed_due = sorted(start + timedelta(seconds=chance.uniform(0, window)) for _ in range(timed))
+    later = datetime.now(UTC) + timedelta(days=1)
+    far = [later + timedelta(seconds=chance.uniform(0, 86_400)) for _ in range(waiting - timed)]
+    _paused(herald, scenario_id, 0, far)
+    start = datetime.now(UTC) + timedelta(seconds=10)
+    soon = sorted(start + timedelta(seconds=chance.uniform(0, window)) for _ in range(timed))
+    _paused(herald, scenario_id, waiting - timed, soon)
+    return soon
+
+
+def _paused(herald: Herald, scenario_id: str, first: int, due_times: Sequence[datetime]) -> None:
+    """Instances `first`, `first + 1`… entered and waiting on the pause until each due time."""
+    now = datetime.now(UTC)
     cause = EntryCause(kind="request", event_id="bench", position=1)
-    for first in range(0, waiting, 20_000):
+    for start in range(0, len(due_times), 20_000):
         appends = []
-        for n in range(first, min(first + 20_000, waiting)):
-            due = (
-                timed_due[n]
-                if n < timed
-                else start + timedelta(seconds=window + 60 + chance.uniform(0, 86_400))
-            )
-            ids = {"scenario_id": scenario_id, "profile_id": f"p{n:07d}", "at": now}
+        for offset, due in enumerate(due_times[start : start + 20_000], start=first + start):
+            ids = {"scenario_id": scenario_id, "profile_id": f"p{offset:07d}", "at": now}
             events = [
                 ProfileEnteredScenario(**ids, entry=1, source="manual", cause=cause),
                 ScenarioNodeEntered(**ids, entry=1, visit=1, node_id="1", node_type="pause", version=1),
                 ScenarioWaitScheduled(**ids, entry=1, visit=1, node_id="1", due_at=due, purpose="pause"),
             ]
-            stream = journey_stream(scenario_id, f"p{n:07d}")
-            appends.append(
-                StreamAppend(
-                    stream,
-                    [
-                        NewEvent(deterministic_id("bench-journey", n, i), e.type_name, e.to_data(), now)
-                        for i, e in enumerate(events)
-                    ],
-                    0,
-                )
-            )
+            new = [
+                NewEvent(deterministic_id("bench-journey", offset, i), e.type_name, e.to_data(), now)
+                for i, e in enumerate(events)
+            ]
+            appends.append(StreamAppend(journey_stream(scenario_id, f"p{offset:07d}"), new, 0))
         herald.store.append_many(appends)
         herald.runtime.drain()
-    return timed_due
 
 
 async def firing(herald: Herald, last_due: datetime) -> None:
