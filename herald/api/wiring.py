@@ -29,6 +29,7 @@ from herald.infra.ids import IdSource
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
+from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
@@ -76,6 +77,7 @@ from herald.services.segment_members import (
     SegmentMembers,
     SqlMembers,
 )
+from herald.services.segment_urls import opened_url
 from herald.services.segments import ProfilesForEvaluation, SegmentService, StoredSegments
 from herald.services.senders import SenderService
 from herald.services.sending_policies import SendingPolicyService
@@ -150,6 +152,7 @@ class Herald:
     email: EmailWorker
     device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
+    box: SecretBox  # seals and opens the secrets stored in the log
     vapid_private_key: str  # the account's web push (VAPID) key, PEM, kept in the data directory
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
@@ -343,6 +346,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
     signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
+    box = load_secret_box(settings.secrets_key, settings.data_dir)
+    senders = SenderService(aggregates, box)
     clickhouse = build_clickhouse(settings)
     reports_runtime = (
         InProcessRuntime(
@@ -358,7 +363,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     # With the scale engine the worker feeds the sink: nothing here may drive it as well.
     embedded_sink = reports_runtime if settings.engine == "embedded" else None
     segments = segment_service(
-        settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files
+        settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files, box
     )
     campaigns = CampaignService(
         catalog,
@@ -423,13 +428,14 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         scenarios=scenarios,
         webhooks=webhooks,
         deliveries=deliveries,
-        senders=SenderService(aggregates),
+        senders=senders,
         inbound=InboundService(deliveries),
-        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
+        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, senders, clock),
         device_subscriptions=DeviceSubscriptions(
             catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
         ),
         signer=signer,
+        box=box,
         vapid_private_key=_stored_vapid_key(settings.data_dir),
         remote=remote,
         run_audiences=audiences,
@@ -464,6 +470,7 @@ def segment_service(
     reports: tuple[ClickHouse | None, InProcessRuntime | None],
     external: ExternalSets,
     files: SegmentFiles,
+    box: SecretBox,
 ) -> SegmentService:
     """Segments over the bulk evaluator: SQL on the report store when reports are on, else in process."""
     stored = StoredSegments(aggregates)
@@ -475,7 +482,8 @@ def segment_service(
             ProfilesForEvaluation(aggregates, projections.profiles, projections.membership.facts)
         )
     )
-    evaluator = SegmentMembers(stored, engine, FetchedSets(external.post_url, files.column))
+    fetched = FetchedSets(lambda s, at: external.post_url(s, at, opened_url(box, s)), files.column)
+    evaluator = SegmentMembers(stored, engine, fetched)
     return SegmentService(
         aggregates,
         stored,
@@ -483,6 +491,7 @@ def segment_service(
         projections.profiles,
         evaluator,
         settings.account_timezone,
+        box,
     )
 
 
@@ -515,17 +524,9 @@ def remote_content_policy(settings: Settings) -> RemoteContentPolicy:
 def _stored_vapid_key(data_dir: Path) -> str:
     """The web push VAPID private key (P-256, PEM), made on first start and kept beside the other
     secrets: never in the log, so no event carries it."""
-    path = data_dir / "vapid-private-key.pem"
-    if not path.exists():
-        path.write_text(generate_vapid_key())
-        path.chmod(0o600)
-    return path.read_text()
+    return private_file(data_dir / "vapid-private-key.pem", generate_vapid_key) + "\n"
 
 
 def _stored_secret(data_dir: Path, name: str) -> str:
     """A secret (admin token, signing key) made on first start and kept in the data directory."""
-    path = data_dir / name
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return private_file(data_dir / name, lambda: secrets.token_urlsafe(32))

@@ -13,8 +13,15 @@ that depends on the message's history lives here:
   same action on the same message was counted unique within the previous 24
   hours (guide, reports: "уникальные ... повторно через 24 часа"); every
   action is still recorded, with its `unique` flag;
-- tracker hits flagged as bots (mail scanners, prefetchers) are recorded
-  but never unique, so reports can leave them out;
+- tracker hits flagged as bots (mail scanners, prefetchers; `domain/bots.py`) are
+  recorded with the rule that matched and why (`bot_rule`, `bot_reason`), never
+  unique, so reports and segments leave them out and the history says why;
+- a person's click on a message with no open counted in the 24 hours before
+  it also records that open (`MessageOpened{implied: true}`, unique): whoever
+  clicked opened the message, though the pixel did not load (images blocked or
+  cached). So unique opens hold every unique clicker and CTOR (unique clicks
+  per unique open) never counts a clicker who never opened, as Mailchimp and
+  SendGrid count a click without an open;
 - a gateway that reports delivery (SMS) first only accepts a message
   (`MessageAccepted`, with the provider's id of every part); the message is
   delivered when every part's delivery report says so, not delivered as soon
@@ -36,8 +43,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from herald.domain.bots import BotVerdict
 from herald.domain.decider import Decider
 from herald.domain.errors import NotFound, RuleViolated
 from herald.domain.events import Event, registry
@@ -113,10 +121,27 @@ def _ref_fields(message_id: str, ref: MessageRef) -> dict[str, object]:
 # --- sending -----------------------------------------------------------------------------------
 
 
+class RenderInputs(BaseModel):
+    """What a message was rendered from that may change after it is sent: the profile's stream
+    version, the fragments' versions and the remote content fetched. The template version and a
+    trigger's content are on the queued message already; with these, rendering again gives the
+    message as it was sent (its web version), whatever changed since."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    profile_version: int
+    fragment_versions: dict[str, int] = Field(default_factory=dict)
+    remote_html: dict[str, str] = Field(default_factory=dict, description="`{[url]}` blocks: URL → HTML")
+    remote_json: dict[str, dict[str, JsonValue]] = Field(
+        default_factory=dict, description="the JSON content URL → what it answered"
+    )
+
+
 @registry.register("MessageSendAttempted")
 class MessageSendAttempted(_MessageEvent):
     attempt: int
     sender_id: str
+    rendered_from: RenderInputs | None = None  # absent on attempts recorded before it was kept
 
 
 @registry.register("MessageCommitting")
@@ -193,11 +218,13 @@ class _TrackedEvent(_MessageEvent):
     user_agent: str = ""
     unique: bool
     bot: bool = False
+    bot_rule: str = ""  # the `domain/bots.py` rule that made it a machine's hit
+    bot_reason: str = ""  # the same in words, for the message's history
 
 
 @registry.register("MessageOpened")
 class MessageOpened(_TrackedEvent):
-    pass
+    implied: bool = False  # recorded for a person's click: no open was counted in the 24 h before it
 
 
 @registry.register("MessageRead")
@@ -300,6 +327,7 @@ class DeliveryState:
 class StartAttempt:
     sender_id: str
     at: datetime
+    rendered_from: RenderInputs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +380,7 @@ class RecordHit:
     action: Literal["open", "read", "click", "ack"]
     ip: str
     user_agent: str
-    bot: bool
+    bot: BotVerdict | None  # why it is a machine's hit; None for a person's
     at: datetime
     link_id: str = ""
     url: str = ""
@@ -462,7 +490,13 @@ def decide(command: DeliveryCommand, state: DeliveryState) -> list[Event]:
         case StartAttempt():
             if not state.sendable:
                 raise RuleViolated(f"the message is {state.status}: it is not sent again", "message_id")
-            return [MessageSendAttempted(**common, attempt=state.attempts + 1, sender_id=command.sender_id)]
+            attempt = MessageSendAttempted(
+                **common,
+                attempt=state.attempts + 1,
+                sender_id=command.sender_id,
+                rendered_from=command.rendered_from,
+            )
+            return [attempt]
         case MarkCommitting():
             if state.status != "attempting":
                 raise RuleViolated("no attempt in progress", "message_id")
@@ -648,21 +682,33 @@ def _bounce_report(
 
 
 def _hit(command: RecordHit, state: DeliveryState, common: dict[str, object]) -> list[Event]:
-    last = state.unique_since.get(command.action)
-    unique = not command.bot and (last is None or command.at - last >= UNIQUE_WINDOW)
+    bot = command.bot
     tracked = common | {
         "ip": command.ip,
         "user_agent": command.user_agent,
-        "unique": unique,
-        "bot": command.bot,
+        "bot": bot is not None,
+        "bot_rule": bot.rule if bot is not None else "",
+        "bot_reason": bot.reason if bot is not None else "",
     }
+    unique = bot is None and _counts_unique(state, command.action, command.at)
     if command.action == "open":
-        return [MessageOpened(**tracked)]
+        return [MessageOpened(**tracked, unique=unique)]
     if command.action == "read":
-        return [MessageRead(**tracked)]
+        return [MessageRead(**tracked, unique=unique)]
     if command.action == "ack":
-        return [MessageAcknowledged(**tracked)]
-    return [LinkClicked(**tracked, link_id=command.link_id, url=command.url, link_name=command.link_name)]
+        return [MessageAcknowledged(**tracked, unique=unique)]
+    clicked = LinkClicked(
+        **tracked, unique=unique, link_id=command.link_id, url=command.url, link_name=command.link_name
+    )
+    if bot is None and _counts_unique(state, "open", command.at):
+        return [MessageOpened(**tracked, unique=True, implied=True), clicked]
+    return [clicked]
+
+
+def _counts_unique(state: DeliveryState, action: str, at: datetime) -> bool:
+    """Whether a person's `action` at `at` counts as unique: none counted in the 24 hours before."""
+    last = state.unique_since.get(action)
+    return last is None or at - last >= UNIQUE_WINDOW
 
 
 # --- evolve ------------------------------------------------------------------------------------
