@@ -384,6 +384,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         projections.scenarios,
         ScenarioTimers(store, projections.scenarios),
         settings.account_timezone,
+        box,
     )
     ports = ScenarioPorts(
         scenarios,
@@ -402,7 +403,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         execute=aggregates.execute_request,
     )
     webhooks = ScenarioWebhooks(
-        store, projections.scenarios, WebhookCaller(remote_content_policy(settings)), ports, clock
+        store, projections.scenarios, WebhookCaller(remote_content_policy(settings)), ports, clock, box
     )
     return Herald(
         settings=settings,

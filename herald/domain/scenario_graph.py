@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from herald.domain.content_filter import ContentFilter, check_filter
 from herald.domain.errors import ValidationFailed
 from herald.domain.scenario_waits import Wait, always_waits, check_wait
+from herald.domain.secrets import SealedSecret
 from herald.domain.segments import Group, PercentLimit, Rule
 from herald.domain.statuses import Status
 
@@ -160,17 +161,25 @@ class SubscriptionNode(_Single):
 
 
 class WebhookParam(_Model):
+    """A parameter; a custom one whose name says it is a credential (`api_key`, `token`) is stored
+    masked in `value` and whole in `sealed_value` (`domain/secrets.py`), opened only to call."""
+
     name: str
     source: Literal["profile", "custom"] = Field(
         description="из подписчика: a profile field; указать свое: text"
     )
     value: str = Field(description="the field's name, or a template (`{loyalty.black-friday.promocode}`)")
+    sealed_value: SealedSecret | None = Field(None, description="set by Herald: the credential")
 
 
 class WebhookNode(_Single):
+    """A call out; a URL with credentials in it (a login, a `token=` parameter) is stored masked in
+    `url` and whole in `sealed_url`, opened only to call."""
+
     type: Literal["webhook"] = "webhook"
     method: Literal["GET", "POST"] = "GET"
     url: str = Field(description="a template: `https://example.org/api/?code={loyalty.discount.promocode}`")
+    sealed_url: SealedSecret | None = Field(None, description="set by Herald: the URL with its credentials")
     params: tuple[WebhookParam, ...] = ()
     timeout_seconds: float = Field(10.0, gt=0, le=MAX_WEBHOOK_TIMEOUT)
     attempts: int = Field(3, ge=1, le=MAX_WEBHOOK_ATTEMPTS)

@@ -32,13 +32,16 @@ from herald.domain.scenario_instances import (
     journey_key,
 )
 from herald.domain.scenarios import ScenarioState
+from herald.domain.secrets import redacted_url
 from herald.domain.templating import RenderContext, TemplateRenderError, TemplateSyntaxError, compile_template
 from herald.infra.clock import Clock
 from herald.infra.event_store import EventStore, NewEvent
 from herald.infra.ids import deterministic_id
+from herald.infra.secret_box import SecretBox
 from herald.infra.webhooks import WebhookAnswer, WebhookCaller, WebhookRequest
 from herald.projections.scenario_instances import ScenarioInstancesProjection
 from herald.services.rendering import lead_of
+from herald.services.scenario_secrets import opened_url, opened_value
 
 ACTOR = "scenario-webhooks"
 BATCH = 100
@@ -75,6 +78,7 @@ class ScenarioWebhooks:
         caller: WebhookCaller,
         ports: WebhookPorts,
         clock: Clock,
+        box: SecretBox,
         concurrency: int = 8,
     ) -> None:
         self._store = store
@@ -82,6 +86,7 @@ class ScenarioWebhooks:
         self._caller = caller
         self._ports = ports
         self._clock = clock
+        self._box = box
         self._concurrency = concurrency
         self._taken: set[tuple[str, int, int, int]] = set()  # being made, or answered and not yet projected
 
@@ -141,10 +146,13 @@ class ScenarioWebhooks:
                 program: {"promocode": code} for program, code in self._ports.promo_codes(profile_id).items()
             },
         )
-        params = [(p.name, _param(p.source, p.value, profile, context)) for p in node.params]
+        params = [
+            (p.name, _param(p.source, opened_value(self._box, node, p), profile, context))
+            for p in node.params
+        ]
         request = WebhookRequest(
             method=node.method,
-            url=_render(node.url, context),
+            url=_render(opened_url(self._box, node), context),
             params=params,
             timeout_seconds=node.timeout_seconds,
             request_id=f"{stream}-{entry}-{visit}",
@@ -162,7 +170,7 @@ class ScenarioWebhooks:
                 visit=call.visit,
                 attempt=call.attempt,
                 method=call.request.method,
-                url=call.request.url,
+                url=redacted_url(call.request.url),  # what was called, its credentials masked
                 status=answer.status,
                 body=answer.body,
                 error=answer.error,

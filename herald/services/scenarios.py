@@ -10,6 +10,8 @@ Decisions where the guide is silent:
   of the same type there; a subscription node names a resource with those channels that takes
   the database; a webhook's URL is an http(s) template; a stop list, a static segment, a loyalty
   program exist; a schedule capture's rules are valid and a tracked event's filter is.
+- A webhook's credentials (a login or a `token=` in its URL, a custom parameter named like a
+  credential) are sealed at save (`scenario_secrets`): the log holds them encrypted only.
 - The special API call (`enter`) asks for up to 1,000 profiles by id or match key with one JSON
   `content`; manual entry ("Отправить профили в сценарий") takes up to 10,000 profile ids or a
   segment. Entries are requests on the profiles' journeys, decided by the processor (so the
@@ -56,11 +58,13 @@ from herald.domain.schedules import next_runs
 from herald.domain.segments import CountLimit, SegmentQuery, Source
 from herald.domain.templating import TemplateSyntaxError, compile_template
 from herald.infra.event_store import StreamAppend
+from herald.infra.secret_box import SecretBox
 from herald.projections.scenario_instances import ScenarioInstancesProjection
 from herald.services.aggregates import CommandContext, Loaded, Outcome
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.scenario_effects import PromoCodes
+from herald.services.scenario_secrets import sealed_webhooks
 from herald.services.scenario_timers import ScenarioTimers
 from herald.services.segments import SegmentService
 
@@ -79,6 +83,7 @@ class ScenarioService:
         projection: ScenarioInstancesProjection,
         timers: ScenarioTimers,
         account_timezone: str,
+        box: SecretBox,
         promo_codes: PromoCodes | None = None,
     ) -> None:
         self.catalog = catalog
@@ -88,6 +93,7 @@ class ScenarioService:
         self.projection = projection
         self.timers = timers
         self.account_timezone = account_timezone
+        self.box = box  # seals the credentials in webhook URLs and parameters
         self.promo_codes = promo_codes
 
     # --- reading -------------------------------------------------------------------------------
@@ -145,6 +151,7 @@ class ScenarioService:
         self, settings: sc.ScenarioSettings, graph: ScenarioGraph, context: CommandContext
     ) -> tuple[str, Outcome]:
         checked_settings, checked, checks = self.checked(settings, graph)
+        checked = sealed_webhooks(self.box, checked, None)
         now = self._now()
         seen = len(self.projection.cards())
         return self.catalog.create_numbered(
@@ -165,6 +172,8 @@ class ScenarioService:
         expected: int | None = None,
     ) -> Outcome:
         checked_settings, checked, checks = self.checked(settings, graph)
+        current = self.loaded(scenario_id).state.current
+        checked = sealed_webhooks(self.box, checked, current.graph if current else None)
         command = sc.ChangeScenario(
             scenario_id, checked_settings, checked, tuple(removed), checks, self.account_timezone, self._now()
         )

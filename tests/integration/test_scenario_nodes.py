@@ -327,3 +327,36 @@ def test_manual_entry_by_ids_or_by_segment_and_the_statistics(herald: Herald) ->
     stats = herald.scenarios.statistics(sid, today, today)
     assert (stats["entered"], stats["completed"], stats["rejected"], stats["in_process"]) == (3, 3, 3, 0)
     assert stats["nodes"] == [{"node_id": "1", "entered": 3, "failed": 0, "exited": {"next": 3}}]
+
+
+def test_a_webhooks_credentials_are_sealed_in_the_log_kept_across_an_edit_and_sent_in_clear(
+    open_herald: Herald, receiver: str
+) -> None:
+    herald = open_herald
+    ready(herald)
+    hook = {
+        "id": "h",
+        "type": "webhook",
+        "url": receiver + "/call?api_key=s3cret-key&list=7",
+        "params": [{"name": "token", "source": "custom", "value": "t0ken-value"},
+                   {"name": "who", "source": "custom", "value": "{lead.email}"}],
+    }  # fmt: skip
+    sid = scenario(herald, graph(hook))
+    state = herald.scenarios.scenario(sid)
+    assert state.settings is not None and state.current is not None
+    shown = state.current.graph.model_dump(mode="json")
+    assert shown["nodes"][0]["url"].endswith("/call?api_key=***&list=7")
+    assert shown["nodes"][0]["params"][0]["value"] == "***"
+    again = graph(*shown["nodes"], {"id": "z", "type": "pause", "wait": {"kind": "relative", "days": 1}})
+    again = again.model_copy(
+        update={"nodes": (again.nodes[0].model_copy(update={"next": "z"}), again.nodes[1])}
+    )
+    herald.scenarios.change(sid, state.settings, again, [], CTX)  # sent back masked: the sealed values stay
+    herald.runtime.drain()
+    imported(herald, "sec@mail.example")
+    herald.webhooks.call_due()
+    [call] = _Receiver.calls
+    assert call["query"]["api_key"] == ["s3cret-key"] and call["query"]["token"] == ["t0ken-value"]
+    assert call["query"]["who"] == ["sec@mail.example"]
+    stored = b"".join(orjson.dumps(e.data) for e in herald.store.read_all(1))
+    assert b"s3cret-key" not in stored and b"t0ken-value" not in stored
