@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from herald.domain import scenario_instances as si
 from herald.domain import scenarios as sc
 from herald.domain.events import registry
-from herald.infra.event_store import EventStore, RecordedEvent
+from herald.infra.event_store import EventFilter, EventStore, RecordedEvent
 from herald.infra.serialization import dumps, loads
 from herald.projections.sqlite_projection import SqliteProjection
 
@@ -98,6 +98,10 @@ class ScenarioInstancesProjection(SqliteProjection):
 
     def handlers(self) -> dict[str, Any]:
         return {}
+
+    @property
+    def consumes(self) -> EventFilter:
+        return EventFilter(stream_prefixes=(si.JOURNEY_PREFIX, _SCENARIO_PREFIX))
 
     def apply(self, event: RecordedEvent) -> None:
         if event.stream.startswith(si.JOURNEY_PREFIX):
