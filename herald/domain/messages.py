@@ -71,6 +71,7 @@ class MessageQueued(Event):
     local_day: date  # the profile's calendar day when queued: what sending policies count by
     is_test: bool = False
     content: dict[str, Any] | None = None  # JSON passed with a trigger, for the template's `json.*`
+    scenario_id: str | None = None  # sent by a scenario's campaign node
     at: datetime
 
 
@@ -88,6 +89,7 @@ class MessageSuppressed(Event):
     reason: Suppression
     detail: str
     is_test: bool = False
+    scenario_id: str | None = None
     at: datetime
 
 
@@ -106,6 +108,7 @@ class MessageFailed(Event):
     template_version: int
     reason: str
     is_test: bool = False
+    scenario_id: str | None = None
     at: datetime
 
 
@@ -124,6 +127,7 @@ class MessageDraft:
     at: datetime
     due_at: datetime | None = None  # default: at once
     lookups: object = None  # what the ports looked up for this chunk (templates, resource), reused
+    scenario_id: str | None = None  # a scenario's campaign node sends it
 
 
 @dataclass(frozen=True, slots=True)

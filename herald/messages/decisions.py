@@ -15,6 +15,7 @@ from typing import Any
 
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
+from herald.domain import sending_policies as sp
 from herald.domain.errors import DomainError
 from herald.domain.profiles import ProfileState
 from herald.domain.resources import ResourceState
@@ -28,14 +29,24 @@ from herald.messages.rendering import MessageData, MessageRenderer, lead_of, sub
 
 
 class Lookups:
-    """Templates, resources and database names read once for a batch of messages (a run's chunk)."""
+    """Templates, resources, database names and sending policies read once for a batch of messages
+    (a run's chunk, a scenario processor's batch)."""
 
-    def __init__(self, aggregates: Aggregates, catalog: Catalog) -> None:
+    def __init__(self, aggregates: Aggregates, catalog: Catalog, gates: SendGates) -> None:
         self._aggregates = aggregates
         self._catalog = catalog
+        self._gates = gates
         self._templates: dict[str, TemplateState] = {}
         self._resources: dict[str, ResourceState] = {}
         self._databases: dict[str, str] = {}
+        self._policies: dict[str, sp.SendingPolicy] = {}
+
+    def policy(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
+        """The sending policy a campaign's messages are checked against (account, resource, own)."""
+        key = settings.model_dump_json(include={"resource_id", "sending_policy_id", "apply_resource_policy"})
+        if key not in self._policies:
+            self._policies[key] = self._gates.policy(settings)
+        return self._policies[key]
 
     def template(self, template_id: str) -> TemplateState:
         if template_id not in self._templates:
@@ -70,7 +81,7 @@ class MessageDecisions:
         self.gates = gates
 
     def lookups(self) -> Lookups:
-        return Lookups(self.aggregates, self.catalog)
+        return Lookups(self.aggregates, self.catalog, self.gates)
 
     def decide(
         self,
@@ -90,6 +101,7 @@ class MessageDecisions:
             "resource_id": settings.resource_id,
             "channel": settings.channel,
             "is_test": gate.is_test,
+            "scenario_id": draft.scenario_id,
             "at": draft.at,
         }
         verdict = gate.check(profile)

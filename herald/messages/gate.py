@@ -32,8 +32,15 @@ class SendGates:
         self.history = history
         self.account_timezone = account_timezone
 
-    def gate(self, settings: cp.CampaignSettings, at: datetime, is_test: bool = False) -> SendGate:
-        policy = self.policy(settings)
+    def gate(
+        self,
+        settings: cp.CampaignSettings,
+        at: datetime,
+        is_test: bool = False,
+        policy: sp.SendingPolicy | None = None,
+    ) -> SendGate:
+        """The send gate of one run (its contacts used once); `policy`: the campaign's, if already known."""
+        policy = policy if policy is not None else self.policy(settings)
         lookup = self.catalog.stop_list_lookup
 
         def stop_list(database_id: str, channel: str, contact: str) -> str | None:
