@@ -19,6 +19,7 @@ from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
+from herald.infra.import_files import ImportFiles
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
@@ -27,6 +28,7 @@ from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
+from herald.processors.jobs import JobProcessor
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
@@ -35,6 +37,7 @@ from herald.projections.api_tokens import ApiTokensProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
+from herald.projections.jobs import JobsProjection
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.segments import SegmentsProjection
@@ -52,7 +55,9 @@ from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
 from herald.services.device_subscriptions import DeviceSubscriptions
+from herald.services.imports import ImportService
 from herald.services.inbound import InboundService
+from herald.services.jobs import JobService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
 from herald.services.segment_members import (
@@ -85,6 +90,7 @@ class Projections:
     send_queue: SendQueueProjection
     segments: SegmentsProjection
     short_links: ShortLinksProjection
+    jobs: JobsProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
 
     def all(self) -> list[SqliteProjection]:
@@ -97,6 +103,7 @@ class Projections:
             self.send_queue,
             self.segments,
             self.short_links,
+            self.jobs,
             self.membership,
         ]
 
@@ -138,6 +145,9 @@ class Herald:
     external_sets: ExternalSets
     segment_files: SegmentFiles  # uploaded CSV files that segments' external rules read
     reports_runtime: InProcessRuntime | None
+    jobs: JobService
+    imports: ImportService
+    import_files: ImportFiles
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
 
@@ -222,13 +232,14 @@ class Herald:
         self.projections.profiles.conn.close()
 
 
-def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reactor]:
+def reactors(campaigns: CampaignService, audiences: RunAudiences, jobs: JobService) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
     return [
         HardBounceRule(),
         CampaignRunner(campaigns, audiences),
         CampaignChain(campaigns),
         SegmentTriggers(campaigns),
+        JobProcessor(jobs),
     ]
 
 
@@ -243,6 +254,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         send_queue=SendQueueProjection(conn),
         segments=SegmentsProjection(conn),
         short_links=ShortLinksProjection(conn),
+        jobs=JobsProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
     )
 
@@ -289,11 +301,14 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     )
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
     deliveries = DeliveryService(catalog)
+    jobs = JobService(aggregates, projections.jobs)
+    import_files = ImportFiles.in_data_dir(settings.data_dir)
+    imports = ImportService(jobs, catalog, profiles, import_files)
     runtime = InProcessRuntime(
         store,
         SqliteCheckpoints(projections.profiles.conn),
         projections=projections.all(),
-        reactors=reactors(campaigns, audiences),
+        reactors=reactors(campaigns, audiences, jobs),
         execute=aggregates.execute_request,
     )
     return Herald(
@@ -333,6 +348,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         external_sets=external_sets,
         segment_files=segment_files,
         reports_runtime=reports_runtime,
+        jobs=jobs,
+        imports=imports,
+        import_files=import_files,
     )
 
 

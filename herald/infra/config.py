@@ -41,6 +41,8 @@ class Settings:
     read_pixel_seconds: float = 10.0
     # Web push subscriptions with an http (not https) endpoint: only for local push services in tests.
     allow_http_push_endpoints: bool = False
+    # File imports: the largest file taken (uploaded or fetched by a scheduled import).
+    import_max_bytes: int = 4 * 1024**3
 
     @property
     def event_store_path(self) -> Path:
@@ -66,6 +68,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "remote_timeout_seconds": float(os.environ.get("HERALD_REMOTE_TIMEOUT_SECONDS", "5")),
         "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
         "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
+        "import_max_bytes": int(os.environ.get("HERALD_IMPORT_MAX_BYTES", str(4 * 1024**3))),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),

@@ -97,6 +97,9 @@ class RowResult:
     error: DomainError | None = None  # as raised, its path relative to the row
 
 
+Along = Callable[[list[RowResult]], Sequence[StreamAppend]]
+
+
 @dataclass
 class _Loaded:
     state: ProfileState
@@ -171,9 +174,18 @@ class ProfileService:
     # --- import ---------------------------------------------------------------------------------
 
     def import_rows(
-        self, database_id: str, rows: Sequence[Any], options: ImportOptions, context: CommandContext
+        self,
+        database_id: str,
+        rows: Sequence[Any],
+        options: ImportOptions,
+        context: CommandContext,
+        along: Along | None = None,
     ) -> list[RowResult]:
-        """Upsert each row; one atomic append for the whole batch; a result per row."""
+        """Upsert each row; one atomic append for the whole batch; a result per row.
+
+        `along` adds appends of its own to that one transaction, made from the results (a job's
+        chunk record); a version conflict on one of its streams is raised, not retried.
+        """
         if len(rows) > MAX_BATCH:
             raise ValidationFailed(f"a batch holds at most {MAX_BATCH} rows, not {len(rows)}", "rows")
         database = self.catalog.database(database_id)
@@ -182,9 +194,12 @@ class ProfileService:
         for _ in range(_ATTEMPTS):
             batch = _Batch(self, database)
             results = [self._row(batch, i, row, options) for i, row in enumerate(rows)]
+            extra = list(along(results)) if along else []
             try:
-                self.aggregates.store.append_many(batch.appends(context))
-            except WrongExpectedVersion:
+                self.aggregates.store.append_many([*batch.appends(context), *extra])
+            except WrongExpectedVersion as conflict:
+                if any(a.stream == conflict.stream for a in extra):
+                    raise
                 continue  # another writer moved a profile or a claim: decide the batch again
             return results
         raise WrongExpectedVersion("profiles", ANY, -1)
