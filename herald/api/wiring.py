@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import secrets
@@ -40,6 +41,7 @@ from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.jobs import JobsProjection
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
+from herald.projections.scheduled_imports import ScheduledImportsProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
@@ -60,6 +62,7 @@ from herald.services.inbound import InboundService
 from herald.services.jobs import JobService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
+from herald.services.scheduled_imports import ScheduledImportService
 from herald.services.segment_members import (
     FetchedSets,
     InProcessMembers,
@@ -91,6 +94,7 @@ class Projections:
     segments: SegmentsProjection
     short_links: ShortLinksProjection
     jobs: JobsProjection
+    scheduled_imports: ScheduledImportsProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
 
     def all(self) -> list[SqliteProjection]:
@@ -104,6 +108,7 @@ class Projections:
             self.segments,
             self.short_links,
             self.jobs,
+            self.scheduled_imports,
             self.membership,
         ]
 
@@ -148,6 +153,8 @@ class Herald:
     jobs: JobService
     imports: ImportService
     import_files: ImportFiles
+    scheduled_imports: ScheduledImportService
+    import_fetcher: RemoteContentFetcher  # scheduled imports' downloads: the guard, the import's limits
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
 
@@ -190,10 +197,11 @@ class Herald:
             await asyncio.sleep(0 if sent else SEND_IDLE_SECONDS)
 
     def tick(self) -> None:
-        """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
-        realtime-membership windows and the waits for delivery reports."""
+        """Fire every timer that fell due: campaign runs, scheduled imports, delayed unsubscribes, segment
+        recalculations, realtime-membership windows and the waits for delivery reports."""
         now = self.clock.now()
         self.campaigns.tick(now)
+        self.scheduled_imports.tick(now)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
@@ -227,6 +235,7 @@ class Herald:
             self.clickhouse.close()
         self.run_audiences.close()
         self.remote.close()
+        self.import_fetcher.close()
         self.external_sets.close()
         self.store.close()
         self.projections.profiles.conn.close()
@@ -255,6 +264,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         segments=SegmentsProjection(conn),
         short_links=ShortLinksProjection(conn),
         jobs=JobsProjection(conn),
+        scheduled_imports=ScheduledImportsProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
     )
 
@@ -304,6 +314,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     jobs = JobService(aggregates, projections.jobs)
     import_files = ImportFiles.in_data_dir(settings.data_dir)
     imports = ImportService(jobs, catalog, profiles, import_files)
+    import_fetcher = RemoteContentFetcher(import_fetch_policy(settings))
     runtime = InProcessRuntime(
         store,
         SqliteCheckpoints(projections.profiles.conn),
@@ -351,6 +362,15 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         jobs=jobs,
         imports=imports,
         import_files=import_files,
+        scheduled_imports=ScheduledImportService(
+            catalog,
+            imports,
+            import_files,
+            import_fetcher,
+            projections.scheduled_imports,
+            settings.account_timezone,
+        ),
+        import_fetcher=import_fetcher,
     )
 
 
@@ -422,6 +442,15 @@ def remote_content_policy(settings: Settings) -> RemoteContentPolicy:
         timeout_seconds=settings.remote_timeout_seconds,
         max_bytes=settings.remote_max_bytes,
         allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in networks),
+    )
+
+
+def import_fetch_policy(settings: Settings) -> RemoteContentPolicy:
+    """Scheduled imports fetch under the same address guard, with the import's size cap and deadline."""
+    return dataclasses.replace(
+        remote_content_policy(settings),
+        timeout_seconds=settings.import_fetch_timeout_seconds,
+        max_bytes=settings.import_max_bytes,
     )
 
 

@@ -43,6 +43,8 @@ class Settings:
     allow_http_push_endpoints: bool = False
     # File imports: the largest file taken (uploaded or fetched by a scheduled import).
     import_max_bytes: int = 4 * 1024**3
+    # A scheduled import's fetch of its URL, whole (DNS, connect, body), under the remote policy.
+    import_fetch_timeout_seconds: float = 600.0
 
     @property
     def event_store_path(self) -> Path:
@@ -69,6 +71,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
         "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
         "import_max_bytes": int(os.environ.get("HERALD_IMPORT_MAX_BYTES", str(4 * 1024**3))),
+        "import_fetch_timeout_seconds": float(os.environ.get("HERALD_IMPORT_FETCH_TIMEOUT_SECONDS", "600")),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),

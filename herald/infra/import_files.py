@@ -119,6 +119,23 @@ class ImportFiles:
             raise NotFound(f"there is no import file {file_id!r}", path)
         return target
 
+    def json_as_table(self, file_id: str) -> StoredFile:
+        """Replace a kept JSON file with its CSV table (`json_to_csv`)."""
+        source = self.path(file_id)
+        part = source.with_suffix(".part")
+        try:
+            json_to_csv(source, part)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, source)
+        return self.stored(file_id)
+
+    def looks_like_json(self, file_id: str) -> bool:
+        with self.path(file_id).open("rb") as handle:
+            start = handle.read(_SNIFF_BYTES).lstrip(b"\xef\xbb\xbf \t\r\n")
+        return start[:1] in (b"[", b"{")
+
     def stored(self, file_id: str, path: str = "file_id") -> StoredFile:
         """What a kept file is: its format (by its first bytes) and size."""
         target = self.path(file_id, path)

@@ -99,12 +99,15 @@ class ImportService:
             {**settings, "file_id": file_id, "format": stored.format, "size": stored.size}
         )
 
-    def start(self, database_id: str, spec: ImportSpec, context: CommandContext) -> tuple[str, Any]:
+    def start(
+        self, database_id: str, spec: ImportSpec, context: CommandContext, job_id: str | None = None
+    ) -> tuple[str, Any]:
         """Check the spec against the file and the database, then start the job."""
         self._mapped(database_id, spec)
         for i, source in enumerate(spec.subscriptions):
             self.catalog.resource(source.resource_id, f"subscriptions.{i}.resource_id")
-        return self.jobs.start(jobs.JobKind.IMPORT, database_id, spec.model_dump(mode="json"), context)
+        spec_json = spec.model_dump(mode="json")
+        return self.jobs.start(jobs.JobKind.IMPORT, database_id, spec_json, context, job_id)
 
     def _mapped(self, database_id: str, spec: ImportSpec) -> MappedTable:
         database = self.catalog.database(database_id)
