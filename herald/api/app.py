@@ -14,6 +14,7 @@ from herald.api.errors import error_body
 from herald.api.openapi import OPENAPI_PATH, openapi_document
 from herald.api.responses import json_response
 from herald.api.routes import (
+    bulk,
     campaigns,
     catalog,
     events,
@@ -49,6 +50,7 @@ def endpoints() -> list[Endpoint]:
         *profiles.ENDPOINTS,
         *imports.ENDPOINTS,
         *scheduled_imports.ENDPOINTS,
+        *bulk.ENDPOINTS,
         *tracking.ENDPOINTS,
         *templates.ENDPOINTS,
         *campaigns.ENDPOINTS,

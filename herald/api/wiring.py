@@ -18,6 +18,7 @@ from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
+from herald.infra.export_files import ExportFiles
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
 from herald.infra.import_files import ImportFiles
@@ -53,10 +54,12 @@ from herald.senders.inbound_smtp import InboundServer
 from herald.senders.webpush import generate_vapid_key
 from herald.senders.worker import EmailWorker
 from herald.services.aggregates import Aggregates
+from herald.services.bulk import DatabaseClearing, JobAudience, MassUpdates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
 from herald.services.device_subscriptions import DeviceSubscriptions
+from herald.services.exports import Exports
 from herald.services.imports import ImportService
 from herald.services.inbound import InboundService
 from herald.services.jobs import JobService
@@ -155,6 +158,10 @@ class Herald:
     import_files: ImportFiles
     scheduled_imports: ScheduledImportService
     import_fetcher: RemoteContentFetcher  # scheduled imports' downloads: the guard, the import's limits
+    exports: Exports
+    export_files: ExportFiles
+    mass_updates: MassUpdates
+    clearing: DatabaseClearing
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
 
@@ -315,6 +322,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     import_files = ImportFiles.in_data_dir(settings.data_dir)
     imports = ImportService(jobs, catalog, profiles, import_files)
     import_fetcher = RemoteContentFetcher(import_fetch_policy(settings))
+    audience = JobAudience(audiences, projections.profiles, segments.members_now)
+    export_files = ExportFiles.in_data_dir(settings.data_dir)
     runtime = InProcessRuntime(
         store,
         SqliteCheckpoints(projections.profiles.conn),
@@ -371,6 +380,10 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             settings.account_timezone,
         ),
         import_fetcher=import_fetcher,
+        exports=Exports(jobs, catalog, projections.profiles, audience, export_files),
+        export_files=export_files,
+        mass_updates=MassUpdates(jobs, profiles, audience, catalog),
+        clearing=DatabaseClearing(jobs, profiles, audience),
     )
 
 

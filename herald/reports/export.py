@@ -17,7 +17,7 @@ from herald.reports.base import ReportResult
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def to_csv(result: ReportResult) -> bytes:
@@ -46,7 +46,7 @@ def _csv_cell(value: Any) -> str:
 
 def csv_text(text: str) -> str:
     """Text as a CSV cell no spreadsheet reads as a formula."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def to_xlsx(result: ReportResult, title: str = "report") -> bytes:

@@ -342,6 +342,58 @@ class ProfileService:
             cause=cause,
         )
 
+    # --- many profiles at once (jobs) ----------------------------------------------------------
+
+    def decide_many(
+        self,
+        database_id: str,
+        profile_ids: Sequence[str],
+        commands_for: Callable[[ProfileState], Sequence[Any]],
+        context: CommandContext,
+        along: Along | None = None,
+    ) -> list[RowResult]:
+        """Decide each profile's commands (none: skipped) and append every profile's events, their
+        claims and `along`'s appends in one transaction; a result per profile, its error if refused.
+
+        Profiles gone or in another database are `skipped`; a refused profile keeps its state.
+        """
+        database = self.catalog.database(database_id)
+        for _ in range(_ATTEMPTS):
+            batch = _Batch(self, database)
+            results = [self._decide_one(batch, i, pid, commands_for) for i, pid in enumerate(profile_ids)]
+            extra = list(along(results)) if along else []
+            try:
+                self.aggregates.store.append_many([*batch.appends(context), *extra])
+            except WrongExpectedVersion as conflict:
+                if any(a.stream == conflict.stream for a in extra):
+                    raise
+                continue
+            return results
+        raise WrongExpectedVersion("profiles", ANY, -1)
+
+    def _decide_one(
+        self,
+        batch: _Batch,
+        index: int,
+        profile_id: str,
+        commands_for: Callable[[ProfileState], Sequence[Any]],
+    ) -> RowResult:
+        loaded = batch.profile(profile_id)
+        if not loaded.state.exists or loaded.state.database_id != batch.database.database_id:
+            return RowResult(index, "skipped", profile_id)
+        state, decided = loaded.state, []
+        commands = list(commands_for(loaded.state))
+        try:
+            for command in commands:
+                events = profiles.decide(command, state)
+                state = profiles.profile_decider.fold(events, state)
+                decided += events
+            given = {k: v for c in commands for k, v in getattr(c, "fields", {}).items()}
+            self._take(batch, loaded, decided, state, given, "fields.")
+        except DomainError as error:
+            return RowResult(index, "error", profile_id, in_row(error))
+        return RowResult(index, "updated" if decided else "unchanged", profile_id)
+
     # --- single-profile commands -------------------------------------------------------------
 
     def execute(
