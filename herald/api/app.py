@@ -34,6 +34,7 @@ from herald.api.routes import (
     tokens,
     trackers,
     tracking,
+    users,
 )
 from herald.api.wiring import Herald
 
@@ -45,6 +46,7 @@ def endpoints() -> list[Endpoint]:
     return [
         *system.ENDPOINTS,
         *tokens.ENDPOINTS,
+        *users.ENDPOINTS,
         *catalog.ENDPOINTS,
         *stop_lists.ENDPOINTS,
         *profiles.ENDPOINTS,

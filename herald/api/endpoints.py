@@ -16,7 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from herald.api.access import PUBLIC, Access, derive
 from herald.api.errors import HttpError, handle_exception
+from herald.api.principal import ANONYMOUS, Principal
 from herald.api.responses import json_response
 from herald.services.aggregates import CommandContext
 
@@ -42,6 +44,7 @@ class Call:
     body: Any
     query: Any
     context: CommandContext
+    principal: Principal = ANONYMOUS
 
     def path_param(self, name: str) -> str:
         return str(self.request.path_params[name])
@@ -63,6 +66,12 @@ class Endpoint:
     status: int = 200
     raw_body: bool = False  # the handler reads the body itself (batches validate row by row)
     bytes_body: str | None = None  # a body of bytes the handler reads whole: its media type (documented)
+    # which object's rights the request needs (`api/access.py`); derived from the path unless declared
+    access: Access | None = None
+
+    def __post_init__(self) -> None:
+        if self.access is None:
+            object.__setattr__(self, "access", derive(self.method, self.path, self.role))
 
     def route(self, herald: Herald) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -73,8 +82,23 @@ class Endpoint:
 
         return Route(self.path, endpoint, methods=[self.method], name=f"{self.method} {self.path}")
 
+    def authorize(self, request: Request, herald: Herald) -> Principal:
+        """Who asks, if they may: a service token by its role, a user by their rights on the object."""
+        if self.role == PUBLIC:
+            return ANONYMOUS
+        principal = herald.auth.authenticate(request)
+        if not principal.is_user:
+            if not grants(principal.role, self.role):
+                role, needed = principal.role, self.role
+                raise HttpError(403, f"this token's role {role!r} does not allow {needed!r}", "authorization")
+            return principal
+        if self.access is None:
+            raise HttpError(403, f"{self.method} {self.path} declares no access rule", "authorization")
+        herald.access_check.check(principal, self.access, request.path_params)
+        return principal
+
     async def _serve(self, request: Request, herald: Herald) -> Response:
-        actor = "anonymous" if self.role == "public" else herald.auth.authorize(request, self.role)
+        principal = self.authorize(request, herald)
         body = None
         if self.body is not None and not self.raw_body:
             raw = await request.body()
@@ -83,15 +107,26 @@ class Endpoint:
             body = self.body.model_validate_json(raw)
         query = self.query.model_validate(dict(request.query_params)) if self.query else None
         context = CommandContext(
-            actor=actor,
+            actor=principal.actor,
             source="api",
             correlation_id=request.headers.get("x-correlation-id"),
             request_id=request.headers.get("idempotency-key"),
+            extra=_request_metadata(request, principal),
         )
-        result = await self.handler(Call(request, herald, body, query, context))
+        result = await self.handler(Call(request, herald, body, query, context, principal))
         if isinstance(result, Response):
             return result
         return json_response(result, self.status)
+
+
+def _request_metadata(request: Request, principal: Principal) -> dict[str, Any]:
+    """What the audit log shows of a request besides its actor: the client's address and token."""
+    extra: dict[str, Any] = {}
+    if request.client is not None:
+        extra["ip"] = request.client.host
+    if principal.token_id is not None:
+        extra["token_id"] = principal.token_id
+    return extra
 
 
 def grants(role: str, needed: str) -> bool:

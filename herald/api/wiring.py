@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from herald.api.access import AccessCheck
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
@@ -35,6 +36,7 @@ from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
 from herald.processors.stop_list_rules import HardBounceRule
+from herald.projections.access import AccessProjection
 from herald.projections.api_tokens import ApiTokensProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
@@ -79,6 +81,7 @@ from herald.services.sending_policies import SendingPolicyService
 from herald.services.templates import TemplateService, current_fragments
 from herald.services.tokens import TokenService
 from herald.services.tracking import TrackingService
+from herald.services.users import UserService
 
 log = logging.getLogger(__name__)
 TIMER_TICK_SECONDS = 5
@@ -98,6 +101,7 @@ class Projections:
     short_links: ShortLinksProjection
     jobs: JobsProjection
     scheduled_imports: ScheduledImportsProjection
+    access: AccessProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
 
     def all(self) -> list[SqliteProjection]:
@@ -112,6 +116,7 @@ class Projections:
             self.short_links,
             self.jobs,
             self.scheduled_imports,
+            self.access,
             self.membership,
         ]
 
@@ -162,8 +167,13 @@ class Herald:
     export_files: ExportFiles
     mass_updates: MassUpdates
     clearing: DatabaseClearing
+    users: UserService
+    access_check: AccessCheck = field(init=False, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.access_check = AccessCheck(self)
 
     def start_processors(self) -> None:
         loop = asyncio.get_running_loop()
@@ -272,6 +282,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         short_links=ShortLinksProjection(conn),
         jobs=JobsProjection(conn),
         scheduled_imports=ScheduledImportsProjection(conn),
+        access=AccessProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
     )
 
@@ -343,6 +354,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             settings.admin_token or _stored_secret(settings.data_dir, "admin-token"),
             projections.api_tokens,
             store,
+            projections.access,
+            clock,
         ),
         catalog=catalog,
         profiles=profiles,
@@ -384,6 +397,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         export_files=export_files,
         mass_updates=MassUpdates(jobs, profiles, audience, catalog),
         clearing=DatabaseClearing(jobs, profiles, audience),
+        users=UserService(aggregates, projections.access),
     )
 
 
