@@ -32,7 +32,16 @@ def herald(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
         ids=IdSource(42),
     )
     yield app
-    app.close()
+    try:
+        assert_every_event_names_its_actor(app)
+    finally:
+        app.close()
+
+
+def assert_every_event_names_its_actor(app: Herald) -> None:
+    """The audit log reads who did what from the log's metadata: every path that appends must say."""
+    unattributed = [(e.stream, e.type) for e in app.store.read_all() if not e.metadata.get("actor")]
+    assert unattributed == [], f"events without an actor in their metadata: {unattributed[:5]}"
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from herald.api.errors import error_body
 from herald.api.openapi import OPENAPI_PATH, openapi_document
 from herald.api.responses import json_response
 from herald.api.routes import (
+    audit,
     bulk,
     campaigns,
     catalog,
@@ -47,6 +48,7 @@ def endpoints() -> list[Endpoint]:
         *system.ENDPOINTS,
         *tokens.ENDPOINTS,
         *users.ENDPOINTS,
+        *audit.ENDPOINTS,
         *catalog.ENDPOINTS,
         *stop_lists.ENDPOINTS,
         *profiles.ENDPOINTS,

@@ -38,6 +38,7 @@ from herald.processors.segment_triggers import SegmentTriggers
 from herald.processors.stop_list_rules import HardBounceRule
 from herald.projections.access import AccessProjection
 from herald.projections.api_tokens import ApiTokensProjection
+from herald.projections.audit import AuditProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
@@ -102,6 +103,7 @@ class Projections:
     jobs: JobsProjection
     scheduled_imports: ScheduledImportsProjection
     access: AccessProjection
+    audit: AuditProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
 
     def all(self) -> list[SqliteProjection]:
@@ -117,6 +119,7 @@ class Projections:
             self.jobs,
             self.scheduled_imports,
             self.access,
+            self.audit,
             self.membership,
         ]
 
@@ -215,10 +218,12 @@ class Herald:
 
     def tick(self) -> None:
         """Fire every timer that fell due: campaign runs, scheduled imports, delayed unsubscribes, segment
-        recalculations, realtime-membership windows and the waits for delivery reports."""
+        recalculations, realtime-membership windows and the waits for delivery reports; and drop audit
+        entries past their retention."""
         now = self.clock.now()
         self.campaigns.tick(now)
         self.scheduled_imports.tick(now)
+        self.projections.audit.expire(now, self.settings.audit_retention_days)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
@@ -283,6 +288,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         jobs=JobsProjection(conn),
         scheduled_imports=ScheduledImportsProjection(conn),
         access=AccessProjection(conn),
+        audit=AuditProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
     )
 

@@ -45,6 +45,8 @@ class Settings:
     import_max_bytes: int = 4 * 1024**3
     # A scheduled import's fetch of its URL, whole (DNS, connect, body), under the remote policy.
     import_fetch_timeout_seconds: float = 600.0
+    # The audit log keeps its entries this long (the guide's AUDIT_LOG_TTL); the log keeps everything.
+    audit_retention_days: int = 90
 
     @property
     def event_store_path(self) -> Path:
@@ -72,6 +74,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
         "import_max_bytes": int(os.environ.get("HERALD_IMPORT_MAX_BYTES", str(4 * 1024**3))),
         "import_fetch_timeout_seconds": float(os.environ.get("HERALD_IMPORT_FETCH_TIMEOUT_SECONDS", "600")),
+        "audit_retention_days": int(os.environ.get("HERALD_AUDIT_RETENTION_DAYS", "90")),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),
