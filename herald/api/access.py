@@ -29,15 +29,31 @@ from typing import TYPE_CHECKING
 
 from herald.api.errors import HttpError
 from herald.api.principal import Principal
-from herald.domain.access import ACTIONS
+from herald.domain.access import ACTIONS, MAIN
 from herald.domain.jobs import job_decider, job_stream
 from herald.domain.messages import message_stream
 from herald.domain.scheduled_imports import scheduled_import_decider, scheduled_import_stream
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+
     from herald.api.wiring import Herald
+    from herald.services.aggregates import CommandContext
 
 PUBLIC, SETTINGS, LOG, TRACK = "public", "settings", "log", "track"
+# what a creation's answer calls the new object's id, by kind
+_ID_KEYS = {
+    "database": "database_id",
+    "resource": "resource_id",
+    "template": "template_id",
+    "fragment": "short_name",
+    "campaign": "campaign_id",
+    "segment": "segment_id",
+    "scenario": "scenario_id",
+    "stop_list": "stop_list_id",
+    "pixel": "pixel_id",
+    "loyalty_program": "program_id",
+}
 _PARAM = re.compile(r"^{(\w+)(?::\w+)?}$")
 
 
@@ -153,6 +169,26 @@ class AccessCheck:
         if not rights.allows(access.kind, access.action, groups):
             shown = f"{access.kind} {target[1]!r}" if target else f"{access.kind} objects"
             raise HttpError(403, f"no right to {access.action} {shown}", "authorization")
+
+    def place_created(
+        self,
+        principal: Principal,
+        access: Access | None,
+        result: Mapping[str, object],
+        request: Request,
+        context: CommandContext,
+    ) -> None:
+        """Put an object a user just created into their current group (the guide: a new object gets the
+        user's current group): the `X-Herald-Group` header's, else their first group besides main."""
+        if access is None or access.kind not in ACTIONS or access.param is not None:
+            return
+        created = result.get(_ID_KEYS.get(access.kind, ""))
+        groups = sorted(principal.rights.groups - {MAIN})
+        chosen = request.headers.get("x-herald-group")
+        group = chosen if chosen in principal.rights.groups else (groups[0] if groups else None)
+        if created is None or group is None or group == MAIN:
+            return
+        self._herald.users.set_object_groups(access.kind, str(created), [group], context)
 
     def _object(self, access: Access, params: Mapping[str, str]) -> tuple[str, str] | None:
         """The object whose groups decide: the path's, or the database a profile, job or import is in."""

@@ -116,6 +116,8 @@ class Endpoint:
         result = await self.handler(Call(request, herald, body, query, context, principal))
         if isinstance(result, Response):
             return result
+        if principal.is_user and self.status == 201 and isinstance(result, dict):
+            herald.access_check.place_created(principal, self.access, result, request, context)
         return json_response(result, self.status)
 
 

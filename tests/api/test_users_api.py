@@ -135,3 +135,17 @@ async def test_bad_users_and_roles_are_refused_at_their_field(api: httpx.AsyncCl
         response = await api.post(path, json=body)
         assert response.status_code == status, (body, response.text)
         assert error_of(response)["path"] == where
+
+
+async def test_an_object_a_user_creates_goes_into_their_current_group(
+    api: httpx.AsyncClient, herald: Herald
+) -> None:
+    await setup_sales(api, herald)
+    me = bearer((await login(api, herald)).json()["token"])
+    created = await api.post("/api/v1/databases", json={"name": "Leads"}, headers=me)
+    assert created.status_code == 201, created.text
+    herald.runtime.drain()
+    database_id = created.json()["database_id"]
+    groups = await api.get(f"/api/v1/access/database/{database_id}/groups")
+    assert groups.json()["groups"] == ["main", "sales"]
+    assert (await api.get(f"/api/v1/databases/{database_id}", headers=me)).status_code == 200
