@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,11 +46,34 @@ def assert_every_event_names_its_actor(app: Herald) -> None:
 
 
 @pytest.fixture
-async def api(herald: Herald) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the app; processors do not run by themselves: call `herald.runtime.drain()`."""
+def reporting(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
+    """A Herald like `herald`'s with the embedded report store (chDB) on: drain `reports_runtime` too."""
+    settings = Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, reports_engine="chdb")
+    app = build(settings, clock=clock, ids=IdSource(42))
+    yield app
+    app.close()
+
+
+@asynccontextmanager
+async def admin_client(herald: Herald) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin's HTTP client on the app over `herald`, its processors left to the test to drive."""
     transport = httpx.ASGITransport(app=create_app(herald, run_processors=False))
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with httpx.AsyncClient(
         transport=transport, base_url="http://herald.test", headers=headers
     ) as client:
+        yield client
+
+
+@pytest.fixture
+async def api(herald: Herald) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app; processors do not run by themselves: call `herald.runtime.drain()`."""
+    async with admin_client(herald) as client:
+        yield client
+
+
+@pytest.fixture
+async def reporting_api(reporting: Herald) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app over `reporting`."""
+    async with admin_client(reporting) as client:
         yield client

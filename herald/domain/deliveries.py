@@ -13,8 +13,15 @@ that depends on the message's history lives here:
   same action on the same message was counted unique within the previous 24
   hours (guide, reports: "уникальные ... повторно через 24 часа"); every
   action is still recorded, with its `unique` flag;
-- tracker hits flagged as bots (mail scanners, prefetchers) are recorded
-  but never unique, so reports can leave them out;
+- tracker hits flagged as bots (mail scanners, prefetchers; `domain/bots.py`) are
+  recorded with the rule that matched and why (`bot_rule`, `bot_reason`), never
+  unique, so reports and segments leave them out and the history says why;
+- a person's click on a message with no open counted in the 24 hours before
+  it also records that open (`MessageOpened{implied: true}`, unique): whoever
+  clicked opened the message, though the pixel did not load (images blocked or
+  cached). So unique opens hold every unique clicker and CTOR (unique clicks
+  per unique open) never counts a clicker who never opened, as Mailchimp and
+  SendGrid count a click without an open;
 - a gateway that reports delivery (SMS) first only accepts a message
   (`MessageAccepted`, with the provider's id of every part); the message is
   delivered when every part's delivery report says so, not delivered as soon
@@ -38,6 +45,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from herald.domain.bots import BotVerdict
 from herald.domain.decider import Decider
 from herald.domain.errors import NotFound, RuleViolated
 from herald.domain.events import Event, registry
@@ -190,11 +198,13 @@ class _TrackedEvent(_MessageEvent):
     user_agent: str = ""
     unique: bool
     bot: bool = False
+    bot_rule: str = ""  # the `domain/bots.py` rule that made it a machine's hit
+    bot_reason: str = ""  # the same in words, for the message's history
 
 
 @registry.register("MessageOpened")
 class MessageOpened(_TrackedEvent):
-    pass
+    implied: bool = False  # recorded for a person's click: no open was counted in the 24 h before it
 
 
 @registry.register("MessageRead")
@@ -349,7 +359,7 @@ class RecordHit:
     action: Literal["open", "read", "click", "ack"]
     ip: str
     user_agent: str
-    bot: bool
+    bot: BotVerdict | None  # why it is a machine's hit; None for a person's
     at: datetime
     link_id: str = ""
     url: str = ""
@@ -645,21 +655,33 @@ def _bounce_report(
 
 
 def _hit(command: RecordHit, state: DeliveryState, common: dict[str, object]) -> list[Event]:
-    last = state.unique_since.get(command.action)
-    unique = not command.bot and (last is None or command.at - last >= UNIQUE_WINDOW)
+    bot = command.bot
     tracked = common | {
         "ip": command.ip,
         "user_agent": command.user_agent,
-        "unique": unique,
-        "bot": command.bot,
+        "bot": bot is not None,
+        "bot_rule": bot.rule if bot is not None else "",
+        "bot_reason": bot.reason if bot is not None else "",
     }
+    unique = bot is None and _counts_unique(state, command.action, command.at)
     if command.action == "open":
-        return [MessageOpened(**tracked)]
+        return [MessageOpened(**tracked, unique=unique)]
     if command.action == "read":
-        return [MessageRead(**tracked)]
+        return [MessageRead(**tracked, unique=unique)]
     if command.action == "ack":
-        return [MessageAcknowledged(**tracked)]
-    return [LinkClicked(**tracked, link_id=command.link_id, url=command.url, link_name=command.link_name)]
+        return [MessageAcknowledged(**tracked, unique=unique)]
+    clicked = LinkClicked(
+        **tracked, unique=unique, link_id=command.link_id, url=command.url, link_name=command.link_name
+    )
+    if bot is None and _counts_unique(state, "open", command.at):
+        return [MessageOpened(**tracked, unique=True, implied=True), clicked]
+    return [clicked]
+
+
+def _counts_unique(state: DeliveryState, action: str, at: datetime) -> bool:
+    """Whether a person's `action` at `at` counts as unique: none counted in the 24 hours before."""
+    last = state.unique_since.get(action)
+    return last is None or at - last >= UNIQUE_WINDOW
 
 
 # --- evolve ------------------------------------------------------------------------------------

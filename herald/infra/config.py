@@ -6,6 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+from pydantic import ValidationError
+
+from herald.domain.bots import DEFAULT_BOT_RULES, BotRules
+
 ENGINES = ("embedded", "scale")
 REPORTS_ENGINES = ("chdb", "server", "off")
 
@@ -39,6 +44,8 @@ class Settings:
     inbound_smtp_port: int | None = None
     # The read pixel records a read once the client kept its request open this long.
     read_pixel_seconds: float = 10.0
+    # Which tracker hits are machines' (`domain/bots.py`): HERALD_BOT_RULES, a JSON object.
+    bot_rules: BotRules = DEFAULT_BOT_RULES
     # Web push subscriptions with an http (not https) endpoint: only for local push services in tests.
     allow_http_push_endpoints: bool = False
     # File imports: the largest file taken (uploaded or fetched by a scheduled import).
@@ -75,6 +82,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "import_max_bytes": int(os.environ.get("HERALD_IMPORT_MAX_BYTES", str(4 * 1024**3))),
         "import_fetch_timeout_seconds": float(os.environ.get("HERALD_IMPORT_FETCH_TIMEOUT_SECONDS", "600")),
         "audit_retention_days": int(os.environ.get("HERALD_AUDIT_RETENTION_DAYS", "90")),
+        "bot_rules": bot_rules(os.environ.get("HERALD_BOT_RULES", "")),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),
@@ -95,6 +103,20 @@ def settings_from_env(**overrides: object) -> Settings:
     if values["engine"] not in ENGINES:
         raise ValueError(f"HERALD_ENGINE is one of {', '.join(ENGINES)}, not {values['engine']!r}")
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def bot_rules(text: str) -> BotRules:
+    """`HERALD_BOT_RULES`: a JSON object of `BotRules` fields (the others keep their defaults)."""
+    if not text.strip():
+        return DEFAULT_BOT_RULES
+    try:
+        return BotRules.model_validate(orjson.loads(text))
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"HERALD_BOT_RULES is not JSON: {error}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(the whole value)"
+        raise ValueError(f"HERALD_BOT_RULES.{where}: {first['msg']}") from None
 
 
 def _optional_int(value: str | None) -> int | None:

@@ -43,7 +43,7 @@ from herald.senders.smtp import SmtpOutcome, SmtpPool, SmtpRelay
 from herald.services.aggregates import Aggregates, CommandContext
 from herald.services.campaigns import CampaignService, tracking_base
 from herald.services.deliveries import DeliveryService
-from herald.services.rendering import RenderedEmail, SignedTrackingUrls
+from herald.services.rendering import RenderedEmail, SignedTrackingUrls, as_sent
 
 log = logging.getLogger(__name__)
 WORKER = CommandContext(actor="sender", source="sender")
@@ -171,17 +171,17 @@ class EmailWorker:
     def prepare(self, queued: MessageQueued) -> tuple[sd.SenderState, bytes, str]:
         """The sender, the signed message bytes and the envelope sender of a queued message."""
         message = self.campaigns.render_queued(queued)
-        body = message.body
-        assert isinstance(body, RenderedEmail)
+        assert isinstance(message.body, RenderedEmail)
         resource = self.campaigns.catalog.resource(queued.resource_id)
         email = next((c for c in resource.channels.values() if isinstance(c, EmailSettings)), None)
         if email is None or resource.settings is None:
             raise NotFound(f"resource {queued.resource_id} has no email channel", "resource_id")
+        body = as_sent(message.body, email)
         target = sd.route(self._rules(queued), queued.contact, queued.message_id)
         sender = self.aggregates.load(sd.sender_decider, sd.sender_stream(target.sender_id)).state
         if sender.settings is None:
             raise NotFound(f"no sender {target.sender_id!r}", "sender_id")
-        from_email = body.from_email or email.from_email
+        from_email = body.from_email
         tracking = SignedTrackingUrls(self.campaigns.signer, tracking_base(resource), queued.message_id)
         policy = resource.unsubscribe_policy
         data = build_email(
@@ -189,13 +189,13 @@ class EmailWorker:
             domain=from_email.rpartition("@")[2],
             date=self.clock.now(),
             from_email=from_email,
-            from_name=target.from_name or body.from_name or email.from_name,
+            from_name=target.from_name or body.from_name,
             to_email=queued.contact,
             subject=body.subject,
             text=body.text,
             html=body.html,
-            reply_to_email=body.reply_to_email or (email.reply_to_email or ""),
-            reply_to_name=body.reply_to_name or email.reply_to_name,
+            reply_to_email=body.reply_to_email,
+            reply_to_name=body.reply_to_name,
             attachments=[attachment_from_rendered(a, self.read_file) for a in body.attachments],
             unsubscribe_url="" if policy.list_unsubscribe_disabled else tracking.system("unsubscribe"),
             list_id=email.list_id,

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from herald.domain import deliveries as dl
 from herald.domain import profiles as pr
+from herald.domain.bots import BotVerdict
 from herald.domain.errors import DomainError, NotFound
 from herald.domain.messages import MessageQueued, message_stream
 from herald.domain.statuses import Status
@@ -88,18 +89,18 @@ class DeliveryService:
         action: Literal["open", "read", "click", "ack"],
         ip: str,
         user_agent: str,
-        bot: bool,
+        bot: BotVerdict | None,
         at: datetime,
         link: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        """Record an open, read, click or push ack; a click applies its link's actions (`update-*`,
-        `subscribe-to`)."""
+        """Record an open, read, click or push ack (`bot`: why it is a machine's, None for a person's);
+        a person's click applies its link's actions (`update-*`, `subscribe-to`)."""
         link = link or {}
         command = dl.RecordHit(
             action, ip, user_agent, bot, at, link.get("l", ""), link.get("u", ""), link.get("n", "")
         )
         outcome = self.execute(message_id, command)
-        if action == "click" and not bot:
+        if action == "click" and bot is None:
             self._link_actions(message_id, link, at)
         return outcome
 

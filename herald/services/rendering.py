@@ -35,8 +35,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from herald.domain import links as lk
-from herald.domain.email_body import inline_css, insert_open_pixel, text_version
+from herald.domain.email_body import inline_css, insert_open_pixel, text_block, tidy_text
 from herald.domain.profiles import ProfileState
+from herald.domain.resources import EmailSettings
 from herald.domain.sms import add_http_to_links, sms_length
 from herald.domain.subscriptions import Subscription
 from herald.domain.templates import (
@@ -181,6 +182,18 @@ class RenderedEmail:
     attachments: tuple[dict[str, str], ...]
 
 
+def as_sent(body: RenderedEmail, channel: EmailSettings) -> RenderedEmail:
+    """The email's From and Reply-To as it goes out: the template's own where it sets them, else
+    those of the resource's email channel (a routed sender may still override the From name)."""
+    return replace(
+        body,
+        from_name=body.from_name or channel.from_name,
+        from_email=body.from_email or channel.from_email,
+        reply_to_name=body.reply_to_name or channel.reply_to_name,
+        reply_to_email=body.reply_to_email or (channel.reply_to_email or ""),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedSms:
     body: str
@@ -284,8 +297,9 @@ def _prepare(content: TemplateContent) -> _Prepared:
 
 
 def _as_text(source: str, kind: str) -> str:
-    """A template source as plain text: HTML made text (tags and all), text as it is."""
-    return text_version(source) if kind == "html" else source
+    """A part's or fragment's source as plain text to go inside a text version: HTML made text (with
+    the line breaks its edge blocks owe), text as it is."""
+    return text_block(source) if kind == "html" else source
 
 
 def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None, bool]]:
@@ -293,7 +307,7 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
     found: list[tuple[str, str, str | None, bool]] = []
     if content.email is not None:
         e = content.email
-        text = e.text if e.text.strip() or not e.html.strip() else text_version(e.html)
+        text = e.text if e.text.strip() or not e.html.strip() else text_block(e.html)
         found += [("email.html", e.html, "html", True), ("email.text", text, "text", False)]
         found += [
             (f"email.{n}", getattr(e, n), None, False) for n in ("subject", "from_name", "reply_to_name")
@@ -355,7 +369,10 @@ class MessageRenderer:
             fetch_remote=fetches,
         )
         text_context = replace(
-            context, fragments={name: f.text for name, f in fragments.items()}, parts=prepared.text_parts
+            context,
+            fragments={name: f.text for name, f in fragments.items()},
+            parts=prepared.text_parts,
+            fetch_remote=_as_text_block(fetches),
         )
         specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
         job = _Job(content, prepared, specs, data, urls, context, text_context)
@@ -434,6 +451,14 @@ class MessageRenderer:
             return fetches.json(url.strip())
         except RemoteContentError as error:
             raise RenderFailed(f"JSON content: {error}", "json_content_url") from None
+
+
+def _as_text_block(fetches: MessageFetches | None) -> Callable[[str], str] | None:
+    """Remote HTML blocks (`{[url]}`) as a text version shows them: made text (each URL is still
+    fetched once per message: `fetches` keeps what it fetched)."""
+    if fetches is None:
+        return None
+    return lambda url: text_block(fetches(url))
 
 
 def _system_tags(
@@ -528,6 +553,8 @@ class _Job:
         html = self.tracked("email.html", "email") if email.html.strip() else ""
         made = not email.text.strip()  # a text version made from the HTML renders fragments as text
         text = self.tracked("email.text", "email-text", self.text_context if made else None)
+        if made:
+            text = tidy_text(text)
         pixel = self.urls.pixel("open")
         if html and pixel:
             html = insert_open_pixel(html, pixel, has_pixel="pixel" in self.prepared.uses.system_tags)

@@ -204,6 +204,12 @@ class SegmentService:
         cards = (self.profiles.card(profile_id) for profile_id in self.stored.log(segment_id).members)
         return sorted({card["database_id"] for card in cards if card is not None})
 
+    def last_saved_by(self, segment_id: str) -> str:
+        """The id of the event that last saved the segment's settings (created or changed it)."""
+        saves = ("SegmentCreated", "SegmentChanged")
+        events = self.aggregates.store.read_stream(sd.segment_stream(segment_id))
+        return next((str(e.event_id) for e in reversed(events) if e.type in saves), "")
+
     def count(self, segment_id: str) -> int:
         """How many profiles the segment holds: a static one's list, a dynamic one's query now."""
         state = self.loaded(segment_id).state

@@ -11,13 +11,14 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from herald.domain import fragments, templates
 from herald.domain.errors import NotFound, ValidationFailed
 from herald.domain.events import Event, registry
+from herald.domain.resources import EmailSettings
 from herald.projections.catalog import FRAGMENT, TEMPLATE
 from herald.services.aggregates import Aggregates, CommandContext, Loaded, Outcome
 from herald.services.catalog import CatalogService
@@ -28,7 +29,9 @@ from herald.services.rendering import (
     MessageData,
     MessageRenderer,
     PreviewUrls,
+    RenderedEmail,
     RenderedMessage,
+    as_sent,
     lead_of,
     subscription_of,
 )
@@ -52,7 +55,12 @@ class TemplateService:
         if content.channel(channel) is None:
             raise ValidationFailed(f"the template has no {channel} content", "channel")
         data = self._sample_data(sample, channel, state.card.name)
-        return self.renderer.render(template_id, version, content, channel, data, PreviewUrls())
+        message = self.renderer.render(template_id, version, content, channel, data, PreviewUrls())
+        if isinstance(message.body, RenderedEmail) and sample.resource_id is not None:
+            email = self.catalog.resource(sample.resource_id).channels.get("email")
+            if isinstance(email, EmailSettings):  # From and Reply-To as the resource would send it
+                message = replace(message, body=as_sent(message.body, email))
+        return message
 
     def _sample_data(
         self, sample: PreviewSample, channel: templates.Channel, template_name: str

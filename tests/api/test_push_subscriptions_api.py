@@ -250,5 +250,8 @@ async def test_a_subscribed_browser_gets_the_push_decrypted_and_it_reports_deliv
     assert f"k={public_key_of(herald.vapid_private_key)}" in service.received[0].headers["authorization"]
     for link in shown["hub_link"].values():  # what the service worker does: ack on receipt, open on a tap
         assert (await browser.get(link.removeprefix("https://trk.example.com"))).status_code in (200, 204)
-    events = [e.type for e in herald.store.read_stream(f"message-{queued.message_id}")]
-    assert "MessageAcknowledged" in events and "MessageOpened" in events
+    events = [e for e in herald.store.read_stream(f"message-{queued.message_id}")]
+    tracked = {e.type: e.data for e in events if e.type in ("MessageAcknowledged", "MessageOpened")}
+    assert set(tracked) == {"MessageAcknowledged", "MessageOpened"}
+    # a device's HTTP client (here httpx, a "machine" by the email rules) at the delivery is the person
+    assert all((d["bot"], d["unique"]) == (False, True) for d in tracked.values())

@@ -11,12 +11,13 @@ is looked up in the `short_links` read model and the click token it stands
 for is verified as on `/t/click/`; an unknown code is the same 404.
 
 Each recorded hit carries the client's IP (`request.client.host`), its
-User-Agent and the time, and a bot flag (`domain/bots.is_bot`, with the
-seconds since the message's delivery when it was delivered).
+User-Agent and the time, and whether it is a machine's, with the rule that
+matched and why (`domain/bots.classify` under the account's `HERALD_BOT_RULES`,
+given the seconds since the message's delivery when it was delivered).
 
 Decisions where the brief and the guide are silent:
 - A HEAD request is a machine's (it shows nothing to anyone): recorded as a
-  bot, and never unsubscribes.
+  bot (rule `head_request`), and never unsubscribes.
 - A click redirects (302) only to its token's destination, and only to an
   http(s) URL with a host; a bot's click is recorded and redirected but does
   not apply the link's `update-<field>` / `subscribe-to` actions. An action
@@ -71,7 +72,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from herald.api.browser_cookie import remember_browser
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
-from herald.domain.bots import is_bot
+from herald.domain.bots import Action, BotRules, BotVerdict, Hit, classify
 from herald.domain.deliveries import DeliveryState, MessageRef
 from herald.domain.errors import DomainError, NotFound
 from herald.domain.resources import MAX_UNSUBSCRIBE_TIMER_MINUTES, ResourceState, UnsubscribeMode
@@ -89,6 +90,14 @@ MAX_USER_AGENT = 1000  # longer ones are cut: real clients stay far below
 MAX_POST_BYTES = 8192  # an unsubscribe post is a few dozen bytes
 _ONE_CLICK_MULTIPART = re.compile(rb'name="?List-Unsubscribe"?\r?\n\r?\nOne-Click', re.IGNORECASE)
 _NO_LINK = "no such link"
+# The action each tracker's hit is, for the bot rules; pages and links other than these are "click"s.
+_ACTIONS: dict[str, Action] = {"open": "open", "read": "read", "ack": "open"}
+# A push's ack and open come from the device's app or service worker, through whatever HTTP client it
+# uses (okhttp, CFNetwork), and the ack right at the delivery by design: no scanner fetches a push,
+# so of the account's rules only the HEAD one applies to push messages.
+PUSH_BOT_RULES = BotRules(
+    user_agents=(), people=(), bot_word=False, empty_user_agent=False, prefetch_seconds=0
+)
 
 
 # --- one tracker request -----------------------------------------------------------------------
@@ -104,18 +113,12 @@ class Visit:
     ip: str
     user_agent: str
     at: datetime
-    head: bool = False
+    bot: BotVerdict | None  # why the request is a machine's; None for a person's
 
     @property
     def ref(self) -> MessageRef:
         assert self.state.ref is not None  # a visit exists only for a queued message
         return self.state.ref
-
-    @property
-    def bot(self) -> bool:
-        delivered = self.state.delivered_at
-        seconds = (self.at - delivered).total_seconds() if delivered is not None else None
-        return self.head or is_bot(self.user_agent, self.ip, seconds)
 
 
 def _visit(call: Call, purpose: str, token: str | None = None) -> Visit:
@@ -129,15 +132,18 @@ def _visit(call: Call, purpose: str, token: str | None = None) -> Visit:
     except NotFound:
         raise HttpError(404, _NO_LINK, "token") from None
     request = call.request
-    return Visit(
-        message_id=message_id,
-        payload=payload,
-        state=state,
-        ip=request.client.host if request.client is not None else "",
-        user_agent=request.headers.get("user-agent", "")[:MAX_USER_AGENT],
-        at=call.herald.clock.now(),
-        head=request.method == "HEAD",
+    ip = request.client.host if request.client is not None else ""
+    user_agent = request.headers.get("user-agent", "")[:MAX_USER_AGENT]
+    at = call.herald.clock.now()
+    delivered = state.delivered_at
+    seconds = (at - delivered).total_seconds() if delivered is not None else None
+    hit = Hit(_ACTIONS.get(purpose, "click"), user_agent, ip, seconds, head=request.method == "HEAD")
+    rules = (
+        PUSH_BOT_RULES
+        if state.ref is not None and state.ref.channel == "push"
+        else call.herald.settings.bot_rules
     )
+    return Visit(message_id, payload, state, ip, user_agent, at, classify(hit, rules))
 
 
 def _hit(call: Call, visit: Visit, action: Literal["open", "read", "click", "ack"]) -> None:
