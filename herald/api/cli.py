@@ -169,14 +169,14 @@ def _relay(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from herald.api.wiring import open_event_store
     from herald.infra.clock import SystemClock
     from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
-    from herald.infra.sqlite_event_store import SqliteEventStore
     from herald.processors.relay import Relay, ensure_topic, kafka_producer
 
     bootstrap, topic, partitions = _kafka(settings, args)
     ensure_topic(bootstrap, topic, partitions)
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     # Its own file: `herald replay` swaps the read-model file, and must not reset what was published.
     checkpoints = SqliteCheckpoints(open_readmodel_db(settings.data_dir / "relay.sqlite"))
     relay = Relay(store, kafka_producer(bootstrap), topic, partitions, checkpoints)
@@ -263,10 +263,10 @@ def _only_worker(path: Path) -> IO[str]:
 
 def _events(settings: Settings, args: argparse.Namespace) -> int:
     from herald.api.routes.events import event_json
+    from herald.api.wiring import open_event_store
     from herald.infra.clock import SystemClock
-    from herald.infra.sqlite_event_store import SqliteEventStore
 
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     if args.stream:
         found = iter(store.read_stream(args.stream, args.after + 1))
     else:

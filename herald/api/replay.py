@@ -17,11 +17,11 @@ from pathlib import Path
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from herald.api.wiring import build_clickhouse, build_projections
+from herald.api.wiring import build_clickhouse, build_projections, open_event_store
 from herald.infra.clock import SystemClock
 from herald.infra.config import Settings
+from herald.infra.event_store import EventStore
 from herald.infra.readmodel_db import SqliteCheckpoints
-from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.runtime import InProcessRuntime
 from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
 from herald.projections.profile_states import profile_loader
@@ -29,7 +29,7 @@ from herald.projections.profile_states import profile_loader
 
 def replay(settings: Settings, keep_live: bool = False) -> int:
     """Exit status 0 when the rebuilt read models match the live ones, 1 when they differ."""
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     head = store.head_position()
     before = _checksums_at_head(store, settings.readmodel_path, head, "catching up live read models")
     rebuild_path = settings.readmodel_path.with_name("readmodels.rebuild.sqlite")
@@ -51,7 +51,7 @@ def replay(settings: Settings, keep_live: bool = False) -> int:
     return 0 if same else 1
 
 
-def _checksums_at_head(store: SqliteEventStore, path: Path, head: int, label: str) -> dict[str, str]:
+def _checksums_at_head(store: EventStore, path: Path, head: int, label: str) -> dict[str, str]:
     projections = build_projections(path, store)
     runtime = InProcessRuntime(
         store, SqliteCheckpoints(projections.profiles.conn), projections=projections.all(), batch_size=20_000
@@ -104,7 +104,7 @@ REPORT_TABLES = (
 
 def replay_reports(settings: Settings) -> int:
     """Empty the report tables and fill them again from the whole log through the sink."""
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     clickhouse = build_clickhouse(settings)
     if clickhouse is None:
         print("reports are off (HERALD_REPORTS_ENGINE=off): nothing to rebuild", file=sys.stderr)

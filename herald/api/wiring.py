@@ -23,9 +23,11 @@ from herald.infra.export_files import ExportFiles
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
 from herald.infra.import_files import ImportFiles
+from herald.infra.profile_keys import ProfileKeys
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
+from herald.infra.sealed_store import SealedEventStore, Sealer
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
@@ -42,6 +44,7 @@ from herald.projections.audit import AuditProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
+from herald.projections.erasure import ErasureProjection
 from herald.projections.jobs import JobsProjection
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
@@ -62,6 +65,7 @@ from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
 from herald.services.device_subscriptions import DeviceSubscriptions
+from herald.services.erasure import ErasureService
 from herald.services.exports import Exports
 from herald.services.imports import ImportService
 from herald.services.inbound import InboundService
@@ -105,6 +109,7 @@ class Projections:
     access: AccessProjection
     audit: AuditProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
+    erasure: ErasureProjection  # last: drops an erased profile's rows after the others saw the batch
 
     def all(self) -> list[SqliteProjection]:
         return [
@@ -121,6 +126,7 @@ class Projections:
             self.access,
             self.audit,
             self.membership,
+            self.erasure,
         ]
 
     def checksums(self) -> dict[str, str]:
@@ -171,6 +177,7 @@ class Herald:
     mass_updates: MassUpdates
     clearing: DatabaseClearing
     users: UserService
+    erasure: ErasureService
     access_check: AccessCheck = field(init=False, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
@@ -274,6 +281,13 @@ def reactors(campaigns: CampaignService, audiences: RunAudiences, jobs: JobServi
     ]
 
 
+def open_event_store(settings: Settings, clock: Clock) -> SealedEventStore:
+    """The log: the SQLite store, profiles' personal data sealed with their keys from the data directory."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keys = ProfileKeys.in_data_dir(settings.data_dir)
+    return SealedEventStore(SqliteEventStore(settings.event_store_path, clock), Sealer(keys))
+
+
 def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
     conn = open_readmodel_db(readmodel_path)
     return Projections(
@@ -290,6 +304,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         access=AccessProjection(conn),
         audit=AuditProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
+        erasure=ErasureProjection(conn),
     )
 
 
@@ -298,7 +313,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     clock = clock or SystemClock()
     ids = ids or IdSource()
-    store = SqliteEventStore(settings.event_store_path, clock)
+    store = open_event_store(settings, clock)
     projections = build_projections(settings.readmodel_path, store)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
@@ -404,6 +419,13 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         mass_updates=MassUpdates(jobs, profiles, audience, catalog),
         clearing=DatabaseClearing(jobs, profiles, audience),
         users=UserService(aggregates, projections.access),
+        erasure=ErasureService(
+            profiles,
+            store.sealer.keys,
+            clickhouse,
+            [import_files.directory, export_files.directory, segment_files.directory],
+            report_catch_up(store, embedded_sink),
+        ),
     )
 
 

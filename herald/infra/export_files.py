@@ -37,6 +37,10 @@ class ExportFiles:
     def __init__(self, directory: Path) -> None:
         self._directory = directory
 
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> ExportFiles:
         return cls(data_dir / DIRECTORY_NAME)
@@ -77,11 +81,6 @@ class ExportFiles:
             shutil.rmtree(self._parts(job_id), ignore_errors=True)
             for suffix in SUFFIXES.values():
                 (self._directory / f"{job_id}.{suffix}").unlink(missing_ok=True)
-
-    def files(self) -> Iterator[Path]:
-        """Every export file and part (for erasure, which scrubs them)."""
-        if self._directory.is_dir():
-            yield from (p for p in self._directory.rglob("*") if p.is_file())
 
     def _parts(self, job_id: str) -> Path:
         return self._directory / f"{job_id}.parts"

@@ -82,6 +82,10 @@ class ImportFiles:
     def __init__(self, directory: Path) -> None:
         self._directory = directory
 
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> ImportFiles:
         return cls(data_dir / DIRECTORY_NAME)

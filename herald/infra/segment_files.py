@@ -38,6 +38,10 @@ class SegmentFiles:
     def __init__(self, directory: Path) -> None:
         self._directory = directory
 
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> SegmentFiles:
         """The store in a Herald data directory."""

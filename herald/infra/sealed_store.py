@@ -1,0 +1,178 @@
+"""The event store with profiles' personal data sealed: AES-GCM with each profile's own key.
+
+`SealedEventStore` wraps any event store adapter. On append, the personal values of an event
+on a profile's streams — `profile-<id>` (fields, field changes, tracked data, subscription
+contacts, addresses, devices), `activity-<id>` (a tracked event's properties and context) and
+`message-<id>` (the recipient's contact, a trigger's content) — move into one sealed value,
+`_sealed`, encrypted with the profile's key (`ProfileKeys`) and bound to the stream; ids,
+statuses, times and resource and channel names stay readable, so the log can still be routed,
+counted and audited. On read the wrapper opens it again, lazily, when a consumer first looks at
+an event's data. When the profile was erased its key is gone: the values read as erased
+(`ERASED`: empty fields and changes, a contact named by a digest of its ciphertext so two stay
+two), and a replay rebuilds every read model without personal data.
+
+What stays out of it: events written before sealing existed (their payloads stay as written),
+and an anonymous visitor's events (no profile, no key).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from herald.infra.event_store import (
+    ANY,
+    AppendResult,
+    EventStore,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+)
+from herald.infra.profile_keys import ProfileKeys
+
+SEALED = "_sealed"
+SEALED_KEYS = "_sealed_keys"  # which keys the sealed value holds (names only: what an erasure must fill)
+PERSONAL: dict[str, frozenset[str]] = {
+    "profile-": frozenset({"fields", "changes", "tracked", "contact", "ip", "device", "email_md5"}),
+    "activity-": frozenset({"properties", "context"}),
+    "message-": frozenset({"contact", "content", "ip", "user_agent"}),
+}
+_PREFIXES = tuple(PERSONAL)
+
+
+def _erased(key: str, data: dict[str, Any], token: str) -> Any:
+    """What a personal value reads as once its key is gone (a value the event's model accepts)."""
+    if key in ("fields", "changes", "device", "properties", "context"):
+        return {}
+    if key == "tracked":
+        return {"at": data.get("at")}
+    if key == "contact":
+        return "erased-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    return None
+
+
+class Sealer:
+    def __init__(self, keys: ProfileKeys) -> None:
+        self.keys = keys
+
+    def profile_of(self, stream: str, data: dict[str, Any]) -> tuple[str, frozenset[str]] | None:
+        """Whose personal data an event on `stream` holds, and which of its keys are personal."""
+        if not stream.startswith(_PREFIXES):
+            return None
+        prefix = stream[: stream.index("-") + 1]
+        profile_id = data.get("profile_id") if prefix == "message-" else stream[len(prefix) :]
+        return (str(profile_id), PERSONAL[prefix]) if profile_id else None
+
+    def seal(self, stream: str, data: dict[str, Any]) -> dict[str, Any]:
+        found = self.profile_of(stream, data)
+        if found is None or SEALED in data:
+            return data
+        profile_id, personal = found
+        secret = {k: v for k, v in data.items() if k in personal}
+        if not secret:
+            return data
+        key = self.keys.key(profile_id, create=True)
+        if key is None:  # the profile was erased: nothing personal is written for it any more
+            return {k: v for k, v in data.items() if k not in personal}
+        nonce = os.urandom(12)
+        sealed = AESGCM(key).encrypt(nonce, orjson.dumps(secret), stream.encode())
+        rest = {k: v for k, v in data.items() if k not in personal}
+        return {**rest, SEALED: base64.b64encode(nonce + sealed).decode(), SEALED_KEYS: sorted(secret)}
+
+    def open(self, stream: str, data: dict[str, Any]) -> dict[str, Any]:
+        token = data.get(SEALED)
+        if not isinstance(token, str):
+            return data
+        rest = {k: v for k, v in data.items() if k not in (SEALED, SEALED_KEYS)}
+        found = self.profile_of(stream, data)
+        key = self.keys.key(found[0], create=False) if found else None
+        if key is not None:
+            raw = base64.b64decode(token)
+            try:
+                return {**rest, **orjson.loads(AESGCM(key).decrypt(raw[:12], raw[12:], stream.encode()))}
+            except InvalidTag:
+                pass  # a key that is not this event's: read as erased
+        sealed_keys = data.get(SEALED_KEYS) or ()
+        return {**rest, **{k: _erased(k, rest, token) for k in sealed_keys if k in _REQUIRED}}
+
+
+# Personal keys the events' models need a value for (the others read as absent once erased).
+_REQUIRED = frozenset({"fields", "changes", "tracked", "contact", "properties", "context"})
+
+
+class _Opened(RecordedEvent):
+    """A stored event whose sealed data is opened on first access."""
+
+    __slots__ = ("_sealer",)
+
+    @classmethod
+    def of(cls, event: RecordedEvent, sealer: Sealer) -> _Opened:
+        opened = cls.__new__(cls)
+        for slot in RecordedEvent.__slots__:
+            object.__setattr__(opened, slot, object.__getattribute__(event, slot))
+        opened._sealer = sealer
+        return opened
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = RecordedEvent.data.fget(self)  # type: ignore[attr-defined]
+        if SEALED in data:
+            data = self._sealer.open(self.stream, data)
+            self._data = data
+        return data  # type: ignore[no-any-return]
+
+
+class SealedEventStore:
+    """An event store (the port) whose profiles' personal data is sealed; delegates the rest."""
+
+    def __init__(self, inner: EventStore, sealer: Sealer) -> None:
+        self.inner = inner
+        self.sealer = sealer
+
+    def append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ANY
+    ) -> AppendResult:
+        return self.append_many([StreamAppend(stream, events, expected_version)])[0]
+
+    def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        return self.inner.append_many([self._sealed(a) for a in appends])
+
+    def _sealed(self, append: StreamAppend) -> StreamAppend:
+        if not append.stream.startswith(_PREFIXES):
+            return append
+        events = [_with_data(e, self.sealer.seal(append.stream, e.data)) for e in append.events]
+        return StreamAppend(append.stream, events, append.expected_version)
+
+    def _opened(self, event: RecordedEvent) -> RecordedEvent:
+        return _Opened.of(event, self.sealer) if event.stream.startswith(_PREFIXES) else event
+
+    def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        return [self._opened(e) for e in self.inner.read_stream(stream, from_version)]
+
+    def read_all(self, from_position: int = 1, limit: int | None = None) -> Iterator[RecordedEvent]:
+        return (self._opened(e) for e in self.inner.read_all(from_position, limit))
+
+    async def subscribe(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
+        async for event in self.inner.subscribe(from_position):
+            yield self._opened(event)
+
+    def close(self) -> None:
+        self.inner.close()
+        self.sealer.keys.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # stream_version, head_position, wait_for_new, close, …
+
+
+def _with_data(event: NewEvent, data: dict[str, Any]) -> NewEvent:
+    if data is event.data:
+        return event
+    return NewEvent(event.event_id, event.type, data, event.occurred_at, event.schema_version, event.metadata)
