@@ -179,7 +179,8 @@ def _relay(settings: Settings, args: argparse.Namespace) -> int:
     store = open_event_store(settings, SystemClock())
     # Its own file: `herald replay` swaps the read-model file, and must not reset what was published.
     checkpoints = SqliteCheckpoints(open_readmodel_db(settings.data_dir / "relay.sqlite"))
-    relay = Relay(store, kafka_producer(bootstrap), topic, partitions, checkpoints)
+    # the log as stored: a topic holds profiles' data sealed, as the log does
+    relay = Relay(store.inner, kafka_producer(bootstrap), topic, partitions, checkpoints)
     print(f"Herald relay: {settings.event_store_path} -> {topic} at {bootstrap}", flush=True)
 
     async def run() -> None:

@@ -11,6 +11,9 @@ an event's data. When the profile was erased its key is gone: the values read as
 (`ERASED`: empty fields and changes, a contact named by a digest of its ciphertext so two stay
 two), and a replay rebuilds every read model without personal data.
 
+The relay publishes the log as stored (`SealedEventStore.inner`), so a Kafka topic holds the
+sealed values too; the Faust worker opens them with its own store (`opened`).
+
 What stays out of it: events written before sealing existed (their payloads stay as written),
 and an anonymous visitor's events (no profile, no key).
 """
@@ -151,18 +154,19 @@ class SealedEventStore:
         events = [_with_data(e, self.sealer.seal(append.stream, e.data)) for e in append.events]
         return StreamAppend(append.stream, events, append.expected_version)
 
-    def _opened(self, event: RecordedEvent) -> RecordedEvent:
+    def opened(self, event: RecordedEvent) -> RecordedEvent:
+        """`event` (as stored, from this log or a copy of it) with its sealed data opened on access."""
         return _Opened.of(event, self.sealer) if event.stream.startswith(_PREFIXES) else event
 
     def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
-        return [self._opened(e) for e in self.inner.read_stream(stream, from_version)]
+        return [self.opened(e) for e in self.inner.read_stream(stream, from_version)]
 
     def read_all(self, from_position: int = 1, limit: int | None = None) -> Iterator[RecordedEvent]:
-        return (self._opened(e) for e in self.inner.read_all(from_position, limit))
+        return (self.opened(e) for e in self.inner.read_all(from_position, limit))
 
     async def subscribe(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
         async for event in self.inner.subscribe(from_position):
-            yield self._opened(event)
+            yield self.opened(event)
 
     def close(self) -> None:
         self.inner.close()

@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from herald.infra.event_store import EventStore
+from herald.infra.event_store import EventStore, RecordedEvent
 from herald.processors.relay import decode
 from herald.processors.runtime import Projection
 from herald.processors.sequencing import Delivery, OrderedConsumer
@@ -107,6 +107,8 @@ class Processors:
             OrderedConsumer(r, store, self._read_models_position, batch_size, gap_timeout) for r in reactors
         ]
         self.all = [*self.projections, *self.reactors]
+        # the relay publishes the log as stored (profiles' data sealed); the store opens it here
+        self._open: Callable[[RecordedEvent], RecordedEvent] = getattr(store, "opened", lambda event: event)
 
     def _read_models_position(self) -> int:
         return min((p.checkpoint() for p in self.projections), default=2**63)
@@ -116,6 +118,7 @@ class Processors:
         settled: list[Receipt] = []
         for message in messages:
             event, previous = decode(message.value)
+            event = self._open(event)
             receipt = Receipt(message, len(self.all))
             for consumer in self.all:
                 settled += consumer.offer(Delivery(event, previous, [receipt]))
