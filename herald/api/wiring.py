@@ -56,6 +56,7 @@ from herald.projections.short_links import ShortLinksProjection
 from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
+from herald.reports.retention import ReportRetention
 from herald.senders.inbound_smtp import InboundServer
 from herald.senders.webpush import generate_vapid_key
 from herald.senders.worker import EmailWorker
@@ -178,6 +179,7 @@ class Herald:
     clearing: DatabaseClearing
     users: UserService
     erasure: ErasureService
+    report_retention: ReportRetention | None
     access_check: AccessCheck = field(init=False, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
@@ -226,11 +228,13 @@ class Herald:
     def tick(self) -> None:
         """Fire every timer that fell due: campaign runs, scheduled imports, delayed unsubscribes, segment
         recalculations, realtime-membership windows and the waits for delivery reports; and drop audit
-        entries past their retention."""
+        entries and report rows past their retention."""
         now = self.clock.now()
         self.campaigns.tick(now)
         self.scheduled_imports.tick(now)
         self.projections.audit.expire(now, self.settings.audit_retention_days)
+        if self.report_retention is not None:
+            self.report_retention.apply(now)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
@@ -425,6 +429,11 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             clickhouse,
             [import_files.directory, export_files.directory, segment_files.directory],
             report_catch_up(store, embedded_sink),
+        ),
+        report_retention=(
+            ReportRetention(clickhouse, settings.report_retention_days)
+            if clickhouse is not None and settings.report_retention_days
+            else None
         ),
     )
 

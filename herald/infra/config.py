@@ -54,6 +54,8 @@ class Settings:
     import_fetch_timeout_seconds: float = 600.0
     # The audit log keeps its entries this long (the guide's AUDIT_LOG_TTL); the log keeps everything.
     audit_retention_days: int = 90
+    # Report rows older than this many days are deleted (None: reports keep everything).
+    report_retention_days: int | None = None
 
     @property
     def event_store_path(self) -> Path:
@@ -82,6 +84,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "import_max_bytes": int(os.environ.get("HERALD_IMPORT_MAX_BYTES", str(4 * 1024**3))),
         "import_fetch_timeout_seconds": float(os.environ.get("HERALD_IMPORT_FETCH_TIMEOUT_SECONDS", "600")),
         "audit_retention_days": int(os.environ.get("HERALD_AUDIT_RETENTION_DAYS", "90")),
+        "report_retention_days": _optional_int(os.environ.get("HERALD_REPORT_RETENTION_DAYS")),
         "bot_rules": bot_rules(os.environ.get("HERALD_BOT_RULES", "")),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
