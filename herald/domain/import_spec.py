@@ -63,13 +63,9 @@ class SubscriptionSource(_Value):
     provider: str | None = Field(None, description="the push provider, for push tokens")
 
 
-class ImportSpec(_Value):
-    """A file import's settings (the job's spec, kept in `JobStarted`)."""
+class TableMapping(_Value):
+    """How a table's columns become profiles: what a file import and a scheduled import share."""
 
-    file_id: str
-    format: TableFormat
-    file_name: str = ""
-    size: int = 0
     header: bool = True
     skip_rows: int = Field(0, ge=0)
     columns: tuple[ColumnMapping, ...] = Field(min_length=1)
@@ -78,6 +74,15 @@ class ImportSpec(_Value):
     match: MatchMode = MatchMode.EMAIL
     field_name: str | None = None
     resubscribe: bool = False
+
+
+class ImportSpec(TableMapping):
+    """A file import's settings (the job's spec, kept in `JobStarted`)."""
+
+    file_id: str
+    format: TableFormat
+    file_name: str = ""
+    size: int = 0
     source: str = "file"
 
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import Field, HttpUrl
 
 from herald.domain.decider import Decider
 from herald.domain.errors import AlreadyExists, NotFound, RuleViolated, ValidationFailed
 from herald.domain.events import Event, registry
-from herald.domain.import_spec import ColumnMapping, SubscriptionSource
+from herald.domain.import_spec import TableMapping
 from herald.domain.matching import MatchMode
-from herald.domain.profiles import ImportMode
 from herald.domain.schedules import Schedule, check_schedule, next_runs
 
 
@@ -41,21 +40,11 @@ def scheduled_import_stream(import_id: str) -> str:
     return f"scheduledimport-{import_id}"
 
 
-class ScheduledImportSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class ScheduledImportSettings(TableMapping):
     name: str = Field(min_length=1, max_length=200)
     database_id: str
     url: HttpUrl
     format: str = Field("auto", pattern="^(auto|csv|xlsx|json)$")
-    header: bool = True
-    skip_rows: int = Field(0, ge=0)
-    columns: tuple[ColumnMapping, ...] = Field(min_length=1)
-    subscriptions: tuple[SubscriptionSource, ...] = ()
-    mode: ImportMode = ImportMode.ADD_AND_UPDATE
-    match: MatchMode = MatchMode.EMAIL
-    field_name: str | None = None
-    resubscribe: bool = False
     schedule: Schedule
     tags: tuple[str, ...] = ()
 

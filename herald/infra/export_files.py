@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from herald.domain.errors import NotFound
+from herald.infra.data_files import DataFolder
 from herald.reports.export import FORMULA_START, csv_text
 
-DIRECTORY_NAME = "exports"
 _JOB_ID = re.compile(r"^[0-9a-z_-]{8,80}$")
 SUFFIXES = {"csv": "csv", "xlsx": "xlsx", "jsonl": "jsonl"}
 
@@ -33,17 +33,8 @@ def csv_line(cells: Sequence[Any]) -> bytes:
     return out.getvalue().encode()
 
 
-class ExportFiles:
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-
-    @property
-    def directory(self) -> Path:
-        return self._directory
-
-    @classmethod
-    def in_data_dir(cls, data_dir: Path) -> ExportFiles:
-        return cls(data_dir / DIRECTORY_NAME)
+class ExportFiles(DataFolder):
+    DIRECTORY_NAME = "exports"
 
     def write_part(self, job_id: str, chunk: int, content: bytes) -> None:
         folder = self._parts(job_id)

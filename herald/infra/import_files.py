@@ -42,8 +42,8 @@ from typing import IO, Any, Literal
 import orjson
 
 from herald.domain.errors import NotFound, ValidationFailed
+from herald.infra.data_files import DataFolder
 
-DIRECTORY_NAME = "imports"
 MAX_CELL = 65_536
 BAD_TEXT = "\ufffd"
 ERROR_REPORT_HEADER = "\ufeffrow,column,field,reason,cells\r\n".encode()
@@ -76,19 +76,10 @@ class TooLarge(ValidationFailed):
     """The body is larger than the import file cap (HTTP 413)."""
 
 
-class ImportFiles:
+class ImportFiles(DataFolder):
     """Import files under one directory."""
 
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-
-    @property
-    def directory(self) -> Path:
-        return self._directory
-
-    @classmethod
-    def in_data_dir(cls, data_dir: Path) -> ImportFiles:
-        return cls(data_dir / DIRECTORY_NAME)
+    DIRECTORY_NAME = "imports"
 
     async def receive(self, chunks: AsyncIterable[bytes], max_bytes: int) -> StoredFile:
         """Write a streamed body to a new file; refuse it past `max_bytes` (nothing is kept then)."""

@@ -191,9 +191,25 @@ class ProfileService:
         database = self.catalog.database(database_id)
         if options.match is MatchMode.CUSTOM:
             match_key(options.match, options.field_name, {}, database)  # refuses a bad field name up front
+        return self._batched(
+            database,
+            lambda batch: [self._row(batch, i, row, options) for i, row in enumerate(rows)],
+            context,
+            along,
+        )
+
+    def _batched(
+        self,
+        database: DatabaseState,
+        decide: Callable[[_Batch], list[RowResult]],
+        context: CommandContext,
+        along: Along | None,
+    ) -> list[RowResult]:
+        """Decide on a fresh working set and append it (with `along`'s appends) atomically; on a race
+        with another writer, decide again. A conflict on one of `along`'s streams is raised."""
         for _ in range(_ATTEMPTS):
             batch = _Batch(self, database)
-            results = [self._row(batch, i, row, options) for i, row in enumerate(rows)]
+            results = decide(batch)
             extra = list(along(results)) if along else []
             try:
                 self.aggregates.store.append_many([*batch.appends(context), *extra])
@@ -358,18 +374,14 @@ class ProfileService:
         Profiles gone or in another database are `skipped`; a refused profile keeps its state.
         """
         database = self.catalog.database(database_id)
-        for _ in range(_ATTEMPTS):
-            batch = _Batch(self, database)
-            results = [self._decide_one(batch, i, pid, commands_for) for i, pid in enumerate(profile_ids)]
-            extra = list(along(results)) if along else []
-            try:
-                self.aggregates.store.append_many([*batch.appends(context), *extra])
-            except WrongExpectedVersion as conflict:
-                if any(a.stream == conflict.stream for a in extra):
-                    raise
-                continue
-            return results
-        raise WrongExpectedVersion("profiles", ANY, -1)
+        return self._batched(
+            database,
+            lambda batch: [
+                self._decide_one(batch, i, pid, commands_for) for i, pid in enumerate(profile_ids)
+            ],
+            context,
+            along,
+        )
 
     def _decide_one(
         self,
