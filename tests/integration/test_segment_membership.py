@@ -403,7 +403,11 @@ def test_static_membership_is_folded_for_segment_rules(world: World) -> None:
         membership_stream("vip"),
         [
             NewEvent(
-                deterministic_id("test", 1), "ProfileEnteredSegment", entered.to_data(), datetime.now(UTC)
+                deterministic_id("test", 1),
+                "ProfileEnteredSegment",
+                entered.to_data(),
+                datetime.now(UTC),
+                metadata={"actor": "test"},
             )
         ],
     )
