@@ -66,7 +66,7 @@ class AuditProjection(SqliteProjection):
             "INSERT OR REPLACE INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.position,
-                sortable_time(event.recorded_at),
+                sortable_time(event.occurred_at),  # the command's time (the clock the app injects)
                 str(meta.get("actor", "")),
                 str(meta.get("source", "")),
                 meta.get("ip"),
