@@ -29,7 +29,10 @@ from herald.domain.resources import (
     resource_decider,
     resource_stream,
 )
+from herald.domain.secrets import SealedSecret
 from herald.services.aggregates import CommandContext
+
+SEALED_KEY = SealedSecret(key_id="test-key", ciphertext="c2VhbGVk")  # what the domain stores
 
 CTX = CommandContext(actor="test", source="test")
 DB = "1"
@@ -94,7 +97,7 @@ def create_resource(
         EnableChannel(
             resource_id,
             PushSettings(
-                platforms=(PushPlatform.ANDROID,), providers=(PushProvider.FCM,), firebase_api_key="key"
+                platforms=(PushPlatform.ANDROID,), providers=(PushProvider.FCM,), firebase_api_key=SEALED_KEY
             ),
         )
     )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,6 +38,7 @@ from herald.api.routes import (
     tracking,
     users,
 )
+from herald.api.security_headers import SecurityHeaders
 from herald.api.wiring import Herald
 
 VERSION = "0.1.0"
@@ -97,6 +99,7 @@ def create_app(herald: Herald, run_processors: bool = True) -> Starlette:
     app = Starlette(
         routes=[e.route(herald) for e in table],
         exception_handlers={404: not_found},
+        middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )
     app.add_route(OPENAPI_PATH, serve_openapi, methods=["GET"])

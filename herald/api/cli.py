@@ -47,6 +47,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("openapi", help="print the OpenAPI document")
 
+    secrets = command("secrets", "the secrets stored (sealed) in the log")
+    secrets_commands = secrets.add_subparsers(dest="secrets_command", required=True)
+    reseal = secrets_commands.add_parser(
+        "reseal",
+        help="seal every secret again under the current key (after a rotation or an upgrade)",
+        parents=[data_dir],
+    )
+    reseal.add_argument(
+        "--scrub",
+        action="store_true",
+        help="then overwrite the clear text old events hold on disk and rebuild the read models",
+    )
+
     mailbox = commands.add_parser("mailbox", help="a local SMTP server keeping what it receives in a folder")
     mailbox.add_argument("--host", default="127.0.0.1")
     mailbox.add_argument("--port", type=int, default=2525)
@@ -93,8 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     # The commands that fold the log into this directory's read models take its lock first.
     # With the scale engine `herald serve` runs no processor: several may share a directory.
-    runs_processors = args.command in ("replay", "send") or (
-        args.command == "serve" and settings.engine == "embedded"
+    # `secrets reseal --scrub` rebuilds the read models, so it waits for no server to be folding them.
+    runs_processors = (
+        args.command in ("replay", "send")
+        or (args.command == "serve" and settings.engine == "embedded")
+        or (args.command == "secrets" and args.scrub)
     )
     lock = hold_processors_lock(settings.data_dir, args.command) if runs_processors else None
     try:
@@ -118,7 +134,36 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return _relay(settings, args)
     if args.command == "worker":
         return _worker(settings, args)
+    if args.command == "secrets":
+        return _reseal(settings, scrub=args.scrub)
     return _events(settings, args)
+
+
+def _reseal(settings: Settings, scrub: bool) -> int:
+    """Reseal every secret; with `scrub`, then rewrite the old events' bytes and rebuild the read
+    models (whose files may hold copies of them)."""
+    from herald.api.replay import replay
+    from herald.api.wiring import build
+    from herald.domain.events import registry
+    from herald.infra.log_scrub import scrub_sqlite_log
+    from herald.services.secrets import cleartext_rewrites, reseal_log
+
+    herald = build(settings)
+    try:
+        done = reseal_log(herald.store, herald.senders, herald.catalog)
+        print(
+            f"{done.streams} streams hold secrets; {done.resealed} sealed again under key "
+            f"{herald.box.current_key_id}"
+        )
+        rewrites = list(cleartext_rewrites(herald.store, registry)) if scrub else []
+    finally:
+        herald.close()
+    if not scrub:
+        return 0
+    changed = scrub_sqlite_log(settings.event_store_path, rewrites)
+    print(f"{changed} events held secrets in clear: rewritten, the file vacuumed")
+    replay(settings)  # read models that held a copy of the clear text differ from the rebuilt ones
+    return 0
 
 
 def _kafka_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,13 @@ from starlette.routing import Route
 from herald.api.access import PUBLIC, Access, derive
 from herald.api.errors import HttpError, handle_exception
 from herald.api.principal import ANONYMOUS, Principal
+from herald.api.request_body import (
+    JSON_MEDIA_TYPES,
+    check_json_limits,
+    check_media_type,
+    parse_json,
+    read_body,
+)
 from herald.api.responses import json_response
 from herald.services.aggregates import CommandContext
 
@@ -46,6 +53,11 @@ class Call:
     context: CommandContext
     principal: Principal = ANONYMOUS
 
+    @property
+    def role(self) -> str:
+        """The token's role ("user" for a user's token); "public" on routes that take none."""
+        return self.principal.role
+
     def path_param(self, name: str) -> str:
         return str(self.request.path_params[name])
 
@@ -64,14 +76,48 @@ class Endpoint:
     query: type[BaseModel] | None = None
     role: str = "write"  # "public" = no token (trackers, health)
     status: int = 200
-    raw_body: bool = False  # the handler reads the body itself (batches validate row by row)
-    bytes_body: str | None = None  # a body of bytes the handler reads whole: its media type (documented)
+    # the handler gets the parsed JSON, unvalidated (batches validate row by row; `body`, if given,
+    # only documents it)
+    raw_body: bool = False
+    bytes_body: str | None = None  # the handler gets the body's bytes: its media type (documented)
+    # media types taken besides `bytes_body`, or besides JSON's for a JSON body; None takes any
+    accepts: tuple[str, ...] | None = ()
+    max_body: int | None = None  # bytes; None: the settings' `max_body_bytes`
+    # the handler reads the body as a stream itself (uploads larger than memory); `bytes_body` documents it
+    streams_body: bool = False
     # which object's rights the request needs (`api/access.py`); derived from the path unless declared
     access: Access | None = None
 
     def __post_init__(self) -> None:
         if self.access is None:
             object.__setattr__(self, "access", derive(self.method, self.path, self.role))
+
+    @property
+    def takes_body(self) -> bool:
+        if self.streams_body:
+            return False
+        return self.body is not None or self.bytes_body is not None or self.raw_body
+
+    def body_limit(self, settings_limit: int) -> int:
+        return self.max_body if self.max_body is not None else settings_limit
+
+    async def _body(self, request: Request, herald: Herald) -> Any:
+        """The body as the handler takes it: a validated model, parsed JSON, or bytes."""
+        settings_limit = herald.settings.max_body_bytes
+        if self.bytes_body is not None:
+            if self.accepts is not None:
+                check_media_type(request, (self.bytes_body, *self.accepts))
+            return await read_body(request, self.body_limit(settings_limit))
+        if self.accepts is not None:
+            check_media_type(request, (*JSON_MEDIA_TYPES, *self.accepts))
+        raw = await read_body(request, self.body_limit(settings_limit))
+        document = parse_json(raw)
+        if self.raw_body:
+            return document
+        assert self.body is not None
+        # validated from the text, not the parsed document: JSON-mode validation is what the models
+        # (and their error messages) are written for
+        return self.body.model_validate_json(raw)
 
     def route(self, herald: Herald) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -99,13 +145,10 @@ class Endpoint:
 
     async def _serve(self, request: Request, herald: Herald) -> Response:
         principal = self.authorize(request, herald)
-        body = None
-        if self.body is not None and not self.raw_body:
-            raw = await request.body()
-            if not raw:
-                raise HttpError(422, "a JSON body is required", "body")
-            body = self.body.model_validate_json(raw)
         query = self.query.model_validate(dict(request.query_params)) if self.query else None
+        if query is not None:
+            check_json_limits(query.model_dump())  # an int past 64 bits would overflow SQLite
+        body = await self._body(request, herald) if self.takes_body else None
         context = CommandContext(
             actor=principal.actor,
             source="api",

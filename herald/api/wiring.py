@@ -28,6 +28,7 @@ from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
 from herald.infra.sealed_store import SealedEventStore, Sealer
+from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
@@ -81,6 +82,7 @@ from herald.services.segment_members import (
     SegmentMembers,
     SqlMembers,
 )
+from herald.services.segment_urls import opened_url
 from herald.services.segments import ProfilesForEvaluation, SegmentService, StoredSegments
 from herald.services.senders import SenderService
 from herald.services.sending_policies import SendingPolicyService
@@ -160,6 +162,7 @@ class Herald:
     email: EmailWorker
     device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
+    box: SecretBox  # seals and opens the secrets stored in the log
     vapid_private_key: str  # the account's web push (VAPID) key, PEM, kept in the data directory
     remote: RemoteContentFetcher
     run_audiences: RunAudiences
@@ -325,6 +328,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
     signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
+    box = load_secret_box(settings.secrets_key, settings.data_dir)
+    senders = SenderService(aggregates, box)
     clickhouse = build_clickhouse(settings)
     reports_runtime = (
         InProcessRuntime(
@@ -340,7 +345,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     # With the scale engine the worker feeds the sink: nothing here may drive it as well.
     embedded_sink = reports_runtime if settings.engine == "embedded" else None
     segments = segment_service(
-        settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files
+        settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files, box
     )
     campaigns = CampaignService(
         catalog,
@@ -391,13 +396,14 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         policies=SendingPolicyService(catalog),
         segments=segments,
         deliveries=deliveries,
-        senders=SenderService(aggregates),
+        senders=senders,
         inbound=InboundService(deliveries),
-        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
+        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, senders, clock),
         device_subscriptions=DeviceSubscriptions(
             catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
         ),
         signer=signer,
+        box=box,
         vapid_private_key=_stored_vapid_key(settings.data_dir),
         remote=remote,
         run_audiences=audiences,
@@ -461,6 +467,7 @@ def segment_service(
     reports: tuple[ClickHouse | None, InProcessRuntime | None],
     external: ExternalSets,
     files: SegmentFiles,
+    box: SecretBox,
 ) -> SegmentService:
     """Segments over the bulk evaluator: SQL on the report store when reports are on, else in process."""
     stored = StoredSegments(aggregates)
@@ -472,7 +479,8 @@ def segment_service(
             ProfilesForEvaluation(aggregates, projections.profiles, projections.membership.facts)
         )
     )
-    evaluator = SegmentMembers(stored, engine, FetchedSets(external.post_url, files.column))
+    fetched = FetchedSets(lambda s, at: external.post_url(s, at, opened_url(box, s)), files.column)
+    evaluator = SegmentMembers(stored, engine, fetched)
     return SegmentService(
         aggregates,
         stored,
@@ -480,6 +488,7 @@ def segment_service(
         projections.profiles,
         evaluator,
         settings.account_timezone,
+        box,
     )
 
 
@@ -521,17 +530,9 @@ def import_fetch_policy(settings: Settings) -> RemoteContentPolicy:
 def _stored_vapid_key(data_dir: Path) -> str:
     """The web push VAPID private key (P-256, PEM), made on first start and kept beside the other
     secrets: never in the log, so no event carries it."""
-    path = data_dir / "vapid-private-key.pem"
-    if not path.exists():
-        path.write_text(generate_vapid_key())
-        path.chmod(0o600)
-    return path.read_text()
+    return private_file(data_dir / "vapid-private-key.pem", generate_vapid_key) + "\n"
 
 
 def _stored_secret(data_dir: Path, name: str) -> str:
     """A secret (admin token, signing key) made on first start and kept in the data directory."""
-    path = data_dir / name
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return private_file(data_dir / name, lambda: secrets.token_urlsafe(32))

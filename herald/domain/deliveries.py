@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from herald.domain.bots import BotVerdict
 from herald.domain.decider import Decider
@@ -118,10 +118,27 @@ def _ref_fields(message_id: str, ref: MessageRef) -> dict[str, object]:
 # --- sending -----------------------------------------------------------------------------------
 
 
+class RenderInputs(BaseModel):
+    """What a message was rendered from that may change after it is sent: the profile's stream
+    version, the fragments' versions and the remote content fetched. The template version and a
+    trigger's content are on the queued message already; with these, rendering again gives the
+    message as it was sent (its web version), whatever changed since."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    profile_version: int
+    fragment_versions: dict[str, int] = Field(default_factory=dict)
+    remote_html: dict[str, str] = Field(default_factory=dict, description="`{[url]}` blocks: URL → HTML")
+    remote_json: dict[str, dict[str, JsonValue]] = Field(
+        default_factory=dict, description="the JSON content URL → what it answered"
+    )
+
+
 @registry.register("MessageSendAttempted")
 class MessageSendAttempted(_MessageEvent):
     attempt: int
     sender_id: str
+    rendered_from: RenderInputs | None = None  # absent on attempts recorded before it was kept
 
 
 @registry.register("MessageCommitting")
@@ -307,6 +324,7 @@ class DeliveryState:
 class StartAttempt:
     sender_id: str
     at: datetime
+    rendered_from: RenderInputs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,7 +487,13 @@ def decide(command: DeliveryCommand, state: DeliveryState) -> list[Event]:
         case StartAttempt():
             if not state.sendable:
                 raise RuleViolated(f"the message is {state.status}: it is not sent again", "message_id")
-            return [MessageSendAttempted(**common, attempt=state.attempts + 1, sender_id=command.sender_id)]
+            attempt = MessageSendAttempted(
+                **common,
+                attempt=state.attempts + 1,
+                sender_id=command.sender_id,
+                rendered_from=command.rendered_from,
+            )
+            return [attempt]
         case MarkCommitting():
             if state.status != "attempting":
                 raise RuleViolated("no attempt in progress", "message_id")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from herald.domain.bots import DEFAULT_BOT_RULES, BotRules
 
 ENGINES = ("embedded", "scale")
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 REPORTS_ENGINES = ("chdb", "server", "off")
 
 
@@ -20,9 +21,13 @@ class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8080
-    admin_token: str | None = None
+    # Secrets are kept out of the repr, so logging or printing the settings shows none of them.
+    admin_token: str | None = field(default=None, repr=False)
     # Signs tracking tokens; generated into the data directory on first start when unset.
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    # Seals secrets stored in the log (`infra/secret_box.py`): base64url keys, comma-separated, the
+    # first current; unset, the data directory's `secrets-key` file (made on first start) holds them.
+    secrets_key: str | None = field(default=None, repr=False)
     account_timezone: str = "UTC"
     # Dynamic template content: non-public networks it may reach (none by default), its limits.
     remote_allowed_networks: tuple[str, ...] = ()
@@ -44,6 +49,8 @@ class Settings:
     inbound_smtp_port: int | None = None
     # The read pixel records a read once the client kept its request open this long.
     read_pixel_seconds: float = 10.0
+    # The largest JSON request body taken (413 above it); file uploads have limits of their own.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Which tracker hits are machines' (`domain/bots.py`): HERALD_BOT_RULES, a JSON object.
     bot_rules: BotRules = DEFAULT_BOT_RULES
     # Web push subscriptions with an http (not https) endpoint: only for local push services in tests.
@@ -74,6 +81,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "port": int(os.environ.get("HERALD_PORT", "8080")),
         "admin_token": os.environ.get("HERALD_ADMIN_TOKEN"),
         "secret_key": os.environ.get("HERALD_SECRET_KEY"),
+        "secrets_key": os.environ.get("HERALD_SECRETS_KEY"),
         "account_timezone": os.environ.get("HERALD_ACCOUNT_TIMEZONE", "UTC"),
         "remote_allowed_networks": tuple(
             n.strip() for n in os.environ.get("HERALD_REMOTE_ALLOWED_NETWORKS", "").split(",") if n.strip()
@@ -85,6 +93,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "import_fetch_timeout_seconds": float(os.environ.get("HERALD_IMPORT_FETCH_TIMEOUT_SECONDS", "600")),
         "audit_retention_days": int(os.environ.get("HERALD_AUDIT_RETENTION_DAYS", "90")),
         "report_retention_days": _optional_int(os.environ.get("HERALD_REPORT_RETENTION_DAYS")),
+        "max_body_bytes": int(os.environ.get("HERALD_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
         "bot_rules": bot_rules(os.environ.get("HERALD_BOT_RULES", "")),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),

@@ -7,6 +7,12 @@ short). The payload names its purpose, so a token made for one action (an
 open) is refused for another (an unsubscribe), and a click token carries the
 destination it was made for, so the redirect can go nowhere else.
 
+Only the canonical spelling of a token verifies: base64url without padding, no
+other characters, and the unused low bits of the last character zero. A
+lenient decoder maps up to 16 spellings of a MAC to the same bytes, so one
+token would have many URLs (each a fresh key for caches, deduplication and
+rate limits) — the decoded bytes are encoded again and must give back the text.
+
 A short code (`/s/<code>` in an SMS) stands for one such token: ten
 characters of base62 taken from an HMAC of the token under the same key
 (about 59 bits), so a code cannot be made without the key nor found by
@@ -20,11 +26,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from typing import Any
 
 import orjson
 
 MAC_BYTES = 16
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 SHORT_CODE_LENGTH = 10
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -88,4 +96,10 @@ def _encode(raw: bytes) -> str:
 
 
 def _decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of canonical unpadded base64url `text`; `ValueError` for any other spelling."""
+    if not _BASE64URL.fullmatch(text):
+        raise ValueError("not unpadded base64url")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _encode(raw) != text:
+        raise ValueError("not the canonical spelling")
+    return raw

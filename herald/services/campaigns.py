@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
 from herald.domain import sending_policies as sp
+from herald.domain.deliveries import RenderInputs
 from herald.domain.errors import DomainError, NotFound, RuleViolated
 from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey
 from herald.domain.profiles import ProfileState, profile_decider, profile_stream
@@ -55,6 +56,7 @@ from herald.projections.send_history import SendHistoryProjection
 from herald.services.aggregates import CommandContext, Loaded, Outcome
 from herald.services.catalog import CatalogService
 from herald.services.rendering import (
+    KeptFetches,
     MessageData,
     MessageRenderer,
     RenderedMessage,
@@ -63,6 +65,7 @@ from herald.services.rendering import (
     lead_of,
     subscription_of,
 )
+from herald.services.templates import fragments_at
 from herald.services.tracking import selector_key
 
 
@@ -411,10 +414,31 @@ class CampaignService:
         message = self.renderer.render(template_id, template.version, body, channel, data, urls)
         return template.version, message.fragment_versions
 
-    def render_queued(self, queued: ms.MessageQueued) -> RenderedMessage:
-        """A queued message rendered again to be sent (or shown as its web version): the same
-        template version and data, so the same text, links and tracking tokens."""
-        profile = self.profile(queued.profile_id)
+    def render_queued(self, queued: ms.MessageQueued, sent: RenderInputs | None = None) -> RenderedMessage:
+        """A queued message rendered again; with `sent` (what an attempt was rendered from), the
+        message as it was sent: its web version. Either way the template version and data are the
+        queued ones, so the text, links and tokens are the same."""
+        return self._render_queued(queued, sent)[0]
+
+    def render_to_send(self, queued: ms.MessageQueued) -> tuple[RenderedMessage, RenderInputs]:
+        """A queued message rendered to be sent now, and what it was rendered from (kept with the
+        attempt, so `render_queued` can show it as sent)."""
+        return self._render_queued(queued, None)
+
+    def _render_queued(
+        self, queued: ms.MessageQueued, sent: RenderInputs | None
+    ) -> tuple[RenderedMessage, RenderInputs]:
+        stream = profile_stream(queued.profile_id)
+        if sent is None:
+            loaded = self.aggregates.load(profile_decider, stream)
+            remote = self.renderer.remote
+            kept = KeptFetches(remote.for_message() if remote is not None else None)
+            fragments = None  # the current versions
+        else:
+            loaded = self.aggregates.load_at(profile_decider, stream, sent.profile_version)
+            kept = KeptFetches(None, sent.remote_html, sent.remote_json)
+            fragments = fragments_at(self.aggregates, sent.fragment_versions)
+        profile = loaded.state
         channel = Channel(queued.channel)
         chosen = next(
             (
@@ -442,10 +466,18 @@ class CampaignService:
             content=queued.content,
         )
         urls = tracking_urls(self.signer, resource, queued.message_id, channel)
-        made = self.renderer.render(queued.template_id, queued.template_version, content, channel, data, urls)
+        message = self.renderer.render(
+            queued.template_id, queued.template_version, content, channel, data, urls, kept, fragments
+        )
         if isinstance(urls, ShortLinkUrls):
-            return replace(made, short_links=dict(urls.shortened))
-        return made
+            message = replace(message, short_links=dict(urls.shortened))
+        inputs = RenderInputs(
+            profile_version=loaded.version,
+            fragment_versions=dict(message.fragment_versions),
+            remote_html=kept.html,
+            remote_json=kept.json_answers,
+        )
+        return message, inputs
 
     def templates_version(self, template_id: str, version: int) -> TemplateContent:
         """One version's content, read from the template's stream."""

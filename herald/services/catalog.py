@@ -105,8 +105,9 @@ class CatalogService:
 
     def resource_by_token(self, token: str, path: str = "resource_token") -> resources.ResourceState:
         """The resource a resource token (given to site and app developers) names; NotFound otherwise."""
+        given = token.encode()  # compare_digest refuses str with non-ASCII characters; bytes it takes
         for doc in self.projection.objects(RESOURCE):
-            if token and hmac.compare_digest(str(doc.get("token", "")), token):
+            if token and hmac.compare_digest(str(doc.get("token", "")).encode(), given):
                 return self.resource(str(doc["resource_id"]), path)
         raise NotFound("no resource has this token", path)
 

@@ -62,6 +62,16 @@ class DeliveryService:
                 return MessageQueued.model_validate(event.data)
         raise NotFound(f"no message {message_id!r}", "message_id")
 
+    def rendered_from(self, message_id: str) -> dl.RenderInputs | None:
+        """What the message's last attempt was rendered from; None before any attempt kept it."""
+        found = None
+        for event in self.aggregates.store.read_stream(message_stream(message_id)):
+            if event.type == "MessageSendAttempted":
+                attempt = self.aggregates.decode(event)
+                assert isinstance(attempt, dl.MessageSendAttempted)
+                found = attempt.rendered_from or found
+        return found
+
     def execute(
         self, message_id: str, command: dl.DeliveryCommand, context: CommandContext = TRACKER
     ) -> Outcome:

@@ -88,6 +88,31 @@ class RemoteContent(Protocol):
     def for_message(self) -> MessageFetches: ...
 
 
+class KeptFetches:
+    """A message's remote content, kept: fetched through `fetch` the first time a URL is asked for,
+    or, without `fetch`, answered from what was kept when it was sent (its web version)."""
+
+    def __init__(
+        self,
+        fetch: MessageFetches | None,
+        html: Mapping[str, str] | None = None,
+        json: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._fetch = fetch
+        self.html: dict[str, str] = dict(html or {})
+        self.json_answers: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (json or {}).items()}
+
+    def __call__(self, url: str) -> str:
+        if url not in self.html:
+            self.html[url] = self._fetch(url) if self._fetch is not None else ""
+        return self.html[url]
+
+    def json(self, url: str) -> dict[str, Any]:
+        if url not in self.json_answers:
+            self.json_answers[url] = self._fetch.json(url) if self._fetch is not None else {}
+        return self.json_answers[url]
+
+
 class SignedTrackingUrls:
     """Tracker URLs on the resource's tracking domain, each with a signed token (`/t/<purpose>/<token>`)."""
 
@@ -349,14 +374,20 @@ class MessageRenderer:
         channel: Channel,
         data: MessageData,
         urls: TrackingUrls,
+        fetches: MessageFetches | None = None,
+        fragments_source: FragmentSource | None = None,
     ) -> RenderedMessage:
-        """The message `content` (version `version` of the template) makes for `data` over `channel`."""
+        """The message `content` (version `version` of the template) makes for `data` over `channel`.
+
+        `fetches` answers its remote content (default: fetched now), `fragments_source` its fragments
+        (default: their current versions)."""
         prepared = self._prepare(template_id, version, content)
-        fragments = self._fragments(prepared.uses.fragments)
+        fragments = self._fragments(prepared.uses.fragments, fragments_source or self.fragments)
         uses = prepared.uses
         for fragment in fragments.values():
             uses |= fragment.uses
-        fetches = self.remote.for_message() if self.remote is not None else None
+        if fetches is None and self.remote is not None:
+            fetches = self.remote.for_message()
         context = RenderContext(
             lead=data.lead,
             subscription=data.subscription,
@@ -399,13 +430,13 @@ class MessageRenderer:
         self._prepared.move_to_end(key)
         return prepared
 
-    def _fragments(self, names: frozenset[str]) -> dict[str, _CompiledFragment]:
+    def _fragments(self, names: frozenset[str], source: FragmentSource) -> dict[str, _CompiledFragment]:
         """The fragments `names` use, and those they use in turn, compiled (once per version)."""
         found: dict[str, _CompiledFragment] = {}
         missing: set[str] = set()  # deleted since the template was saved: they render empty
         pending = set(names)
         while pending:
-            fetched = self.fragments(frozenset(pending))
+            fetched = source(frozenset(pending))
             missing |= pending - fetched.keys()
             used: set[str] = set()
             for name, fragment in fetched.items():

@@ -218,6 +218,27 @@ def current_fragments(aggregates: Aggregates) -> FragmentSource:
     return read
 
 
+def fragments_at(aggregates: Aggregates, versions: Mapping[str, int]) -> FragmentSource:
+    """Reads named fragments at the given versions (those a message was rendered with); a fragment
+    not named there is left out, as it was then."""
+
+    def at_version(name: str) -> Fragment | None:
+        wanted = versions.get(name)
+        for recorded in aggregates.store.read_stream(fragments.fragment_stream(name)) if wanted else ():
+            made = fragments.version_content(
+                registry.decode(recorded.type, recorded.schema_version, recorded.data)
+            )
+            if made is not None and made[0] == wanted:
+                return Fragment(made[1].content, made[1].type, wanted)
+        return None
+
+    def read(names: frozenset[str]) -> Mapping[str, Fragment]:
+        found = {name: at_version(name) for name in sorted(names)}
+        return {name: fragment for name, fragment in found.items() if fragment is not None}
+
+    return read
+
+
 @dataclass(frozen=True, slots=True)
 class PreviewSample:
     """Whom a preview renders for: a real profile (and its subscription on a resource) and/or sample data."""

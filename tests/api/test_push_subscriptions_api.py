@@ -22,6 +22,7 @@ from herald.services.rendering import SignedTrackingUrls
 from tests import channel_servers as cs
 from tests.builders import (
     RESOURCE,
+    SEALED_KEY,
     _resource_runner,
     create_resource,
     customers,
@@ -56,7 +57,7 @@ def shop(herald: Herald) -> str:
     web = PushSettings(
         platforms=(PushPlatform.ANDROID, PushPlatform.CHROME, PushPlatform.FIREFOX),
         providers=(PushProvider.FCM, PushProvider.WEBPUSH),
-        firebase_api_key="key",
+        firebase_api_key=SEALED_KEY,
     )
     _resource_runner(herald, RESOURCE)(UpdateChannel(RESOURCE, web))
     herald.runtime.drain()

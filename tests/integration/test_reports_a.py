@@ -27,6 +27,7 @@ import openpyxl
 import pytest
 from starlette.applications import Starlette
 
+from herald.api.principal import Principal
 from herald.api.routes import reports as report_routes
 from herald.domain import deliveries as dl
 from herald.domain.campaigns import CampaignDeleted
@@ -993,9 +994,9 @@ def test_bad_requests_name_the_parameter(
 
 
 class _Auth:
-    def authorize(self, request: Any, role: str) -> str:
+    def authorize(self, request: Any, role: str) -> Principal:
         assert role == "read"
-        return "tester"
+        return Principal("tester", "read")
 
 
 def client_for(herald: Any) -> httpx.AsyncClient:

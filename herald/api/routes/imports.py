@@ -128,6 +128,7 @@ ENDPOINTS = [
         "imports",
         status=201,
         bytes_body="text/csv",
+        streams_body=True,  # streamed to disk as it arrives, under HERALD_IMPORT_MAX_BYTES
     ),
     Endpoint(
         "GET",

@@ -147,6 +147,8 @@ ENDPOINTS = [
         "push",
         body=WebSubscription,
         role="public",
+        # the toolkit posts its JSON as text/plain: a simple cross-origin request, with no preflight
+        accepts=("text/plain",),
     ),
     Endpoint(
         "POST",

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
+from herald.api.request_body import CURL_DEFAULT
 from herald.api.routes.catalog import VersionQuery, expected_version_field
 from herald.domain import segment_definitions as sd
 from herald.domain.errors import ValidationFailed
@@ -247,11 +248,9 @@ MAX_SEGMENT_FILE_BYTES = 50 * 1024 * 1024
 
 async def upload_segment_file(call: Call) -> Any:
     """Keep an uploaded CSV file for segments' external rules (`{"kind": "csv", "file_id": ...}`)."""
-    raw = await call.request.body()
+    raw: bytes = call.body
     if not raw:
         raise HttpError(422, "the body is the CSV file's bytes", "body")
-    if len(raw) > MAX_SEGMENT_FILE_BYTES:
-        raise HttpError(413, f"a segment file is at most {MAX_SEGMENT_FILE_BYTES} bytes", "body")
     return {"file_id": call.herald.segment_files.store(raw), "bytes": len(raw)}
 
 
@@ -264,6 +263,9 @@ ENDPOINTS = [
         "segments",
         status=201,
         bytes_body="text/csv",
+        # what browsers and curl label a CSV file with
+        accepts=("text/plain", "application/vnd.ms-excel", "application/octet-stream", CURL_DEFAULT),
+        max_body=MAX_SEGMENT_FILE_BYTES,
     ),
     Endpoint(
         "POST",

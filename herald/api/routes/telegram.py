@@ -70,22 +70,20 @@ async def updates(call: Call) -> Response:
     resource = herald.catalog.resource_by_token(call.path_param("resource_token"))
     _bot(resource, "resource_token")
     given = call.request.headers.get(_SECRET_HEADER, "")
-    if not hmac.compare_digest(given, webhook_secret(call, resource.resource_id)):
+    if not hmac.compare_digest(given.encode(), webhook_secret(call, resource.resource_id).encode()):
         raise HttpError(403, "not Telegram: the webhook's secret token is wrong", _SECRET_HEADER)
-    try:
-        update = await call.request.json()
-    except ValueError:
-        raise HttpError(422, "an update is a JSON object", "body") from None
+    update = call.body  # JSON, read under the request limits
     message = update.get("message") if isinstance(update, dict) else None
     text = str(message.get("text") or "") if isinstance(message, dict) else ""
     if not isinstance(message, dict) or not (text == "/start" or text.startswith("/start ")):
         return Response(status_code=200)
-    chat = message.get("chat") or {}
+    chat, sender = message.get("chat"), message.get("from") or {}
+    if not (isinstance(chat, dict) and isinstance(chat.get("id"), int | str) and isinstance(sender, dict)):
+        raise HttpError(422, "a /start update names its chat (chat.id) and its sender", "message.chat")
     if chat.get("type", "private") != "private":
         return Response(status_code=200)  # a bot's subscriber is a person, not a group
     code = text.removeprefix("/start").strip()
     profile_id = herald.signer.verify_compact("telegram", code) if code else None
-    sender = message.get("from") or {}
     names = {"_fname": sender.get("first_name"), "_lname": sender.get("last_name")}
     herald.device_subscriptions.subscribe(
         resource,

@@ -51,8 +51,15 @@ Decisions where the brief and the guide are silent:
   in the manager; it changes nothing (changing them is not built yet).
 - `/t/stoplist/{token}` and `/t/confirm/{token}` (double opt-in) have no
   route yet, so they answer the app's 404.
-- The web version is the message rendered again (`render_queued`): the same
-  HTML, tokens and pixel as sent; viewing it records nothing by itself.
+- The web version is the message as it was sent: rendered again
+  (`render_queued`) from the template version it was queued with and what its
+  last attempt was rendered from (the profile at its stream version then, the
+  fragments' versions, the remote content fetched), so the same HTML, tokens
+  and pixel whatever changed since; viewing it records nothing by itself. A
+  message whose attempt predates keeping these renders with today's data.
+- Every answer of these routes carries a Content-Security-Policy that allows
+  no script, `X-Content-Type-Options: nosniff` and `Referrer-Policy:
+  no-referrer` (`api/security_headers.py`).
 """
 
 from __future__ import annotations
@@ -66,7 +73,6 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
-from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from herald.api.browser_cookie import remember_browser
@@ -238,9 +244,11 @@ def _click(call: Call, visit: Visit) -> Response:
 
 
 async def web_version(call: Call) -> Response:
-    """The message's HTML as it was sent."""
+    """The message's HTML as it was sent: rendered again from what its last attempt was rendered from."""
     visit = _visit(call, "webversion")
-    message = call.herald.campaigns.render_queued(call.herald.deliveries.queued(visit.message_id))
+    deliveries = call.herald.deliveries
+    sent = deliveries.rendered_from(visit.message_id)
+    message = call.herald.campaigns.render_queued(deliveries.queued(visit.message_id), sent)
     if not isinstance(message.body, RenderedEmail) or not message.body.html:
         raise HttpError(404, "this message has no web version", "token")
     return HTMLResponse(message.body.html, headers=NO_STORE)
@@ -323,15 +331,6 @@ async def unsubscribe_link(call: Call) -> Response:
     return _ask(call, "Unsubscribe")
 
 
-async def _post_body(request: Request) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_POST_BYTES:
-            raise HttpError(413, f"the body is over {MAX_POST_BYTES} bytes", "body")
-    return bytes(body)
-
-
 def is_one_click(body: bytes, content_type: str) -> bool:
     """Whether a POST body is RFC 8058's `List-Unsubscribe=One-Click` (form-encoded or multipart)."""
     if content_type.lower().startswith("multipart/form-data"):
@@ -346,7 +345,7 @@ async def unsubscribe_post(call: Call) -> Response:
     resource = _resource(call, visit)
     if resource.unsubscribe_policy.mode is UnsubscribeMode.FORBIDDEN:
         return _forbidden(resource, 403)
-    body = await _post_body(call.request)
+    body: bytes = call.body
     if is_one_click(body, call.request.headers.get("content-type", "")):
         _unsubscribe(call, visit, "one_click")
         return Response(status_code=200, headers=NO_STORE)
@@ -399,6 +398,9 @@ async def subscription_manager(call: Call) -> Response:
 
 
 T = "trackers"
+# Unsubscribe posts are forms (RFC 8058: form-encoded or multipart); any media type is read as
+# one (`accepts=None`), since refusing a mail provider's odd label would refuse an unsubscribe.
+FORM = "application/x-www-form-urlencoded"
 ENDPOINTS = [
     Endpoint("GET", "/t/open/{token}", open_pixel, "Open pixel (1×1 GIF)", T, role="public"),
     Endpoint(
@@ -426,6 +428,9 @@ ENDPOINTS = [
         "RFC 8058 one-click unsubscribe, or the confirmation form",
         T,
         role="public",
+        bytes_body=FORM,
+        accepts=None,
+        max_body=MAX_POST_BYTES,
     ),
     Endpoint(
         "GET",
@@ -442,6 +447,9 @@ ENDPOINTS = [
         "Unsubscribe from everything: the confirmation form",
         T,
         role="public",
+        bytes_body=FORM,
+        accepts=None,
+        max_body=MAX_POST_BYTES,
     ),
     Endpoint(
         "GET",
