@@ -95,6 +95,9 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
         op["x-herald-access"] = {"kind": access.kind, "action": access.action, "object": access.param}
     if endpoint.query is not None:
         op["parameters"] += _query_parameters(endpoint.query, components)
+    if endpoint.streams_body:
+        limit = "the file is over HERALD_IMPORT_MAX_BYTES (4 GiB of bytes unless configured)"
+        op["responses"]["413"] = _error_response(limit)
     if endpoint.takes_body:
         op["responses"]["413"] = _error_response(_too_large(endpoint))
         if endpoint.accepts is not None:

@@ -18,7 +18,7 @@ from herald.domain.import_spec import ColumnMapping, SubscriptionSource
 from herald.domain.matching import MatchMode
 from herald.domain.profiles import ImportMode
 from herald.infra.import_files import StoredFile, TooLarge
-from herald.reports.export import CSV_MEDIA_TYPE
+from herald.reports.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE
 
 _Strict = ConfigDict(extra="forbid")
 _MULTIPART = "multipart/form-data"
@@ -128,6 +128,7 @@ ENDPOINTS = [
         "imports",
         status=201,
         bytes_body="text/csv",
+        accepts=(XLSX_MEDIA_TYPE, "multipart/form-data", "application/octet-stream", "text/plain"),
         streams_body=True,  # streamed to disk as it arrives, under HERALD_IMPORT_MAX_BYTES
     ),
     Endpoint(
