@@ -146,6 +146,14 @@ class SealedEventStore:
         return self.append_many([StreamAppend(stream, events, expected_version)])[0]
 
     def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        owners = {
+            found[0]
+            for a in appends
+            if a.stream.startswith(_PREFIXES)
+            for e in a.events
+            if (found := self.sealer.profile_of(a.stream, e.data)) is not None
+        }
+        self.sealer.keys.ensure(owners)  # the keys first, all at once, so no sealed event lacks its key
         return self.inner.append_many([self._sealed(a) for a in appends])
 
     def _sealed(self, append: StreamAppend) -> StreamAppend:
