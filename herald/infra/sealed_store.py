@@ -3,7 +3,7 @@
 `SealedEventStore` wraps any event store adapter. On append, the personal values of an event
 on a profile's streams — `profile-<id>` (fields, field changes, tracked data, subscription
 contacts, addresses, devices), `activity-<id>` (a tracked event's properties and context) and
-`message-<id>` (the recipient's contact, a trigger's content) — move into one sealed value,
+`message-<id>` (the recipient's contact, a trigger's content, a bounce's text) — move into one sealed value,
 `_sealed`, encrypted with the profile's key (`ProfileKeys`) and bound to the stream; ids,
 statuses, times and resource and channel names stay readable, so the log can still be routed,
 counted and audited. On read the wrapper opens it again, lazily, when a consumer first looks at
@@ -30,9 +30,11 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from herald.domain.tracking import GOAL_MARKS
 from herald.infra.event_store import (
     ANY,
     AppendResult,
+    EventFilter,
     EventStore,
     ExpectedVersion,
     NewEvent,
@@ -46,9 +48,18 @@ SEALED_KEYS = "_sealed_keys"  # which keys the sealed value holds (names only: w
 PERSONAL: dict[str, frozenset[str]] = {
     "profile-": frozenset({"fields", "changes", "tracked", "contact", "ip", "device", "email_md5"}),
     "activity-": frozenset({"properties", "context"}),
-    "message-": frozenset({"contact", "content", "ip", "user_agent"}),
+    # a bounce's or a refusal's text often quotes the address ("550 5.1.1 <ann@…>: unknown user")
+    "message-": frozenset({"contact", "content", "ip", "user_agent", "response", "detail"}),
 }
 _PREFIXES = tuple(PERSONAL)
+_SEALED_MARK = b'"_sealed"'
+# Keys inside a sealed value whose names (never their values) stay readable as `_sealed_marks`, so a
+# reader that skips events by a byte search of the stored JSON (`EventFilter.mentions`) still finds
+# them: a tracked event's properties naming a goal or a pixel (`GOAL_MARKS`).
+MARKED: dict[str, tuple[str, frozenset[str]]] = {
+    "activity-": ("properties", frozenset(mark.strip(b'"').decode() for mark in GOAL_MARKS))
+}
+SEALED_MARKS = "_sealed_marks"
 
 
 def _erased(key: str, data: dict[str, Any], token: str) -> Any:
@@ -59,6 +70,8 @@ def _erased(key: str, data: dict[str, Any], token: str) -> Any:
         return {"at": data.get("at")}
     if key == "contact":
         return "erased-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    if key in ("response", "detail"):
+        return ""
     return None
 
 
@@ -84,17 +97,24 @@ class Sealer:
             return data
         key = self.keys.key(profile_id, create=True)
         if key is None:  # the profile was erased: nothing personal is written for it any more
-            return {k: v for k, v in data.items() if k not in personal}
+            rest = {k: v for k, v in data.items() if k not in personal}
+            token = base64.b64encode(os.urandom(12)).decode()  # no value to name it by: one of its own
+            return {**rest, **{k: _erased(k, rest, token) for k in secret if k in _REQUIRED}}
         nonce = os.urandom(12)
         sealed = AESGCM(key).encrypt(nonce, orjson.dumps(secret), stream.encode())
         rest = {k: v for k, v in data.items() if k not in personal}
-        return {**rest, SEALED: base64.b64encode(nonce + sealed).decode(), SEALED_KEYS: sorted(secret)}
+        rest[SEALED] = base64.b64encode(nonce + sealed).decode()
+        rest[SEALED_KEYS] = sorted(secret)
+        marks = _marks(stream, secret)
+        if marks:
+            rest[SEALED_MARKS] = marks
+        return rest
 
     def open(self, stream: str, data: dict[str, Any]) -> dict[str, Any]:
         token = data.get(SEALED)
         if not isinstance(token, str):
             return data
-        rest = {k: v for k, v in data.items() if k not in (SEALED, SEALED_KEYS)}
+        rest = {k: v for k, v in data.items() if k not in (SEALED, SEALED_KEYS, SEALED_MARKS)}
         found = self.profile_of(stream, data)
         key = self.keys.key(found[0], create=False) if found else None
         if key is not None:
@@ -107,8 +127,19 @@ class Sealer:
         return {**rest, **{k: _erased(k, rest, token) for k in sealed_keys if k in _REQUIRED}}
 
 
+def _marks(stream: str, secret: dict[str, Any]) -> list[str]:
+    """The marked key names `secret` holds (see `MARKED`)."""
+    for prefix, (key, names) in MARKED.items():
+        inner = secret.get(key)
+        if stream.startswith(prefix) and isinstance(inner, dict):
+            return sorted(names.intersection(inner))
+    return []
+
+
 # Personal keys the events' models need a value for (the others read as absent once erased).
-_REQUIRED = frozenset({"fields", "changes", "tracked", "contact", "properties", "context"})
+_REQUIRED = frozenset(
+    {"fields", "changes", "tracked", "contact", "properties", "context", "response", "detail"}
+)
 
 
 class _Opened(RecordedEvent):
@@ -131,6 +162,14 @@ class _Opened(RecordedEvent):
             data = self._sealer.open(self.stream, data)
             self._data = data
         return data  # type: ignore[no-any-return]
+
+    @property
+    def payload(self) -> dict[str, Any] | bytes:
+        # The stored JSON only while it holds nothing sealed: a sealed one is opened first.
+        stored = self._data
+        if isinstance(stored, bytes) and _SEALED_MARK not in stored:
+            return stored
+        return self.data
 
 
 class SealedEventStore:
@@ -171,6 +210,9 @@ class SealedEventStore:
 
     def read_all(self, from_position: int = 1, limit: int | None = None) -> Iterator[RecordedEvent]:
         return (self.opened(e) for e in self.inner.read_all(from_position, limit))
+
+    def read_range(self, first: int, last: int, only: EventFilter | None = None) -> list[RecordedEvent]:
+        return [self.opened(e) for e in self.inner.read_range(first, last, only)]
 
     async def subscribe(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
         async for event in self.inner.subscribe(from_position):

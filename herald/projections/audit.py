@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 import orjson
 
-from herald.infra.event_store import RecordedEvent
+from herald.domain.events import registry
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.projections.campaigns import sortable_time
 from herald.projections.sqlite_projection import SqliteProjection
 
@@ -35,6 +36,21 @@ _NOT_OBJECTS = (
     "login-",
     "journey-",
     "inbound-",
+)
+# The domain modules whose events all live on streams of one kind above (profiles' data, messages,
+# tracking, claims, memberships, inbound mail): the runtime need not read them for the audit.
+_DATA_MODULES = frozenset(
+    f"herald.domain.{name}"
+    for name in (
+        "profiles",
+        "subscriptions",
+        "tracking",
+        "deliveries",
+        "messages",
+        "claims",
+        "memberships",
+        "inbound_mail",
+    )
 )
 _QUIET_TYPES = frozenset({"JobChunkDone"})  # a job's progress: its start and end are the actions
 _DETAIL_KEYS = frozenset(
@@ -56,6 +72,13 @@ class AuditProjection(SqliteProjection):
 
     def handlers(self) -> dict[str, Any]:
         return {}
+
+    @property
+    def consumes(self) -> EventFilter:
+        """Every event type but the data's (a type registered later is audited by default); `apply`
+        still drops an event on a stream that is no audit object."""
+        types = (name for name, cls in registry.classes().items() if cls.__module__ not in _DATA_MODULES)
+        return EventFilter(frozenset(types))
 
     def apply(self, event: RecordedEvent) -> None:
         if event.type in _QUIET_TYPES or event.stream.startswith(_NOT_OBJECTS):

@@ -5,6 +5,7 @@ import error reports and exports all searched byte by byte — while the reports
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import pytest
 from herald.api.app import create_app
 from herald.api.replay import replay, replay_reports
 from herald.api.wiring import Herald, build
+from herald.infra.clickhouse import ClickHouse
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
-from tests.builders import DB, create_resource, customers, email_subscription
+from tests.builders import CTX, DB, create_resource, customers, email_subscription
 from tests.conftest import ADMIN_TOKEN
 
 ERIN = {
@@ -138,3 +140,60 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
         assert any(c["fields"]["email"] == OTHER for c in again.projections.profiles.list_profiles(DB))
     finally:
         again.close()
+
+
+def settle_mutations(clickhouse: ClickHouse) -> None:
+    """A server applies mutations in the background: wait for them (bounded), as the retention test does."""
+    for _ in range(200):
+        if clickhouse.query("SELECT count() AS n FROM system.mutations WHERE is_done = 0")[0]["n"] == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the server's mutations did not finish")
+
+
+async def test_erasing_reaches_the_report_rows_on_a_clickhouse_server(
+    tmp_path: Path, clock: ManualClock, clickhouse_server: tuple[str, int]
+) -> None:
+    host, port = clickhouse_server
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        admin_token=ADMIN_TOKEN,
+        reports_engine="server",
+        clickhouse_host=host,
+        clickhouse_port=port,
+        clickhouse_database="erasure_reports",
+    )
+    herald = build(settings, clock=clock, ids=IdSource(4))
+    ch = herald.clickhouse
+    assert ch is not None
+    try:
+        customers(herald)
+        create_resource(herald)
+        erin = herald.profiles.create(
+            DB, {**ERIN, "subscriptions": [email_subscription(WORK)]}, CTX
+        ).profile_id
+        herald.profiles.create(DB, {"email": OTHER, "subscriptions": [email_subscription(OTHER)]}, CTX)
+        drain(herald)
+        bounce = f"550 5.1.1 <{WORK}>: Recipient address rejected"
+        rows = [("b1", erin, bounce), ("b2", "someone-else", f"550 5.1.1 <{OTHER}>: unknown")]
+        ch.insert("message_events", ["event_id", "profile_id", "bounce_text"], rows)
+        params = {"p": erin}
+        snapshot = "SELECT count() AS n FROM profile_snapshots WHERE profile_id = {p:String}"
+        contacts = "SELECT contact FROM subscription_changes WHERE profile_id = {p:String}"
+        assert ch.query(snapshot, params)[0]["n"] >= 1
+        assert {r["contact"] for r in ch.query(contacts, params)} == {WORK}
+
+        herald.erasure.erase(str(erin), CTX)
+        drain(herald)
+        settle_mutations(ch)
+        assert ch.query(snapshot, params)[0]["n"] == 0
+        assert {r["contact"] for r in ch.query(contacts, params)} == {""}  # the change is counted, nameless
+        assert ch.query("SELECT count() AS n FROM profile_creations FINAL")[0]["n"] == 2
+        others = ch.query("SELECT contact FROM subscription_changes WHERE profile_id != {p:String}", params)
+        assert {r["contact"] for r in others} == {OTHER}
+        bounces = ch.query("SELECT event_id, bounce_text FROM message_events ORDER BY event_id")
+        assert [(r["event_id"], OTHER in r["bounce_text"]) for r in bounces] == [("b1", False), ("b2", True)]
+        assert bounces[0]["bounce_text"] == ""
+    finally:
+        ch.execute("DROP DATABASE IF EXISTS erasure_reports")
+        herald.close()
