@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from herald.api.errors import HttpError
 from herald.api.principal import Principal
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from herald.services.aggregates import CommandContext
 
 PUBLIC, SETTINGS, LOG, TRACK = "public", "settings", "log", "track"
-# what a creation's answer calls the new object's id, by kind
+# what a creation's answer and a list's items call an object's id, by kind (a job or a scheduled
+# import names its database so too)
 _ID_KEYS = {
     "database": "database_id",
     "resource": "resource_id",
@@ -50,7 +51,7 @@ _ID_KEYS = {
     "campaign": "campaign_id",
     "segment": "segment_id",
     "scenario": "scenario_id",
-    "stop_list": "stop_list_id",
+    "stop_list": "list_id",
     "pixel": "pixel_id",
     "loyalty_program": "program_id",
 }
@@ -169,6 +170,21 @@ class AccessCheck:
         if not rights.allows(access.kind, access.action, groups):
             shown = f"{access.kind} {target[1]!r}" if target else f"{access.kind} objects"
             raise HttpError(403, f"no right to {access.action} {shown}", "authorization")
+
+    def visible(self, principal: Principal, access: Access | None, result: dict[str, Any]) -> dict[str, Any]:
+        """A list as a user may see it: the objects whose groups give them `view` (groups control
+        visibility, the guide says); what the request names no object of, unchanged."""
+        key = _ID_KEYS.get(access.kind) if access is not None and access.param is None else None
+        if access is None or key is None or principal.rights.master:
+            return result
+        shown = dict(result)
+        for name, items in result.items():
+            if not isinstance(items, list) or not all(isinstance(i, dict) and key in i for i in items):
+                continue
+            groups = self._herald.projections.access.groups_of(access.kind, (str(i[key]) for i in items))
+            rights = principal.rights
+            shown[name] = [i for i in items if rights.allows(access.kind, "view", groups[str(i[key])])]
+        return shown
 
     def place_created(
         self,

@@ -161,6 +161,8 @@ class Endpoint:
             return result
         if principal.is_user and self.status == 201 and isinstance(result, dict):
             herald.access_check.place_created(principal, self.access, result, request, context)
+        if principal.is_user and self.method == "GET" and isinstance(result, dict):
+            result = herald.access_check.visible(principal, self.access, result)
         return json_response(result, self.status)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -177,6 +178,16 @@ class AccessProjection(SqliteProjection):
             "SELECT group_id FROM object_groups WHERE kind = ? AND object_id = ?", (kind, object_id)
         )
         return frozenset(r[0] for r in rows)
+
+    def groups_of(self, kind: str, object_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The groups of each of these objects of `kind` (none set: an empty set; every object is in main)."""
+        wanted = set(object_ids)
+        found: dict[str, set[str]] = {object_id: set() for object_id in wanted}
+        rows = self.conn.execute("SELECT object_id, group_id FROM object_groups WHERE kind = ?", (kind,))
+        for object_id, group_id in rows:
+            if object_id in wanted:
+                found[object_id].add(group_id)
+        return {object_id: frozenset(groups) for object_id, groups in found.items()}
 
     def known_groups(self) -> frozenset[str]:
         return frozenset(self._live_groups())

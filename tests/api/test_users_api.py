@@ -149,3 +149,25 @@ async def test_an_object_a_user_creates_goes_into_their_current_group(
     groups = await api.get(f"/api/v1/access/database/{database_id}/groups")
     assert groups.json()["groups"] == ["main", "sales"]
     assert (await api.get(f"/api/v1/databases/{database_id}", headers=me)).status_code == 200
+
+
+async def test_lists_show_a_user_only_the_objects_their_groups_see(
+    api: httpx.AsyncClient, herald: Herald
+) -> None:
+    await setup_sales(api, herald)  # database 1 is in sales; database 2 only in main
+    for database_id in (DB, "2"):
+        exported = await api.post(
+            f"/api/v1/databases/{database_id}/exports",
+            json={"source": {"kind": "database", "id": database_id}},
+        )
+        assert exported.status_code == 202, exported.text
+    herald.runtime.drain()
+    me = bearer((await login(api, herald)).json()["token"])
+
+    databases = (await api.get("/api/v1/databases", headers=me)).json()["databases"]
+    assert [d["database_id"] for d in databases] == [DB]
+    jobs = (await api.get("/api/v1/jobs", headers=me)).json()["jobs"]
+    assert {j["database_id"] for j in jobs} == {DB}
+    assert (await api.get("/api/v1/databases/2", headers=me)).status_code == 403  # as the object itself
+    everything = (await api.get("/api/v1/databases")).json()["databases"]  # the master sees all
+    assert sorted(d["database_id"] for d in everything) == [DB, "2"]
