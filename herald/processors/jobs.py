@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.processors.runtime import Reaction
 
 NAME = "jobs"
@@ -26,6 +26,7 @@ class JobPorts(Protocol):
 
 class JobProcessor:
     name = NAME
+    consumes = EventFilter(frozenset({"JobStarted", "JobChunkDone"}))  # the runtime reads no others for it
 
     def __init__(self, ports: JobPorts) -> None:
         self.ports = ports
