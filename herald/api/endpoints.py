@@ -87,6 +87,7 @@ class Endpoint:
     streams_body: bool = False
     # which object's rights the request needs (`api/access.py`); derived from the path unless declared
     access: Access | None = None
+    produces: str | None = None  # the success response's media type when it is not JSON (documented)
 
     def __post_init__(self) -> None:
         if self.access is None:
@@ -123,7 +124,7 @@ class Endpoint:
         async def endpoint(request: Request) -> Response:
             try:
                 return await self._serve(request, herald)
-            except Exception as exc:  # mapped in one place; unknown errors propagate
+            except Exception as exc:  # mapped in one place; an unknown error is a JSON 500 with its id
                 return await handle_exception(request, exc)
 
         return Route(self.path, endpoint, methods=[self.method], name=f"{self.method} {self.path}")
