@@ -7,18 +7,25 @@ import dataclasses
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from herald.api.access import AccessCheck
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
+from herald.domain.profiles import ProfileState
+from herald.domain.scenario_graph import AnyNode
+from herald.domain.scenario_instances import Instance
+from herald.domain.scenario_steps import EffectOutcome
+from herald.domain.scenarios import ScenarioState
+from herald.domain.segment_eval import ProfileFacts
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
 from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
-from herald.infra.event_store import EventStore
+from herald.infra.event_store import EventStore, StreamAppend
 from herald.infra.export_files import ExportFiles
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
@@ -33,11 +40,13 @@ from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.infra.webhooks import WebhookCaller
 from herald.processors.backoff import Backoff, RetryPolicy
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.jobs import JobProcessor
 from herald.processors.runtime import InProcessRuntime, Reactor
+from herald.processors.scenarios import ScenarioProcessor
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
 from herald.processors.stop_list_rules import HardBounceRule
@@ -51,6 +60,7 @@ from herald.projections.erasure import ErasureProjection
 from herald.projections.jobs import JobsProjection
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
+from herald.projections.scenario_instances import ScenarioInstancesProjection
 from herald.projections.scheduled_imports import ScheduledImportsProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
@@ -76,6 +86,10 @@ from herald.services.inbound import InboundService
 from herald.services.jobs import JobService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
+from herald.services.scenario_effects import PromoCodes, ScenarioEffects
+from herald.services.scenario_timers import ScenarioTimers
+from herald.services.scenario_webhooks import ScenarioWebhooks
+from herald.services.scenarios import ScenarioService
 from herald.services.scheduled_imports import ScheduledImportService
 from herald.services.segment_members import (
     FetchedSets,
@@ -95,6 +109,8 @@ from herald.services.users import UserService
 
 log = logging.getLogger(__name__)
 TIMER_TICK_SECONDS = 5
+SCENARIO_TIMER_IDLE_SECONDS = 0.5  # the longest a new, earlier wait can go unnoticed
+SCENARIO_TIMER_MIN_SECONDS = 0.01
 SEND_IDLE_SECONDS = 1
 CATCH_UP_EVENTS = 100_000
 
@@ -114,6 +130,7 @@ class Projections:
     access: AccessProjection
     audit: AuditProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
+    scenarios: ScenarioInstancesProjection
     erasure: ErasureProjection  # last: drops an erased profile's rows after the others saw the batch
 
     def all(self) -> list[SqliteProjection]:
@@ -131,6 +148,7 @@ class Projections:
             self.access,
             self.audit,
             self.membership,
+            self.scenarios,
             self.erasure,
         ]
 
@@ -158,6 +176,8 @@ class Herald:
     campaigns: CampaignService
     policies: SendingPolicyService
     segments: SegmentService
+    scenarios: ScenarioService
+    webhooks: ScenarioWebhooks
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
@@ -202,6 +222,8 @@ class Herald:
             loop.create_task(self.runtime.run()),
             loop.create_task(self._timers()),
             loop.create_task(self._send_email()),
+            loop.create_task(self._scenario_timers()),
+            loop.create_task(self._webhook_calls()),
         ]
         if self.reports_runtime is not None:
             # its own loop: a report store that is down delays reports, never sending or read models
@@ -253,8 +275,8 @@ class Herald:
 
     def tick(self) -> None:
         """Fire every timer that fell due: campaign runs, scheduled imports, delayed unsubscribes, segment
-        recalculations, realtime-membership windows and the waits for delivery reports; and drop audit
-        entries and report rows past their retention."""
+        recalculations, realtime-membership windows, the waits for delivery reports, scenario audience
+        runs and waits; and drop audit entries and report rows past their retention."""
         now = self.clock.now()
         self.campaigns.tick(now)
         self.scheduled_imports.tick(now)
@@ -265,6 +287,30 @@ class Herald:
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
         self.deliveries.expire_delivery_waits(self.projections.send_queue.due_delivery_waits(now), now)
+        self.scenarios.tick(now)
+
+    async def _scenario_timers(self) -> None:
+        """Fire scenario waits when they fall due (not every tick: a pause ends on time, to the second)."""
+        timers = self.scenarios.timers
+        while True:
+            try:
+                timers.fire_due(self.clock.now())
+                due = timers.next_due()
+            except Exception:  # a failing timer must not stop the others; the next round retries it
+                log.exception("scenario timers failed")
+                due = None
+            wait = SCENARIO_TIMER_IDLE_SECONDS if due is None else (due - self.clock.now()).total_seconds()
+            await asyncio.sleep(min(max(wait, SCENARIO_TIMER_MIN_SECONDS), SCENARIO_TIMER_IDLE_SECONDS))
+
+    async def _webhook_calls(self) -> None:
+        """Make the scenario webhook calls that are due, off the processors."""
+        while True:
+            try:
+                made = await self.webhooks.run_once()
+            except Exception:  # one failing call must not stop the others
+                log.exception("scenario webhook calls failed")
+                made = 0
+            await asyncio.sleep(0 if made else SEND_IDLE_SECONDS)
 
     async def _timers(self) -> None:
         """Fire due timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
@@ -290,7 +336,7 @@ class Herald:
             self.runtime.stop()
             if self.reports_runtime is not None:
                 self.reports_runtime.stop()
-            for task in self._tasks[1:3]:  # the timer and sender loops; the runtimes stop themselves
+            for task in self._tasks[1:5]:  # the timer, sender and webhook loops; the runtimes stop themselves
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
@@ -302,9 +348,45 @@ class Herald:
         self.run_audiences.close()
         self.remote.close()
         self.import_fetcher.close()
+        self.webhooks.close()
         self.external_sets.close()
         self.store.close()
         self.projections.profiles.conn.close()
+
+
+@dataclass
+class ScenarioPorts:
+    """What the scenario processor and the webhook worker read and do, over the services."""
+
+    scenarios: ScenarioService
+    effects: ScenarioEffects
+    membership: SegmentMembershipProcessor
+    clock: Clock
+    account_timezone: str
+    promo: PromoCodes | None = None
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def scenario(self, scenario_id: str) -> ScenarioState:
+        return self.scenarios.scenario(scenario_id)
+
+    def profile(self, profile_id: str) -> ProfileState:
+        return self.scenarios.campaigns.profile(profile_id)
+
+    def facts(self, profile_id: str) -> ProfileFacts:
+        return self.membership.facts(profile_id)
+
+    def act(
+        self, node: AnyNode, scenario: ScenarioState, profile: ProfileState, instance: Instance, step_id: str
+    ) -> tuple[EffectOutcome, list[StreamAppend]]:
+        return self.effects.act(node, scenario, profile, instance, step_id)
+
+    def settled(self) -> None:
+        self.effects.settled()
+
+    def promo_codes(self, profile_id: str) -> Mapping[str, str]:
+        return {}  # no loyalty programs on this server yet: `{loyalty.<program>.promocode}` is empty
 
 
 def reactors(campaigns: CampaignService, audiences: RunAudiences, jobs: JobService) -> list[Reactor]:
@@ -325,7 +407,7 @@ def open_event_store(settings: Settings, clock: Clock) -> SealedEventStore:
     return SealedEventStore(SqliteEventStore(settings.event_store_path, clock), Sealer(keys))
 
 
-def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
+def build_projections(readmodel_path: Path, store: EventStore, account_timezone: str = "UTC") -> Projections:
     conn = open_readmodel_db(readmodel_path)
     return Projections(
         profiles=ProfilesProjection(conn, profile_loader(store)),
@@ -341,6 +423,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         access=AccessProjection(conn),
         audit=AuditProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
+        scenarios=ScenarioInstancesProjection(conn, store, account_timezone),
         erasure=ErasureProjection(conn),
     )
 
@@ -351,7 +434,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     clock = clock or SystemClock()
     ids = ids or IdSource()
     store = open_event_store(settings, clock)
-    projections = build_projections(settings.readmodel_path, store)
+    projections = build_projections(settings.readmodel_path, store, settings.account_timezone)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
     profiles = ProfileService(aggregates, catalog, projections.profiles)
@@ -398,14 +481,35 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     import_fetcher = RemoteContentFetcher(import_fetch_policy(settings))
     audience = JobAudience(audiences, projections.profiles, segments.members_now)
     export_files = ExportFiles.in_data_dir(settings.data_dir)
+    scenarios = ScenarioService(
+        catalog,
+        campaigns,
+        segments,
+        projections.scenarios,
+        ScenarioTimers(store, projections.scenarios),
+        settings.account_timezone,
+        box,
+    )
+    ports = ScenarioPorts(
+        scenarios,
+        ScenarioEffects(campaigns, profiles, segments),
+        projections.membership,
+        clock,
+        settings.account_timezone,
+    )
+    checkpoints = SqliteCheckpoints(projections.profiles.conn)
     runtime = InProcessRuntime(
         store,
-        SqliteCheckpoints(conn),
-        projections=projections.all(),
+        checkpoints,
+        # the scenario processor goes last: it reads the read models the pass's batch has updated
+        projections=[*projections.all(), ScenarioProcessor(store, checkpoints, ports, projections.scenarios)],
         reactors=reactors(campaigns, audiences, jobs),
         execute=aggregates.execute_request,
         clock=clock,
         parked=SqliteParkedEvents(conn),
+    )
+    webhooks = ScenarioWebhooks(
+        store, projections.scenarios, WebhookCaller(remote_content_policy(settings)), ports, clock, box
     )
     return Herald(
         settings=settings,
@@ -430,6 +534,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         campaigns=campaigns,
         policies=SendingPolicyService(catalog),
         segments=segments,
+        scenarios=scenarios,
+        webhooks=webhooks,
         deliveries=deliveries,
         senders=senders,
         inbound=InboundService(deliveries),
