@@ -10,7 +10,7 @@ path by one rule (`derive`), so a route added anywhere is covered the moment it 
   `{import_id}` stand for their database, `{message_id}` for its campaign);
 - the action comes from the method and the last segment: a GET of the object or the list is
   `view`, a GET below it `read` (data and downloads, where the kind has `read`); `launch`,
-  `activate`, `pause`, `fire`, … are `launch` on campaigns and scenarios; `exports` is `read`;
+  `activate`, `pause`, `fire`, `enter`, … are `launch` on campaigns and scenarios; `exports` is `read`;
   `publish` is a template's `moderate`; `preview`, `validate`, `check` are `view`; anything else
   that writes is `edit`.
 `derive` answers None for a path it cannot read; `tests/api/test_access_matrix.py` fails for any
@@ -105,7 +105,10 @@ _SETTINGS = frozenset(
     }
 )
 _LOG = frozenset({"events", "streams", "processors", "metrics", "parked"})
-_LAUNCH = frozenset({"launch", "activate", "deactivate", "pause", "resume", "fire", "winner", "test", "stop"})
+# `enter` sends a profile into a running scenario: it acts like a launch (it may send), not an edit
+_LAUNCH = frozenset(
+    {"launch", "activate", "deactivate", "pause", "resume", "fire", "winner", "test", "stop", "enter"}
+)
 _LOOKS = frozenset({"preview", "validate", "check", "check-contact", "count"})
 
 

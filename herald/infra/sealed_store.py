@@ -2,8 +2,10 @@
 
 `SealedEventStore` wraps any event store adapter. On append, the personal values of an event
 on a profile's streams — `profile-<id>` (fields, field changes, tracked data, subscription
-contacts, addresses, devices), `activity-<id>` (a tracked event's properties and context) and
-`message-<id>` (the recipient's contact, a trigger's content, a bounce's text) — move into one sealed value,
+contacts, addresses, devices), `activity-<id>` (a tracked event's properties and context),
+`message-<id>` (the recipient's contact, a trigger's content, a bounce's text) and
+`journey-<scenario>-<profile>` (an entry's content, a node's outcome, a webhook's URL and answer)
+— move into one sealed value,
 `_sealed`, encrypted with the profile's key (`ProfileKeys`) and bound to the stream; ids,
 statuses, times and resource and channel names stay readable, so the log can still be routed,
 counted and audited. On read the wrapper opens it again, lazily, when a consumer first looks at
@@ -50,8 +52,12 @@ PERSONAL: dict[str, frozenset[str]] = {
     "activity-": frozenset({"properties", "context"}),
     # a bounce's or a refusal's text often quotes the address ("550 5.1.1 <ann@…>: unknown user")
     "message-": frozenset({"contact", "content", "ip", "user_agent", "response", "detail"}),
+    # a journey's entry content, a node's outcome, a webhook's URL (which may carry the profile's
+    # values) and the answer's body
+    "journey-": frozenset({"content", "outcome", "url", "body"}),
 }
 _PREFIXES = tuple(PERSONAL)
+_NAMED_IN_DATA = frozenset({"message-", "journey-"})  # streams not named by their profile: it is in the data
 _SEALED_MARK = b'"_sealed"'
 # Keys inside a sealed value whose names (never their values) stay readable as `_sealed_marks`, so a
 # reader that skips events by a byte search of the stored JSON (`EventFilter.mentions`) still finds
@@ -70,7 +76,7 @@ def _erased(key: str, data: dict[str, Any], token: str) -> Any:
         return {"at": data.get("at")}
     if key == "contact":
         return "erased-" + hashlib.sha256(token.encode()).hexdigest()[:16]
-    if key in ("response", "detail"):
+    if key in ("response", "detail", "url"):
         return ""
     return None
 
@@ -84,7 +90,7 @@ class Sealer:
         if not stream.startswith(_PREFIXES):
             return None
         prefix = stream[: stream.index("-") + 1]
-        profile_id = data.get("profile_id") if prefix == "message-" else stream[len(prefix) :]
+        profile_id = data.get("profile_id") if prefix in _NAMED_IN_DATA else stream[len(prefix) :]
         return (str(profile_id), PERSONAL[prefix]) if profile_id else None
 
     def seal(self, stream: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +144,7 @@ def _marks(stream: str, secret: dict[str, Any]) -> list[str]:
 
 # Personal keys the events' models need a value for (the others read as absent once erased).
 _REQUIRED = frozenset(
-    {"fields", "changes", "tracked", "contact", "properties", "context", "response", "detail"}
+    {"fields", "changes", "tracked", "contact", "properties", "context", "response", "detail", "url"}
 )
 
 

@@ -38,7 +38,8 @@ _NOT_OBJECTS = (
     "inbound-",
 )
 # The domain modules whose events all live on streams of one kind above (profiles' data, messages,
-# tracking, claims, memberships, inbound mail): the runtime need not read them for the audit.
+# tracking, claims, memberships, inbound mail, scenario journeys): the runtime need not read them
+# for the audit.
 _DATA_MODULES = frozenset(
     f"herald.domain.{name}"
     for name in (
@@ -50,6 +51,7 @@ _DATA_MODULES = frozenset(
         "claims",
         "memberships",
         "inbound_mail",
+        "scenario_instances",
     )
 )
 _QUIET_TYPES = frozenset({"JobChunkDone"})  # a job's progress: its start and end are the actions

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from herald.api.access import LOG, PUBLIC, SETTINGS, TRACK, Access
+from herald.api.access import LOG, PUBLIC, SETTINGS, TRACK, Access, derive
 from herald.api.app import create_app, endpoints
 from herald.api.endpoints import Endpoint
 from herald.api.wiring import Herald, build
@@ -138,6 +138,27 @@ async def _status(client: httpx.AsyncClient, world: World, endpoint: Endpoint, t
 def test_every_endpoint_has_an_access_rule() -> None:
     missing = [_id(e) for e in endpoints() if e.access is None]
     assert missing == [], f"declare Endpoint.access on {missing}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/api/v1/scenarios", Access("scenario", "view")),
+        ("POST", "/api/v1/scenarios/{scenario_id}/activate", Access("scenario", "launch", "scenario_id")),
+        ("POST", "/api/v1/scenarios/{scenario_id}/enter", Access("scenario", "launch", "scenario_id")),
+        ("PUT", "/api/v1/scenarios/{scenario_id}", Access("scenario", "edit", "scenario_id")),
+        (
+            "GET",
+            "/api/v1/scenarios/{scenario_id}/profiles/{profile_id}",
+            Access("scenario", "view", "scenario_id"),
+        ),
+        ("GET", "/api/v1/jobs/{job_id}/file", Access("database", "read", "job_id")),
+        ("POST", "/api/v1/databases/{database_id}/exports", Access("database", "read", "database_id")),
+        ("GET", "/api/v1/processors", Access(LOG, "view")),
+    ],
+)
+def test_the_path_rule_reads_an_endpoint(method: str, path: str, expected: Access) -> None:
+    assert derive(method, path, "write") == expected
 
 
 def _other_kind(kind: str) -> str:

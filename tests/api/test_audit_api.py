@@ -102,5 +102,12 @@ async def test_timers_jobs_and_processors_name_themselves(api: httpx.AsyncClient
 def test_the_audit_reads_every_object_event_and_none_of_the_profiles_data(herald: Herald) -> None:
     # the runtime reads a range only for the types its consumers name: the audit's leave out the bulk
     wanted = herald.projections.audit.consumes.types
-    assert {"CustomFieldAdded", "JobStarted", "UserSaved", "CampaignCreated"} <= wanted
-    assert not {"ProfileFieldsUpdated", "ActivityTracked", "MessageDelivered", "UniqueValueClaimed"} & wanted
+    assert {"CustomFieldAdded", "JobStarted", "UserSaved", "CampaignCreated", "ScenarioPublished"} <= wanted
+    data = {
+        "ProfileFieldsUpdated",
+        "ActivityTracked",
+        "MessageDelivered",
+        "UniqueValueClaimed",
+        "ScenarioNodeEntered",
+    }
+    assert not data & wanted

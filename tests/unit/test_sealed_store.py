@@ -13,6 +13,7 @@ import pytest
 
 from herald.domain.deliveries import MessageHardBounced
 from herald.domain.events import registry
+from herald.domain.scenario_instances import ScenarioWebhookAnswered, journey_stream
 from herald.domain.tracking import GOAL_MARKS, ActivityTracked
 from herald.infra.clock import ManualClock
 from herald.infra.event_store import EventFilter, NewEvent, RecordedEvent, mentions_any
@@ -106,3 +107,27 @@ def test_an_erased_profiles_events_read_as_erased_and_still_decode(store: Sealed
     [late] = store.inner.read_range(3, 3)
     assert ADDRESS.encode() not in (late.stored_data or b"")
     assert _typed(late).response == ""  # and it still reads as the event it is
+
+
+def test_a_journeys_webhook_url_and_answer_are_sealed_and_read_empty_once_erased(
+    store: SealedEventStore,
+) -> None:
+    answered = ScenarioWebhookAnswered(
+        scenario_id="7",
+        profile_id=ANN,
+        at=AT,
+        entry=1,
+        visit=1,
+        attempt=1,
+        method="GET",
+        url=f"https://crm.example.com/hook?email={ADDRESS}",
+        status=200,
+        body=f'{{"email": "{ADDRESS}"}}',
+    )
+    _append(store, journey_stream("7", ANN), answered)
+    [stored] = store.inner.read_all()
+    assert ADDRESS.encode() not in (stored.stored_data or b"")
+    assert _typed(store.read_range(1, 1)[0]) == answered
+    store.sealer.keys.destroy(ANN)
+    erased = _typed(store.read_range(1, 1)[0])
+    assert (erased.url, erased.body, erased.status, erased.method) == ("", "", 200, "GET")
