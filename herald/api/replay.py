@@ -23,7 +23,7 @@ from herald.infra.config import Settings
 from herald.infra.readmodel_db import SqliteCheckpoints
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.runtime import InProcessRuntime
-from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
+from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.profile_states import profile_loader
 
 
@@ -95,8 +95,9 @@ REPORT_TABLES = (
     "subscription_changes",
     "profile_creations",
     "goal_events",
-    "message_senders",
-    "profile_vendors",
+    "message_rollup",  # its markers are the sink's checkpoint: emptied, the sink starts from the log's start
+    "message_sender_changes",
+    "profile_vendor_changes",
     "deleted_objects",
     "profile_snapshots",
 )
@@ -113,7 +114,6 @@ def replay_reports(settings: Settings) -> int:
     try:
         for table in REPORT_TABLES:
             clickhouse.execute(f"TRUNCATE TABLE {table}")  # the names are this module's constants
-        clickhouse.execute("ALTER TABLE herald_meta DELETE WHERE key = {key:String}", {"key": CHECKPOINT_KEY})
         sink = ClickHouseSink(clickhouse, load_profile=profile_loader(store))
         with closing(sqlite3.connect(":memory:")) as scratch:
             scratch.execute("CREATE TABLE checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")

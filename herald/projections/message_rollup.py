@@ -1,0 +1,68 @@
+"""The summary report's rollup: message events counted per day and dimension, and the sink's checkpoint.
+
+`message_rollup` (migration `0005_message_rollup`) is a SummingMergeTree: one row per day and
+combination of the dimensions the summary groups or filters by, with `events` counting the message
+events of that combination. The report sink adds a batch's counts in one INSERT together with a
+marker row (day 1970-01-01, every dimension empty) whose `log_positions` is the number of log
+positions the batch covered, so the sum of the markers is the checkpoint up to which the rollup has
+counted: the INSERT that adds counts also moves the checkpoint, atomically (see the sink's docstring).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
+
+from herald.infra.clickhouse import ClickHouse
+
+ROLLUP_TABLE = "message_rollup"
+MARKER_DAY = date(1970, 1, 1)
+
+DIMENSIONS = (
+    "day",
+    "campaign_id",
+    "template_id",
+    "scenario_id",
+    "database_id",
+    "resource_id",
+    "channel",
+    "event_type",
+    "is_unique",
+    "is_bot",
+    "is_test",
+    "domain_group",
+    "recipient_domain",
+    "sender_id",
+    "vendor",
+)
+"""The rollup's key: the columns of a message event row it keeps (vendor: the profile's, at the event)."""
+
+ROLLUP_COLUMNS = (*DIMENSIONS, "events", "log_positions")
+
+_MARKER_KEY = (MARKER_DAY, *("" for _ in range(7)), 0, 0, 0, "", "", "", "")
+
+
+def rollup_rows(
+    rows: Iterable[Sequence[Any]], columns: Sequence[str], vendors: Iterable[str], span: int
+) -> list[tuple[Any, ...]]:
+    """One INSERT's rows: the counts of `rows` (message event rows in `columns` order, each with its
+    vendor) per key, then the marker of a batch covering `span` log positions (none if 0)."""
+    picks = [columns.index(name) for name in DIMENSIONS[:-1]]
+    counts = Counter(
+        (*(row[index] for index in picks), vendor) for row, vendor in zip(rows, vendors, strict=True)
+    )
+    found = [(*key, events, 0) for key, events in counts.items()]
+    if span:
+        found.append((*_MARKER_KEY, 0, span))
+    return found
+
+
+def stored_checkpoint(ch: ClickHouse) -> int:
+    """The log position up to which the rollup (and so the sink) has committed: the markers' sum."""
+    rows = ch.query(
+        f"SELECT sum(log_positions) AS position FROM {ROLLUP_TABLE} WHERE day = {{marker:Date}}",
+        {"marker": MARKER_DAY},
+    )
+    return int(rows[0]["position"]) if rows else 0
