@@ -25,6 +25,7 @@ from herald.infra.run_audiences import RunAudiences
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.processors.bulk_population import BulkMembers
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.runtime import InProcessRuntime, Reactor
@@ -43,6 +44,7 @@ from herald.projections.send_queue import SendQueueProjection
 from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
+from herald.reports.bulk_members import ReportStoreMembers
 from herald.senders.inbound_smtp import InboundServer
 from herald.senders.worker import EmailWorker
 from herald.services.aggregates import Aggregates
@@ -224,7 +226,10 @@ def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reacto
     ]
 
 
-def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
+def build_projections(
+    readmodel_path: Path, store: EventStore, bulk: BulkMembers | None = None
+) -> Projections:
+    """The read models over one SQLite file; `bulk` lets segment population read the report store."""
     conn = open_readmodel_db(readmodel_path)
     return Projections(
         profiles=ProfilesProjection(conn, profile_loader(store)),
@@ -234,7 +239,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         send_history=SendHistoryProjection(conn),
         send_queue=SendQueueProjection(conn),
         segments=SegmentsProjection(conn),
-        membership=SegmentMembershipProcessor(conn, store),
+        membership=SegmentMembershipProcessor(conn, store, bulk=bulk),
     )
 
 
@@ -244,14 +249,17 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     clock = clock or SystemClock()
     ids = ids or IdSource()
     store = SqliteEventStore(settings.event_store_path, clock)
-    projections = build_projections(settings.readmodel_path, store)
+    clickhouse = build_clickhouse(settings)
+    # A saved segment is populated from the report store once the embedded sink has caught up; the
+    # sink's runtime is made below (it takes the read models' connection), hence the late lookup.
+    bulk = ReportStoreMembers(clickhouse, lambda: catch_up()) if clickhouse is not None else None
+    projections = build_projections(settings.readmodel_path, store, bulk)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
     profiles = ProfileService(aggregates, catalog, projections.profiles)
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
     signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
-    clickhouse = build_clickhouse(settings)
     reports_runtime = (
         InProcessRuntime(
             store,
@@ -265,6 +273,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     segment_files = SegmentFiles.in_data_dir(settings.data_dir)
     # With the scale engine the worker feeds the sink: nothing here may drive it as well.
     embedded_sink = reports_runtime if settings.engine == "embedded" else None
+    catch_up = report_catch_up(store, embedded_sink)
     segments = segment_service(
         settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files
     )

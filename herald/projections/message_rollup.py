@@ -55,8 +55,13 @@ def rollup_rows(
     )
     found = [(*key, events, 0) for key, events in counts.items()]
     if span:
-        found.append((*_MARKER_KEY, 0, span))
+        found.append(marker_row(span))
     return found
+
+
+def marker_row(span: int) -> tuple[Any, ...]:
+    """The row saying that `span` more log positions are counted."""
+    return (*_MARKER_KEY, 0, span)
 
 
 def stored_checkpoint(ch: ClickHouse) -> int:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
+from string import Template
 from typing import Any
 
 from herald.infra.clickhouse import ClickHouse
@@ -40,6 +41,7 @@ from herald.reports.base import (
     check_keys,
     check_metrics,
     check_period,
+    interval_number,
 )
 
 COHORT_SIZES = ("week", "month")
@@ -59,12 +61,13 @@ COUNT_VALUES = frozenset({"unique_clicks", "unique_opens"})
 FILTERS = ("database", "resource", "channel")
 
 # Every profile created within the period, with its cohort: the Monday (or the 1st) of its first
-# creation day. `monthly` picks the cohort size.
+# creation day. `monthly` picks the cohort size. The copies of a creation a retried batch may leave are
+# alike, so the first day needs no FINAL.
 COHORT_MEMBERS_SQL = """
 SELECT
     profile_id,
     if({monthly:UInt8} = 1, toStartOfMonth(min(day)), toMonday(min(day))) AS cohort
-FROM profile_creations FINAL
+FROM profile_creations
 WHERE day >= {start:Date} AND day <= {end:Date}
   AND ({database:String} = '' OR database_id = {database:String})
   AND ({include_tests:UInt8} = 1 OR is_test = 0)
@@ -79,41 +82,62 @@ GROUP BY cohort
 ORDER BY cohort
 """
 
+# Per profile, built once: its cohort (as COHORT_MEMBERS_SQL) and its message events in the period
+# that $counted keeps, as (log position, day, kind) with kind = $kind (1, 2...; 0 marks a creation).
+# One GROUP BY over the profile's creations and events together, not a join; the copies of one event a
+# retried batch may leave are alike, so the array de-duplicated by position counts each event once,
+# without FINAL. Then one row per (cohort, event day, kind), events before the cohort's start left out.
+PROFILE_EVENTS_SQL = Template("""
+SELECT cohort, tupleElement(event, 2) AS day, tupleElement(event, 3) AS kind
+FROM (
+    SELECT
+        if({monthly:UInt8} = 1, toStartOfMonth(minIf(day, kind = 0)), toMonday(minIf(day, kind = 0)))
+            AS cohort,
+        arrayJoin(arrayDistinct(groupArrayIf((position, day, kind), kind != 0))) AS event
+    FROM (
+        SELECT profile_id, day, position, toUInt8(0) AS kind
+        FROM profile_creations
+        WHERE day >= {start:Date} AND day <= {end:Date}
+          AND ({database:String} = '' OR database_id = {database:String})
+          AND ({include_tests:UInt8} = 1 OR is_test = 0)
+        UNION ALL
+        SELECT profile_id, day, position, toUInt8($kind) AS kind
+        FROM message_events
+        WHERE day >= {start:Date} AND day <= {end:Date} AND ($counted)
+          AND ({resource:String} = '' OR resource_id = {resource:String})
+          AND ({channel:String} = '' OR channel = {channel:String})
+          AND ({include_tests:UInt8} = 1 OR is_test = 0)
+    )
+    GROUP BY profile_id
+    HAVING countIf(kind = 0) > 0
+)
+WHERE day >= cohort
+""")
+
 # Per cohort and interval:
-# - sent ("отправлено"): the cohort's messages the sender attempted (the first attempt), as the
-#   summary report's `sent`;
-# - unique_opens, unique_clicks: opens and clicks flagged unique;
+# - sent ("отправлено", kind 1): the cohort's messages the sender attempted (the first attempt), as
+#   the summary report's `sent`;
+# - unique_opens (kind 2), unique_clicks (kind 3): opens and clicks flagged unique;
 # - clicks_per_open = unique_clicks / unique_opens; opens_per_sent = unique_opens / sent;
 #   clicks_per_sent = unique_clicks / sent; NULL where the divisor is 0.
-# Events are counted per (profile, bucket) first, so the join meets one row per profile and bucket.
 COHORT_VALUES_SQL = f"""
 SELECT
     cohort,
     if({{monthly:UInt8}} = 1,
-       toRelativeMonthNum(bucket) - toRelativeMonthNum(cohort),
-       toRelativeWeekNum(bucket) - toRelativeWeekNum(cohort)) + 1 AS interval_number,
-    sum(profile_sent) AS sent,
-    sum(profile_unique_opens) AS unique_opens,
-    sum(profile_unique_clicks) AS unique_clicks,
+       toRelativeMonthNum(day) - toRelativeMonthNum(cohort),
+       toRelativeWeekNum(day) - toRelativeWeekNum(cohort)) + 1 AS interval_number,
+    countIf(kind = 1) AS sent,
+    countIf(kind = 2) AS unique_opens,
+    countIf(kind = 3) AS unique_clicks,
     if(unique_opens = 0, NULL, unique_clicks / unique_opens) AS clicks_per_open,
     if(sent = 0, NULL, unique_opens / sent) AS opens_per_sent,
     if(sent = 0, NULL, unique_clicks / sent) AS clicks_per_sent
-FROM (
-    SELECT
-        profile_id,
-        if({{monthly:UInt8}} = 1, toStartOfMonth(day), toMonday(day)) AS bucket,
-        countIf(event_type = 'sent') AS profile_sent,
-        countIf(event_type = 'open' AND is_unique = 1) AS profile_unique_opens,
-        countIf(event_type = 'click' AND is_unique = 1) AS profile_unique_clicks
-    FROM message_events FINAL
-    WHERE day >= {{start:Date}} AND day <= {{end:Date}}
-      AND ({{resource:String}} = '' OR resource_id = {{resource:String}})
-      AND ({{channel:String}} = '' OR channel = {{channel:String}})
-      AND ({{include_tests:UInt8}} = 1 OR is_test = 0)
-    GROUP BY profile_id, bucket
-) AS events
-ALL INNER JOIN ({COHORT_MEMBERS_SQL}) AS members USING profile_id
-WHERE bucket >= cohort
+FROM ({
+    PROFILE_EVENTS_SQL.substitute(
+        kind="multiIf(event_type = 'sent', 1, event_type = 'open', 2, 3)",
+        counted="event_type = 'sent' OR (event_type IN ('open', 'click') AND is_unique = 1)",
+    )
+})
 GROUP BY cohort, interval_number
 ORDER BY cohort, interval_number
 """
@@ -191,7 +215,7 @@ def message_filters(request: ReportRequest) -> dict[str, str]:
 
 def intervals_seen(cohort: date, unit: str, period: Period) -> int:
     """How many intervals of `unit` of a cohort starting on `cohort` begin within the period."""
-    return len(buckets(Period(cohort, period.end), unit))
+    return interval_number(cohort, period.end, unit)
 
 
 COHORT = CohortReport()

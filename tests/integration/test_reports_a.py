@@ -1056,6 +1056,19 @@ def test_soft_bounces_and_non_deliveries(store: ClickHouse, group_by: str | None
         assert {"campaign_stopped", "hard_bounce", "expired"} <= {row[-4] for row in result.rows}
 
 
+def test_the_event_reports_count_a_retried_batchs_copies_once(store: ClickHouse) -> None:
+    """Reports over message_events read no FINAL: the copies a retried batch leaves count once."""
+    reports: list[tuple[str, dict[str, Any]]] = [
+        ("click_map", {"filters": {"template": "t1", "template_version": "1"}}),
+        ("soft_bounces", {"group_by": "sender"}),
+        ("non_deliveries", {}),
+    ]
+    before = [run(store, name, **args) for name, args in reports]
+    copies = table_contents(store, "message_events")
+    store.insert("message_events", TABLE_COLUMNS["message_events"], copies)
+    assert [run(store, name, **args) for name, args in reports] == before
+
+
 # ------------------------------------------------------------------------ bad input
 
 
