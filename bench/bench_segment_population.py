@@ -2,19 +2,20 @@
 
 Data, written straight into a SQLite log (the events an import writes, without the import's cost):
 N profiles (created with `plan` and `points`, subscribed to resource 7's email channel, every fifth
-unsubscribed) and a click for every tenth (n % 10 = 3), within the last 30 days. The report store holds what the
-sink would have written for that log (the profiles' snapshots and the clicks, generated inside chDB;
-a sample of snapshots is checked against `snapshot_row` of the profiles folded from the log), with
-the sink's checkpoint at the log's head. The membership processor has processed the log up to there.
+unsubscribed) and a click for every tenth (n % 10 = 3) within the last 30 days. The report store
+holds what the sink would have written for that log (the profiles' snapshots and the clicks,
+generated inside chDB; a sample of snapshots is checked against `snapshot_row` of the profiles
+folded from the log), with the sink's checkpoint at the log's head. The membership processor has
+processed the log up to there.
 
-Timed: a dynamic segment (the issue's three conditions: `plan` equal `pro`, subscribed on resource 7's
-email channel, clicked in the last 30 days) saved, then the runtime driven until the processor has
-taken every population step and appended every membership event; the embedded sink catches up as
-the processor asks it to. Checked: the members are the ids the hand-written selection finds, and a
-random sample of profiles, folded from the log and evaluated one by one with `segment_eval.matches`,
-is decided the same way.
+Timed: a dynamic segment (the issue's three conditions, as `bench_segment_membership.py`: `plan`
+equal `pro`, subscribed on resource 7's email channel, clicked in the last 30 days) saved, then the
+runtime driven until the processor has taken every population step and appended every membership
+event; the embedded sink catches up as the processor asks it to. Checked: the members are the ids
+the hand-written selection finds, and a random sample of profiles, folded from the log and evaluated
+one by one with `segment_eval.matches`, is decided the same way.
 
-Baseline, same run: the same selection written by hand as one chDB query (ids to Python, sorted).
+Baseline, same run: the same selection written by hand as one chDB query (`bench_segments.py`'s).
 
     python bench/bench_segment_population.py [--profiles 1000000]
 """
@@ -30,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench_segment_membership import QUERY
+from bench_segments import BASELINE
 from common import DATABASE_ID, RESOURCE_ID, machine, run, temp_dir
 
 from herald.domain.databases import AddCustomField, CreateDatabase, database_decider
@@ -60,37 +63,6 @@ SAMPLE = 2_000
 NOW = datetime(2026, 4, 15, 12, 0, 0, 250_000, tzinfo=UTC)  # the save
 REGISTERED = datetime(2026, 1, 1, tzinfo=UTC)
 CONTEXT = CommandContext(actor="bench", source="bench")
-LAST_30_DAYS = {"kind": "last_days", "days": 30}
-QUERY = {
-    "sources": [
-        {
-            "database_id": DATABASE_ID,
-            "rules": [
-                {"kind": "field", "field": "plan", "operator": "equal", "value": "pro"},
-                {
-                    "kind": "subscription",
-                    "resource_id": RESOURCE_ID,
-                    "channel": "email",
-                    "status_in": ["subscribed"],
-                },
-                {"kind": "message_history", "action": "clicked", "at_least": 1, "period": LAST_30_DAYS},
-            ],
-        }
-    ]
-}
-# The same selection by hand: what a person who knows the tables would write for this one segment.
-BASELINE = """
-SELECT profile_id FROM profile_snapshots FINAL
-WHERE database_id = '1' AND `exists` = 1
-  AND arrayExists((o, n, s) -> o = 0 AND n = 'plan' AND s = 'pro', field_owners, field_names, field_strings)
-  AND arrayExists((c, r, st) -> c = 'email' AND r = '7' AND st = 'subscribed',
-                  sub_channels, sub_resource_ids, sub_statuses)
-  AND profile_id IN (
-      SELECT profile_id FROM message_events
-      WHERE event_type = 'click' AND is_bot = 0 AND is_test = 0
-        AND at > toDateTime({start:String}, 'UTC') AND at <= toDateTime({end:String}, 'UTC'))
-ORDER BY profile_id
-"""
 
 
 def profile_id(n: int) -> str:
@@ -155,15 +127,16 @@ def _measure(store: SqliteEventStore, ch: ChdbClickHouse, conn: Any, data: Path,
     appended = store.head_position() - saved
     print(f"population: {len(members):,} members, {steps + 1} steps, {appended:,} events appended")
 
-    bounds = {
-        "start": (NOW - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S"),
-        "end": NOW.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    expected = [row["profile_id"] for row in ch.query(BASELINE, bounds)]
+    selection = BASELINE.format(
+        final="",
+        start=(NOW - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S"),
+        end=NOW.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    expected = [row["profile_id"] for row in ch.query(selection)]
     if members != expected:
         raise AssertionError(f"the processor has {len(members):,} members, the selection {len(expected):,}")
     _check_sample(store, processor, query, set(members), profiles)
-    baseline = min(_seconds(lambda: ch.query(BASELINE, bounds)) for _ in range(3))
+    baseline = min(_seconds(lambda: ch.query(selection)) for _ in range(3))
     verdict = "within" if population <= GOAL_SECONDS else "OVER"
     print(
         f"segment populated over {profiles:,} profiles: {population:,.1f} s (baseline: the selection"
