@@ -39,7 +39,9 @@ Exactly-once: the state is written inside a transaction opened at the first
 event of a batch and committed with the checkpoint; `discard` rolls it back.
 Every emitted id derives from the cause and what the event is about, and every
 decision depends only on the log up to the event applied (profiles are folded
-from their streams, never read from read models that may be ahead), so a batch
+from their streams, never read from read models that may be ahead; a bulk step
+takes from the report store only what is bounded by, or checked to be the state
+at, its log position), so a batch
 applied again, or a processor rebuilt from the start, appends the same ids and
 the store drops them. The processor's own membership events come back through
 the log; they are skipped (its state changed when it emitted them).

@@ -31,7 +31,9 @@ checkpoint, so the rollup INSERT is the commit point:
 - a failure after it (or one the client saw although the server committed) leaves the checkpoint at the
   batch's end, which the sink reads again before going on, so the batch is not applied a second time;
 - events at or before the checkpoint (a replay over a filled store) rewrite their rows and add no counts.
-A batch is at most the runtime's batch size (thousands of events), far under ClickHouse's block size.
+A batch is at most the runtime's batch size (20,000 events in a replay), so its rollup INSERT is far
+under the million rows at which ClickHouse cuts an INSERT into blocks (the chDB adapter turns off
+parallel parsing, which would cut it by size).
 
 The sender of a message is chosen per attempt (`MessageSendAttempted`) and the events after it
 (bounces, opens, clicks) do not repeat it: the sink keeps the latest attempt's sender per message in
@@ -481,7 +483,8 @@ class _Latest:
     def __init__(self, table: str, key: str, value: str, size: int) -> None:
         self._sql = (
             f"SELECT {key} AS key, argMax({value}, position) AS value FROM {table}"
-            f" WHERE has({{keys:Array(String)}}, {key}) AND position <= {{checkpoint:UInt64}} GROUP BY {key}"
+            f" WHERE {key} IN (SELECT arrayJoin({{keys:Array(String)}}))"  # a set: the key's index serves it
+            f" AND position <= {{checkpoint:UInt64}} GROUP BY {key}"
         )
         self._size = size
         self._values: OrderedDict[str, str] = OrderedDict()
