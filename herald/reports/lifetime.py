@@ -41,22 +41,21 @@ from herald.reports.base import (
     interval_number,
 )
 from herald.reports.cohort import (
-    COHORT_SIZES_SQL,
     PROFILE_EVENTS_SQL,
     cohort_params,
     cohort_size,
+    cohort_sizes,
     intervals_seen,
-    message_filters,
 )
 
 ACTIVITY_UNITS = ("day", "week", "month")
 PARAMS = ("interval", "activity_interval")
 
 # clicks: the unique clicks of each cohort's profiles on each day of the period, from the cohort's
-# start on (kind 1: the only events read). One query; the lifetime and the activity table both come
-# from its rows.
+# start on (kind 1: the only events read); profiles: the cohort's profiles (kind 0, on its first day).
+# One query; the lifetime and the activity table both come from its rows.
 COHORT_DAILY_CLICKS_SQL = f"""
-SELECT cohort, day, count() AS clicks
+SELECT cohort, day, countIf(kind = 0) AS profiles, countIf(kind = 1) AS clicks
 FROM ({PROFILE_EVENTS_SQL.substitute(kind="1", counted="event_type = 'click' AND is_unique = 1")})
 GROUP BY cohort, day
 ORDER BY cohort, day
@@ -94,15 +93,16 @@ class LifetimeReport:
         activity_unit = check_choice(
             str(request.params.get("activity_interval", unit)), ACTIVITY_UNITS, "params.activity_interval"
         )
-        members = cohort_params(request, unit)
-        sizes = {row["cohort"]: row["profiles"] for row in ch.query(COHORT_SIZES_SQL, members)}
+        rows = ch.query(COHORT_DAILY_CLICKS_SQL, cohort_params(request, unit))
+        sizes = cohort_sizes(rows)
         daily: dict[date, dict[date, int]] = defaultdict(dict)
-        for row in ch.query(COHORT_DAILY_CLICKS_SQL, {**members, **message_filters(request)}):
-            daily[row["cohort"]][row["day"]] = row["clicks"]
+        for row in rows:
+            if row["clicks"]:
+                daily[row["cohort"]][row["day"]] = row["clicks"]
         # The oldest possible cohort starts the period's first cohort bucket: it has the most intervals.
         first_cohort = buckets(request.period, unit)[0]
         width = len(buckets(Period(first_cohort, request.period.end), activity_unit))
-        rows = []
+        table = []
         for cohort, profiles in sizes.items():
             clicks = daily.get(cohort, {})
             lifetime = Lifetime.of(list(clicks.values()))
@@ -110,7 +110,7 @@ class LifetimeReport:
             seen = intervals_seen(cohort, activity_unit, request.period)
             cells = [None if shares is None or n > seen else shares.get(n, 0.0) for n in range(1, width + 1)]
             figures = (lifetime.peak_clicks, lifetime.active_days, lifetime.lifetime_days)
-            rows.append((cohort, profiles, *figures, *cells))
+            table.append((cohort, profiles, *figures, *cells))
         columns = (
             "cohort",
             "profiles",
@@ -119,7 +119,7 @@ class LifetimeReport:
             "lifetime_days",
             *(f"{activity_unit}_{n}" for n in range(1, width + 1)),
         )
-        return ReportResult(columns, tuple(rows))
+        return ReportResult(columns, tuple(table))
 
 
 def _activity(cohort: date, daily_clicks: Mapping[date, int], unit: str) -> dict[int, float] | None:
