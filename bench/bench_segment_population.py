@@ -121,11 +121,16 @@ def _measure(store: SqliteEventStore, ch: ChdbClickHouse, conn: Any, data: Path,
     create = CreateSegment("active_pro_clickers", "dynamic", settings, "UTC", NOW)
     aggregates.execute(segment_decider, segment_stream("active_pro_clickers"), create, CONTEXT)
     saved = store.head_position()
+    cpu = time.process_time()
     population = _seconds(runtime.drain)
+    cpu = time.process_time() - cpu
     members = processor.members("active_pro_clickers")
     steps = sum(1 for e in store.read_all(saved) if e.type == "SegmentPopulationContinued")
     appended = store.head_position() - saved
-    print(f"population: {len(members):,} members, {steps + 1} steps, {appended:,} events appended")
+    print(
+        f"population: {len(members):,} members, {steps + 1} steps, {appended:,} events appended,"
+        f" {cpu:,.1f} s of CPU (this process, chDB's threads included)"
+    )
 
     selection = BASELINE.format(
         final="",

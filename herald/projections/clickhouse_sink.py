@@ -53,7 +53,7 @@ given (no user-agent parsing).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -498,10 +498,11 @@ class _Latest:
         self._keep(key, value)
         return [key, value, position]
 
-    def committed(self, ch: ClickHouse, keys: Iterable[str], checkpoint: int) -> dict[str, str]:
-        """The values of `keys` committed up to `checkpoint`, cached unless the batch set newer ones."""
+    def committed(self, ch: ClickHouse, keys: Collection[str], checkpoint: int) -> dict[str, str]:
+        """The values of `keys` committed up to `checkpoint` ('' for none), cached unless the batch set
+        newer ones."""
         found = ch.query(self._sql, {"keys": sorted(keys), "checkpoint": checkpoint})
-        stored = {row["key"]: row["value"] for row in found}
+        stored = dict.fromkeys(keys, "") | {row["key"]: row["value"] for row in found}
         for key, value in stored.items():
             if key not in self._values:
                 self._keep(key, value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date
+from operator import itemgetter
 from typing import Any
 
 from herald.infra.clickhouse import ClickHouse
@@ -49,10 +50,8 @@ def rollup_rows(
 ) -> list[tuple[Any, ...]]:
     """One INSERT's rows: the counts of `rows` (message event rows in `columns` order, each with its
     vendor) per key, then the marker of a batch covering `span` log positions (none if 0)."""
-    picks = [columns.index(name) for name in DIMENSIONS[:-1]]
-    counts = Counter(
-        (*(row[index] for index in picks), vendor) for row, vendor in zip(rows, vendors, strict=True)
-    )
+    key_of = itemgetter(*(columns.index(name) for name in DIMENSIONS[:-1]))
+    counts = Counter((*key_of(row), vendor) for row, vendor in zip(rows, vendors, strict=True))
     found = [(*key, events, 0) for key, events in counts.items()]
     if span:
         found.append(marker_row(span))
