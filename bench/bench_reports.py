@@ -2,7 +2,8 @@
 
 Data: the report tables are filled inside chDB with `INSERT ... SELECT` over
 `numbers()` (a month of message events: queued, sent, delivered, opens, clicks,
-bounces, unsubscribes for 1M profiles over 200 campaigns and 400 templates;
+bounces, unsubscribes for 1M profiles over 200 campaigns and 400 templates,
+and DSN hard bounces of 2 % of the messages after their delivery;
 1M profile creations; subscription changes; goal events), so generating them
 costs seconds, not the benchmark's time. The summary's rollup is filled from
 those events as the sink would (in 100 inserts by log position, left for
@@ -130,7 +131,23 @@ def _fill(ch: ChdbClickHouse, events: int, profiles: int) -> None:
         " toUInt8(number % 3 = 0) AS is_unique, toUInt8(0) AS is_test, toUInt8(0) AS is_bot"
         f" FROM numbers({events})"
     )
-    _fill_rollup(ch, events)
+    # 2 % of the messages bounce by DSN a day after their delivery (what the summary's set holds)
+    ch.execute(
+        "INSERT INTO message_events SELECT"
+        f" concat('hb-', toString(number)) AS event_id, {events} + number AS position,"
+        " 'hard_bounce' AS event_type,"
+        " toDateTime('2026-03-02 00:00:00', 'UTC') + (number * 500 % 2505600) AS at,"
+        " toDate(toDateTime('2026-03-02 00:00:00', 'UTC') + (number * 500 % 2505600)) AS day,"
+        " toString(number * 50) AS message_id, toString(number * 500 % 200) AS campaign_id,"
+        " '' AS run_id, '' AS scenario_id, toString(number * 500 % 400) AS template_id,"
+        " 1 AS template_version, '1' AS database_id, toString(number * 500 % 5) AS resource_id,"
+        " 'email' AS channel, toString(number * 500 % 1000000) AS profile_id,"
+        " 'gmail.com' AS recipient_domain, 'Google' AS domain_group, 'main' AS sender_id, '' AS link_id,"
+        " '' AS link_url, '' AS link_name, 'hard' AS bounce_class, '5.1.1 user unknown' AS bounce_text,"
+        " 'user_unknown' AS reason, toUInt8(0) AS is_unique, toUInt8(0) AS is_test, toUInt8(0) AS is_bot"
+        f" FROM numbers({events // 500})"
+    )
+    _fill_rollup(ch, events + events // 500)
     ch.execute(
         "INSERT INTO profile_creations SELECT toString(number) AS event_id, number AS position,"
         " toDateTime('2026-03-01 00:00:00', 'UTC') + (number % 2592000) AS at,"
@@ -163,16 +180,21 @@ def _fill(ch: ChdbClickHouse, events: int, profiles: int) -> None:
     )
 
 
-def _fill_rollup(ch: ChdbClickHouse, events: int) -> None:
-    """The rollup the sink would keep for these events: their counts, in inserts by log position."""
+def _fill_rollup(ch: ChdbClickHouse, positions: int) -> None:
+    """The rollup the sink would keep for these events, in inserts by log position: their counts, a
+    delivery of a message that hard-bounced taken off (the sink does it when the bounce comes)."""
     kept = ", ".join(name for name in DIMENSIONS if name != "vendor")
-    step = -(-events // ROLLUP_INSERTS)
-    for start in range(0, events, step):
+    counted = (
+        "countIf(NOT (event_type = 'delivered' AND message_id IN"
+        " (SELECT message_id FROM message_events WHERE event_type = 'hard_bounce')))"
+    )
+    step = -(-positions // ROLLUP_INSERTS)
+    for start in range(0, positions, step):
         ch.execute(
-            f"INSERT INTO message_rollup SELECT {kept}, '' AS vendor, count() AS events, 0 AS log_positions"
+            f"INSERT INTO message_rollup SELECT {kept}, '' AS vendor, {counted} AS events, 0 AS log_positions"
             f" FROM message_events WHERE position >= {start} AND position < {start + step} GROUP BY {kept}"
         )
-    ch.insert("message_rollup", ROLLUP_COLUMNS, [marker_row(events)])
+    ch.insert("message_rollup", ROLLUP_COLUMNS, [marker_row(positions)])
 
 
 def _requests() -> list[tuple[str, ReportRequest]]:
@@ -242,10 +264,13 @@ GROUP BY cohort, day
 
 
 def _summary_by_hand(ch: ChdbClickHouse, request: ReportRequest) -> list[tuple[Any, ...]]:
+    # The rollup counts a delivery until its message hard-bounces; over the rows, that is a set.
+    bounced = "SELECT message_id FROM message_events WHERE event_type = 'hard_bounce'"
+    conditions = {**COUNTERS, "delivered": f"event_type = 'delivered' AND message_id NOT IN ({bounced})"}
     counters = ", ".join(
         f"countIf(channel = '{channel}' AND {condition}) AS {channel}_{name}"
         for channel in CHANNELS
-        for name, condition in COUNTERS.items()
+        for name, condition in conditions.items()
     )
     emailed = [f"email_{name}" for name in COUNTERS]
     table = ch.query(SUMMARY_BY_HAND.format(key="campaign_id", counters=counters), PERIOD_PARAMS)

@@ -96,6 +96,7 @@ REPORT_TABLES = (
     "profile_creations",
     "goal_events",
     "message_rollup",  # its markers are the sink's checkpoint: emptied, the sink starts from the log's start
+    "message_deliveries",
     "message_sender_changes",
     "profile_vendor_changes",
     "deleted_objects",

@@ -98,6 +98,7 @@ class DatabaseCreated(Event):
     email: EmailDefaults = Field(default_factory=EmailDefaults)
     standard_fields: dict[str, StandardFieldConfig] = Field(default_factory=dict)
     custom_fields: tuple[FieldDefinition, ...] = ()
+    tracking_fields: tuple[str, ...] = ()
     cloned_from: str | None = None
     at: datetime
 
@@ -114,6 +115,7 @@ class DatabaseUpdated(Event):
     subscription_manager_language: str | None = None
     is_watchers: bool | None = None
     email: EmailDefaults | None = None
+    tracking_fields: tuple[str, ...] | None = None
     at: datetime
 
 
@@ -198,6 +200,8 @@ class DatabaseState:
     standard: Mapping[str, StandardFieldConfig] = field(default_factory=dict)
     custom: Mapping[str, FieldDefinition] = field(default_factory=dict)
     retired: Mapping[str, FieldType] = field(default_factory=dict)
+    # The fields a track-role token (the one a website embeds) may write, by canonical name.
+    tracking_fields: tuple[str, ...] = ()
     cloned_from: str | None = None
     created: bool = False
     deleted: bool = False
@@ -287,6 +291,7 @@ def evolve(state: DatabaseState, event: Event) -> DatabaseState:
                 email=event.email,
                 standard=dict(event.standard_fields),
                 custom={f.name: f for f in event.custom_fields},
+                tracking_fields=event.tracking_fields,
                 cloned_from=event.cloned_from,
                 created=True,
                 created_at=event.at,
@@ -309,7 +314,10 @@ def evolve(state: DatabaseState, event: Event) -> DatabaseState:
             removed = state.custom[event.name]
             custom = {k: v for k, v in state.custom.items() if k != event.name}
             retired = {**state.retired, event.name: removed.type}
-            return replace(state, custom=custom, retired=retired, updated_at=event.at)
+            tracking = tuple(n for n in state.tracking_fields if n != event.name)
+            return replace(
+                state, custom=custom, retired=retired, tracking_fields=tracking, updated_at=event.at
+            )
         case DatabaseStopListAttached():
             return replace(state, stop_list_id=event.stop_list_id, updated_at=event.at)
         case DatabaseStopListDetached():
@@ -336,6 +344,7 @@ class CreateDatabase:
     email: EmailDefaults = field(default_factory=EmailDefaults)
     standard_fields: Mapping[str, StandardFieldConfig] = field(default_factory=dict)
     custom_fields: tuple[FieldDefinition, ...] = ()
+    tracking_fields: tuple[str, ...] = ()
     cloned_from: str | None = None
 
 
@@ -352,6 +361,7 @@ class UpdateDatabase:
     subscription_manager_language: str | None = None
     is_watchers: bool | None = None
     email: EmailDefaults | None = None
+    tracking_fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +495,7 @@ def _create(command: CreateDatabase) -> DatabaseCreated:
         email=_valid_email_defaults(command.email),
         standard_fields=standard,
         custom_fields=tuple(schema.custom.values()),
+        tracking_fields=_valid_tracking_fields(command.tracking_fields, schema),
         cloned_from=command.cloned_from,
         at=command.at,
     )
@@ -508,11 +519,37 @@ def _update(command: UpdateDatabase, state: DatabaseState) -> list[Event]:
         ),
         "is_watchers": command.is_watchers,
         "email": None if command.email is None else _valid_email_defaults(command.email),
+        "tracking_fields": (
+            None
+            if command.tracking_fields is None
+            else _valid_tracking_fields(command.tracking_fields, state)
+        ),
     }
     changed = {k: v for k, v in wanted.items() if v is not None and v != getattr(state, k)}
     if not changed:
         return []
     return [DatabaseUpdated(database_id=state.database_id, at=command.at, **changed)]
+
+
+# A track token never changes a profile's contacts: it matches profiles by them instead.
+_NEVER_TRACKED = frozenset({"email", "phones"})
+
+
+def _valid_tracking_fields(names: tuple[str, ...], schema: DatabaseState) -> tuple[str, ...]:
+    """The allow-list by canonical name, each once; every name a field of the database."""
+    valid: list[str] = []
+    for i, name in enumerate(names):
+        canonical = schema.canonical_name(name)
+        if canonical is None:
+            raise ValidationFailed(f"the database has no field {name[:100]!r}", f"tracking_fields.{i}")
+        if canonical in _NEVER_TRACKED:
+            raise ValidationFailed(
+                f"a track token never changes a profile's {canonical}; it matches profiles by it",
+                f"tracking_fields.{i}",
+            )
+        if canonical not in valid:
+            valid.append(canonical)
+    return tuple(valid)
 
 
 def _configure_standard(command: ConfigureStandardField, state: DatabaseState) -> list[Event]:
@@ -646,6 +683,7 @@ def clone_database(
         email=source.email,
         standard_fields=dict(source.standard),
         custom_fields=tuple(source.custom.values()),
+        tracking_fields=source.tracking_fields,
         cloned_from=source.database_id,
     )
 

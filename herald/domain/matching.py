@@ -162,6 +162,7 @@ _CONTACT_NAMES = {
     "email": ("email",),
     "sms": ("phone",),
     "push": ("token",),
+    "telegram_bot": ("chat_id",),
     **{c: ("phone",) for c in PHONE_CHANNELS},
 }
 

@@ -62,7 +62,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from herald.domain import deliveries as dl
 from herald.domain.events import registry
@@ -162,6 +162,17 @@ class Timer:
 
 
 @dataclass(frozen=True, slots=True)
+class Population:
+    """A dynamic segment's realtime membership: `counting` (evaluated of candidates so far; candidates
+    None until the save is folded), `ready` (its size), or `at_use` (fetched sets: counted when used)."""
+
+    status: Literal["counting", "ready", "at_use"]
+    size: int | None = None
+    evaluated: int | None = None
+    candidates: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Segment:
     """A segment as evaluation needs it, with what its rules can depend on."""
 
@@ -247,6 +258,9 @@ class SegmentMembershipProcessor(SqliteProjection):
         "due_at INTEGER NOT NULL, set_by TEXT NOT NULL, PRIMARY KEY (segment_id, profile_id)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS segmem_timers_by_due ON segmem_timers (due_at)",
         "CREATE INDEX IF NOT EXISTS segmem_timers_by_profile ON segmem_timers (profile_id)",
+        # each realtime segment's population since its last save: how far it got, and whether it is done
+        "CREATE TABLE IF NOT EXISTS segmem_populations (segment_id TEXT PRIMARY KEY, saved_by TEXT NOT NULL, "
+        "after_profile_id TEXT NOT NULL, done INTEGER NOT NULL)",
     )
     tables: ClassVar = {
         "segmem_segments": "segment_id",
@@ -255,6 +269,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         "segmem_history": "profile_id, key",
         "segmem_goals": "profile_id, event_id",
         "segmem_timers": "segment_id, profile_id",
+        "segmem_populations": "segment_id",
     }
 
     def __init__(
@@ -389,6 +404,33 @@ class SegmentMembershipProcessor(SqliteProjection):
             "SELECT profile_id FROM segmem_members WHERE segment_id = ? ORDER BY profile_id", (segment_id,)
         )
         return [row[0] for row in rows]
+
+    def population(self, segment_id: str, saved_by: str) -> Population:
+        """Where the realtime membership of the segment's save `saved_by` (an event id) stands."""
+        segment = self._segments.get(segment_id)
+        if segment is not None and segment.saved_by == saved_by and not segment.realtime:
+            return Population("at_use")
+        row = self.conn.execute(
+            "SELECT after_profile_id, done FROM segmem_populations WHERE segment_id = ? AND saved_by = ?",
+            (segment_id, saved_by),
+        ).fetchone()
+        if row is not None and row[1]:
+            return Population("ready", size=self._count("segmem_members WHERE segment_id = ?", segment_id))
+        databases = sorted(segment.databases) if segment is not None and segment.saved_by == saved_by else []
+        if not databases:  # this save is not folded yet: nothing evaluated
+            return Population("counting", evaluated=0)
+        marks = ", ".join("?" * len(databases))
+        candidates = f"segmem_profiles WHERE database_id IN ({marks})"
+        after = row[0] if row is not None else ""
+        return Population(
+            "counting",
+            evaluated=self._count(f"{candidates} AND profile_id <= ?", *databases, after) if after else 0,
+            candidates=self._count(candidates, *databases),
+        )
+
+    def _count(self, where: str, *values: str) -> int:
+        """`SELECT count(*) FROM <where>`; `where` is this module's text, never input."""
+        return int(self.conn.execute(f"SELECT count(*) FROM {where}", values).fetchone()[0])
 
     def facts(self, profile_id: str) -> ProfileFacts:
         """What evaluation knows of the profile beyond its state (no external sets)."""
@@ -734,9 +776,14 @@ class SegmentMembershipProcessor(SqliteProjection):
         else:
             for profile_id in step:
                 self._evaluate(profile_id, [segment.segment_id], cause)
-        if len(chunk) > size:
-            next_size = self._bulk_chunk if in_bulk else self._population_chunk
-            self._bookmark(segment, cause, step[-1], next_size)
+        more = len(chunk) > size
+        last = step[-1] if more else ""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO segmem_populations VALUES (?, ?, ?, ?)",
+            (segment.segment_id, segment.saved_by, last, int(not more)),
+        )
+        if more:
+            self._bookmark(segment, cause, last, self._bulk_chunk if in_bulk else self._population_chunk)
 
     def _in_bulk(self, segment: _Segment, cause: _Cause) -> bool:
         return (
@@ -888,6 +935,7 @@ class SegmentMembershipProcessor(SqliteProjection):
             event.occurred_at,
         )
         self.conn.execute("DELETE FROM segmem_segments WHERE segment_id = ?", (segment.segment_id,))
+        self.conn.execute("DELETE FROM segmem_populations WHERE segment_id = ?", (segment.segment_id,))
         remaining = dict(self._segments)
         del remaining[segment.segment_id]
         if segment.kind == "dynamic":

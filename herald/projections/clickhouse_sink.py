@@ -55,6 +55,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
+from itertools import chain
 from typing import Any
 
 from herald.domain import deliveries as dl
@@ -69,7 +70,17 @@ from herald.domain.templates import TemplateDeleted
 from herald.domain.tracking import ActivityTracked, goal_of
 from herald.infra.clickhouse import ClickHouse
 from herald.infra.event_store import RecordedEvent
-from herald.projections.message_rollup import ROLLUP_COLUMNS, ROLLUP_TABLE, rollup_rows, stored_checkpoint
+from herald.projections.message_rollup import (
+    DELIVERY_COLUMNS,
+    DIMENSIONS,
+    NO_KEY,
+    ROLLUP_COLUMNS,
+    ROLLUP_TABLE,
+    Key,
+    key_getter,
+    rollup_rows,
+    stored_checkpoint,
+)
 from herald.projections.profile_states import PROFILE_STREAM_PREFIX, LoadProfile, ProfileStates
 from herald.reports.segment_sql import SNAPSHOT_COLUMNS, snapshot_row
 
@@ -77,6 +88,7 @@ from herald.reports.segment_sql import SNAPSHOT_COLUMNS, snapshot_row
 # batch is never evicted before the batch's later rows read it; batches are 20,000 events at most.
 SENDER_CACHE_SIZE = 200_000
 VENDOR_CACHE_SIZE = 200_000
+DELIVERY_CACHE_SIZE = 200_000
 PROFILE_CACHE_SIZE = 100_000
 VENDOR_FIELD = "_vendor"
 
@@ -112,6 +124,8 @@ MESSAGE_COLUMNS = (
 _SENDER = MESSAGE_COLUMNS.index("sender_id")
 _MESSAGE_ID = MESSAGE_COLUMNS.index("message_id")
 _PROFILE_ID = MESSAGE_COLUMNS.index("profile_id")
+_ROLLUP_KEY = key_getter(MESSAGE_COLUMNS)
+_EVENT_TYPE = DIMENSIONS.index("event_type")
 
 TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "message_events": MESSAGE_COLUMNS,
@@ -158,6 +172,7 @@ TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "city",
     ),
     ROLLUP_TABLE: ROLLUP_COLUMNS,
+    "message_deliveries": DELIVERY_COLUMNS,
     "message_sender_changes": ("message_id", "sender_id", "position"),
     "profile_vendor_changes": ("profile_id", "vendor", "position"),
     "deleted_objects": ("kind", "object_id", "position", "at"),
@@ -179,6 +194,7 @@ _HANDLED = frozenset(
         "MessageOpened",
         "MessageRead",
         "LinkClicked",
+        "MessageAcknowledged",
         "MessageUnsubscribed",
         "ComplaintReceived",
         "SubscriptionAdded",
@@ -261,8 +277,11 @@ class ClickHouseSink:
         self._senders = _Latest("message_sender_changes", "message_id", "sender_id", sender_cache_size)
         self._vendors = _Latest("profile_vendor_changes", "profile_id", "vendor", vendor_cache_size)
         self._unresolved: list[list[Any]] = []  # message rows whose sender is not in the cache
+        self._deliveries = _Deliveries(DELIVERY_CACHE_SIZE)
         self._counted: list[list[Any]] = []  # message rows past the checkpoint: the rollup counts them
         self._counted_vendors: list[str | None] = []  # each one's vendor (None: not in the cache)
+        self._fates: list[tuple[str, int, int]] = []  # (message, counted row, position) of deliveries
+        # and hard bounces
         self._position: int | None = None  # None: read from the store when asked
 
     # -- the Projection protocol
@@ -286,7 +305,11 @@ class ClickHouseSink:
             start = self.checkpoint()
             self._resolve_senders(start)
             vendors = self._resolved_vendors(start)
-            counts = rollup_rows(self._counted, MESSAGE_COLUMNS, vendors, max(position - start, 0))
+            keys = [_ROLLUP_KEY(row, vendor) for row, vendor in zip(self._counted, vendors, strict=True)]
+            weights, taken_back, deliveries = self._deliveries.settle(self._ch, start, self._fates, keys)
+            self._pending["message_deliveries"] = deliveries
+            counted = chain(zip(keys, weights, strict=True), ((key, -1) for key in taken_back))
+            counts = rollup_rows(counted, max(position - start, 0))
             if self._profiles is not None:
                 self._pending["profile_snapshots"] = self._profiles.touched_rows()
             for table, rows in self._pending.items():
@@ -308,6 +331,7 @@ class ClickHouseSink:
         # next: forget them, and let those rows read the committed ones. Likewise profile states.
         self._senders.clear()
         self._vendors.clear()
+        self._deliveries.clear()
         if self._profiles is not None:
             self._profiles.forget()
         self._clear()
@@ -341,6 +365,7 @@ class ClickHouseSink:
         self._unresolved.clear()
         self._counted.clear()
         self._counted_vendors.clear()
+        self._fates.clear()
         if self._profiles is not None:
             self._profiles.clear_touched()
 
@@ -413,6 +438,8 @@ class ClickHouseSink:
                 row[_SENDER] = cached
         self._pending["message_events"].append(row)
         if event.position > self.checkpoint():  # at or before it, the rollup has counted the event
+            if event_type in ("delivered", "hard_bounce"):
+                self._fates.append((decoded.message_id, len(self._counted), event.position))
             self._counted.append(row)
             self._counted_vendors.append(self._vendors.get(decoded.profile_id))
 
@@ -518,6 +545,70 @@ class _Latest:
             self._values.popitem(last=False)
 
 
+class _Deliveries:
+    """Each message's deliveries, with the rollup keys they were counted under, and whether it
+    hard-bounced, as the log stands: what batches set in a bounded cache, the rest looked up in
+    `message_deliveries` as of the checkpoint. A hard bounce takes the message's deliveries back
+    (whenever it came), and a delivery of a message that has hard-bounced counts nothing."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._known: OrderedDict[str, tuple[tuple[Key, ...], bool]] = OrderedDict()
+        self._sql = (
+            f"SELECT message_id, bounced, {', '.join(DIMENSIONS)} FROM message_deliveries"
+            " WHERE message_id IN (SELECT arrayJoin({ids:Array(String)})) AND position <= {checkpoint:UInt64}"
+        )
+
+    def settle(
+        self, ch: ClickHouse, checkpoint: int, fates: Sequence[tuple[str, int, int]], keys: Sequence[Key]
+    ) -> tuple[list[int], list[Key], list[list[Any]]]:
+        """For the batch's counted rows (`keys`; `fates` names its deliveries and hard bounces, in log
+        order, as (message, row, position)): each row's weight, the keys of the deliveries a bounce
+        takes back, and the `message_deliveries` rows to write."""
+        weights = [1] * len(keys)
+        taken_back: list[Key] = []
+        written: list[list[Any]] = []
+        self._load(ch, {message_id for message_id, _, _ in fates}, checkpoint)
+        for message_id, index, position in fates:
+            delivered, bounced = self._known.pop(message_id)
+            key = keys[index]
+            if key[_EVENT_TYPE] == "delivered":
+                if bounced:
+                    weights[index] = 0  # the delivery of a message that has hard-bounced
+                else:
+                    delivered = (*delivered, key)
+                    written.append([message_id, position, 0, *key])
+            elif not bounced:
+                taken_back.extend(delivered)
+                bounced = True
+                written.append([message_id, position, 1, *NO_KEY])
+            self._keep(message_id, (delivered, bounced))
+        return weights, taken_back, written
+
+    def clear(self) -> None:
+        self._known.clear()
+
+    def _load(self, ch: ClickHouse, message_ids: set[str], checkpoint: int) -> None:
+        missing = sorted(message_id for message_id in message_ids if message_id not in self._known)
+        if not missing:
+            return
+        found: dict[str, tuple[tuple[Key, ...], bool]] = dict.fromkeys(missing, ((), False))
+        for row in ch.query(self._sql, {"ids": missing, "checkpoint": checkpoint}):
+            delivered, bounced = found[row["message_id"]]
+            if row["bounced"]:
+                found[row["message_id"]] = (delivered, True)
+            else:
+                found[row["message_id"]] = ((*delivered, tuple(row[c] for c in DIMENSIONS)), bounced)
+        for message_id, state in found.items():
+            self._keep(message_id, state)
+
+    def _keep(self, message_id: str, state: tuple[tuple[Key, ...], bool]) -> None:
+        self._known[message_id] = state
+        self._known.move_to_end(message_id)
+        while len(self._known) > self._size:
+            self._known.popitem(last=False)
+
+
 class _Snapshots:
     """The profiles a batch touched, for the snapshot rows, their states folded as of each event."""
 
@@ -560,6 +651,7 @@ _OUTCOME_TYPES: Mapping[type, str] = {
     dl.MessageOpened: "open",
     dl.MessageRead: "read",
     dl.LinkClicked: "click",
+    dl.MessageAcknowledged: "push_delivered",  # the device's `ack` link
     dl.MessageUnsubscribed: "unsubscribe",
     dl.ComplaintReceived: "complaint",
 }

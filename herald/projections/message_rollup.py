@@ -6,12 +6,16 @@ events of that combination. The report sink adds a batch's counts in one INSERT 
 marker row (day 1970-01-01, every dimension empty) whose `log_positions` is the number of log
 positions the batch covered, so the sum of the markers is the checkpoint up to which the rollup has
 counted: the INSERT that adds counts also moves the checkpoint, atomically (see the sink's docstring).
+
+Counts may be taken back: a delivery whose message hard-bounces later (a DSN after the relay accepted
+it) is not delivered, so the bounce adds -1 under the delivery's key (`message_deliveries` keeps the
+keys the deliveries were counted under).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from operator import itemgetter
 from typing import Any
@@ -41,18 +45,28 @@ DIMENSIONS = (
 """The rollup's key: the columns of a message event row it keeps (vendor: the profile's, at the event)."""
 
 ROLLUP_COLUMNS = (*DIMENSIONS, "events", "log_positions")
+DELIVERY_COLUMNS = ("message_id", "position", "bounced", *DIMENSIONS)
+"""`message_deliveries`: a delivery (bounced 0) with the key it was counted under, or a hard bounce (1)."""
 
+Key = tuple[Any, ...]
 _MARKER_KEY = (MARKER_DAY, *("" for _ in range(7)), 0, 0, 0, "", "", "", "")
+NO_KEY = _MARKER_KEY
+"""The key columns of a hard bounce's `message_deliveries` row (it was counted under none)."""
 
 
-def rollup_rows(
-    rows: Iterable[Sequence[Any]], columns: Sequence[str], vendors: Iterable[str], span: int
-) -> list[tuple[Any, ...]]:
-    """One INSERT's rows: the counts of `rows` (message event rows in `columns` order, each with its
-    vendor) per key, then the marker of a batch covering `span` log positions (none if 0)."""
-    key_of = itemgetter(*(columns.index(name) for name in DIMENSIONS[:-1]))
-    counts = Counter((*key_of(row), vendor) for row, vendor in zip(rows, vendors, strict=True))
-    found = [(*key, events, 0) for key, events in counts.items()]
+def key_getter(columns: Sequence[str]) -> Callable[[Sequence[Any], str], Key]:
+    """The rollup key of a message event row in `columns` order, given the profile's vendor."""
+    pick = itemgetter(*(columns.index(name) for name in DIMENSIONS[:-1]))
+    return lambda row, vendor: (*pick(row), vendor)
+
+
+def rollup_rows(counts: Iterable[tuple[Key, int]], span: int) -> list[tuple[Any, ...]]:
+    """One INSERT's rows: the summed counts per key (none where they cancel), then the marker of a batch
+    covering `span` log positions (none if 0)."""
+    summed: Counter[Key] = Counter()
+    for key, count in counts:
+        summed[key] += count
+    found = [(*key, events, 0) for key, events in summed.items() if events]
     if span:
         found.append(marker_row(span))
     return found

@@ -42,9 +42,17 @@ from herald.reports.base import (
 
 CHANNELS = ("email", "sms", "push")
 
-# Counter → the message events it counts (within one channel). Bots are left out of every
-# tracked counter; a "unique" action is one the delivery decider flagged `unique`: the first such
-# action on the message, or the first after 24 hours since the last unique one (never a bot's).
+# Counter → the message events it counts (within one channel). Bots (`domain/bots.py`) are left out
+# of every tracked counter and counted on their own (bot_*); a "unique" action is one the delivery
+# decider flagged `unique`: the first such action on the message, or the first after 24 hours since
+# the last unique one (never a bot's). The guide's formulas (§ "Принцип расчёта относительных
+# показателей") divide these counters; two choices make them hold where the guide is silent:
+# - a message a DSN hard-bounced after the relay accepted it was not delivered: `delivered` leaves
+#   it out (whenever the bounce came), so delivered + hard bounces never exceed what was sent; the
+#   sink takes the delivery off the rollup's count when the bounce comes (projections/message_rollup.py);
+# - a person's click with no open in the 24 hours before it records that open too (the decider's
+#   implied open: images blocked or cached), so CTOR (unique clicks / unique opens) never counts a
+#   clicker who never opened, and the open rate holds every clicker.
 COUNTERS: Mapping[str, str] = {
     # queued: messages that passed the send gate and were rendered for the sender.
     "queued": "event_type = 'queued'",
@@ -54,7 +62,7 @@ COUNTERS: Mapping[str, str] = {
     "failed": "event_type = 'failed'",
     # sent ("отправлено"): messages the sender attempted at least once (the first attempt).
     "sent": "event_type = 'sent'",
-    # delivered: messages the recipient's server accepted.
+    # delivered: messages the recipient's server accepted and did not hard-bounce later (by DSN).
     "delivered": "event_type = 'delivered'",
     # soft_bounces: temporary failures; every one counts (a message retried twice bounces twice).
     "soft_bounces": "event_type = 'soft_bounce'",
@@ -62,7 +70,7 @@ COUNTERS: Mapping[str, str] = {
     "hard_bounces": "event_type = 'hard_bounce'",
     # not_delivered: messages given up on (retries expired, campaign stopped, sender error).
     "not_delivered": "event_type = 'not_delivered'",
-    # opens: every open by a person (the open pixel, or a click implying it), bots left out.
+    # opens: every open by a person (the open pixel, or a click with no open before it), bots left out.
     "opens": "event_type = 'open' AND is_bot = 0",
     # unique_opens ("уник. открытия"): opens flagged unique.
     "unique_opens": "event_type = 'open' AND is_unique = 1",
@@ -74,6 +82,11 @@ COUNTERS: Mapping[str, str] = {
     "reads": "event_type = 'read' AND is_bot = 0",
     # unique_reads: reads flagged unique.
     "unique_reads": "event_type = 'read' AND is_unique = 1",
+    # bot_opens, bot_clicks, bot_reads: the same hits from machines (mail scanners, link checkers,
+    # HTTP clients, prefetches): recorded, and counted nowhere else.
+    "bot_opens": "event_type = 'open' AND is_bot = 1",
+    "bot_clicks": "event_type = 'click' AND is_bot = 1",
+    "bot_reads": "event_type = 'read' AND is_bot = 1",
     # unsubscribes ("отписки"): unsubscribed through the message (link, one-click header, mailto).
     "unsubscribes": "event_type = 'unsubscribe'",
     # complaints ("жалобы"): spam reports (feedback loops, ARF).
@@ -109,6 +122,7 @@ _SMS = tuple(
         "not_delivered",
         "clicks",
         "unique_clicks",
+        "bot_clicks",
         "delivery_rate",
         "click_rate",
         "not_delivered_rate",

@@ -107,6 +107,12 @@ class Aggregates:
             self._cache.popitem(last=False)
         return loaded
 
+    def load_at(self, decider: Decider[Any, S], stream: str, version: int) -> Loaded[S]:
+        """The stream's state as it was at `version` (folded from its first event; not cached)."""
+        events = [e for e in self.store.read_stream(stream) if e.version <= version]
+        state = decider.fold(self.decode(e) for e in events)
+        return Loaded(stream, state, events[-1].version if events else 0)
+
     def new_events(self, stream: str, events: Sequence[Event], context: CommandContext) -> list[NewEvent]:
         """Envelopes for `events`; with a request id the ids are deterministic, so a retry is a no-op."""
         now = self.clock.now()

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from herald.api.endpoints import Call, Endpoint
@@ -79,13 +78,6 @@ def _batch_adapter(row: TypeAdapter[Any]) -> TypeAdapter[Any]:
     return _BATCHES[id(row)]
 
 
-async def _json(call: Call) -> Any:
-    try:
-        return orjson.loads(await call.request.body())
-    except orjson.JSONDecodeError as error:
-        raise HttpError(422, f"the body is not JSON: {error}", "body") from None
-
-
 def _rows(items: Any, key: str, adapter: TypeAdapter[Any]) -> list[Any]:
     if not isinstance(items, list):
         raise HttpError(422, f"{key} must be a list", key)
@@ -106,7 +98,7 @@ def _rows(items: Any, key: str, adapter: TypeAdapter[Any]) -> list[Any]:
 
 
 async def track_batch(call: Call) -> dict[str, Any]:
-    body = await _json(call)
+    body = call.body
     if not isinstance(body, dict) or not isinstance(body.get("database_id"), str):
         raise HttpError(422, "name the profile database", "database_id")
     rows = _rows(body.get("events"), "events", _ROW)
@@ -148,14 +140,14 @@ def _summary(results: list[dict[str, Any]], outcomes: tuple[str, ...] = _TRACK_O
 
 
 async def segment_batch(call: Call) -> dict[str, Any]:
-    body = await _json(call)
+    body = call.body
     if not isinstance(body, dict):
         raise HttpError(422, 'expected {"batch": [...]}', "batch")
     return _segment(call, _rows(body.get("batch"), "batch", _SEGMENT))
 
 
 async def segment_single(call: Call) -> dict[str, Any]:
-    body = await _json(call)
+    body = call.body
     if isinstance(body, dict):
         body.setdefault("type", call.request.url.path.rsplit("/", 1)[-1])
     return _segment(call, _rows([body], "body", _SEGMENT))
@@ -216,11 +208,19 @@ def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) 
     """Upsert the profile from the traits the database has fields for; the others are listed, not stored.
 
     Tracking libraries send traits of their own (`createdAt`, `name`, ...): refusing
-    the whole identify for them would lose the traits that do fit.
+    the whole identify for them would lose the traits that do fit. A track token (the one a
+    website embeds, so anyone may hold it) writes only the fields the database allows for
+    tracking (`tracking_fields`, none by default, never email or phones); the rest are listed as
+    `not_allowed_traits`. The user id itself only names the profile.
     """
     database = call.herald.catalog.database(q.database_id)
     row = {k: v for k, v in message.traits.items() if database.field(k) is not None}
     ignored = sorted(k for k in message.traits if k not in row)
+    not_allowed: list[str] = []
+    if call.role == "track":
+        allowed = set(database.tracking_fields)
+        not_allowed = sorted(k for k in row if database.canonical_name(k) not in allowed)
+        row = {k: v for k, v in row.items() if k not in not_allowed}
     if message.user_id:
         row[q.user_id_field] = message.user_id
     mode = {"email": MatchMode.EMAIL, "phone": MatchMode.PHONE, "profile_id": MatchMode.PROFILE_ID}.get(
@@ -239,6 +239,8 @@ def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) 
     body = row_json(result, f"batch.{index}.traits")
     if ignored:
         body["ignored_traits"] = ignored
+    if not_allowed:
+        body["not_allowed_traits"] = not_allowed
     return body
 
 
