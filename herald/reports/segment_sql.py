@@ -476,17 +476,20 @@ def members_in_scope(
 
 def stale_snapshots(ch: ClickHouse, scope: Scope, profile_ids: Collection[str]) -> set[str]:
     """Those of `profile_ids` (within the scope) whose latest snapshot is not their state at the scope's
-    log position: written at or after it, or not at all."""
+    log position: written at or after it, or not at all.
+
+    The query names only the scope's bounds and the difference is taken here: a step's 50,000 ids sent
+    as a parameter cost more to quote than the query takes to run (2.8 of a 200k-profile population's
+    7.8 s under cProfile went to that)."""
     rows = ch.query(
-        "SELECT groupArray(profile_id) AS stale FROM (SELECT arrayJoin({ids:Array(String)}) AS profile_id)"
-        " WHERE profile_id NOT IN ("
-        "  SELECT profile_id FROM ("  # the latest snapshot first (FINAL), then its position
-        "   SELECT profile_id, position FROM profile_snapshots FINAL"
-        "   WHERE profile_id >= {first:String} AND profile_id <= {last:String})"
-        "  WHERE position < {before:UInt64})",
-        {"ids": sorted(profile_ids), "first": scope.first, "last": scope.last, "before": scope.before},
+        # the latest snapshot first (FINAL), then its position
+        "SELECT groupArray(profile_id) AS current FROM ("
+        " SELECT profile_id, position FROM profile_snapshots FINAL"
+        " WHERE profile_id >= {first:String} AND profile_id <= {last:String})"
+        " WHERE position < {before:UInt64}",
+        {"first": scope.first, "last": scope.last, "before": scope.before},
     )
-    return set(rows[0]["stale"]) if rows else set()
+    return set(profile_ids).difference(rows[0]["current"] if rows else ())
 
 
 # --- compiling ---------------------------------------------------------------------------------
