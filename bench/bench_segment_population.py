@@ -54,7 +54,7 @@ from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.message_rollup import ROLLUP_COLUMNS, marker_row
 from herald.projections.profile_states import profile_loader
-from herald.reports.bulk_members import ReportStoreMembers
+from herald.reports.bulk_members import ReportStoreMembers, draining
 from herald.reports.segment_sql import SNAPSHOT_COLUMNS, snapshot_row
 from herald.services.aggregates import Aggregates, CommandContext
 
@@ -110,7 +110,7 @@ def _measure(store: SqliteEventStore, ch: ChdbClickHouse, conn: Any, data: Path,
     print(f"report store filled inside chDB in {seconds:,.1f} s (a sample checked against snapshot_row)")
     sink = ClickHouseSink(ch, load_profile=profile_loader(store))
     sink_runtime = InProcessRuntime(store, SqliteCheckpoints(conn), projections=[sink])
-    processor = SegmentMembershipProcessor(conn, store, bulk=ReportStoreMembers(ch, sink_runtime.drain))
+    processor = SegmentMembershipProcessor(conn, store, bulk=ReportStoreMembers(ch, draining(sink_runtime)))
     runtime = InProcessRuntime(store, SqliteCheckpoints(conn), projections=[processor], batch_size=20_000)
     seconds = _seconds(runtime.drain)
     print(f"membership processor over the log before the save: {seconds:,.1f} s", flush=True)

@@ -25,12 +25,14 @@ FINAL, or count distinct log positions). The rollup sums, so it must see each ev
 holds the sink's checkpoint for that. ClickHouse has no transactions, but one INSERT of one block into
 a table of one partition is one part, visible whole or not at all. `commit` inserts the row tables
 first, then, as one INSERT, the batch's rollup rows (only events past the checkpoint) with a marker row
-whose `log_positions` is the batch's span (position - checkpoint). The sum of the markers is the
-checkpoint, so the rollup INSERT is the commit point:
+whose `log_positions` is the span since the stored checkpoint (position - the markers' sum). The sum of
+the markers is the checkpoint, so the rollup INSERT is the commit point:
 - a failure before it commits nothing, and the batch is applied again (rows replace themselves);
 - a failure after it (or one the client saw although the server committed) leaves the checkpoint at the
   batch's end, which the sink reads again before going on, so the batch is not applied a second time;
-- events at or before the checkpoint (a replay over a filled store) rewrite their rows and add no counts.
+- events at or before the checkpoint (a replay over a filled store) rewrite their rows and add no counts;
+- a batch that wrote no rows inserts no marker until `CHECKPOINT_STRIDE` positions have gone by (each
+  INSERT is a part): a restart reads those events again, and they write nothing again.
 A batch is at most the runtime's batch size (20,000 events in a replay), so its rollup INSERT is far
 under the million rows at which ClickHouse cuts an INSERT into blocks (the chDB adapter turns off
 parallel parsing, which would cut it by size).
@@ -78,12 +80,17 @@ from herald.projections.message_rollup import (
     ROLLUP_TABLE,
     Key,
     key_getter,
+    marker_row,
     rollup_rows,
     stored_checkpoint,
 )
 from herald.projections.profile_states import PROFILE_STREAM_PREFIX, LoadProfile, ProfileStates
 from herald.reports.segment_sql import SNAPSHOT_COLUMNS, snapshot_row
 
+# A batch that wrote no rows moves the stored checkpoint (its marker) only this far past the stored one:
+# every INSERT makes a part (chDB kept ≈ 8 KB per part: a marker a pass grew `herald serve` by MB a minute
+# under tracked events), and re-reading up to this many events after a restart writes nothing twice.
+CHECKPOINT_STRIDE = 50_000
 # The caches must hold more keys than a batch can set (one per event at most), so a value set in a
 # batch is never evicted before the batch's later rows read it; batches are 20,000 events at most.
 SENDER_CACHE_SIZE = 200_000
@@ -283,12 +290,13 @@ class ClickHouseSink:
         self._fates: list[tuple[str, int, int]] = []  # (message, counted row, position) of deliveries
         # and hard bounces
         self._position: int | None = None  # None: read from the store when asked
+        self._stored = 0  # the markers' sum as last read or written (valid while _position is not None)
 
     # -- the Projection protocol
 
     def checkpoint(self) -> int:
         if self._position is None:
-            self._position = stored_checkpoint(self._ch)
+            self._position = self._stored = stored_checkpoint(self._ch)
         return self._position
 
     @property
@@ -308,20 +316,25 @@ class ClickHouseSink:
         """Insert the pending rows (one INSERT per table), then the rollup's counts with the checkpoint."""
         try:
             start = self.checkpoint()
+            stored = self._stored  # at or before start: batches that wrote nothing left their marker
             self._resolve_senders(start)
             vendors = self._resolved_vendors(start)
             keys = [_ROLLUP_KEY(row, vendor) for row, vendor in zip(self._counted, vendors, strict=True)]
             weights, taken_back, deliveries = self._deliveries.settle(self._ch, start, self._fates, keys)
             self._pending["message_deliveries"] = deliveries
             counted = chain(zip(keys, weights, strict=True), ((key, -1) for key in taken_back))
-            counts = rollup_rows(counted, max(position - start, 0))
+            counts = rollup_rows(counted)
             if self._profiles is not None:
                 self._pending["profile_snapshots"] = self._profiles.touched_rows()
+            wrote = False
             for table, rows in self._pending.items():
                 if rows:
                     self._ch.insert(table, TABLE_COLUMNS[table], rows)
-            if counts:  # the commit point: the counts and the checkpoint, one INSERT
-                self._ch.insert(ROLLUP_TABLE, ROLLUP_COLUMNS, counts)
+                    wrote = True
+            if position > stored and (wrote or counts or position - stored >= CHECKPOINT_STRIDE):
+                # the commit point: the counts and the marker up to `position`, one INSERT
+                self._ch.insert(ROLLUP_TABLE, ROLLUP_COLUMNS, [*counts, marker_row(position - stored)])
+                self._stored = position
         except BaseException:
             # The runtime applies the batch again from the checkpoint, read again from the store (the
             # rollup INSERT may have gone in although the client saw it fail): rows already inserted

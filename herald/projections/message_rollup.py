@@ -60,16 +60,12 @@ def key_getter(columns: Sequence[str]) -> Callable[[Sequence[Any], str], Key]:
     return lambda row, vendor: (*pick(row), vendor)
 
 
-def rollup_rows(counts: Iterable[tuple[Key, int]], span: int) -> list[tuple[Any, ...]]:
-    """One INSERT's rows: the summed counts per key (none where they cancel), then the marker of a batch
-    covering `span` log positions (none if 0)."""
+def rollup_rows(counts: Iterable[tuple[Key, int]]) -> list[tuple[Any, ...]]:
+    """The summed counts per key, as rollup rows (none where they cancel); the sink adds the marker."""
     summed: Counter[Key] = Counter()
     for key, count in counts:
         summed[key] += count
-    found = [(*key, events, 0) for key, events in summed.items() if events]
-    if span:
-        found.append(marker_row(span))
-    return found
+    return [(*key, events, 0) for key, events in summed.items() if events]
 
 
 def marker_row(span: int) -> tuple[Any, ...]:

@@ -42,7 +42,13 @@ from herald.domain.tracking import ActivityTracked
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
 from herald.infra.clickhouse_migrations import MIGRATIONS, checksum, migrate
 from herald.infra.event_store import RecordedEvent
-from herald.projections.clickhouse_sink import TABLE_COLUMNS, ClickHouseSink, domain_group, table_contents
+from herald.projections.clickhouse_sink import (
+    CHECKPOINT_STRIDE,
+    TABLE_COLUMNS,
+    ClickHouseSink,
+    domain_group,
+    table_contents,
+)
 from herald.projections.message_rollup import stored_checkpoint
 from herald.reports import REPORTS
 from herald.reports.base import Period, ReportError, ReportRequest, ReportResult
@@ -708,6 +714,43 @@ def test_the_sink_writes_subscription_changes_creations_goals_and_deletions(stor
 def test_the_checkpoint_is_stored_with_the_rollup(store: ClickHouse) -> None:
     assert ClickHouseSink(store).checkpoint() == LOG.records[-1].position
     assert stored_checkpoint(store) == LOG.records[-1].position
+
+
+def test_batches_that_write_no_rows_store_the_checkpoint_only_every_stride(fresh_store: ClickHouse) -> None:
+    """Each INSERT makes a part: a pass that wrote nothing (tracked events, say) does not write its
+    checkpoint alone, except every CHECKPOINT_STRIDE events; a restart re-reads those, writing nothing."""
+    migrate(fresh_store)
+    sink = ClickHouseSink(fresh_store)
+    for position in range(1000, CHECKPOINT_STRIDE, 1000):
+        sink.commit(position)
+    assert sink.checkpoint() == CHECKPOINT_STRIDE - 1000
+    assert fresh_store.query("SELECT count() AS n FROM message_rollup")[0]["n"] == 0
+    assert ClickHouseSink(fresh_store).checkpoint() == 0
+    sink.commit(CHECKPOINT_STRIDE)
+    assert ClickHouseSink(fresh_store).checkpoint() == CHECKPOINT_STRIDE
+    # A batch with rows after ones without: its marker spans them too, and its event is counted once.
+    sink.commit(CHECKPOINT_STRIDE + 400)
+    queued = next(r for r in LOG.records if r.type == "MessageQueued")
+    sink.apply(_at_position(queued, CHECKPOINT_STRIDE + 500))
+    sink.commit(CHECKPOINT_STRIDE + 600)
+    assert stored_checkpoint(fresh_store) == CHECKPOINT_STRIDE + 600
+    counted = fresh_store.query("SELECT sum(events) AS n FROM message_rollup WHERE event_type = 'queued'")
+    assert counted[0]["n"] == 1
+
+
+def _at_position(record: RecordedEvent, position: int) -> RecordedEvent:
+    return RecordedEvent(
+        record.event_id,
+        record.stream,
+        record.version,
+        position,
+        record.type,
+        record.schema_version,
+        record.occurred_at,
+        record.recorded_at,
+        record.data,
+        record.metadata,
+    )
 
 
 def test_the_sink_is_idempotent(store: ClickHouse) -> None:

@@ -45,7 +45,7 @@ from herald.processors.runtime import InProcessRuntime
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.profile_states import profile_loader
-from herald.reports.bulk_members import ReportStoreMembers
+from herald.reports.bulk_members import ReportStoreMembers, draining
 from herald.services.aggregates import Aggregates, CommandContext
 from tests.unit.test_segment_eval import subscribe
 from tests.unit.test_segments import (
@@ -284,7 +284,7 @@ def run_processor(
         if ch is not None:
             sink = ClickHouseSink(ch, load_profile=profile_loader(store))
             sink_runtime = InProcessRuntime(store, SqliteCheckpoints(conn), projections=[sink])
-            bulk = ReportStoreMembers(ch, sink_runtime.drain if catch_up else lambda: None)
+            bulk = ReportStoreMembers(ch, draining(sink_runtime) if catch_up else lambda: None)
         processor = SegmentMembershipProcessor(
             conn,
             counting,
