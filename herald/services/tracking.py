@@ -115,6 +115,9 @@ class TrackingService:
         head = self.aggregates.store.head_position()
         placed: list[tuple[int, str, int]] = []
         in_batch: set[UUID] = set()  # a client event id sent twice in one batch is stored once
+        # Each distinct time formatted once (most share `now`); keyed with the offset too, since
+        # 10:00+01:00 equals 09:00+00:00 but is written differently.
+        times: dict[tuple[datetime, Any], str] = {}
         for index, (event, key) in enumerate(zip(events, keys, strict=True)):
             try:
                 if isinstance(event, DomainError):
@@ -122,7 +125,7 @@ class TrackingService:
                 if isinstance(key, DomainError):
                     raise key
                 profile_id = self._profile_of(database_id, key, found, event.anonymous_id, linked)
-                new = self._new_event(database_id, profile_id, event, now, meta, tracked_id)
+                new = self._new_event(database_id, profile_id, event, now, times, meta, tracked_id)
             except DomainError as error:
                 results.append({"index": index, "status": "error", "error": error})
                 continue
@@ -186,7 +189,7 @@ class TrackingService:
         self,
         database_id: str,
         key: LookupKey | None,
-        found: Mapping[LookupKey, list[str]],
+        found: Mapping[tuple[str, str], list[str]],
         anonymous_id: str | None,
         linked: Mapping[str, str],
     ) -> str | None:
@@ -215,6 +218,7 @@ class TrackingService:
         profile_id: str | None,
         event: TrackedEvent,
         now: datetime,
+        times: dict[tuple[datetime, Any], str],
         meta: dict[str, Any],
         tracked_id: Callable[[object], UUID],
     ) -> NewEvent:
@@ -222,6 +226,10 @@ class TrackingService:
             raise ValidationFailed("name the profile (by a match field) or give an anonymous_id", "profile")
         given = event.at
         at = _aware(given) if given else now
+        moment = (at, at.tzinfo)
+        at_text = times.get(moment)
+        if at_text is None:
+            at_text = times[moment] = at.isoformat()
         payload = activity_payload(
             database_id=database_id,
             profile_id=profile_id,
@@ -230,7 +238,7 @@ class TrackingService:
             properties=dict(event.properties or {}),
             context=dict(event.context or {}),
             client_event_id=event.event_id,
-            at=at,
+            at=at_text,
         )
         event_id = tracked_id(event.event_id) if event.event_id else self.aggregates.ids.uuid()
         return NewEvent(

@@ -29,5 +29,5 @@ AT = datetime(2026, 3, 2, 9, 30, 15, 250000, tzinfo=UTC)
     ids=["known profile", "anonymous with everything"],
 )
 def test_the_payload_is_what_the_model_stores(parts: dict) -> None:
-    payload = activity_payload(**parts)
+    payload = activity_payload(**{**parts, "at": parts["at"].isoformat()})
     assert registry.decode("ActivityTracked", 1, payload) == ActivityTracked(**parts)
