@@ -323,11 +323,11 @@ class ProfilesProjection(SqliteProjection):
         ).fetchone()
         return loads(row[0]) if row else None
 
-    def resolve(self, database_id: str, keys: Sequence[LookupKey]) -> dict[tuple[str, str], list[str]]:
+    def resolve(self, database_id: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
         """The live profiles each key finds in the database, by profile id, keyed by (kind, value).
 
-        Plain tuples, not a LookupKey per row of a 10,000-key batch: a LookupKey equals and
-        hashes as its tuple, so `found[key]` and `key in found` work with either.
+        Plain (kind, value) tuples in and out, not a LookupKey per key of a 10,000-key batch: a
+        LookupKey equals and hashes as its tuple, so `found[key]` and `key in found` work with either.
 
         One query for the whole batch: the keys go in as one JSON array that SQLite walks,
         seeking the lookup index once per key (no chunks of bound parameters, no sorting here);

@@ -12,12 +12,14 @@ rest of the batch is written in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from herald.domain.contacts import email_key, normalize_email
 from herald.domain.databases import DatabaseState
 from herald.domain.errors import DomainError, NotFound, ValidationFailed
 from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey, MatchMode, match_key
@@ -99,7 +101,7 @@ class TrackingService:
         keys = self._keys(database, events)
         lookups = [k for k in keys if isinstance(k, LookupKey) and k.kind != PROFILE_ID]
         # An email is first the profile's own (`email_profile`), then any subscription's.
-        owned = {k: LookupKey(EMAIL_PROFILE, k.value) for k in lookups if k.kind == EMAIL}
+        owned = {k: (EMAIL_PROFILE, k.value) for k in lookups if k.kind == EMAIL}  # tuples: a key each
         found = self.projection.resolve(database_id, [owned.get(k, k) for k in lookups])
         unowned = [k for k, owner in owned.items() if owner not in found]
         if unowned:
@@ -201,7 +203,7 @@ class TrackingService:
             if key not in found:
                 raise NotFound(f"no profile {key.value!r} in database {database_id!r}", "profile.profile_id")
             return key.value
-        owner = found.get(LookupKey(EMAIL_PROFILE, key.value)) if key.kind == EMAIL else None
+        owner = found.get((EMAIL_PROFILE, key.value)) if key.kind == EMAIL else None
         profiles = owner or found.get(key)
         if not profiles and anonymous_id:
             return visitor  # not known yet: the visitor keeps it until an identify links them
@@ -280,6 +282,11 @@ def selector_key(database: DatabaseState, profile: Mapping[str, Any]) -> LookupK
     if len(profile) != 1:
         raise ValidationFailed('name the profile by exactly one match field, e.g. {"email": …}', "")
     ((name, value),) = profile.items()
+    if name == "email" and isinstance(value, str):
+        # The commonest selector, without the general path's field lookups and row (the two agree:
+        # `tests/unit/test_tracking.py`); anything it refuses, the general path words the error for.
+        with contextlib.suppress(ValidationFailed):
+            return LookupKey(EMAIL, email_key(normalize_email(value)))
     mode = _MODES.get(name.casefold(), MatchMode.CUSTOM)
     row = {"profile_id": value} if mode is MatchMode.PROFILE_ID else {name: value}
     try:
