@@ -73,7 +73,7 @@ from herald.domain.resources import ResourceDeleted
 from herald.domain.scenarios import ScenarioDeleted
 from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusChanged
 from herald.domain.templates import TemplateDeleted
-from herald.domain.tracking import ActivityTracked, goal_of
+from herald.domain.tracking import GOAL_MARKS, ActivityTracked, goal_of
 from herald.infra.clickhouse import ClickHouse
 from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.projections.message_rollup import (
@@ -306,8 +306,11 @@ class ClickHouseSink:
 
     @property
     def consumes(self) -> EventFilter:
-        """The types it turns into rows, and every profile event when it keeps snapshots."""
-        return EventFilter(_HANDLED, (PROFILE_STREAM_PREFIX,) if self._profiles is not None else ())
+        """The types it turns into rows, and every profile event when it keeps snapshots.
+
+        Of tracked events only goals make rows: the others (nearly all) are not read at all."""
+        prefixes = (PROFILE_STREAM_PREFIX,) if self._profiles is not None else ()
+        return EventFilter(_HANDLED, prefixes, {"ActivityTracked": GOAL_MARKS})
 
     def apply(self, event: RecordedEvent) -> None:
         if self._profiles is not None and event.stream.startswith(PROFILE_STREAM_PREFIX):
