@@ -42,6 +42,7 @@ from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.infra.webhooks import WebhookCaller
 from herald.processors.backoff import Backoff, RetryPolicy
+from herald.processors.bulk_population import BulkMembers
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.jobs import JobProcessor
@@ -69,6 +70,7 @@ from herald.projections.short_links import ShortLinksProjection
 from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
+from herald.reports.bulk_members import CatchUp, ReportStoreMembers
 from herald.reports.retention import ReportRetention
 from herald.senders.inbound_smtp import InboundServer
 from herald.senders.webpush import generate_vapid_key
@@ -407,7 +409,10 @@ def open_event_store(settings: Settings, clock: Clock) -> SealedEventStore:
     return SealedEventStore(SqliteEventStore(settings.event_store_path, clock), Sealer(keys))
 
 
-def build_projections(readmodel_path: Path, store: EventStore, account_timezone: str = "UTC") -> Projections:
+def build_projections(
+    readmodel_path: Path, store: EventStore, account_timezone: str = "UTC", bulk: BulkMembers | None = None
+) -> Projections:
+    """The read models over one SQLite file; `bulk` lets segment population read the report store."""
     conn = open_readmodel_db(readmodel_path)
     return Projections(
         profiles=ProfilesProjection(conn, profile_loader(store)),
@@ -422,7 +427,7 @@ def build_projections(readmodel_path: Path, store: EventStore, account_timezone:
         scheduled_imports=ScheduledImportsProjection(conn),
         access=AccessProjection(conn),
         audit=AuditProjection(conn),
-        membership=SegmentMembershipProcessor(conn, store),
+        membership=SegmentMembershipProcessor(conn, store, bulk=bulk),
         scenarios=ScenarioInstancesProjection(conn, store, account_timezone),
         erasure=ErasureProjection(conn),
     )
@@ -434,7 +439,11 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     clock = clock or SystemClock()
     ids = ids or IdSource()
     store = open_event_store(settings, clock)
-    projections = build_projections(settings.readmodel_path, store, settings.account_timezone)
+    clickhouse = build_clickhouse(settings)
+    # A saved segment is populated from the report store once the embedded sink has caught up; the
+    # sink's runtime is made below (it takes the read models' connection), hence the late lookup.
+    bulk = ReportStoreMembers(clickhouse, lambda: catch_up()) if clickhouse is not None else None
+    projections = build_projections(settings.readmodel_path, store, settings.account_timezone, bulk)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
     profiles = ProfileService(aggregates, catalog, projections.profiles)
@@ -443,7 +452,6 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
     box = load_secret_box(settings.secrets_key, settings.data_dir)
     senders = SenderService(aggregates, box)
-    clickhouse = build_clickhouse(settings)
     conn = projections.profiles.conn
     reports_runtime = (
         InProcessRuntime(
@@ -460,6 +468,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     segment_files = SegmentFiles.in_data_dir(settings.data_dir)
     # With the scale engine the worker feeds the sink: nothing here may drive it as well.
     embedded_sink = reports_runtime if settings.engine == "embedded" else None
+    catch_up = report_catch_up(store, embedded_sink)
     segments = segment_service(
         settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files, box
     )
@@ -575,7 +584,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             store.sealer.keys,
             clickhouse,
             [import_files.directory, export_files.directory, segment_files.directory],
-            report_catch_up(store, embedded_sink),
+            catch_up,
         ),
         report_retention=(
             ReportRetention(clickhouse, settings.report_retention_days)
@@ -633,18 +642,20 @@ def segment_service(
     )
 
 
-def report_catch_up(store: EventStore, runtime: InProcessRuntime | None) -> Callable[[], None]:
+def report_catch_up(store: EventStore, runtime: InProcessRuntime | None) -> CatchUp:
     """Before a segment is evaluated over the report store, bring the embedded sink to the log's head,
     so a count or a launch sees the profiles just written (read your writes). A sink further behind
     than `CATCH_UP_EVENTS` (a rebuild) is not waited for; without an embedded sink (the scale engine's
-    worker feeds it) evaluation reads what the sink has written."""
+    worker feeds it) evaluation reads what the sink has written. Returns the sink's position (None
+    without an embedded sink)."""
 
-    def catch_up() -> None:
+    def catch_up() -> int | None:
         if runtime is None:
-            return
+            return None
         head = store.head_position()
         if head - min(runtime.positions().values(), default=head) <= CATCH_UP_EVENTS:
             runtime.drain(until=head)
+        return min(runtime.positions().values(), default=head)
 
     return catch_up
 

@@ -323,24 +323,27 @@ class ProfilesProjection(SqliteProjection):
         ).fetchone()
         return loads(row[0]) if row else None
 
-    def resolve(self, database_id: str, keys: Sequence[LookupKey]) -> dict[LookupKey, list[str]]:
-        """The live profiles each key finds in the database, by profile id.
+    def resolve(self, database_id: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        """The live profiles each key finds in the database, by profile id, keyed by (kind, value).
+
+        Plain (kind, value) tuples in and out, not a LookupKey per key of a 10,000-key batch: a
+        LookupKey equals and hashes as its tuple, so `found[key]` and `key in found` work with either.
 
         One query for the whole batch: the keys go in as one JSON array that SQLite walks,
         seeking the lookup index once per key (no chunks of bound parameters, no sorting here);
         CROSS JOIN keeps that order (SQLite would otherwise scan the index per key).
         """
-        found: dict[LookupKey, list[str]] = {}
+        found: dict[tuple[str, str], list[str]] = {}
         if not keys:
             return found
         rows = self.conn.execute(
             "SELECT l.kind, l.value, l.profile_id FROM json_each(?) AS k CROSS JOIN profile_lookups AS l"
             " ON l.database_id = ? AND l.kind = k.value ->> 0 AND l.value = k.value ->> 1"
             " ORDER BY l.kind, l.value, l.profile_id",
-            (dumps([list(key) for key in set(keys)]), database_id),
+            (dumps([tuple(key) for key in set(keys)]), database_id),
         )
         for kind, value, profile_id in rows:
-            found.setdefault(LookupKey(kind, value), []).append(profile_id)
+            found.setdefault((kind, value), []).append(profile_id)
         return found
 
     def linked_profiles(self, database_id: str, anonymous_ids: Sequence[str]) -> dict[str, str]:
