@@ -219,8 +219,14 @@ class InProcessRuntime:
 
     def _pass(self, start: int, target: int) -> int:
         batch = list(self._store.read_all(start, limit=min(self._batch_size, target - start + 1)))
+        self.feed(batch)
+        return len(batch)
+
+    def feed(self, batch: Sequence[RecordedEvent]) -> None:
+        """Apply `batch` (events in log order; the scale engine's partition hands over its share of
+        the log) to every consumer past its checkpoint, projections first; each commits at the end."""
         if not batch:
-            return 0
+            return
         last = batch[-1].position
         for consumer in self._consumers:
             begin = consumer.checkpoint()
@@ -234,7 +240,6 @@ class InProcessRuntime:
                 consumer.discard()  # the batch is applied again from the checkpoint next time
                 raise
             consumer.commit(last)
-        return len(batch)
 
     async def run(self) -> None:
         """Drain, then sleep until the log grows past what was processed, until `stop()`."""
