@@ -6,9 +6,11 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_type_hints
 
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
@@ -28,6 +30,7 @@ from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
+from herald.processors.partition_store import open_partition_store, partition_path
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
@@ -36,6 +39,7 @@ from herald.projections.api_tokens import ApiTokensProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
+from herald.projections.partitioned import MergedConnection, open_merged
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.segments import SegmentsProjection
@@ -236,7 +240,11 @@ def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reacto
 
 
 def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
-    conn = open_readmodel_db(readmodel_path)
+    return projections_over(open_readmodel_db(readmodel_path), store)
+
+
+def projections_over(conn: sqlite3.Connection, store: EventStore) -> Projections:
+    """Every read model over one connection: the embedded file, a partition's store, or their merge."""
     return Projections(
         profiles=ProfilesProjection(conn, profile_loader(store)),
         catalog=CatalogProjection(conn),
@@ -256,7 +264,11 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     clock = clock or SystemClock()
     ids = ids or IdSource()
     store = SqliteEventStore(settings.event_store_path, clock)
-    projections = build_projections(settings.readmodel_path, store)
+    projections = (
+        projections_over(merged_readmodels(settings), store)
+        if settings.engine == "scale"
+        else build_projections(settings.readmodel_path, store)
+    )
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
     profiles = ProfileService(aggregates, catalog, projections.profiles)
@@ -340,6 +352,25 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         segment_files=segment_files,
         reports_runtime=reports_runtime,
     )
+
+
+def projection_types() -> list[type[SqliteProjection]]:
+    """The classes of every read model `Projections` holds."""
+    return list(get_type_hints(Projections).values())
+
+
+def merged_readmodels(settings: Settings) -> MergedConnection:
+    """The scale engine's read models as one database: every partition's store, created if missing."""
+    types = projection_types()
+    paths = []
+    for partition in range(settings.kafka_partitions):
+        conn = open_partition_store(settings.partitions_path, partition)
+        for projection in types:
+            for statement in projection.ddl:
+                conn.execute(statement)
+        conn.close()
+        paths.append(partition_path(settings.partitions_path, partition))
+    return open_merged(paths, types)
 
 
 def build_clickhouse(settings: Settings) -> ClickHouse | None:

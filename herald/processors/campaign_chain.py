@@ -30,12 +30,13 @@ class ChainPorts(Protocol):
 
 class CampaignChain:
     name = "campaign-chain"
+    consumed = frozenset({"CampaignCompleted"})
 
     def __init__(self, ports: ChainPorts) -> None:
         self.ports = ports
 
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
-        if event.type != "CampaignCompleted":
+        if event.type not in self.consumed:
             return []
         reactions: list[Reaction] = []
         for follower in self.ports.followers(event.data["campaign_id"]):

@@ -69,6 +69,7 @@ class RunPorts(Protocol):
 
 class CampaignRunner:
     name = "campaign-runs"
+    consumed = frozenset({"CampaignRunStarted", "CampaignRunProgressed", "CampaignResumed"})
 
     def __init__(self, ports: RunPorts, audiences: RunAudiences, chunk: int = CHUNK) -> None:
         self.ports = ports
@@ -77,7 +78,7 @@ class CampaignRunner:
         self._gates: dict[str, SendGate] = {}  # per run: the contacts it already used
 
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
-        if event.type not in ("CampaignRunStarted", "CampaignRunProgressed", "CampaignResumed"):
+        if event.type not in self.consumed:
             return []
         state = self.ports.campaign(event.data["campaign_id"])
         run = state.current_run

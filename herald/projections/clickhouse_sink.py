@@ -232,8 +232,10 @@ class ClickHouseSink:
         sender_cache_size: int = SENDER_CACHE_SIZE,
         load_profile: LoadProfile | None = None,
         profile_cache_size: int = PROFILE_CACHE_SIZE,
+        checkpoint_key: str = CHECKPOINT_KEY,  # the scale engine's partitions keep one each
     ) -> None:
         self._ch = ch
+        self._checkpoint_key = checkpoint_key
         self._profiles = _Snapshots(load_profile, profile_cache_size) if load_profile else None
         self._pending: dict[str, list[list[Any]]] = {table: [] for table in TABLE_COLUMNS}
         self._senders: OrderedDict[str, str] = OrderedDict()
@@ -267,7 +269,7 @@ class ClickHouseSink:
                 self._ch.insert(
                     "herald_meta",
                     ("key", "value", "updated_at"),
-                    [(CHECKPOINT_KEY, str(position), datetime.now(UTC))],
+                    [(self._checkpoint_key, str(position), datetime.now(UTC))],
                 )
         except BaseException:
             # The runtime applies the batch again from the checkpoint: rows already inserted come
@@ -292,7 +294,7 @@ class ClickHouseSink:
         # would tie on `updated_at`.
         rows = self._ch.query(
             "SELECT max(toUInt64(value)) AS position FROM herald_meta WHERE key = {key:String}",
-            {"key": CHECKPOINT_KEY},
+            {"key": self._checkpoint_key},
         )
         return int(rows[0]["position"]) if rows else 0
 
