@@ -1,0 +1,165 @@
+"""`herald worker`, wired: the partitions it owns, the coordinator it may be, the email it sends.
+
+Everything Herald lives on the worker's processing thread (`ProcessingThread`):
+the Herald built over the merged read models (the services the processors
+call read every partition through it), one runner per owned partition over
+that partition's store, the coordinator (standing by unless it holds the
+lock), and the email sender for the owned partitions' send queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import replace
+
+from herald.api.wiring import SEND_IDLE_SECONDS, TIMER_TICK_SECONDS, build, projections_over, reactors
+from herald.infra.config import Settings, check_scale
+from herald.infra.data_dir_lock import FileLock
+from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
+from herald.processors.campaign_chain import CampaignChain
+from herald.processors.campaign_runs import CampaignRunner
+from herald.processors.coordinator import Coordinator
+from herald.processors.owned_queues import OwnedQueues
+from herald.processors.partition_runner import PartitionRunner
+from herald.processors.partition_store import folded_through, open_partition_store, partition_lock
+from herald.processors.partition_worker import Partitions, ProcessingThread, WorkerOptions, consume, pause
+from herald.processors.relay import ensure_topic
+from herald.processors.runtime import InProcessRuntime, Reactor
+from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
+from herald.projections.partitioned import folded_by_partition_zero_only
+from herald.projections.profile_states import profile_loader
+from herald.projections.send_queue import SendQueueProjection
+from herald.senders.worker import EmailWorker
+
+log = logging.getLogger(__name__)
+COORDINATED = (CampaignRunner, CampaignChain)  # the processors that read every partition
+IN_PROGRESS = ("attempting", "committing")  # a message's states between its attempt and its outcome
+
+
+class Worker:
+    """One worker's parts, on its processing thread."""
+
+    def __init__(self, settings: Settings, options: WorkerOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.herald = build(settings)
+        self._send_queues: dict[int, SendQueueProjection] = {}
+        self._sending = asyncio.Lock()
+        self.partitions = Partitions(
+            self._open, lambda k: partition_lock(settings.partitions_path, k), self._quiesce
+        )
+        herald = self.herald
+        self.queues = OwnedQueues(
+            lambda: {k: self._send_queues[k] for k in self.partitions.runners},
+            lambda message_id: herald.deliveries.message(message_id).state.status in IN_PROGRESS,
+        )
+        self.email = EmailWorker(
+            herald.aggregates, self.queues, herald.deliveries, herald.campaigns, herald.senders, herald.clock
+        )
+        self.coordinator = self._coordinator()
+
+    def _reactors(self) -> list[Reactor]:
+        return reactors(self.herald.campaigns, self.herald.run_audiences)
+
+    def _open(self, partition: int) -> PartitionRunner:
+        """A runner over the partition's store: the key-local read models and reactors, the report sink."""
+        herald, store = self.herald, self.herald.store
+        conn = open_partition_store(self.settings.partitions_path, partition)
+        projections = projections_over(conn, store)
+        self._send_queues[partition] = projections.send_queue
+        folded = [p for p in projections.all() if partition == 0 or not folded_by_partition_zero_only(p)]
+        local = [r for r in self._reactors() if not isinstance(r, COORDINATED)]
+        execute = herald.aggregates.execute_request
+        runtimes = [InProcessRuntime(store, SqliteCheckpoints(conn), folded, local, execute=execute)]
+        if herald.clickhouse is not None:
+            key = f"{CHECKPOINT_KEY}:p{partition}"
+            sink = ClickHouseSink(herald.clickhouse, load_profile=profile_loader(store), checkpoint_key=key)
+            runtimes.append(InProcessRuntime(store, SqliteCheckpoints(conn), [sink]))
+        return PartitionRunner(partition, self.options.partitions, conn, runtimes, store, self.options.topic)
+
+    def _coordinator(self) -> Coordinator:
+        herald, path = self.herald, self.settings.partitions_path
+        coordinated = [r for r in self._reactors() if isinstance(r, COORDINATED)]
+        runtime = InProcessRuntime(
+            herald.store,
+            SqliteCheckpoints(open_readmodel_db(path / "coordinator.sqlite")),
+            reactors=coordinated,
+            execute=herald.aggregates.execute_request,
+        )
+        merged = herald.projections.profiles.conn
+        return Coordinator(
+            herald.store,
+            runtime,
+            frozenset().union(*(type(r).consumed for r in coordinated)),
+            lambda: folded_through(merged, self.options.partitions),
+            herald.tick,
+            FileLock(path / "coordinator.lock"),
+            tick_seconds=TIMER_TICK_SECONDS,
+        )
+
+    async def _quiesce(self) -> None:
+        """Wait until no message of the owned partitions is being sent."""
+        async with self._sending:
+            pass
+
+    async def send_email(self, stopping: asyncio.Event) -> None:
+        """Send the owned partitions' messages; settle what a previous owner left, pass after pass."""
+        while not stopping.is_set():
+            sent = 0
+            try:
+                async with self._sending:
+                    await self.email.recover()
+                    sent = await self.email.run_once()
+            except Exception:  # one bad message must not stop sending; it is retried on the next pass
+                log.exception("email sending failed")
+            if not sent:
+                await pause(stopping, SEND_IDLE_SECONDS)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await asyncio.gather(self.coordinator.run(stopping), self.send_email(stopping))
+
+    async def close(self) -> None:
+        await self.partitions.close()
+        await self.email.close()
+        self.herald.close()
+
+
+def run_worker(settings: Settings, options: WorkerOptions) -> int:
+    """Run one worker until SIGINT/SIGTERM: join the group, fold, coordinate, send."""
+    settings = replace(settings, engine="scale", kafka_partitions=options.partitions)
+    check_scale(settings)
+    asyncio.run(ensure_topic(options.bootstrap, options.topic, options.partitions))
+    processing = ProcessingThread()
+
+    async def setup() -> tuple[Worker, asyncio.Event, asyncio.Future[None]]:
+        worker, stopping = Worker(settings, options), asyncio.Event()
+        return worker, stopping, asyncio.ensure_future(worker.run(stopping))
+
+    worker, stopping_work, work = processing.submit(setup()).result()
+    print(
+        f"Herald worker: {options.topic} at {options.bootstrap}, group {options.group_id}, "
+        f"{options.partitions} partitions",
+        flush=True,
+    )
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(stop_signal, stopping.set)
+        await consume(options, processing, worker.partitions, stopping)
+
+    try:
+        asyncio.run(main())
+    finally:
+
+        async def finish() -> None:
+            stopping_work.set()
+            await work
+            await worker.close()
+
+        processing.submit(finish()).result(timeout=60)
+        processing.stop()
+    return 0
