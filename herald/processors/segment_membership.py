@@ -79,8 +79,15 @@ from herald.domain.segments import (
     SegmentQuery,
     iter_rules,
 )
-from herald.domain.tracking import ActivityTracked, goal_of
-from herald.infra.event_store import EventStore, NewEvent, RecordedEvent, StreamAppend
+from herald.domain.tracking import GOAL_MARKS, ActivityTracked, goal_of
+from herald.infra.event_store import (
+    EventFilter,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    mentions_any,
+)
 from herald.infra.ids import deterministic_id
 from herald.projections.partitioned import FIRST
 from herald.projections.profile_states import ProfileStates, profile_loader
@@ -293,6 +300,11 @@ class SegmentMembershipProcessor(SqliteProjection):
 
     # --- the Projection protocol -------------------------------------------------------------
 
+    @property
+    def consumes(self) -> EventFilter:
+        # Of the tracked events, only goals count here.
+        return EventFilter(frozenset(self._handlers), ("profile-",), {"ActivityTracked": GOAL_MARKS})
+
     def apply(self, event: RecordedEvent) -> None:
         if not self.conn.in_transaction:
             # Writes go straight to the tables inside one transaction per batch, so reads during the
@@ -465,7 +477,7 @@ class SegmentMembershipProcessor(SqliteProjection):
     # --- facts -------------------------------------------------------------------------------
 
     def _message_event(self, event: RecordedEvent) -> None:
-        decoded = registry.decode(event.type, event.schema_version, event.data)
+        decoded = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(decoded, _MESSAGE_EVENTS)
         if decoded.is_test or decoded.__dict__.get("bot", False):
             return  # test messages and bot hits never count
@@ -508,7 +520,9 @@ class SegmentMembershipProcessor(SqliteProjection):
             self._evaluate(decoded.profile_id, candidates, self._event_cause(event))
 
     def _activity(self, event: RecordedEvent) -> None:
-        tracked = registry.decode(event.type, event.schema_version, event.data)
+        if not mentions_any(event, GOAL_MARKS):
+            return  # most tracked events: decoding them only to find no goal was most of a replay
+        tracked = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(tracked, ActivityTracked)
         goal = _goal_of(tracked)
         if goal is None or tracked.profile_id is None:
@@ -689,7 +703,7 @@ class SegmentMembershipProcessor(SqliteProjection):
             self._evaluate(profile_id, dependents, self._event_cause(event))
 
     def _window_elapsed(self, event: RecordedEvent) -> None:
-        elapsed = registry.decode(event.type, event.schema_version, event.data)
+        elapsed = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(elapsed, SegmentWindowElapsed)
         facts = self._facts_of(elapsed.profile_id)
         current = facts.timers.get(elapsed.segment_id)
@@ -703,7 +717,7 @@ class SegmentMembershipProcessor(SqliteProjection):
     # --- segments ----------------------------------------------------------------------------
 
     def _segment_saved(self, event: RecordedEvent) -> None:
-        saved = registry.decode(event.type, event.schema_version, event.data)
+        saved = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(saved, SegmentCreated | SegmentChanged)
         previous = self._segments.get(saved.segment_id)
         kind = saved.kind if isinstance(saved, SegmentCreated) else (previous.kind if previous else "dynamic")
@@ -730,7 +744,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         self._populate(segment, cause, "")
 
     def _population_continued(self, event: RecordedEvent) -> None:
-        bookmark = registry.decode(event.type, event.schema_version, event.data)
+        bookmark = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(bookmark, SegmentPopulationContinued)
         segment = self._segments.get(bookmark.segment_id)
         if segment is None or segment.saved_by != bookmark.saved_event_id or not segment.realtime:
@@ -791,7 +805,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         self._outgoing.append((membership_stream(segment.segment_id), new))
 
     def _segment_deleted(self, event: RecordedEvent) -> None:
-        deleted = registry.decode(event.type, event.schema_version, event.data)
+        deleted = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(deleted, SegmentDeleted)
         segment = self._segments.get(deleted.segment_id)
         if segment is None:

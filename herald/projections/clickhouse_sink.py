@@ -51,7 +51,7 @@ from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusCha
 from herald.domain.templates import TemplateDeleted
 from herald.domain.tracking import ActivityTracked, goal_of
 from herald.infra.clickhouse import ClickHouse
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.projections.profile_states import PROFILE_STREAM_PREFIX, LoadProfile, ProfileStates
 from herald.reports.segment_sql import SNAPSHOT_COLUMNS, snapshot_row
 
@@ -248,12 +248,17 @@ class ClickHouseSink:
     def checkpoint(self) -> int:
         return self._position
 
+    @property
+    def consumes(self) -> EventFilter:
+        """The types it turns into rows, and every profile event when it keeps snapshots."""
+        return EventFilter(_HANDLED, (PROFILE_STREAM_PREFIX,) if self._profiles is not None else ())
+
     def apply(self, event: RecordedEvent) -> None:
         if self._profiles is not None and event.stream.startswith(PROFILE_STREAM_PREFIX):
             self._profiles.fold(event)
         if event.type not in _HANDLED:
             return
-        decoded = registry.decode(event.type, event.schema_version, event.data)
+        decoded = registry.decode(event.type, event.schema_version, event.payload)
         self._fold(event, decoded)
 
     def commit(self, position: int) -> None:

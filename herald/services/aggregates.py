@@ -88,7 +88,7 @@ class Aggregates:
         self.ids = ids
 
     def decode(self, recorded: RecordedEvent) -> Event:
-        return self.registry.decode(recorded.type, recorded.schema_version, recorded.data)
+        return self.registry.decode(recorded.type, recorded.schema_version, recorded.payload)
 
     def load(self, decider: Decider[Any, S], stream: str) -> Loaded[S]:
         """The stream's current state: the cached fold plus whatever was appended since (by anyone)."""

@@ -483,7 +483,7 @@ class CampaignService:
         """One version's content, read from the template's stream."""
         for event in self.aggregates.store.read_stream(template_stream(template_id)):
             made = version_content(
-                self.aggregates.registry.decode(event.type, event.schema_version, event.data)
+                self.aggregates.registry.decode(event.type, event.schema_version, event.payload)
             )
             if made is not None and made[0] == version:
                 return made[1]

@@ -142,7 +142,7 @@ class TemplateService:
     def _versions(self, stream: str, made: Callable[[Event], tuple[int, Any] | None]) -> list[Version]:
         found = []
         for recorded in self.aggregates.store.read_stream(stream):
-            version = made(registry.decode(recorded.type, recorded.schema_version, recorded.data))
+            version = made(registry.decode(recorded.type, recorded.schema_version, recorded.payload))
             if version is not None:
                 found.append(Version(version[0], version[1], recorded.occurred_at))
         return found
