@@ -141,10 +141,10 @@ class ScaleCluster:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self._logs.glob("*.log")))
 
 
-def last_positions(store: EventStore, partitions: int) -> list[int]:
-    """The position of the last event of the log each partition receives (0: none yet)."""
+def last_positions(store: EventStore, partitions: int, until: int | None = None) -> list[int]:
+    """The position of the last event of the log (up to `until`) each partition receives (0: none yet)."""
     last = [0] * partitions
-    for event in store.read_all(1):
+    for event in store.read_all(1, limit=until):
         key = partition_key(event)
         if key is None:
             last = [event.position] * partitions
