@@ -11,7 +11,6 @@ partition stores, must have the embedded runtime's checksums.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +37,7 @@ from herald.services.profiles import ImportOptions
 from tests.builders import create_resource, customers
 from tests.conftest import START
 from tests.scale_cluster import ScaleCluster
-from tests.smtp_sink import smtp_server
+from tests.smtp_sink import MessageCounter, smtp_server
 from tests.tansu import running_tansu
 
 CTX = CommandContext(actor="test", source="test")
@@ -63,33 +62,6 @@ def _herald(data: Path, engine: str = "embedded", **reports: Any) -> Herald:
         **({"reports_engine": "off"} | reports),
     )
     return build(settings, clock=ManualClock(START), ids=IdSource(7))
-
-
-class Sink:
-    """An SMTP server's handler counting what it received per Herald message id."""
-
-    def __init__(self) -> None:
-        self.ids: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        content: bytes = envelope.original_content
-        header = next(line for line in content.split(b"\r\n") if line.startswith(b"X-Herald-Message-ID:"))
-        with self._lock:
-            self.ids[header.split(b":", 1)[1].strip().decode()] += 1
-        return "250 2.0.0 queued"
-
-    @property
-    def received(self) -> int:
-        with self._lock:
-            return sum(self.ids.values())
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, int]]:
-    handler = Sink()
-    with smtp_server(handler) as port:
-        yield handler, port
 
 
 # --- the input: the same commands for both engines -----------------------------------------------
@@ -303,7 +275,7 @@ def _sent_history(herald: Herald) -> Counter[tuple[str, str]]:
 
 
 def test_a_worker_killed_mid_run_loses_and_doubles_nothing(tmp_path: Path, cluster: ScaleCluster) -> None:
-    embedded_sink, scale_sink = Sink(), Sink()
+    embedded_sink, scale_sink = MessageCounter(), MessageCounter()
     with smtp_server(embedded_sink) as port:
         embedded = _embedded(tmp_path, lambda h, settle: _audience_and_launch(h, settle, port))
         _while_it_runs(embedded)
