@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Sequence
 from dataclasses import replace
 
 from herald.api.wiring import SEND_IDLE_SECONDS, TIMER_TICK_SECONDS, build, projections_over, reactors
 from herald.infra.config import Settings, check_scale
 from herald.infra.data_dir_lock import FileLock
+from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
@@ -26,7 +28,7 @@ from herald.processors.partition_runner import PartitionRunner
 from herald.processors.partition_store import folded_through, open_partition_store, partition_lock
 from herald.processors.partition_worker import Partitions, ProcessingThread, WorkerOptions, consume, pause
 from herald.processors.relay import ensure_topic
-from herald.processors.runtime import InProcessRuntime, Reactor
+from herald.processors.runtime import InProcessRuntime, Projection, Reactor
 from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
 from herald.projections.partitioned import folded_by_partition_zero_only
 from herald.projections.profile_states import profile_loader
@@ -71,22 +73,41 @@ class Worker:
         self._send_queues[partition] = projections.send_queue
         folded = [p for p in projections.all() if partition == 0 or not folded_by_partition_zero_only(p)]
         local = [r for r in self._reactors() if not isinstance(r, COORDINATED)]
-        execute = herald.aggregates.execute_request
-        runtimes = [InProcessRuntime(store, SqliteCheckpoints(conn), folded, local, execute=execute)]
-        if herald.clickhouse is not None:
+        parked = SqliteParkedEvents(
+            conn
+        )  # the partition's parked events: they move with it to its next owner
+
+        def runtime(consumers: Sequence[Projection], reacting: Sequence[Reactor] = ()) -> InProcessRuntime:
+            return InProcessRuntime(
+                store,
+                SqliteCheckpoints(conn),
+                consumers,
+                reacting,
+                execute=herald.aggregates.execute_request,
+                clock=herald.clock,
+                parked=parked,
+            )
+
+        runtimes = [runtime(folded, local)]
+        if (
+            herald.clickhouse is not None
+        ):  # in a runtime of its own, as embedded: a report store down holds up nothing
             key = f"{CHECKPOINT_KEY}:p{partition}"
             sink = ClickHouseSink(herald.clickhouse, load_profile=profile_loader(store), checkpoint_key=key)
-            runtimes.append(InProcessRuntime(store, SqliteCheckpoints(conn), [sink]))
+            runtimes.append(runtime([sink]))
         return PartitionRunner(partition, self.options.partitions, conn, runtimes, store, self.options.topic)
 
     def _coordinator(self) -> Coordinator:
         herald, path = self.herald, self.settings.partitions_path
         coordinated = [r for r in self._reactors() if isinstance(r, COORDINATED)]
+        conn = open_readmodel_db(path / "coordinator.sqlite")
         runtime = InProcessRuntime(
             herald.store,
-            SqliteCheckpoints(open_readmodel_db(path / "coordinator.sqlite")),
+            SqliteCheckpoints(conn),
             reactors=coordinated,
             execute=herald.aggregates.execute_request,
+            clock=herald.clock,
+            parked=SqliteParkedEvents(conn),
         )
         merged = herald.projections.profiles.conn
         return Coordinator(

@@ -8,9 +8,12 @@ received again (a redelivery after a crash, a batch the relay published
 twice) is skipped by position. After every batch the runner stores the next
 topic offset and the position every consumer has folded through.
 
-A consumer that fails stops at its checkpoint; the runner then answers the
-offset of the first message that consumer still lacks, so the worker fetches
-from there again (the others skip what they have). Offsets the topic no
+A consumer that fails is handled as in the in-process runtime (the events
+before the failing one committed, retries with backoff, the event parked
+after its attempts, in the partition's store); while it waits the runner
+answers the offset of the first message that consumer still lacks, so the
+worker fetches from there again a moment later (the others skip what they
+have). Offsets the topic no
 longer holds (a message lost to retention) are read from the event store,
 which stays the truth: the partition's events between what was folded and
 what arrived.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,7 +35,7 @@ STREAMS = ("database-1", "profile-a", "profile-d", "profile-h", "profile-a", "ca
 
 
 class Flaky(Counter):
-    """A counter that fails on the first event of `fail_on` type it is given, once."""
+    """A counter that fails on the first event of type `fail_on` it is given, once."""
 
     name = "flaky"
 
@@ -73,11 +74,15 @@ def _messages(store: SqliteEventStore, partition: int) -> list[Message]:
 
 
 def _runner(
-    tmp_path: Path, store: SqliteEventStore, partition: int, *counters: Counter
+    tmp_path: Path,
+    store: SqliteEventStore,
+    partition: int,
+    *counters: Counter,
+    clock: ManualClock | None = None,
 ) -> tuple[PartitionRunner, sqlite3.Connection]:
     conn = open_partition_store(tmp_path / "partitions", partition)
     counters = counters or (Counter(conn),)
-    runtime = InProcessRuntime(store, SqliteCheckpoints(conn), list(counters))
+    runtime = InProcessRuntime(store, SqliteCheckpoints(conn), list(counters), clock=clock or ManualClock(AT))
     return PartitionRunner(partition, PARTITIONS, conn, [runtime], store, "events"), conn
 
 
@@ -111,10 +116,12 @@ def test_a_consumer_that_fails_is_fetched_again_from_the_first_message_it_lacks(
     messages = _messages(store, partition)
     conn = open_partition_store(tmp_path / "partitions", partition)
     flaky = Flaky(conn, fail_on="Happened1")  # profile-a's first event, offset 1 of the partition
-    runner, _ = _runner(tmp_path, store, partition, flaky)
-    assert runner.feed(messages[:1]) is None
-    assert runner.feed(messages[1:]) == 1  # the batch failed: none of it is applied
+    clock = ManualClock(AT)
+    runner, _ = _runner(tmp_path, store, partition, flaky, clock=clock)
+    assert runner.feed(messages) == 1  # the events before the failing one are committed
     assert runner.next_offset == 1 and _counted(conn) == {"Happened0"}
+    assert runner.feed(messages[1:]) == 1  # it waits out its backoff: fetched again later
+    clock.advance(timedelta(seconds=2))
     assert runner.feed(messages[1:]) is None
     assert conn.execute("SELECT sum(n) FROM counts").fetchone()[0] == len(messages)
 
