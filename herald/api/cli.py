@@ -149,6 +149,12 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
 
         if args.command == "parked":
             return print_parked(settings, args.processor, args.traceback)
+        if settings.engine == "scale":
+            print(
+                "herald: with HERALD_ENGINE=scale parked events are in the workers' partition stores; "
+                "re-driving them there is not supported yet (`herald parked` lists them)"
+            )
+            return BAD_CONFIGURATION
         return redrive_parked(settings, args.processor, args.positions)
     if args.command == "relay":
         return _relay(settings, args)

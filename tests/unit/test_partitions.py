@@ -15,11 +15,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
 
+import orjson
 import pytest
 
+from herald.api import cli
 from herald.infra.clock import ManualClock
 from herald.infra.data_dir_lock import FileLock
 from herald.infra.event_store import NewEvent, RecordedEvent
+from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.coordinator import Coordinator
@@ -80,9 +83,13 @@ def _runner(
     *counters: Counter,
     clock: ManualClock | None = None,
 ) -> tuple[PartitionRunner, sqlite3.Connection]:
-    conn = open_partition_store(tmp_path / "partitions", partition)
+    """A runner over the counters' connection (a new partition store when none is given)."""
+    conn = counters[0].conn if counters else open_partition_store(tmp_path / "partitions", partition)
     counters = counters or (Counter(conn),)
-    runtime = InProcessRuntime(store, SqliteCheckpoints(conn), list(counters), clock=clock or ManualClock(AT))
+    checkpoints, parked = SqliteCheckpoints(conn), SqliteParkedEvents(conn)  # as the worker keeps them
+    runtime = InProcessRuntime(
+        store, checkpoints, list(counters), clock=clock or ManualClock(AT), parked=parked
+    )
     return PartitionRunner(partition, PARTITIONS, conn, [runtime], store, "events"), conn
 
 
@@ -188,3 +195,57 @@ def test_the_coordinator_applies_an_event_it_consumes_only_once_every_partition_
     coordinator.run_once()
     assert counter.checkpoint() == len(STREAMS)
     assert _counted(conn) == {f"Happened{n}" for n in range(len(STREAMS))}
+
+
+class Broken(Counter):
+    """A counter that fails on every event of type `fail_on`."""
+
+    name = "broken"
+
+    def __init__(self, conn: sqlite3.Connection, fail_on: str) -> None:
+        super().__init__(conn)
+        self.fail_on = fail_on
+
+    def apply(self, event: RecordedEvent) -> None:
+        if event.type == self.fail_on:
+            raise RuntimeError("a poisoned event")
+        super().apply(event)
+
+    def commit(self, position: int) -> None:
+        if not self.conn.in_transaction:
+            super().commit(position)
+        else:  # parking: nothing is pending, the checkpoint moves inside the parking's transaction
+            self.checkpoints.save(self.name, position)
+
+    def discard(self) -> None:
+        self.pending.clear()
+
+
+def test_a_partition_parks_an_event_in_its_store_and_herald_parked_lists_it(
+    tmp_path: Path,
+    store: SqliteEventStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    partition = partition_of("a", PARTITIONS)
+    messages = _messages(store, partition)
+    data = tmp_path / "data"
+    conn = open_partition_store(data / "partitions", partition)
+    clock = ManualClock(AT)
+    runner, _ = _runner(data, store, partition, Broken(conn, fail_on="Happened1"), clock=clock)
+    while (again := runner.feed(messages)) is not None:
+        messages = [m for m in messages if m[0] >= again]
+        clock.advance(timedelta(minutes=10))  # past any backoff
+    assert _counted(conn) == {f"Happened{n}" for n in (0, 3, 4, 5)}  # all but the parked one
+    conn.close()
+
+    monkeypatch.setenv("HERALD_ENGINE", "scale")
+    monkeypatch.setenv("HERALD_REPORTS_ENGINE", "off")
+    monkeypatch.setenv("HERALD_KAFKA_PARTITIONS", str(PARTITIONS))
+    capsys.readouterr()
+    assert cli.main(["--data-dir", str(data), "parked"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    listed = orjson.loads(line)
+    assert (listed["consumer"], listed["position"], listed["store"]) == ("broken", 2, f"p{partition}")
+    assert cli.main(["--data-dir", str(data), "redrive"]) == cli.BAD_CONFIGURATION
+    assert "not supported yet" in capsys.readouterr().out
