@@ -15,7 +15,14 @@ import signal
 from collections.abc import Sequence
 from dataclasses import replace
 
-from herald.api.wiring import SEND_IDLE_SECONDS, TIMER_TICK_SECONDS, build, projections_over, reactors
+from herald.api.wiring import (
+    SCENARIO_TIMER_IDLE_SECONDS,
+    SEND_IDLE_SECONDS,
+    TIMER_TICK_SECONDS,
+    build,
+    projections_over,
+    reactors,
+)
 from herald.infra.config import Settings, check_scale
 from herald.infra.data_dir_lock import FileLock
 from herald.infra.parked_events import SqliteParkedEvents
@@ -29,6 +36,7 @@ from herald.processors.partition_store import folded_through, open_partition_sto
 from herald.processors.partition_worker import Partitions, ProcessingThread, WorkerOptions, consume, pause
 from herald.processors.relay import ensure_topic
 from herald.processors.runtime import InProcessRuntime, Projection, Reactor
+from herald.processors.scenarios import ScenarioProcessor
 from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
 from herald.projections.partitioned import folded_by_partition_zero_only
 from herald.projections.profile_states import profile_loader
@@ -69,13 +77,17 @@ class Worker:
         """A runner over the partition's store: the key-local read models and reactors, the report sink."""
         herald, store = self.herald, self.herald.store
         conn = open_partition_store(self.settings.partitions_path, partition)
-        projections = projections_over(conn, store)
+        projections = projections_over(conn, store, self.settings.account_timezone)
         self._send_queues[partition] = projections.send_queue
-        folded = [p for p in projections.all() if partition == 0 or not folded_by_partition_zero_only(p)]
+        folded: list[Projection] = [
+            p for p in projections.all() if partition == 0 or not folded_by_partition_zero_only(p)
+        ]
+        # last, as embedded: it reads the read models the batch has updated; journeys are key-local
+        folded.append(
+            ScenarioProcessor(store, SqliteCheckpoints(conn), herald.scenario_ports, projections.scenarios)
+        )
         local = [r for r in self._reactors() if not isinstance(r, COORDINATED)]
-        parked = SqliteParkedEvents(
-            conn
-        )  # the partition's parked events: they move with it to its next owner
+        parked = SqliteParkedEvents(conn)  # the partition's parked events move with it to its next owner
 
         def runtime(consumers: Sequence[Projection], reacting: Sequence[Reactor] = ()) -> InProcessRuntime:
             return InProcessRuntime(
@@ -138,8 +150,24 @@ class Worker:
             if not sent:
                 await pause(stopping, SEND_IDLE_SECONDS)
 
+    async def scenario_work(self, stopping: asyncio.Event) -> None:
+        """The due scenario waits and webhook calls, made by the coordinating worker only (they are read
+        over every partition), every `SCENARIO_TIMER_IDLE_SECONDS` or at once while there is more."""
+        herald = self.herald
+        while not stopping.is_set():
+            made = 0
+            if self.coordinator.lock.held:
+                try:
+                    herald.scenarios.timers.fire_due(herald.clock.now())
+                    made = await herald.webhooks.run_once()
+                except Exception:  # a failing wait or call must not stop the others; the next round retries
+                    log.exception("scenario waits or webhook calls failed")
+            await pause(stopping, 0 if made else SCENARIO_TIMER_IDLE_SECONDS)
+
     async def run(self, stopping: asyncio.Event) -> None:
-        await asyncio.gather(self.coordinator.run(stopping), self.send_email(stopping))
+        await asyncio.gather(
+            self.coordinator.run(stopping), self.send_email(stopping), self.scenario_work(stopping)
+        )
 
     async def close(self) -> None:
         await self.partitions.close()

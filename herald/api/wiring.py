@@ -7,18 +7,25 @@ import ipaddress
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import get_type_hints
 
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
+from herald.domain.profiles import ProfileState
+from herald.domain.scenario_graph import AnyNode
+from herald.domain.scenario_instances import Instance
+from herald.domain.scenario_steps import EffectOutcome
+from herald.domain.scenarios import ScenarioState
+from herald.domain.segment_eval import ProfileFacts
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
 from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
-from herald.infra.event_store import EventStore
+from herald.infra.event_store import EventStore, StreamAppend
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
 from herald.infra.parked_events import SqliteParkedEvents
@@ -29,11 +36,13 @@ from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.infra.webhooks import WebhookCaller
 from herald.processors.backoff import Backoff, RetryPolicy
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.partition_store import open_partition_store, partition_path
 from herald.processors.runtime import InProcessRuntime, Reactor
+from herald.processors.scenarios import ScenarioProcessor
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
 from herald.processors.stop_list_rules import HardBounceRule
@@ -44,6 +53,7 @@ from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.partitioned import MergedConnection, open_merged
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
+from herald.projections.scenario_instances import ScenarioInstancesProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
@@ -62,6 +72,10 @@ from herald.services.device_subscriptions import DeviceSubscriptions
 from herald.services.inbound import InboundService
 from herald.services.profiles import ProfileService
 from herald.services.rendering import MessageRenderer
+from herald.services.scenario_effects import PromoCodes, ScenarioEffects
+from herald.services.scenario_timers import ScenarioTimers
+from herald.services.scenario_webhooks import ScenarioWebhooks
+from herald.services.scenarios import ScenarioService
 from herald.services.segment_members import (
     FetchedSets,
     InProcessMembers,
@@ -79,6 +93,8 @@ from herald.services.tracking import TrackingService
 
 log = logging.getLogger(__name__)
 TIMER_TICK_SECONDS = 5
+SCENARIO_TIMER_IDLE_SECONDS = 0.5  # the longest a new, earlier wait can go unnoticed
+SCENARIO_TIMER_MIN_SECONDS = 0.01
 SEND_IDLE_SECONDS = 1
 CATCH_UP_EVENTS = 100_000
 
@@ -94,6 +110,7 @@ class Projections:
     segments: SegmentsProjection
     short_links: ShortLinksProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
+    scenarios: ScenarioInstancesProjection
 
     def all(self) -> list[SqliteProjection]:
         return [
@@ -106,6 +123,7 @@ class Projections:
             self.segments,
             self.short_links,
             self.membership,
+            self.scenarios,
         ]
 
     def checksums(self) -> dict[str, str]:
@@ -132,6 +150,9 @@ class Herald:
     campaigns: CampaignService
     policies: SendingPolicyService
     segments: SegmentService
+    scenarios: ScenarioService
+    webhooks: ScenarioWebhooks
+    scenario_ports: ScenarioPorts  # what scenario processors act through (one per partition, scaled out)
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
@@ -160,6 +181,8 @@ class Herald:
             loop.create_task(self.runtime.run()),
             loop.create_task(self._timers()),
             loop.create_task(self._send_email()),
+            loop.create_task(self._scenario_timers()),
+            loop.create_task(self._webhook_calls()),
         ]
         if self.reports_runtime is not None:
             # its own loop: a report store that is down delays reports, never sending or read models
@@ -211,13 +234,37 @@ class Herald:
 
     def tick(self) -> None:
         """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
-        realtime-membership windows and the waits for delivery reports."""
+        realtime-membership windows, the waits for delivery reports, scenario audience runs and waits."""
         now = self.clock.now()
         self.campaigns.tick(now)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
         self.deliveries.expire_delivery_waits(self.projections.send_queue.due_delivery_waits(now), now)
+        self.scenarios.tick(now)
+
+    async def _scenario_timers(self) -> None:
+        """Fire scenario waits when they fall due (not every tick: a pause ends on time, to the second)."""
+        timers = self.scenarios.timers
+        while True:
+            try:
+                timers.fire_due(self.clock.now())
+                due = timers.next_due()
+            except Exception:  # a failing timer must not stop the others; the next round retries it
+                log.exception("scenario timers failed")
+                due = None
+            wait = SCENARIO_TIMER_IDLE_SECONDS if due is None else (due - self.clock.now()).total_seconds()
+            await asyncio.sleep(min(max(wait, SCENARIO_TIMER_MIN_SECONDS), SCENARIO_TIMER_IDLE_SECONDS))
+
+    async def _webhook_calls(self) -> None:
+        """Make the scenario webhook calls that are due, off the processors."""
+        while True:
+            try:
+                made = await self.webhooks.run_once()
+            except Exception:  # one failing call must not stop the others
+                log.exception("scenario webhook calls failed")
+                made = 0
+            await asyncio.sleep(0 if made else SEND_IDLE_SECONDS)
 
     async def _timers(self) -> None:
         """Fire due timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
@@ -243,7 +290,7 @@ class Herald:
             self.runtime.stop()
             if self.reports_runtime is not None:
                 self.reports_runtime.stop()
-            for task in self._tasks[1:3]:  # the timer and sender loops; the runtimes stop themselves
+            for task in self._tasks[1:5]:  # the timer, sender and webhook loops; the runtimes stop themselves
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
@@ -254,9 +301,45 @@ class Herald:
             self.clickhouse.close()
         self.run_audiences.close()
         self.remote.close()
+        self.webhooks.close()
         self.external_sets.close()
         self.store.close()
         self.projections.profiles.conn.close()
+
+
+@dataclass
+class ScenarioPorts:
+    """What the scenario processor and the webhook worker read and do, over the services."""
+
+    scenarios: ScenarioService
+    effects: ScenarioEffects
+    membership: SegmentMembershipProcessor
+    clock: Clock
+    account_timezone: str
+    promo: PromoCodes | None = None
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def scenario(self, scenario_id: str) -> ScenarioState:
+        return self.scenarios.scenario(scenario_id)
+
+    def profile(self, profile_id: str) -> ProfileState:
+        return self.scenarios.campaigns.profile(profile_id)
+
+    def facts(self, profile_id: str) -> ProfileFacts:
+        return self.membership.facts(profile_id)
+
+    def act(
+        self, node: AnyNode, scenario: ScenarioState, profile: ProfileState, instance: Instance, step_id: str
+    ) -> tuple[EffectOutcome, list[StreamAppend]]:
+        return self.effects.act(node, scenario, profile, instance, step_id)
+
+    def settled(self) -> None:
+        self.effects.settled()
+
+    def promo_codes(self, profile_id: str) -> Mapping[str, str]:
+        return {}  # no loyalty programs on this server yet: `{loyalty.<program>.promocode}` is empty
 
 
 def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reactor]:
@@ -269,11 +352,13 @@ def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reacto
     ]
 
 
-def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
-    return projections_over(open_readmodel_db(readmodel_path), store)
+def build_projections(readmodel_path: Path, store: EventStore, account_timezone: str = "UTC") -> Projections:
+    return projections_over(open_readmodel_db(readmodel_path), store, account_timezone)
 
 
-def projections_over(conn: sqlite3.Connection, store: EventStore) -> Projections:
+def projections_over(
+    conn: sqlite3.Connection, store: EventStore, account_timezone: str = "UTC"
+) -> Projections:
     """Every read model over one connection: the embedded file, a partition's store, or their merge."""
     return Projections(
         profiles=ProfilesProjection(conn, profile_loader(store)),
@@ -285,6 +370,7 @@ def projections_over(conn: sqlite3.Connection, store: EventStore) -> Projections
         segments=SegmentsProjection(conn),
         short_links=ShortLinksProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
+        scenarios=ScenarioInstancesProjection(conn, store, account_timezone),
     )
 
 
@@ -295,9 +381,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     ids = ids or IdSource()
     store = SqliteEventStore(settings.event_store_path, clock)
     projections = (
-        projections_over(merged_readmodels(settings), store)
+        projections_over(merged_readmodels(settings), store, settings.account_timezone)
         if settings.engine == "scale"
-        else build_projections(settings.readmodel_path, store)
+        else build_projections(settings.readmodel_path, store, settings.account_timezone)
     )
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
@@ -339,14 +425,35 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     )
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
     deliveries = DeliveryService(catalog)
+    scenarios = ScenarioService(
+        catalog,
+        campaigns,
+        segments,
+        projections.scenarios,
+        ScenarioTimers(store, projections.scenarios),
+        settings.account_timezone,
+        box,
+    )
+    ports = ScenarioPorts(
+        scenarios,
+        ScenarioEffects(campaigns, profiles, segments),
+        projections.membership,
+        clock,
+        settings.account_timezone,
+    )
+    checkpoints = SqliteCheckpoints(projections.profiles.conn)
     runtime = InProcessRuntime(
         store,
-        SqliteCheckpoints(conn),
-        projections=projections.all(),
+        checkpoints,
+        # the scenario processor goes last: it reads the read models the pass's batch has updated
+        projections=[*projections.all(), ScenarioProcessor(store, checkpoints, ports, projections.scenarios)],
         reactors=reactors(campaigns, audiences),
         execute=aggregates.execute_request,
         clock=clock,
         parked=SqliteParkedEvents(conn),
+    )
+    webhooks = ScenarioWebhooks(
+        store, projections.scenarios, WebhookCaller(remote_content_policy(settings)), ports, clock, box
     )
     return Herald(
         settings=settings,
@@ -369,6 +476,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         campaigns=campaigns,
         policies=SendingPolicyService(catalog),
         segments=segments,
+        scenarios=scenarios,
+        webhooks=webhooks,
+        scenario_ports=ports,
         deliveries=deliveries,
         senders=senders,
         inbound=InboundService(deliveries),

@@ -70,6 +70,7 @@ class MessageQueued(Event):
     local_day: date  # the profile's calendar day when queued: what sending policies count by
     is_test: bool = False
     content: dict[str, Any] | None = None  # JSON passed with a trigger, for the template's `json.*`
+    scenario_id: str | None = None  # sent by a scenario's campaign node
     at: datetime
 
 
@@ -87,6 +88,7 @@ class MessageSuppressed(Event):
     reason: Suppression
     detail: str
     is_test: bool = False
+    scenario_id: str | None = None
     at: datetime
 
 
@@ -105,6 +107,7 @@ class MessageFailed(Event):
     template_version: int
     reason: str
     is_test: bool = False
+    scenario_id: str | None = None
     at: datetime
 
 

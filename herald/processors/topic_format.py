@@ -1,6 +1,6 @@
 """The event topic's contract: which events are key-local and to which key, and the message format.
 
-A *key-local* event belongs to one profile (or to a key no other profile's
+A *key-local* event belongs to one profile (its journeys through scenarios too; or to a key no other profile's
 processing reads: an anonymous visitor, a uniqueness claim, an inbound mail)
 and goes to that key's partition. Every other event is *global*: the state it
 changes (a database's fields, a template, a campaign, a segment's query, a
@@ -26,6 +26,7 @@ import zlib
 
 import orjson
 
+from herald.domain.scenario_instances import JOURNEY_PREFIX, journey_key
 from herald.infra.event_store import RecordedEvent
 
 _PROFILE_STREAMS = ("profile-", "activity-")  # the profile id follows the prefix
@@ -43,6 +44,8 @@ def partition_key(event: RecordedEvent) -> str | None:
         data = event.data
         found = data.get("after_profile_id" if event.type == _BOOKMARK else "profile_id")
         return found if isinstance(found, str) and found else stream
+    if stream.startswith(JOURNEY_PREFIX):  # a profile's run through a scenario stays with the profile
+        return journey_key(stream)[1]
     if stream.startswith(_OWN_KEY):
         return stream
     return None

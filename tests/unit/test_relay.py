@@ -33,6 +33,7 @@ EVENTS = (  # (stream, type, data)
     ("segmentmembers-s", "ProfileEnteredSegment", {"segment_id": "s", "profile_id": "a"}),
     ("segmentmembers-s", "SegmentPopulationContinued", {"segment_id": "s", "after_profile_id": "c"}),
     ("unique-1-email-a@x.org", "ValueClaimed", {"profile_id": "a"}),
+    ("journey-12-b", "ScenarioEntered", {"entry": 1}),  # a profile's run through a scenario stays with it
 )
 
 
@@ -72,7 +73,7 @@ def test_events_are_keyed_by_profile_and_global_ones_reach_every_partition(
     store: SqliteEventStore, tmp_path: Path
 ) -> None:
     keys = [partition_key(e) for e in store.read_all(1)]
-    assert keys == ["a", "a", None, "b", None, "a", "c", "unique-1-email-a@x.org"]
+    assert keys == ["a", "a", None, "b", None, "a", "c", "unique-1-email-a@x.org", "b"]
 
     publisher = RecordingPublisher()
     assert asyncio.run(_relay(store, publisher, tmp_path).drain()) == len(EVENTS)
