@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from herald.api.wiring import Herald, build
 from herald.domain import campaigns as cp
 from herald.domain import senders as sd
 from herald.domain import templates as tp
+from herald.domain.scenario_capture import ImportCapture
 from herald.domain.statuses import Status
 from herald.domain.stop_lists import PLATFORM_INVALID_LIST_ID, stop_list_stream
 from herald.domain.subscriptions import Cause, ChangeSubscriptionStatus
@@ -37,6 +39,7 @@ from herald.services.profiles import ImportOptions
 from tests.builders import create_resource, customers
 from tests.conftest import START
 from tests.scale_cluster import ScaleCluster
+from tests.scenario_builders import campaign_node, graph, messages_of, pause_node, ready, scenario, trigger
 from tests.smtp_sink import MessageCounter, smtp_server
 from tests.tansu import running_tansu
 
@@ -433,4 +436,67 @@ def test_the_workers_fill_clickhouse_server_with_the_report_rows_the_embedded_ru
         assert run_report(herald.clickhouse, "summary", _summary_request()) == expected_summary
     finally:
         cluster.stop()
+        herald.close()
+
+
+# --- scenarios: journeys live in their profile's partition ------------------------------------------
+
+SCENARIO_PROFILES = 30
+
+
+def _welcome_scenario(herald: Herald, settle: Settle) -> tuple[str, str, str]:
+    """A scenario every import enters: the Welcome campaign, a one-minute pause, the Later campaign; 30
+    profiles imported into it. (welcome, later, scenario id)."""
+    ready(herald)
+    settle()
+    welcome, later = trigger(herald, "Welcome"), trigger(herald, "Later")
+    settle()
+    the_graph = graph(
+        campaign_node("2", welcome, "3"),
+        pause_node("3", "4", kind="relative", minutes=1),
+        campaign_node("4", later),
+    )
+    scenario_id = scenario(herald, the_graph, capture=ImportCapture(via="any"))
+    settle()
+    _import(herald, 0, SCENARIO_PROFILES, generation=0)
+    settle()
+    return welcome, later, scenario_id
+
+
+def _journeys(herald: Herald, scenario_id: str) -> Counter[tuple[str, ...]]:
+    """How many profiles went through each sequence of journey events."""
+    streams: dict[str, list[str]] = {}
+    for event in herald.store.read_all(1):
+        if event.stream.startswith(f"journey-{scenario_id}-"):
+            streams.setdefault(event.stream, []).append(event.type)
+    return Counter(tuple(types) for types in streams.values())
+
+
+def test_scenario_journeys_run_in_their_profiles_partitions_and_the_coordinator_ends_their_waits(
+    tmp_path: Path, cluster: ScaleCluster
+) -> None:
+    embedded = _herald(tmp_path / "embedded")
+    try:
+        welcome, later, sid = _welcome_scenario(embedded, embedded.runtime.drain)
+        assert len(messages_of(embedded, later)) == 0  # still pausing
+        embedded.clock.advance(timedelta(minutes=2))  # type: ignore[attr-defined]
+        embedded.scenarios.timers.fire_due(embedded.clock.now())
+        embedded.runtime.drain()
+        expected = (set(messages_of(embedded, welcome)), set(messages_of(embedded, later)))
+        expected_journeys = _journeys(embedded, sid)
+    finally:
+        embedded.close()
+    assert len(expected[0]) == len(expected[1]) == SCENARIO_PROFILES
+
+    herald = _herald(cluster.data, engine="scale")
+    try:
+        settle = _two_workers(cluster, herald)
+        welcome, later, sid = _welcome_scenario(herald, settle)
+        # the workers' clock is the system's, past the commands' (START): the waits are due at once
+        cluster.wait_for(lambda: len(messages_of(herald, later)) == SCENARIO_PROFILES, "the Later messages")
+        settle()
+        assert (set(messages_of(herald, welcome)), set(messages_of(herald, later))) == expected
+        assert _journeys(herald, sid) == expected_journeys
+        assert all(len(ids) == 1 for ids in messages_of(herald, later).values())  # each made once
+    finally:
         herald.close()
