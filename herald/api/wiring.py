@@ -7,10 +7,12 @@ import dataclasses
 import ipaddress
 import logging
 import secrets
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import get_type_hints
 
 from herald.api.access import AccessCheck
 from herald.api.auth import Authenticator
@@ -46,6 +48,7 @@ from herald.processors.bulk_population import BulkMembers
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.jobs import JobProcessor
+from herald.processors.partition_store import open_partition_store, partition_path
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.scenarios import ScenarioProcessor
 from herald.processors.segment_membership import SegmentMembershipProcessor
@@ -59,6 +62,7 @@ from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.erasure import ErasureProjection
 from herald.projections.jobs import JobsProjection
+from herald.projections.partitioned import MergedConnection, open_merged
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.scenario_instances import ScenarioInstancesProjection
@@ -180,6 +184,7 @@ class Herald:
     segments: SegmentService
     scenarios: ScenarioService
     webhooks: ScenarioWebhooks
+    scenario_ports: ScenarioPorts  # what scenario processors act through (one per partition, scaled out)
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
@@ -413,7 +418,16 @@ def build_projections(
     readmodel_path: Path, store: EventStore, account_timezone: str = "UTC", bulk: BulkMembers | None = None
 ) -> Projections:
     """The read models over one SQLite file; `bulk` lets segment population read the report store."""
-    conn = open_readmodel_db(readmodel_path)
+    return projections_over(open_readmodel_db(readmodel_path), store, account_timezone, bulk)
+
+
+def projections_over(
+    conn: sqlite3.Connection,
+    store: EventStore,
+    account_timezone: str = "UTC",
+    bulk: BulkMembers | None = None,
+) -> Projections:
+    """Every read model over one connection: the embedded file, a partition's store, or their merge."""
     return Projections(
         profiles=ProfilesProjection(conn, profile_loader(store)),
         catalog=CatalogProjection(conn),
@@ -440,10 +454,13 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     ids = ids or IdSource()
     store = open_event_store(settings, clock)
     clickhouse = build_clickhouse(settings)
-    # A saved segment is populated from the report store once the embedded sink has caught up; the
-    # sink's runtime is made below (it takes the read models' connection), hence the late lookup.
-    bulk = ReportStoreMembers(clickhouse, lambda: catch_up()) if clickhouse is not None else None
-    projections = build_projections(settings.readmodel_path, store, settings.account_timezone, bulk)
+    if settings.engine == "scale":  # the partitions' sinks write a report server; population folds the log
+        projections = projections_over(merged_readmodels(settings), store, settings.account_timezone)
+    else:
+        # A saved segment is populated from the report store once the embedded sink has caught up; the
+        # sink's runtime is made below (it takes the read models' connection), hence the late lookup.
+        bulk = ReportStoreMembers(clickhouse, lambda: catch_up()) if clickhouse is not None else None
+        projections = build_projections(settings.readmodel_path, store, settings.account_timezone, bulk)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
     profiles = ProfileService(aggregates, catalog, projections.profiles)
@@ -545,6 +562,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         segments=segments,
         scenarios=scenarios,
         webhooks=webhooks,
+        scenario_ports=ports,
         deliveries=deliveries,
         senders=senders,
         inbound=InboundService(deliveries),
@@ -592,6 +610,25 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             else None
         ),
     )
+
+
+def projection_types() -> list[type[SqliteProjection]]:
+    """The classes of every read model `Projections` holds."""
+    return list(get_type_hints(Projections).values())
+
+
+def merged_readmodels(settings: Settings) -> MergedConnection:
+    """The scale engine's read models as one database: every partition's store, created if missing."""
+    types = projection_types()
+    paths = []
+    for partition in range(settings.kafka_partitions):
+        conn = open_partition_store(settings.partitions_path, partition)
+        for projection in types:
+            for statement in projection.ddl:
+                conn.execute(statement)
+        conn.close()
+        paths.append(partition_path(settings.partitions_path, partition))
+    return open_merged(paths, types)
 
 
 def build_clickhouse(settings: Settings) -> ClickHouse | None:

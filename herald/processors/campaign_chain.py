@@ -36,7 +36,7 @@ class CampaignChain:
         self.ports = ports
 
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
-        if event.type != "CampaignCompleted":
+        if event.type not in self.consumes.types:
             return []
         reactions: list[Reaction] = []
         for follower in self.ports.followers(event.data["campaign_id"]):

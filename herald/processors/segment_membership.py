@@ -111,6 +111,7 @@ from herald.processors.bulk_population import (
     has_goal_rules,
     history_actions,
 )
+from herald.projections.partitioned import FIRST
 from herald.projections.profile_states import ProfileStates, profile_loader
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 from herald.reports.segment_sql import Scope
@@ -277,6 +278,14 @@ class SegmentMembershipProcessor(SqliteProjection):
         "segmem_goals": "profile_id, event_id",
         "segmem_timers": "segment_id, profile_id",
         "segmem_populations": "segment_id",
+    }
+    merge: ClassVar = {
+        "segmem_segments": FIRST,
+        # each partition populates its own profiles: a save's population is done when every one is
+        "segmem_populations": "SELECT segment_id, saved_by, "
+        "CASE WHEN count(*) = {partitions} AND min(done) = 1 THEN '' ELSE max(after_profile_id) END "
+        "AS after_profile_id, count(*) = {partitions} AND min(done) = 1 AS done "
+        "FROM {all} GROUP BY segment_id, saved_by",
     }
 
     def __init__(

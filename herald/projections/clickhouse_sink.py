@@ -282,8 +282,10 @@ class ClickHouseSink:
         load_profile: LoadProfile | None = None,
         profile_cache_size: int = PROFILE_CACHE_SIZE,
         vendor_cache_size: int = VENDOR_CACHE_SIZE,
+        sink: str = "",  # whose checkpoint: the scale engine's partitions keep one each
     ) -> None:
         self._ch = ch
+        self._sink = sink
         self._profiles = _Snapshots(load_profile, profile_cache_size) if load_profile else None
         self._pending: dict[str, list[list[Any]]] = {table: [] for table in TABLE_COLUMNS}
         self._senders = _Latest("message_sender_changes", "message_id", "sender_id", sender_cache_size)
@@ -301,7 +303,7 @@ class ClickHouseSink:
 
     def checkpoint(self) -> int:
         if self._position is None:
-            self._position = self._stored = stored_checkpoint(self._ch)
+            self._position = self._stored = stored_checkpoint(self._ch, self._sink)
         return self._position
 
     @property
@@ -341,7 +343,9 @@ class ClickHouseSink:
                     wrote = True
             if position > stored and (wrote or counts or position - stored >= CHECKPOINT_STRIDE):
                 # the commit point: the counts and the marker up to `position`, one INSERT
-                self._ch.insert(ROLLUP_TABLE, ROLLUP_COLUMNS, [*counts, marker_row(position - stored)])
+                self._ch.insert(
+                    ROLLUP_TABLE, ROLLUP_COLUMNS, [*counts, marker_row(position - stored, self._sink)]
+                )
                 self._stored = position
         except BaseException:
             # The runtime applies the batch again from the checkpoint, read again from the store (the

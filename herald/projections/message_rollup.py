@@ -68,15 +68,17 @@ def rollup_rows(counts: Iterable[tuple[Key, int]]) -> list[tuple[Any, ...]]:
     return [(*key, events, 0) for key, events in summed.items() if events]
 
 
-def marker_row(span: int) -> tuple[Any, ...]:
-    """The row saying that `span` more log positions are counted."""
-    return (*_MARKER_KEY, 0, span)
+def marker_row(span: int, sink: str = "") -> tuple[Any, ...]:
+    """The row saying that `span` more log positions are counted by `sink` (the embedded sink is "";
+    each partition of the scale engine has its own, named in the marker's `campaign_id`)."""
+    return (MARKER_DAY, sink, *_MARKER_KEY[2:], 0, span)
 
 
-def stored_checkpoint(ch: ClickHouse) -> int:
-    """The log position up to which the rollup (and so the sink) has committed: the markers' sum."""
+def stored_checkpoint(ch: ClickHouse, sink: str = "") -> int:
+    """The log position up to which `sink` has committed its rows and counts: its markers' sum."""
     rows = ch.query(
-        f"SELECT sum(log_positions) AS position FROM {ROLLUP_TABLE} WHERE day = {{marker:Date}}",
-        {"marker": MARKER_DAY},
+        f"SELECT sum(log_positions) AS position FROM {ROLLUP_TABLE} "
+        "WHERE day = {marker:Date} AND campaign_id = {sink:String}",
+        {"marker": MARKER_DAY, "sink": sink},
     )
     return int(rows[0]["position"]) if rows else 0

@@ -29,6 +29,7 @@ from herald.domain.profiles import ProfileState
 from herald.domain.subscriptions import Subscription, SubscriptionsState
 from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.infra.serialization import dumps, loads
+from herald.projections.partitioned import FIRST
 from herald.projections.profile_states import LoadProfile
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
@@ -123,6 +124,7 @@ class ProfilesProjection(SqliteProjection):
         "anonymous_links": "database_id, anonymous_id",
         "profile_unique_fields": "database_id, field",
     }
+    merge: ClassVar = {"profile_unique_fields": FIRST}
 
     def __init__(self, conn: sqlite3.Connection, load_profile: LoadProfile | None = None) -> None:
         super().__init__(conn)
