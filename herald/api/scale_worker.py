@@ -71,7 +71,7 @@ class Worker:
         self.coordinator = self._coordinator()
 
     def _reactors(self) -> list[Reactor]:
-        return reactors(self.herald.campaigns, self.herald.run_audiences)
+        return reactors(self.herald.campaigns, self.herald.run_audiences, self.herald.jobs)
 
     def _open(self, partition: int) -> PartitionRunner:
         """A runner over the partition's store: the key-local read models and reactors, the report sink."""
