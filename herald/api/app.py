@@ -15,15 +15,19 @@ from herald.api.errors import error_body, internal_error
 from herald.api.openapi import OPENAPI_PATH, openapi_document
 from herald.api.responses import json_response
 from herald.api.routes import (
+    audit,
+    bulk,
     campaigns,
     catalog,
     events,
+    imports,
     inbound,
     messages,
     profiles,
     push,
     reports,
     scenarios,
+    scheduled_imports,
     segments,
     senders,
     stop_lists,
@@ -33,6 +37,7 @@ from herald.api.routes import (
     tokens,
     trackers,
     tracking,
+    users,
 )
 from herald.api.security_headers import SecurityHeaders
 from herald.api.wiring import Herald
@@ -45,9 +50,14 @@ def endpoints() -> list[Endpoint]:
     return [
         *system.ENDPOINTS,
         *tokens.ENDPOINTS,
+        *users.ENDPOINTS,
+        *audit.ENDPOINTS,
         *catalog.ENDPOINTS,
         *stop_lists.ENDPOINTS,
         *profiles.ENDPOINTS,
+        *imports.ENDPOINTS,
+        *scheduled_imports.ENDPOINTS,
+        *bulk.ENDPOINTS,
         *tracking.ENDPOINTS,
         *templates.ENDPOINTS,
         *campaigns.ENDPOINTS,

@@ -17,15 +17,15 @@ from pathlib import Path
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from herald.api.wiring import build_clickhouse, build_projections
+from herald.api.wiring import build_clickhouse, build_projections, open_event_store
 from herald.infra.clock import SystemClock
 from herald.infra.config import Settings
+from herald.infra.event_store import EventStore
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
-from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.backoff import RetryPolicy
 from herald.processors.runtime import InProcessRuntime
-from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
+from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.profile_states import profile_loader
 
 # A rebuild tries each event once: one that fails again is parked in the rebuilt file at once.
@@ -34,7 +34,7 @@ REPLAY_RETRY = RetryPolicy(attempts=1)
 
 def replay(settings: Settings, keep_live: bool = False) -> int:
     """Exit status 0 when the rebuilt read models match the live ones, 1 when they differ."""
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     head = store.head_position()
     zone = settings.account_timezone
     before = _checksums_at_head(store, settings.readmodel_path, head, "catching up live read models", zone)
@@ -58,7 +58,7 @@ def replay(settings: Settings, keep_live: bool = False) -> int:
 
 
 def _checksums_at_head(
-    store: SqliteEventStore, path: Path, head: int, label: str, account_timezone: str
+    store: EventStore, path: Path, head: int, label: str, account_timezone: str
 ) -> dict[str, str]:
     projections = build_projections(path, store, account_timezone)
     conn = projections.profiles.conn
@@ -125,8 +125,10 @@ REPORT_TABLES = (
     "subscription_changes",
     "profile_creations",
     "goal_events",
-    "message_senders",
-    "profile_vendors",
+    "message_rollup",  # its markers are the sink's checkpoint: emptied, the sink starts from the log's start
+    "message_deliveries",
+    "message_sender_changes",
+    "profile_vendor_changes",
     "deleted_objects",
     "profile_snapshots",
 )
@@ -134,7 +136,7 @@ REPORT_TABLES = (
 
 def replay_reports(settings: Settings) -> int:
     """Empty the report tables and fill them again from the whole log through the sink."""
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     clickhouse = build_clickhouse(settings)
     if clickhouse is None:
         print("reports are off (HERALD_REPORTS_ENGINE=off): nothing to rebuild", file=sys.stderr)
@@ -143,7 +145,6 @@ def replay_reports(settings: Settings) -> int:
     try:
         for table in REPORT_TABLES:
             clickhouse.execute(f"TRUNCATE TABLE {table}")  # the names are this module's constants
-        clickhouse.execute("ALTER TABLE herald_meta DELETE WHERE key = {key:String}", {"key": CHECKPOINT_KEY})
         sink = ClickHouseSink(clickhouse, load_profile=profile_loader(store))
         # the sink keeps its checkpoint in ClickHouse; what it parks is kept with the server's, to re-drive
         with closing(open_readmodel_db(settings.readmodel_path)) as live:

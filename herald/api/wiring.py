@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import secrets
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import get_type_hints
 
+from herald.api.access import AccessCheck
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
 from herald.domain.profiles import ProfileState
@@ -24,12 +28,16 @@ from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
 from herald.infra.event_store import EventStore, StreamAppend
+from herald.infra.export_files import ExportFiles
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
+from herald.infra.import_files import ImportFiles
 from herald.infra.parked_events import SqliteParkedEvents
+from herald.infra.profile_keys import ProfileKeys
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
+from herald.infra.sealed_store import SealedEventStore, Sealer
 from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
@@ -43,20 +51,29 @@ from herald.messages.rendering import MessageRenderer, current_fragments
 from herald.messages.sms import SmsChannel
 from herald.messages.worker import MessageWorker
 from herald.processors.backoff import Backoff, RetryPolicy
+from herald.processors.bulk_population import BulkMembers
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
+from herald.processors.jobs import JobProcessor
+from herald.processors.partition_store import open_partition_store, partition_path
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.scenarios import ScenarioProcessor
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
 from herald.processors.stop_list_rules import HardBounceRule
+from herald.projections.access import AccessProjection
 from herald.projections.api_tokens import ApiTokensProjection
+from herald.projections.audit import AuditProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
+from herald.projections.erasure import ErasureProjection
+from herald.projections.jobs import JobsProjection
+from herald.projections.partitioned import MergedConnection, open_merged
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.scenario_instances import ScenarioInstancesProjection
+from herald.projections.scheduled_imports import ScheduledImportsProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
@@ -64,18 +81,26 @@ from herald.projections.short_links import ShortLinksProjection
 from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
+from herald.reports.bulk_members import CatchUp, ReportStoreMembers
+from herald.reports.retention import ReportRetention
 from herald.senders.inbound_smtp import InboundServer
 from herald.senders.webpush import generate_vapid_key
 from herald.services.aggregates import Aggregates
+from herald.services.bulk import DatabaseClearing, JobAudience, MassUpdates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.device_subscriptions import DeviceSubscriptions
+from herald.services.erasure import ErasureService
+from herald.services.exports import Exports
+from herald.services.imports import ImportService
 from herald.services.inbound import InboundService
+from herald.services.jobs import JobService
 from herald.services.profiles import ProfileService
 from herald.services.scenario_effects import PromoCodes, ScenarioEffects
 from herald.services.scenario_timers import ScenarioTimers
 from herald.services.scenario_webhooks import ScenarioWebhooks
 from herald.services.scenarios import ScenarioService
+from herald.services.scheduled_imports import ScheduledImportService
 from herald.services.segment_members import (
     FetchedSets,
     InProcessMembers,
@@ -90,6 +115,7 @@ from herald.services.sending_policies import SendingPolicyService
 from herald.services.templates import TemplateService
 from herald.services.tokens import TokenService
 from herald.services.tracking import TrackingService
+from herald.services.users import UserService
 
 log = logging.getLogger(__name__)
 LOOPS = ("timers", "sender", "sender_sms", "sender_push")  # the server's loops besides the runtimes
@@ -110,8 +136,13 @@ class Projections:
     send_queue: SendQueueProjection
     segments: SegmentsProjection
     short_links: ShortLinksProjection
+    jobs: JobsProjection
+    scheduled_imports: ScheduledImportsProjection
+    access: AccessProjection
+    audit: AuditProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
     scenarios: ScenarioInstancesProjection
+    erasure: ErasureProjection  # last: drops an erased profile's rows after the others saw the batch
 
     def all(self) -> list[SqliteProjection]:
         return [
@@ -123,8 +154,13 @@ class Projections:
             self.send_queue,
             self.segments,
             self.short_links,
+            self.jobs,
+            self.scheduled_imports,
+            self.access,
+            self.audit,
             self.membership,
             self.scenarios,
+            self.erasure,
         ]
 
     def checksums(self) -> dict[str, str]:
@@ -153,6 +189,7 @@ class Herald:
     segments: SegmentService
     scenarios: ScenarioService
     webhooks: ScenarioWebhooks
+    scenario_ports: ScenarioPorts  # what scenario processors act through (one per partition, scaled out)
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
@@ -171,12 +208,28 @@ class Herald:
     external_sets: ExternalSets
     segment_files: SegmentFiles  # uploaded CSV files that segments' external rules read
     reports_runtime: InProcessRuntime | None
+    jobs: JobService
+    imports: ImportService
+    import_files: ImportFiles
+    scheduled_imports: ScheduledImportService
+    import_fetcher: RemoteContentFetcher  # scheduled imports' downloads: the guard, the import's limits
+    exports: Exports
+    export_files: ExportFiles
+    mass_updates: MassUpdates
+    clearing: DatabaseClearing
+    users: UserService
+    erasure: ErasureService
+    report_retention: ReportRetention | None
+    access_check: AccessCheck = field(init=False, repr=False)
     # the server's loops besides the runtimes, each backing off after failures (their metrics too)
     loops: dict[str, Backoff] = field(
         default_factory=lambda: {name: Backoff(name, RetryPolicy(), log) for name in LOOPS}
     )
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.access_check = AccessCheck(self)
 
     def start_processors(self) -> None:
         loop = asyncio.get_running_loop()
@@ -242,10 +295,15 @@ class Herald:
         return 0 if sent else SEND_IDLE_SECONDS
 
     def tick(self) -> None:
-        """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
-        realtime-membership windows, the waits for delivery reports, scenario audience runs and waits."""
+        """Fire every timer that fell due: campaign runs, scheduled imports, delayed unsubscribes, segment
+        recalculations, realtime-membership windows, the waits for delivery reports, scenario audience
+        runs and waits; and drop audit entries and report rows past their retention."""
         now = self.clock.now()
         self.campaigns.tick(now)
+        self.scheduled_imports.tick(now)
+        self.projections.audit.expire(now, self.settings.audit_retention_days)
+        if self.report_retention is not None:
+            self.report_retention.apply(now)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
@@ -312,6 +370,7 @@ class Herald:
             self.clickhouse.close()
         self.run_audiences.close()
         self.remote.close()
+        self.import_fetcher.close()
         self.webhooks.close()
         self.external_sets.close()
         self.store.close()
@@ -359,18 +418,38 @@ class ScenarioPorts:
         return {}  # no loyalty programs on this server yet: `{loyalty.<program>.promocode}` is empty
 
 
-def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reactor]:
+def reactors(campaigns: CampaignService, audiences: RunAudiences, jobs: JobService) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
     return [
         HardBounceRule(),
         CampaignRunner(campaigns, audiences),
         CampaignChain(campaigns),
         SegmentTriggers(campaigns),
+        JobProcessor(jobs),
     ]
 
 
-def build_projections(readmodel_path: Path, store: EventStore, account_timezone: str = "UTC") -> Projections:
-    conn = open_readmodel_db(readmodel_path)
+def open_event_store(settings: Settings, clock: Clock) -> SealedEventStore:
+    """The log: the SQLite store, profiles' personal data sealed with their keys from the data directory."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keys = ProfileKeys.in_data_dir(settings.data_dir)
+    return SealedEventStore(SqliteEventStore(settings.event_store_path, clock), Sealer(keys))
+
+
+def build_projections(
+    readmodel_path: Path, store: EventStore, account_timezone: str = "UTC", bulk: BulkMembers | None = None
+) -> Projections:
+    """The read models over one SQLite file; `bulk` lets segment population read the report store."""
+    return projections_over(open_readmodel_db(readmodel_path), store, account_timezone, bulk)
+
+
+def projections_over(
+    conn: sqlite3.Connection,
+    store: EventStore,
+    account_timezone: str = "UTC",
+    bulk: BulkMembers | None = None,
+) -> Projections:
+    """Every read model over one connection: the embedded file, a partition's store, or their merge."""
     return Projections(
         profiles=ProfilesProjection(conn, profile_loader(store)),
         catalog=CatalogProjection(conn),
@@ -380,8 +459,13 @@ def build_projections(readmodel_path: Path, store: EventStore, account_timezone:
         send_queue=SendQueueProjection(conn),
         segments=SegmentsProjection(conn),
         short_links=ShortLinksProjection(conn),
-        membership=SegmentMembershipProcessor(conn, store),
+        jobs=JobsProjection(conn),
+        scheduled_imports=ScheduledImportsProjection(conn),
+        access=AccessProjection(conn),
+        audit=AuditProjection(conn),
+        membership=SegmentMembershipProcessor(conn, store, bulk=bulk),
         scenarios=ScenarioInstancesProjection(conn, store, account_timezone),
+        erasure=ErasureProjection(conn),
     )
 
 
@@ -390,8 +474,15 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     clock = clock or SystemClock()
     ids = ids or IdSource()
-    store = SqliteEventStore(settings.event_store_path, clock)
-    projections = build_projections(settings.readmodel_path, store, settings.account_timezone)
+    store = open_event_store(settings, clock)
+    clickhouse = build_clickhouse(settings)
+    if settings.engine == "scale":  # the partitions' sinks write a report server; population folds the log
+        projections = projections_over(merged_readmodels(settings), store, settings.account_timezone)
+    else:
+        # A saved segment is populated from the report store once the embedded sink has caught up; the
+        # sink's runtime is made below (it takes the read models' connection), hence the late lookup.
+        bulk = ReportStoreMembers(clickhouse, lambda: catch_up()) if clickhouse is not None else None
+        projections = build_projections(settings.readmodel_path, store, settings.account_timezone, bulk)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
     profiles = ProfileService(aggregates, catalog, projections.profiles)
@@ -400,7 +491,6 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
     box = load_secret_box(settings.secrets_key, settings.data_dir)
     senders = SenderService(aggregates, box)
-    clickhouse = build_clickhouse(settings)
     conn = projections.profiles.conn
     reports_runtime = (
         InProcessRuntime(
@@ -417,6 +507,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     segment_files = SegmentFiles.in_data_dir(settings.data_dir)
     # With the scale engine the worker feeds the sink: nothing here may drive it as well.
     embedded_sink = reports_runtime if settings.engine == "embedded" else None
+    catch_up = report_catch_up(store, embedded_sink)
     segments = segment_service(
         settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files, box
     )
@@ -435,6 +526,12 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     queued = QueuedMessages(aggregates, catalog, renderer, signer)
     email = EmailChannel(queued, senders, signer)
     vapid_private_key = _stored_vapid_key(settings.data_dir)
+    jobs = JobService(aggregates, projections.jobs)
+    import_files = ImportFiles.in_data_dir(settings.data_dir)
+    imports = ImportService(jobs, catalog, profiles, import_files)
+    import_fetcher = RemoteContentFetcher(import_fetch_policy(settings))
+    audience = JobAudience(audiences, projections.profiles, segments.members_now)
+    export_files = ExportFiles.in_data_dir(settings.data_dir)
     scenarios = ScenarioService(
         catalog,
         campaigns,
@@ -457,7 +554,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         checkpoints,
         # the scenario processor goes last: it reads the read models the pass's batch has updated
         projections=[*projections.all(), ScenarioProcessor(store, checkpoints, ports, projections.scenarios)],
-        reactors=reactors(campaigns, audiences),
+        reactors=reactors(campaigns, audiences, jobs),
         execute=aggregates.execute_request,
         clock=clock,
         parked=SqliteParkedEvents(conn),
@@ -477,6 +574,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             settings.admin_token or _stored_secret(settings.data_dir, "admin-token"),
             projections.api_tokens,
             store,
+            projections.access,
+            clock,
         ),
         catalog=catalog,
         profiles=profiles,
@@ -488,6 +587,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         segments=segments,
         scenarios=scenarios,
         webhooks=webhooks,
+        scenario_ports=ports,
         deliveries=deliveries,
         senders=senders,
         inbound=InboundService(deliveries),
@@ -514,7 +614,55 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         external_sets=external_sets,
         segment_files=segment_files,
         reports_runtime=reports_runtime,
+        jobs=jobs,
+        imports=imports,
+        import_files=import_files,
+        scheduled_imports=ScheduledImportService(
+            catalog,
+            imports,
+            import_files,
+            import_fetcher,
+            projections.scheduled_imports,
+            settings.account_timezone,
+        ),
+        import_fetcher=import_fetcher,
+        exports=Exports(jobs, catalog, projections.profiles, audience, export_files),
+        export_files=export_files,
+        mass_updates=MassUpdates(jobs, profiles, audience, catalog),
+        clearing=DatabaseClearing(jobs, profiles, audience),
+        users=UserService(aggregates, projections.access),
+        erasure=ErasureService(
+            profiles,
+            store.sealer.keys,
+            clickhouse,
+            [import_files.directory, export_files.directory, segment_files.directory],
+            catch_up,
+        ),
+        report_retention=(
+            ReportRetention(clickhouse, settings.report_retention_days)
+            if clickhouse is not None and settings.report_retention_days
+            else None
+        ),
     )
+
+
+def projection_types() -> list[type[SqliteProjection]]:
+    """The classes of every read model `Projections` holds."""
+    return list(get_type_hints(Projections).values())
+
+
+def merged_readmodels(settings: Settings) -> MergedConnection:
+    """The scale engine's read models as one database: every partition's store, created if missing."""
+    types = projection_types()
+    paths = []
+    for partition in range(settings.kafka_partitions):
+        conn = open_partition_store(settings.partitions_path, partition)
+        for projection in types:
+            for statement in projection.ddl:
+                conn.execute(statement)
+        conn.close()
+        paths.append(partition_path(settings.partitions_path, partition))
+    return open_merged(paths, types)
 
 
 def build_clickhouse(settings: Settings) -> ClickHouse | None:
@@ -565,18 +713,20 @@ def segment_service(
     )
 
 
-def report_catch_up(store: EventStore, runtime: InProcessRuntime | None) -> Callable[[], None]:
+def report_catch_up(store: EventStore, runtime: InProcessRuntime | None) -> CatchUp:
     """Before a segment is evaluated over the report store, bring the embedded sink to the log's head,
     so a count or a launch sees the profiles just written (read your writes). A sink further behind
     than `CATCH_UP_EVENTS` (a rebuild) is not waited for; without an embedded sink (the scale engine's
-    worker feeds it) evaluation reads what the sink has written."""
+    worker feeds it) evaluation reads what the sink has written. Returns the sink's position (None
+    without an embedded sink)."""
 
-    def catch_up() -> None:
+    def catch_up() -> int | None:
         if runtime is None:
-            return
+            return None
         head = store.head_position()
         if head - min(runtime.positions().values(), default=head) <= CATCH_UP_EVENTS:
             runtime.drain(until=head)
+        return min(runtime.positions().values(), default=head)
 
     return catch_up
 
@@ -588,6 +738,15 @@ def remote_content_policy(settings: Settings) -> RemoteContentPolicy:
         timeout_seconds=settings.remote_timeout_seconds,
         max_bytes=settings.remote_max_bytes,
         allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in networks),
+    )
+
+
+def import_fetch_policy(settings: Settings) -> RemoteContentPolicy:
+    """Scheduled imports fetch under the same address guard, with the import's size cap and deadline."""
+    return dataclasses.replace(
+        remote_content_policy(settings),
+        timeout_seconds=settings.import_fetch_timeout_seconds,
+        max_bytes=settings.import_max_bytes,
     )
 
 

@@ -14,6 +14,8 @@ from herald.domain.bots import DEFAULT_BOT_RULES, BotRules
 ENGINES = ("embedded", "scale")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 REPORTS_ENGINES = ("chdb", "server", "off")
+# The scale engine's readers attach every partition's store; SQLite attaches at most 10 (as compiled).
+MAX_PARTITIONS = 10
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,14 @@ class Settings:
     bot_rules: BotRules = DEFAULT_BOT_RULES
     # Web push subscriptions with an http (not https) endpoint: only for local push services in tests.
     allow_http_push_endpoints: bool = False
+    # File imports: the largest file taken (uploaded or fetched by a scheduled import).
+    import_max_bytes: int = 4 * 1024**3
+    # A scheduled import's fetch of its URL, whole (DNS, connect, body), under the remote policy.
+    import_fetch_timeout_seconds: float = 600.0
+    # The audit log keeps its entries this long (the guide's AUDIT_LOG_TTL); the log keeps everything.
+    audit_retention_days: int = 90
+    # Report rows older than this many days are deleted (None: reports keep everything).
+    report_retention_days: int | None = None
 
     @property
     def event_store_path(self) -> Path:
@@ -63,6 +73,11 @@ class Settings:
     @property
     def readmodel_path(self) -> Path:
         return self.data_dir / "readmodels.sqlite"
+
+    @property
+    def partitions_path(self) -> Path:
+        """The scale engine's read models: one store per partition of the event topic."""
+        return self.data_dir / "partitions"
 
 
 def settings_from_env(**overrides: object) -> Settings:
@@ -81,6 +96,10 @@ def settings_from_env(**overrides: object) -> Settings:
         "remote_timeout_seconds": float(os.environ.get("HERALD_REMOTE_TIMEOUT_SECONDS", "5")),
         "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
         "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
+        "import_max_bytes": int(os.environ.get("HERALD_IMPORT_MAX_BYTES", str(4 * 1024**3))),
+        "import_fetch_timeout_seconds": float(os.environ.get("HERALD_IMPORT_FETCH_TIMEOUT_SECONDS", "600")),
+        "audit_retention_days": int(os.environ.get("HERALD_AUDIT_RETENTION_DAYS", "90")),
+        "report_retention_days": _optional_int(os.environ.get("HERALD_REPORT_RETENTION_DAYS")),
         "max_body_bytes": int(os.environ.get("HERALD_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
         "bot_rules": bot_rules(os.environ.get("HERALD_BOT_RULES", "")),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
@@ -102,7 +121,24 @@ def settings_from_env(**overrides: object) -> Settings:
         raise ValueError(f"HERALD_REPORTS_ENGINE is one of {', '.join(REPORTS_ENGINES)}")
     if values["engine"] not in ENGINES:
         raise ValueError(f"HERALD_ENGINE is one of {', '.join(ENGINES)}, not {values['engine']!r}")
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.engine == "scale":
+        check_scale(settings)
+    return settings
+
+
+def check_scale(settings: Settings) -> None:
+    """What the scale engine needs of the settings (ValueError naming the variable otherwise)."""
+    if settings.reports_engine == "chdb":
+        raise ValueError(
+            "HERALD_REPORTS_ENGINE=chdb keeps the report store inside one process, and the scale engine's "
+            "workers write reports from several: use server (a ClickHouse server) or off"
+        )
+    if not 1 <= settings.kafka_partitions <= MAX_PARTITIONS:
+        raise ValueError(
+            f"HERALD_KAFKA_PARTITIONS is 1 to {MAX_PARTITIONS} (each partition is a read-model file and "
+            f"a reader attaches at most {MAX_PARTITIONS}), not {settings.kafka_partitions}"
+        )
 
 
 def bot_rules(text: str) -> BotRules:

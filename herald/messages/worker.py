@@ -62,7 +62,6 @@ from herald.infra.clock import Clock
 from herald.infra.event_store import WrongExpectedVersion
 from herald.infra.failures import describe, is_transient
 from herald.messages.deliveries import DeliveryService
-from herald.projections.send_queue import SendQueueProjection
 from herald.senders.gateway import (
     Accepted,
     ChannelGateway,
@@ -138,12 +137,22 @@ class Lookups:
         return self._found[key]  # type: ignore[return-value]
 
 
+class SendQueue(Protocol):
+    """The queue a worker takes its messages from: the read model's, or the owned partitions' (scale)."""
+
+    def due(self, channel: str, now: datetime, limit: int) -> list[str]: ...
+
+    def interrupted(self, channel: str) -> list[str]: ...
+
+    def message_of(self, sender_id: str, provider_id: str) -> str | None: ...
+
+
 class MessageWorker:
     def __init__(
         self,
         channel: Channel,
         aggregates: Aggregates,
-        queue: SendQueueProjection,
+        queue: SendQueue,
         deliveries: DeliveryService,
         clock: Clock,
         concurrency: int = 8,

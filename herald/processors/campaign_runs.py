@@ -34,12 +34,16 @@ from herald.domain.messages import MessageDraft
 from herald.domain.profiles import ProfileState
 from herald.domain.schedules import Run, local_run_instant, profile_due_at
 from herald.domain.send_gate import SendGate
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.infra.run_audiences import RunAudiences
 from herald.processors.runtime import Dispatch, Emission, Reaction
 
 CHUNK = 1000
 _IDS = uuid.UUID("0b6f1c63-1d8e-5f0e-8d1c-7a4b9e2f3c10")
+
+
+# The events that make a run decide its next chunk.
+_WAKES = ("CampaignRunStarted", "CampaignRunProgressed", "CampaignResumed")
 
 
 class RunPorts(Protocol):
@@ -66,6 +70,7 @@ class RunPorts(Protocol):
 
 class CampaignRunner:
     name = "campaign-runs"
+    consumes = EventFilter(frozenset(_WAKES))
 
     def __init__(self, ports: RunPorts, audiences: RunAudiences, chunk: int = CHUNK) -> None:
         self.ports = ports
@@ -75,7 +80,7 @@ class CampaignRunner:
         self._contacts: dict[str, tuple[int, set[str]]] = {}
 
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
-        if event.type not in ("CampaignRunStarted", "CampaignRunProgressed", "CampaignResumed"):
+        if event.type not in _WAKES:
             return []
         state = self.ports.campaign(event.data["campaign_id"])
         run = state.current_run

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from herald.infra.event_store import RecordedEvent
+from herald.projections.partitioned import FIRST, summed
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 # Counters the card shows: each message decision, then its delivery outcome (any channel).
@@ -65,6 +66,13 @@ class CampaignsProjection(SqliteProjection):
         "template_counters": "campaign_id, template_id, counter",
         "segment_triggers": "campaign_id",
         "message_outcomes": "message_id",
+    }
+    merge: ClassVar = {
+        "campaign_counters": summed("campaign_id, is_test, counter", "value"),
+        "template_counters": summed("campaign_id, template_id, counter", "value"),
+        "campaign_timers": FIRST,
+        "campaign_launches": FIRST,
+        "segment_triggers": FIRST,
     }
 
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -94,6 +94,7 @@ class InboundService:
             type="InboundMailKept",
             data=kept.model_dump(mode="json"),
             occurred_at=kept.at,
+            metadata={"actor": "inbound", "source": "inbound"},
         )
         self.aggregates.store.append(inbound_stream(kept.inbound_id), [event])
         return {"kind": kind, "reason": reason, "inbound_id": kept.inbound_id}

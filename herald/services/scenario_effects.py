@@ -227,7 +227,7 @@ class ScenarioEffects:
                 data=activity_payload(
                     database_id=profile.database_id,
                     name=GOAL_EVENT,
-                    at=step.at,
+                    at=step.at.isoformat(),
                     profile_id=profile.profile_id,
                     properties={"goal": goal, "pixel_id": node.pixel_id, "value": node.value},
                     context={"source": "scenario", "scenario_id": step.scenario_id},
