@@ -15,7 +15,8 @@ from pathlib import Path
 
 from herald.api.wiring import Herald, build
 from herald.infra.config import Settings
-from tests.integration.test_email_crash import Sink, queue_messages, sink, start_sender
+from tests.integration.test_email_crash import queue_messages, sink, start_sender
+from tests.smtp_sink import MessageCounter
 
 __all__ = ["sink"]  # the fixture
 MESSAGES = 300
@@ -31,7 +32,7 @@ def _data_dir(tmp_path: Path, port: int, connections: int) -> Path:
     return data_dir
 
 
-def _sent_once(relay: Sink, herald: Herald) -> None:
+def _sent_once(relay: MessageCounter, herald: Herald) -> None:
     assert [m for m, count in relay.ids.items() if count > 1] == []
     assert len(relay.ids) == MESSAGES
     events = list(herald.store.read_all(1))
@@ -41,7 +42,7 @@ def _sent_once(relay: Sink, herald: Herald) -> None:
 
 
 def test_two_senders_taking_every_message_never_send_one_twice(
-    tmp_path: Path, sink: tuple[Sink, int]
+    tmp_path: Path, sink: tuple[MessageCounter, int]
 ) -> None:
     relay, port = sink
     data_dir = _data_dir(tmp_path, port, connections=1)  # one connection per sender: a peer each
@@ -64,7 +65,7 @@ def test_two_senders_taking_every_message_never_send_one_twice(
 
 
 def test_send_with_two_processes_splits_the_queue_and_stops_when_done(
-    tmp_path: Path, sink: tuple[Sink, int]
+    tmp_path: Path, sink: tuple[MessageCounter, int]
 ) -> None:
     relay, port = sink
     data_dir = _data_dir(tmp_path, port, connections=1)
