@@ -31,6 +31,7 @@ from starlette.applications import Starlette
 from herald.api.principal import Principal
 from herald.api.routes import reports as report_routes
 from herald.domain import deliveries as dl
+from herald.domain.access import Rights
 from herald.domain.campaigns import CampaignDeleted
 from herald.domain.events import Event
 from herald.domain.messages import MessageFailed, MessageQueued, MessageSuppressed, Suppression
@@ -1224,9 +1225,10 @@ def test_bad_requests_name_the_parameter(
 
 
 class _Auth:
-    def authorize(self, request: Any, role: str) -> Principal:
-        assert role == "read"
-        return Principal("tester", "read")
+    """A read-role service token, whoever asks."""
+
+    def authenticate(self, request: Any) -> Principal:
+        return Principal("tester", "read", Rights())
 
 
 def client_for(herald: Any) -> httpx.AsyncClient:
