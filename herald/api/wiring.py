@@ -19,6 +19,7 @@ from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
+from herald.infra.promo_generator import ExternalCodeGenerator
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
@@ -27,6 +28,7 @@ from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
+from herald.processors.promo_jobs import PromoCodeJobs
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
@@ -35,6 +37,7 @@ from herald.projections.api_tokens import ApiTokensProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
+from herald.projections.loyalty import LoyaltyProjection
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.segments import SegmentsProjection
@@ -50,7 +53,10 @@ from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
 from herald.services.inbound import InboundService
+from herald.services.loyalty import LoyaltyPrograms
 from herald.services.profiles import ProfileService
+from herald.services.promo_codes import CodeMaker, PromoCodeService
+from herald.services.promo_rendering import CampaignPromoCodes
 from herald.services.rendering import MessageRenderer
 from herald.services.segment_members import (
     FetchedSets,
@@ -82,6 +88,7 @@ class Projections:
     send_queue: SendQueueProjection
     segments: SegmentsProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
+    loyalty: LoyaltyProjection
 
     def all(self) -> list[SqliteProjection]:
         return [
@@ -93,6 +100,7 @@ class Projections:
             self.send_queue,
             self.segments,
             self.membership,
+            self.loyalty,
         ]
 
     def checksums(self) -> dict[str, str]:
@@ -122,9 +130,12 @@ class Herald:
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
+    loyalty: LoyaltyPrograms
+    promo_codes: PromoCodeService
     email: EmailWorker
     signer: TokenSigner
     remote: RemoteContentFetcher
+    code_generator: ExternalCodeGenerator
     run_audiences: RunAudiences
     clickhouse: ClickHouse | None
     reports: dict[str, Report]  # the report registry, the funnel's segment steps reading segments
@@ -209,18 +220,22 @@ class Herald:
             self.clickhouse.close()
         self.run_audiences.close()
         self.remote.close()
+        self.code_generator.close()
         self.external_sets.close()
         self.store.close()
         self.projections.profiles.conn.close()
 
 
-def reactors(campaigns: CampaignService, audiences: RunAudiences) -> list[Reactor]:
+def reactors(
+    campaigns: CampaignService, audiences: RunAudiences, promo_codes: PromoCodeService
+) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
     return [
         HardBounceRule(),
         CampaignRunner(campaigns, audiences),
         CampaignChain(campaigns),
         SegmentTriggers(campaigns),
+        PromoCodeJobs(promo_codes),
     ]
 
 
@@ -235,6 +250,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         send_queue=SendQueueProjection(conn),
         segments=SegmentsProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
+        loyalty=LoyaltyProjection(conn),
     )
 
 
@@ -268,6 +284,15 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     segments = segment_service(
         settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files
     )
+    loyalty = LoyaltyPrograms(aggregates, projections.loyalty)
+    code_generator = ExternalCodeGenerator(remote_content_policy(settings))
+    promo_codes = PromoCodeService(
+        aggregates,
+        loyalty,
+        projections.loyalty,
+        CodeMaker(code_generator, ids.secret_random(), settings.account_id),
+    )
+    campaign_codes = CampaignPromoCodes(promo_codes)
     campaigns = CampaignService(
         catalog,
         projections.profiles,
@@ -277,6 +302,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         signer,
         settings.account_timezone,
         segments,
+        campaign_codes,
     )
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
     deliveries = DeliveryService(catalog)
@@ -284,7 +310,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         store,
         SqliteCheckpoints(projections.profiles.conn),
         projections=projections.all(),
-        reactors=reactors(campaigns, audiences),
+        reactors=reactors(campaigns, audiences, promo_codes),
         execute=aggregates.execute_request,
     )
     return Herald(
@@ -304,16 +330,19 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         profiles=profiles,
         tracking=TrackingService(aggregates, catalog, projections.profiles),
         tokens=TokenService(aggregates, projections.api_tokens),
-        templates=TemplateService(catalog, profiles, renderer),
+        templates=TemplateService(catalog, profiles, renderer, campaign_codes.preview),
         campaigns=campaigns,
         policies=SendingPolicyService(catalog),
         segments=segments,
         deliveries=deliveries,
         senders=SenderService(aggregates),
         inbound=InboundService(deliveries),
+        loyalty=loyalty,
+        promo_codes=promo_codes,
         email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
         signer=signer,
         remote=remote,
+        code_generator=code_generator,
         run_audiences=audiences,
         clickhouse=clickhouse,
         reports=report_registry(segments.members_now),

@@ -39,6 +39,8 @@ class Settings:
     inbound_smtp_port: int | None = None
     # The read pixel records a read once the client kept its request open this long.
     read_pixel_seconds: float = 10.0
+    # The account's id, as external promo-code services are told it (`account_id`).
+    account_id: str = "1"
 
     @property
     def event_store_path(self) -> Path:
@@ -64,6 +66,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "remote_timeout_seconds": float(os.environ.get("HERALD_REMOTE_TIMEOUT_SECONDS", "5")),
         "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
         "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
+        "account_id": os.environ.get("HERALD_ACCOUNT_ID", "1"),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),

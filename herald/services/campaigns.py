@@ -31,7 +31,6 @@ from herald.domain import campaigns as cp
 from herald.domain import messages as ms
 from herald.domain import sending_policies as sp
 from herald.domain.errors import DomainError, NotFound, RuleViolated
-from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey
 from herald.domain.profiles import ProfileState, profile_decider, profile_stream
 from herald.domain.schedules import next_runs
 from herald.domain.send_gate import Passed, SendGate
@@ -47,12 +46,16 @@ from herald.domain.templates import (
 )
 from herald.infra.signing import TokenSigner
 from herald.processors.campaign_runs import MessageDraft
+from herald.processors.runtime import Emission
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CAMPAIGN
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.services.aggregates import CommandContext, Loaded, Outcome
 from herald.services.catalog import CatalogService
+from herald.services.profile_lookup import ProfileLookup
+from herald.services.promo_rendering import CampaignPromoCodes, ChunkCodes, MessageCodes
+from herald.services.promo_rendering import fixed as fixed_promo_codes
 from herald.services.rendering import (
     MessageData,
     MessageRenderer,
@@ -61,7 +64,6 @@ from herald.services.rendering import (
     lead_of,
     subscription_of,
 )
-from herald.services.tracking import selector_key
 
 
 class SegmentAudiences(Protocol):
@@ -87,8 +89,10 @@ class CampaignService:
         signer: TokenSigner,
         account_timezone: str,
         segments: SegmentAudiences | None = None,
+        promo: CampaignPromoCodes | None = None,
     ) -> None:
         self.segments = segments
+        self.promo = promo
         self.catalog = catalog
         self.aggregates = catalog.aggregates
         self.profile_reads = profile_reads
@@ -369,8 +373,15 @@ class CampaignService:
         return state.policy if state.exists else None
 
     def lookups(self) -> Lookups:
-        """A cache of templates, resources and database names for one batch of decisions."""
-        return Lookups(self)
+        """A cache of templates, resources and database names for one chunk of a run's decisions, and
+        the promo codes the chunk gives out (appended with its decisions: `chunk_effects`)."""
+        return Lookups(self, chunk=True)
+
+    def chunk_effects(self, lookups: object, seed: str) -> list[Emission]:
+        """The promo codes a run's chunk gave out, as emissions appended with the chunk's decisions."""
+        if not isinstance(lookups, Lookups) or lookups.promo is None:
+            return []
+        return lookups.promo.emissions(seed)
 
     def local_day(self, profile: ProfileState, at: datetime) -> date:
         return sp.local_day(at, profile.timezone, self.account_timezone)
@@ -384,9 +395,12 @@ class CampaignService:
         message_id: str,
         content: Mapping[str, Any] | None = None,
         lookups: object = None,
-    ) -> tuple[int, Mapping[str, int]]:
-        """(template version, fragment versions) of the message, rendered; raises RenderFailed."""
-        found = lookups if isinstance(lookups, Lookups) else self.lookups()
+        is_test: bool = False,
+        campaign_id: str = "",
+    ) -> tuple[int, Mapping[str, int], dict[str, str]]:
+        """(template version, fragment versions, promo codes given) of the message, rendered; raises
+        RenderFailed."""
+        found = lookups if isinstance(lookups, Lookups) else Lookups(self)
         template = found.template(template_id)
         channel = Channel(settings.channel)
         try:
@@ -394,6 +408,7 @@ class CampaignService:
         except DomainError as error:
             raise RenderFailed(error.reason, "template_id") from None
         resource = found.resource(settings.resource_id)
+        codes = self._promo_codes(found, settings, campaign_id, profile.profile_id, message_id, is_test)
         data = MessageData(
             message_id=message_id,
             lead=lead_of(profile),
@@ -404,10 +419,32 @@ class CampaignService:
             resource_token=resource.token,
             campaign_name=settings.name,
             content=content,
+            promo_codes=codes,
         )
         urls = SignedTrackingUrls(self.signer, tracking_base(resource), message_id)
         message = self.renderer.render(template_id, template.version, body, channel, data, urls)
-        return template.version, message.fragment_versions
+        return template.version, message.fragment_versions, dict(codes.used) if codes is not None else {}
+
+    def _promo_codes(
+        self,
+        found: Lookups,
+        settings: cp.CampaignSettings,
+        campaign_id: str,
+        profile_id: str,
+        message_id: str,
+        is_test: bool,
+    ) -> MessageCodes | None:
+        """The message's promo-code port: a test's shows codes, a run's chunk gives them out with the
+        chunk, any other send gives them out at once."""
+        if self.promo is None:
+            return None
+        if is_test:
+            return self.promo.preview(profile_id)
+        if found.chunk:
+            if found.promo is None:
+                found.promo = self.promo.chunk(campaign_id, settings.name, self._now())
+            return found.promo.message(profile_id, message_id)
+        return self.promo.immediate(campaign_id, settings.name, profile_id, message_id)
 
     def render_queued(self, queued: ms.MessageQueued) -> RenderedMessage:
         """A queued message rendered again to be sent (or shown as its web version): the same
@@ -438,6 +475,7 @@ class CampaignService:
             resource_token=resource.token,
             campaign_name=campaign.settings.name if campaign.settings else "",
             content=queued.content,
+            promo_codes=fixed_promo_codes(queued.promo_codes),
         )
         urls = SignedTrackingUrls(self.signer, tracking_base(resource), queued.message_id)
         return self.renderer.render(queued.template_id, queued.template_version, content, channel, data, urls)
@@ -559,25 +597,7 @@ class CampaignService:
 
     def _resolve(self, database_id: str, selector: Mapping[str, Any], path: str) -> str:
         """The profile a selector (`{"profile_id": ...}`, `{"email": ...}`, a unique field) names."""
-        try:
-            recipient = selector_key(self.catalog.database(database_id), selector)
-        except DomainError as error:
-            raise error.at(path) from None
-        if recipient.kind == PROFILE_ID:
-            profile = self.profile(recipient.value)
-            if not profile.exists or profile.database_id != database_id:
-                raise NotFound(f"no profile {recipient.value!r} in database {database_id}", path)
-            return recipient.value
-        keys = (
-            [recipient, LookupKey(EMAIL_PROFILE, recipient.value)] if recipient.kind == EMAIL else [recipient]
-        )
-        resolved = self.profile_reads.resolve(database_id, keys)
-        found = [p for key in reversed(keys) for p in resolved.get(key, [])]
-        if not found:
-            raise NotFound(
-                f"no profile with {recipient.kind} {recipient.value!r} in database {database_id}", path
-            )
-        return found[0]
+        return ProfileLookup(self.catalog, self.profile_reads).resolve(database_id, selector, path)
 
     def decide(
         self,
@@ -606,8 +626,16 @@ class CampaignService:
                 **common, contact=verdict.contact, reason=verdict.reason, detail=verdict.detail
             )
         try:
-            version, fragments = self.render(
-                settings, draft.template_id, profile, verdict, draft.message_id, content, draft.lookups
+            version, fragments, codes = self.render(
+                settings,
+                draft.template_id,
+                profile,
+                verdict,
+                draft.message_id,
+                content,
+                draft.lookups,
+                gate.is_test,
+                draft.campaign_id,
             )
         except RenderFailed as error:
             failed = {"template_id": draft.template_id, "template_version": 0, "reason": error.reason}
@@ -623,6 +651,7 @@ class CampaignService:
             due_at=due_at or draft.due_at or draft.at,
             local_day=self.local_day(profile, draft.at),
             content=dict(content) if content is not None else None,
+            promo_codes=codes or None,
         )
 
     def send_test(
@@ -652,10 +681,13 @@ class CampaignService:
 
 
 class Lookups:
-    """Templates, resources and database names read once for a batch of messages (a run's chunk)."""
+    """Templates, resources and database names read once for a batch of messages (a run's chunk),
+    and, for a chunk, the promo codes it gives out."""
 
-    def __init__(self, service: CampaignService) -> None:
+    def __init__(self, service: CampaignService, chunk: bool = False) -> None:
         self._service = service
+        self.chunk = chunk
+        self.promo: ChunkCodes | None = None
         self._templates: dict[str, TemplateState] = {}
         self._resources: dict[str, Any] = {}
         self._databases: dict[str, str] = {}

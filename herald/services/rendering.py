@@ -81,6 +81,15 @@ class MessageFetches(Protocol):
     def json(self, url: str) -> dict[str, Any]: ...
 
 
+class PromoCodes(Protocol):
+    """A message's promo codes: `{loyalty.<name>.promocode}` by program template name.
+
+    Raises RenderFailed when a code cannot be given (no such program, none free, stopped).
+    """
+
+    def __call__(self, shortcodes: frozenset[str]) -> Mapping[str, str]: ...
+
+
 class RemoteContent(Protocol):
     """Fetches dynamic content under the account's policy (timeouts, size limits, no private addresses)."""
 
@@ -148,6 +157,7 @@ class MessageData:
     campaign_id: str = ""
     campaign_name: str = ""
     content: Mapping[str, Any] | None = None  # JSON passed with a trigger: replaces the template's JSON URL
+    promo_codes: PromoCodes | None = None  # without it, `{loyalty.<name>.promocode}` renders empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,9 +333,11 @@ class MessageRenderer:
         for fragment in fragments.values():
             uses |= fragment.uses
         fetches = self.remote.for_message() if self.remote is not None else None
+        codes = data.promo_codes(uses.loyalty) if uses.loyalty and data.promo_codes is not None else {}
         context = RenderContext(
             lead=data.lead,
             subscription=data.subscription,
+            loyalty={name: {"promocode": code} for name, code in codes.items()},
             json=self._json(content, prepared, data, fetches),
             fragments={name: f.html for name, f in fragments.items()},
             parts=prepared.parts,
