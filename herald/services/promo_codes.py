@@ -463,14 +463,16 @@ class PromoCodeService:
 
     # --- giving out, activating, withdrawing ---------------------------------------------------
 
-    def session(self, program: ly.ProgramState, cause: BindingCause, at: datetime) -> PoolSession:
-        """A session giving out the program's codes at `at` for `cause`."""
+    def session(
+        self, program: ly.ProgramState, cause: BindingCause, at: datetime, sending: bool = False
+    ) -> PoolSession:
+        """A session giving out the program's codes at `at` for `cause`; `sending`: for messages."""
         assert program.settings is not None
         may_create = (cause.kind == "campaign" and program.settings.campaign_may_create) or (
             cause.kind == "scenario" and program.settings.scenario_may_create
         )
         pool, version = self.pool(program.program_id)
-        return PoolSession(self, program, pool, version, cause, at, may_create)
+        return PoolSession(self, program, pool, version, cause, at, may_create, sending)
 
     def assign(
         self,
@@ -479,6 +481,7 @@ class PromoCodeService:
         cause_id: str,
         cause: BindingCause | None = None,
         context: CommandContext | None = None,
+        sending: bool = False,
     ) -> Assigned:
         """Give the profile its code of the program: the one it holds, else the next free one.
 
@@ -493,7 +496,7 @@ class PromoCodeService:
         )
         for attempt in range(_ATTEMPTS):
             program = self.programs.program(program_id)
-            session = self.session(program, cause, self.aggregates.clock.now())
+            session = self.session(program, cause, self.aggregates.clock.now(), sending)
             assigned = session.assign(profile_id)
             try:
                 self.commit(session.pending(), context)
@@ -582,6 +585,7 @@ class PoolSession:
     cause: BindingCause
     at: datetime
     may_create: bool
+    sending: bool = False  # a message carries the codes: a stopped program sends none, held or not
     _issued: list[Event] = field(default_factory=list)
     _bindings: list[Binding] = field(default_factory=list)
     _low: Event | None = None
@@ -594,6 +598,9 @@ class PoolSession:
         """The profile's code: the one it holds, else one given out now; RuleViolated when none can be."""
         if profile_id in self._assigned:
             return self._assigned[profile_id]
+        refusal = self.program.refusal(self.at) if self.sending else None
+        if refusal is not None:
+            raise RuleViolated(refusal, "program_id")
         program_id = self.program.program_id
         holder, holder_version = self.service.holder(program_id, profile_id)
         if holder.usable(self.at) and holder.seq is not None:
@@ -634,6 +641,8 @@ class PoolSession:
         settings = self.program.settings
         assert settings is not None
         count = 1 if settings.universal else ON_DEMAND
+        if isinstance(settings.generator, ly.ExternalGenerator):
+            count = min(count, settings.generator.max_batch)  # one request to the service
         left = room(self.program, self.pool)
         if left is not None:
             count = min(count, left)

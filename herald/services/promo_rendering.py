@@ -71,9 +71,8 @@ class ChunkCodes:
         def give(program: ly.ProgramState) -> str:
             session = self._sessions.get(program.program_id)
             if session is None:
-                session = self._sessions[program.program_id] = self._service.session(
-                    program, self._cause, self._at
-                )
+                session = self._service.session(program, self._cause, self._at, sending=True)
+                self._sessions[program.program_id] = session
             return session.assign(profile_id, message_id).code
 
         return MessageCodes(self._service.programs.by_shortcode, give)
@@ -121,7 +120,8 @@ class CampaignPromoCodes:
         context = CommandContext(actor=f"campaign:{campaign_id}", source="campaign")
 
         def give(program: ly.ProgramState) -> str:
-            return self.service.assign(program.program_id, profile_id, message_id, cause, context).code
+            given = self.service.assign(program.program_id, profile_id, message_id, cause, context, sending=True)
+            return given.code
 
         return MessageCodes(self.service.programs.by_shortcode, give)
 
