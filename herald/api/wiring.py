@@ -19,6 +19,7 @@ from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
+from herald.infra.pixel_signing import PixelSigner
 from herald.infra.promo_generator import ExternalCodeGenerator
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
@@ -28,6 +29,7 @@ from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
+from herald.processors.goal_carry import GoalCarry
 from herald.processors.promo_jobs import PromoCodeJobs
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.segment_membership import SegmentMembershipProcessor
@@ -52,8 +54,10 @@ from herald.services.aggregates import Aggregates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
+from herald.services.goals import GoalService
 from herald.services.inbound import InboundService
 from herald.services.loyalty import LoyaltyPrograms
+from herald.services.pixels import PixelService
 from herald.services.profiles import ProfileService
 from herald.services.promo_codes import CodeMaker, PromoCodeService
 from herald.services.promo_rendering import CampaignPromoCodes
@@ -132,6 +136,9 @@ class Herald:
     inbound: InboundService
     loyalty: LoyaltyPrograms
     promo_codes: PromoCodeService
+    pixels: PixelService
+    goals: GoalService
+    pixel_signer: PixelSigner
     email: EmailWorker
     signer: TokenSigner
     remote: RemoteContentFetcher
@@ -227,7 +234,7 @@ class Herald:
 
 
 def reactors(
-    campaigns: CampaignService, audiences: RunAudiences, promo_codes: PromoCodeService
+    campaigns: CampaignService, audiences: RunAudiences, promo_codes: PromoCodeService, store: EventStore
 ) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
     return [
@@ -236,6 +243,7 @@ def reactors(
         CampaignChain(campaigns),
         SegmentTriggers(campaigns),
         PromoCodeJobs(promo_codes),
+        GoalCarry(store),
     ]
 
 
@@ -266,7 +274,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     profiles = ProfileService(aggregates, catalog, projections.profiles)
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
-    signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
+    secret = settings.secret_key or _stored_secret(settings.data_dir, "secret-key")
+    signer = TokenSigner(secret)
     clickhouse = build_clickhouse(settings)
     reports_runtime = (
         InProcessRuntime(
@@ -306,11 +315,14 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     )
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
     deliveries = DeliveryService(catalog)
+    tracking = TrackingService(aggregates, catalog, projections.profiles)
+    pixel_signer = PixelSigner(secret)
+    pixels = PixelService(aggregates, profiles, projections.profiles, tracking, deliveries, pixel_signer)
     runtime = InProcessRuntime(
         store,
         SqliteCheckpoints(projections.profiles.conn),
         projections=projections.all(),
-        reactors=reactors(campaigns, audiences, promo_codes),
+        reactors=reactors(campaigns, audiences, promo_codes, store),
         execute=aggregates.execute_request,
     )
     return Herald(
@@ -328,7 +340,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         ),
         catalog=catalog,
         profiles=profiles,
-        tracking=TrackingService(aggregates, catalog, projections.profiles),
+        tracking=tracking,
         tokens=TokenService(aggregates, projections.api_tokens),
         templates=TemplateService(catalog, profiles, renderer, campaign_codes.preview),
         campaigns=campaigns,
@@ -339,6 +351,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         inbound=InboundService(deliveries),
         loyalty=loyalty,
         promo_codes=promo_codes,
+        pixels=pixels,
+        goals=GoalService(pixels, tracking),
+        pixel_signer=pixel_signer,
         email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
         signer=signer,
         remote=remote,

@@ -1,4 +1,5 @@
-"""The catalog: databases, resources, templates, fragments and stop lists as listed objects.
+"""The catalog: databases, resources, templates, fragments, campaigns, pixels and stop lists as listed
+objects.
 
 Databases, resources, templates and fragments are folded with their own deciders' `evolve` (one
 piece of code per rule) and stored as JSON documents for listing. Stop lists
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
 
-from herald.domain import campaigns, databases, fragments, resources, templates
+from herald.domain import campaigns, databases, fragments, pixels, resources, templates
 from herald.domain.events import Event, registry
 from herald.domain.stop_lists import StopListItem
 from herald.infra.event_store import RecordedEvent
@@ -28,6 +29,7 @@ STOP_LIST = "stop_list"
 TEMPLATE = "template"
 FRAGMENT = "fragment"
 CAMPAIGN = "campaign"
+PIXEL = "pixel"
 
 
 class _Folded:
@@ -71,6 +73,7 @@ class CatalogProjection(SqliteProjection):
             "campaign-": _Folded(
                 CAMPAIGN, campaigns.CampaignState, campaigns.evolve, campaigns.CampaignState()
             ),
+            "pixel-": _Folded(PIXEL, pixels.PixelState, pixels.evolve, pixels.PixelState()),
         }
         super().__init__(conn)
 

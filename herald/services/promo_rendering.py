@@ -120,8 +120,8 @@ class CampaignPromoCodes:
         context = CommandContext(actor=f"campaign:{campaign_id}", source="campaign")
 
         def give(program: ly.ProgramState) -> str:
-            given = self.service.assign(program.program_id, profile_id, message_id, cause, context, sending=True)
-            return given.code
+            program_id = program.program_id
+            return self.service.assign(program_id, profile_id, message_id, cause, context, sending=True).code
 
         return MessageCodes(self.service.programs.by_shortcode, give)
 

@@ -49,6 +49,7 @@ from herald.domain.templates import (
 )
 from herald.domain.templating import CompiledTemplate, RenderContext, TemplateRenderError, compile_template
 from herald.domain.templating.references import References, references
+from herald.infra.pixel_signing import link_token
 from herald.infra.remote_content import RemoteContentError
 from herald.infra.signing import TokenSigner
 
@@ -72,6 +73,9 @@ class TrackingUrls(Protocol):
     def click(self, link: lk.RenderedLink) -> str: ...
     def pixel(self, kind: str) -> str: ...
     def system(self, kind: str) -> str: ...
+    def visitor(self) -> str:
+        """`{visitor}`: the token that tells a site's pixel whose message a visitor came from."""
+        ...
 
 
 class MessageFetches(Protocol):
@@ -122,6 +126,9 @@ class SignedTrackingUrls:
     def system(self, kind: str) -> str:
         return self._url(kind, {})
 
+    def visitor(self) -> str:
+        return link_token(self.signer, self.message_id)
+
     def _url(self, purpose: str, payload: dict[str, Any]) -> str:
         token = self.signer.sign(purpose, {"m": self.message_id, **payload})
         return f"{self.base_url}/t/{purpose}/{token}"
@@ -138,6 +145,9 @@ class PreviewUrls:
 
     def system(self, kind: str) -> str:
         return f"#{kind}"
+
+    def visitor(self) -> str:
+        return ""
 
 
 # --- what a message is rendered from and to ----------------------------------------------------
@@ -437,6 +447,8 @@ def _system_tags(
         tags["pixel"] = _pixel_tag(urls.pixel("open"))
     if "read" in used:
         tags["read"] = _pixel_tag(urls.pixel("read"))
+    if "visitor" in used:
+        tags["visitor"] = urls.visitor()
     return tags | {
         "listname": data.database_name,
         "msg_type": str(channel),

@@ -87,7 +87,7 @@ async def post(api: httpx.AsyncClient, herald: Herald, path: str, **body: Any) -
 
 def wiring_reactors(herald: Herald) -> list[Any]:
     """Fresh reactor objects over the server's services (as a restarted server would build them)."""
-    return wiring_reactors_of(herald.campaigns, herald.run_audiences, herald.promo_codes)
+    return wiring_reactors_of(herald.campaigns, herald.run_audiences, herald.promo_codes, herald.store)
 
 
 def decisions(herald: Herald, campaign_id: str) -> list[dict[str, Any]]:

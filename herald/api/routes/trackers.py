@@ -16,7 +16,9 @@ Decisions where the brief and the guide are silent:
   bot, and never unsubscribes.
 - A click redirects (302) only to its token's destination, and only to an
   http(s) URL with a host; a bot's click is recorded and redirected but does
-  not apply the link's `update-<field>` / `subscribe-to` actions. An action
+  not apply the link's `update-<field>` / `subscribe-to` actions. A person's
+  click sets the visitor cookie (`api/visitor_cookie.py`) for the message's
+  profile, so the site's pixels know whose browser it is. An action
   that cannot apply (a resource or field gone) is logged: the recipient is
   redirected all the same.
 - Unsubscribe by the resource's policy (notes seeds001-004 §1.3):
@@ -67,6 +69,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
+from herald.api.visitor_cookie import remember, visitor_of
 from herald.domain.bots import is_bot
 from herald.domain.deliveries import DeliveryState, MessageRef
 from herald.domain.errors import DomainError, NotFound
@@ -178,7 +181,8 @@ async def read_pixel(call: Call) -> Response:
     return _gif()
 
 
-def _web_url(url: object) -> str | None:
+def web_url(url: object) -> str | None:
+    """`url` if it is an http(s) URL with a host (where a tracker may redirect), else None."""
     if not isinstance(url, str):
         return None
     parts = urlsplit(url)
@@ -188,7 +192,7 @@ def _web_url(url: object) -> str | None:
 async def click(call: Call) -> Response:
     """Record the click and redirect to the destination its token carries (never anywhere else)."""
     visit = _visit(call, "click")
-    url = _web_url(visit.payload.get("u"))
+    url = web_url(visit.payload.get("u"))
     if url is None:
         raise HttpError(404, _NO_LINK, "token")
     try:
@@ -197,7 +201,12 @@ async def click(call: Call) -> Response:
         # the click is recorded before the link's actions run; an action that cannot apply must not
         # keep the recipient from the page
         log.info("click on message %s: link action not applied: %s", visit.message_id, refused)
-    return RedirectResponse(url, 302, headers=NO_STORE)
+    response = RedirectResponse(url, 302, headers=NO_STORE)
+    if not visit.bot:  # a mail scanner's click says nothing about whose browser it is
+        visitor = visitor_of(call.request, call.herald.pixel_signer) or call.herald.ids.uuid().hex
+        call.herald.pixels.identify(visitor, visit.ref.database_id, visit.ref.profile_id, call.context)
+        remember(call.request, response, call.herald.pixel_signer, visitor)
+    return response
 
 
 async def web_version(call: Call) -> Response:
