@@ -92,7 +92,7 @@ def test_a_service_failing_every_time_fails_with_the_last_reason(
 def test_a_service_that_does_not_answer_times_out(
     generator: ExternalCodeGenerator, service: CodeService
 ) -> None:
-    with pytest.raises(GeneratorFailed, match="no answer within 0.5 s"):
+    with pytest.raises(GeneratorFailed, match=r"no answer within 0\.5 s"):
         generator.request(service.url("/slow"), REQUEST)
 
 
