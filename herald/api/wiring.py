@@ -32,6 +32,7 @@ from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.goal_carry import GoalCarry
 from herald.processors.promo_jobs import PromoCodeJobs
 from herald.processors.runtime import InProcessRuntime, Reactor
+from herald.processors.scoring_rules import ScoringRules
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
 from herald.processors.stop_list_rules import HardBounceRule
@@ -62,6 +63,7 @@ from herald.services.profiles import ProfileService
 from herald.services.promo_codes import CodeMaker, PromoCodeService
 from herald.services.promo_rendering import CampaignPromoCodes
 from herald.services.rendering import MessageRenderer
+from herald.services.scoring import ScoringService
 from herald.services.segment_members import (
     FetchedSets,
     InProcessMembers,
@@ -138,6 +140,7 @@ class Herald:
     promo_codes: PromoCodeService
     pixels: PixelService
     goals: GoalService
+    scoring: ScoringService
     pixel_signer: PixelSigner
     email: EmailWorker
     signer: TokenSigner
@@ -234,7 +237,11 @@ class Herald:
 
 
 def reactors(
-    campaigns: CampaignService, audiences: RunAudiences, promo_codes: PromoCodeService, store: EventStore
+    campaigns: CampaignService,
+    audiences: RunAudiences,
+    promo_codes: PromoCodeService,
+    store: EventStore,
+    scoring: ScoringService,
 ) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
     return [
@@ -244,6 +251,7 @@ def reactors(
         SegmentTriggers(campaigns),
         PromoCodeJobs(promo_codes),
         GoalCarry(store),
+        ScoringRules(scoring),
     ]
 
 
@@ -318,11 +326,12 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     tracking = TrackingService(aggregates, catalog, projections.profiles)
     pixel_signer = PixelSigner(secret)
     pixels = PixelService(aggregates, profiles, projections.profiles, tracking, deliveries, pixel_signer)
+    scoring = ScoringService(catalog)
     runtime = InProcessRuntime(
         store,
         SqliteCheckpoints(projections.profiles.conn),
         projections=projections.all(),
-        reactors=reactors(campaigns, audiences, promo_codes, store),
+        reactors=reactors(campaigns, audiences, promo_codes, store, scoring),
         execute=aggregates.execute_request,
     )
     return Herald(
@@ -353,6 +362,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         promo_codes=promo_codes,
         pixels=pixels,
         goals=GoalService(pixels, tracking),
+        scoring=scoring,
         pixel_signer=pixel_signer,
         email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
         signer=signer,
