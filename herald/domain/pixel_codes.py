@@ -86,7 +86,7 @@ def js_code(
     text = json.dumps(config, ensure_ascii=False, indent=2).replace("</", "<\\/")
     script = f"{base_url.rstrip('/')}{SCRIPT_PATH}"
     return (
-        f"{_START}\n<script type=\"text/javascript\">\n"
+        f'{_START}\n<script type="text/javascript">\n'
         "  (window.akPixelConfigs = window.akPixelConfigs || []).push(" + text.replace("\n", "\n  ") + ");\n"
         "  window.ak_pixel_push = window.ak_pixel_push || function () {\n"
         "    (window.akPixelQueue = window.akPixelQueue || []).push(arguments);\n"

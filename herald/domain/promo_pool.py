@@ -212,12 +212,16 @@ class IssueCodes:
 
 @dataclass(frozen=True, slots=True)
 class BindCodes:
-    """Give a code to each profile that has none (in order, as far as codes last)."""
+    """Give a code to each profile (in order, as far as codes last); the caller checked they hold none.
+
+    `message_ids`, when given, name the message that carries each profile's code.
+    """
 
     program: ProgramState
     profile_ids: tuple[str, ...]
     cause: BindingCause
     at: datetime
+    message_ids: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,20 +301,22 @@ def _bind(command: BindCodes, state: PoolState) -> list[Event]:
     if not command.profile_ids:
         return []
     ids = {"program_id": program.program_id, "cause": command.cause, "at": command.at}
+    messages = command.message_ids or (None,) * len(command.profile_ids)
     if settings.universal:
         seq = state.first_active(command.at)
         if seq is None:
             return []
-        bindings = [Binding(seq=seq, profile_id=p) for p in command.profile_ids]
+        bindings = [
+            Binding(seq=seq, profile_id=p, message_id=m)
+            for p, m in zip(command.profile_ids, messages, strict=True)
+        ]
         return [PromoCodesBound(**ids, bindings=bindings, universal=True)]
     seqs = state.take(len(command.profile_ids), command.at)
     if not seqs:
         return []
+    given = zip(seqs, command.profile_ids, messages, strict=False)
     events: list[Event] = [
-        PromoCodesBound(
-            **ids,
-            bindings=[Binding(seq=s, profile_id=p) for s, p in zip(seqs, command.profile_ids, strict=False)],
-        )
+        PromoCodesBound(**ids, bindings=[Binding(seq=s, profile_id=p, message_id=m) for s, p, m in given])
     ]
     left = state.free(command.at) - len(seqs)
     if left < settings.low_stock_threshold and not state.low_reported:

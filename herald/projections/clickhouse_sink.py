@@ -457,7 +457,6 @@ class ClickHouseSink:
              goal.referrer, goal.browser, goal.os, goal.country, goal.city]
         )  # fmt: skip
 
-
     def _carried_goal_row(self, event: RecordedEvent, carried: GoalAttributed) -> None:
         """A goal carried to a profile: its first row again (same key, later position), now the profile's,
         so the visit moves from anonymous to the profile and is counted once."""

@@ -49,14 +49,12 @@ from herald.domain.promo_holders import (
 from herald.domain.promo_patterns import parse_pattern
 from herald.domain.promo_pool import (
     BindCodes,
-    Binding,
     BindingCause,
     CodeSource,
     IssueCodes,
     PoolState,
     PromoCodesBound,
     PromoCodesIssued,
-    PromoCodesRunningLow,
     WithdrawCode,
     pool_decider,
     pool_stream,
@@ -71,6 +69,7 @@ from herald.services.loyalty import LoyaltyPrograms
 SYNC_GENERATION = 1000
 CHUNK = 1000
 ON_DEMAND = 100
+QUEUE = 1000  # personal codes a session looks ahead at a time
 MAX_GENERATION = 1_000_000
 _ATTEMPTS = 8
 _REDRAWS = 5
@@ -573,22 +572,24 @@ class PromoCodeService:
 class PoolSession:
     """Codes one caller gives out at one instant: a chunk of a broadcast, or one API or scenario call.
 
-    Every assignment is decided on the pool as the session has left it (so a chunk hands out
-    consecutive codes) and on the profile's holding read from the log. `pending()` is what to
+    Each profile that holds no usable code is handed the next code of the pool as this session
+    leaves it (so a chunk hands out consecutive codes), and its holding is decided on what the log
+    holds for it. The pool's own decision is made once, in `pending()`, for every profile handed
+    a code in order: the same codes, one `PromoCodesBound` for the chunk. `pending()` is what to
     append, with each stream's expected version: all of it at once, or (on a conflict) none.
     """
 
     service: PromoCodeService
     program: ly.ProgramState
-    pool: PoolState
+    pool: PoolState  # as loaded, with the codes this session issued folded in (not its bindings)
     version: int
     cause: BindingCause
     at: datetime
     may_create: bool
     sending: bool = False  # a message carries the codes: a stopped program sends none, held or not
     _issued: list[Event] = field(default_factory=list)
-    _bindings: list[Binding] = field(default_factory=list)
-    _low: Event | None = None
+    _handed: list[tuple[str, str | None, int]] = field(default_factory=list)  # (profile, message, seq)
+    _queue: list[int] = field(default_factory=list)  # personal codes to hand next, in order
     _claims: list[Pending] = field(default_factory=list)
     _holders: dict[str, Pending] = field(default_factory=dict)
     _assigned: dict[str, Assigned] = field(default_factory=dict)
@@ -598,8 +599,8 @@ class PoolSession:
         """The profile's code: the one it holds, else one given out now; RuleViolated when none can be."""
         if profile_id in self._assigned:
             return self._assigned[profile_id]
-        refusal = self.program.refusal(self.at) if self.sending else None
-        if refusal is not None:
+        refusal = self.program.refusal(self.at)
+        if refusal is not None and self.sending:
             raise RuleViolated(refusal, "program_id")
         program_id = self.program.program_id
         holder, holder_version = self.service.holder(program_id, profile_id)
@@ -607,16 +608,17 @@ class PoolSession:
             found = Assigned(program_id, profile_id, holder.code, holder.seq, holder.expires_at, False)
             self._assigned[profile_id] = found
             return found
-        bound = self._bind(profile_id)
-        if bound is None and self.may_create:
+        if refusal is not None:
+            raise RuleViolated(refusal, "program_id")
+        seq = self._next()
+        if seq is None and self.may_create:
             self._create()
-            bound = self._bind(profile_id)
-        if bound is None:
+            seq = self._next()
+        if seq is None:
             raise RuleViolated(self._shortage(), "program_id")
-        seq = bound.seq
         code = self._new_codes.get(seq) or self.service.code_of(program_id, self.pool, seq)
         expires_at = self.pool.expires_at(seq)
-        self._bindings.append(bound.model_copy(update={"message_id": message_id}) if message_id else bound)
+        self._handed.append((profile_id, message_id, seq))
         hold = HoldCode(program_id, profile_id, seq, code, expires_at, self.cause, self.at)
         stream = holder_stream(program_id, profile_id)
         self._holders[profile_id] = (stream, holder_decider.decide(hold, holder), holder_version)
@@ -624,17 +626,15 @@ class PoolSession:
         self._assigned[profile_id] = assigned
         return assigned
 
-    def _bind(self, profile_id: str) -> Binding | None:
-        events = pool_decider.decide(BindCodes(self.program, (profile_id,), self.cause, self.at), self.pool)
-        if not events:
-            return None
-        self.pool = pool_decider.fold(events, self.pool)
-        bound = events[0]
-        assert isinstance(bound, PromoCodesBound)
-        for event in events[1:]:
-            if isinstance(event, PromoCodesRunningLow):
-                self._low = event
-        return bound.bindings[0]
+    def _next(self) -> int | None:
+        """The code to hand next: the pool's first active one (universal), or the next free one."""
+        assert self.program.settings is not None
+        if self.program.settings.universal:
+            return self.pool.first_active(self.at)
+        if not self._queue:
+            handed = len(self._handed)  # the pool's cursor has not moved past them: skip as many
+            self._queue = self.pool.take(handed + QUEUE, self.at)[handed:][::-1]
+        return self._queue.pop() if self._queue else None
 
     def _create(self) -> None:
         """Make codes on demand (a campaign or scenario may create them when short)."""
@@ -664,32 +664,28 @@ class PoolSession:
         self.pool = pool_decider.fold(events, self.pool)
         self._issued.extend(events)
         self._claims.extend(pending[1:])
+        self._queue = []
 
     def _shortage(self) -> str:
         assert self.program.settings is not None
-        refusal = self.program.refusal(self.at)
-        if refusal is not None:
-            return refusal
         name = self.program.settings.name
         if self.program.settings.universal:
             return f"loyalty program {name!r} has no active code to give"
         return f"loyalty program {name!r} has no free promo codes left"
 
     def pending(self) -> list[Pending]:
-        """What to append: the pool's issues, one binding event and any report; claims; holdings."""
+        """What to append: the pool's issues, its one decision for the codes handed out; claims; holdings."""
         pool_events = list(self._issued)
-        if self._bindings:
-            pool_events.append(
-                PromoCodesBound(
-                    program_id=self.program.program_id,
-                    bindings=self._bindings,
-                    universal=bool(self.program.settings and self.program.settings.universal),
-                    cause=self.cause,
-                    at=self.at,
-                )
+        if self._handed:
+            profiles = tuple(p for p, _, _ in self._handed)
+            messages = tuple(m for _, m, _ in self._handed)
+            bound = pool_decider.decide(
+                BindCodes(self.program, profiles, self.cause, self.at, messages), self.pool
             )
-        if self._low is not None:
-            pool_events.append(self._low)
+            first = bound[0]
+            assert isinstance(first, PromoCodesBound)
+            assert [b.seq for b in first.bindings] == [s for _, _, s in self._handed], "the pool moved"
+            pool_events += bound
         pending: list[Pending] = []
         if pool_events:
             pending.append((pool_stream(self.program.program_id), pool_events, self.version))

@@ -66,6 +66,7 @@ class ChunkCodes:
         self._cause = cause
         self._at = at
         self._sessions: dict[str, PoolSession] = {}
+        self._programs: dict[str, ly.ProgramState | None] = {}  # by template name, looked up once a chunk
 
     def message(self, profile_id: str, message_id: str) -> MessageCodes:
         def give(program: ly.ProgramState) -> str:
@@ -75,7 +76,12 @@ class ChunkCodes:
                 self._sessions[program.program_id] = session
             return session.assign(profile_id, message_id).code
 
-        return MessageCodes(self._service.programs.by_shortcode, give)
+        return MessageCodes(self._program, give)
+
+    def _program(self, shortcode: str) -> ly.ProgramState | None:
+        if shortcode not in self._programs:
+            self._programs[shortcode] = self._service.programs.by_shortcode(shortcode)
+        return self._programs[shortcode]
 
     def emissions(self, seed: str) -> list[Emission]:
         """The chunk's appends as a reactor's emissions, with ids derived from `seed` (the chunk)."""
