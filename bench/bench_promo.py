@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench_campaign import HTML
 from common import (
     Herald,
     broadcast,
@@ -35,14 +36,6 @@ from herald.domain import loyalty as ly
 from herald.services.aggregates import CommandContext
 
 CONTEXT = CommandContext(actor="bench", source="bench")
-HTML = """<html><head><style>p { font-family: Arial }</style></head><body>
-<h1>Hello, {lead._fname}!</h1>
-<p>Your plan: {lead.plan}. You have {format(lead.points ",")} points.</p>
-{if lead.points gte 500}<p>You are a gold member: <a href="https://shop.example.com/gold?u={lead._id}">claim</a></p>
-{else}<p><a href="https://shop.example.com/points">Earn more points</a></p>{end}
-<p><a href="https://shop.example.com/sale" name="sale">Spring sale</a></p>
-PROMO{fragment.footer}
-</body></html>"""
 PROMO = "<p>Your personal code: <b>{loyalty.bench.promocode}</b></p>\n"
 
 
@@ -61,11 +54,12 @@ def main() -> None:
         made = timed(lambda: _codes(herald, args.profiles))
         print(f"setup: {args.profiles:,} codes generated (a background job) in {made:,.0f} s", flush=True)
 
-        plain = _launch(herald, HTML.replace("PROMO", ""), args.profiles)
+        with_macro = HTML.replace("{fragment.footer}", PROMO + "{fragment.footer}")
+        plain = _launch(herald, HTML, args.profiles)
         print(f"broadcast without the macro: {plain:,.1f} s", flush=True)
-        with_codes = _launch(herald, HTML.replace("PROMO", PROMO), args.profiles)
+        with_codes = _launch(herald, with_macro, args.profiles)
         print(f"broadcast with {{loyalty.bench.promocode}}: {with_codes:,.1f} s", flush=True)
-        again = _launch(herald, HTML.replace("PROMO", ""), args.profiles)
+        again = _launch(herald, HTML, args.profiles)
         print(f"broadcast without the macro, again: {again:,.1f} s", flush=True)
 
         report_codes = herald.projections.loyalty.report(herald.clock.now(), ["1"])["1"]

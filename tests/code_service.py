@@ -14,6 +14,7 @@ It records every request's JSON body and answers by path:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
+
+from herald.api.wiring import Herald
+from herald.infra.promo_generator import ExternalCodeGenerator
+from herald.infra.remote_content import RemoteContentPolicy
+
+LOOPBACK = RemoteContentPolicy(timeout_seconds=0.5, allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),))
 
 
 @dataclass
@@ -97,3 +104,15 @@ def code_service() -> Iterator[CodeService]:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+@contextlib.contextmanager
+def serving(herald: Herald) -> Iterator[CodeService]:
+    """The service, with `herald`'s programs allowed to call it on loopback (retries without waiting)."""
+    client = ExternalCodeGenerator(LOOPBACK, sleep=lambda _: None)
+    herald.promo_codes.maker.external = client
+    try:
+        with code_service() as running:
+            yield running
+    finally:
+        client.close()

@@ -47,24 +47,21 @@ class GoalCarry:
             assert isinstance(linked, AnonymousIdLinked)
             source = self.store.read_stream(anonymous_stream(linked.anonymous_id))
             carried = self._carried(source, linked.database_id, linked.profile_id, linked.at)
+            update = {"from_anonymous_id": linked.anonymous_id}
             return [
-                _emission(
-                    goal.model_copy(update={"from_anonymous_id": linked.anonymous_id}),
-                    deterministic_id(NAME, goal.goal_event_id),
-                )
-                for goal in carried
+                _emission(g.model_copy(update=update), deterministic_id(NAME, g.goal_event_id))
+                for g in carried
             ]
         if event.type == "ProfileMergedAway":
             away = registry.decode(event.type, event.schema_version, event.data)
             assert isinstance(away, ProfileMergedAway)
             source = self.store.read_stream(activity_stream(away.profile_id))
             carried = self._carried(source, away.database_id, away.target_profile_id, away.at)
+            update = {"from_profile_id": away.profile_id}
+            target = away.target_profile_id
             return [
-                _emission(
-                    goal.model_copy(update={"from_profile_id": away.profile_id}),
-                    deterministic_id(NAME, goal.goal_event_id, away.target_profile_id),
-                )
-                for goal in carried
+                _emission(g.model_copy(update=update), deterministic_id(NAME, g.goal_event_id, target))
+                for g in carried
             ]
         return []
 

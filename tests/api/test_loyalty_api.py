@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import ipaddress
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,10 +16,8 @@ from openpyxl import Workbook  # type: ignore[import-untyped]
 
 from herald.api.wiring import Herald
 from herald.infra.clock import ManualClock
-from herald.infra.promo_generator import ExternalCodeGenerator
-from herald.infra.remote_content import RemoteContentPolicy
 from tests.builders import create_profile, customers, error_of, log_size
-from tests.code_service import CodeService, code_service
+from tests.code_service import CodeService, serving
 
 P = "/api/v1/loyalty-programs"
 PATTERN = "{L4}-{D6}"
@@ -34,13 +31,9 @@ def catalog(herald: Herald) -> None:
 
 @pytest.fixture
 def service(herald: Herald) -> Iterator[CodeService]:
-    """A local code service the program may call (loopback allowed, retries without waiting)."""
-    policy = RemoteContentPolicy(timeout_seconds=0.5, allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),))
-    client = ExternalCodeGenerator(policy, sleep=lambda _: None)
-    herald.promo_codes.maker.external = client
-    with code_service() as running:
+    """A local code service the programs may call."""
+    with serving(herald) as running:
         yield running
-    client.close()
 
 
 async def program(api: httpx.AsyncClient, **settings: Any) -> str:

@@ -3,7 +3,6 @@ chunk that queues the message, sends that same code, and fails a message that ca
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,11 +13,9 @@ import pytest
 from herald.api.wiring import Herald, build
 from herald.domain import messages as ms
 from herald.infra.event_store import NewEvent, StreamAppend, WrongExpectedVersion
-from herald.infra.promo_generator import ExternalCodeGenerator
-from herald.infra.remote_content import RemoteContentPolicy
 from herald.processors.runtime import Emission
 from herald.services.rendering import RenderedEmail
-from tests.code_service import CodeService, code_service
+from tests.code_service import CodeService, serving
 from tests.integration.test_campaigns import (
     CS,
     EMAILS,
@@ -128,12 +125,9 @@ async def test_a_campaign_may_create_codes_when_short(
 
 @pytest.fixture
 def service(herald: Herald) -> Iterator[CodeService]:
-    policy = RemoteContentPolicy(timeout_seconds=0.5, allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),))
-    client = ExternalCodeGenerator(policy, sleep=lambda _: None)
-    herald.promo_codes.maker.external = client
-    with code_service() as running:
+    """A local code service the programs may call."""
+    with serving(herald) as running:
         yield running
-    client.close()
 
 
 async def test_codes_made_for_a_campaign_name_it_to_the_external_service(

@@ -3,16 +3,14 @@ answers, retries with backoff, timeouts, garbage, and the SSRF guard."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator
 
 import pytest
 
 from herald.infra.promo_generator import CodeRequest, ExternalCodeGenerator, GeneratorFailed, parse_codes
 from herald.infra.remote_content import RemoteContentPolicy
-from tests.code_service import CodeService, code_service
+from tests.code_service import LOOPBACK, CodeService, code_service
 
-LOOPBACK = RemoteContentPolicy(timeout_seconds=0.5, allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),))
 REQUEST = CodeRequest(
     account_id="1",
     loyalty_id="4",
