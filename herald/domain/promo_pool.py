@@ -132,6 +132,7 @@ class Batch:
 @dataclass(frozen=True, slots=True)
 class PoolState:
     batches: tuple[Batch, ...] = ()
+    starts: tuple[int, ...] = ()  # each batch's first number, to find a code's batch by bisection
     next_seq: int = 0  # codes issued so far (the next code's number)
     cursor: int = 0  # personal codes: the first number never handed out
     withdrawn: frozenset[int] = field(default_factory=frozenset)
@@ -144,7 +145,7 @@ class PoolState:
         return self.next_seq - len(self.withdrawn)
 
     def batch_of(self, seq: int) -> Batch | None:
-        index = bisect.bisect_right([b.first_seq for b in self.batches], seq) - 1
+        index = bisect.bisect_right(self.starts, seq) - 1
         if index < 0 or seq >= self.batches[index].end:
             return None
         return self.batches[index]

@@ -44,34 +44,26 @@ class ScoringRules:
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
         if event.type in _RULE_EVENTS:
             self._rules.clear()
-        elif event.type == "ActivityTracked":
-            tracked = registry.decode(event.type, event.schema_version, event.data)
-            assert isinstance(tracked, ActivityTracked)
-            if tracked.profile_id is not None:
-                goal = goal_of(tracked) is not None
-                self._score(
-                    event,
-                    tracked.profile_id,
-                    tracked.database_id,
-                    tracked.name,
-                    tracked.properties,
-                    tracked.at,
-                    goal,
-                )
-        elif event.type == "GoalAttributed":
-            carried = registry.decode(event.type, event.schema_version, event.data)
-            assert isinstance(carried, GoalAttributed)
-            properties = {"goal": carried.goal, "pixel_id": carried.pixel_id, "value": carried.value}
-            self._score(
-                event,
-                carried.profile_id,
-                carried.database_id,
-                carried.goal,
-                properties,
-                carried.reached_at,
-                True,
-            )
+            return []
+        if event.type not in ("ActivityTracked", "GoalAttributed"):
+            return []
+        data = event.data
+        profile_id, database_id = data.get("profile_id"), data.get("database_id", "")
+        if not profile_id or not self._rules_of(database_id):
+            return []  # most tracked events: nothing to decode
+        decoded = registry.decode(event.type, event.schema_version, data)
+        if isinstance(decoded, ActivityTracked):
+            goal = goal_of(decoded) is not None
+            self._score(event, profile_id, database_id, decoded.name, decoded.properties, decoded.at, goal)
+        elif isinstance(decoded, GoalAttributed):
+            properties = {"goal": decoded.goal, "pixel_id": decoded.pixel_id, "value": decoded.value}
+            self._score(event, profile_id, database_id, decoded.goal, properties, decoded.reached_at, True)
         return []
+
+    def _rules_of(self, database_id: str) -> list[sc.RuleState]:
+        if database_id not in self._rules:
+            self._rules[database_id] = self.ports.rules(database_id)
+        return self._rules[database_id]
 
     def _score(
         self,
@@ -83,11 +75,9 @@ class ScoringRules:
         at: datetime,
         goal: bool,
     ) -> None:
-        if database_id not in self._rules:
-            self._rules[database_id] = self.ports.rules(database_id)
         changes = [
             change
-            for rule in self._rules[database_id]
+            for rule in self._rules_of(database_id)
             if (change := rule.change(name, properties, at, goal)) is not None
         ]
         if changes:
