@@ -337,7 +337,13 @@ def evolve(state: PoolState, event: Event) -> PoolState:
     match event:
         case PromoCodesIssued():
             batch = Batch(event.first_seq, len(event.codes), event.expires_at, state.version)
-            return replace(state, batches=(*state.batches, batch), next_seq=batch.end, low_reported=False)
+            return replace(
+                state,
+                batches=(*state.batches, batch),
+                starts=(*state.starts, batch.first_seq),
+                next_seq=batch.end,
+                low_reported=False,
+            )
         case PromoCodesBound() if not event.universal and event.bindings:
             return replace(state, cursor=max(state.cursor, max(b.seq for b in event.bindings) + 1))
         case PromoCodeWithdrawn():
