@@ -1,7 +1,8 @@
 """Promo codes in a broadcast: what giving every recipient a code of their own adds to the broadcast's work.
 
-Two broadcasts of bench_campaign's personalised template go to the same N
-subscribed profiles at once, in one run: one as it is, one with
+Two broadcasts of bench_campaign's personalised template with a paragraph
+"Your personal code: …" go to the same N subscribed profiles at once, in one
+run: one with a fixed code of the same length written in, one with
 `{loyalty.bench.promocode}` (each recipient is given a code of a pool of N:
 one pool event per chunk and a holding per profile appended with the
 chunk's decisions, each message carrying its code). Launched together, their
@@ -50,7 +51,8 @@ from herald.domain.profiles import profile_decider, profile_stream
 from herald.services.aggregates import CommandContext
 
 CONTEXT = CommandContext(actor="bench", source="bench")
-PROMO = "<p>Your personal code: <b>{loyalty.bench.promocode}</b></p>\n"
+MACRO = "{loyalty.bench.promocode}"
+PROMO = f"<p>Your personal code: <b>{MACRO}</b></p>\n"
 CODES = "promo codes"
 
 
@@ -69,8 +71,9 @@ def main() -> None:
         made = timed(lambda: _codes(herald, args.profiles))
         print(f"setup: {args.profiles:,} codes generated (a background job) in {made:,.0f} s", flush=True)
 
-        plain = broadcast(herald, HTML)
-        with_codes = broadcast(herald, HTML.replace("{fragment.footer}", PROMO + "{fragment.footer}"))
+        with_macro = HTML.replace("{fragment.footer}", PROMO + "{fragment.footer}")
+        plain = broadcast(herald, with_macro.replace(MACRO, "ABCD-EFGH-IJKL"))  # a code of the same length
+        with_codes = broadcast(herald, with_macro)
         _warm(herald)
         spent = _spent_per_owner(herald)
         wall = time.perf_counter()

@@ -10,8 +10,8 @@ create codes when short, one code for many profiles), the most codes it may
 hold, the codes' lifetime, and additional fields sent to the generator and
 kept in the codes.
 
-The codes themselves live in the program's pool (`promo_pool.py`) and the
-profiles' holdings (`promo_holders.py`).
+The codes themselves, and who holds which, live in the program's pool
+(`promo_pool.py`).
 
 Rules from the guide: the period limits creating and sending codes in
 campaigns and scenarios, not the validity of codes already sent; a code's

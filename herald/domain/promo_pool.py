@@ -1,31 +1,47 @@
-"""A loyalty program's pool of promo codes (stream `promopool-<program_id>`): issued, handed out, withdrawn.
+"""A loyalty program's pool of promo codes (stream `promopool-<program_id>`): issued, held, activated,
+withdrawn.
 
 Every code of a program has a sequence number in the order it was issued
 (generated, imported, or made on demand by a campaign or scenario). Codes are
 issued in batches (`PromoCodesIssued`: the codes, their shared expiry, their
-fields) and handed out by `PromoCodesBound` events:
+fields) and given to profiles by `PromoCodesBound` events:
 
-- a personal code is handed out once: the pool's cursor is the first sequence
-  number never handed out, and binding takes the next usable numbers after it
-  (skipping withdrawn and expired codes) and moves the cursor past them. The
-  pool stream is appended with its expected version, so two binders racing on
-  one pool never hand out one number twice: the slower one is refused by the
-  store, reloads and takes the numbers after the faster one's. A binding is
-  appended atomically with each profile's holding (`promo_holders.py`), which
-  makes "one code per profile and program" safe the same way;
+- a personal code is handed out once: the pool's cursor is the first number
+  never handed out, and binding takes the next usable numbers after it
+  (skipping withdrawn and expired codes) and moves the cursor past them;
 - a universal program gives every profile its first active code (issued
-  first, not withdrawn, not expired); the cursor does not move.
+  first, not withdrawn, not expired); the cursor does not move;
+- the pool knows which code each profile holds (`holders`), so a profile that
+  holds a usable code is never bound again: "one code per profile and
+  program", and an assignment repeated is a no-op.
 
-Why a cursor and not a stream per code: a broadcast binding 100,000 codes
-appends one pool event per chunk of 1,000 recipients instead of 1,000, and
-the pool's state stays a few numbers however many codes it holds (the code
-strings are in the issuing events and the read model, looked up by number).
+Every append of the pool is version-checked, so two processes giving codes
+out at once never hand out one number twice nor give one profile two codes:
+the slower one is refused by the store, reloads and decides again. Why one
+stream and not a stream per code or per profile: a broadcast giving 100,000
+codes appends one event per chunk of 1,000 recipients instead of 100,000 or
+200,000, and the state stays small: a few numbers, the batches' bounds, and
+the holders in a persistent map (`immutables.Map`, a HAMT) that takes a
+chunk's holdings without copying the others. The code strings are in the
+issuing events and the read model, looked up by number.
 
-A code that is withdrawn (deleted) is never handed out again, and a code once
-handed out is never handed out to another profile, even if its holder later
-gives it up: it was sent to someone. When a binding leaves fewer free codes
-than the program's `low_stock_threshold`, the pool reports it once
-(`PromoCodesRunningLow`); the next issue re-arms the report.
+Activation (the customer used the code: "Активирован", with who and when) is
+recorded here too, per profile: a universal code is activated once per
+profile.
+
+Rules from the guide: an expired code cannot be attached, sent or activated.
+
+Decisions where the guide is silent:
+- A withdrawn (deleted) code is never handed out again and its holders lose
+  it; a code once handed out is never handed out to another profile, even if
+  its holder later gives it up: it was sent to someone.
+- A profile whose code expired (or was withdrawn) gets a new one the next time
+  it is given one; an activated code stays the profile's until it expires.
+- Activating twice is refused (409) with the first activation's time; an
+  activation must name the code the profile holds.
+- When a binding leaves fewer free codes than the program's
+  `low_stock_threshold`, the pool reports it once (`PromoCodesRunningLow`);
+  the next issue re-arms the report.
 """
 
 from __future__ import annotations
@@ -35,19 +51,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from immutables import Map
+from pydantic import BaseModel, ConfigDict, Field
 
 from herald.domain.decider import Decider
-from herald.domain.errors import NotFound, RuleViolated
+from herald.domain.errors import AlreadyExists, NotFound, RuleViolated
 from herald.domain.events import Event, registry
 from herald.domain.loyalty import ProgramState
 
 CodeSource = Literal["generated", "imported", "campaign", "scenario", "api"]
 CauseKind = Literal["campaign", "scenario", "api", "manual"]
+ReleaseReason = Literal["withdrawn", "unbound"]
 
 
 def pool_stream(program_id: str) -> str:
-    """The stream of one program's promo codes: issues, bindings, withdrawals."""
+    """The stream of one program's promo codes: issues, bindings, activations, withdrawals."""
     return f"promopool-{program_id}"
 
 
@@ -67,6 +85,13 @@ class Binding(BaseModel):
     seq: int
     profile_id: str
     message_id: str | None = None  # the campaign message that carried the code
+
+
+class Release(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int
+    profile_id: str
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -93,11 +118,32 @@ class PromoCodesBound(Event):
     at: datetime
 
 
+@registry.register("PromoCodeActivated")
+class PromoCodeActivated(Event):
+    program_id: str
+    profile_id: str
+    seq: int
+    code: str
+    by: str = ""  # who reports the use: a shop, a till, a partner (free text)
+    at: datetime  # when the customer used it
+
+
 @registry.register("PromoCodeWithdrawn")
 class PromoCodeWithdrawn(Event):
     program_id: str
     seq: int
     code: str
+    released: list[Release] = Field(default_factory=list)  # the holders who lose it
+    at: datetime
+
+
+@registry.register("PromoCodesReleased")
+class PromoCodesReleased(Event):
+    """Profiles gave their codes up (unbound): each may be given a new one; the codes are not reused."""
+
+    program_id: str
+    released: list[Release]
+    reason: ReleaseReason
     at: datetime
 
 
@@ -130,12 +176,31 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class Holding:
+    """The code a profile holds: its number, expiry, when it was given, and its activation."""
+
+    seq: int
+    expires_at: datetime | None
+    held_at: datetime
+    activated_at: datetime | None = None
+    activated_by: str = ""
+
+    def usable(self, at: datetime) -> bool:
+        return self.expires_at is None or at < self.expires_at
+
+
+def _no_holders() -> Map[str, Holding]:
+    return Map()
+
+
+@dataclass(frozen=True, slots=True)
 class PoolState:
     batches: tuple[Batch, ...] = ()
     starts: tuple[int, ...] = ()  # each batch's first number, to find a code's batch by bisection
     next_seq: int = 0  # codes issued so far (the next code's number)
     cursor: int = 0  # personal codes: the first number never handed out
     withdrawn: frozenset[int] = field(default_factory=frozenset)
+    holders: Map[str, Holding] = field(default_factory=_no_holders)
     low_reported: bool = False
     version: int = 0  # events folded: the pool stream's version
 
@@ -154,10 +219,10 @@ class PoolState:
         batch = self.batch_of(seq)
         return batch.expires_at if batch is not None else None
 
-    def usable(self, seq: int, at: datetime) -> bool:
-        """Whether code `seq` exists, is not withdrawn and has not expired at `at`."""
-        batch = self.batch_of(seq)
-        return batch is not None and seq not in self.withdrawn and not batch.expired(at)
+    def held(self, profile_id: str, at: datetime) -> Holding | None:
+        """The usable code the profile holds at `at`, or None."""
+        holding = self.holders.get(profile_id)
+        return holding if holding is not None and holding.usable(at) else None
 
     def free(self, at: datetime) -> int:
         """Personal codes never handed out and still usable at `at`."""
@@ -213,7 +278,7 @@ class IssueCodes:
 
 @dataclass(frozen=True, slots=True)
 class BindCodes:
-    """Give a code to each profile (in order, as far as codes last); the caller checked they hold none.
+    """Give a code to each profile that holds no usable one, in order, as far as codes last.
 
     `message_ids`, when given, name the message that carries each profile's code.
     """
@@ -226,6 +291,16 @@ class BindCodes:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivateCode:
+    program: ProgramState
+    profile_id: str
+    seq: int
+    code: str
+    at: datetime
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class WithdrawCode:
     program: ProgramState
     seq: int
@@ -233,7 +308,16 @@ class WithdrawCode:
     at: datetime
 
 
-PoolCommand = IssueCodes | BindCodes | WithdrawCode
+@dataclass(frozen=True, slots=True)
+class ReleaseCodes:
+    """Take their codes from profiles (unbind): they may be given new ones."""
+
+    program: ProgramState
+    profile_ids: tuple[str, ...]
+    at: datetime
+
+
+PoolCommand = IssueCodes | BindCodes | ActivateCode | WithdrawCode | ReleaseCodes
 
 
 def room(program: ProgramState, state: PoolState, ignore_limit: bool = False) -> int | None:
@@ -254,12 +338,31 @@ def decide(command: PoolCommand, state: PoolState) -> list[Event]:
             return _issue(command, state)
         case BindCodes():
             return _bind(command, state)
+        case ActivateCode():
+            return [_activation(command, state)]
         case WithdrawCode():
             if not 0 <= command.seq < state.next_seq or command.seq in state.withdrawn:
                 raise NotFound(f"no promo code {command.code!r} in this program", "code")
+            released = [
+                Release(seq=h.seq, profile_id=p) for p, h in state.holders.items() if h.seq == command.seq
+            ]
             return [
                 PromoCodeWithdrawn(
-                    program_id=program.program_id, seq=command.seq, code=command.code, at=command.at
+                    program_id=program.program_id,
+                    seq=command.seq,
+                    code=command.code,
+                    released=sorted(released, key=lambda r: r.profile_id),
+                    at=command.at,
+                )
+            ]
+        case ReleaseCodes():
+            given = [(p, state.holders.get(p)) for p in dict.fromkeys(command.profile_ids)]
+            released = [Release(seq=h.seq, profile_id=p) for p, h in given if h is not None]
+            if not released:
+                return []
+            return [
+                PromoCodesReleased(
+                    program_id=program.program_id, released=released, reason="unbound", at=command.at
                 )
             ]
     raise AssertionError(command)
@@ -299,25 +402,27 @@ def _bind(command: BindCodes, state: PoolState) -> list[Event]:
     refusal = program.refusal(command.at)
     if refusal is not None:
         raise RuleViolated(refusal, "program_id")
-    if not command.profile_ids:
+    messages = command.message_ids or (None,) * len(command.profile_ids)
+    wanting = [
+        (p, m)
+        for p, m in dict(zip(command.profile_ids, messages, strict=True)).items()
+        if not state.held(p, command.at)
+    ]
+    if not wanting:
         return []
     ids = {"program_id": program.program_id, "cause": command.cause, "at": command.at}
-    messages = command.message_ids or (None,) * len(command.profile_ids)
     if settings.universal:
         seq = state.first_active(command.at)
         if seq is None:
             return []
-        bindings = [
-            Binding(seq=seq, profile_id=p, message_id=m)
-            for p, m in zip(command.profile_ids, messages, strict=True)
-        ]
+        bindings = [Binding(seq=seq, profile_id=p, message_id=m) for p, m in wanting]
         return [PromoCodesBound(**ids, bindings=bindings, universal=True)]
-    seqs = state.take(len(command.profile_ids), command.at)
+    seqs = state.take(len(wanting), command.at)
     if not seqs:
         return []
-    given = zip(seqs, command.profile_ids, messages, strict=False)
+    given = zip(seqs, wanting, strict=False)
     events: list[Event] = [
-        PromoCodesBound(**ids, bindings=[Binding(seq=s, profile_id=p, message_id=m) for s, p, m in given])
+        PromoCodesBound(**ids, bindings=[Binding(seq=s, profile_id=p, message_id=m) for s, (p, m) in given])
     ]
     left = state.free(command.at) - len(seqs)
     if left < settings.low_stock_threshold and not state.low_reported:
@@ -332,6 +437,27 @@ def _bind(command: BindCodes, state: PoolState) -> list[Event]:
     return events
 
 
+def _activation(command: ActivateCode, state: PoolState) -> PromoCodeActivated:
+    holding = state.holders.get(command.profile_id)
+    if holding is None:
+        raise RuleViolated("the profile holds no promo code of this program", "profile_id")
+    if holding.seq != command.seq:
+        raise RuleViolated(f"the profile holds another code of this program, not {command.code!r}", "code")
+    if holding.activated_at is not None:
+        raise AlreadyExists(f"the code was activated already at {holding.activated_at.isoformat()}", "code")
+    if not holding.usable(command.at):
+        assert holding.expires_at is not None
+        raise RuleViolated(f"the code expired at {holding.expires_at.isoformat()}", "code")
+    return PromoCodeActivated(
+        program_id=command.program.program_id,
+        profile_id=command.profile_id,
+        seq=command.seq,
+        code=command.code,
+        by=command.by,
+        at=command.at,
+    )
+
+
 def evolve(state: PoolState, event: Event) -> PoolState:
     state = replace(state, version=state.version + 1)
     match event:
@@ -344,13 +470,41 @@ def evolve(state: PoolState, event: Event) -> PoolState:
                 next_seq=batch.end,
                 low_reported=False,
             )
-        case PromoCodesBound() if not event.universal and event.bindings:
-            return replace(state, cursor=max(state.cursor, max(b.seq for b in event.bindings) + 1))
+        case PromoCodesBound():
+            with state.holders.mutate() as holders:
+                for b in event.bindings:
+                    holders[b.profile_id] = Holding(b.seq, state.expires_at(b.seq), event.at)
+                held = holders.finish()
+            cursor = state.cursor
+            if not event.universal and event.bindings:
+                cursor = max(cursor, max(b.seq for b in event.bindings) + 1)
+            return replace(state, holders=held, cursor=cursor)
+        case PromoCodeActivated():
+            holding = state.holders.get(event.profile_id)
+            if holding is None:
+                return state
+            activated = replace(holding, activated_at=event.at, activated_by=event.by)
+            return replace(state, holders=state.holders.set(event.profile_id, activated))
         case PromoCodeWithdrawn():
-            return replace(state, withdrawn=state.withdrawn | {event.seq})
+            return replace(
+                state,
+                withdrawn=state.withdrawn | {event.seq},
+                holders=_without(state.holders, event.released),
+            )
+        case PromoCodesReleased():
+            return replace(state, holders=_without(state.holders, event.released))
         case PromoCodesRunningLow():
             return replace(state, low_reported=True)
     return state
+
+
+def _without(holders: Map[str, Holding], released: list[Release]) -> Map[str, Holding]:
+    with holders.mutate() as left:
+        for r in released:
+            if r.profile_id in left:
+                del left[r.profile_id]
+        kept: Map[str, Holding] = left.finish()
+    return kept
 
 
 pool_decider: Decider[PoolCommand, PoolState] = Decider(PoolState(), decide, evolve)

@@ -12,8 +12,8 @@
 - `promo_jobs`: background generations with their progress.
 
 Bindings are read from the pool's `PromoCodesBound` (one event per chunk of a
-broadcast, many bindings each), not from each profile's `PromoCodeHeld`
-claim, so a broadcast's codes cost the read model one statement per chunk.
+broadcast, many bindings each), so a broadcast's codes cost the read model a
+few statements per chunk.
 Times are fixed-width UTC text (`sortable_time`), so they compare as text.
 """
 
@@ -97,7 +97,7 @@ class LoyaltyProjection(SqliteProjection):
             "PromoCodeWithdrawn": self._withdrawn,
             "PromoCodesRunningLow": self._running_low,
             "PromoCodeActivated": self._activated,
-            "PromoCodeReleased": self._released,
+            "PromoCodesReleased": self._released,
             "PromoCodeJobStarted": self._job_started,
             "PromoCodeJobProgressed": self._job_progressed,
             "PromoCodeJobEnded": self._job_ended,
@@ -200,6 +200,7 @@ class LoyaltyProjection(SqliteProjection):
             "UPDATE promo_codes SET withdrawn = 1 WHERE program_id = ? AND seq = ?",
             (d["program_id"], d["seq"]),
         )
+        self._released(event)
 
     def _activated(self, event: RecordedEvent) -> None:
         d = event.data
@@ -216,13 +217,14 @@ class LoyaltyProjection(SqliteProjection):
 
     def _released(self, event: RecordedEvent) -> None:
         d = event.data
-        self.write(
+        program_id, released = d["program_id"], d.get("released", [])
+        self._write_rows(
             "UPDATE promo_codes SET holders = holders - 1 WHERE program_id = ? AND seq = ?",
-            (d["program_id"], d["seq"]),
+            [(program_id, r["seq"]) for r in released],
         )
-        self.write(
+        self._write_rows(
             "DELETE FROM promo_holdings WHERE program_id = ? AND profile_id = ?",
-            (d["program_id"], d["profile_id"]),
+            [(program_id, r["profile_id"]) for r in released],
         )
 
     # --- jobs --------------------------------------------------------------------------------------

@@ -1,16 +1,16 @@
 """Promo codes: made (pattern or external service), issued, given out, activated and withdrawn.
 
-The command path over the three promo-code aggregates (`domain/promo_pool.py`,
-`domain/promo_holders.py`, the code claims of `domain/claims.py`):
+The command path over the pool (`domain/promo_pool.py`) and the code claims
+(`domain/claims.py`):
 - issuing claims each code string (stream `unique-loyalty-<program>-code-<code>`,
   owned by the code's number) in the same atomic append as the pool's
   `PromoCodesIssued`, so a code is in a program at most once, and duplicates
   (within a request or with codes issued before) are reported, not issued;
-- giving out (`PoolSession`) decides on the pool and on each profile's holding
-  and appends both with their expected versions; a conflict (another process
-  gave codes out meanwhile) makes the caller decide again on the new state;
-- withdrawing releases the code's claim and its holders along with the pool's
-  `PromoCodeWithdrawn`.
+- giving out (`PoolSession`) decides on the pool and appends with its expected
+  version; a conflict (another process gave codes out meanwhile) makes the
+  caller decide again on the new state;
+- withdrawing releases the code's claim along with the pool's
+  `PromoCodeWithdrawn` (which takes the code from its holders).
 
 Decisions where the guide is silent:
 - A generation of up to `SYNC_GENERATION` codes is done in the request; a
@@ -38,16 +38,9 @@ from herald.domain import loyalty as ly
 from herald.domain import promo_jobs as pj
 from herald.domain.errors import NotFound, RuleViolated
 from herald.domain.events import Event
-from herald.domain.promo_holders import (
-    ActivateCode,
-    HoldCode,
-    HolderState,
-    ReleaseCode,
-    holder_decider,
-    holder_stream,
-)
 from herald.domain.promo_patterns import parse_pattern
 from herald.domain.promo_pool import (
+    ActivateCode,
     BindCodes,
     BindingCause,
     CodeSource,
@@ -55,6 +48,7 @@ from herald.domain.promo_pool import (
     PoolState,
     PromoCodesBound,
     PromoCodesIssued,
+    ReleaseCodes,
     WithdrawCode,
     pool_decider,
     pool_stream,
@@ -230,13 +224,6 @@ class PromoCodeService:
         if owner is None:
             raise NotFound(f"the program has no promo code {code!r}", "code")
         return int(owner)
-
-    def holder(self, program_id: str, profile_id: str) -> tuple[HolderState, int]:
-        """A profile's holding and its stream version, read from the log (never cached: there are many)."""
-        stream = holder_stream(program_id, profile_id)
-        events = self.aggregates.store.read_stream(stream)
-        state = holder_decider.fold(self.aggregates.decode(e) for e in events)
-        return state, events[-1].version if events else 0
 
     # --- issuing -------------------------------------------------------------------------------
 
@@ -527,14 +514,19 @@ class PromoCodeService:
                 raise RuleViolated(
                     "a universal code is held by many: name the profile who used it", "profile_id"
                 )
-            holders = self.projection.holders_of(program_id, seq)
+            pool, _ = self.pool(program_id)
+            holders = [p for p, h in pool.holders.items() if h.seq == seq]
             if not holders:
                 raise RuleViolated(f"the code {code!r} is not given to anyone", "code")
             profile_id = holders[0]
-        command = ActivateCode(program_id, profile_id, code, at or self.aggregates.clock.now(), by)
-        return self.aggregates.execute(
-            holder_decider, holder_stream(program_id, profile_id), command, context
-        )
+        command = ActivateCode(program, profile_id, seq, code, at or self.aggregates.clock.now(), by)
+        return self.aggregates.execute(pool_decider, pool_stream(program_id), command, context)
+
+    def release(self, program_id: str, profile_ids: Sequence[str], context: CommandContext) -> Outcome:
+        """Take their codes from profiles (unbind): they may be given new ones; the codes are not reused."""
+        program = self.programs.program(program_id)
+        command = ReleaseCodes(program, tuple(profile_ids), self.aggregates.clock.now())
+        return self.aggregates.execute(pool_decider, pool_stream(program_id), command, context)
 
     def withdraw(self, program_id: str, code: str, context: CommandContext) -> None:
         """Delete a code: it is never given out again, and its holders lose it."""
@@ -542,21 +534,17 @@ class PromoCodeService:
             program = self.programs.program(program_id)
             seq = self.seq_of(program_id, code)
             pool, version = self.pool(program_id)
-            now = self.aggregates.clock.now()
-            withdrawn = pool_decider.decide(WithdrawCode(program, seq, code, now), pool)
-            pending: list[Pending] = [(pool_stream(program_id), list(withdrawn), version)]
+            withdrawn = pool_decider.decide(
+                WithdrawCode(program, seq, code, self.aggregates.clock.now()), pool
+            )
             claim = self.aggregates.load(claims.claim_decider, code_claim_stream(program_id, code))
             release = claims.ReleaseValue(_namespace(program_id), "code", code, str(seq))
-            pending.append((claim.stream, list(claims.decide(release, claim.state)), claim.version))
-            for profile_id in self.projection.holders_of(program_id, seq):
-                holder, holder_version = self.holder(program_id, profile_id)
-                if holder.seq == seq:
-                    released = holder_decider.decide(
-                        ReleaseCode(program_id, profile_id, "withdrawn", now), holder
-                    )
-                    pending.append((holder_stream(program_id, profile_id), released, holder_version))
+            pending: list[Pending] = [
+                (pool_stream(program_id), list(withdrawn), version),
+                (claim.stream, list(claims.decide(release, claim.state)), claim.version),
+            ]
             try:
-                self.commit([p for p in pending if p[1]], context)
+                self.commit(pending, context)
             except WrongExpectedVersion:
                 if attempt == _ATTEMPTS - 1:
                     raise
@@ -572,11 +560,12 @@ class PromoCodeService:
 class PoolSession:
     """Codes one caller gives out at one instant: a chunk of a broadcast, or one API or scenario call.
 
-    Each profile that holds no usable code is handed the next code of the pool as this session
-    leaves it (so a chunk hands out consecutive codes), and its holding is decided on what the log
-    holds for it. The pool's own decision is made once, in `pending()`, for every profile handed
-    a code in order: the same codes, one `PromoCodesBound` for the chunk. `pending()` is what to
-    append, with each stream's expected version: all of it at once, or (on a conflict) none.
+    Each profile that holds no usable code (the pool knows who holds what) is handed the next code
+    of the pool as this session leaves it, so a chunk hands out consecutive codes. The pool's own
+    decision is made once, in `pending()`, for every profile handed a code in order: the same
+    codes, one `PromoCodesBound` for the chunk. `pending()` is what to append, with each stream's
+    expected version: all of it at once, or (on a conflict, another process gave codes out
+    meanwhile) none, and the caller decides again on the pool as it is then.
     """
 
     service: PromoCodeService
@@ -591,7 +580,6 @@ class PoolSession:
     _handed: list[tuple[str, str | None, int]] = field(default_factory=list)  # (profile, message, seq)
     _queue: list[int] = field(default_factory=list)  # personal codes to hand next, in order
     _claims: list[Pending] = field(default_factory=list)
-    _holders: dict[str, Pending] = field(default_factory=dict)
     _assigned: dict[str, Assigned] = field(default_factory=dict)
     _new_codes: dict[int, str] = field(default_factory=dict)
 
@@ -603,9 +591,10 @@ class PoolSession:
         if refusal is not None and self.sending:
             raise RuleViolated(refusal, "program_id")
         program_id = self.program.program_id
-        holder, holder_version = self.service.holder(program_id, profile_id)
-        if holder.usable(self.at) and holder.seq is not None:
-            found = Assigned(program_id, profile_id, holder.code, holder.seq, holder.expires_at, False)
+        holding = self.pool.held(profile_id, self.at)
+        if holding is not None:
+            code = self.service.code_of(program_id, self.pool, holding.seq)
+            found = Assigned(program_id, profile_id, code, holding.seq, holding.expires_at, False)
             self._assigned[profile_id] = found
             return found
         if refusal is not None:
@@ -619,9 +608,6 @@ class PoolSession:
         code = self._new_codes.get(seq) or self.service.code_of(program_id, self.pool, seq)
         expires_at = self.pool.expires_at(seq)
         self._handed.append((profile_id, message_id, seq))
-        hold = HoldCode(program_id, profile_id, seq, code, expires_at, self.cause, self.at)
-        stream = holder_stream(program_id, profile_id)
-        self._holders[profile_id] = (stream, holder_decider.decide(hold, holder), holder_version)
         assigned = Assigned(program_id, profile_id, code, seq, expires_at, True)
         self._assigned[profile_id] = assigned
         return assigned
@@ -690,5 +676,4 @@ class PoolSession:
         if pool_events:
             pending.append((pool_stream(self.program.program_id), pool_events, self.version))
         pending += self._claims
-        pending += [p for p in self._holders.values() if p[1]]
         return pending

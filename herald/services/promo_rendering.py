@@ -136,13 +136,12 @@ class CampaignPromoCodes:
         now = self.service.aggregates.clock.now()
 
         def show(program: ly.ProgramState) -> str:
-            if profile_id is not None:
-                held, _ = self.service.holder(program.program_id, profile_id)
-                if held.usable(now):
-                    return held.code
+            pool, _ = self.service.pool(program.program_id)
+            held = pool.held(profile_id, now) if profile_id is not None else None
+            if held is not None:
+                return self.service.code_of(program.program_id, pool, held.seq)
             if program.settings is not None and program.settings.generator is not None:
                 return self.service.preview(program.program_id)
-            pool, _ = self.service.pool(program.program_id)
             free = pool.first_active(now) if program.settings and program.settings.universal else None
             free = free if free is not None else next(iter(pool.take(1, now)), None)
             if free is None:

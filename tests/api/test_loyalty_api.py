@@ -382,6 +382,22 @@ async def test_an_expired_code_cannot_be_activated_and_is_replaced(
     assert fresh["new"] is True and fresh["code"] != first["code"]
 
 
+async def test_a_released_profile_gets_a_new_code_and_the_old_one_is_not_reused(
+    api: httpx.AsyncClient, herald: Herald
+) -> None:
+    program_id = await program(api)
+    await post(api, f"{P}/{program_id}/codes/generate", {"count": 3})
+    ann, bob = await profiles(api, herald, 2)
+    first = await post(api, f"{P}/{program_id}/assignments", {"profile_id": ann})
+    await post(api, f"{P}/{program_id}/releases", {"profile_ids": [ann]})
+    again = await post(api, f"{P}/{program_id}/assignments", {"profile_id": ann})
+    other = await post(api, f"{P}/{program_id}/assignments", {"profile_id": bob})
+    assert len({first["code"], again["code"], other["code"]}) == 3
+    herald.runtime.drain()
+    report = (await api.get(f"{P}/report")).json()["programs"][0]
+    assert (report["bound"], report["free"]) == (3, 0)
+
+
 async def test_deleting_a_code_takes_it_from_its_holder(api: httpx.AsyncClient, herald: Herald) -> None:
     program_id = await program(api)
     await post(api, f"{P}/{program_id}/codes/generate", {"count": 2})

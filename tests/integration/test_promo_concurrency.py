@@ -21,8 +21,8 @@ from herald.services.aggregates import CommandContext
 from herald.services.profiles import ImportOptions
 from tests.builders import customers
 
-PROFILES = 120
-CODES = 90
+PROFILES = 300
+CODES = 220
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CONTEXT = CommandContext(actor="test", source="test")
 
@@ -56,7 +56,7 @@ def race(data_dir: str, programs: list[str], profile_ids: list[str], go: Any, na
     herald = build(_settings(Path(data_dir)), clock=ManualClock(START))
     given: dict[str, dict[str, str]] = {p: {} for p in programs}
     refused: dict[str, int] = dict.fromkeys(programs, 0)
-    go.wait(30)
+    go.wait(60)  # both processes are built: start together
     try:
         for profile_id in profile_ids:
             for program_id in programs:
@@ -76,14 +76,13 @@ def test_two_processes_racing_on_one_pool_never_share_a_code(tmp_path: Path) -> 
     data_dir = tmp_path / "data"
     personal, universal, people = _prepare(data_dir)
     context = multiprocessing.get_context("spawn")
-    go = context.Manager().Event()
+    go = context.Manager().Barrier(2)
     orders = [people, list(reversed(people))]  # both ask for every profile, from opposite ends
     with context.Pool(2) as pool:
         pending = [
             pool.apply_async(race, (str(data_dir), [personal, universal], order, go, f"r{i}"))
             for i, order in enumerate(orders)
         ]
-        go.set()
         results = [p.get(timeout=300) for p in pending]
 
     herald: Herald = build(_settings(data_dir), clock=ManualClock(START))

@@ -28,25 +28,21 @@ from herald.domain.loyalty import (
     field_values,
     program_decider,
 )
-from herald.domain.promo_holders import (
-    ActivateCode,
-    HoldCode,
-    PromoCodeActivated,
-    PromoCodeHeld,
-    PromoCodeReleased,
-    ReleaseCode,
-    holder_decider,
-)
 from herald.domain.promo_patterns import parse_pattern
 from herald.domain.promo_pool import (
+    ActivateCode,
     BindCodes,
     Binding,
     BindingCause,
     IssueCodes,
+    PromoCodeActivated,
     PromoCodesBound,
     PromoCodesIssued,
+    PromoCodesReleased,
     PromoCodesRunningLow,
     PromoCodeWithdrawn,
+    Release,
+    ReleaseCodes,
     WithdrawCode,
     pool_decider,
 )
@@ -324,39 +320,44 @@ def test_the_pool_state_counts_codes_free_and_held() -> None:
 # --- holdings ----------------------------------------------------------------------------------
 
 
-def held(seq: int = 0, code: str = "A", expires_at: datetime | None = None) -> PromoCodeHeld:
-    return PromoCodeHeld(
-        program_id="1", profile_id="p", seq=seq, code=code, expires_at=expires_at, cause=CAMPAIGN, at=T0
-    )
+def test_a_profile_holding_a_usable_code_is_not_bound_again() -> None:
+    given = [issued(0, "A", "B", "C"), bound((0, "p1"))]
+    events = then(pool_decider, given, BindCodes(program(low_stock_threshold=0), ("p1", "p2"), CAMPAIGN, T1))
+    assert events == [bound((1, "p2"))]
+    assert then(pool_decider, [*given, *events], BindCodes(program(), ("p1", "p2"), CAMPAIGN, T1)) == []
 
 
-def test_a_profile_holding_a_usable_code_is_not_given_another() -> None:
-    hold = HoldCode("1", "p", 5, "F", None, CAMPAIGN, T1)
-    assert then(holder_decider, [held()], hold) == []
-    assert then(holder_decider, [], hold) == [
-        PromoCodeHeld(program_id="1", profile_id="p", seq=5, code="F", cause=CAMPAIGN, at=T1)
+def test_a_profile_whose_code_expired_or_was_withdrawn_gets_a_new_one() -> None:
+    given = [issued(0, "A", expires_at=T1), issued(1, "B", "C"), bound((0, "p"))]
+    assert then(pool_decider, given, BindCodes(program(low_stock_threshold=0), ("p",), CAMPAIGN, T1)) == [
+        bound((1, "p"))
     ]
-
-
-def test_a_profile_whose_code_expired_or_was_released_gets_a_new_one() -> None:
-    hold = HoldCode("1", "p", 5, "F", None, CAMPAIGN, T1)
-    assert len(then(holder_decider, [held(expires_at=T1)], hold)) == 1
-    released = PromoCodeReleased(program_id="1", profile_id="p", seq=0, code="A", reason="withdrawn", at=T0)
-    assert len(then(holder_decider, [held(), released], hold)) == 1
+    withdrawn = [issued(0, "A", "B"), bound((0, "p"))]
+    events = then(pool_decider, withdrawn, WithdrawCode(program(), 0, "A", T1))
+    assert events == [
+        PromoCodeWithdrawn(program_id="1", seq=0, code="A", released=[Release(seq=0, profile_id="p")], at=T1)
+    ]
+    after = [*withdrawn, *events]
+    assert then(pool_decider, after, BindCodes(program(low_stock_threshold=0), ("p",), CAMPAIGN, T1)) == [
+        bound((1, "p"))
+    ]
 
 
 def test_activation_records_who_and_when_once() -> None:
-    activate = ActivateCode("1", "p", "A", T1, by="shop 3")
+    given = [issued(0, "A", "B", expires_at=T1 + timedelta(hours=1)), bound((0, "p"))]
+    activate = ActivateCode(program(), "p", 0, "A", T1, by="shop 3")
     event = PromoCodeActivated(program_id="1", profile_id="p", seq=0, code="A", by="shop 3", at=T1)
-    assert then(holder_decider, [held()], activate) == [event]
-    then_error(holder_decider, [held(), event], activate, AlreadyExists, "code")
-    then_error(holder_decider, [held(code="B")], activate, RuleViolated, "code")
-    then_error(holder_decider, [], activate, RuleViolated, "profile_id")
-    then_error(holder_decider, [held(expires_at=T1)], activate, RuleViolated, "code")
+    assert then(pool_decider, given, activate) == [event]
+    then_error(pool_decider, [*given, event], activate, AlreadyExists, "code")
+    then_error(pool_decider, given, ActivateCode(program(), "p", 1, "B", T1), RuleViolated, "code")
+    then_error(pool_decider, given, ActivateCode(program(), "q", 0, "A", T1), RuleViolated, "profile_id")
+    late = ActivateCode(program(), "p", 0, "A", T1 + timedelta(hours=2))
+    then_error(pool_decider, given, late, RuleViolated, "code")
 
 
-def test_release_gives_the_code_up() -> None:
-    assert then(holder_decider, [held()], ReleaseCode("1", "p", "unbound", T1)) == [
-        PromoCodeReleased(program_id="1", profile_id="p", seq=0, code="A", reason="unbound", at=T1)
+def test_release_takes_codes_from_profiles() -> None:
+    given = [issued(0, "A", "B"), bound((0, "p"))]
+    assert then(pool_decider, given, ReleaseCodes(program(), ("p", "q"), T1)) == [
+        PromoCodesReleased(program_id="1", released=[Release(seq=0, profile_id="p")], reason="unbound", at=T1)
     ]
-    assert then(holder_decider, [], ReleaseCode("1", "p", "unbound", T1)) == []
+    assert then(pool_decider, given, ReleaseCodes(program(), ("q",), T1)) == []

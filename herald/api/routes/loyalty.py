@@ -94,6 +94,11 @@ class AssignBody(ProfileRef):
     request_id: str | None = Field(None, max_length=200, description="the same id never gives out twice")
 
 
+class ReleaseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    profile_ids: list[str] = Field(min_length=1, max_length=10_000)
+
+
 class ActivateBody(ProfileRef):
     code: str = Field(min_length=1, max_length=MAX_CODE_LENGTH)
     at: datetime | None = Field(None, description="when the customer used it (default: now)")
@@ -338,6 +343,13 @@ async def activate_code(call: Call) -> dict[str, Any]:
     return outcome.to_json()
 
 
+async def release_codes(call: Call) -> dict[str, Any]:
+    body: ReleaseBody = call.body
+    return call.herald.promo_codes.release(
+        call.path_param("program_id"), body.profile_ids, call.context
+    ).to_json()
+
+
 async def codes_report(call: Call) -> dict[str, Any]:
     loyalty = call.herald.projections.loyalty
     programs = loyalty.programs()
@@ -425,6 +437,14 @@ ENDPOINTS = [
         "Give a profile its code (the one it holds, else the next free one)",
         T,
         body=AssignBody,
+    ),
+    Endpoint(
+        "POST",
+        ONE + "/releases",
+        release_codes,
+        "Take their codes from profiles (unbind): they may be given new ones",
+        T,
+        body=ReleaseBody,
     ),
     Endpoint(
         "POST",
