@@ -514,8 +514,8 @@ class PromoCodeService:
                 raise RuleViolated(
                     "a universal code is held by many: name the profile who used it", "profile_id"
                 )
-            pool, _ = self.pool(program_id)
-            holders = [p for p, h in pool.holders.items() if h.seq == seq]
+            # the read model finds the holder by its index; the pool decides whether it is one
+            holders = self.projection.holders_of(program_id, seq)
             if not holders:
                 raise RuleViolated(f"the code {code!r} is not given to anyone", "code")
             profile_id = holders[0]
