@@ -79,14 +79,6 @@ class BindingCause(BaseModel):
     name: str = ""  # the campaign or scenario name (sent to an external generator)
 
 
-class Binding(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    seq: int
-    profile_id: str
-    message_id: str | None = None  # the campaign message that carried the code
-
-
 class Release(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -111,8 +103,16 @@ class PromoCodesIssued(Event):
 
 @registry.register("PromoCodesBound")
 class PromoCodesBound(Event):
+    """Codes given to profiles: `seqs[i]` to `profile_ids[i]`, carried by `message_ids[i]` (campaigns).
+
+    Parallel lists, not a list of objects: a chunk's event holds a thousand bindings, and lists of
+    plain values encode and decode several times faster.
+    """
+
     program_id: str
-    bindings: list[Binding]
+    seqs: list[int]
+    profile_ids: list[str]
+    message_ids: list[str | None] | None = None
     universal: bool = False
     cause: BindingCause
     at: datetime
@@ -415,15 +415,11 @@ def _bind(command: BindCodes, state: PoolState) -> list[Event]:
         seq = state.first_active(command.at)
         if seq is None:
             return []
-        bindings = [Binding(seq=seq, profile_id=p, message_id=m) for p, m in wanting]
-        return [PromoCodesBound(**ids, bindings=bindings, universal=True)]
+        return [_bound(ids, [seq] * len(wanting), wanting, universal=True)]
     seqs = state.take(len(wanting), command.at)
     if not seqs:
         return []
-    given = zip(seqs, wanting, strict=False)
-    events: list[Event] = [
-        PromoCodesBound(**ids, bindings=[Binding(seq=s, profile_id=p, message_id=m) for s, (p, m) in given])
-    ]
+    events: list[Event] = [_bound(ids, seqs, wanting[: len(seqs)])]
     left = state.free(command.at) - len(seqs)
     if left < settings.low_stock_threshold and not state.low_reported:
         events.append(
@@ -435,6 +431,19 @@ def _bind(command: BindCodes, state: PoolState) -> list[Event]:
             )
         )
     return events
+
+
+def _bound(
+    ids: dict[str, Any], seqs: list[int], given: list[tuple[str, str | None]], universal: bool = False
+) -> PromoCodesBound:
+    messages = [m for _, m in given]
+    return PromoCodesBound(
+        **ids,
+        seqs=seqs,
+        profile_ids=[p for p, _ in given],
+        message_ids=messages if any(messages) else None,
+        universal=universal,
+    )
 
 
 def _activation(command: ActivateCode, state: PoolState) -> PromoCodeActivated:
@@ -472,12 +481,12 @@ def evolve(state: PoolState, event: Event) -> PoolState:
             )
         case PromoCodesBound():
             with state.holders.mutate() as holders:
-                for b in event.bindings:
-                    holders[b.profile_id] = Holding(b.seq, state.expires_at(b.seq), event.at)
+                for seq, profile_id in zip(event.seqs, event.profile_ids, strict=True):
+                    holders[profile_id] = Holding(seq, state.expires_at(seq), event.at)
                 held = holders.finish()
             cursor = state.cursor
-            if not event.universal and event.bindings:
-                cursor = max(cursor, max(b.seq for b in event.bindings) + 1)
+            if not event.universal and event.seqs:
+                cursor = max(cursor, max(event.seqs) + 1)
             return replace(state, holders=held, cursor=cursor)
         case PromoCodeActivated():
             holding = state.holders.get(event.profile_id)

@@ -171,27 +171,27 @@ class LoyaltyProjection(SqliteProjection):
         d = event.data
         program_id, held_at = d["program_id"], sortable_time(d["at"])
         cause = d["cause"]
-        bindings = d["bindings"]
+        seqs, profiles = d["seqs"], d["profile_ids"]
+        messages = d.get("message_ids") or [None] * len(seqs)
         # A profile given a new code (its old one expired or was released) stops holding the old one.
         self._write_rows(
             "UPDATE promo_codes SET holders = holders - 1 WHERE program_id = ? AND seq = "
             "(SELECT seq FROM promo_holdings WHERE program_id = ? AND profile_id = ?)",
-            [(program_id, program_id, b["profile_id"]) for b in bindings],
+            [(program_id, program_id, p) for p in profiles],
         )
         self._write_rows(
             "INSERT OR REPLACE INTO promo_holdings (program_id, profile_id, seq, code, held_at, expires_at, "
             "cause_kind, cause_id, message_id) SELECT program_id, ?, seq, code, ?, expires_at, ?, ?, ? "
             "FROM promo_codes WHERE program_id = ? AND seq = ?",
             [
-                (b["profile_id"], held_at, cause["kind"], cause.get("id", ""),
-                 b.get("message_id") or "", program_id, b["seq"])
-                for b in bindings
+                (p, held_at, cause["kind"], cause.get("id", ""), m or "", program_id, s)
+                for s, p, m in zip(seqs, profiles, messages, strict=True)
             ],
-        )  # fmt: skip
+        )
         self._write_rows(
             "UPDATE promo_codes SET holders = holders + 1, first_bound_at = coalesce(first_bound_at, ?) "
             "WHERE program_id = ? AND seq = ?",
-            [(held_at, program_id, b["seq"]) for b in bindings],
+            [(held_at, program_id, s) for s in seqs],
         )
 
     def _withdrawn(self, event: RecordedEvent) -> None:

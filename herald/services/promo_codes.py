@@ -670,7 +670,7 @@ class PoolSession:
             )
             first = bound[0]
             assert isinstance(first, PromoCodesBound)
-            assert [b.seq for b in first.bindings] == [s for _, _, s in self._handed], "the pool moved"
+            assert first.seqs == [s for _, _, s in self._handed], "the pool moved"
             pool_events += bound
         pending: list[Pending] = []
         if pool_events:

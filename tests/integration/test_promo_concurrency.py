@@ -99,16 +99,16 @@ def test_two_processes_racing_on_one_pool_never_share_a_code(tmp_path: Path) -> 
         racers = [e.data["cause"]["id"].split("-")[0] for e in events]
         switches = sum(a != b for a, b in itertools.pairwise(racers))
         assert switches >= 2, racers  # the two really ran at once: their bindings interleave
-        bound = [b for e in events for b in e.data["bindings"]]
-        assert len(bound) == CODES and len({b["seq"] for b in bound}) == CODES
-        assert len({b["profile_id"] for b in bound}) == CODES
+        seqs = [s for e in events for s in e.data["seqs"]]
+        assert len(seqs) == CODES and len(set(seqs)) == CODES
+        assert len({p for e in events for p in e.data["profile_ids"]}) == CODES
         holders = herald.projections.loyalty
         assert all(holders.holding(personal, p)["code"] == c for p, c in served.items())  # type: ignore[index]
         # a universal program gives everyone its first code
         every = {code for r in results for code in r["given"][universal].values()}
         assert len(every) == 1 and sum(len(r["given"][universal]) for r in results) == 2 * PROFILES
-        counts = Counter(b["profile_id"] for e in herald.store.read_stream(f"promopool-{universal}")
-                         if e.type == "PromoCodesBound" for b in e.data["bindings"])  # fmt: skip
+        counts = Counter(p for e in herald.store.read_stream(f"promopool-{universal}")
+                         if e.type == "PromoCodesBound" for p in e.data["profile_ids"])  # fmt: skip
         assert len(counts) == PROFILES and set(counts.values()) == {1}
     finally:
         herald.close()

@@ -32,7 +32,6 @@ from herald.domain.promo_patterns import parse_pattern
 from herald.domain.promo_pool import (
     ActivateCode,
     BindCodes,
-    Binding,
     BindingCause,
     IssueCodes,
     PromoCodeActivated,
@@ -70,8 +69,10 @@ def issued(first: int, *codes: str, expires_at: datetime | None = None) -> Promo
 
 
 def bound(*pairs: tuple[int, str], universal: bool = False) -> PromoCodesBound:
-    bindings = [Binding(seq=s, profile_id=p) for s, p in pairs]
-    return PromoCodesBound(program_id="1", bindings=bindings, universal=universal, cause=CAMPAIGN, at=T1)
+    seqs, profiles = [s for s, _ in pairs], [p for _, p in pairs]
+    return PromoCodesBound(
+        program_id="1", seqs=seqs, profile_ids=profiles, universal=universal, cause=CAMPAIGN, at=T1
+    )
 
 
 # --- patterns ----------------------------------------------------------------------------------
