@@ -2,9 +2,11 @@
 
 The baseline inserts the same rows (same columns, same serialized bytes, built
 before the clock starts) into a same-shaped table, with `executemany`, in
-transactions of the same size, on a file with the same pragmas. The ratio is
-what the store's work costs: serializing, the event id and version checks, the
-stream version look-ups, the write locks.
+transactions of the same size, on a file with the same pragmas, and does no
+deduplication at all. The ratio is what the store's work costs: serializing,
+the exactly-once check by event id, the version checks, the stream version
+look-ups, the write locks. A second baseline adds what the store did before
+schema version 2, a unique index on the event id, for comparison.
 
     python bench/bench_append.py [--events N]
 """
@@ -21,17 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import common  # noqa: F401  (this tree's herald first on sys.path)
+
 from herald.infra.clock import ManualClock
 from herald.infra.event_store import NewEvent, StreamAppend
 
 # The store's schema and row serializer, so the baseline writes the same table and bytes.
-from herald.infra.sqlite_event_store import _SCHEMA, SqliteEventStore, _prepare, _to_micros
+from herald.infra.sqlite_event_store import INSERT, SCHEMA, SqliteEventStore, _to_micros, prepare, stream_key
 
-_RAW_INSERT = (
-    "INSERT INTO events (position, stream, version, recorded_at,"
-    " event_id, type, schema_version, occurred_at, data, metadata)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 _OCCURRED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 
@@ -79,16 +78,17 @@ def _raw_rows(transactions: list[list[StreamAppend]]) -> list[list[tuple[Any, ..
     batches = []
     for appends in transactions:
         rows = []
-        for append in appends:
-            for event in append.events:
+        for append, prepared in zip(appends, prepare(appends), strict=True):
+            key = stream_key(append.stream)
+            for part in prepared:
                 position += 1
                 version = versions[append.stream] = versions.get(append.stream, 0) + 1
-                rows.append((position, append.stream, version, recorded, *_prepare(event)))
+                rows.append((position, append.stream, version, recorded, key, *part))
         batches.append(rows)
     return batches
 
 
-def _time_raw(path: Path, batches: Sequence[list[tuple[Any, ...]]]) -> float:
+def _time_raw(path: Path, batches: Sequence[list[tuple[Any, ...]]], unique_ids: bool) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in (
         "journal_mode = WAL",
@@ -97,11 +97,14 @@ def _time_raw(path: Path, batches: Sequence[list[tuple[Any, ...]]]) -> float:
         "wal_autocheckpoint = 10000",
     ):
         conn.execute(f"PRAGMA {pragma}")
-    conn.executescript(_SCHEMA)
+    for statement in SCHEMA:
+        conn.execute(statement)
+    if unique_ids:
+        conn.execute("CREATE UNIQUE INDEX events_by_id ON events (event_id)")
     started = time.perf_counter()
     for rows in batches:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(_RAW_INSERT, rows)
+        conn.executemany(INSERT, rows)
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
@@ -120,15 +123,23 @@ def main() -> None:
         ("append, 1,000 to one stream", 1000, lambda n: f"campaign-{n // 1000}", True),
         ("append_many, 10,000 streams x 1", 10_000, lambda n: f"profile-{n}", False),
     ]
-    print(f"{count:,} events per scenario")
-    print(f"{'scenario':34} {'store ev/s':>12} {'raw ev/s':>12} {'store/raw':>10}")
+    print(f"{count:,} events per scenario, random (uuid4) event ids")
+    print(
+        f"{'scenario':34} {'store ev/s':>12} {'raw ev/s':>12} {'store/raw':>10}"
+        f" {'raw+unique id ev/s':>19} {'store/that':>11}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for index, (label, size, stream_of, one_stream) in enumerate(scenarios):
             events = [_event(n) for n in range(count)]
             transactions = _transactions(events, size, stream_of)
-            raw = _time_raw(Path(tmp, f"raw-{index}.db"), _raw_rows(transactions))
+            rows = _raw_rows(transactions)
+            raw = _time_raw(Path(tmp, f"raw-{index}.db"), rows, unique_ids=False)
+            unique = _time_raw(Path(tmp, f"unique-{index}.db"), rows, unique_ids=True)
             ours = _time_store(Path(tmp, f"store-{index}.db"), transactions, one_stream)
-            print(f"{label:34} {count / ours:12,.0f} {count / raw:12,.0f} {raw / ours:10.2f}")
+            print(
+                f"{label:34} {count / ours:12,.0f} {count / raw:12,.0f} {raw / ours:10.2f}"
+                f" {count / unique:19,.0f} {unique / ours:11.2f}"
+            )
 
 
 if __name__ == "__main__":

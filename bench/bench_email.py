@@ -39,6 +39,7 @@ from common import (
 from herald.domain import senders as sd
 from herald.senders.dkim import generate_key
 from herald.services.aggregates import CommandContext
+from herald.services.senders import PlainSenderSecrets
 
 CONTEXT = CommandContext(actor="bench", source="bench")
 HTML = """<html><head><style>p { font-family: Arial }</style></head><body>
@@ -95,7 +96,7 @@ def _herald(messages: int, port: int, connections: int) -> tuple[float, list[byt
             dkim_selector="s1",
             dkim_domain="example.com",
         )
-        herald.senders.set_sender("main", sender, sd.SenderSecrets(dkim_private_key=private), CONTEXT, True)
+        herald.senders.set_sender("main", sender, PlainSenderSecrets(dkim_private_key=private), CONTEXT, True)
         rules = (sd.RouteRule(targets=(sd.RouteTarget(sender_id="main", percent=100),)),)
         herald.senders.set_virtual_sender("default", "Default", rules, CONTEXT)
         herald.campaigns.launch_now(broadcast(herald, HTML), CONTEXT)

@@ -2,8 +2,11 @@
 
 Herald: `POST /api/v1/track/batch` with 10,000 events a request, each event
 naming its profile by email (profiles imported and projected beforehand, so
-every event matches) or, in a second run, by an anonymous id. A response
-means the batch is committed to the log. The clock runs from the first
+every event matches), in a second run by an anonymous id, and in a third by
+email with a random uuid4 client id (`event_id`, as Segment's libraries send
+`messageId`); the third run's first request is then sent again and every
+event must come back `duplicate` (exact dedup). A response means the batch is
+committed to the log. The clock runs from the first
 request to the last response; the server's processors (which read every
 appended event back) run in the same process meanwhile, as they do in
 production, and their remaining lag is printed.
@@ -22,7 +25,9 @@ threads.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -79,8 +84,11 @@ def _serve_bare(port: int) -> None:
     uvicorn.run(bare_app(), host=HOST, port=port, log_level="warning")
 
 
-def _bodies(run_id: str, count: int, batch: int, profiles: int, anonymous: bool) -> list[bytes]:
+def _bodies(
+    run_id: str, count: int, batch: int, profiles: int, anonymous: bool, random_ids: bool = False
+) -> list[bytes]:
     bodies = []
+    seeded = random.Random(run_id)  # the same ids every run, none repeated within one
     for start in range(0, count, batch):
         events = []
         for n in range(start, min(start + batch, count)):
@@ -91,7 +99,9 @@ def _bodies(run_id: str, count: int, batch: int, profiles: int, anonymous: bool)
                     "price": 100 + n % 900,
                     "category": _CATEGORIES[n % 4],
                 },
-                "event_id": f"{run_id}-{n}",
+                "event_id": str(uuid.UUID(int=seeded.getrandbits(128), version=4))
+                if random_ids
+                else f"{run_id}-{n}",
             }
             if anonymous:
                 event["anonymous_id"] = f"anon-{(n * 7919) % profiles}"
@@ -102,15 +112,15 @@ def _bodies(run_id: str, count: int, batch: int, profiles: int, anonymous: bool)
     return bodies
 
 
-def _send(base: str, bodies: list[bytes], clients: int) -> float:
-    """Seconds to post every body from `clients` threads; every event must be accepted."""
+def _send(base: str, bodies: list[bytes], clients: int, expect: str = "accepted") -> float:
+    """Seconds to post every body from `clients` threads; every event must come back `expect`."""
 
     def worker(part: list[bytes]) -> None:
         with client(base) as http:
             for body in part:
                 counts = http.post(TRACK, content=body).raise_for_status().json()["counts"]
-                if counts["accepted"] != sum(counts.values()):
-                    raise RuntimeError(f"expected every event accepted, got {counts}")
+                if counts[expect] != sum(counts.values()):
+                    raise RuntimeError(f"expected every event {expect}, got {counts}")
 
     parts = [bodies[i::clients] for i in range(clients)]
 
@@ -145,30 +155,39 @@ def main() -> None:
         f"{args.profiles:,} profiles, {args.clients} client threads",
         flush=True,
     )
-    known = _bodies("known", args.events, args.batch, args.profiles, anonymous=False)
-    anonymous = _bodies("anon", args.events, args.batch, args.profiles, anonymous=True)
+    runs = {
+        "known": _bodies("known", args.events, args.batch, args.profiles, anonymous=False),
+        "anon": _bodies("anon", args.events, args.batch, args.profiles, anonymous=True),
+        "uuid4": _bodies("uuid4", args.events, args.batch, args.profiles, anonymous=False, random_ids=True),
+    }
     warm = {
         name: _bodies(f"warm-{name}", args.batch // 10, args.batch // 10, args.profiles, name == "anon")
-        for name in ("known", "anon")
+        for name in runs
     }
     seconds: dict[str, float] = {}
     with temp_dir("ingest") as work:
         data = work / "herald"
         seconds["setup"] = timed(lambda: _prepare(data, args.profiles))
         with herald_server(data) as base, client(base) as http:
-            for name, bodies in (("known", known), ("anon", anonymous)):
+            for name, bodies in runs.items():
                 _send(base, warm[name], 1)
                 wait_for_processors(http)
                 seconds[name] = _send(base, bodies, args.clients)
                 seconds[name + " lag"] = wait_for_processors(http)
+            _send(base, runs["uuid4"][:1], 1, expect="duplicate")
         port = free_port()
         argv = [sys.executable, __file__, "--serve-bare", str(port)]
         with server(argv, port, work / "bare.log") as base:
             _send(base, warm["known"], 1)
-            seconds["bare"] = _send(base, known, args.clients)
+            seconds["bare"] = _send(base, runs["known"], args.clients)
     print(f"setup: {args.profiles:,} profiles imported and projected in {seconds['setup']:.1f} s")
     bare = args.events / seconds["bare"]
-    for name, label in (("known", "profiles by email"), ("anon", "anonymous ids")):
+    labels = {
+        "known": "profiles by email",
+        "anon": "anonymous ids",
+        "uuid4": "profiles by email, uuid4 client ids (exact dedup checked)",
+    }
+    for name, label in labels.items():
         report(f"track batch, {label}, herald serve over HTTP", args.events / seconds[name], "events", bare)
         print(f"  processors caught up {seconds[name + ' lag']:.2f} s after the last response", flush=True)
 

@@ -12,7 +12,8 @@ interleave as they do in a live log:
   its tracked data (ProfileTrackedDataRecorded), every 50th changes its
   global status (ProfileGlobalStatusChanged), every 100th links an
   anonymous id (AnonymousIdLinked);
-- the rest are ActivityTracked events, 10% of them anonymous, built from the
+- the rest are ActivityTracked events, 10% of them anonymous and one in 200
+  recording a goal, built from the
   domain's event type as the tracking service builds them and appended with
   `store.append_many` in 10,000-event transactions (the service would need
   the lookup projection built first, which is the replay under test).
@@ -110,6 +111,14 @@ def _profile_commands(herald: Herald, ids: list[str]) -> None:
             herald.tracking.link_anonymous(DATABASE_ID, profile_id, f"anon-{n}", CONTEXT)
 
 
+def _properties(n: int) -> dict[str, object]:
+    """A viewed product; one event in 200 also records a goal (a purchase and its value)."""
+    properties: dict[str, object] = {"product_id": f"sku-{n % 5000}", "price": 100 + n % 900}
+    if n % 200 == 7:
+        properties.update(goal="purchase", value=n % 90)
+    return properties
+
+
 def _track(herald: Herald, ids: list[str], first: int, count: int) -> None:
     """`count` ActivityTracked events, as `TrackingService` builds them, appended in big transactions."""
     now = herald.clock.now()
@@ -126,7 +135,7 @@ def _track(herald: Herald, ids: list[str], first: int, count: int) -> None:
                 profile_id=profile_id,
                 anonymous_id=anonymous_id,
                 name="Viewed product",
-                properties={"product_id": f"sku-{n % 5000}", "price": 100 + n % 900},
+                properties=_properties(n),
                 context={"ip": "203.0.113.7", "page": "/catalog"},
                 client_event_id=client_id,
                 at=now,

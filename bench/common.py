@@ -58,14 +58,15 @@ _PR_SET_PDEATHSIG = 1
 
 
 def machine() -> str:
-    """One line naming the CPU, the core count and the Python that ran the benchmark."""
+    """One line naming the CPU, the core count, the Python that ran the benchmark and the load now."""
     model = "unknown CPU"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}"
+    load = "/".join(f"{figure:.2f}" for figure in os.getloadavg())
+    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}, load {load}"
 
 
 def report(name: str, rate: float, unit: str, baseline: float | None = None) -> None:

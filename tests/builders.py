@@ -29,7 +29,10 @@ from herald.domain.resources import (
     resource_decider,
     resource_stream,
 )
+from herald.domain.secrets import SealedSecret
 from herald.services.aggregates import CommandContext
+
+SEALED_KEY = SealedSecret(key_id="test-key", ciphertext="c2VhbGVk")  # what the domain stores
 
 CTX = CommandContext(actor="test", source="test")
 DB = "1"
@@ -94,7 +97,7 @@ def create_resource(
         EnableChannel(
             resource_id,
             PushSettings(
-                platforms=(PushPlatform.ANDROID,), providers=(PushProvider.FCM,), firebase_api_key="key"
+                platforms=(PushPlatform.ANDROID,), providers=(PushProvider.FCM,), firebase_api_key=SEALED_KEY
             ),
         )
     )
@@ -142,6 +145,31 @@ async def card(api: httpx.AsyncClient, herald: Herald, profile_id: str) -> dict[
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def launched_message(
+    api: httpx.AsyncClient, herald: Herald, channel: str, content: dict[str, Any], resource_id: str = RESOURCE
+) -> str:
+    """A broadcast on `channel` with one template of `content`, launched to database 1: the id of the
+    first message it queued."""
+    template = await api.post("/api/v1/templates", json={"name": f"{channel} template", "content": content})
+    assert template.status_code == 201, template.text
+    campaign = await api.post(
+        "/api/v1/campaigns",
+        json={
+            "name": f"{channel} campaign",
+            "type": "broadcast",
+            "channel": channel,
+            "resource_id": resource_id,
+            "template_ids": [template.json()["template_id"]],
+            "audience": {"kind": "database", "id": DB},
+        },
+    )
+    assert campaign.status_code == 201, campaign.text
+    launched = await api.post(f"/api/v1/campaigns/{campaign.json()['campaign_id']}/launch")
+    assert launched.status_code == 200, launched.text
+    herald.runtime.drain()
+    return next(str(e.data["message_id"]) for e in herald.store.read_all() if e.type == "MessageQueued")
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,17 +23,20 @@ from herald.api.routes import (
     messages,
     pixels,
     profiles,
+    push,
     reports,
     scoring,
     segments,
     senders,
     stop_lists,
     system,
+    telegram,
     templates,
     tokens,
     trackers,
     tracking,
 )
+from herald.api.security_headers import SecurityHeaders
 from herald.api.wiring import Herald
 
 VERSION = "0.1.0"
@@ -56,6 +60,8 @@ def endpoints() -> list[Endpoint]:
         *senders.ENDPOINTS,
         *events.ENDPOINTS,
         *trackers.ENDPOINTS,
+        *push.ENDPOINTS,
+        *telegram.ENDPOINTS,
         *inbound.ENDPOINTS,
         *messages.ENDPOINTS,
         *reports.ENDPOINTS,
@@ -89,6 +95,7 @@ def create_app(herald: Herald, run_processors: bool = True) -> Starlette:
     app = Starlette(
         routes=[e.route(herald) for e in table],
         exception_handlers={404: not_found},
+        middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )
     app.add_route(OPENAPI_PATH, serve_openapi, methods=["GET"])

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from herald.api.endpoints import grants
 from herald.api.errors import HttpError
+from herald.api.principal import Principal
 from herald.domain.api_tokens import api_token_stream
 from herald.infra.event_store import EventStore
 from herald.projections.api_tokens import ApiTokensProjection
@@ -25,14 +26,14 @@ class Authenticator:
         self._tokens = tokens
         self._store = store
 
-    def authorize(self, request: Request, needed: str) -> str:
-        """The actor (`token:<id>` or `admin`) when the bearer token has the `needed` role."""
+    def authorize(self, request: Request, needed: str) -> Principal:
+        """Who the bearer token is, when it has the `needed` role."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise HttpError(401, "send 'Authorization: Bearer <token>'", "authorization")
         if self._admin_token and hmac.compare_digest(token.encode(), self._admin_token.encode()):
-            return "admin"
+            return Principal("admin", "admin")
         found = self._tokens.role_of(token_hash(token))
         if found is None:
             raise HttpError(401, "unknown or revoked token", "authorization")
@@ -42,4 +43,4 @@ class Authenticator:
             raise HttpError(401, "unknown or revoked token", "authorization")
         if not grants(role, needed):
             raise HttpError(403, f"this token's role {role!r} does not allow {needed!r}", "authorization")
-        return f"token:{token_id}"
+        return Principal(f"token:{token_id}", role)

@@ -1,4 +1,4 @@
-"""The `herald` command: serve, replay, events, openapi, and the scale-out relay and worker."""
+"""The `herald` command: serve, replay, events, openapi, mailbox, and the scale-out relay and worker."""
 
 from __future__ import annotations
 
@@ -9,25 +9,37 @@ from pathlib import Path
 from typing import IO
 
 from herald.infra.config import Settings, settings_from_env
+from herald.infra.data_dir_lock import DataDirInUse, hold_processors_lock
 from herald.infra.serialization import dumps
+
+BAD_CONFIGURATION = 2  # the exit status for settings Herald cannot use (as argparse's for bad flags)
+CANNOT_START = 3  # the exit status when Herald cannot start: its data directory or port is taken
+DATA_DIR_HELP = "where Herald keeps all its data (env HERALD_DATA_DIR; default ./herald-data)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="herald", description="Herald customer data and messaging platform")
-    parser.add_argument("--data-dir", help="where Herald keeps all its data (env HERALD_DATA_DIR)")
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
+    # Also after the command (`herald serve --data-dir D`, as the README writes it); SUPPRESS keeps
+    # a value given before the command when none is given after it.
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument("--data-dir", default=argparse.SUPPRESS, help=DATA_DIR_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the API and the processors (embedded, one directory)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, parents=[data_dir])
+
+    serve = command("serve", "run the API and the processors (embedded, one directory)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
 
-    replay = commands.add_parser("replay", help="rebuild every projection from the log, comparing checksums")
+    replay = command("replay", "rebuild every projection from the log, comparing checksums")
     replay.add_argument("--check", action="store_true", help="compare only; keep the live read models")
     replay.add_argument(
         "--reports", action="store_true", help="rebuild the report tables (ClickHouse) instead"
     )
 
-    events = commands.add_parser("events", help="print the log as JSON lines")
+    events = command("events", "print the log as JSON lines")
     events.add_argument("--after", type=int, default=0, help="start after this global position")
     events.add_argument("--limit", type=int, default=100)
     events.add_argument("--stream", help="one stream instead of the global log")
@@ -35,12 +47,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("openapi", help="print the OpenAPI document")
 
-    send = commands.add_parser("send", help="run the email sender alone (with the processors it needs)")
+    secrets = command("secrets", "the secrets stored (sealed) in the log")
+    secrets_commands = secrets.add_subparsers(dest="secrets_command", required=True)
+    reseal = secrets_commands.add_parser(
+        "reseal",
+        help="seal every secret again under the current key (after a rotation or an upgrade)",
+        parents=[data_dir],
+    )
+    reseal.add_argument(
+        "--scrub",
+        action="store_true",
+        help="then overwrite the clear text old events hold on disk and rebuild the read models",
+    )
+
+    mailbox = commands.add_parser("mailbox", help="a local SMTP server keeping what it receives in a folder")
+    mailbox.add_argument("--host", default="127.0.0.1")
+    mailbox.add_argument("--port", type=int, default=2525)
+    mailbox.add_argument("--dir", default="mail", help="the folder for the messages (default ./mail)")
+
+    send = command("send", "run the email sender alone (with the processors it needs)")
     send.add_argument("--until-empty", action="store_true", help="stop once nothing is waiting to be sent")
 
-    relay = commands.add_parser("relay", help="publish the event log to Kafka (the scale engine)")
+    relay = command("relay", "publish the event log to Kafka (the scale engine)")
     _kafka_arguments(relay)
-    worker = commands.add_parser("worker", help="run the processors as a Faust worker (the scale engine)")
+    worker = command("worker", "run the processors as a Faust worker (the scale engine)")
     _kafka_arguments(worker)
     worker.add_argument(
         "--session-timeout",
@@ -55,9 +85,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.buffer.write(dumps(openapi()) + b"\n")
         return 0
-    settings = settings_from_env(
-        data_dir=args.data_dir, host=getattr(args, "host", None), port=getattr(args, "port", None)
+    if args.command == "mailbox":
+        from herald.api.mailbox import run_mailbox
+
+        return 0 if run_mailbox(args.host, args.port, Path(args.dir)) else CANNOT_START
+    try:
+        settings = settings_from_env(
+            data_dir=args.data_dir, host=getattr(args, "host", None), port=getattr(args, "port", None)
+        )
+    except ValueError as bad:  # a HERALD_* variable Herald cannot use: say which, in one line
+        print(f"herald: {bad}", file=sys.stderr)
+        return BAD_CONFIGURATION
+    try:
+        return _run(args, settings)
+    except DataDirInUse as taken:
+        print(f"herald: {taken}", file=sys.stderr)
+        return CANNOT_START
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    # The commands that fold the log into this directory's read models take its lock first.
+    # With the scale engine `herald serve` runs no processor: several may share a directory.
+    # `secrets reseal --scrub` rebuilds the read models, so it waits for no server to be folding them.
+    runs_processors = (
+        args.command in ("replay", "send")
+        or (args.command == "serve" and settings.engine == "embedded")
+        or (args.command == "secrets" and args.scrub)
     )
+    lock = hold_processors_lock(settings.data_dir, args.command) if runs_processors else None
+    try:
+        return _command(args, settings)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return _serve(settings)
     if args.command == "replay":
@@ -71,7 +134,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _relay(settings, args)
     if args.command == "worker":
         return _worker(settings, args)
+    if args.command == "secrets":
+        return _reseal(settings, scrub=args.scrub)
     return _events(settings, args)
+
+
+def _reseal(settings: Settings, scrub: bool) -> int:
+    """Reseal every secret; with `scrub`, then rewrite the old events' bytes and rebuild the read
+    models (whose files may hold copies of them)."""
+    from herald.api.replay import replay
+    from herald.api.wiring import build
+    from herald.domain.events import registry
+    from herald.infra.log_scrub import scrub_sqlite_log
+    from herald.services.secrets import cleartext_rewrites, reseal_log
+
+    herald = build(settings)
+    try:
+        done = reseal_log(herald.store, herald.senders, herald.catalog)
+        print(
+            f"{done.streams} streams hold secrets; {done.resealed} sealed again under key "
+            f"{herald.box.current_key_id}"
+        )
+        rewrites = list(cleartext_rewrites(herald.store, registry)) if scrub else []
+    finally:
+        herald.close()
+    if not scrub:
+        return 0
+    changed = scrub_sqlite_log(settings.event_store_path, rewrites)
+    print(f"{changed} events held secrets in clear: rewritten, the file vacuumed")
+    replay(settings)  # read models that held a copy of the clear text differ from the rebuilt ones
+    return 0
 
 
 def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,23 +268,24 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    import uvicorn
-
     from herald.api.app import create_app
+    from herald.api.server import serve
     from herald.api.wiring import build
 
     herald = build(settings)
     token_file = Path(settings.data_dir) / "admin-token"
     where = "HERALD_ADMIN_TOKEN" if settings.admin_token else str(token_file)
-    print(
-        f"Herald on http://{settings.host}:{settings.port}  data: {settings.data_dir}  admin token: {where}",
-        flush=True,
-    )
+
+    def banner(url: str) -> None:
+        print(f"Herald on {url}  data: {settings.data_dir}  admin token: {where}", flush=True)
+
     # with the scale engine, `herald worker` runs the processors; two runners would corrupt the read models
     app = create_app(herald, run_processors=settings.engine == "embedded")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
-    herald.close()
-    return 0
+    try:
+        bound = serve(app, settings.host, settings.port, banner)
+    finally:
+        herald.close()
+    return 0 if bound else CANNOT_START
 
 
 def _only_worker(path: Path) -> IO[str]:

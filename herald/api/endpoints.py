@@ -16,7 +16,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from herald.api.errors import HttpError, handle_exception
+from herald.api.errors import handle_exception
+from herald.api.principal import Principal
+from herald.api.request_body import (
+    JSON_MEDIA_TYPES,
+    check_json_limits,
+    check_media_type,
+    parse_json,
+    read_body,
+)
 from herald.api.responses import json_response
 from herald.services.aggregates import CommandContext
 
@@ -42,6 +50,7 @@ class Call:
     body: Any
     query: Any
     context: CommandContext
+    role: str  # the token's role; "public" on routes that take none
 
     def path_param(self, name: str) -> str:
         return str(self.request.path_params[name])
@@ -61,8 +70,38 @@ class Endpoint:
     query: type[BaseModel] | None = None
     role: str = "write"  # "public" = no token (trackers, health)
     status: int = 200
-    raw_body: bool = False  # the handler reads the body itself (batches validate row by row)
-    bytes_body: str | None = None  # a body of bytes the handler reads whole: its media type (documented)
+    # the handler gets the parsed JSON, unvalidated (batches validate row by row; `body`, if given,
+    # only documents it)
+    raw_body: bool = False
+    bytes_body: str | None = None  # the handler gets the body's bytes: its media type (documented)
+    # media types taken besides `bytes_body`, or besides JSON's for a JSON body; None takes any
+    accepts: tuple[str, ...] | None = ()
+    max_body: int | None = None  # bytes; None: the settings' `max_body_bytes`
+
+    @property
+    def takes_body(self) -> bool:
+        return self.body is not None or self.bytes_body is not None or self.raw_body
+
+    def body_limit(self, settings_limit: int) -> int:
+        return self.max_body if self.max_body is not None else settings_limit
+
+    async def _body(self, request: Request, herald: Herald) -> Any:
+        """The body as the handler takes it: a validated model, parsed JSON, or bytes."""
+        settings_limit = herald.settings.max_body_bytes
+        if self.bytes_body is not None:
+            if self.accepts is not None:
+                check_media_type(request, (self.bytes_body, *self.accepts))
+            return await read_body(request, self.body_limit(settings_limit))
+        if self.accepts is not None:
+            check_media_type(request, (*JSON_MEDIA_TYPES, *self.accepts))
+        raw = await read_body(request, self.body_limit(settings_limit))
+        document = parse_json(raw)
+        if self.raw_body:
+            return document
+        assert self.body is not None
+        # validated from the text, not the parsed document: JSON-mode validation is what the models
+        # (and their error messages) are written for
+        return self.body.model_validate_json(raw)
 
     def route(self, herald: Herald) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -74,21 +113,20 @@ class Endpoint:
         return Route(self.path, endpoint, methods=[self.method], name=f"{self.method} {self.path}")
 
     async def _serve(self, request: Request, herald: Herald) -> Response:
-        actor = "anonymous" if self.role == "public" else herald.auth.authorize(request, self.role)
-        body = None
-        if self.body is not None and not self.raw_body:
-            raw = await request.body()
-            if not raw:
-                raise HttpError(422, "a JSON body is required", "body")
-            body = self.body.model_validate_json(raw)
+        principal = Principal("anonymous", "public")
+        if self.role != "public":
+            principal = herald.auth.authorize(request, self.role)
         query = self.query.model_validate(dict(request.query_params)) if self.query else None
+        if query is not None:
+            check_json_limits(query.model_dump())  # an int past 64 bits would overflow SQLite
+        body = await self._body(request, herald) if self.takes_body else None
         context = CommandContext(
-            actor=actor,
+            actor=principal.actor,
             source="api",
             correlation_id=request.headers.get("x-correlation-id"),
             request_id=request.headers.get("idempotency-key"),
         )
-        result = await self.handler(Call(request, herald, body, query, context))
+        result = await self.handler(Call(request, herald, body, query, context, principal.role))
         if isinstance(result, Response):
             return result
         return json_response(result, self.status)

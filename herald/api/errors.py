@@ -25,6 +25,19 @@ class HttpError(Exception):
         self.path = path
 
 
+# An error echoes what it refused; a value a megabyte long is cut in the middle to this many
+# characters, keeping both ends (the start of the value and the reason after it).
+MAX_ECHO_CHARS = 500
+
+
+def clipped(text: str) -> str:
+    """`text` cut in its middle when longer than `MAX_ECHO_CHARS`, saying how much was left out."""
+    if len(text) <= MAX_ECHO_CHARS:
+        return text
+    keep = MAX_ECHO_CHARS // 2
+    return f"{text[:keep]}…({len(text) - 2 * keep:,} characters left out)…{text[-keep:]}"
+
+
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
     ValidationFailed: 422,
     RuleViolated: 422,
@@ -34,30 +47,30 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
 
 
 def error_body(status: int, reason: str, path: str = "", **extra: Any) -> dict[str, Any]:
-    detail: dict[str, Any] = {"reason": reason}
+    detail: dict[str, Any] = {"reason": clipped(reason)}
     if path:
-        detail["path"] = path
+        detail["path"] = clipped(path)
     return {"error": {"status": status, **detail, **extra}}
 
 
 def row_error_json(error: DomainError, prefix: str) -> dict[str, Any]:
     """A batch row's error as its result shows it: the status its kind maps to, the path under `prefix`."""
     located = error.at(prefix)
-    return {"status": domain_status(error), "path": located.path, "reason": located.reason}
+    return {"status": domain_status(error), "path": clipped(located.path), "reason": clipped(located.reason)}
 
 
 def pydantic_errors(error: ValidationError, prefix: str = "") -> list[dict[str, str]]:
-    """Each pydantic error as {path, reason}, the path dotted like `rows.3.email`."""
+    """Each pydantic error as {path, reason}, the path dotted like `rows.3.email` ("" for the whole)."""
     items = []
     for e in error.errors(include_url=False):
         path = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
-        items.append({"path": path, "reason": e["msg"]})
+        items.append({"path": clipped(path), "reason": clipped(e["msg"])})
     return items
 
 
 def _syntax_error_json(error: TemplateSyntaxError) -> dict[str, Any]:
     """A template syntax error: where (path, line, column) and what was expected."""
-    return {"path": error.path, "line": error.line, "column": error.column, "reason": error.message}
+    return {"path": error.path, "line": error.line, "column": error.column, "reason": clipped(error.message)}
 
 
 def domain_status(error: DomainError) -> int:
@@ -69,8 +82,9 @@ def domain_status(error: DomainError) -> int:
 
 async def handle_exception(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ValidationError):
-        errors = pydantic_errors(exc)
-        first = errors[0] if errors else {"path": "", "reason": "invalid request"}
+        # an error about the whole body (not an object, say) names `body`
+        errors = [{**e, "path": e["path"] or "body"} for e in pydantic_errors(exc)]
+        first = errors[0] if errors else {"path": "body", "reason": "invalid request"}
         return json_response(error_body(422, first["reason"], first["path"], errors=errors), 422)
     if isinstance(exc, TemplateInvalid):
         errors = [_syntax_error_json(e) for e in exc.errors]

@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from herald.api.endpoints import Endpoint
+from herald.api.request_body import MAX_JSON_DEPTH, MAX_STRING_CHARS
+from herald.infra.config import DEFAULT_MAX_BODY_BYTES
 from herald.infra.serialization import dumps, loads
 
 _PARAM = re.compile(r"{(\w+)(?::\w+)?}")
@@ -51,7 +53,11 @@ def openapi_document(endpoints: Sequence[Endpoint], version: str) -> dict[str, A
             "title": "Herald API",
             "version": version,
             "description": "Customer profiles, subscriptions, stop lists and tracked events. "
-            "Commands return the new events' ids and stream version; errors name the field.",
+            "Commands return the new events' ids and stream version; errors name the field. "
+            f"JSON bodies nest at most {MAX_JSON_DEPTH} levels deep, hold strings of at most "
+            f"{MAX_STRING_CHARS:,} characters and whole numbers in the signed 64-bit range (as do "
+            "query parameters); they are sent as application/json (curl's default form type is "
+            "read as JSON too). Echoed values in errors are cut to their ends.",
         },
         "paths": paths,
         "components": {
@@ -83,19 +89,27 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
         op["responses"]["403"] = _error_response(f"the token lacks the {endpoint.role!r} role")
     if endpoint.query is not None:
         op["parameters"] += _query_parameters(endpoint.query, components)
-    if endpoint.body is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _schema_ref(endpoint.body, components)}},
-        }
+    if endpoint.takes_body:
+        op["responses"]["413"] = _error_response(_too_large(endpoint))
+        if endpoint.accepts is not None:
+            op["responses"]["415"] = _error_response("the body's media type is not one this endpoint takes")
+    if endpoint.body is not None or endpoint.raw_body:
+        schema = _schema_ref(endpoint.body, components) if endpoint.body is not None else {"type": "object"}
+        media = ("application/json", *(endpoint.accepts or ()))  # other labels it takes the JSON under
+        op["requestBody"] = {"required": True, "content": {m: {"schema": schema} for m in media}}
     if endpoint.bytes_body is not None:
+        media = (endpoint.bytes_body, *(endpoint.accepts or ()))
         op["requestBody"] = {
             "required": True,
-            "content": {
-                endpoint.bytes_body: {"schema": {"type": "string", "contentMediaType": endpoint.bytes_body}}
-            },
+            "content": {m: {"schema": {"type": "string", "contentMediaType": m}} for m in media},
         }
     return op
+
+
+def _too_large(endpoint: Endpoint) -> str:
+    if endpoint.max_body is not None:
+        return f"the body is over {endpoint.max_body:,} bytes"
+    return f"the body is over HERALD_MAX_BODY_BYTES ({DEFAULT_MAX_BODY_BYTES:,} bytes unless configured)"
 
 
 def _operation_id(endpoint: Endpoint) -> str:

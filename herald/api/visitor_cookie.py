@@ -1,4 +1,8 @@
-"""The tracker's visitor cookie (`herald_vid`): which browser a pixel hit or an email click came from.
+"""The pixel's visitor cookie (`herald_vid`): the anonymous visitor a browser's pixel hits come from.
+
+It names a visitor id, not a profile: the browser cookie (`api/browser_cookie.py`,
+set when an email is opened or clicked) names the profile, and a pixel hit
+with both links the two, so the visitor's anonymous goals go to the profile.
 
 Signed (`infra/pixel_signing.py`), a year long, `HttpOnly`; over HTTPS it is
 `SameSite=None; Secure`, so a pixel on a customer's site can send it with its

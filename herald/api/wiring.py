@@ -24,6 +24,7 @@ from herald.infra.promo_generator import ExternalCodeGenerator
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
+from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
@@ -46,15 +47,18 @@ from herald.projections.profiles import ProfilesProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
+from herald.projections.short_links import ShortLinksProjection
 from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
 from herald.senders.inbound_smtp import InboundServer
+from herald.senders.webpush import generate_vapid_key
 from herald.senders.worker import EmailWorker
 from herald.services.aggregates import Aggregates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
 from herald.services.deliveries import DeliveryService
+from herald.services.device_subscriptions import DeviceSubscriptions
 from herald.services.goals import GoalService
 from herald.services.inbound import InboundService
 from herald.services.loyalty import LoyaltyPrograms
@@ -71,6 +75,7 @@ from herald.services.segment_members import (
     SegmentMembers,
     SqlMembers,
 )
+from herald.services.segment_urls import opened_url
 from herald.services.segments import ProfilesForEvaluation, SegmentService, StoredSegments
 from herald.services.senders import SenderService
 from herald.services.sending_policies import SendingPolicyService
@@ -93,6 +98,7 @@ class Projections:
     send_history: SendHistoryProjection
     send_queue: SendQueueProjection
     segments: SegmentsProjection
+    short_links: ShortLinksProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
     loyalty: LoyaltyProjection
 
@@ -105,6 +111,7 @@ class Projections:
             self.send_history,
             self.send_queue,
             self.segments,
+            self.short_links,
             self.membership,
             self.loyalty,
         ]
@@ -143,7 +150,10 @@ class Herald:
     scoring: ScoringService
     pixel_signer: PixelSigner
     email: EmailWorker
+    device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
+    box: SecretBox  # seals and opens the secrets stored in the log
+    vapid_private_key: str  # the account's web push (VAPID) key, PEM, kept in the data directory
     remote: RemoteContentFetcher
     code_generator: ExternalCodeGenerator
     run_audiences: RunAudiences
@@ -194,13 +204,14 @@ class Herald:
             await asyncio.sleep(0 if sent else SEND_IDLE_SECONDS)
 
     def tick(self) -> None:
-        """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations
-        and realtime-membership windows."""
+        """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
+        realtime-membership windows and the waits for delivery reports."""
         now = self.clock.now()
         self.campaigns.tick(now)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
+        self.deliveries.expire_delivery_waits(self.projections.send_queue.due_delivery_waits(now), now)
 
     async def _timers(self) -> None:
         """Fire due campaign timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
@@ -265,6 +276,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         send_history=SendHistoryProjection(conn),
         send_queue=SendQueueProjection(conn),
         segments=SegmentsProjection(conn),
+        short_links=ShortLinksProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
         loyalty=LoyaltyProjection(conn),
     )
@@ -284,6 +296,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     renderer = MessageRenderer(current_fragments(aggregates), remote)
     secret = settings.secret_key or _stored_secret(settings.data_dir, "secret-key")
     signer = TokenSigner(secret)
+    box = load_secret_box(settings.secrets_key, settings.data_dir)
+    senders = SenderService(aggregates, box)
     clickhouse = build_clickhouse(settings)
     reports_runtime = (
         InProcessRuntime(
@@ -299,7 +313,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     # With the scale engine the worker feeds the sink: nothing here may drive it as well.
     embedded_sink = reports_runtime if settings.engine == "embedded" else None
     segments = segment_service(
-        settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files
+        settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files, box
     )
     loyalty = LoyaltyPrograms(aggregates, projections.loyalty)
     code_generator = ExternalCodeGenerator(remote_content_policy(settings))
@@ -356,7 +370,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         policies=SendingPolicyService(catalog),
         segments=segments,
         deliveries=deliveries,
-        senders=SenderService(aggregates),
+        senders=senders,
         inbound=InboundService(deliveries),
         loyalty=loyalty,
         promo_codes=promo_codes,
@@ -364,8 +378,13 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         goals=GoalService(pixels, tracking),
         scoring=scoring,
         pixel_signer=pixel_signer,
-        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, clock),
+        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, senders, clock),
+        device_subscriptions=DeviceSubscriptions(
+            catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
+        ),
         signer=signer,
+        box=box,
+        vapid_private_key=_stored_vapid_key(settings.data_dir),
         remote=remote,
         code_generator=code_generator,
         run_audiences=audiences,
@@ -400,6 +419,7 @@ def segment_service(
     reports: tuple[ClickHouse | None, InProcessRuntime | None],
     external: ExternalSets,
     files: SegmentFiles,
+    box: SecretBox,
 ) -> SegmentService:
     """Segments over the bulk evaluator: SQL on the report store when reports are on, else in process."""
     stored = StoredSegments(aggregates)
@@ -411,7 +431,8 @@ def segment_service(
             ProfilesForEvaluation(aggregates, projections.profiles, projections.membership.facts)
         )
     )
-    evaluator = SegmentMembers(stored, engine, FetchedSets(external.post_url, files.column))
+    fetched = FetchedSets(lambda s, at: external.post_url(s, at, opened_url(box, s)), files.column)
+    evaluator = SegmentMembers(stored, engine, fetched)
     return SegmentService(
         aggregates,
         stored,
@@ -419,6 +440,7 @@ def segment_service(
         projections.profiles,
         evaluator,
         settings.account_timezone,
+        box,
     )
 
 
@@ -448,10 +470,12 @@ def remote_content_policy(settings: Settings) -> RemoteContentPolicy:
     )
 
 
+def _stored_vapid_key(data_dir: Path) -> str:
+    """The web push VAPID private key (P-256, PEM), made on first start and kept beside the other
+    secrets: never in the log, so no event carries it."""
+    return private_file(data_dir / "vapid-private-key.pem", generate_vapid_key) + "\n"
+
+
 def _stored_secret(data_dir: Path, name: str) -> str:
     """A secret (admin token, signing key) made on first start and kept in the data directory."""
-    path = data_dir / name
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return private_file(data_dir / name, lambda: secrets.token_urlsafe(32))

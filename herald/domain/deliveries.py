@@ -13,8 +13,23 @@ that depends on the message's history lives here:
   same action on the same message was counted unique within the previous 24
   hours (guide, reports: "уникальные ... повторно через 24 часа"); every
   action is still recorded, with its `unique` flag;
-- tracker hits flagged as bots (mail scanners, prefetchers) are recorded
-  but never unique, so reports can leave them out.
+- tracker hits flagged as bots (mail scanners, prefetchers; `domain/bots.py`) are
+  recorded with the rule that matched and why (`bot_rule`, `bot_reason`), never
+  unique, so reports and segments leave them out and the history says why;
+- a person's click on a message with no open counted in the 24 hours before
+  it also records that open (`MessageOpened{implied: true}`, unique): whoever
+  clicked opened the message, though the pixel did not load (images blocked or
+  cached). So unique opens hold every unique clicker and CTOR (unique clicks
+  per unique open) never counts a clicker who never opened, as Mailchimp and
+  SendGrid count a click without an open;
+- a gateway that reports delivery (SMS) first only accepts a message
+  (`MessageAccepted`, with the provider's id of every part); the message is
+  delivered when every part's delivery report says so, not delivered as soon
+  as one part's says it failed, expired or was rejected, and not delivered
+  (`no_delivery_report`) when the sender's "await delivery (seconds)" passes
+  with a part unreported. A report that comes after that wait and says
+  delivered still makes the message delivered (the provider knows best); a
+  report for a message already settled otherwise changes nothing.
 
 Every event repeats the message's reference (`MessageRef`: campaign, run,
 template and version, profile, database, resource, channel, contact, test
@@ -23,12 +38,14 @@ flag), so the counters and the report rows need no join.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from herald.domain.bots import BotVerdict
 from herald.domain.decider import Decider
 from herald.domain.errors import NotFound, RuleViolated
 from herald.domain.events import Event, registry
@@ -101,10 +118,27 @@ def _ref_fields(message_id: str, ref: MessageRef) -> dict[str, object]:
 # --- sending -----------------------------------------------------------------------------------
 
 
+class RenderInputs(BaseModel):
+    """What a message was rendered from that may change after it is sent: the profile's stream
+    version, the fragments' versions and the remote content fetched. The template version and a
+    trigger's content are on the queued message already; with these, rendering again gives the
+    message as it was sent (its web version), whatever changed since."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    profile_version: int
+    fragment_versions: dict[str, int] = Field(default_factory=dict)
+    remote_html: dict[str, str] = Field(default_factory=dict, description="`{[url]}` blocks: URL → HTML")
+    remote_json: dict[str, dict[str, JsonValue]] = Field(
+        default_factory=dict, description="the JSON content URL → what it answered"
+    )
+
+
 @registry.register("MessageSendAttempted")
 class MessageSendAttempted(_MessageEvent):
     attempt: int
     sender_id: str
+    rendered_from: RenderInputs | None = None  # absent on attempts recorded before it was kept
 
 
 @registry.register("MessageCommitting")
@@ -120,6 +154,26 @@ class MessageDelivered(_MessageEvent):
     code: int
     response: str
     assumed: bool = False  # the sender stopped after committing; the relay's answer was not seen
+
+
+@registry.register("MessageAccepted")
+class MessageAccepted(_MessageEvent):
+    """A gateway took the message; its delivery reports will name it by `provider_ids` (one per part)."""
+
+    sender_id: str
+    provider_ids: tuple[str, ...]
+    code: int = 0
+    response: str = ""
+    await_until: datetime | None = None  # when an unreported message stops waiting (None: it never waits)
+
+
+@registry.register("MessageDeliveryReported")
+class MessageDeliveryReported(_MessageEvent):
+    """The provider's delivery report on one part of an accepted message."""
+
+    provider_id: str
+    state: Literal["delivered", "undelivered", "expired", "rejected", "unknown"]
+    code: str = ""
 
 
 @registry.register("MessageSoftBounced")
@@ -146,6 +200,13 @@ class MessageNotDelivered(_MessageEvent):
     detail: str
 
 
+@registry.register("MessageLinksShortened")
+class MessageLinksShortened(_MessageEvent):
+    """The short links (`/s/<code>`) of an SMS as it was sent: code → the click token it stands for."""
+
+    links: dict[str, str]
+
+
 # --- tracking ----------------------------------------------------------------------------------
 
 
@@ -154,16 +215,23 @@ class _TrackedEvent(_MessageEvent):
     user_agent: str = ""
     unique: bool
     bot: bool = False
+    bot_rule: str = ""  # the `domain/bots.py` rule that made it a machine's hit
+    bot_reason: str = ""  # the same in words, for the message's history
 
 
 @registry.register("MessageOpened")
 class MessageOpened(_TrackedEvent):
-    pass
+    implied: bool = False  # recorded for a person's click: no open was counted in the 24 h before it
 
 
 @registry.register("MessageRead")
 class MessageRead(_TrackedEvent):
     pass
+
+
+@registry.register("MessageAcknowledged")
+class MessageAcknowledged(_TrackedEvent):
+    """Push delivered: the app or service worker got the push and called its `ack` link."""
 
 
 @registry.register("LinkClicked")
@@ -209,6 +277,7 @@ DeliveryStatus = Literal[
     "queued",
     "attempting",
     "committing",
+    "accepted",
     "soft_bounced",
     "delivered",
     "hard_bounced",
@@ -232,6 +301,12 @@ class DeliveryState:
     unsubscribed: bool = False
     unsubscribe_at: datetime | None = None  # a delayed unsubscribe waiting for its timer
     complained: bool = False
+    short_codes: frozenset[str] = frozenset()
+    provider_ids: tuple[str, ...] = ()  # the parts a gateway accepted
+    reported: dict[str, str] = field(default_factory=dict)  # provider id → the state its report gave
+    await_until: datetime | None = None
+    accepted_by: str = ""  # the sender that accepted it
+    not_delivered_reason: str = ""
 
     @property
     def sendable(self) -> bool:
@@ -249,6 +324,7 @@ class DeliveryState:
 class StartAttempt:
     sender_id: str
     at: datetime
+    rendered_from: RenderInputs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,12 +372,12 @@ class RecordBounceReport:
 
 @dataclass(frozen=True, slots=True)
 class RecordHit:
-    """A tracker saw the recipient open, read or click the message."""
+    """A tracker saw the recipient open, read or click the message, or a device acknowledge a push."""
 
-    action: Literal["open", "read", "click"]
+    action: Literal["open", "read", "click", "ack"]
     ip: str
     user_agent: str
-    bot: bool
+    bot: BotVerdict | None  # why it is a machine's hit; None for a person's
     at: datetime
     link_id: str = ""
     url: str = ""
@@ -345,6 +421,41 @@ class RecordComplaint:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RecordAcceptance:
+    """A gateway accepted the message; with `await_delivery`, its reports are awaited that long."""
+
+    provider_ids: tuple[str, ...]
+    code: int
+    response: str
+    sender_id: str
+    await_delivery: timedelta | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDeliveryReport:
+    provider_id: str
+    state: Literal["delivered", "undelivered", "expired", "rejected", "unknown"]
+    code: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireDeliveryWait:
+    """The await-delivery timer fell due: a message still unreported is not delivered."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordShortLinks:
+    """The message's text was rendered with these short links: code → click token."""
+
+    links: Mapping[str, str]
+    at: datetime
+
+
 DeliveryCommand = (
     StartAttempt
     | MarkCommitting
@@ -358,6 +469,10 @@ DeliveryCommand = (
     | CancelUnsubscribe
     | ApplyScheduledUnsubscribe
     | RecordComplaint
+    | RecordShortLinks
+    | RecordAcceptance
+    | RecordDeliveryReport
+    | ExpireDeliveryWait
 )
 
 
@@ -372,7 +487,13 @@ def decide(command: DeliveryCommand, state: DeliveryState) -> list[Event]:
         case StartAttempt():
             if not state.sendable:
                 raise RuleViolated(f"the message is {state.status}: it is not sent again", "message_id")
-            return [MessageSendAttempted(**common, attempt=state.attempts + 1, sender_id=command.sender_id)]
+            attempt = MessageSendAttempted(
+                **common,
+                attempt=state.attempts + 1,
+                sender_id=command.sender_id,
+                rendered_from=command.rendered_from,
+            )
+            return [attempt]
         case MarkCommitting():
             if state.status != "attempting":
                 raise RuleViolated("no attempt in progress", "message_id")
@@ -413,7 +534,69 @@ def decide(command: DeliveryCommand, state: DeliveryState) -> list[Event]:
             if state.complained:
                 return []
             return [ComplaintReceived(**common, feedback_type=command.feedback_type, source=command.source)]
+        case RecordShortLinks():
+            new = {code: token for code, token in command.links.items() if code not in state.short_codes}
+            return [MessageLinksShortened(**common, links=new)] if new else []
+        case RecordAcceptance():
+            return _accepted(command, state, common)
+        case RecordDeliveryReport():
+            return _delivery_report(command, state, common)
+        case ExpireDeliveryWait():
+            due = state.await_until
+            if state.status != "accepted" or due is None or command.at < due:
+                return []
+            missing = len(state.provider_ids) - len(state.reported)
+            detail = f"{missing} of {len(state.provider_ids)} part(s) unreported when the wait ended"
+            return [MessageNotDelivered(**common, reason="no_delivery_report", detail=detail)]
     raise AssertionError(command)
+
+
+def _accepted(command: RecordAcceptance, state: DeliveryState, common: dict[str, object]) -> list[Event]:
+    if state.status not in ("attempting", "committing"):
+        return []  # recorded already
+    if not command.provider_ids:
+        raise RuleViolated("an accepted message has the provider's id", "provider_ids")
+    if command.await_delivery is None:  # no reports to wait for: taken is as far as it goes
+        return [
+            MessageDelivered(
+                **common, sender_id=command.sender_id, code=command.code, response=command.response
+            )
+        ]
+    accepted = {
+        "sender_id": command.sender_id,
+        "provider_ids": command.provider_ids,
+        "code": command.code,
+        "response": command.response,
+        "await_until": command.at + command.await_delivery,
+    }
+    return [MessageAccepted(**common, **accepted)]
+
+
+def _delivery_report(
+    command: RecordDeliveryReport, state: DeliveryState, common: dict[str, object]
+) -> list[Event]:
+    late = state.status == "not_delivered" and state.not_delivered_reason == "no_delivery_report"
+    if command.state == "unknown":
+        return []  # says nothing about the part: it stays awaited
+    if command.provider_id not in state.provider_ids or command.provider_id in state.reported:
+        return []
+    if state.status != "accepted" and not late:
+        return []
+    reported = MessageDeliveryReported(
+        **common, provider_id=command.provider_id, state=command.state, code=command.code
+    )
+    parts = {**state.reported, command.provider_id: command.state}
+    if command.state != "delivered":
+        if late:
+            return [reported]
+        detail = f"part {command.provider_id}: {command.state} {command.code}".strip()
+        return [reported, MessageNotDelivered(**common, reason=f"report_{command.state}", detail=detail)]
+    done = all(parts.get(p) == "delivered" for p in state.provider_ids)
+    if not done:
+        return [reported]
+    response = "delivery report" if not late else "delivery report after the wait"
+    delivered = MessageDelivered(**common, sender_id=state.accepted_by, code=0, response=response)
+    return [reported, delivered]
 
 
 def _outcome(command: RecordSmtpOutcome, state: DeliveryState, common: dict[str, object]) -> list[Event]:
@@ -496,19 +679,33 @@ def _bounce_report(
 
 
 def _hit(command: RecordHit, state: DeliveryState, common: dict[str, object]) -> list[Event]:
-    last = state.unique_since.get(command.action)
-    unique = not command.bot and (last is None or command.at - last >= UNIQUE_WINDOW)
+    bot = command.bot
     tracked = common | {
         "ip": command.ip,
         "user_agent": command.user_agent,
-        "unique": unique,
-        "bot": command.bot,
+        "bot": bot is not None,
+        "bot_rule": bot.rule if bot is not None else "",
+        "bot_reason": bot.reason if bot is not None else "",
     }
+    unique = bot is None and _counts_unique(state, command.action, command.at)
     if command.action == "open":
-        return [MessageOpened(**tracked)]
+        return [MessageOpened(**tracked, unique=unique)]
     if command.action == "read":
-        return [MessageRead(**tracked)]
-    return [LinkClicked(**tracked, link_id=command.link_id, url=command.url, link_name=command.link_name)]
+        return [MessageRead(**tracked, unique=unique)]
+    if command.action == "ack":
+        return [MessageAcknowledged(**tracked, unique=unique)]
+    clicked = LinkClicked(
+        **tracked, unique=unique, link_id=command.link_id, url=command.url, link_name=command.link_name
+    )
+    if bot is None and _counts_unique(state, "open", command.at):
+        return [MessageOpened(**tracked, unique=True, implied=True), clicked]
+    return [clicked]
+
+
+def _counts_unique(state: DeliveryState, action: str, at: datetime) -> bool:
+    """Whether a person's `action` at `at` counts as unique: none counted in the 24 hours before."""
+    last = state.unique_since.get(action)
+    return last is None or at - last >= UNIQUE_WINDOW
 
 
 # --- evolve ------------------------------------------------------------------------------------
@@ -531,9 +728,20 @@ def evolve(state: DeliveryState, event: Event) -> DeliveryState:
     if isinstance(event, MessageHardBounced):
         return replace(state, status="hard_bounced")
     if isinstance(event, MessageNotDelivered):
-        return replace(state, status="not_delivered")
-    if isinstance(event, MessageOpened | MessageRead | LinkClicked) and event.unique:
-        action = {MessageOpened: "open", MessageRead: "read", LinkClicked: "click"}[type(event)]
+        return replace(state, status="not_delivered", not_delivered_reason=event.reason)
+    if isinstance(event, MessageAccepted):
+        return replace(
+            state,
+            status="accepted",
+            provider_ids=event.provider_ids,
+            await_until=event.await_until,
+            accepted_by=event.sender_id,
+        )
+    if isinstance(event, MessageDeliveryReported):
+        return replace(state, reported={**state.reported, event.provider_id: event.state})
+    if isinstance(event, MessageOpened | MessageRead | LinkClicked | MessageAcknowledged) and event.unique:
+        kinds = {MessageOpened: "open", MessageRead: "read", LinkClicked: "click", MessageAcknowledged: "ack"}
+        action = kinds[type(event)]
         return replace(state, unique_since={**state.unique_since, action: event.at})
     if isinstance(event, MessageUnsubscribed):
         return replace(state, unsubscribed=True, unsubscribe_at=None)
@@ -543,6 +751,8 @@ def evolve(state: DeliveryState, event: Event) -> DeliveryState:
         return replace(state, unsubscribe_at=None)
     if isinstance(event, ComplaintReceived):
         return replace(state, complained=True)
+    if isinstance(event, MessageLinksShortened):
+        return replace(state, short_codes=state.short_codes | frozenset(event.links))
     return state
 
 

@@ -12,6 +12,10 @@ Decisions:
   brings lxml along. The writer below is small and shaped for email layouts: every table cell
   is a line of its own, content only Outlook sees (`<!--[if mso]>`) is left out, the preheader's
   padding characters (zero-width joiners, soft hyphens, `&#847;`) are dropped;
+- a text version is made from the template's source once per version, not from each message's
+  HTML: its blocks' breaks are written as break marks (`text_block`) that `tidy_text` lays out
+  after rendering, so a fragment's, part's or remote block's paragraphs and a loop's list items
+  break lines where they meet the text around them;
 - a link is written `text (url)`; just the text when it already shows the address (`x.com`,
   `a@b.c` for `mailto:a@b.c`); the url alone when the link has no text nor image `alt`; links to
   `#anchors` and `javascript:` give only their text;
@@ -56,10 +60,43 @@ def inline_css(html: str) -> str:
 
 def text_version(html: str) -> str:
     """The plain-text version of an email's HTML: paragraphs, lines, lists and links kept."""
+    return tidy_text(_written(html).body())
+
+
+def text_block(html: str) -> str:
+    """HTML made text to be rendered inside a text version, then laid out by `tidy_text`.
+
+    A text version is made from the template's *source* once per version, so its blocks' breaks
+    are written as break marks that still collapse once the template is rendered: a loop's
+    `</li>` meets the next `<li>`, a `{fragment.footer}` (only a word in the source) brings its
+    `<p>`'s breaks. The piece starts and ends with the marks its first and last blocks owe."""
+    writer = _written(html)
+    body = writer.body()
+    if not body.strip():
+        return ""
+    return _MARKS[writer.leading_breaks] + body + _MARKS[writer.trailing_breaks]
+
+
+def tidy_text(text: str) -> str:
+    """A text version's final layout: break marks that meet collapse to the larger break (as block
+    margins do in a browser; `<br>` newlines add), no trailing spaces, at most one blank line in a
+    row, none at either end."""
+    text = _BREAKS.sub(_collapsed, text)
+    lines = (line.rstrip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
+
+
+def _collapsed(run: re.Match[str]) -> str:
+    breaks = run.group()
+    owed = 2 if _PARAGRAPH_MARK in breaks else 1 if _LINE_MARK in breaks else 0
+    return "\n" * max(owed, breaks.count("\n"))
+
+
+def _written(html: str) -> _TextWriter:
     writer = _TextWriter()
     writer.feed(html)
     writer.close()
-    return writer.text()
+    return writer
 
 
 # Elements whose content is never text a reader sees.
@@ -75,6 +112,12 @@ _LINE_BLOCKS = frozenset(
 _PARAGRAPHS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "dl"})
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u034f\u00ad"))
 _SPACES = re.compile(r"\s+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+# Break marks (see `text_block`): a line break and a paragraph break a block owes its neighbours.
+_LINE_MARK, _PARAGRAPH_MARK = "\x1e", "\x1d"
+_MARKS = ("", _LINE_MARK, _PARAGRAPH_MARK)
+_BREAK_CHARACTERS = f"\n{_LINE_MARK}{_PARAGRAPH_MARK}"
+_BREAKS = re.compile(f"[{_BREAK_CHARACTERS}]+")
 _RULE = "-" * 30
 
 
@@ -84,18 +127,23 @@ class _TextWriter(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self._out: list[str] = []
-        self._owed_breaks = 0  # newlines owed before the next text
+        self._owed_breaks = 0  # breaks owed before the next text: 1 a line, 2 a paragraph
         self._owed_space = False  # a collapsed space owed before the next text
-        self._trailing_newlines = 0
+        self._trailing_breaks = 0  # newlines and break marks at the end of the output
         self._hidden = 0
         self._pre = 0
         self._lists: list[int | None] = []  # None for <ul>, the next number for <ol>
         self._bullet = ""  # the list item prefix owed to the next text
         self._links: list[tuple[str, int]] = []  # (href, index in _out where its text starts)
+        self.leading_breaks = 0  # the breaks a block opened before the first text owed
 
-    def text(self) -> str:
-        lines = (line.rstrip() for line in "".join(self._out).split("\n"))
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    def body(self) -> str:
+        return "".join(self._out)
+
+    @property
+    def trailing_breaks(self) -> int:
+        """The break blocks closed after the last text still owe."""
+        return self._owed_breaks
 
     # -- parser callbacks
 
@@ -167,9 +215,11 @@ class _TextWriter(HTMLParser):
 
     def _emit(self, text: str) -> None:
         """Append text, paying the breaks, the list bullet and the space it is owed."""
+        if not self._out:
+            self.leading_breaks = self._owed_breaks
         if self._out and self._owed_breaks:
-            self._append("\n" * max(self._owed_breaks - self._trailing_newlines, 0))
-        elif self._owed_space and self._out and not self._trailing_newlines:
+            self._append(_MARKS[self._owed_breaks])
+        elif self._owed_space and self._out and not self._trailing_breaks:
             self._append(" ")
         self._owed_breaks = 0
         self._owed_space = False
@@ -182,18 +232,21 @@ class _TextWriter(HTMLParser):
         if not text:
             return
         self._out.append(text)
-        stripped = text.rstrip("\n")
+        stripped = text.rstrip(_BREAK_CHARACTERS)
         if stripped:
-            self._trailing_newlines = len(text) - len(stripped)
+            self._trailing_breaks = len(text) - len(stripped)
         else:
-            self._trailing_newlines += len(text)
+            self._trailing_breaks += len(text)
 
     def _block(self, newlines: int) -> None:
         self._owed_breaks = max(self._owed_breaks, newlines)
         self._owed_space = False
 
     def _newline(self) -> None:
-        if self._hidden or not self._out:
+        if self._hidden:
+            return
+        if not self._out:  # nothing to break yet: owed, for a piece that goes after other text
+            self._owed_breaks = min(self._owed_breaks + 1, 2)
             return
         self._owed_breaks = 0
         self._owed_space = False

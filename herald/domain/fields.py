@@ -10,7 +10,8 @@ Stored forms:
 - `int` ("Число"): a whole number in the signed 64-bit range; `12.0` and `"12"`
   are accepted, a fraction or a bool is refused (the guide: money is stored in
   cents, there are no fractional Число fields; `float` exists for the rest).
-- `float`: a finite number. `string`: trimmed text; numbers are turned into text.
+- `float`: a finite number. `string`: trimmed text of at most 65,536 characters; numbers
+  are turned into text.
 - `date`: `YYYY-MM-DD`. An ISO datetime keeps its calendar date as written
   (the guide's `2019-08-22T00:00:00.000Z` is 2019-08-22); `DD.MM.YYYY` is
   accepted because Russian spreadsheets write dates that way.
@@ -22,7 +23,7 @@ Stored forms:
 - `ip`: an IPv4 address (the guide: IPv4 only).
 - `tags` ("Теги"): a sorted list of distinct tags; text is split on `,` `|` `;`,
   so a tag in a list may not contain them.
-- `json`: any JSON object or array (text is parsed).
+- `json`: any JSON object or array (text is parsed), nested at most 32 deep.
 - standard-only kinds: `email` (normalised address), `phones` (E.164 list in
   the given order, duplicates dropped; text is split on `,` `;`), `timezone`
   (an IANA name such as `Europe/Moscow`).
@@ -118,6 +119,12 @@ _API_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 TAG_SEPARATORS = re.compile(r"[,|;]")
 _PHONE_SEPARATORS = re.compile(r"[,;]")
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+# A text value (a string field, one tag): far above names, addresses and notes, low enough that
+# one profile cannot weigh megabytes in every read model and report row that copies it.
+MAX_TEXT_CHARS = 65_536
+# A json field's value nests at most this deep: what the API takes for whole bodies, so a value
+# written as text cannot nest deeper than one written as JSON (and break reading the log back).
+MAX_JSON_DEPTH = 32
 _TRUE = frozenset({"true", "1", "yes", "y", "on", "да"})
 _FALSE = frozenset({"false", "0", "no", "n", "off", "нет"})
 _DOTTED_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
@@ -217,10 +224,18 @@ def _coerce_float(_: FieldDefinition, value: object, path: str) -> JsonValue:
 
 def _coerce_string(_: FieldDefinition, value: object, path: str) -> JsonValue:
     if isinstance(value, str):
-        return value.strip()
+        return _text(value.strip(), path)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise _refuse(value, "text", path)
+
+
+def _text(text: str, path: str) -> str:
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValidationFailed(
+            f"the text is {len(text):,} characters; a field holds at most {MAX_TEXT_CHARS:,}", path
+        )
+    return text
 
 
 def _coerce_date(_: FieldDefinition, value: object, path: str) -> JsonValue:
@@ -330,7 +345,7 @@ def _coerce_tags(_: FieldDefinition, value: object, path: str) -> JsonValue:
         if from_list and TAG_SEPARATORS.search(item):
             raise ValidationFailed(f"a tag cannot contain ',', '|' or ';': {item!r}", item_path)
         if item.strip():
-            tags.add(item.strip())
+            tags.add(_text(item.strip(), item_path))
     stored: list[JsonValue] = [*sorted(tags)]
     return stored or None
 
@@ -367,28 +382,32 @@ def _coerce_json(_: FieldDefinition, value: object, path: str) -> JsonValue:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _refuse(value, "JSON", path) from None
     if not isinstance(value, dict | list | tuple):
         raise _refuse(value, "a JSON object or array", path)
-    return _json(value, path)
+    return _json(value, path, 1)
 
 
-def _json(value: object, path: str) -> JsonValue:
+def _json(value: object, path: str, depth: int) -> JsonValue:
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT_MIN <= value <= _INT_MAX:
+        raise ValidationFailed(f"{value} is outside the range of a whole number (64-bit)", path)
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _refuse(value, "a finite number", path)
         return value
+    if depth > MAX_JSON_DEPTH:
+        raise ValidationFailed(f"a JSON value nests at most {MAX_JSON_DEPTH} levels deep", path)
     if isinstance(value, list | tuple):
-        return [_json(item, f"{path}.{i}") for i, item in enumerate(value)]
+        return [_json(item, f"{path}.{i}", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict):
         result: dict[str, JsonValue] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _refuse(key, "a JSON object key (text)", path)
-            result[key] = _json(item, f"{path}.{key}")
+            result[key] = _json(item, f"{path}.{key}", depth + 1)
         return result
     raise _refuse(value, "a JSON value", path)
 

@@ -29,9 +29,8 @@ unique custom fields. The `<profile_id>@localhost` placeholder is no key.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from herald.domain.contacts import email_key
 from herald.domain.databases import DatabaseState
@@ -51,9 +50,12 @@ class MatchMode(StrEnum):
     CUSTOM = "custom"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class LookupKey:
-    """A normalised value a profile can be found by; `kind` is one of the table's key kinds."""
+class LookupKey(NamedTuple):
+    """A normalised value a profile can be found by; `kind` is one of the table's key kinds.
+
+    A named tuple rather than a dataclass: ingestion and the profiles projection hash keys by
+    the hundred thousand, and a tuple's hash is C.
+    """
 
     kind: str
     value: str
@@ -162,6 +164,7 @@ _CONTACT_NAMES = {
     "email": ("email",),
     "sms": ("phone",),
     "push": ("token",),
+    "telegram_bot": ("chat_id",),
     **{c: ("phone",) for c in PHONE_CHANNELS},
 }
 
@@ -175,6 +178,24 @@ def profile_lookup_keys(state: ProfileState, unique_fields: frozenset[str]) -> f
     if not state.exists:
         return frozenset()
     return frozenset(_keys(state, unique_fields, unique_only=False))
+
+
+def lookup_key_inputs(state: ProfileState, unique_fields: frozenset[str]) -> tuple[Any, ...]:
+    """Everything `profile_lookup_keys(state, unique_fields)` reads: equal inputs, equal keys.
+
+    Cheaper than the keys, so a projection recomputes them only when these differ (the
+    subscriptions compare by identity first: an unchanged profile keeps the same object).
+    """
+    fields = state.fields
+    return (
+        state.exists,
+        state.profile_id,
+        fields.get("email"),
+        fields.get("phones"),
+        unique_fields,
+        tuple(fields.get(name) for name in sorted(unique_fields)),
+        state.subscriptions,
+    )
 
 
 def unique_lookup_keys(state: ProfileState, unique_fields: frozenset[str]) -> frozenset[LookupKey]:

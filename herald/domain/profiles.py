@@ -296,7 +296,7 @@ def evolve(state: ProfileState, event: Event) -> ProfileState:
         return replace(state, subscriptions=evolve_subscriptions(state.subscriptions, event))
     if not isinstance(event, ProfileEvent):
         return state
-    state = replace(state, updated_at=event.at)
+    # One `replace` per event (with `updated_at`): a replay folds every profile event here.
     match event:
         case ProfileCreated():
             return replace(
@@ -309,20 +309,22 @@ def evolve(state: ProfileState, event: Event) -> ProfileState:
                 source=event.source,
                 created=True,
                 created_at=event.at,
+                updated_at=event.at,
             )
         case ProfileFieldsUpdated() | ProfileAbsorbed():
-            return replace(state, fields=_with_changes(state.fields, event.changes))
+            return replace(state, fields=_with_changes(state.fields, event.changes), updated_at=event.at)
         case ProfileGlobalStatusChanged():
-            return replace(state, status=event.to_status)
+            return replace(state, status=event.to_status, updated_at=event.at)
         case ProfileTestSubscriberSet():
-            return replace(state, is_test=event.is_test)
+            return replace(state, is_test=event.is_test, updated_at=event.at)
         case ProfileTrackedDataRecorded():
-            return replace(state, tracked=event.tracked, fields=_with_changes(state.fields, event.changes))
+            fields = _with_changes(state.fields, event.changes)
+            return replace(state, tracked=event.tracked, fields=fields, updated_at=event.at)
         case ProfileDeleted():
-            return replace(state, deleted=True)
+            return replace(state, deleted=True, updated_at=event.at)
         case ProfileMergedAway():
-            return replace(state, merged_into=event.target_profile_id)
-    return state
+            return replace(state, merged_into=event.target_profile_id, updated_at=event.at)
+    return replace(state, updated_at=event.at)
 
 
 # --- commands ----------------------------------------------------------------

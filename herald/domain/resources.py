@@ -19,9 +19,12 @@ Decisions where the guide is silent:
   (`promo.example.com` fits `news@mail.example.com`), so relaxed alignment works.
 - SMS Caller ID: an alphanumeric sender of ≤11 characters or a numeric one of
   ≤15 digits, the limits every SMS gateway enforces.
-- Push: every chosen provider must serve one of the chosen platforms and every
-  chosen platform must be served by one chosen provider; the Firebase API key
-  is required when FCM or AppMetrica (which sends through the Firebase SDK) is used.
+- Push: `webpush` is the standard Web Push protocol with a VAPID key (every
+  current browser's push service speaks it: Chrome's FCM endpoints, Mozilla's,
+  Apple's for Safari 16+), beside the guide's providers. Every chosen
+  provider must serve one of the chosen platforms and every chosen platform
+  must be served by one chosen provider; the Firebase API key is required
+  when FCM or AppMetrica (which sends through the Firebase SDK) is used.
 - API names (fields, categories, custom channels) are latin letters, digits and
   `_`, start with a letter, ≤64 characters; custom channel names are lower-case.
 - Subscription fields are database-style custom field definitions
@@ -51,8 +54,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from herald.domain.contacts import email_domain, normalize_domain, normalize_email
 from herald.domain.decider import Decider
 from herald.domain.errors import AlreadyExists, DomainError, NotFound, RuleViolated, ValidationFailed
-from herald.domain.events import Event, registry
+from herald.domain.events import Event, JsonDict, registry
 from herald.domain.fields import FieldDefinition, FieldType, check_definition, coerce_value
+from herald.domain.secrets import WITHHELD, SealedSecret, looks_like_credential
 
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -120,6 +124,7 @@ class PushProvider(StrEnum):
     APPMETRICA = "appmetrica"  # Yandex AppMetrica (sends through the Firebase SDK)
     HMS = "hms"  # Huawei Mobile Services
     RUSTORE = "rustore"
+    WEBPUSH = "webpush"  # the Web Push protocol (RFC 8030/8291/8292, VAPID): any browser push service
 
 
 PROVIDER_PLATFORMS: Mapping[PushProvider, frozenset[PushPlatform]] = {
@@ -129,6 +134,9 @@ PROVIDER_PLATFORMS: Mapping[PushProvider, frozenset[PushPlatform]] = {
     PushProvider.APPMETRICA: frozenset({PushPlatform.ANDROID, PushPlatform.IOS}),
     PushProvider.HMS: frozenset({PushPlatform.ANDROID, PushPlatform.IOS}),
     PushProvider.RUSTORE: frozenset({PushPlatform.ANDROID}),
+    PushProvider.WEBPUSH: frozenset(
+        {PushPlatform.CHROME, PushPlatform.FIREFOX, PushPlatform.OPERA, PushPlatform.SAFARI}
+    ),
 }
 """Which platforms each push provider can deliver to (guide, "Push канал")."""
 
@@ -139,7 +147,7 @@ class PushSettings(_Value):
     kind: Literal["push"] = "push"
     platforms: tuple[PushPlatform, ...]
     providers: tuple[PushProvider, ...]
-    firebase_api_key: str | None = None
+    firebase_api_key: SealedSecret | None = None  # a credential: sealed, never shown
 
     @property
     def channel(self) -> str:
@@ -147,11 +155,15 @@ class PushSettings(_Value):
 
 
 class CustomChannelSettings(_Value):
-    """A messenger or admin-defined channel (telegram_bot, whatsapp, viber, …) with free options."""
+    """A messenger or admin-defined channel (telegram_bot, whatsapp, viber, …) with free options.
+
+    Credentials (a bot token, an API key) go in `secrets`, sealed and never shown; an option whose
+    name says it is one is refused, so a token is not stored in clear by mistake."""
 
     kind: Literal["custom"] = "custom"
     name: str
     options: dict[str, JsonValue] = Field(default_factory=dict)
+    secrets: dict[str, SealedSecret] = Field(default_factory=dict)
 
     @property
     def channel(self) -> str:
@@ -211,18 +223,34 @@ class ResourceUpdated(Event):
     settings: ResourceSettings
 
 
-@registry.register("ResourceChannelEnabled")
+@registry.register("ResourceChannelEnabled", version=2)
 class ResourceChannelEnabled(Event):
     resource_id: str
     channel: str
     settings: ChannelSettings
 
 
-@registry.register("ResourceChannelUpdated")
+@registry.register("ResourceChannelUpdated", version=2)
 class ResourceChannelUpdated(Event):
     resource_id: str
     channel: str
     settings: ChannelSettings
+
+
+@registry.upcaster("ResourceChannelEnabled", 1)
+@registry.upcaster("ResourceChannelUpdated", 1)
+def withhold_channel_credentials(data: JsonDict) -> JsonDict:
+    """Version 1 held channel credentials in clear (the push Firebase key, tokens among a custom
+    channel's options): each becomes `WITHHELD`, a custom channel's moving to its `secrets`."""
+    settings = dict(data["settings"])
+    if settings.get("firebase_api_key"):
+        settings["firebase_api_key"] = WITHHELD.model_dump()
+    options = settings.get("options", {})
+    credentials = [name for name in options if looks_like_credential(name)]
+    if credentials:
+        settings["options"] = {k: v for k, v in options.items() if k not in credentials}
+        settings["secrets"] = {name: WITHHELD.model_dump() for name in credentials}
+    return {**data, "settings": settings}
 
 
 @registry.register("ResourceChannelDisabled")
@@ -599,13 +627,9 @@ def _checked_push(settings: PushSettings) -> PushSettings:
     for i, platform in enumerate(platforms):
         if not any(platform in PROVIDER_PLATFORMS[p] for p in providers):
             raise RuleViolated(f"no chosen provider delivers to {platform.value}", f"platforms.{i}")
-    key = settings.firebase_api_key
-    key = None if key is None else key.strip() or None
-    if key is None and _FIREBASE_PROVIDERS & set(providers):
+    if settings.firebase_api_key is None and _FIREBASE_PROVIDERS & set(providers):
         raise ValidationFailed("the Firebase API key is required for FCM and AppMetrica", "firebase_api_key")
-    return settings.model_copy(
-        update={"platforms": platforms, "providers": providers, "firebase_api_key": key}
-    )
+    return settings.model_copy(update={"platforms": platforms, "providers": providers})
 
 
 def _checked_custom(settings: CustomChannelSettings) -> CustomChannelSettings:
@@ -615,8 +639,14 @@ def _checked_custom(settings: CustomChannelSettings) -> CustomChannelSettings:
             "and _, starting with a letter, and not email, sms or push",
             "name",
         )
-    if any(not key.strip() for key in settings.options):
+    if any(not key.strip() for key in (*settings.options, *settings.secrets)):
         raise ValidationFailed("option names must not be empty", "options")
+    for name in settings.options:
+        if looks_like_credential(name):
+            raise ValidationFailed(
+                f"{name[:50]!r} looks like a credential: give it in `secrets` (sealed, never shown)",
+                f"options.{name[:50]}",
+            )
     return settings
 
 

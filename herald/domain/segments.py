@@ -108,6 +108,7 @@ from herald.domain.databases import DatabaseState
 from herald.domain.errors import NotFound, ValidationFailed
 from herald.domain.fields import FieldDefinition, FieldType, coerce_value, parse_datetime
 from herald.domain.resources import PHONE_CHANNELS, ResourceState
+from herald.domain.secrets import SealedSecret
 from herald.domain.statuses import Status
 from herald.domain.subscriptions import CategoryStatus
 
@@ -374,11 +375,15 @@ class SegmentRule(_Model):
 
 
 class PostUrlSource(_Model):
-    """A URL the platform POSTs to; `path` picks the values (JSON `segment.emails`, XML `names/name`)."""
+    """A URL the platform POSTs to; `path` picks the values (JSON `segment.emails`, XML `names/name`).
+
+    A URL with credentials in it (a login, a `token=` parameter) is stored with them masked in `url`
+    and whole in `sealed_url` (`domain/secrets.py`), which only the fetch opens."""
 
     kind: Literal["post_url"] = "post_url"
     url: str
     path: str = Field("", description="empty: the whole answer (a JSON array, or one value per line)")
+    sealed_url: SealedSecret | None = Field(None, description="set by Herald: the URL with its credentials")
 
 
 class CsvSource(_Model):
@@ -412,7 +417,9 @@ class ExternalRule(_Model):
     @property
     def key(self) -> str:
         """What evaluators know this rule's fetched set by: a hash of its field and source."""
-        identity = self.model_dump(mode="json", include={"field", "source"})
+        identity = self.model_dump(
+            mode="json", include={"field", "source"}, exclude={"source": {"sealed_url"}}
+        )
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
@@ -482,6 +489,21 @@ def iter_rules(query: SegmentQuery | Source, path: str = "") -> Iterator[tuple[s
     for group_index, group in enumerate(query.groups):
         for index, rule in enumerate(group.rules):
             yield _join(path, f"groups.{group_index}.rules.{index}"), rule
+
+
+def with_post_urls(query: SegmentQuery, change: Callable[[PostUrlSource], PostUrlSource]) -> SegmentQuery:
+    """The query with every `post_url` source replaced by `change(source)`."""
+
+    def rule(r: AnyRule) -> AnyRule:
+        if isinstance(r, ExternalRule) and isinstance(r.source, PostUrlSource):
+            return r.model_copy(update={"source": change(r.source)})
+        return r
+
+    def source(s: Source) -> Source:
+        groups = tuple(g.model_copy(update={"rules": tuple(map(rule, g.rules))}) for g in s.groups)
+        return s.model_copy(update={"rules": tuple(map(rule, s.rules)), "groups": groups})
+
+    return query.model_copy(update={"sources": tuple(map(source, query.sources))})
 
 
 def _join(prefix: str, path: str) -> str:

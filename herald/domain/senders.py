@@ -7,8 +7,10 @@ domains match takes the message, and splits its traffic over its senders by
 percentage, each optionally overriding the From name.
 
 Decisions where the guide is silent:
-- The DKIM private key is write-only: it is stored, used to sign, and never
-  shown again (the guide shows it once, at creation). The relay password too.
+- The DKIM private key is write-only: it is stored sealed (`domain/secrets.py`),
+  opened only to sign, and never shown again (the guide shows it once, at
+  creation). The relay password too. Events before schema version 2 held both
+  in clear; their upcaster withholds them.
 - A rule matches recipient domains by suffix (`gmail.com` matches
   `gmail.com`, not `notgmail.com`; `.ru` matches every `*.ru`); a rule with
   no domains matches everything ("Default (match all)").
@@ -28,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from herald.domain.decider import Decider
 from herald.domain.errors import AlreadyExists, NotFound, ValidationFailed
-from herald.domain.events import Event, registry
+from herald.domain.events import Event, JsonDict, registry
+from herald.domain.secrets import WITHHELD, SealedSecret
 
 
 class _Value(BaseModel):
@@ -57,10 +60,17 @@ class SenderSettings(_Value):
 
 
 class SenderSecrets(_Value):
-    """What is stored but never shown: the relay password and the DKIM private key."""
+    """What is stored (sealed) but never shown: the relay password and the DKIM private key."""
 
-    password: str = ""
-    dkim_private_key: str = ""
+    password: SealedSecret | None = None
+    dkim_private_key: SealedSecret | None = None
+
+    def names(self) -> tuple[str, ...]:
+        """The secrets that are set."""
+        return tuple(name for name in SECRET_NAMES if getattr(self, name) is not None)
+
+
+SECRET_NAMES = ("password", "dkim_private_key")
 
 
 class RouteTarget(_Value):
@@ -74,7 +84,7 @@ class RouteRule(_Value):
     targets: tuple[RouteTarget, ...]
 
 
-@registry.register("SenderCreated")
+@registry.register("SenderCreated", version=2)
 class SenderCreated(Event):
     sender_id: str
     settings: SenderSettings
@@ -82,12 +92,21 @@ class SenderCreated(Event):
     at: datetime
 
 
-@registry.register("SenderChanged")
+@registry.register("SenderChanged", version=2)
 class SenderChanged(Event):
     sender_id: str
     settings: SenderSettings
     secrets: SenderSecrets
     at: datetime
+
+
+@registry.upcaster("SenderCreated", 1)
+@registry.upcaster("SenderChanged", 1)
+def withhold_cleartext_secrets(data: JsonDict) -> JsonDict:
+    """Version 1 held the secrets in clear: each one set becomes `WITHHELD` (the cleartext is dropped)."""
+    given = data.get("secrets", {})
+    withheld = {name: WITHHELD.model_dump() for name in SECRET_NAMES if given.get(name)}
+    return {**data, "secrets": withheld}
 
 
 @registry.register("VirtualSenderSet")
@@ -111,7 +130,7 @@ class SenderState:
 
 @dataclass(frozen=True, slots=True)
 class SetSender:
-    """Create the sender, or replace its settings; secrets left empty keep the stored ones."""
+    """Create the sender, or replace its settings; secrets not given (None) keep the stored ones."""
 
     sender_id: str
     settings: SenderSettings
@@ -129,7 +148,7 @@ def decide_sender(command: SetSender, state: SenderState) -> list[Event]:
     secrets = SenderSecrets(
         password=command.secrets.password or state.secrets.password,
         dkim_private_key=command.secrets.dkim_private_key or state.secrets.dkim_private_key,
-    )
+    )  # a secret not given keeps the stored one
     if bool(settings.dkim_selector) != bool(secrets.dkim_private_key):
         raise ValidationFailed("DKIM needs both a selector and a private key", "dkim_selector")
     if command.create:

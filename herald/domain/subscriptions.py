@@ -4,7 +4,8 @@ Subscriptions live inside the profile aggregate, whose decider delegates the
 subscription commands here (`decide_subscription`, `evolve_subscriptions`).
 A subscription is keyed by resource × channel × contact: an email (normalised
 and lower-cased), a phone in E.164 for sms/whatsapp/viber, a device token plus
-its provider for push, an opaque identifier (e.g. a chat id) for other channels.
+its provider for push, the user's chat id for a Telegram bot (`telegram_bot`), an
+opaque identifier for other channels.
 
 Status transitions: each change names its cause; `TRANSITIONS` says which
 statuses a cause may set and from which statuses. Setting the current status
@@ -52,6 +53,7 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -69,6 +71,8 @@ from herald.domain.resources import PHONE_CHANNELS, PushProvider, PushSettings, 
 from herald.domain.statuses import Status
 
 MAX_OPAQUE_CONTACT = 4096  # web push subscriptions and device tokens run to a few KB
+TELEGRAM_BOT = "telegram_bot"
+_CHAT_ID = re.compile(r"^-?[0-9]{1,20}$")
 
 
 class Cause(StrEnum):
@@ -288,6 +292,8 @@ def normalize_contact(channel: str, contact: str, path: str = "contact") -> str:
     if channel in PHONE_CHANNELS:
         return normalize_phone(contact, path)
     text = contact.strip()
+    if channel == TELEGRAM_BOT and not _CHAT_ID.match(text):
+        raise ValidationFailed("a Telegram bot subscription's contact is the user's chat id (a number)", path)
     if not text or len(text) > MAX_OPAQUE_CONTACT or any(c.isspace() for c in text):
         raise ValidationFailed(
             f"a {channel} contact is a token of 1 to {MAX_OPAQUE_CONTACT} characters without spaces", path

@@ -59,6 +59,11 @@ class GoalReached:
     city: str
 
 
+GOAL_MARKS = (b'"goal"', b'"pixel_id"')
+"""What the stored JSON of an `ActivityTracked` that may record a goal contains (orjson never
+escapes a key's ASCII): one without either is no goal, so a reader need not decode it."""
+
+
 def goal_of(tracked: ActivityTracked) -> GoalReached | None:
     """The goal `tracked` records, or None for an ordinary tracked action."""
     goal = tracked.properties.get("goal")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+from pydantic import ValidationError
+
+from herald.domain.bots import DEFAULT_BOT_RULES, BotRules
+
 ENGINES = ("embedded", "scale")
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 REPORTS_ENGINES = ("chdb", "server", "off")
 
 
@@ -15,9 +21,13 @@ class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8080
-    admin_token: str | None = None
+    # Secrets are kept out of the repr, so logging or printing the settings shows none of them.
+    admin_token: str | None = field(default=None, repr=False)
     # Signs tracking tokens; generated into the data directory on first start when unset.
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    # Seals secrets stored in the log (`infra/secret_box.py`): base64url keys, comma-separated, the
+    # first current; unset, the data directory's `secrets-key` file (made on first start) holds them.
+    secrets_key: str | None = field(default=None, repr=False)
     account_timezone: str = "UTC"
     # Dynamic template content: non-public networks it may reach (none by default), its limits.
     remote_allowed_networks: tuple[str, ...] = ()
@@ -41,6 +51,12 @@ class Settings:
     read_pixel_seconds: float = 10.0
     # The account's id, as external promo-code services are told it (`account_id`).
     account_id: str = "1"
+    # The largest JSON request body taken (413 above it); file uploads have limits of their own.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Which tracker hits are machines' (`domain/bots.py`): HERALD_BOT_RULES, a JSON object.
+    bot_rules: BotRules = DEFAULT_BOT_RULES
+    # Web push subscriptions with an http (not https) endpoint: only for local push services in tests.
+    allow_http_push_endpoints: bool = False
 
     @property
     def event_store_path(self) -> Path:
@@ -59,6 +75,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "port": int(os.environ.get("HERALD_PORT", "8080")),
         "admin_token": os.environ.get("HERALD_ADMIN_TOKEN"),
         "secret_key": os.environ.get("HERALD_SECRET_KEY"),
+        "secrets_key": os.environ.get("HERALD_SECRETS_KEY"),
         "account_timezone": os.environ.get("HERALD_ACCOUNT_TIMEZONE", "UTC"),
         "remote_allowed_networks": tuple(
             n.strip() for n in os.environ.get("HERALD_REMOTE_ALLOWED_NETWORKS", "").split(",") if n.strip()
@@ -67,6 +84,8 @@ def settings_from_env(**overrides: object) -> Settings:
         "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
         "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
         "account_id": os.environ.get("HERALD_ACCOUNT_ID", "1"),
+        "max_body_bytes": int(os.environ.get("HERALD_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
+        "bot_rules": bot_rules(os.environ.get("HERALD_BOT_RULES", "")),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),
         "kafka_bootstrap": os.environ.get("HERALD_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "kafka_topic": os.environ.get("HERALD_KAFKA_TOPIC", "herald.events"),
@@ -87,6 +106,20 @@ def settings_from_env(**overrides: object) -> Settings:
     if values["engine"] not in ENGINES:
         raise ValueError(f"HERALD_ENGINE is one of {', '.join(ENGINES)}, not {values['engine']!r}")
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def bot_rules(text: str) -> BotRules:
+    """`HERALD_BOT_RULES`: a JSON object of `BotRules` fields (the others keep their defaults)."""
+    if not text.strip():
+        return DEFAULT_BOT_RULES
+    try:
+        return BotRules.model_validate(orjson.loads(text))
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"HERALD_BOT_RULES is not JSON: {error}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(the whole value)"
+        raise ValueError(f"HERALD_BOT_RULES.{where}: {first['msg']}") from None
 
 
 def _optional_int(value: str | None) -> int | None:

@@ -96,6 +96,7 @@ from herald.infra.event_store import (
     ANY,
     NO_STREAM,
     AppendResult,
+    EventFilter,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
@@ -617,6 +618,20 @@ class EsdbEventStore:
             start = page[-1].commit_position
             if order.settled:
                 self._remember_cursor(order.next_position, start)
+
+    def read_range(self, first: int, last: int, only: EventFilter | None = None) -> list[RecordedEvent]:
+        """The events at positions `first`..`last` that `only` matches (every event when None).
+
+        Filtered here, not by the server: Herald's positions are the adapter's own
+        numbering (restored in order from the server's), so the range is read whole.
+        """
+        if last < first:
+            return []
+        return [
+            event
+            for event in self.read_all(first, limit=last - first + 1)
+            if only is None or only.matches(event)
+        ]
 
     def head_position(self) -> int:
         """The position of the last committed event (0 when empty)."""

@@ -10,12 +10,14 @@ Guarantees (proved by `tests/contract/test_event_store.py` for each adapter):
   when nothing new remains the call returns the stored positions and skips
   the version check (so a retry of a committed append succeeds);
 - gap-free global order: a reader never sees position N+1 before N;
+- `read_range` filters by event type and stream, so a consumer reads only what it folds
+  while its position still advances over the rest;
 - `subscribe` replays from a position, then follows new appends live.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
@@ -123,6 +125,19 @@ class RecordedEvent:
         return self._data  # type: ignore[return-value]
 
     @property
+    def payload(self) -> dict[str, Any] | bytes:
+        """The payload as `registry.decode` takes it: the stored JSON while undecoded, else the dict."""
+        return self._data if isinstance(self._data, bytes) else self.data
+
+    @property
+    def stored_data(self) -> bytes | None:
+        """The payload's JSON as stored (orjson's output), while it is undecoded; else None.
+
+        Lets a reader that wants few events skip the rest by a byte search instead of a decode.
+        """
+        return self._data if isinstance(self._data, bytes) else None
+
+    @property
     def metadata(self) -> dict[str, Any]:
         if isinstance(self._metadata, (bytes, str)):
             self._metadata = orjson.loads(self._metadata)
@@ -160,6 +175,51 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a reader folds: these types, plus every event of streams with these prefixes.
+
+    `mentions` narrows a type to the events whose stored JSON contains one of the given byte
+    strings (e.g. a key name): a reader that folds few events of a common type says which.
+    """
+
+    types: frozenset[str] = frozenset()
+    stream_prefixes: tuple[str, ...] = ()
+    mentions: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
+
+    def matches(self, event: RecordedEvent) -> bool:
+        if event.stream.startswith(self.stream_prefixes):
+            return True
+        if event.type not in self.types:
+            return False
+        marks = self.mentions.get(event.type)
+        return marks is None or mentions_any(event, marks)
+
+    def union(self, other: EventFilter) -> EventFilter:
+        prefixes = tuple(sorted({*self.stream_prefixes, *other.stream_prefixes}))
+        types = self.types | other.types
+        mentions = {}
+        for type_ in types:
+            mine, theirs = self._narrowing(type_), other._narrowing(type_)
+            if mine is not None and theirs is not None:
+                mentions[type_] = tuple(dict.fromkeys((*mine, *theirs)))
+        return EventFilter(types, prefixes, mentions)
+
+    def _narrowing(self, type_: str) -> tuple[bytes, ...] | None:
+        """The marks a `type_` event must mention; None when every one is wanted; () for none."""
+        if type_ not in self.types:
+            return ()
+        return self.mentions.get(type_)
+
+
+def mentions_any(event: RecordedEvent, marks: tuple[bytes, ...]) -> bool:
+    """Whether the event's payload, as stored JSON, contains one of `marks`."""
+    stored = event.stored_data
+    if stored is None:
+        stored = orjson.dumps(event.data)
+    return any(mark in stored for mark in marks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +272,15 @@ class EventStore(Protocol):
 
     def read_all(self, from_position: int = 1, limit: int | None = None) -> Iterator[RecordedEvent]:
         """The global log from `from_position` on, in position order."""
+        ...
+
+    def read_range(self, first: int, last: int, only: EventFilter | None = None) -> list[RecordedEvent]:
+        """The events at positions `first`..`last` that `only` matches (every event when None).
+
+        `last` must not pass the head: the range is then complete (no gaps), so a reader
+        that asked for it has seen every event of those types up to `last`, and may
+        checkpoint `last` even when the range held none of them.
+        """
         ...
 
     def head_position(self) -> int:

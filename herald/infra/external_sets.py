@@ -56,9 +56,12 @@ class ExternalSets:
         self._policy = policy
         self._client = guarded_client(policy, transport, {"Accept": ACCEPT}, USER_AGENT_SUFFIX)
 
-    def post_url(self, source: PostUrlSource, path: str = "source") -> list[str]:
-        """The values the source's URL answers with; `path` (the rule's) goes into any error."""
-        body, charset = self._post(source.url, path)
+    def post_url(self, source: PostUrlSource, path: str = "source", url: str | None = None) -> list[str]:
+        """The values the source's URL answers with; `path` (the rule's) goes into any error.
+
+        `url` is the one to call when it differs from the one to name in errors (the source's URL with
+        its credentials opened: errors show them masked)."""
+        body, charset = self._post(url or source.url, path, shown=source.url)
         return parse_answer(body, charset, source.path, path)
 
     def close(self) -> None:
@@ -70,7 +73,8 @@ class ExternalSets:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _post(self, url: str, path: str) -> tuple[bytes, str | None]:
+    def _post(self, url: str, path: str, shown: str) -> tuple[bytes, str | None]:
+        """POST to `url`; errors name `shown` (the URL with its credentials masked) instead."""
         deadline = time.monotonic() + self._policy.timeout_seconds
         try:
             request = self._client.build_request("POST", url, content=b"")
@@ -79,18 +83,21 @@ class ExternalSets:
             response = self._client.send(request, stream=True)
             with closing(response):
                 if not response.is_success:
-                    raise ExternalSetFailed(f"{url} answered HTTP {response.status_code}", path)
-                return _read(response, self._policy.max_bytes, deadline, url, path), response.charset_encoding
+                    raise ExternalSetFailed(f"{shown} answered HTTP {response.status_code}", path)
+                return _read(
+                    response, self._policy.max_bytes, deadline, shown, path
+                ), response.charset_encoding
         except ExternalSetFailed:
             raise
         except (httpx.TimeoutException, httpcore.TimeoutException):
             raise ExternalSetFailed(
-                f"{url} did not answer within {self._policy.timeout_seconds:g} s", path
+                f"{shown} did not answer within {self._policy.timeout_seconds:g} s", path
             ) from None
         except Exception as error:
             # The guarded transport refuses a private address with its own error; httpx and httpcore
             # raise theirs for every network failure. Whatever it was, the set is not applied.
-            raise ExternalSetFailed(f"could not fetch {url}: {error or type(error).__name__}", path) from None
+            reason = str(error).replace(url, shown) or type(error).__name__
+            raise ExternalSetFailed(f"could not fetch {shown}: {reason}", path) from None
 
 
 def _read(response: httpx.Response, max_bytes: int, deadline: float, url: str, path: str) -> bytes:

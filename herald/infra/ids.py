@@ -6,6 +6,8 @@ import hashlib
 import os
 import random
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import xxhash
 
@@ -23,7 +25,23 @@ def deterministic_id(*parts: object) -> uuid.UUID:
     Exactly `uuid.uuid5(HERALD_NAMESPACE, "\\x1f".join(map(str, parts)))`, computed
     inline because ingestion derives one per tracked event.
     """
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(map(str, parts)).encode()).digest()[:16])
+    return _uuid5(hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(map(str, parts)).encode()))
+
+
+def deterministic_ids(*prefix: object) -> Callable[[object], uuid.UUID]:
+    """`last → deterministic_id(*prefix, last)`, hashing the shared prefix once (one id per tracked event)."""
+    hashed = hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(map(str, (*prefix, ""))).encode())
+
+    def derive(last: object) -> uuid.UUID:
+        digest = hashed.copy()
+        digest.update(str(last).encode())
+        return _uuid5(digest)
+
+    return derive
+
+
+def _uuid5(sha1: Any) -> uuid.UUID:
+    digest = bytearray(sha1.digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     return uuid.UUID(bytes=bytes(digest))

@@ -30,6 +30,8 @@ import httpcore
 import httpx
 import orjson
 
+from herald.domain.secrets import redacted_url
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -407,12 +409,8 @@ def _codec_name(charset: str) -> str | None:
 
 
 def _display(url: str) -> str:
-    """The URL for messages and logs, without a password it may carry."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
-        return url
-    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
+    """The URL for messages and logs, its credentials masked (a login, a `token=` parameter)."""
+    return redacted_url(url)
 
 
 def _check_url(url: httpx.URL, policy: RemoteContentPolicy) -> None:

@@ -10,8 +10,11 @@ Two kinds of consumer tail the log:
   from that request id), so a redelivery re-appends the same ids and the
   store drops them.
 
-One pass over the log serves every consumer: the runtime reads from the
-lowest checkpoint and hands each consumer only the events past its own.
+One pass over the log serves every consumer: the runtime reads a range of
+positions from the lowest checkpoint and hands each consumer only the events
+past its own. A consumer may declare `consumes` (an `EventFilter`): the store
+then reads only the events some consumer folds, each consumer is handed only
+the ones it declared, and every checkpoint still advances over the whole range.
 Tests call `drain()` to drive every consumer to the head of the log; the
 server runs `run()` which drains, then waits for appends.
 """
@@ -27,7 +30,15 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from herald.domain.decider import Decider
-from herald.infra.event_store import ANY, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
+from herald.infra.event_store import (
+    ANY,
+    EventFilter,
+    EventStore,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+)
 from herald.infra.ids import deterministic_id
 
 log = logging.getLogger(__name__)
@@ -120,6 +131,7 @@ class _ReactorConsumer:
     ) -> None:
         self.reactor = reactor
         self.name = reactor.name
+        self.consumes: EventFilter | None = getattr(reactor, "consumes", None)
         self._store = store
         self._execute = execute
         self._checkpoints = checkpoints
@@ -167,6 +179,33 @@ class _ReactorConsumer:
 
     def discard(self) -> None:
         """Nothing pending: emissions were appended as they were made (with their fixed ids)."""
+
+
+def consumes(consumer: object) -> EventFilter | None:
+    """What a consumer declared it folds (None: every event)."""
+    return getattr(consumer, "consumes", None)
+
+
+def _for(consumer: Projection, batch: list[RecordedEvent]) -> list[RecordedEvent]:
+    """The events of `batch` past the consumer's checkpoint that it declared it folds."""
+    begin = consumer.checkpoint()
+    only = consumes(consumer)
+    if only is None:
+        return [e for e in batch if e.position > begin]
+    if not only.stream_prefixes and not only.mentions:
+        types = only.types
+        return [e for e in batch if e.type in types and e.position > begin]
+    return [e for e in batch if e.position > begin and only.matches(e)]
+
+
+def _union(consumers: Sequence[object]) -> EventFilter | None:
+    wanted = EventFilter()
+    for consumer in consumers:
+        only = consumes(consumer)
+        if only is None:
+            return None
+        wanted = wanted.union(only)
+    return wanted
 
 
 class InProcessRuntime:
@@ -218,23 +257,19 @@ class InProcessRuntime:
                 progress(done)
 
     def _pass(self, start: int, target: int) -> int:
-        batch = list(self._store.read_all(start, limit=min(self._batch_size, target - start + 1)))
-        if not batch:
-            return 0
-        last = batch[-1].position
-        for consumer in self._consumers:
-            begin = consumer.checkpoint()
-            if begin >= last:
-                continue
+        last = min(start + self._batch_size - 1, target)
+        behind = [c for c in self._consumers if c.checkpoint() < last]
+        batch = self._store.read_range(start, last, _union(behind))
+        for consumer in behind:
+            events = _for(consumer, batch)
             try:
-                for event in batch:
-                    if event.position > begin:
-                        consumer.apply(event)
+                for event in events:
+                    consumer.apply(event)
             except BaseException:
                 consumer.discard()  # the batch is applied again from the checkpoint next time
                 raise
             consumer.commit(last)
-        return len(batch)
+        return last - start + 1
 
     async def run(self) -> None:
         """Drain, then sleep until the log grows past what was processed, until `stop()`."""

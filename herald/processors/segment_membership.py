@@ -56,7 +56,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from herald.domain import deliveries as dl
 from herald.domain.events import registry
@@ -81,8 +81,15 @@ from herald.domain.segments import (
     SegmentQuery,
     iter_rules,
 )
-from herald.domain.tracking import ActivityTracked, goal_of
-from herald.infra.event_store import EventStore, NewEvent, RecordedEvent, StreamAppend
+from herald.domain.tracking import GOAL_MARKS, ActivityTracked, goal_of
+from herald.infra.event_store import (
+    EventFilter,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    mentions_any,
+)
 from herald.infra.ids import deterministic_id
 from herald.projections.profile_states import ProfileStates, profile_loader
 from herald.projections.sqlite_projection import Handler, SqliteProjection
@@ -138,6 +145,17 @@ class Timer:
     profile_id: str
     due_at: datetime
     set_by: str  # the event that set it: part of the elapsed event's id
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    """A dynamic segment's realtime membership: `counting` (evaluated of candidates so far; candidates
+    None until the save is folded), `ready` (its size), or `at_use` (fetched sets: counted when used)."""
+
+    status: Literal["counting", "ready", "at_use"]
+    size: int | None = None
+    evaluated: int | None = None
+    candidates: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +244,9 @@ class SegmentMembershipProcessor(SqliteProjection):
         "due_at INTEGER NOT NULL, set_by TEXT NOT NULL, PRIMARY KEY (segment_id, profile_id)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS segmem_timers_by_due ON segmem_timers (due_at)",
         "CREATE INDEX IF NOT EXISTS segmem_timers_by_profile ON segmem_timers (profile_id)",
+        # each realtime segment's population since its last save: how far it got, and whether it is done
+        "CREATE TABLE IF NOT EXISTS segmem_populations (segment_id TEXT PRIMARY KEY, saved_by TEXT NOT NULL, "
+        "after_profile_id TEXT NOT NULL, done INTEGER NOT NULL)",
     )
     tables: ClassVar = {
         "segmem_segments": "segment_id",
@@ -234,6 +255,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         "segmem_history": "profile_id, key",
         "segmem_goals": "profile_id, event_id",
         "segmem_timers": "segment_id, profile_id",
+        "segmem_populations": "segment_id",
     }
 
     def __init__(
@@ -271,6 +293,11 @@ class SegmentMembershipProcessor(SqliteProjection):
         }
 
     # --- the Projection protocol -------------------------------------------------------------
+
+    @property
+    def consumes(self) -> EventFilter:
+        # Of the tracked events, only goals count here.
+        return EventFilter(frozenset(self._handlers), ("profile-",), {"ActivityTracked": GOAL_MARKS})
 
     def apply(self, event: RecordedEvent) -> None:
         if not self.conn.in_transaction:
@@ -366,6 +393,33 @@ class SegmentMembershipProcessor(SqliteProjection):
         )
         return [row[0] for row in rows]
 
+    def population(self, segment_id: str, saved_by: str) -> Population:
+        """Where the realtime membership of the segment's save `saved_by` (an event id) stands."""
+        segment = self._segments.get(segment_id)
+        if segment is not None and segment.saved_by == saved_by and not segment.realtime:
+            return Population("at_use")
+        row = self.conn.execute(
+            "SELECT after_profile_id, done FROM segmem_populations WHERE segment_id = ? AND saved_by = ?",
+            (segment_id, saved_by),
+        ).fetchone()
+        if row is not None and row[1]:
+            return Population("ready", size=self._count("segmem_members WHERE segment_id = ?", segment_id))
+        databases = sorted(segment.databases) if segment is not None and segment.saved_by == saved_by else []
+        if not databases:  # this save is not folded yet: nothing evaluated
+            return Population("counting", evaluated=0)
+        marks = ", ".join("?" * len(databases))
+        candidates = f"segmem_profiles WHERE database_id IN ({marks})"
+        after = row[0] if row is not None else ""
+        return Population(
+            "counting",
+            evaluated=self._count(f"{candidates} AND profile_id <= ?", *databases, after) if after else 0,
+            candidates=self._count(candidates, *databases),
+        )
+
+    def _count(self, where: str, *values: str) -> int:
+        """`SELECT count(*) FROM <where>`; `where` is this module's text, never input."""
+        return int(self.conn.execute(f"SELECT count(*) FROM {where}", values).fetchone()[0])
+
     def facts(self, profile_id: str) -> ProfileFacts:
         """What evaluation knows of the profile beyond its state (no external sets)."""
         return self._read_facts(profile_id).view()
@@ -417,7 +471,7 @@ class SegmentMembershipProcessor(SqliteProjection):
     # --- facts -------------------------------------------------------------------------------
 
     def _message_event(self, event: RecordedEvent) -> None:
-        decoded = registry.decode(event.type, event.schema_version, event.data)
+        decoded = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(decoded, _MESSAGE_EVENTS)
         if decoded.is_test or decoded.__dict__.get("bot", False):
             return  # test messages and bot hits never count
@@ -460,7 +514,9 @@ class SegmentMembershipProcessor(SqliteProjection):
             self._evaluate(decoded.profile_id, candidates, self._event_cause(event))
 
     def _activity(self, event: RecordedEvent) -> None:
-        tracked = registry.decode(event.type, event.schema_version, event.data)
+        if not mentions_any(event, GOAL_MARKS):
+            return  # most tracked events: decoding them only to find no goal was most of a replay
+        tracked = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(tracked, ActivityTracked)
         goal = _goal_of(tracked)
         if goal is None or tracked.profile_id is None:
@@ -652,7 +708,7 @@ class SegmentMembershipProcessor(SqliteProjection):
             self._evaluate(profile_id, dependents, self._event_cause(event))
 
     def _window_elapsed(self, event: RecordedEvent) -> None:
-        elapsed = registry.decode(event.type, event.schema_version, event.data)
+        elapsed = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(elapsed, SegmentWindowElapsed)
         facts = self._facts_of(elapsed.profile_id)
         current = facts.timers.get(elapsed.segment_id)
@@ -666,7 +722,7 @@ class SegmentMembershipProcessor(SqliteProjection):
     # --- segments ----------------------------------------------------------------------------
 
     def _segment_saved(self, event: RecordedEvent) -> None:
-        saved = registry.decode(event.type, event.schema_version, event.data)
+        saved = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(saved, SegmentCreated | SegmentChanged)
         previous = self._segments.get(saved.segment_id)
         kind = saved.kind if isinstance(saved, SegmentCreated) else (previous.kind if previous else "dynamic")
@@ -693,7 +749,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         self._populate(segment, cause, "")
 
     def _population_continued(self, event: RecordedEvent) -> None:
-        bookmark = registry.decode(event.type, event.schema_version, event.data)
+        bookmark = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(bookmark, SegmentPopulationContinued)
         segment = self._segments.get(bookmark.segment_id)
         if segment is None or segment.saved_by != bookmark.saved_event_id or not segment.realtime:
@@ -714,8 +770,14 @@ class SegmentMembershipProcessor(SqliteProjection):
         chunk = self._candidates(segment, after, self._population_chunk + 1)
         for profile_id in chunk[: self._population_chunk]:
             self._evaluate(profile_id, [segment.segment_id], cause)
-        if len(chunk) > self._population_chunk:
-            self._bookmark(segment, cause, chunk[self._population_chunk - 1])
+        more = len(chunk) > self._population_chunk
+        last = chunk[self._population_chunk - 1] if more else ""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO segmem_populations VALUES (?, ?, ?, ?)",
+            (segment.segment_id, segment.saved_by, last, int(not more)),
+        )
+        if more:
+            self._bookmark(segment, cause, last)
 
     def _candidates(self, segment: _Segment, after: str, limit: int) -> list[str]:
         databases = sorted(segment.databases)
@@ -748,7 +810,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         self._outgoing.append((membership_stream(segment.segment_id), new))
 
     def _segment_deleted(self, event: RecordedEvent) -> None:
-        deleted = registry.decode(event.type, event.schema_version, event.data)
+        deleted = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(deleted, SegmentDeleted)
         segment = self._segments.get(deleted.segment_id)
         if segment is None:
@@ -764,6 +826,7 @@ class SegmentMembershipProcessor(SqliteProjection):
             event.occurred_at,
         )
         self.conn.execute("DELETE FROM segmem_segments WHERE segment_id = ?", (segment.segment_id,))
+        self.conn.execute("DELETE FROM segmem_populations WHERE segment_id = ?", (segment.segment_id,))
         remaining = dict(self._segments)
         del remaining[segment.segment_id]
         if segment.kind == "dynamic":

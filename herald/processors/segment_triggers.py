@@ -55,7 +55,7 @@ class SegmentTriggers:
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
         if event.type != "ProfileEnteredSegment":
             return []
-        entered = registry.decode(event.type, event.schema_version, event.data)
+        entered = registry.decode(event.type, event.schema_version, event.payload)
         assert isinstance(entered, ProfileEnteredSegment)
         if entered.cause.kind == "segment_saved":
             return []

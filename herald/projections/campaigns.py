@@ -35,6 +35,7 @@ class CampaignsProjection(SqliteProjection):
         "outcome TEXT NOT NULL, reason TEXT NOT NULL, "
         "template_id TEXT NOT NULL, is_test INTEGER NOT NULL, at TEXT NOT NULL, "
         "PRIMARY KEY (campaign_id, profile_id, run_id))",
+        "CREATE INDEX IF NOT EXISTS campaign_recipients_by_profile ON campaign_recipients (profile_id)",
         "CREATE TABLE IF NOT EXISTS campaign_counters (campaign_id TEXT NOT NULL, is_test INTEGER NOT NULL, "
         "counter TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (campaign_id, is_test, counter))",
         "CREATE TABLE IF NOT EXISTS campaign_timers (campaign_id TEXT PRIMARY KEY, "
@@ -88,8 +89,10 @@ class CampaignsProjection(SqliteProjection):
 
     def _engaged(self, counter: str) -> Handler:
         def handle(event: RecordedEvent) -> None:
-            if event.data.get("campaign_id") and not event.data.get("is_test"):
-                self._count_template(event.data, counter)
+            d = event.data
+            # a mail scanner opening every variant must not choose the winner (bots count nowhere)
+            if d.get("campaign_id") and not d.get("is_test") and not d.get("bot"):
+                self._count_template(d, counter)
 
         return handle
 
@@ -225,6 +228,14 @@ class CampaignsProjection(SqliteProjection):
         )
         keys = ("run_id", "message_id", "outcome", "reason", "template_id", "is_test", "at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def messages_of(self, profile_id: str) -> list[str]:
+        """The ids of every message any campaign decided for the profile (queued, suppressed or failed)."""
+        rows = self.conn.execute(
+            "SELECT message_id FROM campaign_recipients WHERE profile_id = ? ORDER BY at, message_id",
+            (profile_id,),
+        )
+        return [r[0] for r in rows]
 
     def template_counters(self, campaign_id: str) -> dict[str, dict[str, int]]:
         """Per template: queued, delivered, opens (total) and clicks (total)."""

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 from herald.domain import campaigns, databases, fragments, pixels, resources, scoring, templates
 from herald.domain.events import Event, registry
 from herald.domain.stop_lists import StopListItem
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.infra.serialization import dumps, loads
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
@@ -93,6 +93,10 @@ class CatalogProjection(SqliteProjection):
 
     # --- databases and resources: folded by their deciders -----------------------------------
 
+    @property
+    def consumes(self) -> EventFilter:
+        return EventFilter(frozenset(self._handlers), tuple(self._folded))
+
     def apply(self, event: RecordedEvent) -> None:
         prefix, _, object_id = event.stream.partition("-")
         folded = self._folded.get(prefix + "-")
@@ -103,7 +107,7 @@ class CatalogProjection(SqliteProjection):
 
     def _fold(self, folded: _Folded, object_id: str, event: RecordedEvent) -> None:
         state = self._state(folded, object_id)
-        state = folded.evolve(state, registry.decode(event.type, event.schema_version, event.data))
+        state = folded.evolve(state, registry.decode(event.type, event.schema_version, event.payload))
         folded.cache[object_id] = state
         doc = folded.adapter.dump_python(state, mode="json")
         self.write(

@@ -53,7 +53,7 @@ from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusCha
 from herald.domain.templates import TemplateDeleted
 from herald.domain.tracking import ActivityTracked, goal_of
 from herald.infra.clickhouse import ClickHouse
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.projections.profile_states import PROFILE_STREAM_PREFIX, LoadProfile, ProfileStates
 from herald.reports.segment_sql import SNAPSHOT_COLUMNS, snapshot_row
 
@@ -159,6 +159,7 @@ _HANDLED = frozenset(
         "MessageOpened",
         "MessageRead",
         "LinkClicked",
+        "MessageAcknowledged",
         "MessageUnsubscribed",
         "ComplaintReceived",
         "SubscriptionAdded",
@@ -248,12 +249,17 @@ class ClickHouseSink:
     def checkpoint(self) -> int:
         return self._position
 
+    @property
+    def consumes(self) -> EventFilter:
+        """The types it turns into rows, and every profile event when it keeps snapshots."""
+        return EventFilter(_HANDLED, (PROFILE_STREAM_PREFIX,) if self._profiles is not None else ())
+
     def apply(self, event: RecordedEvent) -> None:
         if self._profiles is not None and event.stream.startswith(PROFILE_STREAM_PREFIX):
             self._profiles.fold(event)
         if event.type not in _HANDLED:
             return
-        decoded = registry.decode(event.type, event.schema_version, event.data)
+        decoded = registry.decode(event.type, event.schema_version, event.payload)
         self._fold(event, decoded)
 
     def commit(self, position: int) -> None:
@@ -510,6 +516,7 @@ _OUTCOME_TYPES: Mapping[type, str] = {
     dl.MessageOpened: "open",
     dl.MessageRead: "read",
     dl.LinkClicked: "click",
+    dl.MessageAcknowledged: "push_delivered",  # the device's `ack` link
     dl.MessageUnsubscribed: "unsubscribe",
     dl.ComplaintReceived: "complaint",
 }

@@ -27,9 +27,8 @@ def profile_loader(store: EventStore) -> LoadProfile:
 
     def load_profile(profile_id: str, before_position: int) -> ProfileState:
         events = store.read_stream(profile_stream(profile_id))
-        return profile_decider.fold(
-            registry.decode(e.type, e.schema_version, e.data) for e in events if e.position < before_position
-        )
+        earlier = (e for e in events if e.position < before_position)
+        return profile_decider.fold(registry.decode(e.type, e.schema_version, e.payload) for e in earlier)
 
     return load_profile
 
@@ -55,7 +54,8 @@ class ProfileStates:
         profile_id = event.stream[len(PROFILE_STREAM_PREFIX) :]
         first = event.version == 1 and profile_id not in self._states
         before = profile_decider.initial if first else self.state(profile_id, event.position)
-        after = profile_decider.evolve(before, registry.decode(event.type, event.schema_version, event.data))
+        typed = registry.decode(event.type, event.schema_version, event.payload)
+        after = profile_decider.evolve(before, typed)
         self._keep(profile_id, after)
         return before, after
 

@@ -24,10 +24,10 @@ from pydantic import TypeAdapter
 
 from herald.domain import profiles
 from herald.domain.events import registry
-from herald.domain.matching import LookupKey, profile_lookup_keys
+from herald.domain.matching import LookupKey, lookup_key_inputs, profile_lookup_keys
 from herald.domain.profiles import ProfileState
-from herald.domain.subscriptions import Subscription
-from herald.infra.event_store import RecordedEvent
+from herald.domain.subscriptions import Subscription, SubscriptionsState
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.infra.serialization import dumps, loads
 from herald.projections.profile_states import LoadProfile
 from herald.projections.sqlite_projection import Handler, SqliteProjection
@@ -41,8 +41,11 @@ SubscriberCursor = tuple[str, str, str, str]
 """Where a page of subscribers ended: (profile id, channel, contact, provider or "")."""
 
 
-def card(state: ProfileState) -> dict[str, Any]:
-    """The customer card: fields, statuses, ids, registration and tracked data, subscriptions."""
+def card(state: ProfileState, subscriptions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The customer card: fields, statuses, ids, registration and tracked data, subscriptions.
+
+    `subscriptions` is `subscription_docs(state.subscriptions)` when the caller has it already.
+    """
     registration = state.registration
     return {
         "profile_id": state.profile_id,
@@ -63,13 +66,18 @@ def card(state: ProfileState) -> dict[str, Any]:
             "vendor": registration.vendor,
         },
         "tracked": state.tracked.model_dump(mode="json") if state.tracked else None,
-        "subscriptions": [_subscription_json(s) for s in _ordered(state.subscriptions.items.values())],
+        "subscriptions": subscription_docs(state.subscriptions) if subscriptions is None else subscriptions,
         "source": state.source,
         "created_at": state.created_at.isoformat() if state.created_at else None,
         "updated_at": state.updated_at.isoformat() if state.updated_at else None,
         "deleted": state.deleted,
         "merged_into": state.merged_into,
     }
+
+
+def subscription_docs(subscriptions: SubscriptionsState) -> list[dict[str, Any]]:
+    """The card's subscriptions, in card order."""
+    return [_subscription_json(s) for s in _ordered(subscriptions.items.values())]
 
 
 def _ordered(subscriptions: Iterable[Subscription]) -> list[Subscription]:
@@ -122,6 +130,11 @@ class ProfilesProjection(SqliteProjection):
         self._states: dict[str, ProfileState] = {}
         self._unique_at: dict[str, frozenset[str]] = {}
         self._stored_keys: dict[str, frozenset[LookupKey]] = {}
+        # The card's subscriptions of the subscriptions object they were made from: most events
+        # leave a profile's subscriptions as they were (the same object), so they are made again
+        # only when it changed.
+        self._subscription_docs: dict[str, tuple[SubscriptionsState, list[dict[str, Any]]]] = {}
+        self._key_inputs: dict[str, tuple[Any, ...]] = {}  # what the stored keys were made from
         self._dirty: set[str] = set()
         # The stream version each card shows, so a client's expected_version matches what it read.
         self._versions: dict[str, int] = {}
@@ -138,6 +151,10 @@ class ProfilesProjection(SqliteProjection):
             "AnonymousIdLinked": self._anonymous_linked,
         }
 
+    @property
+    def consumes(self) -> EventFilter:
+        return EventFilter(frozenset(self._handlers), ("profile-",))
+
     def apply(self, event: RecordedEvent) -> None:
         if event.stream.startswith("profile-"):
             self._fold(event)
@@ -148,7 +165,7 @@ class ProfilesProjection(SqliteProjection):
 
     def _fold(self, event: RecordedEvent) -> None:
         profile_id = event.stream[len("profile-") :]
-        typed = registry.decode(event.type, event.schema_version, event.data)
+        typed = registry.decode(event.type, event.schema_version, event.payload)
         state = self._states.pop(profile_id, None)  # re-inserted last: the cache is least-recently-used first
         if state is None:
             state = self._load(profile_id, event)
@@ -178,6 +195,7 @@ class ProfilesProjection(SqliteProjection):
         cards, key_deletes, key_inserts, sub_rows = [], [], [], []
         for profile_id in sorted(self._dirty):
             state = self._states[profile_id]
+            version = self._versions[profile_id]
             cards.append(
                 (
                     profile_id,
@@ -186,14 +204,17 @@ class ProfilesProjection(SqliteProjection):
                     str(state.status),
                     int(state.is_test),
                     int(state.exists),
-                    dumps({**card(state), "version": self._versions[profile_id]}),
+                    dumps({**card(state, self._docs(profile_id, state)), "version": version}),
                 )
             )
-            new_keys = profile_lookup_keys(state, self._unique_at[profile_id])
-            old_keys = self._stored_keys.get(profile_id, frozenset())
-            key_deletes += [(state.database_id, k.kind, k.value, profile_id) for k in old_keys - new_keys]
-            key_inserts += [(state.database_id, k.kind, k.value, profile_id) for k in new_keys - old_keys]
-            self._stored_keys[profile_id] = new_keys
+            inputs = lookup_key_inputs(state, self._unique_at[profile_id])
+            if profile_id not in self._stored_keys or self._key_inputs.get(profile_id) != inputs:
+                new_keys = profile_lookup_keys(state, self._unique_at[profile_id])
+                old_keys = self._stored_keys.get(profile_id, frozenset())
+                key_deletes += [(state.database_id, k.kind, k.value, profile_id) for k in old_keys - new_keys]
+                key_inserts += [(state.database_id, k.kind, k.value, profile_id) for k in new_keys - old_keys]
+                self._stored_keys[profile_id] = new_keys
+                self._key_inputs[profile_id] = inputs
             sub_rows += (
                 [
                     (
@@ -224,6 +245,15 @@ class ProfilesProjection(SqliteProjection):
         self._dirty.clear()
         self._evict()
 
+    def _docs(self, profile_id: str, state: ProfileState) -> list[dict[str, Any]]:
+        held = self._subscription_docs.get(profile_id)
+        if held is None or held[0] is not state.subscriptions:
+            held = self._subscription_docs[profile_id] = (
+                state.subscriptions,
+                subscription_docs(state.subscriptions),
+            )
+        return held[1]
+
     def _evict(self) -> None:
         """Drop the least recently folded profiles beyond the cache limit (they reload from the log)."""
         excess = len(self._states) - _CACHE_LIMIT
@@ -234,6 +264,8 @@ class ProfilesProjection(SqliteProjection):
             self._versions.pop(profile_id, None)
             self._unique_at.pop(profile_id, None)
             self._stored_keys.pop(profile_id, None)
+            self._subscription_docs.pop(profile_id, None)
+            self._key_inputs.pop(profile_id, None)
 
     def discard(self) -> None:
         super().discard()
@@ -247,6 +279,8 @@ class ProfilesProjection(SqliteProjection):
         self._versions.clear()
         self._unique_at.clear()
         self._stored_keys.clear()
+        self._subscription_docs.clear()
+        self._key_inputs.clear()
         self._dirty.clear()
 
     # --- the schema's unique fields, as of each event ----------------------------------------
@@ -290,22 +324,23 @@ class ProfilesProjection(SqliteProjection):
         return loads(row[0]) if row else None
 
     def resolve(self, database_id: str, keys: Sequence[LookupKey]) -> dict[LookupKey, list[str]]:
-        """The live profiles each key finds in the database, by profile id."""
+        """The live profiles each key finds in the database, by profile id.
+
+        One query for the whole batch: the keys go in as one JSON array that SQLite walks,
+        seeking the lookup index once per key (no chunks of bound parameters, no sorting here);
+        CROSS JOIN keeps that order (SQLite would otherwise scan the index per key).
+        """
         found: dict[LookupKey, list[str]] = {}
-        by_kind: dict[str, list[str]] = {}
-        for key in set(keys):
-            by_kind.setdefault(key.kind, []).append(key.value)
-        for kind, values in sorted(by_kind.items()):
-            values.sort()
-            for start in range(0, len(values), _CHUNK):
-                chunk = values[start : start + _CHUNK]
-                rows = self.conn.execute(
-                    "SELECT value, profile_id FROM profile_lookups WHERE database_id = ? AND kind = ? "
-                    f"AND value IN ({','.join('?' * len(chunk))}) ORDER BY value, profile_id",
-                    [database_id, kind, *chunk],
-                )
-                for value, profile_id in rows:
-                    found.setdefault(LookupKey(kind, value), []).append(profile_id)
+        if not keys:
+            return found
+        rows = self.conn.execute(
+            "SELECT l.kind, l.value, l.profile_id FROM json_each(?) AS k CROSS JOIN profile_lookups AS l"
+            " ON l.database_id = ? AND l.kind = k.value ->> 0 AND l.value = k.value ->> 1"
+            " ORDER BY l.kind, l.value, l.profile_id",
+            (dumps([list(key) for key in set(keys)]), database_id),
+        )
+        for kind, value, profile_id in rows:
+            found.setdefault(LookupKey(kind, value), []).append(profile_id)
         return found
 
     def linked_profiles(self, database_id: str, anonymous_ids: Sequence[str]) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""The sender queue: messages waiting to be sent, when each is due, which are mid-attempt, and the
-timers of delayed unsubscribes.
+"""The sender queue: messages waiting to be sent, when each is due, which are mid-attempt, which
+await their delivery reports (until when), the provider ids those reports name, and the timers of
+delayed unsubscribes.
 
 A queued message enters at its due time (triggers' priority lanes first); a
 soft bounce moves it to its retry time; a final outcome removes it. An
@@ -26,8 +27,15 @@ class SendQueueProjection(SqliteProjection):
         "lane INTEGER NOT NULL, channel TEXT NOT NULL, state TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS send_queue_by_due ON send_queue (state, channel, lane, due_at)",
         "CREATE TABLE IF NOT EXISTS unsubscribe_timers (message_id TEXT PRIMARY KEY, apply_at TEXT NOT NULL)",
+        # provider ids are the provider's own numbering: unique per sender only
+        "CREATE TABLE IF NOT EXISTS provider_messages (sender_id TEXT NOT NULL, provider_id TEXT NOT NULL, "
+        "message_id TEXT NOT NULL, PRIMARY KEY (sender_id, provider_id))",
     )
-    tables: ClassVar = {"send_queue": "message_id", "unsubscribe_timers": "message_id"}
+    tables: ClassVar = {
+        "send_queue": "message_id",
+        "unsubscribe_timers": "message_id",
+        "provider_messages": "sender_id, provider_id",
+    }
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -35,6 +43,7 @@ class SendQueueProjection(SqliteProjection):
             "MessageSendAttempted": self._state("attempting"),
             "MessageCommitting": self._state("committing"),
             "MessageSoftBounced": self._retry,
+            "MessageAccepted": self._accepted,
             "MessageDelivered": self._done,
             "MessageHardBounced": self._done,
             "MessageNotDelivered": self._done,
@@ -67,6 +76,21 @@ class SendQueueProjection(SqliteProjection):
         self.write(
             "UPDATE send_queue SET state = 'waiting', due_at = ? WHERE message_id = ?",
             (sortable_time(retry_at), event.data["message_id"]),
+        )
+
+    def _accepted(self, event: RecordedEvent) -> None:
+        d = event.data
+        for provider_id in d["provider_ids"]:
+            self.write(
+                "INSERT OR REPLACE INTO provider_messages VALUES (?, ?, ?)",
+                (d["sender_id"], provider_id, d["message_id"]),
+            )
+        if d.get("await_until") is None:
+            self._done(event)
+            return
+        self.write(
+            "UPDATE send_queue SET state = 'awaiting_report', due_at = ? WHERE message_id = ?",
+            (sortable_time(d["await_until"]), d["message_id"]),
         )
 
     def _done(self, event: RecordedEvent) -> None:
@@ -102,10 +126,28 @@ class SendQueueProjection(SqliteProjection):
     def interrupted(self, channel: str) -> list[str]:
         """Messages an attempt was started for and not settled (the sender stopped mid-way)."""
         rows = self.conn.execute(
-            "SELECT message_id FROM send_queue WHERE state != 'waiting' AND channel = ? ORDER BY message_id",
+            "SELECT message_id FROM send_queue WHERE state IN ('attempting', 'committing') AND channel = ? "
+            "ORDER BY message_id",
             (channel,),
         )
         return [r[0] for r in rows]
+
+    def due_delivery_waits(self, now: datetime) -> list[str]:
+        """Accepted messages whose "await delivery" ended at `now` with a report still missing."""
+        rows = self.conn.execute(
+            "SELECT message_id FROM send_queue WHERE state = 'awaiting_report' AND due_at <= ? "
+            "ORDER BY due_at, message_id",
+            (sortable_time(now),),
+        )
+        return [r[0] for r in rows]
+
+    def message_of(self, sender_id: str, provider_id: str) -> str | None:
+        """Our message a sender's provider id names (a delivery report's reference)."""
+        row = self.conn.execute(
+            "SELECT message_id FROM provider_messages WHERE sender_id = ? AND provider_id = ?",
+            (sender_id, provider_id),
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def waiting(self) -> int:
         row = self.conn.execute("SELECT count(*) FROM send_queue").fetchone()

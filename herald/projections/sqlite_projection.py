@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 
 Handler = Callable[[RecordedEvent], None]
 
@@ -37,6 +37,11 @@ class SqliteProjection:
     def handlers(self) -> dict[str, Handler]:
         """Event type → handler; events of other types are skipped."""
         raise NotImplementedError
+
+    @property
+    def consumes(self) -> EventFilter:
+        """The events `apply` folds, so the runtime reads no others (a subclass that folds more says so)."""
+        return EventFilter(frozenset(self._handlers))
 
     def checkpoint(self) -> int:
         return self._position

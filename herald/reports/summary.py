@@ -38,9 +38,16 @@ from herald.reports.base import (
 
 CHANNELS = ("email", "sms", "push")
 
-# Counter → the message_events rows it counts (within one channel). Bots are left out of every
-# tracked counter; a "unique" action is one the delivery decider flagged `unique`: the first such
-# action on the message, or the first after 24 hours since the last unique one (never a bot's).
+# Counter → the message_events rows it counts (within one channel). Bots (`domain/bots.py`) are left
+# out of every tracked counter and counted on their own (bot_*); a "unique" action is one the delivery
+# decider flagged `unique`: the first such action on the message, or the first after 24 hours since
+# the last unique one (never a bot's). The guide's formulas (§ "Принцип расчёта относительных
+# показателей") divide these counters; two choices make them hold where the guide is silent:
+# - a message a DSN hard-bounced after the relay accepted it was not delivered: `delivered` leaves
+#   it out (whenever the bounce came), so delivered + hard bounces never exceed what was sent;
+# - a person's click with no open in the 24 hours before it records that open too (the decider's
+#   implied open: images blocked or cached), so CTOR (unique clicks / unique opens) never counts a
+#   clicker who never opened, and the open rate holds every clicker.
 COUNTERS: Mapping[str, str] = {
     # queued: messages that passed the send gate and were rendered for the sender.
     "queued": "event_type = 'queued'",
@@ -50,15 +57,15 @@ COUNTERS: Mapping[str, str] = {
     "failed": "event_type = 'failed'",
     # sent ("отправлено"): messages the sender attempted at least once (the first attempt).
     "sent": "event_type = 'sent'",
-    # delivered: messages the recipient's server accepted.
-    "delivered": "event_type = 'delivered'",
+    # delivered: messages the recipient's server accepted and did not hard-bounce later (by DSN).
+    "delivered": "event_type = 'delivered' AND bounced_later = 0",
     # soft_bounces: temporary failures; every one counts (a message retried twice bounces twice).
     "soft_bounces": "event_type = 'soft_bounce'",
     # hard_bounces: permanent failures (unknown mailbox, bad domain...), at most one per message.
     "hard_bounces": "event_type = 'hard_bounce'",
     # not_delivered: messages given up on (retries expired, campaign stopped, sender error).
     "not_delivered": "event_type = 'not_delivered'",
-    # opens: every open by a person (the open pixel, or a click implying it), bots left out.
+    # opens: every open by a person (the open pixel, or a click with no open before it), bots left out.
     "opens": "event_type = 'open' AND is_bot = 0",
     # unique_opens ("уник. открытия"): opens flagged unique.
     "unique_opens": "event_type = 'open' AND is_unique = 1",
@@ -70,6 +77,11 @@ COUNTERS: Mapping[str, str] = {
     "reads": "event_type = 'read' AND is_bot = 0",
     # unique_reads: reads flagged unique.
     "unique_reads": "event_type = 'read' AND is_unique = 1",
+    # bot_opens, bot_clicks, bot_reads: the same hits from machines (mail scanners, link checkers,
+    # HTTP clients, prefetches): recorded, and counted nowhere else.
+    "bot_opens": "event_type = 'open' AND is_bot = 1",
+    "bot_clicks": "event_type = 'click' AND is_bot = 1",
+    "bot_reads": "event_type = 'read' AND is_bot = 1",
     # unsubscribes ("отписки"): unsubscribed through the message (link, one-click header, mailto).
     "unsubscribes": "event_type = 'unsubscribe'",
     # complaints ("жалобы"): spam reports (feedback loops, ARF).
@@ -105,6 +117,7 @@ _SMS = tuple(
         "not_delivered",
         "clicks",
         "unique_clicks",
+        "bot_clicks",
         "delivery_rate",
         "click_rate",
         "not_delivered_rate",
@@ -153,10 +166,17 @@ PARAMS = ("preset", "interval", "include_deleted")
 
 # The period's rows, tests and deleted objects left out unless asked for, narrowed by the filters
 # (an empty filter value means "any"). `vendor` is the profile's current `_vendor`, joined only when
-# the report groups or filters by it.
+# the report groups or filters by it. `bounced_later`: the message hard-bounced at any time since the
+# period began (a bounce follows its delivery; the set is small, a few per cent of messages). The set
+# is read without FINAL: a replayed row repeats a message id, which a set holds once anyway, and FINAL
+# there doubled the report's time (BENCHMARKS.md).
 _ROWS = """
     SELECT day, channel, event_type, is_unique, is_bot, campaign_id, scenario_id, database_id,
-        template_id, resource_id, domain_group, recipient_domain, sender_id, profile_id
+        template_id, resource_id, domain_group, recipient_domain, sender_id, profile_id,
+        message_id IN (
+            SELECT message_id FROM message_events
+            WHERE event_type = 'hard_bounce' AND day >= {start:Date}
+        ) AS bounced_later
     FROM message_events FINAL
     WHERE day >= {start:Date} AND day <= {end:Date}
         AND (is_test = 0 OR {include_tests:UInt8} = 1)

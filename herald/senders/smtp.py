@@ -21,12 +21,7 @@ Decisions where the task is silent:
   message had not been handed over, so this cannot duplicate it.
 - After a refusal mid-transaction the pool sends RSET before reusing the
   connection; when RSET fails, the connection is dropped instead.
-- The send rate is a sliding one-second window (a log of start times), not a
-  plain token bucket: a token bucket holding a second's worth lets twice the
-  rate start in the first second after an idle spell, and the rate must never
-  be exceeded in any second. A burst of one second's worth may still start at
-  once. A fractional rate r admits floor(r) sends per floor(r)/r seconds
-  (0.5 per second: one every two seconds).
+- The send rate is `senders/rate.py`'s sliding one-second window.
 - A send takes a connection first and then its place in the rate, so sends
   that waited for a connection cannot start together and overshoot the rate.
 - STARTTLS defaults to "auto" (upgrade when the relay offers it).
@@ -35,11 +30,9 @@ Decisions where the task is silent:
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -50,9 +43,9 @@ from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from herald.senders.rate import Clock, SendRate, Sleep
+
 OutcomeKind = Literal["delivered", "soft_bounce", "hard_bounce", "failed"]
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 _ENVELOPE_ADDRESS = re.compile(r"^[^\s<>@\"]+@[^\s<>@\"]+$")
 
@@ -98,35 +91,6 @@ class SmtpRelay(BaseModel):
             use_tls=self.use_tls,
             start_tls=None if self.starttls == "auto" else bool(self.starttls),
         )
-
-
-class SendRate:
-    """At most `per_second` sends start in any one second; a second's worth may start at once."""
-
-    def __init__(
-        self, per_second: float, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
-    ) -> None:
-        if not per_second > 0:
-            raise ValueError("a send rate must be above zero")
-        self._count = max(1, math.floor(per_second))
-        self._window = self._count / per_second
-        self._clock = clock
-        self._sleep = sleep
-        self._starts: deque[float] = deque()
-        self._lock = asyncio.Lock()  # waiters queue in order instead of racing for each free place
-
-    async def acquire(self) -> None:
-        """Wait until one more send may start, and count it as started."""
-        async with self._lock:
-            now = self._clock()
-            while self._starts and self._starts[0] <= now - self._window:
-                self._starts.popleft()
-            if len(self._starts) >= self._count:
-                frees_at = self._starts.popleft() + self._window
-                await self._sleep(frees_at - now)
-                # A sleep may end a hair early (float rounding, timer resolution): start no sooner.
-                now = max(self._clock(), frees_at)
-            self._starts.append(now)
 
 
 class _Stale(Exception):

@@ -7,7 +7,9 @@ For each due message (priority lanes first) the worker:
 2. renders it again from the template version it was queued with (the same
    links and tokens), routes it through the campaign's virtual sender, builds
    the MIME message with its List-Unsubscribe, List-ID and DKIM signature;
-3. records the attempt (an append checked against the stream's version, so two
+3. records the attempt with what it was rendered from (the profile's version,
+   the fragments' versions, remote content; the web version renders from them)
+   (an append checked against the stream's version, so two
    workers never both take a message), runs the SMTP transaction up to the
    final dot, records `MessageCommitting`, sends the dot, and records the
    relay's answer (delivered, soft bounce with its retry time, hard bounce).
@@ -43,7 +45,8 @@ from herald.senders.smtp import SmtpOutcome, SmtpPool, SmtpRelay
 from herald.services.aggregates import Aggregates, CommandContext
 from herald.services.campaigns import CampaignService, tracking_base
 from herald.services.deliveries import DeliveryService
-from herald.services.rendering import RenderedEmail, SignedTrackingUrls
+from herald.services.rendering import RenderedEmail, SignedTrackingUrls, as_sent
+from herald.services.senders import OpenedSender, SenderService
 
 log = logging.getLogger(__name__)
 WORKER = CommandContext(actor="sender", source="sender")
@@ -58,6 +61,7 @@ class EmailWorker:
         queue: SendQueueProjection,
         deliveries: DeliveryService,
         campaigns: CampaignService,
+        senders: SenderService,
         clock: Clock,
         read_file: Callable[[str], bytes] = lambda path: Path(path).read_bytes(),
         concurrency: int = 8,
@@ -67,6 +71,7 @@ class EmailWorker:
         self.queue = queue
         self.deliveries = deliveries
         self.campaigns = campaigns
+        self.senders = senders
         self.clock = clock
         self.read_file = read_file
         # one pool per sender, with the relay it was built for: changed settings or secrets replace it
@@ -121,12 +126,12 @@ class EmailWorker:
                 message_id, dl.GiveUp("sender_error", error.reason, self.clock.now()), WORKER
             )
             return 0
-        sender, data, envelope_from = prepared
+        sender, data, envelope_from, rendered_from = prepared
         try:
             self.aggregates.execute(
                 dl.delivery_decider,
                 f"message-{message_id}",
-                dl.StartAttempt(sender.sender_id, self.clock.now()),
+                dl.StartAttempt(sender.state.sender_id, self.clock.now(), rendered_from),
                 WORKER,
                 expected_version=loaded.version,
             )
@@ -136,7 +141,7 @@ class EmailWorker:
         outcome = await pool.send(
             envelope_from, queued.contact, data, before_commit=lambda: self._committing(message_id)
         )
-        self._record(message_id, sender, outcome)
+        self._record(message_id, sender.state, outcome)
         return 1
 
     def _give_up(self, message_id: str, reason: str, detail: str) -> None:
@@ -168,20 +173,19 @@ class EmailWorker:
             return "the campaign was deactivated"
         return ""
 
-    def prepare(self, queued: MessageQueued) -> tuple[sd.SenderState, bytes, str]:
-        """The sender, the signed message bytes and the envelope sender of a queued message."""
-        message = self.campaigns.render_queued(queued)
-        body = message.body
-        assert isinstance(body, RenderedEmail)
+    def prepare(self, queued: MessageQueued) -> tuple[OpenedSender, bytes, str, dl.RenderInputs]:
+        """The sender (its secrets opened), the signed message bytes, the envelope sender of a queued
+        message, and what it was rendered from (kept with the attempt: its web version renders it)."""
+        message, rendered_from = self.campaigns.render_to_send(queued)
+        assert isinstance(message.body, RenderedEmail)
         resource = self.campaigns.catalog.resource(queued.resource_id)
         email = next((c for c in resource.channels.values() if isinstance(c, EmailSettings)), None)
         if email is None or resource.settings is None:
             raise NotFound(f"resource {queued.resource_id} has no email channel", "resource_id")
+        body = as_sent(message.body, email)
         target = sd.route(self._rules(queued), queued.contact, queued.message_id)
-        sender = self.aggregates.load(sd.sender_decider, sd.sender_stream(target.sender_id)).state
-        if sender.settings is None:
-            raise NotFound(f"no sender {target.sender_id!r}", "sender_id")
-        from_email = body.from_email or email.from_email
+        sender = self.senders.for_sending(target.sender_id)
+        from_email = body.from_email
         tracking = SignedTrackingUrls(self.campaigns.signer, tracking_base(resource), queued.message_id)
         policy = resource.unsubscribe_policy
         data = build_email(
@@ -189,24 +193,25 @@ class EmailWorker:
             domain=from_email.rpartition("@")[2],
             date=self.clock.now(),
             from_email=from_email,
-            from_name=target.from_name or body.from_name or email.from_name,
+            from_name=target.from_name or body.from_name,
             to_email=queued.contact,
             subject=body.subject,
             text=body.text,
             html=body.html,
-            reply_to_email=body.reply_to_email or (email.reply_to_email or ""),
-            reply_to_name=body.reply_to_name or email.reply_to_name,
+            reply_to_email=body.reply_to_email,
+            reply_to_name=body.reply_to_name,
             attachments=[attachment_from_rendered(a, self.read_file) for a in body.attachments],
             unsubscribe_url="" if policy.list_unsubscribe_disabled else tracking.system("unsubscribe"),
             list_id=email.list_id,
             list_name=resource.settings.name,
             feedback_id=f"{queued.campaign_id}:{queued.resource_id}:herald",
         )
-        settings = sender.settings
+        settings = sender.state.settings
+        assert settings is not None  # for_sending finds only senders that exist
         if settings.dkim_selector:
-            key = DkimKey(settings.dkim_selector, settings.dkim_domain, sender.secrets.dkim_private_key)
+            key = DkimKey(settings.dkim_selector, settings.dkim_domain, sender.dkim_private_key)
             data = sign(data, key)
-        return sender, data, settings.bounce_address or from_email
+        return sender, data, settings.bounce_address or from_email, rendered_from
 
     def _rules(self, queued: MessageQueued) -> tuple[sd.RouteRule, ...]:
         campaign = self.campaigns.campaign(queued.campaign_id)
@@ -218,25 +223,25 @@ class EmailWorker:
             raise NotFound(f"no virtual sender {chosen or DEFAULT_VIRTUAL_SENDER!r}", "virtual_sender_id")
         return virtual.rules
 
-    async def _pool(self, sender: sd.SenderState) -> SmtpPool:
-        settings = sender.settings
+    async def _pool(self, sender: OpenedSender) -> SmtpPool:
+        settings = sender.state.settings
         assert settings is not None
         relay = SmtpRelay(
             host=settings.relay.host,
             port=settings.relay.port,
             username=settings.relay.username or None,
-            password=sender.secrets.password or None,
+            password=sender.password or None,
             starttls=_STARTTLS[settings.relay.starttls],
             use_tls=settings.relay.implicit_tls,
         )
         built_for = (relay, settings.connections, settings.rate_per_second)
-        known = self._pools.get(sender.sender_id)
+        known = self._pools.get(sender.state.sender_id)
         if known is not None and known[0] == built_for:
             return known[1]
         if known is not None:
             await known[1].close()  # the sender changed (relay, login, speed): its old connections go
         pool = SmtpPool(relay, settings.connections, settings.rate_per_second)
-        self._pools[sender.sender_id] = (built_for, pool)
+        self._pools[sender.state.sender_id] = (built_for, pool)
         return pool
 
     async def close(self) -> None:

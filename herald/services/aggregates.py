@@ -88,7 +88,7 @@ class Aggregates:
         self.ids = ids
 
     def decode(self, recorded: RecordedEvent) -> Event:
-        return self.registry.decode(recorded.type, recorded.schema_version, recorded.data)
+        return self.registry.decode(recorded.type, recorded.schema_version, recorded.payload)
 
     def load(self, decider: Decider[Any, S], stream: str) -> Loaded[S]:
         """The stream's current state: the cached fold plus whatever was appended since (by anyone)."""
@@ -106,6 +106,12 @@ class Aggregates:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return loaded
+
+    def load_at(self, decider: Decider[Any, S], stream: str, version: int) -> Loaded[S]:
+        """The stream's state as it was at `version` (folded from its first event; not cached)."""
+        events = [e for e in self.store.read_stream(stream) if e.version <= version]
+        state = decider.fold(self.decode(e) for e in events)
+        return Loaded(stream, state, events[-1].version if events else 0)
 
     def new_events(self, stream: str, events: Sequence[Event], context: CommandContext) -> list[NewEvent]:
         """Envelopes for `events`; with a request id the ids are deterministic, so a retry is a no-op."""

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
 from herald.domain import sending_policies as sp
+from herald.domain.deliveries import RenderInputs
 from herald.domain.errors import DomainError, NotFound, RuleViolated
 from herald.domain.profiles import ProfileState, profile_decider, profile_stream
 from herald.domain.schedules import next_runs
@@ -57,13 +59,16 @@ from herald.services.profile_lookup import ProfileLookup
 from herald.services.promo_rendering import CampaignPromoCodes, ChunkCodes, MessageCodes
 from herald.services.promo_rendering import fixed as fixed_promo_codes
 from herald.services.rendering import (
+    KeptFetches,
     MessageData,
     MessageRenderer,
     RenderedMessage,
+    ShortLinkUrls,
     SignedTrackingUrls,
     lead_of,
     subscription_of,
 )
+from herald.services.templates import fragments_at
 
 
 class SegmentAudiences(Protocol):
@@ -421,7 +426,7 @@ class CampaignService:
             content=content,
             promo_codes=codes,
         )
-        urls = SignedTrackingUrls(self.signer, tracking_base(resource), message_id)
+        urls = tracking_urls(self.signer, resource, message_id, channel)
         message = self.renderer.render(template_id, template.version, body, channel, data, urls)
         return template.version, message.fragment_versions, dict(codes.used) if codes is not None else {}
 
@@ -446,10 +451,31 @@ class CampaignService:
             return found.promo.message(profile_id, message_id)
         return self.promo.immediate(campaign_id, settings.name, profile_id, message_id)
 
-    def render_queued(self, queued: ms.MessageQueued) -> RenderedMessage:
-        """A queued message rendered again to be sent (or shown as its web version): the same
-        template version and data, so the same text, links and tracking tokens."""
-        profile = self.profile(queued.profile_id)
+    def render_queued(self, queued: ms.MessageQueued, sent: RenderInputs | None = None) -> RenderedMessage:
+        """A queued message rendered again; with `sent` (what an attempt was rendered from), the
+        message as it was sent: its web version. Either way the template version and data are the
+        queued ones, so the text, links and tokens are the same."""
+        return self._render_queued(queued, sent)[0]
+
+    def render_to_send(self, queued: ms.MessageQueued) -> tuple[RenderedMessage, RenderInputs]:
+        """A queued message rendered to be sent now, and what it was rendered from (kept with the
+        attempt, so `render_queued` can show it as sent)."""
+        return self._render_queued(queued, None)
+
+    def _render_queued(
+        self, queued: ms.MessageQueued, sent: RenderInputs | None
+    ) -> tuple[RenderedMessage, RenderInputs]:
+        stream = profile_stream(queued.profile_id)
+        if sent is None:
+            loaded = self.aggregates.load(profile_decider, stream)
+            remote = self.renderer.remote
+            kept = KeptFetches(remote.for_message() if remote is not None else None)
+            fragments = None  # the current versions
+        else:
+            loaded = self.aggregates.load_at(profile_decider, stream, sent.profile_version)
+            kept = KeptFetches(None, sent.remote_html, sent.remote_json)
+            fragments = fragments_at(self.aggregates, sent.fragment_versions)
+        profile = loaded.state
         channel = Channel(queued.channel)
         chosen = next(
             (
@@ -477,14 +503,25 @@ class CampaignService:
             content=queued.content,
             promo_codes=fixed_promo_codes(queued.promo_codes),
         )
-        urls = SignedTrackingUrls(self.signer, tracking_base(resource), queued.message_id)
-        return self.renderer.render(queued.template_id, queued.template_version, content, channel, data, urls)
+        urls = tracking_urls(self.signer, resource, queued.message_id, channel)
+        message = self.renderer.render(
+            queued.template_id, queued.template_version, content, channel, data, urls, kept, fragments
+        )
+        if isinstance(urls, ShortLinkUrls):
+            message = replace(message, short_links=dict(urls.shortened))
+        inputs = RenderInputs(
+            profile_version=loaded.version,
+            fragment_versions=dict(message.fragment_versions),
+            remote_html=kept.html,
+            remote_json=kept.json_answers,
+        )
+        return message, inputs
 
     def templates_version(self, template_id: str, version: int) -> TemplateContent:
         """One version's content, read from the template's stream."""
         for event in self.aggregates.store.read_stream(template_stream(template_id)):
             made = version_content(
-                self.aggregates.registry.decode(event.type, event.schema_version, event.data)
+                self.aggregates.registry.decode(event.type, event.schema_version, event.payload)
             )
             if made is not None and made[0] == version:
                 return made[1]
@@ -706,6 +743,15 @@ class Lookups:
         if database_id not in self._databases:
             self._databases[database_id] = self._service.catalog.database(database_id).name
         return self._databases[database_id]
+
+
+def tracking_urls(
+    signer: TokenSigner, resource: Any, message_id: str, channel: Channel
+) -> SignedTrackingUrls:
+    """A message's tracker URLs on its resource's tracking domain; an SMS's clicks as short links, so
+    its length (and the parts it is sent in) is the length it is counted with when queued."""
+    kind = ShortLinkUrls if channel is Channel.SMS else SignedTrackingUrls
+    return kind(signer, tracking_base(resource), message_id)
 
 
 def tracking_base(resource: Any) -> str:

@@ -21,6 +21,7 @@ Decisions where the guide is silent:
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -101,6 +102,14 @@ class CatalogService:
     def resource(self, resource_id: str, path: str = "resource_id") -> resources.ResourceState:
         """The resource's current settings, read from its stream."""
         return self.loaded_resource(resource_id, path).state
+
+    def resource_by_token(self, token: str, path: str = "resource_token") -> resources.ResourceState:
+        """The resource a resource token (given to site and app developers) names; NotFound otherwise."""
+        given = token.encode()  # compare_digest refuses str with non-ASCII characters; bytes it takes
+        for doc in self.projection.objects(RESOURCE):
+            if token and hmac.compare_digest(str(doc.get("token", "")).encode(), given):
+                return self.resource(str(doc["resource_id"]), path)
+        raise NotFound("no resource has this token", path)
 
     def loaded_database(self, database_id: str, path: str = "database_id") -> Loaded[databases.DatabaseState]:
         """The database and its stream version; NotFound if it does not exist."""

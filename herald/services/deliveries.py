@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from herald.domain import deliveries as dl
 from herald.domain import profiles as pr
+from herald.domain.bots import BotVerdict
 from herald.domain.errors import DomainError, NotFound
 from herald.domain.messages import MessageQueued, message_stream
 from herald.domain.statuses import Status
@@ -39,6 +40,7 @@ from herald.services.catalog import CatalogService
 
 log = logging.getLogger(__name__)
 TRACKER = CommandContext(actor="tracker", source="tracker")
+SENDER = CommandContext(actor="sender", source="sender")
 
 
 class DeliveryService:
@@ -60,30 +62,55 @@ class DeliveryService:
                 return MessageQueued.model_validate(event.data)
         raise NotFound(f"no message {message_id!r}", "message_id")
 
+    def rendered_from(self, message_id: str) -> dl.RenderInputs | None:
+        """What the message's last attempt was rendered from; None before any attempt kept it."""
+        found = None
+        for event in self.aggregates.store.read_stream(message_stream(message_id)):
+            if event.type == "MessageSendAttempted":
+                attempt = self.aggregates.decode(event)
+                assert isinstance(attempt, dl.MessageSendAttempted)
+                found = attempt.rendered_from or found
+        return found
+
     def execute(
         self, message_id: str, command: dl.DeliveryCommand, context: CommandContext = TRACKER
     ) -> Outcome:
         return self.aggregates.execute(dl.delivery_decider, message_stream(message_id), command, context)
+
+    def record_short_links(self, message_id: str, links: Mapping[str, str], at: datetime) -> Outcome:
+        """Keep an SMS's short links (code → click token) before it is sent, so `/s/<code>` resolves."""
+        return self.execute(message_id, dl.RecordShortLinks(links, at), SENDER)
+
+    def delivery_report(
+        self, message_id: str, provider_id: str, state: Any, code: str, at: datetime
+    ) -> Outcome:
+        """A provider's delivery report on one part of an accepted message."""
+        return self.execute(message_id, dl.RecordDeliveryReport(provider_id, state, code, at), SENDER)
+
+    def expire_delivery_waits(self, due: list[str], at: datetime) -> int:
+        """Settle the accepted messages whose "await delivery" ended unreported; returns how many."""
+        return sum(1 for m in due if self.execute(m, dl.ExpireDeliveryWait(at), SENDER).event_ids)
 
     # --- the recipient's actions ---------------------------------------------------------------
 
     def hit(
         self,
         message_id: str,
-        action: Literal["open", "read", "click"],
+        action: Literal["open", "read", "click", "ack"],
         ip: str,
         user_agent: str,
-        bot: bool,
+        bot: BotVerdict | None,
         at: datetime,
         link: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        """Record an open, read or click; a click applies its link's `update-*` and `subscribe-to`."""
+        """Record an open, read, click or push ack (`bot`: why it is a machine's, None for a person's);
+        a person's click applies its link's actions (`update-*`, `subscribe-to`)."""
         link = link or {}
         command = dl.RecordHit(
             action, ip, user_agent, bot, at, link.get("l", ""), link.get("u", ""), link.get("n", "")
         )
         outcome = self.execute(message_id, command)
-        if action == "click" and not bot:
+        if action == "click" and bot is None:
             self._link_actions(message_id, link, at)
         return outcome
 

@@ -1,7 +1,7 @@
 """Pixels: their commands, their tracking codes, and what a hit records and whom it is about.
 
-A hit (`hit`) names its visitor by the tracker's cookie (an anonymous id,
-made on the first hit), and its profile by, in order:
+A hit (`hit`) names its visitor by the tracker's visitor cookie (an
+anonymous id, made on the first hit), and its profile by, in order:
 1. a tracked link's parameter (`hv`: the signed token a message's `{visitor}`
    renders): the message's profile;
 2. `match` (the JavaScript API): the profile the field names in the pixel's
@@ -9,9 +9,11 @@ made on the first hit), and its profile by, in order:
    `matching_mode` (email, email_profile, phone, profile_id, or a unique
    custom field); with import allowed, a profile that is not found is created
    from `match` and `update`;
-3. the cookie: the profile the visitor was identified as before (here, by an
-   email click, or by an `identify` with its anonymous id);
-4. with import allowed, a new anonymous profile (no email, source `pixel`) in
+3. the browser cookie (`api/browser_cookie.py`): the profile that opened or
+   clicked an email in this browser;
+4. the visitor cookie: the profile the visitor was identified as before (by
+   one of the above, or by an `identify` with its anonymous id);
+5. with import allowed, a new anonymous profile (no email, source `pixel`) in
    the pixel's database; never for a bot.
 `update` changes the profile only when the pixel allows import. A visitor
 identified as a profile is linked to it (`AnonymousIdLinked`): its anonymous
@@ -78,8 +80,9 @@ class PixelHit:
     goals: tuple[str, ...]
     value: float
     at: datetime
-    visitor_id: str | None = None  # from the cookie
+    visitor_id: str | None = None  # from the visitor cookie
     message_id: str | None = None  # from a tracked link's `hv`
+    browser_profile: str | None = None  # from the browser cookie: who opened or clicked an email here
     match: Mapping[str, Any] | None = None
     update: Mapping[str, Any] | None = None
     matching_mode: str | None = None
@@ -189,7 +192,7 @@ class PixelService:
         linked = self._linked(visitor, settings.database_id)
         profile, updated = self._named(pixel, hit)
         if profile is None:
-            profile = linked
+            profile = self._browser(pixel, hit) or linked
         if profile is None and settings.allow_import and not hit.bot and settings.database_id is not None:
             profile, updated = (
                 (settings.database_id, self._import(settings.database_id, {}, hit.update)),
@@ -256,6 +259,16 @@ class PixelService:
             return (database_id, self.lookup.resolve(database_id, {field: value}, "match")), False
         except NotFound:
             return None, False
+
+    def _browser(self, pixel: px.PixelState, hit: PixelHit) -> tuple[str, str] | None:
+        """(database, profile) the browser cookie names, if it is a live profile of the pixel's database."""
+        if hit.browser_profile is None:
+            return None
+        state = self.aggregates.load(profile_decider, profile_stream(hit.browser_profile)).state
+        database_id = pixel.settings.database_id if pixel.settings else None
+        if not state.exists or database_id not in (None, state.database_id):
+            return None
+        return state.database_id, state.profile_id
 
     def _import(
         self,

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from herald.domain import links as lk
-from herald.domain.email_body import inline_css, insert_open_pixel, text_version
+from herald.domain.email_body import inline_css, insert_open_pixel, text_block, tidy_text
 from herald.domain.profiles import ProfileState
+from herald.domain.resources import EmailSettings
 from herald.domain.sms import add_http_to_links, sms_length
 from herald.domain.subscriptions import Subscription
 from herald.domain.templates import (
@@ -100,6 +101,31 @@ class RemoteContent(Protocol):
     def for_message(self) -> MessageFetches: ...
 
 
+class KeptFetches:
+    """A message's remote content, kept: fetched through `fetch` the first time a URL is asked for,
+    or, without `fetch`, answered from what was kept when it was sent (its web version)."""
+
+    def __init__(
+        self,
+        fetch: MessageFetches | None,
+        html: Mapping[str, str] | None = None,
+        json: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._fetch = fetch
+        self.html: dict[str, str] = dict(html or {})
+        self.json_answers: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (json or {}).items()}
+
+    def __call__(self, url: str) -> str:
+        if url not in self.html:
+            self.html[url] = self._fetch(url) if self._fetch is not None else ""
+        return self.html[url]
+
+    def json(self, url: str) -> dict[str, Any]:
+        if url not in self.json_answers:
+            self.json_answers[url] = self._fetch.json(url) if self._fetch is not None else {}
+        return self.json_answers[url]
+
+
 class SignedTrackingUrls:
     """Tracker URLs on the resource's tracking domain, each with a signed token (`/t/<purpose>/<token>`)."""
 
@@ -129,9 +155,28 @@ class SignedTrackingUrls:
     def visitor(self) -> str:
         return link_token(self.signer, self.message_id)
 
+    def push_links(self) -> dict[str, str]:
+        """A push's `hub_link`: `ack` (GET when received: delivered) and `open` (GET when tapped)."""
+        return {"ack": self._url("ack", {}), "open": self._url("open", {})}
+
     def _url(self, purpose: str, payload: dict[str, Any]) -> str:
         token = self.signer.sign(purpose, {"m": self.message_id, **payload})
         return f"{self.base_url}/t/{purpose}/{token}"
+
+
+class ShortLinkUrls(SignedTrackingUrls):
+    """An SMS's tracker URLs: each click becomes `/s/<code>` (ten characters, not the long token),
+    and `shortened` keeps code → token for the message's `MessageLinksShortened` event."""
+
+    def __init__(self, signer: TokenSigner, base_url: str, message_id: str) -> None:
+        super().__init__(signer, base_url, message_id)
+        self.shortened: dict[str, str] = {}
+
+    def click(self, link: lk.RenderedLink) -> str:
+        token = super().click(link).rpartition("/")[2]
+        code = self.signer.short_code(token)
+        self.shortened[code] = token
+        return f"{self.base_url}/s/{code}"
 
 
 class PreviewUrls:
@@ -182,6 +227,18 @@ class RenderedEmail:
     attachments: tuple[dict[str, str], ...]
 
 
+def as_sent(body: RenderedEmail, channel: EmailSettings) -> RenderedEmail:
+    """The email's From and Reply-To as it goes out: the template's own where it sets them, else
+    those of the resource's email channel (a routed sender may still override the From name)."""
+    return replace(
+        body,
+        from_name=body.from_name or channel.from_name,
+        from_email=body.from_email or channel.from_email,
+        reply_to_name=body.reply_to_name or channel.reply_to_name,
+        reply_to_email=body.reply_to_email or (channel.reply_to_email or ""),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedSms:
     body: str
@@ -208,6 +265,7 @@ class RenderedMessage:
     body: RenderedEmail | RenderedSms | RenderedPush
     links: tuple[lk.RenderedLink, ...]
     fragment_versions: Mapping[str, int]
+    short_links: Mapping[str, str] = field(default_factory=dict)  # an SMS's `/s/<code>` → click token
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,8 +342,9 @@ def _prepare(content: TemplateContent) -> _Prepared:
 
 
 def _as_text(source: str, kind: str) -> str:
-    """A template source as plain text: HTML made text (tags and all), text as it is."""
-    return text_version(source) if kind == "html" else source
+    """A part's or fragment's source as plain text to go inside a text version: HTML made text (with
+    the line breaks its edge blocks owe), text as it is."""
+    return text_block(source) if kind == "html" else source
 
 
 def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None, bool]]:
@@ -293,7 +352,7 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
     found: list[tuple[str, str, str | None, bool]] = []
     if content.email is not None:
         e = content.email
-        text = e.text if e.text.strip() or not e.html.strip() else text_version(e.html)
+        text = e.text if e.text.strip() or not e.html.strip() else text_block(e.html)
         found += [("email.html", e.html, "html", True), ("email.text", text, "text", False)]
         found += [
             (f"email.{n}", getattr(e, n), None, False) for n in ("subject", "from_name", "reply_to_name")
@@ -335,14 +394,20 @@ class MessageRenderer:
         channel: Channel,
         data: MessageData,
         urls: TrackingUrls,
+        fetches: MessageFetches | None = None,
+        fragments_source: FragmentSource | None = None,
     ) -> RenderedMessage:
-        """The message `content` (version `version` of the template) makes for `data` over `channel`."""
+        """The message `content` (version `version` of the template) makes for `data` over `channel`.
+
+        `fetches` answers its remote content (default: fetched now), `fragments_source` its fragments
+        (default: their current versions)."""
         prepared = self._prepare(template_id, version, content)
-        fragments = self._fragments(prepared.uses.fragments)
+        fragments = self._fragments(prepared.uses.fragments, fragments_source or self.fragments)
         uses = prepared.uses
         for fragment in fragments.values():
             uses |= fragment.uses
-        fetches = self.remote.for_message() if self.remote is not None else None
+        if fetches is None and self.remote is not None:
+            fetches = self.remote.for_message()
         codes = data.promo_codes(uses.loyalty) if uses.loyalty and data.promo_codes is not None else {}
         context = RenderContext(
             lead=data.lead,
@@ -357,7 +422,10 @@ class MessageRenderer:
             fetch_remote=fetches,
         )
         text_context = replace(
-            context, fragments={name: f.text for name, f in fragments.items()}, parts=prepared.text_parts
+            context,
+            fragments={name: f.text for name, f in fragments.items()},
+            parts=prepared.text_parts,
+            fetch_remote=_as_text_block(fetches),
         )
         specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
         job = _Job(content, prepared, specs, data, urls, context, text_context)
@@ -384,13 +452,13 @@ class MessageRenderer:
         self._prepared.move_to_end(key)
         return prepared
 
-    def _fragments(self, names: frozenset[str]) -> dict[str, _CompiledFragment]:
+    def _fragments(self, names: frozenset[str], source: FragmentSource) -> dict[str, _CompiledFragment]:
         """The fragments `names` use, and those they use in turn, compiled (once per version)."""
         found: dict[str, _CompiledFragment] = {}
         missing: set[str] = set()  # deleted since the template was saved: they render empty
         pending = set(names)
         while pending:
-            fetched = self.fragments(frozenset(pending))
+            fetched = source(frozenset(pending))
             missing |= pending - fetched.keys()
             used: set[str] = set()
             for name, fragment in fetched.items():
@@ -436,6 +504,14 @@ class MessageRenderer:
             return fetches.json(url.strip())
         except RemoteContentError as error:
             raise RenderFailed(f"JSON content: {error}", "json_content_url") from None
+
+
+def _as_text_block(fetches: MessageFetches | None) -> Callable[[str], str] | None:
+    """Remote HTML blocks (`{[url]}`) as a text version shows them: made text (each URL is still
+    fetched once per message: `fetches` keeps what it fetched)."""
+    if fetches is None:
+        return None
+    return lambda url: text_block(fetches(url))
 
 
 def _system_tags(
@@ -532,6 +608,8 @@ class _Job:
         html = self.tracked("email.html", "email") if email.html.strip() else ""
         made = not email.text.strip()  # a text version made from the HTML renders fragments as text
         text = self.tracked("email.text", "email-text", self.text_context if made else None)
+        if made:
+            text = tidy_text(text)
         pixel = self.urls.pixel("open")
         if html and pixel:
             html = insert_open_pixel(html, pixel, has_pixel="pixel" in self.prepared.uses.system_tags)

@@ -53,10 +53,12 @@ from herald.domain.segment_eval import ProfileFacts
 from herald.domain.segments import SegmentQuery, SubscriptionRule, check_query, iter_rules, parse_query
 from herald.infra.event_store import ANY, NewEvent, StreamAppend, WrongExpectedVersion
 from herald.infra.ids import deterministic_id
+from herald.infra.secret_box import SecretBox
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.segments import SegmentsProjection
 from herald.services.aggregates import Aggregates, CommandContext, Loaded
 from herald.services.catalog import DATABASES, RESOURCES
+from herald.services.segment_urls import sealed_urls
 
 log = logging.getLogger(__name__)
 MAX_PROFILE_IDS = 10_000  # one hand edit; larger lists belong in a segment or an import
@@ -170,7 +172,9 @@ class SegmentService:
         profiles: ProfilesProjection,
         evaluator: BulkEvaluator,
         account_timezone: str,
+        box: SecretBox,
     ) -> None:
+        self.box = box  # seals the credentials in external URLs
         self.aggregates = aggregates
         self.stored = stored
         self.projection = projection
@@ -203,6 +207,12 @@ class SegmentService:
             return sorted({source.database_id for source in state.query.sources})
         cards = (self.profiles.card(profile_id) for profile_id in self.stored.log(segment_id).members)
         return sorted({card["database_id"] for card in cards if card is not None})
+
+    def last_saved_by(self, segment_id: str) -> str:
+        """The id of the event that last saved the segment's settings (created or changed it)."""
+        saves = ("SegmentCreated", "SegmentChanged")
+        events = self.aggregates.store.read_stream(sd.segment_stream(segment_id))
+        return next((str(e.event_id) for e in reversed(events) if e.type in saves), "")
 
     def count(self, segment_id: str) -> int:
         """How many profiles the segment holds: a static one's list, a dynamic one's query now."""
@@ -265,6 +275,8 @@ class SegmentService:
     ) -> sd.SegmentSettings:
         """Settings as saved: the query checked (none: a hand-built list), the schedule checked."""
         checked = SegmentQuery() if query is None else self.check(query, segment_id)
+        stored = self._segment_query(segment_id) if segment_id else None
+        checked = sealed_urls(self.box, checked, stored)
         schedule = None
         if recalculation is not None:
             schedule = check_schedule(

@@ -7,14 +7,38 @@ named `default` routes every campaign that names none.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from herald.domain import senders as sd
 from herald.domain.errors import NotFound
+from herald.domain.secrets import SealedSecret
+from herald.infra.secret_box import SecretBox
 from herald.services.aggregates import Aggregates, CommandContext, Loaded, Outcome
+
+RESEAL = CommandContext(actor="system", source="secrets")
+
+
+@dataclass(frozen=True, slots=True)
+class PlainSenderSecrets:
+    """Secrets as an administrator gives them (in clear, never stored so); empty keeps the stored one."""
+
+    password: str = field(default="", repr=False)
+    dkim_private_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSender:
+    """A sender with its secrets opened, for the moment they are used (the SMTP login, DKIM)."""
+
+    state: sd.SenderState
+    password: str = field(repr=False)
+    dkim_private_key: str = field(repr=False)
 
 
 class SenderService:
-    def __init__(self, aggregates: Aggregates) -> None:
+    def __init__(self, aggregates: Aggregates, box: SecretBox) -> None:
         self.aggregates = aggregates
+        self.box = box
 
     def sender(self, sender_id: str, path: str = "sender_id") -> Loaded[sd.SenderState]:
         loaded = self.aggregates.load(sd.sender_decider, sd.sender_stream(sender_id))
@@ -26,12 +50,65 @@ class SenderService:
         self,
         sender_id: str,
         settings: sd.SenderSettings,
-        secrets: sd.SenderSecrets,
+        given: PlainSenderSecrets,
         context: CommandContext,
         create: bool,
     ) -> Outcome:
+        stream = sd.sender_stream(sender_id)
+        stored = self.aggregates.load(sd.sender_decider, stream).state.secrets
+        secrets = sd.SenderSecrets(
+            **{
+                name: self.box.seal_changed(
+                    getattr(given, name), getattr(stored, name), _context(sender_id, name)
+                )
+                for name in sd.SECRET_NAMES
+            }
+        )
         command = sd.SetSender(sender_id, settings, secrets, self.aggregates.clock.now(), create)
-        return self.aggregates.execute(sd.sender_decider, sd.sender_stream(sender_id), command, context)
+        return self.aggregates.execute(sd.sender_decider, stream, command, context)
+
+    def for_sending(self, sender_id: str) -> OpenedSender:
+        """The sender with its secrets opened; NotFound when there is none."""
+        return self.opened(self.sender(sender_id))
+
+    def opened(self, loaded: Loaded[sd.SenderState]) -> OpenedSender:
+        """`loaded` with its secrets opened; a secret an old event held in clear is sealed first."""
+        state = loaded.state
+        if any(getattr(state.secrets, n).withheld for n in state.secrets.names()):
+            loaded = self.reseal(loaded)
+            state = loaded.state
+        values = {
+            n: self.box.open(getattr(state.secrets, n), _context(state.sender_id, n))
+            for n in state.secrets.names()
+        }
+        return OpenedSender(state, values.get("password", ""), values.get("dkim_private_key", ""))
+
+    def reseal(self, loaded: Loaded[sd.SenderState]) -> Loaded[sd.SenderState]:
+        """Seal again under the current key what an old event held in clear or an older key sealed.
+
+        A withheld secret's clear text is read from the stored bytes of the last event that held it.
+        The request id is derived from the stream's version, so processes that reseal at once append
+        one event between them."""
+        state = loaded.state
+        if state.settings is None:
+            return loaded
+        cleartext = _stored_cleartext(self.aggregates, loaded.stream)
+        fresh: dict[str, SealedSecret] = {}
+        for name in state.secrets.names():
+            sealed: SealedSecret = getattr(state.secrets, name)
+            where = _context(state.sender_id, name)
+            if sealed.withheld:
+                fresh[name] = self.box.seal(cleartext[name], where)
+            elif not self.box.is_current(sealed):
+                fresh[name] = self.box.seal(self.box.open(sealed, where), where)
+        if not fresh:
+            return loaded
+        command = sd.SetSender(
+            state.sender_id, state.settings, sd.SenderSecrets(**fresh), self.aggregates.clock.now()
+        )
+        once = CommandContext(RESEAL.actor, RESEAL.source, request_id=f"reseal:{loaded.version}")
+        self.aggregates.execute(sd.sender_decider, loaded.stream, command, once)
+        return self.aggregates.load(sd.sender_decider, loaded.stream)
 
     def virtual_sender(self, virtual_sender_id: str) -> Loaded[sd.VirtualSenderState]:
         stream = sd.virtual_sender_stream(virtual_sender_id)
@@ -50,3 +127,17 @@ class SenderService:
         command = sd.SetVirtualSender(virtual_sender_id, name, rules, known, self.aggregates.clock.now())
         stream = sd.virtual_sender_stream(virtual_sender_id)
         return self.aggregates.execute(sd.virtual_sender_decider, stream, command, context)
+
+
+def _context(sender_id: str, name: str) -> str:
+    return f"{sd.sender_stream(sender_id)}.{name}"
+
+
+def _stored_cleartext(aggregates: Aggregates, stream: str) -> dict[str, str]:
+    """The secrets the stream's events of schema version 1 held in clear, the last value of each."""
+    found: dict[str, str] = {}
+    for event in aggregates.store.read_stream(stream):
+        if event.schema_version == 1:
+            given = event.data.get("secrets", {})
+            found.update({n: given[n] for n in sd.SECRET_NAMES if given.get(n)})
+    return found

@@ -11,13 +11,14 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from herald.domain import fragments, templates
 from herald.domain.errors import NotFound, ValidationFailed
 from herald.domain.events import Event, registry
+from herald.domain.resources import EmailSettings
 from herald.projections.catalog import FRAGMENT, TEMPLATE
 from herald.services.aggregates import Aggregates, CommandContext, Loaded, Outcome
 from herald.services.catalog import CatalogService
@@ -29,7 +30,9 @@ from herald.services.rendering import (
     MessageRenderer,
     PreviewUrls,
     PromoCodes,
+    RenderedEmail,
     RenderedMessage,
+    as_sent,
     lead_of,
     subscription_of,
 )
@@ -60,7 +63,12 @@ class TemplateService:
         if content.channel(channel) is None:
             raise ValidationFailed(f"the template has no {channel} content", "channel")
         data = self._sample_data(sample, channel, state.card.name)
-        return self.renderer.render(template_id, version, content, channel, data, PreviewUrls())
+        message = self.renderer.render(template_id, version, content, channel, data, PreviewUrls())
+        if isinstance(message.body, RenderedEmail) and sample.resource_id is not None:
+            email = self.catalog.resource(sample.resource_id).channels.get("email")
+            if isinstance(email, EmailSettings):  # From and Reply-To as the resource would send it
+                message = replace(message, body=as_sent(message.body, email))
+        return message
 
     def _sample_data(
         self, sample: PreviewSample, channel: templates.Channel, template_name: str
@@ -143,7 +151,7 @@ class TemplateService:
     def _versions(self, stream: str, made: Callable[[Event], tuple[int, Any] | None]) -> list[Version]:
         found = []
         for recorded in self.aggregates.store.read_stream(stream):
-            version = made(registry.decode(recorded.type, recorded.schema_version, recorded.data))
+            version = made(registry.decode(recorded.type, recorded.schema_version, recorded.payload))
             if version is not None:
                 found.append(Version(version[0], version[1], recorded.occurred_at))
         return found
@@ -214,6 +222,27 @@ def current_fragments(aggregates: Aggregates) -> FragmentSource:
 
     def read(names: frozenset[str]) -> Mapping[str, Fragment]:
         found = {name: current(name) for name in sorted(names)}
+        return {name: fragment for name, fragment in found.items() if fragment is not None}
+
+    return read
+
+
+def fragments_at(aggregates: Aggregates, versions: Mapping[str, int]) -> FragmentSource:
+    """Reads named fragments at the given versions (those a message was rendered with); a fragment
+    not named there is left out, as it was then."""
+
+    def at_version(name: str) -> Fragment | None:
+        wanted = versions.get(name)
+        for recorded in aggregates.store.read_stream(fragments.fragment_stream(name)) if wanted else ():
+            made = fragments.version_content(
+                registry.decode(recorded.type, recorded.schema_version, recorded.data)
+            )
+            if made is not None and made[0] == wanted:
+                return Fragment(made[1].content, made[1].type, wanted)
+        return None
+
+    def read(names: frozenset[str]) -> Mapping[str, Fragment]:
+        found = {name: at_version(name) for name in sorted(names)}
         return {name: fragment for name, fragment in found.items() if fragment is not None}
 
     return read

@@ -12,10 +12,10 @@ rest of the batch is written in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from herald.domain.databases import DatabaseState
@@ -30,7 +30,7 @@ from herald.domain.tracking import (
     anonymous_stream,
 )
 from herald.infra.event_store import NewEvent, StreamAppend
-from herald.infra.ids import deterministic_id
+from herald.infra.ids import deterministic_id, deterministic_ids
 from herald.projections.profiles import ProfilesProjection
 from herald.services.aggregates import Aggregates, CommandContext
 from herald.services.catalog import CatalogService
@@ -43,6 +43,25 @@ _MODES = {
     "phones": MatchMode.PHONE,
     "profile_id": MatchMode.PROFILE_ID,
 }
+
+
+class TrackedEvent(Protocol):
+    """One tracked event as the API validated its shape (a `TrackInput`, or the API's wire struct)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def at(self) -> datetime | None: ...
+    @property
+    def profile(self) -> Mapping[str, Any] | None: ...
+    @property
+    def anonymous_id(self) -> str | None: ...
+    @property
+    def properties(self) -> Mapping[str, Any] | None: ...
+    @property
+    def context(self) -> Mapping[str, Any] | None: ...
+    @property
+    def event_id(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,7 @@ class TrackingService:
         self.projection = projection
 
     def track(
-        self, database_id: str, events: Sequence[TrackInput | DomainError], context: CommandContext
+        self, database_id: str, events: Sequence[TrackedEvent | DomainError], context: CommandContext
     ) -> list[dict[str, Any]]:
         """Store each valid event in its profile's (or anonymous visitor's) activity stream.
 
@@ -86,12 +105,13 @@ class TrackingService:
         if unowned:
             found.update(self.projection.resolve(database_id, unowned))
         found.update(self._named_profiles(database_id, keys))
-        anonymous = [e.anonymous_id for e in events if isinstance(e, TrackInput) and e.anonymous_id]
+        anonymous = [e.anonymous_id for e in events if not isinstance(e, DomainError) and e.anonymous_id]
         linked = self.projection.linked_profiles(database_id, anonymous) if anonymous else {}
         results: list[dict[str, Any]] = []
         streams: dict[str, list[NewEvent]] = {}
         now = self.aggregates.clock.now()
         meta = context.metadata()
+        tracked_id = deterministic_ids("tracked", database_id)
         head = self.aggregates.store.head_position()
         placed: list[tuple[int, str, int]] = []
         in_batch: set[UUID] = set()  # a client event id sent twice in one batch is stored once
@@ -102,7 +122,7 @@ class TrackingService:
                 if isinstance(key, DomainError):
                     raise key
                 profile_id = self._profile_of(database_id, key, found, event.anonymous_id, linked)
-                new = self._new_event(database_id, profile_id, event, now, meta)
+                new = self._new_event(database_id, profile_id, event, now, meta, tracked_id)
             except DomainError as error:
                 results.append({"index": index, "status": "error", "error": error})
                 continue
@@ -129,7 +149,7 @@ class TrackingService:
                     results[index]["status"] = "duplicate"
         return results
 
-    def _keys(self, database: DatabaseState, events: Sequence[TrackInput | DomainError]) -> list[Any]:
+    def _keys(self, database: DatabaseState, events: Sequence[TrackedEvent | DomainError]) -> list[Any]:
         keys: list[LookupKey | DomainError | None] = []
         seen: dict[tuple[str, Any], LookupKey | DomainError] = {}  # a batch names one profile many times
         for event in events:
@@ -190,11 +210,18 @@ class TrackingService:
         return profiles[0]
 
     def _new_event(
-        self, database_id: str, profile_id: str | None, event: TrackInput, now: datetime, meta: dict[str, Any]
+        self,
+        database_id: str,
+        profile_id: str | None,
+        event: TrackedEvent,
+        now: datetime,
+        meta: dict[str, Any],
+        tracked_id: Callable[[object], UUID],
     ) -> NewEvent:
         if profile_id is None and not event.anonymous_id:
             raise ValidationFailed("name the profile (by a match field) or give an anonymous_id", "profile")
-        at = _aware(event.at) if event.at else now
+        given = event.at
+        at = _aware(given) if given else now
         payload = activity_payload(
             database_id=database_id,
             profile_id=profile_id,
@@ -205,11 +232,7 @@ class TrackingService:
             client_event_id=event.event_id,
             at=at,
         )
-        event_id = (
-            deterministic_id("tracked", database_id, event.event_id)
-            if event.event_id
-            else self.aggregates.ids.uuid()
-        )
+        event_id = tracked_id(event.event_id) if event.event_id else self.aggregates.ids.uuid()
         return NewEvent(
             event_id, ActivityTracked.type_name, payload, at, ActivityTracked.schema_version, meta
         )

@@ -79,7 +79,7 @@ async def test_a_read_token_reads_but_cannot_write(
     read = _bearer((await _issue(api, herald, "read"))["token"])
     assert (await bare.get(f"/api/v1/profiles/{profile_id}", headers=read)).status_code == 200
     assert (await bare.get(PROFILES, headers=read)).status_code == 200
-    assert (await bare.get("/api/v1/events", headers=read)).status_code == 200
+    assert (await bare.get("/api/v1/processors", headers=read)).status_code == 200
     for method, url, body in [
         ("POST", PROFILES, {"email": "bob@example.org"}),
         ("PATCH", f"/api/v1/profiles/{profile_id}", {"fields": {"age": 1}}),
@@ -109,7 +109,7 @@ async def test_a_track_token_can_only_post_tracking(
         headers=track,
     )
     assert segment.status_code == 200
-    assert (await bare.get("/api/v1/events", headers=track)).status_code == 403
+    assert (await bare.get("/api/v1/processors", headers=track)).status_code == 403
     assert (await bare.get(PROFILES, headers=track)).status_code == 403
     assert (await bare.post(PROFILES, json={"email": "a@example.org"}, headers=track)).status_code == 403
 
@@ -140,13 +140,13 @@ async def test_a_revoked_token_is_401(
 ) -> None:
     issued = await _issue(api, herald, "write")
     headers = _bearer(issued["token"])
-    assert (await bare.get("/api/v1/events", headers=headers)).status_code == 200
+    assert (await bare.get("/api/v1/processors", headers=headers)).status_code == 200
     revoked = await api.delete(f"{TOKENS}/{issued['token_id']}")
     assert revoked.status_code == 200 and len(revoked.json()["event_ids"]) == 1
     # Refused at once, before the tokens projection has caught up with the revocation.
-    assert (await bare.get("/api/v1/events", headers=headers)).status_code == 401
+    assert (await bare.get("/api/v1/processors", headers=headers)).status_code == 401
     herald.runtime.drain()
-    response = await bare.get("/api/v1/events", headers=headers)
+    response = await bare.get("/api/v1/processors", headers=headers)
     assert response.status_code == 401
     again = await api.delete(f"{TOKENS}/{issued['token_id']}")
     assert again.status_code == 200 and again.json()["event_ids"] == []

@@ -133,12 +133,27 @@ async def test_the_document_is_public_and_unknown_routes_are_json_404(herald: He
 async def test_bodies_read_as_bytes_are_documented_with_their_media_type(api: httpx.AsyncClient) -> None:
     document = await _served(api)
     uploads = {
-        ("POST", "/api/v1/segment-files"): "text/csv",
-        ("POST", "/api/v1/inbound"): "message/rfc822",
+        ("POST", "/api/v1/segment-files"): ("text/csv", "application/vnd.ms-excel"),
+        ("POST", "/api/v1/inbound"): ("message/rfc822", "text/plain"),
+        ("POST", "/t/unsubscribe/{token}"): ("application/x-www-form-urlencoded",),
     }
     for (method, path), media in uploads.items():
         body = document["paths"][path][method.lower()]["requestBody"]
-        assert body == {
-            "required": True,
-            "content": {media: {"schema": {"type": "string", "contentMediaType": media}}},
-        }
+        assert body["required"] is True
+        assert next(iter(body["content"])) == media[0]  # the body's own type first, then the others taken
+        assert set(media) <= set(body["content"])
+        for name, entry in body["content"].items():
+            assert entry == {"schema": {"type": "string", "contentMediaType": name}}
+
+
+async def test_every_body_taking_operation_documents_413_and_its_limit(api: httpx.AsyncClient) -> None:
+    document = await _served(api)
+    with_body = [(m, p, op) for m, p, op in _operations(document) if "requestBody" in op]
+    assert len(with_body) > 40
+    for method, path, op in with_body:
+        assert "413" in op["responses"], (method, path)
+        assert "bytes" in op["responses"]["413"]["description"]
+    json_bodies = [op for _, _, op in with_body if "application/json" in op["requestBody"]["content"]]
+    assert all("HERALD_MAX_BODY_BYTES" in op["responses"]["413"]["description"] for op in json_bodies)
+    assert all("415" in op["responses"] for op in json_bodies)
+    assert "nest at most 32" in document["info"]["description"]

@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 
+from herald.api.browser_cookie import BROWSER_COOKIE
 from herald.api.routes.trackers import PIXEL_GIF
 from herald.api.visitor_cookie import COOKIE
 from herald.api.wiring import Herald
@@ -215,23 +216,21 @@ async def test_an_email_click_tells_the_pixel_whose_browser_it_is(
     ann = (await import_rows(api, rows))["results"][0]["profile_id"]
     card = await pixel(api)
     image = await code(api, card["pixel_id"], kind="image", goals="Seen")
-    first = await hit(api, image["url"])  # before the click: anonymous
-    html = '<a href="https://shop.example.com/p?herald_visitor={visitor}">Shop</a>'
-    body = await _sent(api, herald, html)
+    first = await hit(api, image["url"])  # before the click: an anonymous visitor
+    body = await _sent(api, herald, '<a href="https://shop.example.com/p">Shop</a>')
     click = re.search(r'href="https://trk\.example\.com(/t/click/[^"]+)"', body)
     assert click is not None
-    clicked = await api.get(click.group(1), headers={"user-agent": UA, "cookie": f"{COOKIE}={cookie(first)}"})
+    api.cookies.clear()
+    clicked = await api.get(click.group(1), headers={"user-agent": UA})
     assert clicked.status_code == 302
-    assert cookie(clicked) and herald.pixel_signer.visitor_of(
-        cookie(clicked)
-    ) == herald.pixel_signer.visitor_of(cookie(first))
-    herald.runtime.drain()
-    after = await hit(api, image["url"], cookies={COOKIE: cookie(clicked)})
+    browser = re.search(rf"{BROWSER_COOKIE}=([^;]+)", clicked.headers["set-cookie"])
+    assert browser is not None
+    after = await hit(api, image["url"], cookies={COOKIE: cookie(first), BROWSER_COOKIE: browser.group(1)})
     assert after.status_code == 200
     herald.runtime.drain()
     profile_goals = [e for e in herald.store.read_stream(f"activity-{ann}")]
-    assert [e.type for e in profile_goals] == ["AnonymousIdLinked", "GoalAttributed", "ActivityTracked"]
-    assert profile_goals[1].data["goal"] == "Seen" and profile_goals[2].data["profile_id"] == ann
+    assert [e.type for e in profile_goals] == ["AnonymousIdLinked", "ActivityTracked", "GoalAttributed"]
+    assert profile_goals[1].data["profile_id"] == ann and profile_goals[2].data["goal"] == "Seen"
 
 
 async def _sent(api: httpx.AsyncClient, herald: Herald, html: str) -> str:

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from herald.api.app import create_app
 from herald.api.replay import replay_reports
-from herald.api.wiring import Herald, build, build_clickhouse
-from herald.infra.clock import ManualClock
-from herald.infra.config import Settings
-from herald.infra.ids import IdSource
+from herald.api.wiring import Herald, build_clickhouse
 from herald.projections.clickhouse_sink import TABLE_COLUMNS, table_contents
 from tests.builders import RESOURCE, create_resource, customers, email_subscription, import_rows
-from tests.conftest import ADMIN_TOKEN
 
 
 @pytest.fixture
-def reporting(tmp_path: Path, clock: ManualClock) -> Iterator[Herald]:
-    settings = Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, reports_engine="chdb")
-    app = build(settings, clock=clock, ids=IdSource(42))
-    yield app
-    app.close()
-
-
-@pytest.fixture
-async def client(reporting: Herald) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(reporting, run_processors=False))
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as c:
-        yield c
+def client(reporting_api: httpx.AsyncClient) -> httpx.AsyncClient:
+    return reporting_api
 
 
 async def test_a_broadcasts_messages_show_in_the_summary_report(

@@ -87,6 +87,34 @@ async def test_a_dynamic_segment_is_saved_checked_read_counted_and_previewed(
     assert (await api.put(f"{SEG}/1", json={"name": "x", "kind": "static"})).status_code == 422
 
 
+async def test_a_new_dynamic_segment_says_it_is_counting_until_its_membership_is_counted(
+    api: httpx.AsyncClient, herald: Herald, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await people(api, 20, 35, 50, 61, 72)
+    herald.runtime.drain()
+    monkeypatch.setattr(herald.projections.membership, "_population_chunk", 2)  # five profiles: 3 steps
+    created = await create(api, query=query(age("gte", 30)))
+    counting = {"status": "counting", "evaluated": 0, "candidates": None}  # not picked up yet
+    assert (created["size"], created["membership"]) == (None, counting)
+    assert "entered" not in created  # a static segment's answer, meaningless here
+    herald.runtime.drain(until=herald.store.head_position())  # the save and its first step only
+    got = (await api.get(f"{SEG}/1")).json()
+    assert (got["size"], got["membership"]) == (None, {"status": "counting", "evaluated": 2, "candidates": 5})
+    herald.runtime.drain()
+    got = (await api.get(f"{SEG}/1")).json()
+    assert (got["size"], got["membership"]) == (4, {"status": "ready", "size": 4})
+
+    put = await api.put(f"{SEG}/1", json={"name": "Seniors", "query": query(age("gte", 60))})
+    assert (put.json()["size"], put.json()["membership"]["status"]) == (None, "counting")
+    herald.runtime.drain()
+    assert (await api.get(f"{SEG}/1")).json()["membership"] == {"status": "ready", "size": 2}
+    crm = {"kind": "post_url", "url": "https://crm.example/ids", "path": "ids"}
+    fetched = query({"kind": "external", "field": "email", "source": crm})
+    later = await create(api, name="From the CRM", query=fetched)
+    herald.runtime.drain()
+    assert (await api.get(f"{SEG}/{later['segment_id']}")).json()["membership"] == {"status": "at_use"}
+
+
 @pytest.mark.parametrize(
     ("rule", "status", "path", "words"),
     [

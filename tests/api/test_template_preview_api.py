@@ -63,6 +63,8 @@ async def test_email_preview_for_a_profile_and_its_subscription(
     assert '<a href="#unsubscribe">Unsubscribe</a>' in email["html"]
     assert "<img" not in email["html"]  # no pixel in a preview
     assert email["text"].startswith("Ann from Customers 1")
+    # the template sets no From: the resource's email channel's, as the message would be sent
+    assert (email["from_name"], email["from_email"]) == ("Shop", "news@example.com")
     assert [(link["id"], link["url"], link["kind"]) for link in body["links"]] == [
         ("html.1", "https://shop.example.com/c-1", "custom"),
         ("html.2", "#unsubscribe", "unsubscribe"),
@@ -109,3 +111,18 @@ async def test_preview_of_a_channel_the_template_lacks_is_refused(api: httpx.Asy
     template_id = response.json()["template_id"]
     response = await api.post(f"{TS}/{template_id}/preview", json={"channel": "email"})
     assert response.status_code == 422 and response.json()["error"]["path"] == "channel"
+
+
+async def test_a_template_s_own_from_wins_over_the_resource_s(api: httpx.AsyncClient, ann: str) -> None:
+    own = {"subject": "Hi", "html": "<p>Hi</p>", "from_name": "{lead._fname}'s shop"}
+    created = await api.post(
+        TS, json={"name": "Own", "content": {"email": {**own, "reply_to_email": "help@example.com"}}}
+    )
+    assert created.status_code == 201, created.text
+    template = created.json()["template_id"]
+    body = {"channel": "email", "profile_id": ann, "resource_id": RESOURCE}
+    email = (await api.post(f"{TS}/{template}/preview", json=body)).json()["email"]
+    assert (email["from_name"], email["from_email"]) == ("Ann's shop", "news@example.com")
+    assert email["reply_to_email"] == "help@example.com"
+    unnamed = (await api.post(f"{TS}/{template}/preview", json={"channel": "email"})).json()["email"]
+    assert unnamed["from_email"] == ""  # no resource named: nothing to take it from

@@ -435,3 +435,69 @@ async def test_history_pages_through_profile_and_tracked_events_in_log_order(
             break
         after = page["next_after"]
     assert seen == [e["event_id"] for e in full]
+
+
+# --- the batch's two decoders agree --------------------------------------------------------
+
+# Each a tracked event some client could send: valid ones, and ones that break a rule of
+# `TrackedEventIn`, the time in the spellings clients use.
+DECODER_CASES: list[Any] = [
+    {"event": "Viewed", "profile": {"email": "a@x.io"}},
+    {"event": "Viewed", "anonymous_id": "v-1", "properties": {"n": 1, "deep": {"x": [1, 2]}}},
+    {"event": "Viewed", "anonymous_id": "v-1", "context": {"ip": "203.0.113.7"}, "event_id": "m-1"},
+    *(
+        {"event": "Viewed", "anonymous_id": "v", "at": at}
+        for at in (
+            "2026-03-01T10:00:00Z",
+            "2026-03-01T10:00:00+03:00",
+            "2026-03-01T10:00:00",
+            "2026-03-01T10:00:00.123456Z",
+            "2026-03-01T10:00:00.123456789Z",
+            "2026-03-01t10:00:00z",
+            "2026-03-01 10:00:00Z",
+            "2026-03-01",
+            "2026-02-30T10:00:00Z",
+            1772359200,
+            "",
+            None,
+        )
+    ),
+    {"event": "", "anonymous_id": "v"},
+    {"event": "x" * 201, "anonymous_id": "v"},
+    {"event": "x" * 200, "anonymous_id": "v"},
+    {"event": "Viewed", "anonymous_id": ""},
+    {"event": "Viewed", "anonymous_id": "v", "event_id": ""},
+    {"event": "Viewed", "anonymous_id": "v", "event_id": "e" * 201},
+    {"event": "Viewed", "anonymous_id": "v", "event_id": 7},
+    {"event": "Viewed", "anonymous_id": "v", "properties": None},
+    {"event": "Viewed", "anonymous_id": "v", "properties": []},
+    {"event": "Viewed", "profile": None, "anonymous_id": "v"},
+    {"event": "Viewed", "profile": "a@x.io"},
+    {"event": "Viewed", "anonymous_id": "v", "extra": 1},
+    {"event": 5, "anonymous_id": "v"},
+    {"anonymous_id": "v"},
+]
+
+
+@pytest.mark.parametrize("event", DECODER_CASES)
+def test_the_fast_decoder_accepts_an_event_only_as_the_row_validator_reads_it(event: Any) -> None:
+    import msgspec
+
+    from herald.api.routes.tracking import _ROW, WireBatch
+
+    try:
+        (fast,) = msgspec.convert({"database_id": DB, "events": [event]}, WireBatch).events
+        at = fast.at
+    except (msgspec.ValidationError, ValueError):
+        return  # refused: the body is read row by row, as before
+    row = _ROW.validate_python(event)  # raises if msgspec accepted what pydantic refuses
+    assert (fast.name, fast.profile, fast.anonymous_id, fast.properties, fast.context, fast.event_id) == (
+        row.event,
+        row.profile,
+        row.anonymous_id,
+        row.properties,
+        row.context,
+        row.event_id,
+    )
+    assert at == row.at
+    assert (at and at.isoformat()) == (row.at and row.at.isoformat())

@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import traceback
 from collections import defaultdict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -33,6 +33,7 @@ from herald.infra.event_store import (
     ANY,
     NO_STREAM,
     AppendResult,
+    EventFilter,
     EventStore,
     NewEvent,
     RecordedEvent,
@@ -58,16 +59,35 @@ class Backend:
         """A new store object on this backend (one per process, as in production)."""
         if self.kind == "sqlite":
             return SqliteEventStore(self.target, clock, poll_interval=poll_interval)
+        if self.kind == "sqlite-colliding":
+            return SqliteEventStore(
+                self.target,
+                clock,
+                poll_interval=poll_interval,
+                id_hash=colliding_hash,
+                stream_hash=colliding_stream_hash,
+            )
         from herald.infra.esdb_event_store import EsdbEventStore
 
         store: EventStore = EsdbEventStore(self.target, clock)
         return store
 
 
-@pytest.fixture(params=["sqlite", "esdb"])
+def colliding_hash(event_ids: Sequence[bytes]) -> list[int]:
+    """A hash with 4 values: most ids share theirs with stored ones, so every check must compare ids."""
+    return [event_id[0] % 4 for event_id in event_ids]
+
+
+def colliding_stream_hash(stream: str) -> int:
+    """Two keys for every stream name: a stream's key finds other streams' events too."""
+    return len(stream) % 2
+
+
+@pytest.fixture(params=["sqlite", "sqlite-colliding", "esdb"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "sqlite":
-        return Backend("sqlite", str(tmp_path / "events.db"))
+    # `sqlite-colliding` runs the whole contract with the id and stream hashes made weak on purpose.
+    if request.param.startswith("sqlite"):
+        return Backend(request.param, str(tmp_path / "events.db"))
     url = os.environ.get("HERALD_ESDB_URL")
     if not url:
         pytest.skip(
@@ -243,6 +263,48 @@ def test_read_all_starts_at_a_position_and_stops_at_a_limit(
     assert list(store.read_all(base + 6)) == []
 
 
+def test_read_range_reads_the_positions_asked_with_the_events_the_filter_matches(
+    store: EventStore, name: Callable[[str], str]
+) -> None:
+    base = store.head_position()
+    profile, message, other = name("profile"), name("message"), name("campaign")
+    store.append_many(
+        [
+            StreamAppend(profile, events(2, "ProfileCreated")),
+            StreamAppend(message, events(2, "MessageQueued")),
+            StreamAppend(other, events(2, "CampaignCreated")),
+        ]
+    )
+    everything = list(store.read_all(base + 1))
+
+    only = EventFilter(frozenset({"MessageQueued"}), (profile[: len("profile-")],))
+    assert store.read_range(base + 1, base + 6) == everything
+    assert store.read_range(base + 1, base + 6, only) == everything[:4]
+    assert store.read_range(base + 2, base + 3, only) == everything[1:3]
+    assert store.read_range(base + 1, base + 6, EventFilter(frozenset({"CampaignCreated"}))) == everything[4:]
+    assert store.read_range(base + 1, base + 6, EventFilter()) == []
+    assert store.read_range(base + 5, base + 4) == []
+
+
+def test_read_range_narrows_a_type_to_the_events_whose_payload_mentions_a_mark(
+    store: EventStore, name: Callable[[str], str]
+) -> None:
+    base = store.head_position()
+    # The third mentions a mark as a value: a byte search lets it through, the reader decides.
+    payloads = [{"properties": {"goal": "signup"}}, {"properties": {"sku": 1}}, {"note": "pixel_id"}]
+    store.append(name("activity"), [NewEvent(uuid4(), "Tracked", p, OCCURRED) for p in payloads])
+    store.append(name("profile"), events(1, "ProfileCreated"))
+    everything = list(store.read_all(base + 1))
+    goals = EventFilter(frozenset({"Tracked", "ProfileCreated"}), (), {"Tracked": (b'"goal"', b'"pixel_id"')})
+
+    assert store.read_range(base + 1, base + 4, goals) == [everything[0], everything[2], everything[3]]
+    assert [goals.matches(e) for e in everything] == [True, False, True, True]
+    # A reader that wants every Tracked event widens the union back to all of them.
+    every = goals.union(EventFilter(frozenset({"Tracked"})))
+    assert every.mentions == {}
+    assert store.read_range(base + 1, base + 4, every) == everything
+
+
 def test_head_position_is_the_last_committed_event(store: EventStore, name: Callable[[str], str]) -> None:
     base = store.head_position()
     store.append(name("profile"), events(3))
@@ -371,6 +433,58 @@ def test_a_partial_overlap_still_checks_the_expected_version(
     with pytest.raises(WrongExpectedVersion):
         store.append(stream, [a, b], NO_STREAM)
     assert store.stream_version(stream) == 1
+
+
+def test_an_id_stored_through_another_store_object_is_not_stored_again(
+    backend: Backend, store: EventStore, clock: ManualClock, name: Callable[[str], str]
+) -> None:
+    # Another process's append: this store object's view of the stored ids must include it.
+    stream = name("profile")
+    store.append(stream, events(1))  # this object has seen ids before the other one writes
+    batch = events(3)
+    other = backend.open(clock)
+    try:
+        stored = other.append(stream, batch)
+    finally:
+        other.close()
+    head = store.head_position()
+
+    assert store.append(stream, batch) == stored
+    assert store.append_many([StreamAppend(stream, batch[1:])])[0].positions == stored.positions[1:]
+    assert store.head_position() == head
+
+
+def test_a_stream_moved_on_through_another_store_object_is_checked_at_its_real_version(
+    backend: Backend, store: EventStore, clock: ManualClock, name: Callable[[str], str]
+) -> None:
+    stream = name("profile")
+    store.append(stream, events(1), NO_STREAM)  # this object now knows the stream at version 1
+    other = backend.open(clock)
+    try:
+        other.append(stream, events(2), 1)
+    finally:
+        other.close()
+
+    with pytest.raises(WrongExpectedVersion) as refused:
+        store.append(stream, events(1), 1)
+    assert refused.value.actual == 3
+    assert store.append(stream, events(1), 3).stream_version == 4
+
+
+def test_every_id_of_many_batches_is_stored_once(store: EventStore, name: Callable[[str], str]) -> None:
+    streams = [name(f"message{i}") for i in range(3)]
+    sent = [events(40) for _ in streams]
+    first = store.append_many([StreamAppend(s, b) for s, b in zip(streams, sent, strict=True)])
+    # Every batch again, each mixed with new events, in another order.
+    fresh = [events(5) for _ in streams]
+    again = store.append_many(
+        [StreamAppend(s, [*n, *b]) for s, b, n in zip(streams[::-1], sent[::-1], fresh[::-1], strict=True)]
+    )
+
+    for result, old in zip(again, first[::-1], strict=True):
+        assert result.positions[5:] == old.positions
+    for stream, batch, new in zip(streams, sent, fresh, strict=True):
+        assert [e.event_id for e in store.read_stream(stream)] == [e.event_id for e in [*batch, *new]]
 
 
 def test_an_event_id_twice_in_one_append_is_refused(store: EventStore, name: Callable[[str], str]) -> None:

@@ -386,6 +386,10 @@ async def test_an_automatic_split_test_picks_the_template_with_most_opens_per_de
         opened = {name: message[name] for name in _MESSAGE_FIELDS} | {"at": clock.now(), "unique": True}
         for _ in range(2 if d["template_id"] == b else 1):
             herald.store.append(stream, [_raw(herald, "MessageOpened", MessageOpened(**opened).to_data())])
+        if d["template_id"] == a:  # a mail scanner opens A's messages again and again: it chooses nothing
+            scanned = opened | {"unique": False, "bot": True, "bot_rule": "user_agent"}
+            bot_opens = [_raw(herald, "MessageOpened", MessageOpened(**scanned).to_data()) for _ in range(3)]
+            herald.store.append(stream, bot_opens)
     herald.runtime.drain()
     got = (await api.get(f"{CS}/{cid}")).json()
     assert got["next_run_at"] == (clock.now() + timedelta(hours=3)).isoformat()

@@ -55,8 +55,8 @@ async def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
     return body
 
 
-async def setup(api: httpx.AsyncClient, herald: Herald, port: int, dns: dict[str, str]) -> str:
-    """Database, resource, 100 profiles, a DKIM sender, routing, template, broadcast; returns its id."""
+async def create_newsletter(api: httpx.AsyncClient) -> None:
+    """Database 1 (with a `plan` field) and resource 1, an email newsletter tracked on trk.shop.example."""
     custom = [{"name": "plan", "title": "Plan", "type": "string"}]
     await ok(await api.post("/api/v1/databases", json={"name": "Customers", "custom_fields": custom}), 201)
     channel = {
@@ -73,6 +73,11 @@ async def setup(api: httpx.AsyncClient, herald: Herald, port: int, dns: dict[str
         "channels": [channel],
     }
     await ok(await api.post("/api/v1/resources", json=resource), 201)
+
+
+async def setup(api: httpx.AsyncClient, herald: Herald, port: int, dns: dict[str, str]) -> str:
+    """Database, resource, 100 profiles, a DKIM sender, routing, template, broadcast; returns its id."""
+    await create_newsletter(api)
     rows = [
         {
             "email": f"user{i}@mail.example",

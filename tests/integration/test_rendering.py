@@ -174,6 +174,38 @@ def profile_link_href(html: str, text: str) -> str:
     return before[before.rindex('href="') + 6 :].split('"')[0].replace("&amp;", "&")
 
 
+def test_the_text_version_breaks_lines_between_blocks_from_fragments_parts_and_remote_content(
+    herald: Herald, renderer: MessageRenderer, content_server: str
+) -> None:
+    # README's template: a link, then a fragment whose <p> must not run into it
+    fragment(herald, "footer", '<p>Shop Inc. <a href="{unsubscribe}">Unsubscribe</a></p>')
+    html = (
+        '<h1>Hello {lead._fname}</h1>{if lead.crm_id}<a href="https://shop.example.com/{lead.crm_id}">'
+        "Your page</a>{end}{fragment.footer}<ul>{for $x = json.items}<li>{$x}</li>{end}</ul>"
+        f"{{if lead.vip}}<p>VIP</p>{{end}}Thanks{{[{content_server}/news?s=Leo]}}{{part.sign}}<br>Bye"
+    )
+    content = tp.TemplateContent(
+        email=tp.EmailContent(subject="s", html=html),
+        parts=(
+            tp.TemplatePart(name="sign", content="<table><tr><td>Ann</td></tr><tr><td>CEO</td></tr></table>"),
+        ),
+        track_links=False,
+    )
+    data = {"lead": {"_fname": "Ann", "crm_id": "C-1"}, "content": {"items": ["a", "b"]}}
+    message = render(herald, renderer, content, tp.Channel.EMAIL, **data)
+    unsubscribe = profile_link_href(message.body.html, "Unsubscribe")
+    assert message.body.text == (
+        "Hello Ann\n\n"
+        "Your page (https://shop.example.com/C-1)\n\n"
+        f"Shop Inc. Unsubscribe ({unsubscribe})\n\n"
+        "- a\n- b\n\n"
+        "Thanks\n\n"
+        "News for Leo\n\n"  # the remote block is HTML: made text too, never its tags
+        "Ann\nCEO\n"
+        "Bye"
+    )
+
+
 def test_link_ids_are_stable_across_messages_and_defaults_fill_empty_fields(
     herald: Herald, renderer: MessageRenderer
 ) -> None:

@@ -352,9 +352,9 @@ def _campaign_and_engagement(herald: Herald, settle: Settle) -> None:
     queued = sorted(e.data["message_id"] for e in herald.store.read_all(1) if e.type == "MessageQueued")
     at = herald.clock.now()
     for message_id in queued[:5]:
-        herald.deliveries.hit(message_id, "open", "203.0.113.9", "Mozilla/5.0", False, at)
+        herald.deliveries.hit(message_id, "open", "203.0.113.9", "Mozilla/5.0", None, at)
         link = {"l": "html.1", "u": "https://x.example/"}
-        herald.deliveries.hit(message_id, "click", "203.0.113.9", "Mozilla/5.0", False, at, link)
+        herald.deliveries.hit(message_id, "click", "203.0.113.9", "Mozilla/5.0", None, at, link)
     settle()
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from herald.api.wiring import Herald
 from herald.domain import deliveries as dl
+from herald.domain.bots import BotVerdict
 from herald.domain.memberships import membership_stream
 from herald.domain.messages import DecideMessage, MessageQueued, message_decider, message_stream
 from herald.domain.segment_definitions import (
@@ -22,7 +23,7 @@ from herald.domain.segment_definitions import (
     segment_decider,
     segment_stream,
 )
-from herald.domain.segments import SegmentQuery, check_query
+from herald.domain.segments import MessageAction, SegmentQuery, check_query
 from herald.infra.clock import ManualClock
 from herald.infra.event_store import RecordedEvent
 from herald.infra.readmodel_db import SqliteCheckpoints
@@ -105,8 +106,9 @@ class World:
         return message_id
 
     def click(self, message_id: str, bot: bool = False) -> RecordedEvent:
+        verdict = BotVerdict("user_agent", "a scanner") if bot else None
         hit = dl.RecordHit(
-            "click", "1.2.3.4", "Mozilla/5.0", bot, self.clock.now(), "l1", "https://x.example"
+            "click", "1.2.3.4", "Mozilla/5.0", verdict, self.clock.now(), "l1", "https://x.example"
         )
         self.herald.aggregates.execute(dl.delivery_decider, message_stream(message_id), hit, CTX)
         return self.herald.store.read_stream(message_stream(message_id))[-1]
@@ -318,7 +320,9 @@ def test_test_messages_and_bot_clicks_do_not_count(world: World) -> None:
     world.click("real")
     world.drain()
     assert _summary(world.changes("clickers")) == [("ProfileEnteredSegment", anna)]
-    assert len(world.processor.facts(anna).history) == 1
+    # the person's click, and the open it implies (the bot's click implied none)
+    history = sorted(h.action.value for h in world.processor.facts(anna).history)
+    assert history == [MessageAction.CLICKED.value, MessageAction.OPENED.value]
 
 
 def test_a_discarded_batch_applied_again_appends_nothing_twice(world: World) -> None:

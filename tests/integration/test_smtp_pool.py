@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from herald.senders.smtp import SendRate, SmtpOutcome, SmtpPool, SmtpRelay
+from herald.senders.rate import SendRate
+from herald.senders.smtp import SmtpOutcome, SmtpPool, SmtpRelay
 
 MESSAGE = b"From: news@herald.test\r\nTo: someone@example.org\r\nSubject: Hi\r\n\r\nHello\r\n"
 SENDER = "bounces@herald.test"

@@ -244,6 +244,18 @@ SETTINGS_CASES: list[tuple[str, list[Event], Any, list[Event]]] = [
         [DatabaseStopListDetached(database_id=DB, stop_list_id="2", at=T1)],
     ),
     ("detach none", [created()], DetachStopList(DB, T1), []),
+    (
+        "allow fields for tracking, by alias and once each",
+        [created(), field_added(PLAN)],
+        UpdateDatabase(DB, T1, tracking_fields=("plan", "FirstName", "Plan")),
+        [DatabaseUpdated(database_id=DB, tracking_fields=("Plan", "_fname"), at=T1)],
+    ),
+    (
+        "allow none again",
+        [created(tracking_fields=("_fname",))],
+        UpdateDatabase(DB, T1, tracking_fields=()),
+        [DatabaseUpdated(database_id=DB, tracking_fields=(), at=T1)],
+    ),
     ("delete", [created()], DeleteDatabase(DB, T1), [DatabaseDeleted(database_id=DB, at=T1)]),
     ("delete again", [created(), DatabaseDeleted(database_id=DB, at=T1)], DeleteDatabase(DB, T1), []),
 ]
@@ -265,6 +277,34 @@ REFUSALS: list[tuple[str, list[Event], Any, type[DomainError], str]] = [
     ("delete missing", [], DeleteDatabase(DB, T1), NotFound, "database_id"),
     ("recreate deleted", DELETED, CreateDatabase(DB, "x", T1), AlreadyExists, "database_id"),
     ("blank rename", [created()], UpdateDatabase(DB, T1, name=""), ValidationFailed, "name"),
+    (
+        "track a field the database lacks",
+        [created()],
+        UpdateDatabase(DB, T1, tracking_fields=("_fname", "nope")),
+        ValidationFailed,
+        "tracking_fields.1",
+    ),
+    (
+        "let a track token change emails",
+        [created()],
+        UpdateDatabase(DB, T1, tracking_fields=("Email",)),
+        ValidationFailed,
+        "tracking_fields.0",
+    ),
+    (
+        "let a track token change phones",
+        [created()],
+        UpdateDatabase(DB, T1, tracking_fields=("phone",)),
+        ValidationFailed,
+        "tracking_fields.0",
+    ),
+    (
+        "create tracking an unknown field",
+        [],
+        CreateDatabase(DB, "x", T1, tracking_fields=("nope",)),
+        ValidationFailed,
+        "tracking_fields.0",
+    ),
     (
         "bad sender on update",
         [created()],
@@ -619,3 +659,15 @@ def test_events_survive_the_store() -> None:
     for event in events:
         assert registry.decode(event.type_name, event.schema_version, event.to_data()) == event
     assert database_stream(DB) == "database-4"
+
+
+def test_a_removed_field_leaves_the_tracking_allow_list() -> None:
+    state = database_decider.fold(
+        [
+            created(tracking_fields=("_fname",)),
+            field_added(PLAN),
+            DatabaseUpdated(database_id=DB, tracking_fields=("_fname", "Plan"), at=T1),
+            CustomFieldRemoved(database_id=DB, name="Plan", at=T1),
+        ]
+    )
+    assert state.tracking_fields == ("_fname",)

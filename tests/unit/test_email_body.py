@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from herald.domain.email_body import inline_css, insert_open_pixel, text_version
+from herald.domain.email_body import inline_css, insert_open_pixel, text_block, text_version, tidy_text
 
 PIXEL = "https://t.test/o?m=1&s=2"
 PIXEL_TAG = '<img src="https://t.test/o?m=1&amp;s=2" width="1" height="1" alt="" style="display:none">'
@@ -102,6 +102,29 @@ TEXTS = [
 @pytest.mark.parametrize(("html", "expected"), [c[1:] for c in TEXTS], ids=[c[0] for c in TEXTS])
 def test_text_version(html: str, expected: str) -> None:
     assert text_version(html) == expected
+
+
+# A text version made from a template's source, then rendered: the pieces its tags stand for
+# (fragments, parts, loop iterations) are joined as the template joins them, then laid out.
+ASSEMBLED = [
+    (
+        "a-fragment-paragraph-after-a-link",
+        ["Your page (https://x.test)", text_block("<p>Shop Inc.</p>")],
+        "Your page (https://x.test)\n\nShop Inc.",
+    ),
+    ("loop-list-items", [text_block("<ul>"), *[text_block(f"<li>{x}</li>") for x in "ab"]], "- a\n- b"),
+    ("table-rows", [text_block("<tr><td>a</td></tr>"), text_block("<tr><td>b</td></tr>")], "a\nb"),
+    ("headings", [text_block("<h1>A</h1>"), "text", text_block("<h2>B</h2>")], "A\n\ntext\n\nB"),
+    ("a-br-between-words", ["one", text_block("<br>two")], "one\ntwo"),
+    ("two-brs-add-up", ["one", text_block("<br><br>two")], "one\n\ntwo"),
+    ("an-empty-if-leaves-one-blank-line", [text_block("<p>a</p>"), "", text_block("<p>b</p>")], "a\n\nb"),
+    ("inline-pieces-stay-on-the-line", ["Hi ", text_block("<b>Ann</b>"), "!"], "Hi Ann!"),
+]
+
+
+@pytest.mark.parametrize(("pieces", "expected"), [c[1:] for c in ASSEMBLED], ids=[c[0] for c in ASSEMBLED])
+def test_pieces_made_text_break_lines_where_their_blocks_meet(pieces: list[str], expected: str) -> None:
+    assert tidy_text("".join(pieces)) == expected
 
 
 def test_text_version_of_a_typical_email() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
+from pydantic import ValidationError
 
 from herald.domain.events import Event, EventRegistry, UnknownEventType
 
@@ -51,6 +53,24 @@ def test_a_current_payload_decodes_as_is() -> None:
 def test_old_versions_are_upcast_in_order(version: int, data: dict) -> None:
     event = make_registry().decode("NameGiven", version, data)
     assert event.to_data() == {"first_name": "Ann", "last_name": "Lee", "at": "2026-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("version", "data"),
+    [
+        (3, {"first_name": "Ann", "last_name": "Lee", "at": "2026-01-01T00:00:00Z"}),
+        (1, {"name": "Ann Lee", "at": "2026-01-01T00:00:00Z"}),
+    ],
+    ids=["current", "upcast"],
+)
+def test_a_payload_given_as_its_stored_json_decodes_as_the_dict_does(version: int, data: dict) -> None:
+    decode = make_registry().decode
+    assert decode("NameGiven", version, orjson.dumps(data)) == decode("NameGiven", version, data)
+
+
+def test_stored_json_is_validated_as_the_dict_is() -> None:
+    with pytest.raises(ValidationError):
+        make_registry().decode("NameGiven", 3, b'{"first_name": "Ann", "at": "2026-01-01T00:00:00Z"}')
 
 
 def test_upcasting_never_changes_the_stored_payload() -> None:

@@ -15,7 +15,7 @@ from herald.domain.claims import (
     claim_decider,
 )
 from herald.domain.errors import AlreadyExists
-from herald.infra.ids import IdSource, deterministic_id, profile_md5_id, profile_xxh_id
+from herald.infra.ids import IdSource, deterministic_id, deterministic_ids, profile_md5_id, profile_xxh_id
 from tests.unit.decider_table import then, then_error
 
 
@@ -26,6 +26,12 @@ def test_deterministic_ids_are_uuid5_in_herald_namespace() -> None:
 
     for parts in [("proc", "evt", 0), ("tracked", "1", "ünïcode-€"), ()]:
         assert deterministic_id(*parts) == uuid.uuid5(HERALD_NAMESPACE, "\x1f".join(map(str, parts)))
+
+
+def test_ids_derived_from_a_shared_prefix_are_the_same_deterministic_ids() -> None:
+    derive = deterministic_ids("tracked", "db-1")
+    for last in ("m-1", "", "ключ", 7, "a\x1fb"):
+        assert derive(last) == deterministic_id("tracked", "db-1", last)
 
 
 def test_deterministic_ids_depend_only_on_their_parts() -> None:

@@ -36,7 +36,10 @@ from herald.domain.resources import (
     SmsSettings,
     resource_decider,
 )
+from herald.domain.secrets import SealedSecret
 from herald.domain.subscriptions import AddSubscription
+
+SEALED_KEY = SealedSecret(key_id="test-key", ciphertext="c2VhbGVk")  # what the domain stores
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 P1 = "5e8a7f9de7d8b9372bb0de5c"
@@ -71,7 +74,9 @@ RESOURCE = resource_decider.fold(
                 EmailSettings(from_name="Shop", from_email="news@example.com", list_id="promo.example.com"),
                 SmsSettings(caller_id="Shop"),
                 PushSettings(
-                    platforms=(PushPlatform.ANDROID,), providers=(PushProvider.FCM,), firebase_api_key="k"
+                    platforms=(PushPlatform.ANDROID,),
+                    providers=(PushProvider.FCM,),
+                    firebase_api_key=SEALED_KEY,
                 ),
                 CustomChannelSettings(name="telegram_bot"),
             ),
@@ -225,7 +230,7 @@ def test_every_key_a_profile_is_found_by() -> None:
         subscribe("email", "Ann.Work@Example.com"),
         subscribe("sms", "+79000000001"),
         subscribe("push", "tok-1", provider=PushProvider.FCM),
-        subscribe("telegram_bot", "chat-1"),
+        subscribe("telegram_bot", "100200300"),
     )
     assert profile_lookup_keys(state, DB.unique_fields) == {
         LookupKey("profile_id", P1),

@@ -50,7 +50,10 @@ from herald.domain.resources import (
     resource_decider,
     resource_stream,
 )
+from herald.domain.secrets import SealedSecret
 from tests.unit.decider_table import then, then_error
+
+SEALED_KEY = SealedSecret(key_id="test-key", ciphertext="c2VhbGVk")  # what the domain stores
 
 RID = "r1"
 SETTINGS = ResourceSettings(
@@ -64,9 +67,11 @@ SMS = SmsSettings(caller_id="Shop")
 PUSH = PushSettings(
     platforms=(PushPlatform.ANDROID, PushPlatform.CHROME),
     providers=(PushProvider.FCM,),
-    firebase_api_key="AIza-key",
+    firebase_api_key=SEALED_KEY,
 )
-TELEGRAM = CustomChannelSettings(name="telegram_bot", options={"bot_token": "123:abc"})
+TELEGRAM = CustomChannelSettings(
+    name="telegram_bot", options={"parse_mode": "HTML"}, secrets={"bot_token": SEALED_KEY}
+)
 SIZE = FieldDefinition(name="size", title="Size", type=FieldType.STRING, default="M")
 PROMO = Category(api_name="promo", title="Promo offers", in_subscription_manager=True)
 TRANSACTIONS = Category(api_name="transactions", title="Transactions", mandatory=True)
@@ -595,7 +600,7 @@ ERRORS: list[tuple[str, list[Event], Any, type[DomainError], str]] = [
     (
         "FCM without the Firebase key",
         [CREATED],
-        enable(push(firebase_api_key=" ")),
+        enable(push(firebase_api_key=None)),
         ValidationFailed,
         "firebase_api_key",
     ),
@@ -623,6 +628,13 @@ ERRORS: list[tuple[str, list[Event], Any, type[DomainError], str]] = [
         enable(CustomChannelSettings(name="Telegram")),
         ValidationFailed,
         "name",
+    ),
+    (
+        "a custom channel with a token among its options",
+        [CREATED],
+        enable(CustomChannelSettings(name="viber", options={"auth_token": "x"})),
+        ValidationFailed,
+        "options.auth_token",
     ),
     (
         "a custom channel with a blank option",
@@ -1029,3 +1041,22 @@ ALL_EVENTS: list[Event] = [
 @pytest.mark.parametrize("event", ALL_EVENTS, ids=lambda e: e.type_name)
 def test_events_survive_the_store(event: Event) -> None:
     assert registry.decode(event.type_name, event.schema_version, event.to_data()) == event
+
+
+def test_old_channel_events_withhold_their_credentials() -> None:
+    """Schema version 1 held the Firebase key and a custom channel's tokens in clear."""
+    push = {"kind": "push", "platforms": ["android"], "providers": ["fcm"], "firebase_api_key": "AIza-1"}
+    custom = {"kind": "custom", "name": "telegram_bot", "options": {"bot_token": "123:abc", "mode": "HTML"}}
+    for settings in (push, custom):
+        data = {"resource_id": RID, "channel": "x", "settings": settings}
+        for event_type in ("ResourceChannelEnabled", "ResourceChannelUpdated"):
+            upcast = registry.upcast(event_type, 1, data)
+            assert "AIza-1" not in str(upcast) and "123:abc" not in str(upcast)
+            registry.decode(event_type, 1, data)  # still a valid event
+    decoded = registry.decode(
+        "ResourceChannelEnabled", 1, {"resource_id": RID, "channel": "x", "settings": custom}
+    )
+    assert isinstance(decoded, ResourceChannelEnabled)
+    assert isinstance(decoded.settings, CustomChannelSettings)
+    assert decoded.settings.options == {"mode": "HTML"}
+    assert decoded.settings.secrets["bot_token"].withheld

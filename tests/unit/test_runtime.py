@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from herald.infra.clock import ManualClock
-from herald.infra.event_store import NewEvent, RecordedEvent
+from herald.infra.event_store import EventFilter, NewEvent, RecordedEvent
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.runtime import Emission, InProcessRuntime
@@ -132,3 +132,61 @@ async def test_run_catches_up_then_follows_live_appends(store: SqliteEventStore,
     runtime.stop()
     await asyncio.wait_for(task, timeout=10)
     assert counter.counts() == {"Signed": 2, "Greeted": 2}
+
+
+class Picky(Counter):
+    """A projection that folds only `Signed` events and the `vip-` streams."""
+
+    name = "picky"
+    consumes = EventFilter(frozenset({"Signed"}), ("vip-",))
+
+
+class Watching:
+    """A store that records each range the runtime asks for."""
+
+    def __init__(self, store: SqliteEventStore) -> None:
+        self.store = store
+        self.asked: list[tuple[int, int, EventFilter | None]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def read_range(self, first: int, last: int, only: EventFilter | None = None) -> list[RecordedEvent]:
+        self.asked.append((first, last, only))
+        return self.store.read_range(first, last, only)
+
+
+def test_a_consumer_that_declares_what_it_folds_is_handed_only_that_and_still_advances(
+    store: SqliteEventStore, tmp_path: Path
+) -> None:
+    conn = open_readmodel_db(tmp_path / "rm.sqlite")
+    store.append("people", [signed("ann"), NewEvent(uuid.uuid4(), "Left", {}, AT), signed("bob")])
+    store.append("vip-1", [NewEvent(uuid.uuid4(), "Left", {}, AT)])
+    store.append("people", [NewEvent(uuid.uuid4(), "Left", {}, AT)])
+    watching = Watching(store)
+    picky = Picky(conn)
+    runtime = InProcessRuntime(watching, SqliteCheckpoints(conn), [picky], batch_size=2)  # type: ignore[arg-type]
+
+    runtime.drain()
+
+    assert picky.counts() == {"Signed": 2, "Left": 1}
+    assert picky.checkpoint() == 5
+    assert [(first, last) for first, last, _ in watching.asked] == [(1, 2), (3, 4), (5, 5)]
+    assert all(only == Picky.consumes for _, _, only in watching.asked)
+
+
+def test_the_store_reads_everything_when_one_behind_consumer_declares_nothing(
+    store: SqliteEventStore, tmp_path: Path
+) -> None:
+    conn = open_readmodel_db(tmp_path / "rm.sqlite")
+    store.append("people", [signed("ann"), NewEvent(uuid.uuid4(), "Left", {}, AT)])
+    watching = Watching(store)
+    picky, counter = Picky(conn), Counter(open_readmodel_db(tmp_path / "other.sqlite"))
+    runtime = InProcessRuntime(watching, SqliteCheckpoints(conn), [picky, counter])  # type: ignore[arg-type]
+
+    runtime.drain()
+
+    assert watching.asked == [(1, 2, None)]
+    assert picky.counts() == {"Signed": 1}
+    assert counter.counts() == {"Signed": 1, "Left": 1}
+    assert counter.checkpoint() == picky.checkpoint() == 2

@@ -29,6 +29,7 @@ from herald.domain.resources import (
     SmsSettings,
     resource_decider,
 )
+from herald.domain.secrets import SealedSecret
 from herald.domain.statuses import Status
 from herald.domain.subscriptions import (
     SUBSCRIPTION_EVENTS,
@@ -60,6 +61,8 @@ from herald.domain.subscriptions import (
     evolve_subscriptions,
 )
 from tests.unit.decider_table import then, then_error
+
+SEALED_KEY = SealedSecret(key_id="test-key", ciphertext="c2VhbGVk")  # what the domain stores
 
 PROFILE = ProfileRef(profile_id="p1", database_id="db1")
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -101,7 +104,7 @@ def _resource(resource_id: str, *, raise_priority: bool = False) -> ResourceStat
                 PushSettings(
                     platforms=(PushPlatform.ANDROID, PushPlatform.CHROME),
                     providers=(PushProvider.FCM,),
-                    firebase_api_key="key",
+                    firebase_api_key=SEALED_KEY,
                 ),
                 CustomChannelSettings(name="whatsapp"),
                 CustomChannelSettings(name="telegram_bot"),
@@ -685,8 +688,15 @@ OTHER_ERRORS: list[tuple[str, list[Event], Any, type[DomainError], str]] = [
     (
         "the same address on another channel",
         [added()],
-        target(RemoveSubscription, channel="telegram_bot"),
+        target(RemoveSubscription, channel="sms", contact="+79000000001"),
         NotFound,
+        "contact",
+    ),
+    (
+        "a Telegram contact that is no chat id",
+        [],
+        target(RemoveSubscription, channel="telegram_bot"),
+        ValidationFailed,
         "contact",
     ),
     ("a bad contact", [added()], target(RemoveSubscription, "not-an-email"), ValidationFailed, "contact"),

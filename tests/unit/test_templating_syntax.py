@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from herald.domain.errors import DomainError, ValidationFailed
-from herald.domain.templating import TemplateSyntaxError, compile_template, parse, tree
+from herald.domain.templating import RenderContext, TemplateSyntaxError, compile_template, parse, tree
 
 ERRORS = [
     ("if-not-closed", "{if true}yes", 1, 1, "`{if}` is not closed with `{end}`"),
@@ -174,3 +174,44 @@ def test_every_loop_head_form_parses(head: str) -> None:
 
 def test_compiling_is_cached_by_text() -> None:
     assert compile_template("{lead.x} cached") is compile_template("{lead.x} cached")
+
+
+# --- nesting limits: refused with a position, never a crash of the compiler ---------------------
+
+_PATH_33 = "lead." + ".".join(["a"] * 32)
+LIMITS = [
+    ("for-21-deep", "{for $x = lead.l}" * 21 + "{end}" * 21, 1, 1 + 17 * 16, "nest at most 16 deep"),
+    ("if-99-deep", "{if lead.x}" * 99 + "{end}" * 99, 1, 1 + 11 * 16, "nest at most 16 deep"),
+    ("mixed-17-deep", "{if true}{for $x = lead.l}" * 9, 1, 1 + 26 * 8, "nest at most 16 deep"),
+    ("long-dotted-path", "x\n{lead." + ".".join(["a"] * 5000) + "}", 2, 2, "at most 32 dotted parts"),
+    ("long-loop-variable-path", "{for $x = lead.l}{$x." + ".".join(["a"] * 40) + "}{end}", 1, 19, "32"),
+    ("parentheses", "{if " + "(" * 500 + "true" + ")" * 500 + "}{end}", 1, 37, "nests at most 32"),
+    ("nots", "{if " + "not " * 2000 + "true}{end}", 1, 133, "nests at most 32"),
+    ("and-chain", "{if " + " and ".join(["true"] * 3000) + "}{end}", 1, 298, "nests at most 32"),
+    ("calls", "{" + "length(" * 40 + "lead.x" + ")" * 40 + "}", 1, 226, "nests at most 32"),
+    ("huge-integer", "{if lead.x gt " + "9" * 5000 + "}{end}", 1, 15, "fits in 64 bits"),
+    ("integer-over-int64", "{if lead.x gt 9223372036854775808}{end}", 1, 15, "fits in 64 bits"),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "column", "message"), [c[1:] for c in LIMITS], ids=[c[0] for c in LIMITS]
+)
+def test_nesting_past_the_limits_is_a_syntax_error_at_its_place(
+    source: str, line: int, column: int, message: str
+) -> None:
+    with pytest.raises(TemplateSyntaxError) as caught:
+        compile_template(source)
+    assert (caught.value.line, caught.value.column) == (line, column), caught.value
+    assert message in caught.value.message
+
+
+def test_everything_up_to_the_limits_compiles_and_renders() -> None:
+    path = "lead." + ".".join(["a"] * 31)
+    condition = "not " + "(" * 30 + path + ")" * 30
+    block = "{for $x = lead.l}{autocomma}{if " + condition + "}a{else}b"
+    source = block * 8 + "{" + path + "}" + "{end}{else}c{end}" * 8
+    compiled = compile_template(source)
+    assert "a" in compiled.render(RenderContext(lead={"l": [1, 2]}))
+    compile_template("{if " + " or ".join(["true"] * 16) + " and " + " and ".join(["true"] * 16) + "}{end}")
+    compile_template("{if lead.x gt 9223372036854775807}{end}")

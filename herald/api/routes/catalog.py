@@ -24,10 +24,17 @@ Decisions where the guide is silent:
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
+from herald.api.channel_input import (
+    CHANNEL_MODELS_IN,
+    ChannelSettingsIn,
+    CustomChannelIn,
+    sealed_channel,
+    shown_channel,
+)
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
 from herald.domain import databases as db
@@ -71,6 +78,12 @@ def now(call: Call) -> Any:
 # --- databases ---------------------------------------------------------------------------------
 
 
+_TRACKING_FIELDS = (
+    "the fields a track-role token (the one a website embeds) may write through identify; "
+    "none by default, never email or phones"
+)
+
+
 class DatabaseBody(BaseModel):
     model_config = _Strict
     name: str
@@ -87,6 +100,7 @@ class DatabaseBody(BaseModel):
         default_factory=dict, description="standard field (name or alias) → its configuration"
     )
     custom_fields: tuple[FieldDefinition, ...] = ()
+    tracking_fields: tuple[str, ...] = Field((), description=_TRACKING_FIELDS)
 
 
 class DatabasePatch(BaseModel):
@@ -98,6 +112,7 @@ class DatabasePatch(BaseModel):
     subscription_manager_language: str | None = None
     is_watchers: bool | None = None
     email: db.EmailDefaults | None = Field(None, description="the keys given replace the current ones")
+    tracking_fields: tuple[str, ...] | None = Field(None, description=_TRACKING_FIELDS)
     expected_version: int | None = expected_version_field()
 
 
@@ -156,7 +171,12 @@ _DATABASE_KEYS = (
 def _database_json(call: Call, doc: dict[str, Any]) -> dict[str, Any]:
     counts = call.herald.projections.profiles.status_counts(doc["database_id"])
     profiles = {str(s): counts.get(str(s), 0) for s in Status}
-    return {**{k: doc[k] for k in _DATABASE_KEYS}, "profiles": {**profiles, "total": sum(profiles.values())}}
+    return {
+        **{k: doc[k] for k in _DATABASE_KEYS},
+        # a read-model document written before the allow-list existed has none
+        "tracking_fields": doc.get("tracking_fields", []),
+        "profiles": {**profiles, "total": sum(profiles.values())},
+    }
 
 
 def _field_json(definition: FieldDefinition) -> dict[str, Any]:
@@ -287,7 +307,7 @@ class ResourceBody(rs.ResourceSettings):
     """A resource: its basic settings, and optionally its channels, categories,
     subscription fields and unsubscribe policy, created in one step."""
 
-    channels: tuple[rs.ChannelSettings, ...] = ()
+    channels: tuple[ChannelSettingsIn, ...] = ()
     categories: tuple[rs.Category, ...] = ()
     subscription_fields: dict[str, tuple[FieldDefinition, ...]] = Field(
         default_factory=dict, description="channel → the fields of its subscriptions"
@@ -309,8 +329,8 @@ class ResourcePatch(BaseModel):
 
 class ChannelBody(BaseModel):
     """The channel's settings, `kind` implied by the path: email {from_name, from_email, list_id,
-    reply_to_name, reply_to_email}; sms {caller_id}; push {platforms, providers, firebase_api_key};
-    any other channel {options}."""
+    reply_to_name, reply_to_email}; sms {caller_id}; push {platforms, providers, firebase_api_key
+    (write-only)}; any other channel {options, secrets (write-only)}."""
 
     model_config = ConfigDict(extra="allow")
     expected_version: int | None = expected_version_field()
@@ -337,11 +357,6 @@ class PolicyBody(rs.UnsubscribePolicy):
 
 
 _RESOURCE_DOC = TypeAdapter(rs.ResourceState)
-_CHANNEL_MODELS: dict[str, type[BaseModel]] = {
-    "email": rs.EmailSettings,
-    "sms": rs.SmsSettings,
-    "push": rs.PushSettings,
-}
 
 
 def _resource_json(doc: dict[str, Any]) -> dict[str, Any]:
@@ -350,7 +365,7 @@ def _resource_json(doc: dict[str, Any]) -> dict[str, Any]:
         "resource_id": doc["resource_id"],
         "token": doc["token"],
         **doc["settings"],
-        "channels": list(doc["channels"].values()),
+        "channels": [shown_channel(c) for c in doc["channels"].values()],
         "categories": list(doc["categories"].values()),
         "subscription_fields": {channel: list(f.values()) for channel, f in doc["fields"].items()},
         "unsubscribe_policy": doc["unsubscribe_policy"],
@@ -373,7 +388,8 @@ async def create_resource(call: Call) -> dict[str, Any]:
     settings = rs.ResourceSettings(**values_of(b, *rs.ResourceSettings.model_fields))
 
     def plan_for(resource_id: str, token: str) -> Any:
-        steps: list[Any] = [rs.CreateResource(resource_id, token, settings, b.channels)]
+        channels = tuple(sealed_channel(call.herald.box, resource_id, c, None) for c in b.channels)
+        steps: list[Any] = [rs.CreateResource(resource_id, token, settings, channels)]
         steps += [
             Step(rs.AddCategory(resource_id, category), prefix=f"categories.{i}")
             for i, category in enumerate(b.categories)
@@ -425,11 +441,12 @@ async def update_resource(call: Call) -> dict[str, Any]:
     return _change_resource(call, plan, b.expected_version)
 
 
-def _channel_settings(channel: str, given: dict[str, Any]) -> rs.ChannelSettings:
-    model = _CHANNEL_MODELS.get(channel, rs.CustomChannelSettings)
-    custom = model is rs.CustomChannelSettings
+def _channel_settings(channel: str, given: dict[str, Any]) -> Any:
+    """The body as the channel's input model (credentials still in clear)."""
+    model = CHANNEL_MODELS_IN.get(channel, CustomChannelIn)
+    custom = model is CustomChannelIn
     implied = {"kind": "custom", "name": channel} if custom else {"kind": channel}
-    settings = cast(rs.ChannelSettings, model.model_validate({**implied, **given}))
+    settings = model.model_validate({**implied, **given})
     if settings.channel != channel:
         raise HttpError(
             422, f"these are the settings of channel {settings.channel!r}, not {channel!r}", "name"
@@ -440,9 +457,10 @@ def _channel_settings(channel: str, given: dict[str, Any]) -> rs.ChannelSettings
 async def put_channel(call: Call) -> dict[str, Any]:
     b: ChannelBody = call.body
     resource_id = call.path_param("resource_id")
-    settings = _channel_settings(call.path_param("channel"), dict(b.model_extra or {}))
+    given = _channel_settings(call.path_param("channel"), dict(b.model_extra or {}))
 
     def plan(state: rs.ResourceState) -> list[Any]:
+        settings = sealed_channel(call.herald.box, resource_id, given, state.channels.get(given.channel))
         enabled = state.channel_enabled(settings.channel)
         return [(rs.UpdateChannel if enabled else rs.EnableChannel)(resource_id, settings)]
 

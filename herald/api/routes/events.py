@@ -1,4 +1,11 @@
-"""Reading the log: the global order and one stream."""
+"""Reading the log: the global order and one stream (an admin's right).
+
+Events are shown as the code reads them: upcast to their type's current schema
+version, so what an old version held and a newer one dropped (secrets stored
+in clear before they were sealed) is never served. The raw log shows every
+profile's data and every message's recipient, so reading it takes the admin
+role; read tokens have the read models.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from herald.api.endpoints import Call, Endpoint
+from herald.domain.events import UnknownEventType, registry
 from herald.infra.event_store import RecordedEvent
 
 
@@ -21,17 +29,22 @@ class StreamQuery(BaseModel):
 
 
 def event_json(e: RecordedEvent) -> dict[str, Any]:
-    """The envelope as the API shows it."""
+    """The envelope as the API shows it, its data upcast to the type's current schema version."""
+    try:
+        schema_version = registry.event_class(e.type).schema_version
+        data = registry.upcast(e.type, e.schema_version, e.data)
+    except UnknownEventType:  # a type this build does not know (a newer one's): shown as stored
+        schema_version, data = e.schema_version, e.data
     return {
         "event_id": str(e.event_id),
         "stream": e.stream,
         "version": e.version,
         "position": e.position,
         "type": e.type,
-        "schema_version": e.schema_version,
+        "schema_version": schema_version,
         "occurred_at": e.occurred_at.isoformat(),
         "recorded_at": e.recorded_at.isoformat(),
-        "data": e.data,
+        "data": data,
         "metadata": e.metadata,
     }
 
@@ -63,7 +76,7 @@ ENDPOINTS = [
         "Read the global event log in order",
         "events",
         query=LogQuery,
-        role="read",
+        role="admin",
     ),
     Endpoint(
         "GET",
@@ -72,6 +85,6 @@ ENDPOINTS = [
         "Read one stream",
         "events",
         query=StreamQuery,
-        role="read",
+        role="admin",
     ),
 ]

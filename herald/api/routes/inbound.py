@@ -11,16 +11,15 @@ from typing import Any
 
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
+from herald.api.request_body import CURL_DEFAULT
 
 MAX_INBOUND_BYTES = 10 * 1024 * 1024
 
 
 async def receive(call: Call) -> dict[str, Any]:
-    raw = await call.request.body()
+    raw: bytes = call.body
     if not raw:
         raise HttpError(422, "the body is the raw message (message/rfc822)", "body")
-    if len(raw) > MAX_INBOUND_BYTES:
-        raise HttpError(413, f"a message is at most {MAX_INBOUND_BYTES} bytes", "body")
     recipients = call.request.headers.get("x-envelope-to", "")
     return call.herald.inbound.receive(raw, [r.strip() for r in recipients.split(",") if r.strip()])
 
@@ -33,5 +32,7 @@ ENDPOINTS = [
         "Take a bounce, complaint (ARF) or reply as raw mail",
         "inbound",
         bytes_body="message/rfc822",
+        accepts=("text/plain", "application/octet-stream", CURL_DEFAULT),
+        max_body=MAX_INBOUND_BYTES,
     ),
 ]

@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
+from herald.api.request_body import CURL_DEFAULT
 from herald.api.responses import json_response
 from herald.api.routes.catalog import VersionQuery, expected_version_field
 from herald.domain import loyalty as ly
@@ -195,11 +196,9 @@ async def import_codes(call: Call) -> dict[str, Any]:
     query: ImportQuery = call.query
     program_id = call.path_param("program_id")
     call.herald.loyalty.program(program_id)
-    raw = await call.request.body()
+    raw: bytes = call.body
     if not raw:
         raise HttpError(422, "the body is the file's bytes (CSV, TXT or XLSX)", "body")
-    if len(raw) > MAX_IMPORT_BYTES:
-        raise HttpError(413, f"an import is at most {MAX_IMPORT_BYTES} bytes", "body")
     rows = read_table(raw)
     header = rows[query.skip_rows - 1] if 0 < query.skip_rows <= len(rows) else []
     column = _column(query.column, header)
@@ -413,6 +412,13 @@ ENDPOINTS = [
         T,
         query=ImportQuery,
         bytes_body="text/csv",
+        accepts=(
+            "text/plain",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "application/octet-stream",
+            CURL_DEFAULT,
+        ),
+        max_body=MAX_IMPORT_BYTES,
     ),
     Endpoint(
         "GET",

@@ -3,17 +3,18 @@
 The tracker (`GET /pixel`, public) checks the key and the signature (`k`,
 `s`, which covers `redirect_url`): a bad pair gets 404 and records nothing.
 It answers a transparent GIF, or (a link code) a redirect to `redirect_url`.
-Its visitor cookie (`api/visitor_cookie.py`) names the visitor; an email
-click sets the same cookie for the message's profile, so a hit from the
-browser that opened a message is that profile's.
+Its visitor cookie (`api/visitor_cookie.py`) names an anonymous visitor; the
+browser cookie the email trackers set (`api/browser_cookie.py`) names the
+profile that opened or clicked a message in this browser, so a hit from that
+browser is that profile's (and the visitor's earlier anonymous goals follow).
 
 Decisions where the guide is silent:
 - Bad parameters are a 422 naming them (`goals`, `value`, `match`, `update`):
   up to 20 goals of 1–200 characters, a finite value within ±10^12, `match`
   and `update` JSON objects of at most 8 KB each.
 - The JavaScript hit is `t=js` on the same URL (an image request: no CORS).
-- A HEAD request, or a user agent that looks like a bot, is recorded as a
-  bot's (`context.bot`) and never creates a profile.
+- A hit the bot rules (`domain/bots.py`, `HERALD_BOT_RULES`) call a machine's
+  is recorded as a bot's (`context.bot`) and never creates a profile.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import RedirectResponse, Response
 
+from herald.api.browser_cookie import browser_profile
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
 from herald.api.pixel_script import PIXEL_SCRIPT
@@ -32,7 +34,7 @@ from herald.api.routes.catalog import VersionQuery, expected_version_field
 from herald.api.routes.trackers import MAX_USER_AGENT, NO_STORE, PIXEL_GIF, web_url
 from herald.api.visitor_cookie import remember, visitor_of
 from herald.domain import pixels as px
-from herald.domain.bots import is_bot
+from herald.domain.bots import Hit, classify
 from herald.domain.errors import ValidationFailed
 from herald.domain.goals import MAX_GOALS, goal_name, goal_value
 from herald.domain.pixel_codes import CodeKind, image_code, js_code, link_code, pixel_url
@@ -177,6 +179,9 @@ async def pixel_hit(call: Call) -> Response:
     ip = request.client.host if request.client is not None else ""
     user_agent = request.headers.get("user-agent", "")[:MAX_USER_AGENT]
     visitor = visitor_of(request, herald.pixel_signer)
+    machine = classify(
+        Hit("click", user_agent, ip, None, head=request.method == "HEAD"), herald.settings.bot_rules
+    )
     hit = PixelHit(
         kind="redirect" if redirect else query.t,
         goals=tuple(goal_name(g, "goals") for g in query.goals.split(",") if g.strip()),
@@ -184,6 +189,7 @@ async def pixel_hit(call: Call) -> Response:
         at=herald.clock.now(),
         visitor_id=visitor,
         message_id=herald.pixel_signer.message_of(query.hv) if query.hv else None,
+        browser_profile=browser_profile(request, herald.signer),
         match=_json_object(query.match, "match"),
         update=_json_object(query.update, "update"),
         matching_mode=query.matching_mode,
@@ -191,7 +197,7 @@ async def pixel_hit(call: Call) -> Response:
         user_agent=user_agent,
         url=query.url,
         referrer=query.ref or request.headers.get("referer", "")[:2000],
-        bot=request.method == "HEAD" or is_bot(user_agent, ip, None),
+        bot=machine is not None,
     )
     if len(hit.goals) > MAX_GOALS:
         raise ValidationFailed(f"a hit names at most {MAX_GOALS} goals", "goals")

@@ -16,6 +16,7 @@ from herald.domain import subscriptions as subs
 from herald.domain.databases import DatabaseState
 from herald.domain.errors import DomainError, ValidationFailed
 from herald.domain.matching import LookupKey, MatchMode, match_key
+from herald.domain.messages import message_stream
 from herald.domain.profiles import ImportMode
 from herald.domain.statuses import Status
 from herald.domain.tracking import activity_stream, anonymous_stream
@@ -379,15 +380,18 @@ async def remove_subscription(call: Call) -> dict[str, Any]:
 
 
 async def history(call: Call) -> dict[str, Any]:
-    """The profile's own events and its activity (tracked events, linked anonymous visits), by position."""
+    """The profile's own events, its activity (tracked events, linked anonymous visits) and its
+    messages' events (decided, sent, delivered, opened, clicked...), by position."""
     q: HistoryQuery = call.query
     card = _card(call)
     profile_id = card["profile_id"]
     store = call.herald.store
+    projections = call.herald.projections
     streams = [
         domain.profile_stream(profile_id),
         activity_stream(profile_id),
-        *(anonymous_stream(a) for a in call.herald.projections.profiles.anonymous_ids_of(profile_id)),
+        *(anonymous_stream(a) for a in projections.profiles.anonymous_ids_of(profile_id)),
+        *(message_stream(m) for m in projections.campaigns.messages_of(profile_id)),
     ]
     events = sorted(
         (e for s in streams for e in store.read_stream(s) if e.position > q.after), key=lambda e: e.position
@@ -498,7 +502,7 @@ ENDPOINTS = [
         "GET",
         P + "/history",
         history,
-        "The profile's event history",
+        "The profile's history: its events, activity and messages",
         "profiles",
         query=HistoryQuery,
         role="read",

@@ -13,10 +13,19 @@ Decisions where the guide is silent:
 - A dynamic segment's count and preview evaluate its query now; a static
   segment's are its list. Members (now or `as_of`) come from the membership
   events of either kind.
+- A dynamic segment's `size` is its realtime membership once that is counted:
+  a save (create or edit) evaluates every profile of its databases in steps, so
+  until the last step `size` is null and `membership` says
+  `{"status": "counting", "evaluated": n, "candidates": m}` (candidates null until
+  the save is picked up), then `{"status": "ready", "size": n}`. A segment whose
+  query fetches external sets (POST URL, CSV) has no realtime membership:
+  `{"status": "at_use"}`, counted by `/count` when used. A static segment's
+  `size` is its list's, and its membership is always ready.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
+from herald.api.request_body import CURL_DEFAULT
 from herald.api.routes.catalog import VersionQuery, expected_version_field
 from herald.domain import segment_definitions as sd
 from herald.domain.errors import ValidationFailed
@@ -86,7 +96,6 @@ def _segment_json(call: Call, segment_id: str) -> dict[str, Any]:
     state = loaded.state
     assert state.settings is not None
     due = state.next_recalculation_at
-    static = state.kind == "static"
     return {
         "segment_id": segment_id,
         "kind": state.kind,
@@ -94,9 +103,30 @@ def _segment_json(call: Call, segment_id: str) -> dict[str, Any]:
         "timezone": state.timezone,
         "next_recalculation_at": due.isoformat() if due else None,
         "recalculations": state.recalculations,
-        "size": len(_service(call).current_members(segment_id)) if static else None,
+        **_size(call, segment_id, state.kind),
         "version": loaded.version,
     }
+
+
+def _size(call: Call, segment_id: str, kind: str) -> dict[str, Any]:
+    """`size` and `membership`: a static segment's list, a dynamic one's realtime membership so far."""
+    if kind == "static":
+        size = len(_service(call).current_members(segment_id))
+        return {"size": size, "membership": {"status": "ready", "size": size}}
+    saved_by = _service(call).last_saved_by(segment_id)
+    population = call.herald.projections.membership.population(segment_id, saved_by)
+    membership = {k: v for k, v in dataclasses.asdict(population).items() if v is not None}
+    if population.status == "counting":
+        membership.setdefault("candidates", None)
+    return {"size": population.size, "membership": membership}
+
+
+def _saved(call: Call, change: Change, kind: str) -> dict[str, Any]:
+    """A save's answer: a static segment's changes, or where a dynamic one's membership stands."""
+    if kind == "static":
+        return change.to_json()
+    answer = {k: v for k, v in change.to_json().items() if k not in ("entered", "left")}
+    return answer | _size(call, change.segment_id, kind)
 
 
 def _settings(call: Call, body: SegmentPut, segment_id: str | None = None) -> sd.SegmentSettings:
@@ -112,7 +142,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 async def create_segment(call: Call) -> dict[str, Any]:
     body: SegmentBody = call.body
     change = _service(call).create(body.kind, _settings(call, body), call.context)
-    return change.to_json()
+    return _saved(call, change, body.kind)
 
 
 async def list_segments(call: Call) -> dict[str, Any]:
@@ -126,9 +156,10 @@ async def get_segment(call: Call) -> dict[str, Any]:
 async def put_segment(call: Call) -> dict[str, Any]:
     body: SegmentPut = call.body
     segment_id = call.path_param("segment_id")
-    _service(call).loaded(segment_id)
+    kind = _service(call).loaded(segment_id).state.kind
     settings = _settings(call, body, segment_id)
-    return _service(call).update(segment_id, settings, call.context, body.expected_version).to_json()
+    change = _service(call).update(segment_id, settings, call.context, body.expected_version)
+    return _saved(call, change, kind)
 
 
 async def delete_segment(call: Call) -> dict[str, Any]:
@@ -217,11 +248,9 @@ MAX_SEGMENT_FILE_BYTES = 50 * 1024 * 1024
 
 async def upload_segment_file(call: Call) -> Any:
     """Keep an uploaded CSV file for segments' external rules (`{"kind": "csv", "file_id": ...}`)."""
-    raw = await call.request.body()
+    raw: bytes = call.body
     if not raw:
         raise HttpError(422, "the body is the CSV file's bytes", "body")
-    if len(raw) > MAX_SEGMENT_FILE_BYTES:
-        raise HttpError(413, f"a segment file is at most {MAX_SEGMENT_FILE_BYTES} bytes", "body")
     return {"file_id": call.herald.segment_files.store(raw), "bytes": len(raw)}
 
 
@@ -234,6 +263,9 @@ ENDPOINTS = [
         "segments",
         status=201,
         bytes_body="text/csv",
+        # what browsers and curl label a CSV file with
+        accepts=("text/plain", "application/vnd.ms-excel", "application/octet-stream", CURL_DEFAULT),
+        max_body=MAX_SEGMENT_FILE_BYTES,
     ),
     Endpoint(
         "POST",

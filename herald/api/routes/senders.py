@@ -1,9 +1,10 @@
 """Senders (SMTP relays with their speed, retries and DKIM key) and virtual senders (routing rules).
 
 `PUT /senders/{id}` creates or replaces a sender; the relay password and the
-DKIM private key are write-only (never returned; left empty, the stored ones
-stay). `PUT /virtual-senders/{id}` sets the ordered routing rules; the one
-named `default` routes campaigns that name none.
+DKIM private key are write-only (sealed before they are stored, never
+returned; left empty, the stored ones stay). `PUT /virtual-senders/{id}` sets
+the ordered routing rules; the one named `default` routes campaigns that name
+none.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from herald.api.endpoints import Call, Endpoint
 from herald.domain import senders as sd
+from herald.services.senders import PlainSenderSecrets
 
 _Strict = ConfigDict(extra="forbid")
 
@@ -35,8 +37,8 @@ def _sender_json(state: sd.SenderState) -> dict[str, Any]:
     return {
         "sender_id": state.sender_id,
         **state.settings.model_dump(mode="json"),
-        "has_password": bool(state.secrets.password),
-        "has_dkim_key": bool(state.secrets.dkim_private_key),
+        "has_password": state.secrets.password is not None,
+        "has_dkim_key": state.secrets.dkim_private_key is not None,
     }
 
 
@@ -44,7 +46,7 @@ async def put_sender(call: Call) -> dict[str, Any]:
     body: SenderBody = call.body
     sender_id = call.path_param("sender_id")
     settings = sd.SenderSettings.model_validate(body.model_dump(exclude={"password", "dkim_private_key"}))
-    secrets = sd.SenderSecrets(password=body.password, dkim_private_key=body.dkim_private_key)
+    secrets = PlainSenderSecrets(password=body.password, dkim_private_key=body.dkim_private_key)
     exists = call.herald.aggregates.store.stream_version(sd.sender_stream(sender_id)) > 0
     return call.herald.senders.set_sender(sender_id, settings, secrets, call.context, not exists).to_json()
 

@@ -67,7 +67,9 @@ class PreviewBody(BaseModel):
     channel: tp.Channel
     content_version: int | None = Field(None, ge=1, description="default: the current version")
     profile_id: str | None = Field(None, description="render for this profile")
-    resource_id: str | None = Field(None, description="and its subscription on this resource")
+    resource_id: str | None = Field(
+        None, description="and its subscription on this resource, whose email channel gives the From"
+    )
     lead: dict[str, JsonValue] = Field(
         default_factory=dict, description="sample profile fields (win over the profile's)"
     )

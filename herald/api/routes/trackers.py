@@ -1,4 +1,4 @@
-"""The email trackers (`/t/<purpose>/<token>`, public): pixels, clicks, web version, unsubscribe, manager.
+"""The trackers (`/t/<purpose>/<token>`, SMS `/s/<code>`): pixels, clicks, web version, unsubscribe.
 
 Every tracker URL carries a token signed for its purpose (`infra/signing.py`,
 made by `services/rendering.SignedTrackingUrls`). A token that fails
@@ -6,19 +6,21 @@ verification for the route's purpose (forged, cut, or made for another
 purpose, such as a click token replayed on `/t/open/`), or that names a
 message that was never queued, gets 404 and records nothing; the answer is
 the same in every case, so it tells nothing about which messages exist.
+An SMS's links are short (`/s/<code>`, `infra/signing.short_code`): the code
+is looked up in the `short_links` read model and the click token it stands
+for is verified as on `/t/click/`; an unknown code is the same 404.
 
 Each recorded hit carries the client's IP (`request.client.host`), its
-User-Agent and the time, and a bot flag (`domain/bots.is_bot`, with the
-seconds since the message's delivery when it was delivered).
+User-Agent and the time, and whether it is a machine's, with the rule that
+matched and why (`domain/bots.classify` under the account's `HERALD_BOT_RULES`,
+given the seconds since the message's delivery when it was delivered).
 
 Decisions where the brief and the guide are silent:
 - A HEAD request is a machine's (it shows nothing to anyone): recorded as a
-  bot, and never unsubscribes.
+  bot (rule `head_request`), and never unsubscribes.
 - A click redirects (302) only to its token's destination, and only to an
   http(s) URL with a host; a bot's click is recorded and redirected but does
-  not apply the link's `update-<field>` / `subscribe-to` actions. A person's
-  click sets the visitor cookie (`api/visitor_cookie.py`) for the message's
-  profile, so the site's pixels know whose browser it is. An action
+  not apply the link's `update-<field>` / `subscribe-to` actions. An action
   that cannot apply (a resource or field gone) is logged: the recipient is
   redirected all the same.
 - Unsubscribe by the resource's policy (notes seeds001-004 §1.3):
@@ -49,8 +51,15 @@ Decisions where the brief and the guide are silent:
   in the manager; it changes nothing (changing them is not built yet).
 - `/t/stoplist/{token}` and `/t/confirm/{token}` (double opt-in) have no
   route yet, so they answer the app's 404.
-- The web version is the message rendered again (`render_queued`): the same
-  HTML, tokens and pixel as sent; viewing it records nothing by itself.
+- The web version is the message as it was sent: rendered again
+  (`render_queued`) from the template version it was queued with and what its
+  last attempt was rendered from (the profile at its stream version then, the
+  fragments' versions, the remote content fetched), so the same HTML, tokens
+  and pixel whatever changed since; viewing it records nothing by itself. A
+  message whose attempt predates keeping these renders with today's data.
+- Every answer of these routes carries a Content-Security-Policy that allows
+  no script, `X-Content-Type-Options: nosniff` and `Referrer-Policy:
+  no-referrer` (`api/security_headers.py`).
 """
 
 from __future__ import annotations
@@ -64,13 +73,12 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
-from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from herald.api.browser_cookie import remember_browser
 from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
-from herald.api.visitor_cookie import remember, visitor_of
-from herald.domain.bots import is_bot
+from herald.domain.bots import Action, BotRules, BotVerdict, Hit, classify
 from herald.domain.deliveries import DeliveryState, MessageRef
 from herald.domain.errors import DomainError, NotFound
 from herald.domain.resources import MAX_UNSUBSCRIBE_TIMER_MINUTES, ResourceState, UnsubscribeMode
@@ -88,6 +96,14 @@ MAX_USER_AGENT = 1000  # longer ones are cut: real clients stay far below
 MAX_POST_BYTES = 8192  # an unsubscribe post is a few dozen bytes
 _ONE_CLICK_MULTIPART = re.compile(rb'name="?List-Unsubscribe"?\r?\n\r?\nOne-Click', re.IGNORECASE)
 _NO_LINK = "no such link"
+# The action each tracker's hit is, for the bot rules; pages and links other than these are "click"s.
+_ACTIONS: dict[str, Action] = {"open": "open", "read": "read", "ack": "open"}
+# A push's ack and open come from the device's app or service worker, through whatever HTTP client it
+# uses (okhttp, CFNetwork), and the ack right at the delivery by design: no scanner fetches a push,
+# so of the account's rules only the HEAD one applies to push messages.
+PUSH_BOT_RULES = BotRules(
+    user_agents=(), people=(), bot_word=False, empty_user_agent=False, prefetch_seconds=0
+)
 
 
 # --- one tracker request -----------------------------------------------------------------------
@@ -103,23 +119,17 @@ class Visit:
     ip: str
     user_agent: str
     at: datetime
-    head: bool = False
+    bot: BotVerdict | None  # why the request is a machine's; None for a person's
 
     @property
     def ref(self) -> MessageRef:
         assert self.state.ref is not None  # a visit exists only for a queued message
         return self.state.ref
 
-    @property
-    def bot(self) -> bool:
-        delivered = self.state.delivered_at
-        seconds = (self.at - delivered).total_seconds() if delivered is not None else None
-        return self.head or is_bot(self.user_agent, self.ip, seconds)
 
-
-def _visit(call: Call, purpose: str) -> Visit:
+def _visit(call: Call, purpose: str, token: str | None = None) -> Visit:
     """The request's visit; 404 (nothing recorded) unless its token is genuine and names a queued message."""
-    payload = call.herald.signer.verify(purpose, call.path_param("token"))
+    payload = call.herald.signer.verify(purpose, token if token is not None else call.path_param("token"))
     message_id = payload.get("m") if payload is not None else None
     if payload is None or not isinstance(message_id, str):
         raise HttpError(404, _NO_LINK, "token")
@@ -128,18 +138,21 @@ def _visit(call: Call, purpose: str) -> Visit:
     except NotFound:
         raise HttpError(404, _NO_LINK, "token") from None
     request = call.request
-    return Visit(
-        message_id=message_id,
-        payload=payload,
-        state=state,
-        ip=request.client.host if request.client is not None else "",
-        user_agent=request.headers.get("user-agent", "")[:MAX_USER_AGENT],
-        at=call.herald.clock.now(),
-        head=request.method == "HEAD",
+    ip = request.client.host if request.client is not None else ""
+    user_agent = request.headers.get("user-agent", "")[:MAX_USER_AGENT]
+    at = call.herald.clock.now()
+    delivered = state.delivered_at
+    seconds = (at - delivered).total_seconds() if delivered is not None else None
+    hit = Hit(_ACTIONS.get(purpose, "click"), user_agent, ip, seconds, head=request.method == "HEAD")
+    rules = (
+        PUSH_BOT_RULES
+        if state.ref is not None and state.ref.channel == "push"
+        else call.herald.settings.bot_rules
     )
+    return Visit(message_id, payload, state, ip, user_agent, at, classify(hit, rules))
 
 
-def _hit(call: Call, visit: Visit, action: Literal["open", "read", "click"]) -> None:
+def _hit(call: Call, visit: Visit, action: Literal["open", "read", "click", "ack"]) -> None:
     link = visit.payload if action == "click" else None
     call.herald.deliveries.hit(
         visit.message_id, action, visit.ip, visit.user_agent, visit.bot, visit.at, link=link
@@ -154,8 +167,24 @@ def _gif() -> Response:
 
 
 async def open_pixel(call: Call) -> Response:
-    _hit(call, _visit(call, "open"), "open")
-    return _gif()
+    """An email's open pixel, and a push's `open` link (the app or service worker calls it on a tap)."""
+    visit = _visit(call, "open")
+    _hit(call, visit, "open")
+    return _remembered(call, visit, _gif())
+
+
+async def push_ack(call: Call) -> Response:
+    """A push's `ack` link: the device got it (push delivered)."""
+    _hit(call, _visit(call, "ack"), "ack")
+    return Response(status_code=204, headers=NO_STORE)
+
+
+def _remembered(call: Call, visit: Visit, response: Response) -> Response:
+    """An email opened or clicked in this browser: the browser cookie names its profile, so a web push
+    subscription made later from this browser goes to the same profile."""
+    if visit.ref.channel == "email" and not visit.ref.is_test and not visit.bot:
+        remember_browser(response, call.herald.signer, visit.ref.profile_id)
+    return response
 
 
 class Disconnectable(Protocol):
@@ -191,7 +220,18 @@ def web_url(url: object) -> str | None:
 
 async def click(call: Call) -> Response:
     """Record the click and redirect to the destination its token carries (never anywhere else)."""
-    visit = _visit(call, "click")
+    return _click(call, _visit(call, "click"))
+
+
+async def short_link(call: Call) -> Response:
+    """An SMS's short link: the click token its code stands for, then as a click; 404 for any other code."""
+    token = call.herald.projections.short_links.token(call.path_param("code"))
+    if token is None:
+        raise HttpError(404, _NO_LINK, "code")
+    return _click(call, _visit(call, "click", token))
+
+
+def _click(call: Call, visit: Visit) -> Response:
     url = web_url(visit.payload.get("u"))
     if url is None:
         raise HttpError(404, _NO_LINK, "token")
@@ -201,18 +241,15 @@ async def click(call: Call) -> Response:
         # the click is recorded before the link's actions run; an action that cannot apply must not
         # keep the recipient from the page
         log.info("click on message %s: link action not applied: %s", visit.message_id, refused)
-    response = RedirectResponse(url, 302, headers=NO_STORE)
-    if not visit.bot:  # a mail scanner's click says nothing about whose browser it is
-        visitor = visitor_of(call.request, call.herald.pixel_signer) or call.herald.ids.uuid().hex
-        call.herald.pixels.identify(visitor, visit.ref.database_id, visit.ref.profile_id, call.context)
-        remember(call.request, response, call.herald.pixel_signer, visitor)
-    return response
+    return _remembered(call, visit, RedirectResponse(url, 302, headers=NO_STORE))
 
 
 async def web_version(call: Call) -> Response:
-    """The message's HTML as it was sent."""
+    """The message's HTML as it was sent: rendered again from what its last attempt was rendered from."""
     visit = _visit(call, "webversion")
-    message = call.herald.campaigns.render_queued(call.herald.deliveries.queued(visit.message_id))
+    deliveries = call.herald.deliveries
+    sent = deliveries.rendered_from(visit.message_id)
+    message = call.herald.campaigns.render_queued(deliveries.queued(visit.message_id), sent)
     if not isinstance(message.body, RenderedEmail) or not message.body.html:
         raise HttpError(404, "this message has no web version", "token")
     return HTMLResponse(message.body.html, headers=NO_STORE)
@@ -295,15 +332,6 @@ async def unsubscribe_link(call: Call) -> Response:
     return _ask(call, "Unsubscribe")
 
 
-async def _post_body(request: Request) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_POST_BYTES:
-            raise HttpError(413, f"the body is over {MAX_POST_BYTES} bytes", "body")
-    return bytes(body)
-
-
 def is_one_click(body: bytes, content_type: str) -> bool:
     """Whether a POST body is RFC 8058's `List-Unsubscribe=One-Click` (form-encoded or multipart)."""
     if content_type.lower().startswith("multipart/form-data"):
@@ -318,7 +346,7 @@ async def unsubscribe_post(call: Call) -> Response:
     resource = _resource(call, visit)
     if resource.unsubscribe_policy.mode is UnsubscribeMode.FORBIDDEN:
         return _forbidden(resource, 403)
-    body = await _post_body(call.request)
+    body: bytes = call.body
     if is_one_click(body, call.request.headers.get("content-type", "")):
         _unsubscribe(call, visit, "one_click")
         return Response(status_code=200, headers=NO_STORE)
@@ -371,11 +399,26 @@ async def subscription_manager(call: Call) -> Response:
 
 
 T = "trackers"
+# Unsubscribe posts are forms (RFC 8058: form-encoded or multipart); any media type is read as
+# one (`accepts=None`), since refusing a mail provider's odd label would refuse an unsubscribe.
+FORM = "application/x-www-form-urlencoded"
 ENDPOINTS = [
     Endpoint("GET", "/t/open/{token}", open_pixel, "Open pixel (1×1 GIF)", T, role="public"),
+    Endpoint(
+        "GET", "/t/ack/{token}", push_ack, "A push's ack link: push delivered", T, role="public", status=204
+    ),
     Endpoint("GET", "/t/read/{token}", read_pixel, "Read pixel: held open long enough", T, role="public"),
     Endpoint(
         "GET", "/t/click/{token}", click, "Record a click, redirect to the link", T, role="public", status=302
+    ),
+    Endpoint(
+        "GET",
+        "/s/{code}",
+        short_link,
+        "An SMS's short link: record the click, redirect",
+        T,
+        role="public",
+        status=302,
     ),
     Endpoint("GET", "/t/webversion/{token}", web_version, "The message's web version", T, role="public"),
     Endpoint("GET", "/t/unsubscribe/{token}", unsubscribe_link, "Unsubscribe link", T, role="public"),
@@ -386,6 +429,9 @@ ENDPOINTS = [
         "RFC 8058 one-click unsubscribe, or the confirmation form",
         T,
         role="public",
+        bytes_body=FORM,
+        accepts=None,
+        max_body=MAX_POST_BYTES,
     ),
     Endpoint(
         "GET",
@@ -402,6 +448,9 @@ ENDPOINTS = [
         "Unsubscribe from everything: the confirmation form",
         T,
         role="public",
+        bytes_body=FORM,
+        accepts=None,
+        max_body=MAX_POST_BYTES,
     ),
     Endpoint(
         "GET",

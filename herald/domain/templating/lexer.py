@@ -100,6 +100,12 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 
+# Limits on what one tag may hold, so that no template text can make compiling it fail: a name of
+# thousands of parts nests as deep in the compiled program, and Python refuses an int literal of
+# thousands of digits. Both are far beyond any real template.
+MAX_PATH_PARTS = 32
+_INT64 = range(-(2**63), 2**63)
+
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
@@ -261,8 +267,9 @@ def _tokenize(source: Source, start: int) -> tuple[tuple[Token, ...], int]:
             value = _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group()), token_text[1:-1])
             tokens.append(Token(Kind.STRING, value, match.start(), value))
         elif kind == "number":
-            number = float(token_text) if "." in token_text else int(token_text)
-            tokens.append(Token(Kind.NUMBER, token_text, match.start(), number))
+            tokens.append(Token(Kind.NUMBER, token_text, match.start(), _number(source, match)))
+        elif kind in ("var", "dot", "name") and token_text.count(".") >= MAX_PATH_PARTS:
+            raise source.error(match.start(), f"a name has at most {MAX_PATH_PARTS} dotted parts")
         elif kind == "var":
             tokens.append(Token(Kind.VAR, token_text[1:], match.start()))
         elif kind == "dot":
@@ -272,3 +279,12 @@ def _tokenize(source: Source, start: int) -> tuple[tuple[Token, ...], int]:
         else:
             tokens.append(Token(Kind.PUNCT, token_text, match.start()))
     raise source.error(start, "the tag is not closed with `}`")
+
+
+def _number(source: Source, match: re.Match[str]) -> int | float:
+    text = match.group()
+    if "." in text:
+        return float(text)
+    if len(text) > 20 or int(text) not in _INT64:
+        raise source.error(match.start(), "a whole number in a template fits in 64 bits")
+    return int(text)

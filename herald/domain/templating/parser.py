@@ -58,6 +58,12 @@ _ARITY = {
     "urldecode": (1, 1),
     "crypt": (2, 3),
 }
+# How deep blocks and expressions may nest. The compiled program nests as the template does, and
+# Python refuses more than 20 nested loops or 100 indentation levels (and recursion runs out on
+# thousands of parentheses): these caps keep every template that passes the parser compilable,
+# far above what real templates use.
+MAX_BLOCK_DEPTH = 16
+MAX_EXPRESSION_DEPTH = 32
 _RELATION_FORM = "relation.<relation>.<direct|reverse>.<property>.<count|total|top>"
 _STATEMENTS = frozenset(("if", "for", "else", "end", "autocomma"))
 _NOT_VALUES = OPERATORS | {"and", "or", "not"}
@@ -131,6 +137,10 @@ class _Parser:
         rest = tag.tokens[1:]
         if word in ("else", "end", "autocomma") and rest:
             raise self.source.error(rest[0].offset, f"`{{{word}}}` takes nothing after it")
+        if word in ("if", "for") and len(self.blocks) >= MAX_BLOCK_DEPTH:
+            raise self.source.error(
+                tag.offset, f"blocks nest at most {MAX_BLOCK_DEPTH} deep (`{{if}}` and `{{for}}` together)"
+            )
         if word == "if":
             if not rest:
                 raise self.source.error(tag.offset, "`{if}` needs a condition")
@@ -240,6 +250,7 @@ class _Expression:
         self.tokens = tokens
         self.pos = 0
         self.end = tag.end - 1  # the closing `}`, where "expected ..." errors point
+        self.depth = 0  # how many sub-expressions are open: parentheses, `not`, calls, `and`/`or` operands
 
     def whole(self) -> tree.Expr:
         expr = self.expr()
@@ -281,24 +292,37 @@ class _Expression:
 
     # ---- grammar ----
 
+    def deeper(self, token: Token | None) -> None:
+        """One more level of nesting (a chain of `and`/`or` nests one level per operand)."""
+        self.depth += 1
+        if self.depth > MAX_EXPRESSION_DEPTH:
+            raise self.error(token, f"an expression nests at most {MAX_EXPRESSION_DEPTH} deep")
+
     def expr(self) -> tree.Expr:
+        opened = self.depth
         left = self.conjunction()
         while self.at_word("or"):
-            self.pos += 1
+            self.deeper(self.take("or"))
             left = tree.Logic("or", left, self.conjunction())
+        self.depth = opened
         return left
 
     def conjunction(self) -> tree.Expr:
+        opened = self.depth
         left = self.negation()
         while self.at_word("and"):
-            self.pos += 1
+            self.deeper(self.take("and"))
             left = tree.Logic("and", left, self.negation())
+        self.depth = opened
         return left
 
     def negation(self) -> tree.Expr:
         if self.at_word("not"):
-            self.pos += 1
-            return tree.Not(self.negation())
+            token = self.take("not")
+            self.deeper(token)
+            inner = tree.Not(self.negation())
+            self.depth -= 1
+            return inner
         return self.comparison()
 
     def comparison(self) -> tree.Expr:
@@ -323,8 +347,10 @@ class _Expression:
         if token.kind is Kind.NAME:
             return self.name(token)
         if token.text == "(":
+            self.deeper(token)
             inner = self.expr()
             self.expect_punct(")", "to close `(`")
+            self.depth -= 1
             return inner
         raise self.error(token, f"expected {what}, found `{token.text}`")
 
@@ -336,7 +362,10 @@ class _Expression:
             if word in ("true", "false"):
                 return tree.Literal(word == "true")
             if word in FUNCTIONS:
-                return self.call(token, word)
+                self.deeper(token)
+                called = self.call(token, word)
+                self.depth -= 1
+                return called
             if word == "array":
                 return tree.ArrayLiteral(self.items(token))
             if word == "randomfragment":

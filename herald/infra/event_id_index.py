@@ -1,0 +1,102 @@
+"""Which event ids the log holds: 64-bit hashes of every stored id, with the positions they sit at.
+
+The store's exactly-once rule needs "is this id stored?" for every appended
+event. A unique B-tree index on 16 random bytes answers it, but every append
+then inserts into a random place of a tree that grows without bound (measured:
+a third of the raw insert rate, falling further once the tree outgrows the page
+cache). Here the log's only key is its position, and this in-memory index maps
+`hash64(event id)` to the positions of the events with that hash:
+
+- a hash not in the index means the id is not stored (no false negatives:
+  every stored event's hash is added once its append commits, and a writer
+  catches up on other processes' appends before it decides);
+- a hash in the index names candidate positions; the store reads those rows
+  and compares the full 16-byte ids, so two ids that share a hash (about one
+  pair in 10^10 among 10^5 events) are told apart, never confused.
+
+Memory: 16 bytes an event (the hash and its position, as numpy arrays), plus a
+dict of the latest additions that is merged into the sorted arrays in bulk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+IdHash = Callable[[Sequence[bytes]], list[int]]
+"""16-byte event ids → their 64-bit hashes (unsigned); replaceable so tests can force collisions."""
+
+_MERGE_AT = 65_536  # recent entries kept in a dict before they join the sorted arrays
+_VECTOR_FROM = 32  # below this many ids, numpy's call overhead costs more than a Python loop
+
+
+def uuid_hash(event_ids: Sequence[bytes]) -> list[int]:
+    """The two 64-bit halves of each id XORed: ids are already uniformly random (uuid4, uuid5)."""
+    if len(event_ids) < _VECTOR_FROM:
+        return [int.from_bytes(i[:8], "little") ^ int.from_bytes(i[8:], "little") for i in event_ids]
+    halves = np.frombuffer(b"".join(event_ids), dtype="<u8").reshape(-1, 2)
+    return (halves[:, 0] ^ halves[:, 1]).tolist()  # type: ignore[no-any-return]
+
+
+class EventIdIndex:
+    """hash → positions for every event up to `covered`; see the module docstring."""
+
+    def __init__(self, id_hash: IdHash = uuid_hash) -> None:
+        self.id_hash = id_hash
+        self.covered = 0  # every event at or below this position is indexed
+        self._keys = np.empty(0, dtype=np.uint64)  # sorted
+        self._positions = np.empty(0, dtype=np.int64)  # aligned with _keys
+        self._recent: dict[int, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys) + sum(len(p) for p in self._recent.values())
+
+    def add(self, hashes: Sequence[int], positions: Sequence[int], covered: int) -> None:
+        """Index events (hash, position) and mark every position up to `covered` as indexed."""
+        recent = self._recent
+        for key, position in zip(hashes, positions, strict=True):
+            held = recent.get(key)
+            if held is None:
+                recent[key] = [position]
+            else:
+                held.append(position)
+        self.covered = max(self.covered, covered)
+        if len(recent) >= max(_MERGE_AT, len(self._keys) // 32):
+            self._merge()
+
+    def candidates(self, hashes: Sequence[int]) -> dict[int, list[int]]:
+        """For each of `hashes` that the index holds: the positions of events with that hash."""
+        found: dict[int, list[int]] = {}
+        recent = self._recent
+        for key in hashes:
+            held = recent.get(key)
+            if held is not None:
+                found[key] = list(held)
+        keys = self._keys
+        if not len(keys):
+            return found
+        if len(hashes) < _VECTOR_FROM:
+            for key in hashes:
+                left = int(keys.searchsorted(key))
+                if left < len(keys) and keys[left] == key:
+                    right = int(keys.searchsorted(key, side="right"))
+                    found.setdefault(key, []).extend(self._positions[left:right].tolist())
+            return found
+        wanted = np.asarray(hashes, dtype=np.uint64)
+        lefts = keys.searchsorted(wanted, side="left")
+        rights = keys.searchsorted(wanted, side="right")
+        for i in np.nonzero(rights > lefts)[0].tolist():
+            found.setdefault(hashes[i], []).extend(self._positions[lefts[i] : rights[i]].tolist())
+        return found
+
+    def _merge(self) -> None:
+        pairs = [(key, position) for key, held in self._recent.items() for position in held]
+        keys = np.concatenate([self._keys, np.fromiter((k for k, _ in pairs), np.uint64, len(pairs))])
+        positions = np.concatenate(
+            [self._positions, np.fromiter((p for _, p in pairs), np.int64, len(pairs))]
+        )
+        order = np.argsort(keys, kind="stable")
+        self._keys = keys[order]
+        self._positions = positions[order]
+        self._recent = {}

@@ -1,0 +1,105 @@
+"""What the SQLite adapter adds to the contract: its schema migration and its index of stored ids."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import orjson
+
+from herald.infra.clock import ManualClock
+from herald.infra.event_id_index import EventIdIndex, uuid_hash
+from herald.infra.event_store import NewEvent
+from herald.infra.sqlite_event_store import SqliteEventStore
+
+OCCURRED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+MICROS = 1_772_357_400_000_000  # OCCURRED in µs since the epoch
+
+# The log's schema before version 2, as the releases before it created it (user_version 0).
+VERSION_1 = """
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    event_id BLOB NOT NULL UNIQUE,
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    metadata BLOB NOT NULL,
+    UNIQUE (stream, version)
+);
+"""
+
+
+def _version_1_log(path: Path, count: int) -> list[bytes]:
+    """A log written with the version-1 schema: `count` events in stream `profile-1`; their ids."""
+    ids = [uuid4().bytes for _ in range(count)]
+    with sqlite3.connect(path) as conn:
+        conn.executescript(VERSION_1)
+        conn.executemany(
+            "INSERT INTO events VALUES (?, ?, 'profile-1', ?, 'Old', 1, ?, ?, ?, '{}')",
+            [(n + 1, ids[n], n + 1, MICROS, MICROS, orjson.dumps({"n": n})) for n in range(count)],
+        )
+    return ids
+
+
+def test_a_version_1_log_is_migrated_on_open_and_keeps_every_event_and_id(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite"
+    ids = _version_1_log(path, 3)
+
+    store = SqliteEventStore(path, ManualClock())
+    try:
+        assert [(e.event_id.bytes, e.version, e.data) for e in store.read_stream("profile-1")] == [
+            (ids[n], n + 1, {"n": n}) for n in range(3)
+        ]
+        resent = NewEvent(store.read_stream("profile-1")[1].event_id, "Old", {"n": 1}, OCCURRED)
+        assert store.append("profile-1", [resent], expected_version=0).positions == (2,)
+        assert store.append("profile-1", [NewEvent(uuid4(), "New", {}, OCCURRED)], 3).positions == (4,)
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        indexes = conn.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'events'").fetchall()
+        assert "UNIQUE" not in indexes[0][0].split("event_id", 1)[1].split(",", 1)[0]
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_migrated_log_opens_again_without_migrating(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite"
+    _version_1_log(path, 2)
+    SqliteEventStore(path, ManualClock()).close()
+    with sqlite3.connect(path) as conn:
+        # A migration copies the table to new pages; none must happen on a version-2 file.
+        before = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()
+
+    SqliteEventStore(path, ManualClock()).close()
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone() == before
+
+
+def test_the_index_answers_every_hash_added_before_and_after_a_merge() -> None:
+    index = EventIdIndex()
+    count = 70_000  # past the dict's merge threshold, so both halves are searched
+    hashes = [(n * 0x9E3779B97F4A7C15) % 2**64 for n in range(count)]
+    index.add(hashes, list(range(1, count + 1)), count)
+    index.add([hashes[7], 12345], [count + 1, count + 2], count + 2)
+
+    found = index.candidates([hashes[0], hashes[7], hashes[-1], 12345, 999])
+
+    assert found == {hashes[0]: [1], hashes[7]: [count + 1, 8], hashes[-1]: [count], 12345: [count + 2]}
+    assert index.covered == count + 2
+    assert len(index) == count + 2
+
+
+def test_the_hash_folds_both_halves_of_the_id() -> None:
+    a, b = uuid4().bytes, uuid4().bytes
+    assert uuid_hash([a, b]) == [
+        int.from_bytes(a[:8], "little") ^ int.from_bytes(a[8:], "little"),
+        int.from_bytes(b[:8], "little") ^ int.from_bytes(b[8:], "little"),
+    ]
+    assert uuid_hash([]) == []
