@@ -28,7 +28,7 @@ from herald.domain.tracking import (
     anonymous_stream,
     goal_of,
 )
-from herald.infra.event_store import EventStore, RecordedEvent
+from herald.infra.event_store import EventFilter, EventStore, RecordedEvent
 from herald.infra.ids import deterministic_id
 from herald.processors.runtime import Emission, Reaction
 
@@ -37,6 +37,7 @@ NAME = "goal-carry"
 
 class GoalCarry:
     name = NAME
+    consumes = EventFilter(frozenset({"AnonymousIdLinked", "ProfileMergedAway"}))
 
     def __init__(self, store: EventStore) -> None:
         self.store = store

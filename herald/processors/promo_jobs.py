@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.processors.runtime import Reaction
 
 NAME = "promo-code-jobs"
@@ -28,6 +28,7 @@ class JobPorts(Protocol):
 
 class PromoCodeJobs:
     name = NAME
+    consumes = EventFilter(frozenset({"PromoCodeJobStarted", "PromoCodeJobProgressed"}))
 
     def __init__(self, ports: JobPorts) -> None:
         self.ports = ports

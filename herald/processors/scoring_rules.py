@@ -17,7 +17,7 @@ from herald.domain import scoring as sc
 from herald.domain.events import registry
 from herald.domain.goals import GoalAttributed
 from herald.domain.tracking import ActivityTracked, goal_of
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.processors.runtime import Reaction
 
 NAME = "scoring-rules"
@@ -36,6 +36,7 @@ class ScoringPorts(Protocol):
 
 class ScoringRules:
     name = NAME
+    consumes = EventFilter(_RULE_EVENTS | {"ActivityTracked", "GoalAttributed"})
 
     def __init__(self, ports: ScoringPorts) -> None:
         self.ports = ports
