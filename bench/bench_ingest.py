@@ -132,7 +132,7 @@ def _send(base: str, bodies: list[bytes], clients: int, expect: str = "accepted"
     return timed(all_parts)
 
 
-def _prepare(data: Path, profiles: int) -> None:
+def prepare_profiles(data: Path, profiles: int) -> None:
     """The catalog and `profiles` profiles, imported and projected, so events find them by email."""
     with herald_in_process(data) as herald:
         create_catalog(herald)
@@ -167,7 +167,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     with temp_dir("ingest") as work:
         data = work / "herald"
-        seconds["setup"] = timed(lambda: _prepare(data, args.profiles))
+        seconds["setup"] = timed(lambda: prepare_profiles(data, args.profiles))
         with herald_server(data) as base, client(base) as http:
             for name, bodies in runs.items():
                 _send(base, warm[name], 1)

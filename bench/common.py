@@ -110,15 +110,23 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def server(
+def server(argv: Sequence[str], port: int, log: Path, **options: Any) -> Iterator[str]:
+    """Start `argv` (a server listening on `port`), wait for its health URL to answer 200, yield its base
+    URL (`options`: `env`, `health`, `timeout` as `server_process` takes them)."""
+    with server_process(argv, port, log, **options) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def server_process(
     argv: Sequence[str],
     port: int,
     log: Path,
     env: dict[str, str] | None = None,
     health: str = "/api/v1/health",
     timeout: float = 60.0,
-) -> Iterator[str]:
-    """Start `argv` (a server listening on `port`), wait for `health` to answer 200, yield its base URL."""
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As `server`, yielding the process too (to watch its memory and files)."""
     base = f"http://{HOST}:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -135,7 +143,7 @@ def server(
         )
     try:
         _wait_healthy(process, base + health, log, timeout)
-        yield base
+        yield base, process
     except Exception:
         # The log goes with the temp dir: show why the server failed before both are gone.
         alive = "running" if process.poll() is None else f"exited with {process.returncode}"
@@ -170,7 +178,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def herald_server(data_dir: Path) -> contextlib.AbstractContextManager[str]:
     """`herald serve` over `data_dir` (API and processors in one process), the admin token `TOKEN`."""
     port = free_port()
-    argv = [
+    return server(_serve_argv(data_dir, port), port, data_dir.parent / f"herald-serve-{port}.log", env=_ENV)
+
+
+def herald_server_process(
+    data_dir: Path, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[tuple[str, subprocess.Popen[bytes]]]:
+    """As `herald_server`, yielding the process too; `env` adds to the server's environment."""
+    port = free_port()
+    log = data_dir.parent / f"herald-serve-{port}.log"
+    return server_process(_serve_argv(data_dir, port), port, log, env={**_ENV, **(env or {})})
+
+
+_ENV = {"HERALD_ADMIN_TOKEN": TOKEN}
+
+
+def _serve_argv(data_dir: Path, port: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "herald.api.cli",
@@ -182,7 +206,6 @@ def herald_server(data_dir: Path) -> contextlib.AbstractContextManager[str]:
         "--port",
         str(port),
     ]
-    return server(argv, port, data_dir.parent / f"herald-serve-{port}.log", env={"HERALD_ADMIN_TOKEN": TOKEN})
 
 
 def client(base: str, timeout: float = 300.0) -> httpx.Client:

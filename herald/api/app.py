@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from herald.api.endpoints import Endpoint
-from herald.api.errors import error_body
+from herald.api.errors import error_body, internal_error
 from herald.api.openapi import OPENAPI_PATH, openapi_document
 from herald.api.responses import json_response
 from herald.api.routes import (
@@ -83,6 +83,9 @@ def create_app(herald: Herald, run_processors: bool = True) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return json_response(error_body(404, f"no route {request.method} {request.url.path}"), 404)
 
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return internal_error(request, exc)  # outside the endpoints (their own errors are answered there)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if run_processors:
@@ -94,7 +97,7 @@ def create_app(herald: Herald, run_processors: bool = True) -> Starlette:
 
     app = Starlette(
         routes=[e.route(herald) for e in table],
-        exception_handlers={404: not_found},
+        exception_handlers={404: not_found, Exception: unexpected},
         middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )

@@ -65,6 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     mailbox.add_argument("--port", type=int, default=2525)
     mailbox.add_argument("--dir", default="mail", help="the folder for the messages (default ./mail)")
 
+    parked = command("parked", "print the events processors parked, as JSON lines")
+    parked.add_argument("--processor", help="one processor's only")
+    parked.add_argument("--traceback", action="store_true", help="with each one's traceback")
+    redrive = command(
+        "redrive",
+        "apply parked events to their processors again, after a fix (with the server stopped: a running "
+        "server re-drives through POST /api/v1/processors/{processor}/parked/{position}/redrive)",
+    )
+    redrive.add_argument("processor", nargs="?", help="the processor (default: every processor)")
+    redrive.add_argument("positions", nargs="*", type=int, help="log positions (default: all it parked)")
+
     send = command("send", "run the email sender alone (with the processors it needs)")
     send.add_argument("--until-empty", action="store_true", help="stop once nothing is waiting to be sent")
 
@@ -106,9 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     # The commands that fold the log into this directory's read models take its lock first.
     # With the scale engine `herald serve` runs no processor: several may share a directory.
-    # `secrets reseal --scrub` rebuilds the read models, so it waits for no server to be folding them.
+    # `secrets reseal --scrub` rebuilds the read models, so it waits for no server to be folding them;
+    # `redrive` applies events to the processors, so it runs only while no server does.
     runs_processors = (
-        args.command in ("replay", "send")
+        args.command in ("replay", "send", "redrive")
         or (args.command == "serve" and settings.engine == "embedded")
         or (args.command == "secrets" and args.scrub)
     )
@@ -130,6 +142,12 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return replay_reports(settings) if args.reports else run_replay(settings, keep_live=args.check)
     if args.command == "send":
         return _send(settings, until_empty=args.until_empty)
+    if args.command in ("parked", "redrive"):
+        from herald.api.parked import print_parked, redrive_parked
+
+        if args.command == "parked":
+            return print_parked(settings, args.processor, args.traceback)
+        return redrive_parked(settings, args.processor, args.positions)
     if args.command == "relay":
         return _relay(settings, args)
     if args.command == "worker":

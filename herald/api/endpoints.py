@@ -77,6 +77,7 @@ class Endpoint:
     # media types taken besides `bytes_body`, or besides JSON's for a JSON body; None takes any
     accepts: tuple[str, ...] | None = ()
     max_body: int | None = None  # bytes; None: the settings' `max_body_bytes`
+    produces: str | None = None  # the success response's media type when it is not JSON (documented)
 
     @property
     def takes_body(self) -> bool:
@@ -107,7 +108,7 @@ class Endpoint:
         async def endpoint(request: Request) -> Response:
             try:
                 return await self._serve(request, herald)
-            except Exception as exc:  # mapped in one place; unknown errors propagate
+            except Exception as exc:  # mapped in one place; an unknown error is a JSON 500 with its id
                 return await handle_exception(request, exc)
 
         return Route(self.path, endpoint, methods=[self.method], name=f"{self.method} {self.path}")

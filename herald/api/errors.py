@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +15,9 @@ from herald.domain.errors import AlreadyExists, DomainError, NotFound, RuleViola
 from herald.domain.templates import TemplateInvalid
 from herald.domain.templating import TemplateSyntaxError
 from herald.infra.event_store import WrongExpectedVersion
+from herald.infra.failures import describe
+
+log = logging.getLogger(__name__)
 
 
 class HttpError(Exception):
@@ -102,4 +107,20 @@ async def handle_exception(request: Request, exc: Exception) -> Response:
         # RFC 7235/6750: a 401 names the scheme to authenticate with.
         headers = {"WWW-Authenticate": 'Bearer realm="herald"'} if exc.status == 401 else None
         return json_response(error_body(exc.status, exc.reason, exc.path), exc.status, headers)
-    raise exc
+    return internal_error(request, exc)
+
+
+def internal_error(request: Request, exc: BaseException) -> Response:
+    """An error nothing expected: a JSON 500 naming an error id, the same id in the log line with the
+    traceback. Answered, not re-raised, so the server keeps the client's keep-alive connection."""
+    error_id = secrets.token_hex(8)
+    log.error(
+        "error %s answering %s %s: %s",
+        error_id,
+        request.method,
+        request.url.path,
+        describe(exc, where=True),
+        exc_info=exc,
+    )
+    reason = f"an unexpected error: the server's log has it under error id {error_id}"
+    return json_response(error_body(500, reason, error_id=error_id), 500)

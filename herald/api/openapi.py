@@ -25,6 +25,7 @@ _ERROR = {
                 "status": {"type": "integer"},
                 "reason": {"type": "string"},
                 "path": {"type": "string", "description": "the offending field, dotted"},
+                "error_id": {"type": "string", "description": "500: names the error in the server's log"},
             },
             "required": ["status", "reason"],
         }
@@ -77,10 +78,11 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             for name in _PARAM.findall(endpoint.path)
         ],
         "responses": {
-            str(endpoint.status): {"description": "success"},
+            str(endpoint.status): _success(endpoint),
             "404": _error_response("unknown id"),
             "409": _error_response("stale expected_version or duplicate"),
             "422": _error_response("invalid input, naming the field"),
+            "500": _error_response("an unexpected error, with the error id the server's log names it by"),
         },
     }
     if endpoint.role != "public":
@@ -110,6 +112,12 @@ def _too_large(endpoint: Endpoint) -> str:
     if endpoint.max_body is not None:
         return f"the body is over {endpoint.max_body:,} bytes"
     return f"the body is over HERALD_MAX_BODY_BYTES ({DEFAULT_MAX_BODY_BYTES:,} bytes unless configured)"
+
+
+def _success(endpoint: Endpoint) -> dict[str, Any]:
+    if endpoint.produces is None:
+        return {"description": "success"}
+    return {"description": "success", "content": {endpoint.produces: {"schema": {"type": "string"}}}}
 
 
 def _operation_id(endpoint: Endpoint) -> str:

@@ -20,11 +20,16 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 from herald.api.wiring import build_clickhouse, build_projections
 from herald.infra.clock import SystemClock
 from herald.infra.config import Settings
-from herald.infra.readmodel_db import SqliteCheckpoints
+from herald.infra.parked_events import SqliteParkedEvents
+from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.processors.backoff import RetryPolicy
 from herald.processors.runtime import InProcessRuntime
 from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
 from herald.projections.profile_states import profile_loader
+
+# A rebuild tries each event once: one that fails again is parked in the rebuilt file at once.
+REPLAY_RETRY = RetryPolicy(attempts=1)
 
 
 def replay(settings: Settings, keep_live: bool = False) -> int:
@@ -53,8 +58,14 @@ def replay(settings: Settings, keep_live: bool = False) -> int:
 
 def _checksums_at_head(store: SqliteEventStore, path: Path, head: int, label: str) -> dict[str, str]:
     projections = build_projections(path, store)
+    conn = projections.profiles.conn
     runtime = InProcessRuntime(
-        store, SqliteCheckpoints(projections.profiles.conn), projections=projections.all(), batch_size=20_000
+        store,
+        SqliteCheckpoints(conn),
+        projections=projections.all(),
+        batch_size=20_000,
+        parked=SqliteParkedEvents(conn),
+        retry=REPLAY_RETRY,
     )
     start = min(runtime.positions().values(), default=0)
     with tqdm(
@@ -66,23 +77,39 @@ def _checksums_at_head(store: SqliteEventStore, path: Path, head: int, label: st
         disable=head - start < 1000,
     ) as bar:
         runtime.drain(until=head, progress=bar.update)
+    _reached(runtime, head)
     checksums = projections.checksums()
-    conn = projections.profiles.conn
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return checksums
 
 
+def _reached(runtime: InProcessRuntime, head: int) -> None:
+    """A rebuild is compared at the head only: a projection stopped short (a store it cannot reach)
+    fails the replay with its reason, instead of showing checksums of half a read model."""
+    short = [s for s in runtime.status() if s.position < head]
+    if short:
+        reasons = "; ".join(f"{s.name} at {s.position}: {s.last_error}" for s in short)
+        raise SystemExit(f"the replay stopped before the log's head ({head}): {reasons}")
+
+
 def _carry_reactor_checkpoints(live: Path, rebuilt: Path, projections: set[str]) -> None:
-    """Keep how far the reactors got: their effects are in the log, not in the read models.
+    """Keep how far the reactors got, and the events they (and the report sink) parked: their effects
+    are in the log and the report store, not in the read models.
 
     (Re-running them would append nothing new, thanks to deterministic ids, but
-    would re-decide every command they ever issued.)
+    would re-decide every command they ever issued.) The rebuilt projections'
+    parked events are their own: a rebuild tries every event afresh.
     """
     with closing(sqlite3.connect(live)) as old, closing(sqlite3.connect(rebuilt)) as new:
         rows = [r for r in old.execute("SELECT name, position FROM checkpoints") if r[0] not in projections]
+        SqliteParkedEvents(old)  # a live file older than parking has no table yet
+        parked = [r for r in old.execute("SELECT * FROM parked_events") if r[0] not in projections]
         with new:
             new.executemany("INSERT OR REPLACE INTO checkpoints (name, position) VALUES (?, ?)", rows)
+            if parked:
+                marks = ", ".join("?" * len(parked[0]))
+                new.executemany(f"INSERT OR REPLACE INTO parked_events VALUES ({marks})", parked)
 
 
 def _remove(path: Path) -> None:
@@ -115,13 +142,20 @@ def replay_reports(settings: Settings) -> int:
             clickhouse.execute(f"TRUNCATE TABLE {table}")  # the names are this module's constants
         clickhouse.execute("ALTER TABLE herald_meta DELETE WHERE key = {key:String}", {"key": CHECKPOINT_KEY})
         sink = ClickHouseSink(clickhouse, load_profile=profile_loader(store))
-        with closing(sqlite3.connect(":memory:")) as scratch:
-            scratch.execute("CREATE TABLE checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+        # the sink keeps its checkpoint in ClickHouse; what it parks is kept with the server's, to re-drive
+        with closing(open_readmodel_db(settings.readmodel_path)) as live:
             runtime = InProcessRuntime(
-                store, SqliteCheckpoints(scratch), projections=[sink], batch_size=20_000
+                store,
+                SqliteCheckpoints(live),
+                projections=[sink],
+                batch_size=20_000,
+                parked=SqliteParkedEvents(live),
+                retry=REPLAY_RETRY,
             )
-            with tqdm(total=store.head_position(), desc="rebuilding the report tables", unit="ev") as bar:
-                runtime.drain(progress=bar.update)
+            head = store.head_position()
+            with tqdm(total=head, desc="rebuilding the report tables", unit="ev") as bar:
+                runtime.drain(until=head, progress=bar.update)
+            _reached(runtime, head)
         for table in REPORT_TABLES[:4]:
             count = clickhouse.query(f"SELECT count() AS n FROM {table} FINAL")[0]["n"]
             print(f"{table:<22} {count:>12,} rows")

@@ -19,6 +19,7 @@ from herald.infra.config import Settings
 from herald.infra.event_store import EventStore
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
+from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.pixel_signing import PixelSigner
 from herald.infra.promo_generator import ExternalCodeGenerator
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
@@ -28,6 +29,7 @@ from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.processors.backoff import Backoff, RetryPolicy
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.goal_carry import GoalCarry
@@ -162,6 +164,10 @@ class Herald:
     external_sets: ExternalSets
     segment_files: SegmentFiles  # uploaded CSV files that segments' external rules read
     reports_runtime: InProcessRuntime | None
+    # the server's loops besides the runtimes, each backing off after failures (their metrics too)
+    loops: dict[str, Backoff] = field(
+        default_factory=lambda: {name: Backoff(name, RetryPolicy(), log) for name in ("timers", "sender")}
+    )
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
 
@@ -192,16 +198,33 @@ class Herald:
 
         return handle
 
+    def runtimes(self) -> list[InProcessRuntime]:
+        """The processor runtimes of this process: the main one, and the report sink's when reports are on."""
+        return [self.runtime, *([self.reports_runtime] if self.reports_runtime is not None else [])]
+
     async def _send_email(self) -> None:
         """The email sender: settle what a previous run left, then send what falls due."""
-        await self.email.recover()
+        backoff = self.loops["sender"]
         while True:
             try:
-                sent = await self.email.run_once()
-            except Exception:  # one bad message must not stop sending; it is retried on the next pass
-                log.exception("email sending failed")
-                sent = 0
-            await asyncio.sleep(0 if sent else SEND_IDLE_SECONDS)
+                await self.email.recover()
+                break
+            except Exception as error:
+                await asyncio.sleep(backoff.failed(error, self.clock.now(), "settling").total_seconds())
+        while True:
+            await asyncio.sleep(await self.send_pass())
+
+    async def send_pass(self) -> float:
+        """One pass of the sender; returns the seconds to wait before the next. A message that cannot be
+        made is given up by the worker; a failure of the pass itself (the store, a bug) backs off, one
+        log line per failure."""
+        backoff = self.loops["sender"]
+        try:
+            sent = await self.email.run_once()
+        except Exception as error:
+            return backoff.failed(error, self.clock.now()).total_seconds()
+        backoff.succeeded()
+        return 0 if sent else SEND_IDLE_SECONDS
 
     def tick(self) -> None:
         """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
@@ -214,13 +237,20 @@ class Herald:
         self.deliveries.expire_delivery_waits(self.projections.send_queue.due_delivery_waits(now), now)
 
     async def _timers(self) -> None:
-        """Fire due campaign timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
+        """Fire due timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
         while True:
-            try:
-                self.tick()
-            except Exception:  # a failing timer must not stop the others; the next tick retries it
-                log.exception("timers failed")
-            await asyncio.sleep(TIMER_TICK_SECONDS)
+            await asyncio.sleep(self.timer_pass())
+
+    def timer_pass(self) -> float:
+        """One tick; returns the seconds to wait before the next: longer after each failure in a row
+        (one log line per failure) until a tick passes again."""
+        backoff = self.loops["timers"]
+        try:
+            self.tick()
+        except Exception as error:
+            return max(TIMER_TICK_SECONDS, backoff.failed(error, self.clock.now()).total_seconds())
+        backoff.succeeded()
+        return TIMER_TICK_SECONDS
 
     async def stop_processors(self) -> None:
         if self._listener is not None:
@@ -299,11 +329,14 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     box = load_secret_box(settings.secrets_key, settings.data_dir)
     senders = SenderService(aggregates, box)
     clickhouse = build_clickhouse(settings)
+    conn = projections.profiles.conn
     reports_runtime = (
         InProcessRuntime(
             store,
-            SqliteCheckpoints(projections.profiles.conn),
+            SqliteCheckpoints(conn),
             projections=[ClickHouseSink(clickhouse, load_profile=profile_loader(store))],
+            clock=clock,
+            parked=SqliteParkedEvents(conn),
         )
         if clickhouse is not None
         else None
@@ -343,10 +376,12 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     scoring = ScoringService(catalog)
     runtime = InProcessRuntime(
         store,
-        SqliteCheckpoints(projections.profiles.conn),
+        SqliteCheckpoints(conn),
         projections=projections.all(),
         reactors=reactors(campaigns, audiences, promo_codes, store, scoring),
         execute=aggregates.execute_request,
+        clock=clock,
+        parked=SqliteParkedEvents(conn),
     )
     return Herald(
         settings=settings,

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from herald.domain.decider import Decider
 from herald.domain.errors import AlreadyExists, NotFound, RuleViolated, ValidationFailed
@@ -131,7 +131,17 @@ class CampaignSettings(_Value):
     )
     run_deadline_minutes: int | None = Field(None, ge=1, description="a run later than this is dropped")
     split_test: SplitTest | None = None
-    trigger: TriggerOptions | None = None
+    trigger: TriggerOptions | None = Field(
+        None, description="triggers: delay, priority, segment; the guide's defaults (no delay) when left out"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trigger_defaults(cls, data: Any) -> Any:
+        # The guide (seed000-C §1.2, §6): a trigger's delay is 0/0/0 and its priority normal unless set,
+        # so a trigger saved without options has those, in the log and on its card.
+        is_trigger = isinstance(data, dict) and data.get("type") in (CampaignType.TRIGGER, "trigger")
+        return {**data, "trigger": {}} if is_trigger and data.get("trigger") is None else data
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -318,6 +328,13 @@ class CampaignState:
 
     def run_id(self, number: int) -> str:
         return f"{self.campaign_id}-{number}"
+
+
+def existing_settings(state: CampaignState) -> CampaignSettings:
+    """The settings of a campaign that exists (raises NotFound for one that does not, or was deleted)."""
+    if not state.exists or state.settings is None:
+        raise NotFound(f"no campaign {state.campaign_id!r}", "campaign_id")
+    return state.settings
 
 
 # --- what the decider is told about the outside world ----------------------------------------

@@ -74,6 +74,15 @@ class SendGate:
     def __post_init__(self) -> None:
         self._contacts: set[str] = set()
 
+    def remember(self, contacts: set[str]) -> None:
+        """Start from the contacts earlier messages of the run used. The gate takes the set over and adds
+        to it (a run's million contacts are not copied per chunk): the caller must not use it again."""
+        self._contacts = contacts
+
+    def used_contacts(self) -> set[str]:
+        """The contacts this run's messages used so far (the gate's own set, handed over)."""
+        return self._contacts
+
     def check(self, profile: ProfileState) -> Passed | Stopped:
         """Whether `profile` may be sent this run's message, and to which subscription."""
         if not profile.exists:

@@ -43,6 +43,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from herald.infra.failures import Unavailable
+
 Params = Mapping[str, Any]
 
 
@@ -68,6 +70,10 @@ class ClickHouse(Protocol):
 
 class ClickHouseError(Exception):
     """The engine refused a statement (syntax, unknown table, bad data...)."""
+
+
+class ClickHouseUnavailable(ClickHouseError, Unavailable):
+    """The server could not be reached or stopped answering: worth retrying, the statement was fine."""
 
 
 # ---------------------------------------------------------------- types
@@ -585,9 +591,15 @@ class ServerClickHouse:
     ) -> None:
         # Deferred: only the scale-out setup needs the driver.
         from clickhouse_driver import Client  # type: ignore[import-untyped]
-        from clickhouse_driver.errors import Error  # type: ignore[import-untyped]
+        from clickhouse_driver.errors import Error, NetworkError, SocketTimeoutError  # type: ignore[import-untyped]
 
         self._errors: tuple[type[BaseException], ...] = (Error, OSError, EOFError)
+        self._unreachable: tuple[type[BaseException], ...] = (
+            NetworkError,
+            SocketTimeoutError,
+            OSError,
+            EOFError,
+        )
 
         def client(db: str) -> Any:
             return Client(
@@ -649,5 +661,7 @@ class ServerClickHouse:
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
+        except self._unreachable as error:
+            raise ClickHouseUnavailable(str(error)) from error
         except self._errors as error:
             raise ClickHouseError(str(error)) from error

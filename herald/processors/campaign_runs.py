@@ -11,6 +11,13 @@ and a crash resumes at the last recorded chunk.
 
 Every message's id derives from (campaign, run, profile) and its decision
 event's id from the message id, so a redelivered chunk writes nothing twice.
+
+A chunk is all or nothing, the send gate's memory included: the gate of a
+chunk starts from the contacts the run's recorded chunks used, kept in memory
+under the offset their progress event names, so only a chunk whose append
+went through is remembered. A chunk tried again (after a failure, or after a
+restart) starts from the contacts the `campaigns` read model holds for the
+run, never from what a failed try had seen.
 """
 
 from __future__ import annotations
@@ -58,6 +65,10 @@ class RunPorts(Protocol):
     def audience(self, state: cp.CampaignState, phase: str) -> Iterable[str]: ...
     def profile(self, profile_id: str) -> ProfileState: ...
     def gate(self, settings: cp.CampaignSettings, at: datetime) -> SendGate: ...
+    def run_contacts(self, campaign_id: str, run_id: str, seen_at: int) -> set[str]:
+        """The contacts the run's recorded messages used, as of the log position `seen_at`."""
+        ...
+
     def lookups(self) -> object:
         """A cache the decisions of one chunk share (the chunk's messages see one state of the catalog)."""
         ...
@@ -78,7 +89,8 @@ class CampaignRunner:
         self.ports = ports
         self.audiences = audiences
         self.chunk = chunk
-        self._gates: dict[str, SendGate] = {}  # per run: the contacts it already used
+        # per run: the contacts its recorded chunks used, and the offset their last progress names
+        self._contacts: dict[str, tuple[int, set[str]]] = {}
 
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
         if event.type not in ("CampaignRunStarted", "CampaignRunProgressed", "CampaignResumed"):
@@ -93,9 +105,9 @@ class CampaignRunner:
         if size is None:  # the run's first chunk: freeze its audience (read once, not per chunk)
             size = self.audiences.freeze(run.run_id, self._audience(state, run))
         if run.offset >= size:
-            self._gates.pop(run.run_id, None)
+            self._contacts.pop(run.run_id, None)
             return [self._finish(state, run, size, event.occurred_at)]
-        return self._chunk(state, state.settings, run, event.occurred_at)
+        return self._chunk(state, state.settings, run, event)
 
     def _audience(self, state: cp.CampaignState, run: cp.RunState) -> Iterable[str]:
         ids: Iterable[str] = self.ports.audience(state, run.phase)
@@ -112,10 +124,13 @@ class CampaignRunner:
         return ids
 
     def _chunk(
-        self, state: cp.CampaignState, settings: cp.CampaignSettings, run: cp.RunState, at: datetime
+        self, state: cp.CampaignState, settings: cp.CampaignSettings, run: cp.RunState, cause: RecordedEvent
     ) -> list[Reaction]:
+        at = cause.occurred_at
         recipients = self.audiences.page(run.run_id, run.offset, self.chunk)
-        gate = self._gates.setdefault(run.run_id, self.ports.gate(settings, at))
+        gate = self.ports.gate(settings, at)
+        if settings.check_contact_uniqueness:
+            gate.remember(self._used_contacts(state.campaign_id, run, cause.position))
         lookups = self.ports.lookups()
         templates = _templates(state, settings, run)
         reactions: list[Reaction] = []
@@ -131,6 +146,7 @@ class CampaignRunner:
         # what the renders gave out goes first: the decisions that carry it follow in the same append
         reactions[:0] = self.ports.chunk_effects(lookups, f"{run.run_id}/{run.offset}")
         offset = run.offset + len(recipients)
+        self._contacts[run.run_id] = (offset, gate.used_contacts())  # valid once this chunk is recorded
         progress = cp.CampaignRunProgressed(
             campaign_id=state.campaign_id, run_id=run.run_id, offset=offset, **counts
         )
@@ -144,6 +160,17 @@ class CampaignRunner:
             )
         )
         return reactions
+
+    def _used_contacts(self, campaign_id: str, run: cp.RunState, seen_at: int) -> set[str]:
+        """The contacts the run's recorded chunks used: remembered from the chunk before, when that
+        chunk is the one the run's state says was recorded last; else read back from the read model.
+        The memory is taken, not shared: the gate adds to it, and a try that fails leaves none behind."""
+        remembered = self._contacts.pop(run.run_id, None)
+        if remembered is not None and remembered[0] == run.offset:
+            return remembered[1]
+        if run.offset == 0:
+            return set()
+        return self.ports.run_contacts(campaign_id, run.run_id, seen_at)
 
     def _decide(
         self,

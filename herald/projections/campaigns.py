@@ -1,8 +1,9 @@
 """Campaign read models: who each campaign reached, its progress counters, pending timers, launches.
 
-- `campaign_recipients`: one row per (campaign, profile, run) decision, so a
-  broadcast's next run skips profiles it already reached and "why didn't X
-  get it" is one look-up;
+- `campaign_recipients`: one row per (campaign, profile, run) decision, with
+  the contact a sent (or failed) message used, so a broadcast's next run skips
+  profiles it already reached, "why didn't X get it" is one look-up, and a run
+  chunk tried again knows the contacts the run already used;
 - `campaign_counters`: the progress counters the campaign card shows (sent,
   in queue, policy blocks, stop-listed, errors, ... by reason), tests apart;
 - `campaign_timers`: the next due run of each active campaign (the
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -34,7 +36,7 @@ class CampaignsProjection(SqliteProjection):
         "profile_id TEXT NOT NULL, run_id TEXT NOT NULL, message_id TEXT NOT NULL, "
         "outcome TEXT NOT NULL, reason TEXT NOT NULL, "
         "template_id TEXT NOT NULL, is_test INTEGER NOT NULL, at TEXT NOT NULL, "
-        "PRIMARY KEY (campaign_id, profile_id, run_id))",
+        "contact TEXT NOT NULL DEFAULT '', PRIMARY KEY (campaign_id, profile_id, run_id))",
         "CREATE INDEX IF NOT EXISTS campaign_recipients_by_profile ON campaign_recipients (profile_id)",
         "CREATE TABLE IF NOT EXISTS campaign_counters (campaign_id TEXT NOT NULL, is_test INTEGER NOT NULL, "
         "counter TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (campaign_id, is_test, counter))",
@@ -57,6 +59,12 @@ class CampaignsProjection(SqliteProjection):
         "template_counters": "campaign_id, template_id, counter",
         "segment_triggers": "campaign_id",
     }
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(campaign_recipients)")}
+        if "contact" not in columns:  # a read-model file from before the column: rebuilt rows fill it
+            conn.execute("ALTER TABLE campaign_recipients ADD COLUMN contact TEXT NOT NULL DEFAULT ''")
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -83,7 +91,7 @@ class CampaignsProjection(SqliteProjection):
     # --- message decisions -------------------------------------------------------------------
 
     def _queued(self, event: RecordedEvent) -> None:
-        self._decided(event, QUEUED, "", event.data["template_id"])
+        self._decided(event, QUEUED, "", event.data["template_id"], event.data["contact"])
         if not event.data.get("is_test"):
             self._count_template(event.data, QUEUED)
 
@@ -107,16 +115,19 @@ class CampaignsProjection(SqliteProjection):
         self._decided(event, SUPPRESSED, event.data["reason"], "")
 
     def _failed(self, event: RecordedEvent) -> None:
-        self._decided(event, FAILED, event.data["reason"], event.data["template_id"])
+        # a failed message passed the gate: its contact counts as used by the run, as a queued one's
+        self._decided(event, FAILED, event.data["reason"], event.data["template_id"], event.data["contact"])
 
-    def _decided(self, event: RecordedEvent, outcome: str, reason: str, template_id: str) -> None:
+    def _decided(
+        self, event: RecordedEvent, outcome: str, reason: str, template_id: str, contact: str = ""
+    ) -> None:
         d = event.data
         test = int(d.get("is_test", False))
         keys = (d["campaign_id"], d["profile_id"], d["run_id"], d["message_id"])
         self.write(
             "INSERT OR IGNORE INTO campaign_recipients (campaign_id, profile_id, run_id, message_id, "
-            "outcome, reason, template_id, is_test, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*keys, outcome, reason, template_id, test, d["at"]),
+            "outcome, reason, template_id, is_test, at, contact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*keys, outcome, reason, template_id, test, d["at"], contact),
         )
         counters = [outcome] + ([f"{SUPPRESSED}.{reason}"] if outcome == SUPPRESSED else [])
         for counter in counters:
@@ -212,6 +223,14 @@ class CampaignsProjection(SqliteProjection):
         )
         return {r[0] for r in rows}
 
+    def run_contacts(self, campaign_id: str, run_id: str) -> set[str]:
+        """The contacts a run's sent (or failed) messages used: the gate's memory of the run."""
+        rows = self.conn.execute(
+            "SELECT contact FROM campaign_recipients WHERE campaign_id = ? AND run_id = ? AND contact != ''",
+            (campaign_id, run_id),
+        )
+        return {r[0] for r in rows}
+
     def counters(self, campaign_id: str, is_test: bool = False) -> dict[str, int]:
         rows = self.conn.execute(
             "SELECT counter, value FROM campaign_counters WHERE campaign_id = ? AND is_test = ?",
@@ -222,11 +241,11 @@ class CampaignsProjection(SqliteProjection):
     def recipient(self, campaign_id: str, profile_id: str) -> list[dict[str, Any]]:
         """Every decision a campaign made for a profile: the answer to "why didn't X get it"."""
         rows = self.conn.execute(
-            "SELECT run_id, message_id, outcome, reason, template_id, is_test, at FROM campaign_recipients "
-            "WHERE campaign_id = ? AND profile_id = ? ORDER BY at, run_id",
+            "SELECT run_id, message_id, outcome, reason, template_id, is_test, at, contact "
+            "FROM campaign_recipients WHERE campaign_id = ? AND profile_id = ? ORDER BY at, run_id",
             (campaign_id, profile_id),
         )
-        keys = ("run_id", "message_id", "outcome", "reason", "template_id", "is_test", "at")
+        keys = ("run_id", "message_id", "outcome", "reason", "template_id", "is_test", "at", "contact")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def messages_of(self, profile_id: str) -> list[str]:

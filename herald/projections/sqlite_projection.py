@@ -62,7 +62,11 @@ class SqliteProjection:
         self._pending.clear()
 
     def commit(self, position: int) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        """Write the pending rows and the checkpoint in one transaction, or inside the caller's when one
+        is open (parking an event, re-driving one: their record commits with these rows)."""
+        joined = self.conn.in_transaction
+        if not joined:
+            self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.flush()
             self.conn.execute(
@@ -71,10 +75,12 @@ class SqliteProjection:
                 (self.name, position),
             )
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if not joined:
+                self.conn.execute("ROLLBACK")
             self.discard()
             raise
-        self.conn.execute("COMMIT")
+        if not joined:
+            self.conn.execute("COMMIT")
         self._position = position
 
     def discard(self) -> None:

@@ -38,6 +38,7 @@ from herald.domain.messages import MessageQueued
 from herald.domain.resources import EmailSettings
 from herald.infra.clock import Clock
 from herald.infra.event_store import WrongExpectedVersion
+from herald.infra.failures import describe, is_transient
 from herald.projections.send_queue import SendQueueProjection
 from herald.senders.dkim import DkimKey, sign
 from herald.senders.mime import attachment_from_rendered, build_email
@@ -50,6 +51,7 @@ from herald.services.senders import OpenedSender, SenderService
 
 log = logging.getLogger(__name__)
 WORKER = CommandContext(actor="sender", source="sender")
+MESSAGE_ATTEMPTS = 5
 DEFAULT_VIRTUAL_SENDER = "default"
 _STARTTLS: dict[str, bool | Literal["auto"]] = {"auto": "auto", "always": True, "never": False}
 
@@ -76,6 +78,7 @@ class EmailWorker:
         self.read_file = read_file
         # one pool per sender, with the relay it was built for: changed settings or secrets replace it
         self._pools: dict[str, tuple[tuple[SmtpRelay, int, float], SmtpPool]] = {}
+        self._failures: dict[str, int] = {}  # messages that broke a pass, with their tries so far
 
     async def recover(self) -> int:
         """Settle the attempts a previous run left mid-way; returns how many."""
@@ -100,9 +103,34 @@ class EmailWorker:
 
         async def one(message_id: str) -> int:
             async with slots:
-                return await self.send(message_id)
+                try:
+                    return await self.send(message_id)
+                except Exception as error:
+                    if is_transient(error):
+                        raise  # the store or the network: the whole pass backs off
+                    self._failed(message_id, error)
+                    return 0
 
         return sum(await asyncio.gather(*(one(m) for m in due)))
+
+    def _failed(self, message_id: str, error: Exception) -> None:
+        """One message broke the worker (not the relay's answer: a bug, a value nothing expected): it is
+        tried again on the next passes, and given up with the error after `MESSAGE_ATTEMPTS` tries, so
+        it never holds the others up."""
+        tries = self._failures.get(message_id, 0) + 1
+        if tries < MESSAGE_ATTEMPTS:
+            self._failures[message_id] = tries
+            log.warning(
+                "sending message %s failed (try %d of %d): %s",
+                message_id,
+                tries,
+                MESSAGE_ATTEMPTS,
+                describe(error, where=True),
+            )
+            return
+        self._failures.pop(message_id, None)
+        log.error("message %s given up after %d tries: %s", message_id, tries, describe(error, where=True))
+        self._give_up(message_id, "sender_error", describe(error))
 
     async def send(self, message_id: str) -> int:
         """Send one message if it is still to be sent; 1 when an attempt was made."""

@@ -46,6 +46,7 @@ from herald.domain.templates import (
     template_stream,
     version_content,
 )
+from herald.infra.failures import Unavailable
 from herald.infra.signing import TokenSigner
 from herald.processors.campaign_runs import MessageDraft
 from herald.processors.runtime import Emission
@@ -69,6 +70,10 @@ from herald.services.rendering import (
     subscription_of,
 )
 from herald.services.templates import fragments_at
+
+
+class ReadModelBehind(Unavailable):
+    """A read model a decision needs has not caught up with the log yet: try again in a moment."""
 
 
 class SegmentAudiences(Protocol):
@@ -121,6 +126,45 @@ class CampaignService:
 
     def listed(self) -> list[dict[str, Any]]:
         return self.catalog.projection.objects(CAMPAIGN)
+
+    def recipient(self, campaign_id: str, profile_id: str) -> dict[str, Any]:
+        """ "Why didn't X get it": every decision the campaign made for the profile; with none, whether
+        the profile is in the campaign's audience at all and why (or why not). 404 for a profile that
+        never existed."""
+        state = self.loaded(campaign_id).state
+        settings = cp.existing_settings(state)
+        decisions = self.projection.recipient(campaign_id, profile_id)
+        profile = self.profile(profile_id)
+        if not decisions and not profile.created:
+            raise NotFound(f"no profile {profile_id!r}", "profile_id")
+        found: dict[str, Any] = {"profile_id": profile_id, "decisions": decisions}
+        if not decisions:
+            in_audience, reason = self._audience_verdict(state, settings, profile)
+            found["audience"] = {"in_audience": in_audience, "reason": reason}
+        return found
+
+    def _audience_verdict(
+        self, state: cp.CampaignState, settings: cp.CampaignSettings, profile: ProfileState
+    ) -> tuple[bool, str]:
+        """Whether a profile the campaign decided nothing for is in its audience, and what that means."""
+        if not profile.exists:
+            return False, "the profile was deleted (or merged into another) before any run reached it"
+        databases = self._audience_databases(settings)
+        if profile.database_id not in databases:
+            where = ", ".join(databases) or "none"
+            return False, f"the profile is in database {profile.database_id}; the audience is in {where}"
+        if settings.type is cp.CampaignType.TRIGGER:
+            return True, "the trigger has not been fired for this profile"
+        audience = settings.audience
+        segment = audience.id if audience is not None and audience.kind == "segment" else None
+        if segment is not None and profile.profile_id not in self._members(segment):
+            return False, f"the profile is not a member of segment {segment}"
+        if not profile.subscriptions.of_resource(settings.resource_id, settings.channel):
+            missing = f"no {settings.channel} subscription on resource {settings.resource_id}"
+            return False, f"the profile has {missing}, so it is not in the audience"
+        if not self.projection.runs(state.campaign_id):
+            return True, "the campaign has not run yet"
+        return True, "no run has reached the profile yet: it joined the audience after the last run began"
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -190,9 +234,7 @@ class CampaignService:
         return self.execute(campaign_id, command, context)
 
     def _settings(self, campaign_id: str) -> cp.CampaignSettings:
-        settings = self.loaded(campaign_id).state.settings
-        assert settings is not None
-        return settings
+        return cp.existing_settings(self.loaded(campaign_id).state)
 
     def _now(self) -> datetime:
         return self.aggregates.clock.now()
@@ -296,8 +338,9 @@ class CampaignService:
     # --- the run processor's ports -------------------------------------------------------------
 
     def audience(self, state: cp.CampaignState, phase: str) -> Iterable[str]:
-        settings = state.settings
-        assert settings is not None and settings.audience is not None
+        settings = cp.existing_settings(state)
+        if settings.audience is None:
+            raise RuleViolated(f"a {settings.type} campaign has no audience to run through", "audience")
         ids = self._subscribers(settings, settings.audience)
         if settings.type in (cp.CampaignType.BROADCAST, cp.CampaignType.SPLIT_TEST):
             reached = self.projection.reached(state.campaign_id)
@@ -311,17 +354,28 @@ class CampaignService:
         """The audience's profiles with a subscription on the campaign's resource and channel, by id."""
         if audience.kind == "database":
             return self.profile_reads.audience(audience.id, settings.resource_id, settings.channel)
-        assert self.segments is not None  # the checks refused a segment audience without segments
-        members = set(self.segments.members_now(audience.id))
+        members = set(self._members(audience.id))
         return sorted(
             profile_id
-            for database_id in self.segments.databases(audience.id)
+            for database_id in self._audience_databases(settings)
             for profile_id in self.profile_reads.audience(database_id, settings.resource_id, settings.channel)
             if profile_id in members
         )
 
+    def _members(self, segment_id: str) -> Collection[str]:
+        if self.segments is None:  # the checks refuse a segment audience without segments
+            raise NotFound("this server keeps no segments", "audience.id")
+        return self.segments.members_now(segment_id)
+
     def profile(self, profile_id: str) -> ProfileState:
         return self.aggregates.load(profile_decider, profile_stream(profile_id)).state
+
+    def run_contacts(self, campaign_id: str, run_id: str, seen_at: int) -> set[str]:
+        """The contacts the run's recorded messages used, read once the read model has seen `seen_at`
+        (the progress event that follows them); before that, `ReadModelBehind` (retried)."""
+        if self.projection.checkpoint() < seen_at:
+            raise ReadModelBehind(f"the campaigns read model has not reached position {seen_at} yet")
+        return self.projection.run_contacts(campaign_id, run_id)
 
     def gate(self, settings: cp.CampaignSettings, at: datetime, is_test: bool = False) -> SendGate:
         policy = self._policy(settings)
@@ -564,8 +618,7 @@ class CampaignService:
     def upcoming_runs(self, campaign_id: str, count: int) -> list[datetime]:
         """The campaign's next `count` scheduled runs."""
         state = self.loaded(campaign_id).state
-        settings = state.settings
-        assert settings is not None
+        settings = cp.existing_settings(state)
         if settings.schedule is None:
             return [state.next_run.due_at] if state.next_run else []
         return next_runs(
@@ -584,8 +637,7 @@ class CampaignService:
     ) -> list[dict[str, Any]]:
         """Fire a trigger for profiles (ids or match keys): one message each, queued or refused with why."""
         state = self.loaded(campaign_id).state
-        settings = state.settings
-        assert settings is not None
+        settings = cp.existing_settings(state)
         if settings.type is not cp.CampaignType.TRIGGER:
             raise RuleViolated("only a trigger campaign is fired", "campaign_id")
         if not state.active or state.status is cp.CampaignStatus.PAUSED:
@@ -618,15 +670,20 @@ class CampaignService:
         now: datetime,
         context: CommandContext,
     ) -> dict[str, Any]:
-        assert settings.database_id is not None and settings.trigger is not None
+        if settings.database_id is None:  # refused when the trigger was saved
+            raise RuleViolated("a trigger names the database whose profiles it fires for", "database_id")
+        trigger = settings.trigger or cp.TriggerOptions()
         profile_id = self._resolve(settings.database_id, recipient, f"profiles.{place}")
-        profile = self.profile(profile_id)
         message_id = ms.message_id(state.campaign_id, run_id, profile_id)
+        fired = self.aggregates.load(ms.message_decider, ms.message_stream(message_id)).state.decided
+        if fired is not None:  # the same request id again: nothing is sent, the first answer is shown
+            return _duplicate(fired, run_id)
+        profile = self.profile(profile_id)
         templates = settings.template_ids
         template_id = templates[int(message_id, 16) % len(templates)]
-        lane = ms.Lane.TRIGGER_HIGH if settings.trigger.high_priority else ms.Lane.TRIGGER
+        lane = ms.Lane.TRIGGER_HIGH if trigger.high_priority else ms.Lane.TRIGGER
         draft = MessageDraft(state.campaign_id, settings, run_id, message_id, template_id, now)
-        decision = self.decide(draft, gate, profile, content, lane, now + settings.trigger.delay)
+        decision = self.decide(draft, gate, profile, content, lane, now + trigger.delay)
         self.aggregates.execute(
             ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(decision), context
         )
@@ -696,8 +753,7 @@ class CampaignService:
     ) -> list[dict[str, Any]]:
         """Send every template of the campaign to test profiles, marked as tests (no policy, no counting)."""
         state = self.loaded(campaign_id).state
-        settings = state.settings
-        assert settings is not None
+        settings = cp.existing_settings(state)
         now = self._now()
         run_id = f"test:{uuid.uuid4().hex}"
         results = []
@@ -770,6 +826,18 @@ def winner_values(
         base = counts.get("delivered") or counts.get("queued") or 1
         values[template_id] = round(counts.get(metric, 0) / base, 6)
     return values
+
+
+def _duplicate(first: ms.MessageDecision, run_id: str) -> dict[str, Any]:
+    """A fire repeated with a request id already used for this profile: said so, with the first answer."""
+    request_id = run_id.removeprefix("api:")
+    return {
+        "message_id": first.message_id,
+        "profile_id": first.profile_id,
+        "status": "duplicate",
+        "reason": f"request {request_id!r} already fired the trigger for this profile: nothing sent again",
+        "first": _result(first),
+    }
 
 
 def _result(decision: ms.MessageDecision) -> dict[str, Any]:

@@ -28,14 +28,16 @@ Decisions where the guide is silent:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from herald.domain import links as lk
 from herald.domain.email_body import inline_css, insert_open_pixel, text_block, tidy_text
+from herald.domain.errors import DomainError
 from herald.domain.profiles import ProfileState
 from herald.domain.resources import EmailSettings
 from herald.domain.sms import add_http_to_links, sms_length
@@ -48,13 +50,16 @@ from herald.domain.templates import (
     SmsContent,
     TemplateContent,
 )
-from herald.domain.templating import CompiledTemplate, RenderContext, TemplateRenderError, compile_template
+from herald.domain.templating import CompiledTemplate, RenderContext, compile_template
 from herald.domain.templating.references import References, references
+from herald.infra.failures import TRANSIENT, describe
 from herald.infra.pixel_signing import link_token
 from herald.infra.remote_content import RemoteContentError
 from herald.infra.signing import TokenSigner
 
 PREPARED_CACHE_SIZE = 256
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 SYSTEM_LINK_TAGS = (
     "unsubscribe",
     "globalunsubscribe",
@@ -379,6 +384,28 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
 # --- the renderer ------------------------------------------------------------------------------
 
 
+def _one_message(render: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Any error while one message is made becomes that message's `RenderFailed`: the language's own
+    errors keep their path; a template function or post-processing step that broke says what it
+    raised. Only a failure of the surroundings (a locked store, a full disk: `TRANSIENT`, worth
+    retrying) passes through as it is."""
+
+    @functools.wraps(render)
+    def one(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return render(*args, **kwargs)
+        except RenderFailed:
+            raise
+        except DomainError as error:
+            raise RenderFailed(error.reason, error.path) from None
+        except TRANSIENT:
+            raise
+        except Exception as error:
+            raise RenderFailed(f"the message could not be rendered: {describe(error)}", "template") from None
+
+    return one
+
+
 class MessageRenderer:
     def __init__(self, fragments: FragmentSource, remote: RemoteContent | None) -> None:
         self.fragments = fragments
@@ -386,6 +413,7 @@ class MessageRenderer:
         self._prepared: OrderedDict[tuple[str, int], _Prepared] = OrderedDict()
         self._fragments_compiled: dict[tuple[str, int], _CompiledFragment] = {}
 
+    @_one_message
     def render(
         self,
         template_id: str,
@@ -397,7 +425,8 @@ class MessageRenderer:
         fetches: MessageFetches | None = None,
         fragments_source: FragmentSource | None = None,
     ) -> RenderedMessage:
-        """The message `content` (version `version` of the template) makes for `data` over `channel`.
+        """The message `content` (version `version` of the template) makes for `data` over `channel`;
+        whatever goes wrong while making it raises `RenderFailed` with the reason (`_one_message`).
 
         `fetches` answers its remote content (default: fetched now), `fragments_source` its fragments
         (default: their current versions)."""
@@ -429,10 +458,7 @@ class MessageRenderer:
         )
         specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
         job = _Job(content, prepared, specs, data, urls, context, text_context)
-        try:
-            body = job.body(channel)
-        except TemplateRenderError as error:
-            raise RenderFailed(error.reason, error.path) from None
+        body = job.body(channel)
         return RenderedMessage(
             template_id,
             version,

@@ -277,8 +277,12 @@ async def test_a_trigger_fires_once_per_request_id_with_its_content_and_delay(
     assert response.status_code == 422  # not active yet
     await post(api, herald, f"{CS}/{cid}/activate")
     first = await post(api, herald, f"{CS}/{cid}/fire", **fire, request_id="r-1")
+    head = herald.store.head_position()
     again = await post(api, herald, f"{CS}/{cid}/fire", **fire, request_id="r-1")
-    assert first == again
+    assert herald.store.head_position() == head  # nothing sent, nothing recorded again
+    assert [m["status"] for m in again["messages"]] == ["duplicate", "duplicate"]
+    assert [m["first"] for m in again["messages"]] == first["messages"]
+    assert "request 'r-1' already fired the trigger" in again["messages"][0]["reason"]
     queued, suppressed = first["messages"]
     assert (
         queued["status"] == "queued" and queued["due_at"] == (clock.now() + timedelta(minutes=30)).isoformat()
@@ -290,6 +294,91 @@ async def test_a_trigger_fires_once_per_request_id_with_its_content_and_delay(
     assert other["messages"][0]["message_id"] != queued["message_id"]
     missing = await api.post(f"{CS}/{cid}/fire", json={"profiles": [{"email": "nobody@example.org"}]})
     assert missing.status_code == 404 and missing.json()["error"]["path"] == "profiles.0"
+
+
+async def test_a_trigger_saved_without_options_has_the_guides_defaults_and_no_fire_answers_500(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, audience: dict[str, str]
+) -> None:
+    tpl = await template(api)
+    cid = await campaign(api, [tpl], audience=None, type="trigger", database_id="1")
+    card = (await api.get(f"{CS}/{cid}")).json()
+    assert card["trigger"] == {
+        "delay_days": 0,
+        "delay_hours": 0,
+        "delay_minutes": 0,
+        "high_priority": False,
+        "segment_id": None,
+    }
+    await post(api, herald, f"{CS}/{cid}/activate")
+    fired = await post(api, herald, f"{CS}/{cid}/fire", profiles=[{"email": EMAILS[0]}])
+    [message] = fired["messages"]
+    assert message["status"] == "queued" and message["due_at"] == clock.now().isoformat()
+
+    async def fire(campaign_id: str, **body: Any) -> httpx.Response:
+        response = await api.post(f"{CS}/{campaign_id}/fire", json=body)
+        assert response.status_code < 500, response.text
+        return response
+
+    assert (await fire(cid, profiles=[{"email": "nobody@example.org"}])).status_code == 404
+    assert (await fire(cid, profiles=[{"profile_id": "no-such-profile"}])).status_code == 404
+    assert (await fire(cid, profiles=[{"email": EMAILS[0], "phone": "+79123456789"}])).status_code == 422
+    assert (await fire(cid, profiles=[{"shoe_size": "42"}])).status_code == 422
+    assert (await fire(cid, profiles=[{}])).status_code == 422
+    assert (await fire("999", profiles=[{"email": EMAILS[0]}])).status_code == 404
+    broadcast = await campaign(api, [tpl])
+    assert (await fire(broadcast, profiles=[{"email": EMAILS[0]}])).status_code == 422
+    # the template deleted after activation: that message fails with its reason, the call answers
+    assert (await api.delete(f"/api/v1/templates/{tpl}")).status_code == 200
+    herald.runtime.drain()
+    [failed] = (await fire(cid, profiles=[{"email": EMAILS[1]}])).json()["messages"]
+    assert failed["status"] == "failed" and "no template" in failed["reason"]
+    await post(api, herald, f"{CS}/{cid}/pause")
+    assert (await fire(cid, profiles=[{"email": EMAILS[0]}])).status_code == 422
+    assert (await api.delete(f"{CS}/{cid}")).status_code == 200
+    assert (await fire(cid, profiles=[{"email": EMAILS[0]}])).status_code == 404
+
+
+async def test_why_didnt_x_get_it_answers_for_every_profile(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    """Decisions when there are some; else whether the profile is in the audience at all, and why not."""
+    outsider = (await import_rows(api, [{"email": "no-subscription@example.org"}]))["results"][0][
+        "profile_id"
+    ]
+    herald.runtime.drain()
+    tpl = await template(api)
+    cid = await campaign(api, [tpl])
+
+    before = await why_of(api, cid, audience[EMAILS[0]])
+    assert before["decisions"] == []
+    assert before["audience"] == {"in_audience": True, "reason": "the campaign has not run yet"}
+    await post(api, herald, f"{CS}/{cid}/launch")
+    reached = await why_of(api, cid, audience[EMAILS[0]])
+    assert [d["outcome"] for d in reached["decisions"]] == ["queued"] and "audience" not in reached
+    assert reached["decisions"][0]["contact"] == EMAILS[0]
+    outside = await why_of(api, cid, outsider)
+    assert outside["decisions"] == []
+    no_subscription = f"the profile has no email subscription on resource {RESOURCE}"
+    assert outside["audience"] == {
+        "in_audience": False,
+        "reason": f"{no_subscription}, so it is not in the audience",
+    }
+    unknown = await api.get(f"{CS}/{cid}/recipients/no-such-profile")
+    assert unknown.status_code == 404 and unknown.json()["error"]["path"] == "profile_id"
+    assert (await api.get(f"{CS}/999/recipients/{outsider}")).status_code == 404
+
+    trigger = await campaign(api, [tpl], audience=None, type="trigger", database_id="1")
+    assert (await why_of(api, trigger, outsider))["audience"] == {
+        "in_audience": True,
+        "reason": "the trigger has not been fired for this profile",
+    }
+
+
+async def why_of(api: httpx.AsyncClient, campaign_id: str, profile_id: str) -> dict[str, Any]:
+    response = await api.get(f"{CS}/{campaign_id}/recipients/{profile_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def test_a_split_test_sends_its_slice_evenly_then_the_winner_to_the_rest(
@@ -420,25 +509,31 @@ async def test_a_broadcast_starts_when_its_predecessor_completes(
     assert got["status"] == "completed" and len(decisions(herald, follower)) == 10
 
 
+def chunks_failing_at(herald: Herald, chunk: int, call: int, reason: str) -> None:
+    """Runs of `chunk` recipients whose `call`-th message decision (from 1) raises, once."""
+    runner = next(c for c in herald.runtime.consumers() if c.name == "campaign-runs")
+    runner.reactor.chunk = chunk  # type: ignore[attr-defined]
+    decide, calls = herald.campaigns.decide, []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == call:
+            raise RuntimeError(reason)
+        return decide(*args, **kwargs)
+
+    herald.campaigns.decide = failing  # type: ignore[method-assign]
+
+
 async def test_a_run_that_crashes_mid_chunk_resumes_without_queueing_anyone_twice(
     api: httpx.AsyncClient, herald: Herald, audience: dict[str, str], tmp_path: Any
 ) -> None:
     tpl = await template(api)
     cid = await campaign(api, [tpl])
-    runner = next(c for c in herald.runtime.consumers() if c.name == "campaign-runs")
-    runner.reactor.chunk = 3  # type: ignore[attr-defined]
-    decide, calls = herald.campaigns.decide, []
-
-    def crashing(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 5:  # the second chunk dies half-way, after its first message was decided
-            raise RuntimeError("the process died")
-        return decide(*args, **kwargs)
-
-    herald.campaigns.decide = crashing  # type: ignore[method-assign]
+    chunks_failing_at(herald, 3, 5, "the process died")  # the second chunk, after its first message
     assert (await api.post(f"{CS}/{cid}/launch")).status_code == 200
-    with pytest.raises(RuntimeError, match="died"):
-        herald.runtime.drain()
+    herald.runtime.drain()  # the runner fails on the second chunk and waits to try again
+    failing = next(s for s in herald.runtime.status() if s.name == "campaign-runs")
+    assert failing.failing_at is not None and "RuntimeError: the process died" in failing.last_error
     assert len(decisions(herald, cid)) == 3  # the first chunk only: the second was appended all or nothing
 
     restarted = build(herald.settings, clock=herald.clock)  # a new process over the same files
@@ -453,6 +548,64 @@ async def test_a_run_that_crashes_mid_chunk_resumes_without_queueing_anyone_twic
         )
         assert set(decided.values()) == {1} and len(decided) == 10
         assert restarted.campaigns.campaign(cid).status.value == "completed"
+    finally:
+        restarted.close()
+
+
+async def test_a_chunk_tried_again_forgets_the_contacts_its_failed_try_used(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, audience: dict[str, str]
+) -> None:
+    """Contact uniqueness on (the default): a chunk that failed half-way is tried again with the gate's
+    memory of the recorded chunks only, so nobody it had passed the first time is a duplicate now."""
+    tpl = await template(api)
+    cid = await campaign(api, [tpl])
+    chunks_failing_at(herald, 4, 7, "a passing fault")  # the second chunk, after two messages
+    await post(api, herald, f"{CS}/{cid}/launch")
+    assert len(decisions(herald, cid)) == 4
+    clock.advance(timedelta(seconds=1))  # the runner's backoff
+    herald.runtime.drain()
+    made = decisions(herald, cid)
+    assert Counter(d["profile_id"] for d in made) == dict.fromkeys(audience.values(), 1)
+    assert Counter((d["outcome"], d["reason"]) for d in made) == {
+        ("queued", ""): 8,
+        ("suppressed", "subscription_status"): 1,
+        ("suppressed", "stop_list"): 1,
+    }
+
+
+async def test_contact_uniqueness_holds_across_chunks_and_restarts(
+    api: httpx.AsyncClient, herald: Herald, audience: dict[str, str]
+) -> None:
+    """Two profiles subscribed with one address fall in different chunks, and the process dies between
+    them: the restarted runner reads the address the run used back and suppresses the second."""
+    twins = [
+        {"email": f"twin{i}@example.org", "subscriptions": [email_subscription("shared@example.org")]}
+        for i in range(2)
+    ]
+    first, second = sorted(r["profile_id"] for r in (await import_rows(api, twins))["results"])
+    herald.runtime.drain()
+    tpl = await template(api)
+    cid = await campaign(api, [tpl])
+    runner = next(c for c in herald.runtime.consumers() if c.name == "campaign-runs")
+    runner.reactor.chunk = 1  # type: ignore[attr-defined]
+    decide = herald.campaigns.decide
+
+    def dying_at_the_second_twin(draft: Any, gate: Any, profile: Any, *args: Any, **kwargs: Any) -> Any:
+        if profile.profile_id == second:
+            raise RuntimeError("the process died")
+        return decide(draft, gate, profile, *args, **kwargs)
+
+    herald.campaigns.decide = dying_at_the_second_twin  # type: ignore[method-assign]
+    await post(api, herald, f"{CS}/{cid}/launch")
+    assert {d["profile_id"] for d in decisions(herald, cid)} >= {first}
+
+    restarted = build(herald.settings, clock=herald.clock)
+    try:
+        restarted.runtime.drain()
+        outcomes = {d["profile_id"]: (d["outcome"], d["reason"]) for d in decisions(restarted, cid)}
+        assert outcomes[first] == ("queued", "")
+        assert outcomes[second] == ("suppressed", "duplicate_contact")
+        assert len(outcomes) == 12
     finally:
         restarted.close()
 

@@ -59,6 +59,11 @@ async def create_newsletter(api: httpx.AsyncClient) -> None:
     """Database 1 (with a `plan` field) and resource 1, an email newsletter tracked on trk.shop.example."""
     custom = [{"name": "plan", "title": "Plan", "type": "string"}]
     await ok(await api.post("/api/v1/databases", json={"name": "Customers", "custom_fields": custom}), 201)
+    await email_resource(api)
+
+
+async def email_resource(api: httpx.AsyncClient) -> None:
+    """Resource 1, "Newsletter", sending email from news@shop.example to database 1's profiles."""
     channel = {
         "kind": "email",
         "from_name": "Shop",
@@ -73,6 +78,15 @@ async def create_newsletter(api: httpx.AsyncClient) -> None:
         "channels": [channel],
     }
     await ok(await api.post("/api/v1/resources", json=resource), 201)
+
+
+async def route_to(api: httpx.AsyncClient, port: int, **sender: Any) -> None:
+    """Sender "main" to the relay on loopback `port` (with `sender`'s settings), and all mail through it."""
+    relay = {"host": "127.0.0.1", "port": port, "starttls": "never"}
+    body = {"name": "Loopback relay", "relay": relay, "rate_per_second": 1000, "connections": 2, **sender}
+    await ok(await api.put("/api/v1/senders/main", json=body))
+    rules = [{"targets": [{"sender_id": "main", "percent": 100}]}]
+    await ok(await api.put("/api/v1/virtual-senders/default", json={"name": "Default", "rules": rules}))
 
 
 async def setup(api: httpx.AsyncClient, herald: Herald, port: int, dns: dict[str, str]) -> str:
@@ -90,18 +104,7 @@ async def setup(api: httpx.AsyncClient, herald: Herald, port: int, dns: dict[str
     await import_rows(api, rows)
     private, record = generate_key(1024)
     dns["s1._domainkey.shop.example."] = record
-    sender = {
-        "name": "Loopback relay",
-        "relay": {"host": "127.0.0.1", "port": port, "starttls": "never"},
-        "rate_per_second": 1000,
-        "connections": 2,
-        "dkim_selector": "s1",
-        "dkim_domain": "shop.example",
-        "dkim_private_key": private,
-    }
-    await ok(await api.put("/api/v1/senders/main", json=sender))
-    rules = [{"targets": [{"sender_id": "main", "percent": 100}]}]
-    await ok(await api.put("/api/v1/virtual-senders/default", json={"name": "Default", "rules": rules}))
+    await route_to(api, port, dkim_selector="s1", dkim_domain="shop.example", dkim_private_key=private)
     html = (
         "<html><body><p>Hello, {lead._fname} from {lead.plan}!</p>"
         '<a href="https://shop.example/sale?u={lead._id}">Sale</a>'

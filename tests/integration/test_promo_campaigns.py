@@ -185,7 +185,8 @@ async def test_a_trigger_gives_the_code_at_once_and_a_retry_gives_the_same(
     fire = {"profiles": [{"email": EMAILS[0]}], "request_id": "order-1"}
     first = await post(api, herald, f"{CS}/{cid}/fire", **fire)
     again = await post(api, herald, f"{CS}/{cid}/fire", **fire)
-    assert first == again
+    [repeated] = again["messages"]
+    assert repeated["status"] == "duplicate" and repeated["first"] == first["messages"][0]
     [event] = herald.store.read_stream(ms.message_stream(first["messages"][0]["message_id"]))
     code = event.data["promo_codes"]["spring"]
     holding = herald.projections.loyalty.holding(program_id, audience[EMAILS[0]])

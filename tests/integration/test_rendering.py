@@ -7,6 +7,7 @@ URLs, the SSRF-guarded fetcher against a real HTTP server on loopback).
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,7 @@ from herald.api.wiring import Herald
 from herald.domain import fragments as fr
 from herald.domain import templates as tp
 from herald.domain.templates import RenderFailed
+from herald.domain.templating.compiler import _ENVIRONMENT
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.services.aggregates import CommandContext
 from herald.services.rendering import (
@@ -319,3 +321,26 @@ def test_the_wired_fetcher_refuses_private_addresses(herald: Herald, content_ser
     content = tp.TemplateContent(email=tp.EmailContent(subject="s", html=f"{{[{content_server}/news]}}"))
     with pytest.raises(RenderFailed, match="loopback"):
         render(herald, renderer, content, tp.Channel.EMAIL)
+
+
+def _broken_adddate(*args: Any) -> Any:
+    raise ZeroDivisionError("a bug in a template function")
+
+
+def test_any_error_while_rendering_is_the_messages_failure_with_its_reason(
+    herald: Herald, renderer: MessageRenderer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the known failures: whatever breaks while making one message is that message's
+    RenderFailed, so a caller records it and goes on (a store or disk failure is retried instead)."""
+    monkeypatch.setitem(_ENVIRONMENT.filters, "adddate", _broken_adddate)
+    content = tp.TemplateContent(email=tp.EmailContent(subject="Hi", html="<p>{adddate(lead.d 0 0 1)}</p>"))
+    with pytest.raises(RenderFailed, match="ZeroDivisionError: a bug in a template function") as caught:
+        render(herald, renderer, content, tp.Channel.EMAIL, lead={"d": "2026-01-01"})
+    assert caught.value.path == "template"
+
+    def store_down(*args: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setitem(_ENVIRONMENT.filters, "adddate", store_down)
+    with pytest.raises(sqlite3.OperationalError):
+        render(herald, renderer, content, tp.Channel.EMAIL, lead={"d": "2026-01-01"})

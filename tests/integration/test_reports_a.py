@@ -41,7 +41,13 @@ from herald.domain.tracking import ActivityTracked
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
 from herald.infra.clickhouse_migrations import migrate
 from herald.infra.event_store import RecordedEvent
-from herald.projections.clickhouse_sink import TABLE_COLUMNS, ClickHouseSink, domain_group, table_contents
+from herald.projections.clickhouse_sink import (
+    CHECKPOINT_STRIDE,
+    TABLE_COLUMNS,
+    ClickHouseSink,
+    domain_group,
+    table_contents,
+)
 from herald.reports import REPORTS
 from herald.reports.base import Period, ReportError, ReportRequest, ReportResult
 from herald.reports.export import to_csv, to_xlsx
@@ -702,6 +708,20 @@ def test_the_sink_writes_subscription_changes_creations_goals_and_deletions(stor
 
 def test_the_checkpoint_is_stored_in_herald_meta(store: ClickHouse) -> None:
     assert ClickHouseSink(store).checkpoint() == LOG.records[-1].position
+
+
+def test_batches_that_write_no_rows_store_the_checkpoint_only_every_stride(fresh_store: ClickHouse) -> None:
+    """Each INSERT makes a part: a pass that wrote nothing (tracked events, say) does not write its
+    checkpoint alone, except every CHECKPOINT_STRIDE events; a restart re-reads those, writing nothing."""
+    migrate(fresh_store)
+    sink = ClickHouseSink(fresh_store)
+    for position in range(1000, CHECKPOINT_STRIDE, 1000):
+        sink.commit(position)
+    assert sink.checkpoint() == CHECKPOINT_STRIDE - 1000
+    assert fresh_store.query("SELECT count() AS n FROM herald_meta")[0]["n"] == 0
+    assert ClickHouseSink(fresh_store).checkpoint() == 0
+    sink.commit(CHECKPOINT_STRIDE)
+    assert ClickHouseSink(fresh_store).checkpoint() == CHECKPOINT_STRIDE
 
 
 def test_the_sink_is_idempotent(store: ClickHouse) -> None:

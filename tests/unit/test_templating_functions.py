@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -209,3 +210,52 @@ def test_crypt_ciphers_are_ecb_pkcs7_base64_and_decrypt_with_the_key(
 
 def test_a_cipher_key_from_data_that_cannot_key_the_cipher_gives_nothing() -> None:
     assert render("[{crypt(aes json.v json.key)}]", v="x", key="short") == "[]"
+
+
+# Values a profile field or a trigger's payload can hold, among them the ones that overflow dates and ints.
+_EDGE_VALUES = (
+    None,
+    True,
+    0,
+    -1,
+    100000000000,
+    10**40,
+    -(10**40),
+    2**63,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    Decimal("1e400"),
+    Decimal("NaN"),
+    "1e400",
+    "99999999999999999999999",
+    "",
+    "x",
+    "2026-01-01",
+    "9999-12-31T23:59:59+14:00",
+    [1, 2],
+    {"k": "v"},
+)
+_EVERY_FUNCTION = (
+    "{adddate(json.d json.a json.b json.b)}",
+    "{adddate(json.a 0 0 json.b)}",
+    "{format json.a json.b}",
+    '{format json.a "%Y-%m-%D %H:%M timezone"}',
+    "{limit(json.a json.b)}",
+    "{length(json.a)}",
+    "{urlencode(json.a)}{urldecode(json.b)}",
+    "{crypt(base58 json.a)}{crypt(sha256 json.a json.b)}{crypt(aes json.a json.b)}",
+)
+
+
+@pytest.mark.parametrize("source", _EVERY_FUNCTION)
+def test_every_function_is_total_over_any_value_a_profile_can_hold(source: str) -> None:
+    """No argument makes a function raise (`adddate(... 100000000000)` overflowed): each gives a text."""
+    for a, b in itertools.product(_EDGE_VALUES, repeat=2):
+        assert isinstance(render(source, a=a, b=b, d="2026-01-01"), str), (a, b)
+
+
+def test_adddate_beyond_the_calendar_is_empty() -> None:
+    assert render("{adddate(json.d 0 0 json.n)}", d="2026-01-01", n=100000000000) == ""
+    assert render("{adddate(json.d 0 0 json.n)}", d="2026-01-01", n=-3_652_060) == ""
+    assert render("{adddate(json.d json.n 0 0)}", d="2026-01-01", n=float("inf")) == "2026-01-01"

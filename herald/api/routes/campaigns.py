@@ -9,7 +9,14 @@ Decisions where the guide is silent:
   unique field), optional `content` for the template's `json.*`, and an
   optional `request_id` (or the Idempotency-Key header): the same request id
   never sends twice. Each profile's answer says queued (with the due time) or
-  why not.
+  why not; a repeated request id answers `duplicate`, with the first answer.
+- A trigger saved without `trigger` options gets the guide's defaults: no
+  delay, normal priority, fired by API calls only.
+- "Why didn't X get it" (`GET /campaigns/{id}/recipients/{profile_id}`) lists
+  the campaign's decisions for the profile; with none, it says whether the
+  profile is in the audience and why not (another database, no subscription
+  on the channel, not in the segment, not fired yet, not reached yet); an
+  unknown profile is 404.
 - The calendar lists launches that happened and runs that are due, per day
   in the account's time zone.
 """
@@ -86,11 +93,10 @@ def _settings(body: CampaignBody) -> cp.CampaignSettings:
 
 
 def _campaign_json(call: Call, state: cp.CampaignState) -> dict[str, Any]:
-    assert state.settings is not None
     run = state.current_run
     return {
         "campaign_id": state.campaign_id,
-        **state.settings.model_dump(mode="json"),
+        **cp.existing_settings(state).model_dump(mode="json"),
         "status": str(state.status),
         "next_run_at": state.next_run.due_at.isoformat() if state.next_run else None,
         "current_run": dataclasses.asdict(run) if run else None,
@@ -200,11 +206,9 @@ async def progress(call: Call) -> dict[str, Any]:
 
 
 async def recipient(call: Call) -> dict[str, Any]:
-    """Every decision the campaign made for one profile: "why didn't X get it"."""
-    campaign_id = call.path_param("campaign_id")
-    call.herald.campaigns.loaded(campaign_id)
-    decisions = call.herald.projections.campaigns.recipient(campaign_id, call.path_param("profile_id"))
-    return {"decisions": decisions}
+    """Every decision the campaign made for one profile: "why didn't X get it" (with none: whether the
+    profile is in the audience, and why not)."""
+    return call.herald.campaigns.recipient(call.path_param("campaign_id"), call.path_param("profile_id"))
 
 
 async def upcoming(call: Call) -> dict[str, Any]:

@@ -39,9 +39,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 from urllib.parse import quote, unquote
@@ -157,18 +160,27 @@ def add_date(value: Any, years: Any, months: Any, days: Any) -> date | datetime 
         return None
     total = found.year * 12 + found.month - 1 + _whole(months) + _whole(years) * 12
     year, month = divmod(total, 12)
-    if not 1 <= year <= 9999:
+    shifted = found.day - 1 + _whole(days)
+    if not 1 <= year <= 9999 or abs(shifted) > _MAX_DAYS:
         return None
-    shift = timedelta(days=found.day - 1 + _whole(days))
     try:
-        return found.replace(year=year, month=month + 1, day=1) + shift
+        return found.replace(year=year, month=month + 1, day=1) + timedelta(days=shifted)
     except OverflowError:
         return None
 
 
+_MAX_DAYS = 3_652_059  # days from 0001-01-01 to 9999-12-31: any larger shift leaves the calendar
+
+
 def _whole(value: Any) -> int:
+    """The argument as a whole number; 0 when it is missing, not a number, or not finite."""
     found = number(value)
-    return int(found) if found is not None else 0
+    if found is None:
+        return 0
+    if isinstance(found, int):
+        return found
+    finite = found.is_finite() if isinstance(found, Decimal) else math.isfinite(found)
+    return int(found) if finite else 0
 
 
 def length(value: Any) -> int:
@@ -182,7 +194,7 @@ def length(value: Any) -> int:
 
 def limit(value: Any, count: Any) -> Any:
     """`limit(x n)`: the first n items of a list or object, or characters of a string."""
-    size = max(_whole(count), 0)
+    size = min(max(_whole(count), 0), sys.maxsize)  # islice takes no larger stop
     if value is None:
         return []
     if isinstance(value, list | tuple):

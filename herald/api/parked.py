@@ -1,0 +1,53 @@
+"""`herald parked` and `herald redrive`: the events processors gave up on, listed and applied again.
+
+`herald parked` only reads the read-model file, so it also works while the
+server runs. `herald redrive` opens the data directory as the server does and
+takes its processors lock, so it refuses while a server runs (whose processors
+hold their state in memory): re-drive through the server's endpoint instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import closing
+
+from herald.api.wiring import Herald, build
+from herald.domain.errors import DomainError
+from herald.infra.config import Settings
+from herald.infra.parked_events import SqliteParkedEvents
+from herald.infra.readmodel_db import open_readmodel_db
+from herald.infra.serialization import dumps
+
+
+def print_parked(settings: Settings, processor: str | None, with_traceback: bool) -> int:
+    """Every parked event not re-driven yet, of one processor or all, one JSON object a line."""
+    with closing(open_readmodel_db(settings.readmodel_path)) as conn:
+        for parked in SqliteParkedEvents(conn).waiting(processor):
+            sys.stdout.buffer.write(dumps(parked.to_json(with_traceback)) + b"\n")
+    return 0
+
+
+def redrive_parked(settings: Settings, processor: str | None, positions: list[int]) -> int:
+    """Re-drive the named parked events (default: all of `processor`, or of every processor); exit
+    status 1 when one of them still fails (it stays parked)."""
+    herald = build(settings)
+    failed = 0
+    try:
+        for name, position in _chosen(herald, processor, positions):
+            runtime = next(r for r in herald.runtimes() if name in r.names)
+            try:
+                runtime.redrive(name, position)
+            except DomainError as error:
+                failed += 1
+                print(f"{name} {position}: {error.reason}", flush=True)
+            else:
+                print(f"{name} {position}: re-driven", flush=True)
+    finally:
+        herald.close()
+    return 1 if failed else 0
+
+
+def _chosen(herald: Herald, processor: str | None, positions: list[int]) -> list[tuple[str, int]]:
+    if processor is not None and positions:
+        return [(processor, p) for p in positions]
+    return [(p.consumer, p.position) for r in herald.runtimes() for p in r.parked_events(processor)]
