@@ -277,8 +277,13 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         projections += herald.reports_runtime.consumers()  # the ClickHouse sink, as one more agent
     options = WorkerOptions(bootstrap, topic, partitions, session_timeout=args.session_timeout)
     print(f"Herald worker: {topic} at {bootstrap}, processors {herald.runtime.names}", flush=True)
+
+    def ticks() -> None:
+        herald.tick()
+        herald.webhooks.call_due()  # the scenario webhook calls: this is the process that runs them
+
     try:
-        run_worker(build_app(options, herald.store, projections, reactors, herald.tick))
+        run_worker(build_app(options, herald.store, projections, reactors, ticks))
     finally:
         herald.close()
         lock.close()

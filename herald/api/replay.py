@@ -36,10 +36,11 @@ def replay(settings: Settings, keep_live: bool = False) -> int:
     """Exit status 0 when the rebuilt read models match the live ones, 1 when they differ."""
     store = SqliteEventStore(settings.event_store_path, SystemClock())
     head = store.head_position()
-    before = _checksums_at_head(store, settings.readmodel_path, head, "catching up live read models")
+    zone = settings.account_timezone
+    before = _checksums_at_head(store, settings.readmodel_path, head, "catching up live read models", zone)
     rebuild_path = settings.readmodel_path.with_name("readmodels.rebuild.sqlite")
     _remove(rebuild_path)
-    after = _checksums_at_head(store, rebuild_path, head, "replaying the log")
+    after = _checksums_at_head(store, rebuild_path, head, "replaying the log", zone)
     store.close()
     same = before == after
     print(f"{'projection':<14} {'live (before)':<66} {'rebuilt (after)':<66}")
@@ -56,8 +57,10 @@ def replay(settings: Settings, keep_live: bool = False) -> int:
     return 0 if same else 1
 
 
-def _checksums_at_head(store: SqliteEventStore, path: Path, head: int, label: str) -> dict[str, str]:
-    projections = build_projections(path, store)
+def _checksums_at_head(
+    store: SqliteEventStore, path: Path, head: int, label: str, account_timezone: str
+) -> dict[str, str]:
+    projections = build_projections(path, store, account_timezone)
     conn = projections.profiles.conn
     runtime = InProcessRuntime(
         store,

@@ -6,17 +6,24 @@ import asyncio
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
+from herald.domain.profiles import ProfileState
+from herald.domain.scenario_graph import AnyNode
+from herald.domain.scenario_instances import Instance
+from herald.domain.scenario_steps import EffectOutcome
+from herald.domain.scenarios import ScenarioState
+from herald.domain.segment_eval import ProfileFacts
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
 from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
-from herald.infra.event_store import EventStore
+from herald.infra.event_store import EventStore, StreamAppend
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
 from herald.infra.parked_events import SqliteParkedEvents
@@ -29,12 +36,14 @@ from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.infra.webhooks import WebhookCaller
 from herald.processors.backoff import Backoff, RetryPolicy
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.goal_carry import GoalCarry
 from herald.processors.promo_jobs import PromoCodeJobs
 from herald.processors.runtime import InProcessRuntime, Reactor
+from herald.processors.scenarios import ScenarioProcessor
 from herald.processors.scoring_rules import ScoringRules
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
@@ -46,6 +55,7 @@ from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.loyalty import LoyaltyProjection
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
+from herald.projections.scenario_instances import ScenarioInstancesProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
@@ -69,6 +79,11 @@ from herald.services.profiles import ProfileService
 from herald.services.promo_codes import CodeMaker, PromoCodeService
 from herald.services.promo_rendering import CampaignPromoCodes
 from herald.services.rendering import MessageRenderer
+from herald.services.scenario_effects import ScenarioEffects
+from herald.services.scenario_promo import ScenarioPromoCodes
+from herald.services.scenario_timers import ScenarioTimers
+from herald.services.scenario_webhooks import ScenarioWebhooks
+from herald.services.scenarios import ScenarioService
 from herald.services.scoring import ScoringService
 from herald.services.segment_members import (
     FetchedSets,
@@ -87,6 +102,8 @@ from herald.services.tracking import TrackingService
 
 log = logging.getLogger(__name__)
 TIMER_TICK_SECONDS = 5
+SCENARIO_TIMER_IDLE_SECONDS = 0.5  # the longest a new, earlier wait can go unnoticed
+SCENARIO_TIMER_MIN_SECONDS = 0.01
 SEND_IDLE_SECONDS = 1
 CATCH_UP_EVENTS = 100_000
 
@@ -103,6 +120,7 @@ class Projections:
     short_links: ShortLinksProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
     loyalty: LoyaltyProjection
+    scenarios: ScenarioInstancesProjection
 
     def all(self) -> list[SqliteProjection]:
         return [
@@ -116,6 +134,7 @@ class Projections:
             self.short_links,
             self.membership,
             self.loyalty,
+            self.scenarios,
         ]
 
     def checksums(self) -> dict[str, str]:
@@ -142,6 +161,8 @@ class Herald:
     campaigns: CampaignService
     policies: SendingPolicyService
     segments: SegmentService
+    scenarios: ScenarioService
+    webhooks: ScenarioWebhooks
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
@@ -177,6 +198,8 @@ class Herald:
             loop.create_task(self.runtime.run()),
             loop.create_task(self._timers()),
             loop.create_task(self._send_email()),
+            loop.create_task(self._scenario_timers()),
+            loop.create_task(self._webhook_calls()),
         ]
         if self.reports_runtime is not None:
             # its own loop: a report store that is down delays reports, never sending or read models
@@ -228,13 +251,37 @@ class Herald:
 
     def tick(self) -> None:
         """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
-        realtime-membership windows and the waits for delivery reports."""
+        realtime-membership windows, the waits for delivery reports, scenario audience runs and waits."""
         now = self.clock.now()
         self.campaigns.tick(now)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
         self.deliveries.expire_delivery_waits(self.projections.send_queue.due_delivery_waits(now), now)
+        self.scenarios.tick(now)
+
+    async def _scenario_timers(self) -> None:
+        """Fire scenario waits when they fall due (not every tick: a pause ends on time, to the second)."""
+        timers = self.scenarios.timers
+        while True:
+            try:
+                timers.fire_due(self.clock.now())
+                due = timers.next_due()
+            except Exception:  # a failing timer must not stop the others; the next round retries it
+                log.exception("scenario timers failed")
+                due = None
+            wait = SCENARIO_TIMER_IDLE_SECONDS if due is None else (due - self.clock.now()).total_seconds()
+            await asyncio.sleep(min(max(wait, SCENARIO_TIMER_MIN_SECONDS), SCENARIO_TIMER_IDLE_SECONDS))
+
+    async def _webhook_calls(self) -> None:
+        """Make the scenario webhook calls that are due, off the processors."""
+        while True:
+            try:
+                made = await self.webhooks.run_once()
+            except Exception:  # one failing call must not stop the others
+                log.exception("scenario webhook calls failed")
+                made = 0
+            await asyncio.sleep(0 if made else SEND_IDLE_SECONDS)
 
     async def _timers(self) -> None:
         """Fire due timers every `TIMER_TICK_SECONDS` (the runtime does the runs they start)."""
@@ -260,7 +307,7 @@ class Herald:
             self.runtime.stop()
             if self.reports_runtime is not None:
                 self.reports_runtime.stop()
-            for task in self._tasks[1:3]:  # the timer and sender loops; the runtimes stop themselves
+            for task in self._tasks[1:5]:  # the timer, sender and webhook loops; the runtimes stop themselves
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
@@ -272,9 +319,45 @@ class Herald:
         self.run_audiences.close()
         self.remote.close()
         self.code_generator.close()
+        self.webhooks.close()
         self.external_sets.close()
         self.store.close()
         self.projections.profiles.conn.close()
+
+
+@dataclass
+class ScenarioPorts:
+    """What the scenario processor and the webhook worker read and do, over the services."""
+
+    scenarios: ScenarioService
+    effects: ScenarioEffects
+    membership: SegmentMembershipProcessor
+    clock: Clock
+    account_timezone: str
+    promo: ScenarioPromoCodes | None = None
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def scenario(self, scenario_id: str) -> ScenarioState:
+        return self.scenarios.scenario(scenario_id)
+
+    def profile(self, profile_id: str) -> ProfileState:
+        return self.scenarios.campaigns.profile(profile_id)
+
+    def facts(self, profile_id: str) -> ProfileFacts:
+        return self.membership.facts(profile_id)
+
+    def act(
+        self, node: AnyNode, scenario: ScenarioState, profile: ProfileState, instance: Instance, step_id: str
+    ) -> tuple[EffectOutcome, list[StreamAppend]]:
+        return self.effects.act(node, scenario, profile, instance, step_id)
+
+    def settled(self) -> None:
+        self.effects.settled()
+
+    def promo_codes(self, profile_id: str) -> Mapping[str, str]:
+        return self.promo.held(profile_id) if self.promo is not None else {}
 
 
 def reactors(
@@ -296,7 +379,7 @@ def reactors(
     ]
 
 
-def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
+def build_projections(readmodel_path: Path, store: EventStore, account_timezone: str = "UTC") -> Projections:
     conn = open_readmodel_db(readmodel_path)
     return Projections(
         profiles=ProfilesProjection(conn, profile_loader(store)),
@@ -309,6 +392,7 @@ def build_projections(readmodel_path: Path, store: EventStore) -> Projections:
         short_links=ShortLinksProjection(conn),
         membership=SegmentMembershipProcessor(conn, store),
         loyalty=LoyaltyProjection(conn),
+        scenarios=ScenarioInstancesProjection(conn, store, account_timezone),
     )
 
 
@@ -318,7 +402,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     clock = clock or SystemClock()
     ids = ids or IdSource()
     store = SqliteEventStore(settings.event_store_path, clock)
-    projections = build_projections(settings.readmodel_path, store)
+    projections = build_projections(settings.readmodel_path, store, settings.account_timezone)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
     profiles = ProfileService(aggregates, catalog, projections.profiles)
@@ -374,14 +458,38 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     pixel_signer = PixelSigner(secret)
     pixels = PixelService(aggregates, profiles, projections.profiles, tracking, deliveries, pixel_signer)
     scoring = ScoringService(catalog)
+    scenario_promo = ScenarioPromoCodes(promo_codes)
+    scenarios = ScenarioService(
+        catalog,
+        campaigns,
+        segments,
+        projections.scenarios,
+        ScenarioTimers(store, projections.scenarios),
+        settings.account_timezone,
+        box,
+        scenario_promo,
+    )
+    ports = ScenarioPorts(
+        scenarios,
+        ScenarioEffects(campaigns, profiles, segments, scenario_promo),
+        projections.membership,
+        clock,
+        settings.account_timezone,
+        scenario_promo,
+    )
+    checkpoints = SqliteCheckpoints(conn)
     runtime = InProcessRuntime(
         store,
-        SqliteCheckpoints(conn),
-        projections=projections.all(),
+        checkpoints,
+        # the scenario processor goes last: it reads the read models the pass's batch has updated
+        projections=[*projections.all(), ScenarioProcessor(store, checkpoints, ports, projections.scenarios)],
         reactors=reactors(campaigns, audiences, promo_codes, store, scoring),
         execute=aggregates.execute_request,
         clock=clock,
         parked=SqliteParkedEvents(conn),
+    )
+    webhooks = ScenarioWebhooks(
+        store, projections.scenarios, WebhookCaller(remote_content_policy(settings)), ports, clock, box
     )
     return Herald(
         settings=settings,
@@ -404,6 +512,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         campaigns=campaigns,
         policies=SendingPolicyService(catalog),
         segments=segments,
+        scenarios=scenarios,
+        webhooks=webhooks,
         deliveries=deliveries,
         senders=senders,
         inbound=InboundService(deliveries),

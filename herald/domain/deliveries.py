@@ -80,6 +80,7 @@ class MessageRef(BaseModel):
     channel: str
     contact: str
     is_test: bool = False
+    scenario_id: str | None = None  # the scenario whose campaign node sent it
 
     @classmethod
     def of(cls, queued: MessageQueued) -> MessageRef:
@@ -94,6 +95,7 @@ class MessageRef(BaseModel):
             channel=queued.channel,
             contact=queued.contact,
             is_test=queued.is_test,
+            scenario_id=queued.scenario_id,
         )
 
 
@@ -108,6 +110,7 @@ class _MessageEvent(Event):
     channel: str
     contact: str
     is_test: bool = False
+    scenario_id: str | None = None
     at: datetime
 
 

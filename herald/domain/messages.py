@@ -71,6 +71,7 @@ class MessageQueued(Event):
     is_test: bool = False
     content: dict[str, Any] | None = None  # JSON passed with a trigger, for the template's `json.*`
     promo_codes: dict[str, str] | None = None  # the codes the message carries, by program template name
+    scenario_id: str | None = None  # sent by a scenario's campaign node
     at: datetime
 
 
@@ -88,6 +89,7 @@ class MessageSuppressed(Event):
     reason: Suppression
     detail: str
     is_test: bool = False
+    scenario_id: str | None = None
     at: datetime
 
 
@@ -106,6 +108,7 @@ class MessageFailed(Event):
     template_version: int
     reason: str
     is_test: bool = False
+    scenario_id: str | None = None
     at: datetime
 
 

@@ -13,7 +13,7 @@ changes nothing.
 
 | cause | may set | from |
 |---|---|---|
-| manual, api, import, mass_update (operators) | any status | any status |
+| manual, api, import, mass_update, scenario (operators) | any status | any status |
 | form, subscription_manager (the subscriber) | subscribed | unsubscribed, unconfirmed, suspended |
 | | unconfirmed | unsubscribed, suspended |
 | | unsubscribed | subscribed, unconfirmed, suspended |
@@ -89,9 +89,10 @@ class Cause(StrEnum):
     COMPLAINT = "complaint"
     HARD_BOUNCE = "hard_bounce"
     DOI_CONFIRMED = "doi_confirmed"
+    SCENARIO = "scenario"  # a scenario's subscription-management node
 
 
-OPERATOR_CAUSES = frozenset({Cause.MANUAL, Cause.API, Cause.IMPORT, Cause.MASS_UPDATE})
+OPERATOR_CAUSES = frozenset({Cause.MANUAL, Cause.API, Cause.IMPORT, Cause.MASS_UPDATE, Cause.SCENARIO})
 SUBSCRIBER_CAUSES = frozenset(
     {Cause.FORM, Cause.SUBSCRIPTION_MANAGER, Cause.UNSUBSCRIBE_LINK, Cause.LIST_UNSUBSCRIBE}
 )

@@ -441,6 +441,24 @@ def _reason_for(error: Exception, policy: RemoteContentPolicy) -> str | None:
     return None
 
 
+def check_url(url: httpx.URL, policy: RemoteContentPolicy) -> str | None:
+    """Why `url` is refused before any network call (scheme, host, an IP-literal host), or None."""
+    try:
+        _check_url(url, policy)
+    except _Reason as reason:
+        return str(reason)
+    return None
+
+
+def failure(error: Exception, policy: RemoteContentPolicy) -> tuple[str, bool] | None:
+    """A failed request's reason and whether trying again may help (a refused address never will);
+    None for an error that is a bug."""
+    reason = _reason_for(error, policy)
+    if reason is None:
+        return None
+    return reason, not (isinstance(error, _Reason) and reason.startswith("refused"))
+
+
 def guarded_client(
     policy: RemoteContentPolicy,
     transport: httpx.BaseTransport | None,

@@ -54,6 +54,7 @@ class MessageDraft:
     at: datetime
     due_at: datetime | None = None  # default: at once
     lookups: object = None  # what the ports looked up for this chunk (templates, resource), reused
+    scenario_id: str | None = None  # a scenario's campaign node sends it
 
 
 class RunPorts(Protocol):

@@ -16,6 +16,7 @@ merge appends nothing new.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from uuid import UUID
 
 from herald.domain.events import registry
@@ -67,7 +68,7 @@ class GoalCarry:
         return []
 
     def _carried(
-        self, events: Iterable[RecordedEvent], database_id: str, profile_id: str, at: object
+        self, events: Iterable[RecordedEvent], database_id: str, profile_id: str, at: datetime
     ) -> list[GoalAttributed]:
         carried: list[GoalAttributed] = []
         for recorded in events:
@@ -84,7 +85,7 @@ class GoalCarry:
                 if goal is not None:
                     carried.append(
                         attributed(goal, str(recorded.event_id), tracked.at, database_id, profile_id, at)
-                    )  # type: ignore[arg-type]
+                    )
         return carried
 
 

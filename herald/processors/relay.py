@@ -1,8 +1,8 @@
 """The relay: publishes the event store's ordered log to a Kafka topic, keyed by aggregate.
 
 Each event goes to the topic as one message whose key is the aggregate it
-belongs to (the profile for `profile-*` and `activity-*` streams, else the
-stream name), so one profile's events keep their order in one partition. The
+belongs to (the profile for `profile-*`, `activity-*` and `journey-*` streams,
+else the stream name), so one profile's events keep their order in one partition. The
 value is the whole envelope plus `previous`, the position of the event before
 it in the log: a consumer that needs the global order (a read model folding
 across aggregates) puts partitions back together by following that link,
@@ -26,6 +26,7 @@ from uuid import UUID
 
 import orjson
 
+from herald.domain.scenario_instances import JOURNEY_PREFIX, journey_key
 from herald.infra.event_store import EventStore, RecordedEvent
 from herald.processors.runtime import CheckpointStore
 
@@ -54,10 +55,13 @@ class Producer(Protocol):
 
 
 def partition_key(stream: str) -> str:
-    """The aggregate a stream belongs to: the profile id for a profile's streams, else the stream."""
+    """The aggregate a stream belongs to: the profile id for a profile's streams (its profile, its
+    activity, its journeys through scenarios), else the stream."""
     for prefix in _PROFILE_PREFIXES:
         if stream.startswith(prefix):
             return stream[len(prefix) :]
+    if stream.startswith(JOURNEY_PREFIX):
+        return journey_key(stream)[1]
     return stream
 
 

@@ -27,8 +27,11 @@ The sender of a message is chosen per attempt (`MessageSendAttempted`) and the e
 (bounces, opens, clicks) do not repeat it: the sink keeps the latest attempt's sender per message in
 a bounded cache, backed by `message_senders` for messages attempted before the cache (or a restart).
 
-Gaps where the log has no data yet: `scenario_id` and `run_id`-level scenario links are empty until
-scenarios exist; suppressed and failed messages carry no database (and suppressed no template);
+A scenario's sends carry `scenario_id` from the decision on through every delivery and tracking
+event, so the summary report groups and filters by scenario.
+
+Gaps where the log has no data yet: suppressed and failed messages carry no database (and suppressed
+no template);
 `is_test` of subscription changes and profile creations is 0 (test subscribers are flagged on the
 profile, later, by `ProfileTestSubscriberSet`); goal browser/OS come from the tracker's context as
 given (no user-agent parsing).
@@ -49,6 +52,7 @@ from herald.domain.goals import GoalAttributed
 from herald.domain.messages import MessageFailed, MessageQueued, MessageSuppressed
 from herald.domain.profiles import ProfileAbsorbed, ProfileCreated, ProfileFieldsUpdated
 from herald.domain.resources import ResourceDeleted
+from herald.domain.scenarios import ScenarioDeleted
 from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusChanged
 from herald.domain.templates import TemplateDeleted
 from herald.domain.tracking import ActivityTracked, goal_of
@@ -177,6 +181,7 @@ _HANDLED = frozenset(
         "TemplateDeleted",
         "DatabaseDeleted",
         "ResourceDeleted",
+        "ScenarioDeleted",
     }
 )
 
@@ -385,7 +390,7 @@ class ClickHouseSink:
             decoded.message_id,
             decoded.campaign_id,
             fields.get("run_id", ""),
-            "",  # scenario_id: no scenarios in the log yet
+            fields.get("scenario_id") or "",
             fields.get("template_id", ""),
             fields.get("template_version", 0),
             fields.get("database_id", ""),
@@ -559,6 +564,8 @@ def _deleted_object(decoded: Event) -> tuple[str, str] | None:
         return "database", decoded.database_id
     if isinstance(decoded, ResourceDeleted):
         return "resource", decoded.resource_id
+    if isinstance(decoded, ScenarioDeleted):
+        return "scenario", decoded.scenario_id
     return None
 
 

@@ -11,7 +11,7 @@ Request:
 - `filters` ("Что-то конкретное?"): one object per grouping name (campaign, scenario, database,
   template, resource, domain_group, domain, vendor, sender), by id or name;
 - `include_tests`: count test sends; `params.include_deleted`: count deleted campaigns, templates,
-  databases and resources; `params.preset`: email (default), sms, push or all;
+  databases, resources and scenarios; `params.preset`: email (default), sms, push or all;
   `params.interval`: the chart's buckets, day (default), week or month.
 
 The series is the chart: one row per bucket of the period (none missing), with the same metrics.
@@ -184,7 +184,8 @@ _ROWS = """
             campaign_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'campaign')
             AND template_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'template')
             AND database_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'database')
-            AND resource_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'resource')))
+            AND resource_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'resource')
+            AND scenario_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'scenario')))
         AND ({campaign:String} = '' OR campaign_id = {campaign:String})
         AND ({scenario:String} = '' OR scenario_id = {scenario:String})
         AND ({database:String} = '' OR database_id = {database:String})

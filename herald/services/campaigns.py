@@ -377,8 +377,15 @@ class CampaignService:
             raise ReadModelBehind(f"the campaigns read model has not reached position {seen_at} yet")
         return self.projection.run_contacts(campaign_id, run_id)
 
-    def gate(self, settings: cp.CampaignSettings, at: datetime, is_test: bool = False) -> SendGate:
-        policy = self._policy(settings)
+    def gate(
+        self,
+        settings: cp.CampaignSettings,
+        at: datetime,
+        is_test: bool = False,
+        policy: sp.SendingPolicy | None = None,
+    ) -> SendGate:
+        """The send gate of one run (its contacts used once); `policy`: the campaign's, if already known."""
+        policy = policy if policy is not None else self.policy_of(settings)
         lookup = self.catalog.stop_list_lookup
 
         def stop_list(database_id: str, channel: str, contact: str) -> str | None:
@@ -412,7 +419,7 @@ class CampaignService:
             check_uniqueness=settings.check_contact_uniqueness,
         )
 
-    def _policy(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
+    def policy_of(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
         resource = self.catalog.resource(settings.resource_id)
         account_id = self.aggregates.load(
             sp.account_sending_policy_decider, sp.ACCOUNT_SENDING_POLICY_STREAM
@@ -431,10 +438,12 @@ class CampaignService:
         state = self.aggregates.load(sp.sending_policy_decider, sp.sending_policy_stream(policy_id)).state
         return state.policy if state.exists else None
 
-    def lookups(self) -> Lookups:
+    def lookups(self, chunk: bool = True) -> Lookups:
         """A cache of templates, resources and database names for one chunk of a run's decisions, and
-        the promo codes the chunk gives out (appended with its decisions: `chunk_effects`)."""
-        return Lookups(self, chunk=True)
+        the promo codes the chunk gives out (appended with its decisions: `chunk_effects`). Without
+        `chunk` (a scenario processor's batch, whose messages are appended by their steps) each
+        message's promo codes are given out at once, as a trigger's are."""
+        return Lookups(self, chunk=chunk)
 
     def chunk_effects(self, lookups: object, seed: str) -> list[Emission]:
         """The promo codes a run's chunk gave out, as emissions appended with the chunk's decisions."""
@@ -636,12 +645,8 @@ class CampaignService:
         context: CommandContext,
     ) -> list[dict[str, Any]]:
         """Fire a trigger for profiles (ids or match keys): one message each, queued or refused with why."""
-        state = self.loaded(campaign_id).state
+        state = self.active_trigger(campaign_id)
         settings = cp.existing_settings(state)
-        if settings.type is not cp.CampaignType.TRIGGER:
-            raise RuleViolated("only a trigger campaign is fired", "campaign_id")
-        if not state.active or state.status is cp.CampaignStatus.PAUSED:
-            raise RuleViolated("the trigger is not active: activate it first", "campaign_id")
         now = self._now()
         run_id = f"api:{request_id}" if request_id else f"api:{uuid.uuid4().hex}"
         gate = self.gate(settings, now)
@@ -650,6 +655,17 @@ class CampaignService:
             results.append(self._fire_one(state, settings, gate, recipient, run_id, i, content, now, context))
         return results
 
+    def active_trigger(self, campaign_id: str) -> cp.CampaignState:
+        state = self.loaded(campaign_id).state
+        settings = cp.existing_settings(state)
+        if settings.type is not cp.CampaignType.TRIGGER:
+            raise RuleViolated("only a trigger campaign is fired", "campaign_id")
+        if not state.active or state.status is cp.CampaignStatus.PAUSED:
+            raise RuleViolated(
+                f"trigger campaign {campaign_id} is not active: activate it first", "campaign_id"
+            )
+        return state
+
     def fire_for_segment_entry(self, campaign_id: str, profile_id: str, entry_event_id: str) -> None:
         """Fire a trigger for a profile that entered its segment; the entry's id is the request id."""
         context = CommandContext(
@@ -657,6 +673,39 @@ class CampaignService:
         )
         request_id = f"segment-entry:{entry_event_id}"
         self.fire(campaign_id, [{"profile_id": profile_id}], None, request_id, context)
+
+    def scenario_message(
+        self,
+        campaign_id: str,
+        profile: ProfileState,
+        step_id: str,
+        content: Mapping[str, Any] | None,
+        scenario_id: str,
+        lookups: Lookups | None = None,
+    ) -> ms.MessageDecision:
+        """A scenario campaign node's message for the profile, decided, not appended.
+
+        The scenario processor appends it atomically with the step's exit, so a step is either
+        decided with its message or not at all; its id derives from the step, so the same step
+        makes the same message. A trigger that is not active (or paused), or that fires for
+        another database, sends nothing and says so (RuleViolated). `lookups`: what a batch of
+        steps reads once (the trigger, its sending policy, templates, resources)."""
+        found = lookups or self.lookups(chunk=False)
+        state = found.trigger(campaign_id)
+        settings = state.settings
+        assert settings is not None
+        if settings.database_id != profile.database_id:
+            raise RuleViolated(
+                f"trigger {campaign_id} fires for database {settings.database_id}, "
+                f"not the profile's {profile.database_id}",
+                "campaign_id",
+            )
+        now = self._now()
+        gate = self.gate(settings, now, policy=found.policy(settings))
+        draft = self._draft(state, settings, profile, f"scenario:{step_id}", now, scenario_id)
+        return self.decide(
+            replace(draft, lookups=found), gate, profile, content, *self._trigger_timing(settings, now)
+        )
 
     def _fire_one(
         self,
@@ -672,24 +721,55 @@ class CampaignService:
     ) -> dict[str, Any]:
         if settings.database_id is None:  # refused when the trigger was saved
             raise RuleViolated("a trigger names the database whose profiles it fires for", "database_id")
-        trigger = settings.trigger or cp.TriggerOptions()
-        profile_id = self._resolve(settings.database_id, recipient, f"profiles.{place}")
+        profile_id = self.resolve(settings.database_id, recipient, f"profiles.{place}")
         message_id = ms.message_id(state.campaign_id, run_id, profile_id)
         fired = self.aggregates.load(ms.message_decider, ms.message_stream(message_id)).state.decided
         if fired is not None:  # the same request id again: nothing is sent, the first answer is shown
             return _duplicate(fired, run_id)
-        profile = self.profile(profile_id)
+        decision = self._decision(state, settings, gate, self.profile(profile_id), run_id, content, now)
+        self.aggregates.execute(
+            ms.message_decider, ms.message_stream(decision.message_id), ms.DecideMessage(decision), context
+        )
+        return decision_json(decision)
+
+    def _decision(
+        self,
+        state: cp.CampaignState,
+        settings: cp.CampaignSettings,
+        gate: SendGate,
+        profile: ProfileState,
+        run_id: str,
+        content: Mapping[str, Any] | None,
+        now: datetime,
+    ) -> ms.MessageDecision:
+        draft = self._draft(state, settings, profile, run_id, now)
+        return self.decide(draft, gate, profile, content, *self._trigger_timing(settings, now))
+
+    def _draft(
+        self,
+        state: cp.CampaignState,
+        settings: cp.CampaignSettings,
+        profile: ProfileState,
+        run_id: str,
+        now: datetime,
+        scenario_id: str | None = None,
+    ) -> MessageDraft:
+        """A trigger's message for the profile: one of its templates at random (the same on a retry)."""
+        message_id = ms.message_id(state.campaign_id, run_id, profile.profile_id)
         templates = settings.template_ids
         template_id = templates[int(message_id, 16) % len(templates)]
-        lane = ms.Lane.TRIGGER_HIGH if trigger.high_priority else ms.Lane.TRIGGER
-        draft = MessageDraft(state.campaign_id, settings, run_id, message_id, template_id, now)
-        decision = self.decide(draft, gate, profile, content, lane, now + trigger.delay)
-        self.aggregates.execute(
-            ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(decision), context
+        return MessageDraft(
+            state.campaign_id, settings, run_id, message_id, template_id, now, scenario_id=scenario_id
         )
-        return _result(decision)
 
-    def _resolve(self, database_id: str, selector: Mapping[str, Any], path: str) -> str:
+    @staticmethod
+    def _trigger_timing(settings: cp.CampaignSettings, now: datetime) -> tuple[ms.Lane, datetime]:
+        """A trigger's lane (high priority or not) and when its message is due (after its delay)."""
+        trigger = settings.trigger or cp.TriggerOptions()
+        lane = ms.Lane.TRIGGER_HIGH if trigger.high_priority else ms.Lane.TRIGGER
+        return lane, now + trigger.delay
+
+    def resolve(self, database_id: str, selector: Mapping[str, Any], path: str) -> str:
         """The profile a selector (`{"profile_id": ...}`, `{"email": ...}`, a unique field) names."""
         return ProfileLookup(self.catalog, self.profile_reads).resolve(database_id, selector, path)
 
@@ -712,6 +792,7 @@ class CampaignService:
             "resource_id": settings.resource_id,
             "channel": settings.channel,
             "is_test": gate.is_test,
+            "scenario_id": draft.scenario_id,
             "at": draft.at,
         }
         verdict = gate.check(profile)
@@ -769,13 +850,14 @@ class CampaignService:
                 self.aggregates.execute(
                     ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(decision), context
                 )
-                results.append(_result(decision))
+                results.append(decision_json(decision))
         return results
 
 
 class Lookups:
-    """Templates, resources and database names read once for a batch of messages (a run's chunk),
-    and, for a chunk, the promo codes it gives out."""
+    """Templates, resources, database names, triggers and their sending policies read once for a
+    batch of messages (a run's chunk, a scenario processor's batch), and, for a run's chunk, the promo
+    codes it gives out."""
 
     def __init__(self, service: CampaignService, chunk: bool = False) -> None:
         self._service = service
@@ -784,6 +866,21 @@ class Lookups:
         self._templates: dict[str, TemplateState] = {}
         self._resources: dict[str, Any] = {}
         self._databases: dict[str, str] = {}
+        self._triggers: dict[str, cp.CampaignState] = {}
+        self._policies: dict[str, sp.SendingPolicy] = {}
+
+    def trigger(self, campaign_id: str) -> cp.CampaignState:
+        """An active trigger campaign (else RuleViolated, not kept: it is asked again)."""
+        if campaign_id not in self._triggers:
+            self._triggers[campaign_id] = self._service.active_trigger(campaign_id)
+        return self._triggers[campaign_id]
+
+    def policy(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
+        """The sending policy a campaign's messages are checked against (account, resource, own)."""
+        key = settings.model_dump_json(include={"resource_id", "sending_policy_id", "apply_resource_policy"})
+        if key not in self._policies:
+            self._policies[key] = self._service.policy_of(settings)
+        return self._policies[key]
 
     def template(self, template_id: str) -> TemplateState:
         if template_id not in self._templates:
@@ -836,11 +933,12 @@ def _duplicate(first: ms.MessageDecision, run_id: str) -> dict[str, Any]:
         "profile_id": first.profile_id,
         "status": "duplicate",
         "reason": f"request {request_id!r} already fired the trigger for this profile: nothing sent again",
-        "first": _result(first),
+        "first": decision_json(first),
     }
 
 
-def _result(decision: ms.MessageDecision) -> dict[str, Any]:
+def decision_json(decision: ms.MessageDecision) -> dict[str, Any]:
+    """What became of a message, as the API shows it."""
     result: dict[str, Any] = {"message_id": decision.message_id, "profile_id": decision.profile_id}
     if isinstance(decision, ms.MessageQueued):
         return {

@@ -287,7 +287,7 @@ class PromoCodeService:
             fresh.append(item)
             claimed.append((stream, claim_version))
         kept = settings.save_fields or any(item.fields for item in fresh)
-        fields = tuple({**(values if settings.save_fields else {}), **item.fields} for item in fresh)
+        fields = tuple({**((values or {}) if settings.save_fields else {}), **item.fields} for item in fresh)
         command = IssueCodes(
             program, tuple(i.code for i in fresh), source, at, fields if kept else None, ignore_limit
         )
@@ -468,12 +468,14 @@ class PromoCodeService:
         cause: BindingCause | None = None,
         context: CommandContext | None = None,
         sending: bool = False,
+        message_id: str | None = None,
     ) -> Assigned:
         """Give the profile its code of the program: the one it holds, else the next free one.
 
-        The scenario node's port (and the API's): `cause_id` makes a repeated call append nothing
-        new; `cause` defaults to a scenario's. Refused (RuleViolated, with the reason) when the
-        program is stopped or out of its period, or has no free code and may not create one.
+        The port of the scenario node, the API and a trigger's render: `cause_id` makes a repeated
+        call append nothing new; `cause` defaults to a scenario's; `message_id` is the message that
+        carries the code. Refused (RuleViolated, with the reason) when the program is stopped or out
+        of its period, or has no free code and may not create one.
         """
         cause = cause or BindingCause(kind="scenario", id=cause_id)
         context = context or CommandContext(actor=f"{cause.kind}:{cause.id}", source=cause.kind)
@@ -483,7 +485,7 @@ class PromoCodeService:
         for attempt in range(_ATTEMPTS):
             program = self.programs.program(program_id)
             session = self.session(program, cause, self.aggregates.clock.now(), sending)
-            assigned = session.assign(profile_id)
+            assigned = session.assign(profile_id, message_id)
             try:
                 self.commit(session.pending(), context)
             except WrongExpectedVersion:

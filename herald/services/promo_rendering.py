@@ -127,7 +127,8 @@ class CampaignPromoCodes:
 
         def give(program: ly.ProgramState) -> str:
             program_id = program.program_id
-            return self.service.assign(program_id, profile_id, message_id, cause, context, sending=True).code
+            given = self.service.assign(program_id, profile_id, message_id, cause, context, True, message_id)
+            return given.code
 
         return MessageCodes(self.service.programs.by_shortcode, give)
 

@@ -9,6 +9,7 @@ from herald.api.replay import replay_reports
 from herald.api.wiring import Herald, build_clickhouse
 from herald.projections.clickhouse_sink import TABLE_COLUMNS, table_contents
 from tests.builders import RESOURCE, create_resource, customers, email_subscription, import_rows
+from tests.scenario_builders import campaign_node, graph, scenario, trigger
 
 
 @pytest.fixture
@@ -107,3 +108,33 @@ async def test_a_funnel_step_takes_a_segments_members_now(
     assert unknown.status_code == 422 and unknown.json()["error"]["path"] == "params.steps.0.id"
     garbled = await client.get("/api/v1/reports/funnel", params={**period, "steps": "[{"})
     assert garbled.status_code == 422 and garbled.json()["error"]["path"] == "params.steps"
+
+
+async def test_scenario_sends_are_grouped_by_scenario_in_the_summary_report(
+    client: httpx.AsyncClient, reporting: Herald
+) -> None:
+    customers(reporting)
+    create_resource(reporting)
+    welcome = trigger(reporting, "Welcome")
+    first = scenario(reporting, graph(campaign_node("1", welcome)))
+    second = scenario(reporting, graph(campaign_node("1", welcome)))
+    reporting.runtime.drain()
+    rows = [
+        {"email": f"s{i}@gmail.com", "subscriptions": [email_subscription(f"s{i}@gmail.com")]}
+        for i in range(3)
+    ]
+    await import_rows(client, rows)  # each import captures the profiles into both scenarios
+    reporting.runtime.drain()
+    fired = await client.post(
+        f"/api/v1/campaigns/{welcome}/fire", json={"profiles": [{"email": "s0@gmail.com"}]}
+    )
+    assert fired.status_code == 200, fired.text
+    reporting.runtime.drain()
+    assert reporting.reports_runtime is not None
+    reporting.reports_runtime.drain()
+
+    params = {"start": "2026-03-01", "end": "2026-03-31", "group_by": "scenario", "metrics": "email_queued"}
+    body = (await client.get("/api/v1/reports/summary", params=params)).json()
+    assert body["rows"] == [["", 1], [first, 3], [second, 3]]  # the API fire belongs to no scenario
+    only = (await client.get("/api/v1/reports/summary", params={**params, "filter.scenario": second})).json()
+    assert only["rows"] == [[second, 3]]

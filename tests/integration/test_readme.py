@@ -5,7 +5,9 @@ its two port numbers are changed (to free ones: other tests run at the same
 time); `herald` is this checkout's command. The walk-through starts the
 mailbox itself; the test then checks what it promises: Ann's mails received,
 Cyd's suppressed, and the summary report counting her open and click, and the
-machine's open on its own.
+machine's open on its own. The Welcome scenario's block goes on in the same
+shell: its bad graph refused with the node's path, Dee's welcome mail on her
+import, her wait at the pause, and the summary by scenario.
 """
 
 from __future__ import annotations
@@ -30,16 +32,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HEADING = "## Five minutes with curl, ending in a mail received"
+SCENARIO_HEADING = "## The Welcome scenario (the guide's §1.9)"  # goes on in the same shell
 HERALD_ADDRESS, MAILBOX_PORT = "127.0.0.1:8080", "2525"
 
 
 def walk_through() -> str:
-    """The first shell block after the walk-through's heading in README.md."""
+    """The first shell block after the walk-through's heading in README.md, then the Welcome scenario's."""
     readme = (REPO / "README.md").read_text()
-    assert HEADING in readme
-    block = re.search(r"```sh\n(.*?)```", readme[readme.index(HEADING) :], re.DOTALL)
-    assert block is not None
-    return block.group(1)
+    blocks = []
+    for heading in (HEADING, SCENARIO_HEADING):
+        assert heading in readme
+        block = re.search(r"```sh\n(.*?)```", readme[readme.index(heading) :], re.DOTALL)
+        assert block is not None
+        blocks.append(block.group(1))
+    return "\n".join(blocks)
 
 
 def _free_port() -> int:
@@ -117,11 +123,12 @@ def test_the_readme_walk_through_ends_in_a_mail_received_and_counted(workdir: Pa
 
     # the mails received: the broadcast's and the trigger's, both to Ann (Cyd's address bounced)
     received = sorted((workdir / "mail").glob("*.eml"))
-    assert [p.name for p in received] == ["1.eml", "2.eml"]
+    assert [p.name for p in received] == ["1.eml", "2.eml", "3.eml"]
     mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in received]
     assert [(m["To"], m["Subject"]) for m in mails] == [
         ("ann@example.org", "Hi Ann"),
         ("ann@example.org", "Order 42"),
+        ("dee@example.org", "Hi Dee"),  # the Welcome scenario's node 2, on Dee's import
     ]
     assert (
         (workdir / "mail" / "1.txt")
@@ -130,6 +137,9 @@ def test_the_readme_walk_through_ends_in_a_mail_received_and_counted(workdir: Pa
     )
     assert "the User-Agent contains 'curl/'" in output  # the history said why curl's open did not count
     assert "302 https://shop.example.com/C-1" in output  # the click went where the link points
+    assert "graph.nodes.1.next" in output  # the loop no pause breaks, refused with the node's path
+    assert '"entered":1,"completed":0' in output and '"in_process":1' in output  # Dee waits at node 3
+    assert '"columns":["scenario","email_queued"],"rows":[["",2],["1",1]]' in output  # her mail, by scenario
 
     # the report, asked here: one delivered mail per campaign, Ann's open and click, the machine's open
     token = (workdir / "herald-data" / "admin-token").read_text().strip()
@@ -143,4 +153,4 @@ def test_the_readme_walk_through_ends_in_a_mail_received_and_counted(workdir: Pa
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
-    assert answer.json()["rows"] == [["1", 1, 1, 1, 1, 1], ["2", 1, 0, 0, 0, 0]]
+    assert answer.json()["rows"] == [["1", 1, 1, 1, 1, 1], ["2", 1, 0, 0, 0, 0], ["3", 1, 0, 0, 0, 0]]

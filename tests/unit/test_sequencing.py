@@ -154,6 +154,7 @@ def test_a_message_carries_the_whole_envelope_and_the_previous_position(store: S
 
 def test_a_profiles_streams_share_its_key_and_so_its_partition() -> None:
     assert partition_key("profile-5e8a") == partition_key("activity-5e8a") == "5e8a"
+    assert partition_key("journey-12-5e8a") == "5e8a"  # a profile's runs through scenarios stay with it
     assert partition_key("database-1") == "database-1"
     assert partition_for(b"5e8a", 6) == partition_for(b"5e8a", 6)
     assert {partition_for(f"p{n}".encode(), 6) for n in range(100)} == set(range(6))

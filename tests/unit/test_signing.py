@@ -69,9 +69,7 @@ def test_junk_inside_the_payload_or_mac_is_refused() -> None:
 def test_a_payload_with_unused_bits_set_is_refused() -> None:
     """A payload spelled non-canonically, MACed as spelled, still does not verify: one token, one URL."""
     # a payload whose length leaves unused bits in its last character (a length of 2 or 3 mod 4)
-    body = next(
-        b for n in range(4) if len(b := SIGNER.sign("click", {"m": "m" * n}).partition(".")[0]) % 4
-    )
+    body = next(b for n in range(4) if len(b := SIGNER.sign("click", {"m": "m" * n}).partition(".")[0]) % 4)
     assert SIGNER.verify("click", SIGNER.sign("click", {"m": "m"}))
     variant = body[:-1] + _ALPHABET[_ALPHABET.index(body[-1]) | 1]  # the lowest bit is an unused one
     assert variant != body
