@@ -42,6 +42,7 @@ from herald.domain import subscriptions as subs
 from herald.domain.databases import DatabaseState
 from herald.domain.errors import DomainError
 from herald.domain.fields import STANDARD_FIELDS
+from herald.domain.goals import goal_properties
 from herald.domain.messages import message_stream
 from herald.domain.profiles import ProfileState, is_placeholder_email
 from herald.domain.scenario_graph import (
@@ -238,7 +239,7 @@ class ScenarioEffects:
                     name=GOAL_EVENT,
                     at=step.at,
                     profile_id=profile.profile_id,
-                    properties={"goal": goal, "pixel_id": node.pixel_id, "value": node.value},
+                    properties=goal_properties(goal, node.pixel_id, node.value, "scenario_node"),
                     context={"source": "scenario", "scenario_id": step.scenario_id},
                 ),
                 occurred_at=step.at,

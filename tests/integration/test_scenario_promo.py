@@ -1,4 +1,4 @@
-"""The scenario's assign-promo-code node over the real loyalty services, and the code in the nodes after it.
+"""The scenario's assign-promo-code and goal nodes over the real loyalty and pixel services.
 
 The node gives the profile its code once (a step done again gives nothing new), the campaign node's
 message carries that code, a webhook's `{loyalty.<name>.promocode}` is it, and a program that cannot
@@ -15,10 +15,11 @@ from herald.api.wiring import Herald
 from herald.domain import campaigns as cp
 from herald.domain import loyalty as ly
 from herald.domain import templates as tp
-from herald.domain.errors import RuleViolated
+from herald.domain.errors import DomainError, RuleViolated
 from herald.domain.messages import message_stream
+from herald.domain.pixels import PixelSettings
 from herald.domain.promo_pool import pool_stream
-from tests.builders import DB, RESOURCE
+from tests.builders import DB, RESOURCE, create_database
 from tests.integration.test_scenario_nodes import _Receiver, open_herald, receiver  # noqa: F401 (fixtures)
 from tests.scenario_builders import CTX, campaign_node, graph, imported, journey_types, messages_of, ready
 from tests.scenario_builders import scenario as make_scenario
@@ -163,3 +164,16 @@ def test_a_campaign_node_alone_gives_the_code_its_message_shows(herald: Herald) 
     holding = herald.projections.loyalty.holding(program_id, pid)
     assert holding is not None and queued.data["promo_codes"] == {"spring": holding["code"]}
     assert holding["cause_kind"] == "campaign" and holding["message_id"] == message_id
+
+
+def test_a_goal_node_names_a_pixel_of_the_scenarios_database(herald: Herald) -> None:
+    ready(herald)
+    create_database(herald, "2")
+    other, _ = herald.pixels.create(PixelSettings(name="Other shop", database_id="2"), 0, CTX)
+    anywhere, _ = herald.pixels.create(PixelSettings(name="All shops"), 1, CTX)
+    goal = {"id": "g", "type": "goal", "goals": ["Bought"], "value": 10}
+    for pixel_id, refusal in (("404", "no pixel '404'"), (other, f"pixel {other} is of database 2")):
+        with pytest.raises(DomainError) as refused:
+            make_scenario(herald, graph({**goal, "pixel_id": pixel_id}))
+        assert refused.value.path == "graph.nodes.0.pixel_id" and refusal in refused.value.reason
+    make_scenario(herald, graph({**goal, "pixel_id": anywhere}))  # a pixel of all databases will do
