@@ -4,8 +4,8 @@ The guide has no scoring engine of its own: scores are number fields
 (`LOYALTY_SCORE +200`) changed by the scenario's "Обновить данные" node, and
 goal values summed or averaged by segment rules. Herald adds what a marketer
 of a serious platform expects besides: `ChangeNumbers` (add, subtract or set,
-on int and float fields; the command the scenario engine's update node and
-the API send) and scoring rules (stream `scoringrule-<id>`): "when a profile
+on int and float fields, as the API sends them; a scenario's update node
+changes fields with its own profile command) and scoring rules (stream `scoringrule-<id>`): "when a profile
 of this database reaches this goal (of this pixel), or does this tracked
 event, change this field by `points` plus `per_value` times the goal's
 value".

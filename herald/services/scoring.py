@@ -1,9 +1,9 @@
-"""Scoring: number fields changed on request (the API, the scenario engine's update node) and by rules.
+"""Scoring: number fields changed on request (the API) and by rules.
 
-`change` is the port the scenario engine's "Обновить данные" node calls: a
-cause id (the scenario instance's step) makes a repeated call append nothing
-new. Scoring rules are kept in the catalog read model; `score` is what the
-rules processor (`processors/scoring_rules.py`) calls for a matching event.
+`change` takes a request's changes: a cause id (the API's `request_id`)
+makes a repeated call append nothing new. Scoring rules are kept in the
+catalog read model; `score` is what the rules processor
+(`processors/scoring_rules.py`) calls for a matching event.
 """
 
 from __future__ import annotations
