@@ -12,16 +12,23 @@ from typing import Any
 import pytest
 
 from herald.api.wiring import Herald
-from herald.domain import campaigns as cp
 from herald.domain import loyalty as ly
-from herald.domain import templates as tp
 from herald.domain.errors import DomainError, RuleViolated
 from herald.domain.messages import message_stream
 from herald.domain.pixels import PixelSettings
 from herald.domain.promo_pool import pool_stream
-from tests.builders import DB, RESOURCE, create_database
+from tests.builders import create_database
 from tests.integration.test_scenario_nodes import _Receiver, open_herald, receiver  # noqa: F401 (fixtures)
-from tests.scenario_builders import CTX, campaign_node, graph, imported, journey_types, messages_of, ready
+from tests.scenario_builders import (
+    CTX,
+    campaign_node,
+    graph,
+    imported,
+    journey_types,
+    messages_of,
+    ready,
+    trigger,
+)
 from tests.scenario_builders import scenario as make_scenario
 
 
@@ -38,22 +45,7 @@ def _program(herald: Herald, codes: int, **options: Any) -> str:
 
 def _promo_trigger(herald: Herald) -> str:
     """An active trigger campaign whose email shows the profile's Spring code."""
-    content = tp.TemplateContent(
-        email=tp.EmailContent(subject="Your code", html="<p>Code: {loyalty.spring.promocode}</p>")
-    )
-    template_id, _ = herald.templates.create_template(tp.TemplateCard(name="Code"), content, False, CTX)
-    settings = cp.CampaignSettings(
-        name="Code mail",
-        type=cp.CampaignType.TRIGGER,
-        channel="email",
-        resource_id=RESOURCE,
-        template_ids=(template_id,),
-        database_id=DB,
-        trigger=cp.TriggerOptions(),
-    )
-    campaign_id, _ = herald.campaigns.create(settings, CTX)
-    herald.campaigns.activate(campaign_id, CTX)
-    return campaign_id
+    return trigger(herald, "Code mail", html="<p>Code: {loyalty.spring.promocode}</p>")
 
 
 def _promo_node(program_id: str, next_: str | None = None) -> dict[str, Any]:
