@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,3 +26,23 @@ def smtp_server(handler: Any) -> Iterator[int]:
         yield port
     finally:
         controller.stop()
+
+
+class MessageCounter:
+    """An aiosmtpd handler counting what it received per Herald message id (`X-Herald-Message-ID`)."""
+
+    def __init__(self) -> None:
+        self.ids: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content: bytes = envelope.original_content
+        header = next(line for line in content.split(b"\r\n") if line.startswith(b"X-Herald-Message-ID:"))
+        with self.lock:
+            self.ids[header.split(b":", 1)[1].strip().decode()] += 1
+        return "250 2.0.0 queued"
+
+    @property
+    def received(self) -> int:
+        with self.lock:
+            return sum(self.ids.values())

@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 from herald.infra.config import Settings, settings_from_env
 from herald.infra.data_dir_lock import DataDirInUse, hold_processors_lock
@@ -81,13 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     relay = command("relay", "publish the event log to Kafka (the scale engine)")
     _kafka_arguments(relay)
-    worker = command("worker", "run the processors as a Faust worker (the scale engine)")
+    worker = command("worker", "fold some partitions of the event topic, send their email (the scale engine)")
     _kafka_arguments(worker)
     worker.add_argument(
         "--session-timeout",
         type=float,
         default=10.0,
-        help="seconds before Kafka hands a dead worker's partitions to another",
+        help="seconds before Kafka hands a dead worker's partitions to the others",
     )
 
     args = parser.parse_args(argv)
@@ -141,12 +140,21 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
 
         return replay_reports(settings) if args.reports else run_replay(settings, keep_live=args.check)
     if args.command == "send":
+        if settings.engine == "scale":
+            print("herald: with HERALD_ENGINE=scale each `herald worker` sends its partitions' email")
+            return BAD_CONFIGURATION
         return _send(settings, until_empty=args.until_empty)
     if args.command in ("parked", "redrive"):
         from herald.api.parked import print_parked, redrive_parked
 
         if args.command == "parked":
             return print_parked(settings, args.processor, args.traceback)
+        if settings.engine == "scale":
+            print(
+                "herald: with HERALD_ENGINE=scale parked events are in the workers' partition stores; "
+                "re-driving them there is not supported yet (`herald parked` lists them)"
+            )
+            return BAD_CONFIGURATION
         return redrive_parked(settings, args.processor, args.positions)
     if args.command == "relay":
         return _relay(settings, args)
@@ -235,59 +243,43 @@ def _relay(settings: Settings, args: argparse.Namespace) -> int:
     from herald.infra.clock import SystemClock
     from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
     from herald.infra.sqlite_event_store import SqliteEventStore
-    from herald.processors.relay import Relay, ensure_topic, kafka_producer
+    from herald.processors.relay import AioKafkaPublisher, Relay, ensure_topic
 
     bootstrap, topic, partitions = _kafka(settings, args)
-    ensure_topic(bootstrap, topic, partitions)
     store = SqliteEventStore(settings.event_store_path, SystemClock())
     # Its own file: `herald replay` swaps the read-model file, and must not reset what was published.
     checkpoints = SqliteCheckpoints(open_readmodel_db(settings.data_dir / "relay.sqlite"))
-    relay = Relay(store, kafka_producer(bootstrap), topic, partitions, checkpoints)
+    relay = Relay(store, AioKafkaPublisher(bootstrap), topic, partitions, checkpoints)
     print(f"Herald relay: {settings.event_store_path} -> {topic} at {bootstrap}", flush=True)
 
     async def run() -> None:
+        await ensure_topic(bootstrap, topic, partitions)
         loop = asyncio.get_running_loop()
         for stop_signal in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(stop_signal, relay.stop)
-        await relay.run()
+        try:
+            await relay.run()
+        finally:
+            await relay.close()
 
     try:
         asyncio.run(run())
     finally:
-        relay.close()
         store.close()
     return 0
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from herald.api.wiring import build
-    from herald.processors.faust_app import WorkerOptions, build_app, run_worker
-    from herald.processors.relay import ensure_topic
-    from herald.processors.runtime import Projection
+    from herald.api.scale_worker import run_worker
+    from herald.processors.partition_worker import WorkerOptions
 
     bootstrap, topic, partitions = _kafka(settings, args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = _only_worker(settings.data_dir / "worker.lock")
-    ensure_topic(bootstrap, topic, partitions)
-    herald = build(settings)
-    projections: list[Projection] = [*herald.projections.all()]
-    # The very consumer objects the in-process runtime would drive (reactors already adapted).
-    reactors = [c for c in herald.runtime.consumers() if all(c is not p for p in projections)]
-    if herald.reports_runtime is not None:
-        projections += herald.reports_runtime.consumers()  # the ClickHouse sink, as one more agent
     options = WorkerOptions(bootstrap, topic, partitions, session_timeout=args.session_timeout)
-    print(f"Herald worker: {topic} at {bootstrap}, processors {herald.runtime.names}", flush=True)
-
-    def ticks() -> None:
-        herald.tick()
-        herald.webhooks.call_due()  # the scenario webhook calls: this is the process that runs them
-
     try:
-        run_worker(build_app(options, herald.store, projections, reactors, ticks))
-    finally:
-        herald.close()
-        lock.close()
-    return 0
+        return run_worker(settings, options)
+    except ValueError as bad:  # settings the scale engine cannot run with: say which, in one line
+        print(f"herald: {bad}", file=sys.stderr)
+        return BAD_CONFIGURATION
 
 
 def _serve(settings: Settings) -> int:
@@ -309,24 +301,6 @@ def _serve(settings: Settings) -> int:
     finally:
         herald.close()
     return 0 if bound else CANNOT_START
-
-
-def _only_worker(path: Path) -> IO[str]:
-    """Hold the worker lock of this data directory for the process's life, waiting while another holds it.
-
-    Two workers over one read-model file would each fold into it with their own
-    in-memory checkpoints. A second worker is a standby: it starts when the
-    first dies (the kernel drops a dead process's lock).
-    """
-    import fcntl
-
-    handle = path.open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"another worker runs over {path.parent}; standing by", flush=True)
-        fcntl.flock(handle, fcntl.LOCK_EX)
-    return handle
 
 
 def _events(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import closing
+from pathlib import Path
 
 from herald.api.wiring import Herald, build
 from herald.domain.errors import DomainError
@@ -17,14 +18,29 @@ from herald.infra.config import Settings
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import open_readmodel_db
 from herald.infra.serialization import dumps
+from herald.processors.partition_store import partition_path
 
 
 def print_parked(settings: Settings, processor: str | None, with_traceback: bool) -> int:
-    """Every parked event not re-driven yet, of one processor or all, one JSON object a line."""
-    with closing(open_readmodel_db(settings.readmodel_path)) as conn:
-        for parked in SqliteParkedEvents(conn).waiting(processor):
-            sys.stdout.buffer.write(dumps(parked.to_json(with_traceback)) + b"\n")
+    """Every parked event not re-driven yet, of one processor or all, one JSON object a line (with the
+    scale engine, from every partition's store and the coordinator's, each line naming its `store`)."""
+    for store, path in _parked_stores(settings):
+        with closing(open_readmodel_db(path)) as conn:
+            for parked in SqliteParkedEvents(conn).waiting(processor):
+                found = parked.to_json(with_traceback) | ({"store": store} if store else {})
+                sys.stdout.buffer.write(dumps(found) + b"\n")
     return 0
+
+
+def _parked_stores(settings: Settings) -> list[tuple[str, Path]]:
+    """(name, file) of the stores that may hold parked events; the embedded engine's has no name."""
+    if settings.engine != "scale":
+        return [("", settings.readmodel_path)]
+    stores = [
+        (f"p{k}", partition_path(settings.partitions_path, k)) for k in range(settings.kafka_partitions)
+    ]
+    stores.append(("coordinator", settings.partitions_path / "coordinator.sqlite"))
+    return [(name, path) for name, path in stores if path.exists()]
 
 
 def redrive_parked(settings: Settings, processor: str | None, positions: list[int]) -> int:

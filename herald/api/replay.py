@@ -25,7 +25,7 @@ from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.backoff import RetryPolicy
 from herald.processors.runtime import InProcessRuntime
-from herald.projections.clickhouse_sink import CHECKPOINT_KEY, ClickHouseSink
+from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.profile_states import profile_loader
 
 # A rebuild tries each event once: one that fails again is parked in the rebuilt file at once.
@@ -125,8 +125,10 @@ REPORT_TABLES = (
     "subscription_changes",
     "profile_creations",
     "goal_events",
-    "message_senders",
-    "profile_vendors",
+    "message_rollup",  # its markers are the sink's checkpoint: emptied, the sink starts from the log's start
+    "message_deliveries",
+    "message_sender_changes",
+    "profile_vendor_changes",
     "deleted_objects",
     "profile_snapshots",
 )
@@ -143,7 +145,6 @@ def replay_reports(settings: Settings) -> int:
     try:
         for table in REPORT_TABLES:
             clickhouse.execute(f"TRUNCATE TABLE {table}")  # the names are this module's constants
-        clickhouse.execute("ALTER TABLE herald_meta DELETE WHERE key = {key:String}", {"key": CHECKPOINT_KEY})
         sink = ClickHouseSink(clickhouse, load_profile=profile_loader(store))
         # the sink keeps its checkpoint in ClickHouse; what it parks is kept with the server's, to re-drive
         with closing(open_readmodel_db(settings.readmodel_path)) as live:

@@ -6,10 +6,12 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import get_type_hints
 
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
@@ -38,9 +40,11 @@ from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.infra.webhooks import WebhookCaller
 from herald.processors.backoff import Backoff, RetryPolicy
+from herald.processors.bulk_population import BulkMembers
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.goal_carry import GoalCarry
+from herald.processors.partition_store import open_partition_store, partition_path
 from herald.processors.promo_jobs import PromoCodeJobs
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.scenarios import ScenarioProcessor
@@ -53,6 +57,7 @@ from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.loyalty import LoyaltyProjection
+from herald.projections.partitioned import MergedConnection, open_merged
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.scenario_instances import ScenarioInstancesProjection
@@ -63,6 +68,7 @@ from herald.projections.short_links import ShortLinksProjection
 from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
+from herald.reports.bulk_members import CatchUp, ReportStoreMembers
 from herald.senders.inbound_smtp import InboundServer
 from herald.senders.webpush import generate_vapid_key
 from herald.senders.worker import EmailWorker
@@ -163,6 +169,7 @@ class Herald:
     segments: SegmentService
     scenarios: ScenarioService
     webhooks: ScenarioWebhooks
+    scenario_ports: ScenarioPorts  # what scenario processors act through (one per partition, scaled out)
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
@@ -379,8 +386,20 @@ def reactors(
     ]
 
 
-def build_projections(readmodel_path: Path, store: EventStore, account_timezone: str = "UTC") -> Projections:
-    conn = open_readmodel_db(readmodel_path)
+def build_projections(
+    readmodel_path: Path, store: EventStore, account_timezone: str = "UTC", bulk: BulkMembers | None = None
+) -> Projections:
+    """The read models over one SQLite file; `bulk` lets segment population read the report store."""
+    return projections_over(open_readmodel_db(readmodel_path), store, account_timezone, bulk)
+
+
+def projections_over(
+    conn: sqlite3.Connection,
+    store: EventStore,
+    account_timezone: str = "UTC",
+    bulk: BulkMembers | None = None,
+) -> Projections:
+    """Every read model over one connection: the embedded file, a partition's store, or their merge."""
     return Projections(
         profiles=ProfilesProjection(conn, profile_loader(store)),
         catalog=CatalogProjection(conn),
@@ -390,7 +409,7 @@ def build_projections(readmodel_path: Path, store: EventStore, account_timezone:
         send_queue=SendQueueProjection(conn),
         segments=SegmentsProjection(conn),
         short_links=ShortLinksProjection(conn),
-        membership=SegmentMembershipProcessor(conn, store),
+        membership=SegmentMembershipProcessor(conn, store, bulk=bulk),
         loyalty=LoyaltyProjection(conn),
         scenarios=ScenarioInstancesProjection(conn, store, account_timezone),
     )
@@ -402,7 +421,14 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     clock = clock or SystemClock()
     ids = ids or IdSource()
     store = SqliteEventStore(settings.event_store_path, clock)
-    projections = build_projections(settings.readmodel_path, store, settings.account_timezone)
+    clickhouse = build_clickhouse(settings)
+    if settings.engine == "scale":  # the partitions' sinks write a report server; population folds the log
+        projections = projections_over(merged_readmodels(settings), store, settings.account_timezone)
+    else:
+        # A saved segment is populated from the report store once the embedded sink has caught up; the
+        # sink's runtime is made below (it takes the read models' connection), hence the late lookup.
+        bulk = ReportStoreMembers(clickhouse, lambda: catch_up()) if clickhouse is not None else None
+        projections = build_projections(settings.readmodel_path, store, settings.account_timezone, bulk)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
     profiles = ProfileService(aggregates, catalog, projections.profiles)
@@ -412,7 +438,6 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     signer = TokenSigner(secret)
     box = load_secret_box(settings.secrets_key, settings.data_dir)
     senders = SenderService(aggregates, box)
-    clickhouse = build_clickhouse(settings)
     conn = projections.profiles.conn
     reports_runtime = (
         InProcessRuntime(
@@ -429,6 +454,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     segment_files = SegmentFiles.in_data_dir(settings.data_dir)
     # With the scale engine the worker feeds the sink: nothing here may drive it as well.
     embedded_sink = reports_runtime if settings.engine == "embedded" else None
+    catch_up = report_catch_up(store, embedded_sink)
     segments = segment_service(
         settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files, box
     )
@@ -514,6 +540,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         segments=segments,
         scenarios=scenarios,
         webhooks=webhooks,
+        scenario_ports=ports,
         deliveries=deliveries,
         senders=senders,
         inbound=InboundService(deliveries),
@@ -539,6 +566,25 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         segment_files=segment_files,
         reports_runtime=reports_runtime,
     )
+
+
+def projection_types() -> list[type[SqliteProjection]]:
+    """The classes of every read model `Projections` holds."""
+    return list(get_type_hints(Projections).values())
+
+
+def merged_readmodels(settings: Settings) -> MergedConnection:
+    """The scale engine's read models as one database: every partition's store, created if missing."""
+    types = projection_types()
+    paths = []
+    for partition in range(settings.kafka_partitions):
+        conn = open_partition_store(settings.partitions_path, partition)
+        for projection in types:
+            for statement in projection.ddl:
+                conn.execute(statement)
+        conn.close()
+        paths.append(partition_path(settings.partitions_path, partition))
+    return open_merged(paths, types)
 
 
 def build_clickhouse(settings: Settings) -> ClickHouse | None:
@@ -589,18 +635,20 @@ def segment_service(
     )
 
 
-def report_catch_up(store: EventStore, runtime: InProcessRuntime | None) -> Callable[[], None]:
+def report_catch_up(store: EventStore, runtime: InProcessRuntime | None) -> CatchUp:
     """Before a segment is evaluated over the report store, bring the embedded sink to the log's head,
     so a count or a launch sees the profiles just written (read your writes). A sink further behind
     than `CATCH_UP_EVENTS` (a rebuild) is not waited for; without an embedded sink (the scale engine's
-    worker feeds it) evaluation reads what the sink has written."""
+    worker feeds it) evaluation reads what the sink has written. Returns the sink's position (None
+    without an embedded sink)."""
 
-    def catch_up() -> None:
+    def catch_up() -> int | None:
         if runtime is None:
-            return
+            return None
         head = store.head_position()
         if head - min(runtime.positions().values(), default=head) <= CATCH_UP_EVENTS:
             runtime.drain(until=head)
+        return min(runtime.positions().values(), default=head)
 
     return catch_up
 

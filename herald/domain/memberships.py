@@ -84,7 +84,10 @@ class SegmentWindowElapsed(Event):
 @registry.register("SegmentPopulationContinued")
 class SegmentPopulationContinued(Event):
     """The membership processor's bookmark while it evaluates a saved dynamic segment's profiles in
-    chunks: evaluate the next ones after `after_profile_id`, as the save at `saved_at` asked."""
+    chunks: evaluate the next `chunk` ones after `after_profile_id`, as the save at `saved_at` asked.
+
+    The chunk is in the event so that a rebuild takes the same steps (1,000: bookmarks written before
+    steps were sized)."""
 
     segment_id: str
     saved_event_id: str
@@ -92,6 +95,7 @@ class SegmentPopulationContinued(Event):
     saved_stream: str
     saved_at: datetime
     after_profile_id: str
+    chunk: int = 1000
 
 
 MembershipChange = ProfileEnteredSegment | ProfileLeftSegment

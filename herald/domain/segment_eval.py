@@ -96,6 +96,7 @@ from herald.domain.segments import (
     Source,
     SubscriptionRule,
     comparable,
+    iter_rules,
 )
 from herald.domain.subscriptions import Subscription
 
@@ -223,17 +224,34 @@ def next_change(
     Conservative: at that instant some time-dependent rule may flip; evaluate again then and ask
     again. None when nothing in the query depends on time for this profile.
     """
-    clock = _clock(now, timezone)
     if not profile.exists:
         return None
-    moments = (
-        moment
-        for source in _sources(query_or_source)
-        if source.database_id == profile.database_id
-        for rule in _rules_of(source)
-        for moment in _changes(rule, profile, facts, clock)
+    clock = _clock(now, timezone)
+    return _earliest(
+        query_or_source,
+        profile.database_id,
+        clock,
+        lambda rule: chain(_state_changes(rule, profile, clock), _fact_changes(rule, facts, clock)),
     )
-    return min((moment for moment in moments if moment > clock.now), default=None)
+
+
+def changes_need_state(query_or_source: SegmentQuery | Source) -> bool:
+    """Whether `next_change` reads a profile's values: a time-dependent condition on a field or on a
+    subscription. Otherwise it needs only that the profile exists, its database and its facts."""
+    return any(_reads_state(rule) for _, rule in iter_rules(query_or_source))
+
+
+def fact_change(
+    query_or_source: SegmentQuery | Source,
+    database_id: str,
+    facts: ProfileFacts,
+    now: datetime,
+    timezone: str,
+) -> datetime | None:
+    """`next_change` of an existing profile of `database_id`, for a query whose changes need no state
+    (`changes_need_state` is false): the same instant, from the facts alone."""
+    clock = _clock(now, timezone)
+    return _earliest(query_or_source, database_id, clock, lambda rule: _fact_changes(rule, facts, clock))
 
 
 def percent_bucket(profile_id: str) -> int:
@@ -545,21 +563,51 @@ def _int(value: JsonValue) -> int:
 # --- next change -------------------------------------------------------------------------------
 
 
-def _changes(rule: AnyRule, profile: ProfileState, facts: ProfileFacts, clock: _Clock) -> Iterator[datetime]:
-    """Instants at which `rule` may flip for the profile with no new event (some may be past)."""
-    tomorrow = clock.midnight(clock.today + timedelta(days=1))
-    match rule:
-        case FieldRule() if rule.operator in TIME_DEPENDENT:
-            value = _profile_value(profile, rule.field)
-            if not isinstance(value, _Missing) and not is_empty(value):
-                yield tomorrow
-        case SubscriptionRule():
-            if len(profile.subscriptions) and any(c.operator in TIME_DEPENDENT for c in rule.conditions):
-                yield tomorrow
-        case MessageHistoryRule():
-            yield from _window_changes(rule.period, (e.at for e in _history_events(rule, facts)), clock)
-        case GoalRule():
-            yield from _window_changes(rule.period, (g.at for g in _goal_events(rule, facts)), clock)
+def _earliest(
+    query_or_source: SegmentQuery | Source,
+    database_id: str,
+    clock: _Clock,
+    changes: Callable[[AnyRule], Iterator[datetime]],
+) -> datetime | None:
+    """The first of the instants after now that `changes` gives for the rules of the database's sources."""
+    moments = (
+        moment
+        for source in _sources(query_or_source)
+        if source.database_id == database_id
+        for rule in _rules_of(source)
+        for moment in changes(rule)
+    )
+    return min((moment for moment in moments if moment > clock.now), default=None)
+
+
+def _reads_state(rule: AnyRule) -> bool:
+    """Whether `_state_changes` can give the rule an instant (it looks at the profile's values)."""
+    if isinstance(rule, FieldRule):
+        return rule.operator in TIME_DEPENDENT
+    if isinstance(rule, SubscriptionRule):
+        return any(c.operator in TIME_DEPENDENT for c in rule.conditions)
+    return False
+
+
+def _state_changes(rule: AnyRule, profile: ProfileState, clock: _Clock) -> Iterator[datetime]:
+    """Instants at which a rule on the profile's values may flip with no new event: a time-dependent
+    condition on a field or a subscription crosses midnight."""
+    if not _reads_state(rule):
+        return
+    if isinstance(rule, FieldRule):
+        value = _profile_value(profile, rule.field)
+        if not isinstance(value, _Missing) and not is_empty(value):
+            yield clock.midnight(clock.today + timedelta(days=1))
+    elif len(profile.subscriptions):
+        yield clock.midnight(clock.today + timedelta(days=1))
+
+
+def _fact_changes(rule: AnyRule, facts: ProfileFacts, clock: _Clock) -> Iterator[datetime]:
+    """Instants at which a history or goal rule may flip with no new event (some may be past)."""
+    if isinstance(rule, MessageHistoryRule):
+        yield from _window_changes(rule.period, (e.at for e in _history_events(rule, facts)), clock)
+    elif isinstance(rule, GoalRule):
+        yield from _window_changes(rule.period, (g.at for g in _goal_events(rule, facts)), clock)
 
 
 def _window_changes(

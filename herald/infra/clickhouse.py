@@ -469,6 +469,9 @@ _CHDB_SETTINGS = (
     "SET session_timezone = 'UTC'",
     "SET date_time_output_format = 'unix_timestamp'",
     "SET output_format_json_quote_denormals = 1",
+    # One INSERT of fewer rows than the block size is one block, hence one part, visible whole or not
+    # at all (the report sink's rollup relies on it): parallel parsing would cut it at 10 MB of input.
+    "SET input_format_parallel_parsing = 0",
 )
 
 

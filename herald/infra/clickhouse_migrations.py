@@ -33,6 +33,27 @@ class MigrationError(Exception):
     """The migration list contradicts itself or what the store has recorded."""
 
 
+# Migration 0005's texts: the rollup's key (projections.message_rollup.DIMENSIONS), and the rows and
+# vendors the sink before it had committed (its checkpoint was in herald_meta).
+_ROLLUP_KEY = (
+    "day, campaign_id, template_id, scenario_id, database_id, resource_id, channel, event_type,"
+    " is_unique, is_bot, is_test, domain_group, recipient_domain, sender_id, vendor"
+)
+_ROLLUP_KEY_COLUMNS = (
+    "day Date, campaign_id String, template_id String, scenario_id String, database_id String,"
+    " resource_id String, channel String, event_type String, is_unique UInt8, is_bot UInt8,"
+    " is_test UInt8, domain_group String, recipient_domain String, sender_id String,"
+    " vendor String"  # the profile's `_vendor` when the event happened
+)
+_NO_KEY = "toDate('1970-01-01'), '', '', '', '', '', '', '', 0, 0, 0, '', '', '', ''"
+_OLD_CHECKPOINT = "SELECT max(toUInt64(value)) AS checkpoint FROM herald_meta WHERE key = 'sink_checkpoint'"
+_COMMITTED_ROWS = f"SELECT * FROM message_events FINAL WHERE position <= ({_OLD_CHECKPOINT})"
+_COMMITTED_BOUNCES = f"{_COMMITTED_ROWS} AND event_type = 'hard_bounce'"
+_COMMITTED_VENDORS = (
+    "SELECT profile_id, argMax(vendor, position) AS vendor FROM profile_vendor_changes"
+    f" WHERE position <= ({_OLD_CHECKPOINT}) GROUP BY profile_id"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "0001_herald_meta",
@@ -184,6 +205,80 @@ MIGRATIONS: tuple[Migration, ...] = (
             " category_names Array(String),"
             " position UInt64"
             ") ENGINE = ReplacingMergeTree(position) ORDER BY profile_id",
+        ),
+    ),
+    Migration(
+        "0005_message_rollup",
+        (
+            # Every vendor a profile had and every sender a message was attempted through, by the log
+            # position that set it (profile_vendors and message_senders kept only the latest): the sink
+            # looks them up as of its checkpoint, which a retried batch's own rows are past.
+            "CREATE TABLE IF NOT EXISTS profile_vendor_changes ("
+            " profile_id String,"
+            " vendor String,"
+            " position UInt64"
+            ") ENGINE = ReplacingMergeTree ORDER BY (profile_id, position)",
+            # Re-runnable: the rows replace themselves by (profile, position).
+            "INSERT INTO profile_vendor_changes (profile_id, vendor, position)"
+            " SELECT profile_id, vendor, position FROM profile_vendors FINAL",
+            "CREATE TABLE IF NOT EXISTS message_sender_changes ("
+            " message_id String,"
+            " sender_id String,"
+            " position UInt64"
+            ") ENGINE = ReplacingMergeTree ORDER BY (message_id, position)",
+            "INSERT INTO message_sender_changes (message_id, sender_id, position)"
+            " SELECT message_id, sender_id, position FROM message_senders FINAL",
+            "DROP TABLE IF EXISTS message_rollup",
+            # The summary report's counts, kept by the sink: message events per day and every dimension
+            # the summary groups or filters by. `events` sums; a batch's rows and its `log_positions`
+            # marker (day 1970-01-01, every dimension empty: the log positions the batch covered) go
+            # in as one INSERT into one partition, so the marker sum is the sink's checkpoint and a
+            # batch is counted once (see projections/clickhouse_sink.py).
+            "CREATE TABLE message_rollup ("
+            f" {_ROLLUP_KEY_COLUMNS},"
+            " events Int64,"  # a delivery a later hard bounce takes back counts -1
+            " log_positions UInt64"
+            ") ENGINE = SummingMergeTree((events, log_positions))"
+            f" ORDER BY ({_ROLLUP_KEY})",
+            # Each message's deliveries with the rollup key each was counted under, and its hard
+            # bounces (bounced 1, no key): a hard bounce after a delivery takes the delivery back.
+            "DROP TABLE IF EXISTS message_deliveries",
+            "CREATE TABLE message_deliveries ("
+            " message_id String,"
+            " position UInt64,"
+            " bounced UInt8,"
+            f" {_ROLLUP_KEY_COLUMNS}"
+            ") ENGINE = ReplacingMergeTree ORDER BY (message_id, position)",
+            # Both filled from the rows the old sink had committed (up to its checkpoint; rows past it
+            # are applied again by the sink), each under the profile's vendor as of that checkpoint,
+            # which is what the summary showed until now. The checkpoint moves into the marker.
+            "INSERT INTO message_deliveries"
+            f" SELECT message_id, position, 0, {_ROLLUP_KEY}"
+            f" FROM ({_COMMITTED_ROWS} AND event_type = 'delivered') AS committed"
+            f" ANY LEFT JOIN ({_COMMITTED_VENDORS}) AS vendors USING profile_id"
+            " UNION ALL"
+            f" SELECT message_id, position, 1, {_NO_KEY}"
+            f" FROM ({_COMMITTED_ROWS} AND event_type = 'hard_bounce')",
+            "INSERT INTO message_rollup"
+            f" SELECT {_ROLLUP_KEY},"
+            "  toInt64(countIf(NOT (event_type = 'delivered' AND message_id IN"
+            f"  (SELECT message_id FROM ({_COMMITTED_BOUNCES}))))) AS events,"
+            " toUInt64(0) AS log_positions"
+            f" FROM ({_COMMITTED_ROWS}) AS committed"
+            f" ANY LEFT JOIN ({_COMMITTED_VENDORS}) AS vendors USING profile_id"
+            f" GROUP BY {_ROLLUP_KEY}"
+            " HAVING events != 0"
+            " UNION ALL"
+            f" SELECT {_NO_KEY}, toInt64(0), checkpoint FROM ({_OLD_CHECKPOINT}) WHERE checkpoint > 0",
+        ),
+    ),
+    Migration(
+        "0006_old_sink_state",
+        (
+            # Apart from 0005 so that a rerun of 0005 still finds the table it copies.
+            "DROP TABLE IF EXISTS profile_vendors",
+            "DROP TABLE IF EXISTS message_senders",
+            "ALTER TABLE herald_meta DELETE WHERE key = 'sink_checkpoint'",
         ),
     ),
 )

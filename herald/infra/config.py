@@ -14,6 +14,8 @@ from herald.domain.bots import DEFAULT_BOT_RULES, BotRules
 ENGINES = ("embedded", "scale")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 REPORTS_ENGINES = ("chdb", "server", "off")
+# The scale engine's readers attach every partition's store; SQLite attaches at most 10 (as compiled).
+MAX_PARTITIONS = 10
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class Settings:
     def readmodel_path(self) -> Path:
         return self.data_dir / "readmodels.sqlite"
 
+    @property
+    def partitions_path(self) -> Path:
+        """The scale engine's read models: one store per partition of the event topic."""
+        return self.data_dir / "partitions"
+
 
 def settings_from_env(**overrides: object) -> Settings:
     """Settings from `HERALD_*` variables; explicit overrides (CLI flags) win."""
@@ -105,7 +112,24 @@ def settings_from_env(**overrides: object) -> Settings:
         raise ValueError(f"HERALD_REPORTS_ENGINE is one of {', '.join(REPORTS_ENGINES)}")
     if values["engine"] not in ENGINES:
         raise ValueError(f"HERALD_ENGINE is one of {', '.join(ENGINES)}, not {values['engine']!r}")
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.engine == "scale":
+        check_scale(settings)
+    return settings
+
+
+def check_scale(settings: Settings) -> None:
+    """What the scale engine needs of the settings (ValueError naming the variable otherwise)."""
+    if settings.reports_engine == "chdb":
+        raise ValueError(
+            "HERALD_REPORTS_ENGINE=chdb keeps the report store inside one process, and the scale engine's "
+            "workers write reports from several: use server (a ClickHouse server) or off"
+        )
+    if not 1 <= settings.kafka_partitions <= MAX_PARTITIONS:
+        raise ValueError(
+            f"HERALD_KAFKA_PARTITIONS is 1 to {MAX_PARTITIONS} (each partition is a read-model file and "
+            f"a reader attaches at most {MAX_PARTITIONS}), not {settings.kafka_partitions}"
+        )
 
 
 def bot_rules(text: str) -> BotRules:

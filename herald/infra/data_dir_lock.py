@@ -44,3 +44,40 @@ def hold_processors_lock(data_dir: Path, command: str) -> IO[str]:
     handle.write(f"herald {command} (pid {os.getpid()})\n")
     handle.flush()
     return handle
+
+
+class FileLock:
+    """An exclusive `flock` on `path`, taken without waiting, held until released or the process dies.
+
+    The holder writes its pid into the file, so `cat` says who holds it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free (True), or say it is not (False); True again while held."""
+        if self._handle is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            handle.close()  # closing the file drops the lock

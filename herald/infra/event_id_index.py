@@ -47,20 +47,27 @@ class EventIdIndex:
         self.covered = 0  # every event at or below this position is indexed
         self._keys = np.empty(0, dtype=np.uint64)  # sorted
         self._positions = np.empty(0, dtype=np.int64)  # aligned with _keys
-        self._recent: dict[int, list[int]] = {}
+        # Recent additions: a hash's first position, and the rare further ones (a hash collision)
+        # apart, so a batch of new hashes joins in one `dict.update` instead of a loop per event.
+        self._recent: dict[int, int] = {}
+        self._more: dict[int, list[int]] = {}
 
     def __len__(self) -> int:
-        return len(self._keys) + sum(len(p) for p in self._recent.values())
+        return len(self._keys) + len(self._recent) + sum(len(p) for p in self._more.values())
 
     def add(self, hashes: Sequence[int], positions: Sequence[int], covered: int) -> None:
         """Index events (hash, position) and mark every position up to `covered` as indexed."""
+        if len(hashes) != len(positions):
+            raise ValueError("one position per hash")
         recent = self._recent
-        for key, position in zip(hashes, positions, strict=True):
-            held = recent.get(key)
-            if held is None:
-                recent[key] = [position]
-            else:
-                held.append(position)
+        if recent.keys().isdisjoint(hashes) and len(set(hashes)) == len(hashes):
+            recent.update(zip(hashes, positions, strict=True))
+        else:
+            for key, position in zip(hashes, positions, strict=True):
+                if key in recent:
+                    self._more.setdefault(key, []).append(position)
+                else:
+                    recent[key] = position
         self.covered = max(self.covered, covered)
         if len(recent) >= max(_MERGE_AT, len(self._keys) // 32):
             self._merge()
@@ -72,7 +79,7 @@ class EventIdIndex:
         for key in hashes:
             held = recent.get(key)
             if held is not None:
-                found[key] = list(held)
+                found[key] = [held, *self._more.get(key, ())]
         keys = self._keys
         if not len(keys):
             return found
@@ -91,12 +98,15 @@ class EventIdIndex:
         return found
 
     def _merge(self) -> None:
-        pairs = [(key, position) for key, held in self._recent.items() for position in held]
-        keys = np.concatenate([self._keys, np.fromiter((k for k, _ in pairs), np.uint64, len(pairs))])
+        more = [(key, position) for key, held in self._more.items() for position in held]
+        new_keys = np.fromiter(self._recent.keys(), np.uint64, len(self._recent))
+        new_positions = np.fromiter(self._recent.values(), np.int64, len(self._recent))
+        keys = np.concatenate([self._keys, new_keys, np.fromiter((k for k, _ in more), np.uint64, len(more))])
         positions = np.concatenate(
-            [self._positions, np.fromiter((p for _, p in pairs), np.int64, len(pairs))]
+            [self._positions, new_positions, np.fromiter((p for _, p in more), np.int64, len(more))]
         )
         order = np.argsort(keys, kind="stable")
         self._keys = keys[order]
         self._positions = positions[order]
         self._recent = {}
+        self._more = {}

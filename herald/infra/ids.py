@@ -40,11 +40,28 @@ def deterministic_ids(*prefix: object) -> Callable[[object], uuid.UUID]:
     return derive
 
 
+# A version's bits and the RFC 4122 variant, as `uuid.UUID(..., version=N)` sets them.
+_VERSION_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_VARIANT = 0x8000 << 48
+_UUID4 = (0x4000 << 64) | _VARIANT
+_UUID5 = (0x5000 << 64) | _VARIANT
+_new_object = object.__new__
+_set_slot = object.__setattr__
+_SAFETY_UNKNOWN = uuid.SafeUUID.unknown  # read once: an enum member's lookup is a Python property call
+
+
 def _uuid5(sha1: Any) -> uuid.UUID:
-    digest = bytearray(sha1.digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return uuid.UUID(bytes=bytes(digest))
+    return _uuid((int.from_bytes(sha1.digest()[:16]) & _VERSION_CLEAR) | _UUID5)
+
+
+def _uuid(value: int) -> uuid.UUID:
+    """`uuid.UUID(int=value)` for a value whose version bits are set: `UUID.__init__` checks its
+    arguments in Python, half the cost of an id; this sets the same two slots it sets
+    (`tests/unit/test_ids_and_claims.py` holds the results to `uuid.uuid5`'s and `UUID(int=...)`'s)."""
+    made = _new_object(uuid.UUID)
+    _set_slot(made, "int", value)
+    _set_slot(made, "is_safe", _SAFETY_UNKNOWN)
+    return made
 
 
 class IdSource:
@@ -63,7 +80,7 @@ class IdSource:
         return random.SystemRandom() if self._seed is None else random.Random(f"secret/{self._seed}")
 
     def uuid(self) -> uuid.UUID:
-        return uuid.UUID(int=self._random.getrandbits(128), version=4)
+        return _uuid((self._random.getrandbits(128) & _VERSION_CLEAR) | _UUID4)
 
     def profile_id(self) -> str:
         """A 24-hex id like the guide's `5e8a7f9de7d8b9372bb0de5c`."""

@@ -255,8 +255,12 @@ class SqliteEventStore:
                 conn.execute("ROLLBACK")
                 raise
             # Indexed only once committed; a failure before this line leaves the rows to the next catch-up.
-            hash_of = dict(zip(event_ids, hashes, strict=True))
-            self._ids.add([hash_of[row[5]] for row in rows], [row[0] for row in rows], head)
+            if len(rows) == len(event_ids):  # nothing was stored already: the rows are in id order
+                stored = hashes
+            else:
+                hash_of = dict(zip(event_ids, hashes, strict=True))
+                stored = [hash_of[row[5]] for row in rows]
+            self._ids.add(stored, [row[0] for row in rows], head)
             self._known.update(versions.items())
         self._notify()
         return results

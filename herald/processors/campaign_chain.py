@@ -14,7 +14,7 @@ from typing import Protocol
 
 from herald.domain import campaigns as cp
 from herald.domain.errors import DomainError
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.processors.runtime import Dispatch, Reaction
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,13 @@ class ChainPorts(Protocol):
 
 class CampaignChain:
     name = "campaign-chain"
+    consumes = EventFilter(frozenset({"CampaignCompleted"}))
 
     def __init__(self, ports: ChainPorts) -> None:
         self.ports = ports
 
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
-        if event.type != "CampaignCompleted":
+        if event.type not in self.consumes.types:
             return []
         reactions: list[Reaction] = []
         for follower in self.ports.followers(event.data["campaign_id"]):

@@ -34,7 +34,7 @@ from herald.domain import messages as ms
 from herald.domain.profiles import ProfileState
 from herald.domain.schedules import Run, local_run_instant, profile_due_at
 from herald.domain.send_gate import SendGate
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.infra.run_audiences import RunAudiences
 from herald.processors.runtime import Dispatch, Emission, Reaction
 
@@ -55,6 +55,10 @@ class MessageDraft:
     due_at: datetime | None = None  # default: at once
     lookups: object = None  # what the ports looked up for this chunk (templates, resource), reused
     scenario_id: str | None = None  # a scenario's campaign node sends it
+
+
+# The events that make a run decide its next chunk.
+_WAKES = ("CampaignRunStarted", "CampaignRunProgressed", "CampaignResumed")
 
 
 class RunPorts(Protocol):
@@ -85,6 +89,7 @@ class RunPorts(Protocol):
 
 class CampaignRunner:
     name = "campaign-runs"
+    consumes = EventFilter(frozenset(_WAKES))
 
     def __init__(self, ports: RunPorts, audiences: RunAudiences, chunk: int = CHUNK) -> None:
         self.ports = ports
@@ -94,7 +99,7 @@ class CampaignRunner:
         self._contacts: dict[str, tuple[int, set[str]]] = {}
 
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
-        if event.type not in ("CampaignRunStarted", "CampaignRunProgressed", "CampaignResumed"):
+        if event.type not in _WAKES:
             return []
         state = self.ports.campaign(event.data["campaign_id"])
         run = state.current_run

@@ -357,6 +357,17 @@ class InProcessRuntime:
             self._feed(consumer, _for(consumer, batch), last)
         return last - start + 1
 
+    def feed(self, batch: Sequence[RecordedEvent]) -> None:
+        """Apply `batch` (events in log order: the scale engine's partition hands over its share of the
+        log) to every ready consumer past its checkpoint, projections first, with a pass's retry, backoff
+        and parking; a consumer waiting after a failure is left where its checkpoint says."""
+        if not batch:
+            return
+        last, events = batch[-1].position, list(batch)
+        for consumer in self._ready():
+            if consumer.checkpoint() < last:
+                self._feed(consumer, _for(consumer, events), last)
+
     def _feed(self, consumer: Projection, events: list[RecordedEvent], last: int) -> None:
         """Give `events` (of the range up to `last`) to `consumer` until all are committed or parked, or it
         must wait after a failure; its checkpoint then moves over the events of the range it does not fold."""

@@ -20,10 +20,15 @@ of segment A: those with a segment rule naming A), evaluates them with
 `ProfileEnteredSegment`/`ProfileLeftSegment` on `membership_stream(segment)`
 for every result that changed, naming the cause. A change cascades to the
 segments whose rules name the segment. Saving a dynamic segment evaluates every
-existing profile of its databases (and its current members) in steps of
-`POPULATION_CHUNK`, each step ending with a `SegmentPopulationContinued`
-bookmark appended to the log, so other consumers run between steps and a later
-save supersedes an unfinished population; deleting one makes every member leave.
+existing profile of its databases (and its current members) in steps, each step
+ending with a `SegmentPopulationContinued` bookmark appended to the log, so other
+consumers run between steps and a later save supersedes an unfinished
+population; deleting one makes every member leave. Given the report store
+(`bulk`), a step is decided there as of the step's log position
+(`bulk_population`: profiles it cannot decide so are evaluated here one by one),
+in steps of `BULK_CHUNK`; otherwise in steps of `POPULATION_CHUNK`. The bookmark
+records the next step's size, so a rebuild takes the same steps and appends the
+same ids whichever way it decides them.
 
 Timers: `tick(now)` appends a `SegmentWindowElapsed` for every timer due at or
 before `now` (its id derived from the segment, profile, instant and the event
@@ -34,7 +39,9 @@ Exactly-once: the state is written inside a transaction opened at the first
 event of a batch and committed with the checkpoint; `discard` rolls it back.
 Every emitted id derives from the cause and what the event is about, and every
 decision depends only on the log up to the event applied (profiles are folded
-from their streams, never read from read models that may be ahead), so a batch
+from their streams, never read from read models that may be ahead; a bulk step
+takes from the report store only what is bounded by, or checked to be the state
+at, its log position), so a batch
 applied again, or a processor rebuilt from the start, appends the same ids and
 the store drops them. The processor's own membership events come back through
 the log; they are skipped (its state changed when it emitted them).
@@ -53,10 +60,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from herald.domain import deliveries as dl
 from herald.domain.events import registry
@@ -70,7 +77,14 @@ from herald.domain.memberships import (
     membership_stream,
 )
 from herald.domain.segment_definitions import SegmentChanged, SegmentCreated, SegmentDeleted
-from herald.domain.segment_eval import GoalEvent, HistoryEvent, ProfileFacts, matches, next_change
+from herald.domain.segment_eval import (
+    GoalEvent,
+    HistoryEvent,
+    ProfileFacts,
+    fact_change,
+    matches,
+    next_change,
+)
 from herald.domain.segments import (
     CsvSource,
     ExternalRule,
@@ -91,8 +105,18 @@ from herald.infra.event_store import (
     mentions_any,
 )
 from herald.infra.ids import deterministic_id
+from herald.processors.bulk_population import (
+    BULK_CHUNK,
+    BulkMembers,
+    bulk_evaluable,
+    edge_seconds,
+    has_goal_rules,
+    history_actions,
+)
+from herald.projections.partitioned import FIRST
 from herald.projections.profile_states import ProfileStates, profile_loader
 from herald.projections.sqlite_projection import Handler, SqliteProjection
+from herald.reports.segment_sql import Scope
 
 NAME = "segment_membership"
 ACTOR = f"processor:{NAME}"
@@ -257,6 +281,14 @@ class SegmentMembershipProcessor(SqliteProjection):
         "segmem_timers": "segment_id, profile_id",
         "segmem_populations": "segment_id",
     }
+    merge: ClassVar = {
+        "segmem_segments": FIRST,
+        # each partition populates its own profiles: a save's population is done when every one is
+        "segmem_populations": "SELECT segment_id, saved_by, "
+        "CASE WHEN count(*) = {partitions} AND min(done) = 1 THEN '' ELSE max(after_profile_id) END "
+        "AS after_profile_id, count(*) = {partitions} AND min(done) = 1 AS done "
+        "FROM {all} GROUP BY segment_id, saved_by",
+    }
 
     def __init__(
         self,
@@ -265,10 +297,14 @@ class SegmentMembershipProcessor(SqliteProjection):
         profile_cache_size: int = PROFILE_CACHE_SIZE,
         facts_cache_size: int = FACTS_CACHE_SIZE,
         population_chunk: int = POPULATION_CHUNK,
+        bulk: BulkMembers | None = None,
+        bulk_chunk: int = BULK_CHUNK,
     ) -> None:
         super().__init__(conn)
         self._store = store
         self._population_chunk = population_chunk
+        self._bulk = bulk
+        self._bulk_chunk = bulk_chunk
         self._facts_cache_size = facts_cache_size
         self._profiles = ProfileStates(profile_loader(store), profile_cache_size)
         self._facts: OrderedDict[str, _Facts] = OrderedDict()
@@ -564,10 +600,9 @@ class SegmentMembershipProcessor(SqliteProjection):
     def _read_facts(self, profile_id: str) -> _Facts:
         conn = self.conn
         history = [
-            HistoryEvent(MessageAction(action), _moment(at), campaign, template, resource, channel, link)
-            for action, at, campaign, template, resource, channel, link in conn.execute(
-                "SELECT action, at, campaign_id, template_id, resource_id, channel, link_name "
-                "FROM segmem_history WHERE profile_id = ? ORDER BY at, key",
+            _history_event(row)
+            for row in conn.execute(
+                f"SELECT {_HISTORY_COLUMNS} FROM segmem_history WHERE profile_id = ? ORDER BY at, key",
                 (profile_id,),
             )
         ]
@@ -746,7 +781,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         if not segment.realtime:
             self._leave_all(segment.segment_id, cause)
             return
-        self._populate(segment, cause, "")
+        self._populate(segment, cause, "", self._population_chunk)
 
     def _population_continued(self, event: RecordedEvent) -> None:
         bookmark = registry.decode(event.type, event.schema_version, event.payload)
@@ -760,24 +795,134 @@ class SegmentMembershipProcessor(SqliteProjection):
             event_type=bookmark.saved_event_type,
             stream=bookmark.saved_stream,
         )
-        self._populate(segment, _Cause(event, saved, bookmark.saved_at), bookmark.after_profile_id)
+        cause = _Cause(event, saved, bookmark.saved_at)
+        self._populate(segment, cause, bookmark.after_profile_id, bookmark.chunk)
 
-    def _populate(self, segment: _Segment, cause: _Cause, after: str) -> None:
-        """Evaluate the next chunk of the segment's candidates after `after`, then bookmark the rest.
+    def _populate(self, segment: _Segment, cause: _Cause, after: str, size: int) -> None:
+        """Evaluate the next `size` of the segment's candidates after `after`, then bookmark the rest.
 
         The candidates are its databases' profiles and its members (a member of a database the query
-        no longer names leaves)."""
-        chunk = self._candidates(segment, after, self._population_chunk + 1)
-        for profile_id in chunk[: self._population_chunk]:
-            self._evaluate(profile_id, [segment.segment_id], cause)
-        more = len(chunk) > self._population_chunk
-        last = chunk[self._population_chunk - 1] if more else ""
+        no longer names leaves). The report store decides the step when it can (see bulk_population);
+        the next step is sized for whichever way decided this one."""
+        chunk = self._candidates(segment, after, size + 1)
+        step = chunk[:size]
+        in_bulk = bool(step) and self._in_bulk(segment, cause)
+        if in_bulk:
+            assert self._bulk is not None  # _in_bulk holds only with a bulk evaluator
+            self._populate_in_bulk(self._bulk, segment, step, cause)
+        else:
+            for profile_id in step:
+                self._evaluate(profile_id, [segment.segment_id], cause)
+        more = len(chunk) > size
+        last = step[-1] if more else ""
         self.conn.execute(
             "INSERT OR REPLACE INTO segmem_populations VALUES (?, ?, ?, ?)",
             (segment.segment_id, segment.saved_by, last, int(not more)),
         )
         if more:
-            self._bookmark(segment, cause, last)
+            self._bookmark(segment, cause, last, self._bulk_chunk if in_bulk else self._population_chunk)
+
+    def _in_bulk(self, segment: _Segment, cause: _Cause) -> bool:
+        return (
+            self._bulk is not None
+            and bulk_evaluable(segment.query)
+            and self._bulk.reached(cause.event.position)
+        )
+
+    def _populate_in_bulk(self, bulk: BulkMembers, segment: _Segment, step: list[str], cause: _Cause) -> None:
+        """One population step decided by the report store as of the cause's log position; the profiles
+        it cannot decide there are evaluated one by one, as `_evaluate` does for every other step."""
+        scope = Scope(step[0], step[-1], cause.event.position)
+        query, timezone = segment.query, segment.timezone
+        stale = bulk.stale(scope, step)
+        inside = bulk.members(query, cause.at, timezone, scope, self._named_members(segment, scope))
+        databases = self._databases_in(segment, scope)
+        history = self._history_in(scope, history_actions(query))
+        goals = self._goals_in(scope) if has_goal_rules(query) else {}
+        edges = edge_seconds(query, cause.at)
+        members = set(self._members_in(segment.segment_id, scope))
+        timers = self._timers_in(segment.segment_id, scope)
+        dependents = self._dependents.get(segment.segment_id, [])
+        for profile_id in step:
+            events = history.get(profile_id)
+            on_edge = events is not None and any(_epoch_second(e.at) in edges for e in events)
+            if profile_id in stale or profile_id in goals or on_edge:
+                self._evaluate(profile_id, [segment.segment_id], cause)
+                continue
+            entered, was = profile_id in inside, profile_id in members
+            # Timers come from the facts alone (bulk_evaluable): a profile without them has none, nor
+            # has one that is not an existing profile of the query's databases.
+            database = databases.get(profile_id)
+            due = None
+            if database is not None and events is not None:
+                due = fact_change(query, database, ProfileFacts(tuple(events)), cause.at, timezone)
+            timer = timers.get(profile_id)
+            if entered == was and due is None and timer is None:
+                continue  # nothing to write
+            self._facts.pop(profile_id, None)  # cached facts would miss what is written here
+            current = _Facts(
+                segments={segment.segment_id} if was else set(),
+                timers={segment.segment_id: timer} if timer is not None else {},
+            )
+            if entered != was:
+                self._change(segment.segment_id, profile_id, current, entered, cause)
+            self._set_timer(segment.segment_id, profile_id, current, due, cause.event)
+            if entered != was and dependents:
+                self._evaluate(profile_id, dependents, cause)
+
+    def _named_members(self, segment: _Segment, scope: Scope) -> dict[str, list[str]]:
+        """The members within the scope of each segment the query names (this processor's, at the step)."""
+        return {named: self._members_in(named, scope) for named in segment.depends_on}
+
+    def _databases_in(self, segment: _Segment, scope: Scope) -> dict[str, str]:
+        """The scope's existing profiles of the segment's databases, with their database."""
+        databases = sorted(segment.databases)
+        marks = ", ".join("?" * len(databases))
+        rows = self.conn.execute(
+            f"SELECT profile_id, database_id FROM segmem_profiles WHERE database_id IN ({marks})"
+            " AND profile_id >= ? AND profile_id <= ?",
+            (*databases, scope.first, scope.last),
+        )
+        return dict(rows.fetchall())
+
+    def _members_in(self, segment_id: str, scope: Scope) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT profile_id FROM segmem_members"
+            " WHERE segment_id = ? AND profile_id >= ? AND profile_id <= ?",
+            (segment_id, scope.first, scope.last),
+        )
+        return [row[0] for row in rows]
+
+    def _timers_in(self, segment_id: str, scope: Scope) -> dict[str, tuple[int, str]]:
+        rows = self.conn.execute(
+            "SELECT profile_id, due_at, set_by FROM segmem_timers"
+            " WHERE segment_id = ? AND profile_id >= ? AND profile_id <= ?",
+            (segment_id, scope.first, scope.last),
+        )
+        return {profile_id: (due, set_by) for profile_id, due, set_by in rows}
+
+    def _history_in(self, scope: Scope, actions: frozenset[MessageAction]) -> dict[str, list[HistoryEvent]]:
+        """The history events of the scope's profiles with one of `actions`, by profile."""
+        found: dict[str, list[HistoryEvent]] = {}
+        if not actions:
+            return found
+        marks = ", ".join("?" * len(actions))
+        rows = self.conn.execute(
+            f"SELECT profile_id, {_HISTORY_COLUMNS} FROM segmem_history"
+            f" WHERE profile_id >= ? AND profile_id <= ? AND action IN ({marks})",
+            (scope.first, scope.last, *sorted(a.value for a in actions)),
+        )
+        for profile_id, *row in rows:
+            found.setdefault(profile_id, []).append(_history_event(row))
+        return found
+
+    def _goals_in(self, scope: Scope) -> set[str]:
+        """The scope's profiles with goal events."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT profile_id FROM segmem_goals WHERE profile_id >= ? AND profile_id <= ?",
+            (scope.first, scope.last),
+        )
+        return {row[0] for row in rows}
 
     def _candidates(self, segment: _Segment, after: str, limit: int) -> list[str]:
         databases = sorted(segment.databases)
@@ -790,7 +935,7 @@ class SegmentMembershipProcessor(SqliteProjection):
         )
         return [row[0] for row in rows]
 
-    def _bookmark(self, segment: _Segment, cause: _Cause, last: str) -> None:
+    def _bookmark(self, segment: _Segment, cause: _Cause, last: str, size: int) -> None:
         saved = cause.cause
         bookmark = SegmentPopulationContinued(
             segment_id=segment.segment_id,
@@ -799,6 +944,7 @@ class SegmentMembershipProcessor(SqliteProjection):
             saved_stream=saved.stream or "",
             saved_at=cause.at,
             after_profile_id=last,
+            chunk=size,
         )
         new = NewEvent(
             event_id=deterministic_id(NAME, cause.event.event_id, "population", last),
@@ -873,6 +1019,19 @@ class SegmentMembershipProcessor(SqliteProjection):
                 dependents.setdefault(named, []).append(segment.segment_id)
         self._by_database = by_database
         self._dependents = dependents
+
+
+_HISTORY_COLUMNS = "action, at, campaign_id, template_id, resource_id, channel, link_name"
+
+
+def _history_event(row: Sequence[Any]) -> HistoryEvent:
+    """A `segmem_history` row (`_HISTORY_COLUMNS`) as the evaluator's history event."""
+    action, at, campaign, template, resource, channel, link = row
+    return HistoryEvent(MessageAction(action), _moment(at), campaign, template, resource, channel, link)
+
+
+def _epoch_second(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(seconds=1)
 
 
 def _goal_of(tracked: ActivityTracked) -> GoalEvent | None:

@@ -29,7 +29,7 @@ from typing import Protocol
 from herald.domain.errors import DomainError
 from herald.domain.events import registry
 from herald.domain.memberships import ProfileEnteredSegment
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.processors.runtime import Reaction
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class TriggerPorts(Protocol):
 
 class SegmentTriggers:
     name = NAME
+    consumes = EventFilter(frozenset({"ProfileEnteredSegment"}))
 
     def __init__(self, ports: TriggerPorts) -> None:
         self.ports = ports

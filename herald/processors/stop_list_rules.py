@@ -18,12 +18,13 @@ from herald.domain.stop_lists import (
     stop_list_stream,
 )
 from herald.domain.subscriptions import Cause
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.processors.runtime import Dispatch, Reaction
 
 
 class HardBounceRule:
     name = "hard-bounce-to-stop-list"
+    consumes = EventFilter(frozenset({"SubscriptionStatusChanged"}))
 
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
         data = event.data

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from herald.infra.event_store import RecordedEvent
+from herald.projections.partitioned import FIRST
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 
@@ -16,6 +17,7 @@ class ApiTokensProjection(SqliteProjection):
         "issued_at TEXT NOT NULL)",
     )
     tables: ClassVar = {"api_tokens": "token_hash"}
+    merge: ClassVar = {"api_tokens": FIRST}
 
     def handlers(self) -> dict[str, Handler]:
         return {"ApiTokenIssued": self._issued, "ApiTokenRevoked": self._revoked}

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from herald.infra.event_store import RecordedEvent
+from herald.projections.partitioned import FIRST, summed
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 # Counters the card shows, from each message decision; delivery outcomes arrive with the email channel.
@@ -58,6 +59,13 @@ class CampaignsProjection(SqliteProjection):
         "campaign_launches": "campaign_id, run_id",
         "template_counters": "campaign_id, template_id, counter",
         "segment_triggers": "campaign_id",
+    }
+    merge: ClassVar = {
+        "campaign_counters": summed("campaign_id, is_test, counter", "value"),
+        "template_counters": summed("campaign_id, template_id, counter", "value"),
+        "campaign_timers": FIRST,
+        "campaign_launches": FIRST,
+        "segment_triggers": FIRST,
     }
 
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -21,6 +21,7 @@ from herald.domain.events import Event, registry
 from herald.domain.stop_lists import StopListItem
 from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.infra.serialization import dumps, loads
+from herald.projections.partitioned import FIRST
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 DATABASE = "database"
@@ -56,6 +57,7 @@ class CatalogProjection(SqliteProjection):
         "PRIMARY KEY (list_id, kind, entry_key))",
     )
     tables: ClassVar = {"catalog_objects": "kind, id", "stop_list_entries": "list_id, kind, entry_key"}
+    merge: ClassVar = dict.fromkeys(tables, FIRST)
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._folded = {

@@ -1,31 +1,50 @@
 """The report sink: folds the log into flat ClickHouse rows for reports, one batch per commit.
 
-Tables (migrations `0002_report_tables`, `0003_report_sink_state`):
+Tables (migrations `0002_report_tables` to `0005_message_rollup`):
 - `message_events`: one row per message event, denormalised (campaign, template and version, database,
   resource, channel, profile, recipient domain and domain group, sender, link, bounce class and text,
   reason, unique/test/bot flags). Event types: `queued`, `suppressed`, `failed` (the send gate),
   `sent` (the first send attempt: the message left for the relay), `delivered`, `soft_bounce` (every
   one, so the soft-bounce report counts attempts), `hard_bounce`, `not_delivered`, `open`, `read`,
   `click`, `unsubscribe`, `complaint`;
+- `message_rollup`: the summary report's counts, message events per day and every dimension the summary
+  groups or filters by (the profile's vendor when the event happened among them), with the batches'
+  log-position markers (below);
 - `subscription_changes`: a subscription added (status before = '') or its status changed, with cause;
 - `profile_creations`: a profile created, with its source (import, api, manual, segment...);
 - `goal_events`: tracked activity that names a `goal` or a `pixel_id` in its properties; a goal carried
   to a profile later (`GoalAttributed`) replaces its row, keyed by the goal's first event;
-- `message_senders`, `profile_vendors`, `deleted_objects`: what later rows and reports look up;
+- `message_sender_changes`, `profile_vendor_changes`, `deleted_objects`: what later rows look up;
 - `profile_snapshots` (migration `0004`): each profile's state for the bulk segment evaluator, in
   `reports.segment_sql.snapshot_row`'s encoding: one row for every profile a batch's profile events
   touched, with its state as of the end of the batch, versioned by the position of its last event (so
   a rebuild in other batches writes the same rows). Written only when the sink is given `load_profile`.
 
-Idempotency: every table is a ReplacingMergeTree keyed by the event id (or the object), versioned by
-the log position, and reports read it with FINAL, so a replay or a retried batch replaces rows and
-never adds any. ClickHouse has no transactions: `commit` inserts the rows first and then writes the
-checkpoint (`herald_meta`, key `sink_checkpoint`); a crash in between re-inserts the same ids, which
-is harmless. Checkpoints only move forward, so the stored one is the largest value written.
+Idempotency. The row tables are ReplacingMergeTrees keyed by the event id (or the object), versioned by
+the log position: a replayed or retried batch replaces rows and never adds any (reports read them with
+FINAL, or count distinct log positions). The rollup sums, so it must see each event exactly once; it
+holds the sink's checkpoint for that. ClickHouse has no transactions, but one INSERT of one block into
+a table of one partition is one part, visible whole or not at all. `commit` inserts the row tables
+first, then, as one INSERT, the batch's rollup rows (only events past the checkpoint) with a marker row
+whose `log_positions` is the span since the stored checkpoint (position - the markers' sum). The sum of
+the markers is the checkpoint, so the rollup INSERT is the commit point:
+- a failure before it commits nothing, and the batch is applied again (rows replace themselves);
+- a failure after it (or one the client saw although the server committed) leaves the checkpoint at the
+  batch's end, which the sink reads again before going on, so the batch is not applied a second time;
+- events at or before the checkpoint (a replay over a filled store) rewrite their rows and add no counts;
+- a batch that wrote no rows inserts no marker until `CHECKPOINT_STRIDE` positions have gone by (each
+  INSERT is a part): a restart reads those events again, and they write nothing again.
+A batch is at most the runtime's batch size (20,000 events in a replay), so its rollup INSERT is far
+under the million rows at which ClickHouse cuts an INSERT into blocks (the chDB adapter turns off
+parallel parsing, which would cut it by size).
 
 The sender of a message is chosen per attempt (`MessageSendAttempted`) and the events after it
 (bounces, opens, clicks) do not repeat it: the sink keeps the latest attempt's sender per message in
-a bounded cache, backed by `message_senders` for messages attempted before the cache (or a restart).
+a bounded cache, backed by `message_sender_changes` for messages attempted before the cache (or a
+restart).
+A profile's vendor (`_vendor`) is kept the same way, backed by `profile_vendor_changes`; a message
+event counts under the vendor the profile had when it happened (as PostHog's "person properties on
+events": the summary then needs no per-profile join).
 
 A scenario's sends carry `scenario_id` from the decision on through every delivery and tracking
 event, so the summary report groups and filters by scenario.
@@ -40,8 +59,9 @@ given (no user-agent parsing).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
+from itertools import chain
 from typing import Any
 
 from herald.domain import deliveries as dl
@@ -55,18 +75,33 @@ from herald.domain.resources import ResourceDeleted
 from herald.domain.scenarios import ScenarioDeleted
 from herald.domain.subscriptions import SubscriptionAdded, SubscriptionStatusChanged
 from herald.domain.templates import TemplateDeleted
-from herald.domain.tracking import ActivityTracked, goal_of
+from herald.domain.tracking import GOAL_MARKS, ActivityTracked, goal_of
 from herald.infra.clickhouse import ClickHouse
 from herald.infra.event_store import EventFilter, RecordedEvent
+from herald.projections.message_rollup import (
+    DELIVERY_COLUMNS,
+    DIMENSIONS,
+    NO_KEY,
+    ROLLUP_COLUMNS,
+    ROLLUP_TABLE,
+    Key,
+    key_getter,
+    marker_row,
+    rollup_rows,
+    stored_checkpoint,
+)
 from herald.projections.profile_states import PROFILE_STREAM_PREFIX, LoadProfile, ProfileStates
 from herald.reports.segment_sql import SNAPSHOT_COLUMNS, snapshot_row
 
-CHECKPOINT_KEY = "sink_checkpoint"
-# A batch that wrote no rows stores its checkpoint only this far past the stored one: every INSERT makes
-# a part (chDB kept ≈ 8 KB per part: one checkpoint row a pass grew `herald serve` by MB a minute under
-# tracked events), and re-reading up to this many events after a restart writes nothing twice.
+# A batch that wrote no rows moves the stored checkpoint (its marker) only this far past the stored one:
+# every INSERT makes a part (chDB kept ≈ 8 KB per part: a marker a pass grew `herald serve` by MB a minute
+# under tracked events), and re-reading up to this many events after a restart writes nothing twice.
 CHECKPOINT_STRIDE = 50_000
+# The caches must hold more keys than a batch can set (one per event at most), so a value set in a
+# batch is never evicted before the batch's later rows read it; batches are 20,000 events at most.
 SENDER_CACHE_SIZE = 200_000
+VENDOR_CACHE_SIZE = 200_000
+DELIVERY_CACHE_SIZE = 200_000
 PROFILE_CACHE_SIZE = 100_000
 VENDOR_FIELD = "_vendor"
 
@@ -101,6 +136,9 @@ MESSAGE_COLUMNS = (
 )
 _SENDER = MESSAGE_COLUMNS.index("sender_id")
 _MESSAGE_ID = MESSAGE_COLUMNS.index("message_id")
+_PROFILE_ID = MESSAGE_COLUMNS.index("profile_id")
+_ROLLUP_KEY = key_getter(MESSAGE_COLUMNS)
+_EVENT_TYPE = DIMENSIONS.index("event_type")
 
 TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "message_events": MESSAGE_COLUMNS,
@@ -146,8 +184,10 @@ TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "country",
         "city",
     ),
-    "message_senders": ("message_id", "sender_id", "position"),
-    "profile_vendors": ("profile_id", "vendor", "position"),
+    ROLLUP_TABLE: ROLLUP_COLUMNS,
+    "message_deliveries": DELIVERY_COLUMNS,
+    "message_sender_changes": ("message_id", "sender_id", "position"),
+    "profile_vendor_changes": ("profile_id", "vendor", "position"),
     "deleted_objects": ("kind", "object_id", "position", "at"),
     "profile_snapshots": SNAPSHOT_COLUMNS,
 }
@@ -244,24 +284,38 @@ class ClickHouseSink:
         sender_cache_size: int = SENDER_CACHE_SIZE,
         load_profile: LoadProfile | None = None,
         profile_cache_size: int = PROFILE_CACHE_SIZE,
+        vendor_cache_size: int = VENDOR_CACHE_SIZE,
+        sink: str = "",  # whose checkpoint: the scale engine's partitions keep one each
     ) -> None:
         self._ch = ch
+        self._sink = sink
         self._profiles = _Snapshots(load_profile, profile_cache_size) if load_profile else None
         self._pending: dict[str, list[list[Any]]] = {table: [] for table in TABLE_COLUMNS}
-        self._senders: OrderedDict[str, str] = OrderedDict()
-        self._sender_cache_size = sender_cache_size
+        self._senders = _Latest("message_sender_changes", "message_id", "sender_id", sender_cache_size)
+        self._vendors = _Latest("profile_vendor_changes", "profile_id", "vendor", vendor_cache_size)
         self._unresolved: list[list[Any]] = []  # message rows whose sender is not in the cache
-        self._position = self._stored = self._stored_checkpoint()
+        self._deliveries = _Deliveries(DELIVERY_CACHE_SIZE)
+        self._counted: list[list[Any]] = []  # message rows past the checkpoint: the rollup counts them
+        self._counted_vendors: list[str | None] = []  # each one's vendor (None: not in the cache)
+        self._fates: list[tuple[str, int, int]] = []  # (message, counted row, position) of deliveries
+        # and hard bounces
+        self._position: int | None = None  # None: read from the store when asked
+        self._stored = 0  # the markers' sum as last read or written (valid while _position is not None)
 
     # -- the Projection protocol
 
     def checkpoint(self) -> int:
+        if self._position is None:
+            self._position = self._stored = stored_checkpoint(self._ch, self._sink)
         return self._position
 
     @property
     def consumes(self) -> EventFilter:
-        """The types it turns into rows, and every profile event when it keeps snapshots."""
-        return EventFilter(_HANDLED, (PROFILE_STREAM_PREFIX,) if self._profiles is not None else ())
+        """The types it turns into rows, and every profile event when it keeps snapshots.
+
+        Of tracked events only goals make rows: the others (nearly all) are not read at all."""
+        prefixes = (PROFILE_STREAM_PREFIX,) if self._profiles is not None else ()
+        return EventFilter(_HANDLED, prefixes, {"ActivityTracked": GOAL_MARKS})
 
     def apply(self, event: RecordedEvent) -> None:
         if self._profiles is not None and event.stream.startswith(PROFILE_STREAM_PREFIX):
@@ -272,9 +326,17 @@ class ClickHouseSink:
         self._fold(event, decoded)
 
     def commit(self, position: int) -> None:
-        """Insert the pending rows (one INSERT per table), then store the checkpoint."""
+        """Insert the pending rows (one INSERT per table), then the rollup's counts with the checkpoint."""
         try:
-            self._resolve_senders()
+            start = self.checkpoint()
+            stored = self._stored  # at or before start: batches that wrote nothing left their marker
+            self._resolve_senders(start)
+            vendors = self._resolved_vendors(start)
+            keys = [_ROLLUP_KEY(row, vendor) for row, vendor in zip(self._counted, vendors, strict=True)]
+            weights, taken_back, deliveries = self._deliveries.settle(self._ch, start, self._fates, keys)
+            self._pending["message_deliveries"] = deliveries
+            counted = chain(zip(keys, weights, strict=True), ((key, -1) for key in taken_back))
+            counts = rollup_rows(counted)
             if self._profiles is not None:
                 self._pending["profile_snapshots"] = self._profiles.touched_rows()
             wrote = False
@@ -282,70 +344,61 @@ class ClickHouseSink:
                 if rows:
                     self._ch.insert(table, TABLE_COLUMNS[table], rows)
                     wrote = True
-            if position != self._stored and (wrote or position - self._stored >= CHECKPOINT_STRIDE):
+            if position > stored and (wrote or counts or position - stored >= CHECKPOINT_STRIDE):
+                # the commit point: the counts and the marker up to `position`, one INSERT
                 self._ch.insert(
-                    "herald_meta",
-                    ("key", "value", "updated_at"),
-                    [(CHECKPOINT_KEY, str(position), datetime.now(UTC))],
+                    ROLLUP_TABLE, ROLLUP_COLUMNS, [*counts, marker_row(position - stored, self._sink)]
                 )
                 self._stored = position
         except BaseException:
-            # The runtime applies the batch again from the checkpoint: rows already inserted come
-            # again with the same ids, and replace themselves.
+            # The runtime applies the batch again from the checkpoint, read again from the store (the
+            # rollup INSERT may have gone in although the client saw it fail): rows already inserted
+            # come again with the same ids and replace themselves.
             self.discard()
             raise
         self._clear()
-        self._position = position
+        self._position = max(position, start)
 
     def discard(self) -> None:
-        # The cache may hold senders of discarded attempts, newer than the rows applied again next:
-        # forget it, and let those rows read the committed senders. Likewise profile states.
+        # The caches may hold senders and vendors of discarded events, newer than the rows applied again
+        # next: forget them, and let those rows read the committed ones. Likewise profile states.
         self._senders.clear()
+        self._vendors.clear()
+        self._deliveries.clear()
         if self._profiles is not None:
             self._profiles.forget()
         self._clear()
+        self._position = None
 
     # -- reading back
 
-    def _stored_checkpoint(self) -> int:
-        # The largest value, not the latest row: checkpoints only grow, and two writes in one second
-        # would tie on `updated_at`.
-        rows = self._ch.query(
-            "SELECT max(toUInt64(value)) AS position FROM herald_meta WHERE key = {key:String}",
-            {"key": CHECKPOINT_KEY},
-        )
-        return int(rows[0]["position"]) if rows else 0
-
-    def _resolve_senders(self) -> None:
+    def _resolve_senders(self, checkpoint: int) -> None:
         """Fill the sender of rows whose message the cache did not know when they were applied.
 
-        Their sender is the one stored by earlier commits; an attempt later in this batch is newer
+        Their sender is the one committed up to the checkpoint; an attempt later in this batch is newer
         than those rows, so the cache (which has it) is not asked.
         """
         if not self._unresolved:
             return
-        found = self._ch.query(
-            "SELECT message_id AS message_id, argMax(sender_id, position) AS sender_id"
-            " FROM message_senders WHERE has({ids:Array(String)}, message_id) GROUP BY message_id",
-            {"ids": sorted({row[_MESSAGE_ID] for row in self._unresolved})},
-        )
-        stored = {item["message_id"]: item["sender_id"] for item in found}
+        messages = {row[_MESSAGE_ID] for row in self._unresolved}
+        stored = self._senders.committed(self._ch, messages, checkpoint)
         for row in self._unresolved:
             row[_SENDER] = stored.get(row[_MESSAGE_ID], "")
-        for message_id, sender_id in stored.items():
-            if message_id not in self._senders:
-                self._remember_sender(message_id, sender_id)
 
-    def _remember_sender(self, message_id: str, sender_id: str) -> None:
-        self._senders[message_id] = sender_id
-        self._senders.move_to_end(message_id)
-        while len(self._senders) > self._sender_cache_size:
-            self._senders.popitem(last=False)
+    def _resolved_vendors(self, checkpoint: int) -> list[str]:
+        """Each counted row's vendor: the cache's at the row, else the one committed by the checkpoint."""
+        pairs = list(zip(self._counted, self._counted_vendors, strict=True))
+        missing = {row[_PROFILE_ID] for row, vendor in pairs if vendor is None}
+        stored = self._vendors.committed(self._ch, missing, checkpoint) if missing else {}
+        return [stored.get(row[_PROFILE_ID], "") if vendor is None else vendor for row, vendor in pairs]
 
     def _clear(self) -> None:
         for rows in self._pending.values():
             rows.clear()
         self._unresolved.clear()
+        self._counted.clear()
+        self._counted_vendors.clear()
+        self._fates.clear()
         if self._profiles is not None:
             self._profiles.clear_touched()
 
@@ -371,8 +424,8 @@ class ClickHouseSink:
 
     def _sender(self, event: RecordedEvent, message_id: str, sender_id: str) -> None:
         """The message's sender from here on: for the rows after it in this batch and in later ones."""
-        self._remember_sender(message_id, sender_id)
-        self._pending["message_senders"].append([message_id, sender_id, event.position])
+        history = self._senders.set(message_id, sender_id, event.position)
+        self._pending["message_sender_changes"].append(history)
 
     def _message_row(self, event: RecordedEvent, decoded: Any, event_type: str) -> None:
         at: datetime = decoded.at
@@ -417,6 +470,11 @@ class ClickHouseSink:
             else:
                 row[_SENDER] = cached
         self._pending["message_events"].append(row)
+        if event.position > self.checkpoint():  # at or before it, the rollup has counted the event
+            if event_type in ("delivered", "hard_bounce"):
+                self._fates.append((decoded.message_id, len(self._counted), event.position))
+            self._counted.append(row)
+            self._counted_vendors.append(self._vendors.get(decoded.profile_id))
 
     def _other_row(self, event: RecordedEvent, decoded: Event) -> None:
         if isinstance(decoded, SubscriptionAdded | SubscriptionStatusChanged):
@@ -462,7 +520,8 @@ class ClickHouseSink:
         if value is None and not cleared:
             return
         vendor = "" if value is None else str(value)
-        self._pending["profile_vendors"].append([profile_id, vendor, event.position])
+        history = self._vendors.set(profile_id, vendor, event.position)
+        self._pending["profile_vendor_changes"].append(history)
 
     def _goal_row(self, event: RecordedEvent, tracked: ActivityTracked) -> None:
         goal = goal_of(tracked)
@@ -484,6 +543,115 @@ class ClickHouseSink:
              carried.from_anonymous_id or "", carried.database_id, goal.pixel_id, goal.goal, goal.value,
              goal.referrer, goal.browser, goal.os, goal.country, goal.city]
         )  # fmt: skip
+
+
+class _Latest:
+    """The latest value per key (a message's sender, a profile's vendor) as the log stands at each event.
+
+    Values the batch set are in a bounded cache; a key it does not hold is looked up, at commit, in the
+    key's history table as of the checkpoint (rows a failed attempt of this batch left there are past it).
+    """
+
+    def __init__(self, table: str, key: str, value: str, size: int) -> None:
+        self._sql = (
+            f"SELECT {key} AS key, argMax({value}, position) AS value FROM {table}"
+            f" WHERE {key} IN (SELECT arrayJoin({{keys:Array(String)}}))"  # a set: the key's index serves it
+            f" AND position <= {{checkpoint:UInt64}} GROUP BY {key}"
+        )
+        self._size = size
+        self._values: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        """The key's value as of the event being applied; None when the cache cannot say."""
+        return self._values.get(key)
+
+    def set(self, key: str, value: str, position: int) -> list[Any]:
+        """Remember the key's new value; returns its history row."""
+        self._keep(key, value)
+        return [key, value, position]
+
+    def committed(self, ch: ClickHouse, keys: Collection[str], checkpoint: int) -> dict[str, str]:
+        """The values of `keys` committed up to `checkpoint` ('' for none), cached unless the batch set
+        newer ones."""
+        found = ch.query(self._sql, {"keys": sorted(keys), "checkpoint": checkpoint})
+        stored = dict.fromkeys(keys, "") | {row["key"]: row["value"] for row in found}
+        for key, value in stored.items():
+            if key not in self._values:
+                self._keep(key, value)
+        return stored
+
+    def clear(self) -> None:
+        self._values.clear()
+
+    def _keep(self, key: str, value: str) -> None:
+        self._values[key] = value
+        self._values.move_to_end(key)
+        while len(self._values) > self._size:
+            self._values.popitem(last=False)
+
+
+class _Deliveries:
+    """Each message's deliveries, with the rollup keys they were counted under, and whether it
+    hard-bounced, as the log stands: what batches set in a bounded cache, the rest looked up in
+    `message_deliveries` as of the checkpoint. A hard bounce takes the message's deliveries back
+    (whenever it came), and a delivery of a message that has hard-bounced counts nothing."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._known: OrderedDict[str, tuple[tuple[Key, ...], bool]] = OrderedDict()
+        self._sql = (
+            f"SELECT message_id, bounced, {', '.join(DIMENSIONS)} FROM message_deliveries"
+            " WHERE message_id IN (SELECT arrayJoin({ids:Array(String)})) AND position <= {checkpoint:UInt64}"
+        )
+
+    def settle(
+        self, ch: ClickHouse, checkpoint: int, fates: Sequence[tuple[str, int, int]], keys: Sequence[Key]
+    ) -> tuple[list[int], list[Key], list[list[Any]]]:
+        """For the batch's counted rows (`keys`; `fates` names its deliveries and hard bounces, in log
+        order, as (message, row, position)): each row's weight, the keys of the deliveries a bounce
+        takes back, and the `message_deliveries` rows to write."""
+        weights = [1] * len(keys)
+        taken_back: list[Key] = []
+        written: list[list[Any]] = []
+        self._load(ch, {message_id for message_id, _, _ in fates}, checkpoint)
+        for message_id, index, position in fates:
+            delivered, bounced = self._known.pop(message_id)
+            key = keys[index]
+            if key[_EVENT_TYPE] == "delivered":
+                if bounced:
+                    weights[index] = 0  # the delivery of a message that has hard-bounced
+                else:
+                    delivered = (*delivered, key)
+                    written.append([message_id, position, 0, *key])
+            elif not bounced:
+                taken_back.extend(delivered)
+                bounced = True
+                written.append([message_id, position, 1, *NO_KEY])
+            self._keep(message_id, (delivered, bounced))
+        return weights, taken_back, written
+
+    def clear(self) -> None:
+        self._known.clear()
+
+    def _load(self, ch: ClickHouse, message_ids: set[str], checkpoint: int) -> None:
+        missing = sorted(message_id for message_id in message_ids if message_id not in self._known)
+        if not missing:
+            return
+        found: dict[str, tuple[tuple[Key, ...], bool]] = dict.fromkeys(missing, ((), False))
+        for row in ch.query(self._sql, {"ids": missing, "checkpoint": checkpoint}):
+            delivered, bounced = found[row["message_id"]]
+            if row["bounced"]:
+                found[row["message_id"]] = (delivered, True)
+            else:
+                found[row["message_id"]] = ((*delivered, tuple(row[c] for c in DIMENSIONS)), bounced)
+        for message_id, state in found.items():
+            self._keep(message_id, state)
+
+    def _keep(self, message_id: str, state: tuple[tuple[Key, ...], bool]) -> None:
+        self._known[message_id] = state
+        self._known.move_to_end(message_id)
+        while len(self._known) > self._size:
+            self._known.popitem(last=False)
 
 
 class _Snapshots:

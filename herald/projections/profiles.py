@@ -29,6 +29,7 @@ from herald.domain.profiles import ProfileState
 from herald.domain.subscriptions import Subscription, SubscriptionsState
 from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.infra.serialization import dumps, loads
+from herald.projections.partitioned import FIRST
 from herald.projections.profile_states import LoadProfile
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
@@ -123,6 +124,7 @@ class ProfilesProjection(SqliteProjection):
         "anonymous_links": "database_id, anonymous_id",
         "profile_unique_fields": "database_id, field",
     }
+    merge: ClassVar = {"profile_unique_fields": FIRST}
 
     def __init__(self, conn: sqlite3.Connection, load_profile: LoadProfile | None = None) -> None:
         super().__init__(conn)
@@ -323,24 +325,27 @@ class ProfilesProjection(SqliteProjection):
         ).fetchone()
         return loads(row[0]) if row else None
 
-    def resolve(self, database_id: str, keys: Sequence[LookupKey]) -> dict[LookupKey, list[str]]:
-        """The live profiles each key finds in the database, by profile id.
+    def resolve(self, database_id: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        """The live profiles each key finds in the database, by profile id, keyed by (kind, value).
+
+        Plain (kind, value) tuples in and out, not a LookupKey per key of a 10,000-key batch: a
+        LookupKey equals and hashes as its tuple, so `found[key]` and `key in found` work with either.
 
         One query for the whole batch: the keys go in as one JSON array that SQLite walks,
         seeking the lookup index once per key (no chunks of bound parameters, no sorting here);
         CROSS JOIN keeps that order (SQLite would otherwise scan the index per key).
         """
-        found: dict[LookupKey, list[str]] = {}
+        found: dict[tuple[str, str], list[str]] = {}
         if not keys:
             return found
         rows = self.conn.execute(
             "SELECT l.kind, l.value, l.profile_id FROM json_each(?) AS k CROSS JOIN profile_lookups AS l"
             " ON l.database_id = ? AND l.kind = k.value ->> 0 AND l.value = k.value ->> 1"
             " ORDER BY l.kind, l.value, l.profile_id",
-            (dumps([list(key) for key in set(keys)]), database_id),
+            (dumps([tuple(key) for key in set(keys)]), database_id),
         )
         for kind, value, profile_id in rows:
-            found.setdefault(LookupKey(kind, value), []).append(profile_id)
+            found.setdefault((kind, value), []).append(profile_id)
         return found
 
     def linked_profiles(self, database_id: str, anonymous_ids: Sequence[str]) -> dict[str, str]:

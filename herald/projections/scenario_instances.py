@@ -29,6 +29,7 @@ from herald.domain import scenarios as sc
 from herald.domain.events import registry
 from herald.infra.event_store import EventFilter, EventStore, RecordedEvent
 from herald.infra.serialization import dumps, loads
+from herald.projections.partitioned import FIRST, summed
 from herald.projections.sqlite_projection import SqliteProjection
 
 NAME = "scenario_instances"
@@ -80,6 +81,13 @@ class ScenarioInstancesProjection(SqliteProjection):
         "scenario_calls": "stream, entry",
         "scenario_days": "scenario_id, day, counter",
         "scenario_node_days": "scenario_id, node_id, day, counter",
+    }
+
+    # instances, their timers and calls live with their profile's partition; the statistics add up
+    merge: ClassVar = {
+        "scenario_cards": FIRST,
+        "scenario_days": summed("scenario_id, day, counter", "count"),
+        "scenario_node_days": summed("scenario_id, node_id, day, counter", "count"),
     }
 
     def __init__(

@@ -25,6 +25,7 @@ from herald.domain.events import registry
 from herald.infra.event_store import RecordedEvent
 from herald.infra.serialization import dumps, loads
 from herald.projections.campaigns import sortable_time
+from herald.projections.partitioned import FIRST
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 _STATE = TypeAdapter(sd.SegmentState)
@@ -62,6 +63,7 @@ class SegmentsProjection(SqliteProjection):
         "segment_members": "segment_id, profile_id",
         "segment_intervals": "segment_id, profile_id, entered_at",
     }
+    merge: ClassVar = {"segment_cards": FIRST, "segment_history": FIRST}
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         # Folded states by segment id: a batch may hold several events of one segment before its commit.

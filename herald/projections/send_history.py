@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from herald.domain.sending_policies import MAX_PERIOD_DAYS, SendCount, SendHistory, contact_key
 from herald.infra.event_store import RecordedEvent
+from herald.projections.partitioned import summed
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 
@@ -33,6 +34,8 @@ class SendHistoryProjection(SqliteProjection):
         "profile_sends": "profile_id, day, resource_id, channel",
         "contact_sends": "contact, day, resource_id, channel",
     }
+    # a contact may be a subscription of profiles in other partitions (other databases)
+    merge: ClassVar = {"contact_sends": summed("contact, day, resource_id, channel", "count")}
 
     def handlers(self) -> dict[str, Handler]:
         return {"MessageQueued": self._queued}

@@ -4,17 +4,19 @@ Subclasses map event types to handlers that queue SQL writes (or keep a
 write-behind cache they flush in `flush`). `commit` runs the queue and the
 checkpoint in one transaction. `checksum` hashes every row of the
 projection's tables in primary-key order, so a rebuilt read model can be
-compared with the live one.
+compared with the live one. `merge` says how each table reads when the scale
+engine spreads it over partition stores (`partitioned.py`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from herald.infra.event_store import EventFilter, RecordedEvent
+from herald.projections.partitioned import MergedConnection
 
 Handler = Callable[[RecordedEvent], None]
 
@@ -24,11 +26,14 @@ class SqliteProjection:
     ddl: ClassVar[Sequence[str]]
     # table → ORDER BY clause giving a total order (for checksums)
     tables: ClassVar[dict[str, str]]
+    # table → how its partitions' rows merge (`partitioned.UNION` when not named)
+    merge: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        for statement in self.ddl:
-            conn.execute(statement)
+        if not isinstance(conn, MergedConnection):  # a merged reader's tables are views of the partitions'
+            for statement in self.ddl:
+                conn.execute(statement)
         self._pending: list[tuple[str, Sequence[Any]]] = []
         self._handlers = self.handlers()
         row = conn.execute("SELECT position FROM checkpoints WHERE name = ?", (self.name,)).fetchone()

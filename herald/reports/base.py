@@ -144,6 +144,14 @@ def bucket_start(day: date, interval: str) -> date:
     return day
 
 
+def interval_number(start: date, day: date, interval: str) -> int:
+    """Which bucket of `interval` `day` falls in, counting the bucket of `start` as 1 (0 or less: before)."""
+    if interval == "month":
+        return (day.year - start.year) * 12 + day.month - start.month + 1
+    days = (bucket_start(day, interval) - bucket_start(start, interval)).days
+    return (days // 7 if interval == "week" else days) + 1
+
+
 def buckets(period: Period, interval: str) -> list[date]:
     """Every bucket of the period, in order, so a chart has no holes."""
     found: list[date] = []

@@ -42,10 +42,14 @@ _WHERE = """
     AND ({sender:String} = '' OR sender_id = {sender:String})
 """
 
+# Events are counted by distinct log position, without FINAL: the copies of one event a retried batch
+# may leave are alike.
+
 # bounces: soft bounce events (attempts), per response text and recipient domain.
 _SOFT_BOUNCES = Template("""
-SELECT $key_select bounce_text AS bounce_text, recipient_domain AS recipient_domain, count() AS bounces
-FROM message_events FINAL
+SELECT $key_select bounce_text AS bounce_text, recipient_domain AS recipient_domain,
+    uniqExact(position) AS bounces
+FROM message_events
 WHERE event_type = 'soft_bounce' AND $where
 GROUP BY $key_group bounce_text, recipient_domain
 ORDER BY bounces DESC, $key_group bounce_text, recipient_domain
@@ -54,8 +58,8 @@ ORDER BY bounces DESC, $key_group bounce_text, recipient_domain
 # messages: non-delivered messages (a hard bounce, or given up), per reason, recipient domain and text.
 _NON_DELIVERIES = Template("""
 SELECT $key_select if(event_type = 'hard_bounce', 'hard_bounce', reason) AS non_delivery_reason,
-    recipient_domain AS recipient_domain, bounce_text AS error_text, count() AS messages
-FROM message_events FINAL
+    recipient_domain AS recipient_domain, bounce_text AS error_text, uniqExact(position) AS messages
+FROM message_events
 WHERE event_type IN ('hard_bounce', 'not_delivered') AND $where
 GROUP BY $key_group non_delivery_reason, recipient_domain, error_text
 ORDER BY messages DESC, $key_group non_delivery_reason, recipient_domain, error_text

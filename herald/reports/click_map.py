@@ -36,13 +36,14 @@ FILTERS = ("template", "template_version")
 LINK_COLUMNS = ("link_id", "link_url", "link_name")
 SERIES_COLUMNS = ("template_version", "unique_opens", "unique_clicks", "unsubscribes")
 
-# The template's versions in the period, with the side panel's numbers.
+# The template's versions in the period, with the side panel's numbers. Events are counted by distinct
+# log position, without FINAL: the copies of one event a retried batch may leave are alike.
 _VERSIONS = """
 SELECT template_version AS template_version,
-    countIf(event_type = 'open' AND is_unique = 1) AS unique_opens,
-    countIf(event_type = 'click' AND is_unique = 1) AS unique_clicks,
-    countIf(event_type = 'unsubscribe') AS unsubscribes
-FROM message_events FINAL
+    uniqExactIf(position, event_type = 'open' AND is_unique = 1) AS unique_opens,
+    uniqExactIf(position, event_type = 'click' AND is_unique = 1) AS unique_clicks,
+    uniqExactIf(position, event_type = 'unsubscribe') AS unsubscribes
+FROM message_events
 WHERE channel = 'email' AND template_id = {template:String}
     AND day >= {start:Date} AND day <= {end:Date}
     AND (is_test = 0 OR {include_tests:UInt8} = 1)
@@ -56,9 +57,9 @@ _LINKS = """
 SELECT link_id AS link_id,
     min(link_url) AS link_url,
     min(link_name) AS link_name,
-    countIf(is_unique = 1) AS unique_clicks,
-    countIf(is_bot = 0) AS clicks
-FROM message_events FINAL
+    uniqExactIf(position, is_unique = 1) AS unique_clicks,
+    uniqExactIf(position, is_bot = 0) AS clicks
+FROM message_events
 WHERE channel = 'email' AND event_type = 'click'
     AND template_id = {template:String} AND template_version = {version:UInt32}
     AND day >= {start:Date} AND day <= {end:Date}

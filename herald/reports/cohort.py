@@ -25,8 +25,10 @@ Ratios are fractions (0.25 = 25 %), as in every report.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import date
+from string import Template
 from typing import Any
 
 from herald.infra.clickhouse import ClickHouse
@@ -40,6 +42,7 @@ from herald.reports.base import (
     check_keys,
     check_metrics,
     check_period,
+    interval_number,
 )
 
 COHORT_SIZES = ("week", "month")
@@ -58,62 +61,69 @@ VALUES: Mapping[str, str] = {
 COUNT_VALUES = frozenset({"unique_clicks", "unique_opens"})
 FILTERS = ("database", "resource", "channel")
 
-# Every profile created within the period, with its cohort: the Monday (or the 1st) of its first
-# creation day. `monthly` picks the cohort size.
-COHORT_MEMBERS_SQL = """
-SELECT
-    profile_id,
-    if({monthly:UInt8} = 1, toStartOfMonth(min(day)), toMonday(min(day))) AS cohort
-FROM profile_creations FINAL
-WHERE day >= {start:Date} AND day <= {end:Date}
-  AND ({database:String} = '' OR database_id = {database:String})
-  AND ({include_tests:UInt8} = 1 OR is_test = 0)
-GROUP BY profile_id
-"""
-
-# profiles ("Размер когорты"): how many profiles the cohort holds.
-COHORT_SIZES_SQL = f"""
-SELECT cohort, count() AS profiles
-FROM ({COHORT_MEMBERS_SQL})
-GROUP BY cohort
-ORDER BY cohort
-"""
+# Per profile, built once: its cohort and its message events in the period that $counted keeps.
+# - The cohort: every profile created within the period (the first creation counts) is in the cohort
+#   of the Monday (or the 1st, `monthly`) of that day.
+# - Its events as (log position, day, kind), kind = $kind (1, 2...), and one (0, cohort, 0) that
+#   stands for the profile itself, so the same rows count the cohort's profiles (kind 0).
+# One GROUP BY over the profile's creations and events together, not a join; the copies of one event a
+# retried batch may leave are alike, so the array de-duplicated by position counts each event once,
+# without FINAL. Then one row per (cohort, event day, kind), events before the cohort's start left out.
+PROFILE_EVENTS_SQL = Template("""
+SELECT cohort, tupleElement(event, 2) AS day, tupleElement(event, 3) AS kind
+FROM (
+    SELECT
+        if({monthly:UInt8} = 1, toStartOfMonth(minIf(day, kind = 0)), toMonday(minIf(day, kind = 0)))
+            AS cohort,
+        arrayJoin(arrayPushFront(
+            arrayDistinct(groupArrayIf((position, day, kind), kind != 0)), (toUInt64(0), cohort, toUInt8(0))
+        )) AS event
+    FROM (
+        SELECT profile_id, day, position, toUInt8(0) AS kind
+        FROM profile_creations
+        WHERE day >= {start:Date} AND day <= {end:Date}
+          AND ({database:String} = '' OR database_id = {database:String})
+          AND ({include_tests:UInt8} = 1 OR is_test = 0)
+        UNION ALL
+        SELECT profile_id, day, position, toUInt8($kind) AS kind
+        FROM message_events
+        WHERE day >= {start:Date} AND day <= {end:Date} AND ($counted)
+          AND ({resource:String} = '' OR resource_id = {resource:String})
+          AND ({channel:String} = '' OR channel = {channel:String})
+          AND ({include_tests:UInt8} = 1 OR is_test = 0)
+    )
+    GROUP BY profile_id
+    HAVING countIf(kind = 0) > 0
+)
+WHERE day >= cohort
+""")
 
 # Per cohort and interval:
-# - sent ("отправлено"): the cohort's messages the sender attempted (the first attempt), as the
-#   summary report's `sent`;
-# - unique_opens, unique_clicks: opens and clicks flagged unique;
+# - profiles ("Размер когорты", kind 0, in the first interval): how many profiles the cohort holds;
+# - sent ("отправлено", kind 1): the cohort's messages the sender attempted (the first attempt), as
+#   the summary report's `sent`;
+# - unique_opens (kind 2), unique_clicks (kind 3): opens and clicks flagged unique;
 # - clicks_per_open = unique_clicks / unique_opens; opens_per_sent = unique_opens / sent;
 #   clicks_per_sent = unique_clicks / sent; NULL where the divisor is 0.
-# Events are counted per (profile, bucket) first, so the join meets one row per profile and bucket.
 COHORT_VALUES_SQL = f"""
 SELECT
     cohort,
     if({{monthly:UInt8}} = 1,
-       toRelativeMonthNum(bucket) - toRelativeMonthNum(cohort),
-       toRelativeWeekNum(bucket) - toRelativeWeekNum(cohort)) + 1 AS interval_number,
-    sum(profile_sent) AS sent,
-    sum(profile_unique_opens) AS unique_opens,
-    sum(profile_unique_clicks) AS unique_clicks,
+       toRelativeMonthNum(day) - toRelativeMonthNum(cohort),
+       toRelativeWeekNum(day) - toRelativeWeekNum(cohort)) + 1 AS interval_number,
+    countIf(kind = 0) AS profiles,
+    countIf(kind = 1) AS sent,
+    countIf(kind = 2) AS unique_opens,
+    countIf(kind = 3) AS unique_clicks,
     if(unique_opens = 0, NULL, unique_clicks / unique_opens) AS clicks_per_open,
     if(sent = 0, NULL, unique_opens / sent) AS opens_per_sent,
     if(sent = 0, NULL, unique_clicks / sent) AS clicks_per_sent
-FROM (
-    SELECT
-        profile_id,
-        if({{monthly:UInt8}} = 1, toStartOfMonth(day), toMonday(day)) AS bucket,
-        countIf(event_type = 'sent') AS profile_sent,
-        countIf(event_type = 'open' AND is_unique = 1) AS profile_unique_opens,
-        countIf(event_type = 'click' AND is_unique = 1) AS profile_unique_clicks
-    FROM message_events FINAL
-    WHERE day >= {{start:Date}} AND day <= {{end:Date}}
-      AND ({{resource:String}} = '' OR resource_id = {{resource:String}})
-      AND ({{channel:String}} = '' OR channel = {{channel:String}})
-      AND ({{include_tests:UInt8}} = 1 OR is_test = 0)
-    GROUP BY profile_id, bucket
-) AS events
-ALL INNER JOIN ({COHORT_MEMBERS_SQL}) AS members USING profile_id
-WHERE bucket >= cohort
+FROM ({
+    PROFILE_EVENTS_SQL.substitute(
+        kind="multiIf(event_type = 'sent', 1, event_type = 'open', 2, 3)",
+        counted="event_type = 'sent' OR (event_type IN ('open', 'click') AND is_unique = 1)",
+    )
+})
 GROUP BY cohort, interval_number
 ORDER BY cohort, interval_number
 """
@@ -129,10 +139,9 @@ class CohortReport:
         check_keys(request.params, PARAMS, "params")
         unit = cohort_size(request)
         value = _value(request)
-        members = cohort_params(request, unit)
-        sizes = {row["cohort"]: row["profiles"] for row in ch.query(COHORT_SIZES_SQL, members)}
-        values = ch.query(COHORT_VALUES_SQL, {**members, **message_filters(request)})
+        values = ch.query(COHORT_VALUES_SQL, cohort_params(request, unit))
         cells = {(row["cohort"], row["interval_number"]): row[value] for row in values}
+        sizes = cohort_sizes(values)
         # The oldest possible cohort starts the period's first bucket: it has the most intervals.
         width = len(buckets(request.period, unit))
         empty = 0 if value in COUNT_VALUES else None
@@ -174,24 +183,29 @@ def cohort_size(request: ReportRequest) -> str:
 
 
 def cohort_params(request: ReportRequest, unit: str) -> dict[str, Any]:
-    """The bound parameters of `COHORT_MEMBERS_SQL` for cohorts of `unit` ("week" or "month")."""
+    """The bound parameters of `PROFILE_EVENTS_SQL` for cohorts of `unit` ("week" or "month"): the
+    period, the cohorts' database, and which messages count (one resource and channel, or all: "")."""
     return {
         "start": request.period.start,
         "end": request.period.end,
         "monthly": int(unit == "month"),
         "database": str(request.filters.get("database", "")),
         "include_tests": int(request.include_tests),
+        **{name: str(request.filters.get(name, "")) for name in ("resource", "channel")},
     }
 
 
-def message_filters(request: ReportRequest) -> dict[str, str]:
-    """Which messages count: those of one resource and one channel, or all ("")."""
-    return {name: str(request.filters.get(name, "")) for name in ("resource", "channel")}
+def cohort_sizes(rows: Sequence[Mapping[str, Any]]) -> dict[date, int]:
+    """Cohort → its profiles, in cohort order, from rows giving some of them (`cohort`, `profiles`)."""
+    sizes: Counter[date] = Counter()
+    for row in rows:
+        sizes[row["cohort"]] += row["profiles"]
+    return dict(sorted(sizes.items()))
 
 
 def intervals_seen(cohort: date, unit: str, period: Period) -> int:
     """How many intervals of `unit` of a cohort starting on `cohort` begin within the period."""
-    return len(buckets(Period(cohort, period.end), unit))
+    return interval_number(cohort, period.end, unit)
 
 
 COHORT = CohortReport()

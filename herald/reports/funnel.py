@@ -111,20 +111,21 @@ FIELD_CONDITIONS = {
 }
 
 # Which rows of each table may take part: the period, a known profile, no test unless asked,
-# no bot's opens or clicks. $mask is the sum of the bits of the steps the row matches.
+# no bot's opens or clicks. $mask is the sum of the bits of the steps the row matches. No FINAL: the
+# copies of one event a retried batch may leave are alike, and PROFILES_SQL keeps one per log position.
 SOURCES_SQL = {
     "message_events": Template("""
     SELECT profile_id, at, position, $mask AS mask, toFloat64(0) AS amount
-    FROM message_events FINAL
+    FROM message_events
     WHERE day >= {start:Date} AND day <= {end:Date} AND profile_id != ''
       AND ({include_tests:UInt8} = 1 OR is_test = 0) AND is_bot = 0 AND mask != 0"""),
     "goal_events": Template("""
     SELECT profile_id, at, position, $mask AS mask, value AS amount
-    FROM goal_events FINAL
+    FROM goal_events
     WHERE day >= {start:Date} AND day <= {end:Date} AND profile_id != '' AND mask != 0"""),
     "subscription_changes": Template("""
     SELECT profile_id, at, position, $mask AS mask, toFloat64(0) AS amount
-    FROM subscription_changes FINAL
+    FROM subscription_changes
     WHERE day >= {start:Date} AND day <= {end:Date} AND profile_id != ''
       AND ({include_tests:UInt8} = 1 OR is_test = 0) AND mask != 0"""),
 }
@@ -133,7 +134,7 @@ MEMBERS_SOURCE_SQL = """
     SELECT arrayJoin({s1_members:Array(String)}) AS profile_id, toDateTime(0, 'UTC') AS at,
            toUInt64(0) AS position, toUInt64(0) AS mask, toFloat64(0) AS amount"""
 
-# Each profile's events in (time, position) order. $totals: for each min_value step, the running
+# Each profile's events in (time, position) order, each once. $totals: for each min_value step, the running
 # total of its matching events' values; $qualified: the masks less the bits of min_value steps whose
 # running total is short at that event.
 PROFILES_SQL = Template("""
@@ -143,7 +144,7 @@ SELECT
     arrayMap(event -> tupleElement(event, 4), events) AS amounts,$totals
     $qualified AS qualified_masks
 FROM (
-    SELECT profile_id, arraySort(groupArray((at, position, mask, amount))) AS events
+    SELECT profile_id, arraySort(arrayDistinct(groupArray((at, position, mask, amount)))) AS events
     FROM ($sources)
     GROUP BY profile_id
 )""")

@@ -24,8 +24,10 @@ as 1; None where it starts after the period, and None for a cohort without click
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 
 from herald.infra.clickhouse import ClickHouse
 from herald.reports.base import (
@@ -36,81 +38,45 @@ from herald.reports.base import (
     buckets,
     check_choice,
     check_keys,
+    interval_number,
 )
 from herald.reports.cohort import (
-    COHORT_MEMBERS_SQL,
-    COHORT_SIZES_SQL,
+    PROFILE_EVENTS_SQL,
     cohort_params,
     cohort_size,
+    cohort_sizes,
     intervals_seen,
-    message_filters,
 )
 
 ACTIVITY_UNITS = ("day", "week", "month")
 PARAMS = ("interval", "activity_interval")
-NO_CLICKS: Mapping[str, Any] = {"peak_clicks": 0, "active_days": 0, "lifetime_days": 0.0}
 
 # clicks: the unique clicks of each cohort's profiles on each day of the period, from the cohort's
-# start on. Clicks are counted per (profile, day) first, so the join meets one row per profile and day.
+# start on (kind 1: the only events read); profiles: the cohort's profiles (kind 0, on its first day).
+# One query; the lifetime and the activity table both come from its rows.
 COHORT_DAILY_CLICKS_SQL = f"""
-SELECT cohort, day, sum(profile_clicks) AS clicks
-FROM (
-    SELECT profile_id, day, count() AS profile_clicks
-    FROM message_events FINAL
-    WHERE event_type = 'click' AND is_unique = 1
-      AND day >= {{start:Date}} AND day <= {{end:Date}}
-      AND ({{resource:String}} = '' OR resource_id = {{resource:String}})
-      AND ({{channel:String}} = '' OR channel = {{channel:String}})
-      AND ({{include_tests:UInt8}} = 1 OR is_test = 0)
-    GROUP BY profile_id, day
-) AS events
-ALL INNER JOIN ({COHORT_MEMBERS_SQL}) AS members USING profile_id
-WHERE day >= cohort
+SELECT cohort, day, countIf(kind = 0) AS profiles, countIf(kind = 1) AS clicks
+FROM ({PROFILE_EVENTS_SQL.substitute(kind="1", counted="event_type = 'click' AND is_unique = 1")})
 GROUP BY cohort, day
+ORDER BY cohort, day
 """
 
-# peak_clicks: M, the most unique clicks the cohort made in one day;
-# active_days: the days with at least 5 % of M (20 * clicks >= M);
-# lifetime_days: the sum of clicks_d / M over those days (the guide's weighted day count).
-LIFETIME_SQL = f"""
-SELECT
-    cohort,
-    arrayReduce('max', daily_clicks) AS peak_clicks,
-    arrayFilter(clicks -> clicks * 20 >= peak_clicks, daily_clicks) AS active_day_clicks,
-    length(active_day_clicks) AS active_days,
-    arraySum(arrayMap(clicks -> clicks / peak_clicks, active_day_clicks)) AS lifetime_days
-FROM (
-    SELECT cohort, groupArray(clicks) AS daily_clicks
-    FROM ({COHORT_DAILY_CLICKS_SQL})
-    GROUP BY cohort
-)
-"""
 
-# activity: per cohort, its unique clicks in each interval (calendar day, week or month since the
-# cohort's start, the first being 1) over the clicks of its busiest interval.
-ACTIVITY_SQL = f"""
-SELECT
-    cohort,
-    intervals,
-    arrayReduce('max', interval_clicks) AS peak_interval_clicks,
-    arrayMap(clicks -> clicks / peak_interval_clicks, interval_clicks) AS activity
-FROM (
-    SELECT cohort, groupArray(interval_number) AS intervals, groupArray(clicks_in_interval) AS interval_clicks
-    FROM (
-        SELECT
-            cohort,
-            multiIf(
-                {{activity_unit:String}} = 'day', toRelativeDayNum(day) - toRelativeDayNum(cohort),
-                {{activity_unit:String}} = 'week', toRelativeWeekNum(day) - toRelativeWeekNum(cohort),
-                toRelativeMonthNum(day) - toRelativeMonthNum(cohort)
-            ) + 1 AS interval_number,
-            sum(clicks) AS clicks_in_interval
-        FROM ({COHORT_DAILY_CLICKS_SQL})
-        GROUP BY cohort, interval_number
-    )
-    GROUP BY cohort
-)
-"""
+@dataclass(frozen=True)
+class Lifetime:
+    """One cohort's figures (notes seed000-D §3.3): its peak, the days kept, and the lifetime in days."""
+
+    peak_clicks: int  # M: the most unique clicks the cohort made in one day
+    active_days: int  # the days with at least 5 % of M (20 * clicks >= M, exact in integers)
+    lifetime_days: float  # the sum of clicks_d / M over those days (the guide's weighted day count)
+
+    @classmethod
+    def of(cls, daily_clicks: Sequence[int]) -> Lifetime:
+        peak = max(daily_clicks, default=0)
+        if not peak:
+            return cls(0, 0, 0.0)
+        kept = [clicks for clicks in daily_clicks if clicks * 20 >= peak]
+        return cls(peak, len(kept), sum(clicks / peak for clicks in kept))
 
 
 class LifetimeReport:
@@ -127,25 +93,24 @@ class LifetimeReport:
         activity_unit = check_choice(
             str(request.params.get("activity_interval", unit)), ACTIVITY_UNITS, "params.activity_interval"
         )
-        members = cohort_params(request, unit)
-        clicks = {**members, **message_filters(request)}
-        sizes = {row["cohort"]: row["profiles"] for row in ch.query(COHORT_SIZES_SQL, members)}
-        lifetimes = {row["cohort"]: row for row in ch.query(LIFETIME_SQL, clicks)}
-        activity = {
-            row["cohort"]: dict(zip(row["intervals"], row["activity"], strict=True))
-            for row in ch.query(ACTIVITY_SQL, {**clicks, "activity_unit": activity_unit})
-        }
+        rows = ch.query(COHORT_DAILY_CLICKS_SQL, cohort_params(request, unit))
+        sizes = cohort_sizes(rows)
+        daily: dict[date, dict[date, int]] = defaultdict(dict)
+        for row in rows:
+            if row["clicks"]:
+                daily[row["cohort"]][row["day"]] = row["clicks"]
         # The oldest possible cohort starts the period's first cohort bucket: it has the most intervals.
         first_cohort = buckets(request.period, unit)[0]
         width = len(buckets(Period(first_cohort, request.period.end), activity_unit))
-        rows = []
+        table = []
         for cohort, profiles in sizes.items():
-            lifetime = lifetimes.get(cohort, NO_CLICKS)
-            shares = activity.get(cohort)
+            clicks = daily.get(cohort, {})
+            lifetime = Lifetime.of(list(clicks.values()))
+            shares = _activity(cohort, clicks, activity_unit)
             seen = intervals_seen(cohort, activity_unit, request.period)
             cells = [None if shares is None or n > seen else shares.get(n, 0.0) for n in range(1, width + 1)]
-            figures = (lifetime["peak_clicks"], lifetime["active_days"], lifetime["lifetime_days"])
-            rows.append((cohort, profiles, *figures, *cells))
+            figures = (lifetime.peak_clicks, lifetime.active_days, lifetime.lifetime_days)
+            table.append((cohort, profiles, *figures, *cells))
         columns = (
             "cohort",
             "profiles",
@@ -154,7 +119,19 @@ class LifetimeReport:
             "lifetime_days",
             *(f"{activity_unit}_{n}" for n in range(1, width + 1)),
         )
-        return ReportResult(columns, tuple(rows))
+        return ReportResult(columns, tuple(table))
+
+
+def _activity(cohort: date, daily_clicks: Mapping[date, int], unit: str) -> dict[int, float] | None:
+    """Interval n (the n-th day, week or month from the cohort's) → its clicks over the busiest
+    interval's (1.0: the peak); None for a cohort without clicks."""
+    per_interval: Counter[int] = Counter()
+    for day, clicks in daily_clicks.items():
+        per_interval[interval_number(cohort, day, unit)] += clicks
+    busiest = max(per_interval.values(), default=0)
+    if not busiest:
+        return None
+    return {n: clicks / busiest for n, clicks in per_interval.items()}
 
 
 LIFETIME = LifetimeReport()

@@ -432,13 +432,64 @@ def compile_source(
     segments: Mapping[str, Collection[str]] = _NO_SETS,
     external: Mapping[str, Collection[str]] = _NO_SETS,
     prefix: str = "p",
+    scope: Scope | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """A WHERE clause over `profile_snapshots FINAL` selecting the source's profiles (count limit aside).
 
     Parameter names start with `prefix`. A segment or external rule whose set is not given raises KeyError.
     """
-    compiler = _Compiler(_clock(now, timezone), prefix, segments, external)
+    compiler = _Compiler(_clock(now, timezone), prefix, segments, external, scope)
     return compiler.source(source), compiler.params
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A part of the profiles and of the log: ids from `first` to `last` (inclusive), and the history
+    and goal events before the log position `before` (the membership processor evaluates as of it)."""
+
+    first: str
+    last: str
+    before: int
+
+
+def members_in_scope(
+    ch: ClickHouse,
+    query: SegmentQuery,
+    now: datetime,
+    timezone: str,
+    scope: Scope,
+    *,
+    segments: Mapping[str, Collection[str]] = _NO_SETS,
+) -> set[str]:
+    """The profiles of the scope the query holds with the scope's events, limits but count limits applied
+    (realtime membership has none); profiles are their latest snapshots (see `fresh_snapshots`)."""
+    selects: list[str] = []
+    params: dict[str, Any] = {}
+    for index, source in enumerate(query.sources):
+        where, bound = compile_source(
+            source, now, timezone, segments=segments, prefix=f"s{index}_", scope=scope
+        )
+        params.update(bound)
+        selects.append(f"SELECT profile_id AS profile_id FROM profile_snapshots FINAL WHERE {where}")
+    return {row["profile_id"] for row in ch.query(" UNION ALL ".join(selects), params)}
+
+
+def stale_snapshots(ch: ClickHouse, scope: Scope, profile_ids: Collection[str]) -> set[str]:
+    """Those of `profile_ids` (within the scope) whose latest snapshot is not their state at the scope's
+    log position: written at or after it, or not at all.
+
+    The query names only the scope's bounds and the difference is taken here: with a step's 50,000 ids
+    sent as a parameter, this took 2.8 of a 200k-profile population's 7.8 s under cProfile, half of it
+    quoting the ids."""
+    rows = ch.query(
+        # the latest snapshot first (FINAL), then its position
+        "SELECT groupArray(profile_id) AS current FROM ("
+        " SELECT profile_id, position FROM profile_snapshots FINAL"
+        " WHERE profile_id >= {first:String} AND profile_id <= {last:String})"
+        " WHERE position < {before:UInt64}",
+        {"first": scope.first, "last": scope.last, "before": scope.before},
+    )
+    return set(profile_ids).difference(rows[0]["current"] if rows else ())
 
 
 # --- compiling ---------------------------------------------------------------------------------
@@ -482,11 +533,13 @@ class _Compiler:
         prefix: str,
         segments: Mapping[str, Collection[str]],
         external: Mapping[str, Collection[str]],
+        scope: Scope | None = None,
     ) -> None:
         self.clock = clock
         self.prefix = prefix
         self.segments = segments
         self.external = external
+        self.scope = scope
         self.params: dict[str, Any] = {}
 
     def bind(self, value: Any, type_text: str) -> str:
@@ -497,8 +550,23 @@ class _Compiler:
 
     # -- sources and rules
 
+    def in_scope(self) -> list[str]:
+        """Conditions keeping the scope's profiles (none without a scope)."""
+        if self.scope is None:
+            return []
+        first, last = self.bind(self.scope.first, "String"), self.bind(self.scope.last, "String")
+        return [f"profile_id >= {first}", f"profile_id <= {last}"]
+
+    def before(self) -> list[str]:
+        """Conditions keeping the scope's events, those before its log position (none without a scope)."""
+        return [] if self.scope is None else [f"position < {self.bind(self.scope.before, 'UInt64')}"]
+
     def source(self, source: Source) -> str:
-        parts = [f"database_id = {self.bind(source.database_id, 'String')}", "`exists` = 1"]
+        parts = [
+            f"database_id = {self.bind(source.database_id, 'String')}",
+            "`exists` = 1",
+            *self.in_scope(),
+        ]
         limit = source.limit
         if isinstance(limit, PercentLimit):
             low, high = self.bind(limit.from_pct, "UInt8"), self.bind(limit.to_pct, "UInt8")
@@ -574,7 +642,7 @@ class _Compiler:
         # only a lambda nested in a lambda names (the entries' arrays here).
         found = (
             f"SELECT profile_id FROM profile_snapshots FINAL ARRAY JOIN {_SUBSCRIPTION_ARRAYS}"
-            f" WHERE {' AND '.join(checks)}"
+            f" WHERE {' AND '.join([*checks, *self.in_scope()])}"
         )
         return f"profile_id {'IN' if rule.operator == 'exists' else 'NOT IN'} ({found})"
 
@@ -586,6 +654,8 @@ class _Compiler:
             "is_bot = 0",
             "is_test = 0",
             *self.period(rule.period),
+            *self.in_scope(),
+            *self.before(),
         ]
         for column, wanted in (
             ("channel", rule.channel),
@@ -609,7 +679,7 @@ class _Compiler:
         return f"profile_id IN ({events} GROUP BY profile_id HAVING uniqExact(event_id) >= {at_least})"
 
     def goal(self, rule: GoalRule) -> str:
-        filters = ["profile_id != ''", *self.period(rule.period)]
+        filters = ["profile_id != ''", *self.period(rule.period), *self.in_scope(), *self.before()]
         if rule.goal is not None:
             filters.append(f"goal = {self.bind(rule.goal, 'String')}")
         if rule.pixel_id is not None:

@@ -1,8 +1,9 @@
 """The summary report ("Сводный отчёт"): every counter and rate of email, SMS and push, by a grouping.
 
-Rows come from `message_events` (one row per message event, see the report sink). Counters are
-counted per channel; rates divide two counters of the same channel and are NULL when the divisor is 0.
-Rates are fractions (0.25 = 25 %), not percentages, so clients format them.
+Counts come from `message_rollup`, which the report sink keeps: message events per day and per every
+dimension below (see `projections/message_rollup.py`), so a report sums a few thousand rows, not every
+event. Counters are counted per channel; rates divide two counters of the same channel and are NULL
+when the divisor is 0. Rates are fractions (0.25 = 25 %), not percentages, so clients format them.
 
 Request:
 - `group_by`: campaign, scenario, database, template, resource, domain_group, domain, vendor, sender,
@@ -13,6 +14,9 @@ Request:
 - `include_tests`: count test sends; `params.include_deleted`: count deleted campaigns, templates,
   databases, resources and scenarios; `params.preset`: email (default), sms, push or all;
   `params.interval`: the chart's buckets, day (default), week or month.
+
+The vendor ("Поставщик") of an event is the profile's `_vendor` when the event happened: a profile
+whose vendor changes keeps its earlier messages under the earlier vendor.
 
 The series is the chart: one row per bucket of the period (none missing), with the same metrics.
 """
@@ -38,13 +42,14 @@ from herald.reports.base import (
 
 CHANNELS = ("email", "sms", "push")
 
-# Counter → the message_events rows it counts (within one channel). Bots (`domain/bots.py`) are left
-# out of every tracked counter and counted on their own (bot_*); a "unique" action is one the delivery
+# Counter → the message events it counts (within one channel). Bots (`domain/bots.py`) are left out
+# of every tracked counter and counted on their own (bot_*); a "unique" action is one the delivery
 # decider flagged `unique`: the first such action on the message, or the first after 24 hours since
 # the last unique one (never a bot's). The guide's formulas (§ "Принцип расчёта относительных
 # показателей") divide these counters; two choices make them hold where the guide is silent:
 # - a message a DSN hard-bounced after the relay accepted it was not delivered: `delivered` leaves
-#   it out (whenever the bounce came), so delivered + hard bounces never exceed what was sent;
+#   it out (whenever the bounce came), so delivered + hard bounces never exceed what was sent; the
+#   sink takes the delivery off the rollup's count when the bounce comes (projections/message_rollup.py);
 # - a person's click with no open in the 24 hours before it records that open too (the decider's
 #   implied open: images blocked or cached), so CTOR (unique clicks / unique opens) never counts a
 #   clicker who never opened, and the open rate holds every clicker.
@@ -58,7 +63,7 @@ COUNTERS: Mapping[str, str] = {
     # sent ("отправлено"): messages the sender attempted at least once (the first attempt).
     "sent": "event_type = 'sent'",
     # delivered: messages the recipient's server accepted and did not hard-bounce later (by DSN).
-    "delivered": "event_type = 'delivered' AND bounced_later = 0",
+    "delivered": "event_type = 'delivered'",
     # soft_bounces: temporary failures; every one counts (a message retried twice bounces twice).
     "soft_bounces": "event_type = 'soft_bounce'",
     # hard_bounces: permanent failures (unknown mailbox, bad domain...), at most one per message.
@@ -164,21 +169,13 @@ FILTERS: Mapping[str, str] = {name: column for name, column in GROUPS.items() if
 
 PARAMS = ("preset", "interval", "include_deleted")
 
-# The period's rows, tests and deleted objects left out unless asked for, narrowed by the filters
-# (an empty filter value means "any"). `vendor` is the profile's current `_vendor`, joined only when
-# the report groups or filters by it. `bounced_later`: the message hard-bounced at any time since the
-# period began (a bounce follows its delivery; the set is small, a few per cent of messages). The set
-# is read without FINAL: a replayed row repeats a message id, which a set holds once anyway, and FINAL
-# there doubled the report's time (BENCHMARKS.md).
+# The period's counts, tests and deleted objects left out unless asked for, narrowed by the filters
+# (an empty filter value means "any"); marker rows (log_positions) are the sink's, not events.
 _ROWS = """
     SELECT day, channel, event_type, is_unique, is_bot, campaign_id, scenario_id, database_id,
-        template_id, resource_id, domain_group, recipient_domain, sender_id, profile_id,
-        message_id IN (
-            SELECT message_id FROM message_events
-            WHERE event_type = 'hard_bounce' AND day >= {start:Date}
-        ) AS bounced_later
-    FROM message_events FINAL
-    WHERE day >= {start:Date} AND day <= {end:Date}
+        template_id, resource_id, domain_group, recipient_domain, sender_id, vendor, events
+    FROM message_rollup
+    WHERE log_positions = 0 AND day >= {start:Date} AND day <= {end:Date}
         AND (is_test = 0 OR {include_tests:UInt8} = 1)
         AND ({include_deleted:UInt8} = 1 OR (
             campaign_id NOT IN (SELECT object_id FROM deleted_objects FINAL WHERE kind = 'campaign')
@@ -193,14 +190,8 @@ _ROWS = """
         AND ({resource:String} = '' OR resource_id = {resource:String})
         AND ({domain_group:String} = '' OR domain_group = {domain_group:String})
         AND ({domain:String} = '' OR recipient_domain = {domain:String})
+        AND ({vendor:String} = '' OR vendor = {vendor:String})
         AND ({sender:String} = '' OR sender_id = {sender:String})
-"""
-
-_VENDOR_JOIN = """
-    ANY LEFT JOIN (
-        SELECT profile_id, argMax(vendor, position) AS vendor FROM profile_vendors GROUP BY profile_id
-    ) AS v USING profile_id
-    WHERE {vendor:String} = '' OR vendor = {vendor:String}
 """
 
 # The outer query turns the counters into rates; the inner one counts, per group key.
@@ -209,7 +200,6 @@ SELECT $key_select $counter_names, $rates
 FROM (
     SELECT $key_expression $counters
     FROM ($rows) AS m
-    $vendor_join
     $group_by
 )
 $order_by
@@ -218,7 +208,7 @@ $order_by
 
 def _counter_sql() -> str:
     return ",\n        ".join(
-        f"countIf(channel = '{channel}' AND {condition}) AS {channel}_{name}"
+        f"sumIf(events, channel = '{channel}' AND {condition}) AS {channel}_{name}"
         for channel in CHANNELS
         for name, condition in COUNTERS.items()
     )
@@ -235,8 +225,8 @@ def _rate_sql() -> str:
 _COUNTER_NAMES = tuple(f"{channel}_{name}" for channel in CHANNELS for name in COUNTERS)
 
 
-def summary_sql(key: str | None, with_vendor: bool) -> str:
-    """The query for one grouping expression (None: one row for everything); key and join are constants."""
+def summary_sql(key: str | None) -> str:
+    """The query for one grouping expression (None: one row for everything); the key is a constant."""
     return _SUMMARY.substitute(
         key_select="group_key," if key else "",
         key_expression=f"{key} AS group_key," if key else "",
@@ -244,7 +234,6 @@ def summary_sql(key: str | None, with_vendor: bool) -> str:
         rates=_rate_sql(),
         counters=_counter_sql(),
         rows=_ROWS,
-        vendor_join=_VENDOR_JOIN if with_vendor else "",
         group_by="GROUP BY group_key" if key else "",
         order_by="ORDER BY group_key" if key else "",
     )
@@ -260,12 +249,11 @@ class SummaryReport:
         check_keys(request.params, PARAMS, "params")
         interval = check_choice(str(request.params.get("interval", "day")), INTERVALS, "params.interval")
         group = check_choice(request.group_by, GROUPS, "group_by") if request.group_by else None
-        with_vendor = group == "vendor" or bool(request.filters.get("vendor"))
-        values = _values(request, with_vendor)
+        values = _values(request)
         key = GROUPS[group] if group else None
-        rows = ch.query(summary_sql(key, with_vendor), values)
+        rows = ch.query(summary_sql(key), values)
         table = tuple(((row["group_key"],) if group else ()) + tuple(row[m] for m in metrics) for row in rows)
-        chart = ch.query(summary_sql(INTERVALS[interval], with_vendor), values)
+        chart = ch.query(summary_sql(INTERVALS[interval]), values)
         series = _filled(chart, metrics, buckets(request.period, interval))
         columns = ((group,) if group else ()) + metrics
         return ReportResult(columns=columns, rows=table, series=series)
@@ -279,7 +267,7 @@ def _metrics(request: ReportRequest) -> tuple[str, ...]:
     return PRESETS[preset]
 
 
-def _values(request: ReportRequest, with_vendor: bool) -> dict[str, Any]:
+def _values(request: ReportRequest) -> dict[str, Any]:
     values: dict[str, Any] = {
         "start": request.period.start,
         "end": request.period.end,
@@ -287,8 +275,7 @@ def _values(request: ReportRequest, with_vendor: bool) -> dict[str, Any]:
         "include_deleted": int(flag(request.params, "include_deleted")),
     }
     for name in FILTERS:
-        if name != "vendor" or with_vendor:  # the vendor placeholder exists only with the join
-            values[name] = str(request.filters.get(name, ""))
+        values[name] = str(request.filters.get(name, ""))
     return values
 
 

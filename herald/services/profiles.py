@@ -129,6 +129,15 @@ class _Batch:
             self.profiles[profile_id] = _Loaded(loaded.state, loaded.version)
         return self.profiles[profile_id]
 
+    def new_profile(self, profile_id: str) -> _Loaded:
+        """A profile under an id just drawn: nothing to read (a create's query found nothing, a cache
+        entry it would fill evicted a useful one). Its append expects an empty stream, so an id
+        that is taken after all fails the append and the batch is decided again with new ids."""
+        if profile_id in self.profiles:  # drawn twice in one batch: as `profile` answers
+            return self.profiles[profile_id]
+        loaded = self.profiles[profile_id] = _Loaded(profiles.profile_decider.initial, 0)
+        return loaded
+
     def claim(self, key: LookupKey) -> _Claim:
         stream = claims.claim_stream(self.database.database_id, key.kind, key.value)
         if stream not in self.claims:
@@ -202,8 +211,9 @@ class ProfileService:
     ) -> RowResult:
         database = batch.database
         key = match_key(options.match, options.field_name, row, database)
-        profile_id = self._resolve(batch, key) or self.aggregates.ids.profile_id()
-        loaded = batch.profile(profile_id)
+        found = self._resolve(batch, key)
+        profile_id = found or self.aggregates.ids.profile_id()
+        loaded = batch.profile(profile_id) if found else batch.new_profile(profile_id)
         fields = {k: v for k, v in row.items() if k not in ("subscriptions", "profile_id")}
         command = ImportProfile(
             profile_id=profile_id,

@@ -237,7 +237,7 @@ class ScenarioEffects:
                 data=activity_payload(
                     database_id=profile.database_id,
                     name=GOAL_EVENT,
-                    at=step.at,
+                    at=step.at.isoformat(),
                     profile_id=profile.profile_id,
                     properties=goal_properties(goal, node.pixel_id, node.value, "scenario_node"),
                     context={"source": "scenario", "scenario_id": step.scenario_id},

@@ -98,7 +98,7 @@ class MembersEngine(Protocol):
 class SqlMembers:
     """The bulk engine: SQL over the report store (`reports.segment_sql`)."""
 
-    def __init__(self, ch: ClickHouse, catch_up: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, ch: ClickHouse, catch_up: Callable[[], object] = lambda: None) -> None:
         self._ch = ch
         self._catch_up = catch_up  # brings the report store's tables up to the log first
 

@@ -12,12 +12,14 @@ rest of the batch is written in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from herald.domain.contacts import email_key, normalize_email
 from herald.domain.databases import DatabaseState
 from herald.domain.errors import DomainError, NotFound, ValidationFailed
 from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey, MatchMode, match_key
@@ -99,7 +101,7 @@ class TrackingService:
         keys = self._keys(database, events)
         lookups = [k for k in keys if isinstance(k, LookupKey) and k.kind != PROFILE_ID]
         # An email is first the profile's own (`email_profile`), then any subscription's.
-        owned = {k: LookupKey(EMAIL_PROFILE, k.value) for k in lookups if k.kind == EMAIL}
+        owned = {k: (EMAIL_PROFILE, k.value) for k in lookups if k.kind == EMAIL}  # tuples: a key each
         found = self.projection.resolve(database_id, [owned.get(k, k) for k in lookups])
         unowned = [k for k, owner in owned.items() if owner not in found]
         if unowned:
@@ -115,6 +117,9 @@ class TrackingService:
         head = self.aggregates.store.head_position()
         placed: list[tuple[int, str, int]] = []
         in_batch: set[UUID] = set()  # a client event id sent twice in one batch is stored once
+        # Each distinct time formatted once (most share `now`); keyed with the offset too, since
+        # 10:00+01:00 equals 09:00+00:00 but is written differently.
+        times: dict[tuple[datetime, Any], str] = {}
         for index, (event, key) in enumerate(zip(events, keys, strict=True)):
             try:
                 if isinstance(event, DomainError):
@@ -122,7 +127,7 @@ class TrackingService:
                 if isinstance(key, DomainError):
                     raise key
                 profile_id = self._profile_of(database_id, key, found, event.anonymous_id, linked)
-                new = self._new_event(database_id, profile_id, event, now, meta, tracked_id)
+                new = self._new_event(database_id, profile_id, event, now, times, meta, tracked_id)
             except DomainError as error:
                 results.append({"index": index, "status": "error", "error": error})
                 continue
@@ -186,7 +191,7 @@ class TrackingService:
         self,
         database_id: str,
         key: LookupKey | None,
-        found: Mapping[LookupKey, list[str]],
+        found: Mapping[tuple[str, str], list[str]],
         anonymous_id: str | None,
         linked: Mapping[str, str],
     ) -> str | None:
@@ -198,7 +203,7 @@ class TrackingService:
             if key not in found:
                 raise NotFound(f"no profile {key.value!r} in database {database_id!r}", "profile.profile_id")
             return key.value
-        owner = found.get(LookupKey(EMAIL_PROFILE, key.value)) if key.kind == EMAIL else None
+        owner = found.get((EMAIL_PROFILE, key.value)) if key.kind == EMAIL else None
         profiles = owner or found.get(key)
         if not profiles and anonymous_id:
             return visitor  # not known yet: the visitor keeps it until an identify links them
@@ -215,6 +220,7 @@ class TrackingService:
         profile_id: str | None,
         event: TrackedEvent,
         now: datetime,
+        times: dict[tuple[datetime, Any], str],
         meta: dict[str, Any],
         tracked_id: Callable[[object], UUID],
     ) -> NewEvent:
@@ -222,6 +228,10 @@ class TrackingService:
             raise ValidationFailed("name the profile (by a match field) or give an anonymous_id", "profile")
         given = event.at
         at = _aware(given) if given else now
+        moment = (at, at.tzinfo)
+        at_text = times.get(moment)
+        if at_text is None:
+            at_text = times[moment] = at.isoformat()
         payload = activity_payload(
             database_id=database_id,
             profile_id=profile_id,
@@ -230,7 +240,7 @@ class TrackingService:
             properties=dict(event.properties or {}),
             context=dict(event.context or {}),
             client_event_id=event.event_id,
-            at=at,
+            at=at_text,
         )
         event_id = tracked_id(event.event_id) if event.event_id else self.aggregates.ids.uuid()
         return NewEvent(
@@ -272,6 +282,11 @@ def selector_key(database: DatabaseState, profile: Mapping[str, Any]) -> LookupK
     if len(profile) != 1:
         raise ValidationFailed('name the profile by exactly one match field, e.g. {"email": …}', "")
     ((name, value),) = profile.items()
+    if name == "email" and isinstance(value, str):
+        # The commonest selector, without the general path's field lookups and row (the two agree:
+        # `tests/unit/test_tracking.py`); anything it refuses, the general path words the error for.
+        with contextlib.suppress(ValidationFailed):
+            return LookupKey(EMAIL, email_key(normalize_email(value)))
     mode = _MODES.get(name.casefold(), MatchMode.CUSTOM)
     row = {"profile_id": value} if mode is MatchMode.PROFILE_ID else {name: value}
     try:

@@ -10,6 +10,7 @@ import pytest
 from herald.api.wiring import Herald
 from herald.domain.databases import StandardFieldConfig
 from herald.domain.fields import FieldDefinition, FieldType
+from herald.infra.ids import IdSource
 from tests.builders import (
     DB,
     card,
@@ -420,6 +421,32 @@ async def test_rows_naming_one_email_resolve_to_one_profile(api: httpx.AsyncClie
     assert shown["fields"]["age"] == 1 and shown["fields"]["_fname"] == "Ann"
     assert [s["contact"] for s in shown["subscriptions"]] == ["ann@example.org"]
     assert await _ids_by_email(api, herald, "ann@example.org") == [ids[0]]
+
+
+class _DrawsTakenIdFirst(IdSource):
+    """Ids as seeded, except that the first profile id drawn is one already taken."""
+
+    def __init__(self, taken: str) -> None:
+        super().__init__(7)
+        self.taken = [taken]
+
+    def profile_id(self) -> str:
+        return self.taken.pop() if self.taken else super().profile_id()
+
+
+async def test_a_new_profile_whose_drawn_id_is_taken_gets_another_and_the_owner_is_untouched(
+    api: httpx.AsyncClient, herald: Herald, ann: str
+) -> None:
+    herald.aggregates.ids = _DrawsTakenIdFirst(ann)  # a create reads nothing under the id it draws
+    before = await card(api, herald, ann)
+
+    body = await import_rows(api, [{"email": "new@example.org", "_fname": "Nell"}])
+
+    assert _statuses(body) == ["created"]
+    created = body["results"][0]["profile_id"]
+    assert created != ann and herald.aggregates.ids.taken == []
+    assert (await card(api, herald, created))["fields"]["email"] == "new@example.org"
+    assert await card(api, herald, ann) == before
 
 
 async def test_rows_naming_one_unique_value_resolve_to_one_profile(

@@ -147,6 +147,27 @@ async def test_one_client_event_id_twice_in_one_batch_is_stored_once(
     assert log_size(herald) == before + 1
 
 
+async def test_each_event_keeps_its_own_time_and_offset_and_the_rest_share_the_time_received(
+    api: httpx.AsyncClient, herald: Herald, ann: str
+) -> None:
+    log = (await api.get("/api/v1/events")).json()
+    given = ["2026-01-01T10:00:00+01:00", "2026-01-01T09:00:00Z", "2026-01-01T09:00:00", None, None]
+    events = [
+        {"event": "viewed", "profile": {"email": "ann@example.org"}, **({"at": at} if at else {})}
+        for at in given
+    ]
+    assert _statuses(await _track(api, events)) == ["accepted"] * 5
+    after = (await api.get("/api/v1/events", params={"after": log["log_head"]})).json()["events"]
+    stored = [e["data"]["at"] for e in after]
+    # the same instant in two offsets is written as each was given; a time without one is UTC
+    assert stored[:3] == [
+        "2026-01-01T10:00:00+01:00",
+        "2026-01-01T09:00:00+00:00",
+        "2026-01-01T09:00:00+00:00",
+    ]
+    assert stored[3] == stored[4] == after[3]["recorded_at"]
+
+
 async def test_anonymous_events_wait_in_their_own_stream(api: httpx.AsyncClient, herald: Herald) -> None:
     body = await _track(api, [{"event": "landed", "anonymous_id": "anon-9", "context": {"page": "/"}}])
     [result] = body["results"]

@@ -13,9 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from herald.infra.config import Settings
 from herald.services.aggregates import CommandContext
 from herald.services.profiles import ImportOptions
 from tests.builders import RESOURCE, create_resource, customers, email_subscription
-from tests.smtp_sink import smtp_server
+from tests.smtp_sink import MessageCounter, smtp_server
 
 MESSAGES = 10_000
 KILL_AFTER = (1_200, 3_500, 6_000, 8_300)  # messages at the sink when the sender is killed
@@ -38,27 +36,9 @@ CONTEXT = CommandContext(actor="test", source="test")
 REPO = Path(__file__).resolve().parents[2]
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.ids: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        content: bytes = envelope.original_content
-        header = next(line for line in content.split(b"\r\n") if line.startswith(b"X-Herald-Message-ID:"))
-        with self.lock:
-            self.ids[header.split(b":", 1)[1].strip().decode()] += 1
-        return "250 2.0.0 queued"
-
-    @property
-    def received(self) -> int:
-        with self.lock:
-            return sum(self.ids.values())
-
-
 @pytest.fixture
-def sink() -> Iterator[tuple[Sink, int]]:
-    handler = Sink()
+def sink() -> Iterator[tuple[MessageCounter, int]]:
+    handler = MessageCounter()
     with smtp_server(handler) as port:
         yield handler, port
 
@@ -118,7 +98,9 @@ def wait_until(condition: Any, process: subprocess.Popen[bytes], deadline: float
 
 
 @pytest.mark.slow
-def test_killing_the_sender_loses_and_doubles_nothing(tmp_path: Path, sink: tuple[Sink, int]) -> None:
+def test_killing_the_sender_loses_and_doubles_nothing(
+    tmp_path: Path, sink: tuple[MessageCounter, int]
+) -> None:
     relay, port = sink
     data_dir = tmp_path / "data"
     herald = build(Settings(data_dir=data_dir, admin_token="t", reports_engine="off"))

@@ -9,13 +9,14 @@ batch sizes, by sinks restarted between batches, gives identical tables.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,7 +40,7 @@ from herald.domain.subscriptions import Cause, SubscriptionAdded, SubscriptionSt
 from herald.domain.templates import TemplateDeleted
 from herald.domain.tracking import ActivityTracked
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse, ServerClickHouse
-from herald.infra.clickhouse_migrations import migrate
+from herald.infra.clickhouse_migrations import MIGRATIONS, checksum, migrate
 from herald.infra.event_store import RecordedEvent
 from herald.projections.clickhouse_sink import (
     CHECKPOINT_STRIDE,
@@ -48,6 +49,7 @@ from herald.projections.clickhouse_sink import (
     domain_group,
     table_contents,
 )
+from herald.projections.message_rollup import stored_checkpoint
 from herald.reports import REPORTS
 from herald.reports.base import Period, ReportError, ReportRequest, ReportResult
 from herald.reports.export import to_csv, to_xlsx
@@ -449,23 +451,22 @@ GROUP_NAMES = {
 }
 
 
-def current_vendors(events: Sequence[Event]) -> dict[str, str]:
-    vendors: dict[str, str] = {}
-    for event in events:
-        if isinstance(event, ProfileCreated) and "_vendor" in event.fields:
-            vendors[event.profile_id] = str(event.fields["_vendor"])
-        elif isinstance(event, ProfileFieldsUpdated) and "_vendor" in event.changes:
-            new = event.changes["_vendor"].new
-            vendors[event.profile_id] = "" if new is None else str(new)
-    return vendors
+def note_vendor(vendors: dict[str, str], event: Event) -> None:
+    """The profile's vendor from `event` on, if the event sets it."""
+    if isinstance(event, ProfileCreated) and "_vendor" in event.fields:
+        vendors[event.profile_id] = str(event.fields["_vendor"])
+    elif isinstance(event, ProfileFieldsUpdated) and "_vendor" in event.changes:
+        new = event.changes["_vendor"].new
+        vendors[event.profile_id] = "" if new is None else str(new)
 
 
 def message_facts(events: Sequence[Event]) -> list[Fact]:
-    vendors = current_vendors(events)
+    vendors: dict[str, str] = {}  # each profile's vendor as the log stands at the event read
     sender: dict[str, str] = {}
     facts: list[Fact] = []
     bounced = {e.message_id for e in events if isinstance(e, dl.MessageHardBounced)}
     for event in events:
+        note_vendor(vendors, event)
         if isinstance(event, dl.MessageSendAttempted):
             sender[event.message_id] = event.sender_id
             if event.attempt > 1:
@@ -652,6 +653,10 @@ def test_the_log_covers_every_case() -> None:
     assert any(f.test for f in FACTS) and any(f.bot for f in FACTS)
     assert any(f.kind == "delivered" and f.bounced_later for f in FACTS)
     assert any(f.day < PERIOD.start for f in FACTS) and any(f.day > PERIOD.end for f in FACTS)
+    vendors_seen: dict[str, set[str]] = defaultdict(set)
+    for f in FACTS:
+        vendors_seen[f.profile].add(f.vendor)
+    assert any(len(seen) > 1 for seen in vendors_seen.values())  # messages before and after a new vendor
 
 
 def test_the_sink_writes_one_row_per_event_and_fills_the_sender(store: ClickHouse) -> None:
@@ -706,8 +711,9 @@ def test_the_sink_writes_subscription_changes_creations_goals_and_deletions(stor
     }
 
 
-def test_the_checkpoint_is_stored_in_herald_meta(store: ClickHouse) -> None:
+def test_the_checkpoint_is_stored_with_the_rollup(store: ClickHouse) -> None:
     assert ClickHouseSink(store).checkpoint() == LOG.records[-1].position
+    assert stored_checkpoint(store) == LOG.records[-1].position
 
 
 def test_batches_that_write_no_rows_store_the_checkpoint_only_every_stride(fresh_store: ClickHouse) -> None:
@@ -718,10 +724,33 @@ def test_batches_that_write_no_rows_store_the_checkpoint_only_every_stride(fresh
     for position in range(1000, CHECKPOINT_STRIDE, 1000):
         sink.commit(position)
     assert sink.checkpoint() == CHECKPOINT_STRIDE - 1000
-    assert fresh_store.query("SELECT count() AS n FROM herald_meta")[0]["n"] == 0
+    assert fresh_store.query("SELECT count() AS n FROM message_rollup")[0]["n"] == 0
     assert ClickHouseSink(fresh_store).checkpoint() == 0
     sink.commit(CHECKPOINT_STRIDE)
     assert ClickHouseSink(fresh_store).checkpoint() == CHECKPOINT_STRIDE
+    # A batch with rows after ones without: its marker spans them too, and its event is counted once.
+    sink.commit(CHECKPOINT_STRIDE + 400)
+    queued = next(r for r in LOG.records if r.type == "MessageQueued")
+    sink.apply(_at_position(queued, CHECKPOINT_STRIDE + 500))
+    sink.commit(CHECKPOINT_STRIDE + 600)
+    assert stored_checkpoint(fresh_store) == CHECKPOINT_STRIDE + 600
+    counted = fresh_store.query("SELECT sum(events) AS n FROM message_rollup WHERE event_type = 'queued'")
+    assert counted[0]["n"] == 1
+
+
+def _at_position(record: RecordedEvent, position: int) -> RecordedEvent:
+    return RecordedEvent(
+        record.event_id,
+        record.stream,
+        record.version,
+        position,
+        record.type,
+        record.schema_version,
+        record.occurred_at,
+        record.recorded_at,
+        record.data,
+        record.metadata,
+    )
 
 
 def test_the_sink_is_idempotent(store: ClickHouse) -> None:
@@ -745,16 +774,23 @@ def test_a_rebuild_in_other_batches_by_restarted_sinks_gives_the_same_tables(
 
 
 class _FailingOnce:
-    """A store whose next insert into `table` fails, as a server going away would."""
+    """A store whose second insert into `table` fails, as a server going away would: before the rows
+    went in, or after (the server committed them, the client saw the connection drop)."""
 
-    def __init__(self, ch: ClickHouse, table: str) -> None:
+    def __init__(self, ch: ClickHouse, table: str, after: bool) -> None:
         self._ch = ch
         self._table = table
+        self._after = after
+        self._seen = 0
         self.failed = False
 
     def insert(self, table: str, columns: Sequence[str], rows: Any) -> None:
-        if table == self._table and not self.failed:
+        if table == self._table:
+            self._seen += 1
+        if self._seen == 2 and not self.failed and table == self._table:
             self.failed = True
+            if self._after:
+                self._ch.insert(table, columns, rows)
             raise OSError("connection reset")
         self._ch.insert(table, columns, rows)
 
@@ -762,28 +798,189 @@ class _FailingOnce:
         return getattr(self._ch, name)
 
 
+def drive(sink: ClickHouseSink, records: Sequence[RecordedEvent], batch: int) -> int:
+    """Feed `records` to the sink as the runtime does: each pass from the sink's checkpoint, a failed
+    pass again; returns how many passes failed."""
+    failures = 0
+    for start in range(0, len(records), batch):
+        last = records[min(start + batch, len(records)) - 1].position
+        while (begin := sink.checkpoint()) < last:
+            try:
+                for record in records[start : start + batch]:
+                    if record.position > begin:
+                        sink.apply(record)
+                sink.commit(last)
+            except OSError:
+                sink.discard()
+                failures += 1
+    return failures
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+@pytest.mark.parametrize("table", ["message_events", "subscription_changes", "message_rollup"])
 def test_a_failed_commit_is_retried_from_the_checkpoint(
-    clickhouse: ClickHouse, fresh_store: ClickHouse
+    clickhouse: ClickHouse, fresh_store: ClickHouse, table: str, after: bool
 ) -> None:
+    """A commit that fails anywhere, even one that went in although the client saw it fail, leaves the
+    tables as a run without failures: no row twice, no event counted twice or lost."""
     migrate(clickhouse)
     fill(clickhouse, LOG.records)
     migrate(fresh_store)
-    flaky = _FailingOnce(fresh_store, "subscription_changes")  # after message_events went in
+    flaky = _FailingOnce(fresh_store, table, after)
     sink = ClickHouseSink(flaky)  # type: ignore[arg-type]
+    assert drive(sink, LOG.records, batch=len(LOG.records) // 3) == 1
+    assert flaky.failed and ClickHouseSink(fresh_store).checkpoint() == LOG.records[-1].position
+    for name in TABLE_COLUMNS:
+        assert table_contents(fresh_store, name) == table_contents(clickhouse, name), name
+    facts = [f for f in FACTS if in_report(f)]
+    report = run(fresh_store, "summary", group_by="campaign", params={"preset": "all"})
+    assert list(report.rows) == expected_summary("campaign", ALL_SUMMARY_METRICS, facts)
+
+
+def test_a_replay_over_a_filled_store_counts_nothing_twice(store: ClickHouse) -> None:
+    """A sink started from the log's start over tables already filled (a replay without emptying them):
+    the rows replace themselves and the rollup, which has counted every event, adds nothing."""
+    before = {table: table_contents(store, table) for table in TABLE_COLUMNS}
+    sink = ClickHouseSink(store)
+    for start in range(0, len(LOG.records), 50):
+        batch = LOG.records[start : start + 50]
+        for record in batch:
+            sink.apply(record)
+        sink.commit(batch[-1].position)
+    assert {table: table_contents(store, table) for table in TABLE_COLUMNS} == before
+
+
+def _age(ch: ClickHouse, checkpoint: int) -> None:
+    """Turn a store the current sink filled into what the sink before migration 0005 left: its checkpoint
+    in herald_meta, the latest vendor and sender only, no rollup, migrations 0001-0004 recorded."""
+    old_tables = [
+        statement
+        for statement in MIGRATIONS[2].statements
+        if "message_senders" in statement or "profile_vendors" in statement
+    ]
+    for statement in old_tables:
+        ch.execute(statement)
+    ch.execute(
+        "INSERT INTO message_senders SELECT message_id, argMax(sender_id, position), max(position)"
+        " FROM message_sender_changes GROUP BY message_id"
+    )
+    ch.execute(
+        "INSERT INTO profile_vendors SELECT profile_id, argMax(vendor, position), max(position)"
+        " FROM profile_vendor_changes GROUP BY profile_id"
+    )
+    for table in ("message_rollup", "message_deliveries", "message_sender_changes", "profile_vendor_changes"):
+        ch.execute(f"DROP TABLE {table}")
+    ch.insert("herald_meta", ("key", "value", "updated_at"), [("sink_checkpoint", str(checkpoint), T0)])
+    ch.execute("TRUNCATE TABLE schema_migrations")
+    ch.insert(
+        "schema_migrations",
+        ("id", "checksum", "applied_at"),
+        [(m.id, checksum(m), T0) for m in MIGRATIONS[:4]],
+    )
+
+
+def test_an_old_store_migrates_and_the_sink_goes_on(store: ClickHouse, fresh_store: ClickHouse) -> None:
+    """Migration 0005 fills the rollup from the rows the old sink committed (not from rows a failed
+    commit left past its checkpoint, which the sink applies again) and takes over its checkpoint; the
+    sink then goes on from there. Events counted at migration keep the profile's vendor at that time."""
+    migrate(fresh_store)
     half = len(LOG.records) // 2
-    for batch in (LOG.records[:half], LOG.records[half:]):
-        try:
+    # The old sink's last commit failed at message_senders: the event tables hold rows past its checkpoint.
+    flaky = _FailingOnce(fresh_store, "message_sender_changes", after=False)
+    sink = ClickHouseSink(flaky)  # type: ignore[arg-type]
+    for batch in (LOG.records[:half], LOG.records[half : half + 40]):
+        with contextlib.suppress(OSError):
             for record in batch:
                 sink.apply(record)
             sink.commit(batch[-1].position)
-        except OSError:
-            assert sink.checkpoint() == 0
-            for record in batch:  # what the runtime does on its next pass
-                sink.apply(record)
-            sink.commit(batch[-1].position)
-    assert flaky.failed and sink.checkpoint() == LOG.records[-1].position
-    for table in TABLE_COLUMNS:
-        assert table_contents(fresh_store, table) == table_contents(clickhouse, table), table
+    checkpoint = LOG.records[half - 1].position
+    leftovers = fresh_store.query(
+        "SELECT count() AS n FROM message_events WHERE position > {p:UInt64}", {"p": checkpoint}
+    )
+    assert flaky.failed and leftovers[0]["n"] > 0
+    _age(fresh_store, checkpoint)
+
+    assert migrate(fresh_store) == ["0005_message_rollup", "0006_old_sink_state"]
+    resumed = ClickHouseSink(fresh_store)
+    assert resumed.checkpoint() == checkpoint
+    drive(resumed, LOG.records, batch=60)
+
+    for table in ("message_events", "subscription_changes", "profile_creations", "goal_events"):
+        assert table_contents(fresh_store, table) == table_contents(store, table), table
+    facts = message_facts(LOG.events)
+    migrated = len(message_facts(LOG.events[:half]))
+    vendors: dict[str, str] = {}
+    for event in LOG.events[:half]:
+        note_vendor(vendors, event)
+    at_migration = [replace(f, vendor=vendors.get(f.profile, "")) for f in facts[:migrated]]
+    assert at_migration != facts[:migrated]  # some profile's vendor changed before the checkpoint
+    facts[:migrated] = at_migration
+    shown = [f for f in facts if in_report(f)]
+    for group_by in (None, *GROUP_KEYS):
+        result = run(fresh_store, "summary", group_by=group_by, params={"preset": "all"})
+        assert list(result.rows) == expected_summary(group_by, ALL_SUMMARY_METRICS, shown), group_by
+
+
+def _fates_log() -> Log:
+    """Messages of campaign c1 delivered on 2 May, most hard-bounced later by DSN, in every order."""
+    log = Log()
+    at = datetime(2024, 5, 2, 10, tzinfo=UTC)
+    ref = {"campaign_id": "c1", "template_id": "t1", "template_version": 1, "profile_id": "p1",
+           "database_id": "db1", "resource_id": "r1", "channel": "email",
+           "contact": "a@gmail.com"}  # fmt: skip
+
+    def delivered(message_id: str) -> None:
+        event = dl.MessageDelivered(
+            **ref, message_id=message_id, sender_id="s1", code=250, response="ok", at=at
+        )
+        log.add(event, f"message-{message_id}")
+
+    def bounced(message_id: str) -> None:
+        event = dl.MessageHardBounced(**ref, message_id=message_id, code=0, response="5.1.1 user unknown",
+                                      status="5.1.1", source="dsn", at=at + timedelta(hours=30))  # fmt: skip
+        log.add(event, f"message-{message_id}")
+
+    for message_id in ("early", "same", "twice", "kept"):
+        delivered(message_id)
+    delivered("twice")  # delivered twice (a repeated outcome): both go back
+    bounced("same")  # in the same batch as its delivery
+    bounced("backwards")  # a bounce before the delivery it undoes
+    delivered("backwards")
+    for _ in range(4):  # filler so that the bounces below fall in later batches
+        log.add(dl.MessageOpened(**ref, message_id="kept", unique=False, at=at), "message-kept")
+    bounced("early")  # batches after its delivery
+    bounced("twice")
+    return log
+
+
+FATES = _fates_log()
+
+
+@pytest.mark.parametrize("batch", [1, 3, len(FATES.records)])
+def test_a_hard_bounce_takes_its_messages_deliveries_back_in_any_batch(
+    clickhouse: ClickHouse, batch: int
+) -> None:
+    migrate(clickhouse)
+    fill(clickhouse, FATES.records, batch=batch, restart=True)
+    assert _fates_summary(clickhouse) == FATES_SUMMARY
+
+
+FATES_SUMMARY = [(date(2024, 5, 2), 1, 0), (date(2024, 5, 3), 0, 4)]  # only "kept" stays delivered
+
+
+def _fates_summary(ch: ClickHouse) -> list[tuple[Any, ...]]:
+    return list(run(ch, "summary", metrics=("email_delivered", "email_hard_bounces"), group_by="day").rows)
+
+
+def test_a_bounce_after_the_migration_takes_back_a_delivery_made_before_it(clickhouse: ClickHouse) -> None:
+    """Migration 0005 keeps the deliveries the old sink committed, with their keys, for later bounces."""
+    migrate(clickhouse)
+    checkpoint = FATES.records[-3].position  # both bounces of delivered messages come after it
+    fill(clickhouse, FATES.records[:-2])
+    _age(clickhouse, checkpoint)
+    migrate(clickhouse)
+    drive(ClickHouseSink(clickhouse), FATES.records, batch=5)
+    assert _fates_summary(clickhouse) == FATES_SUMMARY
 
 
 def test_domain_groups() -> None:
@@ -977,6 +1174,19 @@ def test_soft_bounces_and_non_deliveries(store: ClickHouse, group_by: str | None
     assert list(result.rows) == [r[strip:] for r in expected]
     if not campaign:
         assert {"campaign_stopped", "hard_bounce", "expired"} <= {row[-4] for row in result.rows}
+
+
+def test_the_event_reports_count_a_retried_batchs_copies_once(store: ClickHouse) -> None:
+    """Reports over message_events read no FINAL: the copies a retried batch leaves count once."""
+    reports: list[tuple[str, dict[str, Any]]] = [
+        ("click_map", {"filters": {"template": "t1", "template_version": "1"}}),
+        ("soft_bounces", {"group_by": "sender"}),
+        ("non_deliveries", {}),
+    ]
+    before = [run(store, name, **args) for name, args in reports]
+    copies = table_contents(store, "message_events")
+    store.insert("message_events", TABLE_COLUMNS["message_events"], copies)
+    assert [run(store, name, **args) for name, args in reports] == before
 
 
 # ------------------------------------------------------------------------ bad input

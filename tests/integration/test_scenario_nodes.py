@@ -221,6 +221,7 @@ def test_action_nodes_change_the_profile_other_databases_subscriptions_stop_list
     assert goals[0].data["properties"] == goal_properties(
         "Покупка товара #1", pixel_id, 9000.0, "scenario_node"
     )
+    assert herald.aggregates.decode(goals[0]).at == goals[0].occurred_at  # the payload's time is its own
 
 
 def test_a_live_edit_moves_instances_at_a_removed_node_and_sends_nothing_twice(

@@ -20,12 +20,22 @@ from tests.unit.decider_table import then, then_error
 
 
 def test_deterministic_ids_are_uuid5_in_herald_namespace() -> None:
+    import pickle
     import uuid
 
     from herald.infra.ids import HERALD_NAMESPACE
 
     for parts in [("proc", "evt", 0), ("tracked", "1", "ünïcode-€"), ()]:
-        assert deterministic_id(*parts) == uuid.uuid5(HERALD_NAMESPACE, "\x1f".join(map(str, parts)))
+        made, expected = deterministic_id(*parts), uuid.uuid5(HERALD_NAMESPACE, "\x1f".join(map(str, parts)))
+        # built without `UUID.__init__`: it must be a UUID in every way callers use one
+        assert made == expected and hash(made) == hash(expected)
+        assert (str(made), made.bytes, made.version, made.variant) == (
+            str(expected),
+            expected.bytes,
+            5,
+            uuid.RFC_4122,
+        )
+        assert pickle.loads(pickle.dumps(made)) == expected and made.is_safe is uuid.SafeUUID.unknown
 
 
 def test_ids_derived_from_a_shared_prefix_are_the_same_deterministic_ids() -> None:
@@ -41,6 +51,15 @@ def test_deterministic_ids_depend_only_on_their_parts() -> None:
 
 
 def test_a_seeded_id_source_repeats_itself() -> None:
+    import random
+    import uuid
+
+    first, second = IdSource(7), IdSource(7)
+    expected = random.Random(7)
+    for _ in range(50):
+        made, wanted = first.uuid(), uuid.UUID(int=expected.getrandbits(128), version=4)
+        assert made == wanted and hash(made) == hash(wanted) and str(made) == str(wanted)
+        assert made.version == 4 and made.variant == uuid.RFC_4122
     first, second = IdSource(7), IdSource(7)
     assert [first.profile_id() for _ in range(3)] == [second.profile_id() for _ in range(3)]
     profile_id = IdSource(1).profile_id()

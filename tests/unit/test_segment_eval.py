@@ -16,6 +16,8 @@ from herald.domain.segment_eval import (
     GoalEvent,
     HistoryEvent,
     ProfileFacts,
+    changes_need_state,
+    fact_change,
     matches,
     members,
     next_change,
@@ -914,23 +916,26 @@ def test_sources_groups_members_and_percent_ranges_agree_with_single_rules(seed:
     assert sorted(low + high) == list(everyone)
 
 
+def random_facts(rng: random.Random) -> ProfileFacts:
+    """Opens, clicks and goals from 60 days before NOW to 5 days after it."""
+
+    def moment() -> datetime:
+        return NOW + timedelta(hours=rng.randint(-24 * 60, 24 * 5))
+
+    return ProfileFacts(
+        history=tuple(
+            HistoryEvent(rng.choice([A.OPENED, A.CLICKED]), moment()) for _ in range(rng.randint(0, 6))
+        ),
+        goals=tuple(
+            GoalEvent("purchase", rng.choice([1.0, 2.5]), moment()) for _ in range(rng.randint(0, 4))
+        ),
+    )
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_results_hold_steady_until_next_change(seed: int) -> None:
     rng = random.Random(2000 + seed)
-    facts = ProfileFacts(
-        history=tuple(
-            HistoryEvent(
-                rng.choice([A.OPENED, A.CLICKED]), NOW + timedelta(hours=rng.randint(-24 * 60, 24 * 5))
-            )
-            for _ in range(rng.randint(0, 6))
-        ),
-        goals=tuple(
-            GoalEvent(
-                "purchase", rng.choice([1.0, 2.5]), NOW + timedelta(hours=rng.randint(-24 * 60, 24 * 5))
-            )
-            for _ in range(rng.randint(0, 4))
-        ),
-    )
+    facts = random_facts(rng)
     profile = random_profile(rng, f"t{seed}")
     rules = [
         H(
@@ -956,6 +961,27 @@ def test_results_hold_steady_until_next_change(seed: int) -> None:
         if upcoming is None:
             break
         moment = upcoming
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fact_change_is_next_change_when_no_rule_reads_the_profile_for_it(seed: int) -> None:
+    """The bulk population sets timers from facts alone, for queries whose changes need no state."""
+    rng = random.Random(3000 + seed)
+    facts = random_facts(rng)
+    stateless = [
+        H(action=rng.choice(["opened", "clicked"]), period=days(rng.randint(1, 30))),
+        H(action="clicked", at_least=None, never=True, period=dates("2026-03-10", "2026-03-17")),
+        g("count", "gte", 2.0, period=days(rng.randint(1, 30))),
+        F("_bdate", "month_equal", 3),  # a calendar operator, but no "today" in it: it needs no timer
+        F("_fname", "equal", "Ann"),
+    ]
+    checked = check(query(*rng.sample(stateless, rng.randint(1, 4)), condition=rng.choice(["and", "or"])))
+    assert not changes_need_state(checked)
+    profile = random_profile(rng, f"f{seed}")
+    expected = next_change(checked, profile, facts, NOW, TZ)
+    assert fact_change(checked, profile.database_id, facts, NOW, TZ) == expected
+    assert changes_need_state(check(query(F("_bdate", "today"))))
+    assert changes_need_state(check(query(S(conditions=[on("registered_at", "in_last_days", 3)]))))
 
 
 def test_never_is_the_complement_of_at_least_once_and_not_equal_of_equal() -> None:

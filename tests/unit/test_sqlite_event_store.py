@@ -96,6 +96,20 @@ def test_the_index_answers_every_hash_added_before_and_after_a_merge() -> None:
     assert len(index) == count + 2
 
 
+def test_hashes_that_collide_keep_every_position_before_and_after_a_merge() -> None:
+    index = EventIdIndex()
+    index.add([5, 6, 5], [1, 2, 3], 3)  # two ids of one batch share a hash
+    index.add([6, 7], [4, 5], 5)  # and one of a later batch an earlier one's
+    assert index.candidates([5, 6, 7, 8]) == {5: [1, 3], 6: [2, 4], 7: [5]}
+    assert len(index) == 5
+
+    count = 70_000  # past the merge threshold: everything moves to the sorted arrays
+    index.add([2**40 + n for n in range(count)], list(range(6, count + 6)), count + 5)
+
+    assert index.candidates([5, 6, 7, 2**40]) == {5: [1, 3], 6: [2, 4], 7: [5], 2**40: [6]}
+    assert len(index) == count + 5
+
+
 def test_the_hash_folds_both_halves_of_the_id() -> None:
     a, b = uuid4().bytes, uuid4().bytes
     assert uuid_hash([a, b]) == [
