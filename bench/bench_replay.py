@@ -49,16 +49,16 @@ from common import (
     timed,
 )
 
-from herald.api.wiring import Herald, build_projections
+from herald.api.wiring import Herald, build_projections, open_event_store
 from herald.domain.profiles import ChangeGlobalStatus, RecordTrackedData
 from herald.domain.statuses import Status
 from herald.domain.subscriptions import Cause, ChangeSubscriptionStatus
 from herald.domain.tracking import ActivityTracked, activity_stream, anonymous_stream
 from herald.infra.clock import SystemClock
-from herald.infra.event_store import NewEvent, StreamAppend
+from herald.infra.config import Settings
+from herald.infra.event_store import EventStore, NewEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 from herald.infra.readmodel_db import SqliteCheckpoints
-from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.runtime import InProcessRuntime
 from herald.services.aggregates import CommandContext
 from herald.services.profiles import ImportOptions
@@ -189,7 +189,7 @@ def _raw_read(path: Path) -> int:
     return count
 
 
-def _replay(store: SqliteEventStore, readmodels: Path, head: int) -> int:
+def _replay(store: EventStore, readmodels: Path, head: int) -> int:
     """What `herald replay` does to rebuild: every projection, fresh, to the head."""
     projections = build_projections(readmodels, store)
     runtime = InProcessRuntime(
@@ -227,7 +227,8 @@ def main() -> None:
             flush=True,
         )
         raw = timed(lambda: _raw_read(log))
-        store = SqliteEventStore(log, SystemClock())
+        # the log as Herald opens it: profiles' personal data sealed, opened with their keys
+        store = open_event_store(Settings(data_dir=data), SystemClock())
         try:
             head = store.head_position()
             replayed = timed(lambda: _replay(store, work / "rebuilt.sqlite", head))

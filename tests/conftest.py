@@ -33,8 +33,15 @@ def herald_with(data_dir: Path, clock: ManualClock, seed: int = 42, **settings: 
     app = build(Settings(data_dir=data_dir, **values), clock=clock, ids=IdSource(seed))
     try:
         yield app
+        assert_every_event_names_its_actor(app)
     finally:
         app.close()
+
+
+def assert_every_event_names_its_actor(app: Herald) -> None:
+    """The audit log reads who did what from the log's metadata: every path that appends must say."""
+    unattributed = [(e.stream, e.type) for e in app.store.read_all() if not e.metadata.get("actor")]
+    assert unattributed == [], f"events without an actor in their metadata: {unattributed[:5]}"
 
 
 @asynccontextmanager

@@ -29,10 +29,12 @@ def smtp_server(handler: Any) -> Iterator[int]:
 
 
 class MessageCounter:
-    """An aiosmtpd handler counting what it received per Herald message id (`X-Herald-Message-ID`)."""
+    """An aiosmtpd handler counting what it received per Herald message id (`X-Herald-Message-ID`), and
+    the connections (client addresses) it came over."""
 
     def __init__(self) -> None:
         self.ids: Counter[str] = Counter()
+        self.peers: set[Any] = set()
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -40,6 +42,7 @@ class MessageCounter:
         header = next(line for line in content.split(b"\r\n") if line.startswith(b"X-Herald-Message-ID:"))
         with self.lock:
             self.ids[header.split(b":", 1)[1].strip().decode()] += 1
+            self.peers.add(session.peer)
         return "250 2.0.0 queued"
 
     @property

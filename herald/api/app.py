@@ -15,9 +15,12 @@ from herald.api.errors import error_body, internal_error
 from herald.api.openapi import OPENAPI_PATH, openapi_document
 from herald.api.responses import json_response
 from herald.api.routes import (
+    audit,
+    bulk,
     campaigns,
     catalog,
     events,
+    imports,
     inbound,
     loyalty,
     messages,
@@ -26,6 +29,7 @@ from herald.api.routes import (
     push,
     reports,
     scenarios,
+    scheduled_imports,
     scoring,
     segments,
     senders,
@@ -36,6 +40,7 @@ from herald.api.routes import (
     tokens,
     trackers,
     tracking,
+    users,
 )
 from herald.api.security_headers import SecurityHeaders
 from herald.api.wiring import Herald
@@ -48,9 +53,14 @@ def endpoints() -> list[Endpoint]:
     return [
         *system.ENDPOINTS,
         *tokens.ENDPOINTS,
+        *users.ENDPOINTS,
+        *audit.ENDPOINTS,
         *catalog.ENDPOINTS,
         *stop_lists.ENDPOINTS,
         *profiles.ENDPOINTS,
+        *imports.ENDPOINTS,
+        *scheduled_imports.ENDPOINTS,
+        *bulk.ENDPOINTS,
         *tracking.ENDPOINTS,
         *templates.ENDPOINTS,
         *campaigns.ENDPOINTS,

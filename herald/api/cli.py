@@ -75,8 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     redrive.add_argument("processor", nargs="?", help="the processor (default: every processor)")
     redrive.add_argument("positions", nargs="*", type=int, help="log positions (default: all it parked)")
 
-    send = command("send", "run the email sender alone (with the processors it needs)")
+    send = command("send", "run the senders alone, one worker per channel (with the processors they need)")
     send.add_argument("--until-empty", action="store_true", help="stop once nothing is waiting to be sent")
+    send.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="sender processes sharing the queue (this one and N - 1 more)",
+    )
+    send.add_argument("--part", help=argparse.SUPPRESS)  # I/N: one of the others (herald/api/sending.py)
 
     relay = command("relay", "publish the event log to Kafka (the scale engine)")
     _kafka_arguments(relay)
@@ -119,7 +126,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     # `secrets reseal --scrub` rebuilds the read models, so it waits for no server to be folding them;
     # `redrive` applies events to the processors, so it runs only while no server does.
     runs_processors = (
-        args.command in ("replay", "send", "redrive")
+        args.command in ("replay", "redrive")
+        or (args.command == "send" and getattr(args, "part", None) is None)
         or (args.command == "serve" and settings.engine == "embedded")
         or (args.command == "secrets" and args.scrub)
     )
@@ -143,7 +151,12 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         if settings.engine == "scale":
             print("herald: with HERALD_ENGINE=scale each `herald worker` sends its partitions' email")
             return BAD_CONFIGURATION
-        return _send(settings, until_empty=args.until_empty)
+        from herald.api.sending import send
+
+        if args.processes < 1:
+            print("herald send: --processes takes 1 or more", file=sys.stderr)
+            return BAD_CONFIGURATION
+        return send(settings, args.until_empty, args.processes, args.part)
     if args.command in ("parked", "redrive"):
         from herald.api.parked import print_parked, redrive_parked
 
@@ -207,49 +220,21 @@ def _kafka(settings: Settings, args: argparse.Namespace) -> tuple[str, str, int]
     )
 
 
-def _send(settings: Settings, until_empty: bool) -> int:
-    """The email sender as its own process: settle interrupted attempts, then send what falls due."""
-    import asyncio
-
-    from herald.api.wiring import SEND_IDLE_SECONDS, build
-
-    herald = build(settings)
-
-    async def loop() -> None:
-        herald.runtime.drain()
-        await herald.email.recover()
-        try:
-            while True:
-                herald.runtime.drain()
-                sent = await herald.email.run_once()
-                if not sent and until_empty and herald.projections.send_queue.waiting() == 0:
-                    return
-                if not sent:
-                    await asyncio.sleep(SEND_IDLE_SECONDS)
-        finally:
-            await herald.email.close()
-
-    try:
-        asyncio.run(loop())
-    finally:
-        herald.close()
-    return 0
-
-
 def _relay(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from herald.api.wiring import open_event_store
     from herald.infra.clock import SystemClock
     from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
-    from herald.infra.sqlite_event_store import SqliteEventStore
     from herald.processors.relay import AioKafkaPublisher, Relay, ensure_topic
 
     bootstrap, topic, partitions = _kafka(settings, args)
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     # Its own file: `herald replay` swaps the read-model file, and must not reset what was published.
     checkpoints = SqliteCheckpoints(open_readmodel_db(settings.data_dir / "relay.sqlite"))
-    relay = Relay(store, AioKafkaPublisher(bootstrap), topic, partitions, checkpoints)
+    # the log as stored: a topic holds profiles' data sealed, as the log does
+    relay = Relay(store.inner, AioKafkaPublisher(bootstrap), topic, partitions, checkpoints)
     print(f"Herald relay: {settings.event_store_path} -> {topic} at {bootstrap}", flush=True)
 
     async def run() -> None:
@@ -305,10 +290,10 @@ def _serve(settings: Settings) -> int:
 
 def _events(settings: Settings, args: argparse.Namespace) -> int:
     from herald.api.routes.events import event_json
+    from herald.api.wiring import open_event_store
     from herald.infra.clock import SystemClock
-    from herald.infra.sqlite_event_store import SqliteEventStore
 
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     if args.stream:
         found = iter(store.read_stream(args.stream, args.after + 1))
     else:

@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from herald.api.errors import handle_exception
-from herald.api.principal import Principal
+from herald.api.access import PUBLIC, Access, derive
+from herald.api.errors import HttpError, handle_exception
+from herald.api.principal import ANONYMOUS, Principal
 from herald.api.request_body import (
     JSON_MEDIA_TYPES,
     check_json_limits,
@@ -50,7 +51,12 @@ class Call:
     body: Any
     query: Any
     context: CommandContext
-    role: str  # the token's role; "public" on routes that take none
+    principal: Principal = ANONYMOUS
+
+    @property
+    def role(self) -> str:
+        """The token's role ("user" for a user's token); "public" on routes that take none."""
+        return self.principal.role
 
     def path_param(self, name: str) -> str:
         return str(self.request.path_params[name])
@@ -77,10 +83,20 @@ class Endpoint:
     # media types taken besides `bytes_body`, or besides JSON's for a JSON body; None takes any
     accepts: tuple[str, ...] | None = ()
     max_body: int | None = None  # bytes; None: the settings' `max_body_bytes`
+    # the handler reads the body as a stream itself (uploads larger than memory); `bytes_body` documents it
+    streams_body: bool = False
+    # which object's rights the request needs (`api/access.py`); derived from the path unless declared
+    access: Access | None = None
     produces: str | None = None  # the success response's media type when it is not JSON (documented)
+
+    def __post_init__(self) -> None:
+        if self.access is None:
+            object.__setattr__(self, "access", derive(self.method, self.path, self.role))
 
     @property
     def takes_body(self) -> bool:
+        if self.streams_body:
+            return False
         return self.body is not None or self.bytes_body is not None or self.raw_body
 
     def body_limit(self, settings_limit: int) -> int:
@@ -113,10 +129,23 @@ class Endpoint:
 
         return Route(self.path, endpoint, methods=[self.method], name=f"{self.method} {self.path}")
 
+    def authorize(self, request: Request, herald: Herald) -> Principal:
+        """Who asks, if they may: a service token by its role, a user by their rights on the object."""
+        if self.role == PUBLIC:
+            return ANONYMOUS
+        principal = herald.auth.authenticate(request)
+        if not principal.is_user:
+            if not grants(principal.role, self.role):
+                role, needed = principal.role, self.role
+                raise HttpError(403, f"this token's role {role!r} does not allow {needed!r}", "authorization")
+            return principal
+        if self.access is None:
+            raise HttpError(403, f"{self.method} {self.path} declares no access rule", "authorization")
+        herald.access_check.check(principal, self.access, request.path_params)
+        return principal
+
     async def _serve(self, request: Request, herald: Herald) -> Response:
-        principal = Principal("anonymous", "public")
-        if self.role != "public":
-            principal = herald.auth.authorize(request, self.role)
+        principal = self.authorize(request, herald)
         query = self.query.model_validate(dict(request.query_params)) if self.query else None
         if query is not None:
             check_json_limits(query.model_dump())  # an int past 64 bits would overflow SQLite
@@ -126,11 +155,26 @@ class Endpoint:
             source="api",
             correlation_id=request.headers.get("x-correlation-id"),
             request_id=request.headers.get("idempotency-key"),
+            extra=_request_metadata(request, principal),
         )
-        result = await self.handler(Call(request, herald, body, query, context, principal.role))
+        result = await self.handler(Call(request, herald, body, query, context, principal))
         if isinstance(result, Response):
             return result
+        if principal.is_user and self.status == 201 and isinstance(result, dict):
+            herald.access_check.place_created(principal, self.access, result, request, context)
+        if principal.is_user and self.method == "GET" and isinstance(result, dict):
+            result = herald.access_check.visible(principal, self.access, result)
         return json_response(result, self.status)
+
+
+def _request_metadata(request: Request, principal: Principal) -> dict[str, Any]:
+    """What the audit log shows of a request besides its actor: the client's address and token."""
+    extra: dict[str, Any] = {}
+    if request.client is not None:
+        extra["ip"] = request.client.host
+    if principal.token_id is not None:
+        extra["token_id"] = principal.token_id
+    return extra
 
 
 def grants(role: str, needed: str) -> bool:

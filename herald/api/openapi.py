@@ -88,9 +88,18 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
     if endpoint.role != "public":
         op["security"] = [{"bearer": []}]
         op["responses"]["401"] = _error_response("missing or unknown token")
-        op["responses"]["403"] = _error_response(f"the token lacks the {endpoint.role!r} role")
+        op["responses"]["403"] = _error_response(
+            f"a service token lacks the {endpoint.role!r} role, or a user lacks the right below"
+        )
+    if endpoint.access is not None and endpoint.role != "public":
+        # what a user's token needs: the action on the kind, for the object the parameter names
+        access = endpoint.access
+        op["x-herald-access"] = {"kind": access.kind, "action": access.action, "object": access.param}
     if endpoint.query is not None:
         op["parameters"] += _query_parameters(endpoint.query, components)
+    if endpoint.streams_body:
+        limit = "the file is over HERALD_IMPORT_MAX_BYTES (4 GiB of bytes unless configured)"
+        op["responses"]["413"] = _error_response(limit)
     if endpoint.takes_body:
         op["responses"]["413"] = _error_response(_too_large(endpoint))
         if endpoint.accepts is not None:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from herald.api.wiring import build_clickhouse, build_projections
+from herald.api.wiring import build_clickhouse, build_projections, open_event_store
 from herald.infra.clock import SystemClock
 from herald.infra.config import Settings
+from herald.infra.event_store import EventStore
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
-from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.processors.backoff import RetryPolicy
 from herald.processors.runtime import InProcessRuntime
 from herald.projections.clickhouse_sink import ClickHouseSink
@@ -34,7 +34,7 @@ REPLAY_RETRY = RetryPolicy(attempts=1)
 
 def replay(settings: Settings, keep_live: bool = False) -> int:
     """Exit status 0 when the rebuilt read models match the live ones, 1 when they differ."""
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     head = store.head_position()
     zone = settings.account_timezone
     before = _checksums_at_head(store, settings.readmodel_path, head, "catching up live read models", zone)
@@ -58,7 +58,7 @@ def replay(settings: Settings, keep_live: bool = False) -> int:
 
 
 def _checksums_at_head(
-    store: SqliteEventStore, path: Path, head: int, label: str, account_timezone: str
+    store: EventStore, path: Path, head: int, label: str, account_timezone: str
 ) -> dict[str, str]:
     projections = build_projections(path, store, account_timezone)
     conn = projections.profiles.conn
@@ -136,7 +136,7 @@ REPORT_TABLES = (
 
 def replay_reports(settings: Settings) -> int:
     """Empty the report tables and fill them again from the whole log through the sink."""
-    store = SqliteEventStore(settings.event_store_path, SystemClock())
+    store = open_event_store(settings, SystemClock())
     clickhouse = build_clickhouse(settings)
     if clickhouse is None:
         print("reports are off (HERALD_REPORTS_ENGINE=off): nothing to rebuild", file=sys.stderr)

@@ -27,6 +27,7 @@ from herald.infra.config import Settings, check_scale
 from herald.infra.data_dir_lock import FileLock
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
+from herald.messages.worker import MessageWorker
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.coordinator import Coordinator
@@ -41,7 +42,6 @@ from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.partitioned import folded_by_partition_zero_only
 from herald.projections.profile_states import profile_loader
 from herald.projections.send_queue import SendQueueProjection
-from herald.senders.worker import EmailWorker
 
 log = logging.getLogger(__name__)
 COORDINATED = (CampaignRunner, CampaignChain)  # the processors that read every partition
@@ -65,14 +65,15 @@ class Worker:
             lambda: {k: self._send_queues[k] for k in self.partitions.runners},
             lambda message_id: herald.deliveries.message(message_id).state.status in IN_PROGRESS,
         )
-        self.email = EmailWorker(
-            herald.aggregates, self.queues, herald.deliveries, herald.campaigns, herald.senders, herald.clock
-        )
+        self.senders = [  # each channel's sender over the owned partitions' queues
+            MessageWorker(worker.channel, herald.aggregates, self.queues, herald.deliveries, herald.clock)
+            for worker in (herald.email, herald.sms, herald.push)
+        ]
         self.coordinator = self._coordinator()
 
     def _reactors(self) -> list[Reactor]:
         h = self.herald
-        return reactors(h.campaigns, h.run_audiences, h.promo_codes, h.store, h.scoring)
+        return reactors(h.campaigns, h.run_audiences, h.jobs, h.promo_codes, h.store, h.scoring)
 
     def _open(self, partition: int) -> PartitionRunner:
         """A runner over the partition's store: the key-local read models and reactors, the report sink."""
@@ -137,16 +138,18 @@ class Worker:
         async with self._sending:
             pass
 
-    async def send_email(self, stopping: asyncio.Event) -> None:
-        """Send the owned partitions' messages; settle what a previous owner left, pass after pass."""
+    async def send(self, stopping: asyncio.Event) -> None:
+        """Send the owned partitions' messages on every channel; settle what a previous owner left, pass
+        after pass."""
         while not stopping.is_set():
             sent = 0
-            try:
-                async with self._sending:
-                    await self.email.recover()
-                    sent = await self.email.run_once()
-            except Exception:  # one bad message must not stop sending; it is retried on the next pass
-                log.exception("email sending failed")
+            for sender in self.senders:
+                try:
+                    async with self._sending:
+                        await sender.recover()
+                        sent += await sender.run_once()
+                except Exception:  # one bad message must not stop sending; it is retried on the next pass
+                    log.exception("%s sending failed", sender.channel.name)
             if not sent:
                 await pause(stopping, SEND_IDLE_SECONDS)
 
@@ -166,12 +169,13 @@ class Worker:
 
     async def run(self, stopping: asyncio.Event) -> None:
         await asyncio.gather(
-            self.coordinator.run(stopping), self.send_email(stopping), self.scenario_work(stopping)
+            self.coordinator.run(stopping), self.send(stopping), self.scenario_work(stopping)
         )
 
     async def close(self) -> None:
         await self.partitions.close()
-        await self.email.close()
+        for sender in self.senders:
+            await sender.close()
         self.herald.close()
 
 

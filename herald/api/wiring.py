@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import secrets
@@ -13,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import get_type_hints
 
+from herald.api.access import AccessCheck
 from herald.api.auth import Authenticator
 from herald.domain.events import registry
 from herald.domain.profiles import ProfileState
@@ -26,24 +28,36 @@ from herald.infra.clickhouse_migrations import migrate
 from herald.infra.clock import Clock, SystemClock
 from herald.infra.config import Settings
 from herald.infra.event_store import EventStore, StreamAppend
+from herald.infra.export_files import ExportFiles
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
+from herald.infra.import_files import ImportFiles
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.pixel_signing import PixelSigner
+from herald.infra.profile_keys import ProfileKeys
 from herald.infra.promo_generator import ExternalCodeGenerator
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
+from herald.infra.sealed_store import SealedEventStore, Sealer
 from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
 from herald.infra.webhooks import WebhookCaller
+from herald.messages.deliveries import DeliveryService
+from herald.messages.email import EmailChannel
+from herald.messages.push import PushChannel
+from herald.messages.queued import QueuedMessages
+from herald.messages.rendering import MessageRenderer, current_fragments
+from herald.messages.sms import SmsChannel
+from herald.messages.worker import MessageWorker
 from herald.processors.backoff import Backoff, RetryPolicy
 from herald.processors.bulk_population import BulkMembers
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.goal_carry import GoalCarry
+from herald.processors.jobs import JobProcessor
 from herald.processors.partition_store import open_partition_store, partition_path
 from herald.processors.promo_jobs import PromoCodeJobs
 from herald.processors.runtime import InProcessRuntime, Reactor
@@ -52,15 +66,20 @@ from herald.processors.scoring_rules import ScoringRules
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
 from herald.processors.stop_list_rules import HardBounceRule
+from herald.projections.access import AccessProjection
 from herald.projections.api_tokens import ApiTokensProjection
+from herald.projections.audit import AuditProjection
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
+from herald.projections.erasure import ErasureProjection
+from herald.projections.jobs import JobsProjection
 from herald.projections.loyalty import LoyaltyProjection
 from herald.projections.partitioned import MergedConnection, open_merged
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.scenario_instances import ScenarioInstancesProjection
+from herald.projections.scheduled_imports import ScheduledImportsProjection
 from herald.projections.segments import SegmentsProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.projections.send_queue import SendQueueProjection
@@ -69,27 +88,31 @@ from herald.projections.sqlite_projection import SqliteProjection
 from herald.reports import report_registry
 from herald.reports.base import Report
 from herald.reports.bulk_members import CatchUp, ReportStoreMembers
+from herald.reports.retention import ReportRetention
 from herald.senders.inbound_smtp import InboundServer
 from herald.senders.webpush import generate_vapid_key
-from herald.senders.worker import EmailWorker
 from herald.services.aggregates import Aggregates
+from herald.services.bulk import DatabaseClearing, JobAudience, MassUpdates
 from herald.services.campaigns import CampaignService
 from herald.services.catalog import CatalogService
-from herald.services.deliveries import DeliveryService
 from herald.services.device_subscriptions import DeviceSubscriptions
+from herald.services.erasure import ErasureService
+from herald.services.exports import Exports
 from herald.services.goals import GoalService
+from herald.services.imports import ImportService
 from herald.services.inbound import InboundService
+from herald.services.jobs import JobService
 from herald.services.loyalty import LoyaltyPrograms
 from herald.services.pixels import PixelService
 from herald.services.profiles import ProfileService
 from herald.services.promo_codes import CodeMaker, PromoCodeService
 from herald.services.promo_rendering import CampaignPromoCodes
-from herald.services.rendering import MessageRenderer
 from herald.services.scenario_effects import ScenarioEffects
 from herald.services.scenario_promo import ScenarioPromoCodes
 from herald.services.scenario_timers import ScenarioTimers
 from herald.services.scenario_webhooks import ScenarioWebhooks
 from herald.services.scenarios import ScenarioService
+from herald.services.scheduled_imports import ScheduledImportService
 from herald.services.scoring import ScoringService
 from herald.services.segment_members import (
     FetchedSets,
@@ -102,11 +125,13 @@ from herald.services.segment_urls import opened_url
 from herald.services.segments import ProfilesForEvaluation, SegmentService, StoredSegments
 from herald.services.senders import SenderService
 from herald.services.sending_policies import SendingPolicyService
-from herald.services.templates import TemplateService, current_fragments
+from herald.services.templates import TemplateService
 from herald.services.tokens import TokenService
 from herald.services.tracking import TrackingService
+from herald.services.users import UserService
 
 log = logging.getLogger(__name__)
+LOOPS = ("timers", "sender", "sender_sms", "sender_push")  # the server's loops besides the runtimes
 TIMER_TICK_SECONDS = 5
 SCENARIO_TIMER_IDLE_SECONDS = 0.5  # the longest a new, earlier wait can go unnoticed
 SCENARIO_TIMER_MIN_SECONDS = 0.01
@@ -124,9 +149,14 @@ class Projections:
     send_queue: SendQueueProjection
     segments: SegmentsProjection
     short_links: ShortLinksProjection
+    jobs: JobsProjection
+    scheduled_imports: ScheduledImportsProjection
+    access: AccessProjection
+    audit: AuditProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
     loyalty: LoyaltyProjection
     scenarios: ScenarioInstancesProjection
+    erasure: ErasureProjection  # last: drops an erased profile's rows after the others saw the batch
 
     def all(self) -> list[SqliteProjection]:
         return [
@@ -138,9 +168,14 @@ class Projections:
             self.send_queue,
             self.segments,
             self.short_links,
+            self.jobs,
+            self.scheduled_imports,
+            self.access,
+            self.audit,
             self.membership,
             self.loyalty,
             self.scenarios,
+            self.erasure,
         ]
 
     def checksums(self) -> dict[str, str]:
@@ -179,7 +214,10 @@ class Herald:
     goals: GoalService
     scoring: ScoringService
     pixel_signer: PixelSigner
-    email: EmailWorker
+    queued: QueuedMessages  # queued messages rendered to be sent, or as they were sent
+    email: MessageWorker
+    sms: MessageWorker
+    push: MessageWorker  # web push; app push (FCM, APNs) has gateways but no sender kind yet
     device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
     box: SecretBox  # seals and opens the secrets stored in the log
@@ -192,19 +230,35 @@ class Herald:
     external_sets: ExternalSets
     segment_files: SegmentFiles  # uploaded CSV files that segments' external rules read
     reports_runtime: InProcessRuntime | None
+    jobs: JobService
+    imports: ImportService
+    import_files: ImportFiles
+    scheduled_imports: ScheduledImportService
+    import_fetcher: RemoteContentFetcher  # scheduled imports' downloads: the guard, the import's limits
+    exports: Exports
+    export_files: ExportFiles
+    mass_updates: MassUpdates
+    clearing: DatabaseClearing
+    users: UserService
+    erasure: ErasureService
+    report_retention: ReportRetention | None
+    access_check: AccessCheck = field(init=False, repr=False)
     # the server's loops besides the runtimes, each backing off after failures (their metrics too)
     loops: dict[str, Backoff] = field(
-        default_factory=lambda: {name: Backoff(name, RetryPolicy(), log) for name in ("timers", "sender")}
+        default_factory=lambda: {name: Backoff(name, RetryPolicy(), log) for name in LOOPS}
     )
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _listener: InboundServer | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.access_check = AccessCheck(self)
 
     def start_processors(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.runtime.run()),
             loop.create_task(self._timers()),
-            loop.create_task(self._send_email()),
+            *(loop.create_task(self._send(worker)) for worker in self.workers),
             loop.create_task(self._scenario_timers()),
             loop.create_task(self._webhook_calls()),
         ]
@@ -232,35 +286,46 @@ class Herald:
         """The processor runtimes of this process: the main one, and the report sink's when reports are on."""
         return [self.runtime, *([self.reports_runtime] if self.reports_runtime is not None else [])]
 
-    async def _send_email(self) -> None:
-        """The email sender: settle what a previous run left, then send what falls due."""
-        backoff = self.loops["sender"]
+    @property
+    def workers(self) -> tuple[MessageWorker, ...]:
+        """One sender worker per channel that has one."""
+        return (self.email, self.sms, self.push)
+
+    async def _send(self, worker: MessageWorker) -> None:
+        """One channel's sender: settle what a previous run left, then send what falls due."""
+        backoff = self.loops[_loop_name(worker)]
         while True:
             try:
-                await self.email.recover()
+                await worker.recover()
                 break
             except Exception as error:
                 await asyncio.sleep(backoff.failed(error, self.clock.now(), "settling").total_seconds())
         while True:
-            await asyncio.sleep(await self.send_pass())
+            await asyncio.sleep(await self.send_pass(worker))
 
-    async def send_pass(self) -> float:
-        """One pass of the sender; returns the seconds to wait before the next. A message that cannot be
-        made is given up by the worker; a failure of the pass itself (the store, a bug) backs off, one
-        log line per failure."""
-        backoff = self.loops["sender"]
+    async def send_pass(self, worker: MessageWorker | None = None) -> float:
+        """One pass of a channel's sender (default: email's); returns the seconds to wait before the
+        next. A message that cannot be made is given up by the worker; a failure of the pass itself
+        (the store, a bug) backs off, one log line per failure."""
+        worker = worker or self.email
+        backoff = self.loops[_loop_name(worker)]
         try:
-            sent = await self.email.run_once()
+            sent = await worker.run_once()
         except Exception as error:
             return backoff.failed(error, self.clock.now()).total_seconds()
         backoff.succeeded()
         return 0 if sent else SEND_IDLE_SECONDS
 
     def tick(self) -> None:
-        """Fire every timer that fell due: campaign runs, delayed unsubscribes, segment recalculations,
-        realtime-membership windows, the waits for delivery reports, scenario audience runs and waits."""
+        """Fire every timer that fell due: campaign runs, scheduled imports, delayed unsubscribes, segment
+        recalculations, realtime-membership windows, the waits for delivery reports, scenario audience
+        runs and waits; and drop audit entries and report rows past their retention."""
         now = self.clock.now()
         self.campaigns.tick(now)
+        self.scheduled_imports.tick(now)
+        self.projections.audit.expire(now, self.settings.audit_retention_days)
+        if self.report_retention is not None:
+            self.report_retention.apply(now)
         self.segments.tick(now)
         self.projections.membership.tick(now)
         self.deliveries.apply_due_unsubscribes(self.projections.send_queue.due_unsubscribes(now), now)
@@ -314,11 +379,13 @@ class Herald:
             self.runtime.stop()
             if self.reports_runtime is not None:
                 self.reports_runtime.stop()
-            for task in self._tasks[1:5]:  # the timer, sender and webhook loops; the runtimes stop themselves
+            # the timer, sender, scenario-timer and webhook loops; the runtimes stop themselves
+            for task in self._tasks[1 : 4 + len(self.workers)]:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
-        await self.email.close()
+        for worker in self.workers:
+            await worker.close()
 
     def close(self) -> None:
         if self.clickhouse is not None:
@@ -326,10 +393,17 @@ class Herald:
         self.run_audiences.close()
         self.remote.close()
         self.code_generator.close()
+        self.import_fetcher.close()
         self.webhooks.close()
         self.external_sets.close()
         self.store.close()
         self.projections.profiles.conn.close()
+
+
+def _loop_name(worker: MessageWorker) -> str:
+    """A channel's sender loop (its backoff and metrics): `sender` for email, as before channels."""
+    channel = worker.channel.name
+    return "sender" if channel == "email" else f"sender_{channel}"
 
 
 @dataclass
@@ -370,6 +444,7 @@ class ScenarioPorts:
 def reactors(
     campaigns: CampaignService,
     audiences: RunAudiences,
+    jobs: JobService,
     promo_codes: PromoCodeService,
     store: EventStore,
     scoring: ScoringService,
@@ -383,7 +458,15 @@ def reactors(
         PromoCodeJobs(promo_codes),
         GoalCarry(store),
         ScoringRules(scoring),
+        JobProcessor(jobs),
     ]
+
+
+def open_event_store(settings: Settings, clock: Clock) -> SealedEventStore:
+    """The log: the SQLite store, profiles' personal data sealed with their keys from the data directory."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keys = ProfileKeys.in_data_dir(settings.data_dir)
+    return SealedEventStore(SqliteEventStore(settings.event_store_path, clock), Sealer(keys))
 
 
 def build_projections(
@@ -409,9 +492,14 @@ def projections_over(
         send_queue=SendQueueProjection(conn),
         segments=SegmentsProjection(conn),
         short_links=ShortLinksProjection(conn),
+        jobs=JobsProjection(conn),
+        scheduled_imports=ScheduledImportsProjection(conn),
+        access=AccessProjection(conn),
+        audit=AuditProjection(conn),
         membership=SegmentMembershipProcessor(conn, store, bulk=bulk),
         loyalty=LoyaltyProjection(conn),
         scenarios=ScenarioInstancesProjection(conn, store, account_timezone),
+        erasure=ErasureProjection(conn),
     )
 
 
@@ -420,7 +508,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     clock = clock or SystemClock()
     ids = ids or IdSource()
-    store = SqliteEventStore(settings.event_store_path, clock)
+    store = open_event_store(settings, clock)
     clickhouse = build_clickhouse(settings)
     if settings.engine == "scale":  # the partitions' sinks write a report server; population folds the log
         projections = projections_over(merged_readmodels(settings), store, settings.account_timezone)
@@ -479,12 +567,21 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         campaign_codes,
     )
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
-    deliveries = DeliveryService(catalog)
+    deliveries = DeliveryService(aggregates, catalog)
     tracking = TrackingService(aggregates, catalog, projections.profiles)
     pixel_signer = PixelSigner(secret)
     pixels = PixelService(aggregates, profiles, projections.profiles, tracking, deliveries, pixel_signer)
     scoring = ScoringService(catalog)
     scenario_promo = ScenarioPromoCodes(promo_codes)
+    queued = QueuedMessages(aggregates, catalog, renderer, signer)
+    email = EmailChannel(queued, senders, signer)
+    vapid_private_key = _stored_vapid_key(settings.data_dir)
+    jobs = JobService(aggregates, projections.jobs)
+    import_files = ImportFiles.in_data_dir(settings.data_dir)
+    imports = ImportService(jobs, catalog, profiles, import_files)
+    import_fetcher = RemoteContentFetcher(import_fetch_policy(settings))
+    audience = JobAudience(audiences, projections.profiles, segments.members_now)
+    export_files = ExportFiles.in_data_dir(settings.data_dir)
     scenarios = ScenarioService(
         catalog,
         campaigns,
@@ -509,7 +606,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         checkpoints,
         # the scenario processor goes last: it reads the read models the pass's batch has updated
         projections=[*projections.all(), ScenarioProcessor(store, checkpoints, ports, projections.scenarios)],
-        reactors=reactors(campaigns, audiences, promo_codes, store, scoring),
+        reactors=reactors(campaigns, audiences, jobs, promo_codes, store, scoring),
         execute=aggregates.execute_request,
         clock=clock,
         parked=SqliteParkedEvents(conn),
@@ -529,6 +626,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             settings.admin_token or _stored_secret(settings.data_dir, "admin-token"),
             projections.api_tokens,
             store,
+            projections.access,
+            clock,
         ),
         catalog=catalog,
         profiles=profiles,
@@ -550,13 +649,22 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         goals=GoalService(pixels, tracking),
         scoring=scoring,
         pixel_signer=pixel_signer,
-        email=EmailWorker(aggregates, projections.send_queue, deliveries, campaigns, senders, clock),
+        queued=queued,
+        email=MessageWorker(email, aggregates, projections.send_queue, deliveries, clock),
+        sms=MessageWorker(SmsChannel(queued, senders), aggregates, projections.send_queue, deliveries, clock),
+        push=MessageWorker(
+            PushChannel(queued, senders, vapid_private_key),
+            aggregates,
+            projections.send_queue,
+            deliveries,
+            clock,
+        ),
         device_subscriptions=DeviceSubscriptions(
             catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
         ),
         signer=signer,
         box=box,
-        vapid_private_key=_stored_vapid_key(settings.data_dir),
+        vapid_private_key=vapid_private_key,
         remote=remote,
         code_generator=code_generator,
         run_audiences=audiences,
@@ -565,6 +673,35 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         external_sets=external_sets,
         segment_files=segment_files,
         reports_runtime=reports_runtime,
+        jobs=jobs,
+        imports=imports,
+        import_files=import_files,
+        scheduled_imports=ScheduledImportService(
+            catalog,
+            imports,
+            import_files,
+            import_fetcher,
+            projections.scheduled_imports,
+            settings.account_timezone,
+        ),
+        import_fetcher=import_fetcher,
+        exports=Exports(jobs, catalog, projections.profiles, audience, export_files),
+        export_files=export_files,
+        mass_updates=MassUpdates(jobs, profiles, audience, catalog),
+        clearing=DatabaseClearing(jobs, profiles, audience),
+        users=UserService(aggregates, projections.access),
+        erasure=ErasureService(
+            profiles,
+            store.sealer.keys,
+            clickhouse,
+            [import_files.directory, export_files.directory, segment_files.directory],
+            catch_up,
+        ),
+        report_retention=(
+            ReportRetention(clickhouse, settings.report_retention_days)
+            if clickhouse is not None and settings.report_retention_days
+            else None
+        ),
     )
 
 
@@ -660,6 +797,15 @@ def remote_content_policy(settings: Settings) -> RemoteContentPolicy:
         timeout_seconds=settings.remote_timeout_seconds,
         max_bytes=settings.remote_max_bytes,
         allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in networks),
+    )
+
+
+def import_fetch_policy(settings: Settings) -> RemoteContentPolicy:
+    """Scheduled imports fetch under the same address guard, with the import's size cap and deadline."""
+    return dataclasses.replace(
+        remote_content_policy(settings),
+        timeout_seconds=settings.import_fetch_timeout_seconds,
+        max_bytes=settings.import_max_bytes,
     )
 
 

@@ -1,4 +1,11 @@
-"""API tokens: issued to a user with a role, stored only as a hash, revocable."""
+"""API tokens: stored only as a hash, revocable; a service token has a role, a user's token its user.
+
+A token issued to a user (role `user`) acts with that user's rights as they are
+at each request, narrowed to the roles and groups the token names (the guide's
+token form has "Роли" and "Группа"); a deactivated or deleted user's tokens stop
+working. A token from a login expires (`expires_at`). Service tokens keep the
+built-in roles: `admin` (master rights), `write`, `read`, `track` (tracking only).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from herald.domain.decider import Decider
 from herald.domain.errors import AlreadyExists, NotFound, ValidationFailed
 from herald.domain.events import Event, registry
 
-ROLES = ("admin", "write", "read", "track")
+ROLES = ("admin", "write", "read", "track", "user")
 
 
 def api_token_stream(token_id: str) -> str:
@@ -23,6 +30,10 @@ class ApiTokenIssued(Event):
     role: str
     token_hash: str
     at: datetime
+    user_id: str | None = None
+    roles: tuple[str, ...] | None = None  # the user's roles it keeps (None: all of them)
+    groups: tuple[str, ...] | None = None  # the user's groups it keeps (None: all of them)
+    expires_at: datetime | None = None
 
 
 @registry.register("ApiTokenRevoked")
@@ -47,6 +58,10 @@ class IssueApiToken:
     role: str
     token_hash: str
     at: datetime
+    user_id: str | None = None
+    roles: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +80,8 @@ def decide(command: ApiTokenCommand, state: ApiTokenState) -> list[Event]:
             raise ValidationFailed(f"role must be one of {', '.join(ROLES)}", "role")
         if not command.name.strip():
             raise ValidationFailed("a token needs a name", "name")
+        if (command.role == "user") != (command.user_id is not None):
+            raise ValidationFailed("a user's token has role 'user', a service token another role", "role")
         return [
             ApiTokenIssued(
                 token_id=command.token_id,
@@ -72,6 +89,10 @@ def decide(command: ApiTokenCommand, state: ApiTokenState) -> list[Event]:
                 role=command.role,
                 token_hash=command.token_hash,
                 at=command.at,
+                user_id=command.user_id,
+                roles=command.roles,
+                groups=command.groups,
+                expires_at=command.expires_at,
             )
         ]
     if not state.issued:

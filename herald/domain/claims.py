@@ -4,10 +4,15 @@ Uniqueness spans profiles, so no single profile stream can enforce it. Each
 unique value gets a tiny claim stream; a profile takes the claim in the same
 atomic append that gives it the value, and the store's version check makes
 two concurrent takers collide instead of both winning.
+
+A claim names its value by the value's SHA-256 (stream and events alike), so
+the log holds no email or custom value in clear that erasing a profile could
+not reach (its profile's events seal the value itself).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from herald.domain.decider import Decider
@@ -56,15 +61,23 @@ class ReleaseValue:
 ClaimCommand = ClaimValue | ReleaseValue
 
 
+def value_digest(value: str) -> str:
+    """How a claim names its value."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 def claim_stream(database_id: str, kind: str, value: str) -> str:
     """The stream that holds the claim on one unique value."""
-    return f"unique-{database_id}-{kind}-{value}"
+    return f"unique-{database_id}-{kind}-{value_digest(value)}"
 
 
 def decide(command: ClaimCommand, state: ClaimState) -> list[Event]:
     """Claim a free value, or release one's own; a value owned by another profile is refused."""
     fields = dict(
-        database_id=command.database_id, kind=command.kind, value=command.value, profile_id=command.profile_id
+        database_id=command.database_id,
+        kind=command.kind,
+        value=value_digest(command.value),
+        profile_id=command.profile_id,
     )
     if isinstance(command, ReleaseValue):
         return [UniqueValueReleased(**fields)] if state.owner == command.profile_id else []

@@ -6,7 +6,8 @@ that depends on the message's history lives here:
 
 - a message is sent at most once: an attempt is recorded before the SMTP
   transaction is committed (`MessageCommitting`); a sender restarted after
-  that point does not send again (the outcome is then recorded as assumed);
+  that point does not send again (the outcome is then recorded as assumed),
+  nor does one that had no answer after the message left (`maybe_sent`);
 - soft bounces are retried on `RETRY_BACKOFF` until the sender's deadline,
   then the message is not delivered (`MessageNotDelivered{reason: expired}`);
 - the "unique" rule: an open (or click, or read) counts as unique unless the
@@ -156,7 +157,7 @@ class MessageDelivered(_MessageEvent):
     sender_id: str
     code: int
     response: str
-    assumed: bool = False  # the sender stopped after committing; the relay's answer was not seen
+    assumed: bool = False  # the sender stopped after committing, or no answer came: none was seen
 
 
 @registry.register("MessageAccepted")
@@ -310,6 +311,7 @@ class DeliveryState:
     await_until: datetime | None = None
     accepted_by: str = ""  # the sender that accepted it
     not_delivered_reason: str = ""
+    queued: MessageQueued | None = None  # the message as it was queued: what a sender renders it from
 
     @property
     def sendable(self) -> bool:
@@ -336,15 +338,19 @@ class MarkCommitting:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordSmtpOutcome:
-    """What the relay answered: kind delivered, soft_bounce, hard_bounce or failed (no answer)."""
+class RecordSendFailure:
+    """The gateway did not take the message: for now (a soft bounce: tried again after the backoff,
+    or the provider's `retry_after` when longer, until the sender's deadline), or for good (a hard
+    bounce). `maybe_sent`: no answer came after the message left, so the provider may have it."""
 
-    kind: Literal["delivered", "soft_bounce", "hard_bounce", "failed"]
+    permanent: bool
     code: int
     response: str
     sender_id: str
     deadline: timedelta
     at: datetime
+    retry_after: timedelta | None = None
+    maybe_sent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,7 +468,7 @@ class RecordShortLinks:
 DeliveryCommand = (
     StartAttempt
     | MarkCommitting
-    | RecordSmtpOutcome
+    | RecordSendFailure
     | ResolveInterrupted
     | GiveUp
     | RecordBounceReport
@@ -501,8 +507,8 @@ def decide(command: DeliveryCommand, state: DeliveryState) -> list[Event]:
             if state.status != "attempting":
                 raise RuleViolated("no attempt in progress", "message_id")
             return [MessageCommitting(**common, attempt=state.attempts)]
-        case RecordSmtpOutcome():
-            return _outcome(command, state, common)
+        case RecordSendFailure():
+            return _failure(command, state, common)
         case ResolveInterrupted():
             return _interrupted(command, state, common)
         case GiveUp():
@@ -602,19 +608,22 @@ def _delivery_report(
     return [reported, delivered]
 
 
-def _outcome(command: RecordSmtpOutcome, state: DeliveryState, common: dict[str, object]) -> list[Event]:
+def _failure(command: RecordSendFailure, state: DeliveryState, common: dict[str, object]) -> list[Event]:
     if state.status not in ("attempting", "committing"):
         return []  # recorded already (a retried outcome write)
-    if command.kind == "delivered":
+    if command.maybe_sent:
+        # The message left and the answer was lost: sending again could duplicate it (as after the
+        # commit mark), so it counts as delivered, assumed.
+        response = f"no answer after the message left: {command.code} {command.response}".strip()
         return [
-            MessageDelivered(
-                **common, sender_id=command.sender_id, code=command.code, response=command.response
-            )
+            MessageDelivered(**common, sender_id=command.sender_id, code=0, response=response, assumed=True)
         ]
-    if command.kind == "hard_bounce":
+    if command.permanent:
         return [MessageHardBounced(**common, code=command.code, response=command.response)]
     first = state.first_attempt_at or command.at
     retry_at = next_retry(state.attempts, command.at)
+    if command.retry_after is not None:
+        retry_at = max(retry_at, command.at + command.retry_after)
     if retry_at > first + command.deadline:
         return [
             MessageNotDelivered(
@@ -716,7 +725,9 @@ def _counts_unique(state: DeliveryState, action: str, at: datetime) -> bool:
 
 def evolve(state: DeliveryState, event: Event) -> DeliveryState:
     if isinstance(event, MessageQueued):
-        return DeliveryState(event.message_id, MessageRef.of(event), event.at, event.due_at, "queued")
+        return DeliveryState(
+            event.message_id, MessageRef.of(event), event.at, event.due_at, "queued", queued=event
+        )
     if isinstance(event, MessageSendAttempted):
         first = state.first_attempt_at or event.at
         return replace(state, status="attempting", attempts=event.attempt, first_attempt_at=first)

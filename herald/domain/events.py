@@ -66,6 +66,10 @@ class EventRegistry:
 
         return decorate
 
+    def classes(self) -> Mapping[str, type[Event]]:
+        """Every registered type name and its class."""
+        return dict(self._classes)
+
     def event_class(self, type_name: str) -> type[Event]:
         try:
             return self._classes[type_name]

@@ -13,6 +13,15 @@ bare http(s) URLs in plain text (email text version, SMS) with a pair of private
 (U+E000 id U+E001 url U+E002). `track_links` reads each marked link in the rendered output, removes
 the marker and the functional attributes, appends UTM and swaps tracked hrefs for tracker URLs.
 
+With `precompute=True` (the send path), an anchor whose start tag has template tags only in its
+href (or none) is done once per template version instead: its functional attributes are removed
+from the source and its href written as a placeholder, so each message only puts its own tracker
+URL there, with no attribute scanning. A static href becomes U+E003 id U+E005 (what the author
+wrote is kept in `LinkSpec.raw_href`, for a message that leaves the link as it was); an href with
+tags keeps its value between U+E006 id U+E001 and U+E005, so the rendered URL is read from
+there. A text link with no tag in its URL becomes U+E004 id U+E005. Either way the same message
+comes out.
+
 Decisions where the product notes are silent:
 - no-tracking markers: `data-no-track`, `data-notrack` and `notrack` (the brief's names), plus the
   ones pasted templates bring from other platforms, `mc:disable-tracking` (Mailchimp) and
@@ -42,7 +51,7 @@ import bisect
 import html
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, quote
 
@@ -59,20 +68,27 @@ SYSTEM_LINKS = (
 )
 NO_TRACK_ATTRS = frozenset({"data-no-track", "data-notrack", "notrack", "mc:disable-tracking"})
 TEXT_OPEN, TEXT_SEP, TEXT_CLOSE = "\ue000", "\ue001", "\ue002"
+# a precomputed link's placeholder: static href, static text URL, end; an href with template tags
+STATIC_HREF, STATIC_TEXT, STATIC_CLOSE, RENDERED_HREF = "\ue003", "\ue004", "\ue005", "\ue006"
 
 _STATEMENTS = frozenset({"if", "for", "else", "end", "autocomma"})
 _SYSTEM_HREF = re.compile(rf"\{{({'|'.join(SYSTEM_LINKS)})\s*\}}", re.IGNORECASE)
 _HTTP_PREFIX = re.compile(r"https?://", re.IGNORECASE)
 _HTTP_URL = re.compile(r"https?://[^\s/?#]", re.IGNORECASE)
 _UNMARKED = f"[^{TEXT_OPEN}-{TEXT_CLOSE}]*"
-_MARKS = re.compile(
-    rf"""(?P<html><a\s+{MARKER_ATTR}="(?P<hid>[^"<>]*)")
-       | {TEXT_OPEN}(?P<tid>{_UNMARKED}){TEXT_SEP}(?P<turl>{_UNMARKED}){TEXT_CLOSE}""",
-    re.IGNORECASE | re.VERBOSE,
-)
+# The three kinds of mark in a rendered message, each found by its own scan: one alternation of them
+# cannot start from a literal and costs ≈ 5× as much on a message's HTML. An anchor's marker is
+# written right after `<a ` (checked where it is found).
+_HTML_MARK = re.compile(rf'{MARKER_ATTR}="(?P<hid>[^"<>]*)"')
+_TEXT_MARK = re.compile(rf"{TEXT_OPEN}(?P<tid>{_UNMARKED}){TEXT_SEP}(?P<turl>{_UNMARKED}){TEXT_CLOSE}")
+_OURS = f"[^{TEXT_OPEN}-{RENDERED_HREF}]*"  # text with none of the private-use characters marks use
+_STATIC_MARK = re.compile(rf"(?P<static>[{STATIC_HREF}{STATIC_TEXT}])(?P<sid>{_OURS}){STATIC_CLOSE}")
+_HREF_MARK = re.compile(rf"{RENDERED_HREF}(?P<rid>{_OURS}){TEXT_SEP}(?P<value>{_OURS}){STATIC_CLOSE}")
 _OLD_TEXT_MARKS = re.compile(f"{TEXT_OPEN}{_UNMARKED}{TEXT_SEP}|{TEXT_CLOSE}")
 _URL_START = re.compile(r"https?://", re.IGNORECASE)
-_URL_STOP = frozenset(" \t\r\n\f\v<>\"'`{}") | {TEXT_OPEN, TEXT_SEP, TEXT_CLOSE}
+_URL_STOP = frozenset(" \t\r\n\f\v<>\"'`{}") | set(
+    TEXT_OPEN + TEXT_SEP + TEXT_CLOSE + STATIC_TEXT + STATIC_CLOSE
+)
 _TRAILING = frozenset(".,;:!?'\"")
 _CLOSERS = {")": "(", "]": "["}
 
@@ -88,6 +104,7 @@ class LinkSpec:
     kind: str = "custom"  # "custom" or a system link name from SYSTEM_LINKS
     updates: dict[str, str] = field(default_factory=dict)
     subscribe_to: str | None = None
+    raw_href: str = ""  # a precomputed link's href value as the source wrote it (quotes included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,30 +150,47 @@ class _Attr:
 # ---------------------------------------------------------------- marking (template source)
 
 
-def mark_links(source: str, scope: str) -> MarkedSource:
-    """Mark every `<a href>` of an HTML template source with a stable id `<scope>.<n>`.
+def mark_links(source: str, scope: str, *, precompute: bool = False) -> MarkedSource:
+    """Mark every `<a href>` of an HTML template source with a stable id `<scope>.<n>`; with
+    `precompute`, static links get their placeholder instead (see the module's docstring).
 
     Raises TemplateSyntaxError when the source's tags do not scan.
     """
     spans = _template_spans(source)
     tags = {start: end for start, end, _ in spans}
+    starts = sorted(tags)
+    masked = _mask(source, spans)
     edits: list[tuple[int, int, str]] = []
     links: list[LinkSpec] = []
-    for offset in _anchor_offsets(_mask(source, spans)):
+    for offset in _anchor_offsets(masked):
         attrs = _scan_attrs(source, offset + 2, tags)
         href = _first(attrs, "href")
         if href is None:
             continue
         link_id = f"{scope}.{len(links) + 1}"
-        edits.append((offset + 2, offset + 2, f' {MARKER_ATTR}="{link_id}"'))
-        # A source marked before (a copied tag) keeps one marker: the new one.
-        edits.extend((a.start, a.end, "") for a in attrs if a.name.lower() == MARKER_ATTR)
-        links.append(_spec(link_id, href, attrs))
+        spec = _spec(link_id, href, attrs)
+        varies = _varying(masked, offset, attrs, starts)
+        if precompute and varies <= {href.name}:
+            edits.extend((a.start, a.end, "") for a in attrs if _functional(a))
+            value = source[href.value_start : href.end]
+            if varies:  # the href holds template tags: its rendered value is read per message
+                edits.append(
+                    (href.value_start, href.end, f"{RENDERED_HREF}{link_id}{TEXT_SEP}{value}{STATIC_CLOSE}")
+                )
+            else:
+                edits.append((href.value_start, href.end, f"{STATIC_HREF}{link_id}{STATIC_CLOSE}"))
+                spec = replace(spec, raw_href=value)
+        else:
+            edits.append((offset + 2, offset + 2, f' {MARKER_ATTR}="{link_id}"'))
+            # A source marked before (a copied tag) keeps one marker: the new one.
+            edits.extend((a.start, a.end, "") for a in attrs if a.name.lower() == MARKER_ATTR)
+        links.append(spec)
     return MarkedSource(_apply(source, edits), tuple(links))
 
 
-def mark_text_links(source: str, scope: str) -> MarkedSource:
-    """Mark every bare http(s) URL of a plain-text template source (template tags may be in it)."""
+def mark_text_links(source: str, scope: str, *, precompute: bool = False) -> MarkedSource:
+    """Mark every bare http(s) URL of a plain-text template source (template tags may be in it);
+    with `precompute`, a URL with no template tag in it gets its placeholder instead."""
     source = _OLD_TEXT_MARKS.sub("", source)
     spans = _template_spans(source)
     starts = [start for start, _, _ in spans]
@@ -175,10 +209,37 @@ def mark_text_links(source: str, scope: str) -> MarkedSource:
             continue
         link_id = f"{scope}.{len(links) + 1}"
         url = source[match.start() : end]
-        edits.append((match.start(), end, f"{TEXT_OPEN}{link_id}{TEXT_SEP}{url}{TEXT_CLOSE}"))
-        links.append(LinkSpec(link_id, url))
+        static = precompute and not _spans_between(starts, match.start(), end)
+        mark = (
+            f"{STATIC_TEXT}{link_id}{STATIC_CLOSE}"
+            if static
+            else f"{TEXT_OPEN}{link_id}{TEXT_SEP}{url}{TEXT_CLOSE}"
+        )
+        edits.append((match.start(), end, mark))
+        links.append(LinkSpec(link_id, url, raw_href=url if static else ""))
         pos = end
     return MarkedSource(_apply(source, edits), tuple(links))
+
+
+def _varying(masked: str, offset: int, attrs: list[_Attr], starts: list[int]) -> set[str]:
+    """The names of the start tag's attributes that hold template tags; "" for a tag between them."""
+    end = masked.find(">", attrs[-1].end if attrs else offset)
+    if not _spans_between(starts, offset, len(masked) if end < 0 else end):
+        return set()
+    varies = {a.name for a in attrs if a.value_start >= 0 and _spans_between(starts, a.value_start, a.end)}
+    inside = [(a.value_start, a.end) for a in attrs if a.value_start >= 0]
+    tags_at = starts[
+        bisect.bisect_left(starts, offset) : bisect.bisect_left(starts, len(masked) if end < 0 else end)
+    ]
+    if any(not any(s <= t < e for s, e in inside) for t in tags_at):
+        varies.add("")  # a tag between attributes (`{if x}class="y"{end}`): the tag's shape varies
+    return varies
+
+
+def _spans_between(starts: list[int], start: int, end: int) -> bool:
+    """Whether a template tag starts in [start, end)."""
+    index = bisect.bisect_left(starts, start)
+    return index < len(starts) and starts[index] < end
 
 
 def _spec(link_id: str, href: _Attr, attrs: list[_Attr]) -> LinkSpec:
@@ -314,26 +375,111 @@ def _trim_punctuation(source: str, start: int, end: int, tag_ends: set[int]) -> 
 
 def track_links(
     rendered: str,
-    specs: Iterable[LinkSpec],
+    specs: Mapping[str, LinkSpec] | Iterable[LinkSpec],
     track: Callable[[RenderedLink], str],
     utm: Mapping[str, str] | None = None,
+    finished: dict[str, RenderedLink] | None = None,
 ) -> TrackedOutput:
     """Turn marked links of a rendered message into their final form and list their occurrences.
 
     `track` is called with each tracked custom link (destination in `url`) and returns the
-    tracker URL written in its place. Markers and functional attributes never reach the output.
+    tracker URL written in its place; a precomputed link occurring more than once (a loop) is
+    tracked once. Markers and functional attributes never reach the output. `specs` by id, or
+    listed. `finished` keeps precomputed links' occurrences across messages (the caller's cache
+    per template version; only valid without `utm`, which names the message).
     """
-    by_id = {spec.id: spec for spec in specs}
+    by_id = specs if isinstance(specs, Mapping) else {spec.id: spec for spec in specs}
     edits: list[tuple[int, int, str]] = []
     links: list[RenderedLink] = []
-    for match in _MARKS.finditer(rendered):
-        if match.group("html") is not None:
+    done: dict[str, tuple[RenderedLink, str]] = {}  # precomputed link id → its occurrence and output
+    for match in _marks(rendered):
+        if match.re is _STATIC_MARK:
+            link = _fill_static(match, by_id, track, utm or {}, edits, done, finished)
+        elif match.re is _HREF_MARK:
+            link = _fill_href(match, by_id, track, utm or {}, edits)
+        elif match.re is _HTML_MARK:
             link = _track_anchor(rendered, match, by_id, track, utm or {}, edits)
         else:
             link = _track_text(match, by_id, track, utm or {}, edits)
         if link is not None:
             links.append(link)
     return TrackedOutput(_apply(rendered, edits), tuple(links))
+
+
+def _marks(rendered: str) -> list[re.Match[str]]:
+    """Every mark of the rendered message, in output order."""
+    found: list[re.Match[str]] = []
+    if STATIC_CLOSE in rendered:
+        found.extend(_STATIC_MARK.finditer(rendered))
+        if RENDERED_HREF in rendered:
+            found.extend(_HREF_MARK.finditer(rendered))
+    if MARKER_ATTR in rendered:
+        found.extend(m for m in _HTML_MARK.finditer(rendered) if _after_anchor(rendered, m.start()))
+    if TEXT_OPEN in rendered:
+        found.extend(_TEXT_MARK.finditer(rendered))
+    return sorted(found, key=lambda m: m.start()) if len(found) > 1 else found
+
+
+def _after_anchor(rendered: str, start: int) -> bool:
+    return start >= 3 and rendered[start - 1].isspace() and rendered[start - 3 : start - 1].lower() == "<a"
+
+
+def _fill_static(
+    match: re.Match[str],
+    by_id: Mapping[str, LinkSpec],
+    track: Callable[[RenderedLink], str],
+    utm: Mapping[str, str],
+    edits: list[tuple[int, int, str]],
+    done: dict[str, tuple[RenderedLink, str]],
+    finished: dict[str, RenderedLink] | None,
+) -> RenderedLink | None:
+    """A precomputed link's placeholder: its tracker URL (as an attribute value for an href); the
+    source's own text when the link is left as it was written."""
+    link_id = match.group("sid")
+    found = done.get(link_id)
+    if found is None:
+        spec = by_id.get(link_id)
+        if spec is None or not spec.raw_href:  # not one of the message's placeholders: dropped
+            edits.append((match.start(), match.end(), ""))
+            return None
+        href = match.group("static") == STATIC_HREF
+        link = finished.get(link_id) if finished is not None and not utm else None
+        if link is None:
+            link = _finish(spec, spec.href_source, spec.name, dict(spec.updates), spec.subscribe_to, utm)
+            if finished is not None and not utm:
+                finished[link_id] = link
+        final = track(link) if link.tracked else link.url
+        if final == spec.href_source:
+            output = spec.raw_href
+        elif href:
+            output = f'"{html.escape(final)}"'
+        else:
+            output = final
+        found = done[link_id] = (link, output)
+    edits.append((match.start(), match.end(), found[1]))
+    return found[0]
+
+
+def _fill_href(
+    match: re.Match[str],
+    by_id: Mapping[str, LinkSpec],
+    track: Callable[[RenderedLink], str],
+    utm: Mapping[str, str],
+    edits: list[tuple[int, int, str]],
+) -> RenderedLink | None:
+    """A precomputed anchor whose href has template tags: the rendered value as written (quotes
+    included), or the tracker URL in its place."""
+    value = match.group("value")
+    spec = by_id.get(match.group("rid"))
+    if spec is None:  # not one of the message's placeholders: the value stays, unlinked
+        edits.append((match.start(), match.end(), value))
+        return None
+    quoted = len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0]
+    url = html.unescape(value[1:-1] if quoted else value).strip()
+    link = _finish(spec, url, spec.name, dict(spec.updates), spec.subscribe_to, utm)
+    final = track(link) if link.tracked else link.url
+    edits.append((match.start(), match.end(), value if final == url else f'"{html.escape(final)}"'))
+    return link
 
 
 def _track_anchor(
@@ -345,7 +491,7 @@ def _track_anchor(
     edits: list[tuple[int, int, str]],
 ) -> RenderedLink | None:
     attrs = _scan_attrs(rendered, match.end(), {})
-    edits.append((match.start() + 2, match.end(), ""))
+    edits.append((match.start() - 1, match.end(), ""))
     edits.extend((a.start, a.end, "") for a in attrs if _functional(a))
     spec = by_id.get(match.group("hid"))
     href = _first(attrs, "href")
@@ -399,6 +545,8 @@ def _finish(
 
 def add_utm(url: str, utm: Mapping[str, str]) -> str:
     """`url` with the UTM parameters it does not already have, before its `#fragment`."""
+    if not utm:
+        return url
     base, hash_mark, fragment = url.partition("#")
     path, _, query = base.partition("?")
     present = {key for key, _ in parse_qsl(query, keep_blank_values=True)}

@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import Field
 
+from herald.domain.campaigns import CampaignSettings
 from herald.domain.decider import Decider
 from herald.domain.events import Event, registry
 
@@ -113,6 +114,21 @@ class MessageFailed(Event):
 
 
 MessageDecision = MessageQueued | MessageSuppressed | MessageFailed
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDraft:
+    """A message about to be decided: whose, which run, which template, when."""
+
+    campaign_id: str
+    settings: CampaignSettings
+    run_id: str
+    message_id: str
+    template_id: str
+    at: datetime
+    due_at: datetime | None = None  # default: at once
+    lookups: object = None  # what the ports looked up for this chunk (templates, resource), reused
+    scenario_id: str | None = None  # a scenario's campaign node sends it
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,11 @@ class ProfileDeleted(ProfileEvent):
     pass
 
 
+@registry.register("ProfileErased")
+class ProfileErased(ProfileEvent):
+    """GDPR erasure: the profile's key is destroyed; its sealed personal data reads as erased."""
+
+
 @registry.register("ProfileMergedAway")
 class ProfileMergedAway(ProfileEvent):
     target_profile_id: str
@@ -211,6 +216,7 @@ PROFILE_EVENTS: tuple[type[Event], ...] = (
     ProfileTestSubscriberSet,
     ProfileTrackedDataRecorded,
     ProfileDeleted,
+    ProfileErased,
     ProfileMergedAway,
     ProfileAbsorbed,
 )
@@ -235,6 +241,7 @@ class ProfileState:
     source: str = ""
     created: bool = False
     deleted: bool = False
+    erased: bool = False
     merged_into: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None  # the last profile event's time (subscription events carry none)
@@ -322,6 +329,16 @@ def evolve(state: ProfileState, event: Event) -> ProfileState:
             return replace(state, tracked=event.tracked, fields=fields, updated_at=event.at)
         case ProfileDeleted():
             return replace(state, deleted=True, updated_at=event.at)
+        case ProfileErased():
+            return replace(
+                state,
+                deleted=True,
+                erased=True,
+                fields={},
+                tracked=None,
+                subscriptions=SubscriptionsState(),
+                updated_at=event.at,
+            )
         case ProfileMergedAway():
             return replace(state, merged_into=event.target_profile_id, updated_at=event.at)
     return replace(state, updated_at=event.at)
@@ -414,6 +431,14 @@ class DeleteProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class EraseProfile:
+    """Erase a (deleted) profile for good: the caller destroys its key once this is recorded."""
+
+    profile_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class MergeProfileInto:
     """On the source: merge it into `target` (appended atomically with the target's `AbsorbProfile`)."""
 
@@ -440,6 +465,7 @@ ProfileCommand = (
     | SetTestSubscriber
     | RecordTrackedData
     | DeleteProfile
+    | EraseProfile
     | MergeProfileInto
     | AbsorbProfile
     | SubscriptionCommand
@@ -460,6 +486,12 @@ def decide(command: ProfileCommand, state: ProfileState) -> list[Event]:
             return _import(command, state)
         case DeleteProfile() if state.created and not state.exists:
             return []
+        case EraseProfile():
+            if not state.created:
+                raise NotFound(f"there is no profile {command.profile_id!r}", "profile_id")
+            if not state.deleted or state.merged_into is not None:
+                raise RuleViolated("delete the profile before erasing it", "profile_id")
+            return [] if state.erased else [ProfileErased(**_ids(state, command.at))]
     if isinstance(command, SubscriptionCommand):
         _require(state, state.profile_id)
         return decide_subscription(command, state.subscriptions, state.ref)

@@ -1,7 +1,11 @@
-"""Senders and virtual senders (streams `sender-<id>`, `vsender-<id>`): where email leaves Herald.
+"""Senders and virtual senders (streams `sender-<id>`, `vsender-<id>`): where messages leave Herald.
 
-A sender is an SMTP relay with its speed, connection count, retry deadline
-and DKIM key (guide, admin "Senders" and "Keys"). A virtual sender is an
+A sender serves one channel: an email sender is an SMTP relay with its speed,
+connection count, retry deadline and DKIM key (guide, admin "Senders" and
+"Keys"); an SMS sender an SMPP account at an SMSC, with how long an accepted
+SMS waits for its delivery report; a push sender the Web Push protocol with
+its VAPID contact (the key is the account's) or an FCM project with its
+service account. A virtual sender is an
 ordered list of routing rules over senders: the first rule whose recipient
 domains match takes the message, and splits its traffic over its senders by
 percentage, each optionally overriding the From name.
@@ -17,6 +21,10 @@ Decisions where the guide is silent:
 - A rule's percentages add up to 100. The split is decided by the message id,
   so a retried message goes through the same sender.
 - A virtual sender must end with a match-all rule, so every message has a route.
+- A sender names its channel and holds the settings of that channel's protocol
+  only (`relay` for email, `smpp` for SMS, `webpush` or `fcm` for push); events from
+  before channels had no `channel` and are email senders. A rule's From-name
+  override is an SMS's alpha sender when the route sends SMS.
 """
 
 from __future__ import annotations
@@ -46,9 +54,46 @@ class SmtpRelaySettings(_Value):
     implicit_tls: bool = False
 
 
+class SmppAccountSettings(_Value):
+    """An SMSC account (SMPP 3.4 transceiver bind); the password is a secret."""
+
+    host: str
+    port: int = Field(2775, ge=1, le=65535)
+    system_id: str = Field(min_length=1, max_length=15)
+    system_type: str = Field("", max_length=12)
+    window: int = Field(64, ge=1, le=1024, description="submits awaiting their response at once")
+
+
+class WebPushServiceSettings(_Value):
+    """The Web Push protocol (RFC 8030/8291/8292) with the account's VAPID key."""
+
+    subject: str = Field(min_length=1, description="VAPID `sub`: a mailto: or https: contact of the sender")
+
+
+class FcmProjectSettings(_Value):
+    """Firebase Cloud Messaging's HTTP v1 API; the project and its key are the service-account JSON,
+    a secret."""
+
+    base_url: str = Field("https://fcm.googleapis.com", min_length=1)
+
+
+SenderChannel = Literal["email", "sms", "push"]
+
+
 class SenderSettings(_Value):
     name: str
-    relay: SmtpRelaySettings
+    channel: SenderChannel = "email"
+    relay: SmtpRelaySettings | None = None
+    smpp: SmppAccountSettings | None = None
+    webpush: WebPushServiceSettings | None = None
+    fcm: FcmProjectSettings | None = None
+    await_delivery_seconds: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="SMS: how long an accepted message waits for its delivery "
+        "report before it counts as undelivered; 0: accepted is delivered",
+    )
     rate_per_second: float = Field(10.0, gt=0, le=10_000, description="messages started per second")
     connections: int = Field(2, ge=1, le=64)
     retry_deadline_hours: int = Field(48, ge=1, le=24 * 7, description="soft bounces are retried this long")
@@ -60,17 +105,19 @@ class SenderSettings(_Value):
 
 
 class SenderSecrets(_Value):
-    """What is stored (sealed) but never shown: the relay password and the DKIM private key."""
+    """What is stored (sealed) but never shown: the relay's (or SMSC's) password, the DKIM private key,
+    an FCM sender's service-account JSON."""
 
     password: SealedSecret | None = None
     dkim_private_key: SealedSecret | None = None
+    service_account: SealedSecret | None = None
 
     def names(self) -> tuple[str, ...]:
         """The secrets that are set."""
         return tuple(name for name in SECRET_NAMES if getattr(self, name) is not None)
 
 
-SECRET_NAMES = ("password", "dkim_private_key")
+SECRET_NAMES = ("password", "dkim_private_key", "service_account")
 
 
 class RouteTarget(_Value):
@@ -146,11 +193,12 @@ def decide_sender(command: SetSender, state: SenderState) -> list[Event]:
         raise NotFound(f"no sender {command.sender_id!r}", "sender_id")
     settings = _checked_sender(command.settings)
     secrets = SenderSecrets(
-        password=command.secrets.password or state.secrets.password,
-        dkim_private_key=command.secrets.dkim_private_key or state.secrets.dkim_private_key,
+        **{name: getattr(command.secrets, name) or getattr(state.secrets, name) for name in SECRET_NAMES}
     )  # a secret not given keeps the stored one
     if bool(settings.dkim_selector) != bool(secrets.dkim_private_key):
         raise ValidationFailed("DKIM needs both a selector and a private key", "dkim_selector")
+    if settings.fcm is not None and secrets.service_account is None:
+        raise ValidationFailed("an FCM sender needs its service-account JSON", "service_account")
     if command.create:
         return [SenderCreated(sender_id=command.sender_id, settings=settings, secrets=secrets, at=command.at)]
     if settings == state.settings and secrets == state.secrets:
@@ -158,11 +206,26 @@ def decide_sender(command: SetSender, state: SenderState) -> list[Event]:
     return [SenderChanged(sender_id=command.sender_id, settings=settings, secrets=secrets, at=command.at)]
 
 
+PROTOCOLS = {"relay": "email", "smpp": "sms", "webpush": "push", "fcm": "push"}
+"""Each protocol's settings field and the channel it serves; a sender has exactly one."""
+
+
 def _checked_sender(settings: SenderSettings) -> SenderSettings:
     if not settings.name.strip():
         raise ValidationFailed("a sender needs a name", "name")
-    if not settings.relay.host.strip():
+    given = {name for name in PROTOCOLS if getattr(settings, name) is not None}
+    allowed = {name for name, channel in PROTOCOLS.items() if channel == settings.channel}
+    for name in sorted(given - allowed):
+        raise ValidationFailed(f"a sender of {settings.channel} has no {name}", name)
+    if len(given) != 1:
+        choices = " or ".join(sorted(allowed))
+        raise ValidationFailed(f"a sender of {settings.channel} needs one of {choices}", min(allowed))
+    if settings.relay is not None and not settings.relay.host.strip():
         raise ValidationFailed("the relay needs a host", "relay.host")
+    if settings.smpp is not None and not settings.smpp.host.strip():
+        raise ValidationFailed("the SMSC needs a host", "smpp.host")
+    if settings.channel != "email" and settings.dkim_selector:
+        raise ValidationFailed("only email is DKIM-signed", "dkim_selector")
     if settings.dkim_selector and not settings.dkim_domain:
         raise ValidationFailed("DKIM needs the signing domain", "dkim_domain")
     return settings
@@ -245,6 +308,16 @@ virtual_sender_decider: Decider[SetVirtualSender, VirtualSenderState] = Decider(
 
 def virtual_sender_stream(virtual_sender_id: str) -> str:
     return f"vsender-{virtual_sender_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSender:
+    """A sender with its secrets opened, for the moment they are used (the SMTP login, DKIM)."""
+
+    state: SenderState
+    password: str = field(repr=False)
+    dkim_private_key: str = field(repr=False)
+    service_account: str = field(default="", repr=False)
 
 
 def route(rules: tuple[RouteRule, ...], recipient: str, message_id: str) -> RouteTarget:

@@ -59,6 +59,14 @@ class Settings:
     bot_rules: BotRules = DEFAULT_BOT_RULES
     # Web push subscriptions with an http (not https) endpoint: only for local push services in tests.
     allow_http_push_endpoints: bool = False
+    # File imports: the largest file taken (uploaded or fetched by a scheduled import).
+    import_max_bytes: int = 4 * 1024**3
+    # A scheduled import's fetch of its URL, whole (DNS, connect, body), under the remote policy.
+    import_fetch_timeout_seconds: float = 600.0
+    # The audit log keeps its entries this long (the guide's AUDIT_LOG_TTL); the log keeps everything.
+    audit_retention_days: int = 90
+    # Report rows older than this many days are deleted (None: reports keep everything).
+    report_retention_days: int | None = None
 
     @property
     def event_store_path(self) -> Path:
@@ -91,6 +99,10 @@ def settings_from_env(**overrides: object) -> Settings:
         "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
         "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
         "account_id": os.environ.get("HERALD_ACCOUNT_ID", "1"),
+        "import_max_bytes": int(os.environ.get("HERALD_IMPORT_MAX_BYTES", str(4 * 1024**3))),
+        "import_fetch_timeout_seconds": float(os.environ.get("HERALD_IMPORT_FETCH_TIMEOUT_SECONDS", "600")),
+        "audit_retention_days": int(os.environ.get("HERALD_AUDIT_RETENTION_DAYS", "90")),
+        "report_retention_days": _optional_int(os.environ.get("HERALD_REPORT_RETENTION_DAYS")),
         "max_body_bytes": int(os.environ.get("HERALD_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
         "bot_rules": bot_rules(os.environ.get("HERALD_BOT_RULES", "")),
         "engine": os.environ.get("HERALD_ENGINE", "embedded"),

@@ -20,6 +20,8 @@ def open_readmodel_db(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=10000")
+    # freed bytes are zeroed, so an erased profile's rows leave no copy in free pages
+    conn.execute("PRAGMA secure_delete=ON")
     conn.execute(_CHECKPOINTS)
     return conn
 

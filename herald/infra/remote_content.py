@@ -20,11 +20,11 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpcore
 import httpx
@@ -38,6 +38,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MIB = 1024 * 1024
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+T = TypeVar("T")
 
 
 def _herald_version() -> str:
@@ -359,6 +360,11 @@ def _gunzip(chunks: Iterable[bytes], max_bytes: int) -> Iterator[bytes]:
 
 
 def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
+    return b"".join(_body_chunks(response, max_bytes))
+
+
+def _body_chunks(response: httpx.Response, max_bytes: int) -> Iterable[bytes]:
+    """The body as it arrives, decoded, refused past `max_bytes`."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:  # refused before reading a byte of it
         raise _too_large(max_bytes)
@@ -370,7 +376,7 @@ def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
         decoded = raw
     else:  # only gzip is asked for; anything else cannot be bounded while decoding here
         raise _Reason(f"unsupported Content-Encoding {encoding!r}")
-    return b"".join(decoded)
+    return decoded
 
 
 def _decode_text(body: bytes, charset: str | None) -> str:
@@ -502,6 +508,12 @@ class RemoteContentFetcher:
         body, charset = self._fetch(url, accept="text/html, */*;q=0.5")
         return _decode_text(body, charset)
 
+    def download(self, url: str, consume: Callable[[Iterable[bytes]], T]) -> T:
+        """GET `url` and hand its body, chunk by chunk as it arrives, to `consume` (a file on disk)."""
+        limit = self._policy.max_bytes
+        result: T = self._fetch(url, "*/*", lambda response: consume(_body_chunks(response, limit)))
+        return result
+
     def fetch_json(self, url: str) -> dict[str, Any]:
         """The JSON object at `url` (anything but an object at the top level is an error)."""
         body, charset = self._fetch(url, accept="application/json")
@@ -523,20 +535,23 @@ class RemoteContentFetcher:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _fetch(self, url: str, accept: str) -> tuple[bytes, str | None]:
+    def _fetch(self, url: str, accept: str, read: Callable[[httpx.Response], T] | None = None) -> Any:
         token = _DEADLINE.set(time.monotonic() + self._policy.timeout_seconds)
         try:
-            return self._follow(url, accept)
+            return self._follow(url, accept, read or self._body)
         finally:
             _DEADLINE.reset(token)
 
-    def _follow(self, url: str, accept: str) -> tuple[bytes, str | None]:
+    def _body(self, response: httpx.Response) -> tuple[bytes, str | None]:
+        return _read_body(response, self._policy.max_bytes), response.charset_encoding
+
+    def _follow(self, url: str, accept: str, read: Callable[[httpx.Response], T]) -> T:
         """GET `url`, following up to `max_redirects` redirects, each hop checked as the first."""
         current: httpx.URL | None = None
         for hop in range(self._policy.max_redirects + 1):
             try:
                 current = httpx.URL(url) if current is None else current
-                outcome = self._get(current, accept)
+                outcome = self._get(current, accept, read)
             except Exception as error:
                 reason = _reason_for(error, self._policy)
                 if reason is None:
@@ -548,8 +563,8 @@ class RemoteContentFetcher:
             current = outcome
         raise RemoteContentError(url, f"too many redirects (more than {self._policy.max_redirects})")
 
-    def _get(self, url: httpx.URL, accept: str) -> tuple[bytes, str | None] | httpx.URL:
-        """One request: the body and its charset, or the URL a redirect points to."""
+    def _get(self, url: httpx.URL, accept: str, read: Callable[[httpx.Response], T]) -> T | httpx.URL:
+        """One request: what `read` makes of the response, or the URL a redirect points to."""
         _check_url(url, self._policy)
         request = self._client.build_request("GET", url, headers={"Accept": accept})
         response = self._client.send(request, stream=True)
@@ -559,7 +574,7 @@ class RemoteContentFetcher:
                 return url.join(location)
             if not response.is_success:
                 raise _Reason(f"HTTP {response.status_code}")
-            return _read_body(response, self._policy.max_bytes), response.charset_encoding
+            return read(response)
 
 
 class MessageFetches:

@@ -20,22 +20,16 @@ import tempfile
 from pathlib import Path
 
 from herald.domain.errors import NotFound, ValidationFailed
+from herald.infra.data_files import DataFolder
 from herald.infra.table_files import csv_rows, decoded_text
 
-DIRECTORY_NAME = "segment-files"
 _FILE_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
-class SegmentFiles:
+class SegmentFiles(DataFolder):
     """Uploaded CSV files under one directory (`<data dir>/segment-files`), named by their SHA-256."""
 
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-
-    @classmethod
-    def in_data_dir(cls, data_dir: Path) -> SegmentFiles:
-        """The store in a Herald data directory."""
-        return cls(data_dir / DIRECTORY_NAME)
+    DIRECTORY_NAME = "segment-files"
 
     def store(self, content: bytes) -> str:
         """Keep `content` and return its file id (its SHA-256, hex); storing it again changes nothing."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 from typing import Any
@@ -88,7 +87,8 @@ class TokenSigner:
         return value
 
     def _mac(self, body: str) -> bytes:
-        return hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:MAC_BYTES]
+        # the one-shot C HMAC: a message's render makes several tokens, `hmac.new` costs ≈ 2× per token
+        return hmac.digest(self._key, body.encode(), "sha256")[:MAC_BYTES]
 
 
 def _encode(raw: bytes) -> str:

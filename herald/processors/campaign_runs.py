@@ -25,12 +25,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
+from herald.domain.messages import MessageDraft
 from herald.domain.profiles import ProfileState
 from herald.domain.schedules import Run, local_run_instant, profile_due_at
 from herald.domain.send_gate import SendGate
@@ -40,21 +40,6 @@ from herald.processors.runtime import Dispatch, Emission, Reaction
 
 CHUNK = 1000
 _IDS = uuid.UUID("0b6f1c63-1d8e-5f0e-8d1c-7a4b9e2f3c10")
-
-
-@dataclass(frozen=True, slots=True)
-class MessageDraft:
-    """A message about to be decided: whose, which run, which template, when."""
-
-    campaign_id: str
-    settings: cp.CampaignSettings
-    run_id: str
-    message_id: str
-    template_id: str
-    at: datetime
-    due_at: datetime | None = None  # default: at once
-    lookups: object = None  # what the ports looked up for this chunk (templates, resource), reused
-    scenario_id: str | None = None  # a scenario's campaign node sends it
 
 
 # The events that make a run decide its next chunk.

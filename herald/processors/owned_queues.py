@@ -1,4 +1,4 @@
-"""The send queues of the partitions a worker owns, read as the email sender reads one queue.
+"""The send queues of the partitions a worker owns, read as a channel's sender reads one queue.
 
 Each worker sends the messages of its own partitions. A partition taken over
 may hold attempts its previous owner left mid-way (it died between recording
@@ -51,6 +51,12 @@ class OwnedQueues:
         due = [m for m in chain.from_iterable(zip_longest(*pages)) if m is not None][:limit]
         self._outcome_recorded.difference_update(due)  # attempted again: its next outcome is to be seen
         return due
+
+    def message_of(self, sender_id: str, provider_id: str) -> str | None:
+        """Our message a delivery report names, in whichever owned partition holds it."""
+        owned = self._queues()
+        found = (owned[k].message_of(sender_id, provider_id) for k in sorted(owned))
+        return next((m for m in found if m is not None), None)
 
     def waiting(self) -> int:
         return sum(queue.waiting() for queue in self._queues().values())

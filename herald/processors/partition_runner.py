@@ -26,6 +26,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 
 from herald.infra.event_store import EventStore, RecordedEvent
+from herald.infra.sealed_store import SealedEventStore
 from herald.processors.partition_store import PartitionOffsets
 from herald.processors.runtime import InProcessRuntime
 from herald.processors.topic_format import decode, partition_key, partition_of
@@ -73,7 +74,7 @@ class PartitionRunner:
         the last of them (a consumer failed on one: it is fetched again)."""
         if not messages:
             return None
-        received = [(offset, decode(value)) for offset, value in messages]
+        received = [(offset, self._opened(decode(value))) for offset, value in messages]
         if messages[0][0] > self._next:
             received = self._missing(received[0][1].position) + received
         fresh = self._fresh(received)
@@ -92,6 +93,10 @@ class PartitionRunner:
         self._folded = max(self._folded, low)
         self._offsets.save(self._next, self._folded)
         return lacking
+
+    def _opened(self, event: RecordedEvent) -> RecordedEvent:
+        """The topic holds the log as stored (profiles' data sealed): a sealed store opens it."""
+        return self._store.opened(event) if isinstance(self._store, SealedEventStore) else event
 
     def _fresh(self, received: list[tuple[int, RecordedEvent]]) -> list[tuple[int, RecordedEvent]]:
         """The events past every one before them: a batch the relay published twice comes again."""

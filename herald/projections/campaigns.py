@@ -5,7 +5,10 @@
   profiles it already reached, "why didn't X get it" is one look-up, and a run
   chunk tried again knows the contacts the run already used;
 - `campaign_counters`: the progress counters the campaign card shows (sent,
-  in queue, policy blocks, stop-listed, errors, ... by reason), tests apart;
+  delivered, undelivered, policy blocks, stop-listed, errors, ... by reason),
+  tests apart; `message_outcomes` keeps each message's delivery outcome, so a
+  late report that delivers a message counted undelivered (or a DSN that
+  bounces one counted delivered) moves it from one counter to the other;
 - `campaign_timers`: the next due run of each active campaign (the
   scheduler's work list);
 - `campaign_launches`: every run that started, for the calendar;
@@ -24,10 +27,12 @@ from herald.infra.event_store import RecordedEvent
 from herald.projections.partitioned import FIRST, summed
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
-# Counters the card shows, from each message decision; delivery outcomes arrive with the email channel.
+# Counters the card shows: each message decision, then its delivery outcome (any channel).
 QUEUED = "queued"
 SUPPRESSED = "suppressed"
 FAILED = "errors"
+DELIVERED = "delivered"
+UNDELIVERED = "undelivered"
 
 
 class CampaignsProjection(SqliteProjection):
@@ -51,6 +56,7 @@ class CampaignsProjection(SqliteProjection):
         "CREATE TABLE IF NOT EXISTS segment_triggers (campaign_id TEXT PRIMARY KEY, "
         "segment_id TEXT NOT NULL, live_since TEXT)",
         "CREATE INDEX IF NOT EXISTS segment_triggers_by_segment ON segment_triggers (segment_id)",
+        "CREATE TABLE IF NOT EXISTS message_outcomes (message_id TEXT PRIMARY KEY, outcome TEXT NOT NULL)",
     )
     tables: ClassVar = {
         "campaign_recipients": "campaign_id, profile_id, run_id",
@@ -59,6 +65,7 @@ class CampaignsProjection(SqliteProjection):
         "campaign_launches": "campaign_id, run_id",
         "template_counters": "campaign_id, template_id, counter",
         "segment_triggers": "campaign_id",
+        "message_outcomes": "message_id",
     }
     merge: ClassVar = {
         "campaign_counters": summed("campaign_id, is_test, counter", "value"),
@@ -69,6 +76,7 @@ class CampaignsProjection(SqliteProjection):
     }
 
     def __init__(self, conn: sqlite3.Connection) -> None:
+        self._outcomes: dict[str, str] = {}  # message → outcome, written in the batch not yet flushed
         super().__init__(conn)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(campaign_recipients)")}
         if "contact" not in columns:  # a read-model file from before the column: rebuilt rows fill it
@@ -91,7 +99,9 @@ class CampaignsProjection(SqliteProjection):
             "CampaignResumed": self._live,
             "CampaignPaused": self._not_live,
             # what a split test's winner is chosen by (the email channel records these)
-            "MessageDelivered": self._engaged("delivered"),
+            "MessageDelivered": self._delivered,
+            "MessageNotDelivered": self._settled(UNDELIVERED),
+            "MessageHardBounced": self._settled(UNDELIVERED),
             "MessageOpened": self._engaged("opens"),
             "LinkClicked": self._engaged("clicks"),
         }
@@ -111,6 +121,51 @@ class CampaignsProjection(SqliteProjection):
                 self._count_template(d, counter)
 
         return handle
+
+    def _delivered(self, event: RecordedEvent) -> None:
+        self._engaged(DELIVERED)(event)
+        self._settled(DELIVERED)(event)
+
+    def _settled(self, outcome: str) -> Handler:
+        """A message's delivery outcome on the card: counted once, moved when a later one replaces it."""
+
+        def handle(event: RecordedEvent) -> None:
+            d = event.data
+            if not d.get("campaign_id"):
+                return
+            before = self._outcome(d["message_id"])
+            if before == outcome:
+                return
+            self._outcomes[d["message_id"]] = outcome
+            self.write(
+                "INSERT OR REPLACE INTO message_outcomes (message_id, outcome) VALUES (?, ?)",
+                (d["message_id"], outcome),
+            )
+            test = int(d.get("is_test", False))
+            self._count(d["campaign_id"], test, outcome, 1)
+            if before is not None:
+                self._count(d["campaign_id"], test, before, -1)
+
+        return handle
+
+    def _outcome(self, message_id: str) -> str | None:
+        """The message's outcome so far: written in this batch, else stored."""
+        if message_id in self._outcomes:
+            return self._outcomes[message_id]
+        row = self.conn.execute("SELECT outcome FROM message_outcomes WHERE message_id = ?", (message_id,))
+        found = row.fetchone()
+        return str(found[0]) if found else None
+
+    def flush(self) -> None:
+        super().flush()
+        self._outcomes.clear()
+
+    def _count(self, campaign_id: str, test: int, counter: str, by: int) -> None:
+        self.write(
+            "INSERT INTO campaign_counters (campaign_id, is_test, counter, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(campaign_id, is_test, counter) DO UPDATE SET value = value + excluded.value",
+            (campaign_id, test, counter, by),
+        )
 
     def _count_template(self, d: dict[str, Any], counter: str) -> None:
         self.write(
@@ -139,11 +194,7 @@ class CampaignsProjection(SqliteProjection):
         )
         counters = [outcome] + ([f"{SUPPRESSED}.{reason}"] if outcome == SUPPRESSED else [])
         for counter in counters:
-            self.write(
-                "INSERT INTO campaign_counters (campaign_id, is_test, counter, value) VALUES (?, ?, ?, 1) "
-                "ON CONFLICT(campaign_id, is_test, counter) DO UPDATE SET value = value + 1",
-                (d["campaign_id"], test, counter),
-            )
+            self._count(d["campaign_id"], test, counter, 1)
 
     # --- timers and launches -----------------------------------------------------------------
 
@@ -240,11 +291,12 @@ class CampaignsProjection(SqliteProjection):
         return {r[0] for r in rows}
 
     def counters(self, campaign_id: str, is_test: bool = False) -> dict[str, int]:
+        """The card's counters that are not 0."""
         rows = self.conn.execute(
             "SELECT counter, value FROM campaign_counters WHERE campaign_id = ? AND is_test = ?",
             (campaign_id, int(is_test)),
         )
-        return {r[0]: int(r[1]) for r in rows}
+        return {r[0]: int(r[1]) for r in rows if r[1]}
 
     def recipient(self, campaign_id: str, profile_id: str) -> list[dict[str, Any]]:
         """Every decision a campaign made for a profile: the answer to "why didn't X get it"."""

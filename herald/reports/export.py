@@ -17,14 +17,14 @@ from herald.reports.base import ReportResult
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def to_csv(result: ReportResult) -> bytes:
     """The table as CSV: a header row, then one line per row; UTF-8 with a BOM so Excel reads Cyrillic."""
     out = io.StringIO(newline="")
     writer = csv.writer(out)
-    writer.writerow([_csv_text(column) for column in result.columns])
+    writer.writerow([csv_text(column) for column in result.columns])
     for row in result.rows:
         writer.writerow([_csv_cell(value) for value in row])
     return out.getvalue().encode("utf-8-sig")
@@ -41,11 +41,12 @@ def _csv_cell(value: Any) -> str:
         return repr(value)  # every digit: the file gives back the number the JSON gives
     if isinstance(value, int):
         return str(value)
-    return _csv_text(str(value))
+    return csv_text(str(value))
 
 
-def _csv_text(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_START) else text
+def csv_text(text: str) -> str:
+    """Text as a CSV cell no spreadsheet reads as a formula."""
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def to_xlsx(result: ReportResult, title: str = "report") -> bytes:

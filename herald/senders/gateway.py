@@ -1,7 +1,7 @@
 """The channel gateway port: one rendered message to one address, and what came of it.
 
 Every protocol adapter (SMPP and HTTP SMS, web push, FCM, APNs, Telegram, and
-the SMTP pool once the send path wraps it) is a `ChannelGateway`. A sender
+SMTP email: `senders/smtp_gateway.py`) is a `ChannelGateway`. A sender
 worker generic over this port needs to know nothing of the protocol:
 
 - `send(message, before_commit)` hands one `Outbound` to the provider and
@@ -35,16 +35,43 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from herald.senders.mime import Attachment
 from herald.senders.rate import SendRate
+
+
+@dataclass(frozen=True, slots=True)
+class EmailParts:
+    """What an email has besides its recipient: the gateway writes the MIME message from these.
+
+    `date` is the message's Date and its DKIM signing time (the worker's clock);
+    `envelope_from` the SMTP MAIL FROM (the sender's bounce address), `from_email` when empty.
+    """
+
+    subject: str
+    from_email: str
+    html: str = ""
+    text: str = ""
+    from_name: str = ""
+    to_name: str = ""
+    reply_to_email: str = ""
+    reply_to_name: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    unsubscribe_url: str = ""
+    list_id: str = ""
+    list_name: str = ""
+    feedback_id: str = ""
+    date: datetime | None = None
+    envelope_from: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
     """One rendered message for one address.
 
-    `address`: the subscription's contact (E.164 phone, chat id, device token,
-    a web push subscription's JSON). `sender`: who it is from (an SMS alpha
-    sender, a mail From). The content fields a channel does not use stay empty.
+    `address`: the subscription's contact (an email address, E.164 phone, chat id,
+    device token, a web push subscription's JSON). `sender`: who it is from (an SMS
+    alpha sender). The content fields a channel does not use stay empty; an email's
+    are `email`.
     """
 
     message_id: str
@@ -57,6 +84,7 @@ class Outbound:
     deep_link: str = ""
     data: Mapping[str, str] = field(default_factory=dict)  # push custom data (the ack/open links)
     ttl_seconds: int = 0  # push: how long the provider keeps an undelivered message; 0: its default
+    email: EmailParts | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,28 +3,40 @@
 `build_email` is pure: the date is given, attachment bytes are given (the
 caller reads files), and the same arguments always give the same bytes.
 
+The bytes are written directly, not through `email.message.EmailMessage`:
+its header objects cost ≈ 1.8 ms for a 10 KB message (≈ 543 messages/s on
+this machine) against ≈ 0.14 ms written as bytes (≈ 7,400/s). The `email`
+package stays the tests' judge: they parse every kind of message back with it.
+
 Decisions where the task is silent:
-- The policy is the email package's `SMTP` (CRLF line endings) with
-  `cte_type="7bit"`: the output is pure ASCII, so it needs no 8BITMIME at the
-  relay and no relay re-encodes it after DKIM signing (which would break the
-  signature). Text and HTML parts are 7bit when they are ASCII with lines of
-  at most 78 characters; otherwise the email package picks quoted-printable
-  or base64, whichever is shorter (Cyrillic text comes out base64, mostly
-  ASCII HTML with long lines quoted-printable). Attachments are base64.
-- Headers Herald writes itself (`Message-ID`, `X-Herald-Message-ID`,
-  `List-ID`, `List-Unsubscribe`, `List-Unsubscribe-Post`, `Feedback-ID`)
-  are kept exactly as built and folded only at spaces: the email package
-  would otherwise turn a URL longer than a line into RFC 2047 encoded words,
-  which no mail client reads as a URL. Every other header goes through the
-  email package (display names and subjects RFC 2047-encoded when not ASCII,
-  quoted when they hold specials).
+- The output is pure ASCII with CRLF line ends, so it needs no 8BITMIME at
+  the relay and no relay re-encodes it after DKIM signing (which would break
+  the signature). Text and HTML parts are 7bit when they are ASCII with lines
+  of at most 78 characters; otherwise quoted-printable when fewer than one
+  byte in six needs escaping, else base64 (what is shorter: Cyrillic text
+  comes out base64, mostly ASCII HTML with long lines quoted-printable).
+  Attachments are base64. Body lines end in CRLF whatever the rendered text
+  used, and a body always ends its last line.
+- Display names and subjects that are not ASCII are RFC 2047 encoded words
+  (`=?utf-8?q?...?=` or `?b?`, whichever is shorter, each at most 66
+  characters, so it fits a line after any header's name, and holding whole
+  characters); a subject keeps its ASCII words
+  as they are and encodes only the runs of words that need it. An ASCII name
+  with specials is a quoted string. A word too long to fold under 78
+  characters is encoded too, so it can be split. Runs of white space in a
+  subject or a name become one space; a CR or LF in a subject is refused.
+- Headers are folded before spaces to keep lines within 78 characters; a URL
+  longer than a line (List-Unsubscribe) stays unbroken, since no mail client
+  reads an encoded word as a URL. No line passes 998 characters (RFC 5322
+  §2.1.1): a header that would is refused.
 - Multipart boundaries are derived from a hash of everything the message
   holds, not drawn at random, so output is reproducible; a part cannot
   contain its own hash, and `=_` never appears in quoted-printable or base64.
-- Attachment file names use RFC 2231 (`filename*=utf-8''...`) when not
-  ASCII, as the email package writes them. An attachment without a content
-  type gets one from its file name's extension (the standard library's
-  built-in table, not the machine's), else `application/octet-stream`.
+- Attachment file names use RFC 2231 (`filename*0*=utf-8''...`, continued
+  over lines) when not ASCII, too long for a line or holding `=?` (which clients would
+  decode as an RFC 2047 encoded word, though the RFC does not allow one there). An attachment without a
+  content type gets one from its file name's extension (the standard
+  library's built-in table, not the machine's), else `application/octet-stream`.
 - `List-Unsubscribe-Post: List-Unsubscribe=One-Click` is written only when
   the unsubscribe URL is https (RFC 8058 §3.1); an http URL is still listed.
 - Invalid input (a naive date, a malformed address, id, URL or List-ID, an
@@ -42,12 +54,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import Header
-from email.headerregistry import Address
-from email.message import EmailMessage, MIMEPart
-from email.policy import EmailPolicy
-from email.utils import format_datetime, quote
-from typing import Any
+from email.utils import format_datetime
+from urllib.parse import quote as percent_quote
 from urllib.parse import urlsplit
 
 from herald.domain.contacts import normalize_email
@@ -55,54 +63,29 @@ from herald.domain.errors import ValidationFailed
 
 MAX_LIST_ID_LENGTH = 255  # the guide's limit for a resource's List-ID
 MAX_LINE = 998  # RFC 5322 §2.1.1: a line longer than this is not mail
-FOLD_AT = 78  # RFC 5322's recommended line length, where verbatim headers fold
+FOLD_AT = 78  # RFC 5322's recommended line length, where headers fold
+CRLF = b"\r\n"
 
-# Headers whose values Herald builds itself from ASCII pieces: stored and folded as they are.
-_VERBATIM = frozenset(
-    {
-        "message-id",
-        "x-herald-message-id",
-        "list-id",
-        "list-unsubscribe",
-        "list-unsubscribe-post",
-        "feedback-id",
-    }
-)
 # RFC 5322 dot-atom-text: what a Message-ID's left part and a List-ID may be made of.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*$")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"^(?:{_LABEL}\.)+{_LABEL}$")
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
-_PHRASE_SAFE = re.compile(rf"^(?:{_ATEXT}| )+$")  # an ASCII display name that needs no quoting
+_PHRASE_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+$")  # an ASCII display name needing no quotes
+_TOKEN_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 2045 token: a parameter value unquoted
 _ONE_CLICK = "List-Unsubscribe=One-Click"
 _BUILTIN_TYPES = mimetypes.MimeTypes()  # the built-in table only: the same on every machine
 
-
-class _Policy(EmailPolicy):
-    """Policy SMTP, except that Herald's own headers are stored and folded verbatim (at spaces only)."""
-
-    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
-        if name.lower() not in _VERBATIM:
-            return super().header_store_parse(name, value)
-        text = str(value)
-        if "\r" in text or "\n" in text or not text.isascii():
-            raise ValueError(f"{name} must be one line of ASCII")
-        return (name, text)
-
-    def fold(self, name: str, value: Any) -> str:
-        if name.lower() not in _VERBATIM:
-            folded: str = super().fold(name, value)
-            return folded
-        return _fold_at_spaces(name, str(value), self.linesep)
-
-    def fold_binary(self, name: str, value: Any) -> bytes:
-        if name.lower() not in _VERBATIM:
-            return super().fold_binary(name, value)
-        return self.fold(name, value).encode("ascii")
-
-
-POLICY = _Policy(linesep="\r\n", cte_type="7bit")
+# A word longer than this cannot fold under 78 characters after its header's name ("Reply-To: ").
+_LONGEST_WORD = 66
+_ENCODED_WORD_TEXT = _LONGEST_WORD - len("=?utf-8?q??=")  # room for the encoded text in one encoded word
+# Q encoding (RFC 2047 §5 (3), the strictest form, valid in phrases and unstructured text alike)
+_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+_Q_BYTE = [chr(b) if b in _Q_SAFE else "_" if b == 0x20 else f"={b:02X}" for b in range(256)]
+# Bytes quoted-printable writes as they are; any other byte costs three characters.
+_QP_LITERAL = bytes(b for b in range(256) if 32 <= b < 127 and b != ord("=")) + b"\t\r\n"
+_BASE64_LINE = 57  # bytes per 76-character base64 line
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,30 +149,30 @@ def build_email(
     """
     if not text and not html:
         raise ValueError("an email needs a text or an HTML body")
-    message = EmailMessage(policy=POLICY)
-    message["Date"] = _date(date)
-    message["From"] = _address(from_name, from_email, "from_email")
-    message["To"] = _address(to_name, to_email, "to_email")
+    left = _message_id(message_id)
+    head = [
+        _field("Date", _date(date)),
+        _field("From", _mailbox(from_name, from_email, "from_email")),
+        _field("To", _mailbox(to_name, to_email, "to_email")),
+    ]
     if reply_to_email:
-        message["Reply-To"] = _address(reply_to_name, reply_to_email, "reply_to_email")
-    message["Subject"] = subject
-    message["Message-ID"] = f"<{_message_id(message_id)}@{_domain(domain)}>"
-    message["X-Herald-Message-ID"] = message_id
+        head.append(_field("Reply-To", _mailbox(reply_to_name, reply_to_email, "reply_to_email")))
+    head.append(_field("Subject", _unstructured(subject)))
+    head.append(_field("Message-ID", f"<{left}@{_domain(domain)}>"))
+    head.append(_field("X-Herald-Message-ID", left))
     if list_id:
-        message["List-ID"] = list_id_header(list_name, list_id)
+        head.append(_field("List-ID", list_id_header(list_name, list_id)))
     unsubscribe = list_unsubscribe(unsubscribe_url, unsubscribe_mailto, message_id)
     if unsubscribe:
-        message["List-Unsubscribe"] = unsubscribe
+        head.append(_field("List-Unsubscribe", unsubscribe))
         if urlsplit(unsubscribe_url).scheme == "https":
-            message["List-Unsubscribe-Post"] = _ONE_CLICK
+            head.append(_field("List-Unsubscribe-Post", _ONE_CLICK))
     if feedback_id:
-        message["Feedback-ID"] = feedback_id
-    message["MIME-Version"] = "1.0"
-    _set_body(message, text, html, attachments, _content_digest(message_id, text, html, attachments))
-    data = message.as_bytes()
-    if any(len(line) > MAX_LINE for line in data.split(b"\r\n")):
-        raise ValueError(f"a header line is longer than {MAX_LINE} characters")
-    return data
+        head.append(_field("Feedback-ID", _one_line(feedback_id, "Feedback-ID")))
+    head.append(b"MIME-Version: 1.0\r\n")
+    digest = _content_digest(message_id, text, html, attachments)
+    content_headers, body = _body(text, html, attachments, digest)
+    return b"".join(head) + content_headers + CRLF + body
 
 
 def list_unsubscribe(url: str, mailto: str, message_id: str) -> str:
@@ -214,49 +197,52 @@ def list_id_header(name: str, list_id: str) -> str:
 # --- the body --------------------------------------------------------------------------------------
 
 
-def _set_body(
-    message: EmailMessage, text: str, html: str, attachments: Sequence[Attachment], digest: str
-) -> None:
-    """text → text/plain; html → text/html; both → multipart/alternative; attachments → multipart/mixed."""
-    alternatives = [(body, subtype) for body, subtype in ((text, "plain"), (html, "html")) if body]
+def _body(text: str, html: str, attachments: Sequence[Attachment], digest: str) -> tuple[bytes, bytes]:
+    """(content headers, body): text → text/plain; html → text/html; both → multipart/alternative;
+    with attachments → multipart/mixed around them."""
+    alternatives = [_text_part(body, subtype) for body, subtype in ((text, "plain"), (html, "html")) if body]
+    main = alternatives[0] if len(alternatives) == 1 else _multipart("alternative", alternatives, digest)
     if not attachments:
-        _set_alternatives(message, alternatives, digest)
-        return
-    body = MIMEPart(policy=POLICY)
-    _set_alternatives(body, alternatives, digest)
-    _set_multipart(message, "mixed", [body, *(_attachment_part(a) for a in attachments)], digest)
+        return main
+    return _multipart("mixed", [main, *(_attachment_part(a) for a in attachments)], digest)
 
 
-def _set_alternatives(target: MIMEPart, alternatives: list[tuple[str, str]], digest: str) -> None:
-    if len(alternatives) == 1:
-        target.set_content(alternatives[0][0], subtype=alternatives[0][1], charset="utf-8")
-        return
-    parts = []
-    for body, subtype in alternatives:  # text first: clients show the last alternative they can
-        part = MIMEPart(policy=POLICY)
-        part.set_content(body, subtype=subtype, charset="utf-8")
-        parts.append(part)
-    _set_multipart(target, "alternative", parts, digest)
-
-
-def _set_multipart(target: MIMEPart, subtype: str, parts: list[MIMEPart], digest: str) -> None:
-    target["Content-Type"] = f"multipart/{subtype}"
-    for part in parts:
-        target.attach(part)
-    target.set_boundary(f"=_{subtype}_{digest}")
-
-
-def _attachment_part(attachment: Attachment) -> MIMEPart:
-    maintype, subtype = _content_type(attachment).split("/", 1)
-    part = MIMEPart(policy=POLICY)
-    part.set_content(
-        attachment.content,
-        maintype=maintype,
-        subtype=subtype,
-        disposition="attachment",
-        filename=attachment.filename,
+def _text_part(body: str, subtype: str) -> tuple[bytes, bytes]:
+    data = body.encode("utf-8")
+    lines = data.splitlines()
+    canonical = CRLF.join(lines) + CRLF
+    if data.isascii() and max(map(len, lines), default=0) <= FOLD_AT:
+        encoding, payload = b"7bit", canonical
+    elif 6 * len(data.translate(None, _QP_LITERAL)) < len(data):  # the bytes QP must escape
+        encoding, payload = b"quoted-printable", binascii.b2a_qp(canonical, istext=True)
+    else:
+        encoding, payload = b"base64", _base64(canonical)
+    headers = (
+        b"Content-Type: text/" + subtype.encode() + b'; charset="utf-8"\r\n'
+        b"Content-Transfer-Encoding: " + encoding + CRLF
     )
-    return part
+    return headers, payload
+
+
+def _attachment_part(attachment: Attachment) -> tuple[bytes, bytes]:
+    headers = (
+        _field("Content-Type", _content_type(attachment))
+        + b"Content-Transfer-Encoding: base64\r\n"
+        + _field("Content-Disposition", "attachment; " + _filename(attachment.filename))
+    )
+    return headers, _base64(attachment.content)
+
+
+def _multipart(subtype: str, parts: list[tuple[bytes, bytes]], digest: str) -> tuple[bytes, bytes]:
+    boundary = f"=_{subtype}_{digest}".encode()
+    between = CRLF + b"--" + boundary + CRLF  # the CRLF before a delimiter belongs to it (RFC 2046 §5.1.1)
+    body = between.join(headers + CRLF + payload for headers, payload in parts)
+    headers = b"Content-Type: multipart/" + subtype.encode() + b';\r\n boundary="' + boundary + b'"\r\n'
+    return headers, b"--" + boundary + CRLF + body + CRLF + b"--" + boundary + b"--" + CRLF
+
+
+def _base64(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", CRLF)
 
 
 def _content_type(attachment: Attachment) -> str:
@@ -269,6 +255,23 @@ def _content_type(attachment: Attachment) -> str:
     return guessed or "application/octet-stream"
 
 
+def _filename(name: str) -> str:
+    """The `filename` parameter: a token or quoted string, else RFC 2231 pieces of at most a line."""
+    name = " ".join(name.split()) or "attachment"
+    if name.isascii() and len(name) <= _LONGEST_WORD and "=?" not in name:  # clients decode =?..?= in it
+        return f"filename={name}" if _TOKEN_SAFE.match(name) else f'filename="{_quoted(name)}"'
+    encoded = "utf-8''" + percent_quote(name, safe="")
+    pieces: list[str] = []
+    start = 0
+    while start < len(encoded):
+        end = min(start + 60, len(encoded))
+        if "%" in encoded[end - 2 : end]:  # never cut a %XX escape
+            end = encoded.rindex("%", start, end)
+        pieces.append(f"filename*{len(pieces)}*={encoded[start:end]}")
+        start = end
+    return "; ".join(pieces)
+
+
 def _content_digest(message_id: str, text: str, html: str, attachments: Sequence[Attachment]) -> str:
     digest = hashlib.sha256()
     for piece in (message_id, text, html):
@@ -279,30 +282,113 @@ def _content_digest(message_id: str, text: str, html: str, attachments: Sequence
     return digest.hexdigest()[:32]
 
 
-# --- header values ---------------------------------------------------------------------------------
+# --- header fields ---------------------------------------------------------------------------------
 
 
-def _fold_at_spaces(name: str, value: str, linesep: str) -> str:
-    """`Name: value` folded before spaces, so lines stay within 78 characters wherever a space allows."""
-    lines: list[str] = []
-    line, words_on_line = f"{name}:", 0
-    for word in value.split():
-        if words_on_line and len(line) + 1 + len(word) > FOLD_AT:
-            lines.append(line)
-            line, words_on_line = "", 0
-        line, words_on_line = f"{line} {word}", words_on_line + 1
-    lines.append(line)
-    return linesep.join(lines) + linesep
+def _field(name: str, value: str) -> bytes:
+    """`Name: value` CRLF, folded before spaces so lines stay within 78 characters where a space allows
+    (never right after the name: a value's first word stays on the name's line)."""
+    line = f"{name}: {value}"
+    if len(line) > FOLD_AT:
+        lines: list[str] = []
+        current, words = f"{name}:", 0
+        for word in value.split(" "):
+            if words and len(current) + 1 + len(word) > FOLD_AT:
+                lines.append(current)
+                current, words = "", 0
+            current, words = f"{current} {word}", words + 1
+        lines.append(current)
+        if any(len(piece) > MAX_LINE for piece in lines):
+            raise ValueError(f"the {name} header has a line longer than {MAX_LINE} characters")
+        line = "\r\n".join(lines)
+    return line.encode("ascii") + CRLF
+
+
+def _one_line(value: str, name: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{name}: header values may not contain linefeed or carriage return characters")
+    if not value.isascii():
+        raise ValueError(f"{name} must be ASCII")
+    return value
+
+
+def _unstructured(text: str) -> str:
+    """A Subject's value: ASCII words as they are, each run of words that needs it as encoded words."""
+    if "\r" in text or "\n" in text:
+        raise ValueError("Subject: header values may not contain linefeed or carriage return characters")
+    words = text.split()
+    if text.isascii() and not any(len(w) > _LONGEST_WORD or "=?" in w for w in words):
+        return " ".join(words)
+    out: list[str] = []
+    run: list[str] = []
+    for word in words:
+        if word.isascii() and len(word) <= _LONGEST_WORD and "=?" not in word:
+            if run:
+                out.append(_encoded_words(" ".join(run)))
+                run = []
+            out.append(word)
+        else:
+            run.append(word)
+    if run:
+        out.append(_encoded_words(" ".join(run)))
+    return " ".join(out)
+
+
+def _phrase(name: str) -> str:
+    """A display name as a header phrase: as it is, quoted, or RFC 2047 encoded words."""
+    if not name.isascii() or any(len(w) > _LONGEST_WORD for w in name.split(" ")):
+        return _encoded_words(name)
+    if _PHRASE_SAFE.match(name) and "=?" not in name:
+        return name
+    return f'"{_quoted(name)}"'
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _encoded_words(text: str) -> str:
+    """`text` as RFC 2047 encoded words separated by spaces (where the header may fold): Q or B,
+    whichever is shorter, each fitting a line after its header's name and never splitting a character."""
+    data = text.encode("utf-8")
+    q_length = sum(len(_Q_BYTE[b]) for b in data)
+    b_length = (len(data) + 2) // 3 * 4
+    return " ".join(_q_words(text) if q_length <= b_length else _b_words(text))
+
+
+def _q_words(text: str) -> list[str]:
+    words, current = [], ""
+    for char in text:
+        encoded = "".join(_Q_BYTE[b] for b in char.encode("utf-8"))
+        if len(current) + len(encoded) > _ENCODED_WORD_TEXT:
+            words.append(f"=?utf-8?q?{current}?=")
+            current = ""
+        current += encoded
+    return [*words, f"=?utf-8?q?{current}?="]
+
+
+def _b_words(text: str) -> list[str]:
+    room = _ENCODED_WORD_TEXT // 4 * 3  # bytes whose base64 fits one encoded word
+    words, chunk = [], b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > room:
+            words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode()}?=")
+            chunk = b""
+        chunk += encoded
+    return [*words, f"=?utf-8?b?{base64.b64encode(chunk).decode()}?="]
+
+
+def _mailbox(name: str, email: str, path: str) -> str:
+    address = _checked_email(email, path)
+    name = " ".join(name.split())
+    return f"{_phrase(name)} <{address}>" if name else address
 
 
 def _date(date: datetime) -> str:
     if date.tzinfo is None or date.utcoffset() is None:
         raise ValueError("the Date needs a time zone (pass an aware datetime)")
     return format_datetime(date)
-
-
-def _address(name: str, email: str, path: str) -> Address:
-    return Address(display_name=" ".join(name.split()), addr_spec=_checked_email(email, path))
 
 
 def _checked_email(email: str, path: str) -> str:
@@ -331,14 +417,3 @@ def _http_url(url: str) -> str:
     if not url.isascii() or any(c in url for c in ' <>,"\r\n\t'):
         raise ValueError(f"{url!r} must be ASCII with no spaces, quotes, commas or angle brackets")
     return url
-
-
-def _phrase(name: str) -> str:
-    """A List-ID display name as a header phrase: as it is, quoted, or RFC 2047 encoded words."""
-    if not name.isascii():
-        # Encoded words of at most 75 characters (RFC 2047 §2), separated by spaces to fold at.
-        encoded = Header(name, "utf-8", header_name="List-ID").encode(maxlinelen=FOLD_AT, linesep=" ")
-        return " ".join(encoded.split())
-    if _PHRASE_SAFE.match(name):
-        return name
-    return f'"{quote(name)}"'

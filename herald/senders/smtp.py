@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Literal
 
 import aiosmtplib
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.protocol import normalize_message_line_endings
 from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -52,11 +52,18 @@ _ENVELOPE_ADDRESS = re.compile(r"^[^\s<>@\"]+@[^\s<>@\"]+$")
 
 @dataclass(frozen=True, slots=True)
 class SmtpOutcome:
-    """What came of one message: delivered, soft/hard bounce (4xx/5xx) or failed; the reply code and text."""
+    """What came of one message: delivered, soft/hard bounce (4xx/5xx) or failed; the reply code and text.
+
+    `address_gone`: a hard bounce that says the address itself is dead (RFC 3463 x.1.1 no such
+    mailbox, x.1.2/x.1.10 no such domain, x.1.3 bad syntax, x.1.6 moved, x.2.1 disabled; without
+    an enhanced code, a 550/551/553 to RCPT), not a refusal of this message (x.7.* policy, spam).
+    `maybe_sent`: failed after the final dot left, so the relay may have taken the message."""
 
     kind: OutcomeKind
     code: int
     text: str
+    address_gone: bool = False
+    maybe_sent: bool = False
 
 
 class SmtpRelay(BaseModel):
@@ -93,6 +100,13 @@ class SmtpRelay(BaseModel):
         )
 
 
+class _Unconfirmed(Exception):
+    """The final dot left and no reply came: the relay may have the message."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error) or type(error).__name__)
+
+
 class _Stale(Exception):
     """MAIL FROM found the connection closed, or closing (421): the message was not handed over."""
 
@@ -118,7 +132,7 @@ class SmtpPool:
         self.relay = relay
         self._slots = asyncio.Semaphore(size)
         self._idle: list[aiosmtplib.SMTP] = []  # connected clients no send holds; at most `size` exist
-        self._rate = SendRate(rate_per_second, clock, sleep) if rate_per_second is not None else None
+        self.rate = SendRate(rate_per_second, clock, sleep) if rate_per_second is not None else None
         self._closed = False
 
     async def send(
@@ -133,8 +147,8 @@ class SmtpPool:
             client = self._idle.pop() if self._idle else self.relay.client()
             done = False
             try:
-                if self._rate is not None:
-                    await self._rate.acquire()
+                if self.rate is not None:
+                    await self.rate.acquire()
                 outcome = await self._deliver(client, envelope_from, recipient, data, before_commit)
                 done = True
                 return outcome
@@ -178,6 +192,9 @@ class SmtpPool:
         except _Stale as stale:
             client.close()
             return stale.outcome
+        except _Unconfirmed as lost:
+            client.close()
+            return SmtpOutcome("failed", 0, str(lost), maybe_sent=True)
         except aiosmtplib.SMTPResponseException as refused:  # greeting, EHLO, STARTTLS or AUTH refused
             client.close()
             return SmtpOutcome("failed", refused.code, refused.message)
@@ -202,45 +219,61 @@ async def _transaction(
     data: bytes,
     before_commit: Callable[[], None] | None = None,
 ) -> SmtpOutcome:
-    """MAIL, RCPT, DATA for one recipient; refusals become outcomes, lost connections raise."""
-    options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
+    """MAIL, RCPT, DATA for one recipient; refusals become outcomes, lost connections raise.
+
+    The commands go straight to aiosmtplib's protocol: the addresses are checked ASCII already,
+    so its `mail`/`rcpt` (each parsing its address again with the email package) add only cost.
+    """
+    size = b" SIZE=%d" % len(data) if client.supports_extension("size") else b""
     try:
-        await client.mail(envelope_from, options=options)
+        mailed = await _command(client, b"MAIL FROM:<" + envelope_from.encode() + b">" + size)
     except aiosmtplib.SMTPServerDisconnected as lost:
         raise _Stale(SmtpOutcome("failed", 0, str(lost))) from None
-    except aiosmtplib.SMTPResponseException as refused:
-        if refused.code == 421:
-            raise _Stale(SmtpOutcome("failed", refused.code, refused.message)) from None
-        return await _reset(client, SmtpOutcome("failed", refused.code, refused.message))
+    if mailed.code == 421:
+        raise _Stale(SmtpOutcome("failed", mailed.code, mailed.message))
+    if mailed.code != SMTPStatus.completed:
+        return await _reset(client, SmtpOutcome("failed", mailed.code, mailed.message))
+    named = await _command(client, b"RCPT TO:<" + recipient.encode() + b">")
+    if not 200 <= named.code < 300:  # 252 ("cannot verify, will try") goes on
+        return await _reset(client, _by_code(named.code, named.message, at_rcpt=True))
     try:
-        await client.rcpt(recipient)
-    except aiosmtplib.SMTPRecipientRefused as refused:
-        if not 200 <= refused.code < 300:
-            return await _reset(client, _by_code(refused.code, refused.message))
-    try:
-        accepted = (
-            await client.data(data) if before_commit is None else await _data(client, data, before_commit)
-        )
+        accepted = await _data(client, data, before_commit)
     except aiosmtplib.SMTPDataError as refused:
-        return await _reset(client, _by_code(refused.code, refused.message))
+        return await _reset(client, _by_code(refused.code, refused.message, at_rcpt=False))
     return SmtpOutcome("delivered", accepted.code, accepted.message)
 
 
-async def _data(client: aiosmtplib.SMTP, data: bytes, before_commit: Callable[[], None]) -> SMTPResponse:
-    """DATA with a hook between the message and its final dot (aiosmtplib's `data`, split in two).
+async def _command(client: aiosmtplib.SMTP, line: bytes) -> SMTPResponse:
+    """One command and its reply; a lost or timed-out connection (and a 421) is closed."""
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+    try:
+        reply = await protocol.execute_command(line, timeout=client.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()  # a reply given up on would be paired with the next command
+        raise
+    if reply.code == SMTPStatus.domain_unavailable:
+        client.close()
+    return reply
 
-    Until the final dot the relay holds nothing it would deliver: a process that stops before it leaves
-    no message behind. `before_commit` records that the dot is about to go, so a restarted sender knows
-    not to send the message again. This reaches into aiosmtplib's protocol (its command lock and
+
+async def _data(
+    client: aiosmtplib.SMTP, data: bytes, before_commit: Callable[[], None] | None
+) -> SMTPResponse:
+    """DATA, the message and its final dot, with `before_commit` called right before they go.
+
+    Until the final dot the relay holds nothing it would deliver: a process that stops before it
+    leaves no message behind. `before_commit` records that the message is about to go, so a
+    restarted sender knows not to send it again; the message and the dot then leave in one write
+    (one system call, not two). This reaches into aiosmtplib's protocol (its command lock and
     reader), which the pinned version range keeps stable.
     """
     protocol = client.protocol
     lock = protocol._command_lock if protocol is not None else None  # see the docstring
     if protocol is None or lock is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data))
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
+    body = _stuffed(data)
     try:
         async with lock:
             protocol._response_pending = True
@@ -248,17 +281,32 @@ async def _data(client: aiosmtplib.SMTP, data: bytes, before_commit: Callable[[]
             started = await protocol.read_response(timeout=client.timeout)
             if started.code != SMTPStatus.start_input:
                 raise aiosmtplib.SMTPDataError(started.code, started.message)
-            protocol.write(body)
-            before_commit()
+            if before_commit is not None:
+                before_commit()
             protocol._response_pending = True
-            protocol.write(b".\r\n")
-            done = await protocol.read_response(timeout=client.timeout)
+            protocol.write(body + b".\r\n")
+            try:
+                done = await protocol.read_response(timeout=client.timeout)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as lost:
+                raise _Unconfirmed(lost) from None
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
         raise
     if done.code != SMTPStatus.completed:
         raise aiosmtplib.SMTPDataError(done.code, done.message)
     return done
+
+
+def _stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it: CRLF line ends, a leading dot doubled, ending in CRLF.
+    A message that already has CRLF line ends only (what `senders/mime.py` writes) takes two
+    whole-buffer replaces, not aiosmtplib's regular expressions."""
+    if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
+        data = normalize_message_line_endings(data)
+    body = data.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
+    return body if body.endswith(b"\r\n") else body + b"\r\n"
 
 
 async def _reset(client: aiosmtplib.SMTP, outcome: SmtpOutcome) -> SmtpOutcome:
@@ -280,10 +328,24 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
         client.close()
 
 
-def _by_code(code: int, text: str) -> SmtpOutcome:
+def _by_code(code: int, text: str, at_rcpt: bool) -> SmtpOutcome:
     """The outcome a reply to the recipient's own stage means: 2xx, 4xx, 5xx; anything else failed."""
     kinds: dict[int, OutcomeKind] = {2: "delivered", 4: "soft_bounce", 5: "hard_bounce"}
-    return SmtpOutcome(kinds.get(code // 100, "failed"), code, text)
+    kind = kinds.get(code // 100, "failed")
+    return SmtpOutcome(
+        kind, code, text, address_gone=kind == "hard_bounce" and _address_gone(code, text, at_rcpt)
+    )
+
+
+def _address_gone(code: int, text: str, at_rcpt: bool) -> bool:
+    status = _ENHANCED.match(text)
+    if status is None:
+        return at_rcpt and code in (550, 551, 553)
+    return (status.group(1), status.group(2)) in _GONE
+
+
+_ENHANCED = re.compile(r"\s*[245]\.(\d{1,3})\.(\d{1,3})\b")  # RFC 3463: class.subject.detail
+_GONE = {("1", "1"), ("1", "2"), ("1", "3"), ("1", "6"), ("1", "10"), ("2", "1")}
 
 
 def _check_address(address: str, name: str) -> None:

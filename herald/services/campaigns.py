@@ -31,24 +31,23 @@ from typing import Any, Protocol
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
 from herald.domain import sending_policies as sp
-from herald.domain.deliveries import RenderInputs
-from herald.domain.errors import DomainError, NotFound, RuleViolated
+from herald.domain.errors import NotFound, RuleViolated
+from herald.domain.messages import MessageDraft
 from herald.domain.profiles import ProfileState, profile_decider, profile_stream
 from herald.domain.schedules import next_runs
-from herald.domain.send_gate import Passed, SendGate
-from herald.domain.stop_lists import check as stop_list_check
+from herald.domain.send_gate import SendGate
 from herald.domain.templates import (
     Channel,
-    RenderFailed,
-    TemplateContent,
     TemplateState,
     template_decider,
     template_stream,
-    version_content,
 )
 from herald.infra.failures import Unavailable
 from herald.infra.signing import TokenSigner
-from herald.processors.campaign_runs import MessageDraft
+from herald.messages import decisions
+from herald.messages.decisions import MessageDecisions
+from herald.messages.gate import SendGates
+from herald.messages.rendering import MessageRenderer
 from herald.processors.runtime import Emission
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CAMPAIGN
@@ -57,19 +56,7 @@ from herald.projections.send_history import SendHistoryProjection
 from herald.services.aggregates import CommandContext, Loaded, Outcome
 from herald.services.catalog import CatalogService
 from herald.services.profile_lookup import ProfileLookup
-from herald.services.promo_rendering import CampaignPromoCodes, ChunkCodes, MessageCodes
-from herald.services.promo_rendering import fixed as fixed_promo_codes
-from herald.services.rendering import (
-    KeptFetches,
-    MessageData,
-    MessageRenderer,
-    RenderedMessage,
-    ShortLinkUrls,
-    SignedTrackingUrls,
-    lead_of,
-    subscription_of,
-)
-from herald.services.templates import fragments_at
+from herald.services.promo_rendering import CampaignPromoCodes
 
 
 class ReadModelBehind(Unavailable):
@@ -111,6 +98,8 @@ class CampaignService:
         self.renderer = renderer
         self.signer = signer
         self.account_timezone = account_timezone
+        self.gates = SendGates(self.aggregates, catalog, history, account_timezone)
+        self.decisions = MessageDecisions(self.aggregates, catalog, renderer, signer, self.gates, promo)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -377,6 +366,7 @@ class CampaignService:
             raise ReadModelBehind(f"the campaigns read model has not reached position {seen_at} yet")
         return self.projection.run_contacts(campaign_id, run_id)
 
+    # the message pipeline's (herald/messages/), the run processor's ports
     def gate(
         self,
         settings: cp.CampaignSettings,
@@ -384,211 +374,27 @@ class CampaignService:
         is_test: bool = False,
         policy: sp.SendingPolicy | None = None,
     ) -> SendGate:
-        """The send gate of one run (its contacts used once); `policy`: the campaign's, if already known."""
-        policy = policy if policy is not None else self.policy_of(settings)
-        lookup = self.catalog.stop_list_lookup
-
-        def stop_list(database_id: str, channel: str, contact: str) -> str | None:
-            hit = stop_list_check(lookup, channel=channel, contact=contact, database_id=database_id)
-            return None if hit is None else f"{hit.level} stop list {hit.list_id}"
-
-        def policy_check(profile: ProfileState, subscription: Any) -> str | None:
-            if policy == sp.UNLIMITED:
-                return None
-            today = self.local_day(profile, at)
-            contact = (
-                None
-                if settings.channel == "push"
-                else self.history.contact_history(subscription.key.contact, today)
-            )
-            return sp.violation(
-                policy,
-                self.history.profile_history(profile.profile_id, today),
-                contact,
-                today,
-                settings.resource_id,
-                settings.channel,
-            )
-
-        return SendGate(
-            settings.resource_id,
-            settings.channel,
-            stop_list,
-            policy_check,
-            is_test=is_test,
-            check_uniqueness=settings.check_contact_uniqueness,
-        )
+        return self.gates.gate(settings, at, is_test, policy)
 
     def policy_of(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
-        resource = self.catalog.resource(settings.resource_id)
-        account_id = self.aggregates.load(
-            sp.account_sending_policy_decider, sp.ACCOUNT_SENDING_POLICY_STREAM
-        ).state.policy_id
-        resource_id = resource.settings.sending_policy_id if resource.settings else None
-        return sp.effective_policy(
-            self._named_policy(account_id),
-            self._named_policy(resource_id),
-            self._named_policy(settings.sending_policy_id),
-            settings.apply_resource_policy,
-        )
-
-    def _named_policy(self, policy_id: str | None) -> sp.SendingPolicy | None:
-        if policy_id is None:
-            return None
-        state = self.aggregates.load(sp.sending_policy_decider, sp.sending_policy_stream(policy_id)).state
-        return state.policy if state.exists else None
+        return self.gates.policy(settings)
 
     def lookups(self, chunk: bool = True) -> Lookups:
-        """A cache of templates, resources and database names for one chunk of a run's decisions, and
-        the promo codes the chunk gives out (appended with its decisions: `chunk_effects`). Without
-        `chunk` (a scenario processor's batch, whose messages are appended by their steps) each
-        message's promo codes are given out at once, as a trigger's are."""
+        """A cache of templates, resources, database names, policies and triggers for one chunk of a
+        run's decisions, and the promo codes the chunk gives out (appended with its decisions:
+        `chunk_effects`). Without `chunk` (a scenario processor's batch, whose messages are appended by
+        their steps) each message's promo codes are given out at once, as a trigger's are."""
         return Lookups(self, chunk=chunk)
 
     def chunk_effects(self, lookups: object, seed: str) -> list[Emission]:
         """The promo codes a run's chunk gave out, as emissions appended with the chunk's decisions."""
         if not isinstance(lookups, Lookups) or lookups.promo is None:
             return []
-        return lookups.promo.emissions(seed)
+        emissions: list[Emission] = lookups.promo.emissions(seed)
+        return emissions
 
     def local_day(self, profile: ProfileState, at: datetime) -> date:
-        return sp.local_day(at, profile.timezone, self.account_timezone)
-
-    def render(
-        self,
-        settings: cp.CampaignSettings,
-        template_id: str,
-        profile: ProfileState,
-        passed: Passed,
-        message_id: str,
-        content: Mapping[str, Any] | None = None,
-        lookups: object = None,
-        is_test: bool = False,
-        campaign_id: str = "",
-    ) -> tuple[int, Mapping[str, int], dict[str, str]]:
-        """(template version, fragment versions, promo codes given) of the message, rendered; raises
-        RenderFailed."""
-        found = lookups if isinstance(lookups, Lookups) else Lookups(self)
-        template = found.template(template_id)
-        channel = Channel(settings.channel)
-        try:
-            body = template.ensure_sendable(channel)
-        except DomainError as error:
-            raise RenderFailed(error.reason, "template_id") from None
-        resource = found.resource(settings.resource_id)
-        codes = self._promo_codes(found, settings, campaign_id, profile.profile_id, message_id, is_test)
-        data = MessageData(
-            message_id=message_id,
-            lead=lead_of(profile),
-            subscription=subscription_of(profile, settings.resource_id, channel, passed.subscription),
-            template_name=template.card.name if template.card else "",
-            database_name=found.database_name(profile.database_id),
-            resource_name=resource.settings.name if resource.settings else "",
-            resource_token=resource.token,
-            campaign_name=settings.name,
-            content=content,
-            promo_codes=codes,
-        )
-        urls = tracking_urls(self.signer, resource, message_id, channel)
-        message = self.renderer.render(template_id, template.version, body, channel, data, urls)
-        return template.version, message.fragment_versions, dict(codes.used) if codes is not None else {}
-
-    def _promo_codes(
-        self,
-        found: Lookups,
-        settings: cp.CampaignSettings,
-        campaign_id: str,
-        profile_id: str,
-        message_id: str,
-        is_test: bool,
-    ) -> MessageCodes | None:
-        """The message's promo-code port: a test's shows codes, a run's chunk gives them out with the
-        chunk, any other send gives them out at once."""
-        if self.promo is None:
-            return None
-        if is_test:
-            return self.promo.preview(profile_id)
-        if found.chunk:
-            if found.promo is None:
-                found.promo = self.promo.chunk(campaign_id, settings.name, self._now())
-            return found.promo.message(profile_id, message_id)
-        return self.promo.immediate(campaign_id, settings.name, profile_id, message_id)
-
-    def render_queued(self, queued: ms.MessageQueued, sent: RenderInputs | None = None) -> RenderedMessage:
-        """A queued message rendered again; with `sent` (what an attempt was rendered from), the
-        message as it was sent: its web version. Either way the template version and data are the
-        queued ones, so the text, links and tokens are the same."""
-        return self._render_queued(queued, sent)[0]
-
-    def render_to_send(self, queued: ms.MessageQueued) -> tuple[RenderedMessage, RenderInputs]:
-        """A queued message rendered to be sent now, and what it was rendered from (kept with the
-        attempt, so `render_queued` can show it as sent)."""
-        return self._render_queued(queued, None)
-
-    def _render_queued(
-        self, queued: ms.MessageQueued, sent: RenderInputs | None
-    ) -> tuple[RenderedMessage, RenderInputs]:
-        stream = profile_stream(queued.profile_id)
-        if sent is None:
-            loaded = self.aggregates.load(profile_decider, stream)
-            remote = self.renderer.remote
-            kept = KeptFetches(remote.for_message() if remote is not None else None)
-            fragments = None  # the current versions
-        else:
-            loaded = self.aggregates.load_at(profile_decider, stream, sent.profile_version)
-            kept = KeptFetches(None, sent.remote_html, sent.remote_json)
-            fragments = fragments_at(self.aggregates, sent.fragment_versions)
-        profile = loaded.state
-        channel = Channel(queued.channel)
-        chosen = next(
-            (
-                s
-                for s in profile.subscriptions.of_resource(queued.resource_id, queued.channel)
-                if s.key.contact == queued.contact
-            ),
-            None,
-        )
-        template = self.template_state(queued.template_id)
-        content = template.content
-        if content is None or template.version != queued.template_version:
-            content = self.templates_version(queued.template_id, queued.template_version)
-        resource = self.catalog.resource(queued.resource_id)
-        campaign = self.campaign(queued.campaign_id)
-        data = MessageData(
-            message_id=queued.message_id,
-            lead=lead_of(profile),
-            subscription=subscription_of(profile, queued.resource_id, channel, chosen),
-            template_name=template.card.name if template.card else "",
-            database_name=self.catalog.database(queued.database_id).name,
-            resource_name=resource.settings.name if resource.settings else "",
-            resource_token=resource.token,
-            campaign_name=campaign.settings.name if campaign.settings else "",
-            content=queued.content,
-            promo_codes=fixed_promo_codes(queued.promo_codes),
-        )
-        urls = tracking_urls(self.signer, resource, queued.message_id, channel)
-        message = self.renderer.render(
-            queued.template_id, queued.template_version, content, channel, data, urls, kept, fragments
-        )
-        if isinstance(urls, ShortLinkUrls):
-            message = replace(message, short_links=dict(urls.shortened))
-        inputs = RenderInputs(
-            profile_version=loaded.version,
-            fragment_versions=dict(message.fragment_versions),
-            remote_html=kept.html,
-            remote_json=kept.json_answers,
-        )
-        return message, inputs
-
-    def templates_version(self, template_id: str, version: int) -> TemplateContent:
-        """One version's content, read from the template's stream."""
-        for event in self.aggregates.store.read_stream(template_stream(template_id)):
-            made = version_content(
-                self.aggregates.registry.decode(event.type, event.schema_version, event.payload)
-            )
-            if made is not None and made[0] == version:
-                return made[1]
-        raise NotFound(f"template {template_id!r} has no version {version}", "template_version")
+        return self.gates.local_day(profile, at)
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -782,52 +588,8 @@ class CampaignService:
         lane: ms.Lane = ms.Lane.BULK,
         due_at: datetime | None = None,
     ) -> ms.MessageDecision:
-        """Gate, render and record what becomes of one message (the run processor's port too)."""
-        settings = draft.settings
-        common: dict[str, Any] = {
-            "message_id": draft.message_id,
-            "campaign_id": draft.campaign_id,
-            "run_id": draft.run_id,
-            "profile_id": profile.profile_id,
-            "resource_id": settings.resource_id,
-            "channel": settings.channel,
-            "is_test": gate.is_test,
-            "scenario_id": draft.scenario_id,
-            "at": draft.at,
-        }
-        verdict = gate.check(profile)
-        if not isinstance(verdict, Passed):
-            return ms.MessageSuppressed(
-                **common, contact=verdict.contact, reason=verdict.reason, detail=verdict.detail
-            )
-        try:
-            version, fragments, codes = self.render(
-                settings,
-                draft.template_id,
-                profile,
-                verdict,
-                draft.message_id,
-                content,
-                draft.lookups,
-                gate.is_test,
-                draft.campaign_id,
-            )
-        except RenderFailed as error:
-            failed = {"template_id": draft.template_id, "template_version": 0, "reason": error.reason}
-            return ms.MessageFailed(**common, contact=verdict.contact, **failed)
-        return ms.MessageQueued(
-            **common,
-            database_id=profile.database_id,
-            contact=verdict.contact,
-            template_id=draft.template_id,
-            template_version=version,
-            fragment_versions=dict(fragments),
-            lane=lane,
-            due_at=due_at or draft.due_at or draft.at,
-            local_day=self.local_day(profile, draft.at),
-            content=dict(content) if content is not None else None,
-            promo_codes=codes or None,
-        )
+        """Gate, render and record what becomes of one message (`messages/decisions.py`)."""
+        return self.decisions.decide(draft, gate, profile, content, lane, due_at)
 
     def send_test(
         self, campaign_id: str, profile_ids: Sequence[str], context: CommandContext
@@ -854,63 +616,20 @@ class CampaignService:
         return results
 
 
-class Lookups:
-    """Templates, resources, database names, triggers and their sending policies read once for a
-    batch of messages (a run's chunk, a scenario processor's batch), and, for a run's chunk, the promo
-    codes it gives out."""
+class Lookups(decisions.Lookups):
+    """The message pipeline's lookups for a batch, and the trigger campaigns a scenario's batch
+    sends through."""
 
     def __init__(self, service: CampaignService, chunk: bool = False) -> None:
+        super().__init__(service.aggregates, service.catalog, service.gates, chunk)
         self._service = service
-        self.chunk = chunk
-        self.promo: ChunkCodes | None = None
-        self._templates: dict[str, TemplateState] = {}
-        self._resources: dict[str, Any] = {}
-        self._databases: dict[str, str] = {}
         self._triggers: dict[str, cp.CampaignState] = {}
-        self._policies: dict[str, sp.SendingPolicy] = {}
 
     def trigger(self, campaign_id: str) -> cp.CampaignState:
         """An active trigger campaign (else RuleViolated, not kept: it is asked again)."""
         if campaign_id not in self._triggers:
             self._triggers[campaign_id] = self._service.active_trigger(campaign_id)
         return self._triggers[campaign_id]
-
-    def policy(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
-        """The sending policy a campaign's messages are checked against (account, resource, own)."""
-        key = settings.model_dump_json(include={"resource_id", "sending_policy_id", "apply_resource_policy"})
-        if key not in self._policies:
-            self._policies[key] = self._service.policy_of(settings)
-        return self._policies[key]
-
-    def template(self, template_id: str) -> TemplateState:
-        if template_id not in self._templates:
-            self._templates[template_id] = self._service.template_state(template_id)
-        return self._templates[template_id]
-
-    def resource(self, resource_id: str) -> Any:
-        if resource_id not in self._resources:
-            self._resources[resource_id] = self._service.catalog.resource(resource_id)
-        return self._resources[resource_id]
-
-    def database_name(self, database_id: str) -> str:
-        if database_id not in self._databases:
-            self._databases[database_id] = self._service.catalog.database(database_id).name
-        return self._databases[database_id]
-
-
-def tracking_urls(
-    signer: TokenSigner, resource: Any, message_id: str, channel: Channel
-) -> SignedTrackingUrls:
-    """A message's tracker URLs on its resource's tracking domain; an SMS's clicks as short links, so
-    its length (and the parts it is sent in) is the length it is counted with when queued."""
-    kind = ShortLinkUrls if channel is Channel.SMS else SignedTrackingUrls
-    return kind(signer, tracking_base(resource), message_id)
-
-
-def tracking_base(resource: Any) -> str:
-    """The resource's tracking domain as the base of its tracker URLs."""
-    domain = resource.settings.default_tracking_domain if resource.settings else "localhost"
-    return f"https://{domain}"
 
 
 def winner_values(

@@ -20,8 +20,8 @@ from herald.domain import deliveries as dl
 from herald.domain.errors import NotFound
 from herald.domain.inbound_mail import InboundMailKept, inbound_stream
 from herald.infra.event_store import NewEvent
+from herald.messages.deliveries import DeliveryService
 from herald.senders.inbound import Bounce, Complaint, NotReport, Unparsed, parse_inbound
-from herald.services.deliveries import DeliveryService
 
 MAX_KEPT_BYTES = 256 * 1024
 
@@ -94,6 +94,7 @@ class InboundService:
             type="InboundMailKept",
             data=kept.model_dump(mode="json"),
             occurred_at=kept.at,
+            metadata={"actor": "inbound", "source": "inbound"},
         )
         self.aggregates.store.append(inbound_stream(kept.inbound_id), [event])
         return {"kind": kind, "reason": reason, "inbound_id": kept.inbound_id}

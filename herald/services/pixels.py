@@ -48,9 +48,9 @@ from herald.domain.profiles import ImportMode, is_placeholder_email, profile_dec
 from herald.domain.tracking import ActivityTracked, activity_payload, activity_stream, anonymous_stream
 from herald.infra.event_store import NewEvent, StreamAppend, WrongExpectedVersion
 from herald.infra.pixel_signing import PixelSigner
+from herald.messages.deliveries import DeliveryService
 from herald.projections.profiles import ProfilesProjection
 from herald.services.aggregates import Aggregates, CommandContext, Outcome
-from herald.services.deliveries import DeliveryService
 from herald.services.profile_lookup import ProfileLookup
 from herald.services.profiles import ImportOptions, ProfileService
 from herald.services.tracking import TrackingService

@@ -97,6 +97,9 @@ class RowResult:
     error: DomainError | None = None  # as raised, its path relative to the row
 
 
+Along = Callable[[list[RowResult]], Sequence[StreamAppend]]
+
+
 @dataclass
 class _Loaded:
     state: ProfileState
@@ -180,20 +183,48 @@ class ProfileService:
     # --- import ---------------------------------------------------------------------------------
 
     def import_rows(
-        self, database_id: str, rows: Sequence[Any], options: ImportOptions, context: CommandContext
+        self,
+        database_id: str,
+        rows: Sequence[Any],
+        options: ImportOptions,
+        context: CommandContext,
+        along: Along | None = None,
     ) -> list[RowResult]:
-        """Upsert each row; one atomic append for the whole batch; a result per row."""
+        """Upsert each row; one atomic append for the whole batch; a result per row.
+
+        `along` adds appends of its own to that one transaction, made from the results (a job's
+        chunk record); a version conflict on one of its streams is raised, not retried.
+        """
         if len(rows) > MAX_BATCH:
             raise ValidationFailed(f"a batch holds at most {MAX_BATCH} rows, not {len(rows)}", "rows")
         database = self.catalog.database(database_id)
         if options.match is MatchMode.CUSTOM:
             match_key(options.match, options.field_name, {}, database)  # refuses a bad field name up front
+        return self._batched(
+            database,
+            lambda batch: [self._row(batch, i, row, options) for i, row in enumerate(rows)],
+            context,
+            along,
+        )
+
+    def _batched(
+        self,
+        database: DatabaseState,
+        decide: Callable[[_Batch], list[RowResult]],
+        context: CommandContext,
+        along: Along | None,
+    ) -> list[RowResult]:
+        """Decide on a fresh working set and append it (with `along`'s appends) atomically; on a race
+        with another writer, decide again. A conflict on one of `along`'s streams is raised."""
         for _ in range(_ATTEMPTS):
             batch = _Batch(self, database)
-            results = [self._row(batch, i, row, options) for i, row in enumerate(rows)]
+            results = decide(batch)
+            extra = list(along(results)) if along else []
             try:
-                self.aggregates.store.append_many(batch.appends(context))
-            except WrongExpectedVersion:
+                self.aggregates.store.append_many([*batch.appends(context), *extra])
+            except WrongExpectedVersion as conflict:
+                if any(a.stream == conflict.stream for a in extra):
+                    raise
                 continue  # another writer moved a profile or a claim: decide the batch again
             return results
         raise WrongExpectedVersion("profiles", ANY, -1)
@@ -336,6 +367,54 @@ class ProfileService:
             ip=entry.get("ip"),
             cause=cause,
         )
+
+    # --- many profiles at once (jobs) ----------------------------------------------------------
+
+    def decide_many(
+        self,
+        database_id: str,
+        profile_ids: Sequence[str],
+        commands_for: Callable[[ProfileState], Sequence[Any]],
+        context: CommandContext,
+        along: Along | None = None,
+    ) -> list[RowResult]:
+        """Decide each profile's commands (none: skipped) and append every profile's events, their
+        claims and `along`'s appends in one transaction; a result per profile, its error if refused.
+
+        Profiles gone or in another database are `skipped`; a refused profile keeps its state.
+        """
+        database = self.catalog.database(database_id)
+        return self._batched(
+            database,
+            lambda batch: [
+                self._decide_one(batch, i, pid, commands_for) for i, pid in enumerate(profile_ids)
+            ],
+            context,
+            along,
+        )
+
+    def _decide_one(
+        self,
+        batch: _Batch,
+        index: int,
+        profile_id: str,
+        commands_for: Callable[[ProfileState], Sequence[Any]],
+    ) -> RowResult:
+        loaded = batch.profile(profile_id)
+        if not loaded.state.exists or loaded.state.database_id != batch.database.database_id:
+            return RowResult(index, "skipped", profile_id)
+        state, decided = loaded.state, []
+        commands = list(commands_for(loaded.state))
+        try:
+            for command in commands:
+                events = profiles.decide(command, state)
+                state = profiles.profile_decider.fold(events, state)
+                decided += events
+            given = {k: v for c in commands for k, v in getattr(c, "fields", {}).items()}
+            self._take(batch, loaded, decided, state, given, "fields.")
+        except DomainError as error:
+            return RowResult(index, "error", profile_id, in_row(error))
+        return RowResult(index, "updated" if decided else "unchanged", profile_id)
 
     # --- single-profile commands -------------------------------------------------------------
 

@@ -65,7 +65,7 @@ CHUNK = 1000
 ON_DEMAND = 100
 QUEUE = 1000  # personal codes a session looks ahead at a time
 MAX_GENERATION = 1_000_000
-_ATTEMPTS = 8
+_ATTEMPTS = 64  # another process may win the pool many times in a row while this one reads it
 _REDRAWS = 5
 _BATCH_CACHE = 512
 

@@ -32,7 +32,6 @@ from herald.infra.ids import deterministic_id
 from herald.processors.runtime import Emission
 from herald.services.aggregates import CommandContext
 from herald.services.promo_codes import PoolSession, PromoCodeService
-from herald.services.rendering import PromoCodes
 
 
 class MessageCodes:
@@ -150,13 +149,3 @@ class CampaignPromoCodes:
             return self.service.code_of(program.program_id, pool, free)
 
         return MessageCodes(self.service.programs.by_shortcode, show)
-
-
-def fixed(codes: Mapping[str, str] | None) -> PromoCodes:
-    """A queued message's codes, as it was queued with them."""
-    given = dict(codes or {})
-
-    def lookup(shortcodes: frozenset[str]) -> Mapping[str, str]:
-        return {name: given.get(name, "") for name in shortcodes}
-
-    return lookup

@@ -39,8 +39,8 @@ from herald.infra.event_store import EventStore, NewEvent
 from herald.infra.ids import deterministic_id
 from herald.infra.secret_box import SecretBox
 from herald.infra.webhooks import WebhookAnswer, WebhookCaller, WebhookRequest
+from herald.messages.rendering import lead_of
 from herald.projections.scenario_instances import ScenarioInstancesProjection
-from herald.services.rendering import lead_of
 from herald.services.scenario_secrets import opened_url, opened_value
 
 ACTOR = "scenario-webhooks"

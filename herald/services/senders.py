@@ -24,15 +24,7 @@ class PlainSenderSecrets:
 
     password: str = field(default="", repr=False)
     dkim_private_key: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class OpenedSender:
-    """A sender with its secrets opened, for the moment they are used (the SMTP login, DKIM)."""
-
-    state: sd.SenderState
-    password: str = field(repr=False)
-    dkim_private_key: str = field(repr=False)
+    service_account: str = field(default="", repr=False)
 
 
 class SenderService:
@@ -67,11 +59,11 @@ class SenderService:
         command = sd.SetSender(sender_id, settings, secrets, self.aggregates.clock.now(), create)
         return self.aggregates.execute(sd.sender_decider, stream, command, context)
 
-    def for_sending(self, sender_id: str) -> OpenedSender:
+    def for_sending(self, sender_id: str) -> sd.OpenedSender:
         """The sender with its secrets opened; NotFound when there is none."""
         return self.opened(self.sender(sender_id))
 
-    def opened(self, loaded: Loaded[sd.SenderState]) -> OpenedSender:
+    def opened(self, loaded: Loaded[sd.SenderState]) -> sd.OpenedSender:
         """`loaded` with its secrets opened; a secret an old event held in clear is sealed first."""
         state = loaded.state
         if any(getattr(state.secrets, n).withheld for n in state.secrets.names()):
@@ -81,7 +73,12 @@ class SenderService:
             n: self.box.open(getattr(state.secrets, n), _context(state.sender_id, n))
             for n in state.secrets.names()
         }
-        return OpenedSender(state, values.get("password", ""), values.get("dkim_private_key", ""))
+        return sd.OpenedSender(
+            state,
+            values.get("password", ""),
+            values.get("dkim_private_key", ""),
+            values.get("service_account", ""),
+        )
 
     def reseal(self, loaded: Loaded[sd.SenderState]) -> Loaded[sd.SenderState]:
         """Seal again under the current key what an old event held in clear or an older key sealed.

@@ -19,13 +19,7 @@ from herald.domain import fragments, templates
 from herald.domain.errors import NotFound, ValidationFailed
 from herald.domain.events import Event, registry
 from herald.domain.resources import EmailSettings
-from herald.projections.catalog import FRAGMENT, TEMPLATE
-from herald.services.aggregates import Aggregates, CommandContext, Loaded, Outcome
-from herald.services.catalog import CatalogService
-from herald.services.profiles import ProfileService
-from herald.services.rendering import (
-    Fragment,
-    FragmentSource,
+from herald.messages.rendering import (
     MessageData,
     MessageRenderer,
     PreviewUrls,
@@ -33,9 +27,14 @@ from herald.services.rendering import (
     RenderedEmail,
     RenderedMessage,
     as_sent,
+    current_fragments,
     lead_of,
     subscription_of,
 )
+from herald.projections.catalog import FRAGMENT, TEMPLATE
+from herald.services.aggregates import CommandContext, Loaded, Outcome
+from herald.services.catalog import CatalogService
+from herald.services.profiles import ProfileService
 
 
 class TemplateService:
@@ -196,56 +195,6 @@ class TemplateService:
         missing = sorted(used - set(current_fragments(self.aggregates)(used)))
         if missing:
             raise ValidationFailed(f"the content uses fragment {missing[0]!r}, which does not exist", "")
-
-
-def current_fragments(aggregates: Aggregates) -> FragmentSource:
-    """Reads the current version of named fragments (those that exist).
-
-    A fragment's stream is folded again only when it has grown: each use costs one version query,
-    not a read of every version the fragment ever had (a run renders it for every recipient).
-    """
-    folded: dict[str, tuple[int, Fragment | None]] = {}
-
-    def current(name: str) -> Fragment | None:
-        stream = fragments.fragment_stream(name)
-        cached = folded.get(name)
-        if cached is None or cached[0] != aggregates.store.stream_version(stream):
-            loaded = aggregates.load(fragments.fragment_decider, stream)
-            state = loaded.state
-            fragment = (
-                Fragment(state.fragment.content, state.fragment.type, state.version)
-                if state.exists and state.fragment is not None
-                else None
-            )
-            cached = folded[name] = (loaded.version, fragment)
-        return cached[1]
-
-    def read(names: frozenset[str]) -> Mapping[str, Fragment]:
-        found = {name: current(name) for name in sorted(names)}
-        return {name: fragment for name, fragment in found.items() if fragment is not None}
-
-    return read
-
-
-def fragments_at(aggregates: Aggregates, versions: Mapping[str, int]) -> FragmentSource:
-    """Reads named fragments at the given versions (those a message was rendered with); a fragment
-    not named there is left out, as it was then."""
-
-    def at_version(name: str) -> Fragment | None:
-        wanted = versions.get(name)
-        for recorded in aggregates.store.read_stream(fragments.fragment_stream(name)) if wanted else ():
-            made = fragments.version_content(
-                registry.decode(recorded.type, recorded.schema_version, recorded.data)
-            )
-            if made is not None and made[0] == wanted:
-                return Fragment(made[1].content, made[1].type, wanted)
-        return None
-
-    def read(names: frozenset[str]) -> Mapping[str, Fragment]:
-        found = {name: at_version(name) for name in sorted(names)}
-        return {name: fragment for name, fragment in found.items() if fragment is not None}
-
-    return read
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from herald.api.routes.trackers import PIXEL_GIF
 from herald.api.visitor_cookie import COOKIE
 from herald.api.wiring import Herald
 from herald.infra.clock import ManualClock
-from herald.services.rendering import RenderedEmail
+from herald.messages.rendering import RenderedEmail
 from tests.builders import (
     RESOURCE,
     create_profile,
@@ -251,7 +251,7 @@ async def _sent(api: httpx.AsyncClient, herald: Herald, html: str) -> str:
     assert (await api.post(f"/api/v1/campaigns/{campaign.json()['campaign_id']}/launch")).status_code == 200
     herald.runtime.drain()
     message_id = next(e.data["message_id"] for e in herald.store.read_all() if e.type == "MessageQueued")
-    email = herald.campaigns.render_queued(herald.deliveries.queued(message_id)).body
+    email = herald.queued.render_queued(herald.deliveries.queued(message_id)).body
     assert isinstance(email, RenderedEmail)
     return email.html
 

@@ -16,9 +16,7 @@ import pytest
 from herald.api.app import create_app
 from herald.api.wiring import Herald
 from herald.domain.resources import PushPlatform, PushProvider, PushSettings, UpdateChannel
-from herald.senders.gateway import Accepted, Outbound
-from herald.senders.webpush import WebPushGateway, WebPushSettings, public_key_of
-from herald.services.rendering import SignedTrackingUrls
+from herald.senders.webpush import public_key_of
 from tests import channel_servers as cs
 from tests.builders import (
     RESOURCE,
@@ -96,7 +94,7 @@ async def email_opened_in(browser: httpx.AsyncClient, api: httpx.AsyncClient, he
     message_id = await launched_message(
         api, herald, "email", {"email": {"subject": "Hi", "html": "<p>Hi</p>"}}
     )
-    html = herald.campaigns.render_queued(herald.deliveries.queued(message_id)).body.html  # type: ignore[union-attr]
+    html = herald.queued.render_queued(herald.deliveries.queued(message_id)).body.html  # type: ignore[union-attr]
     pixel = re.search(r'src="https://trk\.example\.com(/t/open/[^"]+)"', html)
     assert pixel is not None
     opened = await browser.get(
@@ -233,26 +231,70 @@ async def test_a_subscribed_browser_gets_the_push_decrypted_and_it_reports_deliv
         body = {"resource_token": shop, "subscription": device.subscription(), "update": {"_fname": "Ann"}}
         subscribed = await browser.post("/push/subscribe", json=body, headers={"Origin": SITE})
         assert subscribed.status_code == 200, subscribed.text
+        sender = {"name": "Web push", "channel": "push", "webpush": {"subject": "mailto:o@e.com"}}
+        assert (await api.put("/api/v1/senders/web", json=sender)).status_code == 200
+        route = {"name": "Push", "rules": [{"targets": [{"sender_id": "web", "percent": 100}]}]}
+        assert (await api.put("/api/v1/virtual-senders/default_push", json=route)).status_code == 200
         push = {"push": {"title": "Hi {lead._fname}", "body": "New in store"}}
-        queued = herald.deliveries.queued(await launched_message(api, herald, "push", push))
-        rendered = herald.campaigns.render_queued(queued).body
-        links = SignedTrackingUrls(herald.signer, "https://trk.example.com", queued.message_id).push_links()
-        gateway = WebPushGateway(
-            WebPushSettings(vapid_private_key=herald.vapid_private_key, subject="mailto:o@e.com")
-        )
-        outcome = await gateway.send(
-            Outbound(queued.message_id, queued.contact, rendered.body, title=rendered.title, data=links)  # type: ignore[union-attr]
-        )
-        await gateway.close()
-    assert isinstance(outcome, Accepted)
+        message_id = await launched_message(api, herald, "push", push)
+        assert await herald.push.run_once() == 1  # the push worker, through the sender's gateway
+        await herald.push.close()
+    assert herald.deliveries.message(message_id).state.status == "delivered"
+    herald.runtime.drain()
+    card = await api.get(f"/api/v1/campaigns/{herald.deliveries.queued(message_id).campaign_id}/progress")
+    assert card.json()["campaign"] == {"queued": 1}  # a push card has no delivered/undelivered/delivering
     shown = service.received[0].body  # decrypted with the browser's key, as the browser would
     assert (shown["title"], shown["body"]) == ("Hi Ann", "New in store")
     # signed with the key whose public half the toolkit gave the browser
     assert f"k={public_key_of(herald.vapid_private_key)}" in service.received[0].headers["authorization"]
     for link in shown["hub_link"].values():  # what the service worker does: ack on receipt, open on a tap
         assert (await browser.get(link.removeprefix("https://trk.example.com"))).status_code in (200, 204)
-    events = [e for e in herald.store.read_stream(f"message-{queued.message_id}")]
+    events = [e for e in herald.store.read_stream(f"message-{message_id}")]
     tracked = {e.type: e.data for e in events if e.type in ("MessageAcknowledged", "MessageOpened")}
     assert set(tracked) == {"MessageAcknowledged", "MessageOpened"}
     # a device's HTTP client (here httpx, a "machine" by the email rules) at the delivery is the person
     assert all((d["bot"], d["unique"]) == (False, True) for d in tracked.values())
+
+
+async def test_one_push_campaign_reaches_an_app_through_fcm_and_a_browser_through_web_push(
+    api: httpx.AsyncClient, browser: httpx.AsyncClient, herald: Herald, shop: str
+) -> None:
+    """The virtual sender routes by the subscription's provider: `fcm` to the FCM sender (its
+    service account sealed with it), everything else to the Web Push one."""
+    herald.device_subscriptions.allow_http_endpoints = True
+    async with cs.push_service() as service, cs.fcm_server() as fcm:
+        device = service.browser()
+        web = {"resource_token": shop, "subscription": device.subscription(), "update": {"_fname": "Ann"}}
+        assert (await browser.post("/push/subscribe", json=web, headers={"Origin": SITE})).status_code == 200
+        app = {"resource_token": shop, "token": "fcm-token-1", "provider": "fcm", "update": {"_fname": "Kim"}}
+        assert (await api.post("/api/v1/push/subscriptions", json=app)).status_code == 200
+        senders = {
+            "app": {
+                "name": "Firebase",
+                "channel": "push",
+                "fcm": {"base_url": fcm.base_url},
+                "service_account": json.dumps(fcm.account),
+            },
+            "web": {"name": "Web push", "channel": "push", "webpush": {"subject": "mailto:o@e.com"}},
+        }
+        for sender_id, sender in senders.items():
+            assert (await api.put(f"/api/v1/senders/{sender_id}", json=sender)).status_code == 200
+        shown = (await api.get("/api/v1/senders/app")).json()
+        assert shown["has_service_account"] and "service_account" not in shown
+        rules = [
+            {"domains": ["fcm"], "targets": [{"sender_id": "app", "percent": 100}]},
+            {"targets": [{"sender_id": "web", "percent": 100}]},
+        ]
+        route = {"name": "Push", "rules": rules}
+        assert (await api.put("/api/v1/virtual-senders/default_push", json=route)).status_code == 200
+        await launched_message(api, herald, "push", {"push": {"title": "Hi {lead._fname}", "body": "New"}})
+        assert await herald.push.run_once() == 2
+        await herald.push.close()
+    [to_app] = fcm.received
+    assert (to_app.address, to_app.body["notification"]["title"]) == ("fcm-token-1", "Hi Kim")
+    assert set(to_app.body["data"]) >= {"ack", "open"}  # the app reports delivered and opened
+    [to_browser] = service.received
+    assert to_browser.body["title"] == "Hi Ann"
+    herald.runtime.drain()
+    sent = [e for e in herald.store.read_all() if e.type == "MessageDelivered"]
+    assert sorted(e.data["sender_id"] for e in sent) == ["app", "web"]

@@ -114,7 +114,14 @@ def _legacy_sender(herald: Herald, password: str = PASSWORD) -> None:
         "secrets": {"password": password, "dkim_private_key": ""},
         "at": START.isoformat(),
     }
-    event = NewEvent(event_id=uuid4(), type="SenderCreated", data=data, occurred_at=START, schema_version=1)
+    event = NewEvent(
+        event_id=uuid4(),
+        type="SenderCreated",
+        data=data,
+        occurred_at=START,
+        schema_version=1,
+        metadata={"actor": "admin"},  # as the API wrote it then
+    )
     herald.store.append("sender-main", [event], NO_STREAM)
 
 
@@ -244,7 +251,9 @@ async def test_an_old_channel_events_clear_key_is_withheld_then_resealed_and_scr
     stream = f"resource-{resource_id}"
     push = {"kind": "push", "platforms": ["android"], "providers": ["fcm"], "firebase_api_key": FIREBASE_KEY}
     data = {"resource_id": resource_id, "channel": "push", "settings": push}
-    event = NewEvent(uuid4(), "ResourceChannelEnabled", data, START, schema_version=1)
+    event = NewEvent(
+        uuid4(), "ResourceChannelEnabled", data, START, schema_version=1, metadata={"actor": "admin"}
+    )
     herald.store.append(stream, [event], herald.store.stream_version(stream))
     herald.runtime.drain()
     assert FIREBASE_KEY not in (await api.get(f"/api/v1/streams/{stream}")).text

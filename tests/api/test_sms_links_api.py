@@ -31,12 +31,12 @@ async def test_sms_links_are_short_and_a_click_on_one_is_recorded_and_redirected
     api: httpx.AsyncClient, herald: Herald
 ) -> None:
     message_id = await launched_sms(api, herald)
-    rendered = herald.campaigns.render_queued(herald.deliveries.queued(message_id))
+    rendered = herald.queued.render_queued(herald.deliveries.queued(message_id))
     text = rendered.body.body  # type: ignore[union-attr]
     paths = _SHORT.findall(text)
     assert len(paths) == 2 and sms_length(text).parts == 2  # counted as sent: short links, Cyrillic
     assert set(rendered.short_links) == {p.removeprefix("/s/") for p in paths}
-    again = herald.campaigns.render_queued(herald.deliveries.queued(message_id))
+    again = herald.queued.render_queued(herald.deliveries.queued(message_id))
     assert again.short_links == rendered.short_links  # rendered again to be resent: the same codes
 
     herald.deliveries.record_short_links(message_id, rendered.short_links, herald.clock.now())
@@ -57,7 +57,7 @@ async def test_a_code_no_message_was_sent_with_is_404_and_records_nothing(
     api: httpx.AsyncClient, herald: Herald
 ) -> None:
     message_id = await launched_sms(api, herald)
-    rendered = herald.campaigns.render_queued(herald.deliveries.queued(message_id))
+    rendered = herald.queued.render_queued(herald.deliveries.queued(message_id))
     code = next(iter(rendered.short_links))
     head = herald.store.head_position()
     # rendered but never recorded as sent (no MessageLinksShortened): unknown

@@ -22,7 +22,7 @@ from herald.api.wiring import Herald
 from herald.domain import deliveries as dl
 from herald.domain.messages import message_stream
 from herald.infra.clock import ManualClock
-from herald.services.rendering import RenderedEmail
+from herald.messages.rendering import RenderedEmail
 from tests.builders import RESOURCE, create_resource, customers, email_subscription, import_rows
 
 CLUB = "8"
@@ -90,7 +90,7 @@ async def sent(api: httpx.AsyncClient, herald: Herald) -> Sent:
     assert launched.status_code == 200, launched.text
     herald.runtime.drain()
     message_id = next(e.data["message_id"] for e in herald.store.read_all() if e.type == "MessageQueued")
-    email = herald.campaigns.render_queued(herald.deliveries.queued(message_id)).body
+    email = herald.queued.render_queued(herald.deliveries.queued(message_id)).body
     assert isinstance(email, RenderedEmail)
     body = email.html
     images = [_path(src) for src in _IMAGE.findall(body)]
@@ -159,7 +159,7 @@ async def test_hits_right_after_the_delivery_are_prefetches(
 ) -> None:
     deliveries = herald.deliveries
     deliveries.execute(sent.message_id, dl.StartAttempt("smtp-1", clock.now()))
-    outcome = dl.RecordSmtpOutcome("delivered", 250, "ok", "smtp-1", timedelta(hours=48), clock.now())
+    outcome = dl.RecordAcceptance((sent.message_id,), 250, "ok", "smtp-1", None, clock.now())
     deliveries.execute(sent.message_id, outcome)
     clock.advance(timedelta(seconds=1))
     await api.get(sent.open, headers={"User-Agent": UA})

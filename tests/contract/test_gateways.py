@@ -1,39 +1,60 @@
-"""The channel gateway contract: every gateway, against its local server speaking the real protocol.
+"""The channel gateway contract: every gateway (SMTP email, SMPP and BulkSMS, Telegram, FCM, APNs, web
+push), against its local server speaking the real protocol.
 
 Each rig starts the provider's server, builds the gateway against it and says which address makes
-the server answer how ("ok", "gone", "invalid", "throttle", "down"). Exactly-once across a worker
-restart is the worker's (the commit mark); here the contract is that `before_commit` runs before
-anything leaves, and that a resend carries the same idempotency key where the protocol has one.
+the server answer how ("ok", "gone", "invalid", "throttle", "down"). The contract: accepted and
+arriving as sent, throttling and provider errors temporary, refusals permanent, a gone address said
+so, `before_commit` before anything leaves, the rate kept, a resend with the same idempotency key
+where the protocol has one, delivery reports; and, with the generic sender worker in front of the
+gateway, exactly once across a restart (a worker killed between the commit mark and the outcome
+never sends the message again; one killed before the mark sends it again, once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import dkim as dkimpy
 import pytest
 
+from herald.api.wiring import Herald
+from herald.domain import messages as ms
+from herald.domain.messages import MessageQueued
+from herald.domain.senders import OpenedSender, SenderState
+from herald.infra.aggregates import CommandContext
+from herald.messages.worker import Composed, Lookups, MessageWorker
 from herald.senders.apns import ApnsGateway
 from herald.senders.bulksms import BulkSmsGateway, BulkSmsSettings, parse_reports
+from herald.senders.dkim import DkimKey, generate_key
 from herald.senders.fcm import FcmGateway, FcmSettings, ServiceAccount
 from herald.senders.gateway import (
     Accepted,
     ChannelGateway,
     DeliveryReport,
+    EmailParts,
     Outbound,
     PermanentFailure,
+    ReportHandler,
     TemporaryFailure,
 )
 from herald.senders.rate import SendRate
 from herald.senders.smpp import SmppGateway, SmppSettings
+from herald.senders.smtp import SmtpRelay
+from herald.senders.smtp_gateway import SmtpGateway
 from herald.senders.telegram import TelegramGateway, TelegramSettings
 from herald.senders.webpush import WebPushGateway, WebPushSettings
 from tests import channel_servers as cs
 from tests.smsc import Smsc, smsc_server
+from tests.smtp_sink import smtp_server
 
 
 @dataclass
@@ -46,6 +67,10 @@ class Rig:
     knows_gone: bool  # the provider says when an address no longer exists
     reports: list[DeliveryReport] = field(default_factory=list)
     report_for: Callable[[str], Any] | None = None  # make the provider report on an accepted id
+    form: Callable[[Outbound], Outbound] = lambda message: message  # the message in the channel's form
+
+    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> Any:
+        return await self.gateway.send(self.form(message), before_commit)
 
 
 def outbound(message_id: str, address: str, text: str = "Hello from Herald") -> Outbound:
@@ -170,7 +195,69 @@ async def webpush_rig(_: Path) -> AsyncIterator[Rig]:
         )
 
 
+@dataclass
+class _Mailbox:
+    """An aiosmtpd handler answering by the recipient's local part, keeping what it accepts."""
+
+    received: list[EmailMessage] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    at_rcpt: ClassVar[dict[str, str]] = {
+        "gone": "550 5.1.1 No such user here",
+        "throttle": "451 4.7.1 Too many messages, slow down",
+        "down": "451 4.3.0 Temporary local problem",
+    }
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        answer = self.at_rcpt.get(address.split("@")[0])
+        if answer is None:
+            envelope.rcpt_tos.append(address)
+        return answer or "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if any(r.startswith("invalid@") for r in envelope.rcpt_tos):
+            return "554 5.7.1 Message refused"
+        self.raw.append(envelope.content)
+        parsed = email.message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.received.append(parsed)
+        return "250 2.0.0 Ok: queued as Q1A2B3"
+
+
+@asynccontextmanager
+async def smtp_rig(_: Path) -> AsyncIterator[Rig]:
+    mailbox = _Mailbox()
+    private, record = generate_key(1024)
+    key = DkimKey("s1", "herald.test", private)
+    with smtp_server(mailbox) as port:
+        relay = SmtpRelay(host="127.0.0.1", port=port, starttls=False, local_hostname="herald.test")
+        sent = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+        def form(message: Outbound) -> Outbound:
+            parts = EmailParts(
+                subject=message.title, text=message.text, from_email="news@herald.test", date=sent
+            )
+            return replace(message, email=parts)
+
+        def content(received: EmailMessage) -> str:
+            signed = mailbox.raw[mailbox.received.index(received)]
+            assert dkimpy.verify(signed, dnsfunc=lambda name, timeout=5: record.encode())
+            body = received.get_body(("plain",))
+            assert body is not None
+            return str(body.get_content()).rstrip("\r\n")
+
+        yield Rig(
+            SmtpGateway(relay, dkim=key),
+            lambda b: f"{b}@example.org",
+            lambda: mailbox.received,
+            content,
+            has_key=True,
+            knows_gone=True,
+            form=form,
+        )
+
+
 RIGS = {
+    "smtp": smtp_rig,
     "smpp": smpp_rig,
     "bulksms": bulksms_rig,
     "telegram": telegram_rig,
@@ -190,34 +277,34 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
 
 
 async def test_a_message_is_accepted_and_arrives_as_sent(rig: Rig) -> None:
-    outcome = await rig.gateway.send(outbound("m-1", rig.addresses("ok"), "Привет, Анна! Новая коллекция"))
+    outcome = await rig.send(outbound("m-1", rig.addresses("ok"), "Привет, Анна! Новая коллекция"))
     assert isinstance(outcome, Accepted) and outcome.provider_ids and all(outcome.provider_ids)
     assert [rig.content(r) for r in rig.received()] == ["Привет, Анна! Новая коллекция"]
 
 
 @pytest.mark.parametrize("behaviour", ["throttle", "down"])
 async def test_throttling_and_provider_errors_are_temporary(rig: Rig, behaviour: str) -> None:
-    outcome = await rig.gateway.send(outbound("m-2", rig.addresses(behaviour)))
+    outcome = await rig.send(outbound("m-2", rig.addresses(behaviour)))
     assert isinstance(outcome, TemporaryFailure), outcome
     assert not outcome.maybe_sent  # the provider answered: it did not take the message
 
 
 async def test_a_refused_message_is_a_permanent_failure(rig: Rig) -> None:
-    outcome = await rig.gateway.send(outbound("m-3", rig.addresses("invalid")))
+    outcome = await rig.send(outbound("m-3", rig.addresses("invalid")))
     assert isinstance(outcome, PermanentFailure) and not outcome.address_gone, outcome
 
 
 async def test_an_address_that_no_longer_exists_says_so(rig: Rig) -> None:
     if not rig.knows_gone:
-        assert isinstance(await rig.gateway.send(outbound("m-4", rig.addresses("ok"))), Accepted)
+        assert isinstance(await rig.send(outbound("m-4", rig.addresses("ok"))), Accepted)
         return  # BulkSMS says so only in a later delivery report, never at submission
-    outcome = await rig.gateway.send(outbound("m-4", rig.addresses("gone")))
+    outcome = await rig.send(outbound("m-4", rig.addresses("gone")))
     assert isinstance(outcome, PermanentFailure) and outcome.address_gone, outcome
 
 
 async def test_the_commit_mark_comes_before_anything_leaves(rig: Rig) -> None:
     seen_at_commit: list[int] = []
-    outcome = await rig.gateway.send(
+    outcome = await rig.send(
         outbound("m-5", rig.addresses("ok")), before_commit=lambda: seen_at_commit.append(len(rig.received()))
     )
     assert isinstance(outcome, Accepted)
@@ -239,7 +326,7 @@ async def test_the_gateway_keeps_to_its_rate(rig: Rig) -> None:
         starts.append(now[0])
 
     rig.gateway.rate.acquire = counted  # type: ignore[method-assign]
-    outcomes = [await rig.gateway.send(outbound(f"r-{i}", rig.addresses("ok"))) for i in range(7)]
+    outcomes = [await rig.send(outbound(f"r-{i}", rig.addresses("ok"))) for i in range(7)]
     assert all(isinstance(o, Accepted) for o in outcomes)
     assert starts == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0]
     assert len(rig.received()) == 7
@@ -247,9 +334,9 @@ async def test_the_gateway_keeps_to_its_rate(rig: Rig) -> None:
 
 async def test_a_resend_carries_the_same_idempotency_key(rig: Rig) -> None:
     first = outbound("resent-1", rig.addresses("ok"))
-    await rig.gateway.send(first)
-    await rig.gateway.send(first)
-    await rig.gateway.send(outbound("other-1", rig.addresses("ok")))
+    await rig.send(first)
+    await rig.send(first)
+    await rig.send(outbound("other-1", rig.addresses("ok")))
     keys = [_key(r) for r in rig.received()]
     if not rig.has_key:  # Telegram: nothing on the wire can say "the same message"
         assert keys == [None, None, None]
@@ -258,7 +345,7 @@ async def test_a_resend_carries_the_same_idempotency_key(rig: Rig) -> None:
 
 
 async def test_delivery_reports_come_back(rig: Rig) -> None:
-    outcome = await rig.gateway.send(outbound("dlr-1", rig.addresses("ok")))
+    outcome = await rig.send(outbound("dlr-1", rig.addresses("ok")))
     assert isinstance(outcome, Accepted)
     if not rig.gateway.reports_delivery:
         return  # push and Telegram have no delivery reports: push is acknowledged by the ack link
@@ -275,6 +362,8 @@ async def test_delivery_reports_come_back(rig: Rig) -> None:
 def _key(received: Any) -> Any:
     if hasattr(received, "user_message_reference"):  # an SMPP submit
         return (received.udh[3:4] or None, received.user_message_reference)
+    if isinstance(received, EmailMessage):
+        return received["Message-ID"]
     return received.key
 
 
@@ -283,3 +372,124 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.005)
+
+
+# --- exactly once across a restart, at the worker ---------------------------------------------------
+
+
+class _Killed(BaseException):
+    """The sender process dies here: nothing after this point runs (not an error anyone handles)."""
+
+
+class _Dying:
+    """The rig's gateway in a process that dies before the commit mark is recorded, or right after it
+    (before the bytes that commit the message leave)."""
+
+    def __init__(self, gateway: ChannelGateway, after_mark: bool) -> None:
+        self.inner = gateway
+        self.after_mark = after_mark
+        self.channel = gateway.channel
+        self.reports_delivery = gateway.reports_delivery
+        self.rate = gateway.rate
+
+    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> Any:
+        if not self.after_mark:
+            raise _Killed
+
+        def marked_then_killed() -> None:
+            assert before_commit is not None
+            before_commit()
+            raise _Killed
+
+        return await self.inner.send(message, marked_then_killed)
+
+    async def close(self) -> None:
+        """The dead process's connections are the OS's to close; the rig closes the real gateway."""
+
+
+@dataclass
+class _RigChannel:
+    """A worker `Channel` that sends every message as the rig's own message through `gateway`."""
+
+    rig: Rig
+    gateway_made: Callable[[], Any]
+    name: str = ""
+
+    def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
+        message = self.rig.form(outbound(queued.message_id, queued.contact))
+        return Composed(message, OpenedSender(SenderState("rig"), "", ""))
+
+    def gateway(self, sender: OpenedSender, on_report: ReportHandler) -> Any:
+        return self.gateway_made()
+
+    def built_for(self, sender: OpenedSender) -> str:
+        return sender.state.sender_id
+
+    def retry_deadline(self, sender: OpenedSender) -> timedelta:
+        return timedelta(hours=48)
+
+    def await_delivery(self, sender: OpenedSender) -> timedelta | None:
+        return None
+
+
+def _queued(herald: Herald, channel: str, address: str) -> str:
+    """One test message queued on `channel` to `address`, projected into the send queue."""
+    now = herald.clock.now()
+    message_id = ms.message_id("contract", "restart", address)
+    queued = MessageQueued(
+        message_id=message_id,
+        campaign_id="contract",
+        run_id="restart",
+        profile_id="p-1",
+        database_id="1",
+        resource_id="7",
+        channel=channel,
+        contact=address,
+        template_id="t-1",
+        template_version=1,
+        due_at=now,
+        local_day=now.date(),
+        is_test=True,
+        at=now,
+    )
+    context = CommandContext(actor="test", source="test")
+    herald.aggregates.execute(
+        ms.message_decider, ms.message_stream(message_id), ms.DecideMessage(queued), context
+    )
+    herald.runtime.drain()
+    return message_id
+
+
+def _worker(herald: Herald, channel: _RigChannel) -> MessageWorker:
+    return MessageWorker(
+        channel, herald.aggregates, herald.projections.send_queue, herald.deliveries, herald.clock
+    )
+
+
+@pytest.mark.parametrize("after_mark", [True, False], ids=["killed-after-the-mark", "killed-before-it"])
+async def test_a_worker_restarted_sends_again_only_what_never_committed(
+    rig: Rig, herald: Herald, after_mark: bool
+) -> None:
+    """Killed between the commit mark and the outcome, a message is never sent again (it may have left:
+    it counts as delivered, assumed); killed before the mark, it is sent again, once."""
+    message_id = _queued(herald, rig.gateway.channel, rig.addresses("ok"))
+    dying = _RigChannel(rig, lambda: _Dying(rig.gateway, after_mark), rig.gateway.channel)
+    with pytest.raises(_Killed):
+        await _worker(herald, dying).run_once()
+    herald.runtime.drain()
+    restarted = _worker(herald, _RigChannel(rig, lambda: rig.gateway, rig.gateway.channel))
+    assert await restarted.recover() == 1
+    herald.runtime.drain()
+    sent_again = await restarted.run_once()
+    herald.runtime.drain()
+    assert await restarted.run_once() == 0  # and never again after that
+    events = [e for e in herald.store.read_stream(ms.message_stream(message_id))]
+    types = [e.type for e in events]
+    assert types.count("MessageCommitting") == 1
+    if after_mark:
+        assert (sent_again, len(rig.received())) == (0, 0)  # what committed it never left the dead process
+        assert types[-1] == "MessageDelivered" and events[-1].data["assumed"] is True
+    else:
+        assert (sent_again, len(rig.received())) == (1, 1)
+        assert types[-1] == "MessageDelivered" and not events[-1].data["assumed"]
+        assert types.count("MessageSendAttempted") == 2

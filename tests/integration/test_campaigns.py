@@ -88,7 +88,7 @@ async def post(api: httpx.AsyncClient, herald: Herald, path: str, **body: Any) -
 def wiring_reactors(herald: Herald) -> list[Any]:
     """Fresh reactor objects over the server's services (as a restarted server would build them)."""
     return wiring_reactors_of(
-        herald.campaigns, herald.run_audiences, herald.promo_codes, herald.store, herald.scoring
+        herald.campaigns, herald.run_audiences, herald.jobs, herald.promo_codes, herald.store, herald.scoring
     )
 
 
@@ -492,7 +492,13 @@ async def test_an_automatic_split_test_picks_the_template_with_most_opens_per_de
 
 
 def _raw(herald: Herald, kind: str, data: dict[str, Any]) -> NewEvent:
-    return NewEvent(event_id=herald.ids.uuid(), type=kind, data=data, occurred_at=herald.clock.now())
+    return NewEvent(
+        event_id=herald.ids.uuid(),
+        type=kind,
+        data=data,
+        occurred_at=herald.clock.now(),
+        metadata={"actor": "tracker", "source": "test"},
+    )
 
 
 async def test_a_broadcast_starts_when_its_predecessor_completes(

@@ -43,18 +43,18 @@ def sink() -> Iterator[tuple[MessageCounter, int]]:
         yield handler, port
 
 
-def queue_messages(herald: Herald, port: int) -> None:
-    """10,000 profiles and a broadcast to them, run to the queue; a sender at the sink."""
+def queue_messages(herald: Herald, port: int, count: int = MESSAGES, connections: int = 4) -> None:
+    """`count` profiles and a broadcast to them, run to the queue; a sender at the sink."""
     customers(herald)
     create_resource(herald)
-    for start in range(0, MESSAGES, 5_000):
+    for start in range(0, count, 5_000):
         rows = [
             {"email": f"u{i}@mail.example", "subscriptions": [email_subscription(f"u{i}@mail.example")]}
-            for i in range(start, start + 5_000)
+            for i in range(start, min(start + 5_000, count))
         ]
         herald.profiles.import_rows("1", rows, ImportOptions(), CONTEXT)
     relay = sd.SmtpRelaySettings(host="127.0.0.1", port=port, starttls="never")
-    settings = sd.SenderSettings(name="sink", relay=relay, rate_per_second=10_000, connections=4)
+    settings = sd.SenderSettings(name="sink", relay=relay, rate_per_second=10_000, connections=connections)
     herald.senders.set_sender("main", settings, sd.SenderSecrets(), CONTEXT, create=True)
     rules = (sd.RouteRule(targets=(sd.RouteTarget(sender_id="main", percent=100),)),)
     herald.senders.set_virtual_sender("default", "Default", rules, CONTEXT)
@@ -72,17 +72,18 @@ def queue_messages(herald: Herald, port: int) -> None:
     campaign_id, _ = herald.campaigns.create(campaign, CONTEXT)
     herald.campaigns.launch_now(campaign_id, CONTEXT)
     herald.runtime.drain()
-    assert herald.projections.send_queue.waiting() == MESSAGES
+    assert herald.projections.send_queue.waiting() == count
 
 
-def start_sender(data_dir: Path) -> subprocess.Popen[bytes]:
+def start_sender(data_dir: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """`herald send` as a child process over `data_dir` (`--until-empty` unless other flags are given)."""
     env = {
         **os.environ,
         "HERALD_DATA_DIR": str(data_dir),
         "PYTHONPATH": str(REPO),
         "HERALD_REPORTS_ENGINE": "off",
     }
-    command = [sys.executable, "-m", "herald.api.cli", "send", "--until-empty"]
+    command = [sys.executable, "-m", "herald.api.cli", "send", *(flags or ("--until-empty",))]
     return subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE)
 
 

@@ -20,8 +20,8 @@ from herald.api.wiring import Herald
 from herald.domain import messages as ms
 from herald.infra.clock import ManualClock
 from herald.infra.data_dir_lock import hold_processors_lock
+from herald.messages.worker import MESSAGE_ATTEMPTS
 from herald.processors.backoff import RetryPolicy
-from herald.senders.worker import MESSAGE_ATTEMPTS
 from herald.services.campaigns import CampaignService
 from tests.builders import import_rows
 from tests.integration.test_email_end_to_end import Sink, email_resource, ok, route_to, send_everything
@@ -112,7 +112,7 @@ async def test_a_poisoned_profile_among_1000_fails_alone_and_the_log_stays_quiet
     assert b"your event is on </p>" in overflowing
     # the poisoned one failed, with its reason, where "why didn't X get it" shows it
     progress = (await ok(await api.get(f"/api/v1/campaigns/{first}/progress")))["campaign"]
-    assert progress == {"queued": PROFILES - 1, "errors": 1}
+    assert progress == {"queued": PROFILES - 1, "errors": 1, "delivered": PROFILES - 1, "delivering": 0}
     poisoned = await profile_id(api, POISONED)
     why = await ok(await api.get(f"/api/v1/campaigns/{first}/recipients/{poisoned}"))
     [decision] = why["decisions"]
@@ -166,7 +166,7 @@ async def test_a_processor_failing_on_an_event_parks_it_goes_on_and_re_drives_it
 
     second = await broadcast(api, herald, "<p>Two</p>")
     await send_everything(herald)
-    assert (await ok(await api.get(f"/api/v1/campaigns/{second}/progress")))["campaign"] == {"queued": 10}
+    assert (await ok(await api.get(f"/api/v1/campaigns/{second}/progress")))["campaign"] == SENT_10
     processors = await ok(await api.get("/api/v1/processors"))
     [parked] = processors["parked"]
     assert parked["consumer"] == "campaign-runs" and parked["event_type"] == "CampaignRunStarted"
@@ -192,7 +192,7 @@ async def test_a_processor_failing_on_an_event_parks_it_goes_on_and_re_drives_it
     assert redriven["redriven_at"] is not None
     await ok(await api.post(f"{path}/redrive"))  # again: nothing more happens
     await send_everything(herald)
-    assert (await ok(await api.get(f"/api/v1/campaigns/{first}/progress")))["campaign"] == {"queued": 10}
+    assert (await ok(await api.get(f"/api/v1/campaigns/{first}/progress")))["campaign"] == SENT_10
     assert len(relay.messages) == 20
     assert (await ok(await api.get("/api/v1/processors")))["parked"] == []
     assert (await api.post("/api/v1/processors/campaign-runs/parked/99999/redrive")).status_code == 404
@@ -257,6 +257,9 @@ async def test_herald_parked_lists_and_herald_redrive_applies_parked_events(
     assert herald.projections.campaigns.counters(campaign_id) == {"queued": 3}
 
 
+SENT_10 = {"queued": 10, "delivered": 10, "delivering": 0}
+
+
 def _a_bug(*args: Any, **kwargs: Any) -> Any:
     raise KeyError("a bug")
 
@@ -269,14 +272,14 @@ async def test_a_message_that_breaks_the_sender_is_given_up_after_its_tries_and_
     campaign_id = await broadcast(api, herald, "<p>Hi</p>")
     herald.runtime.drain()
     victim = ms.message_id(campaign_id, f"{campaign_id}-1", await profile_id(api, 2))
-    prepare = herald.email.prepare
+    compose = herald.email.channel.compose
 
-    def breaking(queued: Any) -> Any:
+    def breaking(queued: Any, *args: Any) -> Any:
         if queued.message_id == victim:
             raise ValueError("a header nothing expected")
-        return prepare(queued)
+        return compose(queued, *args)
 
-    monkeypatch.setattr(herald.email, "prepare", breaking)
+    monkeypatch.setattr(herald.email.channel, "compose", breaking)
     for _ in range(MESSAGE_ATTEMPTS):
         await herald.email.run_once()
         herald.runtime.drain()

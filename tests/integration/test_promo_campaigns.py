@@ -13,8 +13,8 @@ import pytest
 from herald.api.wiring import Herald, build
 from herald.domain import messages as ms
 from herald.infra.event_store import NewEvent, StreamAppend, WrongExpectedVersion
+from herald.messages.rendering import RenderedEmail
 from herald.processors.runtime import Emission
-from herald.services.rendering import RenderedEmail
 from tests.code_service import CodeService, serving
 from tests.integration.test_campaigns import (
     CS,
@@ -60,7 +60,7 @@ def queued(herald: Herald, cid: str) -> dict[str, ms.MessageQueued]:
 
 
 def html_of(herald: Herald, message: ms.MessageQueued) -> str:
-    body = herald.campaigns.render_queued(message).body
+    body = herald.queued.render_queued(message).body
     assert isinstance(body, RenderedEmail)
     return body.html
 

@@ -24,16 +24,16 @@ from herald.domain import templates as tp
 from herald.domain.templates import RenderFailed
 from herald.domain.templating.compiler import _ENVIRONMENT
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
-from herald.services.aggregates import CommandContext
-from herald.services.rendering import (
+from herald.messages.rendering import (
     MessageData,
     MessageRenderer,
     RenderedEmail,
     RenderedPush,
     RenderedSms,
     SignedTrackingUrls,
+    current_fragments,
 )
-from herald.services.templates import current_fragments
+from herald.services.aggregates import CommandContext
 
 CTX = CommandContext(actor="test", source="test")
 TRACKER = "https://trk.example.com"

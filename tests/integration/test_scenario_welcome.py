@@ -7,10 +7,10 @@ guide allows a click instead of the opt-in confirmation), waiting an hour → tr
 points → (7) promo email; false: (8) "an SMS was sent?" → true: (9) webhook to the call centre;
 false: (10) SMS reminder → (11) pause a day → a link back to (4).
 
-Clicks are followed from the received mail through the click tracker. The SMS gateways exist but
-the worker that sends SMS through them does not yet (issue 18's generic send path), so the test
-records the attempt and the delivery of each queued SMS as that worker will, through the delivery
-decider. Node (6), assign a promo code,
+Clicks are followed from the received mail through the click tracker. The SMS reminders go out
+through the SMS worker as SMPP submits to a loopback SMSC (an SMS sender set by the API; accepted
+is delivered), so the scenario's "an SMS was sent?" reads what the worker recorded. Node (6),
+assign a promo code,
 waits for the loyalty programs.
 
 Who does what, by the profile's number: 0–2 of every 10 click on day 1 (before the pause ends);
@@ -25,7 +25,7 @@ import email.policy
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,16 +38,14 @@ import pytest
 
 from herald.api.app import create_app
 from herald.api.wiring import Herald, build
-from herald.domain import deliveries as dl
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
-from herald.services.aggregates import CommandContext
 from tests.conftest import ADMIN_TOKEN
+from tests.smsc import Smsc, smsc_server
 from tests.smtp_sink import smtp_server
 
 PROFILES = 1_000
-GATEWAY = CommandContext(actor="test-sms-gateway", source="test")
 
 
 @dataclass
@@ -82,6 +80,12 @@ def call_centre() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}/leads"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+async def smsc() -> AsyncIterator[Smsc]:
+    async with smsc_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -245,19 +249,29 @@ async def send_mail(herald: Herald) -> None:
         herald.runtime.drain()
 
 
-def send_sms(herald: Herald) -> int:
-    """What an SMS gateway will do: take each due SMS, record the attempt and its delivery."""
+async def send_sms(herald: Herald) -> int:
+    """The SMS worker sends what is due to the loopback SMSC; returns how many it sent."""
     herald.runtime.drain()
-    now = herald.clock.now()
-    due = herald.projections.send_queue.due("sms", now, 10_000)
-    for message_id in due:
-        herald.deliveries.execute(message_id, dl.StartAttempt("test-sms-gateway", now), GATEWAY)
-        outcome = dl.RecordSmtpOutcome(
-            "delivered", 200, "accepted", "test-sms-gateway", timedelta(days=1), now
-        )
-        herald.deliveries.execute(message_id, outcome, GATEWAY)
-    herald.runtime.drain()
-    return len(due)
+    sent = 0
+    while attempts := await herald.sms.run_once():
+        sent += attempts
+        herald.runtime.drain()
+    return sent
+
+
+async def sms_route(api: httpx.AsyncClient, smsc: Smsc) -> None:
+    """An SMS sender (the loopback SMSC's account; accepted is delivered) as the default SMS route."""
+    account = {"host": "127.0.0.1", "port": smsc.port, "system_id": "herald"}
+    sender = {
+        "name": "SMSC",
+        "channel": "sms",
+        "smpp": account,
+        "password": "secret",
+        "rate_per_second": 1000,
+    }
+    await ok(await api.put("/api/v1/senders/smsc", json=sender))
+    rules = [{"targets": [{"sender_id": "smsc", "percent": 100}]}]
+    await ok(await api.put("/api/v1/virtual-senders/default_sms", json={"name": "SMS", "rules": rules}))
 
 
 def later(herald: Herald, clock: ManualClock, by: timedelta) -> None:
@@ -292,9 +306,11 @@ async def test_the_guides_welcome_scenario_for_1000_profiles_over_simulated_days
     clock: ManualClock,
     sink: tuple[Sink, int],
     call_centre: str,
+    smsc: Smsc,
 ) -> None:
     herald, (relay, port) = welcome_herald, sink
     ids = await setup(api, herald, port, call_centre)
+    await sms_route(api, smsc)
     rows = [
         {
             "email": f"c{i}@mail.example",
@@ -326,7 +342,8 @@ async def test_the_guides_welcome_scenario_for_1000_profiles_over_simulated_days
         await click(api, welcome[address])
     herald.runtime.drain()
     later(herald, clock, timedelta(minutes=50))  # the hour is up: the rest go to node 8, then the SMS
-    assert send_sms(herald) == 600
+    assert await send_sms(herald) == 600
+    assert {s.source_addr for s in smsc.submits} == {"SHOP"} and len(smsc.submits) == 600
     for address in group({4}):  # day 2, after the SMS
         await click(api, welcome[address])
     later(herald, clock, timedelta(days=1))  # node 11 ends: the link back to node 4
@@ -343,7 +360,8 @@ async def test_the_guides_welcome_scenario_for_1000_profiles_over_simulated_days
     promo = Counter(rcpt for rcpt, raw in relay.messages if _parsed(raw)["Subject"] == "Your bonus")
     assert sorted(promo) == sorted(clickers) and set(promo.values()) == {1}  # each once
     assert sorted(_CallCentre.phones) == sorted(f"+4930{number(a):07d}" for a in never)
-    assert send_sms(herald) == 0  # nobody was sent the SMS twice
+    assert await send_sms(herald) == 0 and len(smsc.submits) == 600  # nobody was sent the SMS twice
+    await herald.sms.close()
 
     stats = await ok(
         await api.get(

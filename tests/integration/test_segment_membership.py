@@ -29,6 +29,7 @@ from herald.infra.event_store import RecordedEvent
 from herald.infra.readmodel_db import SqliteCheckpoints
 from herald.processors.runtime import InProcessRuntime
 from herald.processors.segment_membership import SegmentMembershipProcessor
+from herald.services.tracking import TrackInput
 from tests.builders import CTX, DB, RESOURCE, create_resource, customers
 
 ADULTS = {
@@ -36,6 +37,7 @@ ADULTS = {
         {"database_id": DB, "rules": [{"kind": "field", "field": "age", "operator": "gte", "value": 18}]}
     ]
 }
+GOAL_OVER_10 = {"kind": "goal", "goal": "purchase", "aggregate": "sum", "operator": "gt", "value": 10}
 CLICKED_30_DAYS = {
     "sources": [
         {
@@ -167,6 +169,25 @@ def test_a_field_change_enters_and_leaves_naming_the_event(world: World) -> None
     ]
     assert world.changes("adults")[-1].data["cause"]["event_id"] == str(younger.event_id)
     assert world.processor.members("adults") == []
+
+
+def test_a_goal_tracked_for_a_profile_enters_though_its_properties_are_sealed_in_the_log(
+    world: World,
+) -> None:
+    # The runtime skips tracked events whose stored JSON names no goal; the goal sits in the
+    # properties, which the log holds sealed, so the sealed event must still say it names one.
+    world.segment("buyers", {"sources": [{"database_id": DB, "rules": [GOAL_OVER_10]}]})
+    anna = world.profile("anna@example.org")
+    world.drain()
+    bought = TrackInput(
+        "Purchase", profile={"email": "anna@example.org"}, properties={"goal": "purchase", "value": 25}
+    )
+    viewed = TrackInput("Viewed", profile={"email": "anna@example.org"}, properties={"page": "/"})
+    world.herald.tracking.track(DB, [viewed, bought], CTX)
+    world.drain()
+    as_stored = world.herald.store.inner.read_stream(f"activity-{anna}")  # type: ignore[attr-defined]
+    assert [b"purchase" in e.stored_data for e in as_stored] == [False, False]  # the goal is sealed
+    assert world.processor.members("buyers") == [anna]
 
 
 def test_a_click_enters_and_the_window_expires_at_exactly_thirty_days(world: World) -> None:
@@ -403,7 +424,11 @@ def test_static_membership_is_folded_for_segment_rules(world: World) -> None:
         membership_stream("vip"),
         [
             NewEvent(
-                deterministic_id("test", 1), "ProfileEnteredSegment", entered.to_data(), datetime.now(UTC)
+                deterministic_id("test", 1),
+                "ProfileEnteredSegment",
+                entered.to_data(),
+                datetime.now(UTC),
+                metadata={"actor": "test"},
             )
         ],
     )

@@ -30,10 +30,10 @@ class Received:
 class Sink:
     """An aiosmtpd handler: records what it accepts and answers by the address's local part.
 
-    Recipients `soft@` get 451, `hard@` 550, `busy@` 421; `spam@` is refused at
-    DATA with 554; the sender `blocked@` is refused with 553. `refuse_mail_421`
-    answers the next MAIL FROM with 421 (as a relay does after too many
-    messages on one connection).
+    Recipients `soft@` get 451, `hard@` 550 5.1.1, `old@` a bare 550, `relay@` 550 5.7.1,
+    `busy@` 421; `spam@` is refused at DATA with 554; the sender `blocked@` is refused with 553.
+    `refuse_mail_421` answers the next MAIL FROM with 421 (as a relay does after too many messages
+    on one connection).
     """
 
     received: list[Received] = field(default_factory=list)
@@ -59,6 +59,8 @@ class Sink:
         answers = {
             "soft": "451 4.2.0 Mailbox busy, try later",
             "hard": "550 5.1.1 No such user",
+            "old": "550 Mailbox unavailable",
+            "relay": "550 5.7.1 Relaying denied",
             "busy": "421 4.3.0 Service shutting down",
         }
         answer = answers.get(address.split("@")[0])
@@ -140,15 +142,42 @@ async def test_delivered_carries_the_bytes_and_envelope(server: Server, starttls
     assert (got.mail_from, got.rcpt_tos, got.content) == (SENDER, ["someone@example.org"], MESSAGE)
 
 
+DOTTED = [
+    (
+        "leading-dots",
+        b"Subject: x\r\n\r\n.one\r\n..two\r\nend\r\n",
+        b"Subject: x\r\n\r\n.one\r\n..two\r\nend\r\n",
+    ),
+    ("bare-line-feeds", b"Subject: x\n\n.a\nb", b"Subject: x\r\n\r\n.a\r\nb\r\n"),
+    ("a-dot-first-and-last", b".\r\n", b".\r\n"),
+]
+
+
+@pytest.mark.parametrize(("sent", "received"), [c[1:] for c in DOTTED], ids=[c[0] for c in DOTTED])
+async def test_the_message_arrives_as_given_whatever_dots_and_line_ends(
+    server: Server, sent: bytes, received: bytes
+) -> None:
+    async with SmtpPool(server.relay()) as pool:
+        outcome = await pool.send(SENDER, "someone@example.org", sent)
+    assert outcome.kind == "delivered"
+    assert server.sink.received[0].content == received
+
+
 OUTCOMES = [
     ("soft@example.org", SmtpOutcome("soft_bounce", 451, "4.2.0 Mailbox busy, try later")),
-    ("hard@example.org", SmtpOutcome("hard_bounce", 550, "5.1.1 No such user")),
+    ("hard@example.org", SmtpOutcome("hard_bounce", 550, "5.1.1 No such user", address_gone=True)),
+    ("old@example.org", SmtpOutcome("hard_bounce", 550, "Mailbox unavailable", address_gone=True)),
+    ("relay@example.org", SmtpOutcome("hard_bounce", 550, "5.7.1 Relaying denied")),  # not the address
     ("busy@example.org", SmtpOutcome("soft_bounce", 421, "4.3.0 Service shutting down")),
     ("spam@example.org", SmtpOutcome("hard_bounce", 554, "5.7.1 Message refused as spam")),
 ]
 
 
-@pytest.mark.parametrize(("recipient", "expected"), OUTCOMES, ids=["451", "550", "421", "554-at-data"])
+@pytest.mark.parametrize(
+    ("recipient", "expected"),
+    OUTCOMES,
+    ids=["451", "550-5.1.1", "550-bare", "550-5.7.1", "421", "554-at-data"],
+)
 async def test_refusals_become_bounces_by_reply_class(
     server: Server, recipient: str, expected: SmtpOutcome
 ) -> None:
@@ -250,6 +279,35 @@ async def test_a_server_that_never_greets_times_out_as_failed() -> None:
         await silent.wait_closed()
     assert (outcome.kind, outcome.code) == ("failed", 0)
     assert "Timed out" in outcome.text
+
+
+async def test_no_answer_to_the_final_dot_may_have_been_sent() -> None:
+    """A relay that takes the message and then falls silent may have it: `maybe_sent`, unlike a
+    silence before the dot (nothing it would deliver was complete)."""
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mute.test\r\n")
+        while line := await reader.readline():
+            if line.startswith((b"EHLO", b"HELO")):
+                writer.write(b"250 mute.test\r\n")
+            elif line.startswith((b"MAIL", b"RCPT")):
+                writer.write(b"250 OK\r\n")
+            elif line == b"DATA\r\n":
+                writer.write(b"354 go ahead\r\n")
+            # the message and its dot: no answer
+            await writer.drain()
+
+    mute = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = mute.sockets[0].getsockname()[1]
+    committed: list[bool] = []
+    try:
+        relay = SmtpRelay(host="127.0.0.1", port=port, local_hostname="herald.test", timeout=0.3)
+        async with SmtpPool(relay) as pool:
+            outcome = await pool.send(SENDER, "a@example.org", MESSAGE, lambda: committed.append(True))
+    finally:
+        mute.close()
+        await mute.wait_closed()
+    assert (outcome.kind, outcome.code, outcome.maybe_sent, committed) == ("failed", 0, True, [True])
 
 
 async def test_a_refusing_greeting_is_failed_with_its_code() -> None:

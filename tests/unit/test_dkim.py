@@ -1,8 +1,10 @@
-"""DKIM signing with a sender's key, verified by dkimpy against a fake DNS answering with our TXT record."""
+"""DKIM signing with a sender's key, every signature verified by dkimpy (an independent implementation)
+against a fake DNS answering with our TXT record."""
 
 from __future__ import annotations
 
 import base64
+import random
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,9 +14,11 @@ import dkim as dkimpy
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from dkim.canonicalization import Relaxed
 
-from herald.senders.dkim import DkimError, DkimKey, generate_key, sign
+from herald.senders.dkim import DkimError, DkimKey, generate_key, relaxed_body, sign
 from herald.senders.mime import Attachment, build_email
+from tests.unit.test_mime import random_body, random_text
 
 DOMAIN = "news.herald.test"
 Dns = Callable[..., bytes | None]
@@ -189,3 +193,64 @@ def test_unusable_keys_and_messages_are_refused(key: DkimKey) -> None:
         sign(message(), key, headers=["Subject"])
     with pytest.raises(ValueError, match="1024 or 2048"):
         generate_key(512)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def key_pair_2048() -> tuple[str, str]:
+    return generate_key(2048)
+
+
+def test_random_messages_signed_with_rsa_2048_verify_with_dkimpy(key_pair_2048: tuple[str, str]) -> None:
+    key = DkimKey("big", DOMAIN, key_pair_2048[0])
+    dns = dns_with({key.dns_name: key_pair_2048[1]})
+    rng = random.Random(6376)
+    for n in range(40):
+        subject = random_text(rng, rng.randrange(0, 12))
+        signed = sign(
+            message(message_id=f"m{n}", subject=subject, text=random_body(rng), html=random_body(rng)), key
+        )
+        assert dkimpy.verify(signed, dnsfunc=dns), (n, subject)
+        assert signature_tags(signed)["a"] == "rsa-sha256"
+
+
+def test_the_signing_time_is_the_one_given(key: DkimKey, key_pair: tuple[str, str]) -> None:
+    at = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
+    signed = sign(message(), key, at=at)
+    assert signature_tags(signed)["t"] == str(int(at.timestamp()))
+    assert sign(message(), key, at=at) == signed  # PKCS#1 v1.5: the same input, the same bytes
+    assert dkimpy.verify(signed, dnsfunc=dns_with({key.dns_name: key_pair[1]}))
+
+
+BODIES = [
+    b"",
+    b"\r\n",
+    b"\r\n\r\n\r\n",
+    b"one line without an end",
+    b"ends with blank lines\r\n\r\n\r\n",
+    b"spaces  and\t\ttabs \t inside\r\n",
+    b"trailing  \r\n\t\r\n   \r\n",
+    b"a\r\n \r\nb  \t",
+    b"  leading\r\n\tleading tab\r\n",
+]
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_the_relaxed_body_is_dkimpys(body: bytes, key: DkimKey, key_pair: tuple[str, str]) -> None:
+    assert relaxed_body(body) == Relaxed.canonicalize_body(body)
+    signed = sign(b"From: a@" + DOMAIN.encode() + b"\r\nSubject: x\r\n\r\n" + body, key)
+    assert dkimpy.verify(signed, dnsfunc=dns_with({key.dns_name: key_pair[1]}))
+
+
+def test_folded_and_repeated_headers_are_signed_bottom_up(key: DkimKey, key_pair: tuple[str, str]) -> None:
+    raw = (
+        b"From: a@" + DOMAIN.encode() + b"\r\n"
+        b"To: first@example.org\r\n"
+        b"Subject:   a   folded\r\n\t subject  \r\n"
+        b"To: second@example.org\r\n"
+        b"\r\nbody\r\n"
+    )
+    signed = sign(raw, key, headers=["From", "Subject", "To", "To"])
+    assert signature_tags(signed)["h"] == "from:subject:to:to:from"
+    assert dkimpy.verify(signed, dnsfunc=dns_with({key.dns_name: key_pair[1]}))
+    swapped = signed.replace(b"first@", b"third@")
+    assert not dkimpy.verify(swapped, dnsfunc=dns_with({key.dns_name: key_pair[1]}))

@@ -71,8 +71,9 @@ def test_profile_hash_ids() -> None:
     assert profile_xxh_id("abc") == xxhash.xxh64(b"abc").hexdigest()
 
 
-CLAIMED_BY_A = UniqueValueClaimed(database_id="1", kind="email", value="ann@x.io", profile_id="a")
-RELEASED_BY_A = UniqueValueReleased(database_id="1", kind="email", value="ann@x.io", profile_id="a")
+ANN = hashlib.sha256(b"ann@x.io").hexdigest()  # a claim names its value by its digest, never in clear
+CLAIMED_BY_A = UniqueValueClaimed(database_id="1", kind="email", value=ANN, profile_id="a")
+RELEASED_BY_A = UniqueValueReleased(database_id="1", kind="email", value=ANN, profile_id="a")
 
 
 @pytest.mark.parametrize(

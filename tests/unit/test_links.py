@@ -9,6 +9,10 @@ import pytest
 
 from herald.domain.links import (
     MARKER_ATTR,
+    RENDERED_HREF,
+    STATIC_CLOSE,
+    STATIC_HREF,
+    STATIC_TEXT,
     TEXT_CLOSE,
     TEXT_OPEN,
     TEXT_SEP,
@@ -40,11 +44,22 @@ def tracked_href(link_id: str, url: str) -> str:
     return f"https://t.test/c?l={link_id}&amp;u={quote(url, safe='')}"
 
 
+@pytest.fixture(params=[False, True], ids=["marked", "precomputed"])
+def precompute(request: pytest.FixtureRequest) -> bool:
+    """Each output test runs with static links marked and with them precomputed: the same message."""
+    return bool(request.param)
+
+
 def send(
-    source: str, *, utm: dict[str, str] | None = None, specs: tuple[LinkSpec, ...] = (), **data: Any
+    source: str,
+    *,
+    precompute: bool = False,
+    utm: dict[str, str] | None = None,
+    specs: tuple[LinkSpec, ...] = (),
+    **data: Any,
 ) -> TrackedOutput:
     """Mark, render with the real template engine, then track: the send path in one call."""
-    marked = mark_links(source, "html")
+    marked = mark_links(source, "html", precompute=precompute)
     rendered = compile_template(marked.source).render(RenderContext(system=SYSTEM, **data))
     return track_links(rendered, marked.links + specs, tracker, utm)
 
@@ -307,13 +322,14 @@ TRACKED = [
 @pytest.mark.parametrize(
     ("source", "data", "expected"), [c[1:] for c in TRACKED], ids=[c[0] for c in TRACKED]
 )
-def test_track_links_output(source: str, data: dict[str, Any], expected: str) -> None:
-    assert send(source, **data).text == expected
+def test_track_links_output(source: str, data: dict[str, Any], expected: str, precompute: bool) -> None:
+    assert send(source, precompute=precompute, **data).text == expected
 
 
-def test_link_in_loop_occurs_once_per_iteration_with_one_id() -> None:
+def test_link_in_loop_occurs_once_per_iteration_with_one_id(precompute: bool) -> None:
     items = [{"url": f"https://shop.test/item/{n}", "name": f"Item {n}"} for n in (1, 2, 3)]
-    out = send('{for $x = json.items}<a href="{$x.url}">{$x.name}</a>{end}', json={"items": items})
+    source = '{for $x = json.items}<a href="{$x.url}">{$x.name}</a>{end}'
+    out = send(source, precompute=precompute, json={"items": items})
     assert [(link.id, link.url) for link in out.links] == [
         ("html.1", "https://shop.test/item/1"),
         ("html.1", "https://shop.test/item/2"),
@@ -324,21 +340,21 @@ def test_link_in_loop_occurs_once_per_iteration_with_one_id() -> None:
     )
 
 
-def test_ids_do_not_change_when_the_rendered_url_changes() -> None:
+def test_ids_do_not_change_when_the_rendered_url_changes(precompute: bool) -> None:
     source = '<a href="https://x.test/{lead.id}">X</a><a href="https://y.test">Y</a>'
-    first = send(source, lead={"id": 1})
-    second = send(source, lead={"id": 2})
+    first = send(source, precompute=precompute, lead={"id": 1})
+    second = send(source, precompute=precompute, lead={"id": 2})
     assert [link.id for link in first.links] == [link.id for link in second.links] == ["html.1", "html.2"]
     assert [link.url for link in first.links] != [link.url for link in second.links]
 
 
-def test_rendered_links_carry_kind_name_updates_and_subscribe_to() -> None:
+def test_rendered_links_carry_kind_name_updates_and_subscribe_to(precompute: bool) -> None:
     source = (
         '<a href="http://www.example.org" name="link" update-clicked_link="true">A</a>'
         '<a href="http://www.example.org" subscribe-to="1" update-last="{lead.id}">B</a>'
         '<a href="{unsubscribe}">U</a><a href="mailto:a@b.test">M</a>'
     )
-    out = send(source, lead={"id": 7})
+    out = send(source, precompute=precompute, lead={"id": 7})
     assert out.links == (
         RenderedLink(
             "html.1", "http://www.example.org", "link", "custom", {"clicked_link": "true"}, None, True
@@ -386,8 +402,8 @@ UTM_OUTPUT = [
 
 
 @pytest.mark.parametrize(("source", "expected"), [c[1:] for c in UTM_OUTPUT], ids=[c[0] for c in UTM_OUTPUT])
-def test_utm_in_output(source: str, expected: str) -> None:
-    assert send(source, utm=UTM).text == expected
+def test_utm_in_output(source: str, expected: str, precompute: bool) -> None:
+    assert send(source, precompute=precompute, utm=UTM).text == expected
 
 
 ADD_UTM = [
@@ -437,9 +453,10 @@ def test_default_utm_follows_the_product_defaults() -> None:
     }
 
 
-def test_href_entities_decoded_for_the_url_and_escaped_when_written() -> None:
+def test_href_entities_decoded_for_the_url_and_escaped_when_written(precompute: bool) -> None:
     out = send(
         '<a href="https://x.test/?q={lead.q}&amp;r=&quot;1&quot;" data-no-track>X</a>',
+        precompute=precompute,
         lead={"q": "a<b"},
         utm={"utm_source": "email"},
     )
@@ -488,3 +505,68 @@ def test_text_links_in_a_loop_and_unknown_ids() -> None:
     ]
     assert out.text.endswith(" https://y.test")
     assert TEXT_OPEN not in out.text and TEXT_CLOSE not in out.text
+
+
+# ---------------------------------------------------------------- precomputed static links
+
+
+def test_links_varying_only_in_their_href_are_placeholders_once_per_version() -> None:
+    source = (
+        '<a href="https://x.test/a" update-seen="1" name="a">A</a>'
+        '<a href="https://x.test/{lead.id}">B</a>'
+        "<a href='https://x.test/?a=1&b=2' data-no-track>C</a>"
+    )
+    marked = mark_links(source, "html", precompute=True)
+    assert marked.source == (
+        f'<a href={STATIC_HREF}html.1{STATIC_CLOSE} name="a">A</a>'
+        f'<a href={RENDERED_HREF}html.2{TEXT_SEP}"https://x.test/{{lead.id}}"{STATIC_CLOSE}>B</a>'
+        f"<a href={STATIC_HREF}html.3{STATIC_CLOSE}>C</a>"
+    )
+    assert [s.raw_href for s in marked.links] == ['"https://x.test/a"', "", "'https://x.test/?a=1&b=2'"]
+    kept = mark_links(
+        '<a {if lead.x}class="y"{end} href="https://x.test" update-a="{lead.a}">', "html", precompute=True
+    )
+    assert (
+        kept.source.count(MARKER_ATTR) == 1
+    )  # a tag elsewhere in the start tag: marked, scanned per message
+    assert marked.links[0].updates == {"seen": "1"}  # the click still applies it
+    rendered = compile_template(marked.source).render(RenderContext(lead={"id": 3}))
+    out = track_links(rendered, marked.links, tracker)
+    assert out.text == (
+        f'<a href="{tracked_href("html.1", "https://x.test/a")}" name="a">A</a>'
+        f'<a href="{tracked_href("html.2", "https://x.test/3")}">B</a>'
+        "<a href='https://x.test/?a=1&b=2'>C</a>"  # left as the author wrote it
+    )
+
+
+def test_a_static_link_in_a_loop_is_tracked_once_per_message() -> None:
+    calls: list[str] = []
+
+    def counting(link: RenderedLink) -> str:
+        calls.append(link.id)
+        return tracker(link)
+
+    source = '{for $x = json.items}<a href="https://x.test">{$x}</a>{end}'
+    marked = mark_links(source, "html", precompute=True)
+    rendered = compile_template(marked.source).render(RenderContext(json={"items": [1, 2, 3]}))
+    out = track_links(rendered, marked.links, counting)
+    assert calls == ["html.1"]
+    assert [link.id for link in out.links] == ["html.1"] * 3
+    assert out.text.count(tracked_href("html.1", "https://x.test")) == 3
+
+
+def test_static_text_links_and_placeholders_from_data() -> None:
+    source = "Hi {lead.bio} https://x.test/a and https://x.test/{lead.id}"
+    marked = mark_text_links(source, "text", precompute=True)
+    assert marked.source == (
+        f"Hi {{lead.bio}} {STATIC_TEXT}text.1{STATIC_CLOSE} and "
+        f"{TEXT_OPEN}text.2{TEXT_SEP}https://x.test/{{lead.id}}{TEXT_CLOSE}"
+    )
+    imitation = f"{STATIC_TEXT}text.9{STATIC_CLOSE}{STATIC_HREF}html.1{STATIC_CLOSE}"  # not its own
+    rendered = compile_template(marked.source).render(RenderContext(lead={"bio": imitation, "id": 4}))
+    out = track_links(rendered, marked.links, tracker)
+    assert out.text == (
+        f"Hi  https://t.test/c?l=text.1&u={quote('https://x.test/a', safe='')} and "
+        f"https://t.test/c?l=text.2&u={quote('https://x.test/4', safe='')}"
+    )
+    assert [link.id for link in out.links] == ["text.1", "text.2"]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import email
+import random
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
+from email.utils import unquote
 from typing import Any
 
 import pytest
@@ -289,3 +293,106 @@ def test_the_same_input_gives_the_same_bytes() -> None:
 def test_the_date_keeps_its_offset() -> None:
     moscow = datetime(2025, 3, 14, 12, 26, 53, tzinfo=timezone(timedelta(hours=3)))
     assert parse(build(date=moscow))["Date"] == "Fri, 14 Mar 2025 12:26:53 +0300"
+
+
+# --- every kind of message, parsed back ------------------------------------------------------------
+
+PIECES = [
+    "Ann",
+    "sale",
+    "50%",
+    "Café",
+    "Привет",
+    "ёжик",
+    "日本語のテキスト",
+    "🌸",
+    "👩‍👩‍👧",
+    '"quoted"',
+    "a,b",
+    "back\\slash",
+    "=?utf-8?q?not_a_word?=",
+    "under_score",
+    "x" * 90,
+    "Ж" * 40,
+    "<tag>",
+    "tab\there",
+]
+
+
+def random_text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(PIECES) for _ in range(words))
+
+
+def random_body(rng: random.Random) -> str:
+    lines = []
+    for _ in range(rng.randrange(1, 30)):
+        line = random_text(rng, rng.randrange(0, 40))
+        lines.append(line + rng.choice(["", " ", "  ", "\t"]))  # trailing white space must survive
+    return rng.choice(["\n", "\r\n"]).join(lines)
+
+
+def display_name(data: bytes, header: str) -> str:
+    """A mailbox header's display name decoded as RFC 2047 §6.2 says: white space between adjacent
+    encoded words is dropped. (The email package's address parser keeps it in phrases, even for names
+    it encoded itself, so it cannot judge a long encoded name.)"""
+    raw = email.message_from_bytes(data, policy=policy.compat32)[header]
+    phrase = re.sub(r"\r?\n", "", raw).rpartition(" <")[0]
+    if phrase.startswith("=?"):
+        return str(make_header(decode_header(phrase)))
+    if phrase.startswith('"'):
+        return unquote(phrase)
+    return phrase
+
+
+def test_random_messages_read_back_exactly_with_the_email_package() -> None:
+    rng = random.Random(20251214)
+    for n in range(300):
+        subject, from_name, to_name = (random_text(rng, rng.randrange(0, 12)) for _ in range(3))
+        text = random_body(rng) if rng.random() < 0.8 else ""
+        html = f"<p>{random_body(rng)}</p>" if rng.random() < 0.8 or not text else ""
+        # (a file name in angle brackets would lose them: the email package's `unquote` strips them)
+        filename = random_text(rng, 3).replace("<tag>", "tag")
+        attachments = [Attachment(filename, rng.randbytes(rng.randrange(0, 300)))][: rng.randrange(2)]
+        data = build(
+            message_id=f"m{n}",
+            subject=subject,
+            from_name=from_name,
+            to_name=to_name,
+            text=text,
+            html=html,
+            attachments=attachments,
+            unsubscribe_url=ONE_CLICK,
+            list_id="weekly.news.herald.test",
+            list_name=random_text(rng, 3),
+        )
+        bare = data.replace(b"\r\n", b"")
+        assert data.isascii() and b"\n" not in bare and b"\r" not in bare
+        head, _ = data.split(b"\r\n\r\n", 1)
+        assert all(len(line) <= 78 or line.startswith(b"List-Unsubscribe:") for line in head.split(b"\r\n"))
+        assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+        message = parse(data)
+        assert message.defects == []
+        assert message["Subject"] == " ".join(subject.split())
+        people = (("From", from_name, "news@news.herald.test"), ("To", to_name, "ann@example.org"))
+        for header, name, address in people:
+            assert message[header].addresses[0].addr_spec == address
+            assert display_name(data, header) == " ".join(name.split())
+        assert message["Message-ID"] == f"<m{n}@news.herald.test>"
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        body = message.get_body(("plain",)) if text else None
+        if body is not None:
+            assert text_of(body) == "\n".join(text.splitlines()) + "\n"
+        if html:
+            html_part = message.get_body(("html",))
+            assert html_part is not None and text_of(html_part) == "\n".join(html.splitlines()) + "\n"
+        if text and html:
+            alternative = message if not attachments else next(message.iter_parts())
+            assert alternative.get_content_type() == "multipart/alternative"
+            assert [p.get_content_type() for p in alternative.iter_parts()] == ["text/plain", "text/html"]
+        for given, part in zip(attachments, list(message.iter_attachments()), strict=True):
+            assert part.get_filename() == " ".join(given.filename.split())
+            assert part.get_content() == given.content
+        for part in message.walk():
+            assert part.defects == []
+            if not part.is_multipart():
+                assert part["Content-Transfer-Encoding"] in ("7bit", "quoted-printable", "base64")

@@ -36,6 +36,7 @@ from herald.domain.profiles import (
     ProfileAbsorbed,
     ProfileCreated,
     ProfileDeleted,
+    ProfileErased,
     ProfileFieldsUpdated,
     ProfileGlobalStatusChanged,
     ProfileMergedAway,
@@ -834,6 +835,7 @@ ALL_EVENTS: list[Event] = [
         **ids(), tracked=TrackedData(ip="1.2.3.4", at=T1), changes={"_ip": FieldChange(new="1.2.3.4")}
     ),
     ProfileDeleted(**ids()),
+    ProfileErased(**ids()),
     ProfileMergedAway(**ids(), target_profile_id=P2),
     ProfileAbsorbed(**ids(), source_profile_id=P2, changes={"Plan": FieldChange(new="Pro")}),
 ]

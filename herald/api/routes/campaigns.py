@@ -103,8 +103,24 @@ def _campaign_json(call: Call, state: cp.CampaignState) -> dict[str, Any]:
         "current_limit": state.current_limit,
         "winner_template_id": state.winner_template_id,
         "runs": call.herald.projections.campaigns.runs(state.campaign_id),
-        "progress": call.herald.projections.campaigns.counters(state.campaign_id),
+        "progress": _progress(call, state),
     }
+
+
+def _progress(call: Call, state: cp.CampaignState, is_test: bool = False) -> dict[str, int]:
+    """The card's counters as the guide shows them for the campaign's channel: `delivering` is queued,
+    neither delivered nor undelivered yet (once the campaign has sent); a push has no delivered,
+    undelivered or delivering (push services report no delivery; `ack` is tracking)."""
+    counters = call.herald.projections.campaigns.counters(state.campaign_id, is_test)
+    if state.settings is not None and state.settings.channel == "push":
+        return {k: v for k, v in counters.items() if k not in PUSH_HIDES}
+    settled = counters.get("delivered", 0) + counters.get("undelivered", 0)
+    if settled:
+        counters["delivering"] = counters.get("queued", 0) - settled
+    return counters
+
+
+PUSH_HIDES = frozenset({"delivered", "undelivered", "delivering"})
 
 
 async def create_campaign(call: Call) -> dict[str, Any]:
@@ -199,10 +215,8 @@ async def send_test(call: Call) -> dict[str, Any]:
 
 
 async def progress(call: Call) -> dict[str, Any]:
-    campaign_id = call.path_param("campaign_id")
-    call.herald.campaigns.loaded(campaign_id)
-    counters = call.herald.projections.campaigns
-    return {"campaign": counters.counters(campaign_id), "tests": counters.counters(campaign_id, is_test=True)}
+    state = call.herald.campaigns.loaded(call.path_param("campaign_id")).state
+    return {"campaign": _progress(call, state), "tests": _progress(call, state, is_test=True)}
 
 
 async def recipient(call: Call) -> dict[str, Any]:

@@ -302,6 +302,11 @@ async def delete_profile(call: Call) -> dict[str, Any]:
     return call.herald.profiles.delete(call.path_param("profile_id"), call.context).to_json()
 
 
+async def erase_profile(call: Call) -> dict[str, Any]:
+    # GDPR erasure: deleted, its key destroyed, every copy of its data outside the log scrubbed
+    return call.herald.erasure.erase(call.path_param("profile_id"), call.context).to_json()
+
+
 async def merge_profiles(call: Call) -> dict[str, Any]:
     outcomes = call.herald.profiles.merge(
         call.body.source_profile_id, call.path_param("profile_id"), call.context
@@ -478,6 +483,13 @@ ENDPOINTS = [
     Endpoint("GET", P, get_profile, "The profile card", "profiles", role="read"),
     Endpoint("PATCH", P, update_profile, "Change profile fields", "profiles", body=FieldsBody),
     Endpoint("DELETE", P, delete_profile, "Delete a profile", "profiles"),
+    Endpoint(
+        "POST",
+        P + "/erase",
+        erase_profile,
+        "Erase a profile for good (GDPR): its personal data unreadable in the log, gone everywhere else",
+        "profiles",
+    ),
     Endpoint("PUT", P + "/status", change_status, "Change the global status", "profiles", body=StatusBody),
     Endpoint(
         "PUT", P + "/test", set_test, "Mark or unmark as a test subscriber", "profiles", body=TestFlagBody

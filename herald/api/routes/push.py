@@ -26,8 +26,8 @@ from herald.api.responses import json_response
 from herald.domain.errors import NotFound
 from herald.domain.resources import ResourceState
 from herald.domain.subscriptions import MAX_OPAQUE_CONTACT
+from herald.messages.rendering import tracking_base
 from herald.senders.webpush import public_key_of
-from herald.services.campaigns import tracking_base
 
 _BROWSERS = ("chrome", "firefox", "opera", "safari")
 

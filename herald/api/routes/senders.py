@@ -1,10 +1,12 @@
-"""Senders (SMTP relays with their speed, retries and DKIM key) and virtual senders (routing rules).
+"""Senders (an email sender's SMTP relay with its speed, retries and DKIM key; an SMS sender's SMPP
+account with its "await delivery"; a push sender's Web Push contact or FCM project) and virtual
+senders (routing rules).
 
-`PUT /senders/{id}` creates or replaces a sender; the relay password and the
-DKIM private key are write-only (sealed before they are stored, never
-returned; left empty, the stored ones stay). `PUT /virtual-senders/{id}` sets
-the ordered routing rules; the one named `default` routes campaigns that name
-none.
+`PUT /senders/{id}` creates or replaces a sender; the relay or SMSC password, the DKIM private
+key and an FCM service account are write-only (sealed before they are stored, never returned;
+left empty, the stored ones stay). `PUT /virtual-senders/{id}` sets the ordered routing rules;
+the one named `default` routes email campaigns that name none, `default_sms` and `default_push`
+those of the other channels (a push rule's domains name subscription providers: `fcm`, `webpush`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ _Strict = ConfigDict(extra="forbid")
 
 class SenderBody(sd.SenderSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    password: str = Field("", description="write-only: the relay login's password")
+    password: str = Field("", description="write-only: the relay login's (or SMSC account's) password")
     dkim_private_key: str = Field("", description="write-only: the PEM private key DKIM signs with")
+    service_account: str = Field("", description="write-only: an FCM sender's service-account key (JSON)")
 
 
 class VirtualSenderBody(BaseModel):
@@ -39,14 +42,15 @@ def _sender_json(state: sd.SenderState) -> dict[str, Any]:
         **state.settings.model_dump(mode="json"),
         "has_password": state.secrets.password is not None,
         "has_dkim_key": state.secrets.dkim_private_key is not None,
+        "has_service_account": state.secrets.service_account is not None,
     }
 
 
 async def put_sender(call: Call) -> dict[str, Any]:
     body: SenderBody = call.body
     sender_id = call.path_param("sender_id")
-    settings = sd.SenderSettings.model_validate(body.model_dump(exclude={"password", "dkim_private_key"}))
-    secrets = PlainSenderSecrets(password=body.password, dkim_private_key=body.dkim_private_key)
+    settings = sd.SenderSettings.model_validate(body.model_dump(exclude=set(sd.SECRET_NAMES)))
+    secrets = PlainSenderSecrets(**{name: getattr(body, name) for name in sd.SECRET_NAMES})
     exists = call.herald.aggregates.store.stream_version(sd.sender_stream(sender_id)) > 0
     return call.herald.senders.set_sender(sender_id, settings, secrets, call.context, not exists).to_json()
 

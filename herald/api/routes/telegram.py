@@ -27,7 +27,7 @@ from herald.api.endpoints import Call, Endpoint
 from herald.api.errors import HttpError
 from herald.domain.resources import CustomChannelSettings, ResourceState
 from herald.domain.subscriptions import TELEGRAM_BOT
-from herald.services.campaigns import tracking_base
+from herald.messages.rendering import tracking_base
 
 _SECRET_HEADER = "x-telegram-bot-api-secret-token"
 

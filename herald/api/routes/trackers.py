@@ -82,7 +82,7 @@ from herald.domain.bots import Action, BotRules, BotVerdict, Hit, classify
 from herald.domain.deliveries import DeliveryState, MessageRef
 from herald.domain.errors import DomainError, NotFound
 from herald.domain.resources import MAX_UNSUBSCRIBE_TIMER_MINUTES, ResourceState, UnsubscribeMode
-from herald.services.rendering import RenderedEmail
+from herald.messages.rendering import RenderedEmail
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ async def web_version(call: Call) -> Response:
     visit = _visit(call, "webversion")
     deliveries = call.herald.deliveries
     sent = deliveries.rendered_from(visit.message_id)
-    message = call.herald.campaigns.render_queued(deliveries.queued(visit.message_id), sent)
+    message = call.herald.queued.render_queued(deliveries.queued(visit.message_id), sent)
     if not isinstance(message.body, RenderedEmail) or not message.body.html:
         raise HttpError(404, "this message has no web version", "token")
     return HTMLResponse(message.body.html, headers=NO_STORE)

@@ -35,11 +35,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from herald.domain import fragments
 from herald.domain import links as lk
 from herald.domain.email_body import inline_css, insert_open_pixel, text_block, tidy_text
 from herald.domain.errors import DomainError
+from herald.domain.events import registry
 from herald.domain.profiles import ProfileState
-from herald.domain.resources import EmailSettings
+from herald.domain.resources import EmailSettings, ResourceState
 from herald.domain.sms import add_http_to_links, sms_length
 from herald.domain.subscriptions import Subscription
 from herald.domain.templates import (
@@ -52,6 +54,7 @@ from herald.domain.templates import (
 )
 from herald.domain.templating import CompiledTemplate, RenderContext, compile_template
 from herald.domain.templating.references import References, references
+from herald.infra.aggregates import Aggregates
 from herald.infra.failures import TRANSIENT, describe
 from herald.infra.pixel_signing import link_token
 from herald.infra.remote_content import RemoteContentError
@@ -184,6 +187,21 @@ class ShortLinkUrls(SignedTrackingUrls):
         return f"{self.base_url}/s/{code}"
 
 
+def tracking_urls(
+    signer: TokenSigner, resource: ResourceState, message_id: str, channel: Channel
+) -> SignedTrackingUrls:
+    """A message's tracker URLs on its resource's tracking domain; an SMS's clicks as short links, so
+    its length (and the parts it is sent in) is the length it is counted with when queued."""
+    kind = ShortLinkUrls if channel is Channel.SMS else SignedTrackingUrls
+    return kind(signer, tracking_base(resource), message_id)
+
+
+def tracking_base(resource: ResourceState) -> str:
+    """The resource's tracking domain as the base of its tracker URLs."""
+    domain = resource.settings.default_tracking_domain if resource.settings else "localhost"
+    return f"https://{domain}"
+
+
 class PreviewUrls:
     """A preview's links: their own destinations, no pixel, anchors for system links."""
 
@@ -302,6 +320,15 @@ class _Prepared:
     parts: Mapping[str, CompiledTemplate]
     text_parts: Mapping[str, CompiledTemplate]
     uses: References
+    # with the fragments' versions a message renders with: every link spec, and the precomputed
+    # links' occurrences made so far (messages without UTM share them)
+    link_tables: dict[tuple[tuple[str, int], ...], _LinkTable] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _LinkTable:
+    specs: Mapping[str, lk.LinkSpec]
+    finished: dict[str, lk.RenderedLink] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +343,10 @@ class _CompiledFragment:
 
 
 def _marked(text: str, scope: str, html: bool) -> lk.MarkedSource:
-    return lk.mark_links(text, scope) if html else lk.mark_text_links(text, scope)
+    """A source's links marked, the static ones precomputed: per message only their tokens are made."""
+    if html:
+        return lk.mark_links(text, scope, precompute=True)
+    return lk.mark_text_links(text, scope, precompute=True)
 
 
 def _prepare(content: TemplateContent) -> _Prepared:
@@ -379,6 +409,59 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
         found += [("push.ios_deep_link", p.ios_deep_link, None, False)]
         found += [("push.android_deep_link", p.android_deep_link, None, False)]
     return found
+
+
+# --- where fragments come from -----------------------------------------------------------------
+
+
+def current_fragments(aggregates: Aggregates) -> FragmentSource:
+    """Reads the current version of named fragments (those that exist).
+
+    A fragment's stream is folded again only when it has grown: each use costs one version query,
+    not a read of every version the fragment ever had (a run renders it for every recipient).
+    """
+    folded: dict[str, tuple[int, Fragment | None]] = {}
+
+    def current(name: str) -> Fragment | None:
+        stream = fragments.fragment_stream(name)
+        cached = folded.get(name)
+        if cached is None or cached[0] != aggregates.store.stream_version(stream):
+            loaded = aggregates.load(fragments.fragment_decider, stream)
+            state = loaded.state
+            fragment = (
+                Fragment(state.fragment.content, state.fragment.type, state.version)
+                if state.exists and state.fragment is not None
+                else None
+            )
+            cached = folded[name] = (loaded.version, fragment)
+        return cached[1]
+
+    def read(names: frozenset[str]) -> Mapping[str, Fragment]:
+        found = {name: current(name) for name in sorted(names)}
+        return {name: fragment for name, fragment in found.items() if fragment is not None}
+
+    return read
+
+
+def fragments_at(aggregates: Aggregates, versions: Mapping[str, int]) -> FragmentSource:
+    """Reads named fragments at the given versions (those a message was rendered with); a fragment
+    not named there is left out, as it was then."""
+
+    def at_version(name: str) -> Fragment | None:
+        wanted = versions.get(name)
+        for recorded in aggregates.store.read_stream(fragments.fragment_stream(name)) if wanted else ():
+            made = fragments.version_content(
+                registry.decode(recorded.type, recorded.schema_version, recorded.payload)
+            )
+            if made is not None and made[0] == wanted:
+                return Fragment(made[1].content, made[1].type, wanted)
+        return None
+
+    def read(names: frozenset[str]) -> Mapping[str, Fragment]:
+        found = {name: at_version(name) for name in sorted(names)}
+        return {name: fragment for name, fragment in found.items() if fragment is not None}
+
+    return read
 
 
 # --- the renderer ------------------------------------------------------------------------------
@@ -456,8 +539,7 @@ class MessageRenderer:
             parts=prepared.text_parts,
             fetch_remote=_as_text_block(fetches),
         )
-        specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
-        job = _Job(content, prepared, specs, data, urls, context, text_context)
+        job = _Job(content, prepared, _link_table(prepared, fragments), data, urls, context, text_context)
         body = job.body(channel)
         return RenderedMessage(
             template_id,
@@ -498,7 +580,7 @@ class MessageRenderer:
         compiled = self._fragments_compiled.get(key)
         if compiled is None:  # a version's content never changes: compile it once
             html = _marked(fragment.content, f"fragment.{name}", fragment.type == "html")
-            text = lk.mark_text_links(_as_text(fragment.content, fragment.type), f"text-fragment.{name}")
+            text = _marked(_as_text(fragment.content, fragment.type), f"text-fragment.{name}", False)
             html_compiled = compile_template(html.source)
             compiled = _CompiledFragment(
                 html_compiled,
@@ -530,6 +612,16 @@ class MessageRenderer:
             return fetches.json(url.strip())
         except RemoteContentError as error:
             raise RenderFailed(f"JSON content: {error}", "json_content_url") from None
+
+
+def _link_table(prepared: _Prepared, fragments: Mapping[str, _CompiledFragment]) -> _LinkTable:
+    """The links of a template version rendered with these fragment versions (made once)."""
+    key = tuple(sorted((name, f.version) for name, f in fragments.items()))
+    table = prepared.link_tables.get(key)
+    if table is None:
+        specs = {**prepared.specs, **{s.id: s for f in fragments.values() for s in f.specs}}
+        table = prepared.link_tables[key] = _LinkTable(specs)
+    return table
 
 
 def _as_text_block(fetches: MessageFetches | None) -> Callable[[str], str] | None:
@@ -575,7 +667,7 @@ class _Job:
         self,
         content: TemplateContent,
         prepared: _Prepared,
-        specs: Mapping[str, lk.LinkSpec],
+        links: _LinkTable,
         data: MessageData,
         urls: TrackingUrls,
         context: RenderContext,
@@ -585,7 +677,7 @@ class _Job:
         self.text_context = text_context
         self.content = content
         self.prepared = prepared
-        self.specs = specs
+        self.link_table = links
         self.data = data
         self.urls = urls
         self.links: list[lk.RenderedLink] = []
@@ -611,7 +703,8 @@ class _Job:
 
     def tracked(self, key: str, utm_source: str, context: RenderContext | None = None) -> str:
         rendered = self.text(key, context)
-        out = lk.track_links(rendered, self.specs.values(), self._track, self._utm(utm_source))
+        table = self.link_table
+        out = lk.track_links(rendered, table.specs, self._track, self._utm(utm_source), table.finished)
         self.links.extend(out.links)
         return out.text
 
@@ -719,3 +812,13 @@ def subscription_of(
 
 def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
+
+
+def fixed_promo_codes(codes: Mapping[str, str] | None) -> PromoCodes:
+    """A queued message's codes, as it was queued with them."""
+    given = dict(codes or {})
+
+    def lookup(shortcodes: frozenset[str]) -> Mapping[str, str]:
+        return {name: given.get(name, "") for name in shortcodes}
+
+    return lookup

@@ -35,8 +35,8 @@ from herald.domain.statuses import Status
 from herald.domain.stop_lists import stop_list_decider, stop_list_stream, template_unsubscribe_entry
 from herald.domain.subscriptions import AddSubscription, Cause, ChangeSubscriptionStatus
 from herald.domain.templates import template_decider, template_stream
-from herald.services.aggregates import CommandContext, Loaded, Outcome
-from herald.services.catalog import CatalogService
+from herald.infra.aggregates import Aggregates, CommandContext, Loaded, Outcome
+from herald.messages.ports import Catalog
 
 log = logging.getLogger(__name__)
 TRACKER = CommandContext(actor="tracker", source="tracker")
@@ -44,9 +44,9 @@ SENDER = CommandContext(actor="sender", source="sender")
 
 
 class DeliveryService:
-    def __init__(self, catalog: CatalogService) -> None:
+    def __init__(self, aggregates: Aggregates, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.aggregates = catalog.aggregates
+        self.aggregates = aggregates
 
     def message(self, message_id: str) -> Loaded[dl.DeliveryState]:
         """The message's delivery state; NotFound unless it was queued."""
@@ -57,10 +57,9 @@ class DeliveryService:
 
     def queued(self, message_id: str) -> MessageQueued:
         """The message as it was queued (its template version, fragments, content)."""
-        for event in self.aggregates.store.read_stream(message_stream(message_id)):
-            if event.type == "MessageQueued":
-                return MessageQueued.model_validate(event.data)
-        raise NotFound(f"no message {message_id!r}", "message_id")
+        queued = self.message(message_id).state.queued
+        assert queued is not None  # a message with a ref was queued
+        return queued
 
     def rendered_from(self, message_id: str) -> dl.RenderInputs | None:
         """What the message's last attempt was rendered from; None before any attempt kept it."""
@@ -80,12 +79,6 @@ class DeliveryService:
     def record_short_links(self, message_id: str, links: Mapping[str, str], at: datetime) -> Outcome:
         """Keep an SMS's short links (code → click token) before it is sent, so `/s/<code>` resolves."""
         return self.execute(message_id, dl.RecordShortLinks(links, at), SENDER)
-
-    def delivery_report(
-        self, message_id: str, provider_id: str, state: Any, code: str, at: datetime
-    ) -> Outcome:
-        """A provider's delivery report on one part of an accepted message."""
-        return self.execute(message_id, dl.RecordDeliveryReport(provider_id, state, code, at), SENDER)
 
     def expire_delivery_waits(self, due: list[str], at: datetime) -> int:
         """Settle the accepted messages whose "await delivery" ended unreported; returns how many."""

@@ -1,0 +1,102 @@
+"""The push channel's part of the sender worker: a queued push composed for a browser or an app.
+
+A push goes out through the campaign's virtual sender (`messages/routing.py`), routed by the
+subscription's provider, to the sender that serves it: the Web Push protocol (RFC 8030/8291/8292)
+signed with the account's VAPID key, to a browser subscription; FCM's HTTP v1 API with the
+sender's service account, to an app's device token. Its title, body, icon and click URL go with
+the `ack` and `open` tracking links the service worker or the app calls (`hub_link`, FCM's
+`data`), so delivery and opening are the recipient's own reports. Accepted is sent; `ack` says
+delivered. A route to a sender of the other kind is not delivered (`sender_error`).
+
+Not yet: APNs (`senders/apns.py`) has no sender kind.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from herald.domain import senders as sd
+from herald.domain.errors import NotFound, RuleViolated
+from herald.domain.messages import MessageQueued
+from herald.domain.profiles import profile_decider, profile_stream
+from herald.messages.queued import QueuedMessages
+from herald.messages.rendering import RenderedPush, SignedTrackingUrls, tracking_base
+from herald.messages.routing import Senders, retry_deadline, routed
+from herald.messages.worker import Composed, Lookups
+from herald.senders.fcm import FcmGateway, FcmSettings, ServiceAccount
+from herald.senders.gateway import ChannelGateway, Outbound, ReportHandler
+from herald.senders.webpush import WebPushGateway, WebPushSettings
+
+
+class PushChannel:
+    name = "push"
+
+    def __init__(self, queued: QueuedMessages, senders: Senders, vapid_private_key: str) -> None:
+        self.queued = queued
+        self.senders = senders
+        self.vapid_private_key = vapid_private_key
+
+    def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
+        provider = self._provider(queued)
+        message, rendered_from = self.queued.render_to_send(queued, lookups)
+        body = message.body
+        assert isinstance(body, RenderedPush)
+        resource, _ = self.queued.channel_of(queued, lookups)
+        links = SignedTrackingUrls(
+            self.queued.signer, tracking_base(resource), queued.message_id
+        ).push_links()
+        _, sender = routed(queued, lookups, self.senders, f"push@{provider}")
+        settings = sender.state.settings
+        assert settings is not None
+        serves = "fcm" if settings.fcm is not None else "webpush"
+        if serves != provider:
+            raise RuleViolated(
+                f"sender {settings.name!r} sends {serves}, not {provider}: route {provider} to its own",
+                "virtual_sender_id",
+            )
+        outbound = Outbound(
+            queued.message_id,
+            queued.contact,
+            body.body,
+            title=body.title,
+            icon=body.icon,
+            click_url=body.click_url,
+            data=links,
+        )
+        return Composed(outbound, sender, rendered_from)
+
+    def _provider(self, queued: MessageQueued) -> str:
+        """The provider of the subscription the push was queued for (its profile is read to render it)."""
+        profile = self.queued.aggregates.load(profile_decider, profile_stream(queued.profile_id)).state
+        for subscription in profile.subscriptions.of_resource(queued.resource_id, "push"):
+            if subscription.key.contact == queued.contact and subscription.key.provider:
+                return subscription.key.provider
+        raise NotFound("the push subscription is gone", "contact")
+
+    def gateway(self, sender: sd.OpenedSender, on_report: ReportHandler) -> ChannelGateway:
+        built = self.built_for(sender)
+        return FcmGateway(built) if isinstance(built, FcmSettings) else WebPushGateway(built)
+
+    def built_for(self, sender: sd.OpenedSender) -> WebPushSettings | FcmSettings:
+        settings = sender.state.settings
+        assert settings is not None
+        if settings.fcm is not None:
+            return FcmSettings(
+                service_account=ServiceAccount.model_validate_json(sender.service_account),
+                base_url=settings.fcm.base_url,
+                rate_per_second=settings.rate_per_second,
+                connections=settings.connections,
+            )
+        assert settings.webpush is not None  # a push sender has one of the two
+        return WebPushSettings(
+            vapid_private_key=self.vapid_private_key,
+            subject=settings.webpush.subject,
+            rate_per_second=settings.rate_per_second,
+            connections=settings.connections,
+        )
+
+    def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
+        return retry_deadline(sender)
+
+    def await_delivery(self, sender: sd.OpenedSender) -> timedelta | None:
+        return None  # push services send no delivery reports: the service worker's `ack` is one

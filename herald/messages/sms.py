@@ -1,0 +1,69 @@
+"""The SMS channel's part of the sender worker: a queued SMS composed for its sender's SMSC.
+
+An SMS goes out through the campaign's virtual sender (`messages/routing.py`) as the resource's
+SMS Caller ID, or the routing rule's From override (an alpha sender per rule), to the
+subscription's number; its links are already `/s/<code>` short links, kept with the attempt
+before it leaves so a click resolves. The sender is an SMPP account (`senders/smpp.py`) whose
+receipts settle the message: delivered when every part is, and undelivered when the sender's
+"await delivery" passes without them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from herald.domain import senders as sd
+from herald.domain.messages import MessageQueued
+from herald.domain.resources import SmsSettings
+from herald.messages.queued import QueuedMessages
+from herald.messages.rendering import RenderedSms
+from herald.messages.routing import Senders, retry_deadline, routed
+from herald.messages.worker import Composed, Lookups
+from herald.senders.gateway import ChannelGateway, Outbound, ReportHandler
+from herald.senders.smpp import SmppGateway, SmppSettings
+
+
+class SmsChannel:
+    name = "sms"
+
+    def __init__(self, queued: QueuedMessages, senders: Senders) -> None:
+        self.queued = queued
+        self.senders = senders
+
+    def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
+        message, rendered_from = self.queued.render_to_send(queued, lookups)
+        body = message.body
+        assert isinstance(body, RenderedSms)
+        _, sms = self.queued.channel_of(queued, lookups)
+        assert isinstance(sms, SmsSettings)
+        target, sender = routed(queued, lookups, self.senders)
+        outbound = Outbound(
+            queued.message_id, queued.contact, body.body, sender=target.from_name or sms.caller_id
+        )
+        return Composed(outbound, sender, rendered_from, message.short_links)
+
+    def gateway(self, sender: sd.OpenedSender, on_report: ReportHandler) -> ChannelGateway:
+        return SmppGateway(self.built_for(sender), on_report)
+
+    def built_for(self, sender: sd.OpenedSender) -> SmppSettings:
+        settings = sender.state.settings
+        assert settings is not None and settings.smpp is not None  # an SMS sender has its SMSC
+        account = settings.smpp
+        return SmppSettings(
+            host=account.host,
+            port=account.port,
+            system_id=account.system_id,
+            password=sender.password,
+            system_type=account.system_type,
+            window=account.window,
+            rate_per_second=settings.rate_per_second,
+        )
+
+    def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
+        return retry_deadline(sender)
+
+    def await_delivery(self, sender: sd.OpenedSender) -> timedelta | None:
+        settings = sender.state.settings
+        assert settings is not None
+        seconds = settings.await_delivery_seconds
+        return timedelta(seconds=seconds) if seconds else None

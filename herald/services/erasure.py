@@ -1,0 +1,148 @@
+"""Erasing a profile (GDPR): its events stay, unreadable; every copy of its data elsewhere goes.
+
+`erase(profile_id)`:
+1. deletes the profile (its unique values are released, as any delete does) and records
+   `ProfileErased` on its stream;
+2. destroys its key (`ProfileKeys.destroy`): from then on its sealed events read as erased,
+   in this process, in a replay, and in any copy of the log;
+3. scrubs what is not the log: the report store's rows (the profile's snapshot goes; its
+   subscription changes lose their contact, its messages' events their bounce text (which often
+   quotes the address); message, goal and creation rows stay, so the
+   reports keep its anonymous counts; embedded, once the sink has caught up, the two tables
+   are rewritten and the old ones dropped at once; on a server by mutations whose old parts
+   the server drops later), the error reports of imports and the CSV and JSON-lines
+   exports (lines holding one of its values go; XLSX exports of its database, compressed and so
+   unsearchable, are deleted), and segment files. The read models are scrubbed by the erasure
+   projection when it reads `ProfileErased`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from herald.domain import profiles
+from herald.infra.clickhouse import ChdbClickHouse, ClickHouse
+from herald.infra.profile_keys import ProfileKeys
+from herald.services.aggregates import CommandContext, Outcome
+from herald.services.profiles import ProfileService
+
+_TEXT_FILES = (".csv", ".jsonl", ".rows")
+# Each report table holding personal data, and the column its rows of an erased profile lose
+# (None: those rows go). Message, goal and creation rows otherwise stay: the reports keep the counts.
+_REPORT_SCRUBS: dict[str, str | None] = {
+    "profile_snapshots": None,
+    "subscription_changes": "contact",
+    "message_events": "bounce_text",  # a bounce's text often quotes the address
+}
+_THEIRS = "profile_id = {profile:String}"
+
+
+def _holding(table: str, column: str | None) -> str:
+    """Counts the rows a scrub would change."""
+    blank = f" AND {column} != ''" if column else ""
+    return f"SELECT count() AS n FROM {table} WHERE {_THEIRS}{blank}"
+
+
+def _kept(table: str, column: str | None) -> str:
+    """The table's rows as they stay (embedded: the table is rewritten from it)."""
+    if column is None:
+        return f"SELECT * FROM {table} WHERE NOT ({_THEIRS})"
+    return f"SELECT * REPLACE (if({_THEIRS}, '', {column}) AS {column}) FROM {table}"
+
+
+def _mutation(table: str, column: str | None) -> str:
+    """The scrub as a server's mutation."""
+    if column is None:
+        return f"ALTER TABLE {table} DELETE WHERE {_THEIRS}"
+    return f"ALTER TABLE {table} UPDATE {column} = '' WHERE {_THEIRS}"
+
+
+class ErasureService:
+    def __init__(
+        self,
+        profiles_service: ProfileService,
+        keys: ProfileKeys,
+        clickhouse: ClickHouse | None,
+        file_folders: Iterable[Path],
+        report_catch_up: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.profiles = profiles_service
+        self.keys = keys
+        self.clickhouse = clickhouse
+        self.file_folders = list(file_folders)
+        self.report_catch_up = report_catch_up
+
+    def erase(self, profile_id: str, context: CommandContext) -> Outcome:
+        state = self.profiles.state(profile_id) if self._exists(profile_id) else None
+        values = _personal_values(state) if state is not None else set()
+        if state is not None:
+            self.profiles.delete(profile_id, context)
+        aggregates = self.profiles.aggregates
+        command = profiles.EraseProfile(profile_id, aggregates.clock.now())
+        outcome = self.profiles.execute(profile_id, command, context)
+        self.keys.destroy(profile_id)
+        self.report_catch_up()  # the sink writes the erased state first, so nothing comes after the scrub
+        self._scrub_reports(profile_id)
+        self._scrub_files(values)
+        return outcome
+
+    def _exists(self, profile_id: str) -> bool:
+        return self.profiles.aggregates.load(
+            profiles.profile_decider, profiles.profile_stream(profile_id)
+        ).state.exists
+
+    def _scrub_reports(self, profile_id: str) -> None:
+        if self.clickhouse is None:
+            return
+        params = {"profile": profile_id}
+        for table, column in _REPORT_SCRUBS.items():
+            if self.clickhouse.query(_holding(table, column), params)[0]["n"] == 0:
+                continue
+            if not isinstance(self.clickhouse, ChdbClickHouse):
+                # a server: a mutation rewrites the parts; it drops the old ones after `old_parts_lifetime`
+                self.clickhouse.execute(_mutation(table, column), params)
+                continue
+            # embedded: the table is rewritten without the data and the old one dropped at once, so no
+            # outdated part keeps a copy on disk (the embedded engine does not clean them up by itself)
+            self.clickhouse.execute(f"DROP TABLE IF EXISTS {table}_scrub SYNC")
+            self.clickhouse.execute(f"CREATE TABLE {table}_scrub AS {table}")
+            self.clickhouse.execute(f"INSERT INTO {table}_scrub {_kept(table, column)}", params)
+            self.clickhouse.execute(f"EXCHANGE TABLES {table} AND {table}_scrub")
+            self.clickhouse.execute(f"DROP TABLE {table}_scrub SYNC")
+
+    def _scrub_files(self, values: set[str]) -> None:
+        needles = [v.encode() for v in values if len(v) >= 3]
+        if not needles:
+            return
+        for path in self._files():
+            if path.suffix == ".xlsx":
+                path.unlink(missing_ok=True)
+            elif path.suffix in _TEXT_FILES or path.parent.name.endswith(".errors"):
+                _drop_lines(path, needles)
+
+    def _files(self) -> Iterator[Path]:
+        for folder in self.file_folders:
+            if folder.is_dir():
+                yield from (p for p in folder.rglob("*") if p.is_file())
+
+
+def _personal_values(state: profiles.ProfileState) -> set[str]:
+    values: set[str] = set()
+    for value in state.fields.values():
+        items = value if isinstance(value, list) else [value]
+        values.update(str(v) for v in items if isinstance(v, str | int) and not isinstance(v, bool))
+    values.update(s.key.contact for s in state.subscriptions)
+    if state.tracked is not None:
+        values.update(str(v) for v in (state.tracked.ip, state.tracked.user_agent) if v)
+    return values
+
+
+def _drop_lines(path: Path, needles: list[bytes]) -> None:
+    content = path.read_bytes()
+    if not any(n in content for n in needles):
+        return
+    kept = [line for line in content.splitlines(keepends=True) if not any(n in line for n in needles)]
+    part = path.with_suffix(path.suffix + ".scrub")
+    part.write_bytes(b"".join(kept))
+    part.replace(path)

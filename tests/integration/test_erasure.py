@@ -1,0 +1,199 @@
+"""Erasure on an immutable log: after it, and after a replay, no file of the data directory holds the
+profile's personal data — the log, the read models, their WAL files, the key store, chDB's files,
+import error reports and exports all searched byte by byte — while the reports keep its counts."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from herald.api.app import create_app
+from herald.api.replay import replay, replay_reports
+from herald.api.wiring import Herald, build
+from herald.infra.clickhouse import ClickHouse
+from herald.infra.clock import ManualClock
+from herald.infra.config import Settings
+from herald.infra.ids import IdSource
+from tests.builders import CTX, DB, create_resource, customers, email_subscription
+from tests.conftest import ADMIN_TOKEN
+
+ERIN = {
+    "email": "erin.quillfeather@example.org",
+    "_fname": "Erinwyndra",
+    "phones": "+79031234567",
+    "crm_id": "CRM-7731-ERIN",
+}
+WORK = "erin.at.work.quill@example.net"
+ADDRESS = "203.0.113.77"
+SECRETS = [*ERIN.values(), "79031234567", WORK, ADDRESS, "Quillbrowser/9.1"]
+OTHER = "bob.keeps@example.org"
+
+
+def found_in(data_dir: Path, values: list[str]) -> dict[str, list[str]]:
+    """Which files hold which of `values` (UTF-8 bytes, anywhere in the file)."""
+    hits: dict[str, list[str]] = {}
+    for path in sorted(p for p in data_dir.rglob("*") if p.is_file()):
+        content = path.read_bytes()
+        there = [v for v in values if v.encode() in content]
+        if there:
+            hits[str(path.relative_to(data_dir))] = there
+    return hits
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, reports_engine="chdb")
+
+
+@pytest.fixture
+async def running(settings: Settings, clock: ManualClock) -> AsyncIterator[tuple[Herald, httpx.AsyncClient]]:
+    herald = build(settings, clock=clock, ids=IdSource(3))
+    customers(herald)
+    create_resource(herald)
+    transport = httpx.ASGITransport(app=create_app(herald, run_processors=False))
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as api:
+        try:
+            yield herald, api
+        finally:
+            with contextlib.suppress(OSError):  # the test closes it itself before replaying
+                herald.close()
+
+
+def drain(herald: Herald) -> None:
+    herald.runtime.drain()
+    assert herald.reports_runtime is not None
+    herald.reports_runtime.drain()
+
+
+async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_a_replay(
+    running: tuple[Herald, httpx.AsyncClient], settings: Settings
+) -> None:
+    herald, api = running
+    created = await api.post(
+        f"/api/v1/databases/{DB}/profiles", json={**ERIN, "subscriptions": [email_subscription(WORK)]}
+    )
+    erin = created.json()["profile_id"]
+    await api.post(f"/api/v1/databases/{DB}/profiles", json={"email": OTHER, "_fname": "Bob"})
+    await api.post(
+        f"/api/v1/profiles/{erin}/tracked-data", json={"ip": ADDRESS, "user_agent": "Quillbrowser/9.1"}
+    )
+    await api.patch(f"/api/v1/profiles/{erin}", json={"fields": {"age": 41}})
+    await api.post(
+        "/api/v1/track/batch",
+        json={
+            "database_id": DB,
+            "events": [
+                {
+                    "event": "Viewed",
+                    "profile": {"email": ERIN["email"]},
+                    "properties": {"note": ERIN["_fname"]},
+                }
+            ],
+        },
+    )
+    # an import whose refused row is hers, and an export holding her row
+    upload = await api.post(
+        f"/api/v1/databases/{DB}/import-files",
+        content=f"Email,age\n{ERIN['email']},not-a-number\n".encode(),
+        headers={"content-type": "text/csv"},
+    )
+    await api.post(
+        f"/api/v1/databases/{DB}/imports",
+        json={
+            "file_id": upload.json()["file_id"],
+            "columns": [{"column": 1, "field": "email"}, {"column": 2, "field": "age"}],
+        },
+    )
+    await api.post(f"/api/v1/databases/{DB}/exports", json={"source": {"kind": "database", "id": DB}})
+    drain(herald)
+    before = found_in(settings.data_dir, SECRETS)
+    assert any(name.startswith("readmodels") for name in before), before  # the search can see them
+    assert any(name.startswith("clickhouse") for name in before), before
+    assert not any(name.startswith("events.sqlite") for name in before), before  # the log holds them sealed
+
+    erased = await api.post(f"/api/v1/profiles/{erin}/erase")
+    assert erased.status_code == 200, erased.text
+    drain(herald)
+    assert (await api.get(f"/api/v1/profiles/{erin}")).status_code == 404
+    assert found_in(settings.data_dir, SECRETS) == {}
+    assert found_in(settings.data_dir, [OTHER]) != {}  # everyone else's data is all there
+    # the reports keep her anonymous counts: her profile's creation is still counted
+    assert herald.clickhouse is not None
+    created_rows = herald.clickhouse.query("SELECT count() AS n FROM profile_creations FINAL")
+    assert created_rows[0]["n"] == 2
+    herald.close()
+
+    assert replay(settings) == 0
+    assert replay_reports(settings) == 0
+    assert found_in(settings.data_dir, SECRETS) == {}
+    again = build(settings, clock=herald.clock)
+    try:
+        assert (
+            again.projections.profiles.card(erin) is None or again.projections.profiles.card(erin)["deleted"]
+        )
+        assert any(c["fields"]["email"] == OTHER for c in again.projections.profiles.list_profiles(DB))
+    finally:
+        again.close()
+
+
+def settle_mutations(clickhouse: ClickHouse) -> None:
+    """A server applies mutations in the background: wait for them (bounded), as the retention test does."""
+    for _ in range(200):
+        if clickhouse.query("SELECT count() AS n FROM system.mutations WHERE is_done = 0")[0]["n"] == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the server's mutations did not finish")
+
+
+async def test_erasing_reaches_the_report_rows_on_a_clickhouse_server(
+    tmp_path: Path, clock: ManualClock, clickhouse_server: tuple[str, int]
+) -> None:
+    host, port = clickhouse_server
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        admin_token=ADMIN_TOKEN,
+        reports_engine="server",
+        clickhouse_host=host,
+        clickhouse_port=port,
+        clickhouse_database="erasure_reports",
+    )
+    herald = build(settings, clock=clock, ids=IdSource(4))
+    ch = herald.clickhouse
+    assert ch is not None
+    try:
+        customers(herald)
+        create_resource(herald)
+        erin = herald.profiles.create(
+            DB, {**ERIN, "subscriptions": [email_subscription(WORK)]}, CTX
+        ).profile_id
+        herald.profiles.create(DB, {"email": OTHER, "subscriptions": [email_subscription(OTHER)]}, CTX)
+        drain(herald)
+        bounce = f"550 5.1.1 <{WORK}>: Recipient address rejected"
+        rows = [("b1", erin, bounce), ("b2", "someone-else", f"550 5.1.1 <{OTHER}>: unknown")]
+        ch.insert("message_events", ["event_id", "profile_id", "bounce_text"], rows)
+        params = {"p": erin}
+        snapshot = "SELECT count() AS n FROM profile_snapshots WHERE profile_id = {p:String}"
+        contacts = "SELECT contact FROM subscription_changes WHERE profile_id = {p:String}"
+        assert ch.query(snapshot, params)[0]["n"] >= 1
+        assert {r["contact"] for r in ch.query(contacts, params)} == {WORK}
+
+        herald.erasure.erase(str(erin), CTX)
+        drain(herald)
+        settle_mutations(ch)
+        assert ch.query(snapshot, params)[0]["n"] == 0
+        assert {r["contact"] for r in ch.query(contacts, params)} == {""}  # the change is counted, nameless
+        assert ch.query("SELECT count() AS n FROM profile_creations FINAL")[0]["n"] == 2
+        others = ch.query("SELECT contact FROM subscription_changes WHERE profile_id != {p:String}", params)
+        assert {r["contact"] for r in others} == {OTHER}
+        bounces = ch.query("SELECT event_id, bounce_text FROM message_events ORDER BY event_id")
+        assert [(r["event_id"], OTHER in r["bounce_text"]) for r in bounces] == [("b1", False), ("b2", True)]
+        assert bounces[0]["bounce_text"] == ""
+    finally:
+        ch.execute("DROP DATABASE IF EXISTS erasure_reports")
+        herald.close()

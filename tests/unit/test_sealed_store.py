@@ -1,0 +1,133 @@
+"""The sealed store over the SQLite log: what is stored sealed, what every read path opens, what an
+erased profile's events read as, and the names a byte search of the stored JSON still finds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from herald.domain.deliveries import MessageHardBounced
+from herald.domain.events import registry
+from herald.domain.scenario_instances import ScenarioWebhookAnswered, journey_stream
+from herald.domain.tracking import GOAL_MARKS, ActivityTracked
+from herald.infra.clock import ManualClock
+from herald.infra.event_store import EventFilter, NewEvent, RecordedEvent, mentions_any
+from herald.infra.profile_keys import ProfileKeys
+from herald.infra.sealed_store import SealedEventStore, Sealer
+from herald.infra.sqlite_event_store import SqliteEventStore
+
+AT = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+ANN = "p-ann"
+ADDRESS = "ann.secret@example.org"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SealedEventStore]:
+    sealed = SealedEventStore(
+        SqliteEventStore(tmp_path / "events.sqlite", ManualClock(AT)), Sealer(ProfileKeys(tmp_path / "keys"))
+    )
+    yield sealed
+    sealed.close()
+
+
+def _append(store: SealedEventStore, stream: str, event: Any) -> None:
+    store.append(stream, [NewEvent(uuid4(), event.type_name, event.to_data(), AT, event.schema_version)])
+
+
+def _goal() -> ActivityTracked:
+    properties = {"goal": "purchase", "value": 25, "note": ADDRESS}
+    return ActivityTracked(database_id="1", profile_id=ANN, name="Purchase", properties=properties, at=AT)
+
+
+def _bounce() -> MessageHardBounced:
+    return MessageHardBounced(
+        message_id="m1",
+        campaign_id="c1",
+        template_id="t1",
+        template_version=1,
+        profile_id=ANN,
+        database_id="1",
+        resource_id="r1",
+        channel="email",
+        contact=ADDRESS,
+        code=550,
+        response=f"550 5.1.1 <{ADDRESS}>: unknown user",
+        at=AT,
+    )
+
+
+def _typed(event: RecordedEvent) -> Any:
+    return registry.decode(event.type, event.schema_version, event.payload)
+
+
+def test_personal_values_are_stored_sealed_and_every_read_path_opens_them(store: SealedEventStore) -> None:
+    _append(store, f"activity-{ANN}", _goal())
+    _append(store, "message-m1", _bounce())
+    stored = list(store.inner.read_all())
+    assert [ADDRESS.encode() in (e.stored_data or b"") for e in stored] == [False, False]
+    reads = {
+        "read_all": list(store.read_all()),
+        "read_range": store.read_range(1, 2),
+        "read_range filtered": store.read_range(
+            1, 2, EventFilter(frozenset({"ActivityTracked", "MessageHardBounced"}))
+        ),
+        "read_stream": [*store.read_stream(f"activity-{ANN}"), *store.read_stream("message-m1")],
+    }
+    for path, events in reads.items():
+        goal, bounce = (_typed(e) for e in events)  # decoded from the payload, as the projections do
+        assert goal.properties["note"] == ADDRESS, path
+        assert (bounce.contact, bounce.response) == (ADDRESS, f"550 5.1.1 <{ADDRESS}>: unknown user"), path
+
+
+def test_a_sealed_goal_still_names_itself_to_a_byte_search_but_not_its_values(
+    store: SealedEventStore,
+) -> None:
+    _append(store, f"activity-{ANN}", _goal())
+    plain = ActivityTracked(database_id="1", profile_id=ANN, name="Viewed", properties={"page": "/"}, at=AT)
+    _append(store, f"activity-{ANN}", plain)
+    goal_only = EventFilter(frozenset({"ActivityTracked"}), (), {"ActivityTracked": GOAL_MARKS})
+    assert [e.data["name"] for e in store.read_range(1, 2, goal_only)] == ["Purchase"]
+    [stored_goal, _] = store.inner.read_all()
+    assert mentions_any(stored_goal, GOAL_MARKS) and b"purchase" not in (stored_goal.stored_data or b"")
+
+
+def test_an_erased_profiles_events_read_as_erased_and_still_decode(store: SealedEventStore) -> None:
+    _append(store, f"activity-{ANN}", _goal())
+    _append(store, "message-m1", _bounce())
+    store.sealer.keys.destroy(ANN)
+    goal, bounce = (_typed(e) for e in store.read_range(1, 2))
+    assert goal.properties == {} and goal.name == "Purchase"
+    assert bounce.response == "" and ADDRESS not in bounce.contact and bounce.code == 550
+    _append(store, "message-m1", _bounce())  # written after the erasure: nothing personal is kept
+    [late] = store.inner.read_range(3, 3)
+    assert ADDRESS.encode() not in (late.stored_data or b"")
+    assert _typed(late).response == ""  # and it still reads as the event it is
+
+
+def test_a_journeys_webhook_url_and_answer_are_sealed_and_read_empty_once_erased(
+    store: SealedEventStore,
+) -> None:
+    answered = ScenarioWebhookAnswered(
+        scenario_id="7",
+        profile_id=ANN,
+        at=AT,
+        entry=1,
+        visit=1,
+        attempt=1,
+        method="GET",
+        url=f"https://crm.example.com/hook?email={ADDRESS}",
+        status=200,
+        body=f'{{"email": "{ADDRESS}"}}',
+    )
+    _append(store, journey_stream("7", ANN), answered)
+    [stored] = store.inner.read_all()
+    assert ADDRESS.encode() not in (stored.stored_data or b"")
+    assert _typed(store.read_range(1, 1)[0]) == answered
+    store.sealer.keys.destroy(ANN)
+    erased = _typed(store.read_range(1, 1)[0])
+    assert (erased.url, erased.body, erased.status, erased.method) == ("", "", 200, "GET")
