@@ -32,13 +32,13 @@ def imported(herald: Herald, *emails: str, database_id: str = DB, **fields: Any)
     return [r.profile_id or "" for r in results]
 
 
-def template(herald: Herald, name: str, channel: str = "email") -> str:
-    """A published template with content for `channel`."""
+def template(herald: Herald, name: str, channel: str = "email", html: str | None = None) -> str:
+    """A published template with content for `channel` (an email's HTML `html` when given)."""
     if channel == "sms":
         content = tp.TemplateContent(sms=tp.SmsContent(body=f"{name}: hi {{lead._fname}}"))
     else:
         content = tp.TemplateContent(
-            email=tp.EmailContent(subject=name, html=f"<p>{name}, {{lead.email}}</p>")
+            email=tp.EmailContent(subject=name, html=html or f"<p>{name}, {{lead.email}}</p>")
         )
     template_id, _ = herald.templates.create_template(tp.TemplateCard(name=name), content, False, CTX)
     return template_id
@@ -52,9 +52,10 @@ def trigger(
     database_id: str = DB,
     resource_id: str = RESOURCE,
     active: bool = True,
+    html: str | None = None,
 ) -> str:
-    """An active trigger campaign of `database_id` with `templates` templates."""
-    template_ids = tuple(template(herald, f"{name} {i + 1}", channel) for i in range(templates))
+    """An active trigger campaign of `database_id` with `templates` templates (of email HTML `html`)."""
+    template_ids = tuple(template(herald, f"{name} {i + 1}", channel, html) for i in range(templates))
     settings = cp.CampaignSettings(
         name=name,
         type=cp.CampaignType.TRIGGER,

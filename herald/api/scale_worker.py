@@ -72,7 +72,8 @@ class Worker:
         self.coordinator = self._coordinator()
 
     def _reactors(self) -> list[Reactor]:
-        return reactors(self.herald.campaigns, self.herald.run_audiences, self.herald.jobs)
+        h = self.herald
+        return reactors(h.campaigns, h.run_audiences, h.jobs, h.promo_codes, h.store, h.scoring)
 
     def _open(self, partition: int) -> PartitionRunner:
         """A runner over the partition's store: the key-local read models and reactors, the report sink."""

@@ -33,7 +33,9 @@ from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
 from herald.infra.import_files import ImportFiles
 from herald.infra.parked_events import SqliteParkedEvents
+from herald.infra.pixel_signing import PixelSigner
 from herald.infra.profile_keys import ProfileKeys
+from herald.infra.promo_generator import ExternalCodeGenerator
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.remote_content import RemoteContentFetcher, RemoteContentPolicy
 from herald.infra.run_audiences import RunAudiences
@@ -54,10 +56,13 @@ from herald.processors.backoff import Backoff, RetryPolicy
 from herald.processors.bulk_population import BulkMembers
 from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
+from herald.processors.goal_carry import GoalCarry
 from herald.processors.jobs import JobProcessor
 from herald.processors.partition_store import open_partition_store, partition_path
+from herald.processors.promo_jobs import PromoCodeJobs
 from herald.processors.runtime import InProcessRuntime, Reactor
 from herald.processors.scenarios import ScenarioProcessor
+from herald.processors.scoring_rules import ScoringRules
 from herald.processors.segment_membership import SegmentMembershipProcessor
 from herald.processors.segment_triggers import SegmentTriggers
 from herald.processors.stop_list_rules import HardBounceRule
@@ -69,6 +74,7 @@ from herald.projections.catalog import CatalogProjection
 from herald.projections.clickhouse_sink import ClickHouseSink
 from herald.projections.erasure import ErasureProjection
 from herald.projections.jobs import JobsProjection
+from herald.projections.loyalty import LoyaltyProjection
 from herald.projections.partitioned import MergedConnection, open_merged
 from herald.projections.profile_states import profile_loader
 from herald.projections.profiles import ProfilesProjection
@@ -92,15 +98,22 @@ from herald.services.catalog import CatalogService
 from herald.services.device_subscriptions import DeviceSubscriptions
 from herald.services.erasure import ErasureService
 from herald.services.exports import Exports
+from herald.services.goals import GoalService
 from herald.services.imports import ImportService
 from herald.services.inbound import InboundService
 from herald.services.jobs import JobService
+from herald.services.loyalty import LoyaltyPrograms
+from herald.services.pixels import PixelService
 from herald.services.profiles import ProfileService
-from herald.services.scenario_effects import PromoCodes, ScenarioEffects
+from herald.services.promo_codes import CodeMaker, PromoCodeService
+from herald.services.promo_rendering import CampaignPromoCodes
+from herald.services.scenario_effects import ScenarioEffects
+from herald.services.scenario_promo import ScenarioPromoCodes
 from herald.services.scenario_timers import ScenarioTimers
 from herald.services.scenario_webhooks import ScenarioWebhooks
 from herald.services.scenarios import ScenarioService
 from herald.services.scheduled_imports import ScheduledImportService
+from herald.services.scoring import ScoringService
 from herald.services.segment_members import (
     FetchedSets,
     InProcessMembers,
@@ -141,6 +154,7 @@ class Projections:
     access: AccessProjection
     audit: AuditProjection
     membership: SegmentMembershipProcessor  # realtime segment membership: folds, and appends its changes
+    loyalty: LoyaltyProjection
     scenarios: ScenarioInstancesProjection
     erasure: ErasureProjection  # last: drops an erased profile's rows after the others saw the batch
 
@@ -159,6 +173,7 @@ class Projections:
             self.access,
             self.audit,
             self.membership,
+            self.loyalty,
             self.scenarios,
             self.erasure,
         ]
@@ -193,6 +208,12 @@ class Herald:
     deliveries: DeliveryService
     senders: SenderService
     inbound: InboundService
+    loyalty: LoyaltyPrograms
+    promo_codes: PromoCodeService
+    pixels: PixelService
+    goals: GoalService
+    scoring: ScoringService
+    pixel_signer: PixelSigner
     queued: QueuedMessages  # queued messages rendered to be sent, or as they were sent
     email: MessageWorker
     sms: MessageWorker
@@ -202,6 +223,7 @@ class Herald:
     box: SecretBox  # seals and opens the secrets stored in the log
     vapid_private_key: str  # the account's web push (VAPID) key, PEM, kept in the data directory
     remote: RemoteContentFetcher
+    code_generator: ExternalCodeGenerator
     run_audiences: RunAudiences
     clickhouse: ClickHouse | None
     reports: dict[str, Report]  # the report registry, the funnel's segment steps reading segments
@@ -370,6 +392,7 @@ class Herald:
             self.clickhouse.close()
         self.run_audiences.close()
         self.remote.close()
+        self.code_generator.close()
         self.import_fetcher.close()
         self.webhooks.close()
         self.external_sets.close()
@@ -392,7 +415,7 @@ class ScenarioPorts:
     membership: SegmentMembershipProcessor
     clock: Clock
     account_timezone: str
-    promo: PromoCodes | None = None
+    promo: ScenarioPromoCodes | None = None
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -415,16 +438,26 @@ class ScenarioPorts:
         self.effects.settled()
 
     def promo_codes(self, profile_id: str) -> Mapping[str, str]:
-        return {}  # no loyalty programs on this server yet: `{loyalty.<program>.promocode}` is empty
+        return self.promo.held(profile_id) if self.promo is not None else {}
 
 
-def reactors(campaigns: CampaignService, audiences: RunAudiences, jobs: JobService) -> list[Reactor]:
+def reactors(
+    campaigns: CampaignService,
+    audiences: RunAudiences,
+    jobs: JobService,
+    promo_codes: PromoCodeService,
+    store: EventStore,
+    scoring: ScoringService,
+) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
     return [
         HardBounceRule(),
         CampaignRunner(campaigns, audiences),
         CampaignChain(campaigns),
         SegmentTriggers(campaigns),
+        PromoCodeJobs(promo_codes),
+        GoalCarry(store),
+        ScoringRules(scoring),
         JobProcessor(jobs),
     ]
 
@@ -464,6 +497,7 @@ def projections_over(
         access=AccessProjection(conn),
         audit=AuditProjection(conn),
         membership=SegmentMembershipProcessor(conn, store, bulk=bulk),
+        loyalty=LoyaltyProjection(conn),
         scenarios=ScenarioInstancesProjection(conn, store, account_timezone),
         erasure=ErasureProjection(conn),
     )
@@ -488,7 +522,8 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     profiles = ProfileService(aggregates, catalog, projections.profiles)
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
-    signer = TokenSigner(settings.secret_key or _stored_secret(settings.data_dir, "secret-key"))
+    secret = settings.secret_key or _stored_secret(settings.data_dir, "secret-key")
+    signer = TokenSigner(secret)
     box = load_secret_box(settings.secrets_key, settings.data_dir)
     senders = SenderService(aggregates, box)
     conn = projections.profiles.conn
@@ -511,6 +546,15 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
     segments = segment_service(
         settings, aggregates, projections, (clickhouse, embedded_sink), external_sets, segment_files, box
     )
+    loyalty = LoyaltyPrograms(aggregates, projections.loyalty)
+    code_generator = ExternalCodeGenerator(remote_content_policy(settings))
+    promo_codes = PromoCodeService(
+        aggregates,
+        loyalty,
+        projections.loyalty,
+        CodeMaker(code_generator, ids.secret_random(), settings.account_id),
+    )
+    campaign_codes = CampaignPromoCodes(promo_codes)
     campaigns = CampaignService(
         catalog,
         projections.profiles,
@@ -520,9 +564,15 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         signer,
         settings.account_timezone,
         segments,
+        campaign_codes,
     )
     audiences = RunAudiences(settings.data_dir / "runs.sqlite")
     deliveries = DeliveryService(aggregates, catalog)
+    tracking = TrackingService(aggregates, catalog, projections.profiles)
+    pixel_signer = PixelSigner(secret)
+    pixels = PixelService(aggregates, profiles, projections.profiles, tracking, deliveries, pixel_signer)
+    scoring = ScoringService(catalog)
+    scenario_promo = ScenarioPromoCodes(promo_codes)
     queued = QueuedMessages(aggregates, catalog, renderer, signer)
     email = EmailChannel(queued, senders, signer)
     vapid_private_key = _stored_vapid_key(settings.data_dir)
@@ -540,21 +590,23 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         ScenarioTimers(store, projections.scenarios),
         settings.account_timezone,
         box,
+        scenario_promo,
     )
     ports = ScenarioPorts(
         scenarios,
-        ScenarioEffects(campaigns, profiles, segments),
+        ScenarioEffects(campaigns, profiles, segments, scenario_promo),
         projections.membership,
         clock,
         settings.account_timezone,
+        scenario_promo,
     )
-    checkpoints = SqliteCheckpoints(projections.profiles.conn)
+    checkpoints = SqliteCheckpoints(conn)
     runtime = InProcessRuntime(
         store,
         checkpoints,
         # the scenario processor goes last: it reads the read models the pass's batch has updated
         projections=[*projections.all(), ScenarioProcessor(store, checkpoints, ports, projections.scenarios)],
-        reactors=reactors(campaigns, audiences, jobs),
+        reactors=reactors(campaigns, audiences, jobs, promo_codes, store, scoring),
         execute=aggregates.execute_request,
         clock=clock,
         parked=SqliteParkedEvents(conn),
@@ -579,9 +631,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         ),
         catalog=catalog,
         profiles=profiles,
-        tracking=TrackingService(aggregates, catalog, projections.profiles),
+        tracking=tracking,
         tokens=TokenService(aggregates, projections.api_tokens),
-        templates=TemplateService(catalog, profiles, renderer),
+        templates=TemplateService(catalog, profiles, renderer, campaign_codes.preview),
         campaigns=campaigns,
         policies=SendingPolicyService(catalog),
         segments=segments,
@@ -591,6 +643,12 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         deliveries=deliveries,
         senders=senders,
         inbound=InboundService(deliveries),
+        loyalty=loyalty,
+        promo_codes=promo_codes,
+        pixels=pixels,
+        goals=GoalService(pixels, tracking),
+        scoring=scoring,
+        pixel_signer=pixel_signer,
         queued=queued,
         email=MessageWorker(email, aggregates, projections.send_queue, deliveries, clock),
         sms=MessageWorker(SmsChannel(queued, senders), aggregates, projections.send_queue, deliveries, clock),
@@ -608,6 +666,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         box=box,
         vapid_private_key=vapid_private_key,
         remote=remote,
+        code_generator=code_generator,
         run_audiences=audiences,
         clickhouse=clickhouse,
         reports=report_registry(segments.members_now),

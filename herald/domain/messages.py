@@ -71,6 +71,7 @@ class MessageQueued(Event):
     local_day: date  # the profile's calendar day when queued: what sending policies count by
     is_test: bool = False
     content: dict[str, Any] | None = None  # JSON passed with a trigger, for the template's `json.*`
+    promo_codes: dict[str, str] | None = None  # the codes the message carries, by program template name
     scenario_id: str | None = None  # sent by a scenario's campaign node
     at: datetime
 

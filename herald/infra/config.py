@@ -51,6 +51,8 @@ class Settings:
     inbound_smtp_port: int | None = None
     # The read pixel records a read once the client kept its request open this long.
     read_pixel_seconds: float = 10.0
+    # The account's id, as external promo-code services are told it (`account_id`).
+    account_id: str = "1"
     # The largest JSON request body taken (413 above it); file uploads have limits of their own.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Which tracker hits are machines' (`domain/bots.py`): HERALD_BOT_RULES, a JSON object.
@@ -96,6 +98,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "remote_timeout_seconds": float(os.environ.get("HERALD_REMOTE_TIMEOUT_SECONDS", "5")),
         "remote_max_bytes": int(os.environ.get("HERALD_REMOTE_MAX_BYTES", str(1024 * 1024))),
         "read_pixel_seconds": float(os.environ.get("HERALD_READ_PIXEL_SECONDS", "10")),
+        "account_id": os.environ.get("HERALD_ACCOUNT_ID", "1"),
         "import_max_bytes": int(os.environ.get("HERALD_IMPORT_MAX_BYTES", str(4 * 1024**3))),
         "import_fetch_timeout_seconds": float(os.environ.get("HERALD_IMPORT_FETCH_TIMEOUT_SECONDS", "600")),
         "audit_retention_days": int(os.environ.get("HERALD_AUDIT_RETENTION_DAYS", "90")),

@@ -272,6 +272,10 @@ class WrongExpectedVersion(Exception):
         self.expected = expected
         self.actual = actual
 
+    def __reduce__(self) -> tuple[type[WrongExpectedVersion], tuple[str, ExpectedVersion, int]]:
+        # raised in a worker process, it crosses to its parent (multiprocessing pickles it)
+        return (WrongExpectedVersion, (self.stream, self.expected, self.actual))
+
 
 class EventStore(Protocol):
     """The port. Reads and appends are synchronous; `subscribe` is an async generator."""

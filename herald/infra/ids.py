@@ -72,6 +72,12 @@ class IdSource:
         # HMAC-signed), so a generator seeded once from the OS serves them: a
         # system call per id cost 5% of an import.
         self._random = random.Random(seed if seed is not None else int.from_bytes(os.urandom(32)))
+        self._seed = seed
+
+    def secret_random(self) -> random.Random:
+        """A generator for values people must not guess (promo codes): the OS's, unless seeded (tests,
+        where it is seeded apart from the ids, so asking for it changes no id)."""
+        return random.SystemRandom() if self._seed is None else random.Random(f"secret/{self._seed}")
 
     def uuid(self) -> uuid.UUID:
         return _uuid((self._random.getrandbits(128) & _VERSION_CLEAR) | _UUID4)

@@ -6,19 +6,14 @@ bytes, so the id is the content: uploading the same file twice gives one file an
 file never changes under a segment that uses it. `column` reads one column's values.
 
 Decisions where the guide is silent:
-- Text is UTF-8 (a byte order mark is skipped); a file that is not UTF-8 is read as Windows-1251,
-  the encoding spreadsheets in Russian save CSV in.
-- The delimiter is whichever of `,` `;` and tab the first non-empty line holds most of (spreadsheets
-  in Russian locales write `;`); a file of one column holds none, and `,` is assumed. Python's
-  `csv.Sniffer` was not used: rows shorter than the header (a common export) mislead it.
+- Text and delimiter as `infra/table_files.py` reads them (UTF-8 or Windows-1251; `,` `;` or tab).
+  Python's `csv.Sniffer` was not used: rows shorter than the header (a common export) mislead it.
 - Values are stripped; empty cells and rows too short to have the column are skipped.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import re
 import tempfile
@@ -26,10 +21,9 @@ from pathlib import Path
 
 from herald.domain.errors import NotFound, ValidationFailed
 from herald.infra.data_files import DataFolder
+from herald.infra.table_files import csv_rows, decoded_text
 
 _FILE_ID = re.compile(r"^[0-9a-f]{64}$")
-_DELIMITERS = ",;\t"
-_SNIFF_BYTES = 64 * 1024
 
 
 class SegmentFiles(DataFolder):
@@ -64,8 +58,7 @@ class SegmentFiles(DataFolder):
             raise ValidationFailed("columns are numbered from 1", f"{path}.column")
         if not self.exists(file_id):
             raise NotFound(f"there is no uploaded file {file_id!r}", f"{path}.file_id")
-        text = _decoded(self._path(file_id).read_bytes())
-        rows = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+        rows = csv_rows(decoded_text(self._path(file_id).read_bytes()))
         if header:
             next(rows, None)
         values = (row[column - 1].strip() for row in rows if len(row) >= column)
@@ -73,17 +66,3 @@ class SegmentFiles(DataFolder):
 
     def _path(self, file_id: str) -> Path:
         return self._directory / f"{file_id}.csv"
-
-
-def _decoded(content: bytes) -> str:
-    try:
-        return content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return content.decode("cp1251", errors="replace")
-
-
-def _delimiter(text: str) -> str:
-    first = next((line for line in text[:_SNIFF_BYTES].splitlines() if line.strip()), "")
-    counts = {delimiter: first.count(delimiter) for delimiter in _DELIMITERS}
-    best = max(counts, key=lambda delimiter: counts[delimiter])  # ties: the earlier in _DELIMITERS
-    return best if counts[best] else ","

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
@@ -28,11 +28,40 @@ from herald.messages.ports import Catalog
 from herald.messages.rendering import MessageData, MessageRenderer, lead_of, subscription_of, tracking_urls
 
 
+class GivenCodes(Protocol):
+    """One message's promo codes (`PromoCodes`), and those it rendered so far."""
+
+    used: dict[str, str]
+
+    def __call__(self, shortcodes: frozenset[str]) -> Mapping[str, str]: ...
+
+
+class ChunkPromoCodes(Protocol):
+    def message(self, profile_id: str, message_id: str) -> GivenCodes: ...
+
+
+class PromoPort(Protocol):
+    """The loyalty service's side of rendering: how a message gets its promo codes."""
+
+    def chunk(self, campaign_id: str, campaign_name: str, at: datetime) -> ChunkPromoCodes: ...
+
+    def immediate(
+        self, campaign_id: str, campaign_name: str, profile_id: str, message_id: str
+    ) -> GivenCodes: ...
+
+    def preview(self, profile_id: str | None) -> GivenCodes: ...
+
+
 class Lookups:
     """Templates, resources, database names and sending policies read once for a batch of messages
-    (a run's chunk, a scenario processor's batch)."""
+    (a run's chunk, a scenario processor's batch), and, for a run's chunk, the promo codes it gives out
+    (appended with the chunk's decisions); without `chunk` each message's codes are given at once."""
 
-    def __init__(self, aggregates: Aggregates, catalog: Catalog, gates: SendGates) -> None:
+    def __init__(
+        self, aggregates: Aggregates, catalog: Catalog, gates: SendGates, chunk: bool = False
+    ) -> None:
+        self.chunk = chunk
+        self.promo: Any = None  # the chunk's promo codes (the loyalty service's), once one is given
         self._aggregates = aggregates
         self._catalog = catalog
         self._gates = gates
@@ -73,12 +102,14 @@ class MessageDecisions:
         renderer: MessageRenderer,
         signer: TokenSigner,
         gates: SendGates,
+        promo: PromoPort | None = None,
     ) -> None:
         self.aggregates = aggregates
         self.catalog = catalog
         self.renderer = renderer
         self.signer = signer
         self.gates = gates
+        self.promo = promo
 
     def lookups(self) -> Lookups:
         return Lookups(self.aggregates, self.catalog, self.gates)
@@ -110,8 +141,17 @@ class MessageDecisions:
                 **common, contact=verdict.contact, reason=verdict.reason, detail=verdict.detail
             )
         try:
-            version, fragments = self.render(
-                settings, draft.template_id, profile, verdict, draft.message_id, content, draft.lookups
+            version, fragments, codes = self.render(
+                settings,
+                draft.template_id,
+                profile,
+                verdict,
+                draft.message_id,
+                content,
+                draft.lookups,
+                gate.is_test,
+                draft.campaign_id,
+                draft.at,
             )
         except RenderFailed as error:
             failed = {"template_id": draft.template_id, "template_version": 0, "reason": error.reason}
@@ -127,6 +167,7 @@ class MessageDecisions:
             due_at=due_at or draft.due_at or draft.at,
             local_day=self.gates.local_day(profile, draft.at),
             content=dict(content) if content is not None else None,
+            promo_codes=codes or None,
         )
 
     def render(
@@ -138,8 +179,12 @@ class MessageDecisions:
         message_id: str,
         content: Mapping[str, Any] | None = None,
         lookups: object = None,
-    ) -> tuple[int, Mapping[str, int]]:
-        """(template version, fragment versions) of the message, rendered; raises RenderFailed."""
+        is_test: bool = False,
+        campaign_id: str = "",
+        at: datetime | None = None,
+    ) -> tuple[int, Mapping[str, int], dict[str, str]]:
+        """(template version, fragment versions, promo codes given) of the message, rendered; raises
+        RenderFailed."""
         found = lookups if isinstance(lookups, Lookups) else self.lookups()
         template = found.template(template_id)
         channel = Channel(settings.channel)
@@ -148,6 +193,7 @@ class MessageDecisions:
         except DomainError as error:
             raise RenderFailed(error.reason, "template_id") from None
         resource = found.resource(settings.resource_id)
+        codes = self._promo_codes(found, settings, campaign_id, profile.profile_id, message_id, is_test, at)
         data = MessageData(
             message_id=message_id,
             lead=lead_of(profile),
@@ -158,7 +204,31 @@ class MessageDecisions:
             resource_token=resource.token,
             campaign_name=settings.name,
             content=content,
+            promo_codes=codes,
         )
         urls = tracking_urls(self.signer, resource, message_id, channel)
         message = self.renderer.render(template_id, template.version, body, channel, data, urls)
-        return template.version, message.fragment_versions
+        return template.version, message.fragment_versions, dict(codes.used) if codes is not None else {}
+
+    def _promo_codes(
+        self,
+        found: Lookups,
+        settings: cp.CampaignSettings,
+        campaign_id: str,
+        profile_id: str,
+        message_id: str,
+        is_test: bool,
+        at: datetime | None,
+    ) -> GivenCodes | None:
+        """The message's promo-code port: a test's shows codes, a run's chunk gives them out with the
+        chunk, any other send gives them out at once."""
+        if self.promo is None:
+            return None
+        if is_test:
+            return self.promo.preview(profile_id)
+        if found.chunk:
+            if found.promo is None:
+                found.promo = self.promo.chunk(campaign_id, settings.name, at or self.aggregates.clock.now())
+            message_codes: GivenCodes = found.promo.message(profile_id, message_id)
+            return message_codes
+        return self.promo.immediate(campaign_id, settings.name, profile_id, message_id)

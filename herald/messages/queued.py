@@ -34,6 +34,7 @@ from herald.messages.rendering import (
     MessageRenderer,
     RenderedMessage,
     ShortLinkUrls,
+    fixed_promo_codes,
     fragments_at,
     lead_of,
     subscription_of,
@@ -130,6 +131,7 @@ class QueuedMessages:
             resource_token=resource.token,
             campaign_name=campaign.settings.name if campaign.settings else "",
             content=queued.content,
+            promo_codes=fixed_promo_codes(queued.promo_codes),
         )
         urls = tracking_urls(self.signer, resource, queued.message_id, channel)
         message = self.renderer.render(

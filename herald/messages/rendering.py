@@ -56,6 +56,7 @@ from herald.domain.templating import CompiledTemplate, RenderContext, compile_te
 from herald.domain.templating.references import References, references
 from herald.infra.aggregates import Aggregates
 from herald.infra.failures import TRANSIENT, describe
+from herald.infra.pixel_signing import link_token
 from herald.infra.remote_content import RemoteContentError
 from herald.infra.signing import TokenSigner
 
@@ -81,6 +82,9 @@ class TrackingUrls(Protocol):
     def click(self, link: lk.RenderedLink) -> str: ...
     def pixel(self, kind: str) -> str: ...
     def system(self, kind: str) -> str: ...
+    def visitor(self) -> str:
+        """`{visitor}`: the token that tells a site's pixel whose message a visitor came from."""
+        ...
 
 
 class MessageFetches(Protocol):
@@ -88,6 +92,15 @@ class MessageFetches(Protocol):
 
     def __call__(self, url: str) -> str: ...
     def json(self, url: str) -> dict[str, Any]: ...
+
+
+class PromoCodes(Protocol):
+    """A message's promo codes: `{loyalty.<name>.promocode}` by program template name.
+
+    Raises RenderFailed when a code cannot be given (no such program, none free, stopped).
+    """
+
+    def __call__(self, shortcodes: frozenset[str]) -> Mapping[str, str]: ...
 
 
 class RemoteContent(Protocol):
@@ -147,6 +160,9 @@ class SignedTrackingUrls:
     def system(self, kind: str) -> str:
         return self._url(kind, {})
 
+    def visitor(self) -> str:
+        return link_token(self.signer, self.message_id)
+
     def push_links(self) -> dict[str, str]:
         """A push's `hub_link`: `ack` (GET when received: delivered) and `open` (GET when tapped)."""
         return {"ack": self._url("ack", {}), "open": self._url("open", {})}
@@ -198,6 +214,9 @@ class PreviewUrls:
     def system(self, kind: str) -> str:
         return f"#{kind}"
 
+    def visitor(self) -> str:
+        return ""
+
 
 # --- what a message is rendered from and to ----------------------------------------------------
 
@@ -216,6 +235,7 @@ class MessageData:
     campaign_id: str = ""
     campaign_name: str = ""
     content: Mapping[str, Any] | None = None  # JSON passed with a trigger: replaces the template's JSON URL
+    promo_codes: PromoCodes | None = None  # without it, `{loyalty.<name>.promocode}` renders empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,9 +520,11 @@ class MessageRenderer:
             uses |= fragment.uses
         if fetches is None and self.remote is not None:
             fetches = self.remote.for_message()
+        codes = data.promo_codes(uses.loyalty) if uses.loyalty and data.promo_codes is not None else {}
         context = RenderContext(
             lead=data.lead,
             subscription=data.subscription,
+            loyalty={name: {"promocode": code} for name, code in codes.items()},
             json=self._json(content, prepared, data, fetches),
             fragments={name: f.html for name, f in fragments.items()},
             parts=prepared.parts,
@@ -619,6 +641,8 @@ def _system_tags(
         tags["pixel"] = _pixel_tag(urls.pixel("open"))
     if "read" in used:
         tags["read"] = _pixel_tag(urls.pixel("read"))
+    if "visitor" in used:
+        tags["visitor"] = urls.visitor()
     return tags | {
         "listname": data.database_name,
         "msg_type": str(channel),
@@ -788,3 +812,13 @@ def subscription_of(
 
 def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
+
+
+def fixed_promo_codes(codes: Mapping[str, str] | None) -> PromoCodes:
+    """A queued message's codes, as it was queued with them."""
+    given = dict(codes or {})
+
+    def lookup(shortcodes: frozenset[str]) -> Mapping[str, str]:
+        return {name: given.get(name, "") for name in shortcodes}
+
+    return lookup

@@ -67,6 +67,10 @@ class RunPorts(Protocol):
         """Gate, render and record what becomes of one message (queued, suppressed or failed)."""
         ...
 
+    def chunk_effects(self, lookups: object, seed: str) -> Sequence[Emission]:
+        """What the chunk's renders gave out (promo codes), appended with its decisions; ids from `seed`."""
+        ...
+
 
 class CampaignRunner:
     name = "campaign-runs"
@@ -130,6 +134,8 @@ class CampaignRunner:
                 continue
             counts[_COUNTED[type(decision)]] += 1
             reactions.append(_emission(decision))
+        # what the renders gave out goes first: the decisions that carry it follow in the same append
+        reactions[:0] = self.ports.chunk_effects(lookups, f"{run.run_id}/{run.offset}")
         offset = run.offset + len(recipients)
         self._contacts[run.run_id] = (offset, gate.used_contacts())  # valid once this chunk is recorded
         progress = cp.CampaignRunProgressed(

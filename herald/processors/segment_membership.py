@@ -52,7 +52,8 @@ Not in realtime, by design:
 - segments whose query has an external rule with a POST URL or CSV source: their sets are fetched
   when the segment is used, so they have no realtime membership (saving a segment into that shape
   makes its members leave); segment rules naming such a segment see no members;
-- goals of anonymous visitors (no profile yet) are not carried over when the visitor is identified.
+- goals of anonymous visitors count for a profile once they are carried to it (`GoalAttributed`,
+  `processors/goal_carry.py`), as the report sink counts them.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from typing import Any, ClassVar, Literal
 
 from herald.domain import deliveries as dl
 from herald.domain.events import registry
+from herald.domain.goals import GoalAttributed
 from herald.domain.memberships import (
     MembershipCause,
     ProfileEnteredSegment,
@@ -322,6 +324,7 @@ class SegmentMembershipProcessor(SqliteProjection):
             "SegmentWindowElapsed": self._window_elapsed,
             "SegmentPopulationContinued": self._population_continued,
             "ActivityTracked": self._activity,
+            "GoalAttributed": self._attributed,
             **dict.fromkeys(_ACTIONS, self._message_event),
         }
 
@@ -554,13 +557,24 @@ class SegmentMembershipProcessor(SqliteProjection):
         goal = _goal_of(tracked)
         if goal is None or tracked.profile_id is None:
             return
-        profile_id = tracked.profile_id
+        self._goal(event, tracked.profile_id, tracked.database_id, str(event.event_id), goal)
+
+    def _attributed(self, event: RecordedEvent) -> None:
+        """A goal carried to the profile (an anonymous visitor identified, a profile merged into it)."""
+        carried = registry.decode(event.type, event.schema_version, event.data)
+        assert isinstance(carried, GoalAttributed)
+        goal = GoalEvent(carried.goal, carried.value, carried.reached_at, carried.pixel_id, carried.referrer)
+        self._goal(event, carried.profile_id, carried.database_id, carried.goal_event_id, goal)
+
+    def _goal(
+        self, event: RecordedEvent, profile_id: str, database_id: str, goal_event_id: str, goal: GoalEvent
+    ) -> None:
         facts = self._facts_of(profile_id)  # before the row is written, which it would read
         inserted = self.conn.execute(
             "INSERT OR IGNORE INTO segmem_goals VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 profile_id,
-                str(event.event_id),
+                goal_event_id,
                 goal.goal,
                 goal.value,
                 _micros(goal.at),
@@ -572,7 +586,7 @@ class SegmentMembershipProcessor(SqliteProjection):
             return
         facts.goals.append(goal)
         facts.changed()
-        candidates = [s.segment_id for s in self._by_database.get(tracked.database_id, ()) if s.uses_goals]
+        candidates = [s.segment_id for s in self._by_database.get(database_id, ()) if s.uses_goals]
         if candidates:
             self._evaluate(profile_id, candidates, self._event_cause(event))
 

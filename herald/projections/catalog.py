@@ -1,4 +1,5 @@
-"""The catalog: databases, resources, templates, fragments and stop lists as listed objects.
+"""The catalog: databases, resources, templates, fragments, campaigns, pixels, scoring rules and stop
+lists as listed objects.
 
 Databases, resources, templates and fragments are folded with their own deciders' `evolve` (one
 piece of code per rule) and stored as JSON documents for listing. Stop lists
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
 
-from herald.domain import campaigns, databases, fragments, resources, templates
+from herald.domain import campaigns, databases, fragments, pixels, resources, scoring, templates
 from herald.domain.events import Event, registry
 from herald.domain.stop_lists import StopListItem
 from herald.infra.event_store import EventFilter, RecordedEvent
@@ -29,6 +30,8 @@ STOP_LIST = "stop_list"
 TEMPLATE = "template"
 FRAGMENT = "fragment"
 CAMPAIGN = "campaign"
+PIXEL = "pixel"
+SCORING_RULE = "scoring_rule"
 
 
 class _Folded:
@@ -72,6 +75,10 @@ class CatalogProjection(SqliteProjection):
             ),
             "campaign-": _Folded(
                 CAMPAIGN, campaigns.CampaignState, campaigns.evolve, campaigns.CampaignState()
+            ),
+            "pixel-": _Folded(PIXEL, pixels.PixelState, pixels.evolve, pixels.PixelState()),
+            "scoringrule-": _Folded(
+                SCORING_RULE, scoring.RuleState, scoring.evolve_rule, scoring.RuleState()
             ),
         }
         super().__init__(conn)

@@ -12,7 +12,8 @@ Tables (migrations `0002_report_tables` to `0005_message_rollup`):
   log-position markers (below);
 - `subscription_changes`: a subscription added (status before = '') or its status changed, with cause;
 - `profile_creations`: a profile created, with its source (import, api, manual, segment...);
-- `goal_events`: tracked activity that names a `goal` or a `pixel_id` in its properties;
+- `goal_events`: tracked activity that names a `goal` or a `pixel_id` in its properties; a goal carried
+  to a profile later (`GoalAttributed`) replaces its row, keyed by the goal's first event;
 - `message_sender_changes`, `profile_vendor_changes`, `deleted_objects`: what later rows look up;
 - `profile_snapshots` (migration `0004`): each profile's state for the bulk segment evaluator, in
   `reports.segment_sql.snapshot_row`'s encoding: one row for every profile a batch's profile events
@@ -67,6 +68,7 @@ from herald.domain import deliveries as dl
 from herald.domain.campaigns import CampaignDeleted
 from herald.domain.databases import DatabaseDeleted
 from herald.domain.events import Event, registry
+from herald.domain.goals import GoalAttributed
 from herald.domain.messages import MessageFailed, MessageQueued, MessageSuppressed
 from herald.domain.profiles import ProfileAbsorbed, ProfileCreated, ProfileFieldsUpdated
 from herald.domain.resources import ResourceDeleted
@@ -214,6 +216,7 @@ _HANDLED = frozenset(
         "ProfileFieldsUpdated",
         "ProfileAbsorbed",
         "ActivityTracked",
+        "GoalAttributed",
         "CampaignDeleted",
         "TemplateDeleted",
         "DatabaseDeleted",
@@ -489,6 +492,8 @@ class ClickHouseSink:
                 self._vendor(event, decoded.profile_id, change.new, cleared=True)
         elif isinstance(decoded, ActivityTracked):
             self._goal_row(event, decoded)
+        elif isinstance(decoded, GoalAttributed):
+            self._carried_goal_row(event, decoded)
         else:
             deleted = _deleted_object(decoded)
             if deleted is not None:
@@ -526,6 +531,16 @@ class ClickHouseSink:
         self._pending["goal_events"].append(
             [str(event.event_id), event.position, at, _day(at), tracked.profile_id or "",
              tracked.anonymous_id or "", tracked.database_id, goal.pixel_id, goal.goal, goal.value,
+             goal.referrer, goal.browser, goal.os, goal.country, goal.city]
+        )  # fmt: skip
+
+    def _carried_goal_row(self, event: RecordedEvent, carried: GoalAttributed) -> None:
+        """A goal carried to a profile: its first row again (same key, later position), now the profile's,
+        so the visit moves from anonymous to the profile and is counted once."""
+        goal, at = carried.reached(), carried.reached_at
+        self._pending["goal_events"].append(
+            [carried.goal_event_id, event.position, at, _day(at), carried.profile_id,
+             carried.from_anonymous_id or "", carried.database_id, goal.pixel_id, goal.goal, goal.value,
              goal.referrer, goal.browser, goal.os, goal.country, goal.city]
         )  # fmt: skip
 

@@ -362,6 +362,13 @@ class ProfilesProjection(SqliteProjection):
             linked.update(dict(rows))
         return linked
 
+    def links_of(self, anonymous_id: str) -> dict[str, str]:
+        """database id → profile id of every profile an anonymous visitor was identified as."""
+        rows = self.conn.execute(
+            "SELECT database_id, profile_id FROM anonymous_links WHERE anonymous_id = ?", (anonymous_id,)
+        )
+        return dict(rows.fetchall())
+
     def anonymous_ids_of(self, profile_id: str) -> list[str]:
         rows = self.conn.execute(
             "SELECT anonymous_id FROM anonymous_links WHERE profile_id = ? ORDER BY anonymous_id",

@@ -31,8 +31,7 @@ from typing import Any, Protocol
 from herald.domain import campaigns as cp
 from herald.domain import messages as ms
 from herald.domain import sending_policies as sp
-from herald.domain.errors import DomainError, NotFound, RuleViolated
-from herald.domain.matching import EMAIL, EMAIL_PROFILE, PROFILE_ID, LookupKey
+from herald.domain.errors import NotFound, RuleViolated
 from herald.domain.messages import MessageDraft
 from herald.domain.profiles import ProfileState, profile_decider, profile_stream
 from herald.domain.schedules import next_runs
@@ -49,13 +48,15 @@ from herald.messages import decisions
 from herald.messages.decisions import MessageDecisions
 from herald.messages.gate import SendGates
 from herald.messages.rendering import MessageRenderer
+from herald.processors.runtime import Emission
 from herald.projections.campaigns import CampaignsProjection
 from herald.projections.catalog import CAMPAIGN
 from herald.projections.profiles import ProfilesProjection
 from herald.projections.send_history import SendHistoryProjection
 from herald.services.aggregates import CommandContext, Loaded, Outcome
 from herald.services.catalog import CatalogService
-from herald.services.tracking import selector_key
+from herald.services.profile_lookup import ProfileLookup
+from herald.services.promo_rendering import CampaignPromoCodes
 
 
 class ReadModelBehind(Unavailable):
@@ -85,8 +86,10 @@ class CampaignService:
         signer: TokenSigner,
         account_timezone: str,
         segments: SegmentAudiences | None = None,
+        promo: CampaignPromoCodes | None = None,
     ) -> None:
         self.segments = segments
+        self.promo = promo
         self.catalog = catalog
         self.aggregates = catalog.aggregates
         self.profile_reads = profile_reads
@@ -96,7 +99,7 @@ class CampaignService:
         self.signer = signer
         self.account_timezone = account_timezone
         self.gates = SendGates(self.aggregates, catalog, history, account_timezone)
-        self.decisions = MessageDecisions(self.aggregates, catalog, renderer, signer, self.gates)
+        self.decisions = MessageDecisions(self.aggregates, catalog, renderer, signer, self.gates, promo)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -376,9 +379,19 @@ class CampaignService:
     def policy_of(self, settings: cp.CampaignSettings) -> sp.SendingPolicy:
         return self.gates.policy(settings)
 
-    def lookups(self) -> Lookups:
-        """A cache of templates, resources, database names, policies and triggers for one batch."""
-        return Lookups(self)
+    def lookups(self, chunk: bool = True) -> Lookups:
+        """A cache of templates, resources, database names, policies and triggers for one chunk of a
+        run's decisions, and the promo codes the chunk gives out (appended with its decisions:
+        `chunk_effects`). Without `chunk` (a scenario processor's batch, whose messages are appended by
+        their steps) each message's promo codes are given out at once, as a trigger's are."""
+        return Lookups(self, chunk=chunk)
+
+    def chunk_effects(self, lookups: object, seed: str) -> list[Emission]:
+        """The promo codes a run's chunk gave out, as emissions appended with the chunk's decisions."""
+        if not isinstance(lookups, Lookups) or lookups.promo is None:
+            return []
+        emissions: list[Emission] = lookups.promo.emissions(seed)
+        return emissions
 
     def local_day(self, profile: ProfileState, at: datetime) -> date:
         return self.gates.local_day(profile, at)
@@ -483,7 +496,7 @@ class CampaignService:
         makes the same message. A trigger that is not active (or paused), or that fires for
         another database, sends nothing and says so (RuleViolated). `lookups`: what a batch of
         steps reads once (the trigger, its sending policy, templates, resources)."""
-        found = lookups or self.lookups()
+        found = lookups or self.lookups(chunk=False)
         state = found.trigger(campaign_id)
         settings = state.settings
         assert settings is not None
@@ -564,25 +577,7 @@ class CampaignService:
 
     def resolve(self, database_id: str, selector: Mapping[str, Any], path: str) -> str:
         """The profile a selector (`{"profile_id": ...}`, `{"email": ...}`, a unique field) names."""
-        try:
-            recipient = selector_key(self.catalog.database(database_id), selector)
-        except DomainError as error:
-            raise error.at(path) from None
-        if recipient.kind == PROFILE_ID:
-            profile = self.profile(recipient.value)
-            if not profile.exists or profile.database_id != database_id:
-                raise NotFound(f"no profile {recipient.value!r} in database {database_id}", path)
-            return recipient.value
-        keys = (
-            [recipient, LookupKey(EMAIL_PROFILE, recipient.value)] if recipient.kind == EMAIL else [recipient]
-        )
-        resolved = self.profile_reads.resolve(database_id, keys)
-        found = [p for key in reversed(keys) for p in resolved.get(key, [])]
-        if not found:
-            raise NotFound(
-                f"no profile with {recipient.kind} {recipient.value!r} in database {database_id}", path
-            )
-        return found[0]
+        return ProfileLookup(self.catalog, self.profile_reads).resolve(database_id, selector, path)
 
     def decide(
         self,
@@ -625,8 +620,8 @@ class Lookups(decisions.Lookups):
     """The message pipeline's lookups for a batch, and the trigger campaigns a scenario's batch
     sends through."""
 
-    def __init__(self, service: CampaignService) -> None:
-        super().__init__(service.aggregates, service.catalog, service.gates)
+    def __init__(self, service: CampaignService, chunk: bool = False) -> None:
+        super().__init__(service.aggregates, service.catalog, service.gates, chunk)
         self._service = service
         self._triggers: dict[str, cp.CampaignState] = {}
 

@@ -42,6 +42,7 @@ from herald.domain import subscriptions as subs
 from herald.domain.databases import DatabaseState
 from herald.domain.errors import DomainError
 from herald.domain.fields import STANDARD_FIELDS
+from herald.domain.goals import goal_properties
 from herald.domain.messages import message_stream
 from herald.domain.profiles import ProfileState, is_placeholder_email
 from herald.domain.scenario_graph import (
@@ -84,8 +85,16 @@ class PromoCodes(Protocol):
 
     def program_exists(self, program_id: str) -> bool: ...
 
-    def assign(self, program_id: str, profile_id: str, request_id: str) -> PromoAssignment:
-        """The profile's code of the program: the one it has, a free one, or one made if allowed."""
+    def assign(
+        self,
+        program_id: str,
+        profile_id: str,
+        request_id: str,
+        scenario_id: str = "",
+        scenario_name: str = "",
+    ) -> PromoAssignment:
+        """The profile's code of the program: the one it has, a free one, or one made if allowed (an
+        external code service is told the scenario)."""
         ...
 
 
@@ -126,7 +135,8 @@ class ScenarioEffects:
 
         Most actions are commands appended at once (each idempotent by the step's request id); a
         campaign node's message is returned to be appended atomically with the step's exit."""
-        step = _Step(scenario.scenario_id, profile, instance, step_id, self._aggregates.clock.now())
+        name = scenario.settings.name if scenario.settings is not None else ""
+        step = _Step(scenario.scenario_id, profile, instance, step_id, self._aggregates.clock.now(), name)
         try:
             return self._handlers[type(node)](node, step), step.appends
         except DomainError as error:
@@ -140,7 +150,7 @@ class ScenarioEffects:
 
     def _campaign(self, node: CampaignNode, step: _Step) -> EffectOutcome:
         if self._lookups is None:
-            self._lookups = self._campaigns.lookups()
+            self._lookups = self._campaigns.lookups(chunk=False)
         decision = self._campaigns.scenario_message(
             node.campaign_id,
             step.profile,
@@ -229,7 +239,7 @@ class ScenarioEffects:
                     name=GOAL_EVENT,
                     at=step.at.isoformat(),
                     profile_id=profile.profile_id,
-                    properties={"goal": goal, "pixel_id": node.pixel_id, "value": node.value},
+                    properties=goal_properties(goal, node.pixel_id, node.value, "scenario_node"),
                     context={"source": "scenario", "scenario_id": step.scenario_id},
                 ),
                 occurred_at=step.at,
@@ -246,7 +256,11 @@ class ScenarioEffects:
         if self.promo_codes is None:
             return EffectOutcome(end_reason="promo_unavailable: this server has no loyalty programs")
         assigned = self.promo_codes.assign(
-            node.program_id, step.profile.profile_id, f"scenario-step:{step.step_id}"
+            node.program_id,
+            step.profile.profile_id,
+            f"scenario-step:{step.step_id}",
+            step.scenario_id,
+            step.scenario_name,
         )
         if assigned.code is None:
             return EffectOutcome(end_reason=f"promo_unavailable: {assigned.reason or 'no code'}")
@@ -284,6 +298,7 @@ class _Step:
     instance: Instance
     step_id: str
     at: datetime
+    scenario_name: str = ""
     appends: list[StreamAppend] = field(default_factory=list)
 
     def context(self, part: int = 0) -> CommandContext:

@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from herald.domain import pixels as px
 from herald.domain import scenarios as sc
 from herald.domain.campaigns import CampaignType
 from herald.domain.content_filter import check_filter
@@ -43,6 +44,7 @@ from herald.domain.scenario_graph import (
     CampaignNode,
     ConditionNode,
     CopyToDatabaseNode,
+    GoalNode,
     PromoCodeNode,
     ResourceContacts,
     ScenarioGraph,
@@ -404,6 +406,8 @@ class ScenarioService:
                 self._check_subscription(node, database.database_id, path)
             case WebhookNode():
                 _check_webhook(node, path)
+            case GoalNode():
+                self._check_pixel(node.pixel_id, database.database_id, f"{path}.pixel_id")
             case PromoCodeNode():
                 if self.promo_codes is None or not self.promo_codes.program_exists(node.program_id):
                     raise NotFound(f"no loyalty program {node.program_id!r}", f"{path}.program_id")
@@ -417,6 +421,17 @@ class ScenarioService:
                         f"segment {node.segment_id} is dynamic: name a static one", f"{path}.segment_id"
                     )
         return node
+
+    def _check_pixel(self, pixel_id: str, database_id: str, path: str) -> None:
+        """A goal node's pixel exists and counts goals of the scenario's database (its own, or all)."""
+        pixel = self.aggregates.load(px.pixel_decider, px.pixel_stream(pixel_id)).state
+        if not pixel.exists:
+            raise NotFound(f"no pixel {pixel_id!r}", path)
+        own = pixel.settings.database_id if pixel.settings is not None else None
+        if own not in (None, database_id):
+            raise RuleViolated(
+                f"pixel {pixel_id} is of database {own}, not the scenario's {database_id}", path
+            )
 
     def _check_campaign(self, node: CampaignNode, database_id: str, path: str) -> None:
         at = f"{path}.campaign_id"

@@ -23,6 +23,7 @@ from herald.messages.rendering import (
     MessageData,
     MessageRenderer,
     PreviewUrls,
+    PromoCodes,
     RenderedEmail,
     RenderedMessage,
     as_sent,
@@ -37,11 +38,18 @@ from herald.services.profiles import ProfileService
 
 
 class TemplateService:
-    def __init__(self, catalog: CatalogService, profiles: ProfileService, renderer: MessageRenderer) -> None:
+    def __init__(
+        self,
+        catalog: CatalogService,
+        profiles: ProfileService,
+        renderer: MessageRenderer,
+        preview_codes: Callable[[str | None], PromoCodes] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.aggregates = catalog.aggregates
         self.profiles = profiles
         self.renderer = renderer
+        self.preview_codes = preview_codes  # a preview's promo codes: the profile's own, else samples
 
     # --- preview -------------------------------------------------------------------------------
 
@@ -89,6 +97,7 @@ class TemplateService:
             resource_token=resource_token,
             campaign_name=sample.campaign_name,
             content=sample.content,
+            promo_codes=self.preview_codes(sample.profile_id) if self.preview_codes else None,
         )
 
     # --- templates -----------------------------------------------------------------------------

@@ -87,7 +87,9 @@ async def post(api: httpx.AsyncClient, herald: Herald, path: str, **body: Any) -
 
 def wiring_reactors(herald: Herald) -> list[Any]:
     """Fresh reactor objects over the server's services (as a restarted server would build them)."""
-    return wiring_reactors_of(herald.campaigns, herald.run_audiences, herald.jobs)
+    return wiring_reactors_of(
+        herald.campaigns, herald.run_audiences, herald.jobs, herald.promo_codes, herald.store, herald.scoring
+    )
 
 
 def decisions(herald: Herald, campaign_id: str) -> list[dict[str, Any]]:

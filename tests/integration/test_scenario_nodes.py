@@ -17,6 +17,8 @@ import pytest
 from herald.api.wiring import Herald, build
 from herald.domain import scenarios as sc
 from herald.domain.fields import FieldDefinition, FieldType
+from herald.domain.goals import goal_properties
+from herald.domain.pixels import PixelSettings
 from herald.domain.scenario_capture import ApiCapture, ScheduleCapture
 from herald.domain.schedules import DailySchedule
 from herald.domain.segment_definitions import SegmentSettings
@@ -25,7 +27,7 @@ from herald.domain.stop_lists import CreateStopList
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
-from tests.builders import create_database
+from tests.builders import DB, create_database
 from tests.conftest import ADMIN_TOKEN, START
 from tests.scenario_builders import (
     CTX,
@@ -179,6 +181,7 @@ def test_action_nodes_change_the_profile_other_databases_subscriptions_stop_list
     herald.runtime.drain()
     segment = herald.segments.create("static", SegmentSettings(name="Scenario picks"), CTX)
     segment_id = segment.segment_id
+    pixel_id, _ = herald.pixels.create(PixelSettings(name="Shop", database_id=DB), 0, CTX)
     nodes = [
         {
             "id": "1",
@@ -199,7 +202,7 @@ def test_action_nodes_change_the_profile_other_databases_subscriptions_stop_list
         {"id": "3", "type": "subscription", "resource_id": "7", "channels": ["sms"], "next": "4"},
         {"id": "4", "type": "stop_list", "stop_list_id": list_id, "resource_id": "7", "next": "5"},
         {"id": "5", "type": "static_segment", "segment_id": segment_id, "next": "6"},
-        {"id": "6", "type": "goal", "pixel_id": "18", "goals": ["Покупка товара #1"], "value": 9000},
+        {"id": "6", "type": "goal", "pixel_id": pixel_id, "goals": ["Покупка товара #1"], "value": 9000},
     ]
     sid = scenario(herald, graph(*nodes))
     herald.runtime.drain()
@@ -215,7 +218,9 @@ def test_action_nodes_change_the_profile_other_databases_subscriptions_stop_list
     assert herald.catalog.projection.entry_count(list_id) == 1
     assert pid in herald.segments.current_members(segment_id)
     goals = [e for e in herald.store.read_stream(f"activity-{pid}")]
-    assert goals[0].data["properties"] == {"goal": "Покупка товара #1", "pixel_id": "18", "value": 9000.0}
+    assert goals[0].data["properties"] == goal_properties(
+        "Покупка товара #1", pixel_id, 9000.0, "scenario_node"
+    )
     assert herald.aggregates.decode(goals[0]).at == goals[0].occurred_at  # the payload's time is its own
 
 

@@ -210,7 +210,8 @@ async def read_pixel(call: Call) -> Response:
     return _gif()
 
 
-def _web_url(url: object) -> str | None:
+def web_url(url: object) -> str | None:
+    """`url` if it is an http(s) URL with a host (where a tracker may redirect), else None."""
     if not isinstance(url, str):
         return None
     parts = urlsplit(url)
@@ -231,7 +232,7 @@ async def short_link(call: Call) -> Response:
 
 
 def _click(call: Call, visit: Visit) -> Response:
-    url = _web_url(visit.payload.get("u"))
+    url = web_url(visit.payload.get("u"))
     if url is None:
         raise HttpError(404, _NO_LINK, "token")
     try:

@@ -15,6 +15,8 @@ Decisions where the guide is silent:
 - system tags (SYSTEM_TAGS) are plain values the caller supplies: `{unsubscribe}`,
   `{globalunsubscribe}`, `{subscription_manager}`, `{stoplist}`, `{confirm}`, `{webversion}`,
   `{pixel}`, `{read}`, `{listname}`, `{msg_type}`, `{campid}`, `{msgname}`, `{msgid}`, ...;
+  `{visitor}` is the signed token a site's links carry as `herald_visitor=` so its pixel
+  knows the message's profile (Herald's addition);
 - fragments and parts are templates rendered with the message's data; remote HTML is
   inserted as fetched and never evaluated; a remote URL that renders empty is not fetched;
 - `randomfragment` draws from `random.Random(random_seed)` in tag order, so a message

@@ -63,6 +63,7 @@ SYSTEM_TAGS = (
     "resource_token",
     "segment_id",
     "lastitem",
+    "visitor",
 )
 
 _NAME = r"[^\W\d][\w-]*"

@@ -1,4 +1,4 @@
-"""What a parsed template refers to: fragments, parts, system tags and remote content.
+"""What a parsed template refers to: fragments, parts, system tags, remote content, loyalty programs.
 
 A template is checked at save against these (a part it names must exist), and
 its card shows them ("Внешний контент: Да/Нет"); the renderer asks whether the
@@ -21,6 +21,7 @@ class References:
     parts: frozenset[str] = frozenset()
     system_tags: frozenset[str] = frozenset()
     remote: bool = False
+    loyalty: frozenset[str] = frozenset()  # programs' template names (`{loyalty.<name>.promocode}`)
 
     def __or__(self, other: References) -> References:
         return References(
@@ -28,14 +29,17 @@ class References:
             self.parts | other.parts,
             self.system_tags | other.system_tags,
             self.remote or other.remote,
+            self.loyalty | other.loyalty,
         )
 
 
 def references(nodes: Iterable[tree.Node]) -> References:
-    """Every fragment, part and system tag `nodes` use, and whether they fetch remote content."""
+    """Every fragment, part, system tag and loyalty program `nodes` use, and whether they fetch remote
+    content."""
     fragments: set[str] = set()
     parts: set[str] = set()
     system: set[str] = set()
+    loyalty: set[str] = set()
     remote = False
     for expr in _expressions(nodes):
         if isinstance(expr, tree.Fragment):
@@ -46,9 +50,11 @@ def references(nodes: Iterable[tree.Node]) -> References:
             parts.add(expr.name)
         elif isinstance(expr, tree.Field) and expr.namespace == "system":
             system.add(expr.path[0])
+        elif isinstance(expr, tree.Field) and expr.namespace == "loyalty":
+            loyalty.add(expr.path[0])
         elif expr is _REMOTE:
             remote = True
-    return References(frozenset(fragments), frozenset(parts), frozenset(system), remote)
+    return References(frozenset(fragments), frozenset(parts), frozenset(system), remote, frozenset(loyalty))
 
 
 _REMOTE = tree.Literal("remote")  # a marker the walk yields for each `{[url]}`
