@@ -92,6 +92,7 @@ _SETTINGS = frozenset(
         "senders",
         "virtual-senders",
         "sending-policies",
+        "scoring-rules",
         "account",
         "tokens",
         "users",
