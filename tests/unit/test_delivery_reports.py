@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from herald.domain import deliveries as dl
 from herald.domain.events import Event
-from herald.domain.messages import MessageQueued
+from tests.unit.message_refs import message_ref, queued
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 WAIT = timedelta(seconds=300)
-REF: dict[str, Any] = {
-    "message_id": "m1",
-    "campaign_id": "c1",
-    "template_id": "t1",
-    "template_version": 1,
-    "profile_id": "p1",
-    "database_id": "1",
-    "resource_id": "7",
-    "channel": "sms",
-    "contact": "+79161234567",
-}
+REF = message_ref("sms", "+79161234567")
 
 
 def at(seconds: int) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-QUEUED = MessageQueued(**REF, run_id="r1", due_at=T0, local_day=date(2026, 3, 2), at=T0)
+QUEUED = queued(REF, T0)
 ATTEMPTED = dl.MessageSendAttempted(**REF, attempt=1, sender_id="smsc", at=at(1))
 COMMITTING = dl.MessageCommitting(**REF, attempt=1, at=at(1))
 

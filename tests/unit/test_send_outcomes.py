@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,29 +10,19 @@ import pytest
 from herald.domain import deliveries as dl
 from herald.domain.errors import RuleViolated
 from herald.domain.events import Event
-from herald.domain.messages import MessageQueued
 from tests.unit.decider_table import then, then_error
+from tests.unit.message_refs import message_ref, queued
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DEADLINE = timedelta(hours=48)
-REF: dict[str, Any] = {
-    "message_id": "m1",
-    "campaign_id": "c1",
-    "template_id": "t1",
-    "template_version": 1,
-    "profile_id": "p1",
-    "database_id": "1",
-    "resource_id": "7",
-    "channel": "email",
-    "contact": "ann@example.org",
-}
+REF = message_ref("email", "ann@example.org")
 
 
 def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-QUEUED = MessageQueued(**REF, run_id="r1", due_at=T0, local_day=date(2026, 3, 2), at=T0)
+QUEUED = queued(REF, T0)
 
 
 def attempted(n: int, minutes: float) -> dl.MessageSendAttempted:
