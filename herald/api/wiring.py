@@ -44,6 +44,7 @@ from herald.infra.secret_box import SecretBox, load_secret_box, private_file
 from herald.infra.segment_files import SegmentFiles
 from herald.infra.signing import TokenSigner
 from herald.infra.sqlite_event_store import SqliteEventStore
+from herald.infra.stream_locks import StreamLocks
 from herald.infra.webhooks import WebhookCaller
 from herald.messages.deliveries import DeliveryService
 from herald.messages.email import EmailChannel
@@ -553,6 +554,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         loyalty,
         projections.loyalty,
         CodeMaker(code_generator, ids.secret_random(), settings.account_id),
+        StreamLocks(settings.data_dir / "locks"),
     )
     campaign_codes = CampaignPromoCodes(promo_codes)
     campaigns = CampaignService(

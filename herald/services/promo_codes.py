@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from random import Random
-from typing import Any
+from typing import Any, TypeVar
 
 from herald.domain import claims
 from herald.domain import loyalty as ly
@@ -56,16 +56,19 @@ from herald.domain.promo_pool import (
 )
 from herald.infra.event_store import StreamAppend, WrongExpectedVersion
 from herald.infra.promo_generator import CodeRequest, ExternalCodeGenerator, GeneratedCode, GeneratorFailed
+from herald.infra.stream_locks import StreamLocks
 from herald.projections.loyalty import LoyaltyProjection
 from herald.services.aggregates import Aggregates, CommandContext, Outcome
 from herald.services.loyalty import LoyaltyPrograms
+
+_T = TypeVar("_T")
 
 SYNC_GENERATION = 1000
 CHUNK = 1000
 ON_DEMAND = 100
 QUEUE = 1000  # personal codes a session looks ahead at a time
 MAX_GENERATION = 1_000_000
-_ATTEMPTS = 64  # another process may win the pool many times in a row while this one reads it
+_ATTEMPTS = 16  # conflicts with writers that do not take turns (campaign chunks) before giving up
 _REDRAWS = 5
 _BATCH_CACHE = 512
 
@@ -182,11 +185,13 @@ class PromoCodeService:
         programs: LoyaltyPrograms,
         projection: LoyaltyProjection,
         maker: CodeMaker,
+        locks: StreamLocks,
     ) -> None:
         self.aggregates = aggregates
         self.programs = programs
         self.projection = projection
         self.maker = maker
+        self.locks = locks  # processes take turns at a pool; the version check still guards it
         self._batches: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
 
     # --- reading -------------------------------------------------------------------------------
@@ -238,20 +243,31 @@ class PromoCodeService:
         also: Callable[[IssueResult], Sequence[StreamAppend]] = lambda _: (),
     ) -> IssueResult:
         """Issue the codes the program does not have yet; `also` adds appends made atomic with it."""
-        for attempt in range(_ATTEMPTS):
+
+        def attempt() -> IssueResult:
             program = self.programs.program(program_id)
             pool, version = self.pool(program_id)
             result, pending = self.issue_pending(program, pool, version, made, source, ignore_limit, values)
             appends = [self._append(p, context) for p in pending]
             appends += also(result)
-            try:
-                if appends:
-                    self.aggregates.store.append_many(appends)
-            except WrongExpectedVersion:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                continue
+            if appends:
+                self.aggregates.store.append_many(appends)
             return result
+
+        return self._in_turn(program_id, attempt)
+
+    def _in_turn(self, program_id: str, attempt: Callable[[], _T]) -> _T:
+        """`attempt` (decide on the pool, append) in the pool's turn; again on a conflict.
+
+        Herald's processes take turns at a pool, so a conflict comes only from a writer that does
+        not (a campaign chunk's appends, another machine's process)."""
+        with self.locks.holding(pool_stream(program_id)):
+            for tries in range(_ATTEMPTS):
+                try:
+                    return attempt()
+                except WrongExpectedVersion:
+                    if tries == _ATTEMPTS - 1:
+                        raise
         raise AssertionError("unreachable")
 
     def issue_pending(
@@ -482,18 +498,15 @@ class PromoCodeService:
         context = CommandContext(
             context.actor, context.source, context.correlation_id, f"promo:{cause_id}", context.extra
         )
-        for attempt in range(_ATTEMPTS):
+
+        def attempt() -> Assigned:
             program = self.programs.program(program_id)
             session = self.session(program, cause, self.aggregates.clock.now(), sending)
             assigned = session.assign(profile_id, message_id)
-            try:
-                self.commit(session.pending(), context)
-            except WrongExpectedVersion:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                continue
+            self.commit(session.pending(), context)
             return assigned
-        raise AssertionError("unreachable")
+
+        return self._in_turn(program_id, attempt)
 
     def commit(self, pending: Sequence[Pending], context: CommandContext) -> None:
         if pending:
@@ -522,17 +535,20 @@ class PromoCodeService:
                 raise RuleViolated(f"the code {code!r} is not given to anyone", "code")
             profile_id = holders[0]
         command = ActivateCode(program, profile_id, seq, code, at or self.aggregates.clock.now(), by)
-        return self.aggregates.execute(pool_decider, pool_stream(program_id), command, context)
+        with self.locks.holding(pool_stream(program_id)):
+            return self.aggregates.execute(pool_decider, pool_stream(program_id), command, context)
 
     def release(self, program_id: str, profile_ids: Sequence[str], context: CommandContext) -> Outcome:
         """Take their codes from profiles (unbind): they may be given new ones; the codes are not reused."""
         program = self.programs.program(program_id)
         command = ReleaseCodes(program, tuple(profile_ids), self.aggregates.clock.now())
-        return self.aggregates.execute(pool_decider, pool_stream(program_id), command, context)
+        with self.locks.holding(pool_stream(program_id)):
+            return self.aggregates.execute(pool_decider, pool_stream(program_id), command, context)
 
     def withdraw(self, program_id: str, code: str, context: CommandContext) -> None:
         """Delete a code: it is never given out again, and its holders lose it."""
-        for attempt in range(_ATTEMPTS):
+
+        def attempt() -> None:
             program = self.programs.program(program_id)
             seq = self.seq_of(program_id, code)
             pool, version = self.pool(program_id)
@@ -545,13 +561,9 @@ class PromoCodeService:
                 (pool_stream(program_id), list(withdrawn), version),
                 (claim.stream, list(claims.decide(release, claim.state)), claim.version),
             ]
-            try:
-                self.commit(pending, context)
-            except WrongExpectedVersion:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                continue
-            return
+            self.commit(pending, context)
+
+        self._in_turn(program_id, attempt)
 
     def _append(self, pending: Pending, context: CommandContext) -> StreamAppend:
         stream, events, version = pending
