@@ -77,22 +77,28 @@ def _env(workdir: Path) -> dict[str, str]:
 def server(workdir: Path) -> Iterator[str]:
     """`herald serve` in the directory, as the README's first lines start it (on a free port)."""
     port = _free_port()
-    process = subprocess.Popen(
-        ["herald", "serve", "--port", str(port)],
-        cwd=workdir,
-        env=_env(workdir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    # Its log goes to a file (a pipe nobody reads would stall it once full); a failing walk shows it.
+    with (workdir.parent / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            ["herald", "serve", "--port", str(port)],
+            cwd=workdir,
+            env=_env(workdir),
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
     try:
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], 60)
         banner = process.stdout.readline().decode() if ready else ""
-        assert banner.startswith(f"Herald on http://127.0.0.1:{port} "), banner or process.stderr
+        assert banner.startswith(f"Herald on http://127.0.0.1:{port} "), banner or _server_log(workdir)
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def _server_log(workdir: Path) -> str:
+    return (workdir.parent / "server.log").read_text(errors="replace")[-3000:]
 
 
 def test_the_readme_walk_through_ends_in_a_mail_received_and_counted(workdir: Path, server: str) -> None:
@@ -119,7 +125,9 @@ def test_the_readme_walk_through_ends_in_a_mail_received_and_counted(workdir: Pa
             with contextlib.suppress(ProcessLookupError):  # the group is gone if the mailbox is
                 os.killpg(walk.pid, signal.SIGTERM)
     output = out.read_text()
-    assert walk.returncode == 0, f"{output[-3000:]}\n{err.read_text()[-3000:]}"
+    assert walk.returncode == 0, (
+        f"{output[-3000:]}\n{err.read_text()[-3000:]}\nthe server's log:\n{_server_log(workdir)}"
+    )
 
     # the mails received: the broadcast's and the trigger's, both to Ann (Cyd's address bounced)
     received = sorted((workdir / "mail").glob("*.eml"))
