@@ -9,7 +9,8 @@ UTM on links, the open pixel, the text version, CSS inlining, SMS length.
 Decisions where the guide is silent:
 - Link ids are fixed per template version (`links.mark_links` on the
   version's sources, cached by template and version): `html.<n>`, `text.<n>`,
-  `part.<name>.<n>`, `fragment.<short_name>.<n>`, `sms.<n>`, `push.click_url.1`.
+  `part.<name>.<n>`, `fragment.<short_name>.<n>`, `sms.<n>`, `push.click_url.1`,
+  `telegram_bot.<n>`, `telegram_bot.buttons.<i>.1`.
 - `{pixel}` and `{read}` render as 1×1 images; without `{pixel}` in the
   email's HTML the open pixel goes before `</body>`. `{read}` is never added
   by itself: the author places it.
@@ -45,11 +46,13 @@ from herald.domain.resources import EmailSettings, ResourceState
 from herald.domain.sms import add_http_to_links, sms_length
 from herald.domain.subscriptions import Subscription
 from herald.domain.templates import (
+    TELEGRAM_MAX_TEXT,
     Channel,
     EmailContent,
     PushContent,
     RenderFailed,
     SmsContent,
+    TelegramContent,
     TemplateContent,
 )
 from herald.domain.templating import CompiledTemplate, RenderContext, compile_template
@@ -281,11 +284,22 @@ class RenderedPush:
 
 
 @dataclass(frozen=True, slots=True)
+class RenderedTelegram:
+    text: str
+    parse_mode: str  # "", "HTML" or "MarkdownV2"
+    disable_link_preview: bool
+    buttons: tuple[tuple[str, str], ...]  # (label, URL), one per row
+
+
+RenderedBody = RenderedEmail | RenderedSms | RenderedPush | RenderedTelegram
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedMessage:
     template_id: str
     template_version: int
     channel: Channel
-    body: RenderedEmail | RenderedSms | RenderedPush
+    body: RenderedBody
     links: tuple[lk.RenderedLink, ...]
     fragment_versions: Mapping[str, int]
     short_links: Mapping[str, str] = field(default_factory=dict)  # an SMS's `/s/<code>` → click token
@@ -408,6 +422,13 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
         ]
         found += [("push.ios_deep_link", p.ios_deep_link, None, False)]
         found += [("push.android_deep_link", p.android_deep_link, None, False)]
+    if content.telegram_bot is not None:
+        t = content.telegram_bot
+        # marked as text in every parse mode: bare URLs, HTML's href and MarkdownV2's (url) alike
+        found.append(("telegram_bot.text", t.text, "telegram_bot", False))
+        for i, b in enumerate(t.buttons):
+            found.append((f"telegram_bot.buttons.{i}.text", b.text, None, False))
+            found.append((f"telegram_bot.buttons.{i}.url", b.url, f"telegram_bot.buttons.{i}", False))
     return found
 
 
@@ -682,7 +703,7 @@ class _Job:
         self.urls = urls
         self.links: list[lk.RenderedLink] = []
 
-    def body(self, channel: Channel) -> RenderedEmail | RenderedSms | RenderedPush:
+    def body(self, channel: Channel) -> RenderedBody:
         section = self.content.channel(channel)
         if isinstance(section, EmailContent):
             return self.email(section)
@@ -690,6 +711,8 @@ class _Job:
             return self.sms(section)
         if isinstance(section, PushContent):
             return self.push(section)
+        if isinstance(section, TelegramContent):
+            return self.telegram(section)
         raise RenderFailed(f"the template has no {channel} content", "channel")
 
     def text(self, key: str, context: RenderContext | None = None) -> str:
@@ -775,6 +798,22 @@ class _Job:
             android_deep_link=self.text("push.android_deep_link"),
         )
 
+    def telegram(self, telegram: TelegramContent) -> RenderedTelegram:
+        text = self.tracked("telegram_bot.text", "telegram")
+        if len(text) > TELEGRAM_MAX_TEXT:
+            raise RenderFailed(
+                f"the message is {len(text)} characters; Telegram takes {TELEGRAM_MAX_TEXT}",
+                "telegram_bot.text",
+            )
+        buttons = tuple(
+            (
+                " ".join(self.text(f"telegram_bot.buttons.{i}.text").split()),
+                self.tracked(f"telegram_bot.buttons.{i}.url", "telegram").strip(),
+            )
+            for i in range(len(telegram.buttons))
+        )
+        return RenderedTelegram(text, telegram.parse_mode, telegram.disable_link_preview, buttons)
+
 
 # --- a profile as the template language reads it ----------------------------------------------
 
@@ -805,6 +844,8 @@ def subscription_of(
     elif channel is Channel.SMS:
         phones = [s.key.contact for s in subscriptions]
         data |= {"phone": contact, "phones": phones, "phone_md5": _md5(contact)}
+    elif channel is Channel.TELEGRAM_BOT:
+        data |= {"chat_id": contact}
     else:
         data |= {"token": contact, "provider": chosen.key.provider or ""}
     return data

@@ -40,7 +40,7 @@ from herald.reports.base import (
     flag,
 )
 
-CHANNELS = ("email", "sms", "push")
+CHANNELS = ("email", "sms", "push", "telegram_bot")
 
 # Counter → the message events it counts (within one channel). Bots (`domain/bots.py`) are left out
 # of every tracked counter and counted on their own (bot_*); a "unique" action is one the delivery
@@ -147,7 +147,34 @@ _PUSH = tuple(
         "click_to_open_rate",
     )
 )
-PRESETS: Mapping[str, tuple[str, ...]] = {"email": _EMAIL, "sms": _SMS, "push": _PUSH, "all": METRICS}
+# a Telegram message is delivered when the Bot API takes it; a chat that blocked the bot hard-bounces
+_TELEGRAM = tuple(
+    f"telegram_bot_{name}"
+    for name in (
+        "queued",
+        "suppressed",
+        "failed",
+        "sent",
+        "delivered",
+        "soft_bounces",
+        "hard_bounces",
+        "not_delivered",
+        "clicks",
+        "unique_clicks",
+        "bot_clicks",
+        "delivery_rate",
+        "click_rate",
+        "hard_bounce_rate",
+        "not_delivered_rate",
+    )
+)
+PRESETS: Mapping[str, tuple[str, ...]] = {
+    "email": _EMAIL,
+    "sms": _SMS,
+    "push": _PUSH,
+    "telegram_bot": _TELEGRAM,
+    "all": METRICS,
+}
 """Preset → the metrics it shows: what the channel's messages can have."""
 
 GROUPS: Mapping[str, str] = {

@@ -43,6 +43,10 @@ def test_renaming_is_not_a_new_version() -> None:
     assert tp.template_decider.fold([CREATED, *events]).version == 1
 
 
+def tg(**given: Any) -> tp.TelegramContent:
+    return tp.TelegramContent(text="Hi", **given)
+
+
 @pytest.mark.parametrize(
     ("bad", "path"),
     [
@@ -52,6 +56,20 @@ def test_renaming_is_not_a_new_version() -> None:
         (content(sms=tp.SmsContent(body="")), "sms.body"),
         (content(push=tp.PushContent(title="t", body=" ")), "push.body"),
         (content(push=tp.PushContent(title="", body="b")), "push.title"),
+        (content(telegram_bot=tp.TelegramContent(text=" ")), "telegram_bot.text"),
+        (
+            content(telegram_bot=tg(buttons=(tp.TelegramButton(text=" ", url="https://x.io"),))),
+            "telegram_bot.buttons.0.text",
+        ),
+        (
+            content(telegram_bot=tg(buttons=(tp.TelegramButton(text="Go", url="x.io"),))),
+            "telegram_bot.buttons.0.url",
+        ),
+        (
+            content(telegram_bot=tg(buttons=(tp.TelegramButton(text="Go", url="https://x.io"),) * 9)),
+            "telegram_bot.buttons",
+        ),
+        (content(telegram_bot=tp.TelegramContent(text="Hi {lead._fname")), "telegram_bot.text"),
         (content(parts=(tp.TemplatePart(name="9x", content="a"),)), "parts.0.name"),
         (
             content(parts=(tp.TemplatePart(name="a", content="1"), tp.TemplatePart(name="a", content="2"))),

@@ -1,12 +1,13 @@
 """Senders (an email sender's SMTP relay with its speed, retries and DKIM key; an SMS sender's SMPP
-account with its "await delivery"; a push sender's Web Push contact or FCM project) and virtual
-senders (routing rules).
+account or BulkSMS-style HTTP gateway with its "await delivery"; a push sender's Web Push contact,
+FCM project or APNs app; a Telegram bot) and virtual senders (routing rules).
 
-`PUT /senders/{id}` creates or replaces a sender; the relay or SMSC password, the DKIM private
-key and an FCM service account are write-only (sealed before they are stored, never returned;
-left empty, the stored ones stay). `PUT /virtual-senders/{id}` sets the ordered routing rules;
-the one named `default` routes email campaigns that name none, `default_sms` and `default_push`
-those of the other channels (a push rule's domains name subscription providers: `fcm`, `webpush`).
+`PUT /senders/{id}` creates or replaces a sender; the relay, SMSC or gateway password, the DKIM
+private key, an FCM service account, an APNs .p8 key and a bot token are write-only (sealed before
+they are stored, never returned; left empty, the stored ones stay). `PUT /virtual-senders/{id}`
+sets the ordered routing rules; the one named `default` routes email campaigns that name none,
+`default_sms`, `default_push` and `default_telegram_bot` those of the other channels (a push
+rule's domains name subscription providers: `fcm`, `apns`, `webpush`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class SenderBody(sd.SenderSettings):
     password: str = Field("", description="write-only: the relay login's (or SMSC account's) password")
     dkim_private_key: str = Field("", description="write-only: the PEM private key DKIM signs with")
     service_account: str = Field("", description="write-only: an FCM sender's service-account key (JSON)")
+    signing_key: str = Field("", description="write-only: an APNs sender's .p8 signing key (PEM)")
+    bot_token: str = Field("", description="write-only: a Telegram sender's bot token")
 
 
 class VirtualSenderBody(BaseModel):
@@ -43,6 +46,8 @@ def _sender_json(state: sd.SenderState) -> dict[str, Any]:
         "has_password": state.secrets.password is not None,
         "has_dkim_key": state.secrets.dkim_private_key is not None,
         "has_service_account": state.secrets.service_account is not None,
+        "has_signing_key": state.secrets.signing_key is not None,
+        "has_bot_token": state.secrets.bot_token is not None,
     }
 
 
