@@ -214,6 +214,9 @@ class DeliveryService:
             resource_id=ref.resource_id,
             channel=ref.channel,
             contact=ref.contact,
+            provider=push_provider(self.aggregates, ref.profile_id, ref.resource_id, ref.contact)
+            if ref.channel == "push"
+            else None,
             at=at,
             status=status,
             cause=cause,
@@ -245,3 +248,13 @@ class DeliveryService:
             # the profile or its subscription is gone, or a link names a field the database lacks:
             # the message's own event stays recorded, the recipient's click or unsubscribe goes on
             log.info("message effect on profile %s not applied: %s", profile_id, refused)
+
+
+def push_provider(aggregates: Aggregates, profile_id: str, resource_id: str, contact: str) -> str | None:
+    """The provider of the profile's push subscription with `contact` (a push is keyed by it too);
+    None when the subscription is gone."""
+    profile = aggregates.load(pr.profile_decider, pr.profile_stream(profile_id)).state
+    for subscription in profile.subscriptions.of_resource(resource_id, "push"):
+        if subscription.key.contact == contact and subscription.key.provider:
+            return subscription.key.provider
+    return None
