@@ -5,7 +5,9 @@ SMS Caller ID, or the routing rule's From override (an alpha sender per rule), t
 subscription's number; its links are already `/s/<code>` short links, kept with the attempt
 before it leaves so a click resolves. The sender is an SMPP account (`senders/smpp.py`) whose
 receipts settle the message: delivered when every part is, and undelivered when the sender's
-"await delivery" passes without them.
+"await delivery" passes without them; or an account at an HTTP gateway in BulkSMS's JSON v1
+shape (`senders/bulksms.py`), chosen by the sender's settings, whose reports come to its webhook
+(`api/routes/sms_reports.py`) and settle the message the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedSms
 from herald.messages.routing import Senders, retry_deadline, routed
 from herald.messages.worker import Composed, Lookups
+from herald.senders.bulksms import BulkSmsGateway, BulkSmsSettings
 from herald.senders.gateway import ChannelGateway, Outbound, ReportHandler
 from herald.senders.smpp import SmppGateway, SmppSettings
 
@@ -43,11 +46,23 @@ class SmsChannel:
         return Composed(outbound, sender, rendered_from, message.short_links)
 
     def gateway(self, sender: sd.OpenedSender, on_report: ReportHandler) -> ChannelGateway:
-        return SmppGateway(self.built_for(sender), on_report)
+        built = self.built_for(sender)
+        if isinstance(built, BulkSmsSettings):
+            return BulkSmsGateway(built)  # its reports come to the webhook, not to the gateway
+        return SmppGateway(built, on_report)
 
-    def built_for(self, sender: sd.OpenedSender) -> SmppSettings:
+    def built_for(self, sender: sd.OpenedSender) -> SmppSettings | BulkSmsSettings:
         settings = sender.state.settings
-        assert settings is not None and settings.smpp is not None  # an SMS sender has its SMSC
+        assert settings is not None
+        if settings.bulksms is not None:
+            return BulkSmsSettings(
+                base_url=settings.bulksms.base_url,
+                username=settings.bulksms.username,
+                password=sender.password,
+                rate_per_second=settings.rate_per_second,
+                connections=settings.connections,
+            )
+        assert settings.smpp is not None  # an SMS sender has its SMSC or its HTTP gateway
         account = settings.smpp
         return SmppSettings(
             host=account.host,
