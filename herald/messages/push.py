@@ -23,7 +23,7 @@ from herald.domain.messages import MessageQueued
 from herald.messages.deliveries import push_provider
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedPush, SignedTrackingUrls, tracking_base
-from herald.messages.routing import Senders, retry_deadline, routed
+from herald.messages.routing import RoutedChannel, Senders, routed
 from herald.messages.worker import Composed, Lookups
 from herald.senders.apns import ApnsGateway, ApnsSettings
 from herald.senders.fcm import FcmGateway, FcmSettings, ServiceAccount
@@ -31,19 +31,16 @@ from herald.senders.gateway import ChannelGateway, Outbound, ReportHandler
 from herald.senders.webpush import WebPushGateway, WebPushSettings
 
 
-class PushChannel:
+class PushChannel(RoutedChannel):
     name = "push"
 
     def __init__(self, queued: QueuedMessages, senders: Senders, vapid_private_key: str) -> None:
-        self.queued = queued
-        self.senders = senders
+        super().__init__(queued, senders)
         self.vapid_private_key = vapid_private_key
 
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
         provider = self._provider(queued)
-        message, rendered_from = self.queued.render_to_send(queued, lookups)
-        body = message.body
-        assert isinstance(body, RenderedPush)
+        body, _, rendered_from = self.rendered(queued, lookups, RenderedPush)
         resource, _ = self.queued.channel_of(queued, lookups)
         links = SignedTrackingUrls(
             self.queued.signer, tracking_base(resource), queued.message_id
@@ -114,9 +111,6 @@ class PushChannel:
             rate_per_second=settings.rate_per_second,
             connections=settings.connections,
         )
-
-    def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
-        return retry_deadline(sender)
 
     def await_delivery(self, sender: sd.OpenedSender) -> timedelta | None:
         return None  # push services send no delivery reports: the service worker's `ack` is one

@@ -17,26 +17,19 @@ from datetime import datetime, timedelta
 from herald.domain import senders as sd
 from herald.domain.messages import MessageQueued
 from herald.domain.resources import SmsSettings
-from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedSms
-from herald.messages.routing import Senders, retry_deadline, routed
+from herald.messages.routing import RoutedChannel, routed
 from herald.messages.worker import Composed, Lookups
 from herald.senders.bulksms import BulkSmsGateway, BulkSmsSettings
 from herald.senders.gateway import ChannelGateway, Outbound, ReportHandler
 from herald.senders.smpp import SmppGateway, SmppSettings
 
 
-class SmsChannel:
+class SmsChannel(RoutedChannel):
     name = "sms"
 
-    def __init__(self, queued: QueuedMessages, senders: Senders) -> None:
-        self.queued = queued
-        self.senders = senders
-
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
-        message, rendered_from = self.queued.render_to_send(queued, lookups)
-        body = message.body
-        assert isinstance(body, RenderedSms)
+        body, message, rendered_from = self.rendered(queued, lookups, RenderedSms)
         _, sms = self.queued.channel_of(queued, lookups)
         assert isinstance(sms, SmsSettings)
         target, sender = routed(queued, lookups, self.senders)
@@ -73,9 +66,6 @@ class SmsChannel:
             window=account.window,
             rate_per_second=settings.rate_per_second,
         )
-
-    def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
-        return retry_deadline(sender)
 
     def await_delivery(self, sender: sd.OpenedSender) -> timedelta | None:
         settings = sender.state.settings

@@ -15,25 +15,18 @@ from datetime import datetime, timedelta
 
 from herald.domain import senders as sd
 from herald.domain.messages import MessageQueued
-from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedTelegram
-from herald.messages.routing import Senders, retry_deadline, routed
+from herald.messages.routing import RoutedChannel, routed
 from herald.messages.worker import Composed, Lookups
 from herald.senders.gateway import ChannelGateway, Outbound, ReportHandler
 from herald.senders.telegram import TelegramGateway, TelegramSettings
 
 
-class TelegramChannel:
+class TelegramChannel(RoutedChannel):
     name = "telegram_bot"
 
-    def __init__(self, queued: QueuedMessages, senders: Senders) -> None:
-        self.queued = queued
-        self.senders = senders
-
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
-        message, rendered_from = self.queued.render_to_send(queued, lookups)
-        body = message.body
-        assert isinstance(body, RenderedTelegram)
+        body, _, rendered_from = self.rendered(queued, lookups, RenderedTelegram)
         self.queued.channel_of(queued, lookups)  # the resource still has its bot channel
         _, sender = routed(queued, lookups, self.senders)
         outbound = Outbound(
@@ -57,9 +50,6 @@ class TelegramChannel:
             base_url=settings.telegram.base_url,
             rate_per_second=settings.rate_per_second,
         )
-
-    def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
-        return retry_deadline(sender)
 
     def await_delivery(self, sender: sd.OpenedSender) -> timedelta | None:
         return None  # the Bot API's answer is the delivery: Telegram sends no reports
