@@ -16,8 +16,10 @@ import httpx
 
 from herald.api.wiring import Herald
 from herald.domain.deliveries import RETRY_BACKOFF
+from herald.domain.scenario_capture import ImportCapture
 from herald.infra.clock import ManualClock
 from tests import channel_servers as cs
+from tests import scenario_builders as sb
 from tests.builders import (
     RESOURCE,
     import_rows,
@@ -149,3 +151,23 @@ async def test_the_summary_counts_the_telegram_channel(
         "sms_sent": 0,
     }
     assert await march_summary(reporting_api, reporting, tuple(expected)) == expected
+
+
+async def test_a_scenarios_campaign_node_writes_to_the_profiles_chat(
+    api: httpx.AsyncClient, herald: Herald
+) -> None:
+    """A scenario started by an import sends its Telegram trigger campaign through the same worker."""
+    telegram_bot_resource(herald)
+    welcome = sb.trigger(herald, "Welcome", channel="telegram_bot")
+    sb.scenario(herald, sb.graph(sb.campaign_node("1", welcome)), capture=ImportCapture())
+    herald.runtime.drain()
+    async with cs.telegram_server() as server:
+        await bot_sender(api, server)
+        [profile_id] = await chats(api, "555001")
+        herald.runtime.drain()
+        assert list(sb.messages_of(herald, welcome)) == [profile_id]
+        assert await herald.telegram.run_once() == 1
+        await herald.telegram.close()
+    [sent] = server.received
+    assert (sent.address, sent.body["text"]) == ("555001", "Welcome 1: hi Ann0")
+    assert [d["campaign_id"] for d in events(herald, "MessageDelivered")] == [welcome]
