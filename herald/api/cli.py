@@ -9,6 +9,7 @@ from pathlib import Path
 
 from herald.infra.config import Settings, settings_from_env
 from herald.infra.data_dir_lock import DataDirInUse, hold_processors_lock
+from herald.infra.malloc_tuning import return_large_blocks
 from herald.infra.serialization import dumps
 
 BAD_CONFIGURATION = 2  # the exit status for settings Herald cannot use (as argparse's for bad flags)
@@ -113,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as bad:  # a HERALD_* variable Herald cannot use: say which, in one line
         print(f"herald: {bad}", file=sys.stderr)
         return BAD_CONFIGURATION
+    return_large_blocks()  # a long-running process gives freed big arrays back (infra/malloc_tuning.py)
     try:
         return _run(args, settings)
     except DataDirInUse as taken:
