@@ -4,7 +4,7 @@ Held in memory, the index of every stored id grows by 16 bytes an event for
 as long as the log grows (the 30-minute soak's whole RSS growth: 2,022 events/s
 × 16 bytes = 1.9 MB/min, measured 2.1). So the index keeps only its newest
 entries in memory (`event_id_index.py`) and spills the older ones here, as
-runs: each a sorted array of hashes followed by their positions, in an
+runs: each a sorted array of hashes followed by their positions, in one
 unlinked temporary file (the kernel's page cache holds it, not the process;
 it vanishes with the process however it ends, and the index is rebuilt from
 the log on the next start anyway).
@@ -24,6 +24,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -70,15 +71,16 @@ class BloomFilter:
 
 
 class _Run:
-    """One spilled, sorted array of hashes and their positions, in a file only this process holds."""
+    """One spilled, sorted array of hashes and their positions, at `offset` in the runs' file."""
 
-    def __init__(self, directory: Path | None, keys: Keys, positions: Positions) -> None:
+    def __init__(self, file: IO[bytes], keys: Keys, positions: Positions) -> None:
         self.count = len(keys)
         self.fences = keys[::_BLOCK].copy()
-        self._file = tempfile.TemporaryFile(dir=directory, prefix="herald-event-ids-")  # noqa: SIM115 (held open for the run)
-        self._file.write(keys.astype("<u8").tobytes())
-        self._file.write(positions.astype("<i8").tobytes())
-        self._file.flush()
+        self._fd = file.fileno()
+        self._offset = file.seek(0, os.SEEK_END)
+        file.write(keys.astype("<u8").tobytes())
+        file.write(positions.astype("<i8").tobytes())
+        file.flush()
 
     def find(self, key: int) -> list[int]:
         """The positions stored under `key` (usually none; more than one only for a hash collision)."""
@@ -92,8 +94,8 @@ class _Run:
         left, right = keys.searchsorted(np.uint64(key), "left"), keys.searchsorted(np.uint64(key), "right")
         if left == right:
             return []
-        offset = 8 * (self.count + start + int(left))
-        found = os.pread(self._file.fileno(), 8 * int(right - left), offset)
+        at = self._offset + 8 * (self.count + start + int(left))
+        found = os.pread(self._fd, 8 * int(right - left), at)
         return np.frombuffer(found, dtype="<i8").tolist()  # type: ignore[no-any-return]
 
     def chunks(self) -> Iterator[Keys]:
@@ -101,12 +103,9 @@ class _Run:
         for start in range(0, self.count, _REBUILD_CHUNK):
             yield self._keys(start, _REBUILD_CHUNK)
 
-    def close(self) -> None:
-        self._file.close()
-
     def _keys(self, start: int, count: int) -> Keys:
         count = min(count, self.count - start)
-        read = os.pread(self._file.fileno(), 8 * count, 8 * start)
+        read = os.pread(self._fd, 8 * count, self._offset + 8 * start)
         return np.frombuffer(read, dtype="<u8").astype(np.uint64)
 
 
@@ -115,6 +114,7 @@ class SpilledRuns:
 
     def __init__(self, directory: Path | None = None, initial_capacity: int = 1 << 21) -> None:
         self.directory = directory
+        self._file: IO[bytes] | None = None  # opened on the first spill: one descriptor for every run
         self._runs: list[_Run] = []
         self._filter = BloomFilter(initial_capacity)
 
@@ -123,7 +123,9 @@ class SpilledRuns:
 
     def spill(self, keys: Keys, positions: Positions) -> None:
         """Keep sorted `keys` and their aligned `positions` on disk from now on."""
-        self._runs.append(_Run(self.directory, keys, positions))
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self.directory, prefix="herald-event-ids-")  # noqa: SIM115
+        self._runs.append(_Run(self._file, keys, positions))
         total = len(self)
         if total > self._filter.capacity:
             self._filter = self._rebuilt(2 * total)
@@ -143,8 +145,9 @@ class SpilledRuns:
                     found.setdefault(key, []).extend(held)
 
     def close(self) -> None:
-        for run in self._runs:
-            run.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         self._runs = []
 
     def _rebuilt(self, capacity: int) -> BloomFilter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,6 +143,7 @@ def test_spilled_hashes_are_found_on_disk_and_absent_ones_are_not() -> None:
 
 def test_a_run_finds_a_hash_at_a_fence_and_one_that_straddles_two_blocks() -> None:
     runs = SpilledRuns(initial_capacity=1000)  # small: the second run rebuilds the filter larger
+    descriptors = len(os.listdir("/proc/self/fd"))
     keys = np.arange(0, 3 * 512 * 2, 2, dtype=np.uint64)  # 1,536 even hashes: three 512-hash blocks
     keys[512:514] = 1022  # one hash for three events: the last of block 0, the first two of block 1
     runs.spill(keys, np.arange(1, len(keys) + 1, dtype=np.int64))
@@ -160,6 +162,7 @@ def test_a_run_finds_a_hash_at_a_fence_and_one_that_straddles_two_blocks() -> No
         2**63 + 599: [10_600],
     }
     assert len(runs) == len(keys) + 600
+    assert len(os.listdir("/proc/self/fd")) == descriptors + 1  # one file holds every run
     runs.close()
 
 
