@@ -128,7 +128,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     # `secrets reseal --scrub` rebuilds the read models, so it waits for no server to be folding them;
     # `redrive` applies events to the processors, so it runs only while no server does.
     runs_processors = (
-        args.command in ("replay", "redrive")
+        args.command == "replay"
+        or (args.command == "redrive" and settings.engine == "embedded")  # scale: the workers re-drive
         or (args.command == "send" and getattr(args, "part", None) is None)
         or (args.command == "serve" and settings.engine == "embedded")
         or (args.command == "secrets" and args.scrub)
@@ -160,16 +161,12 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
             return BAD_CONFIGURATION
         return send(settings, args.until_empty, args.processes, args.part)
     if args.command in ("parked", "redrive"):
-        from herald.api.parked import print_parked, redrive_parked
+        from herald.api.parked import print_parked, redrive_parked, request_redrive
 
         if args.command == "parked":
             return print_parked(settings, args.processor, args.traceback)
         if settings.engine == "scale":
-            print(
-                "herald: with HERALD_ENGINE=scale parked events are in the workers' partition stores; "
-                "re-driving them there is not supported yet (`herald parked` lists them)"
-            )
-            return BAD_CONFIGURATION
+            return request_redrive(settings, args.processor, args.positions)
         return redrive_parked(settings, args.processor, args.positions)
     if args.command == "relay":
         return _relay(settings, args)
