@@ -33,6 +33,7 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
@@ -43,6 +44,9 @@ from herald.domain.decider import Decider
 from herald.domain.errors import AlreadyExists, NotFound, ValidationFailed
 from herald.domain.events import Event, JsonDict, registry
 from herald.domain.secrets import WITHHELD, SealedSecret
+
+
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 
 
 class _Value(BaseModel):
@@ -274,6 +278,10 @@ def _checked_sender(settings: SenderSettings) -> SenderSettings:
         raise ValidationFailed("the relay needs a host", "relay.host")
     if settings.smpp is not None and not settings.smpp.host.strip():
         raise ValidationFailed("the SMSC needs a host", "smpp.host")
+    for name in ("fcm", "apns", "bulksms", "telegram"):
+        api = getattr(settings, name)
+        if api is not None and not _HTTP_URL.match(api.base_url):
+            raise ValidationFailed("the API's base URL is an http(s) URL", f"{name}.base_url")
     if settings.channel != "email" and settings.dkim_selector:
         raise ValidationFailed("only email is DKIM-signed", "dkim_selector")
     if settings.dkim_selector and not settings.dkim_domain:

@@ -63,6 +63,8 @@ def test_a_sender_with_its_channels_protocol_is_created(given: dict[str, Any]) -
         ({"channel": "telegram_bot"}, "telegram"),
         ({"channel": "telegram_bot", "telegram": TELEGRAM}, "bot_token"),
         ({"channel": "email", "relay": RELAY, "telegram": TELEGRAM}, "telegram"),
+        ({"channel": "telegram_bot", "telegram": {"base_url": "api.telegram.org"}}, "telegram.base_url"),
+        ({"channel": "push", "apns": {**APNS, "base_url": "https:// x"}}, "apns.base_url"),
     ],
 )
 def test_a_sender_without_its_channels_protocol_or_with_anothers_is_refused(
