@@ -45,7 +45,6 @@ from herald.domain.errors import AlreadyExists, NotFound, ValidationFailed
 from herald.domain.events import Event, JsonDict, registry
 from herald.domain.secrets import WITHHELD, SealedSecret
 
-
 _HTTP_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 
 
