@@ -10,7 +10,8 @@ Decisions where the guide is silent:
 - Link ids are fixed per template version (`links.mark_links` on the
   version's sources, cached by template and version): `html.<n>`, `text.<n>`,
   `part.<name>.<n>`, `fragment.<short_name>.<n>`, `sms.<n>`, `push.click_url.1`,
-  `telegram_bot.<n>`, `telegram_bot.buttons.<i>.1`.
+  `telegram_bot.<n>` (and `telegram_bot.bare.<n>` in HTML),
+  `telegram_bot.buttons.<i>.1`.
 - `{pixel}` and `{read}` render as 1×1 images; without `{pixel}` in the
   email's HTML the open pixel goes before `</body>`. `{read}` is never added
   by itself: the author places it.
@@ -356,8 +357,14 @@ class _CompiledFragment:
     version: int
 
 
-def _marked(text: str, scope: str, html: bool) -> lk.MarkedSource:
-    """A source's links marked, the static ones precomputed: per message only their tokens are made."""
+def _marked(text: str, scope: str, html: bool | None) -> lk.MarkedSource:
+    """A source's links marked, the static ones precomputed: per message only their tokens are made.
+    `html` None: HTML whose bare URLs are links too (Telegram's HTML parse mode): its `href`s (their
+    entities decoded) as `<scope>.<n>`, then its bare URLs as `<scope>.bare.<n>`."""
+    if html is None:
+        hrefs = lk.mark_links(text, scope, precompute=True)
+        bare = lk.mark_text_links(hrefs.source, f"{scope}.bare", precompute=True)
+        return lk.MarkedSource(bare.source, hrefs.links + bare.links)
     if html:
         return lk.mark_links(text, scope, precompute=True)
     return lk.mark_text_links(text, scope, precompute=True)
@@ -368,7 +375,7 @@ def _prepare(content: TemplateContent) -> _Prepared:
     specs: dict[str, lk.LinkSpec] = {}
     uses = References()
 
-    def add(key: str, text: str, scope: str | None, html: bool = False) -> CompiledTemplate:
+    def add(key: str, text: str, scope: str | None, html: bool | None = False) -> CompiledTemplate:
         nonlocal uses
         marked = _marked(text, scope, html) if scope else lk.MarkedSource(text, ())
         specs.update((spec.id, spec) for spec in marked.links)
@@ -396,9 +403,10 @@ def _as_text(source: str, kind: str) -> str:
     return text_block(source) if kind == "html" else source
 
 
-def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None, bool]]:
-    """(key, text, link scope or None, is HTML) of every personalised text of every channel."""
-    found: list[tuple[str, str, str | None, bool]] = []
+def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None, bool | None]]:
+    """(key, text, link scope or None, is HTML: None for HTML with bare links) of every personalised
+    text of every channel."""
+    found: list[tuple[str, str, str | None, bool | None]] = []
     if content.email is not None:
         e = content.email
         text = e.text if e.text.strip() or not e.html.strip() else text_block(e.html)
@@ -424,8 +432,9 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
         found += [("push.android_deep_link", p.android_deep_link, None, False)]
     if content.telegram_bot is not None:
         t = content.telegram_bot
-        # marked as text in every parse mode: bare URLs, HTML's href and MarkdownV2's (url) alike
-        found.append(("telegram_bot.text", t.text, "telegram_bot", False))
+        # HTML: its hrefs (entities decoded) and its bare URLs, which Telegram links too; plain text
+        # and MarkdownV2 as text: bare URLs and MarkdownV2's `(url)`
+        found.append(("telegram_bot.text", t.text, "telegram_bot", None if t.parse_mode == "HTML" else False))
         for i, b in enumerate(t.buttons):
             found.append((f"telegram_bot.buttons.{i}.text", b.text, None, False))
             found.append((f"telegram_bot.buttons.{i}.url", b.url, f"telegram_bot.buttons.{i}", False))

@@ -31,7 +31,7 @@ from tests.builders import (
 SENDER = "bot-1"
 CONTENT = {
     "telegram_bot": {
-        "text": "<b>Hi {lead._fname}</b>, the sale: https://shop.example.com/sale",
+        "text": '<b>Hi {lead._fname}</b>, the sale: https://shop.example.com/sale <a href="https://shop.example.com/?a=1&amp;b=2">more</a>',
         "parse_mode": "HTML",
         "buttons": [{"text": "Shop now", "url": "https://shop.example.com/?u={lead._fname}"}],
     }
@@ -84,6 +84,9 @@ async def test_a_campaign_reaches_the_chats_and_a_blocked_bot_ends_its_subscript
     assert to_ann.body["parse_mode"] == "HTML"
     text = to_ann.body["text"]
     assert text.startswith("<b>Hi Ann0</b>, the sale: https://trk.example.com/t/click/")
+    more = text.split('<a href="https://trk.example.com')[1].split('"')[0]
+    clicked = await api.get(more)  # an href's entities decoded: the link goes where the author meant
+    assert clicked.status_code == 302 and clicked.headers["location"] == "https://shop.example.com/?a=1&b=2"
     [[button]] = to_ann.body["reply_markup"]["inline_keyboard"]
     assert button["text"] == "Shop now" and button["url"].startswith("https://trk.example.com/t/click/")
     clicked = await api.get(button["url"].removeprefix("https://trk.example.com"))
