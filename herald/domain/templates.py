@@ -19,7 +19,8 @@ Decisions where the guide is silent:
   name) a text, in plain text, HTML or MarkdownV2 (Telegram's `parse_mode`),
   with up to `MAX_TELEGRAM_BUTTONS` URL buttons under it (one per row), each
   with a label and an absolute http(s) URL, both personalisable, the URL
-  click-tracked. `no_css_inline` defaults to true, as in the guide.
+  click-tracked. In MarkdownV2 a tracked link is `[text](url)` (a bare URL's
+  redirect would need escaping). `no_css_inline` defaults to true, as in the guide.
 - The draft flag is set at creation when asked; `PublishTemplate` clears it,
   `MarkTemplateDraft` sets it again. Deleting keeps the stream (messages still
   name its versions); a deleted template cannot be changed or sent.
@@ -41,6 +42,7 @@ from herald.domain.events import Event, registry
 from herald.domain.templating import CompiledTemplate, TemplateSyntaxError, compile_template
 from herald.domain.templating.references import References, references
 
+_URL = re.compile(r"https?://", re.IGNORECASE)
 _PART_NAME = re.compile(r"^[^\W\d][\w-]{0,63}$")
 
 
@@ -369,12 +371,20 @@ def _check_channels(content: TemplateContent) -> None:
         if not push.body.strip():
             raise ValidationFailed("a push needs a body", "push.body")
     if content.telegram_bot is not None:
-        _check_telegram(content.telegram_bot)
+        _check_telegram(content.telegram_bot, content.track_links)
 
 
-def _check_telegram(telegram: TelegramContent) -> None:
+def _check_telegram(telegram: TelegramContent, track_links: bool) -> None:
     if not telegram.text.strip():
         raise ValidationFailed("a Telegram message needs a text", "telegram_bot.text")
+    if track_links and telegram.parse_mode == "MarkdownV2":
+        for found in _URL.finditer(telegram.text):
+            if not telegram.text[: found.start()].endswith("]("):
+                raise ValidationFailed(
+                    "in MarkdownV2 a tracked link is written [text](url): a bare URL's tracking "
+                    "redirect would need MarkdownV2's escapes",
+                    "telegram_bot.text",
+                )
     if len(telegram.buttons) > MAX_TELEGRAM_BUTTONS:
         raise ValidationFailed(
             f"a Telegram message has at most {MAX_TELEGRAM_BUTTONS} buttons", "telegram_bot.buttons"
