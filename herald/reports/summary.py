@@ -226,6 +226,7 @@ def _rate_sql() -> str:
     )
 
 
+_RATE_NAMES = frozenset(f"{channel}_{name}" for channel in CHANNELS for name in RATES)
 _COUNTER_NAMES = tuple(f"{channel}_{name}" for channel in CHANNELS for name in COUNTERS)
 
 
@@ -293,7 +294,7 @@ def _filled(
 
 
 def _is_rate(metric: str) -> bool:
-    return metric.split("_", 1)[1] in RATES
+    return metric in _RATE_NAMES
 
 
 SUMMARY = SummaryReport()

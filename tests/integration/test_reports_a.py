@@ -547,13 +547,15 @@ RATIOS: Mapping[str, tuple[str, str]] = {
     "unsubscribe_rate": ("unsubscribes", "delivered"),
     "complaint_rate": ("complaints", "delivered"),
 }
+SUMMARY_CHANNELS = ("email", "sms", "push", "telegram_bot")
 ALL_SUMMARY_METRICS = tuple(
-    f"{channel}_{name}" for channel in ("email", "sms", "push") for name in (*COUNTS, *RATIOS)
+    f"{channel}_{name}" for channel in SUMMARY_CHANNELS for name in (*COUNTS, *RATIOS)
 )
 
 
 def expected_metric(facts: Sequence[Fact], metric: str) -> Any:
-    channel, name = metric.split("_", 1)
+    channel = next(c for c in SUMMARY_CHANNELS if metric.startswith(f"{c}_"))
+    name = metric.removeprefix(f"{channel}_")
     mine = [f for f in facts if f.channel == channel]
     if name in COUNTS:
         return sum(1 for f in mine if COUNTS[name](f))
