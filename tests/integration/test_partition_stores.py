@@ -32,7 +32,11 @@ PARTITIONS = 3
 
 def _settings(data: Path, engine: str) -> Settings:
     return Settings(
-        data_dir=data, admin_token=ADMIN_TOKEN, engine=engine, kafka_partitions=PARTITIONS, reports_engine="off"
+        data_dir=data,
+        admin_token=ADMIN_TOKEN,
+        engine=engine,
+        kafka_partitions=PARTITIONS,
+        reports_engine="off",
     )
 
 
