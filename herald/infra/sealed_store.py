@@ -10,8 +10,8 @@ contacts, addresses, devices), `activity-<id>` (a tracked event's properties and
 statuses, times and resource and channel names stay readable, so the log can still be routed,
 counted and audited. On read the wrapper opens it again, lazily, when a consumer first looks at
 an event's data. When the profile was erased its key is gone: the values read as erased
-(`ERASED`: empty fields and changes, a contact named by a digest of its ciphertext so two stay
-two), and a replay rebuilds every read model without personal data.
+(empty fields and changes, a contact named by a keyed digest of its ciphertext so two stay
+two, `LogNames.erased_contact`), and a replay rebuilds every read model without personal data.
 
 The relay publishes the log as stored (`SealedEventStore.inner`), so a Kafka topic holds the
 sealed values too; the Faust worker opens them with its own store (`opened`).
@@ -23,9 +23,8 @@ and an anonymous visitor's events (no profile, no key).
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -43,6 +42,7 @@ from herald.infra.event_store import (
     RecordedEvent,
     StreamAppend,
 )
+from herald.infra.log_names import LogNames
 from herald.infra.profile_keys import ProfileKeys
 
 SEALED = "_sealed"
@@ -68,22 +68,23 @@ MARKED: dict[str, tuple[str, frozenset[str]]] = {
 SEALED_MARKS = "_sealed_marks"
 
 
-def _erased(key: str, data: dict[str, Any], token: str) -> Any:
+def _erased(key: str, data: dict[str, Any], token: str, names: LogNames) -> Any:
     """What a personal value reads as once its key is gone (a value the event's model accepts)."""
     if key in ("fields", "changes", "device", "properties", "context"):
         return {}
     if key == "tracked":
         return {"at": data.get("at")}
     if key == "contact":
-        return "erased-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+        return names.erased_contact(token)
     if key in ("response", "detail", "url"):
         return ""
     return None
 
 
 class Sealer:
-    def __init__(self, keys: ProfileKeys) -> None:
+    def __init__(self, keys: ProfileKeys, names: LogNames) -> None:
         self.keys = keys
+        self.names = names
 
     def profile_of(self, stream: str, data: dict[str, Any]) -> tuple[str, frozenset[str]] | None:
         """Whose personal data an event on `stream` holds, and which of its keys are personal."""
@@ -105,7 +106,7 @@ class Sealer:
         if key is None:  # the profile was erased: nothing personal is written for it any more
             rest = {k: v for k, v in data.items() if k not in personal}
             token = base64.b64encode(os.urandom(12)).decode()  # no value to name it by: one of its own
-            return {**rest, **{k: _erased(k, rest, token) for k in secret if k in _REQUIRED}}
+            return {**rest, **self._erased(secret, rest, token)}
         nonce = os.urandom(12)
         sealed = AESGCM(key).encrypt(nonce, orjson.dumps(secret), stream.encode())
         rest = {k: v for k, v in data.items() if k not in personal}
@@ -129,8 +130,10 @@ class Sealer:
                 return {**rest, **orjson.loads(AESGCM(key).decrypt(raw[:12], raw[12:], stream.encode()))}
             except InvalidTag:
                 pass  # a key that is not this event's: read as erased
-        sealed_keys = data.get(SEALED_KEYS) or ()
-        return {**rest, **{k: _erased(k, rest, token) for k in sealed_keys if k in _REQUIRED}}
+        return {**rest, **self._erased(data.get(SEALED_KEYS) or (), rest, token)}
+
+    def _erased(self, keys: Iterable[str], rest: dict[str, Any], token: str) -> dict[str, Any]:
+        return {k: _erased(k, rest, token, self.names) for k in keys if k in _REQUIRED}
 
 
 def _marks(stream: str, secret: dict[str, Any]) -> list[str]:

@@ -5,6 +5,7 @@ import error reports and exports all searched byte by byte — while the reports
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +31,9 @@ ERIN = {
 }
 WORK = "erin.at.work.quill@example.net"
 ADDRESS = "203.0.113.77"
-SECRETS = [*ERIN.values(), "79031234567", WORK, ADDRESS, "Quillbrowser/9.1"]
+# and the unkeyed digests of her unique values, which anyone holding a guess can recompute
+DIGESTS = [hashlib.sha256(v.encode()).hexdigest() for v in (ERIN["email"], ERIN["crm_id"])]
+SECRETS = [*ERIN.values(), "79031234567", WORK, ADDRESS, "Quillbrowser/9.1", *DIGESTS]
 OTHER = "bob.keeps@example.org"
 
 
