@@ -3,7 +3,7 @@
 `SealedEventStore` wraps any event store adapter. On append, the personal values of an event
 on a profile's streams — `profile-<id>` (fields, field changes, tracked data, subscription
 contacts, addresses, devices), `activity-<id>` (a tracked event's properties and context),
-`message-<id>` (the recipient's contact, a trigger's content, a bounce's text) and
+`message-<id>` (the recipient's contact, a trigger's content, a bounce's text, a clicked URL) and
 `journey-<scenario>-<profile>` (an entry's content, a node's outcome, a webhook's URL and answer)
 — move into one sealed value,
 `_sealed`, encrypted with the profile's key (`ProfileKeys`) and bound to the stream; ids,
@@ -51,7 +51,8 @@ PERSONAL: dict[str, frozenset[str]] = {
     "profile-": frozenset({"fields", "changes", "tracked", "contact", "ip", "device", "email_md5"}),
     "activity-": frozenset({"properties", "context"}),
     # a bounce's or a refusal's text often quotes the address ("550 5.1.1 <ann@…>: unknown user")
-    "message-": frozenset({"contact", "content", "ip", "user_agent", "response", "detail"}),
+    # and a clicked link's URL may carry the profile's values (a personalised link)
+    "message-": frozenset({"contact", "content", "ip", "user_agent", "response", "detail", "url"}),
     # a journey's entry content, a node's outcome, a webhook's URL (which may carry the profile's
     # values) and the answer's body
     "journey-": frozenset({"content", "outcome", "url", "body"}),

@@ -7,7 +7,7 @@
    in this process, in a replay, and in any copy of the log;
 3. scrubs what is not the log: the report store's rows (the profile's snapshot goes; its
    subscription changes lose their contact, its messages' events their bounce text (which often
-   quotes the address); message, goal and creation rows stay, so the
+   quotes the address) and clicked links' URLs (which may carry its values); message, goal and creation rows stay, so the
    reports keep its anonymous counts; embedded, once the sink has caught up, the two tables
    are rewritten and the old ones dropped at once; on a server by mutations whose old parts
    the server drops later), the error reports of imports and the CSV and JSON-lines
@@ -28,34 +28,37 @@ from herald.services.aggregates import CommandContext, Outcome
 from herald.services.profiles import ProfileService
 
 _TEXT_FILES = (".csv", ".jsonl", ".rows")
-# Each report table holding personal data, and the column its rows of an erased profile lose
-# (None: those rows go). Message, goal and creation rows otherwise stay: the reports keep the counts.
-_REPORT_SCRUBS: dict[str, str | None] = {
-    "profile_snapshots": None,
-    "subscription_changes": "contact",
-    "message_events": "bounce_text",  # a bounce's text often quotes the address
+# Each report table holding personal data, and the columns its rows of an erased profile lose
+# (none: those rows go). Message, goal and creation rows otherwise stay: the reports keep the counts.
+_REPORT_SCRUBS: dict[str, tuple[str, ...]] = {
+    "profile_snapshots": (),
+    "subscription_changes": ("contact",),
+    # a bounce's text often quotes the address; a clicked link's URL may carry the profile's values
+    "message_events": ("bounce_text", "link_url"),
 }
 _THEIRS = "profile_id = {profile:String}"
+_BLANK = "''"
 
 
-def _holding(table: str, column: str | None) -> str:
+def _holding(table: str, columns: tuple[str, ...]) -> str:
     """Counts the rows a scrub would change."""
-    blank = f" AND {column} != ''" if column else ""
-    return f"SELECT count() AS n FROM {table} WHERE {_THEIRS}{blank}"
+    filled = f" AND ({' OR '.join(f'{c} != {_BLANK}' for c in columns)})" if columns else ""
+    return f"SELECT count() AS n FROM {table} WHERE {_THEIRS}{filled}"
 
 
-def _kept(table: str, column: str | None) -> str:
+def _kept(table: str, columns: tuple[str, ...]) -> str:
     """The table's rows as they stay (embedded: the table is rewritten from it)."""
-    if column is None:
+    if not columns:
         return f"SELECT * FROM {table} WHERE NOT ({_THEIRS})"
-    return f"SELECT * REPLACE (if({_THEIRS}, '', {column}) AS {column}) FROM {table}"
+    blanked = ", ".join(f"if({_THEIRS}, {_BLANK}, {c}) AS {c}" for c in columns)
+    return f"SELECT * REPLACE ({blanked}) FROM {table}"
 
 
-def _mutation(table: str, column: str | None) -> str:
+def _mutation(table: str, columns: tuple[str, ...]) -> str:
     """The scrub as a server's mutation."""
-    if column is None:
+    if not columns:
         return f"ALTER TABLE {table} DELETE WHERE {_THEIRS}"
-    return f"ALTER TABLE {table} UPDATE {column} = '' WHERE {_THEIRS}"
+    return f"ALTER TABLE {table} UPDATE {', '.join(f'{c} = {_BLANK}' for c in columns)} WHERE {_THEIRS}"
 
 
 class ErasureService:
@@ -96,18 +99,18 @@ class ErasureService:
         if self.clickhouse is None:
             return
         params = {"profile": profile_id}
-        for table, column in _REPORT_SCRUBS.items():
-            if self.clickhouse.query(_holding(table, column), params)[0]["n"] == 0:
+        for table, columns in _REPORT_SCRUBS.items():
+            if self.clickhouse.query(_holding(table, columns), params)[0]["n"] == 0:
                 continue
             if not isinstance(self.clickhouse, ChdbClickHouse):
                 # a server: a mutation rewrites the parts; it drops the old ones after `old_parts_lifetime`
-                self.clickhouse.execute(_mutation(table, column), params)
+                self.clickhouse.execute(_mutation(table, columns), params)
                 continue
             # embedded: the table is rewritten without the data and the old one dropped at once, so no
             # outdated part keeps a copy on disk (the embedded engine does not clean them up by itself)
             self.clickhouse.execute(f"DROP TABLE IF EXISTS {table}_scrub SYNC")
             self.clickhouse.execute(f"CREATE TABLE {table}_scrub AS {table}")
-            self.clickhouse.execute(f"INSERT INTO {table}_scrub {_kept(table, column)}", params)
+            self.clickhouse.execute(f"INSERT INTO {table}_scrub {_kept(table, columns)}", params)
             self.clickhouse.execute(f"EXCHANGE TABLES {table} AND {table}_scrub")
             self.clickhouse.execute(f"DROP TABLE {table}_scrub SYNC")
 

@@ -9,6 +9,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -17,9 +18,13 @@ from herald.api.app import create_app
 from herald.api.replay import replay, replay_reports
 from herald.api.wiring import Herald, build
 from herald.infra.clickhouse import ClickHouse
+from herald.domain.deliveries import LinkClicked
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
+from herald.infra.event_store import NewEvent
 from herald.infra.ids import IdSource
+from herald.reports import REPORTS
+from herald.reports.base import Period, ReportRequest
 from tests.builders import CTX, DB, create_resource, customers, email_subscription
 from tests.conftest import ADMIN_TOKEN
 
@@ -33,7 +38,8 @@ WORK = "erin.at.work.quill@example.net"
 ADDRESS = "203.0.113.77"
 # and the unkeyed digests of her unique values, which anyone holding a guess can recompute
 DIGESTS = [hashlib.sha256(v.encode()).hexdigest() for v in (ERIN["email"], ERIN["crm_id"])]
-SECRETS = [*ERIN.values(), "79031234567", WORK, ADDRESS, "Quillbrowser/9.1", *DIGESTS]
+CLICKED = "CLICKREF-ERIN-77"  # in a personalised link she clicked
+SECRETS = [*ERIN.values(), "79031234567", WORK, ADDRESS, "Quillbrowser/9.1", *DIGESTS, CLICKED]
 OTHER = "bob.keeps@example.org"
 
 
@@ -68,6 +74,35 @@ async def running(settings: Settings, clock: ManualClock) -> AsyncIterator[tuple
                 herald.close()
 
 
+def clicked(herald: Herald, profile_id: str, url: str) -> None:
+    """The profile clicked a personalised link of a message (the event the tracker records)."""
+    click = LinkClicked(
+        message_id=f"m-{profile_id}",
+        campaign_id="c1",
+        template_id="t1",
+        template_version=1,
+        profile_id=profile_id,
+        database_id=DB,
+        resource_id="7",
+        channel="email",
+        contact=WORK,
+        at=herald.clock.now(),
+        unique=True,
+        link_id="l1",
+        url=url,
+    )
+    event = NewEvent(uuid4(), click.type_name, click.to_data(), click.at, click.schema_version)
+    herald.store.append(f"message-m-{profile_id}", [event])
+
+
+def click_map_urls(herald: Herald) -> list[str]:
+    assert herald.clickhouse is not None
+    day = herald.clock.now().date()
+    request = ReportRequest(Period(day, day), filters={"template": "t1", "template_version": "1"})
+    result = REPORTS["click_map"].run(herald.clickhouse, request)
+    return [row[result.columns.index("link_url")] for row in result.rows]
+
+
 def drain(herald: Herald) -> None:
     herald.runtime.drain()
     assert herald.reports_runtime is not None
@@ -82,7 +117,7 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
         f"/api/v1/databases/{DB}/profiles", json={**ERIN, "subscriptions": [email_subscription(WORK)]}
     )
     erin = created.json()["profile_id"]
-    await api.post(f"/api/v1/databases/{DB}/profiles", json={"email": OTHER, "_fname": "Bob"})
+    bob = await api.post(f"/api/v1/databases/{DB}/profiles", json={"email": OTHER, "_fname": "Bob"})
     await api.post(
         f"/api/v1/profiles/{erin}/tracked-data", json={"ip": ADDRESS, "user_agent": "Quillbrowser/9.1"}
     )
@@ -100,6 +135,8 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
             ],
         },
     )
+    clicked(herald, erin, f"https://shop.example.org/welcome?ref={CLICKED}")
+    clicked(herald, bob.json()["profile_id"], "https://shop.example.org/welcome?ref=BOB")
     # an import whose refused row is hers, and an export holding her row
     upload = await api.post(
         f"/api/v1/databases/{DB}/import-files",
@@ -130,6 +167,7 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
     assert herald.clickhouse is not None
     created_rows = herald.clickhouse.query("SELECT count() AS n FROM profile_creations FINAL")
     assert created_rows[0]["n"] == 2
+    assert click_map_urls(herald) == ["https://shop.example.org/welcome?ref=BOB"]  # hers counts, nameless
     herald.close()
 
     assert replay(settings) == 0
@@ -178,8 +216,14 @@ async def test_erasing_reaches_the_report_rows_on_a_clickhouse_server(
         herald.profiles.create(DB, {"email": OTHER, "subscriptions": [email_subscription(OTHER)]}, CTX)
         drain(herald)
         bounce = f"550 5.1.1 <{WORK}>: Recipient address rejected"
-        rows = [("b1", erin, bounce), ("b2", "someone-else", f"550 5.1.1 <{OTHER}>: unknown")]
-        ch.insert("message_events", ["event_id", "profile_id", "bounce_text"], rows)
+        link = f"https://shop.example.org/?who={WORK}"
+        rows = [
+            ("b1", erin, bounce, ""),
+            ("b2", "someone-else", f"550 5.1.1 <{OTHER}>: unknown", ""),
+            ("c1", erin, "", link),
+            ("c2", "someone-else", "", f"https://shop.example.org/?who={OTHER}"),
+        ]
+        ch.insert("message_events", ["event_id", "profile_id", "bounce_text", "link_url"], rows)
         params = {"p": erin}
         snapshot = "SELECT count() AS n FROM profile_snapshots WHERE profile_id = {p:String}"
         contacts = "SELECT contact FROM subscription_changes WHERE profile_id = {p:String}"
@@ -194,9 +238,14 @@ async def test_erasing_reaches_the_report_rows_on_a_clickhouse_server(
         assert ch.query("SELECT count() AS n FROM profile_creations FINAL")[0]["n"] == 2
         others = ch.query("SELECT contact FROM subscription_changes WHERE profile_id != {p:String}", params)
         assert {r["contact"] for r in others} == {OTHER}
-        bounces = ch.query("SELECT event_id, bounce_text FROM message_events ORDER BY event_id")
-        assert [(r["event_id"], OTHER in r["bounce_text"]) for r in bounces] == [("b1", False), ("b2", True)]
-        assert bounces[0]["bounce_text"] == ""
+        kept = ch.query("SELECT event_id, bounce_text, link_url FROM message_events ORDER BY event_id")
+        assert [(r["event_id"], OTHER in r["bounce_text"] + r["link_url"]) for r in kept] == [
+            ("b1", False),
+            ("b2", True),
+            ("c1", False),
+            ("c2", True),
+        ]
+        assert kept[0]["bounce_text"] == "" and kept[2]["link_url"] == ""
     finally:
         ch.execute("DROP DATABASE IF EXISTS erasure_reports")
         herald.close()
