@@ -7,10 +7,10 @@
    in this process, in a replay, and in any copy of the log;
 3. scrubs what is not the log: the report store's rows (the profile's snapshot goes; its
    subscription changes lose their contact, its messages' events their bounce text (which often
-   quotes the address) and clicked links' URLs (which may carry its values); message, goal and creation rows stay, so the
-   reports keep its anonymous counts; embedded, once the sink has caught up, the two tables
-   are rewritten and the old ones dropped at once; on a server by mutations whose old parts
-   the server drops later), the error reports of imports and the CSV and JSON-lines
+   quotes the address) and clicked links' URLs (which may carry its values); message, goal and
+   creation rows stay, so the reports keep its anonymous counts; embedded, once the sink has
+   caught up, the tables are rewritten and the old ones dropped at once; on a server by
+   mutations whose old parts the server drops later), the error reports of imports and the CSV and JSON-lines
    exports (lines holding one of its values go; XLSX exports of its database, compressed and so
    unsearchable, are deleted), and segment files. The read models are scrubbed by the erasure
    projection when it reads `ProfileErased`.

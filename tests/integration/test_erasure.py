@@ -17,8 +17,8 @@ import pytest
 from herald.api.app import create_app
 from herald.api.replay import replay, replay_reports
 from herald.api.wiring import Herald, build
-from herald.infra.clickhouse import ClickHouse
 from herald.domain.deliveries import LinkClicked
+from herald.infra.clickhouse import ClickHouse
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.event_store import NewEvent
