@@ -16,8 +16,9 @@ two, `LogNames.erased_contact`), and a replay rebuilds every read model without 
 The relay publishes the log as stored (`SealedEventStore.inner`), so a Kafka topic holds the
 sealed values too; the Faust worker opens them with its own store (`opened`).
 
-What stays out of it: events written before sealing existed (their payloads stay as written),
-and an anonymous visitor's events (no profile, no key).
+Events written before sealing existed are sealed in place by `herald reseal`
+(`services/resealing.py`, with `Sealer.resealed`). What stays out of it: an anonymous visitor's
+events (no profile, no key).
 """
 
 from __future__ import annotations
@@ -117,6 +118,22 @@ class Sealer:
         if marks:
             rest[SEALED_MARKS] = marks
         return rest
+
+    def resealed(self, stream: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """An event stored before sealing existed, as it is stored now: its personal values sealed (or
+        erased, when its profile was); None when it is stored so already (nothing to rewrite)."""
+        found = self.profile_of(stream, data)
+        if found is None or SEALED in data or not found[1].intersection(data):
+            return None
+        now = self.seal(stream, data)
+        if SEALED in now:
+            return now
+        # Its profile was erased: an event appended after the erasure already holds erased values
+        # only (its contact's stand-in stays the one it was given).
+        same = set(now) == set(data) and all(
+            now[k] == v or (k == "contact" and str(v).startswith("erased-")) for k, v in data.items()
+        )
+        return None if same else now
 
     def open(self, stream: str, data: dict[str, Any]) -> dict[str, Any]:
         token = data.get(SEALED)

@@ -15,14 +15,16 @@ import httpx
 import pytest
 
 from herald.api.app import create_app
+from herald.api.cli import main as cli_main
 from herald.api.replay import replay, replay_reports
-from herald.api.wiring import Herald, build
+from herald.api.wiring import Herald, build, open_event_store
 from herald.domain.deliveries import LinkClicked
 from herald.infra.clickhouse import ClickHouse
-from herald.infra.clock import ManualClock
+from herald.infra.clock import ManualClock, SystemClock
 from herald.infra.config import Settings
 from herald.infra.event_store import NewEvent
 from herald.infra.ids import IdSource
+from herald.infra.log_scrub import scrub_sqlite_log
 from herald.reports import REPORTS
 from herald.reports.base import Period, ReportRequest
 from tests.builders import CTX, DB, create_resource, customers, email_subscription
@@ -249,3 +251,59 @@ async def test_erasing_reaches_the_report_rows_on_a_clickhouse_server(
     finally:
         ch.execute("DROP DATABASE IF EXISTS erasure_reports")
         herald.close()
+
+
+def unseal(settings: Settings) -> int:
+    """Turn the log into what a Herald before sealing wrote: every sealed event stored in clear."""
+    store = open_event_store(settings, SystemClock())
+    try:
+        rows = [
+            (e.position, e.schema_version, e.data)
+            for e in store.read_all()
+            if b'"_sealed"' in (store.inner.read_range(e.position, e.position)[0].stored_data or b"")
+        ]
+    finally:
+        store.close()
+    return scrub_sqlite_log(settings.event_store_path, rows)
+
+
+def checksums_and_log(settings: Settings, clock: ManualClock) -> tuple[dict[str, str], list[tuple]]:
+    herald = build(settings, clock=clock)
+    try:
+        drain(herald)
+        log = [(e.position, e.event_id, e.stream, e.version, e.type, e.data) for e in herald.store.read_all()]
+        return herald.projections.checksums(), log
+    finally:
+        herald.close()
+
+
+def test_resealing_seals_old_clear_events_in_place_so_an_erasure_reaches_them(
+    settings: Settings, clock: ManualClock
+) -> None:
+    herald = build(settings, clock=clock, ids=IdSource(5))
+    try:
+        customers(herald)
+        create_resource(herald)
+        erin = herald.profiles.create(
+            DB, {**ERIN, "subscriptions": [email_subscription(WORK)]}, CTX
+        ).profile_id
+        herald.profiles.create(DB, {"email": OTHER, "_fname": "Bob"}, CTX)
+        drain(herald)
+    finally:
+        herald.close()
+    assert unseal(settings) > 0
+    assert "events.sqlite" in found_in(settings.data_dir, SECRETS[:4])  # an old log: her values in clear
+    before = checksums_and_log(settings, clock)
+
+    assert cli_main(["reseal", "--data-dir", str(settings.data_dir)]) == 0
+    assert not any(name.startswith("events.sqlite") for name in found_in(settings.data_dir, SECRETS))
+    assert checksums_and_log(settings, clock) == before  # same log, same read models: only the bytes differ
+
+    again = build(settings, clock=clock)
+    try:
+        again.erasure.erase(str(erin), CTX)
+        drain(again)
+    finally:
+        again.close()
+    assert found_in(settings.data_dir, SECRETS) == {}
+    assert found_in(settings.data_dir, [OTHER]) != {}
