@@ -9,6 +9,7 @@ from pathlib import Path
 
 from herald.infra.config import Settings, settings_from_env
 from herald.infra.data_dir_lock import DataDirInUse, hold_processors_lock
+from herald.infra.malloc_tuning import return_large_blocks
 from herald.infra.serialization import dumps
 
 BAD_CONFIGURATION = 2  # the exit status for settings Herald cannot use (as argparse's for bad flags)
@@ -119,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as bad:  # a HERALD_* variable Herald cannot use: say which, in one line
         print(f"herald: {bad}", file=sys.stderr)
         return BAD_CONFIGURATION
+    return_large_blocks()  # a long-running process gives freed big arrays back (infra/malloc_tuning.py)
     try:
         return _run(args, settings)
     except DataDirInUse as taken:
@@ -132,7 +134,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     # `secrets reseal --scrub` rebuilds the read models, so it waits for no server to be folding them;
     # `redrive` applies events to the processors, so it runs only while no server does.
     runs_processors = (
-        args.command in ("replay", "redrive")
+        args.command == "replay"
+        or (args.command == "redrive" and settings.engine == "embedded")  # scale: the workers re-drive
         or (args.command == "send" and getattr(args, "part", None) is None)
         or (args.command == "serve" and settings.engine == "embedded")
         or (args.command == "secrets" and args.scrub)
@@ -165,16 +168,12 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
             return BAD_CONFIGURATION
         return send(settings, args.until_empty, args.processes, args.part)
     if args.command in ("parked", "redrive"):
-        from herald.api.parked import print_parked, redrive_parked
+        from herald.api.parked import print_parked, redrive_parked, request_redrive
 
         if args.command == "parked":
             return print_parked(settings, args.processor, args.traceback)
         if settings.engine == "scale":
-            print(
-                "herald: with HERALD_ENGINE=scale parked events are in the workers' partition stores; "
-                "re-driving them there is not supported yet (`herald parked` lists them)"
-            )
-            return BAD_CONFIGURATION
+            return request_redrive(settings, args.processor, args.positions)
         return redrive_parked(settings, args.processor, args.positions)
     if args.command == "relay":
         return _relay(settings, args)

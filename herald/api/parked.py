@@ -4,6 +4,8 @@
 server runs. `herald redrive` opens the data directory as the server does and
 takes its processors lock, so it refuses while a server runs (whose processors
 hold their state in memory): re-drive through the server's endpoint instead.
+With the scale engine the workers hold the partitions' state: `herald redrive`
+leaves a request in each store, and the worker that owns the store re-drives it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from herald.api.wiring import Herald, build
 from herald.domain.errors import DomainError
+from herald.infra.clock import SystemClock
 from herald.infra.config import Settings
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import open_readmodel_db
@@ -41,6 +44,26 @@ def _parked_stores(settings: Settings) -> list[tuple[str, Path]]:
     ]
     stores.append(("coordinator", settings.partitions_path / "coordinator.sqlite"))
     return [(name, path) for name, path in stores if path.exists()]
+
+
+def request_redrive(settings: Settings, processor: str | None, positions: list[int]) -> int:
+    """With the scale engine: ask the workers to re-drive the named parked events (default: all of
+    `processor`, or of every processor); the worker owning each store takes it within seconds, and
+    `herald parked` shows what came of it. Exit status 1 when one named is not parked there."""
+    now = SystemClock().now()
+    missing = set(positions)
+    for store, path in _parked_stores(settings):
+        with closing(open_readmodel_db(path)) as conn:
+            parked = SqliteParkedEvents(conn)
+            for event in parked.waiting(processor):
+                if positions and event.position not in positions:
+                    continue
+                missing.discard(event.position)
+                parked.request_redrive(event.consumer, event.position, now)
+                print(f"{store} {event.consumer} {event.position}: asked of its worker", flush=True)
+    for position in sorted(missing):
+        print(f"{processor} {position}: not parked", flush=True)
+    return 1 if missing else 0
 
 
 def redrive_parked(settings: Settings, processor: str | None, positions: list[int]) -> int:

@@ -32,7 +32,7 @@ from herald.processors.campaign_chain import CampaignChain
 from herald.processors.campaign_runs import CampaignRunner
 from herald.processors.coordinator import Coordinator
 from herald.processors.owned_queues import OwnedQueues
-from herald.processors.partition_runner import PartitionRunner
+from herald.processors.partition_runner import PartitionRunner, redrive_requested
 from herald.processors.partition_store import folded_through, open_partition_store, partition_lock
 from herald.processors.partition_worker import Partitions, ProcessingThread, WorkerOptions, consume, pause
 from herald.processors.relay import ensure_topic
@@ -46,6 +46,7 @@ from herald.projections.send_queue import SendQueueProjection
 log = logging.getLogger(__name__)
 COORDINATED = (CampaignRunner, CampaignChain)  # the processors that read every partition
 IN_PROGRESS = ("attempting", "committing")  # a message's states between its attempt and its outcome
+REDRIVE_SECONDS = 2  # how soon a worker takes a re-drive `herald redrive` asked for
 
 
 class Worker:
@@ -167,9 +168,25 @@ class Worker:
                     log.exception("scenario waits or webhook calls failed")
             await pause(stopping, 0 if made else SCENARIO_TIMER_IDLE_SECONDS)
 
+    async def redrive(self, stopping: asyncio.Event) -> None:
+        """Re-drive the parked events `herald redrive` asked for, in the stores this worker owns now: its
+        partitions' and, coordinating, the coordinator's (a request waits for whoever owns it next)."""
+        while not stopping.is_set():
+            try:
+                for runner in list(self.partitions.runners.values()):
+                    runner.redrive_requested()
+                if self.coordinator.lock.held:
+                    redrive_requested([self.coordinator.runtime])
+            except Exception:  # a store that cannot be read now is asked again on the next round
+                log.exception("re-driving requested parked events failed")
+            await pause(stopping, REDRIVE_SECONDS)
+
     async def run(self, stopping: asyncio.Event) -> None:
         await asyncio.gather(
-            self.coordinator.run(stopping), self.send(stopping), self.scenario_work(stopping)
+            self.coordinator.run(stopping),
+            self.send(stopping),
+            self.scenario_work(stopping),
+            self.redrive(stopping),
         )
 
     async def close(self) -> None:

@@ -14,21 +14,27 @@ cache). Here the log's only key is its position, and this in-memory index maps
   and compares the full 16-byte ids, so two ids that share a hash (about one
   pair in 10^10 among 10^5 events) are told apart, never confused.
 
-Memory: 16 bytes an event (the hash and its position, as numpy arrays), plus a
-dict of the latest additions that is merged into the sorted arrays in bulk.
+Memory: the latest additions in a dict, merged in bulk into sorted numpy
+arrays (16 bytes an event); once those hold `spill_at` events they move to
+disk (`event_id_runs.py`), leaving about 2 bytes an event in memory, so the
+index no longer grows the process by 16 bytes for every event ever stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
+
+from herald.infra.event_id_runs import SpilledRuns
 
 IdHash = Callable[[Sequence[bytes]], list[int]]
 """16-byte event ids → their 64-bit hashes (unsigned); replaceable so tests can force collisions."""
 
 _MERGE_AT = 65_536  # recent entries kept in a dict before they join the sorted arrays
 _VECTOR_FROM = 32  # below this many ids, numpy's call overhead costs more than a Python loop
+_SPILL_AT = 1 << 19  # sorted entries held in memory (8 MiB) before they move to disk
 
 
 def uuid_hash(event_ids: Sequence[bytes]) -> list[int]:
@@ -42,8 +48,12 @@ def uuid_hash(event_ids: Sequence[bytes]) -> list[int]:
 class EventIdIndex:
     """hash → positions for every event up to `covered`; see the module docstring."""
 
-    def __init__(self, id_hash: IdHash = uuid_hash) -> None:
+    def __init__(
+        self, id_hash: IdHash = uuid_hash, spill_dir: Path | None = None, spill_at: int | None = None
+    ) -> None:
         self.id_hash = id_hash
+        self._spill_at = spill_at or _SPILL_AT
+        self._spilled = SpilledRuns(spill_dir)
         self.covered = 0  # every event at or below this position is indexed
         self._keys = np.empty(0, dtype=np.uint64)  # sorted
         self._positions = np.empty(0, dtype=np.int64)  # aligned with _keys
@@ -53,7 +63,8 @@ class EventIdIndex:
         self._more: dict[int, list[int]] = {}
 
     def __len__(self) -> int:
-        return len(self._keys) + len(self._recent) + sum(len(p) for p in self._more.values())
+        in_memory = len(self._keys) + len(self._recent) + sum(len(p) for p in self._more.values())
+        return in_memory + len(self._spilled)
 
     def add(self, hashes: Sequence[int], positions: Sequence[int], covered: int) -> None:
         """Index events (hash, position) and mark every position up to `covered` as indexed."""
@@ -74,6 +85,14 @@ class EventIdIndex:
 
     def candidates(self, hashes: Sequence[int]) -> dict[int, list[int]]:
         """For each of `hashes` that the index holds: the positions of events with that hash."""
+        found = self._in_memory(hashes)
+        self._spilled.candidates(hashes, found)
+        return found
+
+    def close(self) -> None:
+        self._spilled.close()
+
+    def _in_memory(self, hashes: Sequence[int]) -> dict[int, list[int]]:
         found: dict[int, list[int]] = {}
         recent = self._recent
         for key in hashes:
@@ -110,3 +129,7 @@ class EventIdIndex:
         self._positions = positions[order]
         self._recent = {}
         self._more = {}
+        if len(self._keys) >= self._spill_at:
+            self._spilled.spill(self._keys, self._positions)
+            self._keys = np.empty(0, dtype=np.uint64)
+            self._positions = np.empty(0, dtype=np.int64)

@@ -21,6 +21,12 @@ _DDL = (
     "traceback TEXT NOT NULL, attempts INTEGER NOT NULL, first_failed_at TEXT NOT NULL, "
     "last_failed_at TEXT NOT NULL, redriven_at TEXT, PRIMARY KEY (consumer, position))"
 )
+# With the scale engine a partition's events are re-driven by the worker that owns it: `herald redrive`
+# leaves a request in the partition's store, and the owner takes it on its next round.
+_REQUESTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS redrive_requests (consumer TEXT NOT NULL, position INTEGER NOT NULL, "
+    "requested_at TEXT NOT NULL, PRIMARY KEY (consumer, position))"
+)
 _COLUMNS = (
     "consumer, position, event_id, event_type, stream, error, traceback, attempts, "
     "first_failed_at, last_failed_at, redriven_at"
@@ -65,6 +71,7 @@ class SqliteParkedEvents:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         conn.execute(_DDL)
+        conn.execute(_REQUESTS_DDL)
 
     @contextmanager
     def parking(self, parked: ParkedEvent) -> Iterator[None]:
@@ -124,6 +131,28 @@ class SqliteParkedEvents:
             (consumer,) if consumer is not None else (),
         )
         return [_parked(r) for r in rows]
+
+    def request_redrive(self, consumer: str, position: int, at: datetime) -> None:
+        """Ask the store's owner to re-drive a waiting parked event (asking twice is asking once)."""
+        with self._transaction():
+            self.conn.execute(
+                "INSERT INTO redrive_requests (consumer, position, requested_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (consumer, position) DO NOTHING",
+                (consumer, position, at.isoformat()),
+            )
+
+    def requested(self) -> list[tuple[str, int]]:
+        """(consumer, position) of the re-drives asked for and not taken yet, in log order."""
+        rows = self.conn.execute(
+            "SELECT consumer, position FROM redrive_requests ORDER BY position, consumer"
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    def taken(self, consumer: str, position: int) -> None:
+        """The owner has re-driven it, or tried (a failure counts as one more attempt on the event)."""
+        self.conn.execute(
+            "DELETE FROM redrive_requests WHERE consumer = ? AND position = ?", (consumer, position)
+        )
 
     def counts(self) -> dict[str, int]:
         """How many events each consumer has parked and not yet re-driven."""

@@ -26,9 +26,10 @@ threadpool run in parallel with the event loop's. `close()` closes all of them.
 
 Exactly-once by event id: the log's only unique key is its position (appends
 go to the end of the table's B-tree), and the ids stored are known through an
-`EventIdIndex` (64-bit hashes → positions, in memory, built from the log on a
-writer's first append and caught up inside every write transaction, so other
-processes' appends count too). A hash the index holds is confirmed by reading
+`EventIdIndex` (64-bit hashes → positions, the newest in memory and the rest
+spilled to unlinked files beside the log behind a Bloom filter, built from the
+log on a writer's first append and caught up inside every write transaction,
+so other processes' appends count too). A hash the index holds is confirmed by reading
 the candidate rows and comparing the full ids. Measured on this machine: a
 unique index on the 16-byte ids cost a third of the raw insert rate
 (BENCHMARKS.md, "Appends").
@@ -190,7 +191,7 @@ class SqliteEventStore:
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._subscribers_lock = threading.Lock()
         # Both hashes are test hooks: a weak hash forces the collisions the checks must catch.
-        self._ids = EventIdIndex(id_hash)
+        self._ids = EventIdIndex(id_hash, spill_dir=Path(self._path).parent)
         self._known = _KnownVersions(_KNOWN_STREAMS)
         self._stream_key = stream_hash or stream_key
         with self._write_lock, _flocked(self._writer_lock_fd):
@@ -227,6 +228,7 @@ class SqliteEventStore:
                 conn.close()
             self._connections.clear()
         os.close(self._writer_lock_fd)
+        self._ids.close()
 
     # -- appends -----------------------------------------------------------
 

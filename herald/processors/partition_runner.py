@@ -25,6 +25,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 
+from herald.domain.errors import DomainError
 from herald.infra.event_store import EventStore, RecordedEvent
 from herald.infra.sealed_store import SealedEventStore
 from herald.processors.partition_store import PartitionOffsets
@@ -94,6 +95,11 @@ class PartitionRunner:
         self._offsets.save(self._next, self._folded)
         return lacking
 
+    def redrive_requested(self) -> int:
+        """Re-drive the parked events `herald redrive` asked for in this partition's store; how many
+        were taken (one that fails again stays parked with one attempt more, and is logged)."""
+        return redrive_requested(self.runtimes)
+
     def _opened(self, event: RecordedEvent) -> RecordedEvent:
         """The topic holds the log as stored (profiles' data sealed): a sealed store opens it."""
         return self._store.opened(event) if isinstance(self._store, SealedEventStore) else event
@@ -126,3 +132,20 @@ class PartitionRunner:
             key = partition_key(event)
             if key is None or partition_of(key, self.partitions) == self.partition:
                 yield event
+
+
+def redrive_requested(runtimes: Sequence[InProcessRuntime]) -> int:
+    """Take the re-drive requests of the store the runtimes share, each by the runtime of its consumer."""
+    taken = 0
+    for runtime in runtimes:
+        names = {consumer.name for consumer in runtime.consumers()}
+        for consumer, position in runtime.parked.requested():
+            if consumer not in names:
+                continue
+            try:
+                runtime.redrive(consumer, position)
+            except DomainError as error:  # failed again (recorded on the event) or nothing to re-drive
+                log.warning("partition store: re-driving %s %d: %s", consumer, position, error.reason)
+            runtime.parked.taken(consumer, position)
+            taken += 1
+    return taken

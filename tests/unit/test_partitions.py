@@ -214,8 +214,8 @@ class Broken(Counter):
     def commit(self, position: int) -> None:
         if not self.conn.in_transaction:
             super().commit(position)
-        else:  # parking: nothing is pending, the checkpoint moves inside the parking's transaction
-            self.checkpoints.save(self.name, position)
+        else:  # parking or re-driving: it joins that transaction (parking: nothing is pending)
+            self.write_pending(position)
 
     def discard(self) -> None:
         self.pending.clear()
@@ -237,7 +237,6 @@ def test_a_partition_parks_an_event_in_its_store_and_herald_parked_lists_it(
         messages = [m for m in messages if m[0] >= again]
         clock.advance(timedelta(minutes=10))  # past any backoff
     assert _counted(conn) == {f"Happened{n}" for n in (0, 3, 4, 5)}  # all but the parked one
-    conn.close()
 
     monkeypatch.setenv("HERALD_ENGINE", "scale")
     monkeypatch.setenv("HERALD_REPORTS_ENGINE", "off")
@@ -247,5 +246,23 @@ def test_a_partition_parks_an_event_in_its_store_and_herald_parked_lists_it(
     [line] = capsys.readouterr().out.splitlines()
     listed = orjson.loads(line)
     assert (listed["consumer"], listed["position"], listed["store"]) == ("broken", 2, f"p{partition}")
-    assert cli.main(["--data-dir", str(data), "redrive"]) == cli.BAD_CONFIGURATION
-    assert "not supported yet" in capsys.readouterr().out
+    assert cli.main(["--data-dir", str(data), "redrive", "broken", "2", "7"]) == 1  # 7 is not parked
+    assert capsys.readouterr().out.splitlines() == [
+        f"p{partition} broken 2: asked of its worker",
+        "broken 7: not parked",
+    ]
+    assert _counted(conn) == {f"Happened{n}" for n in (0, 3, 4, 5)}  # asked, not yet taken
+
+    assert runner.redrive_requested() == 1  # what the owning worker does on its next round: it fails again
+    assert runner.redrive_requested() == 0  # the request is taken either way
+    [again] = SqliteParkedEvents(conn).waiting()
+    assert again.attempts > listed["attempts"]
+    runner.runtimes[0].consumers()[0].fail_on = "nothing"  # the fix is deployed
+    assert cli.main(["--data-dir", str(data), "redrive"]) == 0
+    assert runner.redrive_requested() == 1
+
+    assert _counted(conn) == {f"Happened{n}" for n in (0, 1, 3, 4, 5)}
+    capsys.readouterr()
+    assert cli.main(["--data-dir", str(data), "parked"]) == 0
+    assert capsys.readouterr().out == ""
+    conn.close()

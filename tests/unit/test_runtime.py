@@ -39,12 +39,16 @@ class Counter:
 
     def commit(self, position: int) -> None:
         self.conn.execute("BEGIN")
+        self.write_pending(position)
+        self.conn.execute("COMMIT")
+
+    def write_pending(self, position: int) -> None:
+        """The counts and the checkpoint, in the transaction open on the connection."""
         for kind in self.pending:
             self.conn.execute(
                 "INSERT INTO counts VALUES (?, 1) ON CONFLICT(type) DO UPDATE SET n = n + 1", (kind,)
             )
         self.checkpoints.save(self.name, position)
-        self.conn.execute("COMMIT")
         self.pending.clear()
 
     def counts(self) -> dict[str, int]:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
+import numpy as np
 import orjson
 
+from herald.infra import event_id_index
 from herald.infra.clock import ManualClock
 from herald.infra.event_id_index import EventIdIndex, uuid_hash
+from herald.infra.event_id_runs import SpilledRuns
 from herald.infra.event_store import NewEvent
 from herald.infra.sqlite_event_store import SqliteEventStore
 
@@ -117,3 +122,59 @@ def test_the_hash_folds_both_halves_of_the_id() -> None:
         int.from_bytes(b[:8], "little") ^ int.from_bytes(b[8:], "little"),
     ]
     assert uuid_hash([]) == []
+
+
+def test_spilled_hashes_are_found_on_disk_and_absent_ones_are_not() -> None:
+    count = 70_000  # one merge, then the sorted arrays move to disk
+    index = EventIdIndex(spill_at=count)
+    hashes = [(n * 0x9E3779B97F4A7C15) % 2**64 for n in range(count)]
+    index.add(hashes, list(range(1, count + 1)), count)
+    index.add([hashes[7]], [count + 1], count + 1)  # a later event whose hash collides, in memory
+
+    found = index.candidates([hashes[0], hashes[7], hashes[-1], 12345])
+
+    assert found == {hashes[0]: [1], hashes[7]: [count + 1, 8], hashes[-1]: [count]}
+    assert len(index) == count + 1
+    assert index.candidates([hashes[n] for n in range(0, count, 97)]) == {
+        hashes[n]: [n + 1] for n in range(0, count, 97)
+    }
+    index.close()
+
+
+def test_a_run_finds_a_hash_at_a_fence_and_one_that_straddles_two_blocks() -> None:
+    runs = SpilledRuns(initial_capacity=1000)  # small: the second run rebuilds the filter larger
+    descriptors = len(os.listdir("/proc/self/fd"))
+    keys = np.arange(0, 3 * 512 * 2, 2, dtype=np.uint64)  # 1,536 even hashes: three 512-hash blocks
+    keys[512:514] = 1022  # one hash for three events: the last of block 0, the first two of block 1
+    runs.spill(keys, np.arange(1, len(keys) + 1, dtype=np.int64))
+    more = np.array([2**63 + n for n in range(600)], dtype=np.uint64)
+    runs.spill(more, np.arange(10_001, 10_601, dtype=np.int64))
+
+    found: dict[int, list[int]] = {}
+    runs.candidates([1022, 2048, 0, int(keys[-1]), 2**63 + 599, 1, 1024, 2**63 + 600], found)
+
+    assert int(keys[512]) == 1022 and int(keys[1024]) == 2048  # the fences of blocks 1 and 2
+    assert found == {
+        1022: [512, 513, 514],
+        2048: [1025],
+        0: [1],
+        int(keys[-1]): [len(keys)],
+        2**63 + 599: [10_600],
+    }
+    assert len(runs) == len(keys) + 600
+    assert len(os.listdir("/proc/self/fd")) == descriptors + 1  # one file holds every run
+    runs.close()
+
+
+def test_a_resent_event_long_spilled_to_disk_is_still_dropped(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(event_id_index, "_SPILL_AT", 65_536)  # the first merge spills
+    store = SqliteEventStore(tmp_path / "events.sqlite", ManualClock(OCCURRED))
+    events = [NewEvent(uuid4(), "Tracked", {"n": n}, OCCURRED) for n in range(70_000)]
+    for start in range(0, len(events), 10_000):
+        store.append("activity-1", events[start : start + 10_000])
+    assert len(store._ids._spilled) >= 65_536  # the first events' hashes are on disk now
+
+    resent = store.append("activity-1", [events[3], NewEvent(uuid4(), "Tracked", {"n": -1}, OCCURRED)])
+
+    assert resent.positions[0] == 4 and store.head_position() == 70_001
+    store.close()
