@@ -185,6 +185,16 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
         again.close()
 
 
+def erin_and_bob(herald: Herald, bob: dict[str, object]) -> str:
+    """The usual database and resource, Erin subscribed at work and Bob; Erin's profile id."""
+    customers(herald)
+    create_resource(herald)
+    erin = herald.profiles.create(DB, {**ERIN, "subscriptions": [email_subscription(WORK)]}, CTX).profile_id
+    herald.profiles.create(DB, {"email": OTHER, **bob}, CTX)
+    drain(herald)
+    return str(erin)
+
+
 def settle_mutations(clickhouse: ClickHouse) -> None:
     """A server applies mutations in the background: wait for them (bounded), as the retention test does."""
     for _ in range(200):
@@ -210,13 +220,7 @@ async def test_erasing_reaches_the_report_rows_on_a_clickhouse_server(
     ch = herald.clickhouse
     assert ch is not None
     try:
-        customers(herald)
-        create_resource(herald)
-        erin = herald.profiles.create(
-            DB, {**ERIN, "subscriptions": [email_subscription(WORK)]}, CTX
-        ).profile_id
-        herald.profiles.create(DB, {"email": OTHER, "subscriptions": [email_subscription(OTHER)]}, CTX)
-        drain(herald)
+        erin = erin_and_bob(herald, {"subscriptions": [email_subscription(OTHER)]})
         bounce = f"550 5.1.1 <{WORK}>: Recipient address rejected"
         link = f"https://shop.example.org/?who={WORK}"
         rows = [
@@ -232,7 +236,7 @@ async def test_erasing_reaches_the_report_rows_on_a_clickhouse_server(
         assert ch.query(snapshot, params)[0]["n"] >= 1
         assert {r["contact"] for r in ch.query(contacts, params)} == {WORK}
 
-        herald.erasure.erase(str(erin), CTX)
+        herald.erasure.erase(erin, CTX)
         drain(herald)
         settle_mutations(ch)
         assert ch.query(snapshot, params)[0]["n"] == 0
@@ -282,13 +286,7 @@ def test_resealing_seals_old_clear_events_in_place_so_an_erasure_reaches_them(
 ) -> None:
     herald = build(settings, clock=clock, ids=IdSource(5))
     try:
-        customers(herald)
-        create_resource(herald)
-        erin = herald.profiles.create(
-            DB, {**ERIN, "subscriptions": [email_subscription(WORK)]}, CTX
-        ).profile_id
-        herald.profiles.create(DB, {"email": OTHER, "_fname": "Bob"}, CTX)
-        drain(herald)
+        erin = erin_and_bob(herald, {"_fname": "Bob"})
     finally:
         herald.close()
     assert unseal(settings) > 0
@@ -301,7 +299,7 @@ def test_resealing_seals_old_clear_events_in_place_so_an_erasure_reaches_them(
 
     again = build(settings, clock=clock)
     try:
-        again.erasure.erase(str(erin), CTX)
+        again.erasure.erase(erin, CTX)
         drain(again)
     finally:
         again.close()
