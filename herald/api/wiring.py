@@ -701,6 +701,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             clickhouse,
             [import_files.directory, export_files.directory, segment_files.directory],
             catch_up,
+            projections.profiles.anonymous_ids_of,
         ),
         report_retention=(
             ReportRetention(clickhouse, settings.report_retention_days)

@@ -16,9 +16,9 @@ two, `LogNames.erased_contact`), and a replay rebuilds every read model without 
 The relay publishes the log as stored (`SealedEventStore.inner`), so a Kafka topic holds the
 sealed values too; the Faust worker opens them with its own store (`opened`).
 
-Events written before sealing existed are sealed in place by `herald reseal`
-(`services/resealing.py`, with `Sealer.resealed`). What stays out of it: an anonymous visitor's
-events (no profile, no key).
+An anonymous visitor's events (`anonymous-<id>`) are sealed under a key of the visitor's own
+(`anonymous_key`). Events written before sealing existed are sealed in place by `herald reseal`
+(`services/resealing.py`, with `Sealer.resealed`).
 """
 
 from __future__ import annotations
@@ -57,16 +57,19 @@ PERSONAL: dict[str, frozenset[str]] = {
     # a journey's entry content, a node's outcome, a webhook's URL (which may carry the profile's
     # values) and the answer's body
     "journey-": frozenset({"content", "outcome", "url", "body"}),
+    # an anonymous visitor's tracked events, under the visitor's own key (`anonymous_key`): erasing
+    # the profile it was linked to destroys it too
+    "anonymous-": frozenset({"properties", "context"}),
 }
+ANONYMOUS = "anonymous-"
 _PREFIXES = tuple(PERSONAL)
 _NAMED_IN_DATA = frozenset({"message-", "journey-"})  # streams not named by their profile: it is in the data
 _SEALED_MARK = b'"_sealed"'
 # Keys inside a sealed value whose names (never their values) stay readable as `_sealed_marks`, so a
 # reader that skips events by a byte search of the stored JSON (`EventFilter.mentions`) still finds
 # them: a tracked event's properties naming a goal or a pixel (`GOAL_MARKS`).
-MARKED: dict[str, tuple[str, frozenset[str]]] = {
-    "activity-": ("properties", frozenset(mark.strip(b'"').decode() for mark in GOAL_MARKS))
-}
+_GOAL_NAMES = ("properties", frozenset(mark.strip(b'"').decode() for mark in GOAL_MARKS))
+MARKED: dict[str, tuple[str, frozenset[str]]] = {"activity-": _GOAL_NAMES, ANONYMOUS: _GOAL_NAMES}
 SEALED_MARKS = "_sealed_marks"
 
 
@@ -93,6 +96,8 @@ class Sealer:
         if not stream.startswith(_PREFIXES):
             return None
         prefix = stream[: stream.index("-") + 1]
+        if prefix == ANONYMOUS:
+            return anonymous_key(stream[len(prefix) :]), PERSONAL[prefix]
         profile_id = data.get("profile_id") if prefix in _NAMED_IN_DATA else stream[len(prefix) :]
         return (str(profile_id), PERSONAL[prefix]) if profile_id else None
 
@@ -152,6 +157,11 @@ class Sealer:
 
     def _erased(self, keys: Iterable[str], rest: dict[str, Any], token: str) -> dict[str, Any]:
         return {k: _erased(k, rest, token, self.names) for k in keys if k in _REQUIRED}
+
+
+def anonymous_key(anonymous_id: str) -> str:
+    """Whose key seals an anonymous visitor's events (apart from every profile id)."""
+    return "anonymous:" + anonymous_id
 
 
 def _marks(stream: str, secret: dict[str, Any]) -> list[str]:

@@ -3,8 +3,8 @@
 `erase(profile_id)`:
 1. deletes the profile (its unique values are released, as any delete does) and records
    `ProfileErased` on its stream;
-2. destroys its key (`ProfileKeys.destroy`): from then on its sealed events read as erased,
-   in this process, in a replay, and in any copy of the log;
+2. destroys its key (`ProfileKeys.destroy`) and those of the anonymous visitors linked to it:
+   from then on its sealed events read as erased, in this process, in a replay, and in any copy of the log;
 3. scrubs what is not the log: the report store's rows (the profile's snapshot goes; its
    subscription changes lose their contact, its messages' events their bounce text (which often
    quotes the address) and clicked links' URLs (which may carry its values); message, goal and
@@ -24,6 +24,7 @@ from pathlib import Path
 from herald.domain import profiles
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse
 from herald.infra.profile_keys import ProfileKeys
+from herald.infra.sealed_store import anonymous_key
 from herald.services.aggregates import CommandContext, Outcome
 from herald.services.profiles import ProfileService
 
@@ -69,7 +70,9 @@ class ErasureService:
         clickhouse: ClickHouse | None,
         file_folders: Iterable[Path],
         report_catch_up: Callable[[], None] = lambda: None,
+        anonymous_ids_of: Callable[[str], list[str]] = lambda profile_id: [],
     ) -> None:
+        self.anonymous_ids_of = anonymous_ids_of  # the visitors linked to a profile: their keys go too
         self.profiles = profiles_service
         self.keys = keys
         self.clickhouse = clickhouse
@@ -79,12 +82,15 @@ class ErasureService:
     def erase(self, profile_id: str, context: CommandContext) -> Outcome:
         state = self.profiles.state(profile_id) if self._exists(profile_id) else None
         values = _personal_values(state) if state is not None else set()
+        visitors = self.anonymous_ids_of(profile_id)  # read before the erasure projection drops the links
         if state is not None:
             self.profiles.delete(profile_id, context)
         aggregates = self.profiles.aggregates
         command = profiles.EraseProfile(profile_id, aggregates.clock.now())
         outcome = self.profiles.execute(profile_id, command, context)
         self.keys.destroy(profile_id)
+        for visitor in visitors:
+            self.keys.destroy(anonymous_key(visitor))
         self.report_catch_up()  # the sink writes the erased state first, so nothing comes after the scrub
         self._scrub_reports(profile_id)
         self._scrub_files(values)

@@ -41,7 +41,8 @@ ADDRESS = "203.0.113.77"
 # and the unkeyed digests of her unique values, which anyone holding a guess can recompute
 DIGESTS = [hashlib.sha256(v.encode()).hexdigest() for v in (ERIN["email"], ERIN["crm_id"])]
 CLICKED = "CLICKREF-ERIN-77"  # in a personalised link she clicked
-SECRETS = [*ERIN.values(), "79031234567", WORK, ADDRESS, "Quillbrowser/9.1", *DIGESTS, CLICKED]
+VISITED = "VISITOR-NOTE-ERIN"  # in what she did as an anonymous visitor, before she was identified
+SECRETS = [*ERIN.values(), "79031234567", WORK, ADDRESS, "Quillbrowser/9.1", *DIGESTS, CLICKED, VISITED]
 OTHER = "bob.keeps@example.org"
 
 
@@ -138,6 +139,13 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
         },
     )
     clicked(herald, erin, f"https://shop.example.org/welcome?ref={CLICKED}")
+    visit = {"event": "Viewed", "anonymous_id": "visitor-erin", "properties": {"note": VISITED}}
+    tracked = await api.post("/api/v1/track/batch", json={"database_id": DB, "events": [visit]})
+    assert tracked.status_code == 200, tracked.text
+    herald.tracking.link_anonymous(DB, erin, "visitor-erin", CTX)
+    assert [e.data["properties"] for e in herald.store.read_stream("anonymous-visitor-erin")] == [
+        {"note": VISITED}
+    ]
     clicked(herald, bob.json()["profile_id"], "https://shop.example.org/welcome?ref=BOB")
     # an import whose refused row is hers, and an export holding her row
     upload = await api.post(
@@ -163,6 +171,8 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
     assert erased.status_code == 200, erased.text
     drain(herald)
     assert (await api.get(f"/api/v1/profiles/{erin}")).status_code == 404
+    # the visitor she was is erased with her: its key is gone, its events read as erased
+    assert [e.data["properties"] for e in herald.store.read_stream("anonymous-visitor-erin")] == [{}]
     assert found_in(settings.data_dir, SECRETS) == {}
     assert found_in(settings.data_dir, [OTHER]) != {}  # everyone else's data is all there
     # the reports keep her anonymous counts: her profile's creation is still counted
