@@ -53,6 +53,7 @@ from herald.messages.push import PushChannel
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import MessageRenderer, current_fragments
 from herald.messages.sms import SmsChannel
+from herald.messages.telegram import TelegramChannel
 from herald.messages.worker import MessageWorker
 from herald.processors.backoff import Backoff, RetryPolicy
 from herald.processors.bulk_population import BulkMembers
@@ -133,7 +134,13 @@ from herald.services.tracking import TrackingService
 from herald.services.users import UserService
 
 log = logging.getLogger(__name__)
-LOOPS = ("timers", "sender", "sender_sms", "sender_push")  # the server's loops besides the runtimes
+LOOPS = (
+    "timers",
+    "sender",
+    "sender_sms",
+    "sender_push",
+    "sender_telegram_bot",
+)  # the server's loops besides the runtimes
 TIMER_TICK_SECONDS = 5
 SCENARIO_TIMER_IDLE_SECONDS = 0.5  # the longest a new, earlier wait can go unnoticed
 SCENARIO_TIMER_MIN_SECONDS = 0.01
@@ -219,7 +226,8 @@ class Herald:
     queued: QueuedMessages  # queued messages rendered to be sent, or as they were sent
     email: MessageWorker
     sms: MessageWorker
-    push: MessageWorker  # web push; app push (FCM, APNs) has gateways but no sender kind yet
+    push: MessageWorker  # web push, and app push through FCM or APNs
+    telegram: MessageWorker  # Telegram bots
     device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
     box: SecretBox  # seals and opens the secrets stored in the log
@@ -291,7 +299,7 @@ class Herald:
     @property
     def workers(self) -> tuple[MessageWorker, ...]:
         """One sender worker per channel that has one."""
-        return (self.email, self.sms, self.push)
+        return (self.email, self.sms, self.push, self.telegram)
 
     async def _send(self, worker: MessageWorker) -> None:
         """One channel's sender: settle what a previous run left, then send what falls due."""
@@ -663,6 +671,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             projections.send_queue,
             deliveries,
             clock,
+        ),
+        telegram=MessageWorker(
+            TelegramChannel(queued, senders), aggregates, projections.send_queue, deliveries, clock
         ),
         device_subscriptions=DeviceSubscriptions(
             catalog, profiles, projections.profiles, settings.allow_http_push_endpoints

@@ -69,12 +69,14 @@ _SUBSCRIPTION_KEYS = frozenset(
         "email",
         "phone",
         "token",
+        "chat_id",
         "contact",
         "email_data",
         "sms_data",
         "push_data",
         "viber_data",
         "whatsapp_data",
+        "telegram_bot_data",
     }
 )
 
