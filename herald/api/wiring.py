@@ -32,6 +32,7 @@ from herald.infra.export_files import ExportFiles
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
 from herald.infra.import_files import ImportFiles
+from herald.infra.log_names import open_log_names
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.pixel_signing import PixelSigner
 from herald.infra.profile_keys import ProfileKeys
@@ -475,7 +476,9 @@ def open_event_store(settings: Settings, clock: Clock) -> SealedEventStore:
     """The log: the SQLite store, profiles' personal data sealed with their keys from the data directory."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keys = ProfileKeys.in_data_dir(settings.data_dir)
-    return SealedEventStore(SqliteEventStore(settings.event_store_path, clock), Sealer(keys))
+    log = SqliteEventStore(settings.event_store_path, clock)
+    names = open_log_names(settings.data_dir, settings.event_store_path)  # after the log's schema is made
+    return SealedEventStore(log, Sealer(keys, names))
 
 
 def build_projections(
@@ -528,7 +531,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         projections = build_projections(settings.readmodel_path, store, settings.account_timezone, bulk)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
-    profiles = ProfileService(aggregates, catalog, projections.profiles)
+    profiles = ProfileService(aggregates, catalog, projections.profiles, store.sealer.names)
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
     secret = settings.secret_key or _stored_secret(settings.data_dir, "secret-key")
@@ -709,6 +712,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             clickhouse,
             [import_files.directory, export_files.directory, segment_files.directory],
             catch_up,
+            projections.profiles.anonymous_ids_of,
         ),
         report_retention=(
             ReportRetention(clickhouse, settings.report_retention_days)

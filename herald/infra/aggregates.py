@@ -17,6 +17,7 @@ from herald.infra.event_store import (
     EventStore,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     WrongExpectedVersion,
 )
 from herald.infra.ids import IdSource, deterministic_id
@@ -180,19 +181,38 @@ class Aggregates:
     ) -> Loaded[S]:
         """`execute_on` for several commands, each decided on the state the ones before made, their
         events appended together (one write instead of one per command)."""
-        state, events = loaded.state, []
-        for command in commands:
-            made = list(decider.decide(command, state))
-            state = decider.fold(made, state)
-            events += made
-        if not events:
-            return loaded
-        result = self.store.append(
-            loaded.stream, self.new_events(loaded.stream, events, context), loaded.version
-        )
-        return self._remember(
-            (id(decider), loaded.stream), Loaded(loaded.stream, state, result.stream_version)
-        )
+        return self.execute_on_many(decider, [(loaded, commands)], context)[0]
+
+    def execute_on_many(
+        self,
+        decider: Decider[Any, S],
+        work: Sequence[tuple[Loaded[S], Sequence[Any]]],
+        context: CommandContext,
+    ) -> list[Loaded[S]]:
+        """`execute_all_on` over several streams in one atomic append (all or nothing:
+        WrongExpectedVersion when any of them moved on); each stream's new state, in order."""
+        decided = []
+        for loaded, commands in work:
+            state, events = loaded.state, []
+            for command in commands:
+                made = list(decider.decide(command, state))
+                state = decider.fold(made, state)
+                events += made
+            decided.append((loaded, state, events))
+        appends = [
+            StreamAppend(loaded.stream, self.new_events(loaded.stream, events, context), loaded.version)
+            for loaded, _, events in decided
+            if events
+        ]
+        results = iter(self.store.append_many(appends) if appends else [])
+        return [
+            self._remember(
+                (id(decider), loaded.stream), Loaded(loaded.stream, state, next(results).stream_version)
+            )
+            if events
+            else loaded
+            for loaded, state, events in decided
+        ]
 
     def execute_request(
         self, decider: Decider[Any, S], stream: str, command: Any, request_id: str, actor: str

@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
@@ -67,6 +67,7 @@ from herald.senders.gateway import (
     ChannelGateway,
     DeliveryReport,
     Outbound,
+    PermanentFailure,
     ReportHandler,
     SendOutcome,
     TemporaryFailure,
@@ -77,6 +78,10 @@ WORKER = CommandContext(actor="sender", source="sender")
 REPORT_PATIENCE = timedelta(hours=1)
 MESSAGE_ATTEMPTS = 5
 DECIDE_TRIES = 5  # appends that lost to another writer (a tracker's hit) before one gives up
+# Messages whose attempts are one append, and outcomes kept before they are appended together: one
+# transaction costs about as much as 30 events in it (BENCHMARKS.md, "Email sending"), and a crash
+# with outcomes kept leaves those messages at their commit marks (delivered, assumed, by `recover`)
+BATCH = 32
 T = TypeVar("T")
 
 
@@ -185,8 +190,10 @@ class MessageWorker:
     async def run_once(self, limit: int = 1000) -> int:
         """Send what is due now (`limit` messages at most, `concurrency` at a time); returns the attempts.
 
-        Rendering and recording run one at a time on the event loop; the gateways' exchanges of up
-        to `concurrency` messages overlap, over as many connections as each gateway holds.
+        Reading, rendering and recording run one at a time on the event loop, `BATCH` messages
+        together: their attempts are one append, and their outcomes are kept and appended
+        `BATCH` at a time; the gateways' exchanges of up to `concurrency` messages overlap (with
+        the next batch's rendering), over as many connections as each gateway holds.
         """
         self.settle_reports()
         index, parts = self.part
@@ -194,20 +201,53 @@ class MessageWorker:
         mine = [m for m in due if zlib.crc32(m.encode()) % parts == index][:limit]
         lookups = Lookups(self.aggregates)
         slots = asyncio.Semaphore(self.concurrency)
+        outcomes = _Outcomes(self)
+        sending: set[asyncio.Task[None]] = set()
+        broken: list[Exception] = []  # the store or the network failed: the whole pass backs off
 
-        async def one(message_id: str) -> int:
-            async with slots:
-                try:
-                    return await self.send(message_id, lookups)
-                except Exception as error:
-                    if is_transient(error):
-                        raise  # the store or the network: the whole pass backs off
-                    self._failed(message_id, error)
-                    return 0
+        async def deliver(started: _Started) -> None:
+            try:
+                outcomes.add(started, await self._deliver(started))
+            except Exception as error:
+                if is_transient(error):
+                    broken.append(error)
+                else:
+                    self._failed(started.loaded.state.message_id, error)
+            finally:
+                slots.release()
 
-        attempts = sum(await asyncio.gather(*(one(m) for m in mine)))
+        attempts = 0
+        try:
+            for first in range(0, len(mine), BATCH):
+                prepared = [
+                    p for m in mine[first : first + BATCH] if (p := self._prepared_safely(m, lookups))
+                ]
+                for started in self._start_all(prepared):
+                    await slots.acquire()
+                    if broken:
+                        slots.release()
+                        raise broken[0]
+                    task = asyncio.ensure_future(deliver(started))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+                    attempts += 1
+            await asyncio.gather(*sending)
+            if broken:
+                raise broken[0]
+        finally:  # what came back is recorded even when the pass stops on an error
+            await asyncio.gather(*sending, return_exceptions=True)
+            outcomes.flush()
         self.settle_reports()
         return attempts
+
+    def _prepared_safely(self, message_id: str, lookups: Lookups) -> _Prepared | None:
+        try:
+            return self._prepare(message_id, lookups)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            self._failed(message_id, error)
+            return None
 
     def _failed(self, message_id: str, error: Exception) -> None:
         """One message broke the worker (not the provider's answer: a bug, a value nothing expected): it
@@ -244,55 +284,93 @@ class MessageWorker:
                 log.warning(
                     "a delivery report for %s of sender %s matched no message", report.provider_id, sender_id
                 )
-        for message_id, reports in found.items():
-            # at our clock's instant it arrived: a receipt's own date has minutes and no time zone
-            commands = [dl.RecordDeliveryReport(r.provider_id, r.state, r.code, at) for r, at in reports]
-            self._decided(self.deliveries.message(message_id), *commands)
+        work = [
+            (
+                self.deliveries.message(message_id),
+                # at our clock's instant it arrived: a receipt's own date has minutes and no time zone
+                [dl.RecordDeliveryReport(r.provider_id, r.state, r.code, at) for r, at in reports],
+            )
+            for message_id, reports in found.items()
+        ]
+        try:  # every message's reports in one write
+            self.aggregates.execute_on_many(dl.delivery_decider, work, WORKER)
+        except WrongExpectedVersion:  # one of them moved on (a hit): each on its own, read again
+            for loaded, commands in work:
+                self._decided(loaded, *commands)
         return sum(len(r) for r in found.values())
 
     async def send(self, message_id: str, lookups: Lookups | None = None) -> int:
         """Send one message if it is still to be sent; 1 when an attempt was made."""
-        lookups = lookups or Lookups(self.aggregates)
+        prepared = self._prepare(message_id, lookups or Lookups(self.aggregates))
+        started = self._start_all([prepared] if prepared else [])
+        if not started:
+            return 0
+        outcomes = _Outcomes(self)
+        outcomes.add(started[0], await self._deliver(started[0]))
+        outcomes.flush()
+        return 1
+
+    def _prepare(self, message_id: str, lookups: Lookups) -> _Prepared | None:
+        """The message read, its campaign checked, rendered and routed: its attempt's commands, or
+        None when it is not to be sent now (given up if it never will be)."""
         loaded = self.deliveries.message(message_id)
         queued = loaded.state.queued
         if not loaded.state.sendable or queued is None:
-            return 0
+            return None
         stopped = _stopped(queued, lookups)
         if stopped == "wait":
-            return 0
+            return None
         if stopped:
             self._give_up(loaded, "campaign_stopped", stopped)
-            return 0
+            return None
         try:
             composed = self.channel.compose(queued, lookups, self.clock.now())
         except RenderFailed as failed:
             self._give_up(
                 loaded, "render_failed", f"{failed.reason} ({failed.path})" if failed.path else failed.reason
             )
-            return 0
+            return None
         except DomainError as error:
             self._give_up(loaded, "sender_error", error.reason)
-            return 0
-        sender = composed.sender
+            return None
         now = self.clock.now()
         start: list[dl.DeliveryCommand] = [
-            dl.StartAttempt(sender.state.sender_id, now, composed.rendered_from)
+            dl.StartAttempt(composed.sender.state.sender_id, now, composed.rendered_from)
         ]
         if composed.short_links:  # kept before it leaves, so `/s/<code>` resolves when it arrives
             start.append(dl.RecordShortLinks(composed.short_links, now))
-        try:
-            loaded = self.aggregates.execute_all_on(dl.delivery_decider, loaded, start, WORKER)
-        except WrongExpectedVersion:
-            return 0  # another worker took it
-        held = [loaded]
+        return _Prepared(loaded, start, composed)
+
+    def _start_all(self, prepared: Sequence[_Prepared]) -> list[_Started]:
+        """Record the attempts of `prepared` in one append, each checked against the version its
+        message was read at: a message another worker took meanwhile is left out (it conflicts:
+        the append is tried again without it), the others are started."""
+        waiting = list(prepared)
+        while waiting:
+            work = [(p.loaded, p.start) for p in waiting]
+            try:
+                states = self.aggregates.execute_on_many(dl.delivery_decider, work, WORKER)
+            except WrongExpectedVersion as moved:  # another worker took it: the rest go on
+                waiting = [p for p in waiting if p.loaded.stream != moved.stream]
+                continue
+            except Exception as error:
+                if is_transient(error) or len(waiting) == 1:
+                    raise
+                return [s for p in waiting for s in self._start_all([p])]  # find which one broke it
+            return [_Started(s, p.composed) for s, p in zip(states, waiting, strict=True)]
+        return []
+
+    async def _deliver(self, started: _Started) -> tuple[Loaded[dl.DeliveryState], SendOutcome]:
+        """Hand a started message to its sender's gateway, its commit mark recorded right before
+        the bytes that commit it leave; the state after the mark, and what the gateway answered."""
+        held = [started.loaded]
 
         def committing() -> None:
             held[0] = self._decided(held[0], dl.MarkCommitting(self.clock.now()))
 
-        gateway = await self._gateway(sender)
-        outcome = await gateway.send(composed.outbound, before_commit=committing)
-        self._record(held[0], sender, outcome)
-        return 1
+        gateway = await self._gateway(started.composed.sender)
+        outcome = await gateway.send(started.composed.outbound, before_commit=committing)
+        return held[0], outcome
 
     def _decided(
         self, loaded: Loaded[dl.DeliveryState], *commands: dl.DeliveryCommand
@@ -309,31 +387,48 @@ class MessageWorker:
     def _give_up(self, loaded: Loaded[dl.DeliveryState], reason: str, detail: str) -> None:
         self._decided(loaded, dl.GiveUp(reason, detail, self.clock.now()))
 
-    def _record(self, loaded: Loaded[dl.DeliveryState], sender: OpenedSender, outcome: SendOutcome) -> None:
+    def _outcome_command(self, sender: OpenedSender, outcome: SendOutcome) -> dl.DeliveryCommand:
         now = self.clock.now()
         sender_id = sender.state.sender_id
-        command: dl.DeliveryCommand
         if isinstance(outcome, Accepted):
             waits = self.channel.await_delivery(sender)
-            command = dl.RecordAcceptance(
+            return dl.RecordAcceptance(
                 outcome.provider_ids, outcome.code, outcome.response, sender_id, waits, now
             )
-        else:
-            temporary = isinstance(outcome, TemporaryFailure)
-            retry = outcome.retry_after_seconds if isinstance(outcome, TemporaryFailure) else None
-            command = dl.RecordSendFailure(
-                not temporary,
-                outcome.code,
-                outcome.response,
-                sender_id,
-                self.channel.retry_deadline(sender),
-                now,
-                retry_after=timedelta(seconds=retry) if retry is not None else None,
-                maybe_sent=isinstance(outcome, TemporaryFailure) and outcome.maybe_sent,
-            )
-        self._decided(loaded, command)
-        if not isinstance(outcome, Accepted | TemporaryFailure) and outcome.address_gone:
-            self.deliveries.hard_bounced(loaded.state.message_id, now)
+        temporary = isinstance(outcome, TemporaryFailure)
+        retry = outcome.retry_after_seconds if isinstance(outcome, TemporaryFailure) else None
+        return dl.RecordSendFailure(
+            not temporary,
+            outcome.code,
+            outcome.response,
+            sender_id,
+            self.channel.retry_deadline(sender),
+            now,
+            retry_after=timedelta(seconds=retry) if retry is not None else None,
+            maybe_sent=isinstance(outcome, TemporaryFailure) and outcome.maybe_sent,
+        )
+
+    def _record_all(self, answered: Sequence[_Answered]) -> None:
+        """The gateways' answers appended together; when one message moved on since (a tracker's
+        hit) nothing of the append was stored, and each is decided again on its own."""
+        work = [(a.loaded, (a.command,)) for a in answered]
+        if not work:
+            return
+        try:
+            self.aggregates.execute_on_many(dl.delivery_decider, work, WORKER)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            for a in answered:
+                try:
+                    self._decided(a.loaded, a.command)
+                except Exception as broke:
+                    if is_transient(broke):
+                        raise
+                    self._failed(a.loaded.state.message_id, broke)
+        for a in answered:
+            if a.address_gone:  # the subscription too
+                self.deliveries.hard_bounced(a.loaded.state.message_id, self.clock.now())
 
     async def _gateway(self, sender: OpenedSender) -> ChannelGateway:
         built_for = self.channel.built_for(sender)
@@ -355,6 +450,52 @@ class MessageWorker:
         for _, gateway in self._gateways.values():
             await gateway.close()
         self._gateways.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A message to send now: as read, its attempt's commands, and what it goes out as."""
+
+    loaded: Loaded[dl.DeliveryState]
+    start: Sequence[dl.DeliveryCommand]
+    composed: Composed
+
+
+@dataclass(frozen=True, slots=True)
+class _Started:
+    """A message whose attempt is recorded: its state after it, and what it goes out as."""
+
+    loaded: Loaded[dl.DeliveryState]
+    composed: Composed
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A gateway's answer to be recorded: the message's state after its commit mark, the command."""
+
+    loaded: Loaded[dl.DeliveryState]
+    command: dl.DeliveryCommand
+    address_gone: bool
+
+
+class _Outcomes:
+    """The gateways' answers of one pass, kept and appended `BATCH` at a time (and at its end)."""
+
+    def __init__(self, worker: MessageWorker) -> None:
+        self.worker = worker
+        self.kept: list[_Answered] = []
+
+    def add(self, started: _Started, delivered: tuple[Loaded[dl.DeliveryState], SendOutcome]) -> None:
+        loaded, outcome = delivered
+        command = self.worker._outcome_command(started.composed.sender, outcome)
+        gone = isinstance(outcome, PermanentFailure) and outcome.address_gone
+        self.kept.append(_Answered(loaded, command, gone))
+        if len(self.kept) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        kept, self.kept = self.kept, []
+        self.worker._record_all(kept)
 
 
 def _stopped(queued: MessageQueued, lookups: Lookups) -> str:

@@ -4,11 +4,12 @@ Tracked events are nearly all of a busy log and no read model folds them, bar
 goals; a pass over the log must not even read the others (every consumer
 declares what it folds, so the store filters them out without decoding).
 The scenario engine reads every tracked event of a profile (these are an
-anonymous visitor's): a scenario may start on any tracked event by its name, and a journey waiting on a condition is re-checked on
-any event of its profile (it reads the events about profiles, journeys and
-scenarios, not a campaign's run, the catalog or promo pools). Scoring rules read
-every tracked event too (a rule may score any event by its name); narrowing that
-to the names the rules in force name is still to do.
+anonymous visitor's): a scenario may start on any tracked event by its name,
+and a journey waiting on a condition is re-checked on any event of its profile.
+It reads the events about profiles, journeys and scenarios, not a campaign's
+run, the catalog or promo pools. Scoring rules read every tracked event too (a
+rule may score any event by its name); narrowing that to the names the rules in
+force name is still to do.
 """
 
 from __future__ import annotations
