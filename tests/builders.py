@@ -18,6 +18,7 @@ from herald.domain.resources import (
     AddCategory,
     Category,
     CreateResource,
+    CustomChannelSettings,
     DefineSubscriptionField,
     EmailSettings,
     EnableChannel,
@@ -170,6 +171,27 @@ async def launched_message(
     assert launched.status_code == 200, launched.text
     herald.runtime.drain()
     return next(str(e.data["message_id"]) for e in herald.store.read_all() if e.type == "MessageQueued")
+
+
+def telegram_bot_resource(herald: Herald) -> None:
+    """Database 1 and the resource, with a `telegram_bot` channel for the bot `shop_bot`."""
+    customers(herald)
+    create_resource(herald)
+    channel = CustomChannelSettings(name="telegram_bot", options={"bot_username": "shop_bot"})
+    _resource_runner(herald, RESOURCE)(EnableChannel(RESOURCE, channel))
+    herald.runtime.drain()
+
+
+async def march_summary(api: httpx.AsyncClient, herald: Herald, metrics: tuple[str, ...]) -> dict[str, Any]:
+    """The summary report's one row for March 2026 (the test clock's month), `metrics` by name, once
+    the processors and the report sink caught up."""
+    herald.runtime.drain()
+    assert herald.reports_runtime is not None
+    herald.reports_runtime.drain()
+    params = {"start": "2026-03-01", "end": "2026-03-31", "metrics": ",".join(metrics)}
+    summary = await api.get("/api/v1/reports/summary", params=params)
+    assert summary.status_code == 200, summary.text
+    return dict(zip(summary.json()["columns"], summary.json()["rows"][0], strict=True))
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

@@ -36,6 +36,8 @@ def template(herald: Herald, name: str, channel: str = "email", html: str | None
     """A published template with content for `channel` (an email's HTML `html` when given)."""
     if channel == "sms":
         content = tp.TemplateContent(sms=tp.SmsContent(body=f"{name}: hi {{lead._fname}}"))
+    elif channel == "telegram_bot":
+        content = tp.TemplateContent(telegram_bot=tp.TelegramContent(text=f"{name}: hi {{lead._fname}}"))
     else:
         content = tp.TemplateContent(
             email=tp.EmailContent(subject=name, html=html or f"<p>{name}, {{lead.email}}</p>")

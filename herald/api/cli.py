@@ -60,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="then overwrite the clear text old events hold on disk and rebuild the read models",
     )
 
+    command(
+        "reseal",
+        "seal in place the personal values of events written before sealing existed, so erasing a "
+        "profile reaches them, then rebuild the read models (with no server running)",
+    )
+
     mailbox = commands.add_parser("mailbox", help="a local SMTP server keeping what it receives in a folder")
     mailbox.add_argument("--host", default="127.0.0.1")
     mailbox.add_argument("--port", type=int, default=2525)
@@ -133,6 +139,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         or (args.command == "send" and getattr(args, "part", None) is None)
         or (args.command == "serve" and settings.engine == "embedded")
         or (args.command == "secrets" and args.scrub)
+        or args.command == "reseal"
     )
     lock = hold_processors_lock(settings.data_dir, args.command) if runs_processors else None
     try:
@@ -174,7 +181,27 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return _worker(settings, args)
     if args.command == "secrets":
         return _reseal(settings, scrub=args.scrub)
+    if args.command == "reseal":
+        return _reseal_personal(settings)
     return _events(settings, args)
+
+
+def _reseal_personal(settings: Settings) -> int:
+    """Seal the old events' personal values in place, then rebuild the read models (an erased
+    profile's old events read as erased from now on)."""
+    from herald.api.replay import replay
+    from herald.api.wiring import open_event_store
+    from herald.infra.clock import SystemClock
+    from herald.infra.log_scrub import scrub_sqlite_log
+    from herald.services.resealing import plaintext_rewrites
+
+    store = open_event_store(settings, SystemClock())
+    try:
+        changed = scrub_sqlite_log(settings.event_store_path, plaintext_rewrites(store))
+    finally:
+        store.close()
+    print(f"{changed} events held personal values in clear: sealed in place, the file vacuumed")
+    return replay(settings) if changed else 0
 
 
 def _reseal(settings: Settings, scrub: bool) -> int:

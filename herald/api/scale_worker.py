@@ -68,7 +68,7 @@ class Worker:
         )
         self.senders = [  # each channel's sender over the owned partitions' queues
             MessageWorker(worker.channel, herald.aggregates, self.queues, herald.deliveries, herald.clock)
-            for worker in (herald.email, herald.sms, herald.push)
+            for worker in herald.workers
         ]
         self.coordinator = self._coordinator()
 

@@ -32,6 +32,7 @@ from herald.infra.export_files import ExportFiles
 from herald.infra.external_sets import ExternalSets
 from herald.infra.ids import IdSource
 from herald.infra.import_files import ImportFiles
+from herald.infra.log_names import open_log_names
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.pixel_signing import PixelSigner
 from herald.infra.profile_keys import ProfileKeys
@@ -52,6 +53,7 @@ from herald.messages.push import PushChannel
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import MessageRenderer, current_fragments
 from herald.messages.sms import SmsChannel
+from herald.messages.telegram import TelegramChannel
 from herald.messages.worker import MessageWorker
 from herald.processors.backoff import Backoff, RetryPolicy
 from herald.processors.bulk_population import BulkMembers
@@ -132,7 +134,13 @@ from herald.services.tracking import TrackingService
 from herald.services.users import UserService
 
 log = logging.getLogger(__name__)
-LOOPS = ("timers", "sender", "sender_sms", "sender_push")  # the server's loops besides the runtimes
+LOOPS = (
+    "timers",
+    "sender",
+    "sender_sms",
+    "sender_push",
+    "sender_telegram_bot",
+)  # the server's loops besides the runtimes
 TIMER_TICK_SECONDS = 5
 SCENARIO_TIMER_IDLE_SECONDS = 0.5  # the longest a new, earlier wait can go unnoticed
 SCENARIO_TIMER_MIN_SECONDS = 0.01
@@ -218,7 +226,8 @@ class Herald:
     queued: QueuedMessages  # queued messages rendered to be sent, or as they were sent
     email: MessageWorker
     sms: MessageWorker
-    push: MessageWorker  # web push; app push (FCM, APNs) has gateways but no sender kind yet
+    push: MessageWorker  # web push, and app push through FCM or APNs
+    telegram: MessageWorker  # Telegram bots
     device_subscriptions: DeviceSubscriptions
     signer: TokenSigner
     box: SecretBox  # seals and opens the secrets stored in the log
@@ -290,7 +299,7 @@ class Herald:
     @property
     def workers(self) -> tuple[MessageWorker, ...]:
         """One sender worker per channel that has one."""
-        return (self.email, self.sms, self.push)
+        return (self.email, self.sms, self.push, self.telegram)
 
     async def _send(self, worker: MessageWorker) -> None:
         """One channel's sender: settle what a previous run left, then send what falls due."""
@@ -467,7 +476,9 @@ def open_event_store(settings: Settings, clock: Clock) -> SealedEventStore:
     """The log: the SQLite store, profiles' personal data sealed with their keys from the data directory."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keys = ProfileKeys.in_data_dir(settings.data_dir)
-    return SealedEventStore(SqliteEventStore(settings.event_store_path, clock), Sealer(keys))
+    log = SqliteEventStore(settings.event_store_path, clock)
+    names = open_log_names(settings.data_dir, settings.event_store_path)  # after the log's schema is made
+    return SealedEventStore(log, Sealer(keys, names))
 
 
 def build_projections(
@@ -520,7 +531,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         projections = build_projections(settings.readmodel_path, store, settings.account_timezone, bulk)
     aggregates = Aggregates(store, registry, clock, ids)
     catalog = CatalogService(aggregates, projections.catalog)
-    profiles = ProfileService(aggregates, catalog, projections.profiles)
+    profiles = ProfileService(aggregates, catalog, projections.profiles, store.sealer.names)
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
     secret = settings.secret_key or _stored_secret(settings.data_dir, "secret-key")
@@ -661,6 +672,9 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             deliveries,
             clock,
         ),
+        telegram=MessageWorker(
+            TelegramChannel(queued, senders), aggregates, projections.send_queue, deliveries, clock
+        ),
         device_subscriptions=DeviceSubscriptions(
             catalog, profiles, projections.profiles, settings.allow_http_push_endpoints
         ),
@@ -698,6 +712,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             clickhouse,
             [import_files.directory, export_files.directory, segment_files.directory],
             catch_up,
+            projections.profiles.anonymous_ids_of,
         ),
         report_retention=(
             ReportRetention(clickhouse, settings.report_retention_days)

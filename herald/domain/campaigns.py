@@ -111,7 +111,7 @@ class CampaignSettings(_Value):
     subid: str = Field("", description="a free reporting tag (SUBID)")
     tags: tuple[str, ...] = ()
     type: CampaignType
-    channel: Literal["email", "sms", "push"]
+    channel: Literal["email", "sms", "push", "telegram_bot"]
     resource_id: str
     template_ids: tuple[str, ...]
     audience: Audience | None = Field(None, description="broadcast, regular and split tests")

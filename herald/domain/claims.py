@@ -5,9 +5,13 @@ unique value gets a tiny claim stream; a profile takes the claim in the same
 atomic append that gives it the value, and the store's version check makes
 two concurrent takers collide instead of both winning.
 
-A claim names its value by the value's SHA-256 (stream and events alike), so
-the log holds no email or custom value in clear that erasing a profile could
-not reach (its profile's events seal the value itself).
+A claim names its value by a digest (stream and events alike), so the log holds
+no email or custom value in clear that erasing a profile could not reach (its
+profile's events seal the value itself). A profile's unique values are named by
+a keyed digest the service passes in (`digest`: HMAC-SHA-256 under a key held
+outside the log, `infra/log_names.py`), since an unkeyed digest of an email is
+checked by anyone holding a guess; values that are no one's personal data
+(promo codes, shortcodes, pixel keys) keep the unkeyed SHA-256 (`value_digest`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class ClaimValue:
     value: str
     profile_id: str
     path: str = ""
+    digest: str = ""  # the value's name in the claim's events; "" for its unkeyed `value_digest`
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +61,26 @@ class ReleaseValue:
     kind: str
     value: str
     profile_id: str
+    digest: str = ""
 
 
 ClaimCommand = ClaimValue | ReleaseValue
 
 
 def value_digest(value: str) -> str:
-    """How a claim names its value."""
+    """How a claim names a value that is no one's personal data (and how logs written before keyed
+    names named every value)."""
     return hashlib.sha256(value.encode()).hexdigest()
 
 
 def claim_stream(database_id: str, kind: str, value: str) -> str:
-    """The stream that holds the claim on one unique value."""
-    return f"unique-{database_id}-{kind}-{value_digest(value)}"
+    """The stream that holds the claim on one unique value, named by its unkeyed digest."""
+    return named_claim_stream(database_id, kind, value_digest(value))
+
+
+def named_claim_stream(database_id: str, kind: str, digest: str) -> str:
+    """The stream that holds the claim on the value `digest` names."""
+    return f"unique-{database_id}-{kind}-{digest}"
 
 
 def decide(command: ClaimCommand, state: ClaimState) -> list[Event]:
@@ -76,7 +88,7 @@ def decide(command: ClaimCommand, state: ClaimState) -> list[Event]:
     fields = dict(
         database_id=command.database_id,
         kind=command.kind,
-        value=value_digest(command.value),
+        value=command.digest or value_digest(command.value),
         profile_id=command.profile_id,
     )
     if isinstance(command, ReleaseValue):

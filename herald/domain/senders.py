@@ -4,8 +4,10 @@ A sender serves one channel: an email sender is an SMTP relay with its speed,
 connection count, retry deadline and DKIM key (guide, admin "Senders" and
 "Keys"); an SMS sender an SMPP account at an SMSC, with how long an accepted
 SMS waits for its delivery report; a push sender the Web Push protocol with
-its VAPID contact (the key is the account's) or an FCM project with its
-service account. A virtual sender is an
+its VAPID contact (the key is the account's), an FCM project with its
+service account or an APNs app (team, key id, topic; the .p8 key a secret); a Telegram
+sender a bot (its token a secret). An SMS sender may instead be an account at an HTTP gateway
+in BulkSMS's JSON v1 shape. A virtual sender is an
 ordered list of routing rules over senders: the first rule whose recipient
 domains match takes the message, and splits its traffic over its senders by
 percentage, each optionally overriding the From name.
@@ -22,7 +24,8 @@ Decisions where the guide is silent:
   so a retried message goes through the same sender.
 - A virtual sender must end with a match-all rule, so every message has a route.
 - A sender names its channel and holds the settings of that channel's protocol
-  only (`relay` for email, `smpp` for SMS, `webpush` or `fcm` for push); events from
+  only (`relay` for email, `smpp` or `bulksms` for SMS, `webpush`, `fcm` or `apns` for push,
+  `telegram` for `telegram_bot`); events from
   before channels had no `channel` and are email senders. A rule's From-name
   override is an SMS's alpha sender when the route sends SMS.
 """
@@ -30,6 +33,7 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
@@ -40,6 +44,8 @@ from herald.domain.decider import Decider
 from herald.domain.errors import AlreadyExists, NotFound, ValidationFailed
 from herald.domain.events import Event, JsonDict, registry
 from herald.domain.secrets import WITHHELD, SealedSecret
+
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 
 
 class _Value(BaseModel):
@@ -77,7 +83,30 @@ class FcmProjectSettings(_Value):
     base_url: str = Field("https://fcm.googleapis.com", min_length=1)
 
 
-SenderChannel = Literal["email", "sms", "push"]
+class ApnsAppSettings(_Value):
+    """Apple's push service with token (JWT) authentication; the .p8 signing key is a secret."""
+
+    team_id: str = Field(min_length=1, max_length=64, description="the Apple developer team id (`iss`)")
+    key_id: str = Field(min_length=1, max_length=64, description="the signing key's id (`kid`)")
+    topic: str = Field(min_length=1, max_length=255, description="`apns-topic`: the app's bundle id")
+    base_url: str = Field("https://api.push.apple.com", min_length=1, description="the sandbox's for tests")
+    ca_file: str = Field("", description="a CA bundle to trust instead of the system's (a proxy, a test)")
+
+
+class BulkSmsAccountSettings(_Value):
+    """An HTTP SMS gateway in the shape of BulkSMS's JSON REST API v1; the token secret is `password`."""
+
+    base_url: str = Field("https://api.bulksms.com/v1", min_length=1)
+    username: str = Field(min_length=1, max_length=255, description="the API token id (or the username)")
+
+
+class TelegramBotSettings(_Value):
+    """A Telegram bot through the Bot API; its token is a secret (`bot_token`)."""
+
+    base_url: str = Field("https://api.telegram.org", min_length=1, description="a local Bot API server's")
+
+
+SenderChannel = Literal["email", "sms", "push", "telegram_bot"]
 
 
 class SenderSettings(_Value):
@@ -87,6 +116,9 @@ class SenderSettings(_Value):
     smpp: SmppAccountSettings | None = None
     webpush: WebPushServiceSettings | None = None
     fcm: FcmProjectSettings | None = None
+    apns: ApnsAppSettings | None = None
+    bulksms: BulkSmsAccountSettings | None = None
+    telegram: TelegramBotSettings | None = None
     await_delivery_seconds: int = Field(
         0,
         ge=0,
@@ -105,19 +137,22 @@ class SenderSettings(_Value):
 
 
 class SenderSecrets(_Value):
-    """What is stored (sealed) but never shown: the relay's (or SMSC's) password, the DKIM private key,
-    an FCM sender's service-account JSON."""
+    """What is stored (sealed) but never shown: the relay's (or SMSC's, or SMS gateway's) password, the
+    DKIM private key, an FCM sender's service-account JSON, an APNs sender's .p8 signing key, a
+    Telegram bot's token."""
 
     password: SealedSecret | None = None
     dkim_private_key: SealedSecret | None = None
     service_account: SealedSecret | None = None
+    signing_key: SealedSecret | None = None
+    bot_token: SealedSecret | None = None
 
     def names(self) -> tuple[str, ...]:
         """The secrets that are set."""
         return tuple(name for name in SECRET_NAMES if getattr(self, name) is not None)
 
 
-SECRET_NAMES = ("password", "dkim_private_key", "service_account")
+SECRET_NAMES = ("password", "dkim_private_key", "service_account", "signing_key", "bot_token")
 
 
 class RouteTarget(_Value):
@@ -197,8 +232,9 @@ def decide_sender(command: SetSender, state: SenderState) -> list[Event]:
     )  # a secret not given keeps the stored one
     if bool(settings.dkim_selector) != bool(secrets.dkim_private_key):
         raise ValidationFailed("DKIM needs both a selector and a private key", "dkim_selector")
-    if settings.fcm is not None and secrets.service_account is None:
-        raise ValidationFailed("an FCM sender needs its service-account JSON", "service_account")
+    for protocol, secret, reason in _NEEDED_SECRETS:
+        if getattr(settings, protocol) is not None and getattr(secrets, secret) is None:
+            raise ValidationFailed(reason, secret)
     if command.create:
         return [SenderCreated(sender_id=command.sender_id, settings=settings, secrets=secrets, at=command.at)]
     if settings == state.settings and secrets == state.secrets:
@@ -206,24 +242,45 @@ def decide_sender(command: SetSender, state: SenderState) -> list[Event]:
     return [SenderChanged(sender_id=command.sender_id, settings=settings, secrets=secrets, at=command.at)]
 
 
-PROTOCOLS = {"relay": "email", "smpp": "sms", "webpush": "push", "fcm": "push"}
-"""Each protocol's settings field and the channel it serves; a sender has exactly one."""
+PROTOCOLS = {
+    "relay": "email",
+    "smpp": "sms",
+    "bulksms": "sms",
+    "webpush": "push",
+    "fcm": "push",
+    "apns": "push",
+    "telegram": "telegram_bot",
+}
+"""Each protocol's settings field and the channel it serves; a sender has exactly one (the first of a
+channel's is where a sender of it that has none is told to look)."""
+
+_NEEDED_SECRETS = (
+    ("fcm", "service_account", "an FCM sender needs its service-account JSON"),
+    ("apns", "signing_key", "an APNs sender needs its .p8 signing key"),
+    ("bulksms", "password", "an SMS gateway account needs its token secret (password)"),
+    ("telegram", "bot_token", "a Telegram sender needs its bot token"),
+)
+"""(protocol, the secret it cannot send without, the error when it is missing)."""
 
 
 def _checked_sender(settings: SenderSettings) -> SenderSettings:
     if not settings.name.strip():
         raise ValidationFailed("a sender needs a name", "name")
     given = {name for name in PROTOCOLS if getattr(settings, name) is not None}
-    allowed = {name for name, channel in PROTOCOLS.items() if channel == settings.channel}
-    for name in sorted(given - allowed):
+    allowed = [name for name, channel in PROTOCOLS.items() if channel == settings.channel]
+    for name in sorted(given - set(allowed)):
         raise ValidationFailed(f"a sender of {settings.channel} has no {name}", name)
     if len(given) != 1:
-        choices = " or ".join(sorted(allowed))
-        raise ValidationFailed(f"a sender of {settings.channel} needs one of {choices}", min(allowed))
+        choices = " or ".join(allowed)
+        raise ValidationFailed(f"a sender of {settings.channel} needs one of {choices}", allowed[0])
     if settings.relay is not None and not settings.relay.host.strip():
         raise ValidationFailed("the relay needs a host", "relay.host")
     if settings.smpp is not None and not settings.smpp.host.strip():
         raise ValidationFailed("the SMSC needs a host", "smpp.host")
+    for name in ("fcm", "apns", "bulksms", "telegram"):
+        api = getattr(settings, name)
+        if api is not None and not _HTTP_URL.match(api.base_url):
+            raise ValidationFailed("the API's base URL is an http(s) URL", f"{name}.base_url")
     if settings.channel != "email" and settings.dkim_selector:
         raise ValidationFailed("only email is DKIM-signed", "dkim_selector")
     if settings.dkim_selector and not settings.dkim_domain:
@@ -318,6 +375,8 @@ class OpenedSender:
     password: str = field(repr=False)
     dkim_private_key: str = field(repr=False)
     service_account: str = field(default="", repr=False)
+    signing_key: str = field(default="", repr=False)
+    bot_token: str = field(default="", repr=False)
 
 
 def route(rules: tuple[RouteRule, ...], recipient: str, message_id: str) -> RouteTarget:

@@ -1,6 +1,6 @@
 """The message template aggregate (stream `template-<id>`): content per channel, in versions.
 
-One template holds email, SMS and push content, the defaults for empty
+One template holds email, SMS, push and Telegram bot content, the defaults for empty
 fields and its local parts (guide "Шаблоны"). Every edit of the content makes
 a new version; messages and the click map name the version they were made
 from. A draft cannot be sent until it is published.
@@ -15,7 +15,12 @@ Decisions where the guide is silent:
   column. A part the content names (`{part.x}`) must be defined in the
   template; fragments are shared and checked by the caller, which sees them.
 - Email needs a subject and an HTML or text body; SMS a body; push a title
-  and a body. `no_css_inline` defaults to true, as in the guide.
+  and a body; a Telegram bot message (`telegram_bot`, the resource channel's
+  name) a text, in plain text, HTML or MarkdownV2 (Telegram's `parse_mode`),
+  with up to `MAX_TELEGRAM_BUTTONS` URL buttons under it (one per row), each
+  with a label and an absolute http(s) URL, both personalisable, the URL
+  click-tracked. In MarkdownV2 a tracked link is `[text](url)` (a bare URL's
+  redirect would need escaping). `no_css_inline` defaults to true, as in the guide.
 - The draft flag is set at creation when asked; `PublishTemplate` clears it,
   `MarkTemplateDraft` sets it again. Deleting keeps the stream (messages still
   name its versions); a deleted template cannot be changed or sent.
@@ -37,6 +42,7 @@ from herald.domain.events import Event, registry
 from herald.domain.templating import CompiledTemplate, TemplateSyntaxError, compile_template
 from herald.domain.templating.references import References, references
 
+_URL = re.compile(r"https?://", re.IGNORECASE)
 _PART_NAME = re.compile(r"^[^\W\d][\w-]{0,63}$")
 
 
@@ -44,6 +50,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     PUSH = "push"
+    TELEGRAM_BOT = "telegram_bot"
 
 
 class _Value(BaseModel):
@@ -86,6 +93,27 @@ class PushContent(_Value):
     android_deep_link: str = ""
 
 
+MAX_TELEGRAM_BUTTONS = 8
+TELEGRAM_MAX_TEXT = 4096  # the Bot API's limit on a message's text (after rendering)
+
+
+class TelegramButton(_Value):
+    """A URL button under a Telegram message (an inline keyboard's row)."""
+
+    text: str = Field(description="the label (may hold variables)")
+    url: str = Field(description="where it opens: an http(s) URL (may hold variables), click-tracked")
+
+
+class TelegramContent(_Value):
+    text: str
+    parse_mode: Literal["", "HTML", "MarkdownV2"] = Field("", description="Telegram's markup; '': plain text")
+    disable_link_preview: bool = False
+    buttons: tuple[TelegramButton, ...] = ()
+
+
+ChannelContent = EmailContent | SmsContent | PushContent | TelegramContent
+
+
 class TemplatePart(_Value):
     """A piece of content local to the template, used as `{part.<name>}`."""
 
@@ -100,6 +128,7 @@ class TemplateContent(_Value):
     email: EmailContent | None = None
     sms: SmsContent | None = None
     push: PushContent | None = None
+    telegram_bot: TelegramContent | None = None
     defaults: dict[str, str] = Field(
         default_factory=dict, description='values for empty fields, e.g. {"lead._fname": "dear customer"}'
     )
@@ -113,9 +142,9 @@ class TemplateContent(_Value):
     stop_list_id: str | None = None
     add_unsubscribed_to_stop_list: bool = False
 
-    def channel(self, channel: Channel) -> EmailContent | SmsContent | PushContent | None:
+    def channel(self, channel: Channel) -> ChannelContent | None:
         """The content for `channel`, or None when the template has none."""
-        content: EmailContent | SmsContent | PushContent | None = getattr(self, channel.value)
+        content: ChannelContent | None = getattr(self, channel.value)
         return content
 
     @property
@@ -271,6 +300,11 @@ def personalised_texts(content: TemplateContent) -> Iterator[tuple[str, str]]:
     if content.push is not None:
         for name in ("title", "body", "click_url", "ios_deep_link", "android_deep_link"):
             yield f"push.{name}", getattr(content.push, name)
+    if content.telegram_bot is not None:
+        yield "telegram_bot.text", content.telegram_bot.text
+        for i, button in enumerate(content.telegram_bot.buttons):
+            yield f"telegram_bot.buttons.{i}.text", button.text
+            yield f"telegram_bot.buttons.{i}.url", button.url
     for i, part in enumerate(content.parts):
         yield f"parts.{i}.content", part.content
     yield "json_content_url", content.json_content_url
@@ -301,7 +335,9 @@ def content_references(content: TemplateContent) -> References:
 def checked_content(content: TemplateContent) -> TemplateContent:
     """`content` when it can be saved; raises the first rule it breaks (all syntax errors at once)."""
     if not content.channels:
-        raise ValidationFailed("at least one channel (email, sms or push) is needed to save", "")
+        raise ValidationFailed(
+            "at least one channel (email, sms, push or telegram_bot) is needed to save", ""
+        )
     _check_channels(content)
     _check_parts(content)
     used = content_references(content)
@@ -334,6 +370,31 @@ def _check_channels(content: TemplateContent) -> None:
             raise ValidationFailed("a push needs a title", "push.title")
         if not push.body.strip():
             raise ValidationFailed("a push needs a body", "push.body")
+    if content.telegram_bot is not None:
+        _check_telegram(content.telegram_bot, content.track_links)
+
+
+def _check_telegram(telegram: TelegramContent, track_links: bool) -> None:
+    if not telegram.text.strip():
+        raise ValidationFailed("a Telegram message needs a text", "telegram_bot.text")
+    if track_links and telegram.parse_mode == "MarkdownV2":
+        for found in _URL.finditer(telegram.text):
+            if not telegram.text[: found.start()].endswith("]("):
+                raise ValidationFailed(
+                    "in MarkdownV2 a tracked link is written [text](url): a bare URL's tracking "
+                    "redirect would need MarkdownV2's escapes",
+                    "telegram_bot.text",
+                )
+    if len(telegram.buttons) > MAX_TELEGRAM_BUTTONS:
+        raise ValidationFailed(
+            f"a Telegram message has at most {MAX_TELEGRAM_BUTTONS} buttons", "telegram_bot.buttons"
+        )
+    for i, button in enumerate(telegram.buttons):
+        if not button.text.strip():
+            raise ValidationFailed("a button needs a label", f"telegram_bot.buttons.{i}.text")
+        url = button.url.strip()
+        if not (url.startswith(("http://", "https://", "{")) and len(url) > len("http://")):
+            raise ValidationFailed("a button opens an http(s) URL", f"telegram_bot.buttons.{i}.url")
 
 
 def _check_parts(content: TemplateContent) -> None:

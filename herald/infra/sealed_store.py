@@ -3,29 +3,29 @@
 `SealedEventStore` wraps any event store adapter. On append, the personal values of an event
 on a profile's streams — `profile-<id>` (fields, field changes, tracked data, subscription
 contacts, addresses, devices), `activity-<id>` (a tracked event's properties and context),
-`message-<id>` (the recipient's contact, a trigger's content, a bounce's text) and
+`message-<id>` (the recipient's contact, a trigger's content, a bounce's text, a clicked URL) and
 `journey-<scenario>-<profile>` (an entry's content, a node's outcome, a webhook's URL and answer)
 — move into one sealed value,
 `_sealed`, encrypted with the profile's key (`ProfileKeys`) and bound to the stream; ids,
 statuses, times and resource and channel names stay readable, so the log can still be routed,
 counted and audited. On read the wrapper opens it again, lazily, when a consumer first looks at
 an event's data. When the profile was erased its key is gone: the values read as erased
-(`ERASED`: empty fields and changes, a contact named by a digest of its ciphertext so two stay
-two), and a replay rebuilds every read model without personal data.
+(empty fields and changes, a contact named by a keyed digest of its ciphertext so two stay
+two, `LogNames.erased_contact`), and a replay rebuilds every read model without personal data.
 
 The relay publishes the log as stored (`SealedEventStore.inner`), so a Kafka topic holds the
 sealed values too; the Faust worker opens them with its own store (`opened`).
 
-What stays out of it: events written before sealing existed (their payloads stay as written),
-and an anonymous visitor's events (no profile, no key).
+An anonymous visitor's events (`anonymous-<id>`) are sealed under a key of the visitor's own
+(`anonymous_key`). Events written before sealing existed are sealed in place by `herald reseal`
+(`services/resealing.py`, with `Sealer.resealed`).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -43,6 +43,7 @@ from herald.infra.event_store import (
     RecordedEvent,
     StreamAppend,
 )
+from herald.infra.log_names import LogNames
 from herald.infra.profile_keys import ProfileKeys
 
 SEALED = "_sealed"
@@ -51,45 +52,52 @@ PERSONAL: dict[str, frozenset[str]] = {
     "profile-": frozenset({"fields", "changes", "tracked", "contact", "ip", "device", "email_md5"}),
     "activity-": frozenset({"properties", "context"}),
     # a bounce's or a refusal's text often quotes the address ("550 5.1.1 <ann@…>: unknown user")
-    "message-": frozenset({"contact", "content", "ip", "user_agent", "response", "detail"}),
+    # and a clicked link's URL may carry the profile's values (a personalised link)
+    "message-": frozenset({"contact", "content", "ip", "user_agent", "response", "detail", "url"}),
     # a journey's entry content, a node's outcome, a webhook's URL (which may carry the profile's
     # values) and the answer's body
     "journey-": frozenset({"content", "outcome", "url", "body"}),
+    # an anonymous visitor's tracked events, under the visitor's own key (`anonymous_key`): erasing
+    # the profile it was linked to destroys it too
+    "anonymous-": frozenset({"properties", "context"}),
 }
+ANONYMOUS = "anonymous-"
 _PREFIXES = tuple(PERSONAL)
 _NAMED_IN_DATA = frozenset({"message-", "journey-"})  # streams not named by their profile: it is in the data
 _SEALED_MARK = b'"_sealed"'
 # Keys inside a sealed value whose names (never their values) stay readable as `_sealed_marks`, so a
 # reader that skips events by a byte search of the stored JSON (`EventFilter.mentions`) still finds
 # them: a tracked event's properties naming a goal or a pixel (`GOAL_MARKS`).
-MARKED: dict[str, tuple[str, frozenset[str]]] = {
-    "activity-": ("properties", frozenset(mark.strip(b'"').decode() for mark in GOAL_MARKS))
-}
+_GOAL_NAMES = ("properties", frozenset(mark.strip(b'"').decode() for mark in GOAL_MARKS))
+MARKED: dict[str, tuple[str, frozenset[str]]] = {"activity-": _GOAL_NAMES, ANONYMOUS: _GOAL_NAMES}
 SEALED_MARKS = "_sealed_marks"
 
 
-def _erased(key: str, data: dict[str, Any], token: str) -> Any:
+def _erased(key: str, data: dict[str, Any], token: str, names: LogNames) -> Any:
     """What a personal value reads as once its key is gone (a value the event's model accepts)."""
     if key in ("fields", "changes", "device", "properties", "context"):
         return {}
     if key == "tracked":
         return {"at": data.get("at")}
     if key == "contact":
-        return "erased-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+        return names.erased_contact(token)
     if key in ("response", "detail", "url"):
         return ""
     return None
 
 
 class Sealer:
-    def __init__(self, keys: ProfileKeys) -> None:
+    def __init__(self, keys: ProfileKeys, names: LogNames) -> None:
         self.keys = keys
+        self.names = names
 
     def profile_of(self, stream: str, data: dict[str, Any]) -> tuple[str, frozenset[str]] | None:
         """Whose personal data an event on `stream` holds, and which of its keys are personal."""
         if not stream.startswith(_PREFIXES):
             return None
         prefix = stream[: stream.index("-") + 1]
+        if prefix == ANONYMOUS:
+            return anonymous_key(stream[len(prefix) :]), PERSONAL[prefix]
         profile_id = data.get("profile_id") if prefix in _NAMED_IN_DATA else stream[len(prefix) :]
         return (str(profile_id), PERSONAL[prefix]) if profile_id else None
 
@@ -105,7 +113,7 @@ class Sealer:
         if key is None:  # the profile was erased: nothing personal is written for it any more
             rest = {k: v for k, v in data.items() if k not in personal}
             token = base64.b64encode(os.urandom(12)).decode()  # no value to name it by: one of its own
-            return {**rest, **{k: _erased(k, rest, token) for k in secret if k in _REQUIRED}}
+            return {**rest, **self._erased(secret, rest, token)}
         nonce = os.urandom(12)
         sealed = AESGCM(key).encrypt(nonce, orjson.dumps(secret), stream.encode())
         rest = {k: v for k, v in data.items() if k not in personal}
@@ -115,6 +123,22 @@ class Sealer:
         if marks:
             rest[SEALED_MARKS] = marks
         return rest
+
+    def resealed(self, stream: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """An event stored before sealing existed, as it is stored now: its personal values sealed (or
+        erased, when its profile was); None when it is stored so already (nothing to rewrite)."""
+        found = self.profile_of(stream, data)
+        if found is None or SEALED in data or not found[1].intersection(data):
+            return None
+        now = self.seal(stream, data)
+        if SEALED in now:
+            return now
+        # Its profile was erased: an event appended after the erasure already holds erased values
+        # only (its contact's stand-in stays the one it was given).
+        same = set(now) == set(data) and all(
+            now[k] == v or (k == "contact" and str(v).startswith("erased-")) for k, v in data.items()
+        )
+        return None if same else now
 
     def open(self, stream: str, data: dict[str, Any]) -> dict[str, Any]:
         token = data.get(SEALED)
@@ -129,8 +153,15 @@ class Sealer:
                 return {**rest, **orjson.loads(AESGCM(key).decrypt(raw[:12], raw[12:], stream.encode()))}
             except InvalidTag:
                 pass  # a key that is not this event's: read as erased
-        sealed_keys = data.get(SEALED_KEYS) or ()
-        return {**rest, **{k: _erased(k, rest, token) for k in sealed_keys if k in _REQUIRED}}
+        return {**rest, **self._erased(data.get(SEALED_KEYS) or (), rest, token)}
+
+    def _erased(self, keys: Iterable[str], rest: dict[str, Any], token: str) -> dict[str, Any]:
+        return {k: _erased(k, rest, token, self.names) for k in keys if k in _REQUIRED}
+
+
+def anonymous_key(anonymous_id: str) -> str:
+    """Whose key seals an anonymous visitor's events (apart from every profile id)."""
+    return "anonymous:" + anonymous_id
 
 
 def _marks(stream: str, secret: dict[str, Any]) -> list[str]:

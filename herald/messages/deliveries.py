@@ -22,9 +22,9 @@ Decisions where the guide is silent:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from herald.domain import deliveries as dl
 from herald.domain import profiles as pr
@@ -37,10 +37,17 @@ from herald.domain.subscriptions import AddSubscription, Cause, ChangeSubscripti
 from herald.domain.templates import template_decider, template_stream
 from herald.infra.aggregates import Aggregates, CommandContext, Loaded, Outcome
 from herald.messages.ports import Catalog
+from herald.senders.gateway import DeliveryReport
 
 log = logging.getLogger(__name__)
 TRACKER = CommandContext(actor="tracker", source="tracker")
 SENDER = CommandContext(actor="sender", source="sender")
+
+
+class FindsMessages(Protocol):
+    """Finds the message a sender's provider id names (`projections/send_queue`)."""
+
+    def message_of(self, sender_id: str, provider_id: str) -> str | None: ...
 
 
 class DeliveryService:
@@ -79,6 +86,25 @@ class DeliveryService:
     def record_short_links(self, message_id: str, links: Mapping[str, str], at: datetime) -> Outcome:
         """Keep an SMS's short links (code → click token) before it is sent, so `/s/<code>` resolves."""
         return self.execute(message_id, dl.RecordShortLinks(links, at), SENDER)
+
+    def record_reports(
+        self, sender_id: str, reports: Sequence[DeliveryReport], queue: FindsMessages, at: datetime
+    ) -> int:
+        """Record delivery reports a gateway posted (a webhook) on the messages they name (ours, else
+        the provider's id the sender was given); returns how many named a message. A report the
+        message already has, or one for no part it sent, changes nothing."""
+        found = 0
+        for report in reports:
+            message_id = report.message_id or queue.message_of(sender_id, report.provider_id)
+            if message_id is None or self.message(message_id).state.ref is None:
+                log.info(
+                    "a delivery report for %s of sender %s matched no message", report.provider_id, sender_id
+                )
+                continue
+            command = dl.RecordDeliveryReport(report.provider_id, report.state, report.code, at)
+            self.execute(message_id, command, SENDER)
+            found += 1
+        return found
 
     def expire_delivery_waits(self, due: list[str], at: datetime) -> int:
         """Settle the accepted messages whose "await delivery" ended unreported; returns how many."""
@@ -214,6 +240,9 @@ class DeliveryService:
             resource_id=ref.resource_id,
             channel=ref.channel,
             contact=ref.contact,
+            provider=push_provider(self.aggregates, ref.profile_id, ref.resource_id, ref.contact)
+            if ref.channel == "push"
+            else None,
             at=at,
             status=status,
             cause=cause,
@@ -245,3 +274,13 @@ class DeliveryService:
             # the profile or its subscription is gone, or a link names a field the database lacks:
             # the message's own event stays recorded, the recipient's click or unsubscribe goes on
             log.info("message effect on profile %s not applied: %s", profile_id, refused)
+
+
+def push_provider(aggregates: Aggregates, profile_id: str, resource_id: str, contact: str) -> str | None:
+    """The provider of the profile's push subscription with `contact` (a push is keyed by it too);
+    None when the subscription is gone."""
+    profile = aggregates.load(pr.profile_decider, pr.profile_stream(profile_id)).state
+    for subscription in profile.subscriptions.of_resource(resource_id, "push"):
+        if subscription.key.contact == contact and subscription.key.provider:
+            return subscription.key.provider
+    return None

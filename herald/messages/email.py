@@ -21,7 +21,7 @@ from herald.domain.resources import EmailSettings
 from herald.infra.signing import TokenSigner
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedEmail, SignedTrackingUrls, as_sent, tracking_base
-from herald.messages.routing import Senders, retry_deadline, routed
+from herald.messages.routing import RoutedChannel, Senders, routed
 from herald.messages.worker import Composed, Lookups
 from herald.senders.dkim import DkimKey
 from herald.senders.gateway import ChannelGateway, EmailParts, Outbound, ReportHandler
@@ -32,7 +32,7 @@ from herald.senders.smtp_gateway import SmtpGateway, wire
 _STARTTLS: dict[str, bool | Literal["auto"]] = {"auto": "auto", "always": True, "never": False}
 
 
-class EmailChannel:
+class EmailChannel(RoutedChannel):
     name = "email"
 
     def __init__(
@@ -42,15 +42,12 @@ class EmailChannel:
         signer: TokenSigner,
         read_file: Callable[[str], bytes] = lambda path: Path(path).read_bytes(),
     ) -> None:
-        self.queued = queued
-        self.senders = senders
+        super().__init__(queued, senders)
         self.signer = signer
         self.read_file = read_file
 
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
-        message, rendered_from = self.queued.render_to_send(queued, lookups)
-        body = message.body
-        assert isinstance(body, RenderedEmail)
+        body, _, rendered_from = self.rendered(queued, lookups, RenderedEmail)
         resource, email = self.queued.channel_of(queued, lookups)
         assert isinstance(email, EmailSettings) and resource.settings is not None
         body = as_sent(body, email)
@@ -99,9 +96,6 @@ class EmailChannel:
             else None
         )
         return relay, settings.connections, settings.rate_per_second, dkim
-
-    def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
-        return retry_deadline(sender)
 
     def await_delivery(self, sender: sd.OpenedSender) -> timedelta | None:
         return None  # a relay's 250 is the delivery; later bounces come back as DSNs

@@ -3,12 +3,14 @@
 A push goes out through the campaign's virtual sender (`messages/routing.py`), routed by the
 subscription's provider, to the sender that serves it: the Web Push protocol (RFC 8030/8291/8292)
 signed with the account's VAPID key, to a browser subscription; FCM's HTTP v1 API with the
-sender's service account, to an app's device token. Its title, body, icon and click URL go with
-the `ack` and `open` tracking links the service worker or the app calls (`hub_link`, FCM's
-`data`), so delivery and opening are the recipient's own reports. Accepted is sent; `ack` says
-delivered. A route to a sender of the other kind is not delivered (`sender_error`).
-
-Not yet: APNs (`senders/apns.py`) has no sender kind.
+sender's service account, or APNs over HTTP/2 with the sender's token-auth key (team, key id, the
+app's bundle id as topic), to an app's device token. Its title, body, icon, click URL and deep link
+(the iOS one to APNs, the Android one to FCM) go with the `ack` and `open` tracking links the
+service worker or the app calls (`hub_link`, FCM's `data`), so delivery and opening are the
+recipient's own reports. Accepted is sent; `ack` says delivered. A token the provider says is gone
+(web push 404/410, FCM UNREGISTERED, APNs 410 or BadDeviceToken) is a hard bounce that makes its
+subscription `hard_bounced`. A route to a sender of another provider is not delivered
+(`sender_error`).
 """
 
 from __future__ import annotations
@@ -18,29 +20,27 @@ from datetime import datetime, timedelta
 from herald.domain import senders as sd
 from herald.domain.errors import NotFound, RuleViolated
 from herald.domain.messages import MessageQueued
-from herald.domain.profiles import profile_decider, profile_stream
+from herald.messages.deliveries import push_provider
 from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedPush, SignedTrackingUrls, tracking_base
-from herald.messages.routing import Senders, retry_deadline, routed
+from herald.messages.routing import RoutedChannel, Senders, routed
 from herald.messages.worker import Composed, Lookups
+from herald.senders.apns import ApnsGateway, ApnsSettings
 from herald.senders.fcm import FcmGateway, FcmSettings, ServiceAccount
 from herald.senders.gateway import ChannelGateway, Outbound, ReportHandler
 from herald.senders.webpush import WebPushGateway, WebPushSettings
 
 
-class PushChannel:
+class PushChannel(RoutedChannel):
     name = "push"
 
     def __init__(self, queued: QueuedMessages, senders: Senders, vapid_private_key: str) -> None:
-        self.queued = queued
-        self.senders = senders
+        super().__init__(queued, senders)
         self.vapid_private_key = vapid_private_key
 
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
         provider = self._provider(queued)
-        message, rendered_from = self.queued.render_to_send(queued, lookups)
-        body = message.body
-        assert isinstance(body, RenderedPush)
+        body, _, rendered_from = self.rendered(queued, lookups, RenderedPush)
         resource, _ = self.queued.channel_of(queued, lookups)
         links = SignedTrackingUrls(
             self.queued.signer, tracking_base(resource), queued.message_id
@@ -48,7 +48,7 @@ class PushChannel:
         _, sender = routed(queued, lookups, self.senders, f"push@{provider}")
         settings = sender.state.settings
         assert settings is not None
-        serves = "fcm" if settings.fcm is not None else "webpush"
+        serves = provider_of(settings)
         if serves != provider:
             raise RuleViolated(
                 f"sender {settings.name!r} sends {serves}, not {provider}: route {provider} to its own",
@@ -61,23 +61,29 @@ class PushChannel:
             title=body.title,
             icon=body.icon,
             click_url=body.click_url,
+            deep_link=body.ios_deep_link if provider == "apns" else body.android_deep_link,
             data=links,
         )
         return Composed(outbound, sender, rendered_from)
 
     def _provider(self, queued: MessageQueued) -> str:
         """The provider of the subscription the push was queued for (its profile is read to render it)."""
-        profile = self.queued.aggregates.load(profile_decider, profile_stream(queued.profile_id)).state
-        for subscription in profile.subscriptions.of_resource(queued.resource_id, "push"):
-            if subscription.key.contact == queued.contact and subscription.key.provider:
-                return subscription.key.provider
-        raise NotFound("the push subscription is gone", "contact")
+        provider = push_provider(
+            self.queued.aggregates, queued.profile_id, queued.resource_id, queued.contact
+        )
+        if provider is None:
+            raise NotFound("the push subscription is gone", "contact")
+        return provider
 
     def gateway(self, sender: sd.OpenedSender, on_report: ReportHandler) -> ChannelGateway:
         built = self.built_for(sender)
-        return FcmGateway(built) if isinstance(built, FcmSettings) else WebPushGateway(built)
+        if isinstance(built, FcmSettings):
+            return FcmGateway(built)
+        if isinstance(built, ApnsSettings):
+            return ApnsGateway(built)
+        return WebPushGateway(built)
 
-    def built_for(self, sender: sd.OpenedSender) -> WebPushSettings | FcmSettings:
+    def built_for(self, sender: sd.OpenedSender) -> WebPushSettings | FcmSettings | ApnsSettings:
         settings = sender.state.settings
         assert settings is not None
         if settings.fcm is not None:
@@ -87,7 +93,18 @@ class PushChannel:
                 rate_per_second=settings.rate_per_second,
                 connections=settings.connections,
             )
-        assert settings.webpush is not None  # a push sender has one of the two
+        if settings.apns is not None:
+            app = settings.apns
+            return ApnsSettings(
+                key_id=app.key_id,
+                team_id=app.team_id,
+                topic=app.topic,
+                signing_key=sender.signing_key,
+                base_url=app.base_url,
+                rate_per_second=settings.rate_per_second,
+                verify=app.ca_file or True,
+            )
+        assert settings.webpush is not None  # a push sender has one of the three
         return WebPushSettings(
             vapid_private_key=self.vapid_private_key,
             subject=settings.webpush.subject,
@@ -95,8 +112,10 @@ class PushChannel:
             connections=settings.connections,
         )
 
-    def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
-        return retry_deadline(sender)
-
     def await_delivery(self, sender: sd.OpenedSender) -> timedelta | None:
         return None  # push services send no delivery reports: the service worker's `ack` is one
+
+
+def provider_of(settings: sd.SenderSettings) -> str:
+    """The subscription provider a push sender serves: `fcm`, `apns` or `webpush`."""
+    return "fcm" if settings.fcm is not None else "apns" if settings.apns is not None else "webpush"

@@ -9,7 +9,9 @@ UTM on links, the open pixel, the text version, CSS inlining, SMS length.
 Decisions where the guide is silent:
 - Link ids are fixed per template version (`links.mark_links` on the
   version's sources, cached by template and version): `html.<n>`, `text.<n>`,
-  `part.<name>.<n>`, `fragment.<short_name>.<n>`, `sms.<n>`, `push.click_url.1`.
+  `part.<name>.<n>`, `fragment.<short_name>.<n>`, `sms.<n>`, `push.click_url.1`,
+  `telegram_bot.<n>` (and `telegram_bot.bare.<n>` in HTML),
+  `telegram_bot.buttons.<i>.1`.
 - `{pixel}` and `{read}` render as 1×1 images; without `{pixel}` in the
   email's HTML the open pixel goes before `</body>`. `{read}` is never added
   by itself: the author places it.
@@ -45,11 +47,13 @@ from herald.domain.resources import EmailSettings, ResourceState
 from herald.domain.sms import add_http_to_links, sms_length
 from herald.domain.subscriptions import Subscription
 from herald.domain.templates import (
+    TELEGRAM_MAX_TEXT,
     Channel,
     EmailContent,
     PushContent,
     RenderFailed,
     SmsContent,
+    TelegramContent,
     TemplateContent,
 )
 from herald.domain.templating import CompiledTemplate, RenderContext, compile_template
@@ -281,11 +285,22 @@ class RenderedPush:
 
 
 @dataclass(frozen=True, slots=True)
+class RenderedTelegram:
+    text: str
+    parse_mode: str  # "", "HTML" or "MarkdownV2"
+    disable_link_preview: bool
+    buttons: tuple[tuple[str, str], ...]  # (label, URL), one per row
+
+
+RenderedBody = RenderedEmail | RenderedSms | RenderedPush | RenderedTelegram
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedMessage:
     template_id: str
     template_version: int
     channel: Channel
-    body: RenderedEmail | RenderedSms | RenderedPush
+    body: RenderedBody
     links: tuple[lk.RenderedLink, ...]
     fragment_versions: Mapping[str, int]
     short_links: Mapping[str, str] = field(default_factory=dict)  # an SMS's `/s/<code>` → click token
@@ -342,8 +357,14 @@ class _CompiledFragment:
     version: int
 
 
-def _marked(text: str, scope: str, html: bool) -> lk.MarkedSource:
-    """A source's links marked, the static ones precomputed: per message only their tokens are made."""
+def _marked(text: str, scope: str, html: bool | None) -> lk.MarkedSource:
+    """A source's links marked, the static ones precomputed: per message only their tokens are made.
+    `html` None: HTML whose bare URLs are links too (Telegram's HTML parse mode): its `href`s (their
+    entities decoded) as `<scope>.<n>`, then its bare URLs as `<scope>.bare.<n>`."""
+    if html is None:
+        hrefs = lk.mark_links(text, scope, precompute=True)
+        bare = lk.mark_text_links(hrefs.source, f"{scope}.bare", precompute=True)
+        return lk.MarkedSource(bare.source, hrefs.links + bare.links)
     if html:
         return lk.mark_links(text, scope, precompute=True)
     return lk.mark_text_links(text, scope, precompute=True)
@@ -354,7 +375,7 @@ def _prepare(content: TemplateContent) -> _Prepared:
     specs: dict[str, lk.LinkSpec] = {}
     uses = References()
 
-    def add(key: str, text: str, scope: str | None, html: bool = False) -> CompiledTemplate:
+    def add(key: str, text: str, scope: str | None, html: bool | None = False) -> CompiledTemplate:
         nonlocal uses
         marked = _marked(text, scope, html) if scope else lk.MarkedSource(text, ())
         specs.update((spec.id, spec) for spec in marked.links)
@@ -382,9 +403,10 @@ def _as_text(source: str, kind: str) -> str:
     return text_block(source) if kind == "html" else source
 
 
-def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None, bool]]:
-    """(key, text, link scope or None, is HTML) of every personalised text of every channel."""
-    found: list[tuple[str, str, str | None, bool]] = []
+def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None, bool | None]]:
+    """(key, text, link scope or None, is HTML: None for HTML with bare links) of every personalised
+    text of every channel."""
+    found: list[tuple[str, str, str | None, bool | None]] = []
     if content.email is not None:
         e = content.email
         text = e.text if e.text.strip() or not e.html.strip() else text_block(e.html)
@@ -408,6 +430,14 @@ def _channel_texts(content: TemplateContent) -> list[tuple[str, str, str | None,
         ]
         found += [("push.ios_deep_link", p.ios_deep_link, None, False)]
         found += [("push.android_deep_link", p.android_deep_link, None, False)]
+    if content.telegram_bot is not None:
+        t = content.telegram_bot
+        # HTML: its hrefs (entities decoded) and its bare URLs, which Telegram links too; plain text
+        # and MarkdownV2 as text: bare URLs and MarkdownV2's `(url)`
+        found.append(("telegram_bot.text", t.text, "telegram_bot", None if t.parse_mode == "HTML" else False))
+        for i, b in enumerate(t.buttons):
+            found.append((f"telegram_bot.buttons.{i}.text", b.text, None, False))
+            found.append((f"telegram_bot.buttons.{i}.url", b.url, f"telegram_bot.buttons.{i}", False))
     return found
 
 
@@ -682,7 +712,7 @@ class _Job:
         self.urls = urls
         self.links: list[lk.RenderedLink] = []
 
-    def body(self, channel: Channel) -> RenderedEmail | RenderedSms | RenderedPush:
+    def body(self, channel: Channel) -> RenderedBody:
         section = self.content.channel(channel)
         if isinstance(section, EmailContent):
             return self.email(section)
@@ -690,6 +720,8 @@ class _Job:
             return self.sms(section)
         if isinstance(section, PushContent):
             return self.push(section)
+        if isinstance(section, TelegramContent):
+            return self.telegram(section)
         raise RenderFailed(f"the template has no {channel} content", "channel")
 
     def text(self, key: str, context: RenderContext | None = None) -> str:
@@ -775,6 +807,22 @@ class _Job:
             android_deep_link=self.text("push.android_deep_link"),
         )
 
+    def telegram(self, telegram: TelegramContent) -> RenderedTelegram:
+        text = self.tracked("telegram_bot.text", "telegram")
+        if len(text) > TELEGRAM_MAX_TEXT:
+            raise RenderFailed(
+                f"the message is {len(text)} characters; Telegram takes {TELEGRAM_MAX_TEXT}",
+                "telegram_bot.text",
+            )
+        buttons = tuple(
+            (
+                " ".join(self.text(f"telegram_bot.buttons.{i}.text").split()),
+                self.tracked(f"telegram_bot.buttons.{i}.url", "telegram").strip(),
+            )
+            for i in range(len(telegram.buttons))
+        )
+        return RenderedTelegram(text, telegram.parse_mode, telegram.disable_link_preview, buttons)
+
 
 # --- a profile as the template language reads it ----------------------------------------------
 
@@ -805,6 +853,8 @@ def subscription_of(
     elif channel is Channel.SMS:
         phones = [s.key.contact for s in subscriptions]
         data |= {"phone": contact, "phones": phones, "phone_md5": _md5(contact)}
+    elif channel is Channel.TELEGRAM_BOT:
+        data |= {"chat_id": contact}
     else:
         data |= {"token": contact, "provider": chosen.key.provider or ""}
     return data

@@ -10,14 +10,18 @@ name providers (`fcm`, `webpush`), so one virtual sender sends browsers and apps
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from herald.domain import senders as sd
+from herald.domain.deliveries import RenderInputs
 from herald.domain.errors import NotFound, RuleViolated
 from herald.domain.messages import MessageQueued
+from herald.messages.queued import QueuedMessages
+from herald.messages.rendering import RenderedBody, RenderedMessage
 from herald.messages.worker import Lookups
 
 DEFAULT_VIRTUAL_SENDER = "default"
+B = TypeVar("B", bound=RenderedBody)
 
 
 class Senders(Protocol):
@@ -66,3 +70,24 @@ def retry_deadline(sender: sd.OpenedSender) -> timedelta:
     settings = sender.state.settings
     assert settings is not None
     return timedelta(hours=settings.retry_deadline_hours)
+
+
+class RoutedChannel:
+    """What the channels routed by virtual sender share: the queued messages they render, the
+    senders they open, the sender's retry deadline."""
+
+    def __init__(self, queued: QueuedMessages, senders: Senders) -> None:
+        self.queued = queued
+        self.senders = senders
+
+    def rendered(
+        self, queued: MessageQueued, lookups: Lookups, kind: type[B]
+    ) -> tuple[B, RenderedMessage, RenderInputs]:
+        """The message rendered to be sent now: its channel's body, the message, what it came from."""
+        message, rendered_from = self.queued.render_to_send(queued, lookups)
+        body = message.body
+        assert isinstance(body, kind)
+        return body, message, rendered_from
+
+    def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
+        return retry_deadline(sender)

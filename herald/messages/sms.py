@@ -5,7 +5,9 @@ SMS Caller ID, or the routing rule's From override (an alpha sender per rule), t
 subscription's number; its links are already `/s/<code>` short links, kept with the attempt
 before it leaves so a click resolves. The sender is an SMPP account (`senders/smpp.py`) whose
 receipts settle the message: delivered when every part is, and undelivered when the sender's
-"await delivery" passes without them.
+"await delivery" passes without them; or an account at an HTTP gateway in BulkSMS's JSON v1
+shape (`senders/bulksms.py`), chosen by the sender's settings, whose reports come to its webhook
+(`api/routes/sms_reports.py`) and settle the message the same way.
 """
 
 from __future__ import annotations
@@ -15,25 +17,19 @@ from datetime import datetime, timedelta
 from herald.domain import senders as sd
 from herald.domain.messages import MessageQueued
 from herald.domain.resources import SmsSettings
-from herald.messages.queued import QueuedMessages
 from herald.messages.rendering import RenderedSms
-from herald.messages.routing import Senders, retry_deadline, routed
+from herald.messages.routing import RoutedChannel, routed
 from herald.messages.worker import Composed, Lookups
+from herald.senders.bulksms import BulkSmsGateway, BulkSmsSettings
 from herald.senders.gateway import ChannelGateway, Outbound, ReportHandler
 from herald.senders.smpp import SmppGateway, SmppSettings
 
 
-class SmsChannel:
+class SmsChannel(RoutedChannel):
     name = "sms"
 
-    def __init__(self, queued: QueuedMessages, senders: Senders) -> None:
-        self.queued = queued
-        self.senders = senders
-
     def compose(self, queued: MessageQueued, lookups: Lookups, at: datetime) -> Composed:
-        message, rendered_from = self.queued.render_to_send(queued, lookups)
-        body = message.body
-        assert isinstance(body, RenderedSms)
+        body, message, rendered_from = self.rendered(queued, lookups, RenderedSms)
         _, sms = self.queued.channel_of(queued, lookups)
         assert isinstance(sms, SmsSettings)
         target, sender = routed(queued, lookups, self.senders)
@@ -43,11 +39,23 @@ class SmsChannel:
         return Composed(outbound, sender, rendered_from, message.short_links)
 
     def gateway(self, sender: sd.OpenedSender, on_report: ReportHandler) -> ChannelGateway:
-        return SmppGateway(self.built_for(sender), on_report)
+        built = self.built_for(sender)
+        if isinstance(built, BulkSmsSettings):
+            return BulkSmsGateway(built)  # its reports come to the webhook, not to the gateway
+        return SmppGateway(built, on_report)
 
-    def built_for(self, sender: sd.OpenedSender) -> SmppSettings:
+    def built_for(self, sender: sd.OpenedSender) -> SmppSettings | BulkSmsSettings:
         settings = sender.state.settings
-        assert settings is not None and settings.smpp is not None  # an SMS sender has its SMSC
+        assert settings is not None
+        if settings.bulksms is not None:
+            return BulkSmsSettings(
+                base_url=settings.bulksms.base_url,
+                username=settings.bulksms.username,
+                password=sender.password,
+                rate_per_second=settings.rate_per_second,
+                connections=settings.connections,
+            )
+        assert settings.smpp is not None  # an SMS sender has its SMSC or its HTTP gateway
         account = settings.smpp
         return SmppSettings(
             host=account.host,
@@ -58,9 +66,6 @@ class SmsChannel:
             window=account.window,
             rate_per_second=settings.rate_per_second,
         )
-
-    def retry_deadline(self, sender: sd.OpenedSender) -> timedelta:
-        return retry_deadline(sender)
 
     def await_delivery(self, sender: sd.OpenedSender) -> timedelta | None:
         settings = sender.state.settings

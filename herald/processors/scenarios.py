@@ -65,7 +65,7 @@ from herald.domain.scenario_instances import (
 from herald.domain.scenarios import ScenarioState
 from herald.domain.segment_eval import ProfileFacts
 from herald.domain.segments import ExternalRule, GoalRule, MessageHistoryRule, SegmentRule, Source, iter_rules
-from herald.infra.event_store import EventStore, NewEvent, RecordedEvent, StreamAppend
+from herald.infra.event_store import EventFilter, EventStore, NewEvent, RecordedEvent, StreamAppend
 from herald.infra.ids import deterministic_id
 from herald.processors.runtime import CheckpointStore
 from herald.projections.scenario_instances import ScenarioInstancesProjection
@@ -76,6 +76,7 @@ JOURNEY_CACHE_SIZE = 100_000
 _APPEND_CHUNK = 1_000
 _SCENARIO_PREFIX = "scenario-"
 _PROFILE_PREFIXES = ("profile-", "activity-")
+_PROFILE_IN_DATA = ("message-", "segmentmembers-")  # streams whose events name their profile in the data
 _INLINE = frozenset({"campaign"})  # actions whose only effect is appended with the journey (`_act_inline`)
 _ACTING = frozenset(
     {"ScenarioNodeEntered", "ScenarioWaitElapsed", "ScenarioWebhookAnswered", "ScenarioInstanceWoke"}
@@ -118,6 +119,11 @@ class _Journey:
 
 class ScenarioProcessor:
     name = NAME
+    # what `apply` reads: journeys, scenarios, and events about a profile (`_profile_of`); a campaign's
+    # run, the catalog, promo pools and jobs change no capture and no condition
+    consumes = EventFilter(
+        stream_prefixes=(JOURNEY_PREFIX, _SCENARIO_PREFIX, *_PROFILE_PREFIXES, *_PROFILE_IN_DATA)
+    )
 
     def __init__(
         self,
@@ -452,7 +458,5 @@ def _profile_of(event: RecordedEvent) -> str | None:
     for prefix in _PROFILE_PREFIXES:
         if event.stream.startswith(prefix):
             return event.stream[len(prefix) :]
-    profile_id = (
-        event.data.get("profile_id") if event.stream.startswith(("message-", "segmentmembers-")) else None
-    )
+    profile_id = event.data.get("profile_id") if event.stream.startswith(_PROFILE_IN_DATA) else None
     return profile_id if isinstance(profile_id, str) else None

@@ -10,6 +10,7 @@ import orjson
 
 from herald.domain.access import MAIN, Rights, Role
 from herald.infra.event_store import RecordedEvent
+from herald.projections.partitioned import FIRST
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 
@@ -36,6 +37,7 @@ class AccessProjection(SqliteProjection):
         "object_groups": "kind, object_id, group_id",
         "user_tokens": "token_hash",
     }
+    merge: ClassVar = dict.fromkeys(tables, FIRST)  # global state: every partition folds all of it
 
     def handlers(self) -> dict[str, Handler]:
         return {

@@ -24,6 +24,7 @@ import orjson
 from herald.domain.events import registry
 from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.projections.campaigns import sortable_time
+from herald.projections.partitioned import DISTINCT
 from herald.projections.sqlite_projection import SqliteProjection
 
 _NOT_OBJECTS = (
@@ -71,6 +72,8 @@ class AuditProjection(SqliteProjection):
         "CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at)",
     )
     tables: ClassVar = {"audit": "position"}
+    # a global event's row is folded by every partition (the same row), a profile's event's by its own
+    merge: ClassVar = {"audit": DISTINCT}
 
     def handlers(self) -> dict[str, Any]:
         return {}

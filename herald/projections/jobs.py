@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import orjson
 
 from herald.infra.event_store import RecordedEvent
+from herald.projections.partitioned import FIRST
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 _COLUMNS = (
@@ -27,6 +28,7 @@ class JobsProjection(SqliteProjection):
         "CREATE INDEX IF NOT EXISTS jobs_by_database ON jobs (database_id, started_at)",
     )
     tables: ClassVar = {"jobs": "job_id"}
+    merge: ClassVar = dict.fromkeys(tables, FIRST)  # global state: every partition folds all of it
 
     def handlers(self) -> dict[str, Handler]:
         return {

@@ -31,6 +31,7 @@ from herald.domain.events import registry
 from herald.infra.event_store import RecordedEvent
 from herald.infra.serialization import dumps, loads
 from herald.projections.campaigns import sortable_time
+from herald.projections.partitioned import FIRST
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 _STATE = TypeAdapter(ly.ProgramState)
@@ -84,6 +85,7 @@ class LoyaltyProjection(SqliteProjection):
         "promo_holdings": "program_id, profile_id",
         "promo_jobs": "job_id",
     }
+    merge: ClassVar = dict.fromkeys(tables, FIRST)  # global state: every partition folds all of it
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._programs: dict[str, ly.ProgramState] = {}  # folded this batch, before the commit

@@ -15,6 +15,8 @@ not name is `UNION`):
   timers, a segment's card) is the same in every partition once each has
   caught up; the view is partition 0's copy. A projection whose every table
   is `FIRST` is folded by partition 0 alone;
+- `DISTINCT`: a table of global and key-local rows alike (the audit log): a
+  global event's row, the same in every partition, is read once;
 - `summed(...)`: a counter over profiles (a campaign's queued messages, a
   contact's sends across databases) is counted in each partition and summed.
 
@@ -34,6 +36,7 @@ from typing import Protocol
 
 UNION = "SELECT * FROM {all}"
 FIRST = "SELECT * FROM {first}"
+DISTINCT = "SELECT DISTINCT * FROM {all}"
 
 
 def summed(keys: str, *counts: str) -> str:

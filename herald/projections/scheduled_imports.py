@@ -9,6 +9,7 @@ import orjson
 
 from herald.infra.event_store import RecordedEvent
 from herald.projections.campaigns import sortable_time
+from herald.projections.partitioned import FIRST
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 RUNS_KEPT = 10  # the guide's report shows the last 10 runs
@@ -26,6 +27,7 @@ class ScheduledImportsProjection(SqliteProjection):
         "PRIMARY KEY (import_id, run_number))",
     )
     tables: ClassVar = {"scheduled_imports": "import_id", "scheduled_import_runs": "import_id, run_number"}
+    merge: ClassVar = dict.fromkeys(tables, FIRST)  # global state: every partition folds all of it
 
     def handlers(self) -> dict[str, Handler]:
         return {

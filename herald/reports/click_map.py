@@ -52,10 +52,10 @@ ORDER BY template_version
 """
 
 # One row per link of the version. A link's URL may carry per-recipient parts; min() shows one of
-# them, the same one on every engine.
+# them, the same one on every engine (of those an erasure left: an erased profile's clicks keep no URL).
 _LINKS = """
 SELECT link_id AS link_id,
-    min(link_url) AS link_url,
+    minIf(link_url, link_url != '') AS link_url,
     min(link_name) AS link_name,
     uniqExactIf(position, is_unique = 1) AS unique_clicks,
     uniqExactIf(position, is_bot = 0) AS clicks

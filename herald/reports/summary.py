@@ -40,7 +40,7 @@ from herald.reports.base import (
     flag,
 )
 
-CHANNELS = ("email", "sms", "push")
+CHANNELS = ("email", "sms", "push", "telegram_bot")
 
 # Counter → the message events it counts (within one channel). Bots (`domain/bots.py`) are left out
 # of every tracked counter and counted on their own (bot_*); a "unique" action is one the delivery
@@ -111,43 +111,47 @@ METRICS: tuple[str, ...] = tuple(f"{channel}_{name}" for channel in CHANNELS for
 """Every metric: `<channel>_<counter or rate>` (email_sent, sms_delivery_rate, push_unique_opens...)."""
 
 _EMAIL = tuple(f"email_{name}" for name in (*COUNTERS, *RATES))
-_SMS = tuple(
-    f"sms_{name}"
-    for name in (
-        "queued",
-        "suppressed",
-        "failed",
-        "sent",
-        "delivered",
-        "not_delivered",
-        "clicks",
-        "unique_clicks",
-        "bot_clicks",
-        "delivery_rate",
-        "click_rate",
-        "not_delivered_rate",
-    )
+_SENDING = ("queued", "suppressed", "failed", "sent", "delivered", "not_delivered")
+
+
+def _preset(channel: str, *names: str) -> tuple[str, ...]:
+    return tuple(f"{channel}_{name}" for name in (*_SENDING, *names))
+
+
+_SMS = _preset(
+    "sms", "clicks", "unique_clicks", "bot_clicks", "delivery_rate", "click_rate", "not_delivered_rate"
 )
-_PUSH = tuple(
-    f"push_{name}"
-    for name in (
-        "queued",
-        "suppressed",
-        "failed",
-        "sent",
-        "delivered",
-        "not_delivered",
-        "opens",
-        "unique_opens",
-        "clicks",
-        "unique_clicks",
-        "delivery_rate",
-        "open_rate",
-        "click_rate",
-        "click_to_open_rate",
-    )
+_PUSH = _preset(
+    "push",
+    "opens",
+    "unique_opens",
+    "clicks",
+    "unique_clicks",
+    "delivery_rate",
+    "open_rate",
+    "click_rate",
+    "click_to_open_rate",
 )
-PRESETS: Mapping[str, tuple[str, ...]] = {"email": _EMAIL, "sms": _SMS, "push": _PUSH, "all": METRICS}
+# a Telegram message is delivered when the Bot API takes it; a chat that blocked the bot hard-bounces
+_TELEGRAM = _preset(
+    "telegram_bot",
+    "soft_bounces",
+    "hard_bounces",
+    "clicks",
+    "unique_clicks",
+    "bot_clicks",
+    "delivery_rate",
+    "click_rate",
+    "hard_bounce_rate",
+    "not_delivered_rate",
+)
+PRESETS: Mapping[str, tuple[str, ...]] = {
+    "email": _EMAIL,
+    "sms": _SMS,
+    "push": _PUSH,
+    "telegram_bot": _TELEGRAM,
+    "all": METRICS,
+}
 """Preset → the metrics it shows: what the channel's messages can have."""
 
 GROUPS: Mapping[str, str] = {

@@ -84,6 +84,9 @@ class Outbound:
     deep_link: str = ""
     data: Mapping[str, str] = field(default_factory=dict)  # push custom data (the ack/open links)
     ttl_seconds: int = 0  # push: how long the provider keeps an undelivered message; 0: its default
+    markup: str = ""  # messenger text markup ("HTML", "MarkdownV2"); "": plain text
+    buttons: tuple[tuple[str, str], ...] = ()  # messenger URL buttons (label, URL), one per row
+    no_link_preview: bool = False  # messenger: no preview of the text's first link
     email: EmailParts | None = None
 
 

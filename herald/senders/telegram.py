@@ -1,6 +1,7 @@
 """Telegram messages through the Bot API's `sendMessage`, the first messenger channel.
 
-`POST {base}/bot<token>/sendMessage` with `{"chat_id", "text"}`; the answer
+`POST {base}/bot<token>/sendMessage` with `{"chat_id", "text"}` (and the message's
+`parse_mode`, `link_preview_options` and URL buttons as an `inline_keyboard`); the answer
 is `{"ok": true, "result": {"message_id": …}}` or `{"ok": false,
 "error_code", "description", "parameters": {"retry_after"}}`. The address is
 the subscription's chat id (the user's id once they started the bot).
@@ -65,10 +66,14 @@ class TelegramGateway:
                 400, f"the text is {len(message.text)} characters; Telegram takes {MAX_TEXT}"
             )
         body: dict[str, Any] = {"chat_id": message.address, "text": message.text}
-        if self.settings.parse_mode:
-            body["parse_mode"] = self.settings.parse_mode
-        if self.settings.disable_link_preview:
+        parse_mode = message.markup or self.settings.parse_mode
+        if parse_mode:
+            body["parse_mode"] = parse_mode
+        if message.no_link_preview or self.settings.disable_link_preview:
             body["link_preview_options"] = {"is_disabled": True}
+        if message.buttons:
+            rows = [[{"text": label, "url": url}] for label, url in message.buttons]
+            body["reply_markup"] = {"inline_keyboard": rows}
         response = await post_committed(
             self._http,
             "sendMessage",

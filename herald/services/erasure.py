@@ -3,14 +3,14 @@
 `erase(profile_id)`:
 1. deletes the profile (its unique values are released, as any delete does) and records
    `ProfileErased` on its stream;
-2. destroys its key (`ProfileKeys.destroy`): from then on its sealed events read as erased,
-   in this process, in a replay, and in any copy of the log;
+2. destroys its key (`ProfileKeys.destroy`) and those of the anonymous visitors linked to it:
+   from then on its sealed events read as erased, in this process, in a replay, and in any copy of the log;
 3. scrubs what is not the log: the report store's rows (the profile's snapshot goes; its
    subscription changes lose their contact, its messages' events their bounce text (which often
-   quotes the address); message, goal and creation rows stay, so the
-   reports keep its anonymous counts; embedded, once the sink has caught up, the two tables
-   are rewritten and the old ones dropped at once; on a server by mutations whose old parts
-   the server drops later), the error reports of imports and the CSV and JSON-lines
+   quotes the address) and clicked links' URLs (which may carry its values); message, goal and
+   creation rows stay, so the reports keep its anonymous counts; embedded, once the sink has
+   caught up, the tables are rewritten and the old ones dropped at once; on a server by
+   mutations whose old parts the server drops later), the error reports of imports and the CSV and JSON-lines
    exports (lines holding one of its values go; XLSX exports of its database, compressed and so
    unsearchable, are deleted), and segment files. The read models are scrubbed by the erasure
    projection when it reads `ProfileErased`.
@@ -24,38 +24,42 @@ from pathlib import Path
 from herald.domain import profiles
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse
 from herald.infra.profile_keys import ProfileKeys
+from herald.infra.sealed_store import anonymous_key
 from herald.services.aggregates import CommandContext, Outcome
 from herald.services.profiles import ProfileService
 
 _TEXT_FILES = (".csv", ".jsonl", ".rows")
-# Each report table holding personal data, and the column its rows of an erased profile lose
-# (None: those rows go). Message, goal and creation rows otherwise stay: the reports keep the counts.
-_REPORT_SCRUBS: dict[str, str | None] = {
-    "profile_snapshots": None,
-    "subscription_changes": "contact",
-    "message_events": "bounce_text",  # a bounce's text often quotes the address
+# Each report table holding personal data, and the columns its rows of an erased profile lose
+# (none: those rows go). Message, goal and creation rows otherwise stay: the reports keep the counts.
+_REPORT_SCRUBS: dict[str, tuple[str, ...]] = {
+    "profile_snapshots": (),
+    "subscription_changes": ("contact",),
+    # a bounce's text often quotes the address; a clicked link's URL may carry the profile's values
+    "message_events": ("bounce_text", "link_url"),
 }
 _THEIRS = "profile_id = {profile:String}"
+_BLANK = "''"
 
 
-def _holding(table: str, column: str | None) -> str:
+def _holding(table: str, columns: tuple[str, ...]) -> str:
     """Counts the rows a scrub would change."""
-    blank = f" AND {column} != ''" if column else ""
-    return f"SELECT count() AS n FROM {table} WHERE {_THEIRS}{blank}"
+    filled = f" AND ({' OR '.join(f'{c} != {_BLANK}' for c in columns)})" if columns else ""
+    return f"SELECT count() AS n FROM {table} WHERE {_THEIRS}{filled}"
 
 
-def _kept(table: str, column: str | None) -> str:
+def _kept(table: str, columns: tuple[str, ...]) -> str:
     """The table's rows as they stay (embedded: the table is rewritten from it)."""
-    if column is None:
+    if not columns:
         return f"SELECT * FROM {table} WHERE NOT ({_THEIRS})"
-    return f"SELECT * REPLACE (if({_THEIRS}, '', {column}) AS {column}) FROM {table}"
+    blanked = ", ".join(f"if({_THEIRS}, {_BLANK}, {c}) AS {c}" for c in columns)
+    return f"SELECT * REPLACE ({blanked}) FROM {table}"
 
 
-def _mutation(table: str, column: str | None) -> str:
+def _mutation(table: str, columns: tuple[str, ...]) -> str:
     """The scrub as a server's mutation."""
-    if column is None:
+    if not columns:
         return f"ALTER TABLE {table} DELETE WHERE {_THEIRS}"
-    return f"ALTER TABLE {table} UPDATE {column} = '' WHERE {_THEIRS}"
+    return f"ALTER TABLE {table} UPDATE {', '.join(f'{c} = {_BLANK}' for c in columns)} WHERE {_THEIRS}"
 
 
 class ErasureService:
@@ -66,7 +70,9 @@ class ErasureService:
         clickhouse: ClickHouse | None,
         file_folders: Iterable[Path],
         report_catch_up: Callable[[], None] = lambda: None,
+        anonymous_ids_of: Callable[[str], list[str]] = lambda profile_id: [],
     ) -> None:
+        self.anonymous_ids_of = anonymous_ids_of  # the visitors linked to a profile: their keys go too
         self.profiles = profiles_service
         self.keys = keys
         self.clickhouse = clickhouse
@@ -76,12 +82,15 @@ class ErasureService:
     def erase(self, profile_id: str, context: CommandContext) -> Outcome:
         state = self.profiles.state(profile_id) if self._exists(profile_id) else None
         values = _personal_values(state) if state is not None else set()
+        visitors = self.anonymous_ids_of(profile_id)  # read before the erasure projection drops the links
         if state is not None:
             self.profiles.delete(profile_id, context)
         aggregates = self.profiles.aggregates
         command = profiles.EraseProfile(profile_id, aggregates.clock.now())
         outcome = self.profiles.execute(profile_id, command, context)
         self.keys.destroy(profile_id)
+        for visitor in visitors:
+            self.keys.destroy(anonymous_key(visitor))
         self.report_catch_up()  # the sink writes the erased state first, so nothing comes after the scrub
         self._scrub_reports(profile_id)
         self._scrub_files(values)
@@ -96,18 +105,18 @@ class ErasureService:
         if self.clickhouse is None:
             return
         params = {"profile": profile_id}
-        for table, column in _REPORT_SCRUBS.items():
-            if self.clickhouse.query(_holding(table, column), params)[0]["n"] == 0:
+        for table, columns in _REPORT_SCRUBS.items():
+            if self.clickhouse.query(_holding(table, columns), params)[0]["n"] == 0:
                 continue
             if not isinstance(self.clickhouse, ChdbClickHouse):
                 # a server: a mutation rewrites the parts; it drops the old ones after `old_parts_lifetime`
-                self.clickhouse.execute(_mutation(table, column), params)
+                self.clickhouse.execute(_mutation(table, columns), params)
                 continue
             # embedded: the table is rewritten without the data and the old one dropped at once, so no
             # outdated part keeps a copy on disk (the embedded engine does not clean them up by itself)
             self.clickhouse.execute(f"DROP TABLE IF EXISTS {table}_scrub SYNC")
             self.clickhouse.execute(f"CREATE TABLE {table}_scrub AS {table}")
-            self.clickhouse.execute(f"INSERT INTO {table}_scrub {_kept(table, column)}", params)
+            self.clickhouse.execute(f"INSERT INTO {table}_scrub {_kept(table, columns)}", params)
             self.clickhouse.execute(f"EXCHANGE TABLES {table} AND {table}_scrub")
             self.clickhouse.execute(f"DROP TABLE {table}_scrub SYNC")
 

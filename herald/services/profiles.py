@@ -47,6 +47,7 @@ from herald.domain.subscriptions import (
 )
 from herald.infra.event_store import ANY, StreamAppend, WrongExpectedVersion
 from herald.infra.ids import profile_md5_id, profile_xxh_id
+from herald.infra.log_names import LogNames
 from herald.projections.profiles import ProfilesProjection
 from herald.services.aggregates import Aggregates, CommandContext, Outcome
 from herald.services.catalog import CatalogService
@@ -68,12 +69,14 @@ _SUBSCRIPTION_KEYS = frozenset(
         "email",
         "phone",
         "token",
+        "chat_id",
         "contact",
         "email_data",
         "sms_data",
         "push_data",
         "viber_data",
         "whatsapp_data",
+        "telegram_bot_data",
     }
 )
 
@@ -142,7 +145,8 @@ class _Batch:
         return loaded
 
     def claim(self, key: LookupKey) -> _Claim:
-        stream = claims.claim_stream(self.database.database_id, key.kind, key.value)
+        digest = self.service.names.claim_digest(key.value)
+        stream = claims.named_claim_stream(self.database.database_id, key.kind, digest)
         if stream not in self.claims:
             loaded = self.service.aggregates.load(claims.claim_decider, stream)
             self.claims[stream] = _Claim(loaded.state, loaded.version)
@@ -174,11 +178,12 @@ class _Batch:
 
 class ProfileService:
     def __init__(
-        self, aggregates: Aggregates, catalog: CatalogService, projection: ProfilesProjection
+        self, aggregates: Aggregates, catalog: CatalogService, projection: ProfilesProjection, names: LogNames
     ) -> None:
         self.aggregates = aggregates
         self.catalog = catalog
         self.projection = projection
+        self.names = names  # how the claims name unique values (keyed)
 
     # --- import ---------------------------------------------------------------------------------
 
@@ -312,14 +317,15 @@ class ProfileService:
         for key in sorted(new - old):
             claim = batch.claim(key)
             path = prefix + _field_path(key, given)
-            command = claims.ClaimValue(db, key.kind, key.value, profile_id, path=path)
+            digest = self.names.claim_digest(key.value)
+            command = claims.ClaimValue(db, key.kind, key.value, profile_id, path=path, digest=digest)
             decided += [(claim, e) for e in claims.decide(command, claim.state)]
         for key in sorted(old - new):
             claim = batch.claim(key)
-            decided += [
-                (claim, e)
-                for e in claims.decide(claims.ReleaseValue(db, key.kind, key.value, profile_id), claim.state)
-            ]
+            release = claims.ReleaseValue(
+                db, key.kind, key.value, profile_id, self.names.claim_digest(key.value)
+            )
+            decided += [(claim, e) for e in claims.decide(release, claim.state)]
         return decided
 
     def _subscription_commands(

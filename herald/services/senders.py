@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from herald.domain import senders as sd
-from herald.domain.errors import NotFound
+from herald.domain.errors import NotFound, ValidationFailed
 from herald.domain.secrets import SealedSecret
 from herald.infra.secret_box import SecretBox
 from herald.services.aggregates import Aggregates, CommandContext, Loaded, Outcome
@@ -25,6 +28,8 @@ class PlainSenderSecrets:
     password: str = field(default="", repr=False)
     dkim_private_key: str = field(default="", repr=False)
     service_account: str = field(default="", repr=False)
+    signing_key: str = field(default="", repr=False)
+    bot_token: str = field(default="", repr=False)
 
 
 class SenderService:
@@ -46,6 +51,8 @@ class SenderService:
         context: CommandContext,
         create: bool,
     ) -> Outcome:
+        if given.signing_key:
+            check_signing_key(given.signing_key)
         stream = sd.sender_stream(sender_id)
         stored = self.aggregates.load(sd.sender_decider, stream).state.secrets
         secrets = sd.SenderSecrets(
@@ -73,12 +80,7 @@ class SenderService:
             n: self.box.open(getattr(state.secrets, n), _context(state.sender_id, n))
             for n in state.secrets.names()
         }
-        return sd.OpenedSender(
-            state,
-            values.get("password", ""),
-            values.get("dkim_private_key", ""),
-            values.get("service_account", ""),
-        )
+        return sd.OpenedSender(state, **{n: values.get(n, "") for n in sd.SECRET_NAMES})
 
     def reseal(self, loaded: Loaded[sd.SenderState]) -> Loaded[sd.SenderState]:
         """Seal again under the current key what an old event held in clear or an older key sealed.
@@ -138,3 +140,16 @@ def _stored_cleartext(aggregates: Aggregates, stream: str) -> dict[str, str]:
             given = event.data.get("secrets", {})
             found.update({n: given[n] for n in sd.SECRET_NAMES if given.get(n)})
     return found
+
+
+def check_signing_key(pem: str) -> None:
+    """An APNs key must be what Apple issues: a P-256 private key in PEM (the .p8 file), so a wrong
+    paste is refused here rather than every push failing later."""
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValidationFailed(
+            "the signing key is not a PEM private key (the .p8 file)", "signing_key"
+        ) from None
+    if not (isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)):
+        raise ValidationFailed("an APNs signing key is a P-256 (ES256) key", "signing_key")

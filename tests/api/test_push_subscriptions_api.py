@@ -8,6 +8,7 @@ import re
 import subprocess
 import zipfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -298,3 +299,68 @@ async def test_one_push_campaign_reaches_an_app_through_fcm_and_a_browser_throug
     herald.runtime.drain()
     sent = [e for e in herald.store.read_all() if e.type == "MessageDelivered"]
     assert sorted(e.data["sender_id"] for e in sent) == ["app", "web"]
+
+
+async def test_an_app_push_goes_through_apns_and_a_gone_token_ends_its_subscription(
+    api: httpx.AsyncClient, browser: httpx.AsyncClient, herald: Herald, shop: str, tmp_path: Path
+) -> None:
+    """An APNs sender (token auth: team, key id, topic; the .p8 key sealed) over HTTP/2 to the local
+    APNs server; the `ack` link in the payload records delivered; 410 Unregistered hard-bounces."""
+    ios = PushSettings(
+        platforms=(PushPlatform.IOS, PushPlatform.ANDROID),
+        providers=(PushProvider.APNS, PushProvider.FCM),
+        firebase_api_key=SEALED_KEY,
+    )
+    _resource_runner(herald, RESOURCE)(UpdateChannel(RESOURCE, ios))
+    herald.runtime.drain()
+    good, gone = "ab" * 32, "cd" * 32
+    async with cs.apns_server(tmp_path, cs.ApnsServer(behaviour={gone: "gone"})) as (server, ca):
+        for token, name in ((good, "Kim"), (gone, "Lee")):
+            app = {"resource_token": shop, "token": token, "provider": "apns", "update": {"_fname": name}}
+            assert (await api.post("/api/v1/push/subscriptions", json=app)).status_code == 200
+        sender = {
+            "name": "APNs",
+            "channel": "push",
+            "apns": {
+                "team_id": server.team_id,
+                "key_id": server.key_id,
+                "topic": server.topic,
+                "base_url": f"https://127.0.0.1:{server.port}",
+                "ca_file": str(ca),
+            },
+            "signing_key": server.signing_key,
+        }
+        assert (await api.put("/api/v1/senders/ios", json=sender)).status_code == 200
+        shown = (await api.get("/api/v1/senders/ios")).json()
+        assert shown["has_signing_key"] and "signing_key" not in shown
+        route = {"name": "Push", "rules": [{"targets": [{"sender_id": "ios", "percent": 100}]}]}
+        assert (await api.put("/api/v1/virtual-senders/default_push", json=route)).status_code == 200
+        content = {"push": {"title": "Hi {lead._fname}", "body": "New", "ios_deep_link": "shop://sale"}}
+        await launched_message(api, herald, "push", content)
+        assert await herald.push.run_once() == 2
+        await herald.push.close()
+    to_kim = next(r for r in server.received if r.address == good)
+    assert to_kim.headers["apns-topic"] == server.topic
+    assert (to_kim.body["aps"]["alert"]["title"], to_kim.body["deep_link"]) == ("Hi Kim", "shop://sale")
+    ack = to_kim.body["hub_link"]["ack"].removeprefix("https://trk.example.com")
+    assert (await browser.get(ack)).status_code in (200, 204)  # what the app does on receipt
+    herald.runtime.drain()
+    kinds = [e.type for e in herald.store.read_all()]
+    assert kinds.count("MessageDelivered") == 1 and "MessageAcknowledged" in kinds
+    [bounced] = [e.data for e in herald.store.read_all() if e.type == "MessageHardBounced"]
+    assert (bounced["code"], bounced["response"]) == (410, "Unregistered")
+    [ended] = [e.data for e in herald.store.read_all() if e.type == "SubscriptionStatusChanged"]
+    assert (ended["contact"], ended["provider"], ended["to_status"]) == (gone, "apns", "hard_bounced")
+
+
+async def test_an_apns_sender_needs_a_p256_signing_key(api: httpx.AsyncClient) -> None:
+    app = {"team_id": "TEAM123456", "key_id": "KEY1234567", "topic": "com.example.app"}
+    sender = {"name": "APNs", "channel": "push", "apns": app}
+    for key, path in (("", "signing_key"), ("not a key", "signing_key"), (cs.vapid_key_pem(), None)):
+        answer = await api.put("/api/v1/senders/ios", json={**sender, "signing_key": key})
+        if path is None:
+            assert answer.status_code == 200, answer.text
+        else:
+            assert answer.status_code == 422 and answer.json()["error"]["path"] == path, answer.text
+    bad = await api.put("/api/v1/senders/x", json={**sender, "apns": {**app, "topic": ""}})
+    assert bad.status_code == 422 and bad.json()["error"]["path"] == "apns.topic"

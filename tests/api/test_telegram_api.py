@@ -8,22 +8,17 @@ import httpx
 import pytest
 
 from herald.api.wiring import Herald
-from herald.domain.resources import CustomChannelSettings, EnableChannel
 from herald.senders.gateway import Accepted, Outbound
 from herald.senders.telegram import TelegramGateway, TelegramSettings
 from tests import channel_servers as cs
-from tests.builders import RESOURCE, _resource_runner, create_resource, customers, import_rows
+from tests.builders import RESOURCE, import_rows, telegram_bot_resource
 
 SECRET = "x-telegram-bot-api-secret-token"
 
 
 @pytest.fixture
 def bot(herald: Herald) -> str:
-    customers(herald)
-    create_resource(herald)
-    channel = CustomChannelSettings(name="telegram_bot", options={"bot_username": "shop_bot"})
-    _resource_runner(herald, RESOURCE)(EnableChannel(RESOURCE, channel))
-    herald.runtime.drain()
+    telegram_bot_resource(herald)
     return herald.catalog.resource(RESOURCE).token
 
 

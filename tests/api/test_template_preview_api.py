@@ -126,3 +126,27 @@ async def test_a_template_s_own_from_wins_over_the_resource_s(api: httpx.AsyncCl
     assert email["reply_to_email"] == "help@example.com"
     unnamed = (await api.post(f"{TS}/{template}/preview", json={"channel": "email"})).json()["email"]
     assert unnamed["from_email"] == ""  # no resource named: nothing to take it from
+
+
+async def test_a_telegram_preview_shows_the_text_its_parse_mode_and_buttons(api: httpx.AsyncClient) -> None:
+    telegram = {
+        "text": "<b>Hi {lead._fname}</b>: https://shop.example.com/{lead.crm_id}",
+        "parse_mode": "HTML",
+        "buttons": [{"text": "Open {lead.crm_id}", "url": "https://shop.example.com/b/{lead.crm_id}"}],
+    }
+    made = await api.post(TS, json={"name": "Bot", "content": {"telegram_bot": telegram}})
+    assert made.status_code == 201, made.text
+    sample = {"channel": "telegram_bot", "lead": {"_fname": "Ann", "crm_id": "x-9"}}
+    shown = await api.post(f"{TS}/{made.json()['template_id']}/preview", json=sample)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["telegram_bot"] == {
+        "text": "<b>Hi Ann</b>: https://shop.example.com/x-9",  # a preview's links are their own URLs
+        "parse_mode": "HTML",
+        "disable_link_preview": False,
+        "buttons": [["Open x-9", "https://shop.example.com/b/x-9"]],
+    }
+    bad = {"telegram_bot": {**telegram, "buttons": [{"text": "Go", "url": "shop.example.com"}]}}
+    refused = await api.post(TS, json={"name": "Bad", "content": bad})
+    assert (
+        refused.status_code == 422 and refused.json()["error"]["path"] == "content.telegram_bot.buttons.0.url"
+    )

@@ -5,20 +5,28 @@ import error reports and exports all searched byte by byte — while the reports
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
 
 from herald.api.app import create_app
+from herald.api.cli import main as cli_main
 from herald.api.replay import replay, replay_reports
-from herald.api.wiring import Herald, build
+from herald.api.wiring import Herald, build, open_event_store
+from herald.domain.deliveries import LinkClicked
 from herald.infra.clickhouse import ClickHouse
-from herald.infra.clock import ManualClock
+from herald.infra.clock import ManualClock, SystemClock
 from herald.infra.config import Settings
+from herald.infra.event_store import NewEvent
 from herald.infra.ids import IdSource
+from herald.infra.log_scrub import scrub_sqlite_log
+from herald.reports import REPORTS
+from herald.reports.base import Period, ReportRequest
 from tests.builders import CTX, DB, create_resource, customers, email_subscription
 from tests.conftest import ADMIN_TOKEN
 
@@ -30,7 +38,11 @@ ERIN = {
 }
 WORK = "erin.at.work.quill@example.net"
 ADDRESS = "203.0.113.77"
-SECRETS = [*ERIN.values(), "79031234567", WORK, ADDRESS, "Quillbrowser/9.1"]
+# and the unkeyed digests of her unique values, which anyone holding a guess can recompute
+DIGESTS = [hashlib.sha256(v.encode()).hexdigest() for v in (ERIN["email"], ERIN["crm_id"])]
+CLICKED = "CLICKREF-ERIN-77"  # in a personalised link she clicked
+VISITED = "VISITOR-NOTE-ERIN"  # in what she did as an anonymous visitor, before she was identified
+SECRETS = [*ERIN.values(), "79031234567", WORK, ADDRESS, "Quillbrowser/9.1", *DIGESTS, CLICKED, VISITED]
 OTHER = "bob.keeps@example.org"
 
 
@@ -65,6 +77,35 @@ async def running(settings: Settings, clock: ManualClock) -> AsyncIterator[tuple
                 herald.close()
 
 
+def clicked(herald: Herald, profile_id: str, url: str) -> None:
+    """The profile clicked a personalised link of a message (the event the tracker records)."""
+    click = LinkClicked(
+        message_id=f"m-{profile_id}",
+        campaign_id="c1",
+        template_id="t1",
+        template_version=1,
+        profile_id=profile_id,
+        database_id=DB,
+        resource_id="7",
+        channel="email",
+        contact=WORK,
+        at=herald.clock.now(),
+        unique=True,
+        link_id="l1",
+        url=url,
+    )
+    event = NewEvent(uuid4(), click.type_name, click.to_data(), click.at, click.schema_version)
+    herald.store.append(f"message-m-{profile_id}", [event])
+
+
+def click_map_urls(herald: Herald) -> list[str]:
+    assert herald.clickhouse is not None
+    day = herald.clock.now().date()
+    request = ReportRequest(Period(day, day), filters={"template": "t1", "template_version": "1"})
+    result = REPORTS["click_map"].run(herald.clickhouse, request)
+    return [row[result.columns.index("link_url")] for row in result.rows]
+
+
 def drain(herald: Herald) -> None:
     herald.runtime.drain()
     assert herald.reports_runtime is not None
@@ -79,7 +120,7 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
         f"/api/v1/databases/{DB}/profiles", json={**ERIN, "subscriptions": [email_subscription(WORK)]}
     )
     erin = created.json()["profile_id"]
-    await api.post(f"/api/v1/databases/{DB}/profiles", json={"email": OTHER, "_fname": "Bob"})
+    bob = await api.post(f"/api/v1/databases/{DB}/profiles", json={"email": OTHER, "_fname": "Bob"})
     await api.post(
         f"/api/v1/profiles/{erin}/tracked-data", json={"ip": ADDRESS, "user_agent": "Quillbrowser/9.1"}
     )
@@ -97,6 +138,15 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
             ],
         },
     )
+    clicked(herald, erin, f"https://shop.example.org/welcome?ref={CLICKED}")
+    visit = {"event": "Viewed", "anonymous_id": "visitor-erin", "properties": {"note": VISITED}}
+    tracked = await api.post("/api/v1/track/batch", json={"database_id": DB, "events": [visit]})
+    assert tracked.status_code == 200, tracked.text
+    herald.tracking.link_anonymous(DB, erin, "visitor-erin", CTX)
+    assert [e.data["properties"] for e in herald.store.read_stream("anonymous-visitor-erin")] == [
+        {"note": VISITED}
+    ]
+    clicked(herald, bob.json()["profile_id"], "https://shop.example.org/welcome?ref=BOB")
     # an import whose refused row is hers, and an export holding her row
     upload = await api.post(
         f"/api/v1/databases/{DB}/import-files",
@@ -121,12 +171,15 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
     assert erased.status_code == 200, erased.text
     drain(herald)
     assert (await api.get(f"/api/v1/profiles/{erin}")).status_code == 404
+    # the visitor she was is erased with her: its key is gone, its events read as erased
+    assert [e.data["properties"] for e in herald.store.read_stream("anonymous-visitor-erin")] == [{}]
     assert found_in(settings.data_dir, SECRETS) == {}
     assert found_in(settings.data_dir, [OTHER]) != {}  # everyone else's data is all there
     # the reports keep her anonymous counts: her profile's creation is still counted
     assert herald.clickhouse is not None
     created_rows = herald.clickhouse.query("SELECT count() AS n FROM profile_creations FINAL")
     assert created_rows[0]["n"] == 2
+    assert click_map_urls(herald) == ["https://shop.example.org/welcome?ref=BOB"]  # hers counts, nameless
     herald.close()
 
     assert replay(settings) == 0
@@ -140,6 +193,16 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
         assert any(c["fields"]["email"] == OTHER for c in again.projections.profiles.list_profiles(DB))
     finally:
         again.close()
+
+
+def erin_and_bob(herald: Herald, bob: dict[str, object]) -> str:
+    """The usual database and resource, Erin subscribed at work and Bob; Erin's profile id."""
+    customers(herald)
+    create_resource(herald)
+    erin = herald.profiles.create(DB, {**ERIN, "subscriptions": [email_subscription(WORK)]}, CTX).profile_id
+    herald.profiles.create(DB, {"email": OTHER, **bob}, CTX)
+    drain(herald)
+    return str(erin)
 
 
 def settle_mutations(clickhouse: ClickHouse) -> None:
@@ -167,23 +230,23 @@ async def test_erasing_reaches_the_report_rows_on_a_clickhouse_server(
     ch = herald.clickhouse
     assert ch is not None
     try:
-        customers(herald)
-        create_resource(herald)
-        erin = herald.profiles.create(
-            DB, {**ERIN, "subscriptions": [email_subscription(WORK)]}, CTX
-        ).profile_id
-        herald.profiles.create(DB, {"email": OTHER, "subscriptions": [email_subscription(OTHER)]}, CTX)
-        drain(herald)
+        erin = erin_and_bob(herald, {"subscriptions": [email_subscription(OTHER)]})
         bounce = f"550 5.1.1 <{WORK}>: Recipient address rejected"
-        rows = [("b1", erin, bounce), ("b2", "someone-else", f"550 5.1.1 <{OTHER}>: unknown")]
-        ch.insert("message_events", ["event_id", "profile_id", "bounce_text"], rows)
+        link = f"https://shop.example.org/?who={WORK}"
+        rows = [
+            ("b1", erin, bounce, ""),
+            ("b2", "someone-else", f"550 5.1.1 <{OTHER}>: unknown", ""),
+            ("c1", erin, "", link),
+            ("c2", "someone-else", "", f"https://shop.example.org/?who={OTHER}"),
+        ]
+        ch.insert("message_events", ["event_id", "profile_id", "bounce_text", "link_url"], rows)
         params = {"p": erin}
         snapshot = "SELECT count() AS n FROM profile_snapshots WHERE profile_id = {p:String}"
         contacts = "SELECT contact FROM subscription_changes WHERE profile_id = {p:String}"
         assert ch.query(snapshot, params)[0]["n"] >= 1
         assert {r["contact"] for r in ch.query(contacts, params)} == {WORK}
 
-        herald.erasure.erase(str(erin), CTX)
+        herald.erasure.erase(erin, CTX)
         drain(herald)
         settle_mutations(ch)
         assert ch.query(snapshot, params)[0]["n"] == 0
@@ -191,9 +254,64 @@ async def test_erasing_reaches_the_report_rows_on_a_clickhouse_server(
         assert ch.query("SELECT count() AS n FROM profile_creations FINAL")[0]["n"] == 2
         others = ch.query("SELECT contact FROM subscription_changes WHERE profile_id != {p:String}", params)
         assert {r["contact"] for r in others} == {OTHER}
-        bounces = ch.query("SELECT event_id, bounce_text FROM message_events ORDER BY event_id")
-        assert [(r["event_id"], OTHER in r["bounce_text"]) for r in bounces] == [("b1", False), ("b2", True)]
-        assert bounces[0]["bounce_text"] == ""
+        kept = ch.query("SELECT event_id, bounce_text, link_url FROM message_events ORDER BY event_id")
+        assert [(r["event_id"], OTHER in r["bounce_text"] + r["link_url"]) for r in kept] == [
+            ("b1", False),
+            ("b2", True),
+            ("c1", False),
+            ("c2", True),
+        ]
+        assert kept[0]["bounce_text"] == "" and kept[2]["link_url"] == ""
     finally:
         ch.execute("DROP DATABASE IF EXISTS erasure_reports")
         herald.close()
+
+
+def unseal(settings: Settings) -> int:
+    """Turn the log into what a Herald before sealing wrote: every sealed event stored in clear."""
+    store = open_event_store(settings, SystemClock())
+    try:
+        rows = [
+            (e.position, e.schema_version, e.data)
+            for e in store.read_all()
+            if b'"_sealed"' in (store.inner.read_range(e.position, e.position)[0].stored_data or b"")
+        ]
+    finally:
+        store.close()
+    return scrub_sqlite_log(settings.event_store_path, rows)
+
+
+def checksums_and_log(settings: Settings, clock: ManualClock) -> tuple[dict[str, str], list[tuple]]:
+    herald = build(settings, clock=clock)
+    try:
+        drain(herald)
+        log = [(e.position, e.event_id, e.stream, e.version, e.type, e.data) for e in herald.store.read_all()]
+        return herald.projections.checksums(), log
+    finally:
+        herald.close()
+
+
+def test_resealing_seals_old_clear_events_in_place_so_an_erasure_reaches_them(
+    settings: Settings, clock: ManualClock
+) -> None:
+    herald = build(settings, clock=clock, ids=IdSource(5))
+    try:
+        erin = erin_and_bob(herald, {"_fname": "Bob"})
+    finally:
+        herald.close()
+    assert unseal(settings) > 0
+    assert "events.sqlite" in found_in(settings.data_dir, SECRETS[:4])  # an old log: her values in clear
+    before = checksums_and_log(settings, clock)
+
+    assert cli_main(["reseal", "--data-dir", str(settings.data_dir)]) == 0
+    assert not any(name.startswith("events.sqlite") for name in found_in(settings.data_dir, SECRETS))
+    assert checksums_and_log(settings, clock) == before  # same log, same read models: only the bytes differ
+
+    again = build(settings, clock=clock)
+    try:
+        again.erasure.erase(erin, CTX)
+        drain(again)
+    finally:
+        again.close()
+    assert found_in(settings.data_dir, SECRETS) == {}
+    assert found_in(settings.data_dir, [OTHER]) != {}

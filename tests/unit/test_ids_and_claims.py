@@ -84,6 +84,11 @@ RELEASED_BY_A = UniqueValueReleased(database_id="1", kind="email", value=ANN, pr
         ([CLAIMED_BY_A], ReleaseValue("1", "email", "ann@x.io", "a"), [RELEASED_BY_A]),
         ([CLAIMED_BY_A], ReleaseValue("1", "email", "ann@x.io", "b"), []),
         ([CLAIMED_BY_A, RELEASED_BY_A], ClaimValue("1", "email", "ann@x.io", "a"), [CLAIMED_BY_A]),
+        (
+            [],
+            ClaimValue("1", "email", "ann@x.io", "a", digest="keyed"),
+            [UniqueValueClaimed(database_id="1", kind="email", value="keyed", profile_id="a")],
+        ),
     ],
     ids=[
         "claim a free value",
@@ -91,6 +96,7 @@ RELEASED_BY_A = UniqueValueReleased(database_id="1", kind="email", value=ANN, pr
         "release own value",
         "others cannot release",
         "claim again",
+        "named by the digest given (a keyed one)",
     ],
 )
 def test_claims(given: list, when: object, expected: list) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -17,6 +18,7 @@ from herald.domain.scenario_instances import ScenarioWebhookAnswered, journey_st
 from herald.domain.tracking import GOAL_MARKS, ActivityTracked
 from herald.infra.clock import ManualClock
 from herald.infra.event_store import EventFilter, NewEvent, RecordedEvent, mentions_any
+from herald.infra.log_names import open_log_names
 from herald.infra.profile_keys import ProfileKeys
 from herald.infra.sealed_store import SealedEventStore, Sealer
 from herald.infra.sqlite_event_store import SqliteEventStore
@@ -28,9 +30,9 @@ ADDRESS = "ann.secret@example.org"
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SealedEventStore]:
-    sealed = SealedEventStore(
-        SqliteEventStore(tmp_path / "events.sqlite", ManualClock(AT)), Sealer(ProfileKeys(tmp_path / "keys"))
-    )
+    log = SqliteEventStore(tmp_path / "events.sqlite", ManualClock(AT))
+    names = open_log_names(tmp_path, tmp_path / "events.sqlite")
+    sealed = SealedEventStore(log, Sealer(ProfileKeys(tmp_path / "keys"), names))
     yield sealed
     sealed.close()
 
@@ -103,6 +105,12 @@ def test_an_erased_profiles_events_read_as_erased_and_still_decode(store: Sealed
     goal, bounce = (_typed(e) for e in store.read_range(1, 2))
     assert goal.properties == {} and goal.name == "Purchase"
     assert bounce.response == "" and ADDRESS not in bounce.contact and bounce.code == 550
+    token = store.inner.read_range(2, 2)[0].data["_sealed"]  # the stand-in is keyed: no one recomputes it
+    assert (
+        bounce.contact
+        == store.sealer.names.erased_contact(token)
+        != "erased-" + sha256(token.encode()).hexdigest()[:16]
+    )
     _append(store, "message-m1", _bounce())  # written after the erasure: nothing personal is kept
     [late] = store.inner.read_range(3, 3)
     assert ADDRESS.encode() not in (late.stored_data or b"")

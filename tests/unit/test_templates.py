@@ -43,6 +43,10 @@ def test_renaming_is_not_a_new_version() -> None:
     assert tp.template_decider.fold([CREATED, *events]).version == 1
 
 
+def tg(**given: Any) -> tp.TelegramContent:
+    return tp.TelegramContent(**{"text": "Hi", **given})
+
+
 @pytest.mark.parametrize(
     ("bad", "path"),
     [
@@ -52,6 +56,24 @@ def test_renaming_is_not_a_new_version() -> None:
         (content(sms=tp.SmsContent(body="")), "sms.body"),
         (content(push=tp.PushContent(title="t", body=" ")), "push.body"),
         (content(push=tp.PushContent(title="", body="b")), "push.title"),
+        (content(telegram_bot=tp.TelegramContent(text=" ")), "telegram_bot.text"),
+        (
+            content(telegram_bot=tg(buttons=(tp.TelegramButton(text=" ", url="https://x.io"),))),
+            "telegram_bot.buttons.0.text",
+        ),
+        (
+            content(telegram_bot=tg(buttons=(tp.TelegramButton(text="Go", url="x.io"),))),
+            "telegram_bot.buttons.0.url",
+        ),
+        (
+            content(telegram_bot=tg(buttons=(tp.TelegramButton(text="Go", url="https://x.io"),) * 9)),
+            "telegram_bot.buttons",
+        ),
+        (content(telegram_bot=tp.TelegramContent(text="Hi {lead._fname")), "telegram_bot.text"),
+        (
+            content(telegram_bot=tg(parse_mode="MarkdownV2", text="*Sale* https://x\\.io")),
+            "telegram_bot.text",
+        ),
         (content(parts=(tp.TemplatePart(name="9x", content="a"),)), "parts.0.name"),
         (
             content(parts=(tp.TemplatePart(name="a", content="1"), tp.TemplatePart(name="a", content="2"))),
@@ -163,3 +185,10 @@ def test_a_fragment_is_named_by_its_short_name_and_versioned() -> None:
 )
 def test_bad_fragments_are_refused(command: fr.FragmentCommand, error: type[Exception], path: str) -> None:
     then_error(fr.fragment_decider, [], command, error, path)  # type: ignore[arg-type]
+
+
+def test_markdown_v2_links_are_tracked_in_their_inline_form_or_not_at_all() -> None:
+    inline = tg(parse_mode="MarkdownV2", text="*Sale* [here](https://x.io/s)")
+    assert tp.checked_content(content(telegram_bot=inline)).telegram_bot == inline
+    bare = tg(parse_mode="MarkdownV2", text="*Sale* https://x\\.io")
+    assert tp.checked_content(content(telegram_bot=bare, track_links=False)).telegram_bot == bare
