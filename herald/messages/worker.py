@@ -21,7 +21,17 @@ message (priority lanes first) the worker:
    left (delivered, assumed: never sent twice).
 
 The commit mark and the outcome are decided on the state the worker holds
-(`Aggregates.execute_on`), so an attempt costs three appends and one read.
+(`Aggregates.execute_on`), with one read per message. The attempts of `BATCH`
+messages are one append (`Aggregates.execute_on_many`, each stream's version
+checked: a message another worker took is left out and the rest are started),
+and their outcomes are kept and appended `BATCH` at a time (and at the end of a
+pass); a conflict there (a tracker's hit) decides each again on its own. The
+commit mark stays one append per message, made right before the message
+leaves: it cannot share another message's transaction without holding that
+message's bytes back. So a message costs one own transaction (the mark) and
+two shares of batched ones. A crash with outcomes kept leaves those messages at
+their marks: `recover` records them delivered, assumed (never sent twice; a
+refusal among them is then not seen), as for a crash before one outcome.
 
 Exactly once across restarts: a worker that starts settles what a previous run
 left (`recover`): an attempt that never reached the commit mark is sent again
