@@ -62,7 +62,7 @@ def request_redrive(settings: Settings, processor: str | None, positions: list[i
                 parked.request_redrive(event.consumer, event.position, now)
                 print(f"{store} {event.consumer} {event.position}: asked of its worker", flush=True)
     for position in sorted(missing):
-        print(f"{processor} {position}: not parked", flush=True)
+        print(f"{processor or 'no processor'} {position}: not parked", flush=True)
     return 1 if missing else 0
 
 

@@ -26,11 +26,11 @@ from pathlib import Path
 class StreamLocks:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
 
     @contextlib.contextmanager
     def holding(self, stream: str) -> Iterator[None]:
         """Wait for the stream's turn and hold it for the block."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path(stream), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
