@@ -461,7 +461,7 @@ def reactors(
 ) -> list[Reactor]:
     """The processors that turn events into further events or commands."""
     return [
-        HardBounceRule(),
+        HardBounceRule(campaigns.catalog.stop_lists),
         CampaignRunner(campaigns, audiences),
         CampaignChain(campaigns),
         SegmentTriggers(campaigns),
@@ -530,7 +530,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         bulk = ReportStoreMembers(clickhouse, lambda: catch_up()) if clickhouse is not None else None
         projections = build_projections(settings.readmodel_path, store, settings.account_timezone, bulk)
     aggregates = Aggregates(store, registry, clock, ids)
-    catalog = CatalogService(aggregates, projections.catalog)
+    catalog = CatalogService(aggregates, projections.catalog, store.sealer.names.entry_digest)
     profiles = ProfileService(aggregates, catalog, projections.profiles, store.sealer.names)
     remote = RemoteContentFetcher(remote_content_policy(settings))
     renderer = MessageRenderer(current_fragments(aggregates), remote)
@@ -709,6 +709,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
         erasure=ErasureService(
             profiles,
             store.sealer.keys,
+            store.sealer.names,
             clickhouse,
             [import_files.directory, export_files.directory, segment_files.directory],
             catch_up,

@@ -193,7 +193,12 @@ class ProfileDeleted(ProfileEvent):
 
 @registry.register("ProfileErased")
 class ProfileErased(ProfileEvent):
-    """GDPR erasure: the profile's key is destroyed; its sealed personal data reads as erased."""
+    """GDPR erasure: the profile's key is destroyed; its sealed personal data reads as erased.
+
+    `stop_list_entries` names (by keyed digest) the stop-list entries of its addresses and phones,
+    whose keys are destroyed too: they keep matching but read as erased from now on."""
+
+    stop_list_entries: tuple[str, ...] = ()
 
 
 @registry.register("ProfileMergedAway")
@@ -436,6 +441,7 @@ class EraseProfile:
 
     profile_id: str
     at: datetime
+    stop_list_entries: tuple[str, ...] = ()  # the names of its addresses' stop-list entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,7 +497,9 @@ def decide(command: ProfileCommand, state: ProfileState) -> list[Event]:
                 raise NotFound(f"there is no profile {command.profile_id!r}", "profile_id")
             if not state.deleted or state.merged_into is not None:
                 raise RuleViolated("delete the profile before erasing it", "profile_id")
-            return [] if state.erased else [ProfileErased(**_ids(state, command.at))]
+            if state.erased:
+                return []
+            return [ProfileErased(**_ids(state, command.at), stop_list_entries=command.stop_list_entries)]
     if isinstance(command, SubscriptionCommand):
         _require(state, state.profile_id)
         return decide_subscription(command, state.subscriptions, state.ref)

@@ -44,13 +44,17 @@ Decisions where the guide is silent:
   is "new", since removing the address would not unblock it.
 - Entries also record the reason `scenario`, for the guide's stop-list scenario node.
 - Lists are one per deployment's account: the built-in ids are constants.
+- Entries are matched by their name (`StopListItem.digest`), given by the decider's `EntryNamer`
+  (the application's is a keyed digest, `LogNames.entry_digest`), not by their value: an entry whose
+  address was erased reads as a stand-in but still blocks, is still not added twice and can still
+  be removed by its address (see `infra/sealed_entries.py`).
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -122,17 +126,39 @@ EntryKey = tuple[EntryKind, str]
 
 
 class StopListItem(BaseModel):
-    """One normalised address, domain or phone."""
+    """One normalised address, domain or phone, and the name it is matched by (see `EntryNamer`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: EntryKind
     value: str
+    digest: str = ""
+
+    @property
+    def match_key(self) -> str:
+        """The value as matched: emails case-insensitively, the rest as normalised."""
+        return email_key(self.value) if self.kind is EntryKind.EMAIL else self.value
 
     @property
     def key(self) -> EntryKey:
-        """What the item is matched by: emails case-insensitively, the rest as normalised."""
-        return (self.kind, email_key(self.value) if self.kind is EntryKind.EMAIL else self.value)
+        """What the item is matched by: its name once named, else its match key."""
+        return (self.kind, self.digest or self.match_key)
+
+    def named(self, namer: EntryNamer) -> StopListItem:
+        """This item with its name (`digest`) given by `namer`, if it has none yet."""
+        if self.digest:
+            return self
+        return StopListItem(kind=self.kind, value=self.value, digest=namer(self.kind, self.match_key))
+
+
+# How an entry is named: a keyed digest of its kind and match key (`LogNames.entry_digest`), so an
+# entry whose address was erased (its value sealed under a destroyed key) still matches it.
+EntryNamer = Callable[[EntryKind, str], str]
+
+
+def plain_names(kind: EntryKind, key: str) -> str:
+    """Names an entry by its match key itself: for the domain's own tests, where no key exists."""
+    return key
 
 
 _PHONE_LIKE = re.compile(r"^\+?[\d\s()\-]+$")
@@ -156,13 +182,14 @@ def parse_items(text: str) -> list[str]:
     return [part for part in _SEPARATORS.split(text) if part]
 
 
-def _parse_all(items: Sequence[str]) -> dict[EntryKey, tuple[int, StopListItem]]:
-    """Every item by key with its first position; the first malformed one is refused at `items.<i>`."""
+def _parse_all(items: Sequence[str], namer: EntryNamer) -> dict[EntryKey, tuple[int, StopListItem]]:
+    """Every item, named, by key with its first position; the first malformed one is refused at
+    `items.<i>`."""
     if not items:
         raise ValidationFailed("give at least one email address, domain or phone", "items")
     parsed: dict[EntryKey, tuple[int, StopListItem]] = {}
     for position, text in enumerate(items):
-        item = parse_item(text, f"items.{position}")
+        item = parse_item(text, f"items.{position}").named(namer)
         parsed.setdefault(item.key, (position, item))
     return parsed
 
@@ -331,6 +358,7 @@ class StopListState:
     tags: tuple[str, ...] = ()
     deleted: bool = False
     entries: EntrySet = field(default_factory=EntrySet)
+    name_entry: EntryNamer = field(default=plain_names, compare=False, repr=False)
 
     @property
     def exists(self) -> bool:
@@ -344,14 +372,17 @@ class StopListState:
 def evolve(state: StopListState, event: Event) -> StopListState:
     """The list after `event`."""
     if isinstance(event, StopListCreated):
-        return StopListState(event.list_id, event.kind, event.name, event.description, event.tags)
+        return StopListState(
+            event.list_id, event.kind, event.name, event.description, event.tags, name_entry=state.name_entry
+        )
     if isinstance(event, StopListUpdated):
         return replace(state, name=event.name, description=event.description, tags=event.tags)
     if isinstance(event, StopListEntriesAdded):
-        added = (StopListEntry(item, event.reason, event.at) for item in event.items)
+        added = (StopListEntry(item.named(state.name_entry), event.reason, event.at) for item in event.items)
         return replace(state, entries=state.entries.with_entries(added))
     if isinstance(event, StopListEntriesRemoved):
-        return replace(state, entries=state.entries.without(item.key for item in event.items))
+        removed = (item.named(state.name_entry).key for item in event.items)
+        return replace(state, entries=state.entries.without(removed))
     if isinstance(event, StopListCleared):
         return replace(state, entries=EntrySet())
     if isinstance(event, StopListDeleted):
@@ -443,7 +474,7 @@ def _decide(command: StopListCommand, state: StopListState) -> list[Event]:
     if isinstance(command, AddStopListEntries):
         return _add(command, state)
     if isinstance(command, RemoveStopListEntries):
-        listed = (state.entries.get(key) for key in _parse_all(command.items))
+        listed = (state.entries.get(key) for key in _parse_all(command.items, state.name_entry))
         present = [entry.item for entry in listed if entry is not None]  # named as listed
         return (
             [StopListEntriesRemoved(list_id=state.list_id, items=tuple(present), at=command.at)]
@@ -489,7 +520,7 @@ def _update(command: UpdateStopList, state: StopListState) -> list[Event]:
 
 
 def _add(command: AddStopListEntries, state: StopListState) -> list[Event]:
-    items = _parse_all(command.items).values()
+    items = _parse_all(command.items, state.name_entry).values()
     if state.kind is StopListKind.PLATFORM_INVALID:
         for position, item in items:
             if item.kind is not EntryKind.EMAIL:
@@ -523,7 +554,12 @@ def _valid_tags(tags: Sequence[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
-stop_list_decider: Decider[StopListCommand, StopListState] = Decider(StopListState(), decide, evolve)
+def stop_list_decider_for(namer: EntryNamer) -> Decider[StopListCommand, StopListState]:
+    """The stop-list decider naming entries with `namer` (the application's: `LogNames.entry_digest`)."""
+    return Decider(StopListState(name_entry=namer), decide, evolve)
+
+
+stop_list_decider = stop_list_decider_for(plain_names)  # names entries by their plain keys
 
 
 def ensure_attachable(state: StopListState, list_id: str, path: str = "stop_list_id") -> None:

@@ -58,6 +58,11 @@ class LogNames:
         """The keyed name of the value an old log named by its unkeyed digest."""
         return hmac.new(self._key, unkeyed.encode(), hashlib.sha256).hexdigest()
 
+    def entry_digest(self, kind: str, key: str) -> str:
+        """How a stop-list entry is named and matched (`domain/stop_lists.EntryNamer`): by a keyed
+        digest of its kind and normalised value, so an erased address still matches its entry."""
+        return hmac.new(self._key, f"stop-list\0{kind}\0{key}".encode(), hashlib.sha256).hexdigest()
+
     def erased_contact(self, token: str) -> str:
         """The stand-in an erased contact reads as: named by its sealed value, so two stay two."""
         return "erased-" + hmac.new(self._key, b"erased\0" + token.encode(), hashlib.sha256).hexdigest()[:16]

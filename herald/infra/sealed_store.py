@@ -17,8 +17,10 @@ The relay publishes the log as stored (`SealedEventStore.inner`), so a Kafka top
 sealed values too; the Faust worker opens them with its own store (`opened`).
 
 An anonymous visitor's events (`anonymous-<id>`) are sealed under a key of the visitor's own
-(`anonymous_key`). Events written before sealing existed are sealed in place by `herald reseal`
-(`services/resealing.py`, with `Sealer.resealed`).
+(`anonymous_key`). A stop list's entries (`stoplist-<id>`) are sealed one by one, each under a key
+of its own, and stay matchable by a keyed name (`sealed_entries.py`). Events written before
+sealing existed are sealed in place by `herald reseal` (`services/resealing.py`, with
+`Sealer.resealed`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from herald.infra.event_store import (
 )
 from herald.infra.log_names import LogNames
 from herald.infra.profile_keys import ProfileKeys
+from herald.infra.sealed_entries import STOP_LISTS, EntrySealer
 
 SEALED = "_sealed"
 SEALED_KEYS = "_sealed_keys"  # which keys the sealed value holds (names only: what an erasure must fill)
@@ -63,6 +66,7 @@ PERSONAL: dict[str, frozenset[str]] = {
 }
 ANONYMOUS = "anonymous-"
 _PREFIXES = tuple(PERSONAL)
+_SEALED_STREAMS = (*_PREFIXES, STOP_LISTS)  # stop lists: each entry under its own key (`sealed_entries`)
 _NAMED_IN_DATA = frozenset({"message-", "journey-"})  # streams not named by their profile: it is in the data
 _SEALED_MARK = b'"_sealed"'
 # Keys inside a sealed value whose names (never their values) stay readable as `_sealed_marks`, so a
@@ -90,6 +94,14 @@ class Sealer:
     def __init__(self, keys: ProfileKeys, names: LogNames) -> None:
         self.keys = keys
         self.names = names
+        self.entries = EntrySealer(keys, names)
+
+    def owners(self, stream: str, data: dict[str, Any]) -> set[str]:
+        """Whose keys seal an event on `stream`: its profile's (or visitor's), or its entries'."""
+        if stream.startswith(STOP_LISTS):
+            return self.entries.owners(data)
+        found = self.profile_of(stream, data)
+        return {found[0]} if found is not None else set()
 
     def profile_of(self, stream: str, data: dict[str, Any]) -> tuple[str, frozenset[str]] | None:
         """Whose personal data an event on `stream` holds, and which of its keys are personal."""
@@ -102,6 +114,8 @@ class Sealer:
         return (str(profile_id), PERSONAL[prefix]) if profile_id else None
 
     def seal(self, stream: str, data: dict[str, Any]) -> dict[str, Any]:
+        if stream.startswith(STOP_LISTS):
+            return self.entries.seal(data)
         found = self.profile_of(stream, data)
         if found is None or SEALED in data:
             return data
@@ -127,6 +141,9 @@ class Sealer:
     def resealed(self, stream: str, data: dict[str, Any]) -> dict[str, Any] | None:
         """An event stored before sealing existed, as it is stored now: its personal values sealed (or
         erased, when its profile was); None when it is stored so already (nothing to rewrite)."""
+        if stream.startswith(STOP_LISTS):
+            entries = self.entries.seal(data)
+            return None if entries == data else entries
         found = self.profile_of(stream, data)
         if found is None or SEALED in data or not found[1].intersection(data):
             return None
@@ -141,6 +158,8 @@ class Sealer:
         return None if same else now
 
     def open(self, stream: str, data: dict[str, Any]) -> dict[str, Any]:
+        if stream.startswith(STOP_LISTS):
+            return self.entries.open(data)
         token = data.get(SEALED)
         if not isinstance(token, str):
             return data
@@ -195,7 +214,7 @@ class _Opened(RecordedEvent):
     @property
     def data(self) -> dict[str, Any]:
         data = RecordedEvent.data.fget(self)  # type: ignore[attr-defined]
-        if SEALED in data:
+        if SEALED in data or self.stream.startswith(STOP_LISTS):
             data = self._sealer.open(self.stream, data)
             self._data = data
         return data  # type: ignore[no-any-return]
@@ -204,7 +223,11 @@ class _Opened(RecordedEvent):
     def payload(self) -> dict[str, Any] | bytes:
         # The stored JSON only while it holds nothing sealed: a sealed one is opened first.
         stored = self._data
-        if isinstance(stored, bytes) and _SEALED_MARK not in stored:
+        if (
+            isinstance(stored, bytes)
+            and _SEALED_MARK not in stored
+            and not self.stream.startswith(STOP_LISTS)
+        ):
             return stored
         return self.data
 
@@ -223,24 +246,24 @@ class SealedEventStore:
 
     def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         owners = {
-            found[0]
+            owner
             for a in appends
-            if a.stream.startswith(_PREFIXES)
+            if a.stream.startswith(_SEALED_STREAMS)
             for e in a.events
-            if (found := self.sealer.profile_of(a.stream, e.data)) is not None
+            for owner in self.sealer.owners(a.stream, e.data)
         }
         self.sealer.keys.ensure(owners)  # the keys first, all at once, so no sealed event lacks its key
         return self.inner.append_many([self._sealed(a) for a in appends])
 
     def _sealed(self, append: StreamAppend) -> StreamAppend:
-        if not append.stream.startswith(_PREFIXES):
+        if not append.stream.startswith(_SEALED_STREAMS):
             return append
         events = [_with_data(e, self.sealer.seal(append.stream, e.data)) for e in append.events]
         return StreamAppend(append.stream, events, append.expected_version)
 
     def opened(self, event: RecordedEvent) -> RecordedEvent:
         """`event` (as stored, from this log or a copy of it) with its sealed data opened on access."""
-        return _Opened.of(event, self.sealer) if event.stream.startswith(_PREFIXES) else event
+        return _Opened.of(event, self.sealer) if event.stream.startswith(_SEALED_STREAMS) else event
 
     def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
         return [self.opened(e) for e in self.inner.read_stream(stream, from_version)]

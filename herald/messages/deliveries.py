@@ -32,7 +32,7 @@ from herald.domain.bots import BotVerdict
 from herald.domain.errors import DomainError, NotFound
 from herald.domain.messages import MessageQueued, message_stream
 from herald.domain.statuses import Status
-from herald.domain.stop_lists import stop_list_decider, stop_list_stream, template_unsubscribe_entry
+from herald.domain.stop_lists import stop_list_stream, template_unsubscribe_entry
 from herald.domain.subscriptions import AddSubscription, Cause, ChangeSubscriptionStatus
 from herald.domain.templates import template_decider, template_stream
 from herald.infra.aggregates import Aggregates, CommandContext, Loaded, Outcome
@@ -265,7 +265,9 @@ class DeliveryService:
             add_unsubscribed=content.add_unsubscribed_to_stop_list,
         )
         if command is not None:
-            self.aggregates.execute(stop_list_decider, stop_list_stream(command.list_id), command, TRACKER)
+            self.aggregates.execute(
+                self.catalog.stop_lists, stop_list_stream(command.list_id), command, TRACKER
+            )
 
     def _profile(self, profile_id: str, command: Any) -> None:
         try:

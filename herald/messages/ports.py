@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from herald.domain.databases import DatabaseState
+from herald.domain.decider import Decider
 from herald.domain.resources import ResourceState
-from herald.domain.stop_lists import StopListLookup
+from herald.domain.stop_lists import StopListLookup, StopListState
 
 
 class Catalog(Protocol):
@@ -15,6 +16,9 @@ class Catalog(Protocol):
 
     @property
     def stop_list_lookup(self) -> StopListLookup: ...
+
+    @property
+    def stop_lists(self) -> Decider[Any, StopListState]: ...
 
     def database(self, database_id: str, path: str = "database_id") -> DatabaseState: ...
     def resource(self, resource_id: str, path: str = "resource_id") -> ResourceState: ...

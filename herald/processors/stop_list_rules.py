@@ -10,13 +10,10 @@ subscription's complainer status already stops sends (see `domain/stop_lists.py`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from herald.domain.stop_lists import (
-    PLATFORM_INVALID_LIST_ID,
-    hard_bounce_entry,
-    stop_list_decider,
-    stop_list_stream,
-)
+from herald.domain.decider import Decider
+from herald.domain.stop_lists import PLATFORM_INVALID_LIST_ID, hard_bounce_entry, stop_list_stream
 from herald.domain.subscriptions import Cause
 from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.processors.runtime import Dispatch, Reaction
@@ -25,6 +22,9 @@ from herald.processors.runtime import Dispatch, Reaction
 class HardBounceRule:
     name = "hard-bounce-to-stop-list"
     consumes = EventFilter(frozenset({"SubscriptionStatusChanged"}))
+
+    def __init__(self, stop_lists: Decider[Any, Any]) -> None:
+        self.stop_lists = stop_lists  # the application's (`CatalogService.stop_lists`): it names entries
 
     def handle(self, event: RecordedEvent) -> Sequence[Reaction]:
         data = event.data
@@ -35,4 +35,4 @@ class HardBounceRule:
         ):
             return []
         command = hard_bounce_entry(data["contact"], event.occurred_at)
-        return [Dispatch(stop_list_decider, stop_list_stream(PLATFORM_INVALID_LIST_ID), command)]
+        return [Dispatch(self.stop_lists, stop_list_stream(PLATFORM_INVALID_LIST_ID), command)]

@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 
 from herald.domain import campaigns, databases, fragments, pixels, resources, scoring, templates
 from herald.domain.events import Event, registry
-from herald.domain.stop_lists import StopListItem
+from herald.domain.stop_lists import EntryNamer, StopListItem
 from herald.infra.event_store import EventFilter, RecordedEvent
 from herald.infra.serialization import dumps, loads
 from herald.projections.partitioned import FIRST
@@ -224,11 +224,12 @@ def _name_of(doc: dict[str, Any]) -> str:
 class SqliteStopListLookup:
     """The send-time stop-list look-up (`stop_lists.StopListLookup`) over the catalog tables."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, name_entry: EntryNamer) -> None:
         self._conn = conn
+        self._name_entry = name_entry  # entries are keyed by name, so an erased one still matches
 
     def has_entry(self, list_id: str, item: StopListItem) -> bool:
-        kind, key = item.key
+        kind, key = item.named(self._name_entry).key
         row = self._conn.execute(
             "SELECT 1 FROM stop_list_entries WHERE list_id = ? AND kind = ? AND entry_key = ?",
             (list_id, str(kind), key),

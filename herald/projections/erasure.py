@@ -3,9 +3,11 @@
 It runs after every other projection over the same batch (it is last in the list, on the
 same connection), so nothing re-adds a row it removed. It drops the rows of every read-model
 table with a `profile_id` column for that profile, and the send-history rows of the contacts the
-profile's subscriptions and card held (read before they go). The connection deletes securely
-(`secure_delete`, set where the file is opened, zeroes freed bytes) and after the commit the WAL
-is checkpointed and truncated, so the file holds no copy of the erased rows.
+profile's subscriptions and card held (read before they go). The stop-list entries of its
+addresses (named in the event by their keyed digests) stay, so they keep suppressing, but their
+values read as erased. The connection deletes securely (`secure_delete`, set where the file is
+opened, zeroes freed bytes) and after the commit the WAL is checkpointed and truncated, so the
+file holds no copy of the erased rows.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 import orjson
 
 from herald.infra.event_store import RecordedEvent
+from herald.infra.sealed_entries import erased_entry
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 
@@ -36,6 +39,11 @@ class ErasureProjection(SqliteProjection):
             self.write("DELETE FROM contact_sends WHERE contact = ?", (contact,))
         for table in self._tables_with_profiles():
             self.write(f"DELETE FROM {table} WHERE profile_id = ?", (profile_id,))
+        for digest in event.data.get("stop_list_entries") or ():  # they stay, and keep matching
+            self.write(
+                "UPDATE stop_list_entries SET value = ? WHERE entry_key = ? AND kind != 'domain'",
+                (erased_entry(digest), digest),
+            )
         self._erased = True
 
     def _contacts(self, profile_id: str) -> set[str]:

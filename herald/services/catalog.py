@@ -88,10 +88,14 @@ RESOURCES = planned(resources.resource_decider)
 
 
 class CatalogService:
-    def __init__(self, aggregates: Aggregates, catalog: CatalogProjection) -> None:
+    def __init__(
+        self, aggregates: Aggregates, catalog: CatalogProjection, name_entry: stop_lists.EntryNamer
+    ) -> None:
         self.aggregates = aggregates
         self.projection = catalog
-        self.stop_list_lookup = SqliteStopListLookup(catalog.conn)
+        # one instance: the command path caches folds by decider identity
+        self.stop_lists = stop_lists.stop_list_decider_for(name_entry)
+        self.stop_list_lookup = SqliteStopListLookup(catalog.conn, name_entry)
 
     # --- snapshots -----------------------------------------------------------------------------
 
@@ -127,7 +131,7 @@ class CatalogService:
 
     def stop_list(self, list_id: str, path: str = "list_id") -> Loaded[stop_lists.StopListState]:
         """The stop list (entries folded) and its version; a built-in list exists once it has a stream."""
-        loaded = self.aggregates.load(stop_lists.stop_list_decider, stop_lists.stop_list_stream(list_id))
+        loaded = self.aggregates.load(self.stop_lists, stop_lists.stop_list_stream(list_id))
         if not loaded.state.exists:
             raise NotFound(f"no stop list {list_id!r}", path)
         return loaded
@@ -159,7 +163,7 @@ class CatalogService:
 
     def ensure_attachable(self, list_id: str, path: str = "stop_list_id") -> None:
         """Refuse `list_id` unless it names an existing custom stop list."""
-        state = self.aggregates.load(stop_lists.stop_list_decider, stop_lists.stop_list_stream(list_id)).state
+        state = self.aggregates.load(self.stop_lists, stop_lists.stop_list_stream(list_id)).state
         stop_lists.ensure_attachable(state, list_id, path)
 
     # --- resources -----------------------------------------------------------------------------
@@ -191,9 +195,7 @@ class CatalogService:
             doc["kind"] == stop_lists.StopListKind.CUSTOM
             for doc in self.projection.objects(STOP_LIST, include_deleted=True)
         )
-        return self.create_numbered(
-            stop_lists.stop_list_decider, stop_lists.stop_list_stream, seen, command_for, context
-        )
+        return self.create_numbered(self.stop_lists, stop_lists.stop_list_stream, seen, command_for, context)
 
     def change_stop_list(
         self,
@@ -202,9 +204,7 @@ class CatalogService:
         expected_version: int | None = None,
     ) -> Outcome:
         stream = stop_lists.stop_list_stream(command.list_id)
-        return self.aggregates.execute(
-            stop_lists.stop_list_decider, stream, command, context, expected_version
-        )
+        return self.aggregates.execute(self.stop_lists, stream, command, context, expected_version)
 
     # --- ids -----------------------------------------------------------------------------------
 

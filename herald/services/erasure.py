@@ -2,9 +2,11 @@
 
 `erase(profile_id)`:
 1. deletes the profile (its unique values are released, as any delete does) and records
-   `ProfileErased` on its stream;
-2. destroys its key (`ProfileKeys.destroy`) and those of the anonymous visitors linked to it:
-   from then on its sealed events read as erased, in this process, in a replay, and in any copy of the log;
+   `ProfileErased` on its stream, naming the stop-list entries of its addresses and phones;
+2. destroys its key (`ProfileKeys.destroy`), those of the anonymous visitors linked to it and those
+   of its addresses' stop-list entries (`infra/sealed_entries.py`): from then on its sealed events
+   and those entries read as erased, in this process, in a replay, and in any copy of the log, while
+   the entries still match (a re-imported or re-subscribed erased address stays suppressed);
 3. scrubs what is not the log: the report store's rows (the profile's snapshot goes; its
    subscription changes lose their contact, its messages' events their bounce text (which often
    quotes the address) and clicked links' URLs (which may carry its values); message, goal and
@@ -23,7 +25,9 @@ from pathlib import Path
 
 from herald.domain import profiles
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse
+from herald.infra.log_names import LogNames
 from herald.infra.profile_keys import ProfileKeys
+from herald.infra.sealed_entries import entry_names, entry_owner
 from herald.infra.sealed_store import anonymous_key
 from herald.services.aggregates import CommandContext, Outcome
 from herald.services.profiles import ProfileService
@@ -67,6 +71,7 @@ class ErasureService:
         self,
         profiles_service: ProfileService,
         keys: ProfileKeys,
+        names: LogNames,
         clickhouse: ClickHouse | None,
         file_folders: Iterable[Path],
         report_catch_up: Callable[[], None] = lambda: None,
@@ -75,6 +80,7 @@ class ErasureService:
         self.anonymous_ids_of = anonymous_ids_of  # the visitors linked to a profile: their keys go too
         self.profiles = profiles_service
         self.keys = keys
+        self.names = names
         self.clickhouse = clickhouse
         self.file_folders = list(file_folders)
         self.report_catch_up = report_catch_up
@@ -82,13 +88,16 @@ class ErasureService:
     def erase(self, profile_id: str, context: CommandContext) -> Outcome:
         state = self.profiles.state(profile_id) if self._exists(profile_id) else None
         values = _personal_values(state) if state is not None else set()
+        entries = sorted(entry_names(_contacts(state), self.names)) if state is not None else []
         visitors = self.anonymous_ids_of(profile_id)  # read before the erasure projection drops the links
         if state is not None:
             self.profiles.delete(profile_id, context)
         aggregates = self.profiles.aggregates
-        command = profiles.EraseProfile(profile_id, aggregates.clock.now())
+        command = profiles.EraseProfile(profile_id, aggregates.clock.now(), tuple(entries))
         outcome = self.profiles.execute(profile_id, command, context)
         self.keys.destroy(profile_id)
+        for digest in entries:  # its addresses on stop lists still match, but read as erased
+            self.keys.destroy(entry_owner(digest))
         for visitor in visitors:
             self.keys.destroy(anonymous_key(visitor))
         self.report_catch_up()  # the sink writes the erased state first, so nothing comes after the scrub
@@ -145,6 +154,16 @@ def _personal_values(state: profiles.ProfileState) -> set[str]:
     if state.tracked is not None:
         values.update(str(v) for v in (state.tracked.ip, state.tracked.user_agent) if v)
     return values
+
+
+def _contacts(state: profiles.ProfileState) -> set[str]:
+    """The addresses and phones a stop list can hold of the profile: its email, phones and contacts."""
+    phones = state.fields.get("phones")
+    found = {str(p) for p in (phones if isinstance(phones, list) else [phones]) if p}
+    found.update(s.key.contact for s in state.subscriptions)
+    if state.fields.get("email"):
+        found.add(str(state.fields["email"]))
+    return found
 
 
 def _drop_lines(path: Path, needles: list[bytes]) -> None:

@@ -28,7 +28,7 @@ def plaintext_rewrites(store: SealedEventStore) -> Iterator[Rewrite]:
     events = store.inner.read_all()
     sealer = store.sealer
     while chunk := list(islice(events, _CHUNK)):
-        owners = {found[0] for e in chunk if (found := sealer.profile_of(e.stream, e.data)) is not None}
+        owners = {owner for e in chunk for owner in sealer.owners(e.stream, e.data)}
         sealer.keys.ensure(owners)
         for event in chunk:
             data = sealer.resealed(event.stream, event.data)

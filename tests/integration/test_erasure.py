@@ -19,6 +19,7 @@ from herald.api.cli import main as cli_main
 from herald.api.replay import replay, replay_reports
 from herald.api.wiring import Herald, build, open_event_store
 from herald.domain.deliveries import LinkClicked
+from herald.domain.stop_lists import AddStopListEntries, EntryReason
 from herald.infra.clickhouse import ClickHouse
 from herald.infra.clock import ManualClock, SystemClock
 from herald.infra.config import Settings
@@ -62,14 +63,21 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, reports_engine="chdb")
 
 
+@contextlib.asynccontextmanager
+async def admin_client(herald: Herald) -> AsyncIterator[httpx.AsyncClient]:
+    """The API of `herald` in process, as the admin."""
+    transport = httpx.ASGITransport(app=create_app(herald, run_processors=False))
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as api:
+        yield api
+
+
 @pytest.fixture
 async def running(settings: Settings, clock: ManualClock) -> AsyncIterator[tuple[Herald, httpx.AsyncClient]]:
     herald = build(settings, clock=clock, ids=IdSource(3))
     customers(herald)
     create_resource(herald)
-    transport = httpx.ASGITransport(app=create_app(herald, run_processors=False))
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test", headers=headers) as api:
+    async with admin_client(herald) as api:
         try:
             yield herald, api
         finally:
@@ -161,6 +169,7 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
         },
     )
     await api.post(f"/api/v1/databases/{DB}/exports", json={"source": {"kind": "database", "id": DB}})
+    custom = await stop_listed(api, [ERIN["email"], ERIN["phones"], OTHER], [WORK])
     drain(herald)
     before = found_in(settings.data_dir, SECRETS)
     assert any(name.startswith("readmodels") for name in before), before  # the search can see them
@@ -175,6 +184,11 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
     assert [e.data["properties"] for e in herald.store.read_stream("anonymous-visitor-erin")] == [{}]
     assert found_in(settings.data_dir, SECRETS) == {}
     assert found_in(settings.data_dir, [OTHER]) != {}  # everyone else's data is all there
+    entries = (await api.get("/api/v1/stop-lists/global/entries")).json()["entries"]
+    assert erased_listing(entries) == [OTHER, "erased", "erased"]  # hers stay, nameless; Bob's reads as is
+    # and so do they in the log, to any reader of it: their keys are gone
+    logged = herald.store.read_stream("stoplist-global")[-1].data["items"]
+    assert erased_listing(logged) == [OTHER, "erased", "erased"]
     # the reports keep her anonymous counts: her profile's creation is still counted
     assert herald.clickhouse is not None
     created_rows = herald.clickhouse.query("SELECT count() AS n FROM profile_creations FINAL")
@@ -191,16 +205,76 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
             again.projections.profiles.card(erin) is None or again.projections.profiles.card(erin)["deleted"]
         )
         assert any(c["fields"]["email"] == OTHER for c in again.projections.profiles.list_profiles(DB))
+        await stays_suppressed(again, custom)  # last: it brings her work address back
     finally:
         again.close()
 
 
+async def stop_listed(api: httpx.AsyncClient, on_global: list[str], on_custom: list[str]) -> str:
+    """Put `on_global` on the account global list and `on_custom` on a new custom list attached to the
+    database; its id."""
+    added = await api.post("/api/v1/stop-lists/global/entries", json={"items": on_global})
+    assert added.status_code == 200, added.text
+    created = await api.post("/api/v1/stop-lists", json={"name": "Complained by phone"})
+    custom = str(created.json()["list_id"])
+    added = await api.post(f"/api/v1/stop-lists/{custom}/entries", json={"items": on_custom})
+    assert added.status_code == 200, added.text
+    attached = await api.put(f"/api/v1/databases/{DB}/stop-list", json={"stop_list_id": custom})
+    assert attached.status_code == 200, attached.text
+    return custom
+
+
+def erased_listing(entries: list[dict[str, str]]) -> list[str]:
+    """The listed values, an erased one as "erased" (what it reads as names nothing), sorted."""
+    return sorted("erased" if e["value"].startswith("erased-") else e["value"] for e in entries)
+
+
+async def blocked_by(api: httpx.AsyncClient, channel: str, contact: str) -> str | None:
+    """The stop list that stops a send to `contact` (the send-time check), if any."""
+    body = {"channel": channel, "contact": contact, "database_id": DB}
+    checked = (await api.post("/api/v1/stop-lists/check-contact", json=body)).json()
+    return checked["list_id"] if checked["blocked"] else None
+
+
+async def stays_suppressed(herald: Herald, custom: str) -> None:
+    """Erin's erased entries read as erased, and still stop her addresses, also once re-imported."""
+    async with admin_client(herald) as api:
+        await _stays_suppressed(herald, api, custom)
+
+
+async def _stays_suppressed(herald: Herald, api: httpx.AsyncClient, custom: str) -> None:
+    entries = (await api.get("/api/v1/stop-lists/global/entries")).json()["entries"]
+    assert erased_listing(entries) == [OTHER, "erased", "erased"]
+    assert erased_listing((await api.get(f"/api/v1/stop-lists/{custom}/entries")).json()["entries"]) == [
+        "erased"
+    ]
+    assert await blocked_by(api, "email", ERIN["email"].upper()) == "global"
+    assert await blocked_by(api, "sms", "+7 903 123-45-67") == "global"
+    assert await blocked_by(api, "email", WORK) == custom
+    # re-adding an erased address changes nothing; she comes back through an import: still stopped
+    again = await api.post("/api/v1/stop-lists/global/entries", json={"items": [ERIN["email"]]})
+    assert again.json()["event_ids"] == [], again.text
+    imported = await api.post(f"/api/v1/databases/{DB}/profiles/import", json={"rows": [{"email": WORK}]})
+    assert imported.status_code == 200, imported.text
+    assert await blocked_by(api, "email", WORK) == custom
+    # and an operator can still lift an entry by the address, which no one can read from the list
+    lifted = await api.post(f"/api/v1/stop-lists/{custom}/entries/remove", json={"items": [WORK]})
+    assert lifted.status_code == 200 and lifted.json()["event_ids"] != [], lifted.text
+    drain(herald)
+    assert await blocked_by(api, "email", WORK) is None
+
+
 def erin_and_bob(herald: Herald, bob: dict[str, object]) -> str:
-    """The usual database and resource, Erin subscribed at work and Bob; Erin's profile id."""
+    """The usual database and resource, Erin subscribed at work and Bob, both on the global stop list;
+    Erin's profile id."""
     customers(herald)
     create_resource(herald)
     erin = herald.profiles.create(DB, {**ERIN, "subscriptions": [email_subscription(WORK)]}, CTX).profile_id
     herald.profiles.create(DB, {"email": OTHER, **bob}, CTX)
+    listed = (ERIN["email"], ERIN["phones"], OTHER)
+    herald.catalog.change_stop_list(
+        AddStopListEntries("global", listed, EntryReason.API, herald.clock.now()), CTX
+    )
     drain(herald)
     return str(erin)
 

@@ -61,7 +61,7 @@ def test_redelivering_the_bounce_to_the_rule_adds_nothing_twice(herald: Herald) 
     rerun = InProcessRuntime(
         herald.store,
         SqliteCheckpoints(herald.projections.profiles.conn),
-        reactors=[HardBounceRule()],
+        reactors=[HardBounceRule(herald.catalog.stop_lists)],
         execute=herald.aggregates.execute_request,
     )
     rerun.drain()

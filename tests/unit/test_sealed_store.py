@@ -15,11 +15,13 @@ import pytest
 from herald.domain.deliveries import MessageHardBounced
 from herald.domain.events import registry
 from herald.domain.scenario_instances import ScenarioWebhookAnswered, journey_stream
+from herald.domain.stop_lists import EntryReason, StopListEntriesAdded, parse_item
 from herald.domain.tracking import GOAL_MARKS, ActivityTracked
 from herald.infra.clock import ManualClock
 from herald.infra.event_store import EventFilter, NewEvent, RecordedEvent, mentions_any
 from herald.infra.log_names import open_log_names
 from herald.infra.profile_keys import ProfileKeys
+from herald.infra.sealed_entries import entry_owner
 from herald.infra.sealed_store import SealedEventStore, Sealer
 from herald.infra.sqlite_event_store import SqliteEventStore
 
@@ -139,3 +141,37 @@ def test_a_journeys_webhook_url_and_answer_are_sealed_and_read_empty_once_erased
     store.sealer.keys.destroy(ANN)
     erased = _typed(store.read_range(1, 1)[0])
     assert (erased.url, erased.body, erased.status, erased.method) == ("", "", 200, "GET")
+
+
+def _listed(*items: str) -> StopListEntriesAdded:
+    named = tuple(parse_item(i) for i in items)
+    return StopListEntriesAdded(list_id="global", items=named, reason=EntryReason.API, at=AT)
+
+
+def test_stop_list_entries_are_sealed_one_by_one_and_read_as_erased_once_their_key_is_gone(
+    store: SealedEventStore,
+) -> None:
+    phone = "+79031234567"
+    _append(store, "stoplist-global", _listed(ADDRESS, phone, "spam.example"))
+    stored = next(store.inner.read_all()).stored_data or b""
+    assert ADDRESS.encode() not in stored and phone.encode() not in stored
+    assert b"spam.example" in stored  # a domain is no one's personal data
+    names = store.sealer.names
+    digest = names.entry_digest("email", ADDRESS)
+    read = store.read_stream("stoplist-global")[0].data["items"]
+    assert [(i["value"], i["digest"]) for i in read] == [
+        (ADDRESS, digest),
+        (phone, names.entry_digest("phone", phone)),
+        ("spam.example", names.entry_digest("domain", "spam.example")),
+    ]
+
+    store.sealer.keys.destroy(entry_owner(digest))
+    erased = _typed(store.read_stream("stoplist-global")[0])
+    assert [(i.value, i.digest) for i in erased.items][:2] == [
+        (f"erased-{digest[:16]}", digest),  # still named, so still matched
+        (phone, names.entry_digest("phone", phone)),  # another entry's key: untouched
+    ]
+    _append(store, "stoplist-global", _listed(ADDRESS.upper()))  # listed again after the erasure
+    again = list(store.inner.read_all())[-1]
+    assert ADDRESS.encode() not in (again.stored_data or b"").lower()
+    assert [i["value"] for i in again.data["items"]] == [f"erased-{digest[:16]}"]

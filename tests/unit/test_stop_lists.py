@@ -44,7 +44,9 @@ from herald.domain.stop_lists import (
     hard_bounce_entry,
     parse_item,
     parse_items,
+    plain_names,
     stop_list_decider,
+    stop_list_decider_for,
     stop_list_stream,
     template_unsubscribe_entry,
 )
@@ -67,6 +69,11 @@ def phone(value: str) -> StopListItem:
     return StopListItem(kind=EntryKind.PHONE, value=value)
 
 
+def named(*items: StopListItem) -> tuple[StopListItem, ...]:
+    """Items as the decider records them: named (here by their match keys, `plain_names`)."""
+    return tuple(item.named(plain_names) for item in items)
+
+
 def created(list_id: str = CUSTOM, **overrides: Any) -> StopListCreated:
     fields: dict[str, Any] = dict(list_id=list_id, kind=StopListKind.CUSTOM, name="VIP only", at=T0)
     return StopListCreated(**(fields | overrides))
@@ -77,7 +84,7 @@ def built_in(list_id: str, kind: StopListKind, name: str) -> StopListCreated:
 
 
 def added(*items: StopListItem, list_id: str = CUSTOM, reason: EntryReason = EntryReason.MANUAL) -> Event:
-    return StopListEntriesAdded(list_id=list_id, items=items, reason=reason, at=T1)
+    return StopListEntriesAdded(list_id=list_id, items=named(*items), reason=reason, at=T1)
 
 
 def add(*items: str, list_id: str = CUSTOM, reason: EntryReason = EntryReason.MANUAL) -> AddStopListEntries:
@@ -145,7 +152,7 @@ ACCEPTED: list[tuple[str, list[Event], Any, list[Event]]] = [
         [
             created(),
             added(email("a@x.io")),
-            StopListEntriesRemoved(list_id=CUSTOM, items=(email("a@x.io"),), at=T1),
+            StopListEntriesRemoved(list_id=CUSTOM, items=named(email("a@x.io")), at=T1),
         ],
         add("a@x.io"),
         [added(email("a@x.io"))],
@@ -154,7 +161,7 @@ ACCEPTED: list[tuple[str, list[Event], Any, list[Event]]] = [
         "remove present items, skip absent ones",
         [created(), added(email("a@x.io"), domain("x.io"))],
         RemoveStopListEntries(CUSTOM, ("A@X.IO", "nobody@x.io", "x.io"), T1),
-        [StopListEntriesRemoved(list_id=CUSTOM, items=(email("a@x.io"), domain("x.io")), at=T1)],
+        [StopListEntriesRemoved(list_id=CUSTOM, items=named(email("a@x.io"), domain("x.io")), at=T1)],
     ),
     (
         "removing what is absent emits nothing",
@@ -336,7 +343,9 @@ def test_refused_commands(given: list[Event], when: Any, error: type[DomainError
 
 def test_entries_record_why_and_when() -> None:
     state = stop_list_decider.fold([created(), added(email("a@x.io"), reason=EntryReason.API)])
-    assert state.entries.get(email("A@x.io").key) == StopListEntry(email("a@x.io"), EntryReason.API, T1)
+    assert state.entries.get(email("A@x.io").key) == StopListEntry(
+        *named(email("a@x.io")), EntryReason.API, T1
+    )
     assert len(state.entries) == 1
 
 
@@ -544,7 +553,7 @@ CHECKS: list[tuple[str, StopListIndex, Send, StopListHit | None]] = [
         index_of(
             GLOBAL_CREATED,
             added(email("a@x.io"), list_id=ACCOUNT_GLOBAL_LIST_ID),
-            StopListEntriesRemoved(list_id=ACCOUNT_GLOBAL_LIST_ID, items=(email("a@x.io"),), at=T1),
+            StopListEntriesRemoved(list_id=ACCOUNT_GLOBAL_LIST_ID, items=named(email("a@x.io")), at=T1),
         ),
         Send("a@x.io"),
         None,
@@ -708,3 +717,32 @@ def test_a_long_fold_stays_linear() -> None:
     state = stop_list_decider.fold(events)
     assert len(state.entries) == 20_000
     assert then(stop_list_decider, events, hard_bounce_entry("u19999@x.io", T1)) == []
+
+
+def keyed(kind: EntryKind, key: str) -> str:
+    """A namer standing in for the names key's HMAC: nothing of the value can be read back from it."""
+    return "digest-of-" + str(len(key)) + kind[0]
+
+
+ERASED = StopListItem(
+    kind=EntryKind.EMAIL, value="erased-0123456789abcdef", digest=keyed(EntryKind.EMAIL, "a@x.io")
+)
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        (add("A@x.io"), []),  # still listed: re-adding it (a re-import, a new bounce) adds nothing
+        (
+            RemoveStopListEntries(CUSTOM, ("a@x.io",), T1),  # an operator can still lift it by its address
+            [StopListEntriesRemoved(list_id=CUSTOM, items=(ERASED,), at=T1)],
+        ),
+    ],
+    ids=["re-adding", "removing"],
+)
+def test_an_entry_whose_value_was_erased_is_still_matched_by_its_name(
+    when: AddStopListEntries | RemoveStopListEntries, expected: list[Event]
+) -> None:
+    decider = stop_list_decider_for(keyed)
+    given = [created(), StopListEntriesAdded(list_id=CUSTOM, items=(ERASED,), reason=EntryReason.API, at=T0)]
+    assert then(decider, given, when) == expected
