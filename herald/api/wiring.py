@@ -714,6 +714,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             [import_files.directory, export_files.directory, segment_files.directory],
             catch_up,
             projections.profiles.anonymous_ids_of,
+            projections.profiles.links_of,
         ),
         report_retention=(
             ReportRetention(clickhouse, settings.report_retention_days)

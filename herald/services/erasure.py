@@ -15,7 +15,12 @@
    mutations whose old parts the server drops later), the error reports of imports and the CSV and JSON-lines
    exports (lines holding one of its values go; XLSX exports of its database, compressed and so
    unsearchable, are deleted), and segment files. The read models are scrubbed by the erasure
-   projection when it reads `ProfileErased`.
+   projection when it reads `ProfileErased`. Its goal rows keep their counts, their referrer blanked.
+
+`erase_visitor(anonymous_id)` erases an anonymous visitor no `identify` linked to a profile
+(`domain/visitors.py`): it records `VisitorErased`, destroys the visitor's key (its tracked events'
+properties and context read as erased) and blanks the referrer of its goal rows in the reports. No
+read model holds a visitor's tracked data, and its id stays, as a profile's id does.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from herald.domain import profiles
+from herald.domain import profiles, visitors
+from herald.domain.tracking import anonymous_stream
 from herald.infra.clickhouse import ChdbClickHouse, ClickHouse
 from herald.infra.log_names import LogNames
 from herald.infra.profile_keys import ProfileKeys
@@ -40,30 +46,38 @@ _REPORT_SCRUBS: dict[str, tuple[str, ...]] = {
     "subscription_changes": ("contact",),
     # a bounce's text often quotes the address; a clicked link's URL may carry the profile's values
     "message_events": ("bounce_text", "link_url"),
+    "goal_events": ("referrer",),  # the page a goal was reached from: its URL may carry them too
 }
-_THEIRS = "profile_id = {profile:String}"
+# An anonymous visitor's rows: its goals and pixel visits, counted still, their referrer blanked.
+_VISITOR_SCRUBS: dict[str, tuple[str, ...]] = {"goal_events": ("referrer",)}
 _BLANK = "''"
 
 
-def _holding(table: str, columns: tuple[str, ...]) -> str:
+def _theirs(owner: str) -> str:
+    """The rows of the erased profile or visitor (`owner` is the column naming it)."""
+    return owner + " = {erased:String}"
+
+
+def _holding(table: str, columns: tuple[str, ...], owner: str) -> str:
     """Counts the rows a scrub would change."""
     filled = f" AND ({' OR '.join(f'{c} != {_BLANK}' for c in columns)})" if columns else ""
-    return f"SELECT count() AS n FROM {table} WHERE {_THEIRS}{filled}"
+    return f"SELECT count() AS n FROM {table} WHERE {_theirs(owner)}{filled}"
 
 
-def _kept(table: str, columns: tuple[str, ...]) -> str:
+def _kept(table: str, columns: tuple[str, ...], owner: str) -> str:
     """The table's rows as they stay (embedded: the table is rewritten from it)."""
     if not columns:
-        return f"SELECT * FROM {table} WHERE NOT ({_THEIRS})"
-    blanked = ", ".join(f"if({_THEIRS}, {_BLANK}, {c}) AS {c}" for c in columns)
+        return f"SELECT * FROM {table} WHERE NOT ({_theirs(owner)})"
+    blanked = ", ".join(f"if({_theirs(owner)}, {_BLANK}, {c}) AS {c}" for c in columns)
     return f"SELECT * REPLACE ({blanked}) FROM {table}"
 
 
-def _mutation(table: str, columns: tuple[str, ...]) -> str:
+def _mutation(table: str, columns: tuple[str, ...], owner: str) -> str:
     """The scrub as a server's mutation."""
     if not columns:
-        return f"ALTER TABLE {table} DELETE WHERE {_THEIRS}"
-    return f"ALTER TABLE {table} UPDATE {', '.join(f'{c} = {_BLANK}' for c in columns)} WHERE {_THEIRS}"
+        return f"ALTER TABLE {table} DELETE WHERE {_theirs(owner)}"
+    sets = ", ".join(f"{c} = {_BLANK}" for c in columns)
+    return f"ALTER TABLE {table} UPDATE {sets} WHERE {_theirs(owner)}"
 
 
 class ErasureService:
@@ -76,8 +90,10 @@ class ErasureService:
         file_folders: Iterable[Path],
         report_catch_up: Callable[[], None] = lambda: None,
         anonymous_ids_of: Callable[[str], list[str]] = lambda profile_id: [],
+        visitor_links: Callable[[str], dict[str, str]] = lambda anonymous_id: {},
     ) -> None:
         self.anonymous_ids_of = anonymous_ids_of  # the visitors linked to a profile: their keys go too
+        self.visitor_links = visitor_links  # database id → profile id a visitor was identified as
         self.profiles = profiles_service
         self.keys = keys
         self.names = names
@@ -101,8 +117,22 @@ class ErasureService:
         for visitor in visitors:
             self.keys.destroy(anonymous_key(visitor))
         self.report_catch_up()  # the sink writes the erased state first, so nothing comes after the scrub
-        self._scrub_reports(profile_id)
+        self._scrub_reports(_REPORT_SCRUBS, "profile_id", profile_id)
         self._scrub_files(values)
+        return outcome
+
+    def erase_visitor(self, anonymous_id: str, context: CommandContext) -> Outcome:
+        """Erase an anonymous visitor never identified as a profile (`domain/visitors.py`): its key
+        goes, so its tracked events read as erased; its goal rows in the reports lose their referrer."""
+        aggregates = self.profiles.aggregates
+        linked = tuple(sorted(self.visitor_links(anonymous_id).values()))
+        command = visitors.EraseVisitor(anonymous_id, aggregates.clock.now(), linked)
+        outcome = aggregates.execute(
+            visitors.visitor_decider, anonymous_stream(anonymous_id), command, context
+        )
+        self.keys.destroy(anonymous_key(anonymous_id))
+        self.report_catch_up()
+        self._scrub_reports(_VISITOR_SCRUBS, "anonymous_id", anonymous_id)
         return outcome
 
     def _exists(self, profile_id: str) -> bool:
@@ -110,22 +140,22 @@ class ErasureService:
             profiles.profile_decider, profiles.profile_stream(profile_id)
         ).state.exists
 
-    def _scrub_reports(self, profile_id: str) -> None:
+    def _scrub_reports(self, scrubs: dict[str, tuple[str, ...]], owner: str, erased: str) -> None:
         if self.clickhouse is None:
             return
-        params = {"profile": profile_id}
-        for table, columns in _REPORT_SCRUBS.items():
-            if self.clickhouse.query(_holding(table, columns), params)[0]["n"] == 0:
+        params = {"erased": erased}
+        for table, columns in scrubs.items():
+            if self.clickhouse.query(_holding(table, columns, owner), params)[0]["n"] == 0:
                 continue
             if not isinstance(self.clickhouse, ChdbClickHouse):
                 # a server: a mutation rewrites the parts; it drops the old ones after `old_parts_lifetime`
-                self.clickhouse.execute(_mutation(table, columns), params)
+                self.clickhouse.execute(_mutation(table, columns, owner), params)
                 continue
             # embedded: the table is rewritten without the data and the old one dropped at once, so no
             # outdated part keeps a copy on disk (the embedded engine does not clean them up by itself)
             self.clickhouse.execute(f"DROP TABLE IF EXISTS {table}_scrub SYNC")
             self.clickhouse.execute(f"CREATE TABLE {table}_scrub AS {table}")
-            self.clickhouse.execute(f"INSERT INTO {table}_scrub {_kept(table, columns)}", params)
+            self.clickhouse.execute(f"INSERT INTO {table}_scrub {_kept(table, columns, owner)}", params)
             self.clickhouse.execute(f"EXCHANGE TABLES {table} AND {table}_scrub")
             self.clickhouse.execute(f"DROP TABLE {table}_scrub SYNC")
 

@@ -389,3 +389,61 @@ def test_resealing_seals_old_clear_events_in_place_so_an_erasure_reaches_them(
         again.close()
     assert found_in(settings.data_dir, SECRETS) == {}
     assert found_in(settings.data_dir, [OTHER]) != {}
+
+
+WANDERER = "visitor-never-known"
+WANDERED = ["WANDERER-NOTE-4471", "https://ads.example.net/landing?who=WANDERER-REF-9"]
+
+
+async def test_erasing_a_visitor_never_identified_leaves_none_of_its_data_even_after_a_replay(
+    running: tuple[Herald, httpx.AsyncClient], settings: Settings
+) -> None:
+    herald, api = running
+    note, referrer = WANDERED
+    events = [
+        {"event": "Viewed", "anonymous_id": WANDERER, "properties": {"note": note}},
+        {
+            "event": "Purchase",
+            "anonymous_id": WANDERER,
+            "properties": {"goal": "purchase", "value": 30},
+            "context": {"page": {"referrer": referrer}},
+        },
+        {"event": "Viewed", "anonymous_id": "visitor-other", "properties": {"note": OTHER}},
+        {"event": "Viewed", "anonymous_id": "visitor-known", "properties": {"note": "known"}},
+    ]
+    tracked = await api.post("/api/v1/track/batch", json={"database_id": DB, "events": events})
+    assert tracked.status_code == 200, tracked.text
+    known = await api.post(f"/api/v1/databases/{DB}/profiles", json={"email": "kim@example.org"})
+    herald.tracking.link_anonymous(DB, known.json()["profile_id"], "visitor-known", CTX)
+    drain(herald)
+    assert "clickhouse" in {name.split("/")[0] for name in found_in(settings.data_dir, [referrer])}
+
+    erased = await api.post(f"/api/v1/erasures/visitors/{WANDERER}")
+    assert erased.status_code == 200 and len(erased.json()["event_ids"]) == 1, erased.text
+    drain(herald)
+    assert found_in(settings.data_dir, WANDERED) == {}
+    wandered = herald.store.read_stream(f"anonymous-{WANDERER}")
+    assert [(e.type, e.data.get("properties")) for e in wandered] == [
+        ("ActivityTracked", {}),
+        ("ActivityTracked", {}),
+        ("VisitorErased", None),
+    ]
+    # another visitor's data is all there
+    assert [e.data["properties"] for e in herald.store.read_stream("anonymous-visitor-other")] == [
+        {"note": OTHER}
+    ]
+    assert herald.clickhouse is not None  # its goal is still counted, from nowhere
+    goals = herald.clickhouse.query(
+        "SELECT referrer FROM goal_events WHERE anonymous_id = {a:String}", {"a": WANDERER}
+    )
+    assert goals == [{"referrer": ""}]
+    again = await api.post(f"/api/v1/erasures/visitors/{WANDERER}")
+    assert again.status_code == 200 and again.json()["event_ids"] == [], again.text
+    refused = await api.post("/api/v1/erasures/visitors/visitor-known")
+    assert refused.status_code == 422 and refused.json()["error"]["path"] == "anonymous_id", refused.text
+    assert (await api.post("/api/v1/erasures/visitors/visitor-nobody")).status_code == 404
+    herald.close()
+
+    assert replay(settings) == 0
+    assert replay_reports(settings) == 0
+    assert found_in(settings.data_dir, WANDERED) == {}

@@ -295,7 +295,20 @@ def _identify(call: Call, message: SegmentMessage, q: SegmentQuery, index: int) 
     return body
 
 
+async def erase_visitor(call: Call) -> dict[str, Any]:
+    # GDPR erasure of a visitor no identify linked to a profile (a linked one goes with its profile)
+    return call.herald.erasure.erase_visitor(call.path_param("anonymous_id"), call.context).to_json()
+
+
 ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/api/v1/erasures/visitors/{anonymous_id}",
+        erase_visitor,
+        "Erase an anonymous visitor never identified as a profile (GDPR): its tracked data unreadable "
+        "in the log, its goals' referrers blanked in the reports; the master's right",
+        "tracking",
+    ),
     Endpoint(
         "POST",
         "/api/v1/track/batch",
