@@ -38,11 +38,13 @@ class VisitorState:
 
 
 def evolve(state: VisitorState, event: Event) -> VisitorState:
-    if isinstance(event, ActivityTracked):
-        return replace(state, tracked=True)
-    if isinstance(event, VisitorErased):
-        return replace(state, erased=True)
-    return state
+    match event:
+        case ActivityTracked():
+            return replace(state, tracked=True)
+        case VisitorErased():
+            return replace(state, erased=True)
+        case _:
+            return state
 
 
 @dataclass(frozen=True, slots=True)
