@@ -81,8 +81,10 @@ class EntrySealer:
         return {**data, "items": [self._opened(item) for item in _items(data)]}
 
     def _digest(self, item: dict[str, Any]) -> str:
+        """The item's name, from its value (whatever name it was given: a decider naming entries
+        plainly must not put an address in the log as its name), or as given for an erased one."""
         digest = item.get("digest")
-        if isinstance(digest, str) and digest:
+        if isinstance(digest, str) and item.get("value", erased_entry(digest)) == erased_entry(digest):
             return digest
         return self.names.entry_digest(item["kind"], StopListItem.model_validate(item).match_key)
 

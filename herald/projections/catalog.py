@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
@@ -226,10 +227,13 @@ class SqliteStopListLookup:
 
     def __init__(self, conn: sqlite3.Connection, name_entry: EntryNamer) -> None:
         self._conn = conn
-        self._name_entry = name_entry  # entries are keyed by name, so an erased one still matches
+        # entries are keyed by name, so an erased one still matches; a send checks the same contact
+        # against up to five lists, so each name is computed once
+        self._name = lru_cache(maxsize=65_536)(name_entry)
 
     def has_entry(self, list_id: str, item: StopListItem) -> bool:
-        kind, key = item.named(self._name_entry).key
+        kind = item.kind
+        key = item.digest or self._name(kind, item.match_key)
         row = self._conn.execute(
             "SELECT 1 FROM stop_list_entries WHERE list_id = ? AND kind = ? AND entry_key = ?",
             (list_id, str(kind), key),

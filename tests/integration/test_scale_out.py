@@ -11,6 +11,7 @@ partition stores, must have the embedded runtime's checksums.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -31,6 +32,7 @@ from herald.domain.subscriptions import Cause, ChangeSubscriptionStatus
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
+from herald.infra.log_names import KEY_FILE
 from herald.processors.relay import ensure_topic
 from herald.projections.clickhouse_sink import TABLE_COLUMNS, table_contents
 from herald.projections.message_rollup import ROLLUP_TABLE
@@ -57,7 +59,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
 
 
+# One names key for both engines' data directories, as a deployment's copies share theirs: the
+# stop-list entries' read-model rows are keyed by digests under it (`infra/sealed_entries.py`).
+NAMES_KEY = base64.urlsafe_b64encode(bytes(range(32))) + b"\n"
+
+
 def _herald(data: Path, engine: str = "embedded", **reports: Any) -> Herald:
+    data.mkdir(parents=True, exist_ok=True)
+    if not (data / KEY_FILE).exists():
+        (data / KEY_FILE).write_bytes(NAMES_KEY)
     settings = Settings(
         data_dir=data,
         admin_token=ADMIN_TOKEN,

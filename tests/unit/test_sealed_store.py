@@ -15,7 +15,7 @@ import pytest
 from herald.domain.deliveries import MessageHardBounced
 from herald.domain.events import registry
 from herald.domain.scenario_instances import ScenarioWebhookAnswered, journey_stream
-from herald.domain.stop_lists import EntryReason, StopListEntriesAdded, parse_item
+from herald.domain.stop_lists import EntryKind, EntryReason, StopListEntriesAdded, StopListItem, parse_item
 from herald.domain.tracking import GOAL_MARKS, ActivityTracked
 from herald.infra.clock import ManualClock
 from herald.infra.event_store import EventFilter, NewEvent, RecordedEvent, mentions_any
@@ -175,3 +175,16 @@ def test_stop_list_entries_are_sealed_one_by_one_and_read_as_erased_once_their_k
     again = list(store.inner.read_all())[-1]
     assert ADDRESS.encode() not in (again.stored_data or b"").lower()
     assert [i["value"] for i in again.data["items"]] == [f"erased-{digest[:16]}"]
+
+
+def test_an_entry_named_plainly_is_stored_under_its_keyed_name(store: SealedEventStore) -> None:
+    plain = StopListItem(kind=EntryKind.EMAIL, value=ADDRESS, digest=ADDRESS)  # as `plain_names` names it
+    listed = StopListEntriesAdded(list_id="global", items=(plain,), reason=EntryReason.API, at=AT)
+    _append(store, "stoplist-global", listed)
+    assert ADDRESS.encode() not in (next(store.inner.read_all()).stored_data or b"")
+    (item,) = store.read_stream("stoplist-global")[0].data["items"]
+    assert item == {
+        "kind": "email",
+        "value": ADDRESS,
+        "digest": store.sealer.names.entry_digest("email", ADDRESS),
+    }
