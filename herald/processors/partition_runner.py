@@ -64,6 +64,7 @@ class PartitionRunner:
         self._offsets = PartitionOffsets(conn, topic, partition)
         self._store = store
         self._next, self._folded = self._offsets.load()
+        self._build = store.recorded if isinstance(store, SealedEventStore) else RecordedEvent
 
     @property
     def next_offset(self) -> int:
@@ -112,10 +113,7 @@ class PartitionRunner:
     def _decoded(self, value: bytes, wanted: EventFilter | None) -> tuple[int, RecordedEvent | None]:
         """The message's position, and its event if a consumer here may fold it. The topic holds the
         log as stored (profiles' data sealed): a sealed store opens it."""
-        position, event = decode_wanted(value, wanted)
-        if event is not None and isinstance(self._store, SealedEventStore):
-            event = self._store.opened(event)
-        return position, event
+        return decode_wanted(value, wanted, self._build)
 
     def _fresh(self, received: list[Received]) -> list[Received]:
         """The messages past every one before them: a batch the relay published twice comes again."""

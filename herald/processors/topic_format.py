@@ -24,6 +24,7 @@ the others), and a consumer decodes the payload only of the events it folds.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 import orjson
 
@@ -84,24 +85,27 @@ def decode(value: bytes) -> RecordedEvent:
     return event
 
 
-def decode_wanted(value: bytes, wanted: EventFilter | None) -> tuple[int, RecordedEvent | None]:
+def decode_wanted(
+    value: bytes, wanted: EventFilter | None, build: Callable[..., RecordedEvent] = RecordedEvent
+) -> tuple[int, RecordedEvent | None]:
     """The message's log position, and its event unless `wanted` (None: every event) says no consumer
-    folds it (by type and stream: a consumer narrowing by `mentions` sees the event and drops it)."""
+    folds it (by type and stream: a consumer narrowing by `mentions` sees the event and drops it).
+    `build` makes the event of `RecordedEvent`'s fields (a sealed store's `recorded` opens it)."""
     end = value.index(b"\n")
     doc = orjson.loads(value[:end])
     position, stream, type_ = doc["position"], doc["stream"], doc["type"]
     if wanted is not None and type_ not in wanted.types and not stream.startswith(wanted.stream_prefixes):
         return position, None
     split = end + 1 + doc["data_bytes"]
-    return position, RecordedEvent(
-        event_id=bytes.fromhex(doc["event_id"]),
-        stream=stream,
-        version=doc["version"],
-        position=position,
-        type=type_,
-        schema_version=doc["schema_version"],
-        occurred_at=doc["occurred_at"],
-        recorded_at=doc["recorded_at"],
-        data=value[end + 1 : split],
-        metadata=value[split:],
+    return position, build(
+        bytes.fromhex(doc["event_id"]),
+        stream,
+        doc["version"],
+        position,
+        type_,
+        doc["schema_version"],
+        doc["occurred_at"],
+        doc["recorded_at"],
+        value[end + 1 : split],
+        value[split:],
     )
