@@ -23,11 +23,13 @@ from herald.domain.scenario_capture import ApiCapture, ScheduleCapture
 from herald.domain.schedules import DailySchedule
 from herald.domain.segment_definitions import SegmentSettings
 from herald.domain.segment_eval import percent_bucket
+from herald.domain.statuses import Status
 from herald.domain.stop_lists import CreateStopList
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
-from tests.builders import DB, create_database
+from herald.services.profiles import ImportOptions
+from tests.builders import DB, RESOURCE, create_database, create_resource, enable_telegram_bot
 from tests.conftest import ADMIN_TOKEN, START
 from tests.scenario_builders import (
     CTX,
@@ -222,6 +224,48 @@ def test_action_nodes_change_the_profile_other_databases_subscriptions_stop_list
         "Покупка товара #1", pixel_id, 9000.0, "scenario_node"
     )
     assert herald.aggregates.decode(goals[0]).at == goals[0].occurred_at  # the payload's time is its own
+
+
+def test_the_subscription_node_copies_telegram_chats_to_another_bot_and_updates_the_held_ones(
+    herald: Herald,
+) -> None:
+    ready(herald)
+    enable_telegram_bot(herald, RESOURCE)
+    create_resource(herald, "8")
+    enable_telegram_bot(herald, "8", "outlet_bot")
+    nodes = [
+        {
+            "id": "1",
+            "type": "subscription",
+            "resource_id": "8",
+            "channels": ["telegram_bot"],
+            "source": {"kind": "resource", "resource_id": RESOURCE},
+            "next": "2",
+        },
+        {
+            "id": "2",
+            "type": "subscription",
+            "mode": "update",
+            "resource_id": RESOURCE,
+            "channels": ["telegram_bot"],
+            "status": "unsubscribed",
+        },
+    ]
+    sid = scenario(herald, graph(*nodes))
+    herald.runtime.drain()
+    chat = {"resource_id": RESOURCE, "channel": "telegram_bot", "chat_id": "555001"}
+    [result] = herald.profiles.import_rows(
+        DB, [{"email": "tg@mail.example", "subscriptions": [chat]}], ImportOptions(), CTX
+    )
+    pid = result.profile_id or ""
+    herald.runtime.drain()
+    herald.runtime.drain()
+    assert journey_types(herald, sid, pid)[-1] == "ScenarioInstanceCompleted"
+    profile = herald.campaigns.profile(pid)
+    [copied] = profile.subscriptions.of_resource("8", "telegram_bot")
+    assert (copied.key.contact, copied.status) == ("555001", Status.SUBSCRIBED)
+    [held] = profile.subscriptions.of_resource(RESOURCE, "telegram_bot")
+    assert (held.key.contact, held.status) == ("555001", Status.UNSUBSCRIBED)
 
 
 def test_a_live_edit_moves_instances_at_a_removed_node_and_sends_nothing_twice(
