@@ -71,6 +71,7 @@ from herald.infra.aggregates import Aggregates, CommandContext, Loaded
 from herald.infra.clock import Clock
 from herald.infra.event_store import WrongExpectedVersion
 from herald.infra.failures import describe, is_transient
+from herald.messages.commit_marks import CommitMarks
 from herald.messages.deliveries import DeliveryService
 from herald.senders.gateway import (
     Accepted,
@@ -184,6 +185,7 @@ class MessageWorker:
         self._gateways: dict[str, tuple[Hashable, ChannelGateway]] = {}
         self._reports: list[tuple[str, DeliveryReport, datetime]] = []  # (sender, report, received)
         self._failures: dict[str, int] = {}  # messages that broke a pass, with their tries so far
+        self._marks = CommitMarks(aggregates, clock, WORKER, lambda loaded, mark: self._decided(loaded, mark))
 
     async def recover(self) -> int:
         """Settle the attempts a previous run left mid-way; returns how many."""
@@ -375,8 +377,8 @@ class MessageWorker:
         the bytes that commit it leave; the state after the mark, and what the gateway answered."""
         held = [started.loaded]
 
-        def committing() -> None:
-            held[0] = self._decided(held[0], dl.MarkCommitting(self.clock.now()))
+        async def committing() -> None:
+            held[0] = await self._marks.mark(held[0])
 
         gateway = await self._gateway(started.composed.sender)
         outcome = await gateway.send(started.composed.outbound, before_commit=committing)

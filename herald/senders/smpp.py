@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from herald.domain.sms import split_sms
 from herald.senders.gateway import (
     Accepted,
+    BeforeCommit,
     DeliveryReport,
     Outbound,
     PermanentFailure,
@@ -164,7 +165,7 @@ class SmppGateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> SendOutcome:
         """Submit every part of `message` to `message.address`; the outcome of all of them together."""
         split = split_sms(message.text, _reference(message.message_id) & 0xFF)
         if not split.parts:
@@ -180,7 +181,7 @@ class SmppGateway:
                 status = error.args[1] if len(error.args) > 1 else 0
                 return TemporaryFailure(int(status), f"bind refused: {error}".strip())
             if before_commit is not None:
-                before_commit()
+                await before_commit()
             futures = [
                 self._submit(client, message, split.encoding, part, split.concatenated)
                 for part in split.parts
