@@ -96,5 +96,3 @@ class CommitMarks:
             waiting.marked.set_result(self.one(fresh, command))
         except BaseException as error:
             waiting.marked.set_exception(error)
-
-

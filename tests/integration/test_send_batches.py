@@ -20,8 +20,8 @@ import pytest
 from herald.api.wiring import Herald, build
 from herald.domain import deliveries as dl
 from herald.domain.messages import MessageQueued
-from herald.infra.config import Settings
 from herald.infra.aggregates import Loaded
+from herald.infra.config import Settings
 from herald.messages.commit_marks import CommitMarks
 from herald.messages.worker import BATCH, Composed, Lookups
 from herald.senders.gateway import Outbound, SendOutcome
