@@ -13,7 +13,11 @@ Baselines, same run, same servers (their own processes): bare smpplib writing th
 two-part messages from one thread while a reader thread takes the responses; pywebpush's
 `webpush_async` over one shared aiohttp session (`bench_channels.py` has both).
 
-    python bench/bench_channels_e2e.py [--sms 3000] [--push 2000]
+`--processes N` sends with N workers sharing the queue as `herald send --processes N` does (this
+process's worker takes share 0 and runs the processors; the others are started, built and waiting
+before the clock starts: `sender_shares.py`).
+
+    python bench/bench_channels_e2e.py [--sms 3000] [--push 2000] [--processes 1]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 from bench_channels import PUSH, SMSC, bare_push, bare_sms, child
@@ -37,6 +42,7 @@ from common import (
     run,
     temp_dir,
 )
+from sender_shares import other_shares
 
 from herald.domain import campaigns as cp
 from herald.domain import resources as rs
@@ -105,26 +111,30 @@ def _sender(herald: Herald, channel: str, settings: sd.SenderSettings, password:
     herald.senders.set_virtual_sender(f"default_{channel}", channel, rules, CONTEXT)
 
 
-async def _send_all(herald: Herald, channel: str, count: int) -> float:
+async def _send_all(herald: Herald, channel: str, count: int, go: Callable[[], None], parts: int) -> float:
+    """Messages/s: this process's worker sends share 0 of `parts` (`go` lets the others go) and runs
+    the processors, until the campaign's card counts every message delivered (an SMS once its
+    receipts are recorded)."""
     worker = herald.sms if channel == "sms" else herald.push
     worker.concurrency = CONCURRENCY
+    worker.part = (0, parts)
     assert herald.projections.send_queue.waiting() == count
     started = time.perf_counter()
+    go()
     while await worker.run_once(limit=2000):
         herald.runtime.drain()
-    if channel == "sms":  # every receipt recorded: the SMS is delivered only then
-        delivered = 0
-        while delivered < count:
-            await asyncio.sleep(0.001)
-            herald.runtime.drain()
-            worker.settle_reports()
-            delivered = herald.projections.campaigns.counters("1").get("delivered", 0)
+    delivered = 0
+    while delivered < count:
+        await asyncio.sleep(0.001)
+        herald.runtime.drain()
+        worker.settle_reports()
+        delivered = herald.projections.campaigns.counters("1").get("delivered", 0)
     elapsed = time.perf_counter() - started
     await worker.close()
     return count / elapsed
 
 
-def herald_sms(port: int, count: int) -> float:
+def herald_sms(port: int, count: int, processes: int = 1) -> float:
     with temp_dir("bench-sms") as data, herald_in_process(data) as herald:
         create_catalog(herald)
         _channels(herald)
@@ -135,12 +145,13 @@ def herald_sms(port: int, count: int) -> float:
         )
         _sender(herald, "sms", settings, "secret")
         _launched(herald, "sms", tp.TemplateContent(sms=tp.SmsContent(body=SMS_BODY)))
-        rate = asyncio.run(_send_all(herald, "sms", count))
+        with other_shares(data, "sms", processes, CONCURRENCY) as go:
+            rate = asyncio.run(_send_all(herald, "sms", count, go, processes))
         assert herald.projections.send_queue.waiting() == 0
         return rate
 
 
-def herald_push(port: int, count: int) -> tuple[float, str]:
+def herald_push(port: int, count: int, processes: int = 1) -> tuple[float, str]:
     """Pushes/s, and the account's VAPID key they were signed with (the baseline signs with it too)."""
     with temp_dir("bench-push") as data, herald_in_process(data) as herald:
         create_catalog(herald)
@@ -157,26 +168,39 @@ def herald_push(port: int, count: int) -> tuple[float, str]:
             title="Hi {lead._fname}", body="New in store", click_url="https://shop.example.com/new"
         )
         _launched(herald, "push", tp.TemplateContent(push=push))
-        return asyncio.run(_send_all(herald, "push", count)), herald.vapid_private_key
+        with other_shares(data, "push", processes, CONCURRENCY) as go:
+            rate = asyncio.run(_send_all(herald, "push", count, go, processes))
+        return rate, herald.vapid_private_key
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sms", type=int, default=3000)
     parser.add_argument("--push", type=int, default=2000)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="sender processes sharing the queue (herald send --processes)",
+    )
     args = parser.parse_args()
     logging.getLogger("smpp").setLevel(logging.CRITICAL)
     print(machine(), flush=True)
     port = free_port()
     with child(SMSC, port):
-        herald = herald_sms(port, args.sms)
+        herald = herald_sms(port, args.sms, args.processes)
         bare = bare_sms(port, args.sms)
-        report("SMS end to end (2 UCS-2 parts, receipts recorded)", herald, "msgs", bare)
+        report(
+            f"SMS end to end (2 UCS-2 parts, receipts recorded), {args.processes} process(es)",
+            herald,
+            "msgs",
+            bare,
+        )
     port = free_port()
     with child(PUSH, port):
-        herald, key = herald_push(port, args.push)
+        herald, key = herald_push(port, args.push, args.processes)
         bare = asyncio.run(bare_push(port, args.push, CONCURRENCY, key))
-        report("web push end to end (aes128gcm, VAPID)", herald, "msgs", bare)
+        report(f"web push end to end (aes128gcm, VAPID), {args.processes} process(es)", herald, "msgs", bare)
 
 
 if __name__ == "__main__":

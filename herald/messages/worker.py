@@ -13,7 +13,7 @@ message (priority lanes first) the worker:
    `sender_error`) and the others go on;
 3. records the attempt with what it was rendered from (an append checked against
    the version it read, so two workers never both take a message), hands it to
-   the sender's gateway, records `MessageCommitting` in the gateway's
+   the sender's gateway, records `MessageCommitting` when the gateway awaits
    `before_commit` (right before the bytes that commit it leave) and then what
    the gateway answered: accepted, a temporary failure (retried on the backoff
    until the sender's deadline), a permanent one (a hard bounce; the
@@ -26,12 +26,14 @@ messages are one append (`Aggregates.execute_on_many`, each stream's version
 checked: a message another worker took is left out and the rest are started),
 and their outcomes are kept and appended `BATCH` at a time (and at the end of a
 pass); a conflict there (a tracker's hit) decides each again on its own. The
-commit mark stays one append per message, made right before the message
-leaves: it cannot share another message's transaction without holding that
-message's bytes back. So a message costs one own transaction (the mark) and
-two shares of batched ones. A crash with outcomes kept leaves those messages at
-their marks: `recover` records them delivered, assumed (never sent twice; a
-refusal among them is then not seen), as for a crash before one outcome.
+commit marks of the messages whose gateways reach them in the same turns of the
+event loop are one append too (`messages/commit_marks.py`): each message's
+bytes wait for that append, none for another message's exchange. So a message
+costs shares of three batched transactions, none of its own (but for a lone
+message: one connection's SMTP sends reach their marks one at a time). A crash
+with outcomes kept leaves those messages at their marks: `recover` records them
+delivered, assumed (never sent twice; a refusal among them is then not seen),
+as for a crash before one outcome.
 
 Exactly once across restarts: a worker that starts settles what a previous run
 left (`recover`): an attempt that never reached the commit mark is sent again
