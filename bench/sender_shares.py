@@ -27,6 +27,8 @@ worker = getattr(herald, channel)
 worker.part, worker.concurrency = (int(index), int(parts)), int(concurrency)
 print("ready", flush=True)
 sys.stdin.readline()
+import time
+cpu = time.process_time()
 stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 async def share():
@@ -35,16 +37,18 @@ async def share():
             await asyncio.sleep(0.002)
     await worker.close()
 asyncio.run(share())
+print(f"cpu {time.process_time() - cpu}", flush=True)
 herald.close()
 """
 
 
 @contextlib.contextmanager
 def other_shares(
-    data_dir: Path, channel: str, processes: int, concurrency: int
+    data_dir: Path, channel: str, processes: int, concurrency: int, cpu: list[float] | None = None
 ) -> Iterator[Callable[[], None]]:
     """Shares 1 … `processes` - 1 of `channel`'s queue, each in its own process, built and waiting;
-    yields what lets them go (call it as the clock starts). They stop at the end of the block."""
+    yields what lets them go (call it as the clock starts). They stop at the end of the block, and
+    the CPU seconds each used from its go are added to `cpu`."""
     shares = [
         subprocess.Popen(
             [
@@ -80,6 +84,10 @@ def other_shares(
             if share.stdin is not None:
                 share.stdin.close()  # stop
         for share in shares:
+            assert share.stdout is not None
+            said = share.stdout.read().split()
+            if cpu is not None and said[:1] == [b"cpu"]:
+                cpu.append(float(said[1]))
             try:
                 share.wait(timeout=30)
             except subprocess.TimeoutExpired:

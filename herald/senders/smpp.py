@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 TEMPORARY_STATUSES = frozenset({0x08, 0x14, 0x45, 0x58, 0x64, c.SMPP_ESME_RINVBNDSTS})
 ADDRESS_GONE_STATUSES = frozenset({c.SMPP_ESME_RINVDSTADR})
 _RECEIPT = 0x04  # esm_class bits 2-5: SMSC delivery receipt
+_READ_SIZE = 65536
 _UDHI = 0x40
 _STATES: dict[int, ReportState] = {
     2: "delivered",
@@ -123,6 +124,25 @@ class _Client(smpplib.client.Client):  # type: ignore[misc]
         super().__init__(*args, sequence_generator=_Sequence(), **kwargs)
         self._queue = queue
         self.reader_thread: int | None = None
+        self._received = bytearray()
+
+    def _recv_exact(self, exact_size: int) -> bytes:
+        """As smpplib's, but taken from what reads of up to `_READ_SIZE` bytes brought: one system call
+        (and one hand-over of the GIL between the reader and the loop) per batch of PDUs, not two per
+        PDU, and a timeout mid-PDU loses nothing read."""
+        while len(self._received) < exact_size:
+            try:
+                part = self._socket.recv(_READ_SIZE)
+            except TimeoutError:
+                raise  # idle: the caller sends an enquire_link
+            except OSError as error:
+                raise smpplib.exceptions.ConnectionError() from error
+            if not part:
+                raise smpplib.exceptions.ConnectionError()
+            self._received += part
+        taken = bytes(self._received[:exact_size])
+        del self._received[:exact_size]
+        return taken
 
     def send_pdu(self, p: Any) -> bool:
         if self.reader_thread is None:
