@@ -52,6 +52,7 @@ import smpplib.exceptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald.domain.sms import split_sms
+from herald.senders import smpp_pdus as pdus
 from herald.senders.gateway import (
     Accepted,
     BeforeCommit,
@@ -143,6 +144,29 @@ class _Client(smpplib.client.Client):  # type: ignore[misc]
         taken = bytes(self._received[:exact_size])
         del self._received[:exact_size]
         return taken
+
+    def read_pdu(self) -> Any:
+        """The next PDU: a submit_sm_resp or a receipt read by `smpp_pdus`, anything else by smpplib
+        (which also moves the bind's state)."""
+        head = self._recv_exact(4)
+        length = int.from_bytes(head, "big")
+        if length < 16:
+            raise smpplib.exceptions.PDUError("Broken PDU")
+        raw = head + self._recv_exact(length - 4)
+        fast = pdus.decoded(raw)
+        if fast is not None:
+            return fast
+        pdu = smpplib.smpp.parse_pdu(raw, client=self, allow_unknown_opt_params=self.allow_unknown_opt_params)
+        if not pdu.is_error() and pdu.command in c.STATE_SETTERS:
+            self.state = c.STATE_SETTERS[pdu.command]
+        return pdu
+
+    def _message_received(self, pdu: Any) -> None:
+        status = self.message_received_handler(pdu=pdu)
+        if isinstance(pdu, pdus.Receipt):
+            self.send_pdu(pdus.ReceiptAnswer(pdu.sequence, c.SMPP_ESME_ROK if status is None else status))
+        else:
+            super()._message_received(pdu)
 
     def send_pdu(self, p: Any) -> bool:
         if self.reader_thread is None:
