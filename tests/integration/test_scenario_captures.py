@@ -65,7 +65,8 @@ class World:
 
     def entered(self, profile_id: str) -> set[str]:
         self.herald.runtime.drain()
-        return {kind for kind, campaign in self.campaigns.items() if profile_id in messages_of(self.herald, campaign)}
+        sent = {kind: messages_of(self.herald, campaign) for kind, campaign in self.campaigns.items()}
+        return {kind for kind, profiles in sent.items() if profile_id in profiles}
 
 
 def row(email: str, **fields: Any) -> dict[str, Any]:
