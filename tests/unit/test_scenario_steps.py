@@ -19,7 +19,7 @@ from herald.domain import scenarios as sc
 from herald.domain.events import Event
 from herald.domain.profiles import ProfileCreated, ProfileState, profile_decider
 from herald.domain.scenario_capture import ImportCapture
-from herald.domain.scenario_graph import ScenarioGraph
+from herald.domain.scenario_graph import AnyNode, ScenarioGraph
 from herald.domain.segment_eval import HistoryEvent, ProfileFacts, percent_bucket
 from herald.domain.segments import MessageAction
 
@@ -355,6 +355,67 @@ def test_a_content_filter_reads_the_entrys_content() -> None:
     poor = st.Enter(context(state), "api", cause(1, "request"), {"price": 10})
     assert ("exit", "f", "true") in trace(decided([], rich)[0])
     assert ("exit", "f", "false") in trace(decided([], poor)[0])
+
+
+# --- every node type -----------------------------------------------------------------------------
+
+ACTIONS: dict[str, dict[str, Any]] = {
+    "campaign": {"campaign_id": "9"},
+    "copy_to_database": {"database_id": "2"},
+    "update_data": {"operations": [{"field": "age", "op": "increment", "value": 1}]},
+    "subscription": {"resource_id": "7", "channels": ["email"]},
+    "goal": {"pixel_id": "3", "goals": ["Покупка"], "value": 9000},
+    "promo_code": {"program_id": "4"},
+    "stop_list": {"stop_list_id": "5", "resource_id": "7"},
+    "static_segment": {"segment_id": "6"},
+}
+ALONE: dict[str, tuple[dict[str, Any], list[tuple[Any, ...]]]] = {
+    "pause": ({"wait": {"kind": "relative", "hours": 2}}, [("wait", "pause", T0 + timedelta(hours=2))]),
+    "condition": (
+        {"rules": [], "true": "z"},
+        [("evaluated", "n", True), ("exit", "n", "true"), ("node", "z")],
+    ),
+    "split": ({"branches": [{"percent": 100, "next": "z"}]}, [("exit", "n", "branch_1"), ("node", "z")]),
+    "content_filter": ({"filter": {}, "true": "z"}, [("exit", "n", "true"), ("node", "z")]),
+    "webhook": ({"url": "http://example.com"}, []),
+}
+
+
+def node_of(node_type: str, options: dict[str, Any]) -> dict[str, Any]:
+    single = node_type not in ("condition", "split", "content_filter")
+    return {"id": "n", "type": node_type, **({"next": "z"} if single else {}), **options}
+
+
+def test_the_tables_cover_every_node_type() -> None:
+    types = {member.model_fields["type"].default for member in AnyNode.__args__}  # type: ignore[attr-defined]
+    assert types == set(ACTIONS) | set(ALONE)
+
+
+@pytest.mark.parametrize("node_type", sorted(ALONE))
+def test_a_node_the_decider_goes_through_alone(node_type: str) -> None:
+    options, after = ALONE[node_type]
+    state = scenario(node_of(node_type, options), campaign("z"))
+    events, journey = decided([], enter(state))
+    assert trace(events) == [("entered", 1), ("node", "n"), *after]
+    waits = journey.instances[1].awaiting
+    expected = {"pause": "timer", "webhook": "call"}.get(node_type, "effect")  # else it reached campaign z
+    assert waits is not None and waits.kind == expected
+
+
+@pytest.mark.parametrize("node_type", sorted(ACTIONS))
+def test_an_action_node_stops_until_its_outcome_then_goes_on_or_fails_and_goes_on(node_type: str) -> None:
+    state = scenario(node_of(node_type, ACTIONS[node_type]), campaign("z"))
+    first = first_entry(state)
+    assert trace(first) == [("entered", 1), ("node", "n")]
+    journey = st.journey_decider.fold(first)
+    pending = st.pending_action(journey, 1, context(state))
+    assert pending is not None and (pending.id, pending.type) == ("n", node_type)
+    assert st.pending_action(journey, 1, context(replace(state, active=False))) is None  # off: nothing acts
+    done, _ = decided(first, st.FinishEffect(context(state), 1, st.EffectOutcome(detail={"k": 1})))
+    assert trace(done) == [("exit", "n", "next"), ("node", "z")]
+    assert done[0].outcome == {"k": 1}  # type: ignore[attr-defined]
+    failed, _ = decided(first, st.FinishEffect(context(state), 1, st.EffectOutcome(error="bad")))
+    assert trace(failed) == [("failed", "n", "bad"), ("exit", "n", "next"), ("node", "z")]
 
 
 # --- actions and webhooks -----------------------------------------------------------------------
