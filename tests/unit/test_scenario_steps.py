@@ -612,6 +612,62 @@ def test_instances_at_nodes_that_remain_go_on_and_keep_their_due_time() -> None:
     assert trace(events) == [("exit", "w", "next"), ("node", "t")]
 
 
+EDITS: dict[str, tuple[dict[str, Any], list[tuple[Any, ...]]]] = {
+    "campaign": ({"campaign_id": "10"}, []),
+    "copy_to_database": ({"database_id": "3", "update_existing": True}, []),
+    "update_data": ({"operations": [{"field": "age", "op": "decrement", "value": 5}]}, []),
+    "subscription": ({"resource_id": "7", "channels": ["sms"], "mode": "update"}, []),
+    "goal": ({"pixel_id": "3", "goals": ["Оплата"], "value": 1}, []),
+    "promo_code": ({"program_id": "8"}, []),
+    "stop_list": ({"stop_list_id": "5", "resource_id": "7", "action": "remove"}, []),
+    "static_segment": ({"segment_id": "6", "action": "remove"}, []),
+    "webhook": ({"url": "http://example.org/v2", "method": "POST"}, []),
+    "pause": (
+        {"wait": {"kind": "relative", "hours": 3}},
+        [("wait", "pause", T0 + timedelta(days=1, hours=3))],
+    ),
+    "condition": (
+        {"rules": [], "true": None, "false": "z"},
+        [("evaluated", "n", True), ("exit", "n", "true")],
+    ),
+    "split": (
+        {"mode": "static", "branches": [{"percent": 50, "next": "z"}, {"percent": 50, "next": "z"}]},
+        [("exit", "n", "branch_1" if percent_bucket("p1") <= 50 else "branch_2"), ("node", "z")],
+    ),
+    "content_filter": ({"filter": {}, "false": "z"}, [("exit", "n", "true")]),
+}
+
+
+@pytest.mark.parametrize("node_type", sorted(EDITS))
+def test_every_node_type_may_be_edited_after_launch_and_waiting_profiles_reach_the_new_node(
+    node_type: str,
+) -> None:
+    """Issue 17 item 5: an active scenario's node of any type is edited; a profile waiting before it runs
+    the new version's node when its pause ends."""
+    before = ACTIONS.get(node_type) or ALONE[node_type][0]
+    v2_options, then = EDITS[node_type]
+    v2 = ScenarioGraph.model_validate(
+        {"nodes": [pause("w", "n"), node_of(node_type, v2_options), campaign("z")]}
+    )
+    state = scenario(pause("w", "n"), node_of(node_type, before), campaign("z"))
+    assert state.settings is not None
+    change = sc.ChangeScenario("1", state.settings, v2, (), sc.ScenarioChecks(), "UTC", T0)
+    [published] = sc.decide(change, state)
+    assert isinstance(published, sc.ScenarioPublished) and published.version == 2
+    edited = sc.evolve(state, published)
+    first = first_entry(state)
+    assert decided(first, st.Adopt(context(edited)))[0] == []  # the profile at the pause stays there
+    due = T0 + timedelta(days=1)
+    events, journey = decided([*first, elapsed(first)], st.Continue(context(edited, due), 1))
+    ended = [("completed", 1)] if node_type in ("condition", "content_filter") else []
+    assert trace(events) == [("exit", "w", "next"), ("node", "n"), *then, *ended]
+    entered = next(e for e in events if isinstance(e, si.ScenarioNodeEntered))
+    assert entered.version == 2
+    if node_type in ACTIONS:
+        pending = st.pending_action(journey, 1, context(edited, due))
+        assert pending == edited.node("n", 2) and pending != state.node("n", 1)
+
+
 def test_a_node_whose_type_changed_is_entered_again() -> None:
     state = scenario(pause("w"))
     first = first_entry(state)
