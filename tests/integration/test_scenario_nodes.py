@@ -256,6 +256,8 @@ def test_a_live_edit_moves_instances_at_a_removed_node_and_sends_nothing_twice(
 def test_deactivation_keeps_or_drops_the_profiles_that_wake_while_it_is_off(
     herald: Herald, clock: ManualClock, sleeping: bool
 ) -> None:
+    """`early`'s hour ends while the scenario is off: it sleeps (and goes on at reactivation) or ends.
+    `late`'s ends after reactivation: it goes on at its own due time either way."""
     ready(herald)
     after = trigger(herald, "After")
     sid = scenario(
@@ -264,19 +266,28 @@ def test_deactivation_keeps_or_drops_the_profiles_that_wake_while_it_is_off(
         sleeping=sleeping,
     )
     herald.runtime.drain()
-    [early, late] = imported(herald, "e@mail.example", "l@mail.example")
-    herald.runtime.drain()
+
+    def at(minutes: int) -> None:
+        clock.set(START + timedelta(minutes=minutes))
+        herald.tick()
+        herald.runtime.drain()
+        herald.runtime.drain()
+
+    [early] = imported(herald, "e@mail.example")
+    at(30)
+    [late] = imported(herald, "l@mail.example")
+    at(40)
     herald.scenarios.deactivate(sid, CTX)
-    clock.advance(timedelta(hours=1))
-    herald.tick()
-    herald.runtime.drain()
+    at(70)  # early's hour ended at 60, while off
     assert messages_of(herald, after) == {}
-    clock.advance(timedelta(hours=5))
     herald.scenarios.activate(sid, CTX)
     herald.runtime.drain()
     herald.runtime.drain()
-    sent = set(messages_of(herald, after))
-    assert sent == ({early, late} if sleeping else set())
+    assert set(messages_of(herald, after)) == ({early} if sleeping else set())
+    at(89)
+    assert late not in messages_of(herald, after)  # a minute short of its hour: still waiting
+    at(90)
+    assert set(messages_of(herald, after)) == ({early, late} if sleeping else {late})
     ended = "ScenarioInstanceCompleted" if sleeping else "ScenarioInstanceTerminated"
     assert journey_types(herald, sid, early)[-1] == ended
 
