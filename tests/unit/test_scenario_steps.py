@@ -245,6 +245,23 @@ def test_a_pause_that_needs_no_wait_goes_straight_on() -> None:
     assert trace(first_entry(state)) == [("entered", 1), ("node", "w"), ("exit", "w", "next"), ("node", "t")]
 
 
+@pytest.mark.parametrize(
+    ("use_profile", "pause_zone", "due"),
+    [
+        (True, None, datetime(2026, 3, 3, 1, 0, tzinfo=UTC)),  # 10:00 in Tokyo (UTC+9)
+        (False, None, datetime(2026, 3, 2, 10, 0, tzinfo=UTC)),  # the account's UTC
+        (False, "Europe/Moscow", datetime(2026, 3, 3, 7, 0, tzinfo=UTC)),  # the pause's zone (UTC+3)
+    ],
+)
+def test_a_pause_counts_in_the_profiles_time_zone_when_asked_else_its_own_or_the_accounts(
+    use_profile: bool, pause_zone: str | None, due: datetime
+) -> None:
+    node = pause("w", "t", kind="time_of_day", time="10:00")
+    state = scenario({**node, "use_profile_timezone": use_profile, "timezone": pause_zone}, campaign("t"))
+    events, _ = decided([], enter(state, who=profile(_tz="Asia/Tokyo")))
+    assert trace(events)[-1] == ("wait", "pause", due)
+
+
 @pytest.mark.parametrize(("tier", "branch"), [("gold", "yes"), ("basic", "no")])
 def test_a_condition_checked_once(tier: str, branch: str) -> None:
     state = scenario(field_is("tier", "gold"), *YES_NO)
