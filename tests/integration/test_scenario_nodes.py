@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from time import sleep
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,6 +47,7 @@ from tests.scenario_builders import (
 class _Receiver(BaseHTTPRequestHandler):
     calls: ClassVar[list[dict[str, Any]]] = []
     statuses: ClassVar[list[int]] = []
+    delays: ClassVar[list[float]] = []  # seconds to take over each answer, in turn
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -61,10 +63,14 @@ class _Receiver(BaseHTTPRequestHandler):
             }
         )
         status = _Receiver.statuses.pop(0) if _Receiver.statuses else 200
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"ok": true}')
+        sleep(_Receiver.delays.pop(0) if _Receiver.delays else 0)
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+        except BrokenPipeError:
+            pass  # the caller timed out and hung up
 
     do_GET = _answer
     do_POST = _answer
@@ -75,7 +81,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[str]:
-    _Receiver.calls, _Receiver.statuses = [], []
+    _Receiver.calls, _Receiver.statuses, _Receiver.delays = [], [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
