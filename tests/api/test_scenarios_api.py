@@ -251,3 +251,31 @@ async def test_a_profiles_path_shows_each_node_branch_due_time_and_error_and_the
     assert await stats("2026-03-03", "2026-03-03") == (0, 1, 0, 0, {"2": 0, "3": 0})
     assert await stats("2026-03-01", "2026-03-31") == (1, 1, 0, 1, {"1": 1, "2": 0, "3": 0})
     assert await stats("2026-02-01", "2026-02-28") == (0, 0, 0, 0, {})
+
+
+@pytest.mark.parametrize(
+    ("schedule", "runs"),
+    [
+        ({"kind": "once", "date": "2026-03-05", "time": "10:00"}, ["2026-03-05T10:00:00+00:00"]),
+        (
+            {"kind": "weekdays", "weekdays": ["sunday"], "time": "11:30"},
+            ["2026-03-08T11:30:00+00:00", "2026-03-15T11:30:00+00:00"],
+        ),
+        (
+            {"kind": "month_days_times", "days": [1, 15], "hours": [8, 20]},
+            ["2026-03-15T08:00:00+00:00", "2026-03-15T20:00:00+00:00", "2026-04-01T08:00:00+00:00"],
+        ),
+        (
+            {"kind": "daily", "time": "19:30", "deactivate_after": "2026-03-04T00:00:00Z"},
+            ["2026-03-02T19:30:00+00:00", "2026-03-03T19:30:00+00:00"],
+        ),
+    ],
+)
+async def test_an_audience_scenario_takes_any_campaign_schedule(
+    api: httpx.AsyncClient, triggers: dict[str, str], schedule: dict[str, Any], runs: list[str]
+) -> None:
+    capture = {"kind": "schedule", "schedule": schedule}
+    sid = await created(api, {**body(campaign("1", triggers["welcome"])), "capture": capture})
+    shown = (await api.get(f"/api/v1/scenarios/{sid}/upcoming")).json()["runs"]
+    assert shown[: len(runs)] == runs
+    assert len(shown) == (len(runs) if schedule["kind"] == "once" or "deactivate_after" in schedule else 12)
