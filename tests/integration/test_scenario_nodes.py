@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from time import sleep
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,6 +49,7 @@ from tests.scenario_builders import (
 class _Receiver(BaseHTTPRequestHandler):
     calls: ClassVar[list[dict[str, Any]]] = []
     statuses: ClassVar[list[int]] = []
+    delays: ClassVar[list[float]] = []  # seconds to take over each answer, in turn
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -63,10 +65,14 @@ class _Receiver(BaseHTTPRequestHandler):
             }
         )
         status = _Receiver.statuses.pop(0) if _Receiver.statuses else 200
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"ok": true}')
+        sleep(_Receiver.delays.pop(0) if _Receiver.delays else 0)
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+        except BrokenPipeError:
+            pass  # the caller timed out and hung up
 
     do_GET = _answer
     do_POST = _answer
@@ -77,7 +83,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[str]:
-    _Receiver.calls, _Receiver.statuses = [], []
+    _Receiver.calls, _Receiver.statuses, _Receiver.delays = [], [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -300,6 +306,8 @@ def test_a_live_edit_moves_instances_at_a_removed_node_and_sends_nothing_twice(
 def test_deactivation_keeps_or_drops_the_profiles_that_wake_while_it_is_off(
     herald: Herald, clock: ManualClock, sleeping: bool
 ) -> None:
+    """`early`'s hour ends while the scenario is off: it sleeps (and goes on at reactivation) or ends.
+    `late`'s ends after reactivation: it goes on at its own due time either way."""
     ready(herald)
     after = trigger(herald, "After")
     sid = scenario(
@@ -308,19 +316,28 @@ def test_deactivation_keeps_or_drops_the_profiles_that_wake_while_it_is_off(
         sleeping=sleeping,
     )
     herald.runtime.drain()
-    [early, late] = imported(herald, "e@mail.example", "l@mail.example")
-    herald.runtime.drain()
+
+    def at(minutes: int) -> None:
+        clock.set(START + timedelta(minutes=minutes))
+        herald.tick()
+        herald.runtime.drain()
+        herald.runtime.drain()
+
+    [early] = imported(herald, "e@mail.example")
+    at(30)
+    [late] = imported(herald, "l@mail.example")
+    at(40)
     herald.scenarios.deactivate(sid, CTX)
-    clock.advance(timedelta(hours=1))
-    herald.tick()
-    herald.runtime.drain()
+    at(70)  # early's hour ended at 60, while off
     assert messages_of(herald, after) == {}
-    clock.advance(timedelta(hours=5))
     herald.scenarios.activate(sid, CTX)
     herald.runtime.drain()
     herald.runtime.drain()
-    sent = set(messages_of(herald, after))
-    assert sent == ({early, late} if sleeping else set())
+    assert set(messages_of(herald, after)) == ({early} if sleeping else set())
+    at(89)
+    assert late not in messages_of(herald, after)  # a minute short of its hour: still waiting
+    at(90)
+    assert set(messages_of(herald, after)) == ({early, late} if sleeping else {late})
     ended = "ScenarioInstanceCompleted" if sleeping else "ScenarioInstanceTerminated"
     assert journey_types(herald, sid, early)[-1] == ended
 
@@ -350,10 +367,13 @@ def test_an_audience_scenario_runs_on_its_schedule_for_the_segment_with_its_perc
     herald.runtime.drain()
     expected = sorted(p for p in pids if percent_bucket(p) <= 50)
     assert sorted(messages_of(herald, hello)) == expected and expected
+    joined = imported(herald, *(f"j{i}@mail.example" for i in range(30)), tier="gold")  # between the runs
     clock.set(datetime(2026, 3, 3, 19, 30, tzinfo=UTC))
     herald.tick()
     herald.runtime.drain()
-    assert sorted(messages_of(herald, hello)) == expected  # once ever: the second run finds them in before
+    newcomers = sorted(p for p in joined if percent_bucket(p) <= 50)
+    assert newcomers  # the segment is evaluated anew at each run; once ever keeps the first ones out
+    assert sorted(messages_of(herald, hello)) == sorted(expected + newcomers)
     assert all(len(m) == 1 for m in messages_of(herald, hello).values())
     assert herald.scenarios.scenario(sid).runs_started == 2
 
