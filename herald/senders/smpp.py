@@ -1,11 +1,12 @@
 """SMS over SMPP 3.4 (the operators' protocol), with `smpplib` as the client.
 
 One `SmppGateway` keeps one transceiver bind to one SMSC (bind_transceiver,
-so submits and delivery receipts share the connection). `smpplib` encodes
-and decodes every PDU and owns the socket; a reader thread runs its
-`read_once` loop (submit_sm_resp, deliver_sm with its deliver_sm_resp,
-enquire_link both ways) and hands what it read to the event loop in
-batches; every write (submits, and the reader's answers) is made on the
+so submits and delivery receipts share the connection). `smpplib` owns the
+socket and encodes the submits; a reader thread runs its `read_once` loop
+(submit_sm_resp, deliver_sm with its deliver_sm_resp, enquire_link both ways)
+over 64 KiB reads, the two PDUs that come for every part (submit_sm_resp and
+a receipt) read by `smpp_pdus` and the rest by smpplib, and hands what it
+read to the event loop in batches; every write (submits, and the reader's answers) is made on the
 loop's thread, so the two never share the socket under a lock. Each submit's
 response is awaited by its sequence number, so up to `window` submits are in
 flight at once instead of one round trip per message.
