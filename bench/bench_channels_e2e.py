@@ -13,7 +13,15 @@ Baselines, same run, same servers (their own processes): bare smpplib writing th
 two-part messages from one thread while a reader thread takes the responses; pywebpush's
 `webpush_async` over one shared aiohttp session (`bench_channels.py` has both).
 
-    python bench/bench_channels_e2e.py [--sms 3000] [--push 2000]
+Each line is followed by the same per CPU second (`/s` there: per CPU second) of the sender
+processes (Herald's: every share's, the processors with them; the baseline's: its process), which
+the other sessions' load on the shared cores moves far less than the wall clock.
+
+`--processes N` sends with N workers sharing the queue as `herald send --processes N` does (this
+process's worker takes share 0 and runs the processors; the others are started, built and waiting
+before the clock starts: `sender_shares.py`).
+
+    python bench/bench_channels_e2e.py [--sms 3000] [--push 2000] [--processes 1]
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import argparse
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 from bench_channels import PUSH, SMSC, bare_push, bare_sms, child
@@ -37,6 +46,7 @@ from common import (
     run,
     temp_dir,
 )
+from sender_shares import other_shares
 
 from herald.domain import campaigns as cp
 from herald.domain import resources as rs
@@ -105,26 +115,33 @@ def _sender(herald: Herald, channel: str, settings: sd.SenderSettings, password:
     herald.senders.set_virtual_sender(f"default_{channel}", channel, rules, CONTEXT)
 
 
-async def _send_all(herald: Herald, channel: str, count: int) -> float:
+async def _send_all(
+    herald: Herald, channel: str, count: int, go: Callable[[], None], parts: int
+) -> tuple[float, float]:
+    """Messages/s and this process's CPU seconds: its worker sends share 0 of `parts` (`go` lets the
+    others go) and it runs the processors, until the campaign's card counts every message delivered
+    (an SMS once its receipts are recorded)."""
     worker = herald.sms if channel == "sms" else herald.push
     worker.concurrency = CONCURRENCY
+    worker.part = (0, parts)
     assert herald.projections.send_queue.waiting() == count
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
+    go()
     while await worker.run_once(limit=2000):
         herald.runtime.drain()
-    if channel == "sms":  # every receipt recorded: the SMS is delivered only then
-        delivered = 0
-        while delivered < count:
-            await asyncio.sleep(0.001)
-            herald.runtime.drain()
-            worker.settle_reports()
-            delivered = herald.projections.campaigns.counters("1").get("delivered", 0)
-    elapsed = time.perf_counter() - started
+    delivered = 0
+    while delivered < count:
+        await asyncio.sleep(0.001)
+        herald.runtime.drain()
+        worker.settle_reports()
+        delivered = herald.projections.campaigns.counters("1").get("delivered", 0)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     await worker.close()
-    return count / elapsed
+    return count / elapsed, cpu
 
 
-def herald_sms(port: int, count: int) -> float:
+def herald_sms(port: int, count: int, processes: int = 1) -> tuple[float, float]:
+    """Messages/s, and messages per CPU second of every sender process (the SMSC's own excluded)."""
     with temp_dir("bench-sms") as data, herald_in_process(data) as herald:
         create_catalog(herald)
         _channels(herald)
@@ -135,13 +152,16 @@ def herald_sms(port: int, count: int) -> float:
         )
         _sender(herald, "sms", settings, "secret")
         _launched(herald, "sms", tp.TemplateContent(sms=tp.SmsContent(body=SMS_BODY)))
-        rate = asyncio.run(_send_all(herald, "sms", count))
+        others: list[float] = []
+        with other_shares(data, "sms", processes, CONCURRENCY, others) as go:
+            rate, cpu = asyncio.run(_send_all(herald, "sms", count, go, processes))
         assert herald.projections.send_queue.waiting() == 0
-        return rate
+        return rate, count / (cpu + sum(others))
 
 
-def herald_push(port: int, count: int) -> tuple[float, str]:
-    """Pushes/s, and the account's VAPID key they were signed with (the baseline signs with it too)."""
+def herald_push(port: int, count: int, processes: int = 1) -> tuple[float, float, str]:
+    """Pushes/s, pushes per CPU second of every sender process, and the account's VAPID key they were
+    signed with (the baseline signs with it too)."""
     with temp_dir("bench-push") as data, herald_in_process(data) as herald:
         create_catalog(herald)
         _channels(herald)
@@ -157,26 +177,48 @@ def herald_push(port: int, count: int) -> tuple[float, str]:
             title="Hi {lead._fname}", body="New in store", click_url="https://shop.example.com/new"
         )
         _launched(herald, "push", tp.TemplateContent(push=push))
-        return asyncio.run(_send_all(herald, "push", count)), herald.vapid_private_key
+        others: list[float] = []
+        with other_shares(data, "push", processes, CONCURRENCY, others) as go:
+            rate, cpu = asyncio.run(_send_all(herald, "push", count, go, processes))
+        return rate, count / (cpu + sum(others)), herald.vapid_private_key
+
+
+def _cpu_rate(count: int, work: Callable[[], float]) -> tuple[float, float]:
+    """What `work` returns (a rate), and `count` per CPU second of this process while it ran."""
+    cpu = time.process_time()
+    rate = work()
+    return rate, count / (time.process_time() - cpu)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sms", type=int, default=3000)
     parser.add_argument("--push", type=int, default=2000)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="sender processes sharing the queue (herald send --processes)",
+    )
     args = parser.parse_args()
     logging.getLogger("smpp").setLevel(logging.CRITICAL)
     print(machine(), flush=True)
     port = free_port()
     with child(SMSC, port):
-        herald = herald_sms(port, args.sms)
-        bare = bare_sms(port, args.sms)
-        report("SMS end to end (2 UCS-2 parts, receipts recorded)", herald, "msgs", bare)
+        herald, herald_cpu = herald_sms(port, args.sms, args.processes)
+        bare, bare_cpu = _cpu_rate(args.sms, lambda: bare_sms(port, args.sms))
+        name = f"SMS end to end (2 UCS-2 parts, receipts recorded), {args.processes} process(es)"
+        report(name, herald, "msgs", bare)
+        report(f"{name}, per CPU second", herald_cpu, "msgs", bare_cpu)
     port = free_port()
     with child(PUSH, port):
-        herald, key = herald_push(port, args.push)
-        bare = asyncio.run(bare_push(port, args.push, CONCURRENCY, key))
-        report("web push end to end (aes128gcm, VAPID)", herald, "msgs", bare)
+        herald, herald_cpu, key = herald_push(port, args.push, args.processes)
+        bare, bare_cpu = _cpu_rate(
+            args.push, lambda: asyncio.run(bare_push(port, args.push, CONCURRENCY, key))
+        )
+        name = f"web push end to end (aes128gcm, VAPID), {args.processes} process(es)"
+        report(name, herald, "msgs", bare)
+        report(f"{name}, per CPU second", herald_cpu, "msgs", bare_cpu)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ its own copy of that log and builds its own read models.
   every partition's store has folded its last event and the coordinator has
   reached the head.
 - the in-process runtime drains the same log (what one worker must match),
+  and the CPU seconds each path used are counted (the workers' processes'
+  over the timed window, this process's over the drain): events per
+  CPU-second show what the structure costs apart from the share of the cores
+  a path got, which the other work on the machine moves,
   and a bare group-less `AIOKafkaConsumer` reads the whole topic (the floor of
   reading the relayed log at all).
 
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import threading
 import time
@@ -189,8 +194,17 @@ def _folded(cluster: ScaleCluster, last: list[int], head: int) -> bool:
     )
 
 
-def _pipeline(work: Path, log_dir: Path, bootstrap: str, partitions: int, workers: int, warm: int) -> float:
-    """Seconds from the relay starting on the bulk to every partition folded, `workers` warmed up."""
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system, every thread) process `pid` has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pipeline(
+    work: Path, log_dir: Path, bootstrap: str, partitions: int, workers: int, warm: int
+) -> tuple[float, float]:
+    """Seconds from the relay starting on the bulk to every partition folded, `workers` warmed up; and
+    the CPU seconds the workers used meanwhile."""
     data = work / f"pipeline-{workers}"
     shutil.copytree(log_dir, data)
     topic = f"pipeline-{workers}"
@@ -212,13 +226,15 @@ def _pipeline(work: Path, log_dir: Path, bootstrap: str, partitions: int, worker
         )
         cluster.wait_for(lambda: _folded(cluster, warm_last, warm), "the catalog folded", seconds=180)
         head, last = store.head_position(), last_positions(store, partitions)
+        used = sum(_cpu_seconds(pid) for pid in pids)
         started = time.perf_counter()
         thread = threading.Thread(target=lambda: loop.run_until_complete(relay.drain()))
         thread.start()
         cluster.wait_for(lambda: _folded(cluster, last, head), "the log folded", seconds=900)
         elapsed = time.perf_counter() - started
+        used = sum(_cpu_seconds(pid) for pid in pids) - used
         thread.join()
-        return elapsed
+        return elapsed, used
     finally:
         cluster.stop()
         loop.run_until_complete(relay.close())
@@ -226,12 +242,13 @@ def _pipeline(work: Path, log_dir: Path, bootstrap: str, partitions: int, worker
         store.close()
 
 
-def _in_process(work: Path, log_dir: Path) -> float:
-    """Seconds the embedded runtime takes over the same log."""
+def _in_process(work: Path, log_dir: Path) -> tuple[float, float]:
+    """Seconds the embedded runtime takes over the same log, and the CPU seconds it used."""
     data = work / "in-process"
     shutil.copytree(log_dir, data)
     with herald_in_process(data) as herald:
-        return timed(herald.runtime.drain)
+        used = time.process_time()
+        return timed(herald.runtime.drain), time.process_time() - used
 
 
 def main() -> None:
@@ -258,18 +275,26 @@ def main() -> None:
         sent = len(messages)
         report("the relay's publisher alone (record batches)", sent / published, "messages", sent / bare_sent)
         report("relay alone (read, encode, publish, acks=all)", head / relayed, "events", head / bare_sent)
-        in_process = _in_process(work, log_dir)
+        in_process, in_process_cpu = _in_process(work, log_dir)
         report("in-process runtime, same log, every processor applied", head / in_process, "events")
         bare_read = asyncio.run(_bare_consumer(bootstrap, "relay-alone", len(messages)))
         report("bare aiokafka consumer reading the topic", len(messages) / bare_read, "messages")
         rates = {}
         for workers in (1, 2):
-            rates[workers] = bulk / _pipeline(work, log_dir, bootstrap, args.partitions, workers, warm)
+            elapsed, used = _pipeline(work, log_dir, bootstrap, args.partitions, workers, warm)
+            rates[workers] = bulk / elapsed
             report(
                 f"relay → Kafka → {workers} worker(s), every processor applied (baseline: in-process)",
                 rates[workers],
                 "events",
                 head / in_process,
+            )
+            # what the structure costs, apart from the share of the 2 cores the workers got (load moves it)
+            per_cpu, baseline = bulk / used, head / in_process_cpu
+            print(
+                f"  their CPU: {per_cpu:,.0f} events per CPU-second "
+                f"(in-process {baseline:,.0f}, ratio {per_cpu / baseline:.2f})",
+                flush=True,
             )
         print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}", flush=True)
 

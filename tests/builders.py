@@ -177,8 +177,13 @@ def telegram_bot_resource(herald: Herald) -> None:
     """Database 1 and the resource, with a `telegram_bot` channel for the bot `shop_bot`."""
     customers(herald)
     create_resource(herald)
-    channel = CustomChannelSettings(name="telegram_bot", options={"bot_username": "shop_bot"})
-    _resource_runner(herald, RESOURCE)(EnableChannel(RESOURCE, channel))
+    enable_telegram_bot(herald, RESOURCE)
+
+
+def enable_telegram_bot(herald: Herald, resource_id: str, bot_username: str = "shop_bot") -> None:
+    """A `telegram_bot` channel on the resource for the bot `bot_username`."""
+    channel = CustomChannelSettings(name="telegram_bot", options={"bot_username": bot_username})
+    _resource_runner(herald, resource_id)(EnableChannel(resource_id, channel))
     herald.runtime.drain()
 
 

@@ -23,8 +23,10 @@ A scenario watches one profile database and captures its profiles on one kind of
 
 Decisions where the guide is silent:
 - Import sources: `api` is the single-profile upsert (`source` "api"); `manual` is the batch
-  import and a profile created by hand (`source` "import", "manual"); an update counts when it
-  changed something. Profiles created by tracking, links or scenarios are not imports.
+  import and a profile created by hand (`source` "import", "manual"); an import's update counts
+  when it changed something. A field edit that is no import (by hand, a scoring rule, a scenario's
+  update-data node, a link: `UpdateProfile`) is a field change, not an import. Profiles created by
+  tracking, links or scenarios are not imports.
 - "A field changed" is a change of the profile's fields by a user, the API, an import or a link
   (`ProfileFieldsUpdated`); what tracking records of the last visit (`_ip`, `_city`…) is not.
 - Message actions come from real recipients only: bot hits and test messages never capture.
@@ -65,6 +67,8 @@ Action = Literal[
     "delivered", "opened", "read", "clicked", "unsubscribed", "complained", "bounced", "confirmed"
 ]
 IMPORT_SOURCES: Mapping[str, ImportVia] = {"api": "api", "import": "manual", "manual": "manual"}
+UPDATE_IMPORT_SOURCES: Mapping[str, ImportVia] = {"api": "api", "import": "manual"}
+"""The sources of a `ProfileFieldsUpdated` an import made (an edit's `UpdateProfile` says "manual")."""
 
 
 class _Capture(BaseModel):
@@ -229,7 +233,7 @@ def facts_of(event: Event) -> tuple[CaptureFact, ...]:
             changed = CaptureFact(
                 "field_changed", event.database_id, event.profile_id, fields=frozenset(event.changes)
             )
-            via = IMPORT_SOURCES.get(event.source)
+            via = UPDATE_IMPORT_SOURCES.get(event.source)
             imported = (
                 ()
                 if via is None

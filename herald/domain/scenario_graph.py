@@ -142,17 +142,23 @@ class ProfileContacts(_Model):
 
 
 class ResourceContacts(_Model):
-    """The profile's subscriptions on another resource (the only source for push)."""
+    """The profile's subscriptions on another resource (the only source for push and a Telegram bot's
+    chat ids, which no profile field holds)."""
 
     kind: Literal["resource"] = "resource"
     resource_id: str
+
+
+# Channels whose contact (a device token, a chat id) is in no profile field: added only from another
+# resource's subscriptions; updating the held ones needs no source.
+_RESOURCE_SOURCED = frozenset({"push", "telegram_bot"})
 
 
 class SubscriptionNode(_Single):
     type: Literal["subscription"] = "subscription"
     mode: Literal["add", "update"] = "add"
     resource_id: str
-    channels: tuple[Literal["email", "sms", "push"], ...]
+    channels: tuple[Literal["email", "sms", "push", "telegram_bot"], ...]
     status: Status = Status.SUBSCRIBED
     source: Annotated[ProfileContacts | ResourceContacts, Field(discriminator="kind")] = ProfileContacts()
     include_unsafe: bool = Field(
@@ -444,9 +450,10 @@ def _check_node(node: AnyNode, path: str) -> AnyNode:
         case SubscriptionNode():
             if not node.channels:
                 raise ValidationFailed("pick at least one channel", f"{path}.channels")
-            if "push" in node.channels and isinstance(node.source, ProfileContacts):
+            unsourced = sorted(_RESOURCE_SOURCED.intersection(node.channels))
+            if unsourced and node.mode == "add" and isinstance(node.source, ProfileContacts):
                 raise ValidationFailed(
-                    "push subscriptions can only be copied from another resource's subscriptions",
+                    f"{unsourced[0]} subscriptions can only be copied from another resource's subscriptions",
                     f"{path}.source",
                 )
     return node

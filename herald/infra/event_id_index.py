@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from herald.infra.event_id_runs import SpilledRuns
+from herald.infra.event_id_runs import Keys, SpilledRuns
 
 IdHash = Callable[[Sequence[bytes]], list[int]]
 """16-byte event ids → their 64-bit hashes (unsigned); replaceable so tests can force collisions."""
@@ -85,14 +85,15 @@ class EventIdIndex:
 
     def candidates(self, hashes: Sequence[int]) -> dict[int, list[int]]:
         """For each of `hashes` that the index holds: the positions of events with that hash."""
-        found = self._in_memory(hashes)
-        self._spilled.candidates(hashes, found)
+        wanted = np.asarray(hashes, dtype=np.uint64)  # once, for both parts
+        found = self._in_memory(hashes, wanted)
+        self._spilled.candidates(hashes, wanted, found)
         return found
 
     def close(self) -> None:
         self._spilled.close()
 
-    def _in_memory(self, hashes: Sequence[int]) -> dict[int, list[int]]:
+    def _in_memory(self, hashes: Sequence[int], wanted: Keys) -> dict[int, list[int]]:
         found: dict[int, list[int]] = {}
         recent = self._recent
         for key in hashes:
@@ -109,7 +110,6 @@ class EventIdIndex:
                     right = int(keys.searchsorted(key, side="right"))
                     found.setdefault(key, []).extend(self._positions[left:right].tolist())
             return found
-        wanted = np.asarray(hashes, dtype=np.uint64)
         lefts = keys.searchsorted(wanted, side="left")
         rights = keys.searchsorted(wanted, side="right")
         for i in np.nonzero(rights > lefts)[0].tolist():

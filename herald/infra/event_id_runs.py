@@ -134,11 +134,10 @@ class SpilledRuns:
         else:
             self._filter.add(keys)
 
-    def candidates(self, hashes: Sequence[int], found: dict[int, list[int]]) -> None:
-        """Add to `found` the spilled positions of each of `hashes`."""
+    def candidates(self, hashes: Sequence[int], wanted: Keys, found: dict[int, list[int]]) -> None:
+        """Add to `found` the spilled positions of each of `hashes` (`wanted`: the same as an array)."""
         if not self._runs:
             return
-        wanted = np.asarray(hashes, dtype=np.uint64)
         for i in np.nonzero(self._filter.may_hold(wanted))[0].tolist():
             key = hashes[i]
             for run in self._runs:

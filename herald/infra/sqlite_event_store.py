@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import sqlite3
 import threading
@@ -81,6 +80,7 @@ from herald.infra.event_store import (
     WrongExpectedVersion,
 )
 from herald.infra.serialization import dumps
+from herald.infra.stream_locks import flocked
 
 _SCHEMA_VERSION = 2
 _TABLE = """
@@ -194,7 +194,7 @@ class SqliteEventStore:
         self._ids = EventIdIndex(id_hash, spill_dir=Path(self._path).parent)
         self._known = _KnownVersions(_KNOWN_STREAMS)
         self._stream_key = stream_hash or stream_key
-        with self._write_lock, _flocked(self._writer_lock_fd):
+        with self._write_lock, flocked(self._writer_lock_fd):
             _open_schema(self._conn(), self._stream_key)
 
     # -- connections -------------------------------------------------------
@@ -246,7 +246,7 @@ class SqliteEventStore:
         if len(set(event_ids)) != len(event_ids):
             raise ValueError("an event id appears twice in one append")
         hashes = self._ids.id_hash(event_ids)
-        with self._write_lock, _flocked(self._writer_lock_fd):
+        with self._write_lock, flocked(self._writer_lock_fd):
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -431,15 +431,6 @@ class SqliteEventStore:
 
 
 # -- helpers ---------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _flocked(fd: int) -> Iterator[None]:
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _to_micros(moment: datetime) -> int:

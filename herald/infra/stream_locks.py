@@ -33,10 +33,20 @@ class StreamLocks:
         """Wait for the stream's turn and hold it for the block."""
         fd = os.open(self._path(stream), os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            with flocked(fd):
+                yield
         finally:
-            os.close(fd)  # closing drops the lock
+            os.close(fd)
 
     def _path(self, stream: str) -> Path:
         return self.directory / f"{hashlib.sha256(stream.encode()).hexdigest()[:32]}.lock"
+
+
+@contextlib.contextmanager
+def flocked(fd: int) -> Iterator[None]:
+    """Hold the exclusive `flock` of the open file `fd` for the block."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -13,7 +13,7 @@ message (priority lanes first) the worker:
    `sender_error`) and the others go on;
 3. records the attempt with what it was rendered from (an append checked against
    the version it read, so two workers never both take a message), hands it to
-   the sender's gateway, records `MessageCommitting` in the gateway's
+   the sender's gateway, records `MessageCommitting` when the gateway awaits
    `before_commit` (right before the bytes that commit it leave) and then what
    the gateway answered: accepted, a temporary failure (retried on the backoff
    until the sender's deadline), a permanent one (a hard bounce; the
@@ -26,12 +26,14 @@ messages are one append (`Aggregates.execute_on_many`, each stream's version
 checked: a message another worker took is left out and the rest are started),
 and their outcomes are kept and appended `BATCH` at a time (and at the end of a
 pass); a conflict there (a tracker's hit) decides each again on its own. The
-commit mark stays one append per message, made right before the message
-leaves: it cannot share another message's transaction without holding that
-message's bytes back. So a message costs one own transaction (the mark) and
-two shares of batched ones. A crash with outcomes kept leaves those messages at
-their marks: `recover` records them delivered, assumed (never sent twice; a
-refusal among them is then not seen), as for a crash before one outcome.
+commit marks of the messages whose gateways reach them in the same turns of the
+event loop are one append too (`messages/commit_marks.py`): each message's
+bytes wait for that append, none for another message's exchange. So a message
+costs shares of three batched transactions, none of its own (but for a lone
+message: one connection's SMTP sends reach their marks one at a time). A crash
+with outcomes kept leaves those messages at their marks: `recover` records them
+delivered, assumed (never sent twice; a refusal among them is then not seen),
+as for a crash before one outcome.
 
 Exactly once across restarts: a worker that starts settles what a previous run
 left (`recover`): an attempt that never reached the commit mark is sent again
@@ -71,6 +73,7 @@ from herald.infra.aggregates import Aggregates, CommandContext, Loaded
 from herald.infra.clock import Clock
 from herald.infra.event_store import WrongExpectedVersion
 from herald.infra.failures import describe, is_transient
+from herald.messages.commit_marks import CommitMarks
 from herald.messages.deliveries import DeliveryService
 from herald.senders.gateway import (
     Accepted,
@@ -184,6 +187,7 @@ class MessageWorker:
         self._gateways: dict[str, tuple[Hashable, ChannelGateway]] = {}
         self._reports: list[tuple[str, DeliveryReport, datetime]] = []  # (sender, report, received)
         self._failures: dict[str, int] = {}  # messages that broke a pass, with their tries so far
+        self._marks = CommitMarks(aggregates, clock, WORKER, lambda loaded, mark: self._decided(loaded, mark))
 
     async def recover(self) -> int:
         """Settle the attempts a previous run left mid-way; returns how many."""
@@ -375,8 +379,8 @@ class MessageWorker:
         the bytes that commit it leave; the state after the mark, and what the gateway answered."""
         held = [started.loaded]
 
-        def committing() -> None:
-            held[0] = self._decided(held[0], dl.MarkCommitting(self.clock.now()))
+        async def committing() -> None:
+            held[0] = await self._marks.mark(held[0])
 
         gateway = await self._gateway(started.composed.sender)
         outcome = await gateway.send(started.composed.outbound, before_commit=committing)

@@ -25,12 +25,12 @@ import logging
 from collections.abc import Callable
 
 from herald.infra.data_dir_lock import FileLock
-from herald.infra.event_store import EventStore
+from herald.infra.event_store import EventFilter, EventStore
 from herald.processors.partition_worker import pause
 from herald.processors.runtime import InProcessRuntime
 
 log = logging.getLogger(__name__)
-_SCAN = 5000  # events looked at past the barrier per pass for one the coordinator must wait at
+_SCAN = 5000  # positions looked at past the barrier per pass for one the coordinator must wait at
 _IDLE_SECONDS = 0.05
 _STANDBY_SECONDS = 1.0
 
@@ -51,7 +51,7 @@ class Coordinator:
     ) -> None:
         self.runtime = runtime
         self._store = store
-        self._consumed = consumed  # the event types the runtime's processors act on
+        self._filter = EventFilter(consumed)  # the event types the runtime's processors act on
         self._folded = folded  # the position every partition has folded through
         self._tick = tick
         self.lock = lock
@@ -66,17 +66,16 @@ class Coordinator:
 
     def _until(self, head: int) -> int:
         """The last position the processors may reach now: before the first event they consume that
-        some partition has not folded yet, else the head."""
+        some partition has not folded yet, else the head (looking at most `_SCAN` positions past the
+        barrier, and at only the events of the types they consume: the store filters, so a pass over a
+        bulk of profile events they pass builds none of them)."""
         start = min(self.runtime.positions().values(), default=head)
-        folded = self._folded()
-        seen = max(start, folded)
-        for event in self._store.read_all(seen + 1, limit=_SCAN):
-            if event.position > head:
-                return head
-            if event.type in self._consumed:
-                return event.position - 1
-            seen = event.position
-        return min(seen, head)
+        seen = max(start, self._folded())
+        if seen >= head:
+            return head
+        last = min(seen + _SCAN, head)
+        waiting = self._store.read_range(seen + 1, last, self._filter)
+        return waiting[0].position - 1 if waiting else last
 
     def tick_if_due(self, now: float) -> None:
         if self._last_tick is not None and now - self._last_tick < self._tick_seconds:

@@ -5,8 +5,12 @@ the partition's file, in runtimes fed one after the other: the report sink in
 its own, as in the embedded engine): each applies the events past its checkpoint and commits
 rows and checkpoint together, as in the in-process runtime, so a message
 received again (a redelivery after a crash, a batch the relay published
-twice) is skipped by position. After every batch the runner stores the next
-topic offset and the position every consumer has folded through.
+twice) is skipped by position. A message no consumer of the partition folds
+(by their `consumes`: a uniqueness claim, or a global event for the state only
+partition 0 folds) is not built into an event, only its position read: the
+checkpoints move over it as over the events a consumer does not declare.
+After every batch the runner stores the next topic offset and the position
+every consumer has folded through.
 
 A consumer that fails is handled as in the in-process runtime (the events
 before the failing one committed, retries with backoff, the event parked
@@ -26,16 +30,19 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 
 from herald.domain.errors import DomainError
-from herald.infra.event_store import EventStore, RecordedEvent
+from herald.infra.event_store import EventFilter, EventStore, RecordedEvent
 from herald.infra.sealed_store import SealedEventStore
 from herald.processors.partition_store import PartitionOffsets
-from herald.processors.runtime import InProcessRuntime
-from herald.processors.topic_format import decode, partition_key, partition_of
+from herald.processors.runtime import InProcessRuntime, wanted_by
+from herald.processors.topic_format import decode_wanted, partition_key, partition_of
 
 log = logging.getLogger(__name__)
 
 Message = tuple[int, bytes]
 """A message of the partition: its offset and its value."""
+Received = tuple[int, int, RecordedEvent | None]
+"""A message decoded: its offset (-1: read from the store), its log position, its event (None: no
+consumer of the partition folds it, so it was not built)."""
 
 
 class PartitionRunner:
@@ -57,6 +64,7 @@ class PartitionRunner:
         self._offsets = PartitionOffsets(conn, topic, partition)
         self._store = store
         self._next, self._folded = self._offsets.load()
+        self._build = store.recorded if isinstance(store, SealedEventStore) else RecordedEvent
 
     @property
     def next_offset(self) -> int:
@@ -75,19 +83,21 @@ class PartitionRunner:
         the last of them (a consumer failed on one: it is fetched again)."""
         if not messages:
             return None
-        received = [(offset, self._opened(decode(value))) for offset, value in messages]
+        wanted = wanted_by([c for runtime in self.runtimes for c in runtime.consumers()])
+        received = [(offset, *self._decoded(value, wanted)) for offset, value in messages]
         if messages[0][0] > self._next:
-            received = self._missing(received[0][1].position) + received
+            received = self._missing(received[0][1]) + received
         fresh = self._fresh(received)
-        events = [event for _, event in fresh]
+        events = [event for _, _, event in fresh if event is not None]
+        through = fresh[-1][1] if fresh else None
         for runtime in self.runtimes:  # apart: a report store that is down holds up nothing else
             try:
-                runtime.feed(events)
+                runtime.feed(events, through)
             except Exception:  # logged; the failed consumer gets its events again from the next fetch
                 log.exception("partition %d: a batch failed", self.partition)
         consumers = [c for runtime in self.runtimes for c in runtime.consumers()]
         low = min((c.checkpoint() for c in consumers), default=self._folded)
-        lacking = next((offset for offset, event in fresh if event.position > low), None)
+        lacking = next((offset for offset, position, _ in fresh if position > low), None)
         if lacking == -1:  # still among the events read from the store: fetch from where it was
             lacking = self._next
         self._next = messages[-1][0] + 1 if lacking is None else lacking
@@ -100,20 +110,21 @@ class PartitionRunner:
         were taken (one that fails again stays parked with one attempt more, and is logged)."""
         return redrive_requested(self.runtimes)
 
-    def _opened(self, event: RecordedEvent) -> RecordedEvent:
-        """The topic holds the log as stored (profiles' data sealed): a sealed store opens it."""
-        return self._store.opened(event) if isinstance(self._store, SealedEventStore) else event
+    def _decoded(self, value: bytes, wanted: EventFilter | None) -> tuple[int, RecordedEvent | None]:
+        """The message's position, and its event if a consumer here may fold it. The topic holds the
+        log as stored (profiles' data sealed): a sealed store opens it."""
+        return decode_wanted(value, wanted, self._build)
 
-    def _fresh(self, received: list[tuple[int, RecordedEvent]]) -> list[tuple[int, RecordedEvent]]:
-        """The events past every one before them: a batch the relay published twice comes again."""
+    def _fresh(self, received: list[Received]) -> list[Received]:
+        """The messages past every one before them: a batch the relay published twice comes again."""
         fresh, highest = [], self._folded
-        for offset, event in received:
-            if event.position > highest:
-                fresh.append((offset, event))
-                highest = event.position
+        for message in received:
+            if message[1] > highest:
+                fresh.append(message)
+                highest = message[1]
         return fresh
 
-    def _missing(self, before: int) -> list[tuple[int, RecordedEvent]]:
+    def _missing(self, before: int) -> list[Received]:
         """The partition's events the topic skipped, read from the store: from what was folded to `before`."""
         log.warning(
             "partition %d: offsets %d.. are gone from the topic; reading positions %d..%d from the store",
@@ -123,7 +134,7 @@ class PartitionRunner:
             before - 1,
         )
         # offset -1: a consumer that fails on one of these is sent back to the first message received
-        return [(-1, event) for event in self._belonging(self._folded + 1, before)]
+        return [(-1, event.position, event) for event in self._belonging(self._folded + 1, before)]
 
     def _belonging(self, first: int, before: int) -> Iterator[RecordedEvent]:
         for event in self._store.read_all(first):

@@ -244,7 +244,8 @@ def _for(consumer: Projection, batch: list[RecordedEvent]) -> list[RecordedEvent
     return [e for e in batch if e.position > begin and only.matches(e)]
 
 
-def _union(consumers: Sequence[object]) -> EventFilter | None:
+def wanted_by(consumers: Sequence[object]) -> EventFilter | None:
+    """What any of `consumers` folds (None: every event): a reader need fetch or decode nothing else."""
     wanted = EventFilter()
     for consumer in consumers:
         only = consumes(consumer)
@@ -352,18 +353,21 @@ class InProcessRuntime:
     def _pass(self, start: int, target: int, ready: Sequence[Projection]) -> int:
         last = min(start + self._batch_size - 1, target)
         behind = [c for c in ready if c.checkpoint() < last]
-        batch = self._store.read_range(start, last, _union(behind))
+        batch = self._store.read_range(start, last, wanted_by(behind))
         for consumer in behind:
             self._feed(consumer, _for(consumer, batch), last)
         return last - start + 1
 
-    def feed(self, batch: Sequence[RecordedEvent]) -> None:
+    def feed(self, batch: Sequence[RecordedEvent], through: int | None = None) -> None:
         """Apply `batch` (events in log order: the scale engine's partition hands over its share of the
         log) to every ready consumer past its checkpoint, projections first, with a pass's retry, backoff
-        and parking; a consumer waiting after a failure is left where its checkpoint says."""
-        if not batch:
+        and parking; a consumer waiting after a failure is left where its checkpoint says. `through` (at
+        or past the last event) is where the range ends when the events after the batch's last were left
+        out because no consumer folds them: the checkpoints move over those too."""
+        last = through if through is not None else batch[-1].position if batch else None
+        if last is None:
             return
-        last, events = batch[-1].position, list(batch)
+        events = list(batch)
         for consumer in self._ready():
             if consumer.checkpoint() < last:
                 self._feed(consumer, _for(consumer, events), last)

@@ -16,18 +16,20 @@ A message's value is one line of JSON, the envelope (`event_id` as 32 hex digits
 `version`, `position`, `type`, `schema_version`, `occurred_at` and
 `recorded_at` in microseconds since the epoch, `data_bytes`), a newline, then
 the event's data JSON (`data_bytes` long) and its metadata JSON, as the store
-holds them: the relay copies the stored bytes, and a consumer decodes the
-payload only of the events it folds.
+holds them: the relay copies the stored bytes, a partition builds only the
+events some consumer of it folds (`decode_wanted` reads the envelope alone of
+the others), and a consumer decodes the payload only of the events it folds.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 import orjson
 
 from herald.domain.scenario_instances import JOURNEY_PREFIX, journey_key
-from herald.infra.event_store import RecordedEvent
+from herald.infra.event_store import EventFilter, RecordedEvent
 
 _PROFILE_STREAMS = ("profile-", "activity-")  # the profile id follows the prefix
 _PROFILE_IN_DATA = ("message-", "segmentmembers-")  # the profile id is in the event's data
@@ -78,18 +80,32 @@ def encode(event: RecordedEvent) -> bytes:
 
 def decode(value: bytes) -> RecordedEvent:
     """The event a message carries; its payloads stay JSON until read."""
+    event = decode_wanted(value, None)[1]
+    assert event is not None  # every event is wanted
+    return event
+
+
+def decode_wanted(
+    value: bytes, wanted: EventFilter | None, build: Callable[..., RecordedEvent] = RecordedEvent
+) -> tuple[int, RecordedEvent | None]:
+    """The message's log position, and its event unless `wanted` (None: every event) says no consumer
+    folds it (by type and stream: a consumer narrowing by `mentions` sees the event and drops it).
+    `build` makes the event of `RecordedEvent`'s fields (a sealed store's `recorded` opens it)."""
     end = value.index(b"\n")
     doc = orjson.loads(value[:end])
+    position, stream, type_ = doc["position"], doc["stream"], doc["type"]
+    if wanted is not None and type_ not in wanted.types and not stream.startswith(wanted.stream_prefixes):
+        return position, None
     split = end + 1 + doc["data_bytes"]
-    return RecordedEvent(
-        event_id=bytes.fromhex(doc["event_id"]),
-        stream=doc["stream"],
-        version=doc["version"],
-        position=doc["position"],
-        type=doc["type"],
-        schema_version=doc["schema_version"],
-        occurred_at=doc["occurred_at"],
-        recorded_at=doc["recorded_at"],
-        data=value[end + 1 : split],
-        metadata=value[split:],
+    return position, build(
+        bytes.fromhex(doc["event_id"]),
+        stream,
+        doc["version"],
+        position,
+        type_,
+        doc["schema_version"],
+        doc["occurred_at"],
+        doc["recorded_at"],
+        value[end + 1 : split],
+        value[split:],
     )

@@ -36,7 +36,14 @@ import jwt
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome, TemporaryFailure
+from herald.senders.gateway import (
+    Accepted,
+    BeforeCommit,
+    Outbound,
+    PermanentFailure,
+    SendOutcome,
+    TemporaryFailure,
+)
 from herald.senders.http_outcomes import post_committed, refusal
 from herald.senders.rate import SendRate
 
@@ -79,7 +86,7 @@ class ApnsGateway:
         self._token = ""
         self._token_made = 0.0
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> SendOutcome:
         payload = orjson.dumps(apns_payload(message))
         if len(payload) > MAX_PAYLOAD:
             return PermanentFailure(413, f"the payload is {len(payload)} bytes; APNs takes {MAX_PAYLOAD}")

@@ -21,7 +21,6 @@ Decisions where the task is silent:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from herald.domain.sms import sms_length
 from herald.senders.gateway import (
     Accepted,
+    BeforeCommit,
     DeliveryReport,
     Outbound,
     ReportState,
@@ -74,7 +74,7 @@ class BulkSmsGateway:
             limits=httpx.Limits(max_connections=settings.connections),
         )
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> SendOutcome:
         if not message.text:
             raise ValueError("an SMS needs a text")
         length = sms_length(message.text)

@@ -32,7 +32,14 @@ import jwt
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome, TemporaryFailure
+from herald.senders.gateway import (
+    Accepted,
+    BeforeCommit,
+    Outbound,
+    PermanentFailure,
+    SendOutcome,
+    TemporaryFailure,
+)
 from herald.senders.http_outcomes import post_committed, refusal
 from herald.senders.rate import SendRate
 
@@ -78,7 +85,7 @@ class FcmGateway:
         account = settings.service_account
         self._send_url = f"{settings.base_url.rstrip('/')}/v1/projects/{account.project_id}/messages:send"
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> SendOutcome:
         body = orjson.dumps({"message": fcm_message(message)})
         try:
             token = await self._bearer()

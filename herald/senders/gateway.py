@@ -11,10 +11,14 @@ worker generic over this port needs to know nothing of the protocol:
   no longer exists: an unregistered device token, a blocked bot, an invalid
   number). It raises nothing for what the provider or the network does;
   `ValueError` only for a message the adapter cannot put on the wire at all.
-- `before_commit` is called right before the bytes that commit the message
+- `before_commit` is awaited right before the bytes that commit the message
   leave (the SMTP final dot, the first submit_sm, the HTTP request): the
   worker records `MessageCommitting` there, so a restarted worker never sends
-  twice what may have left, and resends what surely did not.
+  twice what may have left, and resends what surely did not. It is a
+  coroutine so the worker can record the marks of the messages reaching it
+  together in one transaction (`messages/commit_marks.py`); nothing leaves
+  until it returns, and if it raises the message is not sent (the error
+  passes out of `send`).
 - `message.message_id` is the idempotency key: every adapter puts it (or a
   value derived from it) on the wire where the protocol has a place for it
   (APNs `apns-id`, web push `Topic`, BulkSMS `userSuppliedId`, the SMPP
@@ -30,7 +34,7 @@ worker generic over this port needs to know nothing of the protocol:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -134,6 +138,7 @@ class DeliveryReport:
 
 
 ReportHandler = Callable[[DeliveryReport], None]
+BeforeCommit = Callable[[], Awaitable[None]]
 
 
 class ChannelGateway(Protocol):
@@ -143,9 +148,7 @@ class ChannelGateway(Protocol):
     reports_delivery: bool
     rate: SendRate | None
 
-    async def send(
-        self, message: Outbound, before_commit: Callable[[], None] | None = None
-    ) -> SendOutcome: ...
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> SendOutcome: ...
 
     async def close(self) -> None: ...
 

@@ -15,13 +15,12 @@
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from herald.senders.gateway import PermanentFailure, SendOutcome, TemporaryFailure
+from herald.senders.gateway import BeforeCommit, PermanentFailure, SendOutcome, TemporaryFailure
 from herald.senders.rate import SendRate
 
 
@@ -29,14 +28,14 @@ async def post_committed(
     http: httpx.AsyncClient,
     url: str,
     rate: SendRate | None,
-    before_commit: Callable[[], None] | None,
+    before_commit: BeforeCommit | None,
     **request: Any,
 ) -> httpx.Response | TemporaryFailure:
     """Take a place in the rate, mark the commit, POST: the answer, or the outcome of getting none."""
     if rate is not None:
         await rate.acquire()
     if before_commit is not None:
-        before_commit()
+        await before_commit()
     try:
         return await http.post(url, **request)
     except httpx.HTTPError as error:

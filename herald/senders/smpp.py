@@ -1,11 +1,12 @@
 """SMS over SMPP 3.4 (the operators' protocol), with `smpplib` as the client.
 
 One `SmppGateway` keeps one transceiver bind to one SMSC (bind_transceiver,
-so submits and delivery receipts share the connection). `smpplib` encodes
-and decodes every PDU and owns the socket; a reader thread runs its
-`read_once` loop (submit_sm_resp, deliver_sm with its deliver_sm_resp,
-enquire_link both ways) and hands what it read to the event loop in
-batches; every write (submits, and the reader's answers) is made on the
+so submits and delivery receipts share the connection). `smpplib` owns the
+socket and encodes the submits; a reader thread runs its `read_once` loop
+(submit_sm_resp, deliver_sm with its deliver_sm_resp, enquire_link both ways)
+over 64 KiB reads, the two PDUs that come for every part (submit_sm_resp and
+a receipt) read by `smpp_pdus` and the rest by smpplib, and hands what it
+read to the event loop in batches; every write (submits, and the reader's answers) is made on the
 loop's thread, so the two never share the socket under a lock. Each submit's
 response is awaited by its sequence number, so up to `window` submits are in
 flight at once instead of one round trip per message.
@@ -52,8 +53,10 @@ import smpplib.exceptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald.domain.sms import split_sms
+from herald.senders import smpp_pdus as pdus
 from herald.senders.gateway import (
     Accepted,
+    BeforeCommit,
     DeliveryReport,
     Outbound,
     PermanentFailure,
@@ -70,6 +73,7 @@ log = logging.getLogger(__name__)
 TEMPORARY_STATUSES = frozenset({0x08, 0x14, 0x45, 0x58, 0x64, c.SMPP_ESME_RINVBNDSTS})
 ADDRESS_GONE_STATUSES = frozenset({c.SMPP_ESME_RINVDSTADR})
 _RECEIPT = 0x04  # esm_class bits 2-5: SMSC delivery receipt
+_READ_SIZE = 65536
 _UDHI = 0x40
 _STATES: dict[int, ReportState] = {
     2: "delivered",
@@ -122,6 +126,48 @@ class _Client(smpplib.client.Client):  # type: ignore[misc]
         super().__init__(*args, sequence_generator=_Sequence(), **kwargs)
         self._queue = queue
         self.reader_thread: int | None = None
+        self._received = bytearray()
+
+    def _recv_exact(self, exact_size: int) -> bytes:
+        """As smpplib's, but taken from what reads of up to `_READ_SIZE` bytes brought: one system call
+        (and one hand-over of the GIL between the reader and the loop) per batch of PDUs, not two per
+        PDU, and a timeout mid-PDU loses nothing read."""
+        while len(self._received) < exact_size:
+            try:
+                part = self._socket.recv(_READ_SIZE)
+            except TimeoutError:
+                raise  # idle: the caller sends an enquire_link
+            except OSError as error:
+                raise smpplib.exceptions.ConnectionError() from error
+            if not part:
+                raise smpplib.exceptions.ConnectionError()
+            self._received += part
+        taken = bytes(self._received[:exact_size])
+        del self._received[:exact_size]
+        return taken
+
+    def read_pdu(self) -> Any:
+        """The next PDU: a submit_sm_resp or a receipt read by `smpp_pdus`, anything else by smpplib
+        (which also moves the bind's state)."""
+        head = self._recv_exact(4)
+        length = int.from_bytes(head, "big")
+        if length < 16:
+            raise smpplib.exceptions.PDUError("Broken PDU")
+        raw = head + self._recv_exact(length - 4)
+        fast = pdus.decoded(raw)
+        if fast is not None:
+            return fast
+        pdu = smpplib.smpp.parse_pdu(raw, client=self, allow_unknown_opt_params=self.allow_unknown_opt_params)
+        if not pdu.is_error() and pdu.command in c.STATE_SETTERS:
+            self.state = c.STATE_SETTERS[pdu.command]
+        return pdu
+
+    def _message_received(self, pdu: Any) -> None:
+        status = self.message_received_handler(pdu=pdu)
+        if isinstance(pdu, pdus.Receipt):
+            self.send_pdu(pdus.ReceiptAnswer(pdu.sequence, c.SMPP_ESME_ROK if status is None else status))
+        else:
+            super()._message_received(pdu)
 
     def send_pdu(self, p: Any) -> bool:
         if self.reader_thread is None:
@@ -164,7 +210,7 @@ class SmppGateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> SendOutcome:
         """Submit every part of `message` to `message.address`; the outcome of all of them together."""
         split = split_sms(message.text, _reference(message.message_id) & 0xFF)
         if not split.parts:
@@ -180,7 +226,7 @@ class SmppGateway:
                 status = error.args[1] if len(error.args) > 1 else 0
                 return TemporaryFailure(int(status), f"bind refused: {error}".strip())
             if before_commit is not None:
-                before_commit()
+                await before_commit()
             futures = [
                 self._submit(client, message, split.encoding, part, split.concatenated)
                 for part in split.parts

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -43,6 +42,7 @@ from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from herald.senders.gateway import BeforeCommit
 from herald.senders.rate import Clock, SendRate, Sleep
 
 OutcomeKind = Literal["delivered", "soft_bounce", "hard_bounce", "failed"]
@@ -136,7 +136,7 @@ class SmtpPool:
         self._closed = False
 
     async def send(
-        self, envelope_from: str, recipient: str, data: bytes, before_commit: Callable[[], None] | None = None
+        self, envelope_from: str, recipient: str, data: bytes, before_commit: BeforeCommit | None = None
     ) -> SmtpOutcome:
         """Hand `data` to the relay for `recipient`; ValueError only for a malformed address."""
         _check_address(envelope_from, "envelope_from")
@@ -179,7 +179,7 @@ class SmtpPool:
         envelope_from: str,
         recipient: str,
         data: bytes,
-        before_commit: Callable[[], None] | None,
+        before_commit: BeforeCommit | None,
     ) -> SmtpOutcome:
         try:
             if client.is_connected:
@@ -217,7 +217,7 @@ async def _transaction(
     envelope_from: str,
     recipient: str,
     data: bytes,
-    before_commit: Callable[[], None] | None = None,
+    before_commit: BeforeCommit | None = None,
 ) -> SmtpOutcome:
     """MAIL, RCPT, DATA for one recipient; refusals become outcomes, lost connections raise.
 
@@ -258,10 +258,8 @@ async def _command(client: aiosmtplib.SMTP, line: bytes) -> SMTPResponse:
     return reply
 
 
-async def _data(
-    client: aiosmtplib.SMTP, data: bytes, before_commit: Callable[[], None] | None
-) -> SMTPResponse:
-    """DATA, the message and its final dot, with `before_commit` called right before they go.
+async def _data(client: aiosmtplib.SMTP, data: bytes, before_commit: BeforeCommit | None) -> SMTPResponse:
+    """DATA, the message and its final dot, with `before_commit` awaited right before they go.
 
     Until the final dot the relay holds nothing it would deliver: a process that stops before it
     leaves no message behind. `before_commit` records that the message is about to go, so a
@@ -282,7 +280,7 @@ async def _data(
             if started.code != SMTPStatus.start_input:
                 raise aiosmtplib.SMTPDataError(started.code, started.message)
             if before_commit is not None:
-                before_commit()
+                await before_commit()
             protocol._response_pending = True
             protocol.write(body + b".\r\n")
             try:

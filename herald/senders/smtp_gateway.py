@@ -23,11 +23,17 @@ suppression and the recipient's client can tell).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from herald.senders.dkim import DkimKey, sign
-from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome, TemporaryFailure
+from herald.senders.gateway import (
+    Accepted,
+    BeforeCommit,
+    Outbound,
+    PermanentFailure,
+    SendOutcome,
+    TemporaryFailure,
+)
 from herald.senders.mime import build_email
 from herald.senders.rate import SendRate
 from herald.senders.smtp import SmtpOutcome, SmtpPool, SmtpRelay
@@ -57,7 +63,7 @@ class SmtpGateway:
     def rate(self, rate: SendRate | None) -> None:
         self.pool.rate = rate
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> SendOutcome:
         envelope_from, data = wire(message, self.dkim)
         outcome = await self.pool.send(envelope_from, message.address, data, before_commit)
         return _as_sent(message.message_id, outcome)

@@ -21,14 +21,20 @@ Decisions where the task is silent:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome, TemporaryFailure
+from herald.senders.gateway import (
+    Accepted,
+    BeforeCommit,
+    Outbound,
+    PermanentFailure,
+    SendOutcome,
+    TemporaryFailure,
+)
 from herald.senders.http_outcomes import post_committed, refusal
 from herald.senders.rate import SendRate
 
@@ -58,7 +64,7 @@ class TelegramGateway:
             base_url=f"{settings.base_url.rstrip('/')}/bot{settings.bot_token}/", timeout=settings.timeout
         )
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> SendOutcome:
         if not message.text.strip():
             raise ValueError("a Telegram message needs a text")
         if len(message.text) > MAX_TEXT:

@@ -36,7 +36,14 @@ from py_vapid import Vapid
 from pydantic import BaseModel, ConfigDict, Field
 from pywebpush import WebPusher
 
-from herald.senders.gateway import Accepted, Outbound, PermanentFailure, SendOutcome, TemporaryFailure
+from herald.senders.gateway import (
+    Accepted,
+    BeforeCommit,
+    Outbound,
+    PermanentFailure,
+    SendOutcome,
+    TemporaryFailure,
+)
 from herald.senders.http_outcomes import refusal
 from herald.senders.rate import SendRate
 
@@ -72,7 +79,7 @@ class WebPushGateway:
         """The application server key a browser subscribes with (`applicationServerKey`, base64url)."""
         return vapid_public_key(self._vapid)
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> SendOutcome:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> SendOutcome:
         subscription = parse_subscription(message.address)
         payload = orjson.dumps(webpush_payload(message))
         headers = {
@@ -88,7 +95,7 @@ class WebPushGateway:
         self._session = session
         pusher = WebPusher(subscription, aiohttp_session=session)
         if before_commit is not None:
-            before_commit()
+            await before_commit()
         try:
             response = await pusher.send_async(
                 payload,

@@ -7,6 +7,7 @@ named `default` routes every campaign that names none.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
@@ -53,6 +54,8 @@ class SenderService:
     ) -> Outcome:
         if given.signing_key:
             check_signing_key(given.signing_key)
+        if settings.apns is not None and settings.apns.ca_file:
+            check_ca_file(settings.apns.ca_file)
         stream = sd.sender_stream(sender_id)
         stored = self.aggregates.load(sd.sender_decider, stream).state.secrets
         secrets = sd.SenderSecrets(
@@ -153,3 +156,15 @@ def check_signing_key(pem: str) -> None:
         ) from None
     if not (isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)):
         raise ValidationFailed("an APNs signing key is a P-256 (ES256) key", "signing_key")
+
+
+def check_ca_file(path: str) -> None:
+    """An APNs sender's CA bundle must load as the gateway loads it (a readable file of PEM
+    certificates), so a wrong path is refused at save rather than every push failing its TLS."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:
+        raise ValidationFailed("the CA file holds no PEM certificate", "apns.ca_file") from None
+    except OSError as error:
+        reason = error.strerror or "cannot be read"
+        raise ValidationFailed(f"the CA file cannot be read: {reason}", "apns.ca_file") from None

@@ -364,3 +364,22 @@ async def test_an_apns_sender_needs_a_p256_signing_key(api: httpx.AsyncClient) -
             assert answer.status_code == 422 and answer.json()["error"]["path"] == path, answer.text
     bad = await api.put("/api/v1/senders/x", json={**sender, "apns": {**app, "topic": ""}})
     assert bad.status_code == 422 and bad.json()["error"]["path"] == "apns.topic"
+
+
+async def test_an_apns_senders_ca_file_must_be_a_readable_pem_bundle_at_save(
+    api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    ca, _, _ = cs.tls_files(tmp_path)
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate")
+    app = {"team_id": "TEAM123456", "key_id": "KEY1234567", "topic": "com.example.app"}
+    sender = {"name": "APNs", "channel": "push", "signing_key": cs.vapid_key_pem()}
+    for path in (tmp_path / "missing.pem", tmp_path, not_pem):  # missing, a directory, not PEM
+        answer = await api.put("/api/v1/senders/ios", json={**sender, "apns": {**app, "ca_file": str(path)}})
+        assert answer.status_code == 422 and answer.json()["error"]["path"] == "apns.ca_file", (
+            path,
+            answer.text,
+        )
+    kept = await api.put("/api/v1/senders/ios", json={**sender, "apns": {**app, "ca_file": str(ca)}})
+    assert kept.status_code == 200, kept.text
+    assert (await api.get("/api/v1/senders/ios")).json()["apns"]["ca_file"] == str(ca)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from herald.api.wiring import Herald
+from herald.infra.clock import ManualClock
 from tests.builders import create_resource, customers, email_subscription, error_of, import_rows
 from tests.scenario_builders import trigger
 
@@ -190,3 +192,90 @@ async def test_an_audience_scenario_shows_its_next_12_runs(
     assert (
         len(runs) == 12 and runs[0] == "2026-03-02T19:30:00+00:00" and runs[11] == "2026-03-13T19:30:00+00:00"
     )
+
+
+async def test_a_profiles_path_shows_each_node_branch_due_time_and_error_and_the_statistics_count_by_day(
+    api: httpx.AsyncClient, herald: Herald, clock: ManualClock, triggers: dict[str, str]
+) -> None:
+    off = trigger(herald, "Off", active=False)
+    nodes = [
+        campaign("1", off, "2"),
+        {"id": "2", "type": "pause", "wait": {"kind": "relative", "days": 1}, "next": "3"},
+        campaign("3", triggers["welcome"]),
+    ]
+    sid = await created(api, {**body(*nodes), "capture": {"kind": "import", "via": "any"}})
+    assert (await api.post(f"/api/v1/scenarios/{sid}/activate")).status_code == 200
+    herald.runtime.drain()
+    rows = [{"email": "ann@mail.example", "subscriptions": [email_subscription("ann@mail.example")]}]
+    pid = (await import_rows(api, rows))["results"][0]["profile_id"]
+    herald.runtime.drain()
+    herald.runtime.drain()
+
+    async def path() -> dict[str, Any]:
+        [instance] = (await api.get(f"/api/v1/scenarios/{sid}/profiles/{pid}")).json()["instances"]
+        return dict(instance)
+
+    async def stats(start: str, end: str) -> tuple[Any, ...]:
+        found = (
+            await api.get(f"/api/v1/scenarios/{sid}/statistics", params={"start": start, "end": end})
+        ).json()
+        failed = {n["node_id"]: n["failed"] for n in found["nodes"]}
+        return found["entered"], found["completed"], found["in_process"], found["errors"], failed
+
+    waiting = await path()
+    failed, paused = waiting["steps"]
+    assert (failed["node_id"], failed["branch"]) == ("1", "next") and "not active" in failed["error"]
+    assert (paused["node_id"], paused["waits_for"], paused["due_at"]) == (
+        "2",
+        "pause",
+        "2026-03-03T09:00:00Z",
+    )
+    assert "branch" not in paused and waiting["status"] == "running"
+    assert await stats("2026-03-02", "2026-03-02") == (1, 0, 1, 1, {"1": 1, "2": 0})
+
+    clock.advance(timedelta(days=1))
+    herald.tick()
+    herald.runtime.drain()
+    herald.runtime.drain()
+    done = await path()
+    assert [(s["node_id"], s["branch"]) for s in done["steps"]] == [
+        ("1", "next"),
+        ("2", "next"),
+        ("3", "next"),
+    ]
+    assert (
+        done["steps"][1]["woke_at"] == "2026-03-03T09:00:00Z"
+        and done["steps"][2]["outcome"]["status"] == "queued"
+    )
+    assert done["status"] == "completed" and "error" not in done["steps"][2]
+    assert await stats("2026-03-03", "2026-03-03") == (0, 1, 0, 0, {"2": 0, "3": 0})
+    assert await stats("2026-03-01", "2026-03-31") == (1, 1, 0, 1, {"1": 1, "2": 0, "3": 0})
+    assert await stats("2026-02-01", "2026-02-28") == (0, 0, 0, 0, {})
+
+
+@pytest.mark.parametrize(
+    ("schedule", "runs"),
+    [
+        ({"kind": "once", "date": "2026-03-05", "time": "10:00"}, ["2026-03-05T10:00:00+00:00"]),
+        (
+            {"kind": "weekdays", "weekdays": ["sunday"], "time": "11:30"},
+            ["2026-03-08T11:30:00+00:00", "2026-03-15T11:30:00+00:00"],
+        ),
+        (
+            {"kind": "month_days_times", "days": [1, 15], "hours": [8, 20]},
+            ["2026-03-15T08:00:00+00:00", "2026-03-15T20:00:00+00:00", "2026-04-01T08:00:00+00:00"],
+        ),
+        (
+            {"kind": "daily", "time": "19:30", "deactivate_after": "2026-03-04T00:00:00Z"},
+            ["2026-03-02T19:30:00+00:00", "2026-03-03T19:30:00+00:00"],
+        ),
+    ],
+)
+async def test_an_audience_scenario_takes_any_campaign_schedule(
+    api: httpx.AsyncClient, triggers: dict[str, str], schedule: dict[str, Any], runs: list[str]
+) -> None:
+    capture = {"kind": "schedule", "schedule": schedule}
+    sid = await created(api, {**body(campaign("1", triggers["welcome"])), "capture": capture})
+    shown = (await api.get(f"/api/v1/scenarios/{sid}/upcoming")).json()["runs"]
+    assert shown[: len(runs)] == runs
+    assert len(shown) == (len(runs) if schedule["kind"] == "once" or "deactivate_after" in schedule else 12)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ from herald.senders.dkim import DkimKey, generate_key
 from herald.senders.fcm import FcmGateway, FcmSettings, ServiceAccount
 from herald.senders.gateway import (
     Accepted,
+    BeforeCommit,
     ChannelGateway,
     DeliveryReport,
     EmailParts,
@@ -69,7 +71,7 @@ class Rig:
     report_for: Callable[[str], Any] | None = None  # make the provider report on an accepted id
     form: Callable[[Outbound], Outbound] = lambda message: message  # the message in the channel's form
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> Any:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> Any:
         return await self.gateway.send(self.form(message), before_commit)
 
 
@@ -304,11 +306,25 @@ async def test_an_address_that_no_longer_exists_says_so(rig: Rig) -> None:
 
 async def test_the_commit_mark_comes_before_anything_leaves(rig: Rig) -> None:
     seen_at_commit: list[int] = []
-    outcome = await rig.send(
-        outbound("m-5", rig.addresses("ok")), before_commit=lambda: seen_at_commit.append(len(rig.received()))
-    )
+
+    async def committing() -> None:  # a mark that takes a while (recorded with others' in one write)
+        seen_at_commit.append(len(rig.received()))
+        await asyncio.sleep(0.01)
+        seen_at_commit.append(len(rig.received()))
+
+    outcome = await rig.send(outbound("m-5", rig.addresses("ok")), before_commit=committing)
     assert isinstance(outcome, Accepted)
-    assert seen_at_commit == [0] and len(rig.received()) == 1
+    assert seen_at_commit == [0, 0] and len(rig.received()) == 1
+
+
+async def test_a_commit_mark_that_fails_sends_nothing(rig: Rig) -> None:
+    async def store_down() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await rig.send(outbound("m-6", rig.addresses("ok")), before_commit=store_down)
+    await asyncio.sleep(0.05)  # anything sent would have reached the local server by now
+    assert rig.received() == []
 
 
 async def test_the_gateway_keeps_to_its_rate(rig: Rig) -> None:
@@ -392,13 +408,13 @@ class _Dying:
         self.reports_delivery = gateway.reports_delivery
         self.rate = gateway.rate
 
-    async def send(self, message: Outbound, before_commit: Callable[[], None] | None = None) -> Any:
+    async def send(self, message: Outbound, before_commit: BeforeCommit | None = None) -> Any:
         if not self.after_mark:
             raise _Killed
 
-        def marked_then_killed() -> None:
+        async def marked_then_killed() -> None:
             assert before_commit is not None
-            before_commit()
+            await before_commit()
             raise _Killed
 
         return await self.inner.send(message, marked_then_killed)

@@ -140,7 +140,7 @@ def test_killing_the_scenario_processor_loses_and_doubles_nothing_across_a_live_
         worker = start_worker(data_dir, scenario_id)
         time.sleep(chance.uniform(0.2, 2.0))
         worker.send_signal(signal.SIGKILL)
-        worker.wait()
+        assert worker.wait() == -signal.SIGKILL, f"kill {kill} came after the work was done"
         if kill == EDIT_AFTER:
             edit(data_dir, scenario_id, campaigns)
     worker = start_worker(data_dir, scenario_id)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from time import sleep
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,11 +24,13 @@ from herald.domain.scenario_capture import ApiCapture, ScheduleCapture
 from herald.domain.schedules import DailySchedule
 from herald.domain.segment_definitions import SegmentSettings
 from herald.domain.segment_eval import percent_bucket
+from herald.domain.statuses import Status
 from herald.domain.stop_lists import CreateStopList
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
-from tests.builders import DB, create_database
+from herald.services.profiles import ImportOptions
+from tests.builders import DB, RESOURCE, create_database, create_resource, enable_telegram_bot
 from tests.conftest import ADMIN_TOKEN, START
 from tests.scenario_builders import (
     CTX,
@@ -46,6 +49,7 @@ from tests.scenario_builders import (
 class _Receiver(BaseHTTPRequestHandler):
     calls: ClassVar[list[dict[str, Any]]] = []
     statuses: ClassVar[list[int]] = []
+    delays: ClassVar[list[float]] = []  # seconds to take over each answer, in turn
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -61,10 +65,14 @@ class _Receiver(BaseHTTPRequestHandler):
             }
         )
         status = _Receiver.statuses.pop(0) if _Receiver.statuses else 200
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"ok": true}')
+        sleep(_Receiver.delays.pop(0) if _Receiver.delays else 0)
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+        except BrokenPipeError:
+            pass  # the caller timed out and hung up
 
     do_GET = _answer
     do_POST = _answer
@@ -75,7 +83,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[str]:
-    _Receiver.calls, _Receiver.statuses = [], []
+    _Receiver.calls, _Receiver.statuses, _Receiver.delays = [], [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -224,6 +232,48 @@ def test_action_nodes_change_the_profile_other_databases_subscriptions_stop_list
     assert herald.aggregates.decode(goals[0]).at == goals[0].occurred_at  # the payload's time is its own
 
 
+def test_the_subscription_node_copies_telegram_chats_to_another_bot_and_updates_the_held_ones(
+    herald: Herald,
+) -> None:
+    ready(herald)
+    enable_telegram_bot(herald, RESOURCE)
+    create_resource(herald, "8")
+    enable_telegram_bot(herald, "8", "outlet_bot")
+    nodes = [
+        {
+            "id": "1",
+            "type": "subscription",
+            "resource_id": "8",
+            "channels": ["telegram_bot"],
+            "source": {"kind": "resource", "resource_id": RESOURCE},
+            "next": "2",
+        },
+        {
+            "id": "2",
+            "type": "subscription",
+            "mode": "update",
+            "resource_id": RESOURCE,
+            "channels": ["telegram_bot"],
+            "status": "unsubscribed",
+        },
+    ]
+    sid = scenario(herald, graph(*nodes))
+    herald.runtime.drain()
+    chat = {"resource_id": RESOURCE, "channel": "telegram_bot", "chat_id": "555001"}
+    [result] = herald.profiles.import_rows(
+        DB, [{"email": "tg@mail.example", "subscriptions": [chat]}], ImportOptions(), CTX
+    )
+    pid = result.profile_id or ""
+    herald.runtime.drain()
+    herald.runtime.drain()
+    assert journey_types(herald, sid, pid)[-1] == "ScenarioInstanceCompleted"
+    profile = herald.campaigns.profile(pid)
+    [copied] = profile.subscriptions.of_resource("8", "telegram_bot")
+    assert (copied.key.contact, copied.status) == ("555001", Status.SUBSCRIBED)
+    [held] = profile.subscriptions.of_resource(RESOURCE, "telegram_bot")
+    assert (held.key.contact, held.status) == ("555001", Status.UNSUBSCRIBED)
+
+
 def test_a_live_edit_moves_instances_at_a_removed_node_and_sends_nothing_twice(
     herald: Herald, clock: ManualClock
 ) -> None:
@@ -256,6 +306,8 @@ def test_a_live_edit_moves_instances_at_a_removed_node_and_sends_nothing_twice(
 def test_deactivation_keeps_or_drops_the_profiles_that_wake_while_it_is_off(
     herald: Herald, clock: ManualClock, sleeping: bool
 ) -> None:
+    """`early`'s hour ends while the scenario is off: it sleeps (and goes on at reactivation) or ends.
+    `late`'s ends after reactivation: it goes on at its own due time either way."""
     ready(herald)
     after = trigger(herald, "After")
     sid = scenario(
@@ -264,19 +316,28 @@ def test_deactivation_keeps_or_drops_the_profiles_that_wake_while_it_is_off(
         sleeping=sleeping,
     )
     herald.runtime.drain()
-    [early, late] = imported(herald, "e@mail.example", "l@mail.example")
-    herald.runtime.drain()
+
+    def at(minutes: int) -> None:
+        clock.set(START + timedelta(minutes=minutes))
+        herald.tick()
+        herald.runtime.drain()
+        herald.runtime.drain()
+
+    [early] = imported(herald, "e@mail.example")
+    at(30)
+    [late] = imported(herald, "l@mail.example")
+    at(40)
     herald.scenarios.deactivate(sid, CTX)
-    clock.advance(timedelta(hours=1))
-    herald.tick()
-    herald.runtime.drain()
+    at(70)  # early's hour ended at 60, while off
     assert messages_of(herald, after) == {}
-    clock.advance(timedelta(hours=5))
     herald.scenarios.activate(sid, CTX)
     herald.runtime.drain()
     herald.runtime.drain()
-    sent = set(messages_of(herald, after))
-    assert sent == ({early, late} if sleeping else set())
+    assert set(messages_of(herald, after)) == ({early} if sleeping else set())
+    at(89)
+    assert late not in messages_of(herald, after)  # a minute short of its hour: still waiting
+    at(90)
+    assert set(messages_of(herald, after)) == ({early, late} if sleeping else {late})
     ended = "ScenarioInstanceCompleted" if sleeping else "ScenarioInstanceTerminated"
     assert journey_types(herald, sid, early)[-1] == ended
 
@@ -306,10 +367,13 @@ def test_an_audience_scenario_runs_on_its_schedule_for_the_segment_with_its_perc
     herald.runtime.drain()
     expected = sorted(p for p in pids if percent_bucket(p) <= 50)
     assert sorted(messages_of(herald, hello)) == expected and expected
+    joined = imported(herald, *(f"j{i}@mail.example" for i in range(30)), tier="gold")  # between the runs
     clock.set(datetime(2026, 3, 3, 19, 30, tzinfo=UTC))
     herald.tick()
     herald.runtime.drain()
-    assert sorted(messages_of(herald, hello)) == expected  # once ever: the second run finds them in before
+    newcomers = sorted(p for p in joined if percent_bucket(p) <= 50)
+    assert newcomers  # the segment is evaluated anew at each run; once ever keeps the first ones out
+    assert sorted(messages_of(herald, hello)) == sorted(expected + newcomers)
     assert all(len(m) == 1 for m in messages_of(herald, hello).values())
     assert herald.scenarios.scenario(sid).runs_started == 2
 

@@ -90,6 +90,10 @@ def test_a_timed_condition_goes_true_when_the_field_changes_not_at_its_deadline(
     [pid] = imported(herald, "bob@mail.example", tier="basic")
     herald.runtime.drain()
     assert journey_types(herald, sid, pid)[-1] == "ScenarioWaitScheduled"
+    [wait] = [
+        e.data for e in herald.store.read_stream(f"journey-{sid}-{pid}") if e.type == "ScenarioWaitScheduled"
+    ]
+    assert wait["due_at"] == wait["deadline"]  # one durable timer, at the deadline: nothing polls
     clock.advance(timedelta(hours=3))
     herald.profiles.update_fields(pid, {"tier": "gold"}, CTX)
     herald.runtime.drain()  # no tick: the change itself is what re-evaluates the condition

@@ -4,14 +4,14 @@ Everything is made through the HTTP API: a database with `LOYALTY_SCORE`, a reso
 and SMS, a sender to an aiosmtpd relay on loopback, three trigger campaigns, and the scenario with
 the guide's node numbers: (2) welcome email → (3) pause a day → (4) "clicked the welcome?" (the
 guide allows a click instead of the opt-in confirmation), waiting an hour → true: (5) +200
-points → (7) promo email; false: (8) "an SMS was sent?" → true: (9) webhook to the call centre;
-false: (10) SMS reminder → (11) pause a day → a link back to (4).
+points → (6) a promo code → (7) promo email; false: (8) "an SMS was sent?" → true: (9) webhook to
+the call centre; false: (10) SMS reminder → (11) pause a day → a link back to (4). Node (6) binds
+a code of the Welcome loyalty program (made on demand: the scenario may create codes), and the
+promo email shows it.
 
 Clicks are followed from the received mail through the click tracker. The SMS reminders go out
 through the SMS worker as SMPP submits to a loopback SMSC (an SMS sender set by the API; accepted
-is delivered), so the scenario's "an SMS was sent?" reads what the worker recorded. Node (6),
-assign a promo code,
-waits for the loyalty programs.
+is delivered), so the scenario's "an SMS was sent?" reads what the worker recorded.
 
 Who does what, by the profile's number: 0–2 of every 10 click on day 1 (before the pause ends);
 3 clicks while node 4 waits its hour; 4 clicks on day 2, after the SMS, and is caught when the
@@ -163,7 +163,12 @@ async def setup(api: httpx.AsyncClient, herald: Herald, port: int, call_centre: 
                 "html": '<p>Hi!</p><a href="https://shop.example/start">Start</a>',
             }
         },
-        "promo": {"email": {"subject": "Your bonus", "html": "<p>200 points are yours.</p>"}},
+        "promo": {
+            "email": {
+                "subject": "Your bonus",
+                "html": "<p>200 points are yours. Your code: <b>{loyalty.welcome.promocode}</b></p>",
+            }
+        },
         "reminder": {"sms": {"body": "Finish signing up at shop.example"}},
     }
     ids = {}
@@ -182,6 +187,13 @@ async def setup(api: httpx.AsyncClient, herald: Herald, port: int, call_centre: 
         }
         ids[name] = await created_id(api, "/api/v1/campaigns", trigger, "campaign_id")
         await ok(await api.post(f"/api/v1/campaigns/{ids[name]}/activate"))
+    program = {
+        "name": "Welcome",
+        "shortcode": "welcome",
+        "generator": {"kind": "pattern", "pattern": "WELCOME-{D6}"},
+        "scenario_may_create": True,
+    }
+    ids["program"] = await created_id(api, "/api/v1/loyalty-programs", program, "program_id")
     clicked = {
         "kind": "message_history",
         "action": "clicked",
@@ -207,6 +219,13 @@ async def setup(api: httpx.AsyncClient, herald: Herald, port: int, call_centre: 
             "type": "update_data",
             "name": "Приветственные бонусы",
             "operations": [{"field": "LOYALTY_SCORE", "op": "increment", "value": 200}],
+            "next": "6",
+        },
+        {
+            "id": "6",
+            "type": "promo_code",
+            "name": "Назначить промокод",
+            "program_id": ids["program"],
             "next": "7",
         },
         {"id": "7", "type": "campaign", "campaign_id": ids["promo"], "next": None},
@@ -287,6 +306,15 @@ def _parsed(raw: bytes) -> email.message.EmailMessage:
     return message
 
 
+def shown_code(raw: bytes) -> str:
+    """The promo code the bonus mail shows."""
+    part = _parsed(raw).get_body(("html",))
+    assert part is not None
+    found = re.search(r"<b>(.*?)</b>", str(part.get_content()))
+    assert found is not None
+    return found.group(1)
+
+
 async def click(api: httpx.AsyncClient, raw: bytes) -> None:
     part = _parsed(raw).get_body(("html",))
     assert part is not None
@@ -359,6 +387,8 @@ async def test_the_guides_welcome_scenario_for_1000_profiles_over_simulated_days
     assert relay.by_subject() == {"Welcome": PROFILES, "Your bonus": 500}
     promo = Counter(rcpt for rcpt, raw in relay.messages if _parsed(raw)["Subject"] == "Your bonus")
     assert sorted(promo) == sorted(clickers) and set(promo.values()) == {1}  # each once
+    codes = [shown_code(raw) for _, raw in relay.messages if _parsed(raw)["Subject"] == "Your bonus"]
+    assert len(set(codes)) == 500 and all(re.fullmatch(r"WELCOME-\d{6}", code) for code in codes)
     assert sorted(_CallCentre.phones) == sorted(f"+4930{number(a):07d}" for a in never)
     assert await send_sms(herald) == 0 and len(smsc.submits) == 600  # nobody was sent the SMS twice
     await herald.sms.close()
@@ -385,4 +415,5 @@ async def test_the_guides_welcome_scenario_for_1000_profiles_over_simulated_days
     assert looper["fields"]["LOYALTY_SCORE"] == 200
     path = await ok(await api.get(f"/api/v1/scenarios/{ids['scenario']}/profiles/{looper['profile_id']}"))
     visited = [step["node_id"] for step in path["instances"][0]["steps"]]
-    assert visited == ["2", "3", "4", "8", "10", "11", "4", "5", "7"]
+    assert visited == ["2", "3", "4", "8", "10", "11", "4", "5", "6", "7"]
+    assert path["instances"][0]["steps"][-2]["outcome"]["code"] in codes

@@ -300,10 +300,14 @@ async def test_no_answer_to_the_final_dot_may_have_been_sent() -> None:
     mute = await asyncio.start_server(swallow, "127.0.0.1", 0)
     port = mute.sockets[0].getsockname()[1]
     committed: list[bool] = []
+
+    async def committing() -> None:
+        committed.append(True)
+
     try:
         relay = SmtpRelay(host="127.0.0.1", port=port, local_hostname="herald.test", timeout=0.3)
         async with SmtpPool(relay) as pool:
-            outcome = await pool.send(SENDER, "a@example.org", MESSAGE, lambda: committed.append(True))
+            outcome = await pool.send(SENDER, "a@example.org", MESSAGE, committing)
     finally:
         mute.close()
         await mute.wait_closed()

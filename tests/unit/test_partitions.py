@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
@@ -21,7 +21,7 @@ import pytest
 from herald.api import cli
 from herald.infra.clock import ManualClock
 from herald.infra.data_dir_lock import FileLock
-from herald.infra.event_store import NewEvent, RecordedEvent
+from herald.infra.event_store import EventFilter, NewEvent, RecordedEvent
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import SqliteCheckpoints, open_readmodel_db
 from herald.infra.sqlite_event_store import SqliteEventStore
@@ -140,6 +140,39 @@ def test_offsets_gone_from_the_topic_are_read_from_the_log(tmp_path: Path, store
     assert runner.feed(messages[-1:]) is None  # offsets 0.. lost to retention: only the last arrives
     assert conn.execute("SELECT sum(n) FROM counts").fetchone()[0] == len(messages)
     assert runner.next_offset == len(messages)
+
+
+class Picky(Counter):
+    """A counter that declares the one type it folds."""
+
+    name = "picky"
+    consumes = EventFilter(frozenset({"Happened1"}))
+
+
+def test_messages_no_consumer_folds_are_passed_over_to_the_last(
+    tmp_path: Path, store: SqliteEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partition = partition_of("a", PARTITIONS)
+    messages = _messages(store, partition)
+    assert decode(messages[-1][1]).type != "Happened1"  # the batch ends with messages nobody folds
+    built: list[str] = []
+    monkeypatch.setattr(RecordedEvent, "__init__", _recording(RecordedEvent.__init__, built))
+    runner, conn = _runner(tmp_path, store, partition, Picky(open_partition_store(tmp_path / "p", partition)))
+    assert runner.feed(messages) is None  # not fetched again: the checkpoint went over the rest
+    assert built == ["Happened1"]  # the others' envelopes read, no event built
+    assert _counted(conn) == {"Happened1"}
+    assert runner.next_offset == len(messages)
+    last = int(orjson.loads(messages[-1][1].split(b"\n")[0])["position"])
+    assert runner.folded_through == last
+    assert conn.execute("SELECT position FROM checkpoints WHERE name = 'picky'").fetchone() == (last,)
+
+
+def _recording(init: Callable[..., None], built: list[str]) -> Callable[..., None]:
+    def recorded(event: RecordedEvent, *args: object, **fields: object) -> None:
+        init(event, *args, **fields)
+        built.append(event.type)
+
+    return recorded
 
 
 class Cards:

@@ -79,6 +79,10 @@ def matched(capture: Capture, event: Event) -> bool:
         (ImportCapture(via="any"), created("segment"), False),  # made by tracking: not an import
         (ImportCapture(via="any"), updated("import", "plan"), True),
         (ImportCapture(via="any"), updated("link", "plan"), False),
+        (ImportCapture(via="any"), updated("manual", "plan"), False),  # an edit, a scoring rule: no import
+        (ImportCapture(via="manual"), updated("import", "plan"), True),
+        (ImportCapture(via="api"), updated("api", "plan"), True),
+        (FieldChangedCapture(), updated("manual", "plan"), True),
         (FieldChangedCapture(), updated("link", "plan"), True),
         (FieldChangedCapture(field="plan"), updated("api", "plan", "age"), True),
         (FieldChangedCapture(field="tier"), updated("api", "plan"), False),

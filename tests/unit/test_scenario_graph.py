@@ -134,6 +134,13 @@ def test_the_welcome_scenario_with_its_loop_back_to_node_4_is_a_valid_graph() ->
         ),
         (
             graph(
+                {"id": "1", "type": "subscription", "resource_id": "7", "channels": ["email", "telegram_bot"]}
+            ),
+            "graph.nodes.0.source",
+            "telegram_bot subscriptions can only be copied",
+        ),
+        (
+            graph(
                 {
                     "id": "1",
                     "type": "content_filter",

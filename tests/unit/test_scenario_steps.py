@@ -19,7 +19,7 @@ from herald.domain import scenarios as sc
 from herald.domain.events import Event
 from herald.domain.profiles import ProfileCreated, ProfileState, profile_decider
 from herald.domain.scenario_capture import ImportCapture
-from herald.domain.scenario_graph import ScenarioGraph
+from herald.domain.scenario_graph import AnyNode, ScenarioGraph
 from herald.domain.segment_eval import HistoryEvent, ProfileFacts, percent_bucket
 from herald.domain.segments import MessageAction
 
@@ -245,6 +245,23 @@ def test_a_pause_that_needs_no_wait_goes_straight_on() -> None:
     assert trace(first_entry(state)) == [("entered", 1), ("node", "w"), ("exit", "w", "next"), ("node", "t")]
 
 
+@pytest.mark.parametrize(
+    ("use_profile", "pause_zone", "due"),
+    [
+        (True, None, datetime(2026, 3, 3, 1, 0, tzinfo=UTC)),  # 10:00 in Tokyo (UTC+9)
+        (False, None, datetime(2026, 3, 2, 10, 0, tzinfo=UTC)),  # the account's UTC
+        (False, "Europe/Moscow", datetime(2026, 3, 3, 7, 0, tzinfo=UTC)),  # the pause's zone (UTC+3)
+    ],
+)
+def test_a_pause_counts_in_the_profiles_time_zone_when_asked_else_its_own_or_the_accounts(
+    use_profile: bool, pause_zone: str | None, due: datetime
+) -> None:
+    node = pause("w", "t", kind="time_of_day", time="10:00")
+    state = scenario({**node, "use_profile_timezone": use_profile, "timezone": pause_zone}, campaign("t"))
+    events, _ = decided([], enter(state, who=profile(_tz="Asia/Tokyo")))
+    assert trace(events)[-1] == ("wait", "pause", due)
+
+
 @pytest.mark.parametrize(("tier", "branch"), [("gold", "yes"), ("basic", "no")])
 def test_a_condition_checked_once(tier: str, branch: str) -> None:
     state = scenario(field_is("tier", "gold"), *YES_NO)
@@ -355,6 +372,67 @@ def test_a_content_filter_reads_the_entrys_content() -> None:
     poor = st.Enter(context(state), "api", cause(1, "request"), {"price": 10})
     assert ("exit", "f", "true") in trace(decided([], rich)[0])
     assert ("exit", "f", "false") in trace(decided([], poor)[0])
+
+
+# --- every node type -----------------------------------------------------------------------------
+
+ACTIONS: dict[str, dict[str, Any]] = {
+    "campaign": {"campaign_id": "9"},
+    "copy_to_database": {"database_id": "2"},
+    "update_data": {"operations": [{"field": "age", "op": "increment", "value": 1}]},
+    "subscription": {"resource_id": "7", "channels": ["email"]},
+    "goal": {"pixel_id": "3", "goals": ["Покупка"], "value": 9000},
+    "promo_code": {"program_id": "4"},
+    "stop_list": {"stop_list_id": "5", "resource_id": "7"},
+    "static_segment": {"segment_id": "6"},
+}
+ALONE: dict[str, tuple[dict[str, Any], list[tuple[Any, ...]]]] = {
+    "pause": ({"wait": {"kind": "relative", "hours": 2}}, [("wait", "pause", T0 + timedelta(hours=2))]),
+    "condition": (
+        {"rules": [], "true": "z"},
+        [("evaluated", "n", True), ("exit", "n", "true"), ("node", "z")],
+    ),
+    "split": ({"branches": [{"percent": 100, "next": "z"}]}, [("exit", "n", "branch_1"), ("node", "z")]),
+    "content_filter": ({"filter": {}, "true": "z"}, [("exit", "n", "true"), ("node", "z")]),
+    "webhook": ({"url": "http://example.com"}, []),
+}
+
+
+def node_of(node_type: str, options: dict[str, Any]) -> dict[str, Any]:
+    single = node_type not in ("condition", "split", "content_filter")
+    return {"id": "n", "type": node_type, **({"next": "z"} if single else {}), **options}
+
+
+def test_the_tables_cover_every_node_type() -> None:
+    types = {member.model_fields["type"].default for member in AnyNode.__args__}  # type: ignore[attr-defined]
+    assert types == set(ACTIONS) | set(ALONE)
+
+
+@pytest.mark.parametrize("node_type", sorted(ALONE))
+def test_a_node_the_decider_goes_through_alone(node_type: str) -> None:
+    options, after = ALONE[node_type]
+    state = scenario(node_of(node_type, options), campaign("z"))
+    events, journey = decided([], enter(state))
+    assert trace(events) == [("entered", 1), ("node", "n"), *after]
+    waits = journey.instances[1].awaiting
+    expected = {"pause": "timer", "webhook": "call"}.get(node_type, "effect")  # else it reached campaign z
+    assert waits is not None and waits.kind == expected
+
+
+@pytest.mark.parametrize("node_type", sorted(ACTIONS))
+def test_an_action_node_stops_until_its_outcome_then_goes_on_or_fails_and_goes_on(node_type: str) -> None:
+    state = scenario(node_of(node_type, ACTIONS[node_type]), campaign("z"))
+    first = first_entry(state)
+    assert trace(first) == [("entered", 1), ("node", "n")]
+    journey = st.journey_decider.fold(first)
+    pending = st.pending_action(journey, 1, context(state))
+    assert pending is not None and (pending.id, pending.type) == ("n", node_type)
+    assert st.pending_action(journey, 1, context(replace(state, active=False))) is None  # off: nothing acts
+    done, _ = decided(first, st.FinishEffect(context(state), 1, st.EffectOutcome(detail={"k": 1})))
+    assert trace(done) == [("exit", "n", "next"), ("node", "z")]
+    assert done[0].outcome == {"k": 1}  # type: ignore[attr-defined]
+    failed, _ = decided(first, st.FinishEffect(context(state), 1, st.EffectOutcome(error="bad")))
+    assert trace(failed) == [("failed", "n", "bad"), ("exit", "n", "next"), ("node", "z")]
 
 
 # --- actions and webhooks -----------------------------------------------------------------------
@@ -549,6 +627,62 @@ def test_instances_at_nodes_that_remain_go_on_and_keep_their_due_time() -> None:
     assert decided(first, st.Adopt(context(edited)))[0] == []
     events, _ = decided([*first, elapsed(first)], st.Continue(context(edited, T0 + timedelta(days=1)), 1))
     assert trace(events) == [("exit", "w", "next"), ("node", "t")]
+
+
+EDITS: dict[str, tuple[dict[str, Any], list[tuple[Any, ...]]]] = {
+    "campaign": ({"campaign_id": "10"}, []),
+    "copy_to_database": ({"database_id": "3", "update_existing": True}, []),
+    "update_data": ({"operations": [{"field": "age", "op": "decrement", "value": 5}]}, []),
+    "subscription": ({"resource_id": "7", "channels": ["sms"], "mode": "update"}, []),
+    "goal": ({"pixel_id": "3", "goals": ["Оплата"], "value": 1}, []),
+    "promo_code": ({"program_id": "8"}, []),
+    "stop_list": ({"stop_list_id": "5", "resource_id": "7", "action": "remove"}, []),
+    "static_segment": ({"segment_id": "6", "action": "remove"}, []),
+    "webhook": ({"url": "http://example.org/v2", "method": "POST"}, []),
+    "pause": (
+        {"wait": {"kind": "relative", "hours": 3}},
+        [("wait", "pause", T0 + timedelta(days=1, hours=3))],
+    ),
+    "condition": (
+        {"rules": [], "true": None, "false": "z"},
+        [("evaluated", "n", True), ("exit", "n", "true")],
+    ),
+    "split": (
+        {"mode": "static", "branches": [{"percent": 50, "next": "z"}, {"percent": 50, "next": "z"}]},
+        [("exit", "n", "branch_1" if percent_bucket("p1") <= 50 else "branch_2"), ("node", "z")],
+    ),
+    "content_filter": ({"filter": {}, "false": "z"}, [("exit", "n", "true")]),
+}
+
+
+@pytest.mark.parametrize("node_type", sorted(EDITS))
+def test_every_node_type_may_be_edited_after_launch_and_waiting_profiles_reach_the_new_node(
+    node_type: str,
+) -> None:
+    """Issue 17 item 5: an active scenario's node of any type is edited; a profile waiting before it runs
+    the new version's node when its pause ends."""
+    before = ACTIONS.get(node_type) or ALONE[node_type][0]
+    v2_options, then = EDITS[node_type]
+    v2 = ScenarioGraph.model_validate(
+        {"nodes": [pause("w", "n"), node_of(node_type, v2_options), campaign("z")]}
+    )
+    state = scenario(pause("w", "n"), node_of(node_type, before), campaign("z"))
+    assert state.settings is not None
+    change = sc.ChangeScenario("1", state.settings, v2, (), sc.ScenarioChecks(), "UTC", T0)
+    [published] = sc.decide(change, state)
+    assert isinstance(published, sc.ScenarioPublished) and published.version == 2
+    edited = sc.evolve(state, published)
+    first = first_entry(state)
+    assert decided(first, st.Adopt(context(edited)))[0] == []  # the profile at the pause stays there
+    due = T0 + timedelta(days=1)
+    events, journey = decided([*first, elapsed(first)], st.Continue(context(edited, due), 1))
+    ended = [("completed", 1)] if node_type in ("condition", "content_filter") else []
+    assert trace(events) == [("exit", "w", "next"), ("node", "n"), *then, *ended]
+    entered = next(e for e in events if isinstance(e, si.ScenarioNodeEntered))
+    assert entered.version == 2
+    if node_type in ACTIONS:
+        pending = st.pending_action(journey, 1, context(edited, due))
+        assert pending == edited.node("n", 2) and pending != state.node("n", 1)
 
 
 def test_a_node_whose_type_changed_is_entered_again() -> None:

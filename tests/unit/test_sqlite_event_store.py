@@ -151,7 +151,8 @@ def test_a_run_finds_a_hash_at_a_fence_and_one_that_straddles_two_blocks() -> No
     runs.spill(more, np.arange(10_001, 10_601, dtype=np.int64))
 
     found: dict[int, list[int]] = {}
-    runs.candidates([1022, 2048, 0, int(keys[-1]), 2**63 + 599, 1, 1024, 2**63 + 600], found)
+    wanted = [1022, 2048, 0, int(keys[-1]), 2**63 + 599, 1, 1024, 2**63 + 600]
+    runs.candidates(wanted, np.asarray(wanted, dtype=np.uint64), found)
 
     assert int(keys[512]) == 1022 and int(keys[1024]) == 2048  # the fences of blocks 1 and 2
     assert found == {
