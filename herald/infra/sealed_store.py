@@ -268,7 +268,7 @@ class SealedEventStore:
     def recorded(self, *fields: Any) -> RecordedEvent:
         """The event of `RecordedEvent`'s fields as stored, opened on access: `opened` without building
         it twice, for a reader holding a copy of the stored bytes (a partition of the scale engine)."""
-        if not fields[1].startswith(_PREFIXES):  # the stream
+        if not fields[1].startswith(_SEALED_STREAMS):  # the stream
             return RecordedEvent(*fields)
         opened = _Opened(*fields)
         opened._sealer = self.sealer
