@@ -712,6 +712,7 @@ def build(settings: Settings, clock: Clock | None = None, ids: IdSource | None =
             store.sealer.names,
             clickhouse,
             [import_files.directory, export_files.directory, segment_files.directory],
+            catalog.erase_stop_list_entries,
             catch_up,
             projections.profiles.anonymous_ids_of,
             projections.profiles.links_of,

@@ -107,6 +107,7 @@ _BUILT_IN = {
     PLATFORM_BLACKLIST_ID: (StopListKind.PLATFORM_BLACKLIST, "Platform blacklist"),
     ACCOUNT_GLOBAL_LIST_ID: (StopListKind.ACCOUNT_GLOBAL, "Global suppress list"),
 }
+BUILT_IN_LIST_IDS = tuple(_BUILT_IN)
 
 
 def stop_list_stream(list_id: str) -> str:
@@ -156,11 +157,17 @@ class StopListItem(BaseModel):
 EntryNamer = Callable[[EntryKind, str], str]
 
 
+def erased_value(digest: str) -> str:
+    """What an entry whose holder was erased reads as: its name shortened, nothing personal."""
+    return "erased-" + digest[:16]
+
+
 def plain_names(kind: EntryKind, key: str) -> str:
     """Names an entry by its match key itself: for the domain's own tests, where no key exists."""
     return key
 
 
+_PERSONAL_KINDS = (EntryKind.EMAIL, EntryKind.PHONE)  # a domain names no one
 _PHONE_LIKE = re.compile(r"^\+?[\d\s()\-]+$")
 _SEPARATORS = re.compile(r"[,\s]+")
 
@@ -333,6 +340,15 @@ class StopListEntriesRemoved(Event):
     at: datetime
 
 
+@registry.register("StopListEntriesErased")
+class StopListEntriesErased(Event):
+    """Entries whose holder was erased: they stay and keep matching, their values read as erased."""
+
+    list_id: str
+    items: tuple[StopListItem, ...]  # each named, its value `erased_value(digest)`
+    at: datetime
+
+
 @registry.register("StopListCleared")
 class StopListCleared(Event):
     list_id: str
@@ -383,6 +399,13 @@ def evolve(state: StopListState, event: Event) -> StopListState:
     if isinstance(event, StopListEntriesRemoved):
         removed = (item.named(state.name_entry).key for item in event.items)
         return replace(state, entries=state.entries.without(removed))
+    if isinstance(event, StopListEntriesErased):
+        erased = [
+            StopListEntry(item, kept.reason, kept.added_at)
+            for item in event.items
+            if (kept := state.entries.get(item.key)) is not None
+        ]
+        return replace(state, entries=state.entries.without(e.item.key for e in erased).with_entries(erased))
     if isinstance(event, StopListCleared):
         return replace(state, entries=EntrySet())
     if isinstance(event, StopListDeleted):
@@ -431,6 +454,15 @@ class RemoveStopListEntries:
 
 
 @dataclass(frozen=True, slots=True)
+class EraseStopListEntries:
+    """Make the entries named `digests` read as erased (their holder was erased); they keep matching."""
+
+    list_id: str
+    digests: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ClearStopList:
     list_id: str
     at: datetime
@@ -447,6 +479,7 @@ StopListCommand = (
     | UpdateStopList
     | AddStopListEntries
     | RemoveStopListEntries
+    | EraseStopListEntries
     | ClearStopList
     | DeleteStopList
 )
@@ -481,6 +514,8 @@ def _decide(command: StopListCommand, state: StopListState) -> list[Event]:
             if present
             else []
         )
+    if isinstance(command, EraseStopListEntries):
+        return _erase(command, state)
     if isinstance(command, ClearStopList):
         count = len(state.entries)
         return [StopListCleared(list_id=state.list_id, entries_removed=count, at=command.at)] if count else []
@@ -533,6 +568,18 @@ def _add(command: AddStopListEntries, state: StopListState) -> list[Event]:
     return [
         StopListEntriesAdded(list_id=state.list_id, items=tuple(new), reason=command.reason, at=command.at)
     ]
+
+
+def _erase(command: EraseStopListEntries, state: StopListState) -> list[Event]:
+    """Every listed entry of the digests, whatever it reads as now (once the entry's key is gone it
+    reads as erased already; the read models learn it from this event)."""
+    held = [
+        StopListItem(kind=kind, value=erased_value(digest), digest=digest)
+        for digest in command.digests
+        for kind in _PERSONAL_KINDS
+        if (kind, digest) in state.entries
+    ]
+    return [StopListEntriesErased(list_id=state.list_id, items=tuple(held), at=command.at)] if held else []
 
 
 def _valid_name(name: str) -> str:

@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from herald.domain.errors import ValidationFailed
-from herald.domain.stop_lists import EntryKind, StopListItem, parse_item
+from herald.domain.stop_lists import EntryKind, StopListItem, erased_value, parse_item
 from herald.infra.log_names import LogNames
 from herald.infra.profile_keys import ProfileKeys
 
@@ -37,11 +37,6 @@ _PERSONAL_KINDS = frozenset({EntryKind.EMAIL.value, EntryKind.PHONE.value})
 def entry_owner(digest: str) -> str:
     """Whose key seals the entry named `digest` (apart from every profile id)."""
     return "entry:" + digest
-
-
-def erased_entry(digest: str) -> str:
-    """What an entry whose key is gone reads as (its keyed name, shortened: nothing personal)."""
-    return "erased-" + digest[:16]
 
 
 def entry_names(values: Iterable[str], names: LogNames) -> set[str]:
@@ -84,7 +79,7 @@ class EntrySealer:
         """The item's name, from its value (whatever name it was given: a decider naming entries
         plainly must not put an address in the log as its name), or as given for an erased one."""
         digest = item.get("digest")
-        if isinstance(digest, str) and item.get("value", erased_entry(digest)) == erased_entry(digest):
+        if isinstance(digest, str) and item.get("value", erased_value(digest)) == erased_value(digest):
             return digest
         return self.names.entry_digest(item["kind"], StopListItem.model_validate(item).match_key)
 
@@ -97,7 +92,7 @@ class EntrySealer:
             return {**named, "value": item["value"]}
         key = self.keys.key(entry_owner(digest), create=True)
         if key is None:  # erased: nothing personal is written for it any more
-            return {**named, "value": erased_entry(digest)}
+            return {**named, "value": erased_value(digest)}
         nonce = os.urandom(12)
         sealed = AESGCM(key).encrypt(nonce, str(item["value"]).encode(), digest.encode())
         return {**named, SEALED: base64.b64encode(nonce + sealed).decode()}
@@ -108,7 +103,7 @@ class EntrySealer:
             return {**item, "digest": self._digest(item)}
         digest = item["digest"]
         key = self.keys.key(entry_owner(digest), create=False)
-        value = erased_entry(digest)
+        value = erased_value(digest)
         if key is not None:
             raw = base64.b64decode(token)
             with suppress(InvalidTag):  # a key that is not this entry's: read as erased

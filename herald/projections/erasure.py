@@ -4,10 +4,11 @@ It runs after every other projection over the same batch (it is last in the list
 same connection), so nothing re-adds a row it removed. It drops the rows of every read-model
 table with a `profile_id` column for that profile, and the send-history rows of the contacts the
 profile's subscriptions and card held (read before they go). The stop-list entries of its
-addresses (named in the event by their keyed digests) stay, so they keep suppressing, but their
-values read as erased. The connection deletes securely (`secure_delete`, set where the file is
-opened, zeroes freed bytes) and after the commit the WAL is checkpointed and truncated, so the
-file holds no copy of the erased rows.
+addresses stay, so they keep suppressing, but read as erased from the lists' own
+`StopListEntriesErased`: those are global events, so under the scale engine they reach the
+partition holding the lists, whichever holds the profile. The connection deletes securely
+(`secure_delete`, set where the file is opened, zeroes freed bytes) and after the commit the WAL
+is checkpointed and truncated, so the file holds no copy of the erased rows or values.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any, ClassVar
 import orjson
 
 from herald.infra.event_store import RecordedEvent
-from herald.infra.sealed_entries import erased_entry
 from herald.projections.sqlite_projection import Handler, SqliteProjection
 
 
@@ -31,7 +31,7 @@ class ErasureProjection(SqliteProjection):
         self._erased = False
 
     def handlers(self) -> dict[str, Handler]:
-        return {"ProfileErased": self._erase}
+        return {"ProfileErased": self._erase, "StopListEntriesErased": self._entries_erased}
 
     def _erase(self, event: RecordedEvent) -> None:
         profile_id = event.data["profile_id"]
@@ -39,10 +39,14 @@ class ErasureProjection(SqliteProjection):
             self.write("DELETE FROM contact_sends WHERE contact = ?", (contact,))
         for table in self._tables_with_profiles():
             self.write(f"DELETE FROM {table} WHERE profile_id = ?", (profile_id,))
-        for digest in event.data.get("stop_list_entries") or ():  # they stay, and keep matching
+        self._erased = True
+
+    def _entries_erased(self, event: RecordedEvent) -> None:
+        list_id = event.data["list_id"]
+        for item in event.data["items"]:  # they stay, and keep matching
             self.write(
-                "UPDATE stop_list_entries SET value = ? WHERE entry_key = ? AND kind != 'domain'",
-                (erased_entry(digest), digest),
+                "UPDATE stop_list_entries SET value = ? WHERE list_id = ? AND kind = ? AND entry_key = ?",
+                (item["value"], list_id, item["kind"], item["digest"]),
             )
         self._erased = True
 

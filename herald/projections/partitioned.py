@@ -57,8 +57,10 @@ class MergedConnection(sqlite3.Connection):
 
 
 def folded_by_partition_zero_only(projection: MergedTables) -> bool:
-    """Whether every table of the projection is global state (`FIRST`)."""
-    return all(projection.merge.get(table) == FIRST for table in projection.tables)
+    """Whether the projection keeps tables and every one is global state (`FIRST`). One with no tables
+    of its own (the erasure projection, which scrubs the others') runs in every partition."""
+    tables = projection.tables
+    return bool(tables) and all(projection.merge.get(table) == FIRST for table in tables)
 
 
 def open_merged(paths: Sequence[Path], projections: Iterable[MergedTables]) -> MergedConnection:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from herald.domain import databases, resources, stop_lists
@@ -205,6 +206,15 @@ class CatalogService:
     ) -> Outcome:
         stream = stop_lists.stop_list_stream(command.list_id)
         return self.aggregates.execute(self.stop_lists, stream, command, context, expected_version)
+
+    def erase_stop_list_entries(self, digests: Sequence[str], at: datetime, context: CommandContext) -> None:
+        """Every stop list holding an entry named in `digests` records it erased: it stays and keeps
+        matching, its value reads as erased (the erasure of the person it named)."""
+        if not digests:
+            return
+        listed = {doc["list_id"] for doc in self.projection.objects(STOP_LIST)}
+        for list_id in sorted(listed | set(stop_lists.BUILT_IN_LIST_IDS)):
+            self.change_stop_list(stop_lists.EraseStopListEntries(list_id, tuple(digests), at), context)
 
     # --- ids -----------------------------------------------------------------------------------
 

@@ -25,7 +25,8 @@ read model holds a visitor's tracked data, and its id stays, as a profile's id d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from herald.domain import profiles, visitors
@@ -88,10 +89,12 @@ class ErasureService:
         names: LogNames,
         clickhouse: ClickHouse | None,
         file_folders: Iterable[Path],
+        erase_entries: Callable[[Sequence[str], datetime, CommandContext], None],
         report_catch_up: Callable[[], None] = lambda: None,
         anonymous_ids_of: Callable[[str], list[str]] = lambda profile_id: [],
         visitor_links: Callable[[str], dict[str, str]] = lambda anonymous_id: {},
     ) -> None:
+        self.erase_entries = erase_entries  # the stop lists' record of the erased entries
         self.anonymous_ids_of = anonymous_ids_of  # the visitors linked to a profile: their keys go too
         self.visitor_links = visitor_links  # database id → profile id a visitor was identified as
         self.profiles = profiles_service
@@ -114,6 +117,7 @@ class ErasureService:
         self.keys.destroy(profile_id)
         for digest in entries:  # its addresses on stop lists still match, but read as erased
             self.keys.destroy(entry_owner(digest))
+        self.erase_entries(entries, command.at, context)
         for visitor in visitors:
             self.keys.destroy(anonymous_key(visitor))
         self.report_catch_up()  # the sink writes the erased state first, so nothing comes after the scrub

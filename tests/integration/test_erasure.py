@@ -187,8 +187,14 @@ async def test_an_erased_profile_leaves_no_personal_data_in_any_file_even_after_
     entries = (await api.get("/api/v1/stop-lists/global/entries")).json()["entries"]
     assert erased_listing(entries) == [OTHER, "erased", "erased"]  # hers stay, nameless; Bob's reads as is
     # and so do they in the log, to any reader of it: their keys are gone
-    logged = herald.store.read_stream("stoplist-global")[-1].data["items"]
-    assert erased_listing(logged) == [OTHER, "erased", "erased"]
+    global_list = herald.store.read_stream("stoplist-global")
+    [added] = [e for e in global_list if e.type == "StopListEntriesAdded"]
+    assert erased_listing(added.data["items"]) == [OTHER, "erased", "erased"]
+    # each list holding her entries records them erased on its own stream (global state: every
+    # partition of the scale engine learns it), and names no one
+    for stream, held in ((global_list, 2), (herald.store.read_stream(f"stoplist-{custom}"), 1)):
+        assert stream[-1].type == "StopListEntriesErased"
+        assert erased_listing(stream[-1].data["items"]) == ["erased"] * held
     # the reports keep her anonymous counts: her profile's creation is still counted
     assert herald.clickhouse is not None
     created_rows = herald.clickhouse.query("SELECT count() AS n FROM profile_creations FINAL")

@@ -17,6 +17,7 @@ from herald.api.scale_worker import Worker
 from herald.api.wiring import Herald, build
 from herald.domain import loyalty as ly
 from herald.domain.promo_pool import BindingCause
+from herald.domain.stop_lists import AddStopListEntries, EntryReason
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
@@ -24,7 +25,7 @@ from herald.processors.partition_runner import Message
 from herald.processors.partition_worker import WorkerOptions
 from herald.processors.topic_format import encode, partition_key, partition_of
 from tests.api.test_access_matrix import World
-from tests.builders import CTX, customers
+from tests.builders import CTX, DB, customers
 from tests.conftest import ADMIN_TOKEN, START
 
 PARTITIONS = 3
@@ -48,7 +49,20 @@ def _with_global_state(herald: Herald) -> None:
     herald.promo_codes.generate(program_id, 5, False, {}, CTX)
     cause = BindingCause(kind="api", id="a-1")
     herald.promo_codes.assign(program_id, world.profile_id, cause.id, cause, CTX)
+    _stop_listed_and_erased(herald)
     herald.runtime.drain()
+
+
+def _stop_listed_and_erased(herald: Herald) -> None:
+    """Profiles whose addresses are on the global stop list, erased: the list lives in partition 0,
+    most of them elsewhere, and the list must read their entries as erased all the same."""
+    emails = [f"erased{n}@mail.example" for n in range(6)]
+    profile_ids = [str(herald.profiles.create(DB, {"email": email}, CTX).profile_id) for email in emails]
+    assert {partition_of(p, PARTITIONS) for p in profile_ids} - {0}  # some live outside partition 0
+    herald.catalog.change_stop_list(AddStopListEntries("global", tuple(emails), EntryReason.API, START), CTX)
+    herald.runtime.drain()
+    for profile_id in profile_ids:
+        herald.erasure.erase(profile_id, CTX)
 
 
 def _messages(herald: Herald, partition: int) -> list[Message]:

@@ -22,12 +22,14 @@ from herald.domain.stop_lists import (
     EntryKind,
     EntryReason,
     EntrySet,
+    EraseStopListEntries,
     InvalidItem,
     RemoveStopListEntries,
     StopListCleared,
     StopListCreated,
     StopListDeleted,
     StopListEntriesAdded,
+    StopListEntriesErased,
     StopListEntriesRemoved,
     StopListEntry,
     StopListHit,
@@ -40,6 +42,7 @@ from herald.domain.stop_lists import (
     bulk_check,
     check,
     ensure_attachable,
+    erased_value,
     global_unsubscribe_entry,
     hard_bounce_entry,
     parse_item,
@@ -746,3 +749,29 @@ def test_an_entry_whose_value_was_erased_is_still_matched_by_its_name(
     decider = stop_list_decider_for(keyed)
     given = [created(), StopListEntriesAdded(list_id=CUSTOM, items=(ERASED,), reason=EntryReason.API, at=T0)]
     assert then(decider, given, when) == expected
+
+
+def test_erasing_entries_records_each_listed_one_by_its_name_and_it_still_matches() -> None:
+    decider = stop_list_decider_for(keyed)
+    ann, phone = keyed(EntryKind.EMAIL, "ann@x.io"), keyed(EntryKind.PHONE, "+79001234567")
+    given = [created(), *then(decider, [created()], add("ann@x.io", "+79001234567", "bobby@x.io"))]
+    erase = EraseStopListEntries(CUSTOM, (ann, phone, keyed(EntryKind.EMAIL, "nobody@x.io")), T1)
+
+    [erased] = then(decider, given, erase)
+
+    # her two entries, named and reading as erased; the name no list holds is left out
+    assert erased == StopListEntriesErased(
+        list_id=CUSTOM,
+        items=(
+            StopListItem(kind=EntryKind.EMAIL, value=erased_value(ann), digest=ann),
+            StopListItem(kind=EntryKind.PHONE, value=erased_value(phone), digest=phone),
+        ),
+        at=T1,
+    )
+    state = decider.fold([*given, erased])
+    values = sorted(entry.item.value for entry in state.entries)
+    assert values == sorted(["bobby@x.io", erased_value(ann), erased_value(phone)])
+    assert {(e.reason, e.added_at) for e in state.entries} == {(EntryReason.MANUAL, T1)}  # kept as added
+    assert then(decider, [*given, erased], add("Ann@x.io")) == []  # still suppressed: nothing to add
+    nobody = EraseStopListEntries(CUSTOM, (keyed(EntryKind.EMAIL, "no@x.io"),), T1)
+    assert then(decider, given, nobody) == []
