@@ -37,12 +37,13 @@ from typing import Any, TypeVar
 
 import herald
 from herald.infra.data_dir_lock import FileLock
-from herald.processors.fetch_link import Frame, read_frame, write_frame
+from herald.processors.fetch_link import read_frame, write_frame
 from herald.processors.partition_runner import Message, PartitionRunner
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LOCK_POLL_SECONDS = 0.05
+_LINK_BUFFER = 64 * 1024 * 1024  # a round (20,000 messages of ~300 bytes) read without pausing the socket
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,15 +143,22 @@ async def consume(
     fetcher = _start_fetcher(options, theirs.fileno())
     theirs.close()
     try:
-        reader, writer = await asyncio.open_connection(sock=ours)
+        reader, writer = await asyncio.open_connection(sock=ours, limit=_LINK_BUFFER)
         asking_to_stop = asyncio.ensure_future(_stop_when(stopping, writer))
+        rounds: asyncio.Queue[tuple[int, dict[int, list[Message]]]] = asyncio.Queue()
+        folding = asyncio.ensure_future(_fold_rounds(rounds, processing, partitions, writer))
         answering: set[asyncio.Task[None]] = set()
         while (frame := await read_frame(reader)) is not None:
-            # each request apart: a revoke comes while the round before is folded, and waits for it
-            task = asyncio.ensure_future(_answer(frame, processing, partitions, writer))
+            kind, ident, payload = frame
+            if kind == "fold":  # in order, one after the other
+                rounds.put_nowait((ident, payload))
+                continue
+            # apart from the rounds: a revoke comes while a round is folded, and waits for it
+            task = asyncio.ensure_future(_answer(kind, ident, payload, processing, partitions, writer))
             answering.add(task)
             task.add_done_callback(answering.discard)
         asking_to_stop.cancel()
+        folding.cancel()
         if not stopping.is_set():
             raise RuntimeError(f"the fetcher process ended (exit status {fetcher.wait()})")
     finally:
@@ -186,17 +194,35 @@ async def _stop_when(stopping: asyncio.Event, writer: asyncio.StreamWriter) -> N
     await writer.drain()
 
 
-async def _answer(
-    frame: Frame, processing: ProcessingThread, partitions: Partitions, writer: asyncio.StreamWriter
+async def _fold_rounds(
+    rounds: asyncio.Queue[tuple[int, dict[int, list[Message]]]],
+    processing: ProcessingThread,
+    partitions: Partitions,
+    writer: asyncio.StreamWriter,
 ) -> None:
-    kind, ident, payload = frame
-    work: Coroutine[Any, Any, Any]
-    if kind == "fold":
-        work = _fold(partitions, payload)
-    elif kind == "assign":
-        work = partitions.assign(payload)
-    else:
-        work = partitions.revoke(payload)
+    """Fold the rounds in order on the processing thread and answer each. A partition a round asks to
+    fetch again is dropped from the round after it: the fetcher sent that one before it knew."""
+    stale: set[int] = set()
+    while True:
+        ident, batches = await rounds.get()
+        for partition in stale:
+            batches.pop(partition, None)
+        again, folded = await processing.run(_fold(partitions, batches))
+        stale = set(again)
+        write_frame(writer, "answer", ident, (again, folded))
+        await writer.drain()
+
+
+async def _answer(
+    kind: str,
+    ident: int,
+    payload: list[int],
+    processing: ProcessingThread,
+    partitions: Partitions,
+    writer: asyncio.StreamWriter,
+) -> None:
+    """Answer a rebalance: partitions given up, or taken and the offsets they resume at."""
+    work = partitions.assign(payload) if kind == "assign" else partitions.revoke(payload)
     answer = await processing.run(work)
     write_frame(writer, "answer", ident, answer)
     await writer.drain()
