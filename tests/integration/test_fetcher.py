@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import timedelta
@@ -17,7 +16,6 @@ import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from herald.infra.clock import ManualClock
-from herald.infra.event_store import NewEvent
 from herald.infra.parked_events import SqliteParkedEvents
 from herald.infra.readmodel_db import SqliteCheckpoints
 from herald.infra.sqlite_event_store import SqliteEventStore
@@ -29,7 +27,7 @@ from herald.processors.runtime import InProcessRuntime
 from herald.processors.topic_format import encode, partition_key, partition_of
 from tests.scale_cluster import ScaleCluster
 from tests.tansu import running_tansu
-from tests.unit.test_partitions import PARTITIONS, STREAMS, Flaky
+from tests.unit.test_partitions import PARTITIONS, Flaky, event_log
 from tests.unit.test_runtime import AT
 
 
@@ -86,17 +84,15 @@ def test_a_worker_killed_with_sigkill_takes_its_fetcher_and_its_group_membership
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
-    store = SqliteEventStore(tmp_path / "events.sqlite", ManualClock(AT))
-    for n, stream in enumerate(STREAMS):
-        store.append(stream, [NewEvent(uuid.uuid4(), f"Happened{n}", {"n": n}, AT)])
-    yield store
-    store.close()
+    log = event_log(tmp_path / "events.sqlite")
+    yield log
+    log.close()
 
 
-def _by_partition(store: SqliteEventStore) -> dict[int, list[Message]]:
+def _by_partition(log: SqliteEventStore) -> dict[int, list[Message]]:
     """Each partition's messages as the relay publishes them: its keys' events and every global one."""
     found: dict[int, list[Message]] = {k: [] for k in range(PARTITIONS)}
-    for event in store.read_all(1):
+    for event in log.read_all(1):
         key = partition_key(event)
         for k in range(PARTITIONS) if key is None else [partition_of(key, PARTITIONS)]:
             found[k].append((len(found[k]), encode(event)))
