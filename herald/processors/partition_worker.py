@@ -144,21 +144,22 @@ async def consume(
     theirs.close()
     try:
         reader, writer = await asyncio.open_connection(sock=ours, limit=_LINK_BUFFER)
-        asking_to_stop = asyncio.ensure_future(_stop_when(stopping, writer))
         rounds: asyncio.Queue[tuple[int, dict[int, list[Message]]]] = asyncio.Queue()
-        folding = asyncio.ensure_future(_fold_rounds(rounds, processing, partitions, writer))
-        answering: set[asyncio.Task[None]] = set()
-        while (frame := await read_frame(reader)) is not None:
-            kind, ident, payload = frame
-            if kind == "fold":  # in order, one after the other
-                rounds.put_nowait((ident, payload))
-                continue
-            # apart from the rounds: a revoke comes while a round is folded, and waits for it
-            task = asyncio.ensure_future(_answer(kind, ident, payload, processing, partitions, writer))
-            answering.add(task)
-            task.add_done_callback(answering.discard)
-        asking_to_stop.cancel()
-        folding.cancel()
+        # a round or a rebalance that fails ends the worker (a store it cannot write): the group's tasks
+        # are cancelled, the link closes and the fetcher, at its end, leaves the group
+        async with asyncio.TaskGroup() as tasks:
+            background = [
+                tasks.create_task(_stop_when(stopping, writer)),
+                tasks.create_task(_fold_rounds(rounds, processing, partitions, writer)),
+            ]
+            while (frame := await read_frame(reader)) is not None:
+                kind, ident, payload = frame
+                if kind == "fold":  # in order, one after the other
+                    rounds.put_nowait((ident, payload))
+                else:  # apart from the rounds: a revoke comes while a round is folded, and waits for it
+                    tasks.create_task(_answer(kind, ident, payload, processing, partitions, writer))
+            for task in background:
+                task.cancel()
         if not stopping.is_set():
             raise RuntimeError(f"the fetcher process ended (exit status {fetcher.wait()})")
     finally:

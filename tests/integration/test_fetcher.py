@@ -6,6 +6,7 @@ fetched again (seek, pause, resume in the fetcher) and folded once, the worker's
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -44,6 +45,10 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def _is_fetcher(pid: int) -> bool:
+    return b"herald.processors.fetcher" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def _running(pid: int) -> bool:
     """Whether the process exists and is not a zombie waiting to be reaped."""
     try:
@@ -62,7 +67,7 @@ def test_a_worker_killed_with_sigkill_takes_its_fetcher_and_its_group_membership
     try:
         worker = cluster.start_worker()
         cluster.wait_for(lambda: len(cluster.owners()) == PARTITIONS, "the worker holding every partition")
-        (fetcher,) = _children(worker.pid)
+        (fetcher,) = [pid for pid in _children(worker.pid) if _is_fetcher(pid)]
         assert _running(fetcher)
         cluster.kill(worker)
         cluster.wait_for(lambda: not _running(fetcher), "its fetcher gone with it", seconds=5)
@@ -177,3 +182,23 @@ def test_a_partition_whose_consumer_failed_is_fetched_again_and_folded_once(
         with closing(sqlite3.connect(partition_path(directory, partition))) as conn:
             counted = sum(n for (n,) in conn.execute("SELECT n FROM counts"))
         assert counted == len(values)  # each message folded once, the failed one too
+
+
+def test_a_partition_store_that_cannot_be_opened_ends_the_worker_and_its_fetcher(
+    tmp_path: Path, broker: str
+) -> None:
+    asyncio.run(ensure_topic(broker, "unopenable", PARTITIONS))
+
+    def open_runner(partition: int) -> PartitionRunner:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    processing = ProcessingThread()
+    partitions = Partitions(open_runner, lambda k: partition_lock(tmp_path, k))
+    options = WorkerOptions(broker, "unopenable", PARTITIONS, session_timeout=3.0)
+    try:
+        with pytest.raises(ExceptionGroup) as failed:  # not left waiting for an answer that never comes
+            asyncio.run(asyncio.wait_for(consume(options, processing, partitions, asyncio.Event()), 60))
+    finally:
+        processing.stop()
+    assert failed.group_contains(sqlite3.OperationalError)
+    assert [pid for pid in _children(os.getpid()) if _is_fetcher(pid)] == []  # its fetcher reaped
