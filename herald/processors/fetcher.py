@@ -209,7 +209,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--parent", type=int, required=True)
     options = parser.parse_args(argv)
     _die_with(options.parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the worker says when to stop
+    # a terminal's Ctrl-C or a supervisor's SIGTERM to the whole group: the worker says when to stop, so
+    # the fetcher leaves the group cleanly after the worker's last round (and dies with it at worst)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_IGN)
     asyncio.run(_main(options))
     return 0
 

@@ -169,7 +169,8 @@ async def consume(
 
 def _start_fetcher(options: WorkerOptions, fd: int) -> subprocess.Popen[bytes]:
     """The worker's Kafka consumer in a process of its own (`processors/fetcher.py`), importing this
-    Herald's code whatever the worker's PYTHONPATH."""
+    Herald's code whatever the worker's PYTHONPATH. Started from the thread that lives as long as the
+    worker (its main one): the fetcher's PR_SET_PDEATHSIG fires when the thread that forked it ends."""
     root = str(Path(herald.__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     argv = [
