@@ -195,9 +195,12 @@ def _folded(cluster: ScaleCluster, last: list[int], head: int) -> bool:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """The CPU time (user and system, every thread) process `pid` has used so far (Linux)."""
+    """The CPU time (user and system, every thread) process `pid` and its running children (a worker's
+    fetcher) have used so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_cpu_seconds(int(child)) for child in children)
 
 
 def _pipeline(

@@ -7,13 +7,16 @@ the partition's lock and a `PartitionRunner` over the partition's store;
 offsets are the store's, not the group's (the group's are committed too, every
 few seconds, but only for monitoring lag).
 
-Two threads: the Kafka client's event loop (fetches, heartbeats, rebalances)
-and the processing thread's loop, which owns every SQLite connection and runs
-the batches, the email sender and the coordinator. A batch or a campaign chunk
+The Kafka consumer runs in a child process, the fetcher (`processors/fetcher.py`:
+group membership, heartbeats, rebalances, seeks, fetching and aiokafka's
+unpacking), so its Python never holds the GIL the fold needs. The worker has
+two threads: the main one serves the link to the fetcher (it unpickles each
+round's raw `(offset, value)` pairs and answers the fetcher's requests), and
+the processing thread's loop owns every SQLite connection and runs the
+batches, the email sender and the coordinator. A batch or a campaign chunk
 that takes seconds therefore never delays a heartbeat, and a group member is
-never dropped for being busy. The Kafka thread fetches and unpacks the next
-round while the processing thread folds the one before (SQLite's writes
-release the GIL), so the processing thread does not wait for the fetch.
+never dropped for being busy. The fetcher fetches the next round while the
+processing thread folds the one before.
 """
 
 from __future__ import annotations
@@ -22,21 +25,25 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener  # type: ignore[import-untyped]
-
+import herald
 from herald.infra.data_dir_lock import FileLock
+from herald.processors.fetch_link import read_frame, write_frame
 from herald.processors.partition_runner import Message, PartitionRunner
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LOCK_POLL_SECONDS = 0.05
-_RETRY_SECONDS = 1.0  # a partition whose consumer failed waits this long before it is fetched again
-_COMMIT_SECONDS = 2.0
+_LINK_BUFFER = 64 * 1024 * 1024  # a round (20,000 messages of ~300 bytes) read without pausing the socket
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,91 +134,113 @@ class Partitions:
         await self.revoke(list(self.runners))
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Hands the group's decisions to the processing thread and seeks to the stores' offsets."""
-
-    def __init__(self, consumer: Any, processing: ProcessingThread, partitions: Partitions) -> None:
-        self._consumer = consumer
-        self._processing = processing
-        self._partitions = partitions
-
-    async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-        await self._processing.run(self._partitions.revoke([tp.partition for tp in revoked]))
-
-    async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
-        by_number = {tp.partition: tp for tp in assigned}
-        offsets = await self._processing.run(self._partitions.assign(list(by_number)))
-        for partition, tp in by_number.items():
-            self._consumer.seek(tp, offsets[partition])
-
-
 async def consume(
     options: WorkerOptions, processing: ProcessingThread, partitions: Partitions, stopping: asyncio.Event
 ) -> None:
-    """Fetch the owned partitions and fold each batch on the processing thread, until `stopping`."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=options.bootstrap,
-        group_id=options.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(options.session_timeout * 1000),
-        heartbeat_interval_ms=max(int(options.session_timeout * 1000 / 6), 100),
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    consumer.subscribe([options.topic], listener=_Rebalance(consumer, processing, partitions))
-    await consumer.start()
-    loop = asyncio.get_running_loop()
-    committed = loop.time()
-    folding: asyncio.Future[dict[Any, int]] | None = None  # the round the processing thread is folding
+    """Have the fetcher process fetch the owned partitions and fold each round on the processing thread,
+    until `stopping`; raises if the fetcher ends before it is asked to."""
+    ours, theirs = socket.socketpair()
+    fetcher = _start_fetcher(options, theirs.fileno())
+    theirs.close()
     try:
-        while not stopping.is_set():
-            # up to a batch per owned partition: `max_records` caps the whole fetch, and a fold pays its
-            # commits per batch (capped at one batch in all, 4 partitions folded 4.8k events/s; 6.0k so)
-            owned = max(len(consumer.assignment()), 1)
-            # fetched (and unpacked, on this thread) while the processing thread folds the round before
-            batches = await consumer.getmany(timeout_ms=200, max_records=options.batch_size * owned)
-            if folding is not None:
-                for tp, offset in (await folding).items():  # a consumer failed at `offset`: fetch it again
-                    batches.pop(tp, None)  # fetched from past it meanwhile
-                    consumer.seek(tp, offset)
-                    consumer.pause(tp)
-                    loop.call_later(_RETRY_SECONDS, consumer.resume, tp)
-            folding = asyncio.wrap_future(processing.submit(_fold(partitions, batches)))
-            if loop.time() - committed > _COMMIT_SECONDS:
-                committed = loop.time()
-                await _commit(consumer, processing, partitions)
-        if folding is not None:
-            await folding
+        reader, writer = await asyncio.open_connection(sock=ours, limit=_LINK_BUFFER)
+        rounds: asyncio.Queue[tuple[int, dict[int, list[Message]]]] = asyncio.Queue()
+        # a round or a rebalance that fails ends the worker (a store it cannot write): the group's tasks
+        # are cancelled, the link closes and the fetcher, at its end, leaves the group
+        async with asyncio.TaskGroup() as tasks:
+            background = [
+                tasks.create_task(_stop_when(stopping, writer)),
+                tasks.create_task(_fold_rounds(rounds, processing, partitions, writer)),
+            ]
+            while (frame := await read_frame(reader)) is not None:
+                kind, ident, payload = frame
+                if kind == "fold":  # in order, one after the other
+                    rounds.put_nowait((ident, payload))
+                else:  # apart from the rounds: a revoke comes while a round is folded, and waits for it
+                    tasks.create_task(_answer(kind, ident, payload, processing, partitions, writer))
+            for task in background:
+                task.cancel()
+        if not stopping.is_set():
+            raise RuntimeError(f"the fetcher process ended (exit status {fetcher.wait()})")
     finally:
-        await consumer.stop()  # leaves the group: the revoke hands every partition back first
+        ours.close()
+        _reap(fetcher)
 
 
-async def _fold(partitions: Partitions, batches: dict[Any, list[Any]]) -> dict[Any, int]:
-    """Fold a round's batches (on the processing thread); the offset each partition whose consumer
-    failed must be fetched from again."""
-    again = {}
-    for tp, records in batches.items():
-        offset = await partitions.feed(tp.partition, [(record.offset, record.value) for record in records])
-        if offset is not None:
-            again[tp] = offset
-    return again
+def _start_fetcher(options: WorkerOptions, fd: int) -> subprocess.Popen[bytes]:
+    """The worker's Kafka consumer in a process of its own (`processors/fetcher.py`), importing this
+    Herald's code whatever the worker's PYTHONPATH. Started from the thread that lives as long as the
+    worker (its main one): the fetcher's PR_SET_PDEATHSIG fires when the thread that forked it ends."""
+    root = str(Path(herald.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    argv = [
+        *("--bootstrap", options.bootstrap, "--topic", options.topic, "--group", options.group_id),
+        *("--batch-size", str(options.batch_size), "--session-timeout", str(options.session_timeout)),
+        *("--fd", str(fd), "--parent", str(os.getpid())),
+    ]
+    command = [sys.executable, "-m", "herald.processors.fetcher", *argv]
+    return subprocess.Popen(command, env=env, pass_fds=[fd])
 
 
-async def _commit(consumer: Any, processing: ProcessingThread, partitions: Partitions) -> None:
-    """Tell the group how far each owned partition is folded (for lag monitoring only)."""
-
-    async def offsets() -> dict[int, int]:
-        return {k: runner.next_offset for k, runner in partitions.runners.items()}
-
-    owned = {tp.partition: tp for tp in consumer.assignment()}
-    found = await processing.run(offsets())
-    to_commit = {owned[k]: offset for k, offset in found.items() if k in owned and offset > 0}
-    if not to_commit:
-        return
+def _reap(fetcher: subprocess.Popen[bytes]) -> None:
     try:
-        await consumer.commit(to_commit)
-    except Exception as error:  # a rebalance in progress: the next round commits
-        log.debug("offset commit skipped: %s", error)
+        fetcher.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # stuck leaving the group: the session timeout frees its partitions
+        fetcher.kill()
+        fetcher.wait()
+
+
+async def _stop_when(stopping: asyncio.Event, writer: asyncio.StreamWriter) -> None:
+    await stopping.wait()
+    write_frame(writer, "stop", 0, None)
+    await writer.drain()
+
+
+async def _fold_rounds(
+    rounds: asyncio.Queue[tuple[int, dict[int, list[Message]]]],
+    processing: ProcessingThread,
+    partitions: Partitions,
+    writer: asyncio.StreamWriter,
+) -> None:
+    """Fold the rounds in order on the processing thread and answer each. A partition a round asks to
+    fetch again is dropped from the round after it: the fetcher sent that one before it knew."""
+    stale: set[int] = set()
+    while True:
+        ident, batches = await rounds.get()
+        for partition in stale:
+            batches.pop(partition, None)
+        again, folded = await processing.run(_fold(partitions, batches))
+        stale = set(again)
+        write_frame(writer, "answer", ident, (again, folded))
+        await writer.drain()
+
+
+async def _answer(
+    kind: str,
+    ident: int,
+    payload: list[int],
+    processing: ProcessingThread,
+    partitions: Partitions,
+    writer: asyncio.StreamWriter,
+) -> None:
+    """Answer a rebalance: partitions given up, or taken and the offsets they resume at."""
+    work = partitions.assign(payload) if kind == "assign" else partitions.revoke(payload)
+    answer = await processing.run(work)
+    write_frame(writer, "answer", ident, answer)
+    await writer.drain()
+
+
+async def _fold(
+    partitions: Partitions, batches: dict[int, list[Message]]
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Fold a round's batches (on the processing thread): the offset each partition whose consumer
+    failed must be fetched from again, and how far each owned partition is folded."""
+    again = {}
+    for partition, messages in batches.items():
+        offset = await partitions.feed(partition, messages)
+        if offset is not None:
+            again[partition] = offset
+    return again, {k: runner.next_offset for k, runner in partitions.runners.items()}
 
 
 async def pause(stopping: asyncio.Event, seconds: float) -> None:

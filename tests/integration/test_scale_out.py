@@ -450,6 +450,9 @@ def test_the_workers_fill_clickhouse_server_with_the_report_rows_the_embedded_ru
     try:
         settle = _two_workers(cluster, herald)
         _campaign_and_engagement(herald, settle)
+        # the workers' senders try each message on their own passes: the outcomes reach the sink after
+        cluster.wait_for(lambda: herald.projections.send_queue.waiting() == 0, "every message tried")
+        settle()
         logged = {str(e.event_id) for e in embedded_log}
         found, extra = _without_sends(_report_tables(herald), logged)
         assert found == _without_sends(expected, logged)[0]

@@ -57,11 +57,17 @@ class Flaky(Counter):
         self.pending.clear()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
-    store = SqliteEventStore(tmp_path / "events.sqlite", ManualClock(AT))
+def event_log(path: Path) -> SqliteEventStore:
+    """A log of one event on each of `STREAMS`, `Happened0`, `Happened1`, ..."""
+    store = SqliteEventStore(path, ManualClock(AT))
     for n, stream in enumerate(STREAMS):
         store.append(stream, [NewEvent(uuid.uuid4(), f"Happened{n}", {"n": n}, AT)])
+    return store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
+    store = event_log(tmp_path / "events.sqlite")
     yield store
     store.close()
 
