@@ -181,12 +181,24 @@ class Worker:
                 log.exception("re-driving requested parked events failed")
             await pause(stopping, REDRIVE_SECONDS)
 
+    async def expire_audit(self, stopping: asyncio.Event) -> None:
+        """Drop the audit entries past their retention from the stores this worker owns, every
+        `TIMER_TICK_SECONDS` (the merged view `Herald.tick` sees is read-only)."""
+        while not stopping.is_set():
+            try:
+                for runner in list(self.partitions.runners.values()):
+                    runner.expire_audit(self.herald.clock.now(), self.settings.audit_retention_days)
+            except Exception:  # a store that cannot be written now is tried again on the next round
+                log.exception("expiring the audit log failed")
+            await pause(stopping, TIMER_TICK_SECONDS)
+
     async def run(self, stopping: asyncio.Event) -> None:
         await asyncio.gather(
             self.coordinator.run(stopping),
             self.send(stopping),
             self.scenario_work(stopping),
             self.redrive(stopping),
+            self.expire_audit(stopping),
         )
 
     async def close(self) -> None:

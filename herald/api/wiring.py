@@ -333,7 +333,8 @@ class Herald:
         now = self.clock.now()
         self.campaigns.tick(now)
         self.scheduled_imports.tick(now)
-        self.projections.audit.expire(now, self.settings.audit_retention_days)
+        if self.settings.engine != "scale":  # there each worker expires its partitions' copies
+            self.projections.audit.expire(now, self.settings.audit_retention_days)
         if self.report_retention is not None:
             self.report_retention.apply(now)
         self.segments.tick(now)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 from herald.domain.errors import DomainError
 from herald.infra.event_store import EventFilter, EventStore, RecordedEvent
@@ -35,6 +36,7 @@ from herald.infra.sealed_store import SealedEventStore
 from herald.processors.partition_store import PartitionOffsets
 from herald.processors.runtime import InProcessRuntime, wanted_by
 from herald.processors.topic_format import decode_wanted, partition_key, partition_of
+from herald.projections.audit import AuditProjection
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,16 @@ class PartitionRunner:
         """Re-drive the parked events `herald redrive` asked for in this partition's store; how many
         were taken (one that fails again stays parked with one attempt more, and is logged)."""
         return redrive_requested(self.runtimes)
+
+    def expire_audit(self, now: datetime, retention_days: int) -> int:
+        """Drop this store's audit entries past the retention (each partition keeps the entries of
+        its own events and of every global one); how many went."""
+        return sum(
+            consumer.expire(now, retention_days)
+            for runtime in self.runtimes
+            for consumer in runtime.consumers()
+            if isinstance(consumer, AuditProjection)
+        )
 
     def _decoded(self, value: bytes, wanted: EventFilter | None) -> tuple[int, RecordedEvent | None]:
         """The message's position, and its event if a consumer here may fold it. The topic holds the

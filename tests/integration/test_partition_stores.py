@@ -11,6 +11,7 @@ runtime's checksums.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from herald.api.scale_worker import Worker
@@ -21,7 +22,7 @@ from herald.domain.stop_lists import AddStopListEntries, EntryReason
 from herald.infra.clock import ManualClock
 from herald.infra.config import Settings
 from herald.infra.ids import IdSource
-from herald.processors.partition_runner import Message
+from herald.processors.partition_runner import Message, PartitionRunner
 from herald.processors.partition_worker import WorkerOptions
 from herald.processors.topic_format import encode, partition_key, partition_of
 from tests.api.test_access_matrix import World
@@ -75,26 +76,57 @@ def _messages(herald: Herald, partition: int) -> list[Message]:
     return [(offset, encode(event)) for offset, event in enumerate(mine)]
 
 
-def test_global_read_models_folded_by_every_partition_read_once(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def _embedded_then_partitioned(data: Path) -> tuple[dict[str, str], Worker, list[PartitionRunner]]:
+    """The embedded read models' checksums, and a worker over the same directory (its log and keys)
+    with every partition folded by its own runner (left open)."""
     embedded = build(_settings(data, "embedded"), clock=ManualClock(START), ids=IdSource(7))
     _with_global_state(embedded)
     expected = embedded.projections.checksums()
     embedded.close()
-
-    # a worker over the same directory (its log and keys), folding every partition itself
     worker = Worker(_settings(data, "scale"), WorkerOptions("127.0.0.1:1", "events", PARTITIONS))
+    runners = [worker._open(partition) for partition in range(PARTITIONS)]
+    for partition, runner in enumerate(runners):
+        assert runner.feed(_messages(worker.herald, partition)) is None  # nothing failed
+    return expected, worker, runners
+
+
+def _scaled(data: Path, at: datetime = START) -> Herald:
+    return build(_settings(data, "scale"), clock=ManualClock(at), ids=IdSource(7))
+
+
+def _closed(worker: Worker, runners: list[PartitionRunner]) -> None:
+    for runner in runners:
+        runner.close()
+    worker.herald.close()
+
+
+def test_global_read_models_folded_by_every_partition_read_once(tmp_path: Path) -> None:
+    expected, worker, runners = _embedded_then_partitioned(tmp_path / "data")
+    _closed(worker, runners)
+    scaled = _scaled(tmp_path / "data")
     try:
-        for partition in range(PARTITIONS):
-            runner = worker._open(partition)
-            assert runner.feed(_messages(worker.herald, partition)) is None  # nothing failed
-            runner.close()
-        scaled = build(_settings(data, "scale"), clock=ManualClock(START), ids=IdSource(7))
-        try:
-            found = scaled.projections.checksums()
-        finally:
-            scaled.close()
+        found = scaled.projections.checksums()
     finally:
-        worker.herald.close()
+        scaled.close()
 
     assert {name: digest for name, digest in found.items() if found[name] != expected[name]} == {}
+
+
+def test_the_timers_run_over_the_merged_read_models_and_each_partition_expires_its_audit(
+    tmp_path: Path,
+) -> None:
+    _, worker, runners = _embedded_then_partitioned(tmp_path / "data")
+    later = START + timedelta(days=worker.settings.audit_retention_days + 1)
+    scaled = _scaled(tmp_path / "data", later)
+    try:
+        logged = len(scaled.projections.audit.entries(limit=1000))
+        assert logged > 0
+        scaled.tick()  # every timer (audit expiry is not its: the merged view is read-only)
+        assert len(scaled.projections.audit.entries(limit=1000)) == logged
+
+        expired = [runner.expire_audit(later, worker.settings.audit_retention_days) for runner in runners]
+        assert all(expired)  # each store held its own copy of the global events' entries
+        assert scaled.projections.audit.entries(limit=1000) == []
+    finally:
+        scaled.close()
+        _closed(worker, runners)
