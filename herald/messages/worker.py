@@ -26,11 +26,10 @@ messages are one append (`Aggregates.execute_on_many`, each stream's version
 checked: a message another worker took is left out and the rest are started),
 and their outcomes are kept and appended `BATCH` at a time (and at the end of a
 pass); a conflict there (a tracker's hit) decides each again on its own. The
-commit marks of the messages whose gateways reach them in the same turns of the
-event loop are one append too (`messages/commit_marks.py`): each message's
-bytes wait for that append, none for another message's exchange. So a message
-costs shares of three batched transactions, none of its own (but for a lone
-message: one connection's SMTP sends reach their marks one at a time). A crash
+commit mark stays one transaction per message, recorded in the same step of the
+event loop in which the gateway writes the bytes it commits: a mark that is
+durable while its bytes wait for later turns (as grouping a batch's marks had
+them wait) is a message `recover` takes as delivered though it never left. A crash
 with outcomes kept leaves those messages at their marks: `recover` records them
 delivered, assumed (never sent twice; a refusal among them is then not seen),
 as for a crash before one outcome.
@@ -73,7 +72,6 @@ from herald.infra.aggregates import Aggregates, CommandContext, Loaded
 from herald.infra.clock import Clock
 from herald.infra.event_store import WrongExpectedVersion
 from herald.infra.failures import describe, is_transient
-from herald.messages.commit_marks import CommitMarks
 from herald.messages.deliveries import DeliveryService
 from herald.senders.gateway import (
     Accepted,
@@ -187,7 +185,6 @@ class MessageWorker:
         self._gateways: dict[str, tuple[Hashable, ChannelGateway]] = {}
         self._reports: list[tuple[str, DeliveryReport, datetime]] = []  # (sender, report, received)
         self._failures: dict[str, int] = {}  # messages that broke a pass, with their tries so far
-        self._marks = CommitMarks(aggregates, clock, WORKER, lambda loaded, mark: self._decided(loaded, mark))
 
     async def recover(self) -> int:
         """Settle the attempts a previous run left mid-way; returns how many."""
@@ -380,7 +377,9 @@ class MessageWorker:
         held = [started.loaded]
 
         async def committing() -> None:
-            held[0] = await self._marks.mark(held[0])
+            # Recorded without yielding to the event loop: the gateway writes the bytes in the same
+            # step, so no kill can land between a durable mark and the bytes leaving.
+            held[0] = self._decided(held[0], dl.MarkCommitting(self.clock.now()))
 
         gateway = await self._gateway(started.composed.sender)
         outcome = await gateway.send(started.composed.outbound, before_commit=committing)

@@ -14,11 +14,10 @@ worker generic over this port needs to know nothing of the protocol:
 - `before_commit` is awaited right before the bytes that commit the message
   leave (the SMTP final dot, the first submit_sm, the HTTP request): the
   worker records `MessageCommitting` there, so a restarted worker never sends
-  twice what may have left, and resends what surely did not. It is a
-  coroutine so the worker can record the marks of the messages reaching it
-  together in one transaction (`messages/commit_marks.py`); nothing leaves
-  until it returns, and if it raises the message is not sent (the error
-  passes out of `send`).
+  twice what may have left, and resends what surely did not. Nothing leaves
+  until it returns, and the bytes leave right after it, with no wait between
+  (a durable mark is taken as sent); if it raises the message is not sent (the
+  error passes out of `send`).
 - `message.message_id` is the idempotency key: every adapter puts it (or a
   value derived from it) on the wire where the protocol has a place for it
   (APNs `apns-id`, web push `Topic`, BulkSMS `userSuppliedId`, the SMPP

@@ -10,7 +10,6 @@ channel and gateway ports the worker calls.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -21,9 +20,7 @@ import pytest
 from herald.api.wiring import Herald, build
 from herald.domain import deliveries as dl
 from herald.domain.messages import MessageQueued
-from herald.infra.aggregates import Loaded
 from herald.infra.config import Settings
-from herald.messages.commit_marks import CommitMarks
 from herald.messages.worker import BATCH, Composed, Lookups
 from herald.senders.gateway import Outbound, SendOutcome
 from herald.services.aggregates import CommandContext
@@ -178,55 +175,3 @@ def test_a_crash_between_batched_steps_sends_nothing_twice(
         assert sorted(_events(restarted, "MessageDelivered")) == sorted(relay.ids)
     finally:
         restarted.close()
-
-
-def test_the_commit_marks_reaching_it_together_are_one_append_and_a_moved_stream_is_read_again(
-    queued: tuple[Herald, MessageCounter],
-) -> None:
-    herald, _ = queued
-    ids = _events(herald, "MessageQueued")[:8]
-    for message_id in ids:
-        herald.deliveries.execute(message_id, dl.StartAttempt("main", herald.clock.now()), OTHER)
-    held = [herald.deliveries.message(m) for m in ids]
-    herald.deliveries.hit(ids[0], "open", "198.51.100.7", "Mail", None, herald.clock.now())  # moved on
-    store = herald.aggregates.store
-    append_many = store.append_many
-    appends: list[int] = []
-
-    def counted(work: Any) -> Any:
-        appends.append(sum(len(a.events) for a in work))
-        return append_many(work)
-
-    store.append_many = counted  # type: ignore[method-assign]
-    marks = CommitMarks(herald.aggregates, herald.clock, OTHER, herald.email._decided)
-
-    async def all_at_once() -> list[Loaded[dl.DeliveryState]]:
-        return await asyncio.gather(*(marks.mark(loaded) for loaded in held))
-
-    marked = asyncio.run(all_at_once())
-    assert appends == [8, 1, 7]  # the eight together (refused: one moved), it read again, the rest
-    assert [m.state.status for m in marked] == ["committing"] * 8
-    assert [e for e in _events(herald, "MessageCommitting")] == ids
-
-
-def test_a_store_that_fails_the_marks_append_fails_every_waiting_mark_and_stores_none(
-    queued: tuple[Herald, MessageCounter],
-) -> None:
-    herald, _ = queued
-    ids = _events(herald, "MessageQueued")[:4]
-    for message_id in ids:
-        herald.deliveries.execute(message_id, dl.StartAttempt("main", herald.clock.now()), OTHER)
-    held = [herald.deliveries.message(m) for m in ids]
-
-    def locked(work: Any) -> Any:
-        raise sqlite3.OperationalError("database is locked")
-
-    herald.aggregates.store.append_many = locked  # type: ignore[method-assign]
-    marks = CommitMarks(herald.aggregates, herald.clock, OTHER, herald.email._decided)
-
-    async def all_at_once() -> list[Any]:
-        return await asyncio.gather(*(marks.mark(loaded) for loaded in held), return_exceptions=True)
-
-    failed = asyncio.run(all_at_once())
-    assert [type(f) for f in failed] == [sqlite3.OperationalError] * 4
-    assert not _events(herald, "MessageCommitting")
